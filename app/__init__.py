@@ -1,0 +1,1 @@
+"""Streamlit front end of AML-KD Explorer: thin pages over ``engine``."""

@@ -1,0 +1,46 @@
+"""Shared helpers of the pages: where runs live and which one is open.
+
+A page never holds state the run directory does not also hold; the only
+session state is the path of the open run (``st.session_state["run_dir"]``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from engine.store import RunStore
+
+RUN_DIR_KEY = "run_dir"
+
+
+def runs_root() -> Path:
+    """Folder holding the app's runs: ``$AMLKD_RUNS_DIR`` or ``./runs``."""
+    root = Path(os.environ.get("AMLKD_RUNS_DIR", "runs"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def current_store() -> RunStore | None:
+    """The open run's store, or ``None`` when no run is open."""
+    path = st.session_state.get(RUN_DIR_KEY)
+    if not path:
+        return None
+    store = RunStore(path)
+    return store if store.exists() else None
+
+
+def open_run(path: str | Path) -> None:
+    st.session_state[RUN_DIR_KEY] = str(path)
+
+
+def require_store() -> RunStore:
+    """The open run's store; otherwise a hint and ``st.stop()``."""
+    store = current_store()
+    if store is None:
+        st.info("No run is open. Create or open one on the Setup page.")
+        st.page_link("pages/setup.py", label="Go to Setup", icon=":material/tune:")
+        st.stop()
+    return store

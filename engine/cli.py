@@ -1,0 +1,208 @@
+"""Headless runs: ``python -m engine run|resume|compare ...``.
+
+Every error a user can cause prints one line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from .config import METHODS, RunConfig, ScheduleConfig, TrainConfig
+from .errors import UserError
+from .graph import GraphConfig
+from .propagate import PropagationConfig
+from .store import RunStore
+
+SUMMARY_COLUMNS = (
+    ("method", "method", "{}"),
+    ("noise", "noise", "{}"),
+    ("seed", "seed", "{}"),
+    ("given_label_precision", "given prec", "{:.3f}"),
+    ("refined_label_precision", "refined prec", "{:.3f}"),
+    ("teacher_test_accuracy", "teacher acc", "{:.3f}"),
+    ("student_test_accuracy", "student acc", "{:.3f}"),
+    ("awe_auroc", "AWE AUROC", "{:.3f}"),
+    ("noise_rate_estimate", "r est", "{:.3f}"),
+    ("noise_rate_true", "r true", "{:.3f}"),
+    ("wall_seconds", "seconds", "{:.1f}"),
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, status 2, no usage dump
+        self.exit(2, f"error: {message}\n")
+
+
+def _add_run_flags(p: argparse.ArgumentParser) -> None:
+    d, s, t, g, lp = RunConfig(), ScheduleConfig(), TrainConfig(), GraphConfig(), PropagationConfig()
+    p.add_argument("--dataset", default=d.dataset, help="digits, moons, blobs, circles, folder:DIR, ... (default digits)")
+    p.add_argument("--noise", default=d.noise, help="none, symmetric:R, pairflip:R, matrix:FILE (default symmetric:0.4)")
+    p.add_argument("--method", default=d.method, help=f"one of {', '.join(METHODS)}")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="run directory to create")
+    p.add_argument("--force", action="store_true", help="replace a run already in --out")
+    p.add_argument("--noise-rate", default=None,
+                   help="r for small-loss selection: a number in [0, 1), 'known' (the synthetic rate), "
+                        "or omit to estimate it from stage 0")
+    p.add_argument("--teacher", default=None, help="teacher architecture (default: the dataset's pair)")
+    p.add_argument("--student", default=None, help="student architecture")
+    p.add_argument("--teacher-checkpoint", default=None, help="load the teacher instead of training it")
+    p.add_argument("--labels", default=None, help="CSV of given labels replacing the dataset's")
+    p.add_argument("--key-column", default=d.key_column)
+    p.add_argument("--label-column", default=d.label_column)
+    p.add_argument("--truth-column", default=None)
+    p.add_argument("--k", type=int, default=g.k, help="neighbours per sample in the kNN graph")
+    p.add_argument("--edge-power", type=float, default=g.power, help="edge weight = similarity ** power")
+    p.add_argument("--alpha", type=float, default=lp.alpha, help="propagation alpha in (0, 1)")
+    p.add_argument("--lp-iterations", type=int, default=lp.max_iter, help="conjugate-gradient iterations")
+    p.add_argument("--temperature", type=float, default=t.temperature)
+    p.add_argument("--kd-weight", type=float, default=t.kd_weight)
+    p.add_argument("--relational-weight", type=float, default=t.relational_weight)
+    p.add_argument("--batch-size", type=int, default=t.batch_size)
+    p.add_argument("--lr", type=float, default=t.lr)
+    p.add_argument("--teacher-epochs", type=int, default=s.teacher_epochs)
+    p.add_argument("--teacher-patience", type=int, default=s.teacher_patience)
+    p.add_argument("--warmup-epochs", type=int, default=s.warmup_epochs)
+    p.add_argument("--refine-epochs", type=int, default=s.refine_epochs)
+    p.add_argument("--mutual-epochs", type=int, default=s.mutual_epochs)
+
+
+def config_from_args(a: argparse.Namespace) -> RunConfig:
+    """Build and validate the run config from parsed flags (before any work)."""
+    try:
+        graph = GraphConfig(k=a.k, power=a.edge_power)
+        propagation = PropagationConfig(alpha=a.alpha, max_iter=a.lp_iterations)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    schedule = ScheduleConfig(teacher_epochs=a.teacher_epochs, teacher_patience=a.teacher_patience,
+                              warmup_epochs=a.warmup_epochs, refine_epochs=a.refine_epochs,
+                              mutual_epochs=a.mutual_epochs)
+    train = replace(TrainConfig(), temperature=a.temperature, kd_weight=a.kd_weight,
+                    relational_weight=a.relational_weight, batch_size=a.batch_size, lr=a.lr)
+    return RunConfig(dataset=a.dataset, noise=a.noise, method=a.method, seed=a.seed,
+                     noise_rate=_noise_rate(a.noise_rate, a.noise), teacher=a.teacher, student=a.student,
+                     teacher_checkpoint=a.teacher_checkpoint, labels=a.labels, key_column=a.key_column,
+                     label_column=a.label_column, truth_column=a.truth_column, graph=graph,
+                     propagation=propagation, schedule=schedule, train=train)
+
+
+def _noise_rate(text: str | None, noise: str) -> float | None:
+    from .noise import parse_noise_spec
+
+    if text is None or text == "estimate":
+        return None
+    if text == "known":
+        spec = parse_noise_spec(noise)
+        if spec.kind not in ("symmetric", "pairflip", "none"):
+            raise UserError(f"--noise-rate known needs a symmetric or pairflip noise, not {noise!r}")
+        return spec.rate
+    try:
+        return float(text)
+    except ValueError:
+        raise UserError(f"--noise-rate {text!r} must be a number in [0, 1), 'known' or 'estimate'") from None
+
+
+def _drive(run) -> dict:
+    from tqdm import tqdm
+
+    with tqdm(total=run.total_steps(), initial=run.state.step, unit="step", file=sys.stderr,
+              dynamic_ncols=True) as bar:
+        while not run.done:
+            bar.set_description(run.phase.value)
+            result = run.step()
+            shown = {k: result.metrics.get(k) for k in ("refined_label_precision", "student_test_accuracy")}
+            bar.set_postfix({k.split("_")[0]: f"{v:.3f}" for k, v in shown.items() if v is not None})
+            bar.update(1)
+    return RunStore(run.store.path).summary()
+
+
+def format_table(rows: list[dict]) -> str:
+    """A plain-text table of summaries, one row per run."""
+    header = ["run"] + [label for _, label, _ in SUMMARY_COLUMNS]
+    body = []
+    for row in rows:
+        cells = [row.get("run", "")]
+        for key, _, fmt in SUMMARY_COLUMNS:
+            value = row.get(key)
+            cells.append("-" if value is None else fmt.format(value))
+        body.append(cells)
+    widths = [max(len(str(r[i])) for r in [header] + body) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in [header] + body]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def cmd_run(a) -> int:
+    from .run import Run
+
+    config = config_from_args(a)
+    run = Run.create(a.out, config, force=a.force)
+    summary = _drive(run)
+    print(format_table([{"run": a.out, **summary}]))
+    return 0
+
+
+def cmd_resume(a) -> int:
+    from .run import Run
+
+    run = Run.open(a.path)
+    if run.done:
+        print(f"run {a.path} is already finished")
+    summary = _drive(run)
+    print(format_table([{"run": a.path, **summary}]))
+    return 0
+
+
+def cmd_compare(a) -> int:
+    rows = []
+    for path in a.runs:
+        store = RunStore(path)
+        if not store.exists():
+            raise UserError(f"{path!r} is not a run directory (no config.json)")
+        summary = store.summary()
+        if summary is None:
+            last = store.metrics()[-1] if store.metrics() else {}
+            cfg = store.config()
+            summary = {"method": cfg.method, "noise": cfg.noise, "seed": cfg.seed,
+                       **{k: last.get(k) for k, _, _ in SUMMARY_COLUMNS if k in last}}
+            summary["method"] = f"{cfg.method} (unfinished)"
+        rows.append({"run": path, **summary})
+    if a.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(format_table(rows))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m engine", description="AML-KD runs, headless.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p_run = sub.add_parser("run", help="start a run and train it to the end")
+    _add_run_flags(p_run)
+    p_run.set_defaults(func=cmd_run)
+    p_resume = sub.add_parser("resume", help="continue a stopped run")
+    p_resume.add_argument("path")
+    p_resume.set_defaults(func=cmd_resume)
+    p_cmp = sub.add_parser("compare", help="one table of several runs")
+    p_cmp.add_argument("runs", nargs="+")
+    p_cmp.add_argument("--json", action="store_true")
+    p_cmp.set_defaults(func=cmd_compare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; continue with: python -m engine resume RUN_DIR", file=sys.stderr)
+        return 130

@@ -1,0 +1,125 @@
+"""Run configuration: frozen dataclasses per concept, composed into
+:class:`RunConfig`, validated on construction and saved with the run as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from .errors import UserError
+from .graph import GraphConfig
+from .noise import parse_noise_spec
+from .propagate import PropagationConfig
+
+METHODS = ("aml-kd", "ce", "kd")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Epochs per phase. Digits defaults keep the authors' proportions of 240
+    epochs (warm-up 1/12, refine to 3/4, mutual the rest) scaled to 48."""
+
+    teacher_epochs: int = 30  # upper bound; early stopping usually ends sooner
+    teacher_patience: int = 5  # epochs without a better held-out accuracy before stopping
+    teacher_holdout: float = 0.1  # fraction of given labels held out to stop the teacher
+    warmup_epochs: int = 4  # 48 / 12
+    refine_epochs: int = 32  # to epoch 36 = 3/4 of 48
+    mutual_epochs: int = 12  # the last quarter
+
+    def __post_init__(self):
+        for f in ("teacher_epochs", "warmup_epochs", "refine_epochs", "mutual_epochs", "teacher_patience"):
+            value = getattr(self, f)
+            if not isinstance(value, int) or value < 0:
+                raise UserError(f"{f.replace('_', '-')}={value} must be a whole number >= 0")
+        if not 0.0 <= self.teacher_holdout < 0.5:
+            raise UserError(f"teacher-holdout={self.teacher_holdout} must lie in [0, 0.5)")
+
+    @property
+    def student_epochs(self) -> int:
+        return self.warmup_epochs + self.refine_epochs + self.mutual_epochs
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and loss knobs (the authors' values where they give one)."""
+
+    batch_size: int = 64  # small data: many steps per epoch
+    lr: float = 0.05  # SGD, cosine-annealed over each network's epochs
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    temperature: float = 4.0  # KD temperature tau
+    kd_weight: float = 0.9  # weight of the KD term
+    relational_weight: float = 0.5  # weight of MSE(G_S, G_T)
+    mixup_alpha: float = 4.0  # lambda ~ Beta(4, 4)
+    keep_least_confident: float = 0.05  # stage 0: this fraction keeps the given label
+    awe_iterations: int = 100  # full-batch steps fitting the weight network each round
+    awe_lr: float = 0.01
+
+    def __post_init__(self):
+        checks = {
+            "batch-size": (self.batch_size, self.batch_size >= 2),
+            "lr": (self.lr, self.lr > 0),
+            "temperature": (self.temperature, self.temperature > 0),
+            "kd-weight": (self.kd_weight, 0 <= self.kd_weight <= 1),
+            "relational-weight": (self.relational_weight, self.relational_weight >= 0),
+            "mixup-alpha": (self.mixup_alpha, self.mixup_alpha > 0),
+            "keep-least-confident": (self.keep_least_confident, 0 <= self.keep_least_confident < 1),
+        }
+        for name, (value, ok) in checks.items():
+            if not ok:
+                raise UserError(f"{name}={value} is out of range")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    dataset: str = "digits"
+    noise: str = "symmetric:0.4"
+    method: str = "aml-kd"
+    seed: int = 0
+    noise_rate: float | None = None  # None: estimate from stage 0
+    teacher: str | None = None  # architecture; None: the dataset's default pair
+    student: str | None = None
+    teacher_checkpoint: str | None = None  # load the teacher instead of training it
+    labels: str | None = None  # label CSV replacing the given labels
+    key_column: str = "path"
+    label_column: str = "label"
+    truth_column: str | None = None
+    graph: GraphConfig = field(default_factory=GraphConfig)
+    propagation: PropagationConfig = field(default_factory=PropagationConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise UserError(f"unknown method {self.method!r}; valid: {', '.join(METHODS)}")
+        parse_noise_spec(self.noise)
+        if self.noise_rate is not None and not 0.0 <= self.noise_rate < 1.0:
+            raise UserError(f"noise-rate={self.noise_rate} is outside [0, 1)")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise UserError(f"seed={self.seed} must be a whole number >= 0")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunConfig:
+        nested = {"graph": GraphConfig, "propagation": PropagationConfig,
+                  "schedule": ScheduleConfig, "train": TrainConfig}
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise UserError(f"unknown config keys {sorted(unknown)}; valid: {sorted(known)}")
+        kwargs = dict(data)
+        for key, sub in nested.items():
+            if key in kwargs and isinstance(kwargs[key], dict):
+                try:
+                    kwargs[key] = sub(**kwargs[key])
+                except TypeError as exc:
+                    raise UserError(f"bad {key} config: {exc}") from None
+                except ValueError as exc:
+                    raise UserError(str(exc)) from None
+        return cls(**kwargs)
+
+    def with_changes(self, **changes) -> RunConfig:
+        return replace(self, **changes)

@@ -1,0 +1,99 @@
+"""The :class:`Dataset` container and dataset spec parsing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
+
+import numpy as np
+
+from ..errors import UserError
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Inputs and labels of one dataset, train and test.
+
+    Attributes
+    ----------
+    name : str
+        The spec it was loaded from, e.g. ``"digits"``.
+    kind : str
+        ``"image"`` (inputs ``(N, C, H, W)``) or ``"points"`` (inputs ``(N, F)``).
+    class_names : tuple of str
+        Names of the ``C`` classes; label ``i`` means ``class_names[i]``.
+    train_x, test_x : np.ndarray, float32
+        Network-ready inputs (images scaled to [0, 1]).
+    train_true, test_true : np.ndarray of int64 or None
+        True labels, where known (``-1`` marks an unknown one).
+    train_given : np.ndarray of int64 or None
+        Labels that came with the data (for example a label file of human
+        annotations); ``None`` means synthetic noise is applied to the truth.
+    train_keys : tuple of str
+        A stable key per training sample: its index, or its relative path.
+    augment : str
+        Training augmentation: ``"none"`` or ``"crop_flip"``.
+    skipped : tuple of str
+        Files that were passed over while loading, with the reason.
+    """
+
+    name: str
+    kind: str
+    class_names: tuple[str, ...]
+    train_x: np.ndarray
+    train_true: np.ndarray | None
+    test_x: np.ndarray
+    test_true: np.ndarray | None
+    train_given: np.ndarray | None = None
+    train_keys: tuple[str, ...] = ()
+    augment: str = "none"
+    skipped: tuple[str, ...] = field(default=())
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def num_train(self) -> int:
+        return int(self.train_x.shape[0])
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(s) for s in self.train_x.shape[1:])
+
+    def keys(self) -> tuple[str, ...]:
+        """Sample keys; the index as a string when none were given."""
+        return self.train_keys or tuple(str(i) for i in range(self.num_train))
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A parsed dataset spec: ``name[?opt=value&...]`` or ``folder:DIR``."""
+
+    name: str
+    options: tuple[tuple[str, str], ...] = ()
+    path: str | None = None
+
+    def option(self, key: str, default, kind=float):
+        for k, v in self.options:
+            if k == key:
+                try:
+                    return kind(v)
+                except ValueError:
+                    raise UserError(
+                        f"dataset option {key}={v!r} is not a valid {kind.__name__}"
+                    ) from None
+        return default
+
+
+def parse_dataset_spec(spec: str) -> DatasetSpec:
+    """Split ``moons?n=500&spread=0.2`` or ``folder:/data/pets`` into parts."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise UserError("dataset is empty; valid: digits, moons, blobs, circles, folder:DIR, mnist, ...")
+    spec = spec.strip()
+    if ":" in spec.split("?", 1)[0]:
+        name, path = spec.split(":", 1)
+        return DatasetSpec(name=name.lower(), path=path)
+    name, _, query = spec.partition("?")
+    options = tuple(parse_qsl(query, keep_blank_values=True)) if query else ()
+    return DatasetSpec(name=name.lower(), options=options)

@@ -1,0 +1,44 @@
+"""Dataset name -> loader."""
+
+from __future__ import annotations
+
+from ..errors import UserError
+from . import embedded
+from .base import Dataset, parse_dataset_spec
+
+_LOADERS = {
+    "digits": embedded.load_digits,
+    "moons": embedded.load_toy,
+    "blobs": embedded.load_toy,
+    "circles": embedded.load_toy,
+}
+
+
+def register(name: str, loader) -> None:
+    """Add a loader for ``name`` (used by optional dataset modules)."""
+    _LOADERS[name] = loader
+
+
+def available_datasets() -> list[str]:
+    return sorted(_LOADERS)
+
+
+def load_dataset(spec: str) -> Dataset:
+    """Load a dataset from its spec string; :class:`UserError` if unknown."""
+    parsed = parse_dataset_spec(spec)
+    loader = _LOADERS.get(parsed.name)
+    if loader is None:
+        valid = ", ".join(available_datasets())
+        raise UserError(f"unknown dataset {spec!r}; valid: {valid}")
+    return loader(parsed)
+
+
+def dataset_for_config(config) -> Dataset:
+    """The dataset a run config asks for, with its label file applied if any."""
+    dataset = load_dataset(config.dataset)
+    if getattr(config, "labels", None):
+        from .labels import apply_label_file
+
+        dataset = apply_label_file(dataset, config.labels, config.key_column, config.label_column,
+                                   config.truth_column)
+    return dataset

@@ -1,0 +1,238 @@
+"""k-nearest-neighbour graph over features, the domain of label propagation.
+
+Algorithm
+---------
+Given features ``(N, D)`` (penultimate activations of a network):
+
+1. L2-normalise every row, so that inner product = cosine similarity ``s``.
+2. For each sample find its ``k`` nearest neighbours by ``s``, itself excluded
+   (exact search, faiss ``IndexFlatIP``; on the GPU when faiss has GPU support
+   and CUDA is present).
+3. Edge weight ``w_ij = max(s_ij, 0) ** power`` (``power = 3``): negative
+   similarities carry no affinity, the power sharpens the kernel.
+4. Symmetrise ``W <- W + W^T`` and zero the diagonal.
+5. Normalise ``Wn = D^-1/2 W D^-1/2``, ``D = diag(W 1)``, a degree of 0 taken
+   as 1 so that isolated nodes stay at zero instead of dividing by zero.
+
+Cost: exact search is ``O(N^2 D)`` time and ``O(N k)`` memory for the result;
+the sparse matrices hold at most ``2 N k`` non-zeros.
+
+References
+----------
+A. Iscen, G. Tolias, Y. Avrithis, O. Chum. "Label Propagation for Deep
+Semi-supervised Learning". CVPR 2019.
+
+Y. Jiang et al. "Knowledge Distillation With Noisy Labels by Ambiguity-Guided
+Mutual Label Refinery" (AML-KD). IEEE TNNLS 2023. doi:10.1109/TNNLS.2023.3335829
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+import scipy.sparse as sp
+
+from .errors import UserError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GraphConfig:
+    """Settings of the kNN graph.
+
+    Parameters
+    ----------
+    k : int
+        Neighbours per sample, self excluded.
+    power : float
+        Exponent applied to the (non-negative) cosine similarity of an edge.
+    """
+
+    k: int = 20  # the authors' value; enough to connect each class, few cross-class edges
+    power: float = 3.0  # s**3 as in Iscen et al.: sharpens the kernel towards close pairs
+
+    def __post_init__(self) -> None:
+        if isinstance(self.k, bool) or not isinstance(self.k, numbers.Integral) or self.k < 1:
+            raise UserError(f"GraphConfig.k must be an integer >= 1, got {self.k!r}")
+        _check_power(self.power, "GraphConfig.power")
+
+
+@dataclass
+class Graph:
+    """A kNN graph and its affinity matrices.
+
+    Attributes
+    ----------
+    neighbor_idx : np.ndarray, shape (N, k), int64
+        Neighbours of each sample, most similar first, self excluded.
+    neighbor_sim : np.ndarray, shape (N, k), float32
+        Cosine similarity to each neighbour (decreasing along a row).
+    affinity : scipy.sparse.csr_matrix, shape (N, N), float32
+        Symmetric edge weights ``W`` with zero diagonal.
+    normalized : scipy.sparse.csr_matrix, shape (N, N), float32
+        ``D^-1/2 W D^-1/2``.
+    """
+
+    neighbor_idx: np.ndarray
+    neighbor_sim: np.ndarray
+    affinity: sp.csr_matrix
+    normalized: sp.csr_matrix
+
+
+def _check_power(power: float, name: str) -> None:
+    ok = isinstance(power, numbers.Real) and not isinstance(power, bool) and power > 0
+    if not ok or not np.isfinite(power):
+        raise UserError(f"{name} must be a finite number > 0, got {power!r}")
+
+
+def _gpu_available() -> bool:
+    if not hasattr(faiss, "StandardGpuResources"):
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def _make_index(dim: int, use_gpu: bool | None) -> faiss.Index:
+    """Exact inner-product index, on the GPU when asked for (``None``: when possible)."""
+    gpu = _gpu_available()
+    if use_gpu and not gpu:
+        logger.warning("GPU kNN requested but faiss has no GPU support or CUDA is absent; using CPU")
+    index = faiss.IndexFlatIP(dim)
+    if gpu and use_gpu is not False:
+        index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+    return index
+
+
+def _drop_self(idx: np.ndarray, sim: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Remove each query's own index from its ``k + 1`` results.
+
+    With duplicate rows, self ties with its copies and need not come first, so
+    the query's own index is removed wherever it is; a row that does not
+    contain it (more than ``k`` exact copies) loses its last column instead.
+    """
+    n = idx.shape[0]
+    drop = idx == np.arange(n)[:, None]  # (N, k+1)
+    drop[~drop.any(axis=1), -1] = True
+    keep = ~drop
+    k = idx.shape[1] - 1
+    return idx[keep].reshape(n, k), sim[keep].reshape(n, k)
+
+
+def knn(
+    features: np.ndarray, k: int, use_gpu: bool | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest neighbours by cosine similarity, self excluded.
+
+    Parameters
+    ----------
+    features : np.ndarray, shape (N, D)
+        Any float dtype; not modified (a float32 copy is normalised).
+    k : int
+        Neighbours per sample, ``1 <= k <= N - 1``.
+    use_gpu : bool or None
+        ``None``: GPU when faiss has GPU support and CUDA is available.
+
+    Returns
+    -------
+    neighbor_idx : np.ndarray, shape (N, k), int64
+    neighbor_sim : np.ndarray, shape (N, k), float32
+        Cosine similarities, decreasing along each row (higher = closer).
+    """
+    if features.ndim != 2:
+        raise ValueError(f"features must be 2-D (N, D), got shape {features.shape}")
+    n, dim = features.shape
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= n - 1:
+        raise UserError(f"k={k!r} is invalid for N={n} samples: valid range is 1..{n - 1}")
+    x = np.array(features, dtype=np.float32, order="C", copy=True)  # (N, D)
+    faiss.normalize_L2(x)
+    index = _make_index(dim, use_gpu)
+    index.add(x)
+    sim, idx = index.search(x, int(k) + 1)  # (N, k+1) each
+    neighbor_idx, neighbor_sim = _drop_self(idx.astype(np.int64), sim)
+    return neighbor_idx, neighbor_sim.astype(np.float32, copy=False)
+
+
+def affinity(neighbor_idx: np.ndarray, neighbor_sim: np.ndarray, power: float) -> sp.csr_matrix:
+    """Symmetric edge weights from kNN results.
+
+    Parameters
+    ----------
+    neighbor_idx : np.ndarray, shape (N, k), int
+    neighbor_sim : np.ndarray, shape (N, k), float
+        Cosine similarities; negative values give weight 0.
+    power : float
+        Weight of an edge is ``max(s, 0) ** power``.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix, shape (N, N), float32
+        ``W + W^T`` with zero diagonal and no explicit zeros.
+    """
+    if neighbor_idx.shape != neighbor_sim.shape or neighbor_idx.ndim != 2:
+        raise ValueError(
+            "neighbor_idx and neighbor_sim must be 2-D of one shape (N, k), got "
+            f"{neighbor_idx.shape} and {neighbor_sim.shape}"
+        )
+    _check_power(power, "power")
+    n, k = neighbor_idx.shape
+    rows = np.repeat(np.arange(n), k)
+    cols = neighbor_idx.ravel().astype(np.int64)
+    if cols.size and (cols.min() < 0 or cols.max() >= n):
+        raise ValueError(f"neighbor_idx must lie in 0..{n - 1}, got {cols.min()}..{cols.max()}")
+    weights = np.maximum(neighbor_sim.ravel().astype(np.float32), 0) ** np.float32(power)
+    off_diag = rows != cols
+    w = sp.csr_matrix(
+        (weights[off_diag], (rows[off_diag], cols[off_diag])), shape=(n, n), dtype=np.float32
+    )
+    w = (w + w.T).tocsr()
+    w.eliminate_zeros()
+    w.sort_indices()
+    return w
+
+
+def normalize_affinity(affinity_matrix: sp.spmatrix) -> sp.csr_matrix:
+    """Symmetric normalisation ``D^-1/2 W D^-1/2``.
+
+    Parameters
+    ----------
+    affinity_matrix : scipy.sparse matrix, shape (N, N)
+        Non-negative, symmetric ``W``.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix, shape (N, N), float32
+        Degree ``D`` = row sums of ``W``; a degree of 0 is taken as 1.
+    """
+    w = sp.csr_matrix(affinity_matrix, dtype=np.float32)
+    degree = np.asarray(w.sum(axis=1), dtype=np.float64).ravel()  # (N,)
+    degree[degree == 0] = 1.0
+    inv_sqrt = sp.diags((1.0 / np.sqrt(degree)).astype(np.float32))
+    normalized = (inv_sqrt @ w @ inv_sqrt).tocsr()
+    normalized.sort_indices()
+    return normalized
+
+
+def build_graph(features: np.ndarray, config: GraphConfig, use_gpu: bool | None = None) -> Graph:
+    """kNN search, edge weights and normalisation in one call.
+
+    Parameters
+    ----------
+    features : np.ndarray, shape (N, D)
+    config : GraphConfig
+    use_gpu : bool or None
+        See :func:`knn`.
+
+    Returns
+    -------
+    Graph
+    """
+    neighbor_idx, neighbor_sim = knn(features, config.k, use_gpu=use_gpu)
+    w = affinity(neighbor_idx, neighbor_sim, config.power)
+    logger.debug("kNN graph: N=%d k=%d nnz=%d", w.shape[0], config.k, w.nnz)
+    return Graph(neighbor_idx, neighbor_sim, w, normalize_affinity(w))

@@ -1,0 +1,65 @@
+"""Teacher and student networks. Every model's ``forward`` returns
+``(logits (B, C), features (B, D))``, the features being the penultimate
+activations (the graph L2-normalises them).
+
+Architectures are looked up by name in a registry; ``default_pair`` picks a
+teacher/student pair for a dataset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch.nn as nn
+
+from ..errors import UserError
+from . import small
+
+Factory = Callable[[tuple[int, ...], int], nn.Module]
+
+_REGISTRY: dict[str, tuple[Factory, str]] = {
+    "digits-cnn-large": (small.DigitsTeacher, "image"),
+    "digits-cnn-small": (small.DigitsStudent, "image"),
+    "mlp-large": (small.MlpLarge, "points"),
+    "mlp-small": (small.MlpSmall, "points"),
+}
+
+
+def register(name: str, factory: Factory, kind: str) -> None:
+    """Add an architecture (``kind`` is the dataset kind it accepts)."""
+    _REGISTRY[name] = (factory, kind)
+
+
+def available_models(kind: str | None = None) -> list[str]:
+    return sorted(n for n, (_, k) in _REGISTRY.items() if kind is None or k == kind)
+
+
+def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, kind: str) -> nn.Module:
+    """Instantiate architecture ``name``; :class:`UserError` if unknown or unfit."""
+    if name not in _REGISTRY:
+        raise UserError(f"unknown model {name!r}; valid: {', '.join(available_models())}")
+    factory, model_kind = _REGISTRY[name]
+    if model_kind != kind:
+        raise UserError(
+            f"model {name!r} is for {model_kind} data, not {kind}; valid: {', '.join(available_models(kind))}"
+        )
+    return factory(input_shape, num_classes)
+
+
+def default_pair(kind: str, input_shape: tuple[int, ...]) -> tuple[str, str]:
+    """(teacher, student) architecture names for a dataset."""
+    if kind == "points":
+        return "mlp-large", "mlp-small"
+    if input_shape[-1] <= 16:
+        return "digits-cnn-large", "digits-cnn-small"
+    if "cifar-small-teacher" in _REGISTRY:
+        import torch
+
+        if torch.cuda.is_available() and "wrn-40-2" in _REGISTRY:
+            return "wrn-40-2", "wrn-16-2"
+        return "cifar-small-teacher", "cifar-small-student"
+    raise UserError(f"no default models for images of shape {input_shape}; choose --teacher/--student")
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,232 @@
+"""The run directory: the contract between the engine and the app.
+
+Layout of ``runs/NAME/``::
+
+    config.json          the RunConfig (JSON)
+    status.json          phase, step, state (idle/running/error/done), last error
+    dataset.npz          static per-sample arrays: given, true labels, keys
+    metrics.jsonl        one JSON object of scalar metrics per step
+    snapshots/step_NNNNN.npz   per-sample arrays of that step (see SNAPSHOT_FIELDS)
+    checkpoint.pt        models, optimisers, weight net, RNG states, labels
+    summary.json         written when the run is done
+    teacher_features.npy features of the frozen teacher (after its phase)
+
+Every file is written atomically (temp file in the same folder + rename), so a
+reader never sees half a file and a killed writer leaves the last good one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from .config import RunConfig
+from .errors import UserError
+
+#: Per-sample arrays in a snapshot, with their meaning.
+SNAPSHOT_FIELDS = {
+    "refined": "label after this step's refinery (N,)",
+    "working": "label after small-loss selection (N,)",
+    "lp_top_classes": "top-3 propagation classes (N, 3)",
+    "lp_top_scores": "their normalised scores (N, 3)",
+    "lp_confidence": "1 - entropy / log C of the propagation scores (N,)",
+    "student_loss": "student CE against the given label (N,)",
+    "student_pred": "student argmax (N,)",
+    "student_prob": "student softmax top-3 probabilities (N, 3)",
+    "student_top": "student top-3 classes (N, 3)",
+    "teacher_loss": "teacher CE against the given label (N,)",
+    "teacher_pred": "teacher argmax (N,)",
+    "weight": "AWE weight of the label trained on (N,)",
+    "weight_given": "AWE weight of the given label (N,)",
+    "easy": "small-loss 'easy' flag (N,)",
+    "features": "features the step's graph was built on, float16 (N, D)",
+    "neighbor_idx": "kNN graph used (N, k)",
+    "neighbor_sim": "its cosine similarities (N, k)",
+}
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+@contextmanager
+def atomic_path(path: Path):
+    """Yield a temp path beside ``path``; rename it over ``path`` on success."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+class RunStore:
+    """Read and write one run directory. Cheap to construct; holds no state
+    beyond the path, so any number of readers can share a directory."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    # ------------------------------------------------------------ layout
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / "checkpoint.pt"
+
+    @property
+    def snapshot_dir(self) -> Path:
+        return self.path / "snapshots"
+
+    def snapshot_path(self, step: int) -> Path:
+        return self.snapshot_dir / f"step_{step:05d}.npz"
+
+    def exists(self) -> bool:
+        return self.config_path.is_file()
+
+    # ------------------------------------------------------------ create
+    def create(self, config: RunConfig, force: bool = False) -> None:
+        """Make the directory for a new run; refuse to overwrite one unless ``force``."""
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"output {str(self.path)!r} exists and is not a directory")
+        if self.exists() and not force:
+            raise UserError(
+                f"output directory {str(self.path)!r} already holds a run; "
+                "choose another --out, resume it, or pass --force to replace it"
+            )
+        if self.path.exists() and force:
+            self._clear()
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.snapshot_dir.mkdir(exist_ok=True)
+        atomic_write_text(self.config_path, config.to_json())
+
+    def _clear(self) -> None:
+        import shutil
+
+        for name in ("config.json", "status.json", "dataset.npz", "metrics.jsonl",
+                     "checkpoint.pt", "summary.json", "teacher_features.npy"):
+            (self.path / name).unlink(missing_ok=True)
+        for sub in ("snapshots", "embeddings"):
+            shutil.rmtree(self.path / sub, ignore_errors=True)
+
+    # ------------------------------------------------------------ config / status
+    def config(self) -> RunConfig:
+        if not self.exists():
+            raise UserError(f"{str(self.path)!r} is not a run directory (no config.json)")
+        try:
+            data = json.loads(self.config_path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UserError(f"config of run {str(self.path)!r} is unreadable: {exc}") from None
+        return RunConfig.from_dict(data)
+
+    def write_status(self, **status) -> None:
+        atomic_write_text(self.path / "status.json", json.dumps(status, sort_keys=True))
+
+    def status(self) -> dict:
+        try:
+            return json.loads((self.path / "status.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}
+
+    # ------------------------------------------------------------ static arrays
+    def write_dataset(self, **arrays) -> None:
+        with atomic_path(self.path / "dataset.npz") as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+
+    def dataset_arrays(self) -> dict[str, np.ndarray]:
+        with np.load(self.path / "dataset.npz", allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+
+    def write_teacher_features(self, features: np.ndarray) -> None:
+        with atomic_path(self.path / "teacher_features.npy") as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, features.astype(np.float16))
+
+    def teacher_features(self) -> np.ndarray | None:
+        p = self.path / "teacher_features.npy"
+        return np.load(p).astype(np.float32) if p.is_file() else None
+
+    # ------------------------------------------------------------ snapshots + metrics
+    def write_step(self, step: int, arrays: dict[str, np.ndarray], metrics: dict) -> None:
+        """Write a step's snapshot, then append its metrics line (in that order,
+        so a metrics line always has its snapshot)."""
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        atomic_write_bytes(self.snapshot_path(step), buf.getvalue())
+        lines = [m for m in self.metrics() if m.get("step", -1) < step]
+        lines.append(metrics)
+        atomic_write_text(self.path / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in lines))
+
+    def truncate_after(self, step: int) -> None:
+        """Drop snapshots and metrics past ``step`` (used when resuming)."""
+        for p in self.snapshot_dir.glob("step_*.npz"):
+            if int(p.stem.split("_")[1]) > step:
+                p.unlink()
+        lines = [m for m in self.metrics() if m.get("step", -1) <= step]
+        atomic_write_text(self.path / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in lines))
+
+    def metrics(self) -> list[dict]:
+        p = self.path / "metrics.jsonl"
+        if not p.is_file():
+            return []
+        out = []
+        for line in p.read_text().splitlines():
+            line = line.strip()
+            if line:
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    break
+        return out
+
+    def steps(self) -> list[int]:
+        return sorted(int(p.stem.split("_")[1]) for p in self.snapshot_dir.glob("step_*.npz"))
+
+    def snapshot(self, step: int) -> dict[str, np.ndarray]:
+        p = self.snapshot_path(step)
+        if not p.is_file():
+            raise UserError(f"run {str(self.path)!r} has no snapshot for step {step}; steps: {self.steps()[-5:]}")
+        with np.load(p, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+
+    # ------------------------------------------------------------ summary
+    def write_summary(self, summary: dict) -> None:
+        atomic_write_text(self.path / "summary.json", json.dumps(summary, indent=2, sort_keys=True))
+
+    def summary(self) -> dict | None:
+        p = self.path / "summary.json"
+        return json.loads(p.read_text()) if p.is_file() else None
+
+
+def list_runs(root: str | os.PathLike) -> list[Path]:
+    """Run directories directly under ``root``, newest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    runs = [p for p in root.iterdir() if (p / "config.json").is_file()]
+    return sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)

@@ -1,0 +1,158 @@
+"""One epoch of a network, and evaluation passes over a whole set.
+
+The student's objective per phase (DESIGN.md, 'The algorithm'):
+
+- ``ce``      CE(S(x), y)                                    plain training
+- ``kd``      (1 - a) CE(S(x), y) + a tau^2 KL(T(x) || S(x))  Hinton KD
+- ``warmup``  CE + mixup CE + a tau^2 KL(T(x_mix) || S(x_mix))
+- ``refine``  mean(w CE) + mixup CE + KD on x_mix + b MSE(G_S, G_T)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .augment import augment
+from .config import TrainConfig
+from .losses import kd_loss, mixup_batch, mixup_ce, relational_loss, weighted_ce
+
+EVAL_BATCH = 1024
+
+
+def cosine_lr(base_lr: float, epoch: int, total_epochs: int) -> float:
+    """Cosine annealing from ``base_lr`` at epoch 0 towards 0 at ``total_epochs``."""
+    if total_epochs <= 0:
+        return base_lr
+    return 0.5 * base_lr * (1.0 + math.cos(math.pi * min(epoch, total_epochs) / total_epochs))
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                           weight_decay=cfg.weight_decay, nesterov=True)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+@dataclass
+class Outputs:
+    """A network's outputs over a whole set (numpy, on the CPU)."""
+
+    logits: np.ndarray  # (N, C)
+    features: np.ndarray  # (N, D)
+
+    @property
+    def pred(self) -> np.ndarray:
+        return self.logits.argmax(1)
+
+    def probs(self) -> np.ndarray:
+        z = self.logits - self.logits.max(1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(1, keepdims=True)
+
+    def loss(self, labels: np.ndarray) -> np.ndarray:
+        """Per-sample cross-entropy against ``labels`` (N,)."""
+        z = self.logits - self.logits.max(1, keepdims=True)
+        log_norm = np.log(np.exp(z).sum(1))
+        return (log_norm - z[np.arange(len(labels)), labels]).astype(np.float32)
+
+    def accuracy(self, labels: np.ndarray) -> float:
+        return float(np.mean(self.pred == labels)) if len(labels) else float("nan")
+
+
+@torch.no_grad()
+def forward_all(model: nn.Module, x: torch.Tensor) -> Outputs:
+    """Un-augmented forward pass in eval mode, in batches."""
+    model.eval()
+    logits, features = [], []
+    for start in range(0, x.shape[0], EVAL_BATCH):
+        out_logits, out_features = model(x[start:start + EVAL_BATCH])
+        logits.append(out_logits.float().cpu())
+        features.append(out_features.float().cpu())
+    return Outputs(torch.cat(logits).numpy(), torch.cat(features).numpy())
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator):
+    order = torch.randperm(n, generator=generator)
+    for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size]
+        if len(idx) >= 2:  # batch norm needs two samples
+            yield idx
+
+
+def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+                targets: torch.Tensor, cfg: TrainConfig, generator: torch.Generator,
+                augment_kind: str = "none", progress=None) -> dict:
+    """Plain cross-entropy epoch over (x, targets); returns mean losses.
+
+    ``progress(done, total)`` is called after each batch when given.
+    """
+    model.train()
+    total, count = 0.0, 0
+    for idx in _batches(x.shape[0], cfg.batch_size, generator):
+        xb = augment(x[idx], augment_kind, generator)
+        logits, _ = model(xb)
+        loss = F.cross_entropy(logits, targets[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total, count = total + loss.item() * len(idx), count + len(idx)
+        if progress:
+            progress(count, x.shape[0])
+    return {"loss_ce": total / max(count, 1)}
+
+
+def student_epoch(student: nn.Module, teacher: nn.Module | None, optimizer: torch.optim.Optimizer,
+                  x: torch.Tensor, targets: torch.Tensor, cfg: TrainConfig, mode: str,
+                  rng: np.random.Generator, generator: torch.Generator,
+                  weights: torch.Tensor | None = None, augment_kind: str = "none", progress=None) -> dict:
+    """One student epoch with the objective of ``mode`` (see module docstring)."""
+    if mode == "ce":
+        return train_epoch(student, optimizer, x, targets, cfg, generator, augment_kind, progress)
+    student.train()
+    teacher.eval()
+    sums: dict[str, float] = {}
+    count = 0
+    for idx in _batches(x.shape[0], cfg.batch_size, generator):
+        xb, yb = augment(x[idx], augment_kind, generator), targets[idx]
+        terms = _student_terms(student, teacher, xb, yb, cfg, mode, rng, generator,
+                               None if weights is None else weights[idx])
+        loss = sum(terms.values())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        for name, value in terms.items():
+            sums[name] = sums.get(name, 0.0) + value.item() * len(idx)
+        count += len(idx)
+        if progress:
+            progress(count, x.shape[0])
+    return {f"loss_{k}": v / max(count, 1) for k, v in sums.items()}
+
+
+def _student_terms(student, teacher, xb, yb, cfg: TrainConfig, mode: str, rng, generator, wb) -> dict:
+    logits, features = student(xb)
+    if mode == "kd":
+        with torch.no_grad():
+            t_logits, _ = teacher(xb)
+        return {"ce": (1 - cfg.kd_weight) * F.cross_entropy(logits, yb),
+                "kd": cfg.kd_weight * kd_loss(logits, t_logits, cfg.temperature)}
+    terms = {"ce": weighted_ce(logits, yb, wb) if wb is not None else F.cross_entropy(logits, yb)}
+    x_mix, perm, lam = mixup_batch(xb, rng, generator, cfg.mixup_alpha)
+    mix_logits, _ = student(x_mix)
+    with torch.no_grad():
+        t_mix_logits, _ = teacher(x_mix)
+    terms["mixup"] = mixup_ce(mix_logits, yb, perm, lam)
+    terms["kd"] = cfg.kd_weight * kd_loss(mix_logits, t_mix_logits, cfg.temperature)
+    if mode == "refine" and cfg.relational_weight > 0:
+        with torch.no_grad():
+            _, t_features = teacher(xb)
+        terms["rel"] = cfg.relational_weight * relational_loss(features, t_features)
+    return terms
