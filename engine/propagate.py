@@ -70,7 +70,7 @@ class PropagationConfig:
     def __post_init__(self) -> None:
         if not _is_real(self.alpha) or not 0 < self.alpha < 1:
             raise UserError(f"PropagationConfig.alpha must lie in (0, 1), got {self.alpha!r}")
-        if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, numbers.Integral) or self.max_iter < 1:
+        if not _is_int(self.max_iter) or self.max_iter < 1:
             raise UserError(f"PropagationConfig.max_iter must be an integer >= 1, got {self.max_iter!r}")
         if not _is_real(self.tol) or not self.tol > 0 or not np.isfinite(self.tol):
             raise UserError(f"PropagationConfig.tol must be a finite number > 0, got {self.tol!r}")
@@ -107,6 +107,10 @@ def _is_real(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def seed_matrix(
     labels: np.ndarray,
     num_classes: int,
@@ -135,7 +139,7 @@ def seed_matrix(
     n = labels.shape[0]
     if labels.ndim != 1:
         raise ValueError(f"labels must be 1-D (N,), got shape {labels.shape}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1:
+    if not _is_int(num_classes) or num_classes < 1:
         raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}")
     mask = np.ones(n, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
     weights = np.ones(n, dtype=np.float32) if weights is None else np.asarray(weights, dtype=np.float32)

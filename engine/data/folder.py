@@ -1,0 +1,433 @@
+"""Image folders a user brings: ``folder:DIR`` with options, e.g.
+``folder:/data/pets?size=32&mode=RGB&augment=crop_flip&test=0.2``.
+
+Layout (as torchvision's ``ImageFolder``)::
+
+    DIR/train/<class>/<image>      one folder per class; sub-folders allowed
+    DIR/test/<class>/<image>       optional; without it a stratified, seeded
+                                   fraction ``test`` (default 0.2) of train is held out
+
+A ``DIR`` with class folders but neither ``train/`` nor ``test/`` is taken as
+the training folder itself. Images: PNG, JPEG, BMP, WebP; grayscale or colour.
+Every image becomes ``mode`` (default: the majority of the files, ties to RGB)
+and ``size x size`` pixels (default: the images' common size when they all
+share one no larger than 32, else 32; the aspect ratio is not kept).
+A sample's key is its path relative to ``DIR``: ``train/cat/0042.jpg``.
+The folder names are the labels of the data, so they are the truth; a label
+file (``--labels``) can give other, noisy labels.
+
+Files that are not images, or cannot be decoded, are skipped, listed in
+:attr:`Dataset.skipped` and logged; the run goes on. Decoded images are kept in
+an in-process LRU cache keyed by path, mtime and file size, so a second load
+of the same folder (the app reopening a run) decodes nothing.
+
+Cost: one header read per file, then one decode per file not in the cache,
+in a few threads (Pillow releases the GIL while decoding).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import Counter, OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import UserError
+from .base import Dataset, DatasetSpec
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+VALID_LAYOUT = "a folder holding train/<class>/<images> (PNG, JPEG, BMP, WebP) and optionally test/<class>/<images>"
+DEFAULT_SIZE = 32  # larger or mixed images are resized to 32x32, the CIFAR size the models expect
+MAX_SIZE = 256
+TEST_FRACTION = 0.2
+SPLIT_SEED = 0  # the held-out test split never changes with the run's seed
+OPTIONS = ("size", "mode", "augment", "test")
+GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
+SHOWN = 5  # offenders named in an error message
+
+
+def _listing(items, shown: int = SHOWN) -> str:
+    items = list(items)
+    text = ", ".join(repr(str(i)) for i in items[:shown])
+    return text + (f" and {len(items) - shown} more" if len(items) > shown else "")
+
+
+# ---------------------------------------------------------------- cache
+class ImageCache:
+    """A thread-safe LRU of decoded images, bounded in bytes.
+
+    Keys hold the file's path, mtime and size, so an edited file is decoded
+    again; values are uint8 arrays ``(H, W, C)`` or header tuples.
+    """
+
+    def __init__(self, max_bytes: int = 1 << 30):
+        self.max_bytes = max_bytes
+        self._items: OrderedDict = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key):
+        with self._lock:
+            value = self._items.get(key)
+            if value is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return value
+
+    def put(self, key, value) -> None:
+        size = value.nbytes if isinstance(value, np.ndarray) else 64
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = value
+            self._bytes += size
+            while self._bytes > self.max_bytes and self._items:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= old.nbytes if isinstance(old, np.ndarray) else 64
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+            self.hits = self.misses = 0
+
+
+CACHE = ImageCache()
+
+
+def _file_id(path: Path) -> tuple:
+    stat = path.stat()
+    return str(path.resolve()), stat.st_mtime_ns, stat.st_size
+
+
+# ---------------------------------------------------------------- scanning
+@dataclass(frozen=True)
+class FolderScan:
+    """What a folder holds, from file headers only (nothing decoded).
+
+    Attributes
+    ----------
+    root : Path
+        The dataset folder ``DIR``.
+    class_names : tuple of str
+        Sorted class folder names of the training split.
+    train, test : tuple of (str, int)
+        ``(key, class index)`` per image; ``test`` is ``None`` without a test folder.
+    skipped : tuple of str
+        ``"key: reason"`` for every file passed over.
+    sizes : Counter
+        ``(width, height)`` -> number of images.
+    modes : Counter
+        ``"L"`` (grayscale) or ``"RGB"`` (colour) -> number of images.
+    """
+
+    root: Path
+    class_names: tuple[str, ...]
+    train: tuple[tuple[str, int], ...]
+    test: tuple[tuple[str, int], ...] | None
+    skipped: tuple[str, ...]
+    sizes: Counter
+    modes: Counter
+
+    def default_size(self) -> tuple[int, int]:
+        """(height, width): the common size when one no larger than 32 is shared, else 32x32."""
+        if len(self.sizes) == 1:
+            (width, height), = self.sizes
+            if max(width, height) <= DEFAULT_SIZE:
+                return height, width
+        return DEFAULT_SIZE, DEFAULT_SIZE
+
+    def default_mode(self) -> str:
+        return "L" if self.modes["L"] > self.modes["RGB"] else "RGB"
+
+    def class_counts(self, split: str = "train") -> dict[str, int]:
+        items = self.train if split == "train" else (self.test or ())
+        counts = Counter(c for _, c in items)
+        return {name: counts.get(i, 0) for i, name in enumerate(self.class_names)}
+
+
+def _ignored(name: str) -> bool:
+    return name.startswith(".") or name in ("__MACOSX", "Thumbs.db", "desktop.ini")
+
+
+def _header(path: Path) -> tuple[int, int, str]:
+    """(width, height, 'L' or 'RGB') from the file header; raises on a non-image."""
+    key = ("header",) + _file_id(path)
+    cached = CACHE.get(key)
+    if cached is not None:
+        return cached
+    with Image.open(path) as img:
+        info = (int(img.width), int(img.height), "L" if img.mode in GRAY_MODES else "RGB")
+    CACHE.put(key, info)
+    return info
+
+
+def _class_files(class_dir: Path, root: Path):
+    """Image files under one class folder (recursively), and skipped ``key: reason``."""
+    files, skipped = [], []
+    for dirpath, dirnames, filenames in os.walk(class_dir):
+        dirnames[:] = sorted(d for d in dirnames if not _ignored(d))
+        for name in sorted(filenames):
+            if _ignored(name):
+                continue
+            path = Path(dirpath) / name
+            key = path.relative_to(root).as_posix()
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                skipped.append(f"{key}: not an image file (valid: {', '.join(IMAGE_SUFFIXES)})")
+                continue
+            files.append((key, path))
+    return files, skipped
+
+
+def _scan_split(split_dir: Path, root: Path, class_names: tuple[str, ...] | None):
+    """Scan ``split_dir/<class>/...``; returns class names, items, skipped, sizes, modes."""
+    entries = sorted(p for p in split_dir.iterdir() if not _ignored(p.name))
+    class_dirs = [p for p in entries if p.is_dir()]
+    loose = [p for p in entries if p.is_file()]
+    skipped = [f"{p.relative_to(root).as_posix()}: not inside a class folder" for p in loose]
+    if not class_dirs:
+        if loose:
+            raise UserError(f"images in {str(split_dir)!r} must sit in one folder per class, "
+                            f"e.g. {split_dir.name}/cat/0001.jpg; valid: {VALID_LAYOUT}")
+        raise UserError(f"folder {str(split_dir)!r} is empty; valid: {VALID_LAYOUT}")
+    names = tuple(p.name for p in class_dirs)
+    if class_names is None:
+        class_names = names
+    else:
+        unknown = [n for n in names if n not in class_names]
+        if unknown:
+            raise UserError(f"test class folders {_listing(unknown)} in {str(split_dir)!r} are not training "
+                            f"classes; valid: {_listing(class_names, 20)}")
+    items, sizes, modes, empty = [], Counter(), Counter(), []
+    for class_dir in class_dirs:
+        files, class_skipped = _class_files(class_dir, root)
+        skipped += class_skipped
+        count = 0
+        for key, path in files:
+            try:
+                width, height, mode = _header(path)
+            except (UnidentifiedImageError, OSError, ValueError) as exc:
+                skipped.append(f"{key}: unreadable image ({type(exc).__name__})")
+                continue
+            items.append((key, class_names.index(class_dir.name)))
+            sizes[(width, height)] += 1
+            modes[mode] += 1
+            count += 1
+        if count == 0:
+            empty.append(class_dir.relative_to(root).as_posix())
+    if empty:
+        raise UserError(f"class folders {_listing(empty)} in {str(root)!r} hold no readable images "
+                        f"(PNG, JPEG, BMP, WebP); add images or remove the folder")
+    return class_names, items, skipped, sizes, modes
+
+
+def scan_folder(directory: str | Path) -> FolderScan:
+    """Check a dataset folder and list its images, reading file headers only.
+
+    This is what the app's Setup page calls to validate a path before a run.
+
+    Raises
+    ------
+    UserError
+        Missing or empty folder, a single class, a class folder without images,
+        test classes that are not training classes; each names the path.
+    """
+    root = Path(str(directory)).expanduser()
+    if not str(directory).strip():
+        raise UserError(f"dataset folder is empty; valid: {VALID_LAYOUT}")
+    if not root.exists():
+        raise UserError(f"dataset folder {str(root)!r} does not exist; valid: {VALID_LAYOUT}")
+    if not root.is_dir():
+        hint = " (extract the .zip first)" if root.suffix.lower() == ".zip" else ""
+        raise UserError(f"dataset path {str(root)!r} is a file, not a folder{hint}; valid: {VALID_LAYOUT}")
+    train_dir, test_dir = root / "train", root / "test"
+    if not train_dir.is_dir():
+        if test_dir.is_dir():
+            raise UserError(f"dataset folder {str(root)!r} has test/ but no train/ folder; valid: {VALID_LAYOUT}")
+        train_dir = root
+    class_names, train, skipped, sizes, modes = _scan_split(train_dir, root, None)
+    if len(class_names) < 2:
+        raise UserError(f"dataset folder {str(train_dir)!r} has only one class folder ({class_names[0]!r}); "
+                        "at least 2 class folders are needed")
+    test = None
+    if train_dir != root and test_dir.is_dir():
+        _, test, test_skipped, test_sizes, test_modes = _scan_split(test_dir, root, class_names)
+        skipped, sizes, modes = skipped + test_skipped, sizes + test_sizes, modes + test_modes
+        if not test:
+            raise UserError(f"test folder {str(test_dir)!r} holds no images; add test/<class>/ images "
+                            f"or remove it to hold out {TEST_FRACTION:.0%} of train")
+    return FolderScan(root, class_names, tuple(train), None if test is None else tuple(test), tuple(skipped),
+                      sizes, modes)
+
+
+# ---------------------------------------------------------------- decoding
+def _to_mode(img: Image.Image, mode: str) -> Image.Image:
+    """Convert to 'L' or 'RGB'; 16-bit and float grayscale are rescaled, not clipped."""
+    if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+        values = np.asarray(img, dtype=np.float64)
+        peak = values.max() if values.size and values.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(values / peak * 255.0, 0, 255).astype(np.uint8), "L")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert(mode) if img.mode != mode else img
+
+
+def decode_image(path: str | Path, size: tuple[int, int], mode: str) -> np.ndarray:
+    """One image as uint8 ``(H, W, C)``, converted and resized; cached.
+
+    Parameters
+    ----------
+    size : (height, width)
+    mode : 'L' or 'RGB'
+    """
+    path = Path(path)
+    key = ("image", *_file_id(path), size, mode)
+    cached = CACHE.get(key)
+    if cached is not None:
+        return cached
+    height, width = size
+    with Image.open(path) as img:
+        img.draft(mode, (width, height))  # JPEG: decode at a reduced scale when much larger
+        img = _to_mode(img, mode)
+        if img.size != (width, height):
+            img = img.resize((width, height), Image.Resampling.BILINEAR)
+        array = np.asarray(img, dtype=np.uint8)
+    array = array[:, :, None] if array.ndim == 2 else array
+    array.setflags(write=False)
+    CACHE.put(key, array)
+    return array
+
+
+def _decode_all(root: Path, items, size, mode, workers: int):
+    """Decode ``items``; returns uint8 (N, H, W, C), kept (N,) mask, skipped list."""
+    def one(item):
+        key, _ = item
+        try:
+            return decode_image(root / key, size, mode), None
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+            return None, f"{key}: unreadable image ({type(exc).__name__})"
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(one, items))
+    kept = np.array([array is not None for array, _ in results], dtype=bool)
+    channels = 1 if mode == "L" else 3
+    arrays = [array for array, _ in results if array is not None]
+    stacked = np.stack(arrays) if arrays else np.zeros((0, size[0], size[1], channels), np.uint8)
+    return stacked, kept, [reason for _, reason in results if reason]
+
+
+def _to_float(images: np.ndarray) -> np.ndarray:
+    """uint8 (N, H, W, C) -> float32 (N, C, H, W) in [0, 1]."""
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
+
+
+# ---------------------------------------------------------------- options and split
+def split_path_options(spec: DatasetSpec) -> tuple[str, dict[str, str]]:
+    """``DIR?size=32&mode=L`` -> (``DIR``, options); a path that exists as written wins."""
+    path, options = spec.path or "", dict(spec.options)
+    if "?" in path and not Path(path).expanduser().exists():
+        path, _, query = path.rpartition("?")
+        options.update(parse_qsl(query, keep_blank_values=True))
+    return path, options
+
+
+def _read_options(options: dict[str, str], spec_text: str) -> dict:
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise UserError(f"unknown option(s) {unknown} in dataset {spec_text!r}; valid: {', '.join(OPTIONS)}")
+    parsed = DatasetSpec("folder", tuple(options.items()))
+    size = parsed.option("size", None, int)
+    if size is not None and not 4 <= size <= MAX_SIZE:
+        raise UserError(f"folder option size={size} is out of range; valid: 4..{MAX_SIZE}")
+    mode = options.get("mode")
+    if mode is not None:
+        mode = {"l": "L", "gray": "L", "grey": "L", "grayscale": "L", "rgb": "RGB", "color": "RGB"}.get(mode.lower())
+        if mode is None:
+            raise UserError(f"folder option mode={options['mode']!r} is not valid; valid: L (grayscale), RGB")
+    augment = options.get("augment")
+    if augment is not None and augment not in ("none", "crop_flip"):
+        raise UserError(f"folder option augment={augment!r} is not valid; valid: none, crop_flip")
+    test = parsed.option("test", TEST_FRACTION, float)
+    if not 0.0 <= test < 1.0:
+        raise UserError(f"folder option test={test} is out of range; valid: 0 <= test < 1")
+    return {"size": size, "mode": mode, "augment": augment, "test": test}
+
+
+def stratified_holdout(labels: np.ndarray, fraction: float, seed: int = SPLIT_SEED) -> np.ndarray:
+    """Boolean mask (N,): about ``fraction`` of each class, never a class's last sample.
+
+    Parameters
+    ----------
+    labels : (N,) int
+    """
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(len(labels), dtype=bool)
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        take = min(int(round(fraction * len(members))), len(members) - 1)
+        mask[rng.permutation(members)[:take]] = True
+    return mask
+
+
+def _default_augment(size: tuple[int, int]) -> str:
+    """Crop and flip for CIFAR-like images (24..64 pixels), none otherwise."""
+    return "crop_flip" if 24 <= min(size) and max(size) <= 64 else "none"
+
+
+def load_folder(spec: DatasetSpec) -> Dataset:
+    """The :class:`Dataset` of a ``folder:DIR[?options]`` spec (see the module docstring)."""
+    path, options = split_path_options(spec)
+    spec_text = f"{spec.name}:{spec.path}"
+    settings = _read_options(options, spec_text)
+    scan = scan_folder(path)
+    size = (settings["size"], settings["size"]) if settings["size"] else scan.default_size()
+    mode = settings["mode"] or scan.default_mode()
+    if scan.modes["L"] and scan.modes["RGB"]:
+        log.info("folder %s mixes grayscale and colour images; all are converted to %s", scan.root, mode)
+    workers = max(1, min(4, os.cpu_count() or 1))
+    images, kept, bad = _decode_all(scan.root, scan.train, size, mode, workers)
+    labels = np.array([c for (_, c), ok in zip(scan.train, kept) if ok], dtype=np.int64)
+    keys = tuple(k for (k, _), ok in zip(scan.train, kept) if ok)
+    _check_classes_left(labels, scan)
+    if scan.test is not None:
+        test_images, test_kept, test_bad = _decode_all(scan.root, scan.test, size, mode, workers)
+        test_labels = np.array([c for (_, c), ok in zip(scan.test, test_kept) if ok], dtype=np.int64)
+        bad += test_bad
+        train_images, train_labels, train_keys = images, labels, keys
+    else:
+        held = stratified_holdout(labels, settings["test"])
+        test_images, test_labels = images[held], labels[held]
+        train_images, train_labels = images[~held], labels[~held]
+        train_keys = tuple(k for k, h in zip(keys, held) if not h)
+    skipped = scan.skipped + tuple(bad)
+    if skipped:
+        log.warning("skipped %d file(s) in %s: %s", len(skipped), scan.root, "; ".join(skipped[:SHOWN]))
+    return Dataset(
+        name=spec_text, kind="image", class_names=scan.class_names,
+        train_x=_to_float(train_images), train_true=train_labels,
+        test_x=_to_float(test_images), test_true=test_labels,
+        train_keys=train_keys, augment=settings["augment"] or _default_augment(size), skipped=skipped)
+
+
+def _check_classes_left(labels: np.ndarray, scan: FolderScan) -> None:
+    """After decoding, every class still needs an image (corrupt files may have been all it had)."""
+    present = set(labels.tolist())
+    missing = [name for i, name in enumerate(scan.class_names) if i not in present]
+    if missing:
+        raise UserError(f"class folders {_listing(missing)} in {str(scan.root)!r} hold no readable images; "
+                        "every class needs at least one PNG, JPEG, BMP or WebP file that decodes")

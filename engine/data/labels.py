@@ -1,0 +1,205 @@
+"""Label files: a CSV of given labels (and optionally true labels) per sample.
+
+Columns (names configurable):
+
+- key column (default ``path``): the sample's key. For an image folder, its path
+  relative to the dataset folder (``train/cat/0042.jpg``; ``cat/0042.jpg`` is
+  accepted too when unambiguous); for an embedded dataset, its key or its index
+  (``digits/17`` or ``17``; for toys the row number ``0..N-1``).
+- label column (default ``label``): a class name or a class id ``0..C-1``; it
+  replaces the given labels, so no synthetic noise is applied.
+- truth column (optional): the true class of each sample; an empty cell means
+  unknown (metrics against the truth then leave that sample out).
+
+Without a truth column the dataset's own labels stay the truth: for an image
+folder those are the class folder names (they are labels of the data), for
+digits the real digits. ``--truth-column`` overrides them.
+
+Every training sample must appear exactly once. Errors name the offenders
+(the first few and how many): a missing column, unknown classes, duplicate
+keys, keys that match no sample, and samples missing from the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import UserError
+from .base import Dataset
+
+SHOWN = 5  # offenders named in an error message
+KEY_GUESSES = ("path", "key", "file", "filename", "image", "index", "id")
+LABEL_GUESSES = ("label", "given", "given_label", "noisy_label", "class", "annotation")
+TRUTH_GUESSES = ("truth", "true", "true_label", "clean_label", "gold")
+
+
+def _listing(items, shown: int = SHOWN) -> str:
+    items = list(items)
+    text = ", ".join(repr(str(i)) for i in items[:shown])
+    return text + (f" and {len(items) - shown} more" if len(items) > shown else "")
+
+
+def read_label_csv(path: str | Path) -> pd.DataFrame:
+    """The label file as a table of strings (no type guessing, no NaN)."""
+    p = Path(str(path)).expanduser()
+    if not p.is_file():
+        raise UserError(f"label file {str(p)!r} does not exist; valid: a CSV file with a key and a label column")
+    try:
+        table = pd.read_csv(p, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise UserError(f"label file {str(p)!r} is not a readable CSV: {str(exc).splitlines()[0]}") from None
+    if table.empty:
+        raise UserError(f"label file {str(p)!r} has no rows; valid: a header line, then one row per sample")
+    table.columns = [str(c).strip() for c in table.columns]
+    return table
+
+
+def guess_columns(columns) -> dict[str, str | None]:
+    """Likely key, label and truth column names among ``columns`` (for a form's defaults)."""
+    lowered = {str(c).lower(): str(c) for c in columns}
+
+    def first(guesses):
+        return next((lowered[g] for g in guesses if g in lowered), None)
+
+    return {"key": first(KEY_GUESSES), "label": first(LABEL_GUESSES), "truth": first(TRUTH_GUESSES)}
+
+
+def preview_label_file(path: str | Path, rows: int = 10) -> tuple[list[str], pd.DataFrame]:
+    """(column names, first ``rows`` rows) of a label file, for the Setup page."""
+    table = read_label_csv(path)
+    return list(table.columns), table.head(rows)
+
+
+def _key_lookup(keys: tuple[str, ...]) -> dict[str, int]:
+    """Key -> sample index, with unambiguous aliases: a trailing index (``digits/17`` -> ``17``)
+    and a folder path without its split (``train/cat/1.jpg`` -> ``cat/1.jpg``)."""
+    lookup = {k: i for i, k in enumerate(keys)}
+    aliases: dict[str, list[int]] = {}
+    for i, k in enumerate(keys):
+        head, _, tail = k.rpartition("/")
+        if head and tail.isdigit():
+            aliases.setdefault(str(int(tail)), []).append(i)
+        if k.startswith("train/"):
+            aliases.setdefault(k[len("train/"):], []).append(i)
+    for alias, hits in aliases.items():
+        if len(hits) == 1 and alias not in lookup:
+            lookup[alias] = hits[0]
+    return lookup
+
+
+def _normalise_key(key: str) -> str:
+    key = key.strip().replace("\\", "/")
+    while key.startswith("./"):
+        key = key[2:]
+    return key
+
+
+def _class_ids(values: pd.Series, dataset: Dataset, column: str, path, allow_empty: bool) -> np.ndarray:
+    """Class names or ids (strings) -> ids (N,); empty -> -1 where allowed."""
+    by_name = {name: i for i, name in enumerate(dataset.class_names)}
+    by_lower = {name.lower(): i for i, name in enumerate(dataset.class_names)}
+    ids, bad = np.full(len(values), -1, dtype=np.int64), []
+    for row, raw in enumerate(values):
+        text = raw.strip()
+        if text == "" and allow_empty:
+            continue
+        if text in by_name:
+            ids[row] = by_name[text]
+        elif text.lower() in by_lower:
+            ids[row] = by_lower[text.lower()]
+        elif text.lstrip("-").isdigit() and 0 <= int(text) < dataset.num_classes:
+            ids[row] = int(text)
+        else:
+            bad.append(f"{text!r} (line {row + 2})")
+    if bad:
+        raise UserError(
+            f"label file {str(path)!r} column {column!r} has {len(bad)} value(s) that are not classes of "
+            f"{dataset.name!r}: {', '.join(bad[:SHOWN])}{' ...' if len(bad) > SHOWN else ''}; "
+            f"valid: {_listing(dataset.class_names, 20)} or ids 0..{dataset.num_classes - 1}")
+    return ids
+
+
+def _require_column(table: pd.DataFrame, column: str | None, role: str, path) -> str:
+    if column is None or column not in table.columns:
+        raise UserError(f"label file {str(path)!r} has no {role} column {column!r}; "
+                        f"its columns are {_listing(table.columns, 20)} (choose with --{role}-column)")
+    return column
+
+
+def match_rows(table: pd.DataFrame, dataset: Dataset, key_column: str, path) -> np.ndarray:
+    """Sample index (N_rows,) of each row; raises on duplicates, unknown keys or missing samples."""
+    keys = [_normalise_key(k) for k in table[key_column]]
+    lookup = _key_lookup(dataset.keys())
+    rows = np.array([lookup.get(k, -1) for k in keys], dtype=np.int64)
+    unmatched = [k for k, r in zip(keys, rows) if r < 0]
+    if unmatched:
+        example = _listing(dataset.keys()[:3], 3)
+        raise UserError(f"label file {str(path)!r}: {len(unmatched)} key(s) match no training sample of "
+                        f"{dataset.name!r}: {_listing(unmatched)}; valid keys look like {example}")
+    counts = np.bincount(rows, minlength=dataset.num_train)
+    duplicated = [k for k, r in zip(keys, rows) if counts[r] > 1]
+    if duplicated:
+        unique = list(dict.fromkeys(duplicated))
+        raise UserError(f"label file {str(path)!r}: {len(unique)} sample(s) appear more than once: "
+                        f"{_listing(unique)}; each sample needs exactly one row")
+    missing = np.flatnonzero(counts == 0)
+    if len(missing):
+        names = [dataset.keys()[i] for i in missing]
+        raise UserError(f"label file {str(path)!r} leaves out {len(missing)} of {dataset.num_train} training "
+                        f"samples: {_listing(names)}; every training sample needs a row")
+    return rows
+
+
+def apply_label_file(dataset: Dataset, path: str | Path, key_column: str = "path", label_column: str = "label",
+                     truth_column: str | None = None) -> Dataset:
+    """The dataset with given labels (and truth, if asked) from a label CSV.
+
+    Returns
+    -------
+    Dataset
+        A copy whose ``train_given`` (N,) holds the file's labels and, with a
+        truth column, whose ``train_true`` (N,) holds its truth (-1: unknown).
+
+    Raises
+    ------
+    UserError
+        Naming the offending rows: see the module docstring.
+    """
+    table = read_label_csv(path)
+    key_column = _require_column(table, key_column, "key", path)
+    label_column = _require_column(table, label_column, "label", path)
+    rows = match_rows(table, dataset, key_column, path)
+    given = np.empty(dataset.num_train, dtype=np.int64)
+    given[rows] = _class_ids(table[label_column], dataset, label_column, path, allow_empty=False)
+    true = dataset.train_true
+    if truth_column:
+        truth_column = _require_column(table, truth_column, "truth", path)
+        true = np.empty(dataset.num_train, dtype=np.int64)
+        true[rows] = _class_ids(table[truth_column], dataset, truth_column, path, allow_empty=True)
+    return dataclasses.replace(dataset, train_given=given, train_true=true)
+
+
+def label_file_report(dataset: Dataset, path: str | Path, key_column: str, label_column: str,
+                      truth_column: str | None = None) -> dict:
+    """Check a label file against a dataset without starting a run (the Setup page).
+
+    Returns
+    -------
+    dict
+        ``ok`` (bool), ``error`` (the message, or None), ``rows``, and when ok:
+        ``changed`` (labels differing from the dataset's truth, or None) and
+        ``truth_known`` (samples whose truth is known).
+    """
+    try:
+        labelled = apply_label_file(dataset, path, key_column, label_column, truth_column)
+    except UserError as exc:
+        return {"ok": False, "error": str(exc), "rows": None, "changed": None, "truth_known": None}
+    true = labelled.train_true
+    known = None if true is None else true >= 0
+    changed = None if known is None else int(np.sum(labelled.train_given[known] != true[known]))
+    return {"ok": True, "error": None, "rows": labelled.num_train, "changed": changed,
+            "truth_known": None if known is None else int(known.sum())}

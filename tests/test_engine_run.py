@@ -1,0 +1,193 @@
+"""The step machine end to end on small real data: phases, snapshots,
+resume equality, baselines, and the CLI's handling of bad input."""
+
+import hashlib
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.cli import main
+from engine.config import RunConfig, ScheduleConfig
+from engine.errors import UserError
+from engine.run import Phase, Run
+from engine.store import RunStore
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ScheduleConfig(teacher_epochs=3, teacher_patience=3, warmup_epochs=1, refine_epochs=3, mutual_epochs=2)
+TIMING_KEYS = {"step_seconds", "train_seconds", "eval_seconds", "lp_seconds", "graph_seconds", "select_seconds"}
+
+
+def moons_config(**changes):
+    return replace(RunConfig(dataset="moons", noise="symmetric:0.3", schedule=TINY), **changes)
+
+
+def _strip(metrics):
+    return [{k: v for k, v in m.items() if k not in TIMING_KEYS} for m in metrics]
+
+
+def test_phase_sequence_and_one_snapshot_per_step(tmp_path):
+    run = Run.create(tmp_path / "r", moons_config())
+    phases = [run.step().phase for _ in range(run.total_steps())]
+    assert run.done
+    expected = [Phase.TEACHER] * 3 + [Phase.PROPAGATE] + [Phase.WARMUP] + [Phase.REFINE] * 3 + [Phase.MUTUAL] * 2
+    assert phases == expected
+    store = RunStore(tmp_path / "r")
+    assert store.steps() == list(range(1, 11))
+    assert [m["phase"] for m in store.metrics()] == [p.value for p in expected]
+    snap = store.snapshot(8)
+    n = run.dataset.num_train
+    assert snap["refined"].shape == (n,) and snap["easy"].dtype == bool
+    assert snap["easy"].sum() == round((1 - store.metrics()[7]["noise_rate_used"]) * n)
+    assert snap["neighbor_idx"].shape == (n, 20) and snap["features"].shape[0] == n
+    assert np.all((snap["weight"] > 0) & (snap["weight"] < 1))
+    mutual = [m["graph_source"] for m in store.metrics() if m["phase"] == "mutual"]
+    assert mutual == ["student", "teacher"]
+    summary = store.summary()
+    for key in ("method", "given_label_precision", "refined_label_precision", "student_test_accuracy",
+                "teacher_test_accuracy", "awe_auroc", "noise_rate_estimate", "wall_seconds"):
+        assert key in summary
+    assert summary["refined_label_precision"] > summary["given_label_precision"]
+    assert store.status()["state"] == "done"
+    with pytest.raises(UserError):
+        run.step()
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path):
+    config = moons_config(seed=3)
+    straight = Run.create(tmp_path / "a", config)
+    straight.run_until(None)
+    partial = Run.create(tmp_path / "b", config)
+    for _ in range(6):  # stop in the middle of the refine phase
+        partial.step()
+    del partial
+    resumed = Run.open(tmp_path / "b")
+    assert resumed.state.step == 6 and resumed.phase == Phase.REFINE
+    resumed.run_until(None)
+    a, b = RunStore(tmp_path / "a"), RunStore(tmp_path / "b")
+    assert _strip(a.metrics()) == _strip(b.metrics())
+    assert np.array_equal(a.snapshot(10)["refined"], b.snapshot(10)["refined"])
+    assert np.array_equal(a.snapshot(10)["weight"], b.snapshot(10)["weight"])
+
+
+def test_run_until_stops_at_the_asked_phase(tmp_path):
+    run = Run.create(tmp_path / "r", moons_config())
+    run.run_until("refine")
+    assert run.phase == Phase.REFINE and run.state.step == 5
+    with pytest.raises(UserError):
+        run.run_until("student")
+
+
+@pytest.mark.parametrize("method,phases", [("ce", ["student"] * 6), ("kd", ["teacher"] * 3 + ["student"] * 6)])
+def test_baselines_train_plain_students(tmp_path, method, phases):
+    run = Run.create(tmp_path / method, moons_config(method=method))
+    run.run_until(None)
+    metrics = RunStore(tmp_path / method).metrics()
+    assert [m["phase"] for m in metrics] == phases
+    last = metrics[-1]
+    assert last["refined_label_precision"] == last["given_label_precision"]  # baselines never relabel
+    assert 0.5 < last["student_test_accuracy"] <= 1.0
+
+
+def test_digits_default_schedule_keeps_authors_proportions():
+    s = ScheduleConfig()
+    total = s.student_epochs
+    assert s.warmup_epochs == total // 12
+    assert s.warmup_epochs + s.refine_epochs == 3 * total // 4
+
+
+# ---------------------------------------------------------------- bad input
+def _tree_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            h.update(p.name.encode() + p.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def existing_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "done"
+    Run.create(out, moons_config()).run_until(None)
+    return out
+
+
+BAD_ARGS = {
+    "unknown dataset": (["--dataset", "imagenet"], "unknown dataset"),
+    "unknown method": (["--method", "coteaching"], "unknown method"),
+    "unknown noise": (["--noise", "gaussian:0.3"], "noise"),
+    "rate out of range": (["--noise", "symmetric:1.5"], "outside [0, 1)"),
+    "noise-rate out of range": (["--noise-rate", "1.2"], "noise-rate"),
+    "k too small": (["--k", "0"], "k"),
+    "k too large": (["--k", "100000"], "k=100000"),
+    "negative epochs": (["--refine-epochs", "-1"], "refine-epochs"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_ARGS))
+def test_bad_run_arguments_exit_2_with_one_line(tmp_path, capsys, name):
+    args, needle = BAD_ARGS[name]
+    out = tmp_path / "new"
+    code = main(["run", "--dataset", "moons", "--out", str(out), *args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and needle in err
+    assert not (out / "config.json").exists()
+
+
+def test_existing_run_is_refused_and_left_untouched(existing_run, capsys):
+    before = _tree_digest(existing_run)
+    code = main(["run", "--dataset", "moons", "--out", str(existing_run)])
+    err = capsys.readouterr().err
+    assert code == 2 and "already holds a run" in err and "--force" in err
+    assert _tree_digest(existing_run) == before
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt", "mismatched"])
+def test_bad_checkpoint_on_resume(tmp_path, existing_run, capsys, damage):
+    import shutil
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(existing_run, run_dir)
+    ckpt = run_dir / "checkpoint.pt"
+    if damage == "missing":
+        ckpt.unlink()
+    elif damage == "corrupt":
+        ckpt.write_bytes(b"not a checkpoint")
+    else:
+        config = json.loads((run_dir / "config.json").read_text())
+        config["seed"] = 99
+        (run_dir / "config.json").write_text(json.dumps(config))
+    before = _tree_digest(run_dir)
+    code = main(["resume", str(run_dir)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "checkpoint" in err
+    assert _tree_digest(run_dir) == before
+
+
+def test_cli_prints_one_line_and_no_traceback_in_a_real_process(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "engine", "run", "--dataset", "nope", "--out", str(tmp_path / "x")],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.strip().count("\n") == 0
+    assert "unknown dataset 'nope'" in proc.stderr
+
+
+def test_compare_prints_one_table(existing_run, capsys):
+    assert main(["compare", str(existing_run), str(existing_run)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:3] == ["run", "method", "noise"] and len(out) == 4
+
+
+def test_engine_imports_no_streamlit_or_plotly():
+    code = ("import sys, engine, engine.run, engine.cli, engine.store, engine.data, engine.models; "
+            "import pkgutil, importlib; [importlib.import_module('engine.' + m.name) for m in "
+            "pkgutil.iter_modules(engine.__path__) if m.name not in ('__main__',)]; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('streamlit', 'plotly')]; print(bad); "
+            "sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,0 +1,162 @@
+"""Unit checks of the engine's small parts against their formulas."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from engine.ambiguity import (WeightNet, centre_similarity, class_centres, label_centre_weight,
+                              predict_weights, train_weight_net)
+from engine.errors import UserError
+from engine.losses import gram, kd_loss, mixup_ce, relational_loss, weighted_ce
+from engine.metrics import detection, label_metrics, relabel_counts, weight_auroc
+from engine.noise import NoiseSpec, apply_noise, estimate_noise_rate, parse_noise_spec, transition_matrix
+from engine.select import loss_cutoff, small_loss_mask
+
+
+# ---------------------------------------------------------------- selection
+@pytest.mark.parametrize("n,keep", [(10, 0.6), (101, 0.64), (7, 0.0), (7, 1.0), (1437, 0.635)])
+def test_small_loss_mask_keeps_exactly_the_asked_fraction(n, keep):
+    losses = np.random.default_rng(0).random(n)
+    mask = small_loss_mask(losses, keep)
+    assert mask.sum() == round(keep * n)
+    if 0 < mask.sum() < n:
+        assert losses[mask].max() <= losses[~mask].min()
+
+
+def test_small_loss_mask_breaks_ties_by_index_and_cutoff_matches():
+    losses = np.array([1.0, 0.5, 0.5, 0.5, 2.0])
+    mask = small_loss_mask(losses, 0.4)
+    assert mask.tolist() == [False, True, True, False, False]
+    assert loss_cutoff(losses, 0.4) == 0.5
+
+
+# ---------------------------------------------------------------- losses
+def test_kd_loss_matches_the_formula():
+    gen = torch.Generator().manual_seed(0)
+    s, t, tau = torch.randn(5, 4, generator=gen), torch.randn(5, 4, generator=gen), 4.0
+    p_t = torch.softmax(t / tau, 1)
+    expected = (p_t * (p_t.log() - torch.log_softmax(s / tau, 1))).sum(1).mean() * tau ** 2
+    assert torch.allclose(kd_loss(s, t, tau), expected, atol=1e-6)
+    assert kd_loss(t, t, tau).abs() < 1e-6
+
+
+def test_relational_loss_is_mse_of_normalised_gram_matrices():
+    gen = torch.Generator().manual_seed(1)
+    fs, ft = torch.randn(6, 3, generator=gen), torch.randn(6, 8, generator=gen)
+    ns, nt = fs / fs.norm(dim=1, keepdim=True), ft / ft.norm(dim=1, keepdim=True)
+    expected = ((ns @ ns.T - nt @ nt.T) ** 2).mean()
+    assert torch.allclose(relational_loss(fs, ft), expected, atol=1e-6)
+    assert torch.allclose(torch.diagonal(gram(fs)), torch.ones(6), atol=1e-6)
+
+
+def test_mixup_ce_and_weighted_ce():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    y = torch.tensor([0, 1])
+    perm = torch.tensor([1, 0])
+    lam = 0.3
+    expected = lam * F.cross_entropy(logits, y) + (1 - lam) * F.cross_entropy(logits, y[perm])
+    assert torch.allclose(mixup_ce(logits, y, perm, lam), expected)
+    per_sample = F.cross_entropy(logits, y, reduction="none")
+    w = torch.tensor([0.5, 0.0])
+    assert torch.allclose(weighted_ce(logits, y, w), (0.5 * per_sample[0]) / 2)
+
+
+# ---------------------------------------------------------------- noise
+def test_symmetric_noise_corrupts_the_asked_fraction_uniformly():
+    true = np.repeat(np.arange(10), 200)
+    given = apply_noise(true, parse_noise_spec("symmetric:0.4"), 10, np.random.default_rng(0))
+    wrong = np.mean(given != true)
+    assert 0.33 < wrong < 0.39  # 0.4 * 9/10 = 0.36 in expectation
+    assert set(np.unique(given)) == set(range(10))
+
+
+def test_pairflip_noise_flips_to_the_next_class_only():
+    true = np.repeat(np.arange(4), 100)
+    given = apply_noise(true, parse_noise_spec("pairflip:0.25"), 4, np.random.default_rng(0))
+    flipped = given != true
+    assert flipped.sum() == 100
+    assert np.all(given[flipped] == (true[flipped] + 1) % 4)
+
+
+def test_matrix_noise_follows_the_transition_matrix(tmp_path):
+    m = np.array([[0.7, 0.3], [0.0, 1.0]])
+    path = tmp_path / "t.csv"
+    np.savetxt(path, m, delimiter=",")
+    true = np.repeat([0, 1], 5000)
+    given = apply_noise(true, parse_noise_spec(f"matrix:{path}"), 2, np.random.default_rng(0))
+    assert abs(np.mean(given[true == 0] == 1) - 0.3) < 0.03
+    assert np.all(given[true == 1] == 1)
+
+
+def test_noise_is_seeded_and_keeps_the_truth_untouched():
+    true = np.arange(50) % 5
+    before = true.copy()
+    a = apply_noise(true, NoiseSpec("symmetric", 0.5), 5, np.random.default_rng(3))
+    b = apply_noise(true, NoiseSpec("symmetric", 0.5), 5, np.random.default_rng(3))
+    assert np.array_equal(a, b) and np.array_equal(true, before)
+
+
+@pytest.mark.parametrize("spec", ["gaussian:0.2", "symmetric:1.0", "symmetric:-0.1", "symmetric:abc", "pairflip"])
+def test_bad_noise_specs_are_rejected(spec):
+    with pytest.raises(UserError):
+        parse_noise_spec(spec)
+
+
+def test_transition_matrix_rows_sum_to_one():
+    for spec in ("symmetric:0.4", "pairflip:0.3", "none"):
+        assert np.allclose(transition_matrix(parse_noise_spec(spec), 6).sum(1), 1.0)
+
+
+def test_noise_rate_estimate_is_the_disagreement():
+    assert estimate_noise_rate(np.array([0, 1, 2, 3]), np.array([0, 1, 0, 0])) == 0.5
+
+
+# ---------------------------------------------------------------- ambiguity (AWE)
+def _two_class_problem(n=200, noise=0.3, seed=0):
+    rng = np.random.default_rng(seed)
+    true = rng.integers(0, 2, n)
+    features = np.stack([true * 2.0 - 1.0, np.zeros(n)], 1) + rng.normal(0, 0.4, (n, 2))
+    given = true.copy()
+    flip = rng.random(n) < noise
+    given[flip] = 1 - given[flip]
+    return features.astype(np.float32), true, given
+
+
+def test_class_centres_are_unit_means_and_empty_class_is_zero():
+    features = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0]], dtype=np.float32)
+    centres = class_centres(features, np.array([0, 1, 0]), 3)
+    assert np.allclose(centres[0], [1, 0]) and np.allclose(centres[1], [0, 1]) and np.allclose(centres[2], 0)
+    sim = centre_similarity(features, centres)
+    assert sim.shape == (3, 3) and np.allclose(sim[:, 0], [1, 0, 1])
+    w = label_centre_weight(sim, np.array([0, 1, 0]))
+    assert np.allclose(w, 1 / (1 + np.exp(-1.0)))
+
+
+def test_awe_stays_in_range_does_not_collapse_and_separates_clean_from_noisy():
+    features, true, given = _two_class_problem()
+    torch.manual_seed(0)
+    centres = class_centres(features, true, 2)  # centres from the cleaner (easy) view
+    sim = centre_similarity(features, centres)
+    sim_self = sim[np.arange(len(given)), given]
+    easy = sim_self > np.quantile(sim_self, 0.3)  # proxy for small loss
+    net = WeightNet(2)
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    train_weight_net(net, opt, sim, given, easy.astype(np.float32), iterations=200)
+    w = predict_weights(net, sim, given)
+    assert np.all((w > 0) & (w < 1))
+    assert w.std() > 0.05
+    assert weight_auroc(w, given, true) > 0.9
+
+
+# ---------------------------------------------------------------- metrics
+def test_detection_and_relabel_counts_by_hand():
+    true = np.array([0, 0, 1, 1, 2])
+    given = np.array([0, 1, 1, 2, 2])  # samples 1 and 3 are noisy
+    refined = np.array([0, 0, 0, 2, 2])  # fixes 1, breaks 2, misses 3
+    d = detection(given, refined, true)
+    assert d == {"detection_precision": 0.5, "detection_recall": 0.5}
+    c = relabel_counts(given, refined, true)
+    assert c == {"relabelled": 2, "wrong_to_right": 1, "right_to_wrong": 1}
+    m = label_metrics(given, refined, None)
+    assert m["refined_label_precision"] is None and m["detection_recall"] is None
