@@ -117,6 +117,7 @@ def _drive(run) -> dict:
             result = run.step()
             shown = {k: result.metrics.get(k) for k in ("refined_label_precision", "student_test_accuracy")}
             bar.set_postfix({k.split("_")[0]: f"{v:.3f}" for k, v in shown.items() if v is not None})
+            bar.total = run.total_steps()
             bar.update(1)
     return RunStore(run.store.path).summary()
 

@@ -261,7 +261,13 @@ class Run:
         return results
 
     def total_steps(self) -> int:
-        return sum(self.phase_length(p) for p in self.phases)
+        """Steps done plus steps left (the teacher's count is an upper bound
+        until early stopping ends its phase)."""
+        order = self.phases
+        current = order.index(self.phase)
+        left = self.phase_length(self.phase) - self.state.phase_epoch
+        left += sum(self.phase_length(p) for p in order[current + 1:])
+        return self.state.step + max(left, 0)
 
     # ------------------------------------------------------------------ phases
     def _advance(self) -> None:
