@@ -2,6 +2,8 @@
 
 A page never holds state the run directory does not also hold; the only
 session state is the path of the open run (``st.session_state["run_dir"]``).
+The open run's name is also kept in the address (``?run=NAME``, a folder
+under the runs root), so a reload or a reopened tab shows the same run.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import streamlit as st
 from engine.store import RunStore
 
 RUN_DIR_KEY = "run_dir"
+RUN_QUERY_KEY = "run"
 
 
 def runs_root() -> Path:
@@ -44,3 +47,18 @@ def require_store() -> RunStore:
         st.page_link("pages/setup.py", label="Go to Setup", icon=":material/tune:")
         st.stop()
     return store
+
+
+def sync_run_with_url() -> None:
+    """Open the run named by ``?run=NAME`` in a new session; keep the address
+    naming the open run (the entry script calls this before every page)."""
+    name = st.query_params.get(RUN_QUERY_KEY)
+    if name and not st.session_state.get(RUN_DIR_KEY) and Path(name).name == name:
+        if RunStore(runs_root() / name).exists():
+            open_run(runs_root() / name)
+    store = current_store()
+    if store is not None and store.path.parent.resolve() == runs_root().resolve():
+        if st.query_params.get(RUN_QUERY_KEY) != store.path.name:
+            st.query_params[RUN_QUERY_KEY] = store.path.name
+    elif not st.session_state.get(RUN_DIR_KEY) and RUN_QUERY_KEY in st.query_params:
+        del st.query_params[RUN_QUERY_KEY]

@@ -64,7 +64,8 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kd-weight", type=float, default=t.kd_weight)
     p.add_argument("--relational-weight", type=float, default=t.relational_weight)
     p.add_argument("--batch-size", type=int, default=t.batch_size)
-    p.add_argument("--lr", type=float, default=t.lr)
+    p.add_argument("--lr", type=float, default=t.lr, help="student learning rate")
+    p.add_argument("--teacher-lr", type=float, default=t.teacher_lr)
     p.add_argument("--teacher-epochs", type=int, default=s.teacher_epochs)
     p.add_argument("--teacher-patience", type=int, default=s.teacher_patience)
     p.add_argument("--warmup-epochs", type=int, default=s.warmup_epochs)
@@ -83,7 +84,8 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
                               warmup_epochs=a.warmup_epochs, refine_epochs=a.refine_epochs,
                               mutual_epochs=a.mutual_epochs)
     train = replace(TrainConfig(), temperature=a.temperature, kd_weight=a.kd_weight,
-                    relational_weight=a.relational_weight, batch_size=a.batch_size, lr=a.lr)
+                    relational_weight=a.relational_weight, batch_size=a.batch_size, lr=a.lr,
+                    teacher_lr=a.teacher_lr)
     return RunConfig(dataset=a.dataset, noise=a.noise, method=a.method, seed=a.seed,
                      noise_rate=_noise_rate(a.noise_rate, a.noise), teacher=a.teacher, student=a.student,
                      teacher_checkpoint=a.teacher_checkpoint, labels=a.labels, key_column=a.key_column,
@@ -193,6 +195,17 @@ def build_parser() -> argparse.ArgumentParser:
     p_cmp.add_argument("runs", nargs="+")
     p_cmp.add_argument("--json", action="store_true")
     p_cmp.set_defaults(func=cmd_compare)
+    p_exp = sub.add_parser("export", help="write a run's samples, decisions, clean labels, student and report")
+    p_exp.add_argument("path", help="run directory")
+    p_exp.add_argument("--out", required=True, help="folder to write the exports into")
+    p_exp.add_argument("--step", type=int, default=None, help="snapshot step to export (default: the last)")
+    p_exp.add_argument("--no-report", action="store_true", help="skip the Markdown/PNG report")
+    p_exp.set_defaults(func=cmd_export)
+    p_imp = sub.add_parser("import-decisions", help="record review decisions from a CSV or JSON file")
+    p_imp.add_argument("path", help="run directory")
+    p_imp.add_argument("file", help="decisions.csv / samples.csv / .json from an export")
+    p_imp.add_argument("--reviewer", default=None, help="reviewer name for rows without one")
+    p_imp.set_defaults(func=cmd_import_decisions)
     return parser
 
 
@@ -207,3 +220,23 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; continue with: python -m engine resume RUN_DIR", file=sys.stderr)
         return 130
+
+
+def cmd_export(a) -> int:
+    from .export import export_run
+
+    store = RunStore(a.path)
+    if a.step is not None and a.step not in store.steps():
+        raise UserError(f"run {a.path!r} has no step {a.step}; steps: {store.steps()[-5:]}")
+    written = export_run(store, a.out, step=a.step, report=not a.no_report)
+    for name, path in written.items():
+        print(f"{name:20s} {path}")
+    return 0
+
+
+def cmd_import_decisions(a) -> int:
+    from .export import import_decisions
+
+    events = import_decisions(RunStore(a.path), a.file, reviewer=a.reviewer)
+    print(f"imported {len(events)} decisions into {a.path}")
+    return 0

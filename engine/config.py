@@ -45,7 +45,8 @@ class TrainConfig:
     """Optimisation and loss knobs (the authors' values where they give one)."""
 
     batch_size: int = 64  # small data: many steps per epoch
-    lr: float = 0.05  # SGD, cosine-annealed over each network's epochs
+    lr: float = 0.05  # student SGD, cosine-annealed over the student's epochs
+    teacher_lr: float = 0.01  # smaller: on noisy labels a calmer teacher early-stops more reliably
     momentum: float = 0.9
     weight_decay: float = 5e-4
     temperature: float = 4.0  # KD temperature tau
@@ -60,6 +61,7 @@ class TrainConfig:
         checks = {
             "batch-size": (self.batch_size, self.batch_size >= 2),
             "lr": (self.lr, self.lr > 0),
+            "teacher-lr": (self.teacher_lr, self.teacher_lr > 0),
             "temperature": (self.temperature, self.temperature > 0),
             "kd-weight": (self.kd_weight, 0 <= self.kd_weight <= 1),
             "relational-weight": (self.relational_weight, self.relational_weight >= 0),

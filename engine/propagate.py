@@ -200,7 +200,6 @@ def _to_torch_csr(matrix: sp.csr_matrix, device: torch.device) -> torch.Tensor:
 def _block_cg(
     graph: torch.Tensor,
     rhs: torch.Tensor,
-    alpha: float,
     config: PropagationConfig,
     on_iteration: Callable[[int, torch.Tensor], None],
 ) -> tuple[torch.Tensor, int]:
@@ -229,7 +228,7 @@ def _block_cg(
     iteration = 0
     while iteration < config.max_iter and bool(active.any()):
         iteration += 1
-        a_p = torch.addmm(direction, graph, direction, alpha=-alpha)  # (N, C) = (I - alpha Wn) p
+        a_p = torch.addmm(direction, graph, direction, alpha=-config.alpha)  # (N, C) = (I - alpha Wn) p
         step = torch.where(active, rr / (direction * a_p).sum(dim=0), 0.0)  # (C,)
         z.addcmul_(step, direction)
         residual.addcmul_(step, a_p, value=-1.0)
@@ -304,7 +303,7 @@ def propagate(
     history: dict[int, np.ndarray] = {}
     recorder = _recorder(history, order, seeds.shape[0], record_nodes, record_iters, device)
     recorder(0, rhs)
-    z, iterations = _block_cg(_to_torch_csr(matrix, device), rhs, config.alpha, config, recorder)
+    z, iterations = _block_cg(_to_torch_csr(matrix, device), rhs, config, recorder)
     logger.debug("label propagation: N=%d C=%d iterations=%d", *seeds.shape, iterations)
     if order is not None:
         z = z[torch.from_numpy(np.argsort(order)).to(device)]  # back to the caller's node order

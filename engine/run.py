@@ -40,6 +40,7 @@ from .metrics import label_metrics
 from .models import build_model, default_pair, parameter_count
 from .noise import apply_noise, estimate_noise_rate, parse_noise_spec
 from .propagate import propagate, seed_matrix
+from .review import ReviewStore, apply_clamps
 from .select import loss_cutoff, small_loss_mask
 from .store import RunStore
 from .training import Outputs, cosine_lr, forward_all, make_optimizer, set_lr, student_epoch, train_epoch
@@ -126,6 +127,7 @@ class Run:
         self._teacher_graph: Graph | None = None
         #: Optional ``fn(done, total)`` called after every training batch (the app's progress bar).
         self.on_progress = None
+        self.reviews = ReviewStore(store.path, num_classes=self.dataset.num_classes)
 
     # ------------------------------------------------------------------ set-up
     @classmethod
@@ -285,6 +287,14 @@ class Run:
             i += 1
         s.phase, s.phase_epoch = order[i], 0
 
+    def review_clamps(self) -> tuple[np.ndarray, np.ndarray]:
+        """Reviewers' decisions, read afresh every step: clamped labels (N,),
+        -1 where none, and the outlier mask (N,)."""
+        n = len(self.given)
+        if not self.reviews.path.exists():
+            return np.full(n, -1, dtype=np.int64), np.zeros(n, dtype=bool)
+        return self.reviews.clamps(n)
+
     def _teacher_step(self):
         cfg, s = self.config, self.state
         t0 = time.perf_counter()
@@ -293,7 +303,7 @@ class Run:
             s.teacher_stopped = True
             extra = {"teacher_source": "checkpoint"}
         else:
-            set_lr(self.opt_teacher, cosine_lr(cfg.train.lr, s.teacher_epoch, cfg.schedule.teacher_epochs))
+            set_lr(self.opt_teacher, cosine_lr(cfg.train.teacher_lr, s.teacher_epoch, cfg.schedule.teacher_epochs))
             train_idx = torch.as_tensor(np.flatnonzero(~self.holdout), device=self.device)
             losses = train_epoch(self.teacher, self.opt_teacher, self.x[train_idx], self.given_t[train_idx],
                                  cfg.train, self.generator, self.dataset.augment, self.on_progress)
@@ -349,27 +359,38 @@ class Run:
         teacher = self.teacher_outputs()
         graph = self.teacher_graph()
         t_graph = time.perf_counter() - t0
+        clamped, outliers = self.review_clamps()
         seeds = seed_matrix(teacher.pred, self.dataset.num_classes)
+        seeds, _, _, _ = apply_clamps(seeds, teacher.pred, np.zeros(len(seeds), bool), clamped, outliers)
         result = propagate(graph.normalized, seeds, self.config.propagation)
         refined = result.labels.copy()
         keep = int(round(self.config.train.keep_least_confident * len(refined)))
         least_confident = np.argsort(result.confidence, kind="stable")[:keep]
         refined[least_confident] = self.given[least_confident]
+        refined[clamped >= 0] = clamped[clamped >= 0]
         self.state.refined = refined
         self.state.noise_rate_estimate = estimate_noise_rate(self.given, result.labels)
         metrics = {"graph_seconds": t_graph, "lp_seconds": time.perf_counter() - t0 - t_graph,
                    "lp_iterations": result.iterations, "graph_source": "teacher",
                    "teacher_test_accuracy": self._test_accuracy(self.teacher),
-                   **label_metrics(self.given, refined, self.true)}
+                   **_review_metrics(clamped, outliers), **label_metrics(self.given, refined, self.true)}
         arrays = self._arrays(teacher=teacher, features=teacher.features, graph=graph, lp=result)
+        arrays.update(clamped=clamped, outlier=outliers)
         return arrays, metrics
 
-    def _student_train(self, targets: np.ndarray, mode: str, weights: np.ndarray | None = None) -> dict:
+    def _student_train(self, targets: np.ndarray, mode: str, weights: np.ndarray | None = None,
+                       train_mask: np.ndarray | None = None) -> dict:
+        """One student epoch; samples outside ``train_mask`` (reviewed outliers) sit it out."""
         cfg = self.config
         set_lr(self.opt_student, cosine_lr(cfg.train.lr, self.state.student_epoch, cfg.schedule.student_epochs))
         t0 = time.perf_counter()
+        x = self.x
+        if train_mask is not None and not train_mask.all():
+            keep = np.flatnonzero(train_mask)
+            x, targets = x[torch.as_tensor(keep, device=self.device)], targets[keep]
+            weights = None if weights is None else weights[keep]
         losses = student_epoch(
-            self.student, self.teacher, self.opt_student, self.x, torch.as_tensor(targets, device=self.device),
+            self.student, self.teacher, self.opt_student, x, torch.as_tensor(targets, device=self.device),
             cfg.train, mode, self.rng, self.generator,
             None if weights is None else torch.as_tensor(weights, device=self.device), self.dataset.augment,
             self.on_progress)
@@ -378,13 +399,21 @@ class Run:
         return {**losses, "train_seconds": time.perf_counter() - t0}
 
     def _warmup_step(self):
-        metrics = self._student_train(self.state.refined, "warmup")
-        return self._student_snapshot(metrics)
+        clamped, outliers = self.review_clamps()
+        self.state.refined = np.where(clamped >= 0, clamped, self.state.refined)
+        metrics = self._student_train(self.state.refined, "warmup", train_mask=~outliers)
+        metrics.update(_review_metrics(clamped, outliers))
+        return self._student_snapshot(metrics, clamped=clamped, outliers=outliers)
 
     def _plain_student_step(self):
+        """Baselines train on the given labels, with reviewers' decisions applied."""
         mode = "kd" if self.config.method == "kd" else "ce"
-        metrics = self._student_train(self.given, mode)
-        return self._student_snapshot(metrics)
+        clamped, outliers = self.review_clamps()
+        targets = np.where(clamped >= 0, clamped, self.given)
+        self.state.refined = targets
+        metrics = self._student_train(targets, mode, train_mask=~outliers)
+        metrics.update(_review_metrics(clamped, outliers))
+        return self._student_snapshot(metrics, clamped=clamped, outliers=outliers)
 
     def _refine_step(self):
         return self._refinery(mutual=False)
@@ -407,8 +436,13 @@ class Run:
         keep_fraction = 1.0 - self.noise_rate()
         easy = small_loss_mask(selection_loss, keep_fraction)
         working = np.where(easy, self.given, before.pred)
+        clamped, outliers = self.review_clamps()  # reviewed labels count as easy, fixed seeds
+        reviewed = clamped >= 0
+        awe_target = np.where(reviewed, clamped == self.given, easy).astype(np.float32)
+        working = np.where(reviewed, clamped, working)
+        easy = easy | reviewed
         similarity = centre_similarity(before.features, class_centres(before.features, working, C))
-        awe_loss = train_weight_net(self.weight_net, self.opt_weight, similarity, self.given, easy.astype(np.float32),
+        awe_loss = train_weight_net(self.weight_net, self.opt_weight, similarity, self.given, awe_target,
                                     self.config.train.awe_iterations)
         t_select = time.perf_counter() - t0
         use_student_graph = mutual and self.state.phase_epoch % 2 == 0
@@ -418,24 +452,31 @@ class Run:
         else:
             seed_weights = predict_weights(self.weight_net, similarity, working)
         t1 = time.perf_counter()
-        result = propagate(graph.normalized, seed_matrix(working, C, seed_weights), self.config.propagation)
+        seeds, working, easy, train_mask = apply_clamps(seed_matrix(working, C, seed_weights), working, easy,
+                                                        clamped, outliers)
+        seed_weights = seeds.sum(1)
+        result = propagate(graph.normalized, seeds, self.config.propagation)
         refined = np.where(easy, working, result.labels)
         t_lp = time.perf_counter() - t1
         weights = predict_weights(self.weight_net, similarity, refined)
         weights_given = predict_weights(self.weight_net, similarity, self.given)
         self.state.refined = refined
-        metrics = self._student_train(refined, "refine", weights)
+        metrics = self._student_train(refined, "refine", weights, train_mask=train_mask)
+        metrics.update(_review_metrics(clamped, outliers))
         metrics.update(select_seconds=t_select, lp_seconds=t_lp, awe_loss=awe_loss,
                        graph_source="student" if use_student_graph else "teacher",
                        noise_rate_used=self.noise_rate(),
                        loss_cutoff=loss_cutoff(selection_loss, keep_fraction))
         arrays, metrics = self._student_snapshot(metrics, graph=graph, lp=result, easy=easy, working=working,
                                                  weights=weights, weights_given=weights_given,
-                                                 selection_loss=selection_loss, student_features=before.features)
+                                                 selection_loss=selection_loss, student_features=before.features,
+                                                 clamped=clamped, outliers=outliers)
+        arrays["seed_weight"] = seed_weights.astype(np.float32)
         return arrays, metrics
 
     def _student_snapshot(self, metrics: dict, graph: Graph | None = None, lp=None, easy=None, working=None,
-                          weights=None, weights_given=None, selection_loss=None, student_features=None):
+                          weights=None, weights_given=None, selection_loss=None, student_features=None,
+                          clamped=None, outliers=None):
         t0 = time.perf_counter()
         after = self.student_outputs()
         teacher = self.teacher_outputs() if self.config.method != "ce" else None
@@ -451,6 +492,8 @@ class Run:
         arrays = self._arrays(teacher=teacher, student=after, graph=graph, lp=lp, easy=easy, working=working,
                               weights=weights, weights_given=weights_given, selection_loss=selection_loss,
                               features=after.features if student_features is None else student_features)
+        if clamped is not None:
+            arrays.update(clamped=clamped, outlier=outliers)
         metrics["eval_seconds"] = time.perf_counter() - t0
         return arrays, metrics
 
@@ -522,6 +565,10 @@ class Run:
             "teacher_parameters": parameter_count(self.teacher), "student_parameters": parameter_count(self.student),
             "wall_seconds": self.state.wall_seconds, "device": str(self.device),
         }
+
+
+def _review_metrics(clamped: np.ndarray, outliers: np.ndarray) -> dict:
+    return {"reviewed_clamped": int(np.sum(clamped >= 0)), "reviewed_outliers": int(np.sum(outliers))}
 
 
 def _acc(pred: np.ndarray, true: np.ndarray | None) -> float | None:

@@ -191,3 +191,34 @@ def test_engine_imports_no_streamlit_or_plotly():
             "sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_reviewed_labels_are_clamped_and_outliers_sit_out(tmp_path):
+    from engine.review import ReviewStore
+
+    run = Run.create(tmp_path / "r", moons_config())
+    run.run_until("refine")
+    wrong = int(1 - run.true[0])  # a reviewer insists on the wrong class: the run must obey
+    reviews = ReviewStore(tmp_path / "r", num_classes=2)
+    reviews.record(0, "relabel", "ann", label=wrong)
+    reviews.record(1, "outlier", "ann")
+    reviews.record(2, "keep", "ann")
+    for _ in range(3):
+        result = run.step()
+        snap = RunStore(tmp_path / "r").snapshot(result.step)
+        assert snap["refined"][0] == wrong and snap["refined"][2] == run.given[2]
+        assert snap["easy"][0] and snap["clamped"][0] == wrong and snap["outlier"][1]
+        assert result.metrics["reviewed_clamped"] == 2 and result.metrics["reviewed_outliers"] == 1
+
+
+def test_outliers_are_left_out_of_training(tmp_path):
+    from engine.review import ReviewStore
+
+    run = Run.create(tmp_path / "r", moons_config(method="ce"))
+    seen = []
+    run.on_progress = lambda done, total: seen.append(total)
+    run.step()
+    ReviewStore(tmp_path / "r", num_classes=2).record(5, "outlier", "ann")
+    run.step()
+    n = run.dataset.num_train
+    assert seen[0] == n and seen[-1] == n - 1

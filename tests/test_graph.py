@@ -8,7 +8,8 @@ from engine.graph import Graph, GraphConfig, affinity, build_graph, knn, normali
 
 # Two clusters in 2-D: points 0-2 around angle 0, points 3-5 around angle pi/2.
 ANGLES = np.array([0.0, 0.1, 0.25, np.pi / 2, np.pi / 2 - 0.1, np.pi / 2 - 0.3])
-TWO_CLUSTERS = np.stack([np.cos(ANGLES), np.sin(ANGLES)], axis=1) * np.array([[1.0], [2.0], [0.5], [3.0], [1.0], [1.0]])
+SCALES = np.array([1.0, 2.0, 0.5, 3.0, 1.0, 1.0])[:, None]  # cosine ignores the scale
+TWO_CLUSTERS = np.stack([np.cos(ANGLES), np.sin(ANGLES)], axis=1) * SCALES
 
 
 def brute_force_knn(features: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -156,3 +157,11 @@ def test_build_graph_two_clusters():
     np.testing.assert_allclose(w[0, 2], np.cos(0.25) ** 3 + np.cos(0.25) ** 3, rtol=1e-5)
     degree = w.sum(axis=1)
     np.testing.assert_allclose(graph.normalized.toarray(), w / np.sqrt(np.outer(degree, degree)), rtol=1e-5)
+
+
+def test_gpu_request_without_gpu_falls_back_to_cpu(caplog, monkeypatch):
+    monkeypatch.setattr("engine.graph._gpu_available", lambda: False)
+    with caplog.at_level("WARNING", logger="engine.graph"):
+        idx, _ = knn(TWO_CLUSTERS, k=2, use_gpu=True)
+    assert "using CPU" in caplog.text
+    np.testing.assert_array_equal(idx, knn(TWO_CLUSTERS, k=2, use_gpu=False)[0])

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
+import torch
 
 from engine.graph import GraphConfig, build_graph
 from engine.propagate import PropagationConfig, PropagationResult, propagate, seed_matrix
@@ -31,10 +32,10 @@ def row_normalised(z: np.ndarray) -> np.ndarray:
 
 def test_config_defaults_and_validation():
     assert PropagationConfig() == PropagationConfig(alpha=0.99, max_iter=20, tol=1e-6)
-    for kwargs in ({"alpha": 0}, {"alpha": 1}, {"alpha": -0.5}, {"max_iter": 0}, {"max_iter": 2.0}, {"tol": 0}):
-        (name, value), = kwargs.items()
+    bad = [("alpha", 0), ("alpha", 1), ("alpha", -0.5), ("max_iter", 0), ("max_iter", 2.0), ("tol", 0)]
+    for name, value in bad:
         with pytest.raises(ValueError, match=rf"{name}.*{value!r}"):
-            PropagationConfig(**kwargs)
+            PropagationConfig(**{name: value})
 
 
 def test_seed_matrix():
@@ -101,14 +102,17 @@ def test_history_recorded_at_asked_iterations():
     graph, true_labels, _ = clustered(10, 3, seed=3)
     seeds = seed_matrix(true_labels, 3, mask=np.arange(30) % 3 == 0)
     nodes = [0, 1, 29]
-    result = propagate(graph.normalized, seeds, PropagationConfig(), record_nodes=nodes, record_iters=[0, 1, 5, 20])
-    assert sorted(result.history) == [0, 1, 5, 20]
+    last = propagate(graph.normalized, seeds, PropagationConfig()).iterations
+    assert 5 < last <= 20
+    asked = [0, 1, 5, last, 21]
+    result = propagate(graph.normalized, seeds, PropagationConfig(), record_nodes=nodes, record_iters=asked)
+    assert sorted(result.history) == [0, 1, 5, last]  # 21 was never run
     for scores in result.history.values():
         assert scores.shape == (3, 3)
         np.testing.assert_allclose(scores.sum(axis=1), 1, atol=1e-6)
     np.testing.assert_allclose(result.history[0][0], np.eye(3)[true_labels[0]])  # a seed
     np.testing.assert_allclose(result.history[0][1], 1 / 3)  # not a seed: uniform
-    np.testing.assert_allclose(result.history[20], result.scores[nodes], atol=1e-7)
+    np.testing.assert_allclose(result.history[last], result.scores[nodes], atol=1e-7)
     assert not np.allclose(result.history[1], result.history[5])
 
     every = propagate(graph.normalized, seeds, PropagationConfig(max_iter=4), record_nodes=nodes)
@@ -158,3 +162,13 @@ def test_bad_inputs_raise():
         propagate(graph.normalized, -seeds, PropagationConfig())
     with pytest.raises(ValueError, match="record_nodes"):
         propagate(graph.normalized, seeds, PropagationConfig(), record_nodes=[8])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    graph, true_labels, _ = clustered(30, 4, seed=7, spread=1.0)
+    seeds = seed_matrix(true_labels, 4)
+    on_cpu = propagate(graph.normalized, seeds, PropagationConfig(), device="cpu")
+    on_gpu = propagate(graph.normalized, seeds, PropagationConfig(), device="cuda")
+    np.testing.assert_allclose(on_gpu.scores, on_cpu.scores, atol=1e-5)
+    np.testing.assert_array_equal(on_gpu.labels, on_cpu.labels)

@@ -108,9 +108,10 @@ class ImageCache:
 CACHE = ImageCache()
 
 
-def _file_id(path: Path) -> tuple:
-    stat = path.stat()
-    return str(path.resolve()), stat.st_mtime_ns, stat.st_size
+def _file_id(path: str) -> tuple:
+    """(absolute path, mtime in ns, size in bytes): a file's cache identity."""
+    stat = os.stat(path)
+    return path, stat.st_mtime_ns, stat.st_size
 
 
 # ---------------------------------------------------------------- scanning
@@ -163,7 +164,7 @@ def _ignored(name: str) -> bool:
     return name.startswith(".") or name in ("__MACOSX", "Thumbs.db", "desktop.ini")
 
 
-def _header(path: Path) -> tuple[int, int, str]:
+def _header(path: str) -> tuple[int, int, str]:
     """(width, height, 'L' or 'RGB') from the file header; raises on a non-image."""
     key = ("header",) + _file_id(path)
     cached = CACHE.get(key)
@@ -176,19 +177,20 @@ def _header(path: Path) -> tuple[int, int, str]:
 
 
 def _class_files(class_dir: Path, root: Path):
-    """Image files under one class folder (recursively), and skipped ``key: reason``."""
+    """(key, absolute path) of the image files under one class folder
+    (recursively, sorted), and the skipped ``key: reason``."""
     files, skipped = [], []
     for dirpath, dirnames, filenames in os.walk(class_dir):
         dirnames[:] = sorted(d for d in dirnames if not _ignored(d))
+        prefix = Path(dirpath).relative_to(root).as_posix()
         for name in sorted(filenames):
             if _ignored(name):
                 continue
-            path = Path(dirpath) / name
-            key = path.relative_to(root).as_posix()
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
+            key = f"{prefix}/{name}"
+            if os.path.splitext(name)[1].lower() not in IMAGE_SUFFIXES:
                 skipped.append(f"{key}: not an image file (valid: {', '.join(IMAGE_SUFFIXES)})")
                 continue
-            files.append((key, path))
+            files.append((key, os.path.join(dirpath, name)))
     return files, skipped
 
 
@@ -219,7 +221,7 @@ def _scan_split(split_dir: Path, root: Path, class_names: tuple[str, ...] | None
         for key, path in files:
             try:
                 width, height, mode = _header(path)
-            except (UnidentifiedImageError, OSError, ValueError) as exc:
+            except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
                 skipped.append(f"{key}: unreadable image ({type(exc).__name__})")
                 continue
             items.append((key, class_names.index(class_dir.name)))
@@ -245,7 +247,7 @@ def scan_folder(directory: str | Path) -> FolderScan:
         Missing or empty folder, a single class, a class folder without images,
         test classes that are not training classes; each names the path.
     """
-    root = Path(str(directory)).expanduser()
+    root = Path(str(directory)).expanduser().absolute()
     if not str(directory).strip():
         raise UserError(f"dataset folder is empty; valid: {VALID_LAYOUT}")
     if not root.exists():
@@ -273,6 +275,25 @@ def scan_folder(directory: str | Path) -> FolderScan:
                       sizes, modes)
 
 
+def folder_summary(directory: str | Path) -> dict:
+    """A JSON-ready description of a dataset folder for the Setup page
+    (headers only; raises :class:`UserError` like :func:`scan_folder`)."""
+    scan = scan_folder(directory)
+    height, width = scan.default_size()
+    return {
+        "root": str(scan.root),
+        "classes": list(scan.class_names),
+        "train_counts": scan.class_counts("train"),
+        "test_counts": None if scan.test is None else scan.class_counts("test"),
+        "test": "folder" if scan.test is not None else f"{TEST_FRACTION:.0%} of train held out",
+        "sizes": {f"{w}x{h}": n for (w, h), n in scan.sizes.most_common()},
+        "modes": dict(scan.modes),
+        "default_size": f"{width}x{height}",
+        "default_mode": scan.default_mode(),
+        "skipped": list(scan.skipped),
+    }
+
+
 # ---------------------------------------------------------------- decoding
 def _to_mode(img: Image.Image, mode: str) -> Image.Image:
     """Convert to 'L' or 'RGB'; 16-bit and float grayscale are rescaled, not clipped."""
@@ -287,7 +308,7 @@ def _to_mode(img: Image.Image, mode: str) -> Image.Image:
     return img.convert(mode) if img.mode != mode else img
 
 
-def decode_image(path: str | Path, size: tuple[int, int], mode: str) -> np.ndarray:
+def decode_image(path: str, size: tuple[int, int], mode: str) -> np.ndarray:
     """One image as uint8 ``(H, W, C)``, converted and resized; cached.
 
     Parameters
@@ -295,8 +316,7 @@ def decode_image(path: str | Path, size: tuple[int, int], mode: str) -> np.ndarr
     size : (height, width)
     mode : 'L' or 'RGB'
     """
-    path = Path(path)
-    key = ("image", *_file_id(path), size, mode)
+    key = ("image", *_file_id(str(path)), size, mode)
     cached = CACHE.get(key)
     if cached is not None:
         return cached
@@ -313,17 +333,20 @@ def decode_image(path: str | Path, size: tuple[int, int], mode: str) -> np.ndarr
     return array
 
 
-def _decode_all(root: Path, items, size, mode, workers: int):
+def _decode_all(root: Path, items, size, mode, workers: int, chunk: int = 256):
     """Decode ``items``; returns uint8 (N, H, W, C), kept (N,) mask, skipped list."""
+    base = str(root)
+
     def one(item):
         key, _ = item
         try:
-            return decode_image(root / key, size, mode), None
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+            return decode_image(os.path.join(base, key), size, mode), None
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             return None, f"{key}: unreadable image ({type(exc).__name__})"
 
+    chunks = [items[i:i + chunk] for i in range(0, len(items), chunk)]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(one, items))
+        results = [r for part in pool.map(lambda part: [one(item) for item in part], chunks) for r in part]
     kept = np.array([array is not None for array, _ in results], dtype=bool)
     channels = 1 if mode == "L" else 3
     arrays = [array for array, _ in results if array is not None]
@@ -333,7 +356,9 @@ def _decode_all(root: Path, items, size, mode, workers: int):
 
 def _to_float(images: np.ndarray) -> np.ndarray:
     """uint8 (N, H, W, C) -> float32 (N, C, H, W) in [0, 1]."""
-    return np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
+    out = np.empty((images.shape[0], images.shape[3], images.shape[1], images.shape[2]), dtype=np.float32)
+    np.multiply(images.transpose(0, 3, 1, 2), np.float32(1 / 255), out=out)
+    return out
 
 
 # ---------------------------------------------------------------- options and split

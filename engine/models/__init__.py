@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch.nn as nn
 
 from ..errors import UserError
-from . import small
+from . import cifar, small
 
 Factory = Callable[[tuple[int, ...], int], nn.Module]
 
@@ -22,6 +22,7 @@ _REGISTRY: dict[str, tuple[Factory, str]] = {
     "digits-cnn-small": (small.DigitsStudent, "image"),
     "mlp-large": (small.MlpLarge, "points"),
     "mlp-small": (small.MlpSmall, "points"),
+    **{name: (factory, "image") for name, factory in cifar.MODELS.items()},
 }
 
 

@@ -1,0 +1,233 @@
+"""The Embeddings page's scatter: a 2-D layout of the training samples,
+coloured by a label, a flag or a number, sized by a number.
+
+Points are drawn with WebGL (``go.Scattergl``) so that 10,000 of them stay
+responsive; every point carries its sample index as ``customdata[0]`` so that
+a box or lasso selection maps back to samples whatever trace it hit
+(:func:`selected_samples`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+#: One colour per class, cycled beyond 20 classes (Plotly's D3 + Set1-ish).
+CLASS_COLORS = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf", "#393b79", "#e7969c", "#637939", "#ad494a", "#7b4173", "#3182bd",
+    "#e6550d", "#31a354", "#756bb1", "#636363",
+)
+UNKNOWN_COLOR = "#c7c7c7"
+#: Colours of a two-valued field: (False, True).
+FLAG_COLORS = ("#d62728", "#2ca02c")
+CONTINUOUS_SCALE = "Viridis"
+HEIGHT = 560
+SIZE_RANGE = (4.0, 14.0)
+
+
+def class_color(label: int) -> str:
+    """Colour of class ``label`` (grey for -1, unknown)."""
+    return UNKNOWN_COLOR if label < 0 else CLASS_COLORS[int(label) % len(CLASS_COLORS)]
+
+
+def scale_sizes(values: np.ndarray | None, n: int, size_range: tuple[float, float] = SIZE_RANGE) -> np.ndarray | float:
+    """Marker sizes from a numeric field, linearly onto ``size_range``.
+
+    Parameters
+    ----------
+    values : np.ndarray, shape (N,), or None
+        NaN values get the smallest size; ``None`` gives one fixed size.
+    n : int
+
+    Returns
+    -------
+    np.ndarray, shape (N,), or float
+    """
+    lo, hi = size_range
+    if values is None:
+        return 6.0
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(values)
+    sizes = np.full(n, lo)
+    if finite.any():
+        vmin, vmax = values[finite].min(), values[finite].max()
+        span = vmax - vmin
+        sizes[finite] = (lo + hi) / 2 if span == 0 else lo + (values[finite] - vmin) / span * (hi - lo)
+    return sizes
+
+
+def note_figure(text: str, height: int = 200) -> go.Figure:
+    """A chart-sized note, for a view with nothing to draw."""
+    fig = go.Figure()
+    fig.add_annotation(text=text, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
+                       font={"size": 14, "color": "#555"})
+    fig.update_layout(height=height, xaxis={"visible": False}, yaxis={"visible": False},
+                      margin={"l": 10, "r": 10, "t": 10, "b": 10})
+    return fig
+
+
+def _marker(sizes, rows: np.ndarray, color, **extra) -> dict:
+    size = sizes[rows] if isinstance(sizes, np.ndarray) else sizes
+    return {"size": size, "color": color, "line": {"width": 0}, "opacity": 0.85, **extra}
+
+
+def _scatter(coords: np.ndarray, rows: np.ndarray, name: str, marker: dict, hover: Sequence[str] | None,
+             sample_ids: np.ndarray, **extra) -> go.Scattergl:
+    text = None if hover is None else [hover[i] for i in rows]
+    return go.Scattergl(
+        x=coords[rows, 0], y=coords[rows, 1], mode="markers", name=name, marker=marker,
+        customdata=sample_ids[rows, None], text=text,
+        hovertemplate="%{text}<extra></extra>" if text is not None else "#%{customdata[0]}<extra></extra>",
+        **extra)
+
+
+def embedding_figure(
+    coords: np.ndarray,
+    values: np.ndarray,
+    kind: str,
+    *,
+    category_names: Mapping[int, str] | Sequence[str] | None = None,
+    sizes: np.ndarray | None = None,
+    hover: Sequence[str] | None = None,
+    highlight: np.ndarray | None = None,
+    highlight_name: str = "selected",
+    title: str | None = None,
+    color_title: str | None = None,
+    sample_ids: np.ndarray | None = None,
+) -> go.Figure:
+    """Scatter of a 2-D layout.
+
+    Parameters
+    ----------
+    coords : np.ndarray, shape (N, 2)
+    values : np.ndarray, shape (N,)
+        What the colour shows. ``kind='category'``: integer codes, -1 =
+        unknown (grey), one trace (and legend entry) per code present;
+        ``kind='flag'``: booleans, two traces (False red, True green);
+        ``kind='continuous'``: numbers on a colour scale, NaN drawn grey in a
+        trace of its own.
+    kind : {'category', 'flag', 'continuous'}
+    category_names : mapping or sequence, optional
+        Legend name of each code (for flags: ``(name of False, name of True)``).
+    sizes : np.ndarray, shape (N,), optional
+        Numeric field mapped onto marker size (:func:`scale_sizes`).
+    hover : sequence of str, optional
+        One hover text per sample.
+    highlight : np.ndarray of int, optional
+        Samples outlined by an extra trace drawn on top.
+    title, color_title : str, optional
+    sample_ids : np.ndarray, shape (N,), optional
+        Sample index of each row (default ``0..N-1``), put in ``customdata``.
+
+    Returns
+    -------
+    go.Figure
+        Traces: the colour groups, then the highlight trace when given.
+    """
+    coords = np.asarray(coords, dtype=np.float32)
+    n = coords.shape[0]
+    if n == 0:
+        return note_figure("No samples to draw.")
+    if coords.shape != (n, 2) or len(values) != n:
+        raise ValueError(f"coords must be (N, 2) and values (N,), got {coords.shape} and {np.shape(values)}")
+    sample_ids = np.arange(n) if sample_ids is None else np.asarray(sample_ids)
+    marker_sizes = scale_sizes(sizes, n)
+    fig = go.Figure()
+    if kind == "category":
+        _add_categories(fig, coords, np.asarray(values, dtype=np.int64), category_names, marker_sizes, hover,
+                        sample_ids)
+    elif kind == "flag":
+        names = tuple(category_names) if category_names is not None else ("no", "yes")
+        flags = np.asarray(values, dtype=bool)
+        for flag in (False, True):
+            rows = np.flatnonzero(flags == flag)
+            if rows.size:
+                fig.add_trace(_scatter(coords, rows, names[int(flag)],
+                                       _marker(marker_sizes, rows, FLAG_COLORS[int(flag)]), hover, sample_ids))
+    elif kind == "continuous":
+        _add_continuous(fig, coords, np.asarray(values, dtype=np.float64), marker_sizes, hover, sample_ids,
+                        color_title)
+    else:
+        raise ValueError(f"kind={kind!r} is unknown; valid: category, flag, continuous")
+    if highlight is not None and len(highlight):
+        rows = np.asarray(highlight, dtype=np.int64)
+        fig.add_trace(_scatter(coords, rows, highlight_name,
+                               {"size": 13, "color": "rgba(0,0,0,0)", "line": {"width": 2, "color": "#111"},
+                                "symbol": "circle-open"}, hover, sample_ids))
+    fig.update_layout(
+        title={"text": title, "x": 0.0, "font": {"size": 14}} if title else None, height=HEIGHT,
+        margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10}, dragmode="lasso",
+        legend={"itemsizing": "constant", "title": {"text": color_title} if color_title else None},
+        xaxis={"showticklabels": False, "title": None, "zeroline": False},
+        yaxis={"showticklabels": False, "title": None, "zeroline": False, "scaleanchor": "x"},
+        plot_bgcolor="white", uirevision="embedding")
+    return fig
+
+
+def _add_categories(fig, coords, codes, names, sizes, hover, sample_ids) -> None:
+    for code in np.unique(codes):
+        rows = np.flatnonzero(codes == code)
+        if code < 0:
+            name = "unknown"
+        elif names is not None and (code in names if isinstance(names, Mapping) else code < len(names)):
+            name = str(names[code])
+        else:
+            name = str(code)
+        fig.add_trace(_scatter(coords, rows, name, _marker(sizes, rows, class_color(int(code))), hover,
+                               sample_ids))
+
+
+def _add_continuous(fig, coords, values, sizes, hover, sample_ids, color_title) -> None:
+    finite = np.isfinite(values)
+    missing = np.flatnonzero(~finite)
+    if missing.size:
+        fig.add_trace(_scatter(coords, missing, "no value", _marker(sizes, missing, UNKNOWN_COLOR), hover,
+                               sample_ids))
+    rows = np.flatnonzero(finite)
+    if rows.size:
+        marker = _marker(sizes, rows, values[rows], colorscale=CONTINUOUS_SCALE, showscale=True,
+                         colorbar={"title": {"text": color_title or ""}, "thickness": 12})
+        fig.add_trace(_scatter(coords, rows, color_title or "value", marker, hover, sample_ids, showlegend=False))
+
+
+def selected_samples(points: Sequence[Mapping], trace_rows: Sequence[np.ndarray] | None = None) -> list[int]:
+    """Sample indices of a plotly selection event's points.
+
+    Parameters
+    ----------
+    points : sequence of dict
+        ``event.selection["points"]`` of ``st.plotly_chart``.
+    trace_rows : sequence of np.ndarray, optional
+        Sample indices of each trace's points, for events whose points carry
+        no ``customdata``.
+
+    Returns
+    -------
+    list of int
+        Unique, in ascending order.
+    """
+    out = set()
+    for p in points:
+        sample = first_customdata(p.get("customdata"))
+        if sample is not None:
+            out.add(sample)
+        elif trace_rows is not None and p.get("curve_number") is not None:
+            out.add(int(trace_rows[p["curve_number"]][p.get("point_index", p.get("point_number"))]))
+    return sorted(out)
+
+
+def first_customdata(data) -> int | None:
+    """The first ``customdata`` value of a selected point as an int.
+
+    The browser sends a row of a typed ``customdata`` array as ``{"0": 12}``,
+    a plain one as ``[12]`` or ``12``; ``None`` when there is none.
+    """
+    if isinstance(data, Mapping):
+        data = [data[k] for k in sorted(data, key=lambda k: int(k) if str(k).isdigit() else 0)]
+    values = np.atleast_1d(np.asarray(data, dtype=object)) if data is not None else np.zeros(0)
+    if not values.size or values[0] is None:
+        return None
+    return int(values[0])

@@ -1,0 +1,198 @@
+"""Charts of the Train page: scalar metrics over steps, and the phase timeline.
+
+Every chart function takes ``metrics``, the run's per-step metric dicts in
+step order (``RunStore.metrics()``), and returns a plotly ``Figure``. A value
+that is ``None`` (unknown at that step, e.g. the student's accuracy during
+the teacher phase) is left out, so a trace has one point per step that
+measured it. Phases are shaded in the background so a jump can be read
+against what the step did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+Metrics = Sequence[Mapping]
+
+COLORS = {
+    "given": "#9e9e9e", "refined": "#1f77b4", "precision": "#2ca02c", "recall": "#d62728",
+    "teacher": "#ff7f0e", "student": "#1f77b4", "wrong_to_right": "#2ca02c", "right_to_wrong": "#d62728",
+    "loss_ce": "#1f77b4", "loss_mixup": "#9467bd", "loss_kd": "#ff7f0e", "loss_rel": "#8c564b",
+    "teacher_loss": "#7f7f7f", "awe_auroc": "#e377c2", "selection_precision": "#17becf",
+}
+PHASE_SHADES = {
+    "teacher": "rgba(255,127,14,0.10)", "propagate": "rgba(148,103,189,0.16)",
+    "warmup": "rgba(31,119,180,0.07)", "refine": "rgba(44,160,44,0.09)", "mutual": "rgba(23,190,207,0.10)",
+    "student": "rgba(31,119,180,0.07)",
+}
+PHASE_COLORS = {
+    "teacher": "#ff7f0e", "propagate": "#9467bd", "warmup": "#1f77b4", "refine": "#2ca02c",
+    "mutual": "#17becf", "student": "#1f77b4",
+}
+HEIGHT = 330
+
+
+def metric_series(metrics: Metrics, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Steps and values of one metric, steps where it is unknown left out.
+
+    Returns
+    -------
+    steps : np.ndarray, shape (M,), int
+    values : np.ndarray, shape (M,), float
+    """
+    pairs = [(m["step"], m[key]) for m in metrics if m.get(key) is not None and m.get("step") is not None]
+    if not pairs:
+        return np.zeros(0, dtype=int), np.zeros(0, dtype=float)
+    steps, values = zip(*pairs)
+    return np.asarray(steps, dtype=int), np.asarray(values, dtype=float)
+
+
+def phase_spans(metrics: Metrics) -> list[tuple[str, int, int]]:
+    """Consecutive runs of steps in one phase: ``(phase, first_step, last_step)``."""
+    spans: list[list] = []
+    for m in metrics:
+        phase, step = m.get("phase"), m.get("step")
+        if phase is None or step is None:
+            continue
+        if spans and spans[-1][0] == phase:
+            spans[-1][2] = step
+        else:
+            spans.append([phase, step, step])
+    return [tuple(s) for s in spans]
+
+
+def _line_chart(metrics: Metrics, series: Sequence[tuple[str, str]], title: str, y_title: str,
+                y_range: tuple[float, float] | None = None, dash: Mapping[str, str] | None = None) -> go.Figure:
+    """One line per ``(metric key, legend label)``, over steps, phases shaded.
+
+    Built in one go (traces, shapes and annotations as plain dicts): plotly's
+    ``add_vrect`` re-validates the layout on every call and would cost most
+    of a page refresh.
+    """
+    traces = []
+    for key, label in series:
+        steps, values = metric_series(metrics, key)
+        traces.append(go.Scatter(
+            x=steps, y=values, name=label, mode="lines+markers", marker={"size": 5},
+            line={"color": COLORS.get(key), "dash": (dash or {}).get(key, "solid"), "width": 2},
+            hovertemplate=f"{label}<br>step %{{x}}: %{{y:.3f}}<extra></extra>"))
+    shapes, annotations = _phase_bands(metrics)
+    if not metrics:
+        annotations.append({"text": "No steps yet: press Step", "showarrow": False, "xref": "paper",
+                            "yref": "paper", "x": 0.5, "y": 0.5, "font": {"size": 13, "color": "#888"}})
+    yaxis = {"title": {"text": y_title}}
+    if y_range is not None:
+        yaxis["range"] = list(y_range)
+    layout = {"title": {"text": title, "x": 0.0, "font": {"size": 14}}, "height": HEIGHT,
+              "margin": {"l": 50, "r": 10, "t": 40, "b": 10},
+              "legend": {"orientation": "h", "y": -0.3, "yanchor": "top", "x": 0, "xanchor": "left"},
+              "xaxis": {"title": {"text": "step"}, "rangemode": "tozero"}, "yaxis": yaxis,
+              "hovermode": "x unified", "shapes": shapes, "annotations": annotations}
+    return go.Figure(data=traces, layout=layout)
+
+
+def _phase_bands(metrics: Metrics) -> tuple[list[dict], list[dict]]:
+    """A shaded band per phase span (x in steps, y across the plot), labelled
+    when it is wide enough (an eighth of the steps) for its name to fit."""
+    shapes, annotations = [], []
+    spans = phase_spans(metrics)
+    steps_shown = sum(last - first + 1 for _, first, last in spans)
+    for phase, first, last in spans:
+        shapes.append({"type": "rect", "xref": "x", "yref": "paper", "x0": first - 0.5, "x1": last + 0.5,
+                       "y0": 0, "y1": 1, "fillcolor": PHASE_SHADES.get(phase, "rgba(0,0,0,0.04)"),
+                       "line": {"width": 0}, "layer": "below"})
+        if (last - first + 1) < steps_shown / 8:
+            continue
+        annotations.append({"text": phase, "xref": "x", "yref": "paper", "x": first - 0.5, "y": 1,
+                            "xanchor": "left", "yanchor": "top", "showarrow": False,
+                            "font": {"size": 10, "color": "#666"}})
+    return shapes, annotations
+
+
+def label_precision_figure(metrics: Metrics) -> go.Figure:
+    """Refined-label precision against the given labels' precision (higher is better)."""
+    return _line_chart(metrics, [("refined_label_precision", "refined labels"),
+                                 ("given_label_precision", "given labels")],
+                       "Label precision: refined against given", "fraction correct", (0, 1.02),
+                       dash={"given_label_precision": "dash"})
+
+
+def detection_figure(metrics: Metrics) -> go.Figure:
+    """Noise detection: of the relabelled samples, how many had a wrong label
+    (precision), and of the wrong labels, how many were relabelled (recall)."""
+    return _line_chart(metrics, [("detection_precision", "precision"), ("detection_recall", "recall")],
+                       "Noise detection", "fraction", (0, 1.02))
+
+
+def accuracy_figure(metrics: Metrics) -> go.Figure:
+    """Test accuracy of the teacher and the student (higher is better)."""
+    return _line_chart(metrics, [("teacher_test_accuracy", "teacher"), ("student_test_accuracy", "student")],
+                       "Test accuracy", "accuracy", (0, 1.02))
+
+
+def relabel_figure(metrics: Metrics) -> go.Figure:
+    """Refined labels that fixed a wrong given label, and that broke a right one."""
+    return _line_chart(metrics, [("wrong_to_right", "wrong → right"), ("right_to_wrong", "right → wrong")],
+                       "Relabels against the given labels", "samples")
+
+
+def weight_figure(metrics: Metrics) -> go.Figure:
+    """How well the refinery tells right given labels from wrong ones: the AUROC
+    of the AWE weight of the given label (0.5 = no better than chance) and the
+    precision of the small-loss 'easy' set (higher is better for both)."""
+    return _line_chart(metrics, [("awe_auroc", "AWE weight AUROC"), ("selection_precision", "easy-set precision")],
+                       "Clean against noisy: weights and selection", "score", (0, 1.02))
+
+
+LOSS_SERIES = (("teacher_loss", "teacher CE"), ("loss_ce", "student CE"), ("loss_mixup", "mixup CE"),
+               ("loss_kd", "KD"), ("loss_rel", "relational"))
+
+
+def loss_figure(metrics: Metrics) -> go.Figure:
+    """Training losses per epoch: the teacher's CE, then the student's terms."""
+    return _line_chart(metrics, LOSS_SERIES, "Training losses", "mean loss per sample")
+
+
+#: The Train page's charts, in display order: (key, builder).
+CHARTS = (("labels", label_precision_figure), ("detection", detection_figure), ("accuracy", accuracy_figure),
+          ("relabels", relabel_figure), ("weights", weight_figure), ("losses", loss_figure))
+
+
+def phase_timeline_figure(plan: Sequence[Mapping], current_phase: str | None) -> go.Figure:
+    """The run's phases as one bar of segments, the steps done filled in.
+
+    Parameters
+    ----------
+    plan : sequence of dict
+        ``{"phase", "planned", "done"}`` per phase in order (see
+        ``app.settings.phase_plan``).
+    current_phase : str or None
+        Its segment is outlined.
+
+    Returns
+    -------
+    go.Figure
+        Two bar traces per phase (done, still to do), stacked horizontally.
+    """
+    fig = go.Figure()
+    for item in plan:
+        phase, planned, done = item["phase"], int(item["planned"]), int(item["done"])
+        color = PHASE_COLORS.get(phase, "#888")
+        current = phase == current_phase
+        outline = {"color": "#222", "width": 2} if current else {"color": "white", "width": 1}
+        label = f"{phase} {done}/{planned}"
+        fig.add_trace(go.Bar(y=["run"], x=[done], orientation="h", name=phase, marker={"color": color,
+                             "line": outline}, text=[label if done >= max(planned - done, 1) else ""],
+                             textposition="inside", insidetextanchor="middle", showlegend=False,
+                             hovertemplate=f"{phase}: {done} of {planned} steps done<extra></extra>"))
+        fig.add_trace(go.Bar(y=["run"], x=[max(planned - done, 0)], orientation="h", name=f"{phase} (to do)",
+                             marker={"color": color, "opacity": 0.25, "line": outline},
+                             text=[label if done < max(planned - done, 1) else ""], textposition="inside",
+                             insidetextanchor="middle", showlegend=False,
+                             hovertemplate=f"{phase}: {planned - done} of {planned} steps to do<extra></extra>"))
+    fig.update_layout(barmode="stack", height=90, margin={"l": 10, "r": 10, "t": 10, "b": 25},
+                      xaxis={"title": None, "rangemode": "tozero"}, yaxis={"visible": False}, bargap=0.1)
+    return fig

@@ -1,0 +1,255 @@
+"""Propagation graph: a sample's kNN neighbourhood at a step that propagated
+labels, label mass spreading from the seeds iteration by iteration, why the
+sample got its label, and what-if propagations with other settings (the run is
+never changed).
+
+Session state
+-------------
+Reads ``st.session_state["selected_samples"]`` (``app.samples.SELECTED_KEY``):
+a new selection on the Embeddings page centres the view on its first sample.
+Clicking a node in the neighbourhood chart moves the centre there.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app.common import require_store
+from app.figures.embedding import embedding_figure, selected_samples
+from app.figures.graph import class_scores_figure, confidence_figure, neighbourhood_figure
+from app.samples import load_dataset, load_snapshot, selected, step_label, step_phases
+from engine import embed, explain
+from engine.config import RunConfig
+from engine.errors import UserError
+from engine.graph import GraphConfig
+from engine.store import RunStore
+
+SAMPLE_KEY = "graph_sample"
+CHART_KEY = "graph_chart"
+LAST_SELECTION_KEY = "_graph_last_selection"
+LAST_CLICK_KEY = "_graph_last_click"
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def cached_replay(run_dir: str, step: int, phase: str, num_classes: int, nodes: tuple, config_json: str,
+                  mtime: float):
+    """Replay of a step's propagation recording ``nodes`` (cached per input)."""
+    config = RunConfig.from_dict(json.loads(config_json))
+    snapshot = load_snapshot(run_dir, step)
+    result = explain.replay(snapshot, phase, num_classes, config.graph, config.propagation, np.asarray(nodes))
+    return result.history, result.iterations, result.scores[list(nodes)], result.confidence[list(nodes)]
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def cached_what_if(run_dir: str, step: int, phase: str, num_classes: int, k: int, power: float, alpha: float,
+                   keep_fraction: float, config_json: str, mtime: float):
+    """A what-if propagation (cached per settings)."""
+    config = RunConfig.from_dict(json.loads(config_json))
+    store = RunStore(run_dir)
+    snapshot = load_snapshot(run_dir, step)
+    features = explain.graph_features(store, step, snapshot)
+    given = store.dataset_arrays()["given"]
+    return explain.what_if(features, snapshot, phase, given, num_classes, GraphConfig(k=k, power=power),
+                           replace(config.propagation, alpha=alpha), keep_fraction, stored_graph=config.graph)
+
+
+def sync_centre(n: int) -> None:
+    """Move the centre to a newly selected sample or a clicked node (before the widget exists)."""
+    chosen = selected()
+    first = chosen[0] if chosen else None
+    if first is not None and first != st.session_state.get(LAST_SELECTION_KEY) and 0 <= first < n:
+        st.session_state[SAMPLE_KEY] = first
+    st.session_state[LAST_SELECTION_KEY] = first
+    event = st.session_state.get(CHART_KEY)
+    try:
+        points = event["selection"]["points"] if event else []
+    except (KeyError, TypeError):
+        points = []
+    clicked = selected_samples(points)
+    if clicked and clicked != st.session_state.get(LAST_CLICK_KEY):
+        st.session_state[SAMPLE_KEY] = clicked[0]
+    st.session_state[LAST_CLICK_KEY] = clicked
+
+
+def default_sample(snapshot: dict, given: np.ndarray) -> int:
+    """The relabelled sample the propagation was surest of (a clear story), else 0."""
+    flipped = np.flatnonzero(snapshot["refined"] != given)
+    if not flipped.size:
+        return 0
+    conf = snapshot.get("lp_confidence")
+    return int(flipped[np.argmax(conf[flipped])]) if conf is not None else int(flipped[0])
+
+
+def layout(store, step: int, source: str, dataset, snapshot: dict) -> np.ndarray | None:
+    """Coordinates of every sample: raw 2-D inputs, else the step's embedding."""
+    if dataset.kind == "points":
+        return embed.input_coordinates(dataset.train_x)
+    with st.spinner(f"Projecting the {source} features of step {step} (UMAP)…"):
+        return embed.embedding(store, step, source, snapshot=snapshot)
+
+
+def why_text(phase: str, sample: int, snapshot: dict, given, names, conf: float, cutoff: float | None,
+             keep_fraction: float) -> str:
+    refined = int(snapshot["refined"][sample])
+    g = int(given[sample])
+    if phase == "propagate":
+        if cutoff is not None and conf <= cutoff:
+            return (f"Its propagation confidence {conf:.3f} is among the {keep_fraction:.0%} least confident "
+                    f"(cut-off {cutoff:.3f}), so it **kept its given label {names[g]}**.")
+        verb = "kept" if refined == g else "was relabelled"
+        return (f"Its confidence {conf:.3f} is above the cut-off "
+                f"{cutoff if cutoff is not None else float('nan'):.3f}, so it took the propagated label: "
+                f"it **{verb} {names[g]} → {names[refined]}**.")
+    working = int(snapshot["working"][sample])
+    if snapshot["easy"][sample]:
+        return (f"Its loss was among the smallest (an *easy* sample), so it **kept its label {names[working]}** "
+                "whatever the propagation said.")
+    return (f"Its loss was not among the smallest, so its label came from the student ({names[working]}) and "
+            f"then from the propagation: **{names[g]} → {names[refined]}** (confidence {conf:.3f}).")
+
+
+def neighbours_table(center: int, snapshot: dict, seeds, given, true, names, power: float) -> pd.DataFrame:
+    idx = snapshot["neighbor_idx"][center].astype(np.int64)
+    sim = snapshot["neighbor_sim"][center].astype(np.float32)
+    name = lambda c: names[c] if c >= 0 else "?"  # noqa: E731
+    table = pd.DataFrame({
+        "sample": idx, "similarity": sim.round(3), "edge weight": (np.maximum(sim, 0) ** power).round(3),
+        "seed label": [name(int(seeds[j])) for j in idx], "given": [name(int(given[j])) for j in idx],
+        "refined": [name(int(snapshot["refined"][j])) for j in idx]})
+    if (true >= 0).any():
+        table["true"] = [name(int(true[j])) for j in idx]
+    return table
+
+
+def main() -> None:
+    st.title("Propagation graph")
+    store = require_store()
+    phases = step_phases(store.metrics())
+    lp_steps = [s for s in store.steps() if phases.get(s) in explain.LP_PHASES]
+    if not lp_steps:
+        st.info("No step has propagated labels yet. The first propagation is the 'propagate' step right after "
+                "the teacher's phase (AML-KD only); step the run on the Train page.")
+        st.stop()
+    run_dir, config = str(store.path), store.config()
+    dataset = load_dataset(run_dir)
+    arrays = store.dataset_arrays()
+    given, true = arrays["given"].astype(np.int64), arrays["true"].astype(np.int64)
+    names = [str(c) for c in dataset.class_names]
+    n, num_classes = len(given), len(names)
+
+    step = st.select_slider("Step (steps that propagated labels)", options=lp_steps, value=lp_steps[-1],
+                            key="graph_step", format_func=lambda s: step_label(s, phases))
+    phase = phases[step]
+    snapshot = load_snapshot(run_dir, step)
+    metrics = next(m for m in store.metrics() if m.get("step") == step)
+    source = metrics.get("graph_source") or "teacher"
+    mtime = store.snapshot_path(step).stat().st_mtime
+
+    sync_centre(n)
+    if SAMPLE_KEY not in st.session_state:
+        st.session_state[SAMPLE_KEY] = default_sample(snapshot, given)
+    c1, c2 = st.columns([2, 1])
+    center = int(c1.number_input("Sample index", min_value=0, max_value=n - 1, step=1, key=SAMPLE_KEY,
+                                 help="Or select samples on the Embeddings page, or click a node below."))
+    hops = c2.radio("Neighbourhood", (1, 2), format_func=lambda h: f"{h} hop" + ("s" if h > 1 else ""),
+                    horizontal=True, key="graph_hops")
+
+    coords = layout(store, step, source, dataset, snapshot)
+    if coords is None:
+        st.info(f"No {source} features at step {step}; cannot place the graph.")
+        st.stop()
+    nodes = explain.neighbourhood(snapshot["neighbor_idx"], center, hops)
+    edges, _, weights = explain.neighbourhood_edges(snapshot["neighbor_idx"], snapshot["neighbor_sim"], nodes,
+                                                    config.graph.power)
+    history, iterations, _, _ = cached_replay(run_dir, step, phase, num_classes, tuple(int(i) for i in nodes),
+                                              config.to_json(), mtime)
+    seeds, _ = explain.step_seeds(snapshot, phase)
+    st.caption(f"The {source}'s kNN graph (k = {config.graph.k}, weight = similarity^{config.graph.power:g}) "
+               f"around sample #{center}: {len(nodes)} nodes, {len(edges)} edges. Colour = leading class, "
+               "size = its score; grey = no label mass yet.")
+    done = max(history)
+    iteration = st.slider("Propagation iteration (0 = seeds)", 0, done, done, key="graph_iteration")
+    fig = neighbourhood_figure(coords[nodes], nodes, history[iteration], edges, weights, names,
+                               seed_labels=seeds[nodes], center=0, background_xy=coords,
+                               title=f"iteration {iteration} of {iterations} · step {step_label(step, phases)}")
+    st.plotly_chart(fig, key=CHART_KEY, on_select="rerun", selection_mode=("points",), width="stretch")
+
+    render_why(phase, center, snapshot, given, true, names, seeds, history[done][0], config)
+    render_what_if(run_dir, store, step, phase, snapshot, coords, given, true, names, config, mtime)
+
+
+def render_why(phase, center, snapshot, given, true, names, seeds, final_scores, config) -> None:
+    st.subheader(f"Why does #{center} have label {names[int(snapshot['refined'][center])]}?")
+    conf_all = snapshot.get("lp_confidence")
+    conf = float(conf_all[center])
+    keep = config.train.keep_least_confident if phase == "propagate" else 0.0
+    cutoff = explain.confidence_cutoff(conf_all, keep) if keep > 0 else None
+    st.markdown(why_text(phase, center, snapshot, given, names, conf, cutoff, keep))
+    facts = {"given": names[int(given[center])], "seed": names[int(seeds[center])],
+             "refined": names[int(snapshot["refined"][center])]}
+    if true[center] >= 0:
+        facts["true"] = names[int(true[center])]
+    if np.isfinite(snapshot["weight"][center]):
+        facts["AWE weight"] = f"{float(snapshot['weight'][center]):.3f}"
+    st.caption(" · ".join(f"{k}: **{v}**" for k, v in facts.items()))
+    left, right = st.columns(2)
+    left.plotly_chart(class_scores_figure(final_scores, names, given=int(given[center]),
+                                          refined=int(snapshot["refined"][center]), title="class scores"),
+                      key="graph_scores", width="stretch")
+    right.plotly_chart(confidence_figure(conf_all, conf, cutoff), key="graph_confidence", width="stretch")
+    st.markdown("**Its neighbours**")
+    st.dataframe(neighbours_table(center, snapshot, seeds, given, true, names, config.graph.power),
+                 hide_index=True, width="stretch")
+
+
+def render_what_if(run_dir, store, step, phase, snapshot, coords, given, true, names, config, mtime) -> None:
+    st.subheader("What if?")
+    st.caption("Re-run this step's propagation with other settings. The run is not changed.")
+    own_keep = config.train.keep_least_confident if phase == "propagate" else 0.0
+    c1, c2, c3, c4 = st.columns(4)
+    k = c1.slider("k neighbours", 1, min(50, len(given) - 1), min(config.graph.k, len(given) - 1),
+                  key="whatif_k")
+    alpha = c2.slider("alpha", 0.50, 0.999, float(config.propagation.alpha), step=0.001, format="%.3f",
+                      key="whatif_alpha")
+    power = c3.slider("edge power", 0.5, 6.0, float(config.graph.power), step=0.5, key="whatif_power")
+    percent = c4.slider("keep % least confident", 0, 50, int(round(own_keep * 100)), key="whatif_keep",
+                        help="This share of the least confident samples keeps its label from before the "
+                             "propagation (stage 0: 5%, the given label).")
+    try:
+        with st.spinner("Propagating…"):
+            result = cached_what_if(run_dir, step, phase, len(names), int(k), float(power), float(alpha),
+                                    percent / 100, config.to_json(), mtime)
+    except UserError as exc:
+        st.error(str(exc))
+        return
+    own = (k == config.graph.k and abs(power - config.graph.power) < 1e-9
+           and abs(alpha - config.propagation.alpha) < 1e-9 and abs(percent / 100 - own_keep) < 1e-9)
+    m1, m2, m3 = st.columns(3)
+    m1.metric("Samples that would change label", len(result.changed))
+    if (true >= 0).any():
+        changed = result.changed
+        m2.metric("would become correct", int(np.sum(result.labels[changed] == true[changed])))
+        m3.metric("would become wrong", int(np.sum(snapshot["refined"][changed] == true[changed])))
+    st.caption(f"Computed in {result.seconds:.2f} s." + (
+        " These are the step's own settings: any change comes from seeds rebuilt from the snapshot."
+        if own else ""))
+    if len(result.changed):
+        name = lambda c: names[c] if c >= 0 else "?"  # noqa: E731
+        table = pd.DataFrame({"sample": result.changed,
+                              "step's label": [name(int(snapshot["refined"][i])) for i in result.changed],
+                              "what-if label": [name(int(result.labels[i])) for i in result.changed],
+                              "given": [name(int(given[i])) for i in result.changed]})
+        if (true >= 0).any():
+            table["true"] = [name(int(true[i])) for i in result.changed]
+        st.dataframe(table, hide_index=True, width="stretch", height=min(400, 38 + 35 * len(table)))
+    fig = embedding_figure(coords, result.labels, "category", category_names=names, highlight=result.changed,
+                           highlight_name="would change", title="labels under the what-if (circled: changed)")
+    st.plotly_chart(fig, key="whatif_chart", width="stretch")
+
+
+main()

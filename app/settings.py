@@ -1,0 +1,336 @@
+"""What the Setup and Train pages compute, without Streamlit: presets, the
+Setup form's values to and from a :class:`~engine.config.RunConfig`, checks
+of settings that cannot run, run names, the table of runs and the plan of
+phases. Everything here is pure or reads the run directory only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+
+from engine.config import RunConfig
+from engine.data import load_dataset
+from engine.data.base import parse_dataset_spec
+from engine.data.embedded import TOY_DEFAULTS
+from engine.errors import UserError
+from engine.graph import GraphConfig
+from engine.models import available_models, default_pair
+from engine.noise import parse_noise_spec
+from engine.run import PHASES, Phase
+from engine.store import RunStore, list_runs
+
+PRESETS_PATH = Path(__file__).resolve().parent.parent / "assets" / "presets.json"
+DATASETS = ("digits", "moons", "blobs", "circles")
+NOISE_KINDS = ("symmetric", "pairflip", "none")
+METHOD_LABELS = {"aml-kd": "AML-KD", "ce": "CE (plain training)", "kd": "KD (plain distillation)"}
+NOISE_RATE_MODES = ("estimate", "known", "custom")
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+
+
+# ---------------------------------------------------------------- presets
+@dataclass(frozen=True)
+class Preset:
+    id: str
+    name: str
+    description: str
+    config: RunConfig
+
+
+def load_presets(path: Path = PRESETS_PATH) -> tuple[list[Preset], str]:
+    """The presets of ``assets/presets.json`` and the id of the default one."""
+    data = json.loads(Path(path).read_text())
+    presets = [Preset(p["id"], p["name"], p["description"], RunConfig.from_dict(p["config"]))
+               for p in data["presets"]]
+    ids = [p.id for p in presets]
+    if data["default"] not in ids:
+        raise UserError(f"default preset {data['default']!r} of {str(path)!r} is not one of {ids}")
+    return presets, data["default"]
+
+
+def default_preset() -> Preset:
+    presets, default_id = load_presets()
+    return next(p for p in presets if p.id == default_id)
+
+
+# ---------------------------------------------------------------- the Setup form
+@dataclass(frozen=True)
+class SetupValues:
+    """The Setup form's fields: flat, one per widget."""
+
+    dataset: str = "digits"
+    toy_size: int = 600
+    toy_spread: float = 0.15
+    blob_classes: int = 4
+    noise_kind: str = "symmetric"
+    noise_rate: float = 0.4
+    method: str = "aml-kd"
+    teacher: str = ""
+    student: str = ""
+    teacher_epochs: int = 30
+    warmup_epochs: int = 4
+    refine_epochs: int = 32
+    mutual_epochs: int = 12
+    k: int = 20
+    alpha: float = 0.99
+    edge_power: float = 3.0
+    temperature: float = 4.0
+    noise_rate_mode: str = "estimate"
+    noise_rate_value: float = 0.4
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, config: RunConfig) -> SetupValues:
+        spec = parse_dataset_spec(config.dataset)
+        name = spec.name if spec.name in DATASETS else "digits"
+        spread_default, classes_default = TOY_DEFAULTS.get(name, (0.15, 4))
+        noise = parse_noise_spec(config.noise)
+        kind = noise.kind if noise.kind in NOISE_KINDS else "symmetric"
+        teacher, student = default_models(name)
+        if config.noise_rate is None:
+            mode, value = "estimate", noise.rate
+        elif noise.kind in ("symmetric", "pairflip") and abs(config.noise_rate - noise.rate) < 1e-12:
+            mode, value = "known", noise.rate
+        else:
+            mode, value = "custom", config.noise_rate
+        s = config.schedule
+        return cls(dataset=name, toy_size=spec.option("n", 600, int),
+                   toy_spread=spec.option("spread", spread_default, float),
+                   blob_classes=spec.option("classes", classes_default if name == "blobs" else 4, int),
+                   noise_kind=kind, noise_rate=noise.rate, method=config.method,
+                   teacher=config.teacher or teacher, student=config.student or student,
+                   teacher_epochs=s.teacher_epochs, warmup_epochs=s.warmup_epochs,
+                   refine_epochs=s.refine_epochs, mutual_epochs=s.mutual_epochs,
+                   k=config.graph.k, alpha=config.propagation.alpha, edge_power=config.graph.power,
+                   temperature=config.train.temperature, noise_rate_mode=mode, noise_rate_value=value,
+                   seed=config.seed)
+
+    def dataset_spec(self) -> str:
+        """``digits`` or ``moons?n=600&spread=0.15`` (blobs add ``classes``)."""
+        if self.dataset == "digits":
+            return "digits"
+        spec = f"{self.dataset}?n={int(self.toy_size)}&spread={float(self.toy_spread):g}"
+        return spec + (f"&classes={int(self.blob_classes)}" if self.dataset == "blobs" else "")
+
+    def noise_spec(self) -> str:
+        return "none" if self.noise_kind == "none" else f"{self.noise_kind}:{float(self.noise_rate):g}"
+
+    def to_config(self, base: RunConfig | None = None) -> RunConfig:
+        """The run config of these values (knobs the form lacks come from ``base``).
+
+        Raises
+        ------
+        UserError
+            Naming the field and its valid range when a value is out of range.
+        """
+        base = base or RunConfig()
+        try:
+            graph = GraphConfig(k=int(self.k), power=float(self.edge_power))
+            propagation = replace(base.propagation, alpha=float(self.alpha))
+            schedule = replace(base.schedule, teacher_epochs=int(self.teacher_epochs),
+                               warmup_epochs=int(self.warmup_epochs), refine_epochs=int(self.refine_epochs),
+                               mutual_epochs=int(self.mutual_epochs))
+            train = replace(base.train, temperature=float(self.temperature))
+        except UserError:
+            raise
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        return replace(base, dataset=self.dataset_spec(), noise=self.noise_spec(), method=self.method,
+                       seed=int(self.seed), noise_rate=self._noise_rate(), teacher=self.teacher or None,
+                       student=self.student or None, graph=graph, propagation=propagation,
+                       schedule=schedule, train=train)
+
+    def _noise_rate(self) -> float | None:
+        if self.noise_rate_mode == "estimate":
+            return None
+        if self.noise_rate_mode == "known":
+            if self.noise_kind == "none":
+                return 0.0
+            return float(self.noise_rate)
+        return float(self.noise_rate_value)
+
+
+def default_models(dataset_name: str) -> tuple[str, str]:
+    """The engine's (teacher, student) pair for a dataset of the form."""
+    if dataset_name == "digits":
+        return default_pair("image", (1, 8, 8))
+    return default_pair("points", (2,))
+
+
+def model_choices(dataset_name: str) -> list[str]:
+    """Architectures that fit a dataset of the form (image for digits, points for toys)."""
+    return available_models("image" if dataset_name == "digits" else "points")
+
+
+@lru_cache(maxsize=32)
+def dataset_size(spec: str) -> int:
+    """Number of training samples of a dataset spec (loads it once)."""
+    return load_dataset(spec).num_train
+
+
+def settings_problems(config: RunConfig, num_train: int) -> list[str]:
+    """Reasons the run cannot start, each naming the setting and what would be valid.
+
+    Parameters
+    ----------
+    config : RunConfig
+        An already validated config (its own ranges hold).
+    num_train : int
+        Training samples of its dataset.
+
+    Returns
+    -------
+    list of str
+        Empty when the run can start.
+    """
+    problems = []
+    if config.graph.k >= num_train:
+        problems.append(f"k = {config.graph.k} neighbours needs more than {config.graph.k} training samples; "
+                        f"the dataset has {num_train}: choose k between 1 and {num_train - 1}.")
+    s = config.schedule
+    if config.method != "ce" and s.teacher_epochs < 1 and not config.teacher_checkpoint:
+        problems.append("Teacher epochs = 0 leaves no teacher to learn from: choose at least 1 "
+                        "(or method CE, which has no teacher).")
+    if s.student_epochs < 1:
+        problems.append("All student epochs are 0, so the student never trains: give warm-up, refine or "
+                        "mutual at least 1 epoch.")
+    if config.method == "aml-kd" and s.refine_epochs + s.mutual_epochs < 1:
+        problems.append("AML-KD with 0 refine and 0 mutual epochs never refines a label: give refine or "
+                        "mutual at least 1 epoch (or choose KD).")
+    return problems
+
+
+# ---------------------------------------------------------------- runs
+def suggest_run_name(config: RunConfig, root: Path) -> str:
+    """A free, readable folder name such as ``digits-symmetric40-aml-kd-s0``."""
+    noise = parse_noise_spec(config.noise)
+    noise_part = "clean" if noise.kind == "none" else f"{noise.kind}{round(noise.rate * 100)}"
+    stem = f"{parse_dataset_spec(config.dataset).name}-{noise_part}-{config.method}-s{config.seed}"
+    name, i = stem, 2
+    while (Path(root) / name).exists():
+        name, i = f"{stem}-{i}", i + 1
+    return name
+
+
+def validate_run_name(name: str, root: Path) -> Path:
+    """The folder a new run or a renamed one would get; :class:`UserError` if unusable."""
+    if not RUN_NAME.match(name or ""):
+        raise UserError(f"run name {name!r} is not usable; valid: 1-80 letters, digits, '.', '_' or '-', "
+                        "starting with a letter or digit")
+    path = Path(root) / name
+    if path.exists():
+        raise UserError(f"a run named {name!r} already exists in {str(root)!r}; choose another name")
+    return path
+
+
+def run_rows(root: Path) -> list[dict]:
+    """One row per run under ``root`` (newest first): settings, where it is, results.
+
+    Results come from ``summary.json`` when the run is done, else from the
+    last line of ``metrics.jsonl``.
+    """
+    rows = []
+    for path in list_runs(root):
+        store = RunStore(path)
+        try:
+            config = store.config()
+        except UserError as exc:
+            rows.append({"name": path.name, "path": str(path), "dataset": "?", "method": "?", "noise": "?",
+                         "seed": None, "state": "unreadable", "phase": "", "step": None, "total_steps": None,
+                         "student_test_accuracy": None, "refined_label_precision": None, "problem": str(exc)})
+            continue
+        status = store.status()
+        summary = store.summary() or _last_metrics(store)
+        rows.append({"name": path.name, "path": str(path), "dataset": config.dataset, "method": config.method,
+                     "noise": config.noise, "seed": config.seed, "state": status.get("state", "idle"),
+                     "phase": status.get("phase", ""), "step": status.get("step"),
+                     "total_steps": status.get("total_steps"),
+                     "student_test_accuracy": summary.get("student_test_accuracy"),
+                     "refined_label_precision": summary.get("refined_label_precision"), "problem": None})
+    return rows
+
+
+def _last_metrics(store: RunStore) -> dict:
+    path = store.path / "metrics.jsonl"
+    try:
+        lines = path.read_text().strip().splitlines() if path.is_file() else []
+        return json.loads(lines[-1]) if lines else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def rename_run(path: Path, new_name: str) -> Path:
+    """Move a run directory to a new name in the same folder; returns the new path."""
+    path = Path(path)
+    if not RunStore(path).exists():
+        raise UserError(f"{str(path)!r} is not a run directory (no config.json)")
+    target = validate_run_name(new_name, path.parent)
+    path.rename(target)
+    return target
+
+
+def delete_run(path: Path) -> None:
+    """Remove a run directory (only one that holds a run)."""
+    path = Path(path)
+    if not RunStore(path).exists():
+        raise UserError(f"{str(path)!r} is not a run directory (no config.json); nothing was deleted")
+    shutil.rmtree(path)
+
+
+# ---------------------------------------------------------------- phases
+def planned_length(config: RunConfig, phase: Phase) -> int:
+    """Steps the schedule gives ``phase`` (as ``Run.phase_length``)."""
+    s = config.schedule
+    return {Phase.TEACHER: 1 if config.teacher_checkpoint else s.teacher_epochs, Phase.PROPAGATE: 1,
+            Phase.WARMUP: s.warmup_epochs, Phase.REFINE: s.refine_epochs, Phase.MUTUAL: s.mutual_epochs,
+            Phase.STUDENT: s.student_epochs, Phase.DONE: 0}[phase]
+
+
+def phase_plan(config: RunConfig, metrics: list[dict], current_phase: str | None) -> list[dict]:
+    """Every phase of the run's method with its planned and its done steps.
+
+    Parameters
+    ----------
+    config : RunConfig
+    metrics : list of dict
+        The run's per-step metrics (each has ``phase``).
+    current_phase : str or None
+        The phase the run is in now (``status["phase"]``); phases before it
+        have ended.
+
+    Returns
+    -------
+    list of dict
+        ``{"phase", "planned", "done"}`` in order, the ``done`` phase left out.
+        ``planned`` is the schedule's length, or the steps done when a phase
+        ended early (the teacher's early stop).
+    """
+    order = [p.value for p in PHASES[config.method] if p != Phase.DONE]
+    done_counts = {name: 0 for name in order}
+    for m in metrics:
+        if m.get("phase") in done_counts:
+            done_counts[m["phase"]] += 1
+    if current_phase == Phase.DONE.value:
+        ended = set(order)
+    elif current_phase in order:
+        ended = set(order[: order.index(current_phase)])
+    else:
+        ended = set()
+    plan = []
+    for name in order:
+        done = done_counts[name]
+        planned = done if name in ended else max(planned_length(config, Phase(name)), done)
+        plan.append({"phase": name, "planned": planned, "done": done})
+    return plan
+
+
+def config_summary(config: RunConfig) -> str:
+    """One line: dataset, noise, method, seed, schedule."""
+    s = config.schedule
+    return (f"{config.dataset} · noise {config.noise} · {METHOD_LABELS.get(config.method, config.method)} · "
+            f"seed {config.seed} · epochs teacher {s.teacher_epochs}, warm-up {s.warmup_epochs}, "
+            f"refine {s.refine_epochs}, mutual {s.mutual_epochs}")

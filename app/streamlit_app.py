@@ -1,0 +1,108 @@
+"""AML-KD Explorer: the entry script (``streamlit run app/streamlit_app.py``).
+
+It sets up the page, starts the embedding warm-up once per process, shows
+the open run in the sidebar and hands over to the chosen page. Training never
+happens here or in a page: it runs in ``app.worker``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `streamlit run` puts app/ on the path, not the repository
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from app.common import current_store, sync_run_with_url  # noqa: E402
+from app.worker import get_worker, is_training, trained_elsewhere  # noqa: E402
+
+log = logging.getLogger("app")
+APP_DIR = Path(__file__).resolve().parent
+
+#: (script under app/, title, url path). Pages not written yet show a placeholder.
+PAGES = (
+    ("pages/setup.py", "Setup", "setup"),
+    ("pages/train.py", "Train", "train"),
+    ("pages/embeddings.py", "Embeddings", "embeddings"),
+    ("pages/graph.py", "Propagation graph", "graph"),
+    ("pages/losses.py", "Losses", "losses"),
+    ("pages/review.py", "Review", "review"),
+)
+
+
+@st.cache_resource(show_spinner=False)
+def start_embedding_warm_up() -> threading.Thread | None:
+    """Warm up the 2-D projection code (numba compiles UMAP) once per process, in the background."""
+    try:
+        from engine.embed import warm_up
+    except (ImportError, AttributeError):
+        return None
+
+    def _warm() -> None:
+        try:
+            warm_up()
+        except Exception:  # noqa: BLE001 - a failed warm-up only costs time later
+            log.exception("embedding warm-up failed")
+
+    thread = threading.Thread(target=_warm, name="amlkd-embed-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def _coming(title: str):
+    def page() -> None:
+        st.title(title)
+        st.info(f"The {title} page is coming.")
+    page.__name__ = f"coming_{title.lower().replace(' ', '_')}"
+    return page
+
+
+def build_pages() -> list:
+    pages = []
+    for script, title, url in PAGES:
+        if (APP_DIR / script).is_file():
+            pages.append(st.Page(script, title=title, url_path=url, default=url == "setup"))
+        else:
+            pages.append(st.Page(_coming(title), title=title, url_path=url))
+    return pages
+
+
+def sidebar_status() -> None:
+    """The open run: name, state, phase, step (refreshes itself while it trains)."""
+    store = current_store()
+    if store is None:
+        st.caption("No run open: create or open one on the Setup page.")
+        return
+    status = store.status()
+    live = is_training(store.path) or trained_elsewhere(status, store.path)
+
+    @st.fragment(run_every=2.0 if live else None, key="sidebar-status")
+    def _show() -> None:
+        status = store.status()
+        worker = get_worker(store.path)
+        state = "training" if worker.busy else status.get("state", "idle")
+        st.markdown(f"**Open run** `{store.path.name}`")
+        st.caption(f"{state} · phase **{status.get('phase', '?')}** · step "
+                   f"{status.get('step', 0)}/{status.get('total_steps', '?')}")
+        if status.get("state") == "error":
+            st.caption(":red[Last step failed: see the Train page.]")
+
+    _show()
+
+
+def main() -> None:
+    st.set_page_config(page_title="AML-KD Explorer", layout="wide")
+    start_embedding_warm_up()
+    page = st.navigation(build_pages())
+    sync_run_with_url()
+    with st.sidebar:
+        sidebar_status()
+    page.run()
+
+
+main()

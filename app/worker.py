@@ -1,0 +1,315 @@
+"""Background training owned by the server process, one worker per run.
+
+Pages never train: they send a command to the run's :class:`Worker` and
+render from the run directory. A worker holds the open :class:`engine.run.Run`
+and runs each command in its own daemon thread, so closing the browser
+neither stops nor corrupts a run, and a reopened page shows it where it is.
+
+Commands
+--------
+``step``   one step.
+``play``   steps until the run is done or ``pause`` arrives.
+``phase``  steps until the current phase ends (or ``pause``).
+``reset``  recreate the run from its own config (all steps are lost).
+``pause``  stop ``play``/``phase`` after the step in progress.
+
+Only one command runs at a time; another one sent meanwhile is refused
+(``submit`` returns ``False``), except ``pause``.
+
+Errors
+------
+If a step raises, the worker re-opens the run from its last checkpoint
+(``Run.open``: the run stays at its last good step, later files are dropped)
+and records the error in ``status.json`` (``Run.record_error``), where every
+page (and a restarted server) finds it. The next good step clears it.
+
+Registry
+--------
+:func:`get_worker` keeps one worker per run directory for the whole process
+(a module-level dict under a lock): every browser session that opens the run
+talks to the same worker, so two threads never train the same run.
+
+Fault injection (tests): with ``AMLKD_FAIL_AT_STEP=N`` in the environment the
+worker raises :class:`InjectedFault` just before it would do step ``N``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from engine.errors import UserError
+from engine.run import Phase, Run
+from engine.store import RunStore
+
+log = logging.getLogger(__name__)
+
+COMMANDS = ("step", "play", "phase", "reset", "pause")
+FAIL_ENV = "AMLKD_FAIL_AT_STEP"
+THREADS_ENV = "AMLKD_TORCH_THREADS"
+#: A ``running`` status newer than this (seconds) without a worker of ours
+#: means another process (the CLI) is training the run.
+EXTERNAL_FRESH_SECONDS = 120.0
+
+
+class InjectedFault(RuntimeError):
+    """Raised on purpose by ``AMLKD_FAIL_AT_STEP`` (tests of the error path)."""
+
+
+def torch_threads() -> int:
+    """Intra-op threads for training: ``$AMLKD_TORCH_THREADS``, else all cores but one.
+
+    Leaving a core to the web server keeps the pages answering while a run
+    trains; on a small, busy machine it also avoids the large slow-down of
+    oversubscribed OpenMP threads.
+    """
+    text = os.environ.get(THREADS_ENV)
+    if text:
+        try:
+            return max(1, int(text))
+        except ValueError:
+            log.warning("%s=%r is not a whole number; using the default", THREADS_ENV, text)
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+def _fault_step() -> int | None:
+    text = os.environ.get(FAIL_ENV)
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        log.warning("%s=%r is not a step number; ignored", FAIL_ENV, text)
+        return None
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for the page: a user error's own message, else type and message."""
+    if isinstance(exc, UserError):
+        return str(exc)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class Worker:
+    """Trains one run directory in background threads, one command at a time.
+
+    Parameters
+    ----------
+    path : path-like
+        The run directory (it must hold a run before the first command).
+
+    Attributes read by pages (plain values, safe to read from any thread):
+    ``busy``, ``command`` (the one running, or ``None``), ``progress``
+    (``(done, total)`` samples of the epoch in progress), ``step_started``
+    (``time.time()`` when the step in progress began), ``error`` (the last
+    failure's one-line message, ``None`` after a good step).
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.command: str | None = None
+        self.progress: tuple[int, int] = (0, 0)
+        self.step_started: float | None = None
+        self.error: str | None = None
+        self._run: Run | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._pause = threading.Event()
+
+    # ---------------------------------------------------------------- commands
+    @property
+    def busy(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def submit(self, command: str) -> bool:
+        """Start ``command``; ``False`` when another command is still running.
+
+        ``pause`` is always accepted; it returns whether there was anything to pause.
+        """
+        if command not in COMMANDS:
+            raise ValueError(f"unknown worker command {command!r}; valid: {', '.join(COMMANDS)}")
+        if command == "pause":
+            self._pause.set()
+            return self.busy
+        with self._lock:
+            if self.busy:
+                return False
+            self._pause.clear()
+            self.command = command
+            self._thread = threading.Thread(target=self._job, args=(command,), daemon=True,
+                                            name=f"amlkd-{command}-{self.path.name}")
+            self._thread.start()
+            return True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the running command ends; ``True`` if it did within ``timeout``."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return not self.busy
+
+    def adopt(self, run: Run) -> None:
+        """Take a run the page just created, so the first step need not reopen it."""
+        with self._lock:
+            if not self.busy:
+                self._run = run
+
+    def release(self) -> None:
+        """Drop the open run (before its directory is renamed or deleted)."""
+        with self._lock:
+            if self.busy:
+                raise UserError(f"run {self.path.name!r} is training; pause it and wait for the step to end")
+            self._run = None
+
+    # ---------------------------------------------------------------- the job
+    def _job(self, command: str) -> None:
+        torch.set_num_threads(torch_threads())
+        try:
+            if command == "reset":
+                self._reset()
+                return
+            run = self._open()
+            if command == "step":
+                self._step(run)
+            elif command == "play":
+                while not run.done and not self._pause.is_set() and self._step(run):
+                    run = self._run
+            elif command == "phase":
+                start = run.phase
+                while (not run.done and run.phase == start and not self._pause.is_set() and self._step(run)):
+                    run = self._run
+        except Exception as exc:  # noqa: BLE001 - opening or resetting failed: report, keep the thread alive
+            log.exception("worker command %r on %s failed", command, self.path)
+            self._fail(f"{command} failed: {describe_error(exc)}")
+        finally:
+            self.progress, self.step_started, self.command = (0, 0), None, None
+
+    def _open(self) -> Run:
+        """The open run, re-opened when the directory moved on without us (the CLI)."""
+        run = self._run
+        on_disk = RunStore(self.path).status().get("step")
+        if run is None or (on_disk is not None and on_disk != run.state.step):
+            run = Run.open(self.path)
+            self._run = run
+        run.on_progress = self._on_progress
+        return run
+
+    def _reset(self) -> None:
+        config = RunStore(self.path).config()
+        self._run = None
+        self._run = Run.create(self.path, config, force=True)
+        self.error = None
+
+    def _step(self, run: Run) -> bool:
+        """One step; on failure re-open at the last good step and record why."""
+        upcoming, phase = run.state.step + 1, run.phase
+        if phase == Phase.DONE:
+            return False
+        self.progress, self.step_started = (0, 0), time.time()
+        try:
+            if _fault_step() == upcoming:
+                raise InjectedFault(f"injected fault before step {upcoming} ({FAIL_ENV}={upcoming})")
+            run.step()
+        except Exception as exc:  # noqa: BLE001 - any failure of a step is shown, the run survives
+            if not isinstance(exc, (UserError, InjectedFault)):
+                log.exception("step %d (%s) of %s failed", upcoming, phase.value, self.path)
+            self._recover(f"step {upcoming} ({phase.value}) failed: {describe_error(exc)}")
+            return False
+        self.error = None
+        return True
+
+    def _recover(self, message: str) -> None:
+        self._run = None
+        try:
+            run = Run.open(self.path)
+        except Exception as exc:  # noqa: BLE001
+            log.exception("re-opening %s after a failed step failed", self.path)
+            self._fail(f"{message}; re-opening the run failed too: {describe_error(exc)}")
+            return
+        run.record_error(message)
+        self._run = run
+        self.error = message
+
+    def _fail(self, message: str) -> None:
+        """Record an error without a run object: straight into ``status.json``."""
+        self.error = message
+        store = RunStore(self.path)
+        if store.path.is_dir():
+            status = store.status()
+            status.update(state="error", error=message, updated=time.time())
+            store.write_status(**status)
+
+    def _on_progress(self, done: int, total: int) -> None:
+        self.progress = (int(done), int(total))
+
+
+# ---------------------------------------------------------------- registry
+_WORKERS: dict[str, Worker] = {}
+_REGISTRY_LOCK = threading.Lock()
+
+
+def _key(path: str | os.PathLike) -> str:
+    return str(Path(path).resolve())
+
+
+def get_worker(path: str | os.PathLike) -> Worker:
+    """The process-wide worker of a run directory (made on first use)."""
+    key = _key(path)
+    with _REGISTRY_LOCK:
+        worker = _WORKERS.get(key)
+        if worker is None:
+            worker = _WORKERS[key] = Worker(key)
+        return worker
+
+
+def peek_worker(path: str | os.PathLike) -> Worker | None:
+    """The run's worker if one exists; makes none."""
+    with _REGISTRY_LOCK:
+        return _WORKERS.get(_key(path))
+
+
+def forget_worker(path: str | os.PathLike) -> None:
+    """Drop a run's worker (before renaming or deleting it); refused while it trains."""
+    key = _key(path)
+    with _REGISTRY_LOCK:
+        worker = _WORKERS.get(key)
+        if worker is not None:
+            worker.release()
+            del _WORKERS[key]
+
+
+def is_training(path: str | os.PathLike) -> bool:
+    """Whether a worker of this process is running a command on the run."""
+    worker = peek_worker(path)
+    return worker is not None and worker.busy
+
+
+def trained_elsewhere(status: dict, path: str | os.PathLike, now: float | None = None) -> bool:
+    """Whether another process (the CLI) seems to be training the run now.
+
+    True when ``status.json`` says ``running``, was written within
+    :data:`EXTERNAL_FRESH_SECONDS`, and no worker of this process is busy on it.
+    """
+    if status.get("state") != "running" or is_training(path):
+        return False
+    updated = status.get("updated") or 0.0
+    return (now or time.time()) - float(updated) < EXTERNAL_FRESH_SECONDS
+
+
+def shutdown_all(timeout: float = 60.0) -> None:
+    """Pause every worker and wait for its step to end (tests, server shutdown)."""
+    with _REGISTRY_LOCK:
+        workers = list(_WORKERS.values())
+    for worker in workers:
+        worker.submit("pause")
+    for worker in workers:
+        worker.wait(timeout)
+    with _REGISTRY_LOCK:
+        _WORKERS.clear()

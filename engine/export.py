@@ -1,0 +1,289 @@
+"""Exports of a run and its review, and the import of decisions.
+
+``export_run(store, out_dir)`` writes:
+
+=====================  ======================================================
+samples.csv / .json    every training sample: key, index, given, refined,
+                       final label after review, decision, reviewer, AWE
+                       weight, propagation confidence (labels as class names)
+decisions.csv          the effective decision of every reviewed sample (the
+                       file :func:`import_decisions` reads back)
+review_history.csv     every review event, undo included
+clean_labels.csv       ``path,label`` of every sample not excluded as an
+                       outlier, ready for ``--labels`` (keys, class names)
+student.pt             the student's ``state_dict`` (when a checkpoint exists)
+report.md + *.png      the run report (:mod:`engine.report`)
+=====================  ======================================================
+
+Importing is all-or-nothing: a file naming an unknown sample, class or
+decision is rejected with every problem listed, and nothing is recorded.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import UserError
+from .review import DECISIONS, LABELLING, Decision, ReviewStore, run_class_names
+from .store import RunStore, atomic_write_bytes, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+#: Columns of samples.csv, in order (``true`` is added when the truth is known).
+SAMPLE_COLUMNS = ("sample", "index", "given", "refined", "final", "decision", "reviewer", "weight", "confidence")
+DECISION_COLUMNS = ("sample", "index", "decision", "label", "reviewer", "time", "step", "proposal", "blind")
+MAX_PROBLEMS = 8  # problems listed in an import error
+
+
+def _names(labels: np.ndarray, class_names) -> list:
+    return [class_names[i] if 0 <= i < len(class_names) else "" for i in np.asarray(labels, np.int64)]
+
+
+def samples_table(store: RunStore, step: int | None = None, reviews: ReviewStore | None = None,
+                  class_names=None) -> pd.DataFrame:
+    """One row per training sample (see :data:`SAMPLE_COLUMNS`).
+
+    ``refined``, ``weight`` and ``confidence`` are those of ``step`` (default:
+    the last); ``final`` is the reviewed label where a decision fixes one, empty
+    for an outlier, the refined label otherwise.
+    """
+    class_names = class_names or run_class_names(store)
+    data = store.dataset_arrays()
+    given, keys = data["given"].astype(np.int64), data["keys"].astype(str)
+    n = len(given)
+    steps = store.steps()
+    step = steps[-1] if step is None and steps else step
+    snapshot = store.snapshot(step) if step is not None else {}
+    refined = np.asarray(snapshot.get("refined", given), np.int64)
+    reviews = reviews or ReviewStore(store.path)
+    latest = reviews.latest()
+    clamped, outliers = reviews.clamps(n)
+    final = _names(np.where(clamped >= 0, clamped, refined), class_names)
+    for i in np.flatnonzero(outliers):
+        final[i] = ""
+    table = pd.DataFrame({
+        "sample": keys, "index": np.arange(n), "given": _names(given, class_names),
+        "refined": _names(refined, class_names), "final": final,
+        "decision": [latest[i].decision if i in latest else "" for i in range(n)],
+        "reviewer": [latest[i].reviewer if i in latest else "" for i in range(n)],
+        "weight": np.asarray(snapshot.get("weight", np.full(n, np.nan)), np.float64).round(6),
+        "confidence": np.asarray(snapshot.get("lp_confidence", np.full(n, np.nan)), np.float64).round(6),
+    })
+    true = data.get("true")
+    if true is not None and np.any(true >= 0):
+        table["true"] = _names(true, class_names)
+    return table
+
+
+def decisions_table(decisions: list[Decision], class_names, history: bool = False) -> pd.DataFrame:
+    """Decisions as a table, labels as class names (``history`` adds ``id`` and ``undoes``)."""
+    columns = (("id",) if history else ()) + DECISION_COLUMNS + (("undoes",) if history else ())
+    rows = []
+    for d in decisions:
+        row = {"sample": d.key if d.key is not None else str(d.sample), "index": d.sample, "decision": d.decision,
+               "label": "" if d.label is None else class_names[d.label], "reviewer": d.reviewer,
+               "time": d.time, "step": d.step, "proposal": "" if d.proposal is None else class_names[d.proposal],
+               "blind": int(d.blind), "id": d.id, "undoes": d.undoes}
+        rows.append({c: row[c] for c in columns})
+    table = pd.DataFrame(rows, columns=list(columns))
+    for name in ("step", "undoes"):  # whole numbers with gaps: nullable, written as empty cells
+        if name in table:
+            table[name] = table[name].astype("Int64")
+    return table
+
+
+def clean_labels_table(samples: pd.DataFrame) -> pd.DataFrame:
+    """``path,label`` rows of a sample table, outliers left out: a ``--labels`` file."""
+    kept = samples[samples["final"] != ""]
+    return pd.DataFrame({"path": kept["sample"].to_numpy(), "label": kept["final"].to_numpy()})
+
+
+def samples_json(store: RunStore, samples: pd.DataFrame, step: int | None, class_names) -> str:
+    records = json.loads(samples.to_json(orient="records"))
+    return json.dumps({"run": str(store.path), "step": step, "class_names": list(class_names), "samples": records},
+                      indent=1)
+
+
+def student_weights(store: RunStore) -> bytes:
+    """The student's ``state_dict`` from the run's checkpoint, as ``torch.save`` bytes."""
+    import torch
+
+    from .checkpoint import read
+
+    state = read(store.checkpoint_path).get("student")
+    if state is None:
+        raise UserError(f"checkpoint of run {str(store.path)!r} holds no student")
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def export_run(store: RunStore, out_dir, step: int | None = None, report: bool = True) -> dict[str, Path]:
+    """Write every export of a run into ``out_dir``; returns name -> path."""
+    if not store.exists():
+        raise UserError(f"{str(store.path)!r} is not a run directory (no config.json)")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"export folder {str(out)!r} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    class_names = run_class_names(store)
+    step = step if step is not None else (store.steps()[-1] if store.steps() else None)
+    reviews = ReviewStore(store.path, num_classes=len(class_names))
+    samples = samples_table(store, step, reviews, class_names)
+    files = {
+        "samples.csv": samples.to_csv(index=False),
+        "samples.json": samples_json(store, samples, step, class_names),
+        "decisions.csv": decisions_table(reviews.effective(), class_names).to_csv(index=False),
+        "review_history.csv": decisions_table(reviews.history(), class_names, history=True).to_csv(index=False),
+        "clean_labels.csv": clean_labels_table(samples).to_csv(index=False),
+    }
+    written = {}
+    for name, text in files.items():
+        atomic_write_text(out / name, text)
+        written[name] = out / name
+    if store.checkpoint_path.is_file():
+        atomic_write_bytes(out / "student.pt", student_weights(store))
+        written["student.pt"] = out / "student.pt"
+    if report:
+        from .report import write_report
+
+        written["report.md"] = write_report(store, out, samples=samples, reviews=reviews)
+    return written
+
+
+# ---------------------------------------------------------------- import
+def read_decision_file(source, name: str | None = None) -> pd.DataFrame:
+    """A decisions file (CSV, or JSON: a list of rows or ``{"samples": [...]}``
+    / ``{"decisions": [...]}``) as a table of strings.
+
+    ``source`` is a path, or bytes with ``name`` telling the format.
+    """
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise UserError(f"decisions file {str(path)!r} does not exist")
+        name, raw = name or path.name, path.read_bytes()
+    else:
+        raw, name = bytes(source), name or "upload.csv"
+    try:
+        if name.lower().endswith(".json"):
+            data = json.loads(raw.decode("utf-8"))
+            rows = data.get("decisions", data.get("samples")) if isinstance(data, dict) else data
+            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+                raise UserError(f"decisions file {name!r}: expected a list of rows, or an object with "
+                                "'decisions' or 'samples'")
+            rows = [{k: "" if v is None else str(v) for k, v in r.items()} for r in rows]
+            return pd.DataFrame(rows, dtype=object).fillna("")
+        return pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False)
+    except (UnicodeDecodeError, json.JSONDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise UserError(f"decisions file {name!r} is not valid CSV or JSON: {str(exc).splitlines()[0]}") from None
+
+
+def parse_decisions(frame: pd.DataFrame, keys, class_names, given: np.ndarray,
+                    reviewer: str | None = None, source: str = "decisions file") -> list[dict]:
+    """Check every row of a decisions table and turn it into events for
+    :meth:`ReviewStore.record_many`; rows without a decision are skipped.
+
+    Columns: ``sample`` (the key) or ``index``; ``decision``; ``label`` (or
+    ``final``) as a class name or id; ``reviewer`` (or the ``reviewer``
+    argument); optional ``proposal`` (or ``refined``), ``step``, ``time``,
+    ``blind``.
+
+    Raises
+    ------
+    UserError
+        Listing the bad rows (unknown sample, class or decision, missing
+        reviewer) when there is any.
+    """
+    columns = set(frame.columns)
+    if "decision" not in columns or not ({"sample", "index"} & columns):
+        raise UserError(f"{source}: needs a 'decision' column and a 'sample' (key) or 'index' column; "
+                        f"found {sorted(columns)}")
+    key_index = {str(k): i for i, k in enumerate(keys)}
+    class_index = {str(c): i for i, c in enumerate(class_names)}
+    events, problems = [], []
+    for row_number, row in enumerate(frame.to_dict("records"), start=1):
+        decision = str(row.get("decision", "")).strip()
+        if not decision:
+            continue
+        try:
+            events.append(_parse_row(row, decision, key_index, class_index, class_names, given, reviewer))
+        except UserError as exc:
+            problems.append(f"row {row_number}: {exc}")
+    if problems:
+        shown = "; ".join(problems[:MAX_PROBLEMS]) + ("; ..." if len(problems) > MAX_PROBLEMS else "")
+        raise UserError(f"{source}: {len(problems)} bad row(s), nothing imported: {shown}")
+    return events
+
+
+def _parse_row(row: dict, decision: str, key_index: dict, class_index: dict, class_names, given, reviewer) -> dict:
+    if decision not in DECISIONS:
+        raise UserError(f"unknown decision {decision!r} (valid: {', '.join(DECISIONS)})")
+    sample = _sample(row, key_index)
+    name = str(row.get("reviewer", "") or "").strip() or (reviewer or "").strip()
+    if not name:
+        raise UserError("no reviewer (add a 'reviewer' column or pass a reviewer name)")
+    label_text = str(row.get("label", "") or row.get("final", "") or "").strip()
+    proposal_text = str(row.get("proposal", "") or row.get("refined", "") or "").strip()
+    proposal = _class(proposal_text, class_index, class_names) if proposal_text else None
+    label = _class(label_text, class_index, class_names) if label_text else None
+    if decision in LABELLING and label is None:
+        label = {"keep": int(given[sample]), "accept": proposal}.get(decision)
+        if label is None:
+            raise UserError(f"decision {decision!r} needs a label")
+    step, when = str(row.get("step", "")).strip(), str(row.get("time", "")).strip()
+    return {"sample": sample, "decision": decision, "reviewer": name, "label": label if decision in LABELLING
+            else None, "proposal": proposal, "step": int(float(step)) if _number(step) else None,
+            "time": float(when) if _number(when) else None,
+            "blind": str(row.get("blind", "")).strip().lower() in ("1", "true", "yes")}
+
+
+def _sample(row: dict, key_index: dict) -> int:
+    key = str(row.get("sample", "")).strip()
+    if key:
+        if key not in key_index:
+            example = next(iter(key_index), "?")
+            raise UserError(f"unknown sample {key!r} (samples are the run's keys, e.g. {example!r})")
+        return key_index[key]
+    index = str(row.get("index", "")).strip()
+    if not index.isdigit() or int(index) >= len(key_index):
+        raise UserError(f"unknown sample index {index!r} (valid: 0..{len(key_index) - 1})")
+    return int(index)
+
+
+def _class(text: str, class_index: dict, class_names) -> int:
+    if text in class_index:
+        return class_index[text]
+    if text.isdigit() and int(text) < len(class_names):
+        return int(text)
+    raise UserError(f"unknown class {text!r} (valid: {', '.join(map(str, class_names))})")
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+        return bool(text)
+    except ValueError:
+        return False
+
+
+def import_decisions(store: RunStore, source, reviewer: str | None = None, name: str | None = None) -> list[Decision]:
+    """Record the decisions of a file (path, or bytes with ``name``) in one
+    transaction; returns them. Nothing is recorded if any row is bad."""
+    if not store.exists():
+        raise UserError(f"{str(store.path)!r} is not a run directory (no config.json)")
+    label = name or (str(source) if isinstance(source, (str, Path)) else "uploaded file")
+    frame = read_decision_file(source, name)
+    class_names = run_class_names(store)
+    data = store.dataset_arrays()
+    events = parse_decisions(frame, data["keys"].astype(str), class_names, data["given"], reviewer,
+                             source=f"decisions file {label!r}")
+    if not events:
+        raise UserError(f"decisions file {label!r} holds no decisions (no row has a 'decision')")
+    return ReviewStore(store.path, num_classes=len(class_names)).record_many(events)

@@ -1,0 +1,167 @@
+"""A run report: Markdown with the key charts as PNG (matplotlib, Agg backend).
+
+``write_report(store, out_dir)`` writes ``report.md`` and, where the run has
+the data for them:
+
+- ``labels.png``: given vs refined label precision, noise detection
+  precision and recall per step (needs the truth);
+- ``accuracy.png``: teacher and student test accuracy per step;
+- ``weights.png``: AWE weights of clean vs noisy given labels at the last
+  step with weights (needs the truth);
+- ``decisions.png``: review decisions by kind.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+
+from .review import DECISIONS, ReviewStore, agreement, run_class_names
+from .store import RunStore, atomic_path, atomic_write_text
+
+SUMMARY_ROWS = (
+    ("given_label_precision", "given label precision"),
+    ("refined_label_precision", "refined label precision"),
+    ("teacher_test_accuracy", "teacher test accuracy"),
+    ("student_test_accuracy", "student test accuracy"),
+    ("awe_auroc", "AWE AUROC (clean vs noisy)"),
+    ("noise_rate_estimate", "noise rate, estimated"),
+    ("noise_rate_true", "noise rate, true"),
+    ("wall_seconds", "seconds of training"),
+)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+
+
+def _series(metrics: list[dict], key: str) -> tuple[list, list]:
+    pairs = [(m["step"], m[key]) for m in metrics if m.get(key) is not None]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def _line_chart(metrics: list[dict], keys: dict[str, str], title: str, path: Path) -> bool:
+    """One line per metric over steps; False (nothing written) when none has values."""
+    series = {label: _series(metrics, key) for key, label in keys.items()}
+    series = {label: xy for label, xy in series.items() if xy[0]}
+    if not series:
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    for label, (x, y) in series.items():
+        ax.plot(x, y, marker="o", markersize=3, label=label)
+    ax.set(xlabel="step", title=title, ylim=(0, 1.02))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    _save(fig, path)
+    return True
+
+
+def _weights_chart(store: RunStore, path: Path) -> bool:
+    data = store.dataset_arrays()
+    given, true = data["given"], data["true"]
+    known = true >= 0
+    for step in reversed(store.steps()):
+        with np.load(store.snapshot_path(step), allow_pickle=False) as snap:
+            weights = snap["weight_given"] if "weight_given" in snap.files else None
+        if weights is not None and np.isfinite(weights).any() and known.any():
+            break
+    else:
+        return False
+    clean, noisy = known & (given == true), known & (given != true)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 3.0))
+    bins = np.linspace(0, 1, 26)
+    ax.hist(weights[clean], bins=bins, alpha=0.6, label=f"clean given label ({clean.sum()})")
+    ax.hist(weights[noisy], bins=bins, alpha=0.6, label=f"noisy given label ({noisy.sum()})")
+    ax.set(xlabel="AWE weight of the given label", ylabel="samples", title=f"Ambiguity-aware weights, step {step}")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+    return True
+
+
+def _decisions_chart(counts: dict[str, int], path: Path) -> bool:
+    if not any(counts.values()):
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.0, 2.6))
+    ax.bar(list(counts), list(counts.values()), color="#4c78a8")
+    ax.set(ylabel="samples", title="Review decisions (effective)")
+    _save(fig, path)
+    return True
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def write_report(store: RunStore, out_dir, samples=None, reviews: ReviewStore | None = None) -> Path:
+    """Write ``report.md`` and its charts into ``out_dir``; returns the report's path.
+
+    ``samples`` (from :func:`engine.export.samples_table`) adds the count of
+    final labels that differ from the given ones.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config, metrics = store.config(), store.metrics()
+    summary = store.summary() or (metrics[-1] if metrics else {})
+    reviews = reviews or ReviewStore(store.path)
+    latest = reviews.latest()
+    counts = {d: sum(1 for x in latest.values() if x.decision == d) for d in DECISIONS}
+    true = store.dataset_arrays()["true"]
+    agree = agreement(latest.values(), true, blind_only=False)
+    blind = agreement(latest.values(), true, blind_only=True)
+
+    lines = [f"# Run report: {store.path.name}", "",
+             f"Written {dt.datetime.now().isoformat(timespec='seconds')}.", "",
+             "## Set-up", "", "| setting | value |", "|---|---|"]
+    for key in ("dataset", "noise", "method", "seed"):
+        lines.append(f"| {key} | {getattr(config, key)} |")
+    lines += [f"| classes | {len(run_class_names(store))} |", f"| steps done | {len(store.steps())} |", "",
+              "## Results", "", "| metric | value |", "|---|---|"]
+    lines += [f"| {label} | {_fmt(summary.get(key))} |" for key, label in SUMMARY_ROWS if key in summary]
+    charts = [
+        ("labels.png", "Label quality", _line_chart(metrics, {
+            "given_label_precision": "given labels", "refined_label_precision": "refined labels",
+            "detection_precision": "noise detection precision", "detection_recall": "noise detection recall"},
+            "Label precision per step", out / "labels.png")),
+        ("accuracy.png", "Test accuracy", _line_chart(metrics, {
+            "teacher_test_accuracy": "teacher", "student_test_accuracy": "student"},
+            "Test accuracy per step", out / "accuracy.png")),
+        ("weights.png", "Ambiguity-aware weights", _weights_chart(store, out / "weights.png")),
+    ]
+    lines += ["", "## Review", "", f"{len(latest)} samples reviewed by "
+              f"{len({d.reviewer for d in latest.values()})} reviewer(s); {len(reviews.history())} events in the log.",
+              "", "| decision | samples |", "|---|---|"] + [f"| {d} | {c} |" for d, c in counts.items()]
+    if samples is not None:
+        changed = int(((samples["final"] != samples["given"]) & (samples["final"] != "")).sum())
+        lines += ["", f"Final labels differing from the given ones: {changed} of {len(samples)}."]
+    lines += ["", f"Reviewer labels agreeing with the method: {_fmt(agree['with_method'])}; "
+              f"with the truth: {_fmt(agree['with_truth'])} (over {agree['labelled']} labelled decisions).",
+              f"Blind decisions only: {blind['labelled']}, agreeing with the method {_fmt(blind['with_method'])}, "
+              f"with the truth {_fmt(blind['with_truth'])}."]
+    charts.append(("decisions.png", "Review decisions", _decisions_chart(counts, out / "decisions.png")))
+    lines += ["", "## Charts", ""]
+    for name, title, written in charts:
+        if written:
+            lines += [f"### {title}", "", f"![{title}]({name})", ""]
+        else:
+            (out / name).unlink(missing_ok=True)
+    report = out / "report.md"
+    atomic_write_text(report, "\n".join(lines) + "\n")
+    return report

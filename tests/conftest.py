@@ -1,0 +1,90 @@
+"""Fixtures shared by every test module.
+
+Tiny finished runs, made once per test session and shared (treat them as
+read-only; copy one with ``shutil.copytree`` before changing it):
+
+- ``tiny_moons_run``: ``pathlib.Path`` of a finished AML-KD run on ``moons``
+  (600 points, 2 classes, ``symmetric:0.3``), 8 steps: teacher x2,
+  propagate, warmup, refine x2, mutual x2.
+- ``tiny_digits_run``: the same schedule on ``digits`` (1,437 images,
+  10 classes, ``symmetric:0.4``), 8 steps.
+- ``make_tiny_run(name, dataset=..., noise=..., method=..., steps=None)``:
+  the factory behind them, session-scoped; it caches by its arguments, so
+  asking twice for the same run costs nothing. ``steps=None`` runs to the end,
+  ``steps=n`` stops after n steps (an unfinished run).
+
+``TINY_SCHEDULE`` is the schedule they use.
+
+Torch runs on one thread in tests: the machine has 2 cores that other
+processes share, and oversubscribed OpenMP threads make a tiny step many
+times slower.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.config import RunConfig, ScheduleConfig
+
+TINY_SCHEDULE = ScheduleConfig(teacher_epochs=2, teacher_patience=2, warmup_epochs=1, refine_epochs=2,
+                               mutual_epochs=2)
+
+
+def pytest_configure(config):
+    torch.set_num_threads(1)
+
+
+def tiny_config(dataset: str = "moons", noise: str = "symmetric:0.3", method: str = "aml-kd",
+                seed: int = 0) -> RunConfig:
+    """A :class:`RunConfig` with :data:`TINY_SCHEDULE`."""
+    return replace(RunConfig(dataset=dataset, noise=noise, method=method, seed=seed), schedule=TINY_SCHEDULE)
+
+
+@pytest.fixture(scope="session")
+def make_tiny_run(tmp_path_factory):
+    """Factory ``(name, dataset, noise, method, steps) -> Path`` of a run made once per session."""
+    from engine.run import Run
+
+    made: dict[tuple, Path] = {}
+    root = tmp_path_factory.mktemp("tiny_runs")
+
+    def make(name: str, dataset: str = "moons", noise: str = "symmetric:0.3", method: str = "aml-kd",
+             steps: int | None = None) -> Path:
+        key = (name, dataset, noise, method, steps)
+        if key not in made:
+            run = Run.create(root / name, tiny_config(dataset, noise, method))
+            if steps is None:
+                run.run_until(None)
+            else:
+                for _ in range(steps):
+                    run.step()
+            made[key] = root / name
+        return made[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_moons_run(make_tiny_run) -> Path:
+    """A finished 8-step AML-KD run on moons (read-only)."""
+    return make_tiny_run("moons", "moons", "symmetric:0.3")
+
+
+@pytest.fixture(scope="session")
+def tiny_digits_run(make_tiny_run) -> Path:
+    """A finished 8-step AML-KD run on digits (read-only)."""
+    return make_tiny_run("digits", "digits", "symmetric:0.4")
+
+
+@pytest.fixture
+def fresh_tiny_run(tmp_path) -> Path:
+    """A new, unstarted tiny AML-KD run on moons in this test's tmp dir (free to change)."""
+    from engine.run import Run
+
+    path = tmp_path / "fresh-moons"
+    Run.create(path, tiny_config())
+    return path

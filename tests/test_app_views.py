@@ -1,0 +1,200 @@
+"""AppTest of the Embeddings, Propagation graph and Losses pages on finished
+tiny runs: the charts hold the right points, a selection injected through
+session state opens the sample grid, the graph view and the what-if diff."""
+
+import base64
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app.samples import SELECTED_KEY, sample_caption
+from engine import embed, explain
+from engine.graph import GraphConfig
+from engine.store import RunStore
+
+PAGES = Path(__file__).resolve().parents[1] / "app" / "pages"
+TIMEOUT = 180  # the first UMAP in a process waits for numba to compile
+
+
+@pytest.fixture(scope="module")
+def digits_run(tiny_digits_run, tmp_path_factory) -> Path:
+    """A private copy of the tiny digits run (pages cache layouts in it)."""
+    path = tmp_path_factory.mktemp("views") / "digits"
+    shutil.copytree(tiny_digits_run, path)
+    return path
+
+
+def open_page(name: str, run_dir: Path, **state) -> AppTest:
+    at = AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=TIMEOUT)
+    at.session_state["run_dir"] = str(run_dir)
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def charts(at: AppTest) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def array(value) -> np.ndarray:
+    """A trace field as an array (plotly sends numpy arrays base64-encoded)."""
+    if isinstance(value, dict) and "bdata" in value:
+        out = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        return out.reshape([int(s) for s in str(value["shape"]).split(",")]) if "shape" in value else out
+    return np.asarray(value)
+
+
+def points(trace: dict) -> int:
+    return len(array(trace["x"])) if "x" in trace else 0
+
+
+def metric(at: AppTest, label: str):
+    return next(m.value for m in at.metric if m.label == label)
+
+
+# ---------------------------------------------------------------- embeddings
+
+
+def test_embeddings_chart_and_injected_selection(digits_run):
+    store = RunStore(digits_run)
+    n = len(store.dataset_arrays()["given"])
+    at = open_page("embeddings", digits_run)
+    (spec,) = charts(at)
+    refined = store.snapshot(store.steps()[-1])["refined"]
+    assert all(t["type"] == "scattergl" for t in spec["data"])
+    assert [t["name"] for t in spec["data"]] == [str(c) for c in np.unique(refined)]
+    assert sum(points(t) for t in spec["data"]) == n
+    ids = np.concatenate([array(t["customdata"]).ravel() for t in spec["data"]])
+    assert sorted(ids.tolist()) == list(range(n))
+    assert embed.cached_steps(store, "teacher") == [store.steps()[-1]]
+
+    at.session_state[SELECTED_KEY] = [0, 5, 9]
+    at.run()
+    assert at.subheader[0].value == "Selected samples (3)"
+    snap, given = store.snapshot(store.steps()[-1]), store.dataset_arrays()["given"]
+    captions = [caption for img in at.image for caption in img.captions]
+    names = [str(c) for c in range(10)]
+    assert captions == [sample_caption(i, given[i], snap["refined"][i], float(snap["weight"][i]), names)
+                        for i in (0, 5, 9)]
+    highlight = charts(at)[0]["data"][-1]
+    assert highlight["name"] == "selected" and points(highlight) == 3
+
+
+def test_embeddings_student_features_at_a_teacher_step_is_a_note(digits_run):
+    at = open_page("embeddings", digits_run)
+    at.radio(key="emb_source").set_value("student")
+    at.select_slider(key="emb_step").set_value(1)
+    at.run()
+    assert not at.get("plotly_chart")
+    assert "has no student features" in at.info[0].value
+
+
+def test_embeddings_continuous_colour_and_index_entry(digits_run):
+    at = open_page("embeddings", digits_run)
+    at.selectbox(key="emb_colour").set_value("AWE weight")
+    at.text_input(key="emb_index_text").set_value("3, 4")
+    at.button(key="emb_select_text").click()
+    at.run()
+    assert at.session_state[SELECTED_KEY] == [3, 4]
+    data = charts(at)[0]["data"]
+    weight = RunStore(digits_run).snapshot(8)["weight"]
+    scale = [t for t in data if t.get("marker", {}).get("showscale")]
+    assert len(scale) == 1 and points(scale[0]) == int(np.isfinite(weight).sum())
+    assert np.allclose(np.sort(array(scale[0]["marker"]["color"])), np.sort(weight), atol=1e-6)
+
+
+def test_embeddings_of_a_toy_can_show_the_raw_points(tiny_moons_run, tmp_path):
+    shutil.copytree(tiny_moons_run, tmp_path / "moons")
+    at = open_page("embeddings", tmp_path / "moons", **{SELECTED_KEY: [7]})
+    at.radio(key="emb_source").set_value("input")
+    at.run()
+    from engine.data import dataset_for_config
+
+    train_x = dataset_for_config(RunStore(tmp_path / "moons").config()).train_x
+    data = [t for t in charts(at)[0]["data"] if t["name"] != "selected"]
+    xs = np.concatenate([array(t["x"]) for t in data])
+    assert len(xs) == len(train_x) and np.allclose(np.sort(xs), np.sort(train_x[:, 0]), atol=1e-6)
+    assert len(at.image) == 1
+
+
+# ---------------------------------------------------------------- propagation graph
+
+
+def test_graph_page_follows_the_selection_and_explains(digits_run):
+    store = RunStore(digits_run)
+    at = open_page("graph", digits_run, **{SELECTED_KEY: [42]})
+    assert at.number_input(key="graph_sample").value == 42
+    snap = store.snapshot(8)
+    nodes = explain.neighbourhood(snap["neighbor_idx"], 42, 1)
+    neighbourhood, scores, confidence, what_if_chart = charts(at)
+    markers = [t for t in neighbourhood["data"] if t["mode"] == "markers" and t["name"] != "other samples"]
+    assert sum(points(t) for t in markers[:-1]) == len(nodes) and markers[-1]["name"] == "sample #42"
+    assert len(array(scores["data"][0]["y"])) == 10
+    assert "Why does #42 have label" in at.subheader[0].value
+    table = at.dataframe[0].value
+    assert list(table["sample"]) == list(snap["neighbor_idx"][42])
+
+    at.radio(key="graph_hops").set_value(2)
+    at.slider(key="graph_iteration").set_value(0)
+    at.run()
+    markers = [t for t in charts(at)[0]["data"] if t["mode"] == "markers" and t["name"] != "other samples"]
+    assert sum(points(t) for t in markers[:-1]) == len(explain.neighbourhood(snap["neighbor_idx"], 42, 2))
+
+
+def test_graph_what_if_diff_matches_the_engine(digits_run):
+    store = RunStore(digits_run)
+    config, given = store.config(), store.dataset_arrays()["given"]
+    at = open_page("graph", digits_run, **{SELECTED_KEY: [1]})
+    at.slider(key="whatif_k").set_value(5)
+    at.run()
+    snap = store.snapshot(8)
+    expected = explain.what_if(explain.graph_features(store, 8, snap), snap, "mutual", given, 10,
+                               GraphConfig(k=5, power=config.graph.power), config.propagation, 0.0)
+    assert len(expected.changed) > 0
+    assert metric(at, "Samples that would change label") == str(len(expected.changed))
+    fixed = int(np.sum(expected.labels[expected.changed] == store.dataset_arrays()["true"][expected.changed]))
+    assert metric(at, "would become correct") == str(fixed)
+    diff = at.dataframe[1].value
+    assert list(diff["sample"]) == list(expected.changed)
+    highlight = charts(at)[-1]["data"][-1]
+    assert highlight["name"] == "would change" and points(highlight) == len(expected.changed)
+
+
+# ---------------------------------------------------------------- losses
+
+
+def test_losses_histogram_cut_off_and_trajectories(digits_run):
+    store = RunStore(digits_run)
+    n = len(store.dataset_arrays()["given"])
+    at = open_page("losses", digits_run)
+    hist, traj = charts(at)
+    assert sum(int(array(t["y"]).sum()) for t in hist["data"]) == n
+    assert {t["name"] for t in hist["data"]} <= {"clean · easy", "clean · not easy", "noisy · easy",
+                                                  "noisy · not easy"}
+    assert metric(at, "Would become easy") == "0" and metric(at, "Would stop being easy") == "0"
+    followed = at.multiselect(key="loss_samples").value
+    assert followed and len(traj["data"]) == 3 * len(followed)
+    given, snap = store.dataset_arrays()["given"], store.snapshot(8)
+    assert all(snap["refined"][i] != given[i] for i in followed)
+
+    losses, _ = explain.per_sample_loss(snap)
+    moved = float(np.quantile(losses, 0.3))
+    at.slider(key="loss_cutoff").set_value(moved)
+    at.run()
+    to_easy, to_hard = explain.cutoff_switches(losses, snap["easy"], moved)
+    assert metric(at, "Would stop being easy") == str(len(to_hard)) and len(to_hard) > 0
+    assert metric(at, "Would become easy") == str(len(to_easy))
+
+
+def test_pages_on_a_run_without_steps_show_a_note(fresh_tiny_run):
+    for name in ("embeddings", "losses"):
+        at = open_page(name, fresh_tiny_run)
+        assert not at.get("plotly_chart") and "no steps yet" in at.info[0].value
+    at = open_page("graph", fresh_tiny_run)
+    assert not at.get("plotly_chart") and "No step has propagated labels yet" in at.info[0].value

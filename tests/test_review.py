@@ -1,0 +1,352 @@
+"""Review decisions: the SQLite log (undo, concurrency, kill -9), clamps in
+propagation, the review queue, re-propagation and its ripple."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.config import RunConfig
+from engine.errors import UserError
+from engine.graph import GraphConfig, build_graph
+from engine.propagate import PropagationConfig, propagate, seed_matrix
+from engine.review import (ReviewStore, agreement, apply_clamps, bulk_candidates, expected_impact, impact_proxy,
+                           repropagate, review_flags, review_queue, step_seeds)
+from engine.store import RunStore
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def two_clusters(n_per_cluster: int = 6, seed: int = 0):
+    """Two tight, far-apart clusters in 2-D: samples 0..n-1 and n..2n-1."""
+    rng = np.random.default_rng(seed)
+    a = rng.normal([0.0, 1.0], 0.05, (n_per_cluster, 2))
+    b = rng.normal([1.0, 0.0], 0.05, (n_per_cluster, 2))
+    return np.vstack([a, b]).astype(np.float32)
+
+
+def make_run(path: Path, given=None, refined=None, weight=None, features=None, k: int = 3) -> RunStore:
+    """A run directory written by hand: moons (2 classes), one refinery-like snapshot.
+
+    Defaults: 12 samples in two clusters, given = true = cluster, weight 1.
+    """
+    features = two_clusters() if features is None else features
+    n = len(features)
+    true = np.repeat([0, 1], n // 2)
+    given = true.copy() if given is None else np.asarray(given)
+    refined = given.copy() if refined is None else np.asarray(refined)
+    weight = np.ones(n, np.float32) if weight is None else np.asarray(weight, np.float32)
+    config = RunConfig(dataset="moons?n=40", graph=GraphConfig(k=k), propagation=PropagationConfig(max_iter=200))
+    store = RunStore(path)
+    store.create(config)
+    store.write_dataset(given=given, true=true, keys=np.array([f"s{i}" for i in range(n)]),
+                        holdout=np.zeros(n, bool))
+    graph = build_graph(features, config.graph)
+    confidence = np.linspace(0.2, 0.9, n).astype(np.float32)
+    snapshot = {"refined": refined, "working": given, "easy": np.zeros(n, bool), "weight": weight,
+                "weight_given": weight, "lp_confidence": confidence,
+                "lp_top_classes": np.stack([refined, 1 - refined, refined], 1).astype(np.int16),
+                "lp_top_scores": np.tile([0.7, 0.3, 0.0], (n, 1)).astype(np.float16),
+                "neighbor_idx": graph.neighbor_idx.astype(np.int32), "neighbor_sim": graph.neighbor_sim,
+                "features": features.astype(np.float16)}
+    store.write_step(1, snapshot, {"step": 1, "phase": "refine"})
+    return store
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    """A run directory with only dataset.npz: 10 samples, given = index % 3."""
+    store = RunStore(tmp_path / "run")
+    store.path.mkdir()
+    store.write_dataset(given=np.arange(10) % 3, true=np.full(10, -1), keys=np.array([f"k{i}" for i in range(10)]),
+                        holdout=np.zeros(10, bool))
+    return store.path
+
+
+# ---------------------------------------------------------------- the log
+def test_record_fills_key_and_labels(run_dir):
+    reviews = ReviewStore(run_dir, num_classes=3)
+    keep = reviews.record(4, "keep", "ann")
+    accept = reviews.record(5, "accept", "ann", proposal=1, step=7)
+    relabel = reviews.record(6, "relabel", " bob ", 2, blind=True)
+    assert (keep.key, keep.label) == ("k4", 1)  # given[4] = 4 % 3
+    assert (accept.label, accept.proposal, accept.step) == (1, 1, 7)
+    assert (relabel.reviewer, relabel.label, relabel.blind) == ("bob", 2, True)
+    assert reviews.record(7, "unsure", "ann", 2).label is None  # no label for unsure
+    assert [d.id for d in reviews.history()] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("args, message", [
+    ((1, "maybe", "ann"), "unknown decision 'maybe'"),
+    ((1, "keep", "  "), "reviewer name is required"),
+    ((1, "relabel", "ann"), "needs a label"),
+    ((1, "relabel", "ann", 3), "class 3 does not exist; valid: 0..2"),
+    ((10, "keep", "ann"), "sample 10 does not exist; valid: 0..9"),
+    ((-1, "keep", "ann"), "sample must be a whole number"),
+    ((1, "undo", "ann"), "unknown decision 'undo'"),
+])
+def test_record_rejects_bad_input(run_dir, args, message):
+    reviews = ReviewStore(run_dir, num_classes=3)
+    with pytest.raises(UserError, match=message):
+        reviews.record(*args)
+    assert reviews.history() == []
+
+
+def test_undo_cancels_own_latest_decision(run_dir):
+    reviews = ReviewStore(run_dir, num_classes=3)
+    first = reviews.record(2, "relabel", "ann", 0)
+    second = reviews.record(2, "relabel", "ann", 1)
+    bob = reviews.record(3, "outlier", "bob")
+    assert reviews.latest()[2].id == second.id
+    undo = reviews.undo("ann", 2)
+    assert (undo.decision, undo.undoes, undo.sample) == ("undo", second.id, 2)
+    assert reviews.latest()[2].id == first.id  # the earlier decision counts again
+    reviews.undo("ann", 2)
+    assert 2 not in reviews.latest()
+    with pytest.raises(UserError, match="no decision on sample 2 left to undo"):
+        reviews.undo("ann", 2)
+    with pytest.raises(UserError, match="'carol' has no decision"):
+        reviews.undo("carol")  # never touches bob's decision
+    assert reviews.latest()[3].id == bob.id
+    assert [d.decision for d in reviews.history(2)] == ["relabel", "relabel", "undo", "undo"]  # full history kept
+
+
+def test_undo_of_one_reviewer_leaves_the_other(run_dir):
+    reviews = ReviewStore(run_dir, num_classes=3)
+    ann = reviews.record(1, "keep", "ann")
+    reviews.record(1, "relabel", "bob", 2)
+    reviews.record(5, "unsure", "ann")
+    assert reviews.undo("bob").undoes == 2  # bob's latest anywhere
+    assert reviews.latest()[1].id == ann.id
+    assert reviews.undo("ann").sample == 5  # ann's latest anywhere: the unsure on 5
+
+
+def test_clamps(run_dir):
+    reviews = ReviewStore(run_dir, num_classes=3)
+    reviews.record(0, "accept", "ann", proposal=2)
+    reviews.record(1, "keep", "ann")  # given 1
+    reviews.record(2, "relabel", "ann", 0)
+    reviews.record(3, "unsure", "ann")
+    reviews.record(4, "outlier", "ann")
+    reviews.record(5, "outlier", "ann")
+    reviews.record(5, "relabel", "bob", 1)  # the latest decision wins, whoever made it
+    clamped, outliers = reviews.clamps(10)
+    np.testing.assert_array_equal(clamped, [2, 1, 0, -1, -1, 1, -1, -1, -1, -1])
+    np.testing.assert_array_equal(np.flatnonzero(outliers), [4])
+    assert clamped.dtype == np.int64
+
+
+def test_empty_log_reads_without_creating_anything(run_dir):
+    reviews = ReviewStore(run_dir)
+    assert reviews.latest() == {} and reviews.version() == 0
+    assert not (run_dir / "reviews.sqlite").exists()
+    with pytest.raises(UserError, match="does not exist"):
+        ReviewStore(run_dir / "missing").record(0, "keep", "ann", 0)
+
+
+def test_database_is_wal_and_synchronous_full(run_dir):
+    reviews = ReviewStore(run_dir)
+    reviews.record(0, "keep", "ann")
+    with reviews._connect(write=False) as con:
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert con.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_concurrent_threads_lose_nothing(run_dir):
+    errors = []
+
+    def writer(name):
+        try:
+            reviews = ReviewStore(run_dir, num_classes=3)  # shared object, own connection per call
+            for i in range(25):
+                reviews.record(i % 10, "relabel", name, i % 3, step=i)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(f"t{t}",)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    events = ReviewStore(run_dir).history()
+    assert len(events) == 200 and len({e.id for e in events}) == 200
+    for t in range(8):
+        assert sorted(e.step for e in events if e.reviewer == f"t{t}") == list(range(25))
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    from engine.review import ReviewStore
+    reviews = ReviewStore(sys.argv[1])
+    for i in range(int(sys.argv[3])):
+        reviews.record(i % 10, "unsure", sys.argv[2], step=i)
+    print("saved", flush=True)
+    if len(sys.argv) > 4:
+        import time
+        time.sleep(60)
+""")
+
+
+def _writer(run_dir, name, count, hang=False):
+    args = [sys.executable, "-c", WRITER, str(run_dir), name, str(count)] + (["hang"] if hang else [])
+    return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+
+
+def test_concurrent_processes_lose_nothing(run_dir):
+    procs = [_writer(run_dir, f"p{i}", 60) for i in range(2)]
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0
+    events = ReviewStore(run_dir).history()
+    assert len(events) == 120
+    for i in range(2):
+        assert sorted(e.step for e in events if e.reviewer == f"p{i}") == list(range(60))
+
+
+def test_decision_survives_kill_9(run_dir):
+    proc = _writer(run_dir, "ann", 3, hang=True)
+    try:
+        assert proc.stdout.readline().strip() == "saved"  # record() returned: committed
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    events = ReviewStore(run_dir).history()
+    assert [(e.sample, e.reviewer, e.step) for e in events] == [(0, "ann", 0), (1, "ann", 1), (2, "ann", 2)]
+    con = sqlite3.connect(run_dir / "reviews.sqlite")
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    con.close()
+
+
+# ---------------------------------------------------------------- clamps in propagation
+def test_apply_clamps_sets_seeds_and_copies_inputs():
+    seeds = np.array([[0.5, 0.0], [0.0, 0.2], [0.9, 0.0], [0.0, 0.4]], np.float32)
+    refined = np.array([0, 1, 0, 1])
+    easy = np.array([False, True, False, False])
+    clamped = np.array([1, -1, -1, 0])
+    outliers = np.array([False, False, True, False])
+    new_seeds, new_refined, new_easy, train_mask = apply_clamps(seeds, refined, easy, clamped, outliers)
+    np.testing.assert_array_equal(new_seeds, np.array([[0, 1], [0, 0.2], [0, 0], [1, 0]], np.float32))
+    np.testing.assert_array_equal(new_refined, [1, 1, 0, 0])
+    np.testing.assert_array_equal(new_easy, [True, True, False, True])
+    np.testing.assert_array_equal(train_mask, [True, True, False, True])
+    assert seeds[0, 0] == 0.5 and refined[0] == 0 and not easy[0]  # inputs untouched
+    with pytest.raises(ValueError, match="-1..1"):
+        apply_clamps(seeds, refined, easy, np.array([2, -1, -1, -1]), outliers)
+
+
+def test_propagation_keeps_clamped_labels():
+    features = two_clusters()
+    graph = build_graph(features, GraphConfig(k=3))
+    labels = np.repeat([0, 1], 6)
+    config = PropagationConfig(max_iter=200)
+    seeds = seed_matrix(labels, 2)
+    plain = propagate(graph.normalized, seeds, config)
+    assert plain.labels[2] == 0  # inside cluster 0, propagation says 0
+    clamped = np.full(12, -1)
+    clamped[2] = 1  # a reviewer says 1
+    seeds, kept, easy, _ = apply_clamps(seeds, labels, np.zeros(12, bool), clamped, np.zeros(12, bool))
+    result = propagate(graph.normalized, seeds, config)
+    refined = np.where(easy, kept, result.labels)
+    assert refined[2] == 1  # never relabelled
+    np.testing.assert_array_equal(np.delete(refined, 2), np.delete(labels, 2))
+
+
+# ---------------------------------------------------------------- the queue
+def test_review_flags_and_queue_orders():
+    given = np.array([0, 0, 1, 1, 0, 1, 0, 1, 0, 1])
+    refined = given.copy()
+    refined[[1, 6]] = 1 - refined[[1, 6]]
+    weight = np.array([0.9, 0.1, 0.8, 0.05, 0.7, 0.95, 0.6, 0.99, 0.85, 0.3], np.float32)
+    confidence = np.array([0.9, 0.8, 0.2, 0.7, 0.1, 0.6, 0.5, 0.4, 0.3, 0.95], np.float32)
+    snap = {"refined": refined, "weight": weight, "lp_confidence": confidence}
+    flags = review_flags(snap, given, fraction=0.2)
+    np.testing.assert_array_equal(np.flatnonzero(flags["relabelled"]), [1, 6])
+    np.testing.assert_array_equal(np.flatnonzero(flags["ambiguous"]), [1, 3])  # lowest weights
+    np.testing.assert_array_equal(np.flatnonzero(flags["low confidence"]), [2, 4])
+    np.testing.assert_array_equal(review_queue(snap, given, fraction=0.2), [3, 1, 6, 4, 2])  # most ambiguous first
+    np.testing.assert_array_equal(review_queue(snap, given, order="confidence", fraction=0.2), [4, 2, 6, 3, 1])
+    np.testing.assert_array_equal(review_queue(snap, given, flags=["relabelled"], classes=[0]), [1, 6])
+    impact = np.full(10, np.nan)
+    impact[[6, 2]] = [3.0, 5.0]
+    np.testing.assert_array_equal(review_queue(snap, given, order="impact", impact=impact, fraction=0.2),
+                                  [2, 6, 3, 1, 4])
+    with pytest.raises(UserError, match="unknown queue order"):
+        review_queue(snap, given, order="random")
+
+
+def test_bulk_candidates():
+    given = np.array([0, 0, 0, 0, 1])
+    snap = {"refined": np.array([1, 1, 1, 0, 0]), "lp_confidence": np.array([0.9, 0.5, 0.95, 0.99, 0.7])}
+    reviewed = np.array([False, False, True, False, False])
+    np.testing.assert_array_equal(bulk_candidates(snap, given, reviewed, 0.6, 10), [0, 4])
+    np.testing.assert_array_equal(bulk_candidates(snap, given, reviewed, 0.0, 2), [0, 4])
+    assert bulk_candidates({"refined": given}, given, reviewed, 0.0, 5).size == 0
+
+
+def test_agreement():
+    from engine.review import Decision
+
+    def d(sample, label, proposal, blind=True, decision="relabel"):
+        return Decision(0, sample, None, decision, label, "ann", 0.0, 1, proposal, blind)
+
+    true = np.array([0, 1, 2, -1])
+    decisions = [d(0, 0, 0), d(1, 1, 0), d(2, 1, 2), d(3, 1, 1), d(0, 2, 2, blind=False), d(1, None, 1, True, "unsure")]
+    stats = agreement(decisions, true)
+    assert stats["labelled"] == 4
+    assert stats["with_method"] == pytest.approx(2 / 4)
+    assert stats["with_truth"] == pytest.approx(2 / 3)  # sample 3's truth is unknown
+    assert stats["method_with_truth"] == pytest.approx(2 / 3)
+    assert agreement(decisions, None, blind_only=False)["labelled"] == 5
+
+
+# ---------------------------------------------------------------- re-propagation
+def three_cluster_run(path: Path) -> RunStore:
+    """Clusters A (0..3) and B (4..7) labelled 0, C (8..11) labelled 1; B's
+    seeds are weak (weight 0.01): fixing one sample of B should pull B along."""
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 1.0], [1.0, 0.0], [-1.0, -1.0]])
+    features = (np.repeat(centres, 4, axis=0) + rng.normal(0, 0.05, (12, 2))).astype(np.float32)
+    given = np.repeat([0, 0, 1], 4)
+    weight = np.where((np.arange(12) >= 4) & (np.arange(12) < 8), 0.01, 1.0)
+    return make_run(path, given=given, weight=weight, features=features)
+
+
+def test_repropagate_shows_the_ripple(tmp_path):
+    store = three_cluster_run(tmp_path / "run")
+    clamped = np.full(12, -1)
+    clamped[5] = 1
+    ripple = repropagate(store, 1, clamped)
+    np.testing.assert_array_equal(ripple.before, np.repeat([0, 0, 1], 4))
+    assert ripple.after[5] == 1 and list(ripple.clamped) == [5]
+    np.testing.assert_array_equal(ripple.changed, [4, 6, 7])  # the rest of cluster B, not the clamp itself
+    outliers = np.zeros(12, bool)
+    outliers[5] = True  # an outlier is no seed at all: nothing moves
+    assert repropagate(store, 1, np.full(12, -1), outliers).changed.size == 0
+
+
+def test_expected_impact_and_proxy(tmp_path):
+    from engine.review import step_graph
+
+    store = three_cluster_run(tmp_path / "run")
+    snap = store.snapshot(1)
+    given = store.dataset_arrays()["given"]
+    labels, weights, easy = step_seeds(snap, given)
+    np.testing.assert_array_equal(labels, given)
+    np.testing.assert_array_equal(weights, snap["weight"])
+    counts = expected_impact(step_graph(snap, store.config().graph), labels, weights, easy, np.array([1, 5]),
+                             np.array([1, 1]), 2, store.config().propagation)
+    np.testing.assert_array_equal(counts, [0, 3])  # A is held by strong seeds; B follows its fixed sample
+    # 0 <-> 1 are mutual neighbours, 2 lists 0; fixing anyone to 1 could flip a neighbour labelled 0
+    neighbor_idx = np.array([[1], [0], [0]])
+    np.testing.assert_array_equal(impact_proxy(neighbor_idx, np.array([0, 0, 1]), np.array([1, 1, 1])), [1, 1, 0])
+    np.testing.assert_array_equal(impact_proxy(neighbor_idx, np.array([0, 0, 1]), np.array([0, 0, 0])), [1, 0, 0])
