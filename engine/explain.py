@@ -277,7 +277,8 @@ def step_seeds(snapshot: dict, phase: str) -> tuple[np.ndarray, np.ndarray | Non
     else:
         working = snapshot["working"].astype(np.int64)
         labels = np.where(working >= 0, working, teacher_pred)
-        weight = snapshot["weight"].astype(np.float32)
+        # The exact seed weights when the step stored them; else the AWE weight.
+        weight = snapshot.get("seed_weight", snapshot["weight"]).astype(np.float32)
         weights = np.where(np.isfinite(weight) & (weight >= 0), weight, 1.0).astype(np.float32)
     if labels.size and labels.min() < 0:
         raise UserError("this step holds neither working labels nor teacher predictions to seed a propagation")

@@ -415,7 +415,8 @@ def step_seeds(snapshot: dict[str, np.ndarray], given: np.ndarray) -> tuple[np.n
         if name in snapshot:
             source = np.asarray(snapshot[name], dtype=np.int64)
             labels = np.where(source >= 0, source, labels)
-    weight = np.asarray(snapshot.get("weight", np.full(len(given), np.nan)), dtype=np.float32)
+    weight = np.asarray(snapshot.get("seed_weight", snapshot.get("weight", np.full(len(given), np.nan))),
+                        dtype=np.float32)
     weights = np.where(np.isfinite(weight), weight, 1.0).astype(np.float32)
     easy = np.asarray(snapshot.get("easy", np.zeros(len(given), bool)), dtype=bool)
     return labels, weights, easy

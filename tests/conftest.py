@@ -15,13 +15,17 @@ read-only; copy one with ``shutil.copytree`` before changing it):
 
 ``TINY_SCHEDULE`` is the schedule they use.
 
-Torch runs on one thread in tests: the machine has 2 cores that other
-processes share, and oversubscribed OpenMP threads make a tiny step many
-times slower.
+- ``fresh_tiny_run``: a new, unstarted tiny moons run in the test's own tmp
+  dir (function-scoped; change it freely).
+
+Torch runs on one thread in tests (and in subprocesses they start, through
+``OMP_NUM_THREADS``): the machine has 2 cores that other processes share, and
+oversubscribed OpenMP threads make a tiny step ten times slower or worse.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,6 +40,8 @@ TINY_SCHEDULE = ScheduleConfig(teacher_epochs=2, teacher_patience=2, warmup_epoc
 
 def pytest_configure(config):
     torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("AMLKD_TORCH_THREADS", "1")
 
 
 def tiny_config(dataset: str = "moons", noise: str = "symmetric:0.3", method: str = "aml-kd",

@@ -128,7 +128,8 @@ def test_a_failing_step_shows_what_to_do_and_keeps_the_last_good_step(app, runs_
     _press(app, "train-step")
     assert not app.exception, "the app must stay up"
     (message,) = _errors(app)
-    assert "step 2 (teacher) failed" in message and "kept at step 1" in message and "Press **Step**" in message
+    assert message.startswith("**Step 2 (teacher) failed: InjectedFault")
+    assert "kept at step 1" in message and "Press **Step**" in message
     store = RunStore(run_dir)
     assert store.status()["state"] == "error" and store.steps() == [1]
     assert _chart_points(app)["Test accuracy"]["teacher"] == 1

@@ -90,7 +90,8 @@ def _line_chart(metrics: Metrics, series: Sequence[tuple[str, str]], title: str,
               "margin": {"l": 50, "r": 10, "t": 40, "b": 10},
               "legend": {"orientation": "h", "y": -0.3, "yanchor": "top", "x": 0, "xanchor": "left"},
               "xaxis": {"title": {"text": "step"}, "rangemode": "tozero"}, "yaxis": yaxis,
-              "hovermode": "x unified", "shapes": shapes, "annotations": annotations}
+              "hovermode": "x unified", "shapes": shapes, "annotations": annotations,
+              "showlegend": True}  # also while a series has no points yet: the legend says what is to come
     return go.Figure(data=traces, layout=layout)
 
 

@@ -93,9 +93,10 @@ def controls(store: RunStore, status: dict, busy: bool, elsewhere: bool) -> None
 
 
 def error_box(status: dict) -> None:
-    if status.get("state") != "error" or not status.get("error"):
+    message = status.get("error")
+    if status.get("state") != "error" or not message:
         return
-    st.error(f"**The last command failed:** {status['error']}.  \n"
+    st.error(f"**{message[:1].upper() + message[1:]}**  \n"
              f"The run is kept at step {status.get('step', 0)}, its last good step, and nothing after it was "
              "saved. Press **Step** to try again; if it fails again, change the settings on the Setup page "
              "(or **Reset** the run to start over from its settings).", icon="⚠️")
