@@ -44,7 +44,7 @@ def require_store() -> RunStore:
     store = current_store()
     if store is None:
         st.info("No run is open. Create or open one on the Setup page.")
-        st.page_link("pages/setup.py", label="Go to Setup", icon=":material/tune:")
+        st.page_link("views/setup.py", label="Go to Setup", icon=":material/tune:")
         st.stop()
     return store
 

@@ -26,12 +26,12 @@ APP_DIR = Path(__file__).resolve().parent
 
 #: (script under app/, title, url path). Pages not written yet show a placeholder.
 PAGES = (
-    ("pages/setup.py", "Setup", "setup"),
-    ("pages/train.py", "Train", "train"),
-    ("pages/embeddings.py", "Embeddings", "embeddings"),
-    ("pages/graph.py", "Propagation graph", "graph"),
-    ("pages/losses.py", "Losses", "losses"),
-    ("pages/review.py", "Review", "review"),
+    ("views/setup.py", "Setup", "setup"),
+    ("views/train.py", "Train", "train"),
+    ("views/embeddings.py", "Embeddings", "embeddings"),
+    ("views/graph.py", "Propagation graph", "graph"),
+    ("views/losses.py", "Losses", "losses"),
+    ("views/review.py", "Review", "review"),
 )
 
 

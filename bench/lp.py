@@ -177,6 +177,9 @@ def report(args, rows: dict[str, Timing], accuracy: dict[str, float], threads: s
         f"max_iter={MAX_ITER} tol={TOL} (cluster noise {args.noise}, 40% seed labels corrupted)"
     )
     print(f"threads: {threads}")
+    if args.load > 1 and args.threads > 1:
+        print(f"warning: machine busy (load {args.load:.1f}): multi-threaded timings are unreliable; "
+              "rerun when idle or with --threads 1")
     if args.quick:
         print("smoke run: the speed bars are set for the full size (N=50000) and do not set the exit status")
     print(f"\n{'side':<48}{'kNN s':>8}{'graph s':>9}{'solve s':>9}{'total s':>9}")
@@ -214,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.n = 5_000
 
-    load = os.getloadavg()[0]
+    args.load = os.getloadavg()[0]
     features, true_labels, given = make_data(args.n, args.d, args.c, args.noise, corruption=0.4)
     seeds = seed_matrix(given, args.c)
     labels_a, labels_b, best = run_sides(features, given, seeds, args.c, args.k, args.repeat, args.threads)
@@ -222,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = (
         f"(a) faiss 1, BLAS 1, torch 1 (scipy CG is single-threaded); "
         f"(b)(c) faiss {args.threads}, torch {args.threads}; "
-        f"fastest of {args.repeat} interleaved run(s); load average at start {load:.2f}"
+        f"fastest of {args.repeat} interleaved run(s); load average at start {args.load:.2f}"
     )
     rows = {
         "(a) authors: faiss + per-class scipy CG": best["a"],

@@ -228,6 +228,26 @@ def instance_noise(true_labels: np.ndarray, rate: float, inputs: np.ndarray, num
     return labels
 
 
+def nominal_noise_rate(spec: NoiseSpec, true_labels: np.ndarray, class_names=None) -> float:
+    """The noise rate r a user 'knows' for a synthetic spec, as the authors' code uses it.
+
+    ``R`` for symmetric, pairflip and instance noise; for ``asym``, R times the
+    fraction of samples in a flipped class (R/2 on balanced CIFAR-10); for a
+    matrix, the mean off-diagonal mass of the samples' rows. Symmetric noise
+    keeps R although only about R (C-1)/C of the labels end up wrong.
+    """
+    true = np.asarray(true_labels, dtype=np.int64)
+    if spec.kind == "none" or len(true) == 0:
+        return 0.0
+    if spec.kind in ("symmetric", "pairflip", "instance"):
+        return spec.rate
+    if spec.kind == "asym":
+        sources = list(asym_targets(class_names, len(class_names or ())))
+        return spec.rate * float(np.isin(true, sources).mean())
+    matrix = transition_matrix(spec, int(true.max()) + 1 if class_names is None else len(class_names))
+    return float(1.0 - np.mean(np.diag(matrix)[true]))
+
+
 def estimate_noise_rate(given_labels: np.ndarray, propagated_labels: np.ndarray) -> float:
     """Fraction of samples whose given label disagrees with label propagation.
 

@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from engine.review import ReviewStore
 
-PAGE = str(Path(__file__).resolve().parents[1] / "app" / "pages" / "review.py")
+PAGE = str(Path(__file__).resolve().parents[1] / "app" / "views" / "review.py")
 
 
 @pytest.fixture(scope="module")

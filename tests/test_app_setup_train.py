@@ -185,7 +185,7 @@ def test_a_name_already_taken_is_refused_inline(app, runs_dir):
 
 
 def test_train_page_offers_the_default_run_when_none_is_open(app, runs_dir):
-    app.switch_page("pages/train.py").run()
+    app.switch_page("views/train.py").run()
     assert not app.exception
     app.button(key="train-create-default").click().run()
     assert not app.exception
@@ -203,7 +203,7 @@ def test_open_rename_and_delete_a_run_made_by_the_cli(app, runs_dir, tiny_moons_
     assert _chart_points(app)["Test accuracy"] == {"teacher": 8, "student": 5}
     assert app.button(key="train-step").disabled  # the run is done
 
-    app.switch_page("pages/setup.py").run()
+    app.switch_page("views/setup.py").run()
     app.text_input(key="setup-rename-name-from-cli").set_value("renamed").run()
     app.button(key="setup-rename").click().run()
     assert not app.exception
@@ -231,7 +231,7 @@ def test_the_address_names_the_open_run_and_reopens_it(runs_dir, make_tiny_run):
     reopened.query_params["run"] = "half-done"
     reopened.run()
     assert reopened.session_state["run_dir"] == str(runs_dir / "half-done")
-    reopened.switch_page("pages/train.py").run()
+    reopened.switch_page("views/train.py").run()
     assert not reopened.exception
     assert {m.label: m.value for m in reopened.metric}["Step"] == "3 / 8"
 

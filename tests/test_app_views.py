@@ -16,7 +16,7 @@ from engine import embed, explain
 from engine.graph import GraphConfig
 from engine.store import RunStore
 
-PAGES = Path(__file__).resolve().parents[1] / "app" / "pages"
+PAGES = Path(__file__).resolve().parents[1] / "app" / "views"
 TIMEOUT = 180  # the first UMAP in a process waits for numba to compile
 
 

@@ -215,6 +215,28 @@ def fake_cifar10(root: Path, per_batch: int = 20, test: int = 20) -> Path:
     return root
 
 
+def fake_cifar100(root: Path, train: int = 200, test: int = 100) -> Path:
+    """CIFAR-100 python files (train, test, meta) with fine labels."""
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    for name, n in (("train", train), ("test", test)):
+        data = {"data": np.zeros((n, 3072), np.uint8), "fine_labels": (np.arange(n) % 100).tolist(),
+                "coarse_labels": (np.arange(n) % 20).tolist()}
+        (folder / name).write_bytes(pickle.dumps(data, protocol=2))
+    (folder / "meta").write_bytes(pickle.dumps({"fine_label_names": [f"c{i}" for i in range(100)]}, protocol=2))
+    return root
+
+
+def test_fashion_mnist_and_cifar100_load_from_local_files(tmp_path):
+    fake_mnist(tmp_path / "f")
+    (tmp_path / "f" / "MNIST").rename(tmp_path / "f" / "FashionMNIST")
+    fashion = load_dataset(f"fashion-mnist:{tmp_path / 'f'}")
+    assert fashion.class_names[0] == "T-shirt/top" and fashion.num_train == 40
+    cifar100 = load_dataset(f"cifar100:{fake_cifar100(tmp_path / 'h')}")
+    assert cifar100.num_classes == 100 and cifar100.train_x.shape == (200, 3, 32, 32)
+    assert cifar100.train_true[:3].tolist() == [0, 1, 2] and len(cifar100.test_true) == 100
+
+
 def test_mnist_and_cifar10_load_from_local_files(tmp_path):
     mnist = load_dataset(f"mnist:{fake_mnist(tmp_path / 'm')}")
     assert mnist.train_x.shape == (40, 1, 28, 28) and mnist.test_x.shape == (20, 1, 28, 28)

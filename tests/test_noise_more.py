@@ -7,8 +7,8 @@ import pytest
 
 from engine.config import RunConfig
 from engine.errors import UserError
-from engine.noise import (CIFAR10_CLASSES, NoiseSpec, apply_noise, instance_noise, parse_noise_spec,
-                          transition_matrix)
+from engine.noise import (CIFAR10_CLASSES, NoiseSpec, apply_noise, instance_noise, nominal_noise_rate,
+                          parse_noise_spec, transition_matrix)
 
 NAMES = CIFAR10_CLASSES
 
@@ -105,3 +105,11 @@ def test_instance_noise_needs_inputs_and_has_no_matrix():
         apply_noise(np.arange(4), NoiseSpec("instance", 0.2), 4, np.random.default_rng(0))
     with pytest.raises(UserError, match="no single transition matrix"):
         transition_matrix(NoiseSpec("instance", 0.2), 4)
+
+
+def test_nominal_noise_rate_is_what_a_user_knows():
+    true = np.repeat(np.arange(10), 10)
+    assert nominal_noise_rate(NoiseSpec("symmetric", 0.4), true) == 0.4
+    assert nominal_noise_rate(NoiseSpec("instance", 0.3), true) == 0.3
+    assert nominal_noise_rate(NoiseSpec("asym", 0.4), true, NAMES) == pytest.approx(0.2)
+    assert nominal_noise_rate(NoiseSpec("none", 0.0), true) == 0.0

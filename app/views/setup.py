@@ -36,7 +36,7 @@ def create_run(config: RunConfig, name: str) -> bool:
         return False
     get_worker(path).adopt(run)
     open_run(path)
-    st.switch_page("pages/train.py")
+    st.switch_page("views/train.py")
     return True
 
 
@@ -189,7 +189,7 @@ def manage_runs() -> None:
     with open_col:
         if st.button("Open", key="setup-open", type="primary"):
             open_run(path)
-            st.switch_page("pages/train.py")
+            st.switch_page("views/train.py")
     with rename_col:
         new_name = st.text_input("New name", chosen, key=f"setup-rename-name-{chosen}")
         if st.button("Rename", key="setup-rename", disabled=busy or new_name == chosen):

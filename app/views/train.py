@@ -57,7 +57,7 @@ def no_run_open() -> None:
     if runs and st.button(f"Open the latest run ({runs[0].name})", key="train-open-latest"):
         open_run(runs[0])
         st.rerun()
-    st.page_link("pages/setup.py", label="Other settings, presets and runs: Setup")
+    st.page_link("views/setup.py", label="Other settings, presets and runs: Setup")
     st.stop()
 
 
