@@ -106,7 +106,10 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--noise", nargs="+", default=["symmetric:0.4", "pairflip:0.4"])
     parser.add_argument("--out", default=None, help="keep the runs here (default: a temp folder)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"device {'cuda' if torch.cuda.is_available() else 'cpu'}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:

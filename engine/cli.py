@@ -44,6 +44,8 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise", default=d.noise, help="none, symmetric:R, pairflip:R, matrix:FILE (default symmetric:0.4)")
     p.add_argument("--method", default=d.method, help=f"one of {', '.join(METHODS)}")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's choice; 1 is best on a busy machine)")
     p.add_argument("--out", required=True, help="run directory to create")
     p.add_argument("--force", action="store_true", help="replace a run already in --out")
     p.add_argument("--noise-rate", default=None,
@@ -140,9 +142,20 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _set_threads(threads: int | None) -> None:
+    if threads is None:
+        return
+    if threads < 1:
+        raise UserError(f"--threads {threads} must be at least 1")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def cmd_run(a) -> int:
     from .run import Run
 
+    _set_threads(a.threads)
     config = config_from_args(a)
     run = Run.create(a.out, config, force=a.force)
     summary = _drive(run)
@@ -153,6 +166,7 @@ def cmd_run(a) -> int:
 def cmd_resume(a) -> int:
     from .run import Run
 
+    _set_threads(a.threads)
     run = Run.open(a.path)
     if run.done:
         print(f"run {a.path} is already finished")
@@ -190,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.set_defaults(func=cmd_run)
     p_resume = sub.add_parser("resume", help="continue a stopped run")
     p_resume.add_argument("path")
+    p_resume.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p_resume.set_defaults(func=cmd_resume)
     p_cmp = sub.add_parser("compare", help="one table of several runs")
     p_cmp.add_argument("runs", nargs="+")
