@@ -16,10 +16,11 @@ Given the normalised affinity ``Wn (N, N)`` (see :mod:`engine.graph`) and seeds
 3. Scores: ``Z`` clipped at 0, each row divided by its sum; confidence
    ``1 - H(scores) / log C``.
 
-Cost: ``O(max_iter * nnz(Wn) * C)`` time and ``O(N C)`` memory, float32. On
-the CPU the nodes are first put in reverse Cuthill-McKee order so that the
-neighbours of a node sit close in memory; this changes nothing in the result
-but speeds up the sparse products several times. CUDA is used when available.
+Cost: ``O(max_iter * nnz(Wn) * C)`` time and ``O(N C)`` memory, float32.
+CUDA is used when available. On the CPU the nodes are put in reverse
+Cuthill-McKee order (neighbours close in memory) and the classes are solved in
+blocks of columns small enough to stay in cache; neither changes the result,
+together they make the solve about twice as fast.
 
 References
 ----------
@@ -32,6 +33,7 @@ Mutual Label Refinery" (AML-KD). IEEE TNNLS 2023. doi:10.1109/TNNLS.2023.3335829
 
 from __future__ import annotations
 
+import functools
 import logging
 import numbers
 import warnings
@@ -47,6 +49,11 @@ from .device import default_device
 from .errors import UserError
 
 logger = logging.getLogger(__name__)
+
+# Columns are solved in blocks of about this many bytes of (N, b) float32: on the
+# 2-core CI machine (2 MiB L2 per core) blocks of 3 MiB ran the solve 2x faster
+# than all 100 columns at once (bench/lp.py, N=50000).
+_CPU_BLOCK_BYTES = 3 * 2**20
 
 
 @dataclass(frozen=True)
@@ -212,7 +219,7 @@ def _block_cg(
     rhs : torch.Tensor, shape (N, C)
         ``Y``.
     on_iteration : callable
-        Called with ``(t, Z_t)`` after iteration ``t`` (and with ``t = 0``).
+        Called with ``(t, Z_t)`` after each iteration ``t >= 1``.
 
     Returns
     -------
@@ -300,40 +307,91 @@ def propagate(
     mass = rhs.sum(dim=0)  # (C,)
     rhs = rhs / torch.where(mass > 0, mass, 1.0)  # Y: column sums 1, or 0 for a seedless class
 
-    history: dict[int, np.ndarray] = {}
-    recorder = _recorder(history, order, seeds.shape[0], record_nodes, record_iters, device)
-    recorder(0, rhs)
-    z, iterations = _block_cg(_to_torch_csr(matrix, device), rhs, config, recorder)
+    recorder = _Recorder.create(*seeds.shape, order, record_nodes, record_iters, config.max_iter, device)
+    z, iterations = _solve_blocks(_to_torch_csr(matrix, device), rhs, config, recorder)
     logger.debug("label propagation: N=%d C=%d iterations=%d", *seeds.shape, iterations)
     if order is not None:
         z = z[torch.from_numpy(np.argsort(order)).to(device)]  # back to the caller's node order
-    return _result(z, iterations, history)
+    return _result(z, iterations, recorder.history(iterations))
 
 
-def _recorder(
-    history: dict[int, np.ndarray],
-    order: np.ndarray | None,
-    n: int,
-    record_nodes: Iterable[int] | None,
-    record_iters: Iterable[int] | None,
-    device: torch.device,
-) -> Callable[[int, torch.Tensor], None]:
-    """A callback that stores normalised scores of the asked nodes at the asked iterations."""
-    if record_nodes is None and record_iters is None:
-        return lambda iteration, z: None
-    nodes = np.arange(n) if record_nodes is None else np.asarray(list(record_nodes), dtype=np.int64)
-    if nodes.size and (nodes.min() < -n or nodes.max() >= n):
-        raise ValueError(f"record_nodes must lie in 0..{n - 1}, got {nodes.min()}..{nodes.max()}")
-    if order is not None:
-        nodes = np.argsort(order)[nodes]  # positions of the asked nodes after reordering
-    rows = torch.from_numpy(nodes).to(device)
-    wanted = None if record_iters is None else {int(t) for t in record_iters}
+def _column_blocks(n: int, num_classes: int, device: torch.device) -> list[slice]:
+    """Split the classes into blocks whose ``(N, b)`` iterates stay in the CPU cache."""
+    if device.type != "cpu":
+        return [slice(0, num_classes)]
+    width = max(1, min(num_classes, _CPU_BLOCK_BYTES // (4 * n)))
+    count = -(-num_classes // width)
+    width = -(-num_classes // count)  # even blocks
+    return [slice(start, min(start + width, num_classes)) for start in range(0, num_classes, width)]
 
-    def record(iteration: int, z: torch.Tensor) -> None:
-        if wanted is None or iteration in wanted:
-            history[iteration] = normalize_scores(z[rows]).cpu().numpy()
 
-    return record
+def _solve_blocks(
+    graph: torch.Tensor, rhs: torch.Tensor, config: PropagationConfig, recorder: _Recorder
+) -> tuple[torch.Tensor, int]:
+    """Block CG on each block of columns in turn; ``Z (N, C)`` and the most iterations run."""
+    z = torch.empty_like(rhs)  # (N, C)
+    iterations = 0
+    for cols in _column_blocks(*rhs.shape, rhs.device):
+        rhs_block = rhs[:, cols].contiguous()  # (N, b)
+        recorder.record(cols, 0, rhs_block)
+        z_block, done = _block_cg(graph, rhs_block, config, functools.partial(recorder.record, cols))
+        recorder.finish(cols, done, z_block)
+        z[:, cols] = z_block
+        iterations = max(iterations, done)
+    return z, iterations
+
+
+class _Recorder:
+    """Scores of some nodes at some iterations, gathered block of columns by block.
+
+    A block that converges before another keeps its final values at later
+    iterations; :meth:`history` drops iterations past the last one run.
+    """
+
+    def __init__(self, rows: torch.Tensor | None, iterations: set[int], num_classes: int) -> None:
+        self.rows = rows  # (M,) positions in the solver's node order; None: record nothing
+        self.iterations = iterations
+        self.num_classes = num_classes
+        self.raw: dict[int, torch.Tensor] = {}  # iteration -> (M, C) unnormalised Z
+
+    @classmethod
+    def create(
+        cls,
+        n: int,
+        num_classes: int,
+        order: np.ndarray | None,
+        record_nodes: Iterable[int] | None,
+        record_iters: Iterable[int] | None,
+        max_iter: int,
+        device: torch.device,
+    ) -> _Recorder:
+        """Validate the asked nodes and map them to the solver's node ``order``."""
+        if record_nodes is None and record_iters is None:
+            return cls(None, set(), num_classes)
+        iterations = set(range(max_iter + 1)) if record_iters is None else {int(t) for t in record_iters}
+        nodes = np.arange(n) if record_nodes is None else np.asarray(list(record_nodes), dtype=np.int64)
+        if nodes.size and (nodes.min() < -n or nodes.max() >= n):
+            raise ValueError(f"record_nodes must lie in 0..{n - 1}, got {nodes.min()}..{nodes.max()}")
+        if order is not None:
+            nodes = np.argsort(order)[nodes]  # positions of the asked nodes after reordering
+        return cls(torch.from_numpy(nodes).to(device), iterations, num_classes)
+
+    def record(self, cols: slice, iteration: int, z_block: torch.Tensor) -> None:
+        if self.rows is None or iteration not in self.iterations:
+            return
+        if iteration not in self.raw:
+            self.raw[iteration] = z_block.new_zeros(len(self.rows), self.num_classes)
+        self.raw[iteration][:, cols] = z_block[self.rows]
+
+    def finish(self, cols: slice, last: int, z_block: torch.Tensor) -> None:
+        for iteration in self.iterations:
+            if iteration > last:
+                self.record(cols, iteration, z_block)
+
+    def history(self, iterations: int) -> dict[int, np.ndarray]:
+        return {
+            t: normalize_scores(self.raw[t]).cpu().numpy() for t in sorted(self.raw) if t <= iterations
+        }
 
 
 def _result(z: torch.Tensor, iterations: int, history: dict[int, np.ndarray]) -> PropagationResult:

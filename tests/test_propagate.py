@@ -172,3 +172,19 @@ def test_cuda_matches_cpu():
     on_gpu = propagate(graph.normalized, seeds, PropagationConfig(), device="cuda")
     np.testing.assert_allclose(on_gpu.scores, on_cpu.scores, atol=1e-5)
     np.testing.assert_array_equal(on_gpu.labels, on_cpu.labels)
+
+
+def test_column_blocks_give_the_same_result(monkeypatch):
+    graph, true_labels, rng = clustered(15, 4, seed=8, spread=1.0)
+    labels = np.where(true_labels == 3, 0, true_labels)  # class 3 has no seed: its block stops at once
+    seeds = seed_matrix(labels, 4, weights=rng.uniform(0.5, 1.0, labels.size))
+    config = PropagationConfig(max_iter=60, tol=1e-4)
+    whole = propagate(graph.normalized, seeds, config, record_nodes=[0, 59])
+    monkeypatch.setattr("engine.propagate._CPU_BLOCK_BYTES", 4 * 60 * 1)  # one column per block
+    blocks = propagate(graph.normalized, seeds, config, record_nodes=[0, 59])
+    assert 1 < whole.iterations < 60 and blocks.iterations == whole.iterations
+    np.testing.assert_allclose(blocks.scores, whole.scores, atol=1e-6)
+    np.testing.assert_array_equal(blocks.labels, whole.labels)
+    assert sorted(blocks.history) == list(range(whole.iterations + 1))
+    for t, scores in whole.history.items():
+        np.testing.assert_allclose(blocks.history[t], scores, atol=1e-6)

@@ -17,8 +17,9 @@ from engine.config import RunConfig
 from engine.errors import UserError
 from engine.graph import GraphConfig, build_graph
 from engine.propagate import PropagationConfig, propagate, seed_matrix
-from engine.review import (ReviewStore, agreement, apply_clamps, bulk_candidates, expected_impact, impact_proxy,
-                           repropagate, review_flags, review_queue, step_seeds)
+from engine.review import ReviewStore, agreement, apply_clamps
+from engine.triage import (bulk_candidates, expected_impact, impact_proxy, repropagate, review_flags, review_queue,
+                           step_seeds)
 from engine.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -335,7 +336,7 @@ def test_repropagate_shows_the_ripple(tmp_path):
 
 
 def test_expected_impact_and_proxy(tmp_path):
-    from engine.review import step_graph
+    from engine.triage import step_graph
 
     store = three_cluster_run(tmp_path / "run")
     snap = store.snapshot(1)

@@ -17,7 +17,7 @@ when this one is fixed (clamped to its proposal, or to its given label, or to
 the runner-up class) and the step's propagation is re-run. Exact for the 40
 queued samples with the most reverse neighbours that could flip (one
 propagation each), the rest ordered by that neighbour count
-(:func:`engine.review.impact_scores`).
+(:func:`engine.triage.impact_scores`).
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from engine.data import dataset_for_config
 from engine.errors import UserError
 from engine.export import (clean_labels_table, decisions_table, import_decisions, parse_decisions,
                            read_decision_file, samples_json, samples_table, student_weights)
-from engine.review import (FLAGS, ORDERS, ReviewStore, agreement, bulk_candidates, impact_scores, label_history,
-                           repropagate, review_flags, review_queue, run_class_names)
+from engine.review import ReviewStore, agreement, label_history, run_class_names
+from engine.triage import FLAGS, ORDERS, bulk_candidates, impact_scores, repropagate, review_flags, review_queue
 from engine.store import RunStore
 
 NEIGHBOURS_SHOWN = 20
