@@ -10,9 +10,10 @@ Given the normalised affinity ``Wn (N, N)`` (see :mod:`engine.graph`) and seeds
 2. Solve ``(I - alpha Wn) Z = Y`` by conjugate gradient from ``Z = 0``: one
    independent CG per column, all columns advanced together with per-column
    step sizes, a column frozen once its residual ``||r|| <= tol ||y||``, at most
-   ``max_iter`` iterations. This is exactly what the authors' code computes by
-   calling ``scipy.sparse.linalg.cg`` once per class (``maxiter=20, tol=1e-6``),
-   but one sparse-times-dense product serves every class per iteration.
+   ``max_iter`` iterations. These are the iterates of the authors' code, which
+   calls ``scipy.sparse.linalg.cg`` once per class (``maxiter=20, tol=1e-6``,
+   float64), in float32, and one sparse-times-dense product per iteration
+   serves a whole block of classes.
 3. Scores: ``Z`` clipped at 0, each row divided by its sum; confidence
    ``1 - H(scores) / log C``.
 
