@@ -13,10 +13,13 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
+from app.byod import SOURCES, TORCHVISION_SETS, folder_spec, run_name_stem, torchvision_spec
 from engine.config import RunConfig
 from engine.data import load_dataset
 from engine.data.base import parse_dataset_spec
 from engine.data.embedded import TOY_DEFAULTS
+from engine.data.folder import TEST_FRACTION, split_path_options
+from engine.data.torchvision_sets import ALIASES as TORCHVISION_ALIASES
 from engine.errors import UserError
 from engine.graph import GraphConfig
 from engine.models import available_models, default_pair
@@ -26,7 +29,8 @@ from engine.store import RunStore, list_runs
 
 PRESETS_PATH = Path(__file__).resolve().parent.parent / "assets" / "presets.json"
 DATASETS = ("digits", "moons", "blobs", "circles")
-NOISE_KINDS = ("symmetric", "pairflip", "none")
+NOISE_KINDS = ("symmetric", "pairflip", "instance", "asym", "matrix", "none")
+SYNTHETIC_RATED = ("symmetric", "pairflip", "instance")  # 'known' rate = R, whatever the data
 METHOD_LABELS = {"aml-kd": "AML-KD", "ce": "CE (plain training)", "kd": "KD (plain distillation)"}
 NOISE_RATE_MODES = ("estimate", "known", "custom")
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
@@ -82,6 +86,25 @@ class SetupValues:
     noise_rate_mode: str = "estimate"
     noise_rate_value: float = 0.4
     seed: int = 0
+    # bring your own data
+    source: str = "builtin"  # one of app.byod.SOURCES
+    folder_path: str = ""  # image folder (typed, or where an upload was unpacked)
+    image_size: int = 0  # 0: the folder's default
+    image_mode: str = "auto"
+    test_fraction: float = TEST_FRACTION
+    augment: str = "auto"
+    tv_name: str = "mnist"
+    tv_root: str = ""  # empty: the engine's default ($AMLKD_DATA_DIR or ./data)
+    tv_download: bool = False
+    tv_n: int = 10_000  # a CPU-sized subset; 0: all
+    tv_test_n: int = 0
+    matrix_path: str = ""
+    labels: str = ""  # label CSV; its labels are the given labels (no synthetic noise)
+    key_column: str = "path"
+    label_column: str = "label"
+    truth_column: str = ""
+    known_noise_rate: float | None = None  # what 'known' means where it is not R (asym, matrix, a label file)
+    teacher_checkpoint: str = ""
 
     @classmethod
     def from_config(cls, config: RunConfig) -> SetupValues:
@@ -107,17 +130,34 @@ class SetupValues:
                    refine_epochs=s.refine_epochs, mutual_epochs=s.mutual_epochs,
                    k=config.graph.k, alpha=config.propagation.alpha, edge_power=config.graph.power,
                    temperature=config.train.temperature, noise_rate_mode=mode, noise_rate_value=value,
-                   seed=config.seed)
+                   seed=config.seed, matrix_path=noise.matrix_path or "", labels=config.labels or "",
+                   key_column=config.key_column, label_column=config.label_column,
+                   truth_column=config.truth_column or "", teacher_checkpoint=config.teacher_checkpoint or "",
+                   **_source_fields(config.dataset))
 
     def dataset_spec(self) -> str:
-        """``digits`` or ``moons?n=600&spread=0.15`` (blobs add ``classes``)."""
+        """``digits``, ``moons?n=600&spread=0.15`` (blobs add ``classes``), ``folder:DIR[?...]`` or
+        ``mnist:ROOT[?...]``."""
+        if self.source in ("folder", "upload"):
+            return folder_spec(self.folder_path.strip(), int(self.image_size), self.image_mode,
+                               float(self.test_fraction), self.augment)
+        if self.source == "torchvision":
+            return torchvision_spec(self.tv_name, self.tv_root.strip(), int(self.tv_n), int(self.tv_test_n),
+                                    bool(self.tv_download))
+        if self.source != "builtin":
+            raise UserError(f"data source {self.source!r} is not offered; valid: {', '.join(SOURCES)}")
         if self.dataset == "digits":
             return "digits"
         spec = f"{self.dataset}?n={int(self.toy_size)}&spread={float(self.toy_spread):g}"
         return spec + (f"&classes={int(self.blob_classes)}" if self.dataset == "blobs" else "")
 
     def noise_spec(self) -> str:
-        return "none" if self.noise_kind == "none" else f"{self.noise_kind}:{float(self.noise_rate):g}"
+        """The synthetic noise; ``none`` when a label file brings the given labels."""
+        if self.labels or self.noise_kind == "none":
+            return "none"
+        if self.noise_kind == "matrix":
+            return f"matrix:{self.matrix_path.strip()}"
+        return f"{self.noise_kind}:{float(self.noise_rate):g}"
 
     def to_config(self, base: RunConfig | None = None) -> RunConfig:
         """The run config of these values (knobs the form lacks come from ``base``).
@@ -142,16 +182,45 @@ class SetupValues:
         return replace(base, dataset=self.dataset_spec(), noise=self.noise_spec(), method=self.method,
                        seed=int(self.seed), noise_rate=self._noise_rate(), teacher=self.teacher or None,
                        student=self.student or None, graph=graph, propagation=propagation,
-                       schedule=schedule, train=train)
+                       schedule=schedule, train=train, labels=self.labels.strip() or None,
+                       key_column=self.key_column, label_column=self.label_column,
+                       truth_column=self.truth_column or None,
+                       teacher_checkpoint=self.teacher_checkpoint.strip() or None)
 
     def _noise_rate(self) -> float | None:
         if self.noise_rate_mode == "estimate":
             return None
         if self.noise_rate_mode == "known":
-            if self.noise_kind == "none":
+            if not self.labels and self.noise_kind == "none":
                 return 0.0
-            return float(self.noise_rate)
+            if not self.labels and self.noise_kind in SYNTHETIC_RATED:
+                return float(self.noise_rate)
+            if self.known_noise_rate is None:
+                what = "the label file (no truth to compare with)" if self.labels else \
+                    f"{self.noise_kind} noise on this data (not known until the data is)"
+                raise UserError(f"the noise rate of {what} is not known; choose 'estimate' or 'custom' for the "
+                                "noise rate used by small-loss selection")
+            return float(self.known_noise_rate)
         return float(self.noise_rate_value)
+
+
+def _source_fields(dataset: str) -> dict:
+    """The form's data-source fields of a dataset spec (built-in ones keep the defaults)."""
+    spec = parse_dataset_spec(dataset)
+    name = TORCHVISION_ALIASES.get(spec.name, spec.name)
+    if spec.name == "folder":
+        path, options = split_path_options(spec)
+        parsed = replace(spec, options=tuple(options.items()))
+        return {"source": "folder", "folder_path": path, "image_size": parsed.option("size", 0, int),
+                "image_mode": options.get("mode", "auto"), "augment": options.get("augment", "auto"),
+                "test_fraction": parsed.option("test", TEST_FRACTION, float)}
+    if name in TORCHVISION_SETS:
+        path, options = split_path_options(spec)
+        parsed = replace(spec, options=tuple(options.items()))
+        return {"source": "torchvision", "tv_name": name, "tv_root": path, "tv_n": parsed.option("n", 0, int),
+                "tv_test_n": parsed.option("test_n", 0, int),
+                "tv_download": options.get("download", "0").lower() in ("1", "true", "yes")}
+    return {}
 
 
 def default_models(dataset_name: str) -> tuple[str, str]:
@@ -172,15 +241,16 @@ def dataset_size(spec: str) -> int:
     return load_dataset(spec).num_train
 
 
-def settings_problems(config: RunConfig, num_train: int) -> list[str]:
+def settings_problems(config: RunConfig, num_train: int | None) -> list[str]:
     """Reasons the run cannot start, each naming the setting and what would be valid.
 
     Parameters
     ----------
     config : RunConfig
         An already validated config (its own ranges hold).
-    num_train : int
-        Training samples of its dataset.
+    num_train : int or None
+        Training samples of its dataset; None when not known yet (a dataset
+        still to be downloaded: the engine checks k on Create).
 
     Returns
     -------
@@ -188,7 +258,7 @@ def settings_problems(config: RunConfig, num_train: int) -> list[str]:
         Empty when the run can start.
     """
     problems = []
-    if config.graph.k >= num_train:
+    if num_train is not None and config.graph.k >= num_train:
         problems.append(f"k = {config.graph.k} neighbours needs more than {config.graph.k} training samples; "
                         f"the dataset has {num_train}: choose k between 1 and {num_train - 1}.")
     s = config.schedule
@@ -206,10 +276,12 @@ def settings_problems(config: RunConfig, num_train: int) -> list[str]:
 
 # ---------------------------------------------------------------- runs
 def suggest_run_name(config: RunConfig, root: Path) -> str:
-    """A free, readable folder name such as ``digits-symmetric40-aml-kd-s0``."""
+    """A free, readable folder name such as ``digits-symmetric40-aml-kd-s0`` or
+    ``pets-labels-aml-kd-s0`` (an image folder with a label file)."""
     noise = parse_noise_spec(config.noise)
-    noise_part = "clean" if noise.kind == "none" else f"{noise.kind}{round(noise.rate * 100)}"
-    stem = f"{parse_dataset_spec(config.dataset).name}-{noise_part}-{config.method}-s{config.seed}"
+    noise_part = "labels" if config.labels else "clean" if noise.kind == "none" else \
+        "matrix" if noise.kind == "matrix" else f"{noise.kind}{round(noise.rate * 100)}"
+    stem = f"{run_name_stem(config.dataset)}-{noise_part}-{config.method}-s{config.seed}"
     name, i = stem, 2
     while (Path(root) / name).exists():
         name, i = f"{stem}-{i}", i + 1

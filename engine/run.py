@@ -138,6 +138,8 @@ class Run:
         if store.exists() and not force:
             store.create(config, force=False)  # raises the clear error
         run = cls(store, config, dataset, device)  # validate before touching the directory
+        if config.teacher_checkpoint:
+            ckpt.load_teacher(run.teacher, config.teacher_checkpoint)  # a bad file fails here, not at step 1
         store.create(config, force=force)
         store.write_dataset(given=run.given, true=run.true if run.true is not None else np.full(len(run.given), -1),
                             keys=np.array(run.dataset.keys()), holdout=run.holdout)
@@ -175,7 +177,8 @@ class Run:
             raise UserError(f"dataset {self.dataset.name!r} has neither given nor true labels")
         spec = parse_noise_spec(self.config.noise)
         noise_rng = np.random.default_rng([self.config.seed, 1])  # same noise for every method
-        return apply_noise(self.true, spec, self.dataset.num_classes, noise_rng)
+        return apply_noise(self.true, spec, self.dataset.num_classes, noise_rng,
+                           inputs=self.dataset.train_x, class_names=self.dataset.class_names)
 
     def _holdout_mask(self) -> np.ndarray:
         n, frac = len(self.given), self.config.schedule.teacher_holdout
