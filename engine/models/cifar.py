@@ -9,11 +9,13 @@ Pairs (teacher -> student):
   (0.86M -> 0.27M): the CIFAR ResNets of He et al. (2016) as RepDistiller
   (Tian et al., ICLR 2020) defines them.
 - ``cifar-small-teacher`` -> ``cifar-small-student``: plain conv nets sized for a
-  2-core CPU (0.39M -> 0.099M parameters): one conv-BN-ReLU per stage, widths
-  32-64-128-256 and 16-32-64-128, 2x2 max pooling between stages. One training
+  2-core CPU (0.39M -> 0.024M parameters): one conv-BN-ReLU per stage, widths
+  32-64-128-256 and 16-32-64, 2x2 max pooling between stages. One training
   epoch over 10,000 32x32 images costs about 11-15 and 4 CPU-seconds (one
-  thread, batch 64); the student's last stage (4x4 pixels) adds capacity
-  almost for free.
+  thread, batch 64). The student is kept clearly weaker than the teacher
+  (on cifar10-small with 40% symmetric noise, 55% vs 62.5% test accuracy): a
+  4-stage 16-32-64-128 student (99k parameters, same cost) trained alone
+  already matches this teacher, and distillation has nothing left to give.
 """
 
 from __future__ import annotations
@@ -169,7 +171,7 @@ def SmallTeacher(input_shape, num_classes):  # noqa: N802
 
 
 def SmallStudent(input_shape, num_classes):  # noqa: N802
-    return small_convnet((16, 32, 64, 128), 1, _channels(input_shape), num_classes)
+    return small_convnet((16, 32, 64), 1, _channels(input_shape), num_classes)
 
 
 MODELS = {

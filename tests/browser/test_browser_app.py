@@ -111,7 +111,31 @@ def test_default_run_steps_into_refine_and_every_page_renders(app_page, app_serv
     for title in PAGES:
         url_path = {"Propagation graph": "graph"}.get(title, title.lower())
         _visit(page, title, url_path)
+        if title == "Embeddings":
+            _lasso_the_middle(page)
+            page.screenshot(path=str(shots / "embeddings_selected.png"))
+        if title == "Propagation graph":  # it centres on the first sample of the lasso selection
+            page.get_by_text(re.compile(r"around sample #\d+: \d+ nodes")).wait_for(timeout=60_000)
         page.screenshot(path=str(shots / f"{url_path}.png"))
         assert_no_exception(page)
     assert page.blocked == [], f"requests left 127.0.0.1: {page.blocked}"
     assert "Traceback" not in app_server.read_log()
+
+
+def _lasso_the_middle(page) -> None:
+    """Draw a lasso loop over the middle of the embedding, as a user would with the mouse."""
+    plot = page.locator(".js-plotly-plot").first
+    plot.wait_for(timeout=120_000)
+    page.wait_for_timeout(2000)  # the layout is computed on the first visit; let the final chart settle
+    wait_for_app(page, timeout_ms=120_000)
+    box = plot.bounding_box()
+    cx, cy = box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5
+    rx, ry = box["width"] * 0.3, box["height"] * 0.3
+    page.mouse.move(cx - rx, cy - ry)
+    page.mouse.down()
+    for dx, dy in ((rx, -ry), (rx, ry), (-rx, ry), (-rx, -ry + 1)):
+        page.mouse.move(cx + dx, cy + dy, steps=8)
+    page.mouse.up()
+    page.get_by_text(re.compile(r"Selected samples \([1-9]\d*\)")).wait_for(timeout=60_000)
+    page.locator('[data-testid="stImage"]').first.wait_for(timeout=30_000)  # the digits' pixels
+    wait_for_app(page, timeout_ms=120_000)
