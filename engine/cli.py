@@ -40,8 +40,11 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
     d, s, t, g, lp = RunConfig(), ScheduleConfig(), TrainConfig(), GraphConfig(), PropagationConfig()
-    p.add_argument("--dataset", default=d.dataset, help="digits, moons, blobs, circles, folder:DIR, ... (default digits)")
-    p.add_argument("--noise", default=d.noise, help="none, symmetric:R, pairflip:R, matrix:FILE (default symmetric:0.4)")
+    p.add_argument("--dataset", default=d.dataset, help="digits, moons, blobs, circles (?n=&spread=), folder:DIR[?size=32&mode=RGB&augment=crop_flip"
+                        "&test=0.2], mnist:ROOT, fashion-mnist:ROOT, cifar10:ROOT, cifar100:ROOT "
+                        "(?download=1, ?n=N) (default digits)")
+    p.add_argument("--noise", default=d.noise, help="none, symmetric:R, pairflip:R, asym:R (CIFAR-10 classes), instance:R, matrix:FILE "
+                        "(default symmetric:0.4)")
     p.add_argument("--method", default=d.method, help=f"one of {', '.join(METHODS)}")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None,
@@ -102,8 +105,9 @@ def _noise_rate(text: str | None, noise: str) -> float | None:
         return None
     if text == "known":
         spec = parse_noise_spec(noise)
-        if spec.kind not in ("symmetric", "pairflip", "none"):
-            raise UserError(f"--noise-rate known needs a symmetric or pairflip noise, not {noise!r}")
+        if spec.kind not in ("symmetric", "pairflip", "instance", "none"):
+            raise UserError(f"--noise-rate known needs symmetric, pairflip or instance noise, not {noise!r}; "
+                            "give the rate as a number instead (asym:R flips about R/2 of balanced CIFAR-10)")
         return spec.rate
     try:
         return float(text)
