@@ -94,3 +94,27 @@ def fresh_tiny_run(tmp_path) -> Path:
     path = tmp_path / "fresh-moons"
     Run.create(path, tiny_config())
     return path
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch):
+    """An empty runs folder the app uses (``AMLKD_RUNS_DIR``); stops every worker afterwards."""
+    from app.worker import FAIL_ENV, shutdown_all
+
+    root = tmp_path / "runs"
+    monkeypatch.setenv("AMLKD_RUNS_DIR", str(root))
+    monkeypatch.delenv(FAIL_ENV, raising=False)
+    yield root
+    shutdown_all()
+
+
+@pytest.fixture
+def app(runs_dir):
+    """The whole app in AppTest, run once, on an empty runs folder."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py"),
+                           default_timeout=60)
+    at.run()
+    assert not at.exception
+    return at

@@ -18,13 +18,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from streamlit.testing.v1 import AppTest
 
 from app.byod import (DataFacts, dataset_facts, folder_facts, folder_spec, known_noise_rate, label_report,
                       noise_problem, run_name_stem, save_label_upload, scan_summary, torchvision_spec, unpack_upload,
                       uploads_dir)
 from app.settings import SetupValues, settings_problems, suggest_run_name
-from app.worker import FAIL_ENV, shutdown_all
 from engine.config import RunConfig
 from engine.data import load_dataset
 from engine.errors import UserError
@@ -34,7 +32,6 @@ from engine.noise import CIFAR10_CLASSES
 from engine.run import Run
 from engine.store import RunStore
 
-APP = str(Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py")
 KEY = "setup-digits-symmetric-40-"  # widget keys of the custom form started from the default preset
 CLASSES = ("cat", "dog", "fox")
 COLOURS = {"cat": (220, 40, 40), "dog": (40, 200, 40), "fox": (40, 40, 220)}
@@ -71,23 +68,6 @@ def zip_folder(folder: Path, prefix: str) -> bytes:
 def pets(tmp_path_factory) -> Path:
     """3 classes x 12 images of 16x16 (read-only): 30 for training, 6 held out."""
     return make_folder(tmp_path_factory.mktemp("data") / "pets")
-
-
-@pytest.fixture
-def runs_dir(tmp_path, monkeypatch):
-    root = tmp_path / "runs"
-    monkeypatch.setenv("AMLKD_RUNS_DIR", str(root))
-    monkeypatch.delenv(FAIL_ENV, raising=False)
-    yield root
-    shutdown_all()
-
-
-@pytest.fixture
-def app(runs_dir):
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    assert not at.exception
-    return at
 
 
 def _errors(at) -> list[str]:

@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from app.settings import (SetupValues, default_preset, load_presets, phase_plan, run_rows, settings_problems,
                           suggest_run_name, validate_run_name)
-from app.worker import FAIL_ENV, get_worker, shutdown_all
+from app.worker import FAIL_ENV, get_worker
 from engine.config import RunConfig, ScheduleConfig
 from engine.errors import UserError
 from engine.run import Run
@@ -25,23 +25,6 @@ from engine.store import RunStore
 APP = str(Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py")
 WAIT = 120
 DEFAULT_KEY = "setup-digits-symmetric-40-"  # widget keys of the custom form started from the default preset
-
-
-@pytest.fixture
-def runs_dir(tmp_path, monkeypatch):
-    root = tmp_path / "runs"
-    monkeypatch.setenv("AMLKD_RUNS_DIR", str(root))
-    monkeypatch.delenv(FAIL_ENV, raising=False)
-    yield root
-    shutdown_all()
-
-
-@pytest.fixture
-def app(runs_dir):
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    assert not at.exception
-    return at
 
 
 def _length(values) -> int:
