@@ -62,3 +62,12 @@ def sync_run_with_url() -> None:
             st.query_params[RUN_QUERY_KEY] = store.path.name
     elif not st.session_state.get(RUN_DIR_KEY) and RUN_QUERY_KEY in st.query_params:
         del st.query_params[RUN_QUERY_KEY]
+
+
+def require_steps(store: RunStore, hint: str = "press Step on the Train page, then come back") -> list[int]:
+    """The run's snapshot steps; otherwise a note saying what to do and ``st.stop()``."""
+    steps = store.steps()
+    if not steps:
+        st.info(f"This run has no steps yet: {hint}.")
+        st.stop()
+    return steps

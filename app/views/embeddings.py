@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app.common import require_store
+from app.common import require_steps, require_store
 from app.figures.embedding import embedding_figure, selected_samples
 from app.samples import (SELECTED_KEY, load_dataset, load_snapshot, render_sample_grid, selected, step_label,
                          step_phases)
@@ -93,10 +93,7 @@ def parse_indices(text: str, n: int) -> list[int]:
 def main() -> None:
     st.title("Embeddings")
     store = require_store()
-    steps = store.steps()
-    if not steps:
-        st.info("This run has no steps yet: press Step on the Train page, then come back.")
-        st.stop()
+    steps = require_steps(store)
     run_dir = str(store.path)
     phases = step_phases(store.metrics())
     config = store.config()

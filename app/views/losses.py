@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.common import require_store
+from app.common import require_steps, require_store
 from app.figures.losses import loss_histogram_figure, trajectory_figure
 from app.samples import load_dataset, load_snapshot, selected, step_label, step_phases
 from engine import explain
@@ -51,10 +51,7 @@ def switch_table(indices, losses, given, true, names) -> pd.DataFrame:
 def main() -> None:
     st.title("Losses")
     store = require_store()
-    steps = store.steps()
-    if not steps:
-        st.info("This run has no steps yet: press Step on the Train page, then come back.")
-        st.stop()
+    steps = require_steps(store)
     run_dir = str(store.path)
     metrics = store.metrics()
     phases = step_phases(metrics)
