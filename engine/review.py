@@ -149,8 +149,7 @@ class ReviewStore:
         con = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
         try:
             con.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
-            if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                con.execute("PRAGMA journal_mode=WAL")
+            _ensure_wal(con, self.busy_timeout)
             con.execute("PRAGMA synchronous=FULL")
             if write:
                 con.execute("BEGIN IMMEDIATE")
@@ -318,6 +317,25 @@ class ReviewStore:
             elif d.decision == "outlier":
                 outliers[sample] = True
         return clamped, outliers
+
+
+def _ensure_wal(con: sqlite3.Connection, timeout: float) -> None:
+    """Switch the database to WAL, retrying while another connection holds it.
+
+    Changing the journal mode needs an exclusive lock and SQLite's busy
+    handler does not always wait for it: several writers opening a new
+    database at once would otherwise get 'database is locked'.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                con.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _as_index(value, name: str) -> int:
