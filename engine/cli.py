@@ -162,6 +162,10 @@ def cmd_run(a) -> int:
     _set_threads(a.threads)
     config = config_from_args(a)
     run = Run.create(a.out, config, force=a.force)
+    skipped = run.dataset.skipped
+    if skipped:
+        print(f"warning: {len(skipped)} input file(s) skipped, e.g. {skipped[0]}; all listed in "
+              f"{run.store.path / 'skipped.txt'}", file=sys.stderr)
     summary = _drive(run)
     print(format_table([{"run": a.out, **summary}]))
     return 0

@@ -143,6 +143,7 @@ class Run:
         store.create(config, force=force)
         store.write_dataset(given=run.given, true=run.true if run.true is not None else np.full(len(run.given), -1),
                             keys=np.array(run.dataset.keys()), holdout=run.holdout)
+        store.write_skipped(run.dataset.skipped)
         run._write_status("idle")
         return run
 

@@ -128,7 +128,7 @@ class RunStore:
         import shutil
 
         for name in ("config.json", "status.json", "dataset.npz", "metrics.jsonl",
-                     "checkpoint.pt", "summary.json", "teacher_features.npy"):
+                     "checkpoint.pt", "summary.json", "teacher_features.npy", "skipped.txt"):
             (self.path / name).unlink(missing_ok=True)
         for sub in ("snapshots", "embeddings"):
             shutil.rmtree(self.path / sub, ignore_errors=True)
@@ -161,6 +161,17 @@ class RunStore:
     def dataset_arrays(self) -> dict[str, np.ndarray]:
         with np.load(self.path / "dataset.npz", allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
+
+    def write_skipped(self, skipped: tuple[str, ...] | list[str]) -> None:
+        """The input files the dataset left out (corrupt, not an image), one per line."""
+        atomic_write_text(self.path / "skipped.txt", "".join(f"{line}\n" for line in skipped))
+
+    def skipped(self) -> list[str]:
+        """What :meth:`write_skipped` recorded (empty for runs made before it existed)."""
+        try:
+            return [line for line in (self.path / "skipped.txt").read_text().splitlines() if line]
+        except OSError:
+            return []
 
     def write_teacher_features(self, features: np.ndarray) -> None:
         with atomic_path(self.path / "teacher_features.npy") as tmp:

@@ -118,6 +118,22 @@ def test_a_folder_path_shows_its_summary_and_creates_the_run(app, runs_dir, pets
     assert set(arrays["keys"]) < {f"train/{c}/{i:03d}.png" for c in CLASSES for i in range(12)}
 
 
+def test_files_skipped_at_creation_are_listed_with_the_run(app, runs_dir, tmp_path):
+    folder = make_folder(tmp_path / "messy")
+    (folder / "train" / "cat" / "broken.png").write_bytes(b"not a png at all")
+    (folder / "train" / "dog" / "notes.txt").write_text("hello")
+    _choose_folder(app, folder)
+    assert any("2 file(s) skipped" in w.value for w in app.warning)
+    run_dir = _create(app)
+    expected = ["train/cat/broken.png", "train/dog/notes.txt"]
+    recorded = RunStore(run_dir).skipped()
+    assert [line.split(":")[0] for line in recorded] == expected
+    assert app.title[0].value == f"Train · {run_dir.name}"
+    (box,) = [e for e in app.expander if "skipped" in e.label]
+    assert box.label.endswith("2 input file(s) were skipped when this run was made")
+    assert [line.split(":")[0] for line in box.code[0].value.splitlines()] == expected
+
+
 def test_image_options_change_the_shape_the_networks_see(app, pets):
     _choose_folder(app, pets)
     app.selectbox(key=KEY + "image_size-16x16").set_value(8).run()

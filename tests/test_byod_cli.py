@@ -20,7 +20,7 @@ import torch
 
 from engine.cli import main
 from engine.config import RunConfig, ScheduleConfig
-from engine.data import load_dataset
+from engine.data import load_dataset, torchvision_sets
 from engine.data.folder import scan_folder
 from engine.data.torchvision_sets import SETS, check_online, probe_url
 from engine.errors import UserError
@@ -284,6 +284,26 @@ def test_offline_download_fails_fast_with_a_clear_message(tmp_path, monkeypatch,
         load_dataset(f"mnist:{tmp_path}?download=1")
     assert time.perf_counter() - started < 10
     assert not any(tmp_path.iterdir())  # nothing half-written
+
+
+def test_download_is_not_tried_when_the_files_are_already_there(tmp_path, monkeypatch):
+    monkeypatch.setenv("AMLKD_DOWNLOAD_PROBE", UNREACHABLE)
+    calls = []
+    monkeypatch.setattr(torchvision_sets, "check_online", lambda url, timeout=0: calls.append(url) or False)
+    cifar = load_dataset(f"cifar10:{fake_cifar10(tmp_path / 'c')}?download=1")
+    assert cifar.train_x.shape == (100, 3, 32, 32) and calls == []  # offline, yet it loads: no probe at all
+
+
+def test_the_cli_warns_about_skipped_files_and_records_them(tmp_path, capsys):
+    folder = make_image_folder(tmp_path / "d")
+    (next((folder / "train").iterdir()) / "zz-corrupt.png").write_bytes(b"\x89PNG broken")
+    code = main(["run", "--dataset", f"folder:{folder}", "--method", "ce", "--out", str(tmp_path / "r"),
+                 "--k", "3", "--warmup-epochs", "1", "--refine-epochs", "0", "--mutual-epochs", "0"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    (line,) = RunStore(tmp_path / "r").skipped()
+    assert line.startswith("train/") and "zz-corrupt.png: " in line
+    assert "warning: 1 input file(s) skipped, e.g. train/" in err and "skipped.txt" in err
 
 
 def test_offline_download_from_the_cli_is_one_line_within_seconds(tmp_path, monkeypatch, capsys):

@@ -23,6 +23,7 @@ from engine.store import RunStore, list_runs
 FAST_SECONDS = 1.0  # refresh while a step trains
 SLOW_SECONDS = 5.0  # refresh while idle: notices a run the CLI starts
 RESULTS_SECONDS = 2.0  # refresh of the charts while live (a step takes a second or more)
+SKIPPED_SHOWN = 200  # lines of the skipped-files list shown on the page
 COMMAND_TEXT = {"step": "Training one step", "play": "Playing to the end", "phase": "Running to the end of the phase",
                 "reset": "Resetting the run"}
 CHART_HELP = {
@@ -179,6 +180,18 @@ def _in_fragment_rerun() -> bool:
         return False
 
 
+def skipped_files(skipped: list[str]) -> None:
+    """The input files the dataset left out when the run was made (corrupt, not images)."""
+    if not skipped:
+        return
+    with st.expander(f"⚠️ {len(skipped)} input file(s) were skipped when this run was made", expanded=False):
+        st.caption("They are not part of the run. Fix or remove them and create the run again to include them.")
+        shown = skipped[:SKIPPED_SHOWN]
+        more = f"\n... and {len(skipped) - SKIPPED_SHOWN} more (see skipped.txt in the run folder)" \
+            if len(skipped) > SKIPPED_SHOWN else ""
+        st.code("\n".join(shown) + more, language=None)
+
+
 def main() -> None:
     store = current_store()
     pending = st.session_state.get(RUN_DIR_KEY)
@@ -195,6 +208,7 @@ def main() -> None:
         st.stop()
     st.title(f"Train · {store.path.name}")
     st.caption(config_summary(config))
+    skipped_files(store.skipped())
     status = store.status()
     live = get_worker(store.path).busy or trained_elsewhere(status, store.path)
     interval = FAST_SECONDS if live else SLOW_SECONDS

@@ -3,7 +3,8 @@ torchvision's on-disk layout: ``mnist:ROOT``, ``fashion-mnist:ROOT``,
 ``cifar10:ROOT``, ``cifar100:ROOT`` (``ROOT`` defaults to ``$AMLKD_DATA_DIR``
 or ``./data``). Options after ``?``:
 
-- ``download=1``  fetch the files into ROOT first (only when asked). Offline it
+- ``download=1``  fetch the files into ROOT when they are not there yet (only
+                  when asked; files already on disk are used as they are). Offline it
                   fails within seconds with a clear message: a HEAD request for
                   the first file, with a short timeout, runs first, and the
                   download itself runs under a socket timeout.
@@ -253,9 +254,13 @@ def _subset(labels: np.ndarray, n: int | None) -> np.ndarray:
 def load_torchvision(spec: DatasetSpec) -> Dataset:
     """A torchvision dataset from a local root (see the module docstring)."""
     name, root, settings = _settings(spec)
-    if settings["download"]:
+    try:  # files already on disk win: ?download=1 only fetches what is missing
+        classes, train_x, train_y, test_x, test_y = _read_set(name, root)
+    except UserError:
+        if not settings["download"]:
+            raise
         download(name, root)
-    classes, train_x, train_y, test_x, test_y = _read_set(name, root)
+        classes, train_x, train_y, test_x, test_y = _read_set(name, root)
     train_idx, test_idx = _subset(train_y, settings["n"]), _subset(test_y, settings["test_n"])
     return Dataset(
         name=f"{name}:{spec.path or root}",
