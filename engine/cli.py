@@ -12,7 +12,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from .config import METHODS, RunConfig, ScheduleConfig, TrainConfig
+from .config import METHODS, SMALL_PAIR_TEACHER, RunConfig, ScheduleConfig, TrainConfig, defaults_for_teacher
 from .errors import UserError
 from .graph import GraphConfig
 from .propagate import PropagationConfig
@@ -65,32 +65,42 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--edge-power", type=float, default=g.power, help="edge weight = similarity ** power")
     p.add_argument("--alpha", type=float, default=lp.alpha, help="propagation alpha in (0, 1)")
     p.add_argument("--lp-iterations", type=int, default=lp.max_iter, help="conjugate-gradient iterations")
-    p.add_argument("--temperature", type=float, default=t.temperature)
-    p.add_argument("--kd-weight", type=float, default=t.kd_weight)
-    p.add_argument("--relational-weight", type=float, default=t.relational_weight)
-    p.add_argument("--batch-size", type=int, default=t.batch_size)
-    p.add_argument("--lr", type=float, default=t.lr, help="student learning rate")
-    p.add_argument("--teacher-lr", type=float, default=t.teacher_lr)
-    p.add_argument("--teacher-epochs", type=int, default=s.teacher_epochs)
-    p.add_argument("--teacher-patience", type=int, default=s.teacher_patience)
-    p.add_argument("--warmup-epochs", type=int, default=s.warmup_epochs)
-    p.add_argument("--refine-epochs", type=int, default=s.refine_epochs)
-    p.add_argument("--mutual-epochs", type=int, default=s.mutual_epochs)
+    default = "(default: {} for the digits pair, {} for the small 32x32 CPU pair)"
+    small_schedule, small_train = defaults_for_teacher(SMALL_PAIR_TEACHER)
+    p.add_argument("--temperature", type=float, default=None, help=f"KD temperature (default {t.temperature})")
+    p.add_argument("--kd-weight", type=float, default=None, help=f"(default {t.kd_weight})")
+    p.add_argument("--relational-weight", type=float, default=None, help=f"(default {t.relational_weight})")
+    p.add_argument("--mixup-alpha", type=float, default=None,
+                   help="lambda ~ Beta(a, a) " + default.format(t.mixup_alpha, small_train.mixup_alpha))
+    p.add_argument("--batch-size", type=int, default=None, help=f"(default {t.batch_size})")
+    p.add_argument("--lr", type=float, default=None, help=f"student learning rate (default {t.lr})")
+    p.add_argument("--teacher-lr", type=float, default=None,
+                   help=default.format(t.teacher_lr, small_train.teacher_lr))
+    for name in ("teacher_epochs", "teacher_patience", "warmup_epochs", "refine_epochs", "mutual_epochs"):
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=None,
+                       help=default.format(getattr(s, name), getattr(small_schedule, name)))
 
 
-def config_from_args(a: argparse.Namespace) -> RunConfig:
-    """Build and validate the run config from parsed flags (before any work)."""
+SCHEDULE_FLAGS = ("teacher_epochs", "teacher_patience", "warmup_epochs", "refine_epochs", "mutual_epochs")
+TRAIN_FLAGS = ("temperature", "kd_weight", "relational_weight", "mixup_alpha", "batch_size", "lr", "teacher_lr")
+
+
+def config_from_args(a: argparse.Namespace, teacher: str | None = None) -> RunConfig:
+    """Build and validate the run config from parsed flags (before any work).
+
+    Schedule and training flags left out take the defaults of ``teacher`` (the
+    architecture the run will train; see :func:`engine.config.defaults_for_teacher`).
+    """
     try:
         graph = GraphConfig(k=a.k, power=a.edge_power)
         propagation = PropagationConfig(alpha=a.alpha, max_iter=a.lp_iterations)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    schedule = ScheduleConfig(teacher_epochs=a.teacher_epochs, teacher_patience=a.teacher_patience,
-                              warmup_epochs=a.warmup_epochs, refine_epochs=a.refine_epochs,
-                              mutual_epochs=a.mutual_epochs)
-    train = replace(TrainConfig(), temperature=a.temperature, kd_weight=a.kd_weight,
-                    relational_weight=a.relational_weight, batch_size=a.batch_size, lr=a.lr,
-                    teacher_lr=a.teacher_lr)
+    base_schedule, base_train = defaults_for_teacher(teacher)
+    chosen = {name: getattr(a, name) for name in SCHEDULE_FLAGS if getattr(a, name) is not None}
+    schedule = replace(base_schedule, **chosen)
+    chosen = {name: getattr(a, name) for name in TRAIN_FLAGS if getattr(a, name) is not None}
+    train = replace(base_train, **chosen)
     return RunConfig(dataset=a.dataset, noise=a.noise, method=a.method, seed=a.seed,
                      noise_rate=_noise_rate(a.noise_rate, a.noise), teacher=a.teacher, student=a.student,
                      teacher_checkpoint=a.teacher_checkpoint, labels=a.labels, key_column=a.key_column,
@@ -157,11 +167,18 @@ def _set_threads(threads: int | None) -> None:
 
 
 def cmd_run(a) -> int:
+    from .data import dataset_for_config
+    from .models import default_pair
     from .run import Run
 
     _set_threads(a.threads)
     config = config_from_args(a)
-    run = Run.create(a.out, config, force=a.force)
+    dataset = None  # the defaults follow the networks: the data decide the teacher unless it is named
+    if config.teacher is None:
+        dataset = dataset_for_config(config)
+    teacher = config.teacher or default_pair(dataset.kind, dataset.input_shape)[0]
+    config = config_from_args(a, teacher)
+    run = Run.create(a.out, config, force=a.force, dataset=dataset)
     skipped = run.dataset.skipped
     if skipped:
         print(f"warning: {len(skipped)} input file(s) skipped, e.g. {skipped[0]}; all listed in "

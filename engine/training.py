@@ -147,12 +147,12 @@ def _student_terms(student, teacher, xb, yb, cfg: TrainConfig, mode: str, rng, g
     terms = {"ce": weighted_ce(logits, yb, wb) if wb is not None else F.cross_entropy(logits, yb)}
     x_mix, perm, lam = mixup_batch(xb, rng, generator, cfg.mixup_alpha)
     mix_logits, _ = student(x_mix)
-    with torch.no_grad():
-        t_mix_logits, _ = teacher(x_mix)
+    relational = mode == "refine" and cfg.relational_weight > 0
+    with torch.no_grad():  # the teacher is in eval mode: one pass over both batches is the same as two
+        t_logits, t_features = teacher(torch.cat([x_mix, xb]) if relational else x_mix)
+    b = x_mix.shape[0]
     terms["mixup"] = mixup_ce(mix_logits, yb, perm, lam)
-    terms["kd"] = cfg.kd_weight * kd_loss(mix_logits, t_mix_logits, cfg.temperature)
-    if mode == "refine" and cfg.relational_weight > 0:
-        with torch.no_grad():
-            _, t_features = teacher(xb)
-        terms["rel"] = cfg.relational_weight * relational_loss(features, t_features)
+    terms["kd"] = cfg.kd_weight * kd_loss(mix_logits, t_logits[:b], cfg.temperature)
+    if relational:
+        terms["rel"] = cfg.relational_weight * relational_loss(features, t_features[b:])
     return terms

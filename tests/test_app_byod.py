@@ -23,7 +23,7 @@ from app.byod import (DataFacts, dataset_facts, folder_facts, folder_spec, known
                       noise_problem, run_name_stem, save_label_upload, scan_summary, torchvision_spec, unpack_upload,
                       uploads_dir)
 from app.settings import SetupValues, settings_problems, suggest_run_name
-from engine.config import RunConfig
+from engine.config import SMALL_PAIR_TEACHER, RunConfig, defaults_for_teacher
 from engine.data import load_dataset
 from engine.errors import UserError
 from engine.graph import GraphConfig
@@ -132,6 +132,23 @@ def test_files_skipped_at_creation_are_listed_with_the_run(app, runs_dir, tmp_pa
     (box,) = [e for e in app.expander if "skipped" in e.label]
     assert box.label.endswith("2 input file(s) were skipped when this run was made")
     assert [line.split(":")[0] for line in box.code[0].value.splitlines()] == expected
+
+
+def test_the_small_image_pair_brings_its_own_schedule_and_knobs(app, runs_dir, tmp_path):
+    folder = make_folder(tmp_path / "big", per_class=10, size=32)
+    _choose_folder(app, folder)
+    teacher = app.selectbox(key=KEY + "teacher-image-3x32x32").value
+    schedule, train = defaults_for_teacher(teacher)
+    assert teacher == ("wrn-40-2" if torch.cuda.is_available() else SMALL_PAIR_TEACHER)
+    key = f"{KEY}{teacher}-" if teacher == SMALL_PAIR_TEACHER else KEY  # with CUDA: the general defaults
+    shown = {name: app.number_input(key=key + name).value
+             for name in ("teacher_epochs", "warmup_epochs", "refine_epochs", "mutual_epochs")}
+    assert shown == {name: getattr(schedule, name) for name in shown}
+    app.number_input(key=key + "refine_epochs").set_value(3).run()
+    config = RunStore(_create(app)).config()
+    assert config.schedule.refine_epochs == 3 and config.schedule.teacher_epochs == schedule.teacher_epochs
+    assert config.schedule.teacher_patience == schedule.teacher_patience
+    assert (config.train.mixup_alpha, config.train.teacher_lr) == (train.mixup_alpha, train.teacher_lr)
 
 
 def test_image_options_change_the_shape_the_networks_see(app, pets):

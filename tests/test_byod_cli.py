@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from engine.cli import main
-from engine.config import RunConfig, ScheduleConfig
+from engine.config import SMALL_PAIR_TEACHER, RunConfig, ScheduleConfig, defaults_for_teacher
 from engine.data import load_dataset, torchvision_sets
 from engine.data.folder import scan_folder
 from engine.data.torchvision_sets import SETS, check_online, probe_url
@@ -304,6 +304,28 @@ def test_the_cli_warns_about_skipped_files_and_records_them(tmp_path, capsys):
     (line,) = RunStore(tmp_path / "r").skipped()
     assert line.startswith("train/") and "zz-corrupt.png: " in line
     assert "warning: 1 input file(s) skipped, e.g. train/" in err and "skipped.txt" in err
+
+
+def test_schedule_and_knobs_left_out_follow_the_networks(tmp_path, capsys):
+    folder = make_image_folder(tmp_path / "d", per_class=4, size=(32, 32))
+    short = ["--teacher-epochs", "1", "--warmup-epochs", "1", "--refine-epochs", "0", "--mutual-epochs", "0"]
+    code = main(["run", "--dataset", f"folder:{folder}", "--out", str(tmp_path / "img"), "--k", "3", *short])
+    assert code == 0, capsys.readouterr().err
+    config, summary = RunStore(tmp_path / "img").config(), RunStore(tmp_path / "img").summary()
+    schedule, train = defaults_for_teacher(summary["teacher"])
+    assert summary["teacher"] == ("wrn-40-2" if torch.cuda.is_available() else SMALL_PAIR_TEACHER)
+    assert (config.schedule.teacher_epochs, config.schedule.warmup_epochs, config.schedule.refine_epochs) == (1, 1, 0)
+    assert config.schedule.teacher_patience == schedule.teacher_patience  # not given: the pair's default
+    assert config.train == train
+    if summary["teacher"] == SMALL_PAIR_TEACHER:
+        assert (train.mixup_alpha, train.teacher_lr, schedule.teacher_epochs) == (0.4, 0.05, 40)
+    code = main(["run", "--dataset", f"folder:{folder}", "--out", str(tmp_path / "own"), "--k", "3", *short,
+                 "--mixup-alpha", "2", "--teacher-lr", "0.02", "--teacher", "digits-cnn-large",
+                 "--student", "digits-cnn-small"])
+    assert code == 0, capsys.readouterr().err
+    config = RunStore(tmp_path / "own").config()
+    assert (config.train.mixup_alpha, config.train.teacher_lr) == (2.0, 0.02)  # given: kept
+    assert config.schedule.teacher_patience == ScheduleConfig().teacher_patience  # this teacher: the general ones
 
 
 def test_offline_download_from_the_cli_is_one_line_within_seconds(tmp_path, monkeypatch, capsys):

@@ -28,7 +28,7 @@ from app.settings import (DATASETS, METHOD_LABELS, NOISE_KINDS, NOISE_RATE_MODES
                           load_presets, rename_run, run_rows, settings_problems, suggest_run_name, validate_run_name)
 from app.worker import forget_worker, get_worker, is_training, trained_elsewhere
 from engine.checkpoint import load_teacher
-from engine.config import RunConfig
+from engine.config import RunConfig, ScheduleConfig, TrainConfig, defaults_for_teacher
 from engine.data.folder import VALID_LAYOUT
 from engine.data.labels import guess_columns, preview_label_file
 from engine.errors import UserError
@@ -467,6 +467,17 @@ def _dataset_spec(start: SetupValues, data: DataChoice) -> str | None:
         return None
 
 
+def defaults_for_networks(base: RunConfig, teacher: str) -> RunConfig:
+    """The preset's config with the chosen teacher's default schedule and training knobs
+    (the small 32x32 CPU pair has its own) wherever the preset keeps the general defaults."""
+    schedule, train = defaults_for_teacher(teacher)
+    if base.schedule == ScheduleConfig():
+        base = replace(base, schedule=schedule)
+    if base.train == TrainConfig():
+        base = replace(base, train=train)
+    return base
+
+
 def custom_run() -> None:
     st.subheader("Custom run")
     presets, default_id = load_presets()
@@ -488,9 +499,15 @@ def custom_run() -> None:
     with method:
         st.markdown("**Method and networks**")
         method_values, method_problems = _method_inputs(start, key, data.facts, (base.teacher, base.student))
+    base = defaults_for_networks(base, method_values["teacher"])
     with schedule:
         st.markdown("**Schedule**")
-        schedule_values = _schedule_inputs(start, key)
+        s = base.schedule
+        own = defaults_for_teacher(method_values["teacher"]) != defaults_for_teacher(None)
+        schedule_values = _schedule_inputs(  # a teacher with its own defaults gets its own widgets
+            replace(start, teacher_epochs=s.teacher_epochs, warmup_epochs=s.warmup_epochs,
+                    refine_epochs=s.refine_epochs, mutual_epochs=s.mutual_epochs),
+            f"{key}{method_values['teacher']}-" if own else key)
     with knobs:
         st.markdown("**The method's knobs**")
         knob_values = _knob_inputs(start, key)

@@ -9,13 +9,18 @@ Pairs (teacher -> student):
   (0.86M -> 0.27M): the CIFAR ResNets of He et al. (2016) as RepDistiller
   (Tian et al., ICLR 2020) defines them.
 - ``cifar-small-teacher`` -> ``cifar-small-student``: plain conv nets sized for a
-  2-core CPU (0.39M -> 0.024M parameters): one conv-BN-ReLU per stage, widths
-  32-64-128-256 and 16-32-64, 2x2 max pooling between stages. One training
-  epoch over 10,000 32x32 images costs about 11-15 and 4 CPU-seconds (one
-  thread, batch 64). The student is kept clearly weaker than the teacher
-  (on cifar10-small with 40% symmetric noise, 55% vs 62.5% test accuracy): a
-  4-stage 16-32-64-128 student (99k parameters, same cost) trained alone
-  already matches this teacher, and distillation has nothing left to give.
+  2-core CPU (0.30M -> 0.024M parameters). Teacher: two conv-BN-ReLU per stage,
+  widths 16-32-64-128 (8 convolutions); student: one per stage, widths 16-32-64.
+  2x2 max pooling between stages. One training epoch over 10,000 32x32 images
+  costs about 10 and 4 CPU-seconds (one thread, batch 64). On cifar10-small with
+  40% symmetric noise (24 epochs, lr 0.05, batch 128) the teacher reaches 0.65
+  test accuracy against 0.64 for a 4-convolution 32-64-128-256 net (0.39M
+  parameters, a third slower per epoch), and its kNN graph is much better:
+  stage-0 label precision 0.73 against 0.67 (0.76 after 40 epochs). Depth pays
+  more than width here. The student is
+  kept clearly weaker than the teacher (about 0.55 trained alone on those
+  labels): a 99k-parameter 4-stage student trained alone already matched the old
+  teacher, and distillation had nothing left to give.
 """
 
 from __future__ import annotations
@@ -167,7 +172,7 @@ def ResNet20(input_shape, num_classes):  # noqa: N802
 
 
 def SmallTeacher(input_shape, num_classes):  # noqa: N802
-    return small_convnet((32, 64, 128, 256), 1, _channels(input_shape), num_classes)
+    return small_convnet((16, 32, 64, 128), 2, _channels(input_shape), num_classes)
 
 
 def SmallStudent(input_shape, num_classes):  # noqa: N802
