@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from dataclasses import replace
 import json
 import sys
 import time
@@ -31,7 +32,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from engine.config import RunConfig, ScheduleConfig, TrainConfig  # noqa: E402
+from engine.config import SMALL_PAIR_TEACHER, RunConfig, ScheduleConfig, defaults_for_teacher  # noqa: E402
 from engine.data import load_dataset  # noqa: E402
 from engine.noise import apply_noise, nominal_noise_rate, parse_noise_spec  # noqa: E402
 from engine.run import Run  # noqa: E402
@@ -49,13 +50,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--noise", default="symmetric:0.4")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--methods", default="aml-kd,kd,ce", help="comma-separated, in order")
-    p.add_argument("--teacher-epochs", type=int, default=24)
-    p.add_argument("--teacher-patience", type=int, default=5)
-    p.add_argument("--warmup-epochs", type=int, default=2)
-    p.add_argument("--refine-epochs", type=int, default=14)
-    p.add_argument("--mutual-epochs", type=int, default=4)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.05)
+    schedule, train = defaults_for_teacher(SMALL_PAIR_TEACHER)
+    for name in ("teacher_epochs", "teacher_patience", "warmup_epochs", "refine_epochs", "mutual_epochs"):
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(schedule, name),
+                       help=f"(default {getattr(schedule, name)}: the small pair's schedule)")
+    for name in ("batch_size", "lr", "teacher_lr", "mixup_alpha"):
+        kind = int if name == "batch_size" else float
+        p.add_argument("--" + name.replace("_", "-"), type=kind, default=getattr(train, name),
+                       help=f"(default {getattr(train, name)})")
     p.add_argument("--noise-rate", default="known",
                    help="r for small-loss selection: 'known' (the spec's nominal rate), 'estimate', or a number")
     p.add_argument("--threads", type=int, default=None,
@@ -84,10 +86,11 @@ def config_for(args, method: str, teacher_checkpoint: str | None) -> RunConfig:
     schedule = ScheduleConfig(teacher_epochs=args.teacher_epochs, teacher_patience=args.teacher_patience,
                               warmup_epochs=args.warmup_epochs, refine_epochs=args.refine_epochs,
                               mutual_epochs=args.mutual_epochs)
-    train = TrainConfig(batch_size=args.batch_size, lr=args.lr)
+    train = replace(defaults_for_teacher(SMALL_PAIR_TEACHER)[1], batch_size=args.batch_size, lr=args.lr,
+                    teacher_lr=args.teacher_lr, mixup_alpha=args.mixup_alpha)
     return RunConfig(dataset=f"folder:{args.data}", noise=args.noise, method=method, seed=args.seed,
-                     noise_rate=args.selection_rate, teacher_checkpoint=teacher_checkpoint, schedule=schedule,
-                     train=train)
+                     noise_rate=args.selection_rate, teacher=SMALL_PAIR_TEACHER, student="cifar-small-student",
+                     teacher_checkpoint=teacher_checkpoint, schedule=schedule, train=train)
 
 
 def run_method(args, method: str, dataset, teacher_checkpoint: str | None) -> dict:

@@ -367,10 +367,7 @@ class Run:
         seeds = seed_matrix(teacher.pred, self.dataset.num_classes)
         seeds, _, _, _ = apply_clamps(seeds, teacher.pred, np.zeros(len(seeds), bool), clamped, outliers)
         result = propagate(graph.normalized, seeds, self.config.propagation)
-        refined = result.labels.copy()
-        keep = int(round(self.config.train.keep_least_confident * len(refined)))
-        least_confident = np.argsort(result.confidence, kind="stable")[:keep]
-        refined[least_confident] = self.given[least_confident]
+        refined = stage0_labels(self.given, result, self.config.noise_rate, self.config.train.keep_least_confident)
         refined[clamped >= 0] = clamped[clamped >= 0]
         self.state.refined = refined
         self.state.noise_rate_estimate = estimate_noise_rate(self.given, result.labels)
@@ -569,6 +566,31 @@ class Run:
             "teacher_parameters": parameter_count(self.teacher), "student_parameters": parameter_count(self.student),
             "wall_seconds": self.state.wall_seconds, "device": str(self.device),
         }
+
+
+def stage0_labels(given: np.ndarray, result, noise_rate: float | None, keep_least_confident: float) -> np.ndarray:
+    """Stage 0's labels from the teacher-guided propagation ``result``.
+
+    Noise rate unknown (the authors' rule): every sample takes the propagated
+    label except the ``keep_least_confident`` fraction with the least confident
+    propagation, which keeps its given label. Noise rate ``r`` known: only the
+    ``r`` fraction whose given label the propagation supports least (lowest
+    score) may change, to the propagated label; the rest keep their given
+    label. The second is stage 1's small-loss rule with propagation scores for
+    losses: a teacher weaker than the given labels (asymmetric noise, a small
+    CPU teacher) cannot overwrite more labels than are wrong.
+    """
+    n = len(given)
+    if noise_rate is None:
+        refined = result.labels.copy()
+        keep = np.argsort(result.confidence, kind="stable")[:int(round(keep_least_confident * n))]
+        refined[keep] = given[keep]
+        return refined
+    support = result.scores[np.arange(n), given]
+    suspicious = np.argsort(support, kind="stable")[:int(round(noise_rate * n))]
+    refined = given.copy()
+    refined[suspicious] = result.labels[suspicious]
+    return refined
 
 
 def _review_metrics(clamped: np.ndarray, outliers: np.ndarray) -> dict:

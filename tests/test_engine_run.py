@@ -222,3 +222,23 @@ def test_outliers_are_left_out_of_training(tmp_path):
     run.step()
     n = run.dataset.num_train
     assert seen[0] == n and seen[-1] == n - 1
+
+
+def test_stage0_with_a_known_rate_changes_only_the_least_supported_labels():
+    from types import SimpleNamespace
+
+    from engine.run import stage0_labels
+
+    given = np.array([0, 0, 1, 1, 2, 2, 0, 1, 2, 0])
+    scores = np.full((10, 3), 0.1, dtype=np.float32)
+    lp = np.array([0, 1, 1, 2, 2, 0, 0, 1, 1, 0])  # disagrees with given on samples 1, 3, 5, 8
+    scores[np.arange(10), lp] = 0.8
+    scores[3] = [0.1, 0.45, 0.45]  # disagrees, but gives its given label nearly the same support
+    confidence = scores.max(1) - np.sort(scores, 1)[:, -2]
+    result = SimpleNamespace(labels=lp, scores=scores, confidence=confidence)
+    # r = 0.3: the three least supported given labels (1, 5, 8) change, sample 3 keeps its label
+    assert stage0_labels(given, result, 0.3, 0.05).tolist() == [0, 1, 1, 1, 2, 0, 0, 1, 1, 0]
+    assert stage0_labels(given, result, 0.0, 0.05).tolist() == given.tolist()
+    # unknown rate (the authors' rule): the propagated labels, the 10% least confident keep theirs
+    assert stage0_labels(given, result, None, 0.1).tolist() == [0, 1, 1, 1, 2, 0, 0, 1, 1, 0]
+    assert stage0_labels(given, result, None, 0.0).tolist() == lp.tolist()
