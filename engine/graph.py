@@ -236,3 +236,30 @@ def build_graph(features: np.ndarray, config: GraphConfig, use_gpu: bool | None 
     w = affinity(neighbor_idx, neighbor_sim, config.power)
     logger.debug("kNN graph: N=%d k=%d nnz=%d", w.shape[0], config.k, w.nnz)
     return Graph(neighbor_idx, neighbor_sim, w, normalize_affinity(w))
+
+
+def neighbour_vote_agreement(graph: Graph, labels: np.ndarray, mask: np.ndarray, num_classes: int) -> float:
+    """How well a graph's neighbourhoods agree with trusted labels.
+
+    Each sample in ``mask`` takes the similarity-weighted vote of its
+    neighbours that are also in ``mask``; the result is the fraction whose vote
+    equals its own label (samples without such a neighbour are left out; 0.0
+    when none is left). A graph whose neighbours share labels propagates them
+    well, so stage 2 uses it to choose between the student's and the
+    teacher's graph.
+
+    Parameters
+    ----------
+    labels : np.ndarray, shape (N,), int
+    mask : np.ndarray, shape (N,), bool
+        The trusted samples (stage 1's small-loss 'easy' set).
+    """
+    labels, mask = np.asarray(labels), np.asarray(mask, dtype=bool)
+    idx = graph.neighbor_idx
+    weight = np.clip(graph.neighbor_sim, 0.0, None) * mask[idx]  # (N, k): trusted neighbours only
+    votes = np.zeros((len(labels), num_classes), dtype=np.float64)
+    np.add.at(votes, (np.repeat(np.arange(len(labels)), idx.shape[1]), labels[idx].ravel()), weight.ravel())
+    counted = mask & (weight.sum(1) > 0)
+    if not counted.any():
+        return 0.0
+    return float(np.mean(votes[counted].argmax(1) == labels[counted]))

@@ -35,7 +35,7 @@ from .config import RunConfig
 from .data import Dataset, dataset_for_config
 from .device import default_device
 from .errors import UserError
-from .graph import Graph, build_graph
+from .graph import Graph, build_graph, neighbour_vote_agreement
 from .metrics import label_metrics
 from .models import build_model, default_pair, parameter_count
 from .noise import apply_noise, estimate_noise_rate, parse_noise_spec
@@ -446,8 +446,14 @@ class Run:
         awe_loss = train_weight_net(self.weight_net, self.opt_weight, similarity, self.given, awe_target,
                                     self.config.train.awe_iterations)
         t_select = time.perf_counter() - t0
-        use_student_graph = mutual and self.state.phase_epoch % 2 == 0
-        graph = build_graph(before.features, self.config.graph) if use_student_graph else self.teacher_graph()
+        graph, graph_choice = self.teacher_graph(), {}
+        if mutual and self.state.phase_epoch % 2 == 0:  # the student's turn, if its graph is as good
+            student_graph = build_graph(before.features, self.config.graph)
+            graph_choice = {f"graph_agreement_{name}": neighbour_vote_agreement(g, working, easy, C)
+                            for name, g in (("student", student_graph), ("teacher", graph))}
+            if graph_choice["graph_agreement_student"] >= graph_choice["graph_agreement_teacher"]:
+                graph = student_graph
+        use_student_graph = graph is not self._teacher_graph
         if mutual:
             seed_weights = label_centre_weight(similarity, working)
         else:
@@ -464,6 +470,7 @@ class Run:
         self.state.refined = refined
         metrics = self._student_train(refined, "refine", weights, train_mask=train_mask)
         metrics.update(_review_metrics(clamped, outliers))
+        metrics.update(graph_choice)
         metrics.update(select_seconds=t_select, lp_seconds=t_lp, awe_loss=awe_loss,
                        graph_source="student" if use_student_graph else "teacher",
                        noise_rate_used=self.noise_rate(),

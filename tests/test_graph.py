@@ -165,3 +165,23 @@ def test_gpu_request_without_gpu_falls_back_to_cpu(caplog, monkeypatch):
         idx, _ = knn(TWO_CLUSTERS, k=2, use_gpu=True)
     assert "using CPU" in caplog.text
     np.testing.assert_array_equal(idx, knn(TWO_CLUSTERS, k=2, use_gpu=False)[0])
+
+
+def test_neighbour_vote_agreement_prefers_the_graph_whose_neighbours_share_labels():
+    from engine.graph import neighbour_vote_agreement
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], 40)
+    centres = np.eye(3, 8) * 6
+    clustered = centres[labels] + rng.normal(0, 1, (120, 8))  # neighbours share labels
+    shuffled = clustered[rng.permutation(120)]  # the same points, labels scattered over them
+    trusted = np.ones(120, bool)
+    good = neighbour_vote_agreement(build_graph(clustered.astype(np.float32), GraphConfig(k=5)), labels, trusted, 3)
+    bad = neighbour_vote_agreement(build_graph(shuffled.astype(np.float32), GraphConfig(k=5)), labels, trusted, 3)
+    assert good == 1.0 and bad < 0.6
+    # only trusted neighbours vote, only trusted samples count; none trusted: 0
+    graph = build_graph(clustered.astype(np.float32), GraphConfig(k=5))
+    wrong = labels.copy()
+    wrong[:20] = 1  # twenty class-0 samples mislabelled and left out of the trusted set
+    assert neighbour_vote_agreement(graph, wrong, np.arange(120) >= 20, 3) == 1.0
+    assert neighbour_vote_agreement(graph, labels, np.zeros(120, bool), 3) == 0.0
