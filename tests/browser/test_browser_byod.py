@@ -1,6 +1,7 @@
-"""Bring your own data in a real Chromium: upload a zip of an image folder
-through the browser's file input, see the folder's summary, create the run
-and land on the Train page; nothing leaves 127.0.0.1.
+"""Bring your own data in a real Chromium: upload a zip of a 32x32 image folder
+(with one corrupt file) through the browser's file input, see the folder's
+summary, the skipped file and the small CPU pair's schedule, create the run and
+land on the Train page, which lists the skipped file; nothing leaves 127.0.0.1.
 
 Screenshots go to ``$AMLKD_SHOTS_DIR`` when set, else to the test's tmp dir.
 """
@@ -14,17 +15,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from conftest import assert_no_exception, wait_for_app
+from engine.config import SMALL_PAIR_TEACHER, defaults_for_teacher
 from engine.store import RunStore
 
 pytestmark = pytest.mark.browser
 RUN = "pets-symmetric40-aml-kd-s0"
 
 
-def pets_zip(path: Path, per_class: int = 12, size: int = 16) -> Path:
-    """A zip of ``pets/train/<class>/<i>.png``: 3 classes, one colour each plus noise."""
+def pets_zip(path: Path, per_class: int = 12, size: int = 32) -> Path:
+    """A zip of ``pets/train/<class>/<i>.png``: 3 classes, one colour each plus
+    noise, and a corrupt ``pets/train/cat/broken.png``."""
     rng = np.random.default_rng(0)
     with zipfile.ZipFile(path, "w") as archive:
         for name, colour in (("cat", (220, 40, 40)), ("dog", (40, 200, 40)), ("fox", (40, 40, 220))):
@@ -33,6 +37,7 @@ def pets_zip(path: Path, per_class: int = 12, size: int = 16) -> Path:
                 png = io.BytesIO()
                 Image.fromarray(pixels, "RGB").save(png, format="PNG")
                 archive.writestr(f"pets/train/{name}/{i:03d}.png", png.getvalue())
+        archive.writestr("pets/train/cat/broken.png", b"not a png")
     return path
 
 
@@ -47,13 +52,24 @@ def test_upload_a_zip_see_its_summary_and_create_the_run(app_page, app_server, t
     summary = page.get_by_text("36 images: 30 for training, 6 held out for testing")
     summary.wait_for(timeout=30_000)
     wait_for_app(page)
-    assert "the networks see 3x16x16" in summary.inner_text()
+    assert "the networks see 3x32x32" in summary.inner_text()
+    page.get_by_text("1 file(s) skipped").wait_for()
+    if not torch.cuda.is_available():  # the small CPU pair, with its own schedule
+        schedule, _ = defaults_for_teacher(SMALL_PAIR_TEACHER)
+        teacher_epochs = page.get_by_label("Teacher (upper bound, early-stopped)")
+        assert teacher_epochs.input_value() == str(schedule.teacher_epochs)
+        assert page.get_by_label("Refine (stage 1)").input_value() == str(schedule.refine_epochs)
     page.screenshot(path=str(shots / "setup-byod-upload.png"), full_page=True)
     assert_no_exception(page)
 
     page.get_by_role("button", name="Create run", exact=True).click()
     page.get_by_role("button", name="Step", exact=True).wait_for(timeout=60_000)
     page.get_by_text("Next step:").wait_for()
+    page.get_by_text("1 input file(s) were skipped when this run was made").click()
+    page.get_by_text("train/cat/broken.png").wait_for()
+    wait_for_app(page)
+    page.wait_for_timeout(500)  # the expander's opening animation
+    page.screenshot(path=str(shots / "train-byod-skipped.png"), full_page=True)
     assert_no_exception(page)
     store = RunStore(Path(app_server.runs_dir) / RUN)
     (unpacked,) = (Path(app_server.runs_dir) / "uploads").iterdir()
