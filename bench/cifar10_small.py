@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from engine.config import SMALL_PAIR_TEACHER, RunConfig, ScheduleConfig, defaults_for_teacher  # noqa: E402
+from engine.config import SMALL_PAIR_TEACHER, RunConfig, defaults_for_teacher  # noqa: E402
 from engine.data import load_dataset  # noqa: E402
 from engine.noise import apply_noise, nominal_noise_rate, parse_noise_spec  # noqa: E402
 from engine.run import Run  # noqa: E402
@@ -83,9 +83,9 @@ def selection_rate(text: str, dataset, noise: str) -> float | None:
 
 
 def config_for(args, method: str, teacher_checkpoint: str | None) -> RunConfig:
-    schedule = ScheduleConfig(teacher_epochs=args.teacher_epochs, teacher_patience=args.teacher_patience,
-                              warmup_epochs=args.warmup_epochs, refine_epochs=args.refine_epochs,
-                              mutual_epochs=args.mutual_epochs)
+    schedule = replace(defaults_for_teacher(SMALL_PAIR_TEACHER)[0], teacher_epochs=args.teacher_epochs,
+                       teacher_patience=args.teacher_patience, warmup_epochs=args.warmup_epochs,
+                       refine_epochs=args.refine_epochs, mutual_epochs=args.mutual_epochs)
     train = replace(defaults_for_teacher(SMALL_PAIR_TEACHER)[1], batch_size=args.batch_size, lr=args.lr,
                     teacher_lr=args.teacher_lr, mixup_alpha=args.mixup_alpha)
     return RunConfig(dataset=f"folder:{args.data}", noise=args.noise, method=method, seed=args.seed,

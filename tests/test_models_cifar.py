@@ -19,7 +19,7 @@ PARAMETERS = {
 PAIRS = (("wrn-40-2", "wrn-16-2"), ("resnet32x4", "resnet8x4"), ("resnet56", "resnet20"),
          ("cifar-small-teacher", "cifar-small-student"))
 FEATURES = {"wrn-40-2": 128, "wrn-16-2": 128, "resnet32x4": 256, "resnet8x4": 256, "resnet56": 64, "resnet20": 64,
-            "cifar-small-teacher": 256, "cifar-small-student": 64}
+            "cifar-small-teacher": 128, "cifar-small-student": 64}
 
 
 @pytest.mark.parametrize("name", sorted(PARAMETERS))
