@@ -147,7 +147,7 @@ def test_the_small_image_pair_brings_its_own_schedule_and_knobs(app, runs_dir, t
     app.number_input(key=key + "refine_epochs").set_value(3).run()
     config = RunStore(_create(app)).config()
     assert config.schedule.refine_epochs == 3 and config.schedule.teacher_epochs == schedule.teacher_epochs
-    assert config.schedule.teacher_patience == schedule.teacher_patience
+    assert config.schedule.teacher_holdout == schedule.teacher_holdout
     assert (config.train.mixup_alpha, config.train.teacher_lr) == (train.mixup_alpha, train.teacher_lr)
 
 

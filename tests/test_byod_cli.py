@@ -315,17 +315,18 @@ def test_schedule_and_knobs_left_out_follow_the_networks(tmp_path, capsys):
     schedule, train = defaults_for_teacher(summary["teacher"])
     assert summary["teacher"] == ("wrn-40-2" if torch.cuda.is_available() else SMALL_PAIR_TEACHER)
     assert (config.schedule.teacher_epochs, config.schedule.warmup_epochs, config.schedule.refine_epochs) == (1, 1, 0)
-    assert config.schedule.teacher_patience == schedule.teacher_patience  # not given: the pair's default
+    assert config.schedule.teacher_holdout == schedule.teacher_holdout  # not given: the pair's default
     assert config.train == train
     if summary["teacher"] == SMALL_PAIR_TEACHER:
-        assert (train.mixup_alpha, train.teacher_lr, schedule.teacher_epochs) == (0.4, 0.05, 40)
+        assert (train.mixup_alpha, train.teacher_lr, schedule.teacher_epochs) == (0.4, 0.05, 24)
+        assert schedule.teacher_holdout == 0.0 and schedule.student_epochs == 32
     code = main(["run", "--dataset", f"folder:{folder}", "--out", str(tmp_path / "own"), "--k", "3", *short,
                  "--mixup-alpha", "2", "--teacher-lr", "0.02", "--teacher", "digits-cnn-large",
                  "--student", "digits-cnn-small"])
     assert code == 0, capsys.readouterr().err
     config = RunStore(tmp_path / "own").config()
     assert (config.train.mixup_alpha, config.train.teacher_lr) == (2.0, 0.02)  # given: kept
-    assert config.schedule.teacher_patience == ScheduleConfig().teacher_patience  # this teacher: the general ones
+    assert config.schedule.teacher_holdout == ScheduleConfig().teacher_holdout  # this teacher: the general ones
 
 
 def test_offline_download_from_the_cli_is_one_line_within_seconds(tmp_path, monkeypatch, capsys):
