@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from engine.config import SMALL_PAIR_TEACHER, RunConfig, defaults_for_teacher  # noqa: E402
+from engine.cli import SCHEDULE_FLAGS  # noqa: E402
 from engine.data import load_dataset  # noqa: E402
 from engine.noise import apply_noise, nominal_noise_rate, parse_noise_spec  # noqa: E402
 from engine.run import Run  # noqa: E402
@@ -51,7 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--methods", default="aml-kd,kd,ce", help="comma-separated, in order")
     schedule, train = defaults_for_teacher(SMALL_PAIR_TEACHER)
-    for name in ("teacher_epochs", "teacher_patience", "warmup_epochs", "refine_epochs", "mutual_epochs"):
+    for name in SCHEDULE_FLAGS:
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(schedule, name),
                        help=f"(default {getattr(schedule, name)}: the small pair's schedule)")
     for name in ("batch_size", "lr", "teacher_lr", "mixup_alpha"):

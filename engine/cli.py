@@ -33,6 +33,10 @@ SUMMARY_COLUMNS = (
 )
 
 
+SCHEDULE_FLAGS = ("teacher_epochs", "teacher_patience", "warmup_epochs", "refine_epochs", "mutual_epochs")
+TRAIN_FLAGS = ("temperature", "kd_weight", "relational_weight", "mixup_alpha", "batch_size", "lr", "teacher_lr")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, status 2, no usage dump
         self.exit(2, f"error: {message}\n")
@@ -76,13 +80,9 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=None, help=f"student learning rate (default {t.lr})")
     p.add_argument("--teacher-lr", type=float, default=None,
                    help=default.format(t.teacher_lr, small_train.teacher_lr))
-    for name in ("teacher_epochs", "teacher_patience", "warmup_epochs", "refine_epochs", "mutual_epochs"):
+    for name in SCHEDULE_FLAGS:
         p.add_argument("--" + name.replace("_", "-"), type=int, default=None,
                        help=default.format(getattr(s, name), getattr(small_schedule, name)))
-
-
-SCHEDULE_FLAGS = ("teacher_epochs", "teacher_patience", "warmup_epochs", "refine_epochs", "mutual_epochs")
-TRAIN_FLAGS = ("temperature", "kd_weight", "relational_weight", "mixup_alpha", "batch_size", "lr", "teacher_lr")
 
 
 def config_from_args(a: argparse.Namespace, teacher: str | None = None) -> RunConfig:
