@@ -126,9 +126,11 @@ def serve_app(runs_dir: Path, env: dict | None = None, startup_timeout: float = 
                 yield server
             finally:
                 _stop(process)
+                log_path.unlink(missing_ok=True)
             return
         _stop(process)
         last_log = log_path.read_text(errors="replace")[-4000:]
+        log_path.unlink(missing_ok=True)
         if not re.search(r"Port \d+ is (?:not available|already in use)", last_log):
             break
     raise RuntimeError(f"streamlit did not start:\n{last_log}")

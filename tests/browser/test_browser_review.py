@@ -105,7 +105,9 @@ def test_review_with_keys_undo_reload_and_export(app_page, app_server, review_ru
     wait_for_app(page)
     assert len(reviews.history()) == 5
     field.press("Enter")
-    wait_for_app(page)
+    page.wait_for_url("**reviewer=kimo**", timeout=30_000)
+    page.wait_for_function("document.activeElement?.tagName !== 'INPUT'", timeout=30_000)
+    ready(page)
     key(page, "u", "(by kimo)")
     # so does a click on a toggle (which keeps the focus otherwise)
     page.get_by_text("Hide reviewed").click()
