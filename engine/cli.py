@@ -34,7 +34,8 @@ SUMMARY_COLUMNS = (
 
 
 SCHEDULE_FLAGS = ("teacher_epochs", "teacher_patience", "warmup_epochs", "refine_epochs", "mutual_epochs")
-TRAIN_FLAGS = ("temperature", "kd_weight", "relational_weight", "mixup_alpha", "batch_size", "lr", "teacher_lr")
+TRAIN_FLAGS = ("temperature", "kd_weight", "clean_kd_weight", "relational_weight", "mixup_alpha", "batch_size", "lr",
+               "teacher_lr")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,6 +74,9 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     small_schedule, small_train = defaults_for_teacher(SMALL_PAIR_TEACHER)
     p.add_argument("--temperature", type=float, default=None, help=f"KD temperature (default {t.temperature})")
     p.add_argument("--kd-weight", type=float, default=None, help=f"(default {t.kd_weight})")
+    p.add_argument("--clean-kd-weight", type=float, default=None,
+                   help="AML-KD: weight of a KD term on the un-mixed inputs, in [0, 1] "
+                        + default.format(t.clean_kd_weight, small_train.clean_kd_weight))
     p.add_argument("--relational-weight", type=float, default=None, help=f"(default {t.relational_weight})")
     p.add_argument("--mixup-alpha", type=float, default=None,
                    help="lambda ~ Beta(a, a) " + default.format(t.mixup_alpha, small_train.mixup_alpha))

@@ -6,6 +6,10 @@ The student's objective per phase (DESIGN.md, 'The algorithm'):
 - ``kd``      (1 - a) CE(S(x), y) + a tau^2 KL(T(x) || S(x))  Hinton KD
 - ``warmup``  CE + mixup CE + a tau^2 KL(T(x_mix) || S(x_mix))
 - ``refine``  mean(w CE) + mixup CE + KD on x_mix + b MSE(G_S, G_T)
+
+``clean_kd_weight`` c > 0 adds c tau^2 KL(T(x) || S(x)) on the un-mixed
+inputs to ``warmup`` and ``refine`` (our deviation for the small CPU pair;
+docs/ALGORITHM.md).
 """
 
 from __future__ import annotations
@@ -148,11 +152,14 @@ def _student_terms(student, teacher, xb, yb, cfg: TrainConfig, mode: str, rng, g
     x_mix, perm, lam = mixup_batch(xb, rng, generator, cfg.mixup_alpha)
     mix_logits, _ = student(x_mix)
     relational = mode == "refine" and cfg.relational_weight > 0
+    clean = relational or cfg.clean_kd_weight > 0  # does the teacher also see the un-mixed batch?
     with torch.no_grad():  # the teacher is in eval mode: one pass over both batches is the same as two
-        t_logits, t_features = teacher(torch.cat([x_mix, xb]) if relational else x_mix)
+        t_logits, t_features = teacher(torch.cat([x_mix, xb]) if clean else x_mix)
     b = x_mix.shape[0]
     terms["mixup"] = mixup_ce(mix_logits, yb, perm, lam)
     terms["kd"] = cfg.kd_weight * kd_loss(mix_logits, t_logits[:b], cfg.temperature)
+    if cfg.clean_kd_weight > 0:
+        terms["kd_clean"] = cfg.clean_kd_weight * kd_loss(logits, t_logits[b:], cfg.temperature)
     if relational:
         terms["rel"] = cfg.relational_weight * relational_loss(features, t_features[b:])
     return terms

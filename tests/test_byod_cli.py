@@ -318,14 +318,14 @@ def test_schedule_and_knobs_left_out_follow_the_networks(tmp_path, capsys):
     assert config.schedule.teacher_holdout == schedule.teacher_holdout  # not given: the pair's default
     assert config.train == train
     if summary["teacher"] == SMALL_PAIR_TEACHER:
-        assert (train.mixup_alpha, train.teacher_lr, schedule.teacher_epochs) == (0.4, 0.05, 24)
+        assert (train.mixup_alpha, train.teacher_lr, train.clean_kd_weight, schedule.teacher_epochs) == (0.4, 0.05, 0.9, 24)
         assert schedule.teacher_holdout == 0.0 and schedule.student_epochs == 32
     code = main(["run", "--dataset", f"folder:{folder}", "--out", str(tmp_path / "own"), "--k", "3", *short,
-                 "--mixup-alpha", "2", "--teacher-lr", "0.02", "--teacher", "digits-cnn-large",
+                 "--mixup-alpha", "2", "--teacher-lr", "0.02", "--clean-kd-weight", "0.3", "--teacher", "digits-cnn-large",
                  "--student", "digits-cnn-small"])
     assert code == 0, capsys.readouterr().err
     config = RunStore(tmp_path / "own").config()
-    assert (config.train.mixup_alpha, config.train.teacher_lr) == (2.0, 0.02)  # given: kept
+    assert (config.train.mixup_alpha, config.train.teacher_lr, config.train.clean_kd_weight) == (2.0, 0.02, 0.3)
     assert config.schedule.teacher_holdout == ScheduleConfig().teacher_holdout  # this teacher: the general ones
 
 

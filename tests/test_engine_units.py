@@ -160,3 +160,40 @@ def test_detection_and_relabel_counts_by_hand():
     assert c == {"relabelled": 2, "wrong_to_right": 1, "right_to_wrong": 1}
     m = label_metrics(given, refined, None)
     assert m["refined_label_precision"] is None and m["detection_recall"] is None
+
+
+class _Linear(torch.nn.Module):
+    """A network without batch norm: (logits, features) like the engine's models."""
+
+    def __init__(self, seed: int, d: int = 6, c: int = 3):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.body, self.head = torch.nn.Linear(d, 5), torch.nn.Linear(5, c)
+
+    def forward(self, x):
+        features = torch.relu(self.body(x))
+        return self.head(features), features
+
+
+@pytest.mark.parametrize("mode", ["warmup", "refine"])
+def test_clean_kd_weight_adds_kd_on_the_unmixed_inputs_and_nothing_else(mode):
+    from dataclasses import replace
+
+    from engine.config import TrainConfig
+    from engine.training import _student_terms
+
+    student, teacher = _Linear(0), _Linear(1)
+    x, y = torch.randn(8, 6, generator=torch.Generator().manual_seed(2)), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+
+    def terms(cfg):
+        return _student_terms(student, teacher, x, y, cfg, mode, np.random.default_rng(3),
+                              torch.Generator().manual_seed(4), None)
+
+    plain, clean = terms(TrainConfig()), terms(replace(TrainConfig(), clean_kd_weight=0.5))
+    assert "kd_clean" not in plain and set(clean) == set(plain) | {"kd_clean"}
+    for name, value in plain.items():  # the same mixing draws: every other term is unchanged
+        assert torch.allclose(clean[name], value), name
+    expected = 0.5 * kd_loss(student(x)[0], teacher(x)[0], TrainConfig().temperature)
+    assert torch.allclose(clean["kd_clean"], expected, atol=1e-6) and expected > 0
+    with pytest.raises(UserError, match="clean-kd-weight=1.5"):
+        TrainConfig(clean_kd_weight=1.5)
