@@ -56,6 +56,12 @@ def ready(page) -> None:
     wait_for_app(page)
 
 
+def keys_released(page) -> None:
+    """Wait until no input holds the focus (the page's script hands the keys back), then for the card."""
+    page.wait_for_function("document.activeElement?.tagName !== 'INPUT'", timeout=30_000)
+    ready(page)
+
+
 def sample_heading(page) -> str:
     return page.locator("h3", has_text="Sample ").first.inner_text()
 
@@ -106,12 +112,12 @@ def test_review_with_keys_undo_reload_and_export(app_page, app_server, review_ru
     assert len(reviews.history()) == 5
     field.press("Enter")
     page.wait_for_url("**reviewer=kimo**", timeout=30_000)
-    page.wait_for_function("document.activeElement?.tagName !== 'INPUT'", timeout=30_000)
-    ready(page)
+    keys_released(page)
     key(page, "u", "(by kimo)")
     # so does a click on a toggle (which keeps the focus otherwise)
     page.get_by_text("Hide reviewed").click()
     wait_for_app(page)
+    keys_released(page)
     key(page, "z", "Undone: your last decision")
     assert len(reviews.history()) == 7 and len(reviews.latest()) == 3
     page.get_by_text("Hide reviewed").click()
