@@ -82,6 +82,12 @@ def test_losses_one_trace_per_term_with_the_epochs_that_have_it():
                       "KD": [0.5, 0.4], "relational": [0.05]}
 
 
+def test_losses_show_the_unmixed_kd_term_only_for_runs_that_have_it():
+    with_term = [{**m, "loss_kd_clean": 0.3} if m.get("loss_kd") is not None else m for m in METRICS]
+    points = _points(loss_figure(with_term))
+    assert points["KD, un-mixed images"] == [0.3, 0.3] and points["KD"] == [0.5, 0.4]
+
+
 @pytest.mark.parametrize("key,build", CHARTS)
 def test_every_chart_shows_a_hint_and_no_points_before_the_first_step(key, build):
     fig = build([])

@@ -21,6 +21,7 @@ COLORS = {
     "given": "#9e9e9e", "refined": "#1f77b4", "precision": "#2ca02c", "recall": "#d62728",
     "teacher": "#ff7f0e", "student": "#1f77b4", "wrong_to_right": "#2ca02c", "right_to_wrong": "#d62728",
     "loss_ce": "#1f77b4", "loss_mixup": "#9467bd", "loss_kd": "#ff7f0e", "loss_rel": "#8c564b",
+    "loss_kd_clean": "#bcbd22",
     "teacher_loss": "#7f7f7f", "awe_auroc": "#e377c2", "selection_precision": "#17becf",
 }
 PHASE_SHADES = {
@@ -150,11 +151,15 @@ def weight_figure(metrics: Metrics) -> go.Figure:
 
 LOSS_SERIES = (("teacher_loss", "teacher CE"), ("loss_ce", "student CE"), ("loss_mixup", "mixup CE"),
                ("loss_kd", "KD"), ("loss_rel", "relational"))
+#: Terms only some runs have (``clean_kd_weight`` > 0): drawn only when present.
+OPTIONAL_LOSS_SERIES = (("loss_kd_clean", "KD, un-mixed images"),)
 
 
 def loss_figure(metrics: Metrics) -> go.Figure:
     """Training losses per epoch: the teacher's CE, then the student's terms."""
-    return _line_chart(metrics, LOSS_SERIES, "Training losses", "mean loss per sample")
+    optional = [(key, label) for key, label in OPTIONAL_LOSS_SERIES if any(m.get(key) is not None for m in metrics)]
+    return _line_chart(metrics, LOSS_SERIES + tuple(optional), "Training losses", "mean loss per sample",
+                       dash={"loss_kd_clean": "dash"})  # often on top of KD on mixed images: keep both visible
 
 
 #: The Train page's charts, in display order: (key, builder).
