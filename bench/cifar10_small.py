@@ -33,12 +33,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from engine.config import SMALL_PAIR_TEACHER, RunConfig, defaults_for_teacher  # noqa: E402
-from engine.cli import SCHEDULE_FLAGS  # noqa: E402
+from engine.cli import SCHEDULE_FLAGS, TRAIN_FLAGS  # noqa: E402
 from engine.data import load_dataset  # noqa: E402
 from engine.noise import apply_noise, nominal_noise_rate, parse_noise_spec  # noqa: E402
 from engine.run import Run  # noqa: E402
 
-TRAIN_KNOBS = ("batch_size", "lr", "teacher_lr", "mixup_alpha", "clean_kd_weight")
 BAR_OVER_CE = 0.05  # AML-KD's student must beat CE's by this much (accuracy)
 COLUMNS = (("method", "{}"), ("given_label_precision", "{:.3f}"), ("refined_label_precision", "{:.3f}"),
            ("teacher_test_accuracy", "{:.3f}"), ("student_test_accuracy", "{:.3f}"),
@@ -56,7 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     for name in SCHEDULE_FLAGS:
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(schedule, name),
                        help=f"(default {getattr(schedule, name)}: the small pair's schedule)")
-    for name in TRAIN_KNOBS:
+    for name in TRAIN_FLAGS:
         kind = int if name == "batch_size" else float
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=getattr(train, name),
                        help=f"(default {getattr(train, name)})")
@@ -85,10 +84,9 @@ def selection_rate(text: str, dataset, noise: str) -> float | None:
 
 
 def config_for(args, method: str, teacher_checkpoint: str | None) -> RunConfig:
-    schedule = replace(defaults_for_teacher(SMALL_PAIR_TEACHER)[0], teacher_epochs=args.teacher_epochs,
-                       teacher_patience=args.teacher_patience, warmup_epochs=args.warmup_epochs,
-                       refine_epochs=args.refine_epochs, mutual_epochs=args.mutual_epochs)
-    train = replace(defaults_for_teacher(SMALL_PAIR_TEACHER)[1], **{name: getattr(args, name) for name in TRAIN_KNOBS})
+    schedule, train = defaults_for_teacher(SMALL_PAIR_TEACHER)
+    schedule = replace(schedule, **{name: getattr(args, name) for name in SCHEDULE_FLAGS})
+    train = replace(train, **{name: getattr(args, name) for name in TRAIN_FLAGS})
     return RunConfig(dataset=f"folder:{args.data}", noise=args.noise, method=method, seed=args.seed,
                      noise_rate=args.selection_rate, teacher=SMALL_PAIR_TEACHER, student="cifar-small-student",
                      teacher_checkpoint=teacher_checkpoint, schedule=schedule, train=train)

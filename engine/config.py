@@ -59,20 +59,20 @@ class TrainConfig:
     awe_lr: float = 0.01
 
     def __post_init__(self):
-        checks = {
-            "batch-size": (self.batch_size, self.batch_size >= 2),
-            "lr": (self.lr, self.lr > 0),
-            "teacher-lr": (self.teacher_lr, self.teacher_lr > 0),
-            "temperature": (self.temperature, self.temperature > 0),
-            "kd-weight": (self.kd_weight, 0 <= self.kd_weight <= 1),
-            "clean-kd-weight": (self.clean_kd_weight, 0 <= self.clean_kd_weight <= 1),
-            "relational-weight": (self.relational_weight, self.relational_weight >= 0),
-            "mixup-alpha": (self.mixup_alpha, self.mixup_alpha > 0),
-            "keep-least-confident": (self.keep_least_confident, 0 <= self.keep_least_confident < 1),
+        checks = {  # name: (value, ok, what is valid)
+            "batch-size": (self.batch_size, self.batch_size >= 2, "a whole number >= 2"),
+            "lr": (self.lr, self.lr > 0, "> 0"),
+            "teacher-lr": (self.teacher_lr, self.teacher_lr > 0, "> 0"),
+            "temperature": (self.temperature, self.temperature > 0, "> 0"),
+            "kd-weight": (self.kd_weight, 0 <= self.kd_weight <= 1, "0..1"),
+            "clean-kd-weight": (self.clean_kd_weight, 0 <= self.clean_kd_weight <= 1, "0..1"),
+            "relational-weight": (self.relational_weight, self.relational_weight >= 0, ">= 0"),
+            "mixup-alpha": (self.mixup_alpha, self.mixup_alpha > 0, "> 0"),
+            "keep-least-confident": (self.keep_least_confident, 0 <= self.keep_least_confident < 1, "0 <= x < 1"),
         }
-        for name, (value, ok) in checks.items():
+        for name, (value, ok, valid) in checks.items():
             if not ok:
-                raise UserError(f"{name}={value} is out of range")
+                raise UserError(f"{name}={value} is out of range; valid: {valid}")
 
 
 @dataclass(frozen=True)
