@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from conftest import assert_no_exception, wait_for_app
 
@@ -56,14 +57,26 @@ def _set_number(page, label: str, value: int) -> None:
     wait_for_app(page)
 
 
+STEP_BUTTON_JS = ("Array.from(document.querySelectorAll('button')).find(b => b.innerText.trim() === 'Step')")
+STEP_TAKEN_JS = (f"(n) => {{ const b = {STEP_BUTTON_JS}; return (b && b.disabled) || Array.from("
+                 "document.querySelectorAll('[data-testid=\"stMetricValue\"]')).some(m => m.innerText.startsWith(n + ' / ')); }")
+
+
 def _step(page, expected_step: int) -> None:
-    step_button = page.get_by_role("button", name="Step", exact=True)
-    step_button.click()
+    """Press Step and wait for the step. A click that lands while the app redraws (or while the worker
+    still closes the previous step) can be dropped; it shows as neither a busy button nor a new step,
+    and is pressed again."""
+    for _ in range(3):
+        wait_for_app(page)
+        page.get_by_role("button", name="Step", exact=True).click()
+        try:
+            page.wait_for_function(STEP_TAKEN_JS, arg=expected_step, timeout=20_000)
+            break
+        except PlaywrightTimeout:
+            continue
     page.locator('[data-testid="stMetricValue"]').filter(has_text=f"{expected_step} / ").wait_for(
         timeout=STEP_TIMEOUT_MS)
-    page.wait_for_function("() => { const b = Array.from(document.querySelectorAll('button'))"
-                           ".find(b => b.innerText.trim() === 'Step'); return b && !b.disabled; }",
-                           timeout=STEP_TIMEOUT_MS)
+    page.wait_for_function(f"() => {{ const b = {STEP_BUTTON_JS}; return b && !b.disabled; }}", timeout=STEP_TIMEOUT_MS)
 
 
 def _visit(page, title: str, url_path: str) -> None:
