@@ -74,8 +74,14 @@ def _step(page, expected_step: int) -> None:
             break
         except PlaywrightTimeout:
             continue
-    page.locator('[data-testid="stMetricValue"]').filter(has_text=f"{expected_step} / ").wait_for(
-        timeout=STEP_TIMEOUT_MS)
+    try:
+        page.locator('[data-testid="stMetricValue"]').filter(has_text=f"{expected_step} / ").wait_for(
+            timeout=STEP_TIMEOUT_MS)
+    except PlaywrightTimeout:
+        shot = Path(os.environ.get("AMLKD_SHOTS_DIR") or "/tmp") / f"step{expected_step}_failed.png"
+        page.screenshot(path=str(shot), full_page=True)
+        text = page.locator('[data-testid="stMain"]').inner_text()[:3000]
+        pytest.fail(f"step {expected_step} never showed (screenshot {shot}); the page said:\n{text}")
     page.wait_for_function(f"() => {{ const b = {STEP_BUTTON_JS}; return b && !b.disabled; }}", timeout=STEP_TIMEOUT_MS)
 
 
