@@ -20,6 +20,7 @@ import streamlit as st  # noqa: E402
 
 from app.common import current_store, sync_run_with_url  # noqa: E402
 from app.worker import get_worker, is_training, trained_elsewhere  # noqa: E402
+from engine.store import RunStore  # noqa: E402
 
 log = logging.getLogger("app")
 APP_DIR = Path(__file__).resolve().parent
@@ -80,19 +81,25 @@ def sidebar_status() -> None:
         return
     status = store.status()
     live = is_training(store.path) or trained_elsewhere(status, store.path)
+    if live:  # a fragment of its own while live (see the Train page): a late refresh tick finds none when idle
+        st.fragment(_sidebar_live, run_every=2.0, key="sidebar-live")(store.path)
+    else:
+        _sidebar_body(store.path)
 
-    @st.fragment(run_every=2.0 if live else None, key="sidebar-status")
-    def _show() -> None:
-        status = store.status()
-        worker = get_worker(store.path)
-        state = "training" if worker.busy else status.get("state", "idle")
-        st.markdown(f"**Open run** `{store.path.name}`")
-        st.caption(f"{state} · phase **{status.get('phase', '?')}** · step "
-                   f"{status.get('step', 0)}/{status.get('total_steps', '?')}")
-        if status.get("state") == "error":
-            st.caption(":red[Last step failed: see the Train page.]")
 
-    _show()
+def _sidebar_body(path) -> None:
+    store = RunStore(path)
+    status = store.status()
+    state = "training" if get_worker(path).busy else status.get("state", "idle")
+    st.markdown(f"**Open run** `{store.path.name}`")
+    st.caption(f"{state} · phase **{status.get('phase', '?')}** · step "
+               f"{status.get('step', 0)}/{status.get('total_steps', '?')}")
+    if status.get("state") == "error":
+        st.caption(":red[Last step failed: see the Train page.]")
+
+
+def _sidebar_live(path) -> None:
+    _sidebar_body(path)
 
 
 def main() -> None:

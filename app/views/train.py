@@ -20,9 +20,8 @@ from engine.errors import UserError
 from engine.run import Run
 from engine.store import RunStore, list_runs
 
-FAST_SECONDS = 1.0  # refresh while a step trains
-SLOW_SECONDS = 5.0  # refresh while idle: notices a run the CLI starts
-RESULTS_SECONDS = 2.0  # refresh of the charts while live (a step takes a second or more)
+FAST_SECONDS = 1.0  # refresh of status and charts while a step trains
+SLOW_SECONDS = 5.0  # refresh of the status while idle: notices a run the CLI starts
 SKIPPED_SHOWN = 200  # lines of the skipped-files list shown on the page
 COMMAND_TEXT = {"step": "Training one step", "play": "Playing to the end", "phase": "Running to the end of the phase",
                 "reset": "Resetting the run"}
@@ -136,14 +135,18 @@ def charts(metrics: list[dict]) -> None:
                 st.caption(CHART_HELP[key])
 
 
-def status_panel(path: str, interval: float) -> None:
-    """Commands, errors, the next step and the progress bar (refreshed every second while live)."""
+def status_panel(path: str, live: bool) -> None:
+    """Commands, errors, the next step and the progress bar.
+
+    ``live`` is whether the app's last full run saw the run training; when that changed since, the whole
+    app reruns (its layout and refresh rate follow the state). Only called from inside a fragment.
+    """
     store = RunStore(path)
     status = store.status()
     busy = get_worker(path).busy
     elsewhere = trained_elsewhere(status, path)
-    if (interval == FAST_SECONDS) != (busy or elsewhere) and _in_fragment_rerun():
-        st.rerun()  # the run started or stopped since the app last ran: rerun it whole (refresh rates, buttons)
+    if live != (busy or elsewhere) and _in_fragment_rerun():
+        st.rerun()  # the run started or stopped since the app last ran: rerun it whole
     error_box(status)
     if elsewhere:
         st.warning("Another process (the CLI?) is training this run: the page follows it live; the buttons "
@@ -151,6 +154,17 @@ def status_panel(path: str, interval: float) -> None:
     controls(store, status, busy, elsewhere)
     st.markdown(f"**Next step:** {status.get('next') or '—'}")
     progress(store, status)
+
+
+def live_panel(path: str) -> None:
+    """While the run trains: status and results together, redrawn every second."""
+    status_panel(path, live=True)
+    results_panel(path)
+
+
+def idle_status(path: str) -> None:
+    """While the run is idle: the status alone, looked at every few seconds for a run the CLI starts."""
+    status_panel(path, live=False)
 
 
 def results_panel(path: str) -> None:
@@ -211,9 +225,14 @@ def main() -> None:
     skipped_files(store.skipped())
     status = store.status()
     live = get_worker(store.path).busy or trained_elsewhere(status, store.path)
-    interval = FAST_SECONDS if live else SLOW_SECONDS
-    st.fragment(status_panel, run_every=interval, key="train-status")(str(store.path), interval)
-    st.fragment(results_panel, run_every=RESULTS_SECONDS if live else None, key="train-results")(str(store.path))
+    # Two layouts, each with its own fragment (a fragment's id comes from its function): a refresh tick that
+    # the browser sends for the other layout's fragment after a switch finds no fragment and is dropped.
+    # (With one fragment whose refresh rate changes, such a late tick once wiped the charts of the page.)
+    if live:
+        st.fragment(live_panel, run_every=FAST_SECONDS, key="train-live")(str(store.path))
+    else:
+        st.fragment(idle_status, run_every=SLOW_SECONDS, key="train-idle")(str(store.path))
+        results_panel(str(store.path))
 
 
 main()
