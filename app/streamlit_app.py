@@ -81,10 +81,12 @@ def sidebar_status() -> None:
         return
     status = store.status()
     live = is_training(store.path) or trained_elsewhere(status, store.path)
-    if live:  # a fragment of its own while live (see the Train page): a late refresh tick finds none when idle
+    # Two fragments drawing the same elements (see the Train page): a late refresh tick of the live one
+    # finds no fragment once the run is idle.
+    if live:
         st.fragment(_sidebar_live, run_every=2.0, key="sidebar-live")(store.path)
     else:
-        _sidebar_body(store.path)
+        st.fragment(_sidebar_idle, key="sidebar-idle")(store.path)
 
 
 def _sidebar_body(path) -> None:
@@ -99,6 +101,10 @@ def _sidebar_body(path) -> None:
 
 
 def _sidebar_live(path) -> None:
+    _sidebar_body(path)
+
+
+def _sidebar_idle(path) -> None:
     _sidebar_body(path)
 
 

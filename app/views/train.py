@@ -21,7 +21,7 @@ from engine.run import Run
 from engine.store import RunStore, list_runs
 
 FAST_SECONDS = 1.0  # refresh of status and charts while a step trains
-SLOW_SECONDS = 5.0  # refresh of the status while idle: notices a run the CLI starts
+SLOW_SECONDS = 5.0  # while idle, look this often for a run the CLI starts
 SKIPPED_SHOWN = 200  # lines of the skipped-files list shown on the page
 COMMAND_TEXT = {"step": "Training one step", "play": "Playing to the end", "phase": "Running to the end of the phase",
                 "reset": "Resetting the run"}
@@ -157,14 +157,21 @@ def status_panel(path: str, live: bool) -> None:
 
 
 def live_panel(path: str) -> None:
-    """While the run trains: status and results together, redrawn every second."""
+    """While the run trains: status and results, redrawn every second."""
     status_panel(path, live=True)
     results_panel(path)
 
 
-def idle_status(path: str) -> None:
-    """While the run is idle: the status alone, looked at every few seconds for a run the CLI starts."""
+def idle_panel(path: str) -> None:
+    """While the run is idle: the same panel, redrawn only when the app reruns or a button is pressed."""
     status_panel(path, live=False)
+    results_panel(path)
+
+
+def idle_watch(path: str) -> None:
+    """While the run is idle: every few seconds, rerun the app if the run started training (the CLI)."""
+    if get_worker(path).busy or trained_elsewhere(RunStore(path).status(), path):
+        st.rerun()
 
 
 def results_panel(path: str) -> None:
@@ -225,14 +232,15 @@ def main() -> None:
     skipped_files(store.skipped())
     status = store.status()
     live = get_worker(store.path).busy or trained_elsewhere(status, store.path)
-    # Two layouts, each with its own fragment (a fragment's id comes from its function): a refresh tick that
-    # the browser sends for the other layout's fragment after a switch finds no fragment and is dropped.
-    # (With one fragment whose refresh rate changes, such a late tick once wiped the charts of the page.)
+    # The live and the idle panel are the same elements in the same places, drawn by two fragments (a
+    # fragment's id comes from its function): a refresh tick that the browser still sends for the live
+    # fragment after the run stopped finds no fragment and is dropped, and switching moves nothing on screen.
+    # (With one fragment whose refresh rate changed, such a late tick once wiped the page's charts.)
     if live:
         st.fragment(live_panel, run_every=FAST_SECONDS, key="train-live")(str(store.path))
     else:
-        st.fragment(idle_status, run_every=SLOW_SECONDS, key="train-idle")(str(store.path))
-        results_panel(str(store.path))
+        st.fragment(idle_panel, key="train-idle")(str(store.path))
+        st.fragment(idle_watch, run_every=SLOW_SECONDS, key="train-watch")(str(store.path))
 
 
 main()
