@@ -87,6 +87,39 @@ def test_default_preset_creates_the_run_and_two_steps_draw_the_charts(app, runs_
     assert not _errors(app)
 
 
+def test_while_a_step_trains_the_page_shows_progress_and_keeps_its_charts(app, runs_dir, monkeypatch):
+    import threading
+
+    release, started = threading.Event(), threading.Event()
+    original = Run.step
+
+    def held_step(self):
+        started.set()
+        assert release.wait(WAIT)
+        return original(self)
+
+    monkeypatch.setattr(Run, "step", held_step)
+    app.button(key="preset-create-moons-30").click().run()
+    worker = get_worker(app.session_state["run_dir"])
+    try:
+        app.button(key="train-step").click().run()
+        assert started.wait(WAIT) and worker.busy
+        app.run()  # the page as the next refresh draws it, mid-step
+        assert not app.exception
+        assert app.button(key="train-step").disabled and not app.button(key="train-pause").disabled
+        assert "Training one step: step 1 (teacher)" in app.get("progress")[0].proto.text
+        assert {m.label: m.value for m in app.metric}["Step"].startswith("0 / ")
+        assert len(_chart_points(app)) == 7  # the timeline and the six charts stay on the page while live
+    finally:
+        release.set()
+    assert worker.wait(WAIT)
+    app.run()
+    assert not app.button(key="train-step").disabled and app.button(key="train-pause").disabled
+    assert not app.get("progress")
+    assert {m.label: m.value for m in app.metric}["Step"].startswith("1 / ")
+    assert _chart_points(app)["Test accuracy"] == {"teacher": 1, "student": 0}
+
+
 def test_run_to_end_of_phase_then_reset(app, runs_dir):
     app.button(key="preset-create-moons-30").click().run()
     run_dir = Path(app.session_state["run_dir"])
