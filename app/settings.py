@@ -83,6 +83,9 @@ class SetupValues:
     alpha: float = 0.99
     edge_power: float = 3.0
     temperature: float = 4.0
+    kd_weight: float = 0.9
+    clean_kd_weight: float = 0.0
+    relational_weight: float = 0.5
     noise_rate_mode: str = "estimate"
     noise_rate_value: float = 0.4
     seed: int = 0
@@ -129,7 +132,9 @@ class SetupValues:
                    teacher_epochs=s.teacher_epochs, warmup_epochs=s.warmup_epochs,
                    refine_epochs=s.refine_epochs, mutual_epochs=s.mutual_epochs,
                    k=config.graph.k, alpha=config.propagation.alpha, edge_power=config.graph.power,
-                   temperature=config.train.temperature, noise_rate_mode=mode, noise_rate_value=value,
+                   temperature=config.train.temperature, kd_weight=config.train.kd_weight,
+                   clean_kd_weight=config.train.clean_kd_weight, relational_weight=config.train.relational_weight,
+                   noise_rate_mode=mode, noise_rate_value=value,
                    seed=config.seed, matrix_path=noise.matrix_path or "", labels=config.labels or "",
                    key_column=config.key_column, label_column=config.label_column,
                    truth_column=config.truth_column or "", teacher_checkpoint=config.teacher_checkpoint or "",
@@ -174,7 +179,9 @@ class SetupValues:
             schedule = replace(base.schedule, teacher_epochs=int(self.teacher_epochs),
                                warmup_epochs=int(self.warmup_epochs), refine_epochs=int(self.refine_epochs),
                                mutual_epochs=int(self.mutual_epochs))
-            train = replace(base.train, temperature=float(self.temperature))
+            train = replace(base.train, temperature=float(self.temperature), kd_weight=float(self.kd_weight),
+                            clean_kd_weight=float(self.clean_kd_weight),
+                            relational_weight=float(self.relational_weight))
         except UserError:
             raise
         except ValueError as exc:

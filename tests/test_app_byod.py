@@ -144,11 +144,14 @@ def test_the_small_image_pair_brings_its_own_schedule_and_knobs(app, runs_dir, t
     shown = {name: app.number_input(key=key + name).value
              for name in ("teacher_epochs", "warmup_epochs", "refine_epochs", "mutual_epochs")}
     assert shown == {name: getattr(schedule, name) for name in shown}
+    weights = ("kd_weight", "clean_kd_weight", "relational_weight")
+    assert {name: app.slider(key=key + name).value for name in weights} == {n: getattr(train, n) for n in weights}
     app.number_input(key=key + "refine_epochs").set_value(3).run()
+    app.slider(key=key + "relational_weight").set_value(1.25).run()
     config = RunStore(_create(app)).config()
     assert config.schedule.refine_epochs == 3 and config.schedule.teacher_epochs == schedule.teacher_epochs
     assert config.schedule.teacher_holdout == schedule.teacher_holdout
-    assert config.train == train
+    assert config.train == replace(train, relational_weight=1.25)
 
 
 def test_image_options_change_the_shape_the_networks_see(app, pets):

@@ -181,11 +181,15 @@ def test_custom_run_with_a_tiny_schedule(app, runs_dir):
     for name, value in (("teacher_epochs", 1), ("warmup_epochs", 1), ("refine_epochs", 1), ("mutual_epochs", 0)):
         app.number_input(key=key + name).set_value(value).run()
     app.radio(key=key + "method").set_value("kd").run()
+    assert [app.slider(key=key + n).disabled for n in ("kd_weight", "clean_kd_weight", "relational_weight")] \
+        == [False, True, True]  # KD has one weight; the others are AML-KD's
+    app.slider(key=key + "kd_weight").set_value(0.6).run()
     assert not _errors(app)
     app.button(key="setup-create").click().run()
     assert not app.exception
     config = RunStore(app.session_state["run_dir"]).config()
     assert config.method == "kd" and config.dataset == "moons?n=600&spread=0.15"
+    assert config.train == replace(RunConfig().train, kd_weight=0.6)
     assert config.schedule.teacher_epochs == 1 and config.schedule.student_epochs == 2
     timeline = _chart_points(app)["timeline"]
     assert set(timeline) == {"teacher", "teacher (to do)", "student", "student (to do)"}

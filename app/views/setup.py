@@ -460,6 +460,32 @@ def _knob_inputs(v: SetupValues, key: str) -> dict:
     return out
 
 
+def _loss_weight_inputs(v: SetupValues, key: str, method: str) -> dict:
+    """The student's loss weights (the KD term for KD and AML-KD; the rest for AML-KD only)."""
+    with st.expander("Loss weights", expanded=False):
+        if method == "ce":
+            st.caption("CE trains the student on the given labels alone: no weights to set.")
+        elif method == "kd":
+            st.caption("KD: loss = (1 - w) CE + w τ² KL(teacher ‖ student).")
+        else:
+            st.caption("AML-KD: the terms on mixed images, plus the optional KD term on the un-mixed images "
+                       "and the relational term (docs/ALGORITHM.md).")
+        return {
+            "kd_weight": st.slider("KD weight", 0.0, 1.0, float(v.kd_weight), 0.05, key=f"{key}kd_weight",
+                                   disabled=method == "ce", help="Weight of the distillation term."),
+            "clean_kd_weight": st.slider(
+                "KD weight on un-mixed images", 0.0, 1.0, float(v.clean_kd_weight), 0.05,
+                key=f"{key}clean_kd_weight", disabled=method != "aml-kd",
+                help="A second KD term on the images before mixup (0: the authors' objective; the small "
+                     "32x32 pair uses 0.9)."),
+            "relational_weight": st.slider(
+                "Relational weight", 0.0, 5.0, float(v.relational_weight), 0.05,
+                key=f"{key}relational_weight", disabled=method != "aml-kd",
+                help="Weight of the MSE between the student's and the teacher's batch similarity matrices "
+                     "(refine stage)."),
+        }
+
+
 def _dataset_spec(start: SetupValues, data: DataChoice) -> str | None:
     try:
         return replace(start, **data.values).dataset_spec()
@@ -511,6 +537,11 @@ def custom_run() -> None:
     with knobs:
         st.markdown("**The method's knobs**")
         knob_values = _knob_inputs(start, key)
+        t = base.train
+        knob_values |= _loss_weight_inputs(  # like the schedule: the small pair has its own weights
+            replace(start, kd_weight=t.kd_weight, clean_kd_weight=t.clean_kd_weight,
+                    relational_weight=t.relational_weight),
+            f"{key}{method_values['teacher']}-" if own else key, method_values["method"])
     values = data.values | label_values | noise_values | method_values | schedule_values | knob_values
     form = SetupValues(**{**start.__dict__, **values})
     shown = data.problems + label_problems + noise_problems + method_problems  # already on the page
