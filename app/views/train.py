@@ -229,6 +229,9 @@ def main() -> None:
         st.stop()
     st.title(f"Train · {store.path.name}")
     st.caption(config_summary(config))
+    with st.expander("All settings of this run", expanded=False):
+        st.caption(f"As saved in `{store.path / 'config.json'}`.")
+        st.json(config.to_json(), expanded=2)
     skipped_files(store.skipped())
     status = store.status()
     live = get_worker(store.path).busy or trained_elsewhere(status, store.path)
