@@ -19,7 +19,7 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts app/ on the path, not the 
 import streamlit as st  # noqa: E402
 
 from app.common import current_store, sync_run_with_url  # noqa: E402
-from app.worker import get_worker, is_training, trained_elsewhere  # noqa: E402
+from app.worker import get_worker, is_live  # noqa: E402
 from engine.store import RunStore  # noqa: E402
 
 log = logging.getLogger("app")
@@ -79,11 +79,9 @@ def sidebar_status() -> None:
     if store is None:
         st.caption("No run open: create or open one on the Setup page.")
         return
-    status = store.status()
-    live = is_training(store.path) or trained_elsewhere(status, store.path)
     # Two fragments drawing the same elements (see the Train page): a late refresh tick of the live one
     # finds no fragment once the run is idle.
-    if live:
+    if is_live(store.path):
         st.fragment(_sidebar_live, run_every=2.0, key="sidebar-live")(store.path)
     else:
         st.fragment(_sidebar_idle, key="sidebar-idle")(store.path)

@@ -303,6 +303,14 @@ def trained_elsewhere(status: dict, path: str | os.PathLike, now: float | None =
     return (now or time.time()) - float(updated) < EXTERNAL_FRESH_SECONDS
 
 
+def is_live(path: str | os.PathLike, status: dict | None = None) -> bool:
+    """Whether the run trains now: in a worker of this process, or in another process (see
+    :func:`trained_elsewhere`). ``status`` is the run's ``status.json`` when the caller has read it."""
+    if is_training(path):
+        return True
+    return trained_elsewhere(RunStore(path).status() if status is None else status, path)
+
+
 def shutdown_all(timeout: float = 60.0) -> None:
     """Pause every worker and wait for its step to end (tests, server shutdown)."""
     with _REGISTRY_LOCK:

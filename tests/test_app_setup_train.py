@@ -7,6 +7,7 @@ for it (``Worker.wait``) and then rerun the script, as the page's refresh does.
 
 import base64
 import json
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -90,8 +91,6 @@ def test_default_preset_creates_the_run_and_two_steps_draw_the_charts(app, runs_
 
 
 def test_while_a_step_trains_the_page_shows_progress_and_keeps_its_charts(app, runs_dir, monkeypatch):
-    import threading
-
     release, started = threading.Event(), threading.Event()
     original = Run.step
 

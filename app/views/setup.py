@@ -26,14 +26,13 @@ from app.byod import (AUGMENTS, IMAGE_MODES, IMAGE_SIZES, LABEL_UPLOAD_LIMIT_MB,
 from app.common import RUN_DIR_KEY, current_store, open_run, runs_root
 from app.settings import (DATASETS, METHOD_LABELS, NOISE_KINDS, NOISE_RATE_MODES, SetupValues, delete_run,
                           load_presets, rename_run, run_rows, settings_problems, suggest_run_name, validate_run_name)
-from app.worker import forget_worker, get_worker, is_training, trained_elsewhere
+from app.worker import forget_worker, get_worker, is_live
 from engine.checkpoint import load_teacher
 from engine.config import RunConfig, ScheduleConfig, TrainConfig, defaults_for_teacher
 from engine.data.folder import VALID_LAYOUT
 from engine.data.labels import guess_columns, preview_label_file
 from engine.errors import UserError
 from engine.run import Run
-from engine.store import RunStore
 
 NOISE_RATE_HELP = {"estimate": "estimate it after stage 0 (disagreement with the propagated labels)",
                    "known": "the rate of the noise above (a label file's: measured against the truth)",
@@ -530,10 +529,11 @@ def custom_run() -> None:
         st.markdown("**Schedule**")
         s = base.schedule
         own = defaults_for_teacher(method_values["teacher"]) != defaults_for_teacher(None)
-        schedule_values = _schedule_inputs(  # a teacher with its own defaults gets its own widgets
+        pair_key = f"{key}{method_values['teacher']}-" if own else key  # a pair with its own defaults: own widgets
+        schedule_values = _schedule_inputs(
             replace(start, teacher_epochs=s.teacher_epochs, warmup_epochs=s.warmup_epochs,
                     refine_epochs=s.refine_epochs, mutual_epochs=s.mutual_epochs),
-            f"{key}{method_values['teacher']}-" if own else key)
+            pair_key)
     with knobs:
         st.markdown("**The method's knobs**")
         knob_values = _knob_inputs(start, key)
@@ -541,7 +541,7 @@ def custom_run() -> None:
         knob_values |= _loss_weight_inputs(  # like the schedule: the small pair has its own weights
             replace(start, kd_weight=t.kd_weight, clean_kd_weight=t.clean_kd_weight,
                     relational_weight=t.relational_weight),
-            f"{key}{method_values['teacher']}-" if own else key, method_values["method"])
+            pair_key, method_values["method"])
     values = data.values | label_values | noise_values | method_values | schedule_values | knob_values
     form = SetupValues(**{**start.__dict__, **values})
     shown = data.problems + label_problems + noise_problems + method_problems  # already on the page
@@ -594,7 +594,7 @@ def manage_runs() -> None:
     index = names.index(store.path.name) if store is not None and store.path.name in names else 0
     chosen = st.selectbox("Run", names, index=index, key="setup-chosen-run")
     path = Path(next(r["path"] for r in rows if r["name"] == chosen))
-    busy = is_training(path) or trained_elsewhere(RunStore(path).status(), path)
+    busy = is_live(path)
     open_col, rename_col, delete_col = st.columns(3)
     with open_col:
         if st.button("Open", key="setup-open", type="primary"):

@@ -15,7 +15,7 @@ import streamlit as st
 from app.common import RUN_DIR_KEY, current_store, open_run, runs_root
 from app.figures.train import CHARTS, phase_timeline_figure
 from app.settings import config_summary, default_preset, phase_plan, suggest_run_name
-from app.worker import get_worker, is_training, trained_elsewhere
+from app.worker import get_worker, is_live, is_training, trained_elsewhere
 from engine.errors import UserError
 from engine.run import Run
 from engine.store import RunStore, list_runs
@@ -135,14 +135,13 @@ def charts(metrics: list[dict]) -> None:
                 st.caption(CHART_HELP[key])
 
 
-def status_panel(path: str, live: bool) -> None:
+def status_panel(store: RunStore, status: dict, live: bool) -> None:
     """Commands, errors, the next step and the progress bar.
 
     ``live`` is whether the app's last full run saw the run training; when that changed since, the whole
     app reruns (its layout and refresh rate follow the state). Only called from inside a fragment.
     """
-    store = RunStore(path)
-    status = store.status()
+    path = store.path
     busy = get_worker(path).busy
     elsewhere = trained_elsewhere(status, path)
     if live != (busy or elsewhere) and _in_fragment_rerun():
@@ -156,33 +155,37 @@ def status_panel(path: str, live: bool) -> None:
     progress(store, status)
 
 
+def _panel(path: str, live: bool) -> None:
+    store = RunStore(path)
+    status = store.status()  # read once per redraw, for both halves
+    status_panel(store, status, live)
+    results_panel(store, status)
+
+
 def live_panel(path: str) -> None:
     """While the run trains: status and results, redrawn every second."""
-    status_panel(path, live=True)
-    results_panel(path)
+    _panel(path, live=True)
 
 
 def idle_panel(path: str) -> None:
     """While the run is idle: the same panel, redrawn only when the app reruns or a button is pressed."""
-    status_panel(path, live=False)
-    results_panel(path)
+    _panel(path, live=False)
 
 
 def idle_watch(path: str) -> None:
     """While the run is idle: every few seconds, rerun the app if the run started training (the CLI)."""
-    if get_worker(path).busy or trained_elsewhere(RunStore(path).status(), path):
+    if is_live(path):
         st.rerun()
 
 
-def results_panel(path: str) -> None:
+def results_panel(store: RunStore, status: dict) -> None:
     """The phase timeline, the latest numbers and the charts over steps."""
-    store = RunStore(path)
     try:
         config = store.config()
     except UserError:  # a reset is rewriting the directory this very moment
         st.info("The run is being recreated from its settings...")
         return
-    status, metrics = store.status(), store.metrics()
+    metrics = store.metrics()
     timeline = phase_plan(config, metrics, status.get("phase"))
     st.plotly_chart(phase_timeline_figure(timeline, status.get("phase")), key="train-timeline",
                     config={"displayModeBar": False})
@@ -233,8 +236,7 @@ def main() -> None:
         st.caption(f"As saved in `{store.path / 'config.json'}`.")
         st.json(config.to_json(), expanded=2)
     skipped_files(store.skipped())
-    status = store.status()
-    live = get_worker(store.path).busy or trained_elsewhere(status, store.path)
+    live = is_live(store.path)
     # The live and the idle panel are the same elements in the same places, drawn by two fragments (a
     # fragment's id comes from its function): a refresh tick that the browser still sends for the live
     # fragment after the run stopped finds no fragment and is dropped, and switching moves nothing on screen.
