@@ -195,6 +195,9 @@ def test_trajectories_two_or_three_traces_per_sample_with_gaps():
     assert list(fig.data[0].y) == [1.0, 0.5, 0.2] and np.isnan(fig.data[2].y[1])
     assert fig.data[0].line.color == fig.data[1].line.color != fig.data[2].line.color
     assert len(fig.layout.shapes) == 4  # 2 phase spans x 2 rows
+    # phases named once, in the top row; no text-less annotation (plotly would show it as "new text")
+    assert [a.text for a in fig.layout.annotations if a.yref != "paper"] == ["teacher", "refine"]
+    assert all(a.text for a in fig.layout.annotations)
     fig = trajectory_figure(steps, losses, weights, [4, 9], weights_given=weights / 2)
     assert len(fig.data) == 6 and fig.data[2].line.dash == "dot"
     assert _is_note(trajectory_figure(steps, losses[:0], weights[:0], []))

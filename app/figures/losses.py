@@ -162,7 +162,7 @@ def _shade(fig: go.Figure, steps: np.ndarray, phases: Sequence[str]) -> None:
     spans = phase_spans([{"step": int(t), "phase": p} for t, p in zip(steps, phases)])
     for phase, first, last in spans:
         shade = PHASE_SHADES.get(phase, "rgba(0,0,0,0.03)")
-        for row in (1, 2):
+        for row in (1, 2):  # a label only on top: an annotation without text would read "new text"
+            label = {"annotation_text": phase, "annotation_position": "top left"} if row == 1 else {}
             fig.add_vrect(x0=first - 0.5, x1=last + 0.5, fillcolor=shade, line_width=0, layer="below",
-                          annotation_text=phase if row == 1 else None, annotation_position="top left",
-                          row=row, col=1)
+                          row=row, col=1, **label)
