@@ -168,6 +168,11 @@ class RunConfig:
     def from_dict(cls, data: dict) -> RunConfig:
         nested = {"graph": GraphConfig, "propagation": PropagationConfig,
                   "schedule": ScheduleConfig, "train": TrainConfig}
+        if not isinstance(data, dict):
+            raise UserError(f"a run config is a JSON object of settings, not {type(data).__name__}")
+        for key in nested:
+            if key in data and not isinstance(data[key], dict):
+                raise UserError(f"{key!r} must be an object of {key} settings, not {str(data[key])[:60]!r}")
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -181,7 +186,10 @@ class RunConfig:
                     raise UserError(f"bad {key} config: {exc}") from None
                 except ValueError as exc:
                     raise UserError(str(exc)) from None
-        return cls(**kwargs)
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:
+            raise UserError(f"bad run config: {exc}") from None
 
     def with_changes(self, **changes) -> RunConfig:
         return replace(self, **changes)
