@@ -12,7 +12,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from .config import METHODS, SMALL_PAIR_TEACHER, RunConfig, ScheduleConfig, TrainConfig, defaults_for_teacher
+from .config import ABLATIONS, METHODS, SMALL_PAIR_TEACHER, RunConfig, ScheduleConfig, TrainConfig, defaults_for_teacher
 from .errors import UserError
 from .graph import GraphConfig
 from .propagate import PropagationConfig
@@ -65,6 +65,8 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher", default=None, help="teacher architecture (default: the dataset's pair)")
     p.add_argument("--student", default=None, help="student architecture")
     p.add_argument("--teacher-checkpoint", default=None, help="load the teacher instead of training it")
+    p.add_argument("--without", action="append", default=[], metavar="COMPONENT",
+                   help="AML-KD ablation, repeatable: " + "; ".join(f"{k}: {v}" for k, v in ABLATIONS.items()))
     p.add_argument("--labels", default=None, help="CSV of given labels replacing the dataset's")
     p.add_argument("--key-column", default=d.key_column)
     p.add_argument("--label-column", default=d.label_column)
@@ -112,7 +114,7 @@ def config_from_args(a: argparse.Namespace, teacher: str | None = None) -> RunCo
                      noise_rate=_noise_rate(a.noise_rate, a.noise), teacher=a.teacher, student=a.student,
                      teacher_checkpoint=a.teacher_checkpoint, labels=a.labels, key_column=a.key_column,
                      label_column=a.label_column, truth_column=a.truth_column, graph=graph,
-                     propagation=propagation, schedule=schedule, train=train)
+                     propagation=propagation, schedule=schedule, train=train, without=tuple(a.without))
 
 
 def _noise_rate(text: str | None, noise: str) -> float | None:

@@ -40,6 +40,7 @@ from .data import Dataset, dataset_for_config
 from .device import default_device
 from .errors import UserError
 from .graph import Graph, build_graph, neighbour_vote_agreement
+from .health import run_warnings
 from .metrics import label_metrics
 from .models import build_model, default_pair, parameter_count
 from .noise import apply_noise, estimate_noise_rate, parse_noise_spec
@@ -379,6 +380,8 @@ class Run:
             self.teacher.load_state_dict(self.state.best_teacher_state)
         self._teacher_cache = None
         self.store.write_teacher_features(self.teacher_outputs().features)
+        if "stage0" in self.config.without:  # no propagation to estimate r from: the teacher's disagreement
+            self.state.noise_rate_estimate = estimate_noise_rate(self.given, self.teacher_outputs().pred)
 
     def teacher_outputs(self) -> Outputs:
         if self._teacher_cache is None:
@@ -475,8 +478,10 @@ class Run:
         clamped, outliers = self.review_clamps()  # reviewed labels count as easy, fixed seeds
         working, easy, awe_target = refinery.small_loss_working(self.given, before.pred, easy, clamped)
         similarity = centre_similarity(before.features, class_centres(before.features, working, C))
+        use_awe = "awe" not in self.config.without
         awe_loss = train_weight_net(self.weight_net, self.opt_weight, similarity, self.given, awe_target,
-                                    self.config.train.awe_iterations)
+                                    self.config.train.awe_iterations) if use_awe else None
+        uniform = np.ones(len(self.given), np.float32)
         t_select = time.perf_counter() - t0
         graph, graph_choice = self.teacher_graph(), {}
         if mutual and self.state.phase_epoch % 2 == 0:  # the student's turn, if its graph is as good
@@ -489,14 +494,14 @@ class Run:
         if mutual:
             seed_weights = label_centre_weight(similarity, working)
         else:
-            seed_weights = predict_weights(self.weight_net, similarity, working)
+            seed_weights = predict_weights(self.weight_net, similarity, working) if use_awe else uniform
         t1 = time.perf_counter()
         seeds, working, easy, train_mask = refinery.refine_seeds(working, easy, seed_weights, C, clamped, outliers)
         result = propagate(graph.normalized, seeds.matrix(C), self.config.propagation)
         refined = refinery.refine_relabel(working, easy, result, clamped).labels
         t_lp = time.perf_counter() - t1
-        weights = predict_weights(self.weight_net, similarity, refined)
-        weights_given = predict_weights(self.weight_net, similarity, self.given)
+        weights = predict_weights(self.weight_net, similarity, refined) if use_awe else uniform
+        weights_given = predict_weights(self.weight_net, similarity, self.given) if use_awe else None
         self.state.refined = refined
         metrics = self._student_train(refined, "refine", weights, train_mask=train_mask)
         metrics.update(_review_metrics(clamped, outliers))
@@ -606,6 +611,7 @@ class Run:
             "teacher": self.teacher_arch, "student": self.student_arch,
             "teacher_parameters": parameter_count(self.teacher), "student_parameters": parameter_count(self.student),
             "wall_seconds": self.state.wall_seconds, "device": str(self.device),
+            "without": list(self.config.without), "warnings": run_warnings(self.store),
         }
 
 
