@@ -8,13 +8,21 @@ from dataclasses import replace
 import streamlit as st
 
 from app.common import runs_root
-from app.settings import SetupValues, load_presets, settings_problems, suggest_run_name, validate_run_name
+from app.settings import (
+    METHOD_LABELS,
+    SetupValues,
+    load_presets,
+    settings_problems,
+    suggest_run_name,
+    validate_run_name,
+)
 from app.setup.create import create_run
 from app.setup.data_inputs import DataChoice, data_section
 from app.setup.label_inputs import label_section
 from app.setup.method_inputs import knob_inputs, loss_weight_inputs, method_inputs, noise_inputs, schedule_inputs
 from engine.config import RunConfig, ScheduleConfig, TrainConfig, defaults_for_teacher
 from engine.errors import UserError
+from engine.store import RunStore, list_runs
 
 
 def _dataset_spec(start: SetupValues, data: DataChoice) -> str | None:
@@ -22,6 +30,32 @@ def _dataset_spec(start: SetupValues, data: DataChoice) -> str | None:
         return replace(start, **data.values).dataset_spec()
     except UserError:
         return None
+
+
+def start_choices(root) -> dict[str, tuple[str, RunConfig]]:
+    """What the form can start from: every preset, then every run in the runs folder (its own settings:
+    data, label file, schedule, knobs), newest first. id -> (label, config)."""
+    presets, _ = load_presets()
+    choices = {p.id: (p.name, p.config) for p in presets}
+    for path in list_runs(root):
+        try:
+            config = RunStore(path).config()
+        except UserError:
+            continue  # a damaged run is listed (with its problem) in the runs table, not offered here
+        choices[f"run-{path.name}"] = (f"Run {path.name} ({METHOD_LABELS.get(config.method, config.method)})", config)
+    return choices
+
+
+def start_from() -> tuple[str, RunConfig]:
+    """The 'Start from' choice: a preset, or a run whose settings prefill the form (another method on the
+    same data is then: pick the method, Create)."""
+    choices = start_choices(runs_root())
+    _, default_id = load_presets()
+    ids = list(choices)
+    base_id = st.selectbox("Start from", ids, index=ids.index(default_id), format_func=lambda i: choices[i][0],
+                           key="setup-base", help="A preset, or one of your runs: its data, label file, "
+                           "noise, schedule and knobs prefill the form.")
+    return base_id, choices[base_id][1]
 
 
 def defaults_for_networks(base: RunConfig, teacher: str) -> RunConfig:
@@ -37,13 +71,9 @@ def defaults_for_networks(base: RunConfig, teacher: str) -> RunConfig:
 
 def custom_run() -> None:
     st.subheader("Custom run")
-    presets, default_id = load_presets()
-    names = {p.id: p.name for p in presets}
-    base_id = st.selectbox("Start from", list(names), index=list(names).index(default_id),
-                           format_func=names.get, key="setup-base")
-    base = next(p for p in presets if p.id == base_id).config
+    base_id, base = start_from()
     start = SetupValues.from_config(base)
-    key = f"setup-{base_id}-"  # widgets keyed per preset: choosing another one resets them to its values
+    key = f"setup-{base_id}-"  # widgets keyed per start: choosing another one resets them to its values
     with st.container(border=True):
         st.markdown("**Data**")
         data = data_section(start, key)
@@ -68,7 +98,7 @@ def custom_run() -> None:
             pair_key)
     with knobs:
         st.markdown("**The method's knobs**")
-        knob_values = knob_inputs(start, key)
+        knob_values = knob_inputs(start, key, method_values["method"])
         t = base.train
         knob_values |= loss_weight_inputs(  # like the schedule: the small pair has its own weights
             replace(start, kd_weight=t.kd_weight, clean_kd_weight=t.clean_kd_weight,

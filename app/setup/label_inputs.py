@@ -36,7 +36,7 @@ def label_section(v: SetupValues, key: str, spec: str | None, data: DataChoice) 
     except (UserError, OSError) as exc:
         st.error(str(exc))
         return {"labels": str(path)}, None, [str(exc)]
-    values = {"labels": str(path), **_column_inputs(key, columns)}
+    values = {"labels": str(path), **_column_inputs(key, columns, v)}
     st.dataframe(head, hide_index=True, width="stretch", height=min(320, 38 + 35 * len(head)))
     report, problems = _label_check(spec, data, values)
     return values, report, problems
@@ -52,8 +52,12 @@ def _label_path(v: SetupValues, key: str, choice: str) -> Path | None:
     return Path(text.strip()).expanduser().absolute() if text.strip() else None
 
 
-def _column_inputs(key: str, columns: list[str]) -> dict:
+def _column_inputs(key: str, columns: list[str], v: SetupValues) -> dict:
     guesses = guess_columns(columns)
+    if v.labels:  # started from a run with a label file: its own columns, where this file has them
+        for role, chosen in (("key", v.key_column), ("label", v.label_column), ("truth", v.truth_column)):
+            if chosen in columns:
+                guesses[role] = chosen
     suffix = hashlib.sha1("\x1f".join(columns).encode()).hexdigest()[:8]  # another file: the guesses again
     key_col, label_col, truth_col = st.columns(3)
 

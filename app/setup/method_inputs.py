@@ -99,21 +99,33 @@ def schedule_inputs(v: SetupValues, key: str) -> dict:
             for name, label in fields}
 
 
-def knob_inputs(v: SetupValues, key: str) -> dict:
-    out = {"k": st.number_input("k neighbours in the graph", 1, 10_000, int(v.k), key=f"{key}k"),
+#: Why a knob is greyed out for a method (the method has no such part).
+UNUSED_KNOBS = {
+    "ce": "CE trains the student alone on the given labels: no graph, no propagation, no teacher to distil "
+          "from, so these knobs do nothing.",
+    "kd": "KD distils from the teacher on the given labels: no graph and no propagation, so only the "
+          "temperature applies.",
+}
+
+
+def knob_inputs(v: SetupValues, key: str, method: str = "aml-kd") -> dict:
+    graph_off, kd_off = method != "aml-kd", method == "ce"
+    if method in UNUSED_KNOBS:
+        st.caption(UNUSED_KNOBS[method])
+    out = {"k": st.number_input("k neighbours in the graph", 1, 10_000, int(v.k), key=f"{key}k", disabled=graph_off),
            "alpha": st.slider("Propagation alpha", 0.50, 0.999, float(v.alpha), 0.001, format="%.3f",
-                              key=f"{key}alpha"),
+                              key=f"{key}alpha", disabled=graph_off),
            "edge_power": st.slider("Edge power (weight = similarity^p)", 1.0, 6.0, float(v.edge_power), 0.5,
-                                   key=f"{key}edge_power"),
+                                   key=f"{key}edge_power", disabled=graph_off),
            "temperature": st.slider("KD temperature", 1.0, 10.0, float(v.temperature), 0.5,
-                                    key=f"{key}temperature")}
+                                    key=f"{key}temperature", disabled=kd_off)}
     modes = list(NOISE_RATE_MODES)
     out["noise_rate_mode"] = st.radio("Noise rate for small-loss selection", modes,
                                       index=modes.index(v.noise_rate_mode), key=f"{key}noise_rate_mode",
-                                      format_func=lambda m: f"{m}: {NOISE_RATE_HELP[m]}")
+                                      format_func=lambda m: f"{m}: {NOISE_RATE_HELP[m]}", disabled=graph_off)
     out["noise_rate_value"] = st.number_input("Custom noise rate", 0.0, 0.99, float(v.noise_rate_value), 0.05,
                                               key=f"{key}noise_rate_value",
-                                              disabled=out["noise_rate_mode"] != "custom")
+                                              disabled=graph_off or out["noise_rate_mode"] != "custom")
     return out
 
 
