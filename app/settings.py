@@ -108,6 +108,7 @@ class SetupValues:
     truth_column: str = ""
     known_noise_rate: float | None = None  # what 'known' means where it is not R (asym, matrix, a label file)
     teacher_checkpoint: str = ""
+    teacher_features: str = ""
 
     @classmethod
     def from_config(cls, config: RunConfig) -> SetupValues:
@@ -138,6 +139,7 @@ class SetupValues:
                    seed=config.seed, matrix_path=noise.matrix_path or "", labels=config.labels or "",
                    key_column=config.key_column, label_column=config.label_column,
                    truth_column=config.truth_column or "", teacher_checkpoint=config.teacher_checkpoint or "",
+                   teacher_features=config.teacher_features or "",
                    **_source_fields(config.dataset))
 
     def dataset_spec(self) -> str:
@@ -192,7 +194,8 @@ class SetupValues:
                        schedule=schedule, train=train, labels=self.labels.strip() or None,
                        key_column=self.key_column, label_column=self.label_column,
                        truth_column=self.truth_column or None,
-                       teacher_checkpoint=self.teacher_checkpoint.strip() or None)
+                       teacher_checkpoint=self.teacher_checkpoint.strip() or None,
+                       teacher_features=(self.teacher_features.strip() or None) if self.method == "aml-kd" else None)
 
     def _noise_rate(self) -> float | None:
         if self.noise_rate_mode == "estimate":

@@ -65,6 +65,9 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher", default=None, help="teacher architecture (default: the dataset's pair)")
     p.add_argument("--student", default=None, help="student architecture")
     p.add_argument("--teacher-checkpoint", default=None, help="load the teacher instead of training it")
+    p.add_argument("--teacher-features", default=None, metavar="FILE",
+                   help="features from a stronger model for the kNN graph and stage 0: .npy (N, D) in sample "
+                        "order, .npz (features, optional keys, pred) or CSV with a key column")
     p.add_argument("--without", action="append", default=[], metavar="COMPONENT",
                    help="AML-KD ablation, repeatable: " + "; ".join(f"{k}: {v}" for k, v in ABLATIONS.items()))
     p.add_argument("--labels", default=None, help="CSV of given labels replacing the dataset's")
@@ -112,7 +115,8 @@ def config_from_args(a: argparse.Namespace, teacher: str | None = None) -> RunCo
     train = replace(base_train, **chosen)
     return RunConfig(dataset=a.dataset, noise=a.noise, method=a.method, seed=a.seed,
                      noise_rate=_noise_rate(a.noise_rate, a.noise), teacher=a.teacher, student=a.student,
-                     teacher_checkpoint=a.teacher_checkpoint, labels=a.labels, key_column=a.key_column,
+                     teacher_checkpoint=a.teacher_checkpoint, teacher_features=a.teacher_features, labels=a.labels,
+                     key_column=a.key_column,
                      label_column=a.label_column, truth_column=a.truth_column, graph=graph,
                      propagation=propagation, schedule=schedule, train=train, without=tuple(a.without))
 

@@ -149,6 +149,7 @@ class RunConfig:
     teacher: str | None = None  # architecture; None: the dataset's default pair
     student: str | None = None
     teacher_checkpoint: str | None = None  # load the teacher instead of training it
+    teacher_features: str | None = None  # features from elsewhere for the graph and stage 0 (engine.features)
     labels: str | None = None  # label CSV replacing the given labels
     key_column: str = "path"
     label_column: str = "label"

@@ -39,6 +39,7 @@ from .config import RunConfig, check_runnable
 from .data import Dataset, dataset_for_config
 from .device import default_device
 from .errors import UserError
+from .features import linear_head_predictions, load_teacher_features
 from .graph import Graph, build_graph, neighbour_vote_agreement
 from .health import run_warnings
 from .metrics import label_metrics
@@ -102,6 +103,9 @@ class Run:
         self.given = self._given_labels()
         self.holdout = self._holdout_mask()
         self._build_models()
+        self.external_features, self.external_pred = (
+            load_teacher_features(config.teacher_features, self.dataset.keys()) if config.teacher_features
+            else (None, None))
         self.state = _State(phase=plan.first_phase(config), refined=self.given.copy())
         self._student_cache: Outputs | None = None
         self._teacher_cache: Outputs | None = None
@@ -380,6 +384,8 @@ class Run:
             self.teacher.load_state_dict(self.state.best_teacher_state)
         self._teacher_cache = None
         self.store.write_teacher_features(self.teacher_outputs().features)
+        self.store.write_teacher_outputs(features=self.graph_features().astype(np.float32),
+                                         pred=self.stage0_predictions(), keys=np.array(self.dataset.keys()))
         if "stage0" in self.config.without:  # no propagation to estimate r from: the teacher's disagreement
             self.state.noise_rate_estimate = estimate_noise_rate(self.given, self.teacher_outputs().pred)
 
@@ -388,10 +394,24 @@ class Run:
             self._teacher_cache = forward_all(self.teacher, self.x)
         return self._teacher_cache
 
+    def graph_features(self) -> np.ndarray:
+        """Features of the teacher's graph: the teacher network's, or the ones given (``--teacher-features``)."""
+        return self.teacher_outputs().features if self.external_features is None else self.external_features
+
     def teacher_graph(self) -> Graph:
         if self._teacher_graph is None:
-            self._teacher_graph = build_graph(self.teacher_outputs().features, self.config.graph)
+            self._teacher_graph = build_graph(self.graph_features(), self.config.graph)
         return self._teacher_graph
+
+    def stage0_predictions(self) -> np.ndarray:
+        """Stage 0's seed classes: the teacher's predictions; with features from elsewhere, the file's
+        predictions, else a linear head's out-of-fold predictions on those features (engine.features)."""
+        if self.external_features is None:
+            return self.teacher_outputs().pred
+        if self.external_pred is None:  # computed once: deterministic for the run's seed
+            self.external_pred = linear_head_predictions(self.external_features, self.given,
+                                                         self.dataset.num_classes, self.config.seed)
+        return self.external_pred
 
     def student_outputs(self) -> Outputs:
         if self._student_cache is None:
@@ -404,7 +424,7 @@ class Run:
         graph = self.teacher_graph()
         t_graph = time.perf_counter() - t0
         clamped, outliers = self.review_clamps()
-        seeds = refinery.stage0_seeds(teacher.pred, self.dataset.num_classes, clamped, outliers)
+        seeds = refinery.stage0_seeds(self.stage0_predictions(), self.dataset.num_classes, clamped, outliers)
         result = propagate(graph.normalized, seeds.matrix(self.dataset.num_classes), self.config.propagation)
         refined = refinery.stage0_relabel(self.given, result, self.config.noise_rate,
                                           self.config.train.keep_least_confident, clamped).labels
@@ -414,8 +434,8 @@ class Run:
                    "lp_iterations": result.iterations, "graph_source": "teacher",
                    "teacher_test_accuracy": self._test_accuracy(self.teacher),
                    **_review_metrics(clamped, outliers), **label_metrics(self.given, refined, self.true)}
-        arrays = self._arrays(teacher=teacher, features=teacher.features, graph=graph, lp=result, clamped=clamped,
-                              outliers=outliers, seed_weights=seeds.weights)
+        arrays = self._arrays(teacher=teacher, features=self.graph_features(), graph=graph, lp=result,
+                              clamped=clamped, outliers=outliers, seeds=seeds)
         return arrays, metrics
 
     def _student_train(self, targets: np.ndarray, mode: str, weights: np.ndarray | None = None,
@@ -513,12 +533,12 @@ class Run:
         arrays, metrics = self._student_snapshot(metrics, graph=graph, lp=result, easy=easy, working=working,
                                                  weights=weights, weights_given=weights_given,
                                                  selection_loss=selection_loss, student_features=before.features,
-                                                 clamped=clamped, outliers=outliers, seed_weights=seeds.weights)
+                                                 clamped=clamped, outliers=outliers, seeds=seeds)
         return arrays, metrics
 
     def _student_snapshot(self, metrics: dict, graph: Graph | None = None, lp=None, easy=None, working=None,
                           weights=None, weights_given=None, selection_loss=None, student_features=None,
-                          clamped=None, outliers=None, seed_weights=None):
+                          clamped=None, outliers=None, seeds=None):
         t0 = time.perf_counter()
         after = self.student_outputs()
         teacher = self.teacher_outputs() if self.config.method != "ce" else None
@@ -534,7 +554,7 @@ class Run:
         arrays = self._arrays(teacher=teacher, student=after, graph=graph, lp=lp, easy=easy, working=working,
                               weights=weights, weights_given=weights_given, selection_loss=selection_loss,
                               features=after.features if student_features is None else student_features,
-                              clamped=clamped, outliers=outliers, seed_weights=seed_weights)
+                              clamped=clamped, outliers=outliers, seeds=seeds)
         metrics["eval_seconds"] = time.perf_counter() - t0
         return arrays, metrics
 

@@ -9,7 +9,8 @@ Layout of ``runs/NAME/`` (this class owns every path in it)::
     snapshots/step_NNNNN.npz   per-sample arrays of that step (format: engine.snapshot)
     checkpoint.pt        models, optimisers, weight net, RNG states, labels
     summary.json         written when the run is done
-    teacher_features.npy features of the frozen teacher (after its phase)
+    teacher_features.npy features of the frozen teacher (after its phase), float16, for the embeddings
+    teacher_outputs.npz  the teacher graph's features (float32), stage 0's seed classes, sample keys
     skipped.txt          input files the dataset left out
     reviews.sqlite       reviewers' decisions (engine.review)
     embeddings/          cached 2-D layouts (engine.embed)
@@ -112,6 +113,10 @@ class RunStore:
         return self.path / "teacher_features.npy"
 
     @property
+    def teacher_outputs_path(self) -> Path:
+        return self.path / "teacher_outputs.npz"
+
+    @property
     def skipped_path(self) -> Path:
         return self.path / "skipped.txt"
 
@@ -151,7 +156,8 @@ class RunStore:
         import shutil
 
         for path in (self.config_path, self.status_path, self.dataset_path, self.metrics_path, self.checkpoint_path,
-                     self.summary_path, self.teacher_features_path, self.skipped_path, self.error_log_path):
+                     self.summary_path, self.teacher_features_path, self.teacher_outputs_path, self.skipped_path,
+                     self.error_log_path):
             path.unlink(missing_ok=True)
         for sub in (self.snapshot_dir, self.embeddings_dir):
             shutil.rmtree(sub, ignore_errors=True)
@@ -260,6 +266,20 @@ class RunStore:
         with atomic_path(self.teacher_features_path) as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, features.astype(np.float16))
+
+    def write_teacher_outputs(self, features: np.ndarray, pred: np.ndarray, keys: np.ndarray) -> None:
+        """The teacher graph's features (float32), stage 0's seed classes and the sample keys:
+        ``--teacher-features`` takes this file and reproduces the run's stage 0."""
+        with atomic_path(self.teacher_outputs_path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, features=features, pred=pred, keys=keys)
+
+    def graph_features(self) -> np.ndarray | None:
+        """Features of the teacher's graph (the teacher's, or those given), once the teacher's phase ended."""
+        if self.teacher_outputs_path.is_file():
+            with np.load(self.teacher_outputs_path, allow_pickle=False) as data:
+                return data["features"].astype(np.float32)
+        return self.teacher_features()
 
     def teacher_features(self) -> np.ndarray | None:
         p = self.teacher_features_path

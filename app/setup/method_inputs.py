@@ -87,6 +87,18 @@ def method_inputs(v: SetupValues, key: str, facts: DataFacts | None,
         problems.append(f"Teacher checkpoint {out['teacher_checkpoint'].strip()!r} is not a file; valid: a run's "
                         "checkpoint.pt or a saved state_dict, or leave it empty to train the teacher.")
         st.error(problems[-1])
+    out["teacher_features"] = st.text_input(
+        "Features from elsewhere (optional)", v.teacher_features, key=f"{key}teacher_features",
+        disabled=out["method"] != "aml-kd", placeholder="/data/pets/clip_features.npz",
+        help="Embeddings of the training samples from a stronger model (CLIP, DINOv2, an ImageNet ResNet): "
+             ".npy (N, D) in sample order, .npz (features, optional keys and pred) or a CSV with a key column. "
+             "They build the kNN graph and seed stage 0; the teacher network still trains for distillation. "
+             "Checked on Create (README: how to compute them).")
+    if out["method"] == "aml-kd" and out["teacher_features"].strip() and \
+            not Path(out["teacher_features"].strip()).expanduser().is_file():
+        problems.append(f"Features file {out['teacher_features'].strip()[:200]!r} is not a file; valid: a .npy, "
+                        ".npz or .csv of the training samples' features, or leave it empty.")
+        st.error(problems[-1])
     out["seed"] = st.number_input("Seed", 0, 2**31 - 1, int(v.seed), key=f"{key}seed")
     return out, problems
 
