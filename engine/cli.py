@@ -10,7 +10,6 @@ import json
 import logging
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 from .config import ABLATIONS, METHODS, SMALL_PAIR_TEACHER, RunConfig, ScheduleConfig, TrainConfig, defaults_for_teacher
 from .errors import UserError
