@@ -13,7 +13,11 @@ clean_labels.csv       ``path,label`` of every sample not excluded as an
                        outlier, ready for ``--labels`` (keys, class names)
 student.pt             the student's ``state_dict`` (when a checkpoint exists)
 report.md + *.png      the run report (:mod:`engine.report`)
+manifest.json          every file above with its size and SHA-256, the run
+                       and the step (:func:`engine.exportdir.verify_export`)
 =====================  ======================================================
+
+The folder is replaced whole or not at all (see :mod:`engine.exportdir`).
 
 Importing is all-or-nothing: a file naming an unknown sample, class or
 decision is rejected with every problem listed, and nothing is recorded.
@@ -21,17 +25,23 @@ decision is rejected with every problem listed, and nothing is recorded.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import logging
+import math
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .errors import UserError
+from . import exportdir
+from .errors import UserError, shown
+from .exportdir import MANIFEST, check_target, staged_folder, write_manifest
+from .report import read_dataset, read_snapshot
 from .review import DECISIONS, LABELLING, Decision, ReviewStore, run_class_names
-from .store import RunStore, atomic_write_bytes, atomic_write_text
+from .store import RunStore
 
 log = logging.getLogger(__name__)
 
@@ -125,15 +135,24 @@ def student_weights(store: RunStore) -> bytes:
 
 
 def export_run(store: RunStore, out_dir, step: int | None = None, report: bool = True) -> dict[str, Path]:
-    """Write every export of a run into ``out_dir``; returns name -> path."""
+    """Write every export of a run into the folder ``out_dir``; returns name -> path.
+
+    The folder is replaced whole or not at all (:mod:`engine.exportdir`):
+    everything is written into a staging folder beside it, listed with sizes
+    and SHA-256 in ``manifest.json``, and put in place last. A failed or
+    killed export leaves the previous export as it was. The run's files are
+    read and checked before anything is written; a damaged one is one
+    :class:`UserError` naming it.
+    """
     if not store.exists():
         raise UserError(f"{str(store.path)!r} is not a run directory (no config.json)")
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"export folder {str(out)!r} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    check_target(out.absolute())  # before the work: a folder of other files is refused
     class_names = run_class_names(store)
     step = step if step is not None else (store.steps()[-1] if store.steps() else None)
+    read_dataset(store)  # a damaged dataset.npz or snapshot: one line naming it, before anything is written
+    if step is not None:
+        read_snapshot(store, step)
     reviews = ReviewStore(store.path, num_classes=len(class_names))
     samples = samples_table(store, step, reviews, class_names)
     files = {
@@ -143,18 +162,30 @@ def export_run(store: RunStore, out_dir, step: int | None = None, report: bool =
         "review_history.csv": decisions_table(reviews.history(), class_names, history=True).to_csv(index=False),
         "clean_labels.csv": clean_labels_table(samples).to_csv(index=False),
     }
-    written = {}
-    for name, text in files.items():
-        atomic_write_text(out / name, text)
-        written[name] = out / name
-    if store.checkpoint_path.is_file():
-        atomic_write_bytes(out / "student.pt", student_weights(store))
-        written["student.pt"] = out / "student.pt"
-    if report:
-        from .report import write_report
+    student = student_weights(store) if store.checkpoint_path.is_file() else None
+    with staged_folder(out) as stage:
+        for name, text in files.items():
+            exportdir.write_file(stage / name, _utf8(text))
+        if student is not None:
+            exportdir.write_file(stage / "student.pt", student)
+        if report:
+            from .report import write_report
 
-        written["report.md"] = write_report(store, out, samples=samples, reviews=reviews)
-    return written
+            write_report(store, stage, samples=samples, reviews=reviews)
+        manifest = write_manifest(stage, run=str(store.path), step=step,
+                                  written=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    names = [f["name"] for f in manifest["files"]]
+    order = [n for n in (*files, "student.pt", "report.md") if n in names]
+    return {name: out / name for name in (*order, *sorted(set(names) - set(order)), MANIFEST)}
+
+
+def _utf8(text: str) -> bytes:
+    """UTF-8 bytes of an export's text; a file name that was not UTF-8 (kept by
+    Python as surrogate escapes) goes back as its original bytes."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace")
 
 
 # ---------------------------------------------------------------- import

@@ -11,6 +11,7 @@ import torch
 from engine.cli import main as cli_main
 from engine.errors import UserError
 from engine.export import export_run, import_decisions, samples_table
+from engine.exportdir import verify_export
 from engine.review import ReviewStore
 from engine.store import RunStore
 from test_review import make_run  # the hand-written run directory (tests/ is on sys.path under pytest)
@@ -63,7 +64,12 @@ def test_export_writes_every_file(run, tmp_path):
     out = tmp_path / "out"
     written = export_run(run, out)
     assert set(written) == {"samples.csv", "samples.json", "decisions.csv", "review_history.csv",
-                            "clean_labels.csv", "student.pt", "report.md"}
+                            "clean_labels.csv", "student.pt", "report.md", "weights.png", "decisions.png",
+                            "manifest.json"}
+    assert sorted(p.name for p in out.iterdir()) == sorted(written)  # nothing else, no temporary file
+    assert verify_export(out) == []
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["step"] == 1 and {f["name"] for f in manifest["files"]} == set(written) - {"manifest.json"}
     samples = pd.read_csv(out / "samples.csv", dtype=str, keep_default_na=False)
     assert len(samples) == 12 and samples.loc[3, "final"] == "class 1"
     clean = pd.read_csv(out / "clean_labels.csv", dtype=str)
