@@ -205,14 +205,17 @@ def cmd_resume(a) -> int:
 
 
 def cmd_compare(a) -> int:
+    from .report import read_metrics, read_summary
+
     rows = []
     for path in a.runs:
         store = RunStore(path)
         if not store.exists():
             raise UserError(f"{path!r} is not a run directory (no config.json)")
-        summary = store.summary()
+        summary = read_summary(store)
         if summary is None:
-            last = store.metrics()[-1] if store.metrics() else {}
+            metrics = read_metrics(store)
+            last = metrics[-1] if metrics else {}
             cfg = store.config()
             summary = {"method": cfg.method, "noise": cfg.noise, "seed": cfg.seed,
                        **{k: last.get(k) for k, _, _ in SUMMARY_COLUMNS if k in last}}
@@ -270,6 +273,8 @@ def cmd_export(a) -> int:
     from .export import export_run
 
     store = RunStore(a.path)
+    if not store.exists():
+        raise UserError(f"{a.path!r} is not a run directory (no config.json)")
     if a.step is not None and a.step not in store.steps():
         raise UserError(f"run {a.path!r} has no step {a.step}; steps: {store.steps()[-5:]}")
     written = export_run(store, a.out, step=a.step, report=not a.no_report)

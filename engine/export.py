@@ -213,7 +213,8 @@ def read_decision_file(source, name: str | None = None) -> pd.DataFrame:
             return pd.DataFrame(rows, dtype=object).fillna("")
         return pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False)
     except (UnicodeDecodeError, json.JSONDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise UserError(f"decisions file {name!r} is not valid CSV or JSON: {str(exc).splitlines()[0]}") from None
+        raise UserError(f"decisions file {shown(name)} is not valid CSV or JSON: "
+                        f"{shown(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}") from None
 
 
 def parse_decisions(frame: pd.DataFrame, keys, class_names, given: np.ndarray,
@@ -235,7 +236,7 @@ def parse_decisions(frame: pd.DataFrame, keys, class_names, given: np.ndarray,
     columns = set(frame.columns)
     if "decision" not in columns or not ({"sample", "index"} & columns):
         raise UserError(f"{source}: needs a 'decision' column and a 'sample' (key) or 'index' column; "
-                        f"found {sorted(columns)}")
+                        f"found {shown(', '.join(map(str, sorted(columns))))}")
     key_index = {str(k): i for i, k in enumerate(keys)}
     class_index = {str(c): i for i, c in enumerate(class_names)}
     events, problems = [], []
@@ -248,18 +249,20 @@ def parse_decisions(frame: pd.DataFrame, keys, class_names, given: np.ndarray,
         except UserError as exc:
             problems.append(f"row {row_number}: {exc}")
     if problems:
-        shown = "; ".join(problems[:MAX_PROBLEMS]) + ("; ..." if len(problems) > MAX_PROBLEMS else "")
-        raise UserError(f"{source}: {len(problems)} bad row(s), nothing imported: {shown}")
+        listed = "; ".join(problems[:MAX_PROBLEMS]) + ("; ..." if len(problems) > MAX_PROBLEMS else "")
+        raise UserError(f"{source}: {len(problems)} bad row(s), nothing imported: {listed}")
     return events
 
 
 def _parse_row(row: dict, decision: str, key_index: dict, class_index: dict, class_names, given, reviewer) -> dict:
     if decision not in DECISIONS:
-        raise UserError(f"unknown decision {decision!r} (valid: {', '.join(DECISIONS)})")
+        raise UserError(f"unknown decision {shown(decision)} (valid: {', '.join(DECISIONS)})")
     sample = _sample(row, key_index)
     name = str(row.get("reviewer", "") or "").strip() or (reviewer or "").strip()
     if not name:
         raise UserError("no reviewer (add a 'reviewer' column or pass a reviewer name)")
+    if len(name) > MAX_REVIEWER:
+        raise UserError(f"reviewer {shown(name)} is longer than {MAX_REVIEWER} characters")
     label_text = str(row.get("label", "") or row.get("final", "") or "").strip()
     proposal_text = str(row.get("proposal", "") or row.get("refined", "") or "").strip()
     proposal = _class(proposal_text, class_index, class_names) if proposal_text else None
@@ -268,11 +271,9 @@ def _parse_row(row: dict, decision: str, key_index: dict, class_index: dict, cla
         label = {"keep": int(given[sample]), "accept": proposal}.get(decision)
         if label is None:
             raise UserError(f"decision {decision!r} needs a label")
-    step, when = str(row.get("step", "")).strip(), str(row.get("time", "")).strip()
     return {"sample": sample, "decision": decision, "reviewer": name, "label": label if decision in LABELLING
-            else None, "proposal": proposal, "step": int(float(step)) if _number(step) else None,
-            "time": float(when) if _number(when) else None,
-            "blind": str(row.get("blind", "")).strip().lower() in ("1", "true", "yes")}
+            else None, "proposal": proposal, "step": _step(row.get("step")), "time": _time(row.get("time")),
+            "blind": _blind(row.get("blind"))}
 
 
 def _sample(row: dict, key_index: dict) -> int:
@@ -280,39 +281,81 @@ def _sample(row: dict, key_index: dict) -> int:
     if key:
         if key not in key_index:
             example = next(iter(key_index), "?")
-            raise UserError(f"unknown sample {key!r} (samples are the run's keys, e.g. {example!r})")
+            raise UserError(f"unknown sample {shown(key)} (samples are the run's keys, e.g. {shown(example)})")
         return key_index[key]
     index = str(row.get("index", "")).strip()
-    if not index.isdigit() or int(index) >= len(key_index):
-        raise UserError(f"unknown sample index {index!r} (valid: 0..{len(key_index) - 1})")
+    if not (index.isascii() and index.isdigit()) or int(index) >= len(key_index):
+        raise UserError(f"unknown sample index {shown(index)} (valid: 0..{len(key_index) - 1})")
     return int(index)
 
 
 def _class(text: str, class_index: dict, class_names) -> int:
     if text in class_index:
         return class_index[text]
-    if text.isdigit() and int(text) < len(class_names):
+    if text.isascii() and text.isdigit() and int(text) < len(class_names):
         return int(text)
-    raise UserError(f"unknown class {text!r} (valid: {', '.join(map(str, class_names))})")
+    names = ", ".join(map(str, class_names))
+    raise UserError(f"unknown class {shown(text)} (valid: {names[:200] + ' ...' if len(names) > 200 else names})")
 
 
-def _number(text: str) -> bool:
+MAX_REVIEWER = 200  # characters of a reviewer's name
+MAX_STEP = 10**9  # steps are epochs: any real run stays far below
+FUTURE_SLACK = 86_400.0  # seconds a decision's time may lie ahead of this machine's clock (a skewed clock)
+FLAGS = {"": False, "0": False, "false": False, "no": False, "1": True, "true": True, "yes": True}
+
+
+def _number(value, name: str) -> float | None:
+    """A cell as a finite number; None when empty."""
+    text = "" if value is None else str(value).strip()
+    if not text:
+        return None
     try:
-        float(text)
-        return bool(text)
+        number = float(text)
     except ValueError:
-        return False
+        raise UserError(f"{name} {shown(text)} is not a number") from None
+    if not math.isfinite(number):
+        raise UserError(f"{name} {shown(text)} is not a finite number")
+    return number
+
+
+def _step(value) -> int | None:
+    step = _number(value, "step")
+    if step is None:
+        return None
+    if step != int(step) or not 0 <= step <= MAX_STEP:
+        raise UserError(f"step {shown(value)} is not a whole number in 0..{MAX_STEP:,}")
+    return int(step)
+
+
+def _time(value) -> float | None:
+    when = _number(value, "time")
+    if when is None:
+        return None
+    latest = time.time() + FUTURE_SLACK
+    if not 0 <= when <= latest:
+        raise UserError(f"time {shown(value)} is not seconds since 1970 up to now (valid: 0..{latest:.0f})")
+    return when
+
+
+def _blind(value) -> bool:
+    text = "" if value is None else str(value).strip().lower()
+    if text not in FLAGS:
+        raise UserError(f"blind {shown(value)} is not a yes/no flag (valid: 1, 0, true, false, yes, no, empty)")
+    return FLAGS[text]
 
 
 def import_decisions(store: RunStore, source, reviewer: str | None = None, name: str | None = None) -> list[Decision]:
     """Record the decisions of a file (path, or bytes with ``name``) in one
-    transaction; returns them. Nothing is recorded if any row is bad."""
+    transaction; returns them. Every row is checked (sample, class, decision,
+    reviewer, finite ``step`` and ``time`` in range, ``blind`` flag) before the
+    review log is opened: if any row is bad, nothing is recorded and no log is
+    created."""
     if not store.exists():
         raise UserError(f"{str(store.path)!r} is not a run directory (no config.json)")
     label = name or (str(source) if isinstance(source, (str, Path)) else "uploaded file")
     frame = read_decision_file(source, name)
     class_names = run_class_names(store)
-    data = store.dataset_arrays()
+    data = read_dataset(store)
     events = parse_decisions(frame, data["keys"].astype(str), class_names, data["given"], reviewer,
                              source=f"decisions file {label!r}")
     if not events:
