@@ -48,8 +48,8 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default=d.dataset, help="digits, moons, blobs, circles (?n=&spread=), folder:DIR[?size=32&mode=RGB&augment=crop_flip"
                         "&test=0.2], mnist:ROOT, fashion-mnist:ROOT, cifar10:ROOT, cifar100:ROOT "
                         "(?download=1, ?n=N) (default digits)")
-    p.add_argument("--noise", default=d.noise, help="none, symmetric:R, pairflip:R, asym:R (CIFAR-10 classes), instance:R, matrix:FILE "
-                        "(default symmetric:0.4)")
+    p.add_argument("--noise", default=None, help="none, symmetric:R, pairflip:R, asym:R (CIFAR-10 classes), instance:R, matrix:FILE "
+                        f"(default {d.noise}; none with --labels, which cannot take synthetic noise)")
     p.add_argument("--method", default=d.method, help=f"one of {', '.join(METHODS)}")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None,
@@ -105,11 +105,27 @@ def config_from_args(a: argparse.Namespace, teacher: str | None = None) -> RunCo
     schedule = replace(base_schedule, **chosen)
     chosen = {name: getattr(a, name) for name in TRAIN_FLAGS if getattr(a, name) is not None}
     train = replace(base_train, **chosen)
-    return RunConfig(dataset=a.dataset, noise=a.noise, method=a.method, seed=a.seed,
-                     noise_rate=_noise_rate(a.noise_rate, a.noise), teacher=a.teacher, student=a.student,
+    noise = _noise(a.noise, a.labels)
+    if a.labels and a.noise_rate == "known":
+        raise UserError(f"--noise-rate known is the rate of synthetic noise, and --labels {a.labels!r} has none; "
+                        "give the label file's noise rate as a number, or omit --noise-rate to estimate it")
+    return RunConfig(dataset=a.dataset, noise=noise, method=a.method, seed=a.seed,
+                     noise_rate=_noise_rate(a.noise_rate, noise), teacher=a.teacher, student=a.student,
                      teacher_checkpoint=a.teacher_checkpoint, labels=a.labels, key_column=a.key_column,
                      label_column=a.label_column, truth_column=a.truth_column, graph=graph,
                      propagation=propagation, schedule=schedule, train=train)
+
+
+def _noise(noise: str | None, labels: str | None) -> str:
+    """The run's noise spec: the default, or ``none`` with a label file (which refuses any other)."""
+    from .data.labels import labels_with_noise_problem
+
+    if labels:
+        problem = labels_with_noise_problem(labels, noise or "none")
+        if problem:
+            raise UserError(problem)
+        return "none"
+    return noise if noise is not None else RunConfig().noise
 
 
 def _noise_rate(text: str | None, noise: str) -> float | None:

@@ -191,6 +191,21 @@ def apply_label_file(dataset: Dataset, path: str | Path, key_column: str = "path
     return dataclasses.replace(dataset, train_given=given, train_true=true)
 
 
+def labels_with_noise_problem(labels: str | None, noise: str | None) -> str | None:
+    """Why a label file and a synthetic noise spec cannot go together; None when they can.
+
+    A label file's labels are the given labels as they are: synthetic noise is
+    never added on top of them (the run's summary would report a noise that
+    is not the file's), so any noise but ``none`` is refused.
+    """
+    from ..noise import parse_noise_spec
+
+    if not labels or parse_noise_spec(noise or "none").kind == "none":
+        return None
+    return (f"--labels {shown(labels)} brings the given labels, so --noise {shown(noise)} would not be applied; "
+            "drop --noise (or pass --noise none): synthetic noise is never added on top of a label file")
+
+
 def label_file_report(dataset: Dataset, path: str | Path, key_column: str, label_column: str,
                       truth_column: str | None = None) -> dict:
     """Check a label file against a dataset without starting a run (the Setup page).
