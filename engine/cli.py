@@ -48,8 +48,8 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default=d.dataset, help="digits, moons, blobs, circles (?n=&spread=), folder:DIR[?size=32&mode=RGB&augment=crop_flip"
                         "&test=0.2], mnist:ROOT, fashion-mnist:ROOT, cifar10:ROOT, cifar100:ROOT "
                         "(?download=1, ?n=N) (default digits)")
-    p.add_argument("--noise", default=None, help="none, symmetric:R, pairflip:R, asym:R (CIFAR-10 classes), instance:R, matrix:FILE "
-                        f"(default {d.noise}; none with --labels, which cannot take synthetic noise)")
+    p.add_argument("--noise", default=None, help="none, symmetric:R, pairflip:R, asym:R (CIFAR-10 classes), "
+                   f"instance:R, matrix:FILE (default {d.noise}; none with --labels, which takes no synthetic noise)")
     p.add_argument("--method", default=d.method, help=f"one of {', '.join(METHODS)}")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None,

@@ -20,9 +20,10 @@ import pandas as pd
 import streamlit as st
 
 from app.byod import (AUGMENTS, IMAGE_MODES, IMAGE_SIZES, LABEL_UPLOAD_LIMIT_MB, SOURCES, TORCHVISION_SETS,
-                      UNPACK_LIMIT_TEXT, UPLOAD_LIMIT_MB, DataFacts, dataset_facts, default_models_for, folder_facts,
-                      known_noise_rate, label_report, model_choices_for, noise_problem, save_label_upload,
-                      scan_summary, torchvision_pending_facts, torchvision_spec, unpack_upload, uploads_dir)
+                      UNPACK_LIMIT_TEXT, UPLOAD_LIMIT_MB, DataFacts, dataset_facts, default_label_columns,
+                      default_models_for, folder_facts, known_noise_rate, label_preview, label_report,
+                      model_choices_for, noise_problem, save_label_upload, scan_summary, torchvision_pending_facts,
+                      torchvision_spec, unpack_upload, uploads_dir)
 from app.common import RUN_DIR_KEY, current_store, open_run, runs_root
 from app.settings import (DATASETS, METHOD_LABELS, NOISE_KINDS, NOISE_RATE_MODES, SetupValues, delete_run,
                           load_presets, rename_run, run_rows, settings_problems, suggest_run_name, validate_run_name)
@@ -30,7 +31,7 @@ from app.worker import forget_worker, get_worker, is_live
 from engine.checkpoint import load_teacher
 from engine.config import RunConfig, ScheduleConfig, TrainConfig, defaults_for_teacher
 from engine.data.folder import VALID_LAYOUT
-from engine.data.labels import guess_columns, preview_label_file
+from engine.data.labels import guess_columns
 from engine.errors import UserError
 from engine.run import Run
 
@@ -289,12 +290,19 @@ def _label_section(v: SetupValues, key: str, spec: str | None, data: DataChoice)
     path = _label_path(v, key, choice)
     if path is None:
         return {"labels": ""}, None, ["Choose a label CSV, or 'No label file'."]
-    try:
-        columns, head = preview_label_file(path, rows=8)
-    except (UserError, OSError) as exc:
-        st.error(str(exc))
-        return {"labels": str(path)}, None, [str(exc)]
-    values = {"labels": str(path), **_column_inputs(key, columns)}
+    if spec is None or data.problems or data.facts is None or data.facts.num_train is None:
+        columns, error = default_label_columns(path)  # no rows until the file is a label table of the data
+        if error:
+            st.error(error)
+            return {"labels": str(path)}, None, [error]
+        values = {"labels": str(path), **columns}
+        return (values, *_label_check(spec, data, values))
+    preview = label_preview(spec, path, data.signature)
+    if not preview["ok"]:
+        st.error(preview["error"])
+        return {"labels": str(path)}, None, [preview["error"]]
+    values = {"labels": str(path), **_column_inputs(key, preview["columns"], preview["key_columns"])}
+    head = preview["head"]
     st.dataframe(head, hide_index=True, width="stretch", height=min(320, 38 + 35 * len(head)))
     report, problems = _label_check(spec, data, values)
     return values, report, problems
@@ -310,8 +318,9 @@ def _label_path(v: SetupValues, key: str, choice: str) -> Path | None:
     return Path(text.strip()).expanduser().absolute() if text.strip() else None
 
 
-def _column_inputs(key: str, columns: list[str]) -> dict:
+def _column_inputs(key: str, columns: list[str], key_columns: list[str]) -> dict:
     guesses = guess_columns(columns)
+    guesses["key"] = guesses["key"] if guesses["key"] in key_columns else key_columns[0]
     suffix = hashlib.sha1("\x1f".join(columns).encode()).hexdigest()[:8]  # another file: the guesses again
     key_col, label_col, truth_col = st.columns(3)
 

@@ -77,9 +77,54 @@ def guess_columns(columns) -> dict[str, str | None]:
 
 
 def preview_label_file(path: str | Path, rows: int = 10) -> tuple[list[str], pd.DataFrame]:
-    """(column names, first ``rows`` rows) of a label file, for the Setup page."""
+    """(column names, first ``rows`` rows) of a label file, unchecked: for a file the
+    user gave themselves. The Setup page shows :func:`label_table_preview` instead."""
     table = read_label_csv(path)
     return list(table.columns), table.head(rows)
+
+
+KEY_MATCH = 0.5  # share of a column's values that must be sample keys for it to count as a key column
+
+
+def key_columns(table: pd.DataFrame, dataset: Dataset) -> list[str]:
+    """Columns of ``table`` whose values are mostly (:data:`KEY_MATCH`) keys of ``dataset``'s samples."""
+    lookup = _key_lookup(dataset.keys())
+    found = []
+    for column in table.columns:
+        hits = sum(_normalise_key(str(k)) in lookup for k in table[column])
+        if hits and hits >= KEY_MATCH * len(table):
+            found.append(column)
+    return found
+
+
+def label_table_preview(dataset: Dataset, path: str | Path, rows: int = 8) -> dict:
+    """A label file's columns and first rows, shown only when it is a label table of ``dataset``.
+
+    The Setup page reads files anywhere on the machine it runs on; so that it
+    cannot show the lines of any readable file, nothing of the file (rows,
+    column names) is returned unless some column's values are mostly keys of
+    the dataset's samples. Otherwise ``error`` says what is wrong in one line
+    without repeating the file.
+
+    Returns
+    -------
+    dict
+        ``ok``; ``error`` (str or None); when ok, ``columns`` (all),
+        ``key_columns`` (those holding sample keys) and ``head`` (the first ``rows`` rows).
+    """
+    refused = {"ok": False, "columns": None, "key_columns": None, "head": None}
+    try:
+        table = read_label_csv(path)
+    except UserError as exc:  # these messages name the file and the problem, never its lines
+        return {**refused, "error": str(exc)}
+    keys = key_columns(table, dataset)
+    if not keys:
+        example = _listing(dataset.keys()[:2], 2)
+        return {**refused, "error": f"label file {shown(path)} is not a label table of {dataset.name!r}: none of its "
+                                    f"{len(table.columns)} column(s) holds the samples' keys (they look like "
+                                    f"{example}, or an index 0..{dataset.num_train - 1}); its contents are not "
+                                    "shown"}
+    return {"ok": True, "error": None, "columns": list(table.columns), "key_columns": keys, "head": table.head(rows)}
 
 
 def _key_lookup(keys: tuple[str, ...]) -> dict[str, int]:
