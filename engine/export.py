@@ -163,17 +163,21 @@ def export_run(store: RunStore, out_dir, step: int | None = None, report: bool =
         "clean_labels.csv": clean_labels_table(samples).to_csv(index=False),
     }
     student = student_weights(store) if store.checkpoint_path.is_file() else None
-    with staged_folder(out) as stage:
-        for name, text in files.items():
-            exportdir.write_file(stage / name, _utf8(text))
-        if student is not None:
-            exportdir.write_file(stage / "student.pt", student)
-        if report:
-            from .report import write_report
+    try:
+        with staged_folder(out) as stage:
+            for name, text in files.items():
+                exportdir.write_file(stage / name, _utf8(text))
+            if student is not None:
+                exportdir.write_file(stage / "student.pt", student)
+            if report:
+                from .report import write_report
 
-            write_report(store, stage, samples=samples, reviews=reviews)
-        manifest = write_manifest(stage, run=str(store.path), step=step,
-                                  written=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+                write_report(store, stage, samples=samples, reviews=reviews)
+            manifest = write_manifest(stage, run=str(store.path), step=step,
+                                      written=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    except OSError as exc:  # a full disk, a folder without write permission
+        raise UserError(f"writing the export {shown(out)} failed ({exc.strerror or type(exc).__name__}); "
+                        "that folder is as it was before") from None
     names = [f["name"] for f in manifest["files"]]
     order = [n for n in (*files, "student.pt", "report.md") if n in names]
     return {name: out / name for name in (*order, *sorted(set(names) - set(order)), MANIFEST)}
