@@ -289,6 +289,17 @@ def test_export_without_a_dataset_file_says_it_is_missing(run, tmp_path, capsys)
     refused(capsys, "export", run, "--out", tmp_path / "out", names=["dataset.npz", "is missing"])
 
 
+@pytest.mark.parametrize("name, fragments", [
+    ("checkpoint.pt", ["checkpoint.pt", "corrupt"]),
+    ("summary.json", ["summary.json", "is damaged", "resume"]),
+])
+def test_export_of_a_damaged_checkpoint_or_summary_names_it(run, tmp_path, capsys, name, fragments):
+    garbage(run / name)
+    before = digest(run)
+    refused(capsys, "export", run, "--out", tmp_path / "out", names=fragments)
+    assert digest(run) == before and not (tmp_path / "out").exists() and leftovers(tmp_path / "out") == []
+
+
 def test_a_damaged_snapshot_keeps_the_previous_export(run, tmp_path, capsys):
     out = tmp_path / "out"
     export_run(RunStore(run), out, step=4, report=False)
