@@ -148,9 +148,9 @@ def export_run(store: RunStore, out_dir, step: int | None = None, report: bool =
         raise UserError(f"{str(store.path)!r} is not a run directory (no config.json)")
     out = Path(out_dir)
     check_target(out.absolute())  # before the work: a folder of other files is refused
+    read_dataset(store)  # a damaged dataset.npz or snapshot: one line naming it, before anything is written
     class_names = run_class_names(store)
     step = step if step is not None else (store.steps()[-1] if store.steps() else None)
-    read_dataset(store)  # a damaged dataset.npz or snapshot: one line naming it, before anything is written
     if step is not None:
         read_snapshot(store, step)
     reviews = ReviewStore(store.path, num_classes=len(class_names))
@@ -358,8 +358,8 @@ def import_decisions(store: RunStore, source, reviewer: str | None = None, name:
         raise UserError(f"{str(store.path)!r} is not a run directory (no config.json)")
     label = name or (str(source) if isinstance(source, (str, Path)) else "uploaded file")
     frame = read_decision_file(source, name)
-    class_names = run_class_names(store)
     data = read_dataset(store)
+    class_names = run_class_names(store)
     events = parse_decisions(frame, data["keys"].astype(str), class_names, data["given"], reviewer,
                              source=f"decisions file {label!r}")
     if not events:

