@@ -174,6 +174,11 @@ def _fmt(value) -> str:
 def write_report(store: RunStore, out_dir, samples=None, reviews: ReviewStore | None = None) -> Path:
     """Write ``report.md`` and its charts into ``out_dir``; returns the report's path.
 
+    Files are written plainly (through :func:`engine.exportdir.write_file`):
+    ``out_dir`` is meant to be a fresh folder, as :func:`engine.export.export_run`'s
+    staging folder or a temporary one. A damaged summary, dataset or snapshot
+    is one :class:`UserError` naming the file.
+
     ``samples`` (from :func:`engine.export.samples_table`) adds the count of
     final labels that differ from the given ones.
     """
