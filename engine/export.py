@@ -166,7 +166,7 @@ def export_run(store: RunStore, out_dir, step: int | None = None, report: bool =
     try:
         with staged_folder(out) as stage:
             for name, text in files.items():
-                exportdir.write_file(stage / name, _utf8(text))
+                exportdir.write_file(stage / name, exportdir.text_bytes(text))
             if student is not None:
                 exportdir.write_file(stage / "student.pt", student)
             if report:
@@ -181,15 +181,6 @@ def export_run(store: RunStore, out_dir, step: int | None = None, report: bool =
     names = [f["name"] for f in manifest["files"]]
     order = [n for n in (*files, "student.pt", "report.md") if n in names]
     return {name: out / name for name in (*order, *sorted(set(names) - set(order)), MANIFEST)}
-
-
-def _utf8(text: str) -> bytes:
-    """UTF-8 bytes of an export's text; a file name that was not UTF-8 (kept by
-    Python as surrogate escapes) goes back as its original bytes."""
-    try:
-        return text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace")
 
 
 # ---------------------------------------------------------------- import

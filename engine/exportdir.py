@@ -60,6 +60,16 @@ def write_file(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
+def text_bytes(text: str) -> bytes:
+    """UTF-8 bytes of an export's text. A name Python read from a file system
+    that is not UTF-8 (kept as surrogate escapes, e.g. in an image folder's
+    path) goes back as its original bytes instead of failing the export."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace")
+
+
 def sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -229,5 +229,5 @@ def write_report(store: RunStore, out_dir, samples=None, reviews: ReviewStore | 
         else:
             (out / name).unlink(missing_ok=True)
     report = out / "report.md"
-    exportdir.write_file(report, ("\n".join(lines) + "\n").encode())
+    exportdir.write_file(report, exportdir.text_bytes("\n".join(lines) + "\n"))
     return report

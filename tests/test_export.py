@@ -156,3 +156,11 @@ def test_cli_export_and_import(run, tmp_path, capsys):
     good.write_text("sample,decision,label,reviewer\ns5,relabel,class 0,dan\n")
     assert cli_main(["import-decisions", str(run.path), str(good)]) == 0
     assert ReviewStore(run.path).latest()[5].reviewer == "dan"
+
+
+def test_export_text_keeps_names_that_were_not_utf8_as_their_bytes():
+    from engine.exportdir import text_bytes
+
+    assert text_bytes("folder:/data/caf\udce9,ok") == b"folder:/data/caf\xe9,ok"  # os.fsdecode's escape, undone
+    assert text_bytes("lone \ud800") == b"lone \\ud800"  # not from a file system: escaped, never a crash
+    assert text_bytes("ünïcode") == "ünïcode".encode()
