@@ -12,10 +12,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from .config import METHODS, SMALL_PAIR_TEACHER, RunConfig, ScheduleConfig, TrainConfig, defaults_for_teacher
+from .config import (METHODS, SMALL_PAIR_TEACHER, GraphConfig, PropagationConfig, RunConfig, ScheduleConfig,
+                     TrainConfig, defaults_for_teacher)
 from .errors import UserError
-from .graph import GraphConfig
-from .propagate import PropagationConfig
 from .store import RunStore
 
 SUMMARY_COLUMNS = (
@@ -221,7 +220,7 @@ def cmd_resume(a) -> int:
 
 
 def cmd_compare(a) -> int:
-    from .report import read_metrics, read_summary
+    from .runfiles import read_metrics, read_summary
 
     rows = []
     for path in a.runs:

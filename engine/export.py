@@ -39,7 +39,7 @@ import pandas as pd
 from . import exportdir
 from .errors import UserError, shown
 from .exportdir import MANIFEST, check_target, staged_folder, write_manifest
-from .report import read_dataset, read_snapshot
+from .runfiles import read_dataset, read_snapshot
 from .review import DECISIONS, LABELLING, Decision, ReviewStore, run_class_names
 from .store import RunStore
 

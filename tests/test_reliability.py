@@ -538,10 +538,11 @@ def test_the_setup_page_shows_one_line_and_no_rows_for_a_file_that_is_not_a_labe
 
 
 # ---------------------------------------------------------------- the real exit path: python -m engine
-def test_the_real_cli_exits_2_in_one_line_for_a_damaged_snapshot(run, tmp_path):
-    garbage(run / "snapshots" / "step_00008.npz")
-    one_line_exit_2(python_m_engine("export", run, "--out", tmp_path / "out", "--no-report"), "step_00008.npz")
-    assert not (tmp_path / "out").exists()
+def test_the_real_cli_exits_2_in_one_line_for_a_damaged_summary(run):
+    (run / "summary.json").write_text("{not json")
+    before = digest(run)
+    one_line_exit_2(python_m_engine("compare", run), "summary.json")
+    assert digest(run) == before
 
 
 def test_the_real_cli_exits_2_in_one_line_for_an_overflowing_step(run, tmp_path):
