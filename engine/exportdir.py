@@ -215,6 +215,8 @@ def staged_folder(target):
         ``target`` is a file, or a folder holding files that are not an export's.
     """
     target = Path(target).absolute()
+    if target.is_symlink():  # replace the folder it points to, never the link itself
+        target = target.resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     recover(target)
     check_target(target)

@@ -232,6 +232,15 @@ def test_a_sigkilled_export_leaves_the_previous_one_and_the_next_export_cleans_u
     assert json.loads((out / "manifest.json").read_text())["step"] == 8
 
 
+def test_an_export_through_a_link_replaces_the_folder_it_points_to(run, tmp_path):
+    real, link = tmp_path / "real", tmp_path / "link"
+    export_run(RunStore(run), real, step=4, report=False)
+    link.symlink_to(real, target_is_directory=True)
+    export_run(RunStore(run), link, report=False)
+    assert link.is_symlink() and json.loads((real / "manifest.json").read_text())["step"] == 8
+    assert verify_export(real) == [] and leftovers(real) == []
+
+
 def test_an_export_never_replaces_a_folder_of_other_files(run, tmp_path, capsys):
     out = tmp_path / "mine"
     out.mkdir()
