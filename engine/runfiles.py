@@ -61,7 +61,7 @@ SUMMARY_NUMBERS = tuple(key for key, _ in SUMMARY_ROWS) + ("seed", "steps")
 def read_summary(store: RunStore) -> dict | None:
     """``summary.json`` (None while the run is unfinished), or one clear line naming it."""
     path = store.path / "summary.json"
-    advice = f"delete it and run 'python -m engine resume {store.path}' to write it again"
+    advice = f"delete it, then `python -m engine resume {store.path}` writes it again"
     with reading(path, advice):
         summary = store.summary()
         if summary is None:
