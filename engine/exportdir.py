@@ -196,12 +196,16 @@ def _put_in_place(staging: Path, target: Path) -> None:
     if not target.exists():
         os.rename(staging, target)
     elif _exchange(staging, target):
-        shutil.rmtree(staging)  # now the old export
+        shutil.rmtree(staging, ignore_errors=True)  # now the old export: the new one is in place
     else:
         aside = staging.with_name(staging.name + OLD)
         os.rename(target, aside)
-        os.rename(staging, target)
-        shutil.rmtree(aside)
+        try:
+            os.rename(staging, target)
+        except BaseException:
+            os.rename(aside, target)  # the old export back where it was
+            raise
+        shutil.rmtree(aside, ignore_errors=True)
     _fsync_dir(target.parent)
 
 

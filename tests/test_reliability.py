@@ -333,6 +333,21 @@ def test_compare_of_a_damaged_summary_names_it_and_how_to_rewrite_it(run, tiny_m
     assert digest(run) == before
 
 
+@pytest.mark.parametrize("command", ["compare", "export"])
+@pytest.mark.parametrize("content, fragment", [
+    ("null", "not a valid run config"),
+    ('{"graph": "abc"}', "'graph' must be an object"),
+    ("{bad", "is unreadable"),
+])
+def test_a_damaged_config_is_one_line_for_compare_and_export(run, tmp_path, capsys, command, content, fragment):
+    (run / "summary.json").unlink()  # an unfinished run: compare reads its config
+    (run / "config.json").write_text(content)
+    before = digest(run)
+    extra = ["--out", tmp_path / "out"] if command == "export" else []
+    refused(capsys, command, run, *extra, names=["config.json", fragment])
+    assert digest(run) == before and not (tmp_path / "out").exists() and leftovers(tmp_path / "out") == []
+
+
 def test_compare_of_an_unfinished_run_skips_metrics_lines_that_are_not_objects(run, capsys):
     (run / "summary.json").unlink()
     with open(run / "metrics.jsonl", "a") as fh:
