@@ -191,6 +191,22 @@ def test_without_an_atomic_swap_two_renames_replace_the_folder(run, tmp_path, mo
     assert verify_export(out) == [] and leftovers(out) == []
 
 
+def test_a_failed_second_rename_puts_the_previous_export_back(run, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(exportdir, "_exchange", lambda a, b: False)
+    out = tmp_path / "out"
+    export_run(RunStore(run), out, step=4, report=False)
+    before, real = digest(out), os.rename
+
+    def rename(source, target):
+        if Path(target) == out and not str(source).endswith(".old"):
+            raise OSError(5, "Input/output error", str(target))
+        real(source, target)
+
+    monkeypatch.setattr(os, "rename", rename)
+    refused(capsys, "export", run, "--out", out, "--no-report", names=["Input/output error", "as it was before"])
+    assert digest(out) == before and leftovers(out) == []
+
+
 def test_a_kill_between_the_two_renames_is_undone_by_the_next_export(run, tmp_path):
     out = tmp_path / "out"
     export_run(RunStore(run), out, step=4, report=False)
