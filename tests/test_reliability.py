@@ -220,19 +220,21 @@ def test_a_kill_between_the_two_renames_is_undone_by_the_next_export(run, tmp_pa
     assert digest(out) == before and leftovers(out) == []
 
 
-def test_a_sigkilled_export_leaves_the_previous_one_and_the_next_export_cleans_up(run, tmp_path):
+@pytest.mark.parametrize("kill_at", [4, 7])  # halfway through the tables; at the manifest, just before the swap
+def test_a_sigkilled_export_leaves_the_previous_one_and_the_next_export_cleans_up(run, tmp_path, kill_at):
     out = tmp_path / "out"
     export_run(RunStore(run), out, step=4, report=False)
     before = digest(out)
     script = textwrap.dedent(f"""
-        import os, signal
+        import os, signal, sys
         from engine import exportdir
         from engine.export import export_run
         from engine.store import RunStore
         real, count = exportdir.write_file, [0]
         def write(path, data):
             count[0] += 1
-            if count[0] == 4:  # halfway through the tables
+            if count[0] == {kill_at}:
+                print(os.path.basename(path), file=sys.stderr, flush=True)
                 os.kill(os.getpid(), signal.SIGKILL)
             real(path, data)
         exportdir.write_file = write
@@ -241,6 +243,7 @@ def test_a_sigkilled_export_leaves_the_previous_one_and_the_next_export_cleans_u
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == -signal.SIGKILL, done.stderr
+    assert done.stderr.split() == [{4: "review_history.csv", 7: "manifest.json"}[kill_at]]
     assert digest(out) == before and verify_export(out) == []
     assert len(leftovers(out)) >= 1  # the killed export's hidden staging folder, beside the export
     export_run(RunStore(run), out, report=False)
