@@ -4,7 +4,9 @@ Every refusal is checked the same way (:func:`refused`): exit status 2, exactly
 one line on stderr, no traceback, the input named; and the run directory's
 files are the same bytes afterwards (:func:`digest`), with no temporary file
 left beside them. Most cases call ``engine.cli.main`` in-process; a few go
-through ``python -m engine`` to prove the real exit path.
+through ``python -m engine`` (``compare``: it imports no torch, so it starts in
+half a second) and real processes killed with SIGKILL mid-export prove the
+real exit paths.
 
 Runs: a copy of the shared tiny moons run (``tests/conftest.py``), damaged per test.
 """
@@ -585,12 +587,4 @@ def test_the_real_cli_exits_2_in_one_line_for_a_damaged_summary(run):
     (run / "summary.json").write_text("{not json")
     before = digest(run)
     one_line_exit_2(python_m_engine("compare", run), "summary.json")
-    assert digest(run) == before
-
-
-def test_the_real_cli_exits_2_in_one_line_for_an_overflowing_step(run, tmp_path):
-    path = tmp_path / "d.csv"
-    path.write_text("index,decision,reviewer,step\n1,outlier,ann,1e400\n")
-    before = digest(run)
-    one_line_exit_2(python_m_engine("import-decisions", run, path), "step '1e400' is not a finite number")
     assert digest(run) == before
