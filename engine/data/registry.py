@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import UserError
+from ..errors import UserError, shown
 from . import embedded, folder, torchvision_sets
 from .base import Dataset, parse_dataset_spec
 
@@ -26,7 +26,7 @@ def load_dataset(spec: str) -> Dataset:
     loader = _LOADERS.get(parsed.name)
     if loader is None:
         valid = ", ".join(available_datasets())
-        raise UserError(f"unknown dataset {spec!r}; valid: {valid}")
+        raise UserError(f"unknown dataset {shown(spec)}; valid: {valid}")
     return loader(parsed)
 
 
