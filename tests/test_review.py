@@ -596,3 +596,34 @@ def test_queue_uses_every_source_and_beats_self_confidence_on_a_hand_made_case()
     np.testing.assert_array_equal(baseline, [0, 2, 1, 3])  # student P(given): 0.1, 0.6, 0.45, 0.9
     assert queue_precision(ours, given, true, 2) == 1.0 and queue_precision(baseline, given, true, 2) == 0.5
     assert queue_precision(np.array([], np.int64), given, true, 2) is None
+
+
+# ---------------------------------------------------------------- several reviewers through export and import
+def test_decisions_export_has_reviewer_and_consensus_rows_and_imports_back(tmp_path):
+    import shutil
+
+    from engine.export import decisions_table, import_decisions, samples_table
+
+    store = make_run(tmp_path / "run")
+    reviews = ReviewStore(store.path, num_classes=2)
+    reviews.record(3, "relabel", "ann", 1, proposal=0)
+    reviews.record(3, "keep", "bob", proposal=0)  # disputed; a tie the proposal (0 = keep) breaks
+    reviews.record(5, "outlier", "ann")
+    reviews.record(5, "outlier", "bob")
+    table = decisions_table(reviews.effective(), ["class 0", "class 1"])
+    assert table[["index", "kind", "reviewer", "decision", "label", "disputed"]].values.tolist() == [
+        [3, "reviewer", "ann", "relabel", "class 1", 1], [3, "reviewer", "bob", "keep", "class 0", 1],
+        [5, "reviewer", "ann", "outlier", "", 0], [5, "reviewer", "bob", "outlier", "", 0],
+        [3, "consensus", "ann, bob", "keep", "class 0", 1], [5, "consensus", "ann, bob", "outlier", "", 0]]
+    samples = samples_table(store).set_index("index")
+    assert samples.loc[3, ["final", "decision", "reviewer"]].tolist() == ["class 0", "keep", "ann, bob"]
+    copy = RunStore(tmp_path / "copy")
+    shutil.copytree(store.path, copy.path)
+    for name in ("reviews.sqlite", "reviews.sqlite-wal", "reviews.sqlite-shm"):
+        (copy.path / name).unlink(missing_ok=True)
+    (tmp_path / "decisions.csv").write_text(table.to_csv(index=False))
+    imported = import_decisions(copy, tmp_path / "decisions.csv")
+    assert len(imported) == 4  # the consensus rows are not imported as decisions
+    again = ReviewStore(copy.path).consensus()
+    assert {s: (v.label, v.outlier, v.disputed, v.reviewers) for s, v in again.items()} == \
+        {3: (0, False, True, ("ann", "bob")), 5: (None, True, False, ("ann", "bob"))}
