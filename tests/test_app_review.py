@@ -1,5 +1,6 @@
 """The Review page in Streamlit's AppTest: decisions recorded, kept across a reload, blind mode, ripple."""
 
+import re
 import shutil
 from pathlib import Path
 
@@ -33,9 +34,16 @@ def heading(at: AppTest) -> str:
     return at.subheader[0].value
 
 
+def card_button(at: AppTest, key: str):
+    """A button by key; a decision button's key ends in the sample it was drawn for (``review_accept_12``)."""
+    found = [b for b in at.button if b.key == key or re.fullmatch(re.escape(key) + r"_\d+", b.key or "")]
+    assert found, f"no button {key!r} among {[b.key for b in at.button]}"
+    return found[0]
+
+
 def press(at: AppTest, key: str) -> str:
     """Click a button by key; return the flash message it left."""
-    at.button(key=key).click().run()
+    card_button(at, key).click().run()
     assert not at.exception, at.exception
     messages = [m.value for m in at.success] + [m.value for m in at.error]
     return messages[0] if messages else ""
@@ -69,14 +77,14 @@ def test_undo_goes_back_and_cancels(run_dir):
 
 def test_no_reviewer_no_decision(run_dir):
     at = open_page(run_dir)
-    assert at.button(key="review_accept").disabled
+    assert card_button(at, "review_accept").disabled
     assert any("Enter your name" in i.value for i in at.info)
 
 
 def test_blind_mode_hides_the_proposal_until_decided(run_dir):
     at = open_page(run_dir, "blindy")
     at.sidebar.toggle(key="review_blind").set_value(True).run()
-    assert "review_accept" not in [b.key for b in at.button]
+    assert not any((b.key or "").startswith("review_accept") for b in at.button)
     assert any("hidden until you decide" in m.value for m in at.markdown)
     sample = heading(at)
     press(at, "review_class_0")
