@@ -30,6 +30,14 @@ def open_page(run_dir, reviewer: str | None = None) -> AppTest:
     return at
 
 
+def open_section(at: AppTest, key: str) -> AppTest:
+    """Open one of the page's lazy expanders (their content is drawn only while open)."""
+    at.session_state[key] = True
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
 def heading(at: AppTest) -> str:
     return at.subheader[0].value
 
@@ -101,6 +109,7 @@ def test_ripple_and_impact_order(run_dir):
     at.sidebar.selectbox(key="review_order").set_value("impact").run()
     assert not at.exception, at.exception
     press(at, "review_accept")
+    open_section(at, "review_ripple_section")
     at.button(key="review_apply").click().run()
     assert not at.exception, at.exception
     metrics = {m.label: m.value for m in at.metric}
@@ -177,6 +186,7 @@ def test_two_reviewers_on_one_sample_are_disputed_on_both_screens(run_dir):
         assert votes[-2:] == [v.replace(you + ":", you + " \\(you\\):") for v in expected], votes
     ann.sidebar.selectbox(key="review_which").set_value("disputed").run()
     assert heading(ann).split(" · ")[0] == sample.split(" · ")[0] and heading(ann).endswith("1 of 1")
+    open_section(ann, "review_reviewers_section")
     reviewers = next(d.value for d in ann.dataframe if "agreement with consensus" in d.value.columns).set_index("reviewer")
     assert reviewers.loc["d-ann", "decisions"] == 1 and reviewers.loc["d-ann", "disputed"] == 1
 
@@ -201,6 +211,8 @@ def test_reviewer_comes_from_the_address_and_stays_in_the_session(run_dir):
 
 def test_bulk_accept_is_one_action_and_z_undoes_it_whole(run_dir):
     at = open_page(run_dir, "bulky")
+    assert "review_bulk_accept" not in [b.key for b in at.button]  # a closed section draws nothing
+    open_section(at, "review_bulk_section")
     at.number_input(key="review_bulk_limit").set_value(5).run()
     at.slider(key="review_bulk_conf").set_value(0.0).run()
     where = heading(at)

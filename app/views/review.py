@@ -54,6 +54,14 @@ def on_screen(queue: np.ndarray) -> tuple[int, int]:
     return position, int(queue[position])
 
 
+def section(label: str, key: str, draw, *args) -> None:
+    """An expander whose content is drawn only while it is open (a redraw after a decision stays short)."""
+    box = st.expander(label, key=key, on_change="rerun")
+    if box.open:
+        with box:
+            draw(*args)
+
+
 def main() -> None:
     sync_reviewer_with_url()
     store = open_store()
@@ -90,16 +98,10 @@ def main() -> None:
         card.decision_log(ctx, sample)
         if opts.blind:
             agreement.blind_agreement(ctx)
-        with st.expander("Queue"):
-            queue_table(ctx, queue, exact)
-    with st.expander("Reviewers"):
-        agreement.reviewers_section(ctx)
-    with st.expander("Bulk accept"):
-        bulk.bulk_section(ctx)
-    with st.expander("Apply and re-propagate"):
-        ripple.ripple_section(ctx)
-    with st.expander("Export and import"):
-        exports.export_section(ctx)
-
+        section("Queue", "review_queue_section", queue_table, ctx, queue, exact)
+    section("Reviewers", "review_reviewers_section", agreement.reviewers_section, ctx)
+    section("Bulk accept", "review_bulk_section", bulk.bulk_section, ctx)
+    section("Apply and re-propagate", "review_ripple_section", ripple.ripple_section, ctx)
+    section("Export and import", "review_export_section", exports.export_section, ctx)
 
 main()
