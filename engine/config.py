@@ -5,14 +5,72 @@
 from __future__ import annotations
 
 import json
+import math
+import numbers
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from .errors import UserError
-from .graph import GraphConfig
 from .noise import parse_noise_spec
-from .propagate import PropagationConfig
 
 METHODS = ("aml-kd", "ce", "kd")
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class GraphConfig:
+    """Settings of the kNN graph (:mod:`engine.graph`).
+
+    Parameters
+    ----------
+    k : int
+        Neighbours per sample, self excluded.
+    power : float
+        Exponent applied to the (non-negative) cosine similarity of an edge.
+    """
+
+    k: int = 20  # the authors' value; enough to connect each class, few cross-class edges
+    power: float = 3.0  # s**3 as in Iscen et al.: sharpens the kernel towards close pairs
+
+    def __post_init__(self) -> None:
+        if not _is_int(self.k) or self.k < 1:
+            raise UserError(f"k={self.k!r} is out of range; valid: a whole number >= 1")
+        if not _is_real(self.power) or not self.power > 0 or not math.isfinite(self.power):
+            raise UserError(f"edge-power={self.power!r} is out of range; valid: a finite number > 0")
+
+
+@dataclass(frozen=True)
+class PropagationConfig:
+    """Settings of the label propagation solver (:mod:`engine.propagate`).
+
+    Parameters
+    ----------
+    alpha : float
+        Weight of the graph against the seeds, ``0 < alpha < 1``.
+    max_iter : int
+        Conjugate-gradient iterations at most.
+    tol : float
+        A class column stops once its relative residual is ``<= tol``.
+    """
+
+    alpha: float = 0.99  # the authors' value: labels travel far along the graph
+    max_iter: int = 20  # the authors' value: LP is re-run every epoch, 20 CG steps suffice
+    tol: float = 1e-6  # the authors' value; rarely reached within 20 steps
+
+    def __post_init__(self) -> None:
+        if not _is_real(self.alpha) or not 0 < self.alpha < 1:
+            raise UserError(f"alpha={self.alpha!r} is out of range; valid: 0 < alpha < 1")
+        if not _is_int(self.max_iter) or self.max_iter < 1:
+            raise UserError(f"lp-iterations={self.max_iter!r} is out of range; valid: a whole number >= 1")
+        if not _is_real(self.tol) or not self.tol > 0 or not math.isfinite(self.tol):
+            raise UserError(f"tol={self.tol!r} is out of range; valid: a finite number > 0")
+
 
 
 @dataclass(frozen=True)
@@ -161,3 +219,45 @@ def defaults_for_teacher(teacher: str | None) -> tuple[ScheduleConfig, TrainConf
     if teacher == SMALL_PAIR_TEACHER:
         return SMALL_PAIR_SCHEDULE, replace(TrainConfig(), **SMALL_PAIR_TRAIN)
     return ScheduleConfig(), TrainConfig()
+
+
+# ---------------------------------------------------------------- runnable?
+def check_runnable(config: RunConfig, num_train: int | None = None, num_classes: int | None = None,
+                   dataset_name: str | None = None) -> list[str]:
+    """Reasons a (valid) config cannot make a run on its data, each naming the
+    setting as the CLI spells it and what would be valid. The CLI, the step
+    machine and the Setup page all call this, so they say the same words.
+
+    Parameters
+    ----------
+    config : RunConfig
+        Already valid on its own (its ranges hold).
+    num_train, num_classes : int, optional
+        Facts of the dataset; a check that needs one is skipped while it is
+        unknown (a dataset still to be downloaded).
+    dataset_name : str, optional
+        For the messages.
+
+    Returns
+    -------
+    list of str
+        Empty when the run can start.
+    """
+    problems = []
+    s = config.schedule
+    name = repr(dataset_name or config.dataset)
+    if num_classes is not None and num_classes < 2:
+        problems.append(f"dataset {name} has {num_classes} class; at least 2 are needed")
+    if num_train is not None and config.graph.k >= num_train:
+        problems.append(f"k={config.graph.k} needs more training samples than neighbours; dataset {name} has "
+                        f"{num_train}: valid k is 1..{num_train - 1}")
+    if config.method != "ce" and s.teacher_epochs < 1 and not config.teacher_checkpoint:
+        problems.append("teacher-epochs=0 leaves no teacher to learn from; valid: at least 1, or a "
+                        "teacher-checkpoint, or method ce (no teacher)")
+    if s.student_epochs < 1:
+        problems.append("warmup-epochs, refine-epochs and mutual-epochs are all 0, so the student never trains; "
+                        "valid: at least 1 epoch in one of them")
+    elif config.method == "aml-kd" and s.refine_epochs + s.mutual_epochs < 1:
+        problems.append("refine-epochs=0 and mutual-epochs=0: AML-KD would never refine a label; valid: at least "
+                        "1 epoch in one of them (or method kd)")
+    return problems

@@ -14,7 +14,9 @@ student    (baselines ``ce`` and ``kd``) one plain student epoch
 done       evaluation and summary
 =========  ==============================================================
 
-The same ``step()`` drives the CLI, the tests and the app.
+The same ``step()`` drives the CLI, the tests and the app. The phase table
+lives in :mod:`engine.phases`, the label rules in :mod:`engine.refinery`, the
+snapshot format in :mod:`engine.snapshot`; this module only sequences them.
 """
 
 from __future__ import annotations
@@ -22,16 +24,18 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import checkpoint as ckpt
+from . import phases as plan
+from . import refinery
+from . import snapshot
 from .ambiguity import (WeightNet, centre_similarity, class_centres, label_centre_weight,
                         predict_weights, train_weight_net)
-from .config import RunConfig
+from .config import RunConfig, check_runnable
 from .data import Dataset, dataset_for_config
 from .device import default_device
 from .errors import UserError
@@ -39,43 +43,16 @@ from .graph import Graph, build_graph, neighbour_vote_agreement
 from .metrics import label_metrics
 from .models import build_model, default_pair, parameter_count
 from .noise import apply_noise, estimate_noise_rate, parse_noise_spec
-from .propagate import propagate, seed_matrix
-from .review import ReviewStore, apply_clamps
+from .phases import PHASES, Phase
+from .propagate import propagate
+from .review import ReviewStore
 from .select import loss_cutoff, small_loss_mask
 from .store import RunStore
 from .training import Outputs, cosine_lr, forward_all, make_optimizer, set_lr, student_epoch, train_epoch
 
 log = logging.getLogger(__name__)
 
-
-class Phase(str, Enum):
-    TEACHER = "teacher"
-    PROPAGATE = "propagate"
-    WARMUP = "warmup"
-    REFINE = "refine"
-    MUTUAL = "mutual"
-    STUDENT = "student"
-    DONE = "done"
-
-
-PHASES = {
-    "aml-kd": (Phase.TEACHER, Phase.PROPAGATE, Phase.WARMUP, Phase.REFINE, Phase.MUTUAL, Phase.DONE),
-    "kd": (Phase.TEACHER, Phase.STUDENT, Phase.DONE),
-    "ce": (Phase.STUDENT, Phase.DONE),
-}
-
-NEXT_STEP_TEXT = {
-    Phase.TEACHER: "Train the teacher for one epoch on the given (noisy) labels.",
-    Phase.PROPAGATE: "Spread the teacher's predictions over its kNN graph and relabel every sample (stage 0).",
-    Phase.WARMUP: "Warm up the student for one epoch on the propagated labels, learning from the teacher too.",
-    Phase.REFINE: "Pick the small-loss samples, weigh every label by its ambiguity, propagate on the teacher's "
-                  "graph, and train the student one epoch on the refined labels.",
-    Phase.MUTUAL: "Refine labels on the {graph}'s graph this time, then train the student one epoch.",
-    Phase.STUDENT: "Train the student for one epoch on the given labels{kd}.",
-    Phase.DONE: "The run is finished: nothing left to do.",
-}
-
-TOP = 3  # classes kept per sample in snapshots
+__all__ = ["Phase", "PHASES", "Run", "StepResult"]
 
 
 @dataclass
@@ -121,7 +98,7 @@ class Run:
         self.given = self._given_labels()
         self.holdout = self._holdout_mask()
         self._build_models()
-        self.state = _State(phase=PHASES[config.method][0], refined=self.given.copy())
+        self.state = _State(phase=plan.first_phase(config), refined=self.given.copy())
         self._student_cache: Outputs | None = None
         self._teacher_cache: Outputs | None = None
         self._teacher_graph: Graph | None = None
@@ -142,7 +119,8 @@ class Run:
             ckpt.load_teacher(run.teacher, config.teacher_checkpoint)  # a bad file fails here, not at step 1
         store.create(config, force=force)
         store.write_dataset(given=run.given, true=run.true if run.true is not None else np.full(len(run.given), -1),
-                            keys=np.array(run.dataset.keys()), holdout=run.holdout)
+                            keys=np.array(run.dataset.keys()), holdout=run.holdout,
+                            class_names=np.array([str(c) for c in run.dataset.class_names]))
         store.write_skipped(run.dataset.skipped)
         run._write_status("idle")
         return run
@@ -162,14 +140,9 @@ class Run:
         return run
 
     def _check_config(self) -> None:
-        n = self.dataset.num_train
-        k = self.config.graph.k
-        if k >= n:
-            raise UserError(f"k={k} must be smaller than the number of training samples ({n}); valid: 1..{n - 1}")
-        if self.config.method != "ce" and self.config.schedule.teacher_epochs < 1 and not self.config.teacher_checkpoint:
-            raise UserError("teacher-epochs=0 needs --teacher-checkpoint; otherwise use at least 1")
-        if self.dataset.num_classes < 2:
-            raise UserError(f"dataset {self.dataset.name!r} has {self.dataset.num_classes} class; at least 2 are needed")
+        problems = check_runnable(self.config, self.dataset.num_train, self.dataset.num_classes, self.dataset.name)
+        if problems:
+            raise UserError("; ".join(problems))
 
     def _given_labels(self) -> np.ndarray:
         if self.dataset.train_given is not None:
@@ -217,21 +190,11 @@ class Run:
         return PHASES[self.config.method]
 
     def phase_length(self, phase: Phase) -> int:
-        s = self.config.schedule
-        return {Phase.TEACHER: 1 if self.config.teacher_checkpoint else s.teacher_epochs,
-                Phase.PROPAGATE: 1, Phase.WARMUP: s.warmup_epochs, Phase.REFINE: s.refine_epochs,
-                Phase.MUTUAL: s.mutual_epochs, Phase.STUDENT: s.student_epochs, Phase.DONE: 0}[phase]
+        return plan.phase_length(self.config, phase)
 
     def describe_next(self) -> str:
         """One sentence a student can follow: what the next step will do."""
-        text = NEXT_STEP_TEXT[self.phase]
-        if self.phase == Phase.MUTUAL:
-            text = text.format(graph="student" if self.state.phase_epoch % 2 == 0 else "teacher")
-        if self.phase == Phase.STUDENT:
-            text = text.format(kd=", distilling from the teacher" if self.config.method == "kd" else "")
-        if self.phase == Phase.TEACHER and self.config.teacher_checkpoint:
-            text = "Load the teacher from its checkpoint."
-        return text
+        return plan.describe_next(self.config, self.phase, self.state.phase_epoch)
 
     def step(self) -> StepResult:
         """Do one unit of work, write its snapshot, metrics and checkpoint."""
@@ -247,6 +210,7 @@ class Run:
         self._advance()
         metrics["step_seconds"] = time.perf_counter() - started
         self.state.wall_seconds += metrics["step_seconds"]
+        snapshot.validate(arrays, phase.value)
         self.store.write_step(self.state.step, arrays, _clean(metrics))
         ckpt.save(self, self.store.checkpoint_path)
         if self.done:
@@ -269,11 +233,7 @@ class Run:
     def total_steps(self) -> int:
         """Steps done plus steps left (the teacher's count is an upper bound
         until early stopping ends its phase)."""
-        order = self.phases
-        current = order.index(self.phase)
-        left = self.phase_length(self.phase) - self.state.phase_epoch
-        left += sum(self.phase_length(p) for p in order[current + 1:])
-        return self.state.step + max(left, 0)
+        return plan.total_steps(self.config, self.phase, self.state.phase_epoch, self.state.step)
 
     # ------------------------------------------------------------------ phases
     def _advance(self) -> None:
@@ -285,11 +245,7 @@ class Run:
             return
         if s.phase == Phase.TEACHER:
             self._finish_teacher()
-        order = self.phases
-        i = order.index(s.phase) + 1
-        while order[i] != Phase.DONE and self.phase_length(order[i]) == 0:
-            i += 1
-        s.phase, s.phase_epoch = order[i], 0
+        s.phase, s.phase_epoch = plan.following_phase(self.config, s.phase), 0
 
     def review_clamps(self) -> tuple[np.ndarray, np.ndarray]:
         """Reviewers' decisions, read afresh every step: clamped labels (N,),
@@ -364,19 +320,18 @@ class Run:
         graph = self.teacher_graph()
         t_graph = time.perf_counter() - t0
         clamped, outliers = self.review_clamps()
-        seeds = seed_matrix(teacher.pred, self.dataset.num_classes)
-        seeds, _, _, _ = apply_clamps(seeds, teacher.pred, np.zeros(len(seeds), bool), clamped, outliers)
-        result = propagate(graph.normalized, seeds, self.config.propagation)
-        refined = stage0_labels(self.given, result, self.config.noise_rate, self.config.train.keep_least_confident)
-        refined[clamped >= 0] = clamped[clamped >= 0]
+        seeds = refinery.stage0_seeds(teacher.pred, self.dataset.num_classes, clamped, outliers)
+        result = propagate(graph.normalized, seeds.matrix(self.dataset.num_classes), self.config.propagation)
+        refined = refinery.stage0_relabel(self.given, result, self.config.noise_rate,
+                                          self.config.train.keep_least_confident, clamped).labels
         self.state.refined = refined
         self.state.noise_rate_estimate = estimate_noise_rate(self.given, result.labels)
         metrics = {"graph_seconds": t_graph, "lp_seconds": time.perf_counter() - t0 - t_graph,
                    "lp_iterations": result.iterations, "graph_source": "teacher",
                    "teacher_test_accuracy": self._test_accuracy(self.teacher),
                    **_review_metrics(clamped, outliers), **label_metrics(self.given, refined, self.true)}
-        arrays = self._arrays(teacher=teacher, features=teacher.features, graph=graph, lp=result)
-        arrays.update(clamped=clamped, outlier=outliers)
+        arrays = self._arrays(teacher=teacher, features=teacher.features, graph=graph, lp=result, clamped=clamped,
+                              outliers=outliers, seed_weights=seeds.weights)
         return arrays, metrics
 
     def _student_train(self, targets: np.ndarray, mode: str, weights: np.ndarray | None = None,
@@ -436,12 +391,8 @@ class Run:
         selection_loss = before.loss(self.given)
         keep_fraction = 1.0 - self.noise_rate()
         easy = small_loss_mask(selection_loss, keep_fraction)
-        working = np.where(easy, self.given, before.pred)
         clamped, outliers = self.review_clamps()  # reviewed labels count as easy, fixed seeds
-        reviewed = clamped >= 0
-        awe_target = np.where(reviewed, clamped == self.given, easy).astype(np.float32)
-        working = np.where(reviewed, clamped, working)
-        easy = easy | reviewed
+        working, easy, awe_target = refinery.small_loss_working(self.given, before.pred, easy, clamped)
         similarity = centre_similarity(before.features, class_centres(before.features, working, C))
         awe_loss = train_weight_net(self.weight_net, self.opt_weight, similarity, self.given, awe_target,
                                     self.config.train.awe_iterations)
@@ -459,11 +410,9 @@ class Run:
         else:
             seed_weights = predict_weights(self.weight_net, similarity, working)
         t1 = time.perf_counter()
-        seeds, working, easy, train_mask = apply_clamps(seed_matrix(working, C, seed_weights), working, easy,
-                                                        clamped, outliers)
-        seed_weights = seeds.sum(1)
-        result = propagate(graph.normalized, seeds, self.config.propagation)
-        refined = np.where(easy, working, result.labels)
+        seeds, working, easy, train_mask = refinery.refine_seeds(working, easy, seed_weights, C, clamped, outliers)
+        result = propagate(graph.normalized, seeds.matrix(C), self.config.propagation)
+        refined = refinery.refine_relabel(working, easy, result, clamped).labels
         t_lp = time.perf_counter() - t1
         weights = predict_weights(self.weight_net, similarity, refined)
         weights_given = predict_weights(self.weight_net, similarity, self.given)
@@ -478,13 +427,12 @@ class Run:
         arrays, metrics = self._student_snapshot(metrics, graph=graph, lp=result, easy=easy, working=working,
                                                  weights=weights, weights_given=weights_given,
                                                  selection_loss=selection_loss, student_features=before.features,
-                                                 clamped=clamped, outliers=outliers)
-        arrays["seed_weight"] = seed_weights.astype(np.float32)
+                                                 clamped=clamped, outliers=outliers, seed_weights=seeds.weights)
         return arrays, metrics
 
     def _student_snapshot(self, metrics: dict, graph: Graph | None = None, lp=None, easy=None, working=None,
                           weights=None, weights_given=None, selection_loss=None, student_features=None,
-                          clamped=None, outliers=None):
+                          clamped=None, outliers=None, seed_weights=None):
         t0 = time.perf_counter()
         after = self.student_outputs()
         teacher = self.teacher_outputs() if self.config.method != "ce" else None
@@ -499,46 +447,15 @@ class Run:
             metrics.setdefault("graph_source", "teacher" if teacher is not None else "student")
         arrays = self._arrays(teacher=teacher, student=after, graph=graph, lp=lp, easy=easy, working=working,
                               weights=weights, weights_given=weights_given, selection_loss=selection_loss,
-                              features=after.features if student_features is None else student_features)
-        if clamped is not None:
-            arrays.update(clamped=clamped, outlier=outliers)
+                              features=after.features if student_features is None else student_features,
+                              clamped=clamped, outliers=outliers, seed_weights=seed_weights)
         metrics["eval_seconds"] = time.perf_counter() - t0
         return arrays, metrics
 
-    def _done_step(self):  # never dispatched: DONE has no steps
-        raise UserError("the run is finished")
-
     # ------------------------------------------------------------------ snapshots
-    def _arrays(self, teacher: Outputs | None = None, student: Outputs | None = None, graph: Graph | None = None,
-                lp=None, easy=None, working=None, weights=None, weights_given=None, selection_loss=None,
-                features=None) -> dict:
-        n = len(self.given)
-        nan = np.full(n, np.nan, dtype=np.float32)
-        minus = np.full(n, -1, dtype=np.int64)
-        arrays = {"refined": self.state.refined, "working": minus if working is None else working,
-                  "easy": np.zeros(n, bool) if easy is None else easy,
-                  "weight": nan if weights is None else weights,
-                  "weight_given": nan if weights_given is None else weights_given,
-                  "selection_loss": nan if selection_loss is None else selection_loss}
-        for name, out in (("teacher", teacher), ("student", student)):
-            arrays[f"{name}_loss"] = nan if out is None else out.loss(self.given)
-            arrays[f"{name}_pred"] = minus if out is None else out.pred
-            if out is not None:
-                probs = out.probs()
-                top = np.argsort(-probs, axis=1, kind="stable")[:, :TOP]
-                arrays[f"{name}_top"] = top.astype(np.int16)
-                arrays[f"{name}_prob"] = np.take_along_axis(probs, top, 1).astype(np.float16)
-        if lp is not None:
-            top = np.argsort(-lp.scores, axis=1, kind="stable")[:, :TOP]
-            arrays.update(lp_top_classes=top.astype(np.int16),
-                          lp_top_scores=np.take_along_axis(lp.scores, top, 1).astype(np.float16),
-                          lp_confidence=lp.confidence.astype(np.float32), lp_labels=lp.labels)
-        if graph is not None:
-            arrays.update(neighbor_idx=graph.neighbor_idx.astype(np.int32),
-                          neighbor_sim=graph.neighbor_sim.astype(np.float16))
-        if features is not None:
-            arrays["features"] = features.astype(np.float16)
-        return arrays
+    def _arrays(self, **parts) -> dict:
+        """This step's snapshot (:func:`engine.snapshot.pack`)."""
+        return snapshot.pack(self.state.refined, given=self.given, **parts)
 
     def _test_accuracy(self, model) -> float | None:
         if self.dataset.test_true is None or len(self.dataset.test_true) == 0:
@@ -553,6 +470,42 @@ class Run:
     def record_error(self, message: str) -> None:
         """Mark the run as stopped by an error at its last good step."""
         self._write_status("error", error=message)
+
+    # ------------------------------------------------------------------ checkpoint state
+    #: :class:`_State` fields saved as they are (plain Python values).
+    _STATE_SCALARS = ("step", "phase_epoch", "student_epoch", "teacher_epoch", "noise_rate_estimate",
+                      "best_holdout", "bad_epochs", "best_teacher_epoch", "teacher_stopped", "wall_seconds")
+    _MODULES = ("teacher", "student", "opt_teacher", "opt_student", "weight_net", "opt_weight")
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue exactly here: models, optimisers, RNGs, labels, counters.
+        Plain tensors and Python values only (``torch.load(weights_only=True)`` reads it)."""
+        s = self.state
+        return {
+            "config": self.config.to_json(), "num_train": len(self.given), "phase": s.phase.value,
+            **{key: getattr(s, key) for key in self._STATE_SCALARS},
+            "refined": torch.as_tensor(s.refined), "best_teacher_state": s.best_teacher_state,
+            **{name: getattr(self, name).state_dict() for name in self._MODULES},
+            "numpy_rng": _encode_rng(self.rng.bit_generator.state), "torch_rng": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, data: dict, source: str = "checkpoint") -> None:
+        """Restore :meth:`state_dict`; :class:`UserError` naming ``source`` if it does not fit this run."""
+        if data.get("config") != self.config.to_json() or data.get("num_train") != len(self.given):
+            raise UserError(f"{source} belongs to a different run (config or data differ); "
+                            "it cannot resume this run directory")
+        try:
+            for name in self._MODULES:
+                getattr(self, name).load_state_dict(data[name])
+            self.rng.bit_generator.state = _decode_rng(data["numpy_rng"])
+            self.generator.set_state(data["torch_rng"])
+            state = _State(phase=Phase(data["phase"]), refined=data["refined"].numpy().astype(np.int64),
+                           best_teacher_state=data["best_teacher_state"],
+                           **{key: data[key] for key in self._STATE_SCALARS})
+        except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
+            raise UserError(f"{source} does not match this run: {str(exc).splitlines()[0]}") from None
+        self.state = state
+        self._student_cache = self._teacher_cache = self._teacher_graph = None
 
     # ------------------------------------------------------------------ summary
     def summary(self) -> dict:
@@ -575,29 +528,15 @@ class Run:
         }
 
 
-def stage0_labels(given: np.ndarray, result, noise_rate: float | None, keep_least_confident: float) -> np.ndarray:
-    """Stage 0's labels from the teacher-guided propagation ``result``.
+def _encode_rng(state: dict) -> dict:
+    """numpy bit-generator state with its 128-bit integers as strings."""
+    inner = {k: str(v) for k, v in state["state"].items()}
+    return {"bit_generator": state["bit_generator"], "state": inner,
+            "has_uint32": int(state["has_uint32"]), "uinteger": int(state["uinteger"])}
 
-    Noise rate unknown (the authors' rule): every sample takes the propagated
-    label except the ``keep_least_confident`` fraction with the least confident
-    propagation, which keeps its given label. Noise rate ``r`` known: only the
-    ``r`` fraction whose given label the propagation supports least (lowest
-    score) may change, to the propagated label; the rest keep their given
-    label. The second is stage 1's small-loss rule with propagation scores for
-    losses: a teacher weaker than the given labels (asymmetric noise, a small
-    CPU teacher) cannot overwrite more labels than are wrong.
-    """
-    n = len(given)
-    if noise_rate is None:
-        refined = result.labels.copy()
-        keep = np.argsort(result.confidence, kind="stable")[:int(round(keep_least_confident * n))]
-        refined[keep] = given[keep]
-        return refined
-    support = result.scores[np.arange(n), given]
-    suspicious = np.argsort(support, kind="stable")[:int(round(noise_rate * n))]
-    refined = given.copy()
-    refined[suspicious] = result.labels[suspicious]
-    return refined
+
+def _decode_rng(state: dict) -> dict:
+    return {**state, "state": {k: int(v) for k, v in state["state"].items()}}
 
 
 def _review_metrics(clamped: np.ndarray, outliers: np.ndarray) -> dict:
@@ -632,5 +571,4 @@ HANDLERS = {
     Phase.REFINE: Run._refine_step,
     Phase.MUTUAL: Run._mutual_step,
     Phase.STUDENT: Run._plain_student_step,
-    Phase.DONE: Run._done_step,
 }

@@ -1,15 +1,20 @@
 """The run directory: the contract between the engine and the app.
 
-Layout of ``runs/NAME/``::
+Layout of ``runs/NAME/`` (this class owns every path in it)::
 
     config.json          the RunConfig (JSON)
     status.json          phase, step, state (idle/running/error/done), last error
-    dataset.npz          static per-sample arrays: given, true labels, keys
+    dataset.npz          static per-sample arrays: given, true labels, keys, class names
     metrics.jsonl        one JSON object of scalar metrics per step
-    snapshots/step_NNNNN.npz   per-sample arrays of that step (see SNAPSHOT_FIELDS)
+    snapshots/step_NNNNN.npz   per-sample arrays of that step (format: engine.snapshot)
     checkpoint.pt        models, optimisers, weight net, RNG states, labels
     summary.json         written when the run is done
     teacher_features.npy features of the frozen teacher (after its phase)
+    skipped.txt          input files the dataset left out
+    reviews.sqlite       reviewers' decisions (engine.review)
+    embeddings/          cached 2-D layouts (engine.embed)
+
+This module imports neither torch nor faiss: the app reads runs cheaply.
 
 Every file is written atomically (temp file in the same folder + rename), so a
 reader never sees half a file and a killed writer leaves the last good one.
@@ -17,6 +22,7 @@ reader never sees half a file and a killed writer leaves the last good one.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -28,28 +34,6 @@ import numpy as np
 
 from .config import RunConfig
 from .errors import UserError
-
-#: Per-sample arrays in a snapshot, with their meaning.
-SNAPSHOT_FIELDS = {
-    "refined": "label after this step's refinery (N,)",
-    "working": "label after small-loss selection (N,)",
-    "lp_top_classes": "top-3 propagation classes (N, 3)",
-    "lp_top_scores": "their normalised scores (N, 3)",
-    "lp_confidence": "1 - entropy / log C of the propagation scores (N,)",
-    "student_loss": "student CE against the given label (N,)",
-    "student_pred": "student argmax (N,)",
-    "student_prob": "student softmax top-3 probabilities (N, 3)",
-    "student_top": "student top-3 classes (N, 3)",
-    "teacher_loss": "teacher CE against the given label (N,)",
-    "teacher_pred": "teacher argmax (N,)",
-    "weight": "AWE weight of the label trained on (N,)",
-    "weight_given": "AWE weight of the given label (N,)",
-    "easy": "small-loss 'easy' flag (N,)",
-    "features": "features the step's graph was built on, float16 (N, D)",
-    "neighbor_idx": "kNN graph used (N, k)",
-    "neighbor_sim": "its cosine similarities (N, k)",
-}
-
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
@@ -105,6 +89,38 @@ class RunStore:
     def snapshot_path(self, step: int) -> Path:
         return self.snapshot_dir / f"step_{step:05d}.npz"
 
+    @property
+    def status_path(self) -> Path:
+        return self.path / "status.json"
+
+    @property
+    def dataset_path(self) -> Path:
+        return self.path / "dataset.npz"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def summary_path(self) -> Path:
+        return self.path / "summary.json"
+
+    @property
+    def teacher_features_path(self) -> Path:
+        return self.path / "teacher_features.npy"
+
+    @property
+    def skipped_path(self) -> Path:
+        return self.path / "skipped.txt"
+
+    @property
+    def reviews_path(self) -> Path:
+        return self.path / "reviews.sqlite"
+
+    @property
+    def embeddings_dir(self) -> Path:
+        return self.path / "embeddings"
+
     def exists(self) -> bool:
         return self.config_path.is_file()
 
@@ -144,11 +160,11 @@ class RunStore:
         return RunConfig.from_dict(data)
 
     def write_status(self, **status) -> None:
-        atomic_write_text(self.path / "status.json", json.dumps(status, sort_keys=True))
+        atomic_write_text(self.status_path, json.dumps(status, sort_keys=True))
 
     def status(self) -> dict:
         try:
-            return json.loads((self.path / "status.json").read_text())
+            return json.loads((self.status_path).read_text())
         except (OSError, json.JSONDecodeError):
             return {}
 
@@ -159,8 +175,23 @@ class RunStore:
                 np.savez(fh, **arrays)
 
     def dataset_arrays(self) -> dict[str, np.ndarray]:
-        with np.load(self.path / "dataset.npz", allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+        try:
+            with np.load(self.dataset_path, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
+        except FileNotFoundError:
+            raise UserError(f"run {str(self.path)!r} has no dataset.npz; it was never created fully: "
+                            "create it again") from None
+        except (OSError, ValueError, EOFError) as exc:
+            raise UserError(f"{str(self.dataset_path)!r} is damaged ({type(exc).__name__}); the run cannot be "
+                            "read: create it again") from None
+
+    def class_names(self) -> tuple[str, ...]:
+        """Class names of the run's dataset (stored in dataset.npz; runs made
+        before that load their dataset once to name them)."""
+        arrays = self.dataset_arrays()
+        if "class_names" in arrays:
+            return tuple(str(c) for c in arrays["class_names"])
+        return _loaded_class_names(str(self.path), self.config_path.stat().st_mtime_ns)
 
     def write_skipped(self, skipped: tuple[str, ...] | list[str]) -> None:
         """The input files the dataset left out (corrupt, not an image), one per line."""
@@ -169,18 +200,18 @@ class RunStore:
     def skipped(self) -> list[str]:
         """What :meth:`write_skipped` recorded (empty for runs made before it existed)."""
         try:
-            return [line for line in (self.path / "skipped.txt").read_text().splitlines() if line]
+            return [line for line in self.skipped_path.read_text().splitlines() if line]
         except OSError:
             return []
 
     def write_teacher_features(self, features: np.ndarray) -> None:
-        with atomic_path(self.path / "teacher_features.npy") as tmp:
+        with atomic_path(self.teacher_features_path) as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, features.astype(np.float16))
 
     def teacher_features(self) -> np.ndarray | None:
-        p = self.path / "teacher_features.npy"
-        return np.load(p).astype(np.float32) if p.is_file() else None
+        p = self.teacher_features_path
+        return np.load(p, allow_pickle=False).astype(np.float32) if p.is_file() else None
 
     # ------------------------------------------------------------ snapshots + metrics
     def write_step(self, step: int, arrays: dict[str, np.ndarray], metrics: dict) -> None:
@@ -191,7 +222,7 @@ class RunStore:
         atomic_write_bytes(self.snapshot_path(step), buf.getvalue())
         lines = [m for m in self.metrics() if m.get("step", -1) < step]
         lines.append(metrics)
-        atomic_write_text(self.path / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in lines))
+        atomic_write_text(self.metrics_path, "".join(json.dumps(m) + "\n" for m in lines))
 
     def truncate_after(self, step: int) -> None:
         """Drop snapshots and metrics past ``step`` (used when resuming)."""
@@ -199,10 +230,10 @@ class RunStore:
             if int(p.stem.split("_")[1]) > step:
                 p.unlink()
         lines = [m for m in self.metrics() if m.get("step", -1) <= step]
-        atomic_write_text(self.path / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in lines))
+        atomic_write_text(self.metrics_path, "".join(json.dumps(m) + "\n" for m in lines))
 
     def metrics(self) -> list[dict]:
-        p = self.path / "metrics.jsonl"
+        p = self.metrics_path
         if not p.is_file():
             return []
         out = []
@@ -219,19 +250,25 @@ class RunStore:
         return sorted(int(p.stem.split("_")[1]) for p in self.snapshot_dir.glob("step_*.npz"))
 
     def snapshot(self, step: int) -> dict[str, np.ndarray]:
-        p = self.snapshot_path(step)
-        if not p.is_file():
-            raise UserError(f"run {str(self.path)!r} has no snapshot for step {step}; steps: {self.steps()[-5:]}")
-        with np.load(p, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+        """Every array of step ``step`` (see :func:`engine.snapshot.read` to read only some)."""
+        from .snapshot import read
+
+        return read(self, step)
 
     # ------------------------------------------------------------ summary
     def write_summary(self, summary: dict) -> None:
-        atomic_write_text(self.path / "summary.json", json.dumps(summary, indent=2, sort_keys=True))
+        atomic_write_text(self.summary_path, json.dumps(summary, indent=2, sort_keys=True))
 
     def summary(self) -> dict | None:
-        p = self.path / "summary.json"
+        p = self.summary_path
         return json.loads(p.read_text()) if p.is_file() else None
+
+
+@functools.lru_cache(maxsize=16)
+def _loaded_class_names(path: str, config_stamp: int) -> tuple[str, ...]:
+    from .data import dataset_for_config
+
+    return tuple(str(c) for c in dataset_for_config(RunStore(path).config()).class_names)
 
 
 def list_runs(root: str | os.PathLike) -> list[Path]:

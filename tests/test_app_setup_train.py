@@ -160,13 +160,13 @@ def test_a_failing_step_shows_what_to_do_and_keeps_the_last_good_step(app, runs_
 
 def test_impossible_settings_are_explained_inline_and_block_create(app, runs_dir):
     app.number_input(key=DEFAULT_KEY + "teacher_epochs").set_value(0).run()
-    assert any("Teacher epochs = 0" in e for e in _errors(app))
+    assert any("teacher-epochs=0 leaves no teacher" in e for e in _errors(app))
     assert app.button(key="setup-create").disabled
 
     app.number_input(key=DEFAULT_KEY + "teacher_epochs").set_value(2).run()
     app.number_input(key=DEFAULT_KEY + "k").set_value(1437).run()
     (message,) = _errors(app)
-    assert "k = 1437" in message and "has 1437" in message and "between 1 and 1436" in message
+    assert "k=1437" in message and "has 1437" in message and "valid k is 1..1436" in message
     assert app.button(key="setup-create").disabled
 
     app.number_input(key=DEFAULT_KEY + "k").set_value(20).run()
@@ -290,12 +290,14 @@ def test_form_values_become_a_config():
 def test_settings_problems_name_the_setting_and_the_valid_range():
     assert settings_problems(RunConfig(), 1437) == []
     (k_problem,) = settings_problems(RunConfig(), 20)
-    assert "k = 20" in k_problem and "between 1 and 19" in k_problem
+    assert k_problem.startswith("k=20 needs more training samples") and "valid k is 1..19" in k_problem
     no_teacher = replace(RunConfig(), schedule=ScheduleConfig(teacher_epochs=0))
-    assert "Teacher epochs = 0" in settings_problems(no_teacher, 1437)[0]
+    assert "teacher-epochs=0 leaves no teacher" in settings_problems(no_teacher, 1437)[0]
     assert settings_problems(replace(no_teacher, method="ce"), 1437) == []
     no_refinery = replace(RunConfig(), schedule=ScheduleConfig(refine_epochs=0, mutual_epochs=0))
-    assert "never refines" in settings_problems(no_refinery, 1437)[0]
+    assert "would never refine a label" in settings_problems(no_refinery, 1437)[0]
+    no_student = replace(RunConfig(), schedule=ScheduleConfig(warmup_epochs=0, refine_epochs=0, mutual_epochs=0))
+    assert "the student never trains" in settings_problems(no_student, 1437)[0]
 
 
 def test_run_names_are_suggested_free_and_validated(tmp_path):

@@ -13,7 +13,6 @@ from streamlit.testing.v1 import AppTest
 
 from app.samples import SELECTED_KEY, sample_caption
 from engine import embed, explain
-from engine.graph import GraphConfig
 from engine.store import RunStore
 
 PAGES = Path(__file__).resolve().parents[1] / "app" / "views"
@@ -151,11 +150,9 @@ def test_graph_what_if_diff_matches_the_engine(digits_run):
     store = RunStore(digits_run)
     config, given = store.config(), store.dataset_arrays()["given"]
     at = open_page("graph", digits_run, **{SELECTED_KEY: [1]})
-    at.slider(key="whatif_k").set_value(5)
+    at.slider(key="whatif_k_8").set_value(5)
     at.run()
-    snap = store.snapshot(8)
-    expected = explain.what_if(explain.graph_features(store, 8, snap), snap, "mutual", given, 10,
-                               GraphConfig(k=5, power=config.graph.power), config.propagation, 0.0)
+    expected = explain.what_if(store, 8, k=5)
     assert len(expected.changed) > 0
     assert metric(at, "Samples that would change label") == str(len(expected.changed))
     fixed = int(np.sum(expected.labels[expected.changed] == store.dataset_arrays()["true"][expected.changed]))

@@ -85,7 +85,8 @@ def compute_queue(ctx: ReviewContext) -> tuple[np.ndarray, np.ndarray, dict]:
 
 def neighbour_count(snapshot: dict, given: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Estimated impact of fixing each row: samples that list it among their neighbours and hold another label."""
-    from engine.triage import impact_fix_labels, impact_proxy, step_seeds
+    from engine.snapshot import step_seeds
+    from engine.triage import impact_fix_labels, impact_proxy
 
     if "neighbor_idx" not in snapshot:
         return np.full(len(rows), -1)
