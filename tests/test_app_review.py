@@ -322,3 +322,18 @@ def test_votes_reviewers_and_text_helpers():
     assert md('<i>a*b</i> "q"') == "&#60;i&#62;a\\*b&#60;/i&#62; &#34;q&#34;"
     assert preview_captions(np.array([1]), np.array(["k0", "k1"]), np.array([0, 0]), np.array([0, 1]),
                             np.array([0.5, 0.875]), ["x", "y"]) == ["k1: x → y (0.88)"]
+
+
+def test_queue_table_shows_impact_and_every_step_opens(run_dir):
+    at = open_section(open_page(run_dir, "tabler"), "review_queue_section")
+    table = next(d.value for d in at.dataframe if "impact" in d.value.columns)
+    assert len(table) and (table["impact"] != "").all()  # exact counts or ≈ estimates, never empty
+    assert table["impact"].str.fullmatch(r"\d+").any()  # some exact
+    press(at, "review_class_1")
+    table = next(d.value for d in at.dataframe if "impact" in d.value.columns)
+    assert any("tabler" in v and v.startswith("class ") for v in table["decided"]), table["decided"].tolist()
+    at.sidebar.selectbox(key="review_order").set_value("impact").run()
+    for step in at.sidebar.selectbox(key="review_step").options:  # teacher, propagate, warm-up, refine, mutual
+        at.sidebar.selectbox(key="review_step").set_value(step).run()
+        assert not at.exception, (step, at.exception)
+        assert not at.error, (step, [e.value for e in at.error])

@@ -12,6 +12,7 @@ from app.common import current_reviewer, set_reviewer
 from app.review.context import Options, ReviewContext
 from engine.triage import (FLAGS, ORDERS, QUEUE_FILTERS, QUEUE_FRACTION, build_queue, expected_change, impact_scores,
                            review_flags)
+from engine.errors import UserError
 from engine.store import RunStore
 
 ORDER_NAMES = {"change": "largest expected change first", "ambiguity": "most ambiguous first",
@@ -50,8 +51,22 @@ def controls(steps: list[int], class_names) -> Options:
 
 
 @st.cache_data(show_spinner="Estimating the impact of each fix…", max_entries=8)
-def _impact(path: str, step: int, stamp: int, queue: tuple) -> tuple[np.ndarray, dict]:
-    return impact_scores(RunStore(path), step, np.asarray(queue, np.int64))
+def _impact(path: str, step: int, stamp: int, queue: tuple) -> tuple[np.ndarray, dict, np.ndarray]:
+    """(impact scores (N,), exact counts, neighbour estimate (N,)) of a propagating step; NaN/empty/-1 otherwise."""
+    from engine.snapshot import step_seeds
+    from engine.triage import impact_fix_labels, impact_proxy, step_replay
+
+    store = RunStore(path)
+    n = len(store.dataset_arrays()["given"])
+    try:
+        scores, exact = impact_scores(store, step, np.asarray(queue, np.int64))
+        replay = step_replay(store, step)
+        labels = step_seeds(replay.snapshot, replay.phase, replay.num_classes).labels
+        fix = impact_fix_labels(replay.snapshot, replay.given, labels)
+        estimate = impact_proxy(np.asarray(replay.snapshot["neighbor_idx"], np.int64), labels, fix)
+    except UserError:  # the step ran no propagation: no impact to estimate
+        return np.full(n, np.nan), {}, np.full(n, -1)
+    return scores, exact, estimate
 
 
 def disputed_mask(ctx: ReviewContext) -> np.ndarray:
@@ -60,8 +75,10 @@ def disputed_mask(ctx: ReviewContext) -> np.ndarray:
     return mask
 
 
-def compute_queue(ctx: ReviewContext) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(queue (M,), impact score (N,) NaN where unknown, exact impact counts) for the sidebar's choices.
+def compute_queue(ctx: ReviewContext) -> tuple[np.ndarray, dict, np.ndarray]:
+    """(queue (M,), exact impact counts, neighbour estimate of the impact (N,), -1 where unknown).
+
+    Order 'impact' on a step that ran no propagation falls back to expected change.
 
     The impact is estimated once per step on the queue before 'hide' (it does
     not depend on the decisions, so a decision never waits for it).
@@ -72,27 +89,15 @@ def compute_queue(ctx: ReviewContext) -> tuple[np.ndarray, np.ndarray, dict]:
     args = dict(which=opts.which, fraction=opts.fraction, classes=opts.classes, disputed=disputed_mask(ctx),
                 reviewed=reviewed)
     queue = build_queue(ctx.snapshot, ctx.given, order="change", **args)
-    impact, exact = np.full(ctx.num_samples, np.nan), {}
-    if len(queue) and ("neighbor_idx" in ctx.snapshot or (opts.order == "impact" and "features" in ctx.snapshot)):
-        impact, exact = _impact(ctx.path, opts.step, ctx.stamp, tuple(int(i) for i in queue))
+    impact, exact, estimate = np.full(ctx.num_samples, np.nan), {}, np.full(ctx.num_samples, -1)
+    if len(queue) and "neighbor_idx" in ctx.snapshot:
+        impact, exact, estimate = _impact(ctx.path, opts.step, ctx.stamp, tuple(int(i) for i in queue))
     if opts.order != "change":
         queue = build_queue(ctx.snapshot, ctx.given, order=opts.order, impact=impact, **args)
     if opts.hide:
         queue = queue[~np.isin(queue, list(ctx.mine))]
     st.session_state[QUEUE_KEY] = tuple(int(i) for i in queue)
-    return queue, impact, exact
-
-
-def neighbour_count(snapshot: dict, given: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Estimated impact of fixing each row: samples that list it among their neighbours and hold another label."""
-    from engine.snapshot import step_seeds
-    from engine.triage import impact_fix_labels, impact_proxy
-
-    if "neighbor_idx" not in snapshot:
-        return np.full(len(rows), -1)
-    labels, _, _ = step_seeds(snapshot, given)
-    fix = impact_fix_labels(snapshot, given, labels)
-    return impact_proxy(np.asarray(snapshot["neighbor_idx"], np.int64), labels, fix)[rows]
+    return queue, exact, estimate
 
 
 def queue_frame(rows: np.ndarray, keys: np.ndarray, given: np.ndarray, refined: np.ndarray | None,
@@ -129,11 +134,11 @@ def _pick(rows: tuple) -> None:
         st.query_params["sample"] = str(rows[selected[0]])
 
 
-def queue_table(ctx: ReviewContext, queue: np.ndarray, exact: dict) -> None:
+def queue_table(ctx: ReviewContext, queue: np.ndarray, exact: dict, estimate: np.ndarray) -> None:
     rows = queue[:TABLE_ROWS]
     table = queue_frame(rows, ctx.keys, ctx.given, None if ctx.opts.blind else ctx.snapshot["refined"],
                         expected_change(ctx.snapshot, ctx.given), review_flags(ctx.snapshot, ctx.given),
-                        ctx.verdicts, ctx.class_names, exact, neighbour_count(ctx.snapshot, ctx.given, rows))
+                        ctx.verdicts, ctx.class_names, exact, estimate[rows])
     st.dataframe(table, hide_index=True, on_select=partial(_pick, tuple(int(i) for i in rows)),
                  selection_mode="single-row", key="review_queue_table", height=260,
                  column_config={"impact": st.column_config.TextColumn(

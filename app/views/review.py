@@ -74,7 +74,7 @@ def main() -> None:
     opts = controls(steps, class_names)
     try:
         ctx = load_context(store, class_names, steps, opts)
-        queue, _, exact = compute_queue(ctx)
+        queue, exact, estimate = compute_queue(ctx)
     except UserError as exc:  # a review log of other samples, a damaged file: say so, change nothing
         st.error(str(exc), icon=":material/error:")
         st.stop()
@@ -98,7 +98,7 @@ def main() -> None:
         card.decision_log(ctx, sample)
         if opts.blind:
             agreement.blind_agreement(ctx)
-        section("Queue", "review_queue_section", queue_table, ctx, queue, exact)
+        section("Queue", "review_queue_section", queue_table, ctx, queue, exact, estimate)
     section("Reviewers", "review_reviewers_section", agreement.reviewers_section, ctx)
     section("Bulk accept", "review_bulk_section", bulk.bulk_section, ctx)
     section("Apply and re-propagate", "review_ripple_section", ripple.ripple_section, ctx)
