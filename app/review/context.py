@@ -9,7 +9,7 @@ import numpy as np
 import streamlit as st
 
 from engine.data import dataset_for_config
-from engine.review import Consensus, Decision, ReviewStore, label_history
+from engine.review import Consensus, Decision, ReviewStore, consensus_of, current_decisions, label_history
 from engine.store import RunStore
 
 FLASH = "review_flash"
@@ -92,8 +92,6 @@ def load_context(store: RunStore, class_names, steps: list[int], opts: Options) 
     arrays = _arrays(path, stamp(store.path / "dataset.npz"))
     reviews = ReviewStore(store.path, num_classes=len(class_names))
     events = reviews.history()
-    from engine.review import consensus_of, current_decisions
-
     decisions = current_decisions(events)
     step_stamp = stamp(store.snapshot_path(opts.step))
     snapshot = _snapshot(path, opts.step, step_stamp)
