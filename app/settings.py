@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from app.byod import SOURCES, TORCHVISION_SETS, folder_spec, run_name_stem, torchvision_spec
+from engine.compare import dataset_label, noise_label
 from engine.config import RunConfig, check_runnable
 from engine.data import load_dataset
 from engine.data.base import parse_dataset_spec
@@ -285,8 +286,11 @@ def validate_run_name(name: str, root: Path) -> Path:
 def run_rows(root: Path) -> list[dict]:
     """One row per run under ``root`` (newest first): settings, where it is, results.
 
-    Results come from ``summary.json`` when the run is done, else from the
-    last line of ``metrics.jsonl``.
+    ``dataset`` is named as the user named it (an uploaded zip's name, not
+    the folder it was unpacked to; :func:`engine.compare.dataset_label`),
+    ``noise`` reads ``label file`` (with its disagreement with the truth where
+    known) for labels from a file. Results come from ``summary.json`` when the
+    run is done, else from the last line of ``metrics.jsonl``.
     """
     rows = []
     for path in list_runs(root):
@@ -300,13 +304,25 @@ def run_rows(root: Path) -> list[dict]:
             continue
         status = store.status()
         summary = store.summary() or _last_metrics(store)
-        rows.append({"name": path.name, "path": str(path), "dataset": config.dataset, "method": config.method,
-                     "noise": config.noise, "seed": config.seed, "state": status.get("state", "idle"),
+        rows.append({"name": path.name, "path": str(path), "dataset": dataset_label(config.dataset),
+                     "method": config.method, "noise": _noise_label(store, config), "seed": config.seed, "state": status.get("state", "idle"),
                      "phase": status.get("phase", ""), "step": status.get("step"),
                      "total_steps": status.get("total_steps"),
                      "student_test_accuracy": summary.get("student_test_accuracy"),
                      "refined_label_precision": summary.get("refined_label_precision"), "problem": None})
     return rows
+
+
+def _noise_label(store: RunStore, config: RunConfig) -> str:
+    """The run's noise as :func:`engine.compare.noise_label` words it (a label file's disagreement with the
+    truth read from its dataset.npz)."""
+    if not config.labels:
+        return noise_label(config)
+    try:
+        arrays = store.dataset_arrays()
+    except UserError:
+        return noise_label(config)
+    return noise_label(config, arrays.get("given"), arrays.get("true"))
 
 
 def _last_metrics(store: RunStore) -> dict:

@@ -251,12 +251,12 @@ def comparison_table(stores: Sequence[RunStore | str | Path]) -> list[dict]:
 
 
 def format_cell(row: dict, key: str, fmt: str) -> str:
-    """A table cell as text: ``-`` for unknown, ``baseline`` for the CE run's own difference."""
+    """A table cell as text: ``–`` for unknown, ``baseline`` for the CE run's own difference."""
     if key == "student_vs_ce" and row.get("baseline"):
         return "baseline"
     value = row.get(key)
     if value is None:
-        return "-"
+        return "–"
     if key == "steps" and not row.get("finished") and row.get("total_steps"):
         return f"{value}/{row['total_steps']}"
     return fmt.format(value)

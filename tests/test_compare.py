@@ -121,7 +121,7 @@ def test_an_unfinished_run_reads_its_last_metrics_line(make_tiny_run):
 def test_text_table_has_one_line_per_run_and_marks_the_baseline(trio):
     lines = format_table(comparison_table(trio)).splitlines()
     assert len(lines) == 5 and lines[0].split()[:4] == ["run", "method", "dataset", "noise"]
-    assert "baseline" in lines[3] and "-" in lines[3].split()  # CE: no teacher
+    assert "baseline" in lines[3] and "–" in lines[3].split()  # CE: no teacher
     assert lines[2].split()[1] == "AML-KD"
 
 

@@ -28,6 +28,7 @@ from app.settings import (DATASETS, METHOD_LABELS, NOISE_KINDS, NOISE_RATE_MODES
                           load_presets, rename_run, run_rows, settings_problems, suggest_run_name, validate_run_name)
 from app.worker import forget_worker, get_worker, is_live
 from engine.checkpoint import load_teacher
+from engine.compare import METHOD_NAMES
 from engine.config import RunConfig, ScheduleConfig, TrainConfig, defaults_for_teacher
 from engine.data.folder import VALID_LAYOUT
 from engine.data.labels import guess_columns, preview_label_file
@@ -567,17 +568,22 @@ def custom_run() -> None:
 
 
 def _run_table(rows: list[dict]) -> None:
+    """Every run in a table that wraps rather than scrolls sideways (every column readable at 1280 px)."""
     def number(value) -> str:
         return "–" if value is None else f"{value:.3f}"
 
+    def progress(r) -> str:
+        step = f"{r['step']}/{r['total_steps']}" if r["step"] is not None else ""
+        return " · ".join(part for part in (r["state"], r["phase"] if r["phase"] != r["state"] else "", step)
+                          if part)
+
     table = pd.DataFrame([{
-        "run": r["name"], "dataset": r["dataset"], "method": r["method"], "noise": r["noise"], "seed": r["seed"],
-        "state": r["state"], "phase": r["phase"],
-        "step": f"{r['step']}/{r['total_steps']}" if r["step"] is not None else "",
-        "student acc": number(r["student_test_accuracy"]),
-        "refined precision": number(r["refined_label_precision"]),
+        "run": r["name"], "dataset": r["dataset"], "method": METHOD_NAMES.get(r["method"], r["method"]),
+        "noise": r["noise"], "seed": "" if r["seed"] is None else r["seed"], "progress": progress(r),
+        "student acc": number(r["student_test_accuracy"]), "refined prec": number(r["refined_label_precision"]),
     } for r in rows])
-    st.dataframe(table, hide_index=True, width="stretch")
+    with st.container(height=min(420, 60 + 45 * len(table)), border=False):
+        st.table(table.set_index("run"))
 
 
 def manage_runs() -> None:
