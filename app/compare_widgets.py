@@ -63,7 +63,7 @@ def _method_rank(path: Path) -> int:
 
 def run_labels(rows: list[dict]) -> dict[str, str]:
     """Run -> its short label in captions: the method where no other run of the set has it, else the run."""
-    methods = [r["method"].replace(" (unfinished)", "") for r in rows]
+    methods = [r["method"].split(" (")[0] for r in rows]
     return {r["run"]: m if methods.count(m) == 1 else r["run"] for r, m in zip(rows, methods)}
 
 

@@ -199,10 +199,13 @@ def require_same_data(stores: Sequence[RunStore | str | Path]) -> None:
 
 # ---------------------------------------------------------------- the table
 def run_results(store: RunStore) -> tuple[dict, bool]:
-    """The run's results and whether it is finished: ``summary.json``, else the
-    last metrics line with the wall time summed over its steps."""
-    summary = store.summary()
-    if summary is not None:
+    """The run's results and whether it is finished: ``summary.json``, else (none
+    yet, or damaged) the last metrics line with the wall time summed over its steps."""
+    try:
+        summary = store.summary()
+    except (OSError, ValueError):  # a damaged summary.json: the metrics still hold the run's numbers
+        summary = None
+    if isinstance(summary, dict):
         return summary, True
     metrics = store.metrics()
     last = dict(metrics[-1]) if metrics else {}
@@ -228,8 +231,10 @@ def comparison_table(stores: Sequence[RunStore | str | Path]) -> list[dict]:
         true = arrays.get("true")
         true = None if true is None or not (true >= 0).any() else true
         method = METHOD_NAMES.get(config.method, config.method)
+        if not finished:
+            method += " (summary.json unreadable)" if store.summary_path.is_file() else " (unfinished)"
         rows.append({
-            "run": _name(store), "method": method if finished else f"{method} (unfinished)",
+            "run": _name(store), "method": method,
             "method_id": config.method, "dataset": dataset_label(config.dataset),
             "noise": noise_label(config, arrays.get("given"), true), "seed": config.seed,
             "given_label_precision": results.get("given_label_precision"),

@@ -21,6 +21,7 @@ from app.compare_widgets import (TRAINING_MESSAGE, filtered_samples, member_name
 from app.figures.compare import curve_figure
 from app.worker import current_queue
 from engine.compare import comparison_table, curves, per_sample, table_text
+from engine.config import RunConfig
 from engine.store import RunStore
 
 PAGE = Path(__file__).resolve().parents[1] / "app" / "views" / "compare.py"
@@ -204,3 +205,19 @@ def test_curve_figure_leaves_unknown_values_out():
     figure = curve_figure(points, "label_precision")
     assert [list(t.x) for t in figure.data] == [[2], [1]] and [list(t.y) for t in figure.data] == [[0.5], [0.7]]
     assert figure.data[0].line.dash == "solid" and figure.data[1].line.dash == "dash"  # same method: dashed
+
+
+def test_the_runs_table_names_the_dataset_and_label_file_noise_as_the_user_gave_them(tmp_path):
+    from app.settings import run_rows
+
+    store = RunStore(tmp_path / "pets-labels-aml-kd-s0")
+    store.create(RunConfig(dataset=f"folder:{tmp_path}/uploads/pets-0123456789ab/pets?size=32", noise="none",
+                           labels=f"{tmp_path}/uploads/labels.csv", truth_column="truth"))
+    true = np.arange(10) % 2
+    store.write_dataset(given=np.where(np.arange(10) < 3, 1 - true, true), true=true,
+                        keys=np.array([f"train/{i}.jpg" for i in range(10)]), holdout=np.zeros(10, bool))
+    [row] = run_rows(tmp_path)
+    assert (row["dataset"], row["noise"]) == ("pets.zip", "label file (30% wrong)")
+    store.write_dataset(given=true, true=np.full(10, -1), keys=np.array([f"train/{i}.jpg" for i in range(10)]),
+                        holdout=np.zeros(10, bool))  # no truth column: no rate
+    assert run_rows(tmp_path)[0]["noise"] == "label file"

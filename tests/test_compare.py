@@ -5,6 +5,7 @@ same moons data) and on hand-made run directories for the refusals."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -116,6 +117,15 @@ def test_an_unfinished_run_reads_its_last_metrics_line(make_tiny_run):
     assert row["teacher_test_accuracy"] == metrics[-1]["teacher_test_accuracy"]
     assert row["wall_seconds"] == pytest.approx(sum(m["step_seconds"] for m in metrics))
     assert "3/7" in format_table([row])
+
+
+def test_a_damaged_summary_falls_back_to_the_metrics(tmp_path, trio):
+    path = tmp_path / "damaged"
+    shutil.copytree(trio[1], path)
+    (path / "summary.json").write_text('{"method": "ce", "student_te')
+    [row] = comparison_table([path])
+    assert row["method"] == "CE (summary.json unreadable)" and not row["finished"] and row["steps"] == 5
+    assert row["student_test_accuracy"] == RunStore(path).metrics()[-1]["student_test_accuracy"]
 
 
 def test_text_table_has_one_line_per_run_and_marks_the_baseline(trio):

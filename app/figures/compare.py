@@ -21,7 +21,7 @@ METRICS = {"student_test_accuracy": "Student test accuracy", "label_precision": 
 
 
 def _method(point: Mapping) -> str:
-    return str(point.get("method", "")).replace(" (unfinished)", "")
+    return str(point.get("method", "")).split(" (")[0]
 
 
 def curve_series(points: Sequence[Mapping], key: str) -> dict[str, tuple[list[int], list[float]]]:

@@ -34,7 +34,11 @@ def comparison_set(root: Path, names: list[str]) -> None:
         open_store = current_store()
         index = names.index(open_store.path.name) if open_store and open_store.path.name in names else 0
         chosen = st.selectbox("Settings of run", names, index=index, key="compare-set-source")
-        members = plan_set(root / chosen)
+        try:
+            members = plan_set(root / chosen)
+        except UserError as exc:
+            st.error(f"No comparison set from {chosen!r}: {exc}")
+            return
         st.markdown("Same data, noise, seed and schedule; only the method changes:\n\n" +
                     "\n".join(f"- {line}" for line in describe_plan(members)))
         if st.button("Create and train them", key="compare-set-create", type="primary"):

@@ -573,16 +573,16 @@ def _run_table(rows: list[dict]) -> None:
         return "–" if value is None else f"{value:.3f}"
 
     def progress(r) -> str:
-        step = f"{r['step']}/{r['total_steps']}" if r["step"] is not None else ""
-        return " · ".join(part for part in (r["state"], r["phase"] if r["phase"] != r["state"] else "", step)
-                          if part)
+        if r["state"] in ("done", "unreadable") or r["step"] is None:
+            return r["state"]
+        return f"{r['state']} · {r['phase']}\u00a0{r['step']}/{r['total_steps']}"
 
     table = pd.DataFrame([{
         "run": r["name"], "dataset": r["dataset"], "method": METHOD_NAMES.get(r["method"], r["method"]),
         "noise": r["noise"], "seed": "" if r["seed"] is None else r["seed"], "progress": progress(r),
         "student acc": number(r["student_test_accuracy"]), "refined prec": number(r["refined_label_precision"]),
     } for r in rows])
-    with st.container(height=min(420, 60 + 45 * len(table)), border=False):
+    with st.container(height=480 if len(table) > 8 else None, border=False):  # many runs: scroll down, not across
         st.table(table.set_index("run"))
 
 
