@@ -221,17 +221,15 @@ def csv_button(label: str, frame: pd.DataFrame, file_name: str, key: str) -> Non
 
 def figure_buttons(figure, frame: pd.DataFrame, stem: str, key: str) -> None:
     """The figure as PNG when kaleido is installed, else as a self-contained HTML page; its data as CSV."""
-    left, right = st.columns(2)
-    with left:
+    with st.container(horizontal=True):
         if _has_kaleido():
-            st.download_button("Figure (PNG)", lambda: figure.to_image(format="png", scale=2), f"{stem}.png",
+            st.download_button("Chart (PNG)", lambda: figure.to_image(format="png", scale=2), f"{stem}.png",
                                mime="image/png", key=f"{key}-png", on_click="ignore", icon=":material/image:")
         else:
-            st.download_button("Figure (HTML)", lambda: figure.to_html(include_plotlyjs=True).encode(),
+            st.download_button("Chart (HTML)", lambda: figure.to_html(include_plotlyjs=True).encode(),
                                f"{stem}.html", mime="text/html", key=f"{key}-html", on_click="ignore",
                                icon=":material/image:", help="PNG needs the kaleido package; this page opens "
                                "offline in any browser and saves a PNG from its camera button")
-    with right:
         csv_button("Data (CSV)", frame, f"{stem}.csv", f"{key}-csv")
 
 

@@ -29,8 +29,8 @@ PICK = "compare-runs"
 GRID = 18
 
 
-def comparison_set(root: Path, names: list[str]) -> None:
-    with st.expander("Create a comparison set from one run's settings", expanded=len(names) < 2):
+def comparison_set(root: Path, names: list[str], expanded: bool) -> None:
+    with st.expander("Create a comparison set from one run's settings", expanded=expanded):
         open_store = current_store()
         index = names.index(open_store.path.name) if open_store and open_store.path.name in names else 0
         chosen = st.selectbox("Settings of run", names, index=index, key="compare-set-source")
@@ -95,9 +95,9 @@ def results(names: list[str]) -> None:
             if frame[key].notna().any():
                 figure = curve_figure(points, key)
                 st.plotly_chart(figure, key=f"compare-curve-{key}", config={"displaylogo": False})
+                figure_buttons(figure, frame[["run", "method", "epoch", key]], key, f"compare-{key}")
                 if key == "label_precision":
                     st.caption("CE and KD train on the given labels: their line is the given labels' precision.")
-                figure_buttons(figure, frame[["run", "method", "epoch", key]], key, f"compare-{key}")
             else:
                 st.info(f"{METRICS[key]}: not measured (no truth for the given labels).")
     per_sample_view(stores, run_labels(rows))
@@ -137,11 +137,11 @@ names = run_names(root)
 if not names:
     st.info("No runs yet: create one on the Setup page, then make its comparison set here.")
     st.stop()
-comparison_set(root, names)
 if PICK not in st.session_state:
     open_store = current_store()
     st.session_state[PICK] = comparable_with(open_store.path.name, root, names) if open_store else []
 st.session_state[PICK] = [n for n in st.session_state[PICK] if n in names]
+comparison_set(root, names, expanded=len(st.session_state[PICK]) < 2)
 picked = st.multiselect("Runs to compare", names, key=PICK)
 if len(picked) < 2:
     st.info("Pick two or more runs on the same data, or create a comparison set above.")

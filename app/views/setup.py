@@ -582,7 +582,7 @@ def _run_table(rows: list[dict]) -> None:
         "noise": r["noise"], "seed": "" if r["seed"] is None else r["seed"], "progress": progress(r),
         "student acc": number(r["student_test_accuracy"]), "refined prec": number(r["refined_label_precision"]),
     } for r in rows])
-    with st.container(height=480 if len(table) > 8 else None, border=False):  # many runs: scroll down, not across
+    with st.container(height=480 if len(table) > 8 else "content", border=False):  # many runs: scroll down, not across
         st.table(table.set_index("run"))
 
 

@@ -77,6 +77,15 @@ def test_compare_page_draws_the_curves_and_every_table_fits_1280(app_server, bro
         table = page.locator('[data-testid="stTable"]').first
         assert table.inner_text().count("\n") > 3 and "baseline" in table.inner_text()
         page.screenshot(path=str(shots / "compare_1280.png"))
+        with page.expect_download() as table_csv:
+            page.get_by_role("button", name="Table (CSV)").click()
+        lines = Path(table_csv.value.path()).read_text().splitlines()
+        assert lines[0].startswith("run,method,dataset,noise,seed,given prec") and len(lines) == 4
+        with page.expect_download() as chart_html:
+            page.get_by_role("button", name="Chart (HTML)").first.click()
+        html = Path(chart_html.value.path()).read_text()
+        assert chart_html.value.suggested_filename == "student_test_accuracy.html"
+        assert "Student test accuracy" in html and len(html) > 1_000_000  # plotly.js inside: opens offline
         page.set_viewport_size({"width": 1280, "height": 2600})
         page.wait_for_timeout(1000)
         page.screenshot(path=str(shots / "compare_1280_whole.png"))
