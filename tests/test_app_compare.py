@@ -221,3 +221,47 @@ def test_the_runs_table_names_the_dataset_and_label_file_noise_as_the_user_gave_
     store.write_dataset(given=true, true=np.full(10, -1), keys=np.array([f"train/{i}.jpg" for i in range(10)]),
                         holdout=np.zeros(10, bool))  # no truth column: no rate
     assert run_rows(tmp_path)[0]["noise"] == "label file"
+
+
+def test_setup_shows_every_run_in_a_table_that_wraps(trio):
+    at = AppTest.from_file(str(PAGE.parent / "setup.py"), default_timeout=120)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = next(t.value for t in at.table if trio[0].name in list(t.value.index))
+    assert list(table.columns) == ["dataset", "method", "noise", "seed", "progress", "student acc", "refined prec"]
+    row = table.loc[trio[1].name]
+    summary = RunStore(trio[1]).summary()
+    assert (row["dataset"], row["method"], row["noise"], row["progress"]) == ("moons", "CE", "symmetric 30%", "done")
+    assert row["student acc"] == f"{summary['student_test_accuracy']:.3f}"
+
+
+def test_the_queue_stops_at_a_run_that_fails_and_leaves_the_next_one_waiting(runs_dir, monkeypatch):
+    from app.worker import FAIL_ENV, train_in_turn
+    from engine.errors import UserError
+    from engine.run import Run
+    from tests.conftest import tiny_config
+
+    paths = [runs_dir / "first-ce", runs_dir / "second-ce"]
+    for path in paths:
+        Run.create(path, tiny_config(method="ce"))
+    monkeypatch.setenv(FAIL_ENV, "2")
+    queue = train_in_turn(paths)
+    deadline = time.monotonic() + 120
+    while queue.busy and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert queue.states[0].startswith("stopped: step 2 (student) failed: InjectedFault") and \
+        queue.states[1] == "waiting"
+    assert RunStore(paths[0]).status()["step"] == 1 and not RunStore(paths[1]).steps()
+
+
+def test_a_second_queue_is_refused_while_one_works(runs_dir, monkeypatch):
+    import app.worker as worker
+    from engine.errors import UserError
+
+    class Working:
+        busy = True
+
+    monkeypatch.setattr(worker, "_QUEUE", Working())
+    with pytest.raises(UserError, match="a comparison set is still training"):
+        worker.train_in_turn([runs_dir / "any"])
+    monkeypatch.undo()  # before runs_dir stops "the queue"

@@ -45,7 +45,7 @@ def comparison_set(root: Path, names: list[str], expanded: bool) -> None:
             start_set(members)
     queue = current_queue()
     if queue is not None:
-        st.fragment(_progress, run_every=2.0 if queue.busy else None)()
+        st.fragment(_progress, run_every=2.0 if queue.busy else None)(queue.busy)
 
 
 def start_set(members) -> None:
@@ -65,13 +65,17 @@ def start_set(members) -> None:
     st.rerun()
 
 
-def _progress() -> None:
+def _progress(was_busy: bool) -> None:
     queue = current_queue()
+    if queue is None or (was_busy and not queue.busy):
+        st.rerun()  # the set is trained: redraw the whole page once, without the timers
     st.caption("Comparison set" + (", training one run after another:" if queue.busy else ":"))
     st.markdown("\n".join(f"- {line}" for line in progress_lines(queue)))
 
 
-def results(names: list[str]) -> None:
+def results(names: list[str], was_live: bool = False) -> None:
+    if was_live and not any(is_live(runs_root() / n) for n in names):
+        st.rerun()  # training ended: redraw once without the timer
     stores = [RunStore(runs_root() / n) for n in names]
     problems = same_data(stores)
     if problems:
@@ -147,4 +151,4 @@ if len(picked) < 2:
     st.info("Pick two or more runs on the same data, or create a comparison set above.")
     st.stop()
 live = any(is_live(root / n) for n in picked)
-st.fragment(results, run_every=3.0 if live else None)(picked)
+st.fragment(results, run_every=3.0 if live else None)(picked, live)
