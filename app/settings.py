@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from app.byod import SOURCES, TORCHVISION_SETS, folder_spec, run_name_stem, torchvision_spec
-from engine.compare import dataset_label, noise_label
+from engine.compare import dataset_label, noise_label, run_results
 from engine.config import RunConfig, check_runnable
 from engine.data import load_dataset
 from engine.data.base import parse_dataset_spec
@@ -109,6 +109,7 @@ class SetupValues:
     truth_column: str = ""
     known_noise_rate: float | None = None  # what 'known' means where it is not R (asym, matrix, a label file)
     teacher_checkpoint: str = ""
+    teacher_features: str = ""
 
     @classmethod
     def from_config(cls, config: RunConfig) -> SetupValues:
@@ -139,6 +140,7 @@ class SetupValues:
                    seed=config.seed, matrix_path=noise.matrix_path or "", labels=config.labels or "",
                    key_column=config.key_column, label_column=config.label_column,
                    truth_column=config.truth_column or "", teacher_checkpoint=config.teacher_checkpoint or "",
+                   teacher_features=config.teacher_features or "",
                    **_source_fields(config.dataset))
 
     def dataset_spec(self) -> str:
@@ -193,7 +195,8 @@ class SetupValues:
                        schedule=schedule, train=train, labels=self.labels.strip() or None,
                        key_column=self.key_column, label_column=self.label_column,
                        truth_column=self.truth_column or None,
-                       teacher_checkpoint=self.teacher_checkpoint.strip() or None)
+                       teacher_checkpoint=self.teacher_checkpoint.strip() or None,
+                       teacher_features=(self.teacher_features.strip() or None) if self.method == "aml-kd" else None)
 
     def _noise_rate(self) -> float | None:
         if self.noise_rate_mode == "estimate":
@@ -303,9 +306,10 @@ def run_rows(root: Path) -> list[dict]:
                          "student_test_accuracy": None, "refined_label_precision": None, "problem": str(exc)})
             continue
         status = store.status()
-        summary = store.summary() or _last_metrics(store)
+        summary, _ = run_results(store)  # summary.json, else (none, or damaged) the last metrics line
         rows.append({"name": path.name, "path": str(path), "dataset": dataset_label(config.dataset),
-                     "method": config.method, "noise": _noise_label(store, config), "seed": config.seed, "state": status.get("state", "idle"),
+                     "method": config.method, "noise": _noise_label(store, config), "seed": config.seed,
+                     "state": status.get("state", "idle"),
                      "phase": status.get("phase", ""), "step": status.get("step"),
                      "total_steps": status.get("total_steps"),
                      "student_test_accuracy": summary.get("student_test_accuracy"),
@@ -323,15 +327,6 @@ def _noise_label(store: RunStore, config: RunConfig) -> str:
     except UserError:
         return noise_label(config)
     return noise_label(config, arrays.get("given"), arrays.get("true"))
-
-
-def _last_metrics(store: RunStore) -> dict:
-    path = store.path / "metrics.jsonl"
-    try:
-        lines = path.read_text().strip().splitlines() if path.is_file() else []
-        return json.loads(lines[-1]) if lines else {}
-    except (OSError, json.JSONDecodeError):
-        return {}
 
 
 def rename_run(path: Path, new_name: str) -> Path:

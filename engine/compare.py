@@ -203,7 +203,7 @@ def run_results(store: RunStore) -> tuple[dict, bool]:
     yet, or damaged) the last metrics line with the wall time summed over its steps."""
     try:
         summary = store.summary()
-    except (OSError, ValueError):  # a damaged summary.json: the metrics still hold the run's numbers
+    except (UserError, OSError, ValueError):  # a damaged summary.json: the metrics still hold the run's numbers
         summary = None
     if isinstance(summary, dict):
         return summary, True

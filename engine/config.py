@@ -13,6 +13,12 @@ from .errors import UserError
 from .noise import parse_noise_spec
 
 METHODS = ("aml-kd", "ce", "kd")
+#: Components of AML-KD an ablation can remove (``--without``), and what replaces each.
+ABLATIONS = {
+    "awe": "uniform weights instead of the ambiguity-aware weights (stage 1 seeds and CE weights)",
+    "mutual": "the refine stage (teacher graph) runs to the end instead of the mutual stage",
+    "stage0": "no teacher-guided propagation: the student starts from the given labels",
+}
 
 
 def _is_real(value: object) -> bool:
@@ -143,6 +149,7 @@ class RunConfig:
     teacher: str | None = None  # architecture; None: the dataset's default pair
     student: str | None = None
     teacher_checkpoint: str | None = None  # load the teacher instead of training it
+    teacher_features: str | None = None  # features from elsewhere for the graph and stage 0 (engine.features)
     labels: str | None = None  # label CSV replacing the given labels
     key_column: str = "path"
     label_column: str = "label"
@@ -151,10 +158,19 @@ class RunConfig:
     propagation: PropagationConfig = field(default_factory=PropagationConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    without: tuple[str, ...] = ()  # AML-KD ablations (ABLATIONS); empty: the whole method
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise UserError(f"unknown method {self.method!r}; valid: {', '.join(METHODS)}")
+        if isinstance(self.without, str) or not all(isinstance(w, str) for w in self.without):
+            raise UserError(f"without={self.without!r} must be a list of components; valid: {', '.join(ABLATIONS)}")
+        object.__setattr__(self, "without", tuple(sorted(set(self.without))))
+        unknown = [w for w in self.without if w not in ABLATIONS]
+        if unknown:
+            raise UserError(f"--without {unknown[0]!r} is not a component of AML-KD; valid: {', '.join(ABLATIONS)}")
+        if self.without and self.method != "aml-kd":
+            raise UserError(f"--without applies to method aml-kd only, not {self.method!r}")
         parse_noise_spec(self.noise)
         if self.noise_rate is not None and not 0.0 <= self.noise_rate < 1.0:
             raise UserError(f"noise-rate={self.noise_rate} is outside [0, 1)")
@@ -168,6 +184,11 @@ class RunConfig:
     def from_dict(cls, data: dict) -> RunConfig:
         nested = {"graph": GraphConfig, "propagation": PropagationConfig,
                   "schedule": ScheduleConfig, "train": TrainConfig}
+        if not isinstance(data, dict):
+            raise UserError(f"a run config is a JSON object of settings, not {type(data).__name__}")
+        for key in nested:
+            if key in data and not isinstance(data[key], dict):
+                raise UserError(f"{key!r} must be an object of {key} settings, not {str(data[key])[:60]!r}")
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -181,7 +202,10 @@ class RunConfig:
                     raise UserError(f"bad {key} config: {exc}") from None
                 except ValueError as exc:
                     raise UserError(str(exc)) from None
-        return cls(**kwargs)
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:
+            raise UserError(f"bad run config: {exc}") from None
 
     def with_changes(self, **changes) -> RunConfig:
         return replace(self, **changes)

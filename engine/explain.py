@@ -340,7 +340,7 @@ def graph_features(store: RunStore, step: int, snapshot: dict) -> np.ndarray | N
     if metrics.get("graph_source") == "student" or metrics.get("phase") == "propagate":
         features = snapshot.get("features")
     else:
-        features = store.teacher_features()
+        features = store.graph_features()
     return None if features is None else np.asarray(features, dtype=np.float32)
 
 

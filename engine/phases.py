@@ -66,9 +66,12 @@ def phases_of(config: RunConfig) -> tuple[Phase, ...]:
 def phase_length(config: RunConfig, phase: Phase | str) -> int:
     """Steps the schedule gives ``phase`` (the teacher's is an upper bound: it may stop early)."""
     s = config.schedule
+    no_mutual = "mutual" in config.without  # ablation: refine takes the mutual stage's epochs
     return {Phase.TEACHER: 1 if config.teacher_checkpoint else s.teacher_epochs,
-            Phase.PROPAGATE: 1, Phase.WARMUP: s.warmup_epochs, Phase.REFINE: s.refine_epochs,
-            Phase.MUTUAL: s.mutual_epochs, Phase.STUDENT: s.student_epochs, Phase.DONE: 0}[Phase(phase)]
+            Phase.PROPAGATE: 0 if "stage0" in config.without else 1, Phase.WARMUP: s.warmup_epochs,
+            Phase.REFINE: s.refine_epochs + (s.mutual_epochs if no_mutual else 0),
+            Phase.MUTUAL: 0 if no_mutual else s.mutual_epochs, Phase.STUDENT: s.student_epochs,
+            Phase.DONE: 0}[Phase(phase)]
 
 
 def first_phase(config: RunConfig) -> Phase:

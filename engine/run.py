@@ -39,7 +39,9 @@ from .config import RunConfig, check_runnable
 from .data import Dataset, dataset_for_config
 from .device import default_device
 from .errors import UserError
+from .features import linear_head_predictions, load_teacher_features
 from .graph import Graph, build_graph, neighbour_vote_agreement
+from .health import run_warnings
 from .metrics import label_metrics
 from .models import build_model, default_pair, parameter_count
 from .noise import apply_noise, estimate_noise_rate, parse_noise_spec
@@ -47,10 +49,13 @@ from .phases import PHASES, Phase
 from .propagate import propagate
 from .review import ReviewStore
 from .select import loss_cutoff, small_loss_mask
-from .store import RunStore
+from .store import RunStore, atomic_write_text
 from .training import Outputs, cosine_lr, forward_all, make_optimizer, set_lr, student_epoch, train_epoch
 
 log = logging.getLogger(__name__)
+
+#: Seconds between heartbeats in ``status.json`` while a step trains.
+HEARTBEAT_SECONDS = 5.0
 
 __all__ = ["Phase", "PHASES", "Run", "StepResult"]
 
@@ -98,32 +103,66 @@ class Run:
         self.given = self._given_labels()
         self.holdout = self._holdout_mask()
         self._build_models()
+        self.external_features, self.external_pred = (
+            load_teacher_features(config.teacher_features, self.dataset.keys()) if config.teacher_features
+            else (None, None))
         self.state = _State(phase=plan.first_phase(config), refined=self.given.copy())
         self._student_cache: Outputs | None = None
         self._teacher_cache: Outputs | None = None
         self._teacher_graph: Graph | None = None
         #: Optional ``fn(done, total)`` called after every training batch (the app's progress bar).
         self.on_progress = None
+        self._failed = False  # a step raised: this object's state is no longer the run's
+        self._last_heartbeat = time.time()
         self.reviews = ReviewStore(store.path, num_classes=self.dataset.num_classes)
 
     # ------------------------------------------------------------------ set-up
     @classmethod
     def create(cls, out: str | Path, config: RunConfig, force: bool = False,
-               dataset: Dataset | None = None, device: torch.device | None = None) -> Run:
-        """Start a new run in ``out`` (refused if it holds one, unless ``force``)."""
+               dataset: Dataset | None = None, device: torch.device | None = None,
+               keep_reviews: bool = False) -> Run:
+        """Start a new run in ``out`` (refused if it holds one, unless ``force``).
+
+        Replacing a run (``force``) sets its review log aside
+        (``reviews-old-N.sqlite``, in :attr:`reviews_set_aside`), so the new run
+        never trains on another run's decisions; ``keep_reviews`` keeps it
+        instead, only when the new run has the very same samples and given labels.
+        """
         store = RunStore(out)
         if store.exists() and not force:
             store.create(config, force=False)  # raises the clear error
         run = cls(store, config, dataset, device)  # validate before touching the directory
         if config.teacher_checkpoint:
             ckpt.load_teacher(run.teacher, config.teacher_checkpoint)  # a bad file fails here, not at step 1
+        run.reviews_set_aside = None
+        if store.exists() and store.reviews_path.exists():
+            if keep_reviews:
+                run._check_same_samples()
+            else:
+                run.reviews_set_aside = store.set_reviews_aside()
         store.create(config, force=force)
-        store.write_dataset(given=run.given, true=run.true if run.true is not None else np.full(len(run.given), -1),
-                            keys=np.array(run.dataset.keys()), holdout=run.holdout,
-                            class_names=np.array([str(c) for c in run.dataset.class_names]))
-        store.write_skipped(run.dataset.skipped)
-        run._write_status("idle")
+        run._write_static_files()
         return run
+
+    def _write_static_files(self) -> None:
+        """What a new run directory holds besides its config: samples, skipped inputs, status."""
+        true = self.true if self.true is not None else np.full(len(self.given), -1)
+        self.store.write_skipped(self.dataset.skipped)
+        self.store.write_dataset(given=self.given, true=true, keys=np.array(self.dataset.keys()), holdout=self.holdout,
+                                 class_names=np.array([str(c) for c in self.dataset.class_names]))
+        self._write_status("idle")
+
+    def _check_same_samples(self) -> None:
+        """Refuse to keep a review log made for other samples or other given labels."""
+        try:
+            old = self.store.dataset_arrays()
+            same = (np.array_equal(old["keys"], np.array(self.dataset.keys()))
+                    and np.array_equal(old["given"], self.given))
+        except (UserError, KeyError):
+            same = False
+        if not same:
+            raise UserError(f"--keep-reviews: the decisions in {str(self.store.reviews_path)!r} were made for other "
+                            "samples or given labels than this run's; leave out --keep-reviews to set them aside")
 
     @classmethod
     def open(cls, path: str | Path, device: torch.device | None = None) -> Run:
@@ -131,11 +170,22 @@ class Run:
         store = RunStore(path)
         config = store.config()
         run = cls(store, config, device=device)
+        if not store.dataset_path.exists():  # killed while being created: finish creating it
+            run._write_static_files()
         if store.checkpoint_path.exists():
             ckpt.load(run, store.checkpoint_path)
-        elif store.steps():
-            raise UserError(f"run {str(path)!r} has snapshots but no checkpoint.pt; it cannot be resumed")
+        elif max(store.steps(), default=0) > 1 or len(store.metrics()) > 1:
+            raise UserError(f"run {str(path)!r} has {len(store.steps())} snapshots but no checkpoint.pt; it cannot "
+                            "be resumed (restore checkpoint.pt, or create the run again)")
+        # else: killed within the first step, before its checkpoint: start again from step 0, as created
+        damaged = [n for n in store.damaged_metrics()]
+        if damaged:
+            raise UserError(f"{str(store.metrics_path)!r} line {damaged[0]} is damaged (not a JSON object with a "
+                            "step); restore the file, or delete that line to drop its step's metrics, then resume")
         store.truncate_after(run.state.step)
+        store.remove_temporary_files()
+        if run.done and store.summary() is None:  # killed between the last checkpoint and the summary
+            store.write_summary(run.summary())
         run._write_status("done" if run.done else "idle")
         return run
 
@@ -200,10 +250,17 @@ class Run:
         """Do one unit of work, write its snapshot, metrics and checkpoint."""
         if self.done:
             raise UserError("the run is finished; there is no next step")
+        if self._failed:
+            raise UserError(f"a step of run {str(self.store.path)!r} failed; open the run again to continue from its "
+                            "last good step")
         started = time.perf_counter()
         phase, description = self.phase, self.describe_next()
         self._write_status("running")
-        arrays, metrics = HANDLERS[phase](self)
+        try:
+            arrays, metrics = HANDLERS[phase](self)
+            _check_finite(metrics)
+        except Exception as exc:  # noqa: BLE001 - any failure of a step leaves the run at its last good step
+            raise self._step_failed(phase, exc) from None
         self.state.step += 1
         self.state.phase_epoch += 1
         metrics.update(step=self.state.step, phase=phase.value, phase_epoch=self.state.phase_epoch)
@@ -217,6 +274,35 @@ class Run:
             self.store.write_summary(self.summary())
         self._write_status("done" if self.done else "idle")
         return StepResult(self.state.step, phase, self.state.phase_epoch, metrics, description)
+
+    def _step_failed(self, phase: Phase, exc: Exception) -> UserError:
+        """Record a failed step: ``status.json`` says error, ``error.log`` has the details."""
+        import traceback
+
+        self._failed = True
+        number = self.state.step + 1
+        detail = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        if not isinstance(exc, UserError):
+            detail = f"{type(exc).__name__}: {detail}"
+            if not all(torch.isfinite(p).all() for m in (self.teacher, self.student) for p in m.parameters()):
+                detail += " (the network's weights are no longer finite: lower --lr or --teacher-lr)"
+        message = (f"step {number} ({phase.value}) failed: {detail}; the run stays at step {self.state.step}"
+                   f"{'' if isinstance(exc, UserError) else '; details in error.log'}")
+        try:
+            atomic_write_text(self.store.error_log_path, f"{message}\n\n{traceback.format_exc()}")
+            self._write_status("error", error=message)
+        except OSError:
+            log.exception("could not record the failure of step %d", number)
+        return UserError(message)
+
+    def _progress(self, done: int, total: int) -> None:
+        """After every training batch: a heartbeat in ``status.json`` every few seconds, then the app's hook."""
+        now = time.time()
+        if now - self._last_heartbeat >= HEARTBEAT_SECONDS:
+            self._last_heartbeat = now
+            self._write_status("running")
+        if self.on_progress is not None:
+            self.on_progress(done, total)
 
     def run_until(self, phase: Phase | str | None = None, callback=None) -> list[StepResult]:
         """Step until ``phase`` is reached (``None`` or ``done``: to the end)."""
@@ -266,7 +352,7 @@ class Run:
             set_lr(self.opt_teacher, cosine_lr(cfg.train.teacher_lr, s.teacher_epoch, cfg.schedule.teacher_epochs))
             train_idx = torch.as_tensor(np.flatnonzero(~self.holdout), device=self.device)
             losses = train_epoch(self.teacher, self.opt_teacher, self.x[train_idx], self.given_t[train_idx],
-                                 cfg.train, self.generator, self.dataset.augment, self.on_progress)
+                                 cfg.train, self.generator, self.dataset.augment, self._progress)
             s.teacher_epoch += 1
             extra = {"teacher_loss": losses["loss_ce"], **self._early_stop()}
         out = forward_all(self.teacher, self.x)
@@ -298,16 +384,34 @@ class Run:
             self.teacher.load_state_dict(self.state.best_teacher_state)
         self._teacher_cache = None
         self.store.write_teacher_features(self.teacher_outputs().features)
+        self.store.write_teacher_outputs(features=self.graph_features().astype(np.float32),
+                                         pred=self.stage0_predictions(), keys=np.array(self.dataset.keys()))
+        if "stage0" in self.config.without:  # no propagation to estimate r from: the teacher's disagreement
+            self.state.noise_rate_estimate = estimate_noise_rate(self.given, self.teacher_outputs().pred)
 
     def teacher_outputs(self) -> Outputs:
         if self._teacher_cache is None:
             self._teacher_cache = forward_all(self.teacher, self.x)
         return self._teacher_cache
 
+    def graph_features(self) -> np.ndarray:
+        """Features of the teacher's graph: the teacher network's, or the ones given (``--teacher-features``)."""
+        return self.teacher_outputs().features if self.external_features is None else self.external_features
+
     def teacher_graph(self) -> Graph:
         if self._teacher_graph is None:
-            self._teacher_graph = build_graph(self.teacher_outputs().features, self.config.graph)
+            self._teacher_graph = build_graph(self.graph_features(), self.config.graph)
         return self._teacher_graph
+
+    def stage0_predictions(self) -> np.ndarray:
+        """Stage 0's seed classes: the teacher's predictions; with features from elsewhere, the file's
+        predictions, else a linear head's out-of-fold predictions on those features (engine.features)."""
+        if self.external_features is None:
+            return self.teacher_outputs().pred
+        if self.external_pred is None:  # computed once: deterministic for the run's seed
+            self.external_pred = linear_head_predictions(self.external_features, self.given,
+                                                         self.dataset.num_classes, self.config.seed)
+        return self.external_pred
 
     def student_outputs(self) -> Outputs:
         if self._student_cache is None:
@@ -320,7 +424,7 @@ class Run:
         graph = self.teacher_graph()
         t_graph = time.perf_counter() - t0
         clamped, outliers = self.review_clamps()
-        seeds = refinery.stage0_seeds(teacher.pred, self.dataset.num_classes, clamped, outliers)
+        seeds = refinery.stage0_seeds(self.stage0_predictions(), self.dataset.num_classes, clamped, outliers)
         result = propagate(graph.normalized, seeds.matrix(self.dataset.num_classes), self.config.propagation)
         refined = refinery.stage0_relabel(self.given, result, self.config.noise_rate,
                                           self.config.train.keep_least_confident, clamped).labels
@@ -330,8 +434,8 @@ class Run:
                    "lp_iterations": result.iterations, "graph_source": "teacher",
                    "teacher_test_accuracy": self._test_accuracy(self.teacher),
                    **_review_metrics(clamped, outliers), **label_metrics(self.given, refined, self.true)}
-        arrays = self._arrays(teacher=teacher, features=teacher.features, graph=graph, lp=result, clamped=clamped,
-                              outliers=outliers, seed_weights=seeds.weights)
+        arrays = self._arrays(teacher=teacher, features=self.graph_features(), graph=graph, lp=result,
+                              clamped=clamped, outliers=outliers, seeds=seeds)
         return arrays, metrics
 
     def _student_train(self, targets: np.ndarray, mode: str, weights: np.ndarray | None = None,
@@ -349,7 +453,7 @@ class Run:
             self.student, self.teacher, self.opt_student, x, torch.as_tensor(targets, device=self.device),
             cfg.train, mode, self.rng, self.generator,
             None if weights is None else torch.as_tensor(weights, device=self.device), self.dataset.augment,
-            self.on_progress)
+            self._progress)
         self.state.student_epoch += 1
         self._student_cache = None
         return {**losses, "train_seconds": time.perf_counter() - t0}
@@ -394,8 +498,10 @@ class Run:
         clamped, outliers = self.review_clamps()  # reviewed labels count as easy, fixed seeds
         working, easy, awe_target = refinery.small_loss_working(self.given, before.pred, easy, clamped)
         similarity = centre_similarity(before.features, class_centres(before.features, working, C))
+        use_awe = "awe" not in self.config.without
         awe_loss = train_weight_net(self.weight_net, self.opt_weight, similarity, self.given, awe_target,
-                                    self.config.train.awe_iterations)
+                                    self.config.train.awe_iterations) if use_awe else None
+        uniform = np.ones(len(self.given), np.float32)
         t_select = time.perf_counter() - t0
         graph, graph_choice = self.teacher_graph(), {}
         if mutual and self.state.phase_epoch % 2 == 0:  # the student's turn, if its graph is as good
@@ -408,14 +514,14 @@ class Run:
         if mutual:
             seed_weights = label_centre_weight(similarity, working)
         else:
-            seed_weights = predict_weights(self.weight_net, similarity, working)
+            seed_weights = predict_weights(self.weight_net, similarity, working) if use_awe else uniform
         t1 = time.perf_counter()
         seeds, working, easy, train_mask = refinery.refine_seeds(working, easy, seed_weights, C, clamped, outliers)
         result = propagate(graph.normalized, seeds.matrix(C), self.config.propagation)
         refined = refinery.refine_relabel(working, easy, result, clamped).labels
         t_lp = time.perf_counter() - t1
-        weights = predict_weights(self.weight_net, similarity, refined)
-        weights_given = predict_weights(self.weight_net, similarity, self.given)
+        weights = predict_weights(self.weight_net, similarity, refined) if use_awe else uniform
+        weights_given = predict_weights(self.weight_net, similarity, self.given) if use_awe else None
         self.state.refined = refined
         metrics = self._student_train(refined, "refine", weights, train_mask=train_mask)
         metrics.update(_review_metrics(clamped, outliers))
@@ -427,12 +533,12 @@ class Run:
         arrays, metrics = self._student_snapshot(metrics, graph=graph, lp=result, easy=easy, working=working,
                                                  weights=weights, weights_given=weights_given,
                                                  selection_loss=selection_loss, student_features=before.features,
-                                                 clamped=clamped, outliers=outliers, seed_weights=seeds.weights)
+                                                 clamped=clamped, outliers=outliers, seeds=seeds)
         return arrays, metrics
 
     def _student_snapshot(self, metrics: dict, graph: Graph | None = None, lp=None, easy=None, working=None,
                           weights=None, weights_given=None, selection_loss=None, student_features=None,
-                          clamped=None, outliers=None, seed_weights=None):
+                          clamped=None, outliers=None, seeds=None):
         t0 = time.perf_counter()
         after = self.student_outputs()
         teacher = self.teacher_outputs() if self.config.method != "ce" else None
@@ -448,7 +554,7 @@ class Run:
         arrays = self._arrays(teacher=teacher, student=after, graph=graph, lp=lp, easy=easy, working=working,
                               weights=weights, weights_given=weights_given, selection_loss=selection_loss,
                               features=after.features if student_features is None else student_features,
-                              clamped=clamped, outliers=outliers, seed_weights=seed_weights)
+                              clamped=clamped, outliers=outliers, seeds=seeds)
         metrics["eval_seconds"] = time.perf_counter() - t0
         return arrays, metrics
 
@@ -525,6 +631,7 @@ class Run:
             "teacher": self.teacher_arch, "student": self.student_arch,
             "teacher_parameters": parameter_count(self.teacher), "student_parameters": parameter_count(self.student),
             "wall_seconds": self.state.wall_seconds, "device": str(self.device),
+            "without": list(self.config.without), "warnings": run_warnings(self.store),
         }
 
 
@@ -537,6 +644,16 @@ def _encode_rng(state: dict) -> dict:
 
 def _decode_rng(state: dict) -> dict:
     return {**state, "state": {k: int(v) for k, v in state["state"].items()}}
+
+
+def _check_finite(metrics: dict) -> None:
+    """A loss that is NaN or infinite fails the step (before anything of it is written)."""
+    bad = {k: v for k, v in metrics.items()
+           if "loss" in k and isinstance(v, (float, np.floating)) and not np.isfinite(v)}
+    if bad:
+        name, value = next(iter(bad.items()))
+        raise UserError(f"the loss became {value} ({name}); the learning rate may be too high: lower --lr "
+                        "(or --teacher-lr in the teacher's phase)")
 
 
 def _review_metrics(clamped: np.ndarray, outliers: np.ndarray) -> dict:

@@ -51,6 +51,8 @@ FIELDS: dict[str, Field] = {
                                                "the epoch (the small-loss criterion); NaN elsewhere"),
     "seed_weight": Field("float32", "(N,)", "seed mass of each sample in the step's propagation, reviews "
                                             "applied (0: no seed)", LP, optional=True),
+    "seed_label": Field("int64", "(N,)", "seed class of each sample in the step's propagation, reviews applied",
+                        LP, optional=True),
     "teacher_loss": Field("float32", "(N,)", "teacher CE against the given label; NaN without a teacher"),
     "teacher_pred": Field("int64", "(N,)", "teacher argmax; -1 without a teacher"),
     "teacher_top": Field("int16", "(N, T)", "teacher's top classes", optional=True),
@@ -77,7 +79,7 @@ FIELDS: dict[str, Field] = {
 
 def pack(refined: np.ndarray, teacher=None, student=None, given: np.ndarray | None = None, graph=None,
          lp=None, easy=None, working=None, weights=None, weights_given=None, selection_loss=None,
-         features=None, clamped=None, outliers=None, seed_weights=None) -> dict[str, np.ndarray]:
+         features=None, clamped=None, outliers=None, seeds=None) -> dict[str, np.ndarray]:
     """A step's snapshot from what the step computed (arrays not given get their 'none' value).
 
     ``teacher`` and ``student`` are model outputs with ``pred (N,)``,
@@ -110,8 +112,9 @@ def pack(refined: np.ndarray, teacher=None, student=None, given: np.ndarray | No
         arrays["features"] = np.asarray(features).astype(np.float16)
     if clamped is not None:
         arrays.update(clamped=np.asarray(clamped, np.int64), outlier=np.asarray(outliers, bool))
-    if seed_weights is not None:
-        arrays["seed_weight"] = np.asarray(seed_weights, np.float32)
+    if seeds is not None:  # engine.refinery.Seeds of the step's propagation
+        arrays["seed_weight"] = np.asarray(seeds.weights, np.float32)
+        arrays["seed_label"] = np.asarray(seeds.labels, np.int64)
     return arrays
 
 
@@ -157,10 +160,10 @@ def read(store, step: int, fields: tuple[str, ...] | list[str] | None = None) ->
 def step_seeds(snapshot: dict[str, np.ndarray], phase: str, num_classes: int):
     """The seeds of a step's propagation, exactly as the step made them.
 
-    Stage 0: :func:`engine.refinery.stage0_seeds` of the stored teacher
-    predictions and reviews. Stages 1-2: the stored working labels and seed
-    masses (both with reviews applied). Snapshots written before
-    ``seed_weight`` existed fall back to the AWE ``weight`` (approximate).
+    The stored ``seed_label`` and ``seed_weight`` (reviews applied). Snapshots
+    written before those existed: stage 0, :func:`engine.refinery.stage0_seeds`
+    of the stored teacher predictions and reviews; stages 1-2, the working
+    labels weighted by the AWE ``weight`` (approximate).
 
     Returns
     -------
@@ -169,6 +172,8 @@ def step_seeds(snapshot: dict[str, np.ndarray], phase: str, num_classes: int):
     from .refinery import Seeds, stage0_seeds
 
     n = len(snapshot["refined"])
+    if phase in LP and "seed_label" in snapshot:  # stored as the step made them
+        return Seeds(np.asarray(snapshot["seed_label"], np.int64), np.asarray(snapshot["seed_weight"], np.float32))
     if phase == "propagate":
         teacher_pred = np.asarray(snapshot["teacher_pred"], np.int64)
         if teacher_pred.min(initial=0) < 0:

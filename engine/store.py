@@ -9,7 +9,8 @@ Layout of ``runs/NAME/`` (this class owns every path in it)::
     snapshots/step_NNNNN.npz   per-sample arrays of that step (format: engine.snapshot)
     checkpoint.pt        models, optimisers, weight net, RNG states, labels
     summary.json         written when the run is done
-    teacher_features.npy features of the frozen teacher (after its phase)
+    teacher_features.npy features of the frozen teacher (after its phase), float16, for the embeddings
+    teacher_outputs.npz  the teacher graph's features (float32), stage 0's seed classes, sample keys
     skipped.txt          input files the dataset left out
     reviews.sqlite       reviewers' decisions (engine.review)
     embeddings/          cached 2-D layouts (engine.embed)
@@ -26,7 +27,9 @@ import functools
 import io
 import json
 import os
+import socket
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -110,6 +113,10 @@ class RunStore:
         return self.path / "teacher_features.npy"
 
     @property
+    def teacher_outputs_path(self) -> Path:
+        return self.path / "teacher_outputs.npz"
+
+    @property
     def skipped_path(self) -> Path:
         return self.path / "skipped.txt"
 
@@ -120,6 +127,10 @@ class RunStore:
     @property
     def embeddings_dir(self) -> Path:
         return self.path / "embeddings"
+
+    @property
+    def error_log_path(self) -> Path:
+        return self.path / "error.log"
 
     def exists(self) -> bool:
         return self.config_path.is_file()
@@ -137,17 +148,43 @@ class RunStore:
         if self.path.exists() and force:
             self._clear()
         self.path.mkdir(parents=True, exist_ok=True)
+        self.remove_temporary_files()
         self.snapshot_dir.mkdir(exist_ok=True)
         atomic_write_text(self.config_path, config.to_json())
 
     def _clear(self) -> None:
         import shutil
 
-        for name in ("config.json", "status.json", "dataset.npz", "metrics.jsonl",
-                     "checkpoint.pt", "summary.json", "teacher_features.npy", "skipped.txt"):
-            (self.path / name).unlink(missing_ok=True)
-        for sub in ("snapshots", "embeddings"):
-            shutil.rmtree(self.path / sub, ignore_errors=True)
+        for path in (self.config_path, self.status_path, self.dataset_path, self.metrics_path, self.checkpoint_path,
+                     self.summary_path, self.teacher_features_path, self.teacher_outputs_path, self.skipped_path,
+                     self.error_log_path):
+            path.unlink(missing_ok=True)
+        for sub in (self.snapshot_dir, self.embeddings_dir):
+            shutil.rmtree(sub, ignore_errors=True)
+        self.remove_temporary_files()
+
+    def set_reviews_aside(self) -> Path | None:
+        """Move ``reviews.sqlite`` (and its WAL files) to ``reviews-old-N.sqlite``,
+        so a replaced run never trains on another run's decisions; returns the new path."""
+        if not self.reviews_path.exists():
+            return None
+        n = 1
+        while (self.path / f"reviews-old-{n}.sqlite").exists():
+            n += 1
+        target = self.path / f"reviews-old-{n}.sqlite"
+        for suffix in ("", "-wal", "-shm"):
+            source = Path(str(self.reviews_path) + suffix)
+            if source.exists():
+                os.replace(source, Path(str(target) + suffix))
+        return target
+
+    def remove_temporary_files(self) -> list[Path]:
+        """Delete the ``.NAME.*.tmp`` files a killed writer left behind (the real files are whole)."""
+        stray = [p for folder in (self.path, self.snapshot_dir, self.embeddings_dir) if folder.is_dir()
+                 for p in folder.glob(".*.tmp")]
+        for p in stray:
+            p.unlink(missing_ok=True)
+        return stray
 
     # ------------------------------------------------------------ config / status
     def config(self) -> RunConfig:
@@ -155,12 +192,33 @@ class RunStore:
             raise UserError(f"{str(self.path)!r} is not a run directory (no config.json)")
         try:
             data = json.loads(self.config_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise UserError(f"config of run {str(self.path)!r} is unreadable: {exc}") from None
-        return RunConfig.from_dict(data)
+            return RunConfig.from_dict(data)
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UserError(f"{str(self.config_path)!r} is unreadable ({type(exc).__name__}); restore it or create "
+                            "the run again") from None
+        except UserError as exc:
+            raise UserError(f"{str(self.config_path)!r} is not a valid run config: {exc}") from None
 
     def write_status(self, **status) -> None:
+        """Write ``status.json``; it records the writing process (``pid``, ``host``) and the time."""
+        status.setdefault("pid", os.getpid())
+        status.setdefault("host", socket.gethostname())
+        status.setdefault("updated", time.time())
         atomic_write_text(self.status_path, json.dumps(status, sort_keys=True))
+
+    def live_state(self, status: dict | None = None, stale_seconds: float = 120.0, now: float | None = None) -> str:
+        """The run's state as a reader should show it: ``status.json``'s, except
+        that a ``running`` whose process is gone (same host), or whose
+        heartbeat is older than ``stale_seconds`` (another host), is ``stopped``."""
+        status = self.status() if status is None else status
+        state = status.get("state", "idle")
+        if state != "running":
+            return state
+        pid, host = status.get("pid"), status.get("host")
+        if pid is not None and host == socket.gethostname():
+            return "running" if _process_alive(int(pid)) else "stopped"
+        age = (time.time() if now is None else now) - float(status.get("updated") or 0)
+        return "running" if age < stale_seconds else "stopped"
 
     def status(self) -> dict:
         try:
@@ -209,6 +267,20 @@ class RunStore:
             with open(tmp, "wb") as fh:
                 np.save(fh, features.astype(np.float16))
 
+    def write_teacher_outputs(self, features: np.ndarray, pred: np.ndarray, keys: np.ndarray) -> None:
+        """The teacher graph's features (float32), stage 0's seed classes and the sample keys:
+        ``--teacher-features`` takes this file and reproduces the run's stage 0."""
+        with atomic_path(self.teacher_outputs_path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, features=features, pred=pred, keys=keys)
+
+    def graph_features(self) -> np.ndarray | None:
+        """Features of the teacher's graph (the teacher's, or those given), once the teacher's phase ended."""
+        if self.teacher_outputs_path.is_file():
+            with np.load(self.teacher_outputs_path, allow_pickle=False) as data:
+                return data["features"].astype(np.float32)
+        return self.teacher_features()
+
     def teacher_features(self) -> np.ndarray | None:
         p = self.teacher_features_path
         return np.load(p, allow_pickle=False).astype(np.float32) if p.is_file() else None
@@ -233,18 +305,35 @@ class RunStore:
         atomic_write_text(self.metrics_path, "".join(json.dumps(m) + "\n" for m in lines))
 
     def metrics(self) -> list[dict]:
+        """Every readable metrics line, in order (damaged lines are left out: see :meth:`damaged_metrics`)."""
+        return self._metrics()[0]
+
+    def damaged_metrics(self) -> list[int]:
+        """Line numbers (1-based) of ``metrics.jsonl`` that are not a JSON object with a step."""
+        return self._metrics()[1]
+
+    def _metrics(self) -> tuple[list[dict], list[int]]:
         p = self.metrics_path
         if not p.is_file():
-            return []
-        out = []
-        for line in p.read_text().splitlines():
+            return [], []
+        out, damaged = [], []
+        try:
+            text = p.read_text(errors="replace")
+        except OSError:
+            return [], []
+        for number, line in enumerate(text.splitlines(), 1):
             line = line.strip()
-            if line:
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    break
-        return out
+            if not line:
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError:
+                value = None
+            if isinstance(value, dict) and isinstance(value.get("step"), int):
+                out.append(value)
+            else:
+                damaged.append(number)
+        return out, damaged
 
     def steps(self) -> list[int]:
         return sorted(int(p.stem.split("_")[1]) for p in self.snapshot_dir.glob("step_*.npz"))
@@ -261,7 +350,27 @@ class RunStore:
 
     def summary(self) -> dict | None:
         p = self.summary_path
-        return json.loads(p.read_text()) if p.is_file() else None
+        if not p.is_file():
+            return None
+        try:
+            value = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UserError(f"{str(p)!r} is damaged ({type(exc).__name__}); `python -m engine resume "
+                            f"{str(self.path)}` writes it again") from None
+        if not isinstance(value, dict):
+            raise UserError(f"{str(p)!r} is not a summary (a JSON object); `python -m engine resume "
+                            f"{str(self.path)}` writes it again")
+        return value
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 @functools.lru_cache(maxsize=16)

@@ -8,7 +8,9 @@ helpers (app.compare_widgets, app.figures.compare)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 import time
 from pathlib import Path
 
@@ -150,7 +152,8 @@ def test_a_comparison_set_is_refused_while_another_run_trains(trio, runs_dir):
         shutil.rmtree(path)
     busy = RunStore(trio[0])
     status = busy.status()
-    busy.write_status(**{**status, "state": "running", "updated": time.time()})  # as the CLI leaves it
+    busy.write_status(**{**status, "state": "running", "updated": time.time(), "pid": os.getpid(),
+                         "host": socket.gethostname()})  # as a live CLI run leaves it
     at = open_compare(trio[0])
     button(at, "compare-set-create").click().run()
     [error] = at.error

@@ -331,3 +331,31 @@ def test_phase_plan_uses_steps_done_once_a_phase_ended_early():
                     {"phase": "mutual", "planned": 12, "done": 0}]
     assert phase_plan(config, metrics[:3], "teacher")[0] == {"phase": "teacher", "planned": 30, "done": 3}
     assert [p["phase"] for p in phase_plan(replace(config, method="ce"), [], "student")] == ["student"]
+
+
+def test_start_from_a_run_prefills_the_form_and_a_second_method_is_two_clicks(runs_dir):
+    schedule = ScheduleConfig(teacher_epochs=3, teacher_patience=2, warmup_epochs=1, refine_epochs=2, mutual_epochs=1)
+    first = RunConfig(dataset="moons?n=300&spread=0.2", noise="pairflip:0.2", seed=4, schedule=schedule,
+                      graph=replace(RunConfig().graph, k=7))
+    Run.create(runs_dir / "my-moons", first)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.selectbox(key="setup-base").set_value("run-my-moons").run()
+    key = "setup-run-my-moons-"
+    assert at.number_input(key=key + "k").value == 7 and at.number_input(key=key + "refine_epochs").value == 2
+    at.radio(key=key + "method").set_value("ce").run()  # click 1
+    assert at.number_input(key=key + "k").disabled and at.slider(key=key + "alpha").disabled
+    assert any("CE trains the student alone" in c.value for c in at.caption)
+    at.button(key="setup-create").click().run()  # click 2
+    assert not at.exception and not _errors(at)
+    made = RunStore(at.session_state["run_dir"]).config()
+    # every other setting as the run had it (the form names the data's default networks)
+    assert replace(made, teacher=None, student=None) == replace(first, method="ce")
+    assert (made.dataset, made.noise, made.seed, made.schedule) == (first.dataset, first.noise, 4, schedule)
+
+
+def test_kd_keeps_only_the_temperature_among_the_method_knobs(app):
+    app.radio(key=DEFAULT_KEY + "method").set_value("kd").run()
+    assert app.number_input(key=DEFAULT_KEY + "k").disabled
+    assert not app.slider(key=DEFAULT_KEY + "temperature").disabled
+    assert any("only the temperature applies" in c.value for c in app.caption)

@@ -142,7 +142,7 @@ def test_graph_features_follow_the_graph_source(tiny_moons_run):
     store = RunStore(tiny_moons_run)
     student_graph = store.snapshot(7)
     assert np.array_equal(explain.graph_features(store, 7, student_graph), student_graph["features"].astype(np.float32))
-    assert np.array_equal(explain.graph_features(store, 5, store.snapshot(5)), store.teacher_features())
+    assert np.array_equal(explain.graph_features(store, 5, store.snapshot(5)), store.graph_features())
 
 
 def test_replay_records_every_iteration_of_the_neighbourhood(tiny_moons_run):

@@ -176,3 +176,20 @@ def test_checkpoint_reads_and_writes_files_only():
     text = (ROOT / "engine" / "checkpoint.py").read_text()
     for field in ("phase_epoch", "best_holdout", "opt_student", "numpy_rng", "weight_net"):
         assert field not in text, field
+
+
+def test_the_what_if_cli_replays_every_propagating_step(runs, capsys):
+    from engine.cli import main
+
+    path = str(runs["known"].path)
+    assert main(["what-if", path, "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["step"] for r in rows] == explain.propagating_steps(runs["known"])
+    assert all(set(r) == {"step", "changed", "to_correct", "to_wrong"} and r["changed"] == 0 for r in rows)
+    assert main(["what-if", path, "--step", "3", "--k", "4", "--alpha", "0.5", "--json"]) == 0
+    (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    expected = explain.what_if(runs["known"], 3, k=4, alpha=0.5)
+    assert row["changed"] == len(expected.changed) > 0
+    assert main(["what-if", path, "--step", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "step 4 of run" in err and "ran no propagation; valid steps: 3, 5" in err
