@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from engine.compare import METHOD_NAMES, PerSample, same_data, table_text
+from engine.compare import PerSample, method_label, run_results, same_data, table_text
 from engine.config import RunConfig
 from engine.errors import UserError
 from engine.store import RunStore, list_runs
@@ -68,47 +68,65 @@ def run_labels(rows: list[dict]) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------- a comparison set
+#: The ablations a comparison set may add: AML-KD without one component each.
+SET_ABLATIONS = (("awe",), ("mutual",), ("stage0",))
+
+
 @dataclass(frozen=True)
 class Member:
-    """One run of a comparison set: its method, folder, and the config to create it with (``None``: it exists)."""
+    """One run of a comparison set: its method and ablation, folder, the config to create it with
+    (``None``: it exists) and whether it is finished."""
 
     method: str
+    without: tuple[str, ...]
     path: Path
     config: RunConfig | None
     done: bool
 
-
-def member_name(name: str, own_method: str, method: str) -> str:
-    """``digits-symmetric40-aml-kd-s0`` -> ``digits-symmetric40-ce-s0``; a name without its method gets ``-ce``."""
-    token = f"-{own_method}-"
-    if token in name:
-        return name.replace(token, f"-{method}-", 1)
-    if name.endswith(f"-{own_method}"):
-        return name[: -len(own_method)] + method
-    return f"{name}-{method}"
+    @property
+    def label(self) -> str:
+        return method_label(RunConfig(method=self.method, without=self.without))
 
 
-def plan_set(path: Path) -> list[Member]:
-    """AML-KD, CE and KD runs with the settings of the run at ``path`` (same data, noise, seed and
-    schedule; only the method changes), named after it. A run already at a member's name with that
-    very config is reused; another one there moves the new run to a free name (``-2``, ``-3``, ...)."""
+def name_token(method: str, without: tuple[str, ...] = ()) -> str:
+    """The part of a run name that names its method: ``aml-kd``, ``ce``, ``aml-kd-no-awe``."""
+    return "-".join([method] + [f"no-{w}" for w in without])
+
+
+def member_name(name: str, own: str, token: str) -> str:
+    """``digits-symmetric40-aml-kd-s0`` -> ``digits-symmetric40-ce-s0`` (``own`` and ``token``: the two
+    runs' :func:`name_token`); a name without its own token gets ``-ce`` appended."""
+    if f"-{own}-" in name:
+        return name.replace(f"-{own}-", f"-{token}-", 1)
+    if name.endswith(f"-{own}"):
+        return name[: -len(own)] + token
+    return f"{name}-{token}"
+
+
+def plan_set(path: Path, ablations: bool = False) -> list[Member]:
+    """AML-KD, CE and KD runs (and, with ``ablations``, AML-KD without AWE, without the mutual stage,
+    without stage 0) with the settings of the run at ``path``: same data, noise, seed and schedule,
+    only the method changes; named after it. A run already at a member's name with that very config
+    is reused; another one there moves the new run to a free name (``-2``, ``-3``, ...)."""
     store = RunStore(path)
     config = store.config()
+    own = name_token(config.method, config.without)
+    kinds = [(m, ()) for m in SET_METHODS] + ([("aml-kd", w) for w in SET_ABLATIONS] if ablations else [])
     members = []
-    for method in SET_METHODS:
-        if method == config.method:
-            members.append(Member(method, Path(path), None, store.summary() is not None))
+    for method, without in kinds:
+        if (method, tuple(without)) == (config.method, config.without):
+            members.append(Member(method, without, Path(path), None, run_results(store)[1]))
             continue
-        wanted = config.with_changes(method=method)
-        stem = member_name(Path(path).name, config.method, method)
+        wanted = config.with_changes(method=method, without=without)
+        stem = member_name(Path(path).name, own, name_token(method, without))
         target, i = Path(path).parent / stem, 2
         while RunStore(target).exists() or target.exists():
             if _same_config(target, wanted):
                 break
             target, i = Path(path).parent / f"{stem}-{i}", i + 1
         exists = RunStore(target).exists()
-        members.append(Member(method, target, None if exists else wanted,
-                              exists and RunStore(target).summary() is not None))
+        members.append(Member(method, without, target, None if exists else wanted,
+                              exists and run_results(RunStore(target))[1]))
     return members
 
 
@@ -123,7 +141,7 @@ def describe_plan(members: list[Member]) -> list[str]:
     """One line per member: what pressing the button does to it."""
     what = lambda m: "finished, kept" if m.done else "exists, trained to the end" if m.config is None \
         else "created and trained"  # noqa: E731
-    return [f"**{METHOD_NAMES[m.method]}** `{m.path.name}`: {what(m)}" for m in members]
+    return [f"**{m.label}** `{m.path.name}`: {what(m)}" for m in members]
 
 
 def training_run(root: Path, is_live) -> str | None:

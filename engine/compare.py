@@ -35,10 +35,12 @@ import numpy as np
 
 from .data.base import parse_dataset_spec
 from .errors import UserError
+from .health import below_baseline, run_warnings
 from .noise import parse_noise_spec
 from .store import RunStore
 
 METHOD_NAMES = {"aml-kd": "AML-KD", "ce": "CE", "kd": "KD"}
+ABLATION_NAMES = {"awe": "AWE", "mutual": "mutual", "stage0": "stage 0"}
 STUDENT_PHASES = ("warmup", "refine", "mutual", "student")
 UPLOAD_HASH = re.compile(r"-[0-9a-f]{12}$")  # app.byod names an unpacked upload NAME-<12 hex digits>
 
@@ -116,6 +118,13 @@ def label_disagreement(given: np.ndarray | None, true: np.ndarray | None) -> flo
         return None
     known = np.asarray(true) >= 0
     return float(np.mean(np.asarray(given)[known] != np.asarray(true)[known])) if known.any() else None
+
+
+def method_label(config) -> str:
+    """``AML-KD``, ``CE``, ``KD``, or an ablation: ``AML-KD w/o AWE``, ``AML-KD w/o mutual, stage 0``."""
+    name = METHOD_NAMES.get(config.method, config.method)
+    without = getattr(config, "without", ())
+    return f"{name} w/o {', '.join(ABLATION_NAMES.get(w, w) for w in without)}" if without else name
 
 
 # ---------------------------------------------------------------- comparable?
@@ -220,7 +229,9 @@ def comparison_table(stores: Sequence[RunStore | str | Path]) -> list[dict]:
 
     ``student_vs_ce`` is the student's test accuracy minus that of the first
     finished CE run of the set (``None`` where there is none, and for that
-    run itself, whose ``baseline`` is True). Numbers are ``None`` where the
+    run itself, whose ``baseline`` is True). ``warnings``: the run's
+    :mod:`engine.health` warnings (``code``, ``message``), ``below_ce`` added
+    where its student falls below that CE run's. Numbers are ``None`` where the
     run does not measure them (no teacher in CE, no truth for a label file).
     """
     rows = []
@@ -230,7 +241,7 @@ def comparison_table(stores: Sequence[RunStore | str | Path]) -> list[dict]:
         results, finished = run_results(store)
         true = arrays.get("true")
         true = None if true is None or not (true >= 0).any() else true
-        method = METHOD_NAMES.get(config.method, config.method)
+        method = method_label(config)
         if not finished:
             method += " (summary.json unreadable)" if store.summary_path.is_file() else " (unfinished)"
         rows.append({
@@ -243,7 +254,7 @@ def comparison_table(stores: Sequence[RunStore | str | Path]) -> list[dict]:
             "teacher_test_accuracy": results.get("teacher_test_accuracy") if config.method != "ce" else None,
             "student_vs_ce": None, "baseline": False, "steps": results.get("steps"),
             "total_steps": store.status().get("total_steps"), "wall_seconds": results.get("wall_seconds"),
-            "finished": finished,
+            "finished": finished, "warnings": _warnings(store, results, finished),
         })
     baseline = next((r for r in rows if r["method_id"] == "ce" and r["finished"]
                      and r["student_test_accuracy"] is not None), None)
@@ -252,7 +263,20 @@ def comparison_table(stores: Sequence[RunStore | str | Path]) -> list[dict]:
         for row in rows:
             if row is not baseline and row["student_test_accuracy"] is not None:
                 row["student_vs_ce"] = row["student_test_accuracy"] - baseline["student_test_accuracy"]
+                below = below_baseline(row["student_test_accuracy"], baseline["student_test_accuracy"])
+                if below is not None and all(w.get("code") != "below_ce" for w in row["warnings"]):
+                    row["warnings"] = row["warnings"] + [below]
     return rows
+
+
+def _warnings(store: RunStore, results: dict, finished: bool) -> list[dict]:
+    """The run's health warnings (:mod:`engine.health`): kept in summary.json, else checked now."""
+    if finished and isinstance(results.get("warnings"), list):
+        return [w for w in results["warnings"] if isinstance(w, dict)]
+    try:
+        return run_warnings(store)
+    except UserError:
+        return []
 
 
 def format_cell(row: dict, key: str, fmt: str) -> str:
@@ -289,7 +313,7 @@ def curves(stores: Sequence[RunStore | str | Path]) -> list[dict]:
     (the refined labels' precision; ``None`` without a truth)."""
     points = []
     for store in _stores(stores):
-        method = METHOD_NAMES.get(store.config().method, store.config().method)
+        method = method_label(store.config())
         epoch = 0
         for m in store.metrics():
             if m.get("phase") not in STUDENT_PHASES:

@@ -71,6 +71,9 @@ def test_the_table_holds_engine_compares_values(trio):
                    "steps", "seconds"):
         assert list(shown[header]) == expected[header], header
     assert list(shown["student vs CE"])[1] == "baseline" and list(shown["teacher acc"])[1] == "–"
+    warnings = [w.value for w in at.warning]  # the KD student is 0.007 under CE: a below_ce banner
+    assert len(warnings) == 1 and warnings[0].startswith(f"**{trio[2].name}**: The student's test accuracy 0.880 "
+                                                         "is below the plain CE baseline's 0.887")
     assert "dataset" not in shown and any("dataset **moons** · noise **symmetric 30%** · seed **0**" in m.value
                                           for m in at.markdown)
 
@@ -164,6 +167,7 @@ def test_a_comparison_set_is_refused_while_another_run_trains(trio, runs_dir):
 # ---------------------------------------------------------------- helpers
 def test_member_names_follow_the_source_run():
     assert member_name("digits-symmetric40-aml-kd-s0", "aml-kd", "ce") == "digits-symmetric40-ce-s0"
+    assert member_name("digits-symmetric40-ce-s0", "ce", "aml-kd-no-awe") == "digits-symmetric40-aml-kd-no-awe-s0"
     assert member_name("pets-labels-kd", "kd", "aml-kd") == "pets-labels-aml-kd"
     assert member_name("my-trial", "ce", "kd") == "my-trial-kd"
 
@@ -177,6 +181,16 @@ def test_plan_reuses_a_matching_run_and_moves_off_a_different_one(trio, runs_dir
     RunStore(trio[2]).create(config.with_changes(seed=5))  # another run holds the KD name
     kd = plan_set(trio[1])[2]
     assert kd.path.name == f"{trio[2].name}-2" and kd.config == RunStore(trio[1]).config().with_changes(method="kd")
+
+
+def test_plan_with_ablations_adds_one_aml_kd_run_per_component(trio):
+    plan = plan_set(trio[1], ablations=True)
+    base = RunStore(trio[1]).config()
+    assert [m.label for m in plan] == ["AML-KD", "CE", "KD", "AML-KD w/o AWE", "AML-KD w/o mutual",
+                                       "AML-KD w/o stage 0"]
+    for member, component in zip(plan[3:], ("awe", "mutual", "stage0")):
+        assert member.path.name == f"moons-symmetric30-aml-kd-no-{component}-s0"
+        assert member.config == base.with_changes(method="aml-kd", without=(component,)) and not member.done
 
 
 def test_table_frame_splits_off_shared_columns_and_labels_runs(trio):

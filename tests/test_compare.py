@@ -12,7 +12,7 @@ import pytest
 
 from engine.cli import main
 from engine.compare import (comparison_table, curves, dataset_label, format_table, label_disagreement,
-                            noise_label, per_sample, require_same_data, same_data)
+                            method_label, noise_label, per_sample, require_same_data, same_data)
 from engine.config import RunConfig
 from engine.errors import UserError
 from engine.store import RunStore
@@ -102,6 +102,7 @@ def test_table_values_are_each_runs_summary_and_the_difference_to_ce(trio):
     assert rows[1]["baseline"] and rows[1]["student_vs_ce"] is None and rows[1]["teacher_test_accuracy"] is None
     assert rows[2]["teacher_test_accuracy"] == summaries[2]["teacher_test_accuracy"]
     assert rows[0]["refined_label_precision"] > rows[0]["given_label_precision"]  # AML-KD relabelled
+    assert [[w["code"] for w in r["warnings"]] for r in rows] == [[], [], ["below_ce"]]  # KD: 0.007 under CE
 
 
 def test_without_a_ce_run_there_is_no_difference(trio):
@@ -179,6 +180,12 @@ def test_per_sample_refuses_runs_on_different_data(tmp_path, trio):
 ])
 def test_dataset_is_named_as_the_user_named_it(spec, label):
     assert dataset_label(spec) == label
+
+
+def test_ablations_are_named_by_what_they_leave_out():
+    assert method_label(RunConfig(without=("awe",))) == "AML-KD w/o AWE"
+    assert method_label(RunConfig(without=("stage0", "mutual"))) == "AML-KD w/o mutual, stage 0"
+    assert method_label(RunConfig(method="kd")) == "KD"
 
 
 def test_label_file_noise_shows_its_measured_disagreement():

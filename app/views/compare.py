@@ -34,8 +34,10 @@ def comparison_set(root: Path, names: list[str], expanded: bool) -> None:
         open_store = current_store()
         index = names.index(open_store.path.name) if open_store and open_store.path.name in names else 0
         chosen = st.selectbox("Settings of run", names, index=index, key="compare-set-source")
+        ablations = st.checkbox("Also the ablations: AML-KD without AWE, without the mutual stage, without stage 0",
+                                key="compare-set-ablations")
         try:
-            members = plan_set(root / chosen)
+            members = plan_set(root / chosen, ablations)
         except UserError as exc:
             st.error(f"No comparison set from {chosen!r}: {exc}")
             return
@@ -83,6 +85,9 @@ def results(names: list[str], was_live: bool = False) -> None:
                  "same given labels.\n\n" + "\n".join(f"- {p}" for p in problems))
         return
     rows = comparison_table(stores)
+    for row in rows:
+        for warning in row["warnings"]:
+            st.warning(f"**{row['run']}**: {warning['message']}", icon=":material/warning:")
     st.subheader("Results")
     table, shared = split_shared(table_frame(rows))
     st.markdown(f"Every run: {shared}" if shared else "")
