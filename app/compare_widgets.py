@@ -18,7 +18,9 @@ import streamlit as st
 
 from engine.compare import PerSample, method_label, run_results, same_data, table_text
 from engine.config import RunConfig
+from app.worker import get_worker, train_in_turn
 from engine.errors import UserError
+from engine.run import Run
 from engine.store import RunStore, list_runs
 
 SET_METHODS = ("aml-kd", "ce", "kd")  # the comparison set, in table order
@@ -142,6 +144,22 @@ def describe_plan(members: list[Member]) -> list[str]:
     what = lambda m: "finished, kept" if m.done else "exists, trained to the end" if m.config is None \
         else "created and trained"  # noqa: E731
     return [f"**{m.label}** `{m.path.name}`: {what(m)}" for m in members]
+
+
+def create_and_queue(members: list[Member], root: Path, is_live) -> str | None:
+    """Create the set's missing runs and train its unfinished ones one after another
+    (:func:`app.worker.train_in_turn`); the reason, as one message, when refused or failed. Refused
+    while any run under ``root`` trains; a run that cannot be created keeps those made before it."""
+    busy = training_run(root, is_live)
+    if busy is not None:
+        return TRAINING_MESSAGE.format(name=busy)
+    try:
+        for member in (m for m in members if m.config is not None):
+            get_worker(member.path).adopt(Run.create(member.path, member.config))
+        train_in_turn([m.path for m in members if not m.done])
+    except UserError as exc:
+        return f"The comparison set was not started: {exc}"
+    return None
 
 
 def training_run(root: Path, is_live) -> str | None:

@@ -13,16 +13,15 @@ import pandas as pd
 import streamlit as st
 
 from app.common import current_store, runs_root
-from app.compare_widgets import (LABEL_KINDS, TRAINING_MESSAGE, comparable_with, csv_button, curves_frame,
+from app.compare_widgets import (LABEL_KINDS, comparable_with, create_and_queue, csv_button, curves_frame,
                                  describe_plan, figure_buttons, filtered_samples, outcome_patterns, plan_set,
                                  progress_lines, run_labels, run_names, sample_caption, sample_filters, split_shared,
                                  table_frame, training_run)
 from app.figures.compare import METRICS, curve_figure
 from app.samples import load_dataset, thumbnails
-from app.worker import current_queue, get_worker, is_live, train_in_turn
+from app.worker import current_queue, is_live
 from engine.compare import comparison_table, curves, per_sample, same_data
 from engine.errors import UserError
-from engine.run import Run
 from engine.store import RunStore
 
 PICK = "compare-runs"
@@ -51,17 +50,10 @@ def comparison_set(root: Path, names: list[str], expanded: bool) -> None:
 
 
 def start_set(members) -> None:
-    busy = training_run(runs_root(), is_live)
-    if busy is not None:
-        st.error(TRAINING_MESSAGE.format(name=busy))
-        return
-    try:
-        for m in (m for m in members if m.config is not None):
-            with st.spinner(f"Creating {m.path.name}..."):
-                get_worker(m.path).adopt(Run.create(m.path, m.config))
-        train_in_turn([m.path for m in members if not m.done])
-    except UserError as exc:
-        st.error(f"The comparison set was not started: {exc}")
+    with st.spinner("Creating the comparison set's runs (loading the data, building the networks)..."):
+        problem = create_and_queue(members, runs_root(), is_live)
+    if problem:
+        st.error(problem)
         return
     st.session_state[PICK] = [m.path.name for m in members]
     st.rerun()
