@@ -37,6 +37,7 @@ from .data.base import parse_dataset_spec
 from .errors import UserError
 from .health import below_baseline, run_warnings
 from .noise import parse_noise_spec
+from .runfiles import read_dataset, read_metrics, read_summary
 from .store import RunStore
 
 METHOD_NAMES = {"aml-kd": "AML-KD", "ce": "CE", "kd": "KD"}
@@ -145,7 +146,7 @@ def same_data(stores: Sequence[RunStore | str | Path]) -> list[str]:
     problems, loaded = [], []
     for store in stores:
         try:
-            arrays = store.dataset_arrays()
+            arrays = read_dataset(store)
             loaded.append((store, store.config(), arrays))
         except UserError as exc:
             problems.append(f"run {_name(store)!r} cannot be read: {exc}")
@@ -207,16 +208,24 @@ def require_same_data(stores: Sequence[RunStore | str | Path]) -> None:
 
 
 # ---------------------------------------------------------------- the table
-def run_results(store: RunStore) -> tuple[dict, bool]:
-    """The run's results and whether it is finished: ``summary.json``, else (none
-    yet, or damaged) the last metrics line with the wall time summed over its steps."""
+def run_results(store: RunStore, strict: bool = True) -> tuple[dict, bool]:
+    """The run's results and whether it is finished: ``summary.json``, else the
+    last metrics line with the wall time summed over its steps.
+
+    A damaged ``summary.json`` raises one :class:`UserError` naming it and how
+    to rewrite it (:func:`engine.runfiles.read_summary`); with ``strict=False``
+    (a list of every run, where one damaged run must not hide the others) the
+    metrics stand in for it.
+    """
     try:
-        summary = store.summary()
-    except (UserError, OSError, ValueError):  # a damaged summary.json: the metrics still hold the run's numbers
+        summary = read_summary(store)
+    except UserError:
+        if strict:
+            raise
         summary = None
-    if isinstance(summary, dict):
+    if summary is not None:
         return summary, True
-    metrics = store.metrics()
+    metrics = read_metrics(store)
     last = dict(metrics[-1]) if metrics else {}
     last["steps"] = last.get("step", 0)
     last["wall_seconds"] = float(sum(m.get("step_seconds") or 0.0 for m in metrics))
@@ -237,13 +246,13 @@ def comparison_table(stores: Sequence[RunStore | str | Path]) -> list[dict]:
     rows = []
     for store in _stores(stores):
         config = store.config()
-        arrays = store.dataset_arrays()
+        arrays = read_dataset(store)
         results, finished = run_results(store)
         true = arrays.get("true")
         true = None if true is None or not (true >= 0).any() else true
         method = method_label(config)
         if not finished:
-            method += " (summary.json unreadable)" if store.summary_path.is_file() else " (unfinished)"
+            method += " (unfinished)"
         rows.append({
             "run": _name(store), "method": method,
             "method_id": config.method, "dataset": dataset_label(config.dataset),
@@ -315,7 +324,7 @@ def curves(stores: Sequence[RunStore | str | Path]) -> list[dict]:
     for store in _stores(stores):
         method = method_label(store.config())
         epoch = 0
-        for m in store.metrics():
+        for m in read_metrics(store):
             if m.get("phase") not in STUDENT_PHASES:
                 continue
             epoch += 1

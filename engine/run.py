@@ -132,6 +132,12 @@ class Run:
         if store.exists() and not force:
             store.create(config, force=False)  # raises the clear error
         run = cls(store, config, dataset, device)  # validate before touching the directory
+        if config.labels:
+            from .data.labels import labels_with_noise_problem
+
+            problem = labels_with_noise_problem(config.labels, config.noise)
+            if problem:
+                raise UserError(problem)
         if config.teacher_checkpoint:
             ckpt.load_teacher(run.teacher, config.teacher_checkpoint)  # a bad file fails here, not at step 1
         run.reviews_set_aside = None
@@ -184,7 +190,7 @@ class Run:
                             "step); restore the file, or delete that line to drop its step's metrics, then resume")
         store.truncate_after(run.state.step)
         store.remove_temporary_files()
-        if run.done and store.summary() is None:  # killed between the last checkpoint and the summary
+        if run.done and not _summary_readable(store):  # killed before it was written, or damaged since
             store.write_summary(run.summary())
         run._write_status("done" if run.done else "idle")
         return run
@@ -644,6 +650,15 @@ def _encode_rng(state: dict) -> dict:
 
 def _decode_rng(state: dict) -> dict:
     return {**state, "state": {k: int(v) for k, v in state["state"].items()}}
+
+
+def _summary_readable(store: RunStore) -> bool:
+    from .runfiles import read_summary
+
+    try:
+        return read_summary(store) is not None
+    except UserError:
+        return False
 
 
 def _check_finite(metrics: dict) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from engine.cli import main
 from engine.compare import (comparison_table, curves, dataset_label, format_table, label_disagreement,
-                            method_label, noise_label, per_sample, require_same_data, same_data)
+                            method_label, noise_label, per_sample, require_same_data, run_results, same_data)
 from engine.config import RunConfig
 from engine.errors import UserError
 from engine.store import RunStore
@@ -120,13 +120,15 @@ def test_an_unfinished_run_reads_its_last_metrics_line(make_tiny_run):
     assert "3/7" in format_table([row])
 
 
-def test_a_damaged_summary_falls_back_to_the_metrics(tmp_path, trio):
+def test_a_damaged_summary_is_one_message_naming_it_or_in_a_list_falls_back_to_the_metrics(tmp_path, trio):
     path = tmp_path / "damaged"
     shutil.copytree(trio[1], path)
     (path / "summary.json").write_text('{"method": "ce", "student_te')
-    [row] = comparison_table([path])
-    assert row["method"] == "CE (summary.json unreadable)" and not row["finished"] and row["steps"] == 5
-    assert row["student_test_accuracy"] == RunStore(path).metrics()[-1]["student_test_accuracy"]
+    with pytest.raises(UserError, match="summary.json.*damaged.*resume"):
+        comparison_table([path])
+    results, finished = run_results(RunStore(path), strict=False)
+    assert not finished and results["steps"] == 5
+    assert results["student_test_accuracy"] == RunStore(path).metrics()[-1]["student_test_accuracy"]
 
 
 def test_text_table_has_one_line_per_run_and_marks_the_baseline(trio):

@@ -76,7 +76,11 @@ def results(names: list[str], was_live: bool = False) -> None:
         st.error("These runs cannot be compared: a fair comparison needs the same training samples with the "
                  "same given labels.\n\n" + "\n".join(f"- {p}" for p in problems))
         return
-    rows = comparison_table(stores)
+    try:
+        rows, points = comparison_table(stores), curves(stores)
+    except UserError as exc:
+        st.error(f"These runs cannot be shown: {exc}")
+        return
     for row in rows:
         for warning in row["warnings"]:
             st.warning(f"**{row['run']}**: {warning['message']}", icon=":material/warning:")
@@ -89,7 +93,6 @@ def results(names: list[str], was_live: bool = False) -> None:
     csv_button("Table (CSV)", table_frame(rows), "comparison.csv", "compare-table-csv")
 
     st.subheader("Over the student's epochs")
-    points = curves(stores)
     frame = curves_frame(points)
     for column, key in zip(st.columns(2), METRICS):
         with column:

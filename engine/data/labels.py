@@ -28,32 +28,40 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import UserError
+from ..errors import UserError, shown
 from .base import Dataset
 
 SHOWN = 5  # offenders named in an error message
+MAX_BYTES = 256 << 20  # a label file far above any dataset this tool trains on is not one
 KEY_GUESSES = ("path", "key", "file", "filename", "image", "index", "id")
 LABEL_GUESSES = ("label", "given", "given_label", "noisy_label", "class", "annotation")
 TRUTH_GUESSES = ("truth", "true", "true_label", "clean_label", "gold")
 
 
-def _listing(items, shown: int = SHOWN) -> str:
+def _listing(items, count: int = SHOWN) -> str:
     items = list(items)
-    text = ", ".join(repr(str(i)) for i in items[:shown])
-    return text + (f" and {len(items) - shown} more" if len(items) > shown else "")
+    text = ", ".join(shown(i) for i in items[:count])
+    return text + (f" and {len(items) - count} more" if len(items) > count else "")
 
 
 def read_label_csv(path: str | Path) -> pd.DataFrame:
     """The label file as a table of strings (no type guessing, no NaN)."""
     p = Path(str(path)).expanduser()
     if not p.is_file():
-        raise UserError(f"label file {str(p)!r} does not exist; valid: a CSV file with a key and a label column")
+        raise UserError(f"label file {shown(p)} does not exist; valid: a CSV file with a key and a label column")
+    if p.stat().st_size > MAX_BYTES:
+        raise UserError(f"label file {shown(p)} is {p.stat().st_size / 2**20:,.0f} MiB; at most "
+                        f"{MAX_BYTES / 2**20:.0f} MiB are read (one short row per sample)")
     try:
         table = pd.read_csv(p, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise UserError(f"label file {str(p)!r} is not a readable CSV: {str(exc).splitlines()[0]}") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"label file {shown(p)} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at position "
+                        f"{exc.start}); save it as UTF-8 CSV") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"label file {shown(p)} is not a readable CSV: {shown(reason)}") from None
     if table.empty:
-        raise UserError(f"label file {str(p)!r} has no rows; valid: a header line, then one row per sample")
+        raise UserError(f"label file {shown(p)} has no rows; valid: a header line, then one row per sample")
     table.columns = [str(c).strip() for c in table.columns]
     return table
 
@@ -69,9 +77,54 @@ def guess_columns(columns) -> dict[str, str | None]:
 
 
 def preview_label_file(path: str | Path, rows: int = 10) -> tuple[list[str], pd.DataFrame]:
-    """(column names, first ``rows`` rows) of a label file, for the Setup page."""
+    """(column names, first ``rows`` rows) of a label file, unchecked: for a file the
+    user gave themselves. The Setup page shows :func:`label_table_preview` instead."""
     table = read_label_csv(path)
     return list(table.columns), table.head(rows)
+
+
+KEY_MATCH = 0.5  # share of a column's values that must be sample keys for it to count as a key column
+
+
+def key_columns(table: pd.DataFrame, dataset: Dataset) -> list[str]:
+    """Columns of ``table`` whose values are mostly (:data:`KEY_MATCH`) keys of ``dataset``'s samples."""
+    lookup = _key_lookup(dataset.keys())
+    found = []
+    for column in table.columns:
+        hits = sum(_normalise_key(str(k)) in lookup for k in table[column])
+        if hits and hits >= KEY_MATCH * len(table):
+            found.append(column)
+    return found
+
+
+def label_table_preview(dataset: Dataset, path: str | Path, rows: int = 8) -> dict:
+    """A label file's columns and first rows, shown only when it is a label table of ``dataset``.
+
+    The Setup page reads files anywhere on the machine it runs on; so that it
+    cannot show the lines of any readable file, nothing of the file (rows,
+    column names) is returned unless some column's values are mostly keys of
+    the dataset's samples. Otherwise ``error`` says what is wrong in one line
+    without repeating the file.
+
+    Returns
+    -------
+    dict
+        ``ok``; ``error`` (str or None); when ok, ``columns`` (all),
+        ``key_columns`` (those holding sample keys) and ``head`` (the first ``rows`` rows).
+    """
+    refused = {"ok": False, "columns": None, "key_columns": None, "head": None}
+    try:
+        table = read_label_csv(path)
+    except UserError as exc:  # these messages name the file and the problem, never its lines
+        return {**refused, "error": str(exc)}
+    keys = key_columns(table, dataset)
+    if not keys:
+        example = _listing(dataset.keys()[:2], 2)
+        return {**refused, "error": f"label file {shown(path)} is not a label table of {dataset.name!r}: none of its "
+                                    f"{len(table.columns)} column(s) holds the samples' keys (they look like "
+                                    f"{example}, or an index 0..{dataset.num_train - 1}); its contents are not "
+                                    "shown"}
+    return {"ok": True, "error": None, "columns": list(table.columns), "key_columns": keys, "head": table.head(rows)}
 
 
 def _key_lookup(keys: tuple[str, ...]) -> dict[str, int]:
@@ -81,7 +134,7 @@ def _key_lookup(keys: tuple[str, ...]) -> dict[str, int]:
     aliases: dict[str, list[int]] = {}
     for i, k in enumerate(keys):
         head, _, tail = k.rpartition("/")
-        if head and tail.isdigit():
+        if head and tail.isascii() and tail.isdigit():
             aliases.setdefault(str(int(tail)), []).append(i)
         if k.startswith("train/"):
             aliases.setdefault(k[len("train/"):], []).append(i)
@@ -111,13 +164,13 @@ def _class_ids(values: pd.Series, dataset: Dataset, column: str, path, allow_emp
             ids[row] = by_name[text]
         elif text.lower() in by_lower:
             ids[row] = by_lower[text.lower()]
-        elif text.lstrip("-").isdigit() and 0 <= int(text) < dataset.num_classes:
+        elif text.isascii() and text.isdigit() and int(text) < dataset.num_classes:
             ids[row] = int(text)
         else:
-            bad.append(f"{text!r} (line {row + 2})")
+            bad.append(f"{shown(text)} (line {row + 2})")
     if bad:
         raise UserError(
-            f"label file {str(path)!r} column {column!r} has {len(bad)} value(s) that are not classes of "
+            f"label file {shown(path)} column {shown(column)} has {len(bad)} value(s) that are not classes of "
             f"{dataset.name!r}: {', '.join(bad[:SHOWN])}{' ...' if len(bad) > SHOWN else ''}; "
             f"valid: {_listing(dataset.class_names, 20)} or ids 0..{dataset.num_classes - 1}")
     return ids
@@ -125,7 +178,7 @@ def _class_ids(values: pd.Series, dataset: Dataset, column: str, path, allow_emp
 
 def _require_column(table: pd.DataFrame, column: str | None, role: str, path) -> str:
     if column is None or column not in table.columns:
-        raise UserError(f"label file {str(path)!r} has no {role} column {column!r}; "
+        raise UserError(f"label file {shown(path)} has no {role} column {shown(column)}; "
                         f"its columns are {_listing(table.columns, 20)} (choose with --{role}-column)")
     return column
 
@@ -138,18 +191,18 @@ def match_rows(table: pd.DataFrame, dataset: Dataset, key_column: str, path) -> 
     unmatched = [k for k, r in zip(keys, rows) if r < 0]
     if unmatched:
         example = _listing(dataset.keys()[:3], 3)
-        raise UserError(f"label file {str(path)!r}: {len(unmatched)} key(s) match no training sample of "
+        raise UserError(f"label file {shown(path)}: {len(unmatched)} key(s) match no training sample of "
                         f"{dataset.name!r}: {_listing(unmatched)}; valid keys look like {example}")
     counts = np.bincount(rows, minlength=dataset.num_train)
     duplicated = [k for k, r in zip(keys, rows) if counts[r] > 1]
     if duplicated:
         unique = list(dict.fromkeys(duplicated))
-        raise UserError(f"label file {str(path)!r}: {len(unique)} sample(s) appear more than once: "
+        raise UserError(f"label file {shown(path)}: {len(unique)} sample(s) appear more than once: "
                         f"{_listing(unique)}; each sample needs exactly one row")
     missing = np.flatnonzero(counts == 0)
     if len(missing):
         names = [dataset.keys()[i] for i in missing]
-        raise UserError(f"label file {str(path)!r} leaves out {len(missing)} of {dataset.num_train} training "
+        raise UserError(f"label file {shown(path)} leaves out {len(missing)} of {dataset.num_train} training "
                         f"samples: {_listing(names)}; every training sample needs a row")
     return rows
 
@@ -181,6 +234,21 @@ def apply_label_file(dataset: Dataset, path: str | Path, key_column: str = "path
         true = np.empty(dataset.num_train, dtype=np.int64)
         true[rows] = _class_ids(table[truth_column], dataset, truth_column, path, allow_empty=True)
     return dataclasses.replace(dataset, train_given=given, train_true=true)
+
+
+def labels_with_noise_problem(labels: str | None, noise: str | None) -> str | None:
+    """Why a label file and a synthetic noise spec cannot go together; None when they can.
+
+    A label file's labels are the given labels as they are: synthetic noise is
+    never added on top of them (the run's summary would report a noise that
+    is not the file's), so any noise but ``none`` is refused.
+    """
+    from ..noise import parse_noise_spec
+
+    if not labels or parse_noise_spec(noise or "none").kind == "none":
+        return None
+    return (f"--labels {shown(labels)} brings the given labels, so --noise {shown(noise)} would not be applied; "
+            "drop --noise (or pass --noise none): synthetic noise is never added on top of a label file")
 
 
 def label_file_report(dataset: Dataset, path: str | Path, key_column: str, label_column: str,
