@@ -117,7 +117,7 @@ def plan_set(path: Path, ablations: bool = False) -> list[Member]:
     members = []
     for method, without in kinds:
         if (method, tuple(without)) == (config.method, config.without):
-            members.append(Member(method, without, Path(path), None, run_results(store)[1]))
+            members.append(Member(method, without, Path(path), None, run_results(store, strict=False)[1]))
             continue
         wanted = config.with_changes(method=method, without=without)
         stem = member_name(Path(path).name, own, name_token(method, without))
@@ -128,7 +128,7 @@ def plan_set(path: Path, ablations: bool = False) -> list[Member]:
             target, i = Path(path).parent / f"{stem}-{i}", i + 1
         exists = RunStore(target).exists()
         members.append(Member(method, without, target, None if exists else wanted,
-                              exists and run_results(RunStore(target))[1]))
+                              exists and run_results(RunStore(target), strict=False)[1]))
     return members
 
 

@@ -19,6 +19,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app.compare_widgets import (TRAINING_MESSAGE, filtered_samples, member_name, outcome_patterns, plan_set,
+                                 progress_lines,
                                  run_labels, sample_filters, split_shared, table_frame)
 from app.figures.compare import curve_figure
 from app.worker import current_queue
@@ -282,3 +283,20 @@ def test_a_second_queue_is_refused_while_one_works(runs_dir, monkeypatch):
     with pytest.raises(UserError, match="a comparison set is still training"):
         worker.train_in_turn([runs_dir / "any"])
     monkeypatch.undo()  # before runs_dir stops "the queue"
+
+
+def test_a_damaged_summary_is_one_message_and_the_page_stays_up(trio):
+    (trio[2] / "summary.json").write_text('{"method": "kd", "stud')
+    at = open_compare(trio[0])
+    [error] = at.error
+    assert error.value.startswith("These runs cannot be shown: ") and "summary.json" in error.value
+    assert "resume" in error.value and not at.table
+    assert at.multiselect(key="compare-runs").value == [p.name for p in trio]  # still picked, nothing lost
+
+
+def test_progress_lines_show_each_runs_state_and_step(trio):
+    class Queue:
+        paths, states = trio[:2], ["training", "waiting"]
+
+    lines = progress_lines(Queue())
+    assert lines == [f"`{trio[0].name}`: training · done · step 8/8", f"`{trio[1].name}`: waiting · step 5/5"]
