@@ -53,7 +53,7 @@ from engine.store import RunStore
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("step", "play", "phase", "reset", "pause")
+COMMANDS = ("step", "play", "phase", "reset", "reset-keep", "pause")
 FAIL_ENV = "AMLKD_FAIL_AT_STEP"
 THREADS_ENV = "AMLKD_TORCH_THREADS"
 #: A ``running`` status newer than this (seconds) without a worker of ours
@@ -176,8 +176,8 @@ class Worker:
     def _job(self, command: str) -> None:
         torch.set_num_threads(torch_threads())
         try:
-            if command == "reset":
-                self._reset()
+            if command in ("reset", "reset-keep"):
+                self._reset(keep_reviews=command == "reset-keep")
                 return
             run = self._open()
             if command == "step":
@@ -205,10 +205,12 @@ class Worker:
         run.on_progress = self._on_progress
         return run
 
-    def _reset(self) -> None:
+    def _reset(self, keep_reviews: bool = False) -> None:
+        """Recreate the run from its own settings; its review decisions are set aside
+        (``reviews-old-N.sqlite``) unless ``keep_reviews``."""
         config = RunStore(self.path).config()
         self._run = None
-        self._run = Run.create(self.path, config, force=True)
+        self._run = Run.create(self.path, config, force=True, keep_reviews=keep_reviews)
         self.error = None
 
     def _step(self, run: Run) -> bool:

@@ -180,6 +180,11 @@ def format_table(rows: list[dict]) -> str:
     widths = [max(len(str(r[i])) for r in [header] + body) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in [header] + body]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    if any(row.get("test_labels") == "given" for row in rows):
+        lines.append("teacher/student acc of a run with a label file and no truth column: agreement with the "
+                     "given (possibly noisy) labels of its held-out images")
+    if any("test_labels" in row and row["test_labels"] is None for row in rows):
+        lines.append("'-' accuracies: the run has no held-out images (test fraction 0), so no test metrics")
     return "\n".join(lines)
 
 

@@ -569,10 +569,20 @@ class Run:
         """This step's snapshot (:func:`engine.snapshot.pack`)."""
         return snapshot.pack(self.state.refined, given=self.given, **parts)
 
-    def _test_accuracy(self, model) -> float | None:
-        if self.dataset.test_true is None or len(self.dataset.test_true) == 0:
+    def test_labels(self) -> str | None:
+        """What test accuracies are measured against: ``"truth"``, ``"given"`` (a label file's labels of the
+        held-out images, without a truth column: agreement, not accuracy), or None (no test set)."""
+        if self.dataset.test_true is None or not (np.asarray(self.dataset.test_true) >= 0).any():
             return None
-        return forward_all(model, self.x_test).accuracy(self.dataset.test_true)
+        return self.dataset.test_labels
+
+    def _test_accuracy(self, model) -> float | None:
+        """Accuracy on the test samples whose label is known (None without any)."""
+        true = self.dataset.test_true
+        if true is None or not (np.asarray(true) >= 0).any():
+            return None
+        known = np.asarray(true) >= 0
+        return float(np.mean(forward_all(model, self.x_test).pred[known] == true[known]))
 
     def _write_status(self, state: str, error: str | None = None) -> None:
         self.store.write_status(state=state, phase=self.phase.value, step=self.state.step,
@@ -638,6 +648,7 @@ class Run:
             "teacher_parameters": parameter_count(self.teacher), "student_parameters": parameter_count(self.student),
             "wall_seconds": self.state.wall_seconds, "device": str(self.device),
             "without": list(self.config.without), "warnings": run_warnings(self.store),
+            "test_labels": self.test_labels(),
         }
 
 

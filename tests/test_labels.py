@@ -90,7 +90,7 @@ def test_duplicate_keys_unmatched_keys_and_missing_samples(pets, tmp_path):
     stray = _write(tmp_path, {"path": keys + ["train/cat/999.png", "x.png"], "label": ["cat"] * (len(keys) + 2)},
                    "stray.csv")
     message = _error(pets, stray)
-    assert "2 key(s) match no training sample" in message and "'train/cat/999.png', 'x.png'" in message
+    assert "2 key(s) match no image" in message and "'train/cat/999.png' (line" in message and "'x.png' (line" in message
     few = _write(tmp_path, {"path": keys[:-7], "label": ["cat"] * (len(keys) - 7)}, "few.csv")
     message = _error(pets, few)
     assert f"leaves out 7 of {len(keys)}" in message and f"'{keys[-7]}'" in message and "and 2 more" in message

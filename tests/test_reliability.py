@@ -478,7 +478,7 @@ def test_a_5_mb_unmatched_label_key_is_cut_short(tmp_path, capsys):
     keys[7] = "z" * 5_000_000
     labels = moons_labels(tmp_path, keys)
     err = refused(capsys, "run", "--dataset", "moons", "--labels", labels, "--out", tmp_path / "r", *TINY,
-                  names=["match no training sample", "(5,000,000 characters)", "labels.csv"])
+                  names=["match no image", "(5,000,000 characters)", "labels.csv"])
     assert len(err) < 1000
 
 

@@ -88,7 +88,14 @@ def controls(store: RunStore, status: dict, busy: bool, elsewhere: bool) -> None
         send(store, "phase")
     with reset.popover("Reset", disabled=blocked, width="stretch"):
         st.markdown("Recreate the run from its own settings: **every step is lost**.")
-        if st.button("Reset the run", key="train-reset", type="primary"):
+        if store.reviews_path.exists():
+            st.markdown("Its review decisions: keep them (they clamp the new run's labels), or start clean "
+                        "(they are set aside as `reviews-old-N.sqlite` in the run folder).")
+            if st.button("Reset, keep the decisions", key="train-reset-keep"):
+                send(store, "reset-keep")
+            if st.button("Reset, start clean", key="train-reset", type="primary"):
+                send(store, "reset")
+        elif st.button("Reset the run", key="train-reset", type="primary"):
             send(store, "reset")
 
 

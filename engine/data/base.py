@@ -31,6 +31,13 @@ class Dataset:
         annotations); ``None`` means synthetic noise is applied to the truth.
     train_keys : tuple of str
         A stable key per training sample: its index, or its relative path.
+    test_keys : tuple of str
+        The same for the test samples (an image folder's held-out images and
+        ``test/`` folder), so that a label file can name them too.
+    test_labels : str
+        What ``test_true`` is: ``"truth"``, or ``"given"`` when a label file
+        without a truth column brought the test labels (then a test
+        "accuracy" is agreement with given, possibly noisy, labels).
     augment : str
         Training augmentation: ``"none"`` or ``"crop_flip"``.
     skipped : tuple of str
@@ -46,6 +53,8 @@ class Dataset:
     test_true: np.ndarray | None
     train_given: np.ndarray | None = None
     train_keys: tuple[str, ...] = ()
+    test_keys: tuple[str, ...] = ()
+    test_labels: str = "truth"
     augment: str = "none"
     skipped: tuple[str, ...] = field(default=())
 

@@ -459,6 +459,7 @@ def load_folder(spec: DatasetSpec) -> Dataset:
     if scan.test is not None:
         test_images, test_kept, test_bad = _decode_all(scan.root, scan.test, size, mode, workers)
         test_labels = np.array([c for (_, c), ok in zip(scan.test, test_kept) if ok], dtype=np.int64)
+        test_keys = tuple(k for (k, _), ok in zip(scan.test, test_kept) if ok)
         bad += test_bad
         train_images, train_labels, train_keys = images, labels, keys
     else:
@@ -466,6 +467,7 @@ def load_folder(spec: DatasetSpec) -> Dataset:
         test_images, test_labels = images[held], labels[held]
         train_images, train_labels = images[~held], labels[~held]
         train_keys = tuple(k for k, h in zip(keys, held) if not h)
+        test_keys = tuple(k for k, h in zip(keys, held) if h)
     skipped = scan.skipped + tuple(bad)
     if skipped:
         log.warning("skipped %d file(s) in %s: %s", len(skipped), scan.root, "; ".join(skipped[:SHOWN]))
@@ -473,7 +475,8 @@ def load_folder(spec: DatasetSpec) -> Dataset:
         name=spec_text, kind="image", class_names=scan.class_names,
         train_x=_to_float(train_images), train_true=train_labels,
         test_x=_to_float(test_images), test_true=test_labels,
-        train_keys=train_keys, augment=settings["augment"] or _default_augment(size), skipped=skipped)
+        train_keys=train_keys, test_keys=test_keys, augment=settings["augment"] or _default_augment(size),
+        skipped=skipped)
 
 
 def _check_classes_left(labels: np.ndarray, scan: FolderScan) -> None:
