@@ -185,6 +185,16 @@ def table_frame(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(cells[1:], columns=cells[0])
 
 
+def table_note(rows: list[dict]) -> str:
+    """What the table's columns mean, and that test 'accuracy' is agreement where the test labels are given ones."""
+    note = ("*student vs CE*: the student's test accuracy minus the CE run's (baseline). –: not measured (CE has "
+            "no teacher). Unfinished runs show their last step.")
+    if any(r.get("test_labels") == "given" for r in rows):
+        note += (" **Test accuracy here is agreement with the given (noisy) test labels**: the label file has no "
+                 "truth column.")
+    return note
+
+
 def split_shared(frame: pd.DataFrame, columns=("dataset", "noise", "seed")) -> tuple[pd.DataFrame, str]:
     """The table without the columns whose value every run shares, and those as one line
     (``dataset moons · noise symmetric 30% · seed 0``), so the rest fits a narrow screen."""

@@ -265,6 +265,7 @@ def comparison_table(stores: Sequence[RunStore | str | Path]) -> list[dict]:
             "student_vs_ce": None, "baseline": False, "steps": results.get("steps"),
             "total_steps": store.status().get("total_steps"), "wall_seconds": results.get("wall_seconds"),
             "finished": finished, "warnings": _warnings(store, results, finished),
+            "test_labels": results.get("test_labels"),  # 'given': test 'accuracy' is agreement with given labels
         })
     baseline = next((r for r in rows if r["method_id"] == "ce" and r["finished"]
                      and r["student_test_accuracy"] is not None), None)

@@ -20,7 +20,7 @@ from streamlit.testing.v1 import AppTest
 
 from app.compare_widgets import (TRAINING_MESSAGE, filtered_samples, member_name, outcome_patterns, plan_set,
                                  progress_lines,
-                                 run_labels, sample_filters, split_shared, table_frame)
+                                 run_labels, sample_filters, split_shared, table_frame, table_note)
 from app.figures.compare import curve_figure
 from app.worker import current_queue
 from engine.compare import comparison_table, curves, per_sample, table_text
@@ -300,3 +300,8 @@ def test_progress_lines_show_each_runs_state_and_step(trio):
 
     lines = progress_lines(Queue())
     assert lines == [f"`{trio[0].name}`: training · done · step 8/8", f"`{trio[1].name}`: waiting · step 5/5"]
+
+
+def test_the_table_note_says_agreement_where_test_labels_are_given_ones():
+    assert "agreement" not in table_note([{"test_labels": "truth"}, {"test_labels": None}])
+    assert "agreement with the given (noisy) test labels" in table_note([{"test_labels": "given"}])

@@ -16,7 +16,7 @@ from app.common import current_store, runs_root
 from app.compare_widgets import (LABEL_KINDS, comparable_with, create_and_queue, csv_button, curves_frame,
                                  describe_plan, figure_buttons, filtered_samples, outcome_patterns, plan_set,
                                  progress_lines, run_labels, run_names, sample_caption, sample_filters, split_shared,
-                                 table_frame, training_run)
+                                 table_frame, table_note)
 from app.figures.compare import METRICS, curve_figure
 from app.samples import load_dataset, thumbnails
 from app.worker import current_queue, is_live
@@ -88,8 +88,7 @@ def results(names: list[str], was_live: bool = False) -> None:
     table, shared = split_shared(table_frame(rows))
     st.markdown(f"Every run: {shared}" if shared else "")
     st.table(table)
-    st.caption("`student vs CE`: the student's test accuracy minus the CE run's (baseline). `-`: not measured "
-               "(CE has no teacher). Unfinished runs show their last step.")
+    st.caption(table_note(rows))
     csv_button("Table (CSV)", table_frame(rows), "comparison.csv", "compare-table-csv")
 
     st.subheader("Over the student's epochs")
