@@ -252,8 +252,9 @@ def comparison_table(stores: Sequence[RunStore | str | Path]) -> list[dict]:
         true = arrays.get("true")
         true = None if true is None or not (true >= 0).any() else true
         method = method_label(config)
-        if not finished:
-            method += " (unfinished)"
+        if not finished:  # a 'running' left by a process that is gone reads as stopped
+            state = store.live_state()
+            method += f" ({'training' if state == 'running' else 'stopped' if state in ('stopped', 'error') else 'unfinished'})"
         rows.append({
             "run": _name(store), "method": method,
             "method_id": config.method, "dataset": dataset_label(config.dataset),

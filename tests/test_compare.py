@@ -4,6 +4,7 @@ same moons data) and on hand-made run directories for the refusals."""
 
 from __future__ import annotations
 
+import os
 import json
 import shutil
 
@@ -214,3 +215,18 @@ def test_cli_compare_refuses_runs_on_different_data_with_one_line(tmp_path, trio
     assert main(["compare", str(trio[0]), str(other.path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot compare: runs 'moons' and 'other' have different sample counts" in err
+
+
+def test_a_run_whose_process_is_gone_reads_as_stopped(make_tiny_run, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    path = tmp_path / "left-running"
+    shutil.copytree(make_tiny_run("moons-kd-part", "moons", "symmetric:0.3", method="kd", steps=3), path)
+    store = RunStore(path)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    store.write_status(**{**store.status(), "state": "running", "pid": int(gone.stdout)})
+    assert comparison_table([path])[0]["method"] == "KD (stopped)"
+    store.write_status(**{**store.status(), "state": "running", "pid": os.getpid()})  # this process: alive
+    assert comparison_table([path])[0]["method"] == "KD (training)"
