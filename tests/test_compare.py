@@ -230,3 +230,18 @@ def test_a_run_whose_process_is_gone_reads_as_stopped(make_tiny_run, tmp_path):
     assert comparison_table([path])[0]["method"] == "KD (stopped)"
     store.write_status(**{**store.status(), "state": "running", "pid": os.getpid()})  # this process: alive
     assert comparison_table([path])[0]["method"] == "KD (training)"
+
+
+def test_the_exported_report_carries_the_comparison_table(trio, tmp_path):
+    from pathlib import Path
+
+    from engine.report import comparison_runs, write_report
+
+    store = RunStore(trio[0])
+    runs = comparison_runs(store)
+    assert runs[0].path == store.path and {r.path for r in runs} >= {Path(p) for p in trio}
+    text = write_report(store, tmp_path / "report").read_text()
+    assert "## Comparison" in text
+    table = text.split("## Comparison")[1].split("\n## ")[0]
+    for row in comparison_table(runs):
+        assert f"| {row['run']} | {row['method']} |" in table
