@@ -316,6 +316,10 @@ def test_agreement():
     assert stats["with_truth"] == pytest.approx(2 / 3)  # sample 3's truth is unknown
     assert stats["method_with_truth"] == pytest.approx(2 / 3)
     assert agreement(decisions, None, blind_only=False)["labelled"] == 5
+    # a reviewer who fixes the method's mistakes: the two agreements with the truth differ
+    better = agreement([d(0, 0, 1), d(1, 1, 0), d(2, 2, 2)], true)
+    assert better["with_truth"] == pytest.approx(1.0) and better["method_with_truth"] == pytest.approx(1 / 3)
+    assert better["with_method"] == pytest.approx(1 / 3)
 
 
 # ---------------------------------------------------------------- re-propagation
