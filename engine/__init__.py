@@ -35,6 +35,7 @@ Readers for the app and the CLI:
     triage      review queue, impact, the ripple of reviewed labels
     review      the review log (SQLite)
     embed       2-D projections (UMAP), aligned across steps
+    compare     runs on the same data side by side: refusal reasons, table, curves, per-sample view
     export      samples, decisions, clean labels, student weights
     exportdir   an export folder replaced whole or not at all, with its manifest
     features    features from elsewhere (--teacher-features) and their linear head

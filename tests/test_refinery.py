@@ -192,3 +192,14 @@ def test_the_what_if_cli_replays_every_propagating_step(runs, capsys):
     assert main(["what-if", path, "--step", "4"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "step 4 of run" in err and "ran no propagation; valid steps: 3, 5" in err
+
+
+def test_the_package_docstring_lists_every_engine_module():
+    import re
+
+    import engine
+
+    modules = [p.stem for p in (ROOT / "engine").glob("*.py") if p.stem not in ("__init__", "__main__")]
+    modules += [p.name for p in (ROOT / "engine").iterdir() if (p / "__init__.py").is_file()]
+    missing = [m for m in modules if not re.search(rf"^\s+{m}\s", engine.__doc__, re.M)]
+    assert missing == []
