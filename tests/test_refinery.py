@@ -13,15 +13,17 @@ import numpy as np
 import pytest
 
 from engine import explain, snapshot
-from engine.config import RunConfig
+from engine.config import RunConfig, ScheduleConfig
 from engine.refinery import Reason, Seeds, apply_clamps, clamp_seeds, refine_relabel
 from engine.review import ReviewStore
 from engine.run import Run
 from engine.store import RunStore
 
-from conftest import TINY_SCHEDULE
 
 ROOT = Path(__file__).resolve().parents[1]
+# As tests/conftest.py's TINY_SCHEDULE (not imported: under tests/browser another conftest shadows it).
+TINY_SCHEDULE = ScheduleConfig(teacher_epochs=2, teacher_patience=2, warmup_epochs=1, refine_epochs=2,
+                               mutual_epochs=2)
 
 
 def _run(path: Path, noise_rate=None, reviews: bool = False, dataset="moons", noise="symmetric:0.3") -> RunStore:
