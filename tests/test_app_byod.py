@@ -414,3 +414,18 @@ def test_suggested_names_for_own_data(tmp_path):
     assert suggest_run_name(RunConfig(dataset="cifar10:/d", noise="asym:0.4"), tmp_path) == \
         "cifar10-asym40-aml-kd-s0"
     assert suggest_run_name(replace(RunConfig(), graph=GraphConfig(k=5)), tmp_path) == "digits-symmetric40-aml-kd-s0"
+
+
+def test_a_second_zip_with_the_same_name_never_replaces_the_first(tmp_path):
+    """Two different uploads both called pets.zip: each gets its own folder (named by its content),
+    so the first run's data stay as they were."""
+    first = make_folder(tmp_path / "a", per_class=3)
+    second = make_folder(tmp_path / "b", per_class=4, seed=1)
+    root = tmp_path / "runs"
+    one = unpack_upload("pets.zip", zip_folder(first, "pets"), root)
+    before = sorted(p.relative_to(one) for p in one.rglob("*.png"))
+    two = unpack_upload("pets.zip", zip_folder(second, "pets"), root)
+    assert one != two and one.is_dir() and two.is_dir()
+    assert sorted(p.relative_to(one) for p in one.rglob("*.png")) == before
+    assert len(list(two.rglob("*.png"))) == 4 * len(CLASSES)
+    assert unpack_upload("pets.zip", zip_folder(first, "pets"), root) == one  # the same zip again: reused
