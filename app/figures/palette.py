@@ -77,13 +77,15 @@ PHASE_SHADES = {"teacher": "rgba(230,159,0,0.12)", "propagate": "rgba(204,121,16
                 "mutual": "rgba(0,114,178,0.09)", "student": "rgba(86,180,233,0.12)"}
 OTHER_SHADE = "rgba(0,0,0,0.04)"
 
-#: Lines of the Train page's charts, by metric key.
+#: Lines of the Train page's charts, by metric key (``metrics.jsonl``).
 SERIES_COLORS = {
-    "given": GREY, "refined": BLUE, "precision": BLUE, "recall": ORANGE,
-    "teacher": ORANGE, "student": BLUE, "wrong_to_right": BLUISH_GREEN, "right_to_wrong": VERMILLION,
-    "loss_ce": BLUE, "loss_mixup": REDDISH_PURPLE, "loss_kd": ORANGE, "loss_rel": BLUISH_GREEN,
-    "loss_kd_clean": VERMILLION, "teacher_loss": GREY, "awe_auroc": REDDISH_PURPLE,
-    "selection_precision": BLUISH_GREEN,
+    "given_label_precision": GREY, "refined_label_precision": BLUE,
+    "detection_precision": BLUE, "detection_recall": ORANGE,
+    "teacher_test_accuracy": ORANGE, "student_test_accuracy": BLUE,
+    "wrong_to_right": BLUISH_GREEN, "right_to_wrong": VERMILLION,
+    "teacher_loss": GREY, "loss_ce": BLUE, "loss_mixup": REDDISH_PURPLE, "loss_kd": ORANGE,
+    "loss_rel": BLUISH_GREEN, "loss_kd_clean": VERMILLION,
+    "awe_auroc": REDDISH_PURPLE, "selection_precision": BLUISH_GREEN,
 }
 
 #: Faint context: samples behind a neighbourhood, graph edges by weight bin.

@@ -121,7 +121,8 @@ def top3_figure(sources: Mapping[str, tuple[np.ndarray, np.ndarray]], class_name
         labels = [class_names[int(c)] for c in np.asarray(classes)[keep]]
         values = np.asarray(scores, dtype=np.float64)[keep]
         fig.add_trace(go.Bar(y=[f"{name}: {lab}" for lab in labels][::-1], x=values[::-1], orientation="h",
-                             name=name, text=[f"{v:.2f}" for v in values][::-1], textposition="auto"))
+                             name=name, text=[f"{v:.2f}" for v in values][::-1], textposition="auto",
+                             marker=dict(color=palette.CLASS_COLORS[len(fig.data) % len(palette.CLASS_COLORS)])))
     fig.update_layout(height=60 + 26 * 3 * max(len(sources), 1), margin=dict(l=0, r=0, t=24, b=0),
                       xaxis=dict(range=[0, 1], title="probability"), showlegend=False,
                       title=dict(text="Top-3 classes", font=dict(size=14)))

@@ -21,6 +21,7 @@ from .palette import PHASE_COLORS, PHASE_SHADES, SERIES_COLORS as COLORS  # noqa
 Metrics = Sequence[Mapping]
 
 HEIGHT = 330
+SERIES_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "cross", "star")
 #: A band is named only when it spans this fraction of the chart's width per character of its name (about
 #: 40 characters of 10 px type fit across a chart a third of a 1024-px screen wide), so names never overlap.
 BAND_CHAR_FRACTION = 1 / 36
@@ -64,11 +65,12 @@ def _line_chart(metrics: Metrics, series: Sequence[tuple[str, str]], title: str,
     of a page refresh.
     """
     traces = []
-    for key, label in series:
+    for i, (key, label) in enumerate(series):  # each line its own marker shape too: not colour alone
         steps, values = metric_series(metrics, key)
         traces.append(go.Scatter(
-            x=steps, y=values, name=label, mode="lines+markers", marker={"size": 5},
-            line={"color": COLORS.get(key), "dash": (dash or {}).get(key, "solid"), "width": 2},
+            x=steps, y=values, name=label, mode="lines+markers",
+            marker={"size": 6, "color": COLORS.get(key, palette.DARK), "symbol": SERIES_SYMBOLS[i % len(SERIES_SYMBOLS)]},
+            line={"color": COLORS.get(key, palette.DARK), "dash": (dash or {}).get(key, "solid"), "width": 2},
             hovertemplate=f"{label}<br>step %{{x}}: %{{y:.3f}}<extra></extra>"))
     shapes, annotations = _phase_bands(metrics)
     if not metrics:
