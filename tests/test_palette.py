@@ -70,8 +70,28 @@ def _figures():
     return figs
 
 
+def _animations():
+    from app.figures import animation
+
+    rng = np.random.default_rng(2)
+    coords = rng.normal(size=(12, 2))
+    out = {}
+    for kind, values, field in (("category", rng.integers(0, 3, 12), None), ("flag", rng.random(12) > 0.5, "easy"),
+                                ("continuous", rng.random(12), None)):
+        colors, symbols, legend = animation.point_styles(values, kind, ["a", "b", "c"] if kind == "category" else None,
+                                                         field)
+        out[f"animation.steps.{kind}"] = animation.steps_animation(
+            [coords, coords + 1], [(colors, symbols)] * 2, ["1", "2"], legend=legend,
+            continuous_range=(0.0, 1.0) if kind == "continuous" else None)
+    history = {0: np.eye(3)[[0, 1, 2, 0]] * 0 + 1 / 3, 1: rng.dirichlet(np.ones(3), size=4)}
+    out["animation.propagation"] = animation.propagation_animation(
+        coords[:4], np.arange(4), history, np.array([[0, 1], [1, 2], [2, 3]]), np.array([0.2, 0.5, 0.9]),
+        ["a", "b", "c"], background_xy=coords)
+    return out
+
+
 #: Figure builders added later register here: () -> {name: figure}.
-EXTRA_FIGURES = []
+EXTRA_FIGURES = [_animations]
 
 
 def _colors(node, path=""):

@@ -45,7 +45,7 @@ def replay_controls(frame_names: Sequence[str], labels: Sequence[str], duration_
               "args": [[name], {"frame": {"duration": 0, "redraw": True}, "mode": "immediate",
                                 "transition": {"duration": 0}}]}
              for name, label in zip(frame_names, labels)]
-    sliders = [{"active": int(active), "steps": steps, "x": 0.2, "len": 0.8, "y": -0.02, "yanchor": "top",
+    sliders = [{"active": int(active), "steps": steps, "x": 0.3, "len": 0.7, "y": -0.02, "yanchor": "top",
                 "pad": {"t": 8}, "currentvalue": {"prefix": prefix, "visible": True, "xanchor": "left"},
                 "transition": {"duration": 0}}]
     return menus, sliders
