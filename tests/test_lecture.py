@@ -32,7 +32,7 @@ def test_steps_animation_of_raw_inputs_keeps_the_points_and_moves_the_colours():
     assert slider.active == 1 and [s.label for s in slider.steps] == ["1 · teacher", "2 · refine", "3 · refine"]
     assert list(slider.steps[2].args[0]) == ["step-2"]
     play, pause = fig.layout.updatemenus[0].buttons
-    assert play.args[1]["frame"]["duration"] == animation.SPEEDS["normal"] and pause.args[0] == [None]
+    assert play.args[1]["frame"]["duration"] == animation.SPEEDS["normal"] and list(pause.args[0]) == [None]
 
 
 def test_point_styles_of_flags_give_shape_and_colour():
