@@ -38,7 +38,7 @@ from engine.store import RunStore, list_runs
 FAST_SECONDS = 1.0  # refresh of status and charts while a step trains
 SLOW_SECONDS = 5.0  # while idle, look this often for a run the CLI starts
 SKIPPED_SHOWN = 200  # lines of the skipped-files list shown on the page
-QUICK_WAIT = 3.0  # a Step waits this long in place for its step to end before the page goes live
+QUICK_WAIT = 8.0  # a Step waits this long in place (its progress shown) for its step to end; then the page goes live
 PENDING_KEY = "_train_pending"  # the command this session just started (its redraw waits for it)
 #: Charts shown at once in presentation mode (one row on a projector); the others in an expander.
 PRESENT_CHARTS = ("labels", "detection", "accuracy")
@@ -98,16 +98,24 @@ def press(path: str, command: str, shown_step: int) -> None:
 
 
 def settle(path: str) -> None:
-    """After a press: let a short Step end here and draw it in this redraw; otherwise rerun the whole app so
-    that the live panel (and its refresh) takes over."""
+    """After a press: let a Step end right here, its progress shown in place, and draw it in this very redraw;
+    after ``QUICK_WAIT`` (or for Play and the phase) rerun the whole app so that the live panel takes over."""
     command = st.session_state.pop(PENDING_KEY, None)
     if command is None:
         return
     worker = get_worker(path)
     if command == "step":
-        with st.spinner(COMMAND_TEXT["step"] + "…"):
-            if worker.wait(QUICK_WAIT):
-                return
+        bar = st.empty()
+        deadline = time.monotonic() + QUICK_WAIT
+        while not worker.wait(0.05):  # returns the moment the step ends
+            if time.monotonic() > deadline:
+                break
+            done, total = worker.progress
+            bar.progress(min(done / total, 1.0) if total else 0.0,  # an st call: a newer press can stop this run
+                         text=f"{COMMAND_TEXT['step']}: {done}/{total} samples" if total else COMMAND_TEXT["step"])
+        bar.empty()
+        if not worker.busy:
+            return
     if worker.busy and _in_fragment_rerun():
         st.rerun()
 
@@ -170,24 +178,39 @@ def headline(metrics: list[dict], status: dict) -> None:
         col.metric(label, "–" if value is None else f"{value:.3f}")
 
 
-def charts(metrics: list[dict]) -> None:
+_FIGURES: dict = {}  # (run, chart, presenting) -> (metrics digest, figure): the live panel redraws every second
+
+
+def cached_figure(path: str, key: str, build, metrics: list[dict], presenting: bool):
+    """A chart's figure, rebuilt only when the run's metrics changed (a new step), not on every redraw."""
+    digest = hash(tuple((m.get("step"), m.get("phase"), m.get("step_seconds")) for m in metrics))
+    cached = _FIGURES.get((path, key, presenting))
+    if cached is not None and cached[0] == digest:
+        return cached[1]
+    fig = present.style_figure(build(metrics), presenting)
+    if len(_FIGURES) > 64:
+        _FIGURES.clear()
+    _FIGURES[(path, key, presenting)] = (digest, fig)
+    return fig
+
+
+def charts(path: str, metrics: list[dict]) -> None:
     presenting = present.is_on()
     shown = [c for c in CHARTS if c[0] in PRESENT_CHARTS] if presenting else list(CHARTS)
     rest = [c for c in CHARTS if c not in shown]
     for row in (shown[:3], shown[3:]):
-        _chart_row(row, metrics, presenting)
-    if rest:
-        with st.expander("More charts", expanded=False):
-            _chart_row(rest, metrics, presenting)
+        _chart_row(path, row, metrics, presenting)
+    if rest and st.toggle("More charts", key="train-more-charts", help="Relabels, weights and losses."):
+        _chart_row(path, rest, metrics, presenting)
 
 
-def _chart_row(row, metrics: list[dict], presenting: bool) -> None:
+def _chart_row(path: str, row, metrics: list[dict], presenting: bool) -> None:
     if not row:
         return
     for col, (key, build) in zip(st.columns(3), row):
         with col:
-            st.plotly_chart(present.style_figure(build(metrics), presenting), key=f"train-chart-{key}",
-                            config={"displaylogo": False})
+            fig = cached_figure(path, key, build, metrics, presenting)
+            st.plotly_chart(fig, key=f"train-chart-{key}", config={"displaylogo": False})
             if not presenting:
                 st.caption(CHART_HELP[key])
 
@@ -253,7 +276,7 @@ def results_panel(store: RunStore, status: dict) -> None:
     if status.get("phase") == "done":
         takeaway(store, config, metrics)
     headline(metrics, status)
-    charts(metrics)
+    charts(str(store.path), metrics)
 
 
 def takeaway(store: RunStore, config, metrics: list[dict]) -> None:
@@ -328,6 +351,8 @@ def main() -> None:
             st.json(config.to_json(), expanded=2)
     skipped_files(store.skipped())
     live = is_live(store.path)
+    if not live:
+        get_worker(store.path).prepare()  # open the run now, so that the first Step costs only its step
     # The live and the idle panel are the same elements in the same places, drawn by two fragments (a
     # fragment's id comes from its function): a refresh tick that the browser still sends for the live
     # fragment after the run stopped finds no fragment and is dropped, and switching moves nothing on screen.
