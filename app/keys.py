@@ -10,10 +10,15 @@ Streamlit ignores shortcuts while an ``<input>`` has the focus; a toggle or a
 checkbox keeps it after a click. :func:`release_focus` hands the keys back to
 the page after such a click, after Enter in a text field and on Escape.
 
-A press is bound to what is on screen: the callback gets the step shown when
-the button was drawn (:func:`bound_to_step`), so a second press that arrives
-before the screen caught up with the first one does nothing instead of
-acting twice.
+A press is bound to what is on screen, twice over:
+
+- in the browser (:func:`guard_repeats`): a press of a guarded key or button
+  made while the app still answers an earlier press of it (within
+  ``GUARD_MS``, the script not yet idle) is dropped, so a clicker's double
+  press steps once;
+- on the server: the callback gets the step shown when the button was drawn
+  (:func:`bound_to_step`) and does nothing once the run has moved past it or
+  is busy with it.
 """
 
 from __future__ import annotations
@@ -43,6 +48,45 @@ RELEASE_FOCUS_SCRIPT = """<script>
   }, true);
 })();
 </script>"""
+
+
+GUARD_MS = 1500
+GUARD_SCRIPT = """<script>
+(() => {
+  const guard = window.__amlkdGuard = window.__amlkdGuard || {keys: new Set(), selectors: new Set(), last: 0};
+  for (const k of %(keys)s) guard.keys.add(k);
+  for (const s of %(selectors)s) guard.selectors.add(s);
+  if (guard.installed) return;
+  guard.installed = true;
+  const app = () => document.querySelector('[data-testid="stApp"]');
+  const busy = () => { const a = app(); return a && a.getAttribute('data-test-script-state') !== 'notRunning'; };
+  const drop = (e) => {
+    const now = performance.now();
+    if (now - guard.last < %(ms)d && busy()) { e.preventDefault(); e.stopImmediatePropagation(); return true; }
+    guard.last = now;
+    return false;
+  };
+  window.addEventListener('keydown', (e) => {
+    const t = e.target;
+    if (e.repeat && guard.keys.has(e.key)) { e.preventDefault(); e.stopImmediatePropagation(); return; }
+    if (t && ['INPUT', 'TEXTAREA'].includes(t.tagName)) return;
+    if (guard.keys.has(e.key)) drop(e);
+  }, true);
+  window.addEventListener('click', (e) => {
+    const hit = Array.from(guard.selectors).some(s => e.target.closest && e.target.closest(s));
+    if (hit) drop(e);
+  }, true);
+})();
+</script>"""
+
+
+def guard_repeats(keys: Sequence[str], selectors: Sequence[str] = (), ms: int = GUARD_MS) -> None:
+    """Drop a second press of ``keys`` (``KeyboardEvent.key`` values, e.g. ``"ArrowRight"``) or a second
+    click inside ``selectors`` made within ``ms`` of the first while the app is still answering it."""
+    import json
+
+    st.html(GUARD_SCRIPT % {"keys": json.dumps(list(keys)), "selectors": json.dumps(list(selectors)), "ms": ms},
+            unsafe_allow_javascript=True)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import streamlit as st
 from app import present
 from app.common import RUN_DIR_KEY, current_store, open_run, runs_root
 from app.figures.train import CHARTS, phase_timeline_figure, timeline_caption
-from app.keys import HiddenButton, bound_to_step, hidden_buttons, release_focus
+from app.keys import HiddenButton, bound_to_step, guard_repeats, hidden_buttons, release_focus
 from app.samples import load_dataset, load_snapshot, render_sample_grid
 from app.settings import config_summary, default_preset, phase_plan, suggest_run_name
 from app.takeaway import (comparison_runs, early_stop_note, instructive_samples, noise_outcome, precision_label,
@@ -345,6 +345,7 @@ def main() -> None:
     st.title(present.title(f"Train · {store.path.name}", "Train"))
     st.caption((f"`{store.path.name}` · " if present.is_on() else "") + config_summary(config))
     release_focus()
+    guard_repeats(["ArrowRight", "PageDown"], [".st-key-train-step"])  # a double press steps once
     if not present.is_on():
         with st.expander("All settings of this run", expanded=False):
             st.caption(f"As saved in `{store.path / 'config.json'}`.")
