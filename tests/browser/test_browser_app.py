@@ -72,7 +72,7 @@ def _set_number(page, label: str, value: int) -> None:
     wait_for_app(page)
 
 
-STEP_BUTTON_JS = ("Array.from(document.querySelectorAll('button')).find(b => b.innerText.trim() === 'Step')")
+STEP_BUTTON_JS = "document.querySelector('.st-key-train-step button')"  # its label also shows its key
 STEP_TAKEN_JS = (f"(n) => {{ const b = {STEP_BUTTON_JS}; return (b && b.disabled) || Array.from("
                  "document.querySelectorAll('[data-testid=\"stMetricValue\"]')).some(m => m.innerText.startsWith(n + ' / ')); }")
 
@@ -83,7 +83,7 @@ def _step(page, expected_step: int) -> None:
     and is pressed again."""
     for _ in range(3):
         wait_for_app(page)
-        page.get_by_role("button", name="Step", exact=True).click()
+        page.locator(".st-key-train-step button").first.click()
         try:
             page.wait_for_function(STEP_TAKEN_JS, arg=expected_step, timeout=20_000)
             break
@@ -116,7 +116,7 @@ def test_default_run_steps_into_refine_and_every_page_renders(app_page, app_serv
     for label, value in TINY.items():
         _set_number(page, label, value)
     page.get_by_role("button", name="Create run", exact=True).click()
-    page.get_by_role("button", name="Step", exact=True).wait_for(timeout=60_000)
+    page.locator(".st-key-train-step button").first.wait_for(timeout=60_000)
     page.get_by_text("Next step:").wait_for()
     assert _metric(page, "Step") == "0 / 7"  # teacher 2, propagate 1, warm-up 1, refine 2, mutual 1
     before = _chart_points(page)
