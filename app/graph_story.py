@@ -2,8 +2,6 @@
 
 Pure helpers (config and arrays in), unit-tested:
 
-- :func:`own_settings`: a step's own propagation settings, where the what-if
-  sliders start (and return to whenever the step changes);
 - :func:`relabelled_in_step`: the samples whose label this very step changed;
 - :func:`story_order`: those samples, the ones whose neighbourhood shows the
   most movement first (neighbours seeded with other classes than the label
@@ -13,31 +11,7 @@ Pure helpers (config and arrays in), unit-tested:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-
-from engine.config import RunConfig
-
-
-@dataclass(frozen=True)
-class WhatIfSettings:
-    k: int
-    power: float
-    alpha: float
-    keep_fraction: float  # the least confident fraction that keeps its label
-
-
-def own_settings(config: RunConfig, phase: str) -> WhatIfSettings:
-    """The settings the run used at a step of ``phase``.
-
-    Stage 0 (``propagate``) with the noise rate unknown keeps the
-    ``keep_least_confident`` fraction at its given label; stage 0 with a known
-    noise rate (its support rule) and stages 1-2 keep no least-confident fraction.
-    """
-    keep = config.train.keep_least_confident if phase == "propagate" and config.noise_rate is None else 0.0
-    return WhatIfSettings(k=int(config.graph.k), power=float(config.graph.power),
-                          alpha=float(config.propagation.alpha), keep_fraction=float(keep))
 
 
 def relabelled_in_step(refined: np.ndarray, before: np.ndarray) -> np.ndarray:

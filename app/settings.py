@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from app.byod import SOURCES, TORCHVISION_SETS, folder_spec, run_name_stem, torchvision_spec
-from engine.config import RunConfig
+from engine.config import RunConfig, check_runnable
 from engine.data import load_dataset
 from engine.data.base import parse_dataset_spec
 from engine.data.embedded import TOY_DEFAULTS
@@ -24,7 +24,7 @@ from engine.errors import UserError
 from engine.graph import GraphConfig
 from engine.models import available_models, default_pair
 from engine.noise import parse_noise_spec
-from engine.run import PHASES, Phase
+from engine.phases import phase_plan  # noqa: F401 - the app's timeline reads it from here
 from engine.store import RunStore, list_runs
 
 PRESETS_PATH = Path(__file__).resolve().parent.parent / "assets" / "presets.json"
@@ -108,6 +108,7 @@ class SetupValues:
     truth_column: str = ""
     known_noise_rate: float | None = None  # what 'known' means where it is not R (asym, matrix, a label file)
     teacher_checkpoint: str = ""
+    teacher_features: str = ""
 
     @classmethod
     def from_config(cls, config: RunConfig) -> SetupValues:
@@ -138,6 +139,7 @@ class SetupValues:
                    seed=config.seed, matrix_path=noise.matrix_path or "", labels=config.labels or "",
                    key_column=config.key_column, label_column=config.label_column,
                    truth_column=config.truth_column or "", teacher_checkpoint=config.teacher_checkpoint or "",
+                   teacher_features=config.teacher_features or "",
                    **_source_fields(config.dataset))
 
     def dataset_spec(self) -> str:
@@ -192,7 +194,8 @@ class SetupValues:
                        schedule=schedule, train=train, labels=self.labels.strip() or None,
                        key_column=self.key_column, label_column=self.label_column,
                        truth_column=self.truth_column or None,
-                       teacher_checkpoint=self.teacher_checkpoint.strip() or None)
+                       teacher_checkpoint=self.teacher_checkpoint.strip() or None,
+                       teacher_features=(self.teacher_features.strip() or None) if self.method == "aml-kd" else None)
 
     def _noise_rate(self) -> float | None:
         if self.noise_rate_mode == "estimate":
@@ -248,37 +251,13 @@ def dataset_size(spec: str) -> int:
     return load_dataset(spec).num_train
 
 
-def settings_problems(config: RunConfig, num_train: int | None) -> list[str]:
-    """Reasons the run cannot start, each naming the setting and what would be valid.
+def settings_problems(config: RunConfig, num_train: int | None, num_classes: int | None = None) -> list[str]:
+    """Reasons the run cannot start, in the engine's words (:func:`engine.config.check_runnable`).
 
-    Parameters
-    ----------
-    config : RunConfig
-        An already validated config (its own ranges hold).
-    num_train : int or None
-        Training samples of its dataset; None when not known yet (a dataset
-        still to be downloaded: the engine checks k on Create).
-
-    Returns
-    -------
-    list of str
-        Empty when the run can start.
+    ``num_train`` is None when not known yet (a dataset still to be
+    downloaded: the engine checks k on Create).
     """
-    problems = []
-    if num_train is not None and config.graph.k >= num_train:
-        problems.append(f"k = {config.graph.k} neighbours needs more than {config.graph.k} training samples; "
-                        f"the dataset has {num_train}: choose k between 1 and {num_train - 1}.")
-    s = config.schedule
-    if config.method != "ce" and s.teacher_epochs < 1 and not config.teacher_checkpoint:
-        problems.append("Teacher epochs = 0 leaves no teacher to learn from: choose at least 1 "
-                        "(or method CE, which has no teacher).")
-    if s.student_epochs < 1:
-        problems.append("All student epochs are 0, so the student never trains: give warm-up, refine or "
-                        "mutual at least 1 epoch.")
-    if config.method == "aml-kd" and s.refine_epochs + s.mutual_epochs < 1:
-        problems.append("AML-KD with 0 refine and 0 mutual epochs never refines a label: give refine or "
-                        "mutual at least 1 epoch (or choose KD).")
-    return problems
+    return check_runnable(config, num_train, num_classes)
 
 
 # ---------------------------------------------------------------- runs
@@ -361,50 +340,7 @@ def delete_run(path: Path) -> None:
 
 
 # ---------------------------------------------------------------- phases
-def planned_length(config: RunConfig, phase: Phase) -> int:
-    """Steps the schedule gives ``phase`` (as ``Run.phase_length``)."""
-    s = config.schedule
-    return {Phase.TEACHER: 1 if config.teacher_checkpoint else s.teacher_epochs, Phase.PROPAGATE: 1,
-            Phase.WARMUP: s.warmup_epochs, Phase.REFINE: s.refine_epochs, Phase.MUTUAL: s.mutual_epochs,
-            Phase.STUDENT: s.student_epochs, Phase.DONE: 0}[phase]
-
-
-def phase_plan(config: RunConfig, metrics: list[dict], current_phase: str | None) -> list[dict]:
-    """Every phase of the run's method with its planned and its done steps.
-
-    Parameters
-    ----------
-    config : RunConfig
-    metrics : list of dict
-        The run's per-step metrics (each has ``phase``).
-    current_phase : str or None
-        The phase the run is in now (``status["phase"]``); phases before it
-        have ended.
-
-    Returns
-    -------
-    list of dict
-        ``{"phase", "planned", "done"}`` in order, the ``done`` phase left out.
-        ``planned`` is the schedule's length, or the steps done when a phase
-        ended early (the teacher's early stop).
-    """
-    order = [p.value for p in PHASES[config.method] if p != Phase.DONE]
-    done_counts = {name: 0 for name in order}
-    for m in metrics:
-        if m.get("phase") in done_counts:
-            done_counts[m["phase"]] += 1
-    if current_phase == Phase.DONE.value:
-        ended = set(order)
-    elif current_phase in order:
-        ended = set(order[: order.index(current_phase)])
-    else:
-        ended = set()
-    plan = []
-    for name in order:
-        done = done_counts[name]
-        planned = done if name in ended else max(planned_length(config, Phase(name)), done)
-        plan.append({"phase": name, "planned": planned, "done": done})
-    return plan
+# The phase table lives in engine.phases; phase_plan is imported from there above.
 
 
 def config_summary(config: RunConfig) -> str:

@@ -254,7 +254,10 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - any failure of a step is shown, the run survives
             if not isinstance(exc, (UserError, InjectedFault)):
                 log.exception("step %d (%s) of %s failed", upcoming, phase.value, self.path)
-            self._recover(f"step {upcoming} ({phase.value}) failed: {describe_error(exc)}")
+            message = describe_error(exc)
+            if not message.startswith(f"step {upcoming} ({phase.value}) failed"):  # the engine's own words say it
+                message = f"step {upcoming} ({phase.value}) failed: {message}"
+            self._recover(message)
             return False
         self.error = None
         return True
@@ -332,6 +335,8 @@ def trained_elsewhere(status: dict, path: str | os.PathLike, now: float | None =
     :data:`EXTERNAL_FRESH_SECONDS`, and no worker of this process is busy on it.
     """
     if status.get("state") != "running" or is_training(path):
+        return False
+    if RunStore(path).live_state(status, EXTERNAL_FRESH_SECONDS, now) != "running":  # its process is gone: a stopped run, not a live one
         return False
     updated = status.get("updated") or 0.0
     return (now or time.time()) - float(updated) < EXTERNAL_FRESH_SECONDS

@@ -42,7 +42,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from app.figures.embedding import embedding_figure  # noqa: E402
 from engine import embed, explain  # noqa: E402
 from engine.config import RunConfig, ScheduleConfig  # noqa: E402
-from engine.graph import GraphConfig  # noqa: E402
 from engine.store import RunStore  # noqa: E402
 
 TARGETS = {"embedding warm-started": 3.0, "what-if propagation (k changed)": 2.0,
@@ -94,20 +93,11 @@ def bench(store: RunStore, repeat: int) -> dict[str, float]:
     results["embedding from scratch"], layout_a = timed(lambda: embed.project(features_a), repeat)
     results["embedding warm-started"], _ = timed(lambda: embed.project(features_b, init=layout_a), repeat)
 
-    config, given = store.config(), store.dataset_arrays()["given"]
-    lp_step = max(s for s in store.steps() if store.metrics()[s - 1]["phase"] in explain.LP_PHASES)
-    snap = store.snapshot(lp_step)
-    phase = store.metrics()[lp_step - 1]["phase"]
-    graph_features = explain.graph_features(store, lp_step, snap)
-    classes = int(given.max()) + 1
-    other_k = GraphConfig(k=10, power=config.graph.power)
+    lp_step = explain.propagating_steps(store)[-1]
     results["what-if propagation (k changed)"], _ = timed(
-        lambda: explain.what_if(graph_features, snap, phase, given, classes, other_k, config.propagation, 0.05),
-        repeat)
-    other_power = GraphConfig(k=config.graph.k, power=2.0)
+        lambda: explain.what_if(store, lp_step, k=10, keep_least_confident=0.05), repeat)
     results["what-if propagation (stored graph)"], _ = timed(
-        lambda: explain.what_if(graph_features, snap, phase, given, classes, other_power, config.propagation,
-                                0.05, stored_graph=config.graph), repeat)
+        lambda: explain.what_if(store, lp_step, power=2.0, keep_least_confident=0.05), repeat)
 
     rng = np.random.default_rng(0)
     coords, labels, sizes = rng.normal(size=(10_000, 2)), rng.integers(0, 10, 10_000), rng.random(10_000)

@@ -12,7 +12,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from .config import METHODS, SMALL_PAIR_TEACHER, RunConfig, ScheduleConfig, TrainConfig, defaults_for_teacher
+from .config import ABLATIONS, METHODS, SMALL_PAIR_TEACHER, RunConfig, ScheduleConfig, TrainConfig, defaults_for_teacher
 from .errors import UserError
 from .graph import GraphConfig
 from .propagate import PropagationConfig
@@ -55,13 +55,21 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch's choice; 1 is best on a busy machine)")
     p.add_argument("--out", required=True, help="run directory to create")
-    p.add_argument("--force", action="store_true", help="replace a run already in --out")
+    p.add_argument("--force", action="store_true", help="replace a run already in --out (its review decisions "
+                                                         "are set aside as reviews-old-N.sqlite)")
+    p.add_argument("--keep-reviews", action="store_true", help="with --force: keep the review decisions, when the "
+                                                                "new run has the same samples and given labels")
     p.add_argument("--noise-rate", default=None,
                    help="r for small-loss selection: a number in [0, 1), 'known' (the synthetic rate), "
                         "or omit to estimate it from stage 0")
     p.add_argument("--teacher", default=None, help="teacher architecture (default: the dataset's pair)")
     p.add_argument("--student", default=None, help="student architecture")
     p.add_argument("--teacher-checkpoint", default=None, help="load the teacher instead of training it")
+    p.add_argument("--teacher-features", default=None, metavar="FILE",
+                   help="features from a stronger model for the kNN graph and stage 0: .npy (N, D) in sample "
+                        "order, .npz (features, optional keys, pred) or CSV with a key column")
+    p.add_argument("--without", action="append", default=[], metavar="COMPONENT",
+                   help="AML-KD ablation, repeatable: " + "; ".join(f"{k}: {v}" for k, v in ABLATIONS.items()))
     p.add_argument("--labels", default=None, help="CSV of given labels replacing the dataset's")
     p.add_argument("--key-column", default=d.key_column)
     p.add_argument("--label-column", default=d.label_column)
@@ -107,9 +115,10 @@ def config_from_args(a: argparse.Namespace, teacher: str | None = None) -> RunCo
     train = replace(base_train, **chosen)
     return RunConfig(dataset=a.dataset, noise=a.noise, method=a.method, seed=a.seed,
                      noise_rate=_noise_rate(a.noise_rate, a.noise), teacher=a.teacher, student=a.student,
-                     teacher_checkpoint=a.teacher_checkpoint, labels=a.labels, key_column=a.key_column,
+                     teacher_checkpoint=a.teacher_checkpoint, teacher_features=a.teacher_features, labels=a.labels,
+                     key_column=a.key_column,
                      label_column=a.label_column, truth_column=a.truth_column, graph=graph,
-                     propagation=propagation, schedule=schedule, train=train)
+                     propagation=propagation, schedule=schedule, train=train, without=tuple(a.without))
 
 
 def _noise_rate(text: str | None, noise: str) -> float | None:
@@ -182,7 +191,9 @@ def cmd_run(a) -> int:
         dataset = dataset_for_config(config)
     teacher = config.teacher or default_pair(dataset.kind, dataset.input_shape)[0]
     config = config_from_args(a, teacher)
-    run = Run.create(a.out, config, force=a.force, dataset=dataset)
+    run = Run.create(a.out, config, force=a.force, dataset=dataset, keep_reviews=a.keep_reviews)
+    if run.reviews_set_aside is not None:
+        print(f"note: the replaced run's review decisions were moved to {run.reviews_set_aside}", file=sys.stderr)
     skipped = run.dataset.skipped
     if skipped:
         print(f"warning: {len(skipped)} input file(s) skipped, e.g. {skipped[0]}; all listed in "
@@ -225,6 +236,39 @@ def cmd_compare(a) -> int:
     return 0
 
 
+def cmd_what_if(a) -> int:
+    """Replay propagating steps with other settings (none given: the step's own) and count the changes."""
+    from .explain import propagating_steps, what_if
+
+    store = RunStore(a.path)
+    if not store.exists():
+        raise UserError(f"{a.path!r} is not a run directory (no config.json)")
+    steps = propagating_steps(store)
+    if not steps:
+        raise UserError(f"run {a.path!r} has no step that propagated labels yet; step it past 'propagate' first")
+    if a.step is not None:
+        if a.step not in steps:
+            raise UserError(f"step {a.step} of run {a.path!r} ran no propagation; valid steps: "
+                            f"{', '.join(map(str, steps))}")
+        steps = [a.step]
+    true = store.dataset_arrays()["true"]
+    rows = []
+    for step in steps:
+        result = what_if(store, step, k=a.k, alpha=a.alpha, power=a.edge_power,
+                         keep_least_confident=a.keep_least_confident)
+        counts = result.counts(store.snapshot(step)["refined"], true)
+        rows.append({"step": step, **counts})
+    if a.json:
+        for row in rows:
+            print(json.dumps(row))
+    else:
+        for row in rows:
+            truth = "" if row["to_correct"] is None else \
+                f", {row['to_correct']} would become correct, {row['to_wrong']} wrong"
+            print(f"step {row['step']}: {row['changed']} sample(s) would change label{truth}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m engine", description="AML-KD runs, headless.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -239,6 +283,17 @@ def build_parser() -> argparse.ArgumentParser:
     p_cmp.add_argument("runs", nargs="+")
     p_cmp.add_argument("--json", action="store_true")
     p_cmp.set_defaults(func=cmd_compare)
+    p_wif = sub.add_parser("what-if", help="replay propagating steps with other settings; count label changes")
+    p_wif.add_argument("path", help="run directory")
+    p_wif.add_argument("--step", type=int, default=None, help="one step (default: every propagating step)")
+    p_wif.add_argument("--k", type=int, default=None, help="neighbours (default: the step's own)")
+    p_wif.add_argument("--alpha", type=float, default=None, help="propagation alpha (default: the step's own)")
+    p_wif.add_argument("--edge-power", type=float, default=None, help="edge power (default: the step's own)")
+    p_wif.add_argument("--keep-least-confident", type=float, default=None,
+                       help="fraction of least confident samples that keep their label (default: the step's own)")
+    p_wif.add_argument("--json", action="store_true", help="one JSON object per step: step, changed, to_correct, "
+                                                          "to_wrong")
+    p_wif.set_defaults(func=cmd_what_if)
     p_exp = sub.add_parser("export", help="write a run's samples, decisions, clean labels, student and report")
     p_exp.add_argument("path", help="run directory")
     p_exp.add_argument("--out", required=True, help="folder to write the exports into")

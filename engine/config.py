@@ -5,14 +5,78 @@
 from __future__ import annotations
 
 import json
+import math
+import numbers
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from .errors import UserError
-from .graph import GraphConfig
 from .noise import parse_noise_spec
-from .propagate import PropagationConfig
 
 METHODS = ("aml-kd", "ce", "kd")
+#: Components of AML-KD an ablation can remove (``--without``), and what replaces each.
+ABLATIONS = {
+    "awe": "uniform weights instead of the ambiguity-aware weights (stage 1 seeds and CE weights)",
+    "mutual": "the refine stage (teacher graph) runs to the end instead of the mutual stage",
+    "stage0": "no teacher-guided propagation: the student starts from the given labels",
+}
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class GraphConfig:
+    """Settings of the kNN graph (:mod:`engine.graph`).
+
+    Parameters
+    ----------
+    k : int
+        Neighbours per sample, self excluded.
+    power : float
+        Exponent applied to the (non-negative) cosine similarity of an edge.
+    """
+
+    k: int = 20  # the authors' value; enough to connect each class, few cross-class edges
+    power: float = 3.0  # s**3 as in Iscen et al.: sharpens the kernel towards close pairs
+
+    def __post_init__(self) -> None:
+        if not _is_int(self.k) or self.k < 1:
+            raise UserError(f"k={self.k!r} is out of range; valid: a whole number >= 1")
+        if not _is_real(self.power) or not self.power > 0 or not math.isfinite(self.power):
+            raise UserError(f"edge-power={self.power!r} is out of range; valid: a finite number > 0")
+
+
+@dataclass(frozen=True)
+class PropagationConfig:
+    """Settings of the label propagation solver (:mod:`engine.propagate`).
+
+    Parameters
+    ----------
+    alpha : float
+        Weight of the graph against the seeds, ``0 < alpha < 1``.
+    max_iter : int
+        Conjugate-gradient iterations at most.
+    tol : float
+        A class column stops once its relative residual is ``<= tol``.
+    """
+
+    alpha: float = 0.99  # the authors' value: labels travel far along the graph
+    max_iter: int = 20  # the authors' value: LP is re-run every epoch, 20 CG steps suffice
+    tol: float = 1e-6  # the authors' value; rarely reached within 20 steps
+
+    def __post_init__(self) -> None:
+        if not _is_real(self.alpha) or not 0 < self.alpha < 1:
+            raise UserError(f"alpha={self.alpha!r} is out of range; valid: 0 < alpha < 1")
+        if not _is_int(self.max_iter) or self.max_iter < 1:
+            raise UserError(f"lp-iterations={self.max_iter!r} is out of range; valid: a whole number >= 1")
+        if not _is_real(self.tol) or not self.tol > 0 or not math.isfinite(self.tol):
+            raise UserError(f"tol={self.tol!r} is out of range; valid: a finite number > 0")
+
 
 
 @dataclass(frozen=True)
@@ -85,6 +149,7 @@ class RunConfig:
     teacher: str | None = None  # architecture; None: the dataset's default pair
     student: str | None = None
     teacher_checkpoint: str | None = None  # load the teacher instead of training it
+    teacher_features: str | None = None  # features from elsewhere for the graph and stage 0 (engine.features)
     labels: str | None = None  # label CSV replacing the given labels
     key_column: str = "path"
     label_column: str = "label"
@@ -93,10 +158,19 @@ class RunConfig:
     propagation: PropagationConfig = field(default_factory=PropagationConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    without: tuple[str, ...] = ()  # AML-KD ablations (ABLATIONS); empty: the whole method
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise UserError(f"unknown method {self.method!r}; valid: {', '.join(METHODS)}")
+        if isinstance(self.without, str) or not all(isinstance(w, str) for w in self.without):
+            raise UserError(f"without={self.without!r} must be a list of components; valid: {', '.join(ABLATIONS)}")
+        object.__setattr__(self, "without", tuple(sorted(set(self.without))))
+        unknown = [w for w in self.without if w not in ABLATIONS]
+        if unknown:
+            raise UserError(f"--without {unknown[0]!r} is not a component of AML-KD; valid: {', '.join(ABLATIONS)}")
+        if self.without and self.method != "aml-kd":
+            raise UserError(f"--without applies to method aml-kd only, not {self.method!r}")
         parse_noise_spec(self.noise)
         if self.noise_rate is not None and not 0.0 <= self.noise_rate < 1.0:
             raise UserError(f"noise-rate={self.noise_rate} is outside [0, 1)")
@@ -110,6 +184,11 @@ class RunConfig:
     def from_dict(cls, data: dict) -> RunConfig:
         nested = {"graph": GraphConfig, "propagation": PropagationConfig,
                   "schedule": ScheduleConfig, "train": TrainConfig}
+        if not isinstance(data, dict):
+            raise UserError(f"a run config is a JSON object of settings, not {type(data).__name__}")
+        for key in nested:
+            if key in data and not isinstance(data[key], dict):
+                raise UserError(f"{key!r} must be an object of {key} settings, not {str(data[key])[:60]!r}")
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -123,7 +202,10 @@ class RunConfig:
                     raise UserError(f"bad {key} config: {exc}") from None
                 except ValueError as exc:
                     raise UserError(str(exc)) from None
-        return cls(**kwargs)
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:
+            raise UserError(f"bad run config: {exc}") from None
 
     def with_changes(self, **changes) -> RunConfig:
         return replace(self, **changes)
@@ -161,3 +243,45 @@ def defaults_for_teacher(teacher: str | None) -> tuple[ScheduleConfig, TrainConf
     if teacher == SMALL_PAIR_TEACHER:
         return SMALL_PAIR_SCHEDULE, replace(TrainConfig(), **SMALL_PAIR_TRAIN)
     return ScheduleConfig(), TrainConfig()
+
+
+# ---------------------------------------------------------------- runnable?
+def check_runnable(config: RunConfig, num_train: int | None = None, num_classes: int | None = None,
+                   dataset_name: str | None = None) -> list[str]:
+    """Reasons a (valid) config cannot make a run on its data, each naming the
+    setting as the CLI spells it and what would be valid. The CLI, the step
+    machine and the Setup page all call this, so they say the same words.
+
+    Parameters
+    ----------
+    config : RunConfig
+        Already valid on its own (its ranges hold).
+    num_train, num_classes : int, optional
+        Facts of the dataset; a check that needs one is skipped while it is
+        unknown (a dataset still to be downloaded).
+    dataset_name : str, optional
+        For the messages.
+
+    Returns
+    -------
+    list of str
+        Empty when the run can start.
+    """
+    problems = []
+    s = config.schedule
+    name = repr(dataset_name or config.dataset)
+    if num_classes is not None and num_classes < 2:
+        problems.append(f"dataset {name} has {num_classes} class; at least 2 are needed")
+    if num_train is not None and config.graph.k >= num_train:
+        problems.append(f"k={config.graph.k} needs more training samples than neighbours; dataset {name} has "
+                        f"{num_train}: valid k is 1..{num_train - 1}")
+    if config.method != "ce" and s.teacher_epochs < 1 and not config.teacher_checkpoint:
+        problems.append("teacher-epochs=0 leaves no teacher to learn from; valid: at least 1, or a "
+                        "teacher-checkpoint, or method ce (no teacher)")
+    if s.student_epochs < 1:
+        problems.append("warmup-epochs, refine-epochs and mutual-epochs are all 0, so the student never trains; "
+                        "valid: at least 1 epoch in one of them")
+    elif config.method == "aml-kd" and s.refine_epochs + s.mutual_epochs < 1:
+        problems.append("refine-epochs=0 and mutual-epochs=0: AML-KD would never refine a label; valid: at least "
+                        "1 epoch in one of them (or method kd)")
+    return problems

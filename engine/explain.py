@@ -1,40 +1,32 @@
-"""Explanations of a step, for the app: per-sample losses, the kNN
-neighbourhood of a sample, a replay of the step's label propagation recorded
-iteration by iteration, and what-if propagations with other settings.
+"""Explanations of a step, for the app and the CLI: per-sample losses, the
+kNN neighbourhood of a sample, a replay of the step's label propagation
+recorded iteration by iteration, why a sample has its label, and what-if
+propagations with other settings.
+
+A replay is the step: seeds come from :func:`engine.snapshot.step_seeds`, the
+graph from :func:`engine.snapshot.step_graph`, and the relabelling from
+:func:`engine.refinery.relabel`, the same rules the step machine called. With
+the step's own settings (:func:`step_settings`) a what-if changes no label.
 
 Nothing here writes to the run directory: a what-if is computed from a step's
 snapshot and thrown away.
-
-Seeds of a replay or a what-if are the step's own, as far as the snapshot
-holds them: in stage 0 (``propagate``) one-hot teacher predictions; in stages
-1-2 the working labels (after small-loss selection; the teacher's prediction
-where a snapshot has none), weighted by the snapshot's AWE ``weight`` where it
-is finite. (The engine weighs stage-1 seeds by the weight of the *working*
-label and stage-2 seeds by the label-centre similarity; the snapshot keeps the
-weight of the label trained on, so a replay of stages 1-2 is close to, not
-always equal to, the step.)
-
-Relabelling follows the step: stage 0 takes the propagated label except for
-the ``keep_fraction`` least confident samples, which keep the given one;
-stages 1-2 keep the working label of the small-loss ('easy') samples and take
-the propagated label elsewhere (a ``keep_fraction`` there also keeps the
-working label of the least confident).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from . import refinery, snapshot as snap
+from .config import GraphConfig, PropagationConfig, RunConfig
 from .errors import UserError
-from .graph import GraphConfig, affinity, build_graph, normalize_affinity
-from .propagate import PropagationConfig, PropagationResult, propagate, seed_matrix
+from .phases import LP_PHASES
+from .propagate import PropagationResult, propagate
+from .refinery import Reason, Relabelling
 from .store import RunStore
 
-#: Phases whose step ran a label propagation.
-LP_PHASES = ("propagate", "refine", "mutual")
 #: Per-sample losses of a snapshot, in order of preference.
 LOSS_FIELDS = ("selection_loss", "student_loss", "teacher_loss")
 
@@ -111,13 +103,9 @@ def step_values(store: RunStore, step: int) -> tuple[np.ndarray, np.ndarray, np.
     loss, weight, weight_given : np.ndarray, shape (N,), float32
         See :func:`trajectories`.
     """
-    path = store.snapshot_path(step)
-    if not path.is_file():
-        raise UserError(f"run {str(store.path)!r} has no snapshot for step {step}")
-    with np.load(path, allow_pickle=False) as data:  # npz members load lazily: skip the features
-        snap = {name: data[name] for name in TRAJECTORY_FIELDS if name in data.files}
-    return (per_sample_loss(snap)[0], snap["weight"].astype(np.float32),
-            snap["weight_given"].astype(np.float32))
+    arrays = snap.read(store, step, TRAJECTORY_FIELDS)  # lazily: the features are never decompressed
+    return (per_sample_loss(arrays)[0], arrays["weight"].astype(np.float32),
+            arrays["weight_given"].astype(np.float32))
 
 
 def trajectories(store: RunStore) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -254,97 +242,91 @@ def neighbourhood_edges(neighbor_idx: np.ndarray, neighbor_sim: np.ndarray, node
     return edges, similarity, np.maximum(similarity, 0) ** np.float32(power)
 
 
-# ---------------------------------------------------------------------- seeds + relabelling
-
-
-def step_seeds(snapshot: dict, phase: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """Seed labels and weights of a step's propagation.
-
-    Parameters
-    ----------
-    snapshot : dict of np.ndarray
-    phase : str
-        The step's phase.
-
-    Returns
-    -------
-    labels : np.ndarray, shape (N,), int64
-    weights : np.ndarray, shape (N,), float32, or None (unweighted)
-    """
-    teacher_pred = snapshot["teacher_pred"].astype(np.int64)
-    if phase == "propagate":
-        labels, weights = teacher_pred, None
-    else:
-        working = snapshot["working"].astype(np.int64)
-        labels = np.where(working >= 0, working, teacher_pred)
-        # The exact seed weights when the step stored them; else the AWE weight.
-        weight = snapshot.get("seed_weight", snapshot["weight"]).astype(np.float32)
-        weights = np.where(np.isfinite(weight) & (weight >= 0), weight, 1.0).astype(np.float32)
-    if labels.size and labels.min() < 0:
-        raise UserError("this step holds neither working labels nor teacher predictions to seed a propagation")
-    return labels, weights
-
-
-def relabel(phase: str, result_labels: np.ndarray, confidence: np.ndarray, given: np.ndarray,
-            snapshot: dict, keep_fraction: float) -> np.ndarray:
-    """Labels a step would end with after a propagation.
-
-    Parameters
-    ----------
-    phase : str
-    result_labels : np.ndarray, shape (N,)
-        ``argmax`` of the propagation scores.
-    confidence : np.ndarray, shape (N,)
-    given : np.ndarray, shape (N,)
-    snapshot : dict
-        Supplies ``working`` and ``easy`` in stages 1-2.
-    keep_fraction : float
-        Fraction of least-confident samples that keep their label from
-        before the propagation (given in stage 0, working in stages 1-2).
-
-    Returns
-    -------
-    np.ndarray, shape (N,), int64
-    """
-    if not 0 <= keep_fraction < 1:
-        raise UserError(f"relabel percentile {100 * keep_fraction:g}% is out of range; valid: 0..<100")
-    refined = np.asarray(result_labels, dtype=np.int64).copy()
-    before = np.asarray(given, dtype=np.int64)
-    if phase != "propagate":
-        working = snapshot["working"].astype(np.int64)
-        before = np.where(working >= 0, working, before)
-        refined = np.where(snapshot["easy"], before, refined)
-    keep = int(round(keep_fraction * len(refined)))
-    least_confident = np.argsort(confidence, kind="stable")[:keep]
-    refined[least_confident] = before[least_confident]
-    return refined
-
-
-def confidence_cutoff(confidence: np.ndarray, keep_fraction: float) -> float | None:
-    """Largest confidence among the ``keep_fraction`` least confident (None if none)."""
-    keep = int(round(keep_fraction * len(confidence)))
-    return float(np.sort(confidence)[keep - 1]) if keep > 0 else None
-
 
 # ---------------------------------------------------------------------- replay + what-if
 
 
-def snapshot_graph(snapshot: dict, power: float):
-    """``Wn (N, N)`` of the graph a step stored (see :func:`engine.graph.affinity`)."""
-    if "neighbor_idx" not in snapshot:
-        raise UserError("this step stored no kNN graph")
-    w = affinity(snapshot["neighbor_idx"].astype(np.int64), snapshot["neighbor_sim"].astype(np.float32), power)
-    return normalize_affinity(w)
+@dataclass(frozen=True)
+class StepSettings:
+    """The settings a propagating step ran with (a what-if starts from these).
+
+    ``keep_least_confident`` is the fraction of least confident samples that
+    keep their label (stage 0 with the noise rate unknown: the run's
+    ``keep_least_confident``; stages 1-2: 0). ``noise_rate`` is stage 0's
+    known rate (its 'support' rule), else None.
+    """
+
+    k: int
+    power: float
+    alpha: float
+    keep_least_confident: float
+    noise_rate: float | None
+
+    @property
+    def rule(self) -> str:
+        return "support" if self.noise_rate is not None else "confidence"
+
+
+def step_settings(config: RunConfig, phase: str) -> StepSettings:
+    """The own settings of a ``phase`` step of a run with ``config``."""
+    stage0 = phase == "propagate"
+    return StepSettings(k=config.graph.k, power=float(config.graph.power), alpha=float(config.propagation.alpha),
+                        keep_least_confident=float(config.train.keep_least_confident) if stage0 else 0.0,
+                        noise_rate=config.noise_rate if stage0 else None)
+
+
+def _check_phase(phase: str) -> None:
+    if phase not in LP_PHASES:
+        raise UserError(f"a {phase!r} step runs no propagation; valid phases: {', '.join(LP_PHASES)}")
 
 
 def replay(snapshot: dict, phase: str, num_classes: int, graph: GraphConfig,
            propagation: PropagationConfig, nodes: np.ndarray) -> PropagationResult:
     """Re-run a step's propagation on its stored graph, recording ``nodes`` at
     every iteration (``history[t]`` is ``(len(nodes), C)``; 0 = seeds)."""
-    labels, weights = step_seeds(snapshot, phase)
-    seeds = seed_matrix(labels, num_classes, weights)
-    return propagate(snapshot_graph(snapshot, graph.power), seeds, propagation, record_nodes=nodes,
-                     record_iters=range(propagation.max_iter + 1))
+    _check_phase(phase)
+    seeds = snap.step_seeds(snapshot, phase, num_classes)
+    return propagate(snap.step_graph(snapshot, graph.power), seeds.matrix(num_classes), propagation,
+                     record_nodes=nodes, record_iters=range(propagation.max_iter + 1))
+
+
+def relabel_step(snapshot: dict, phase: str, given: np.ndarray, num_classes: int, settings: StepSettings,
+                 features: np.ndarray | None = None, clamped_labels: np.ndarray | None = None,
+                 outlier_mask: np.ndarray | None = None, normalized=None) -> tuple[PropagationResult, Relabelling]:
+    """Replay a step's propagation and relabelling with ``settings``.
+
+    The graph is the step's stored kNN graph when ``settings.k`` is its k
+    (edge weights recomputed with ``settings.power``), else rebuilt from
+    ``features`` (:func:`graph_features`). ``clamped_labels`` /
+    ``outlier_mask``, when given, are reviews applied on top of the step's own
+    seeds (the ripple); otherwise the step's own reviews, already in its seeds.
+    ``normalized`` (the step's ``Wn``, from :func:`engine.snapshot.step_graph`)
+    saves rebuilding it when replaying one step many times.
+    """
+    _check_phase(phase)
+    n = len(given)
+    seeds = snap.step_seeds(snapshot, phase, num_classes)
+    working = np.asarray(snapshot["working"], np.int64)
+    easy = np.asarray(snapshot["easy"], bool)
+    own_clamps = snapshot.get("clamped", np.full(n, -1, np.int64))
+    clamps = own_clamps
+    if clamped_labels is not None or outlier_mask is not None:
+        clamps = np.full(n, -1, np.int64) if clamped_labels is None else np.asarray(clamped_labels, np.int64)
+        outliers = np.zeros(n, bool) if outlier_mask is None else np.asarray(outlier_mask, bool)
+        seeds, working, easy, _ = refinery.clamp_seeds(seeds, num_classes, working, easy, clamps, outliers)
+        clamps = np.where(clamps >= 0, clamps, own_clamps)
+    stored_k = snapshot["neighbor_idx"].shape[1] if "neighbor_idx" in snapshot else None
+    if normalized is not None:
+        pass
+    elif settings.k == stored_k or features is None:
+        normalized = snap.step_graph(snapshot, settings.power, settings.k)
+    else:
+        normalized = snap.step_graph({"features": features}, settings.power, settings.k)
+    config = replace(PropagationConfig(), alpha=settings.alpha)
+    result = propagate(normalized, seeds.matrix(num_classes), config)
+    relabelling = refinery.relabel(phase, given, working, easy, result, settings.noise_rate,
+                                   settings.keep_least_confident, clamps)
+    return result, relabelling
 
 
 def graph_features(store: RunStore, step: int, snapshot: dict) -> np.ndarray | None:
@@ -358,7 +340,7 @@ def graph_features(store: RunStore, step: int, snapshot: dict) -> np.ndarray | N
     if metrics.get("graph_source") == "student" or metrics.get("phase") == "propagate":
         features = snapshot.get("features")
     else:
-        features = store.teacher_features()
+        features = store.graph_features()
     return None if features is None else np.asarray(features, dtype=np.float32)
 
 
@@ -373,8 +355,10 @@ class WhatIf:
     changed : np.ndarray of int64
         Samples whose label differs from the step's ``refined``.
     confidence : np.ndarray, shape (N,), float32
-    cutoff : float or None
-        Confidence of the last sample that keeps its label (see ``keep_fraction``).
+    relabelling : Relabelling
+        Why each sample would have its label (:class:`engine.refinery.Reason`).
+    settings : StepSettings
+        The settings tried.
     seconds : float
         Wall time of graph + propagation + relabelling.
     """
@@ -382,50 +366,109 @@ class WhatIf:
     labels: np.ndarray
     changed: np.ndarray
     confidence: np.ndarray
-    cutoff: float | None
+    relabelling: Relabelling
+    settings: StepSettings
     seconds: float
 
+    @property
+    def cutoff(self) -> float | None:
+        return self.relabelling.cutoff
 
-def what_if(features: np.ndarray, snapshot: dict, phase: str, given: np.ndarray, num_classes: int,
-            graph: GraphConfig, propagation: PropagationConfig, keep_fraction: float,
-            stored_graph: GraphConfig | None = None) -> WhatIf:
-    """Propagate a step's seeds with other settings; the run is not touched.
+    def counts(self, refined: np.ndarray, true: np.ndarray | None) -> dict:
+        """``changed``, and where the truth is known ``to_correct`` / ``to_wrong``."""
+        out = {"changed": int(len(self.changed)), "to_correct": None, "to_wrong": None}
+        if true is not None and (np.asarray(true) >= 0).any():
+            c = self.changed
+            out["to_correct"] = int(np.sum(self.labels[c] == true[c]))
+            out["to_wrong"] = int(np.sum(refined[c] == true[c]))
+        return out
 
-    Parameters
-    ----------
-    features : np.ndarray, shape (N, D)
-        Features of the step's graph (:func:`graph_features`).
-    snapshot : dict
-    phase : str
-    given : np.ndarray, shape (N,)
-    num_classes : int
-    graph : GraphConfig
-        ``k`` and ``power`` to try.
-    propagation : PropagationConfig
-        ``alpha`` to try.
-    keep_fraction : float
-        See :func:`relabel`.
-    stored_graph : GraphConfig, optional
-        The step's own graph settings: when ``graph.k`` equals them the stored
-        kNN lists are reused instead of searched again.
 
-    Returns
-    -------
-    WhatIf
+def what_if(store: RunStore, step: int, k: int | None = None, alpha: float | None = None,
+            power: float | None = None, keep_least_confident: float | None = None,
+            num_classes: int | None = None) -> WhatIf:
+    """Propagate step ``step`` again with other settings (None: the step's own); the run is not touched.
+
+    Raises
+    ------
+    UserError
+        The step ran no propagation, or a setting is out of range.
     """
-    if phase not in LP_PHASES:
-        raise UserError(f"a {phase!r} step runs no propagation; valid phases: {', '.join(LP_PHASES)}")
     started = time.perf_counter()
-    if stored_graph is not None and graph.k == stored_graph.k and "neighbor_idx" in snapshot:
-        normalized = snapshot_graph(snapshot, graph.power)
-    else:
-        n = features.shape[0]
-        if graph.k >= n:
-            raise UserError(f"k={graph.k} must be smaller than the number of samples ({n})")
-        normalized = build_graph(features, graph).normalized
-    labels, weights = step_seeds(snapshot, phase)
-    result = propagate(normalized, seed_matrix(labels, num_classes, weights), propagation)
-    refined = relabel(phase, result.labels, result.confidence, given, snapshot, keep_fraction)
-    changed = np.flatnonzero(refined != snapshot["refined"])
-    return WhatIf(refined, changed, result.confidence, confidence_cutoff(result.confidence, keep_fraction),
+    phase = step_phase(store, step)
+    _check_phase(phase)
+    own = step_settings(store.config(), phase)
+    if keep_least_confident is not None and not 0 <= keep_least_confident < 1:
+        raise UserError(f"keep-least-confident={keep_least_confident} is out of range; valid: 0 <= x < 1")
+    try:
+        settings = StepSettings(k=own.k if k is None else int(k), power=own.power if power is None else float(power),
+                                alpha=own.alpha if alpha is None else float(alpha),
+                                keep_least_confident=own.keep_least_confident if keep_least_confident is None
+                                else float(keep_least_confident), noise_rate=own.noise_rate)
+        GraphConfig(k=settings.k, power=settings.power)
+        PropagationConfig(alpha=settings.alpha)
+    except (TypeError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    snapshot = store.snapshot(step)
+    given = store.dataset_arrays()["given"].astype(np.int64)
+    num_classes = num_classes or len(store.class_names())
+    features = graph_features(store, step, snapshot)
+    result, relabelling = relabel_step(snapshot, phase, given, num_classes, settings, features)
+    changed = np.flatnonzero(relabelling.labels != snapshot["refined"])
+    return WhatIf(relabelling.labels, changed, result.confidence, relabelling, settings,
                   time.perf_counter() - started)
+
+
+def step_phase(store: RunStore, step: int) -> str:
+    """The phase step ``step`` ran in (from its metrics line)."""
+    for m in store.metrics():
+        if m.get("step") == step:
+            return m.get("phase", "")
+    raise UserError(f"run {str(store.path)!r} has no step {step}; steps: {store.steps()[-5:]}")
+
+
+def propagating_steps(store: RunStore) -> list[int]:
+    """Steps whose phase ran a label propagation, in order."""
+    return [m["step"] for m in store.metrics() if m.get("phase") in LP_PHASES and "step" in m]
+
+
+# ---------------------------------------------------------------------- why
+
+
+def why(sample: int, relabelling: Relabelling, given: np.ndarray, working: np.ndarray, names,
+        confidence: float, keep_least_confident: float = 0.0, noise_rate: float | None = None) -> str:
+    """One or two sentences (Markdown): why ``sample`` has its label after a replayed step.
+
+    Built from the :class:`~engine.refinery.Reason` the step's own rule gave
+    the sample, so the text cannot disagree with what the step did.
+    """
+    label, g = int(relabelling.labels[sample]), int(given[sample])
+    reason = Reason(int(relabelling.reasons[sample]))
+    cut = relabelling.cutoff
+    if reason == Reason.REVIEWED:
+        return f"A reviewer set its label: it is a fixed seed, **{names[label]}**."
+    if reason == Reason.KEPT_UNSURE:
+        return (f"Its propagation confidence {confidence:.3f} is among the {keep_least_confident:.0%} least "
+                f"confident (cut-off {cut:.3f}), so it **kept its given label {names[g]}**.")
+    if reason == Reason.KEPT_SUPPORTED:
+        return (f"The noise rate is known ({noise_rate:.0%}): only the {noise_rate:.0%} of samples whose given "
+                f"label the propagation supports least may change, and its given label is supported better "
+                f"than that (cut-off score {cut:.3f}), so it **kept its given label {names[g]}**.")
+    if reason == Reason.KEPT_EASY:
+        return (f"Its loss was among the smallest (an *easy* sample), so it **kept its label "
+                f"{names[int(working[sample])]}** whatever the propagation said.")
+    if reason == Reason.KEPT_LEAST_CONFIDENT:
+        return (f"Its propagation confidence {confidence:.3f} is among the {keep_least_confident:.0%} least "
+                f"confident, so it **kept its working label {names[int(working[sample])]}**.")
+    verb = "kept" if label == g else "was relabelled"
+    if relabelling.rule == "support":
+        return (f"Its given label is among the {noise_rate:.0%} the propagation supports least (score at most "
+                f"{cut:.3f}), so it took the propagated label: it **{verb} {names[g]} → {names[label]}** "
+                f"(confidence {confidence:.3f}).")
+    if relabelling.rule == "confidence":
+        above = f"above the cut-off {cut:.3f}" if cut is not None else "not cut (no sample keeps its label)"
+        return (f"Its confidence {confidence:.3f} is {above}, so it took the propagated label: it "
+                f"**{verb} {names[g]} → {names[label]}**.")
+    return (f"Its loss was not among the smallest, so its label came from the student "
+            f"({names[int(working[sample])]}) and then from the propagation: **{names[g]} → {names[label]}** "
+            f"(confidence {confidence:.3f}).")

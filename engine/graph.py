@@ -36,30 +36,10 @@ import faiss
 import numpy as np
 import scipy.sparse as sp
 
+from .config import GraphConfig  # noqa: F401 - the graph's settings live with the run config
 from .errors import UserError
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class GraphConfig:
-    """Settings of the kNN graph.
-
-    Parameters
-    ----------
-    k : int
-        Neighbours per sample, self excluded.
-    power : float
-        Exponent applied to the (non-negative) cosine similarity of an edge.
-    """
-
-    k: int = 20  # the authors' value; enough to connect each class, few cross-class edges
-    power: float = 3.0  # s**3 as in Iscen et al.: sharpens the kernel towards close pairs
-
-    def __post_init__(self) -> None:
-        if isinstance(self.k, bool) or not isinstance(self.k, numbers.Integral) or self.k < 1:
-            raise UserError(f"GraphConfig.k must be an integer >= 1, got {self.k!r}")
-        _check_power(self.power, "GraphConfig.power")
 
 
 @dataclass
@@ -82,12 +62,6 @@ class Graph:
     neighbor_sim: np.ndarray
     affinity: sp.csr_matrix
     normalized: sp.csr_matrix
-
-
-def _check_power(power: float, name: str) -> None:
-    ok = isinstance(power, numbers.Real) and not isinstance(power, bool) and power > 0
-    if not ok or not np.isfinite(power):
-        raise UserError(f"{name} must be a finite number > 0, got {power!r}")
 
 
 def _gpu_available() -> bool:
@@ -179,7 +153,8 @@ def affinity(neighbor_idx: np.ndarray, neighbor_sim: np.ndarray, power: float) -
             "neighbor_idx and neighbor_sim must be 2-D of one shape (N, k), got "
             f"{neighbor_idx.shape} and {neighbor_sim.shape}"
         )
-    _check_power(power, "power")
+    if not isinstance(power, numbers.Real) or isinstance(power, bool) or not power > 0 or not np.isfinite(power):
+        raise UserError(f"power must be a finite number > 0, got {power!r}")
     n, k = neighbor_idx.shape
     rows = np.repeat(np.arange(n), k)
     cols = neighbor_idx.ravel().astype(np.int64)

@@ -46,6 +46,7 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.csgraph import reverse_cuthill_mckee
 
+from .config import PropagationConfig  # noqa: F401 - the solver's settings live with the run config
 from .device import default_device
 from .errors import UserError
 
@@ -55,33 +56,6 @@ logger = logging.getLogger(__name__)
 # 2-core CI machine (2 MiB L2 per core) blocks of 3 MiB ran the solve 2x faster
 # than all 100 columns at once (bench/lp.py, N=50000).
 _CPU_BLOCK_BYTES = 3 * 2**20
-
-
-@dataclass(frozen=True)
-class PropagationConfig:
-    """Settings of the label propagation solver.
-
-    Parameters
-    ----------
-    alpha : float
-        Weight of the graph against the seeds, ``0 < alpha < 1``.
-    max_iter : int
-        Conjugate-gradient iterations at most.
-    tol : float
-        A class column stops once its relative residual is ``<= tol``.
-    """
-
-    alpha: float = 0.99  # the authors' value: labels travel far along the graph
-    max_iter: int = 20  # the authors' value: LP is re-run every epoch, 20 CG steps suffice
-    tol: float = 1e-6  # the authors' value; rarely reached within 20 steps
-
-    def __post_init__(self) -> None:
-        if not _is_real(self.alpha) or not 0 < self.alpha < 1:
-            raise UserError(f"PropagationConfig.alpha must lie in (0, 1), got {self.alpha!r}")
-        if not _is_int(self.max_iter) or self.max_iter < 1:
-            raise UserError(f"PropagationConfig.max_iter must be an integer >= 1, got {self.max_iter!r}")
-        if not _is_real(self.tol) or not self.tol > 0 or not np.isfinite(self.tol):
-            raise UserError(f"PropagationConfig.tol must be a finite number > 0, got {self.tol!r}")
 
 
 @dataclass

@@ -38,7 +38,6 @@ import sqlite3
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -358,97 +357,21 @@ def _decision(row) -> Decision:
 
 
 # ---------------------------------------------------------------- feedback into propagation
-def apply_clamps(seeds: np.ndarray, refined: np.ndarray, easy: np.ndarray, clamped_labels: np.ndarray,
-                 outlier_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Make reviewed labels fixed seeds and drop outliers, before a propagation.
-
-    Parameters
-    ----------
-    seeds : np.ndarray, shape (N, C)
-        Seed matrix of the propagation about to run (see ``seed_matrix``).
-    refined : np.ndarray, shape (N,), int
-        Labels the 'easy' samples keep after propagation (the working labels).
-    easy : np.ndarray, shape (N,), bool
-        Samples whose label propagation does not change.
-    clamped_labels : np.ndarray, shape (N,), int
-        Reviewed label, -1 where none (:meth:`ReviewStore.clamps`).
-    outlier_mask : np.ndarray, shape (N,), bool
-        Samples excluded by a reviewer.
-
-    Returns
-    -------
-    seeds : np.ndarray, shape (N, C), float32
-        Clamped rows one-hot with weight 1; outlier rows zero.
-    refined : np.ndarray, shape (N,), int64
-        Clamped rows set to their reviewed label.
-    easy : np.ndarray, shape (N,), bool
-        True on clamped rows, so ``np.where(easy, refined, lp_labels)`` keeps them.
-    train_mask : np.ndarray, shape (N,), bool
-        False on outliers: multiply the training weights by it.
-
-    Inputs are not modified.
-    """
-    n, num_classes = seeds.shape
-    clamped_labels = np.asarray(clamped_labels, dtype=np.int64)
-    outlier_mask = np.asarray(outlier_mask, dtype=bool)
-    if clamped_labels.shape != (n,) or outlier_mask.shape != (n,) or np.shape(refined) != (n,) \
-            or np.shape(easy) != (n,):
-        raise ValueError(f"refined, easy, clamped_labels and outlier_mask must have shape ({n},)")
-    if clamped_labels.max(initial=-1) >= num_classes:
-        raise ValueError(f"clamped_labels must lie in -1..{num_classes - 1}, got {clamped_labels.max()}")
-    rows = np.flatnonzero(clamped_labels >= 0)
-    seeds = np.array(seeds, dtype=np.float32, copy=True)
-    seeds[rows] = 0.0
-    seeds[rows, clamped_labels[rows]] = 1.0
-    seeds[outlier_mask] = 0.0
-    refined = np.array(refined, dtype=np.int64, copy=True)
-    refined[rows] = clamped_labels[rows]
-    easy = np.array(easy, dtype=bool, copy=True)
-    easy[rows] = True
-    return seeds, refined, easy, ~outlier_mask
+# How decisions clamp a propagation is a rule of the method: engine.refinery.apply_clamps.
+from .refinery import apply_clamps  # noqa: E402,F401 - kept importable from here
 
 
 # ---------------------------------------------------------------- run facts for the review
 def run_class_names(store) -> tuple[str, ...]:
-    """Class names of a run's dataset (loaded once per run directory and config)."""
-    return _class_names(str(store.path), store.config_path.stat().st_mtime_ns)
-
-
-@lru_cache(maxsize=16)
-def _class_names(path: str, config_stamp: int) -> tuple[str, ...]:
-    from .data import dataset_for_config
-    from .store import RunStore
-
-    return tuple(dataset_for_config(RunStore(path).config()).class_names)
+    """Class names of a run's dataset (``RunStore.class_names``)."""
+    return store.class_names()
 
 
 def label_history(store, fields=("refined", "weight", "student_loss")) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Per-sample values over all steps, reading only the asked arrays.
+    """Per-sample values over all steps (:func:`engine.snapshot.history`)."""
+    from .snapshot import history
 
-    Returns
-    -------
-    steps : np.ndarray, shape (S,)
-    values : dict of field -> np.ndarray, shape (S, N)
-        float fields NaN and int fields -1 where a step lacks them.
-    """
-    steps = np.asarray(store.steps(), dtype=np.int64)
-    columns: dict[str, list] = {f: [] for f in fields}
-    n = len(store.dataset_arrays()["given"])
-    for step in steps:
-        with np.load(store.snapshot_path(int(step)), allow_pickle=False) as data:
-            for name in fields:
-                if name in data.files:
-                    columns[name].append(np.asarray(data[name]))
-                else:
-                    columns[name].append(None)
-    values = {}
-    for name, rows in columns.items():
-        like = next((r for r in rows if r is not None), np.full(n, np.nan, np.float32))
-        fill = -1 if np.issubdtype(like.dtype, np.integer) else np.nan
-        dtype = np.int64 if fill == -1 else np.float32
-        values[name] = np.stack([np.full(n, fill, dtype) if r is None else r.astype(dtype) for r in rows]) \
-            if rows else np.zeros((0, n), dtype)
-    return steps, values
+    return history(store, tuple(fields))
 
 
 def agreement(decisions, true_labels: np.ndarray | None = None, blind_only: bool = True) -> dict:

@@ -14,7 +14,9 @@ student    (baselines ``ce`` and ``kd``) one plain student epoch
 done       evaluation and summary
 =========  ==============================================================
 
-The same ``step()`` drives the CLI, the tests and the app.
+The same ``step()`` drives the CLI, the tests and the app. The phase table
+lives in :mod:`engine.phases`, the label rules in :mod:`engine.refinery`, the
+snapshot format in :mod:`engine.snapshot`; this module only sequences them.
 """
 
 from __future__ import annotations
@@ -22,60 +24,40 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import checkpoint as ckpt
+from . import phases as plan
+from . import refinery
+from . import snapshot
 from .ambiguity import (WeightNet, centre_similarity, class_centres, label_centre_weight,
                         predict_weights, train_weight_net)
-from .config import RunConfig
+from .config import RunConfig, check_runnable
 from .data import Dataset, dataset_for_config
 from .device import default_device
 from .errors import UserError
+from .features import linear_head_predictions, load_teacher_features
 from .graph import Graph, build_graph, neighbour_vote_agreement
+from .health import run_warnings
 from .metrics import label_metrics
 from .models import build_model, default_pair, parameter_count
 from .noise import apply_noise, estimate_noise_rate, parse_noise_spec
-from .propagate import propagate, seed_matrix
-from .review import ReviewStore, apply_clamps
+from .phases import PHASES, Phase
+from .propagate import propagate
+from .review import ReviewStore
 from .select import loss_cutoff, small_loss_mask
-from .store import RunStore
+from .store import RunStore, atomic_write_text
 from .training import Outputs, cosine_lr, forward_all, make_optimizer, set_lr, student_epoch, train_epoch
 
 log = logging.getLogger(__name__)
 
+#: Seconds between heartbeats in ``status.json`` while a step trains.
+HEARTBEAT_SECONDS = 5.0
 
-class Phase(str, Enum):
-    TEACHER = "teacher"
-    PROPAGATE = "propagate"
-    WARMUP = "warmup"
-    REFINE = "refine"
-    MUTUAL = "mutual"
-    STUDENT = "student"
-    DONE = "done"
-
-
-PHASES = {
-    "aml-kd": (Phase.TEACHER, Phase.PROPAGATE, Phase.WARMUP, Phase.REFINE, Phase.MUTUAL, Phase.DONE),
-    "kd": (Phase.TEACHER, Phase.STUDENT, Phase.DONE),
-    "ce": (Phase.STUDENT, Phase.DONE),
-}
-
-NEXT_STEP_TEXT = {
-    Phase.TEACHER: "Train the teacher for one epoch on the given (noisy) labels.",
-    Phase.PROPAGATE: "Spread the teacher's predictions over its kNN graph and relabel every sample (stage 0).",
-    Phase.WARMUP: "Warm up the student for one epoch on the propagated labels, learning from the teacher too.",
-    Phase.REFINE: "Pick the small-loss samples, weigh every label by its ambiguity, propagate on the teacher's "
-                  "graph, and train the student one epoch on the refined labels.",
-    Phase.MUTUAL: "Refine labels on the {graph}'s graph this time, then train the student one epoch.",
-    Phase.STUDENT: "Train the student for one epoch on the given labels{kd}.",
-    Phase.DONE: "The run is finished: nothing left to do.",
-}
-
-TOP = 3  # classes kept per sample in snapshots
+__all__ = ["Phase", "PHASES", "Run", "StepResult"]
 
 
 @dataclass
@@ -121,31 +103,66 @@ class Run:
         self.given = self._given_labels()
         self.holdout = self._holdout_mask()
         self._build_models()
-        self.state = _State(phase=PHASES[config.method][0], refined=self.given.copy())
+        self.external_features, self.external_pred = (
+            load_teacher_features(config.teacher_features, self.dataset.keys()) if config.teacher_features
+            else (None, None))
+        self.state = _State(phase=plan.first_phase(config), refined=self.given.copy())
         self._student_cache: Outputs | None = None
         self._teacher_cache: Outputs | None = None
         self._teacher_graph: Graph | None = None
         #: Optional ``fn(done, total)`` called after every training batch (the app's progress bar).
         self.on_progress = None
+        self._failed = False  # a step raised: this object's state is no longer the run's
+        self._last_heartbeat = time.time()
         self.reviews = ReviewStore(store.path, num_classes=self.dataset.num_classes)
 
     # ------------------------------------------------------------------ set-up
     @classmethod
     def create(cls, out: str | Path, config: RunConfig, force: bool = False,
-               dataset: Dataset | None = None, device: torch.device | None = None) -> Run:
-        """Start a new run in ``out`` (refused if it holds one, unless ``force``)."""
+               dataset: Dataset | None = None, device: torch.device | None = None,
+               keep_reviews: bool = False) -> Run:
+        """Start a new run in ``out`` (refused if it holds one, unless ``force``).
+
+        Replacing a run (``force``) sets its review log aside
+        (``reviews-old-N.sqlite``, in :attr:`reviews_set_aside`), so the new run
+        never trains on another run's decisions; ``keep_reviews`` keeps it
+        instead, only when the new run has the very same samples and given labels.
+        """
         store = RunStore(out)
         if store.exists() and not force:
             store.create(config, force=False)  # raises the clear error
         run = cls(store, config, dataset, device)  # validate before touching the directory
         if config.teacher_checkpoint:
             ckpt.load_teacher(run.teacher, config.teacher_checkpoint)  # a bad file fails here, not at step 1
+        run.reviews_set_aside = None
+        if store.exists() and store.reviews_path.exists():
+            if keep_reviews:
+                run._check_same_samples()
+            else:
+                run.reviews_set_aside = store.set_reviews_aside()
         store.create(config, force=force)
-        store.write_dataset(given=run.given, true=run.true if run.true is not None else np.full(len(run.given), -1),
-                            keys=np.array(run.dataset.keys()), holdout=run.holdout)
-        store.write_skipped(run.dataset.skipped)
-        run._write_status("idle")
+        run._write_static_files()
         return run
+
+    def _write_static_files(self) -> None:
+        """What a new run directory holds besides its config: samples, skipped inputs, status."""
+        true = self.true if self.true is not None else np.full(len(self.given), -1)
+        self.store.write_skipped(self.dataset.skipped)
+        self.store.write_dataset(given=self.given, true=true, keys=np.array(self.dataset.keys()), holdout=self.holdout,
+                                 class_names=np.array([str(c) for c in self.dataset.class_names]))
+        self._write_status("idle")
+
+    def _check_same_samples(self) -> None:
+        """Refuse to keep a review log made for other samples or other given labels."""
+        try:
+            old = self.store.dataset_arrays()
+            same = (np.array_equal(old["keys"], np.array(self.dataset.keys()))
+                    and np.array_equal(old["given"], self.given))
+        except (UserError, KeyError):
+            same = False
+        if not same:
+            raise UserError(f"--keep-reviews: the decisions in {str(self.store.reviews_path)!r} were made for other "
+                            "samples or given labels than this run's; leave out --keep-reviews to set them aside")
 
     @classmethod
     def open(cls, path: str | Path, device: torch.device | None = None) -> Run:
@@ -153,23 +170,29 @@ class Run:
         store = RunStore(path)
         config = store.config()
         run = cls(store, config, device=device)
+        if not store.dataset_path.exists():  # killed while being created: finish creating it
+            run._write_static_files()
         if store.checkpoint_path.exists():
             ckpt.load(run, store.checkpoint_path)
-        elif store.steps():
-            raise UserError(f"run {str(path)!r} has snapshots but no checkpoint.pt; it cannot be resumed")
+        elif max(store.steps(), default=0) > 1 or len(store.metrics()) > 1:
+            raise UserError(f"run {str(path)!r} has {len(store.steps())} snapshots but no checkpoint.pt; it cannot "
+                            "be resumed (restore checkpoint.pt, or create the run again)")
+        # else: killed within the first step, before its checkpoint: start again from step 0, as created
+        damaged = [n for n in store.damaged_metrics()]
+        if damaged:
+            raise UserError(f"{str(store.metrics_path)!r} line {damaged[0]} is damaged (not a JSON object with a "
+                            "step); restore the file, or delete that line to drop its step's metrics, then resume")
         store.truncate_after(run.state.step)
+        store.remove_temporary_files()
+        if run.done and store.summary() is None:  # killed between the last checkpoint and the summary
+            store.write_summary(run.summary())
         run._write_status("done" if run.done else "idle")
         return run
 
     def _check_config(self) -> None:
-        n = self.dataset.num_train
-        k = self.config.graph.k
-        if k >= n:
-            raise UserError(f"k={k} must be smaller than the number of training samples ({n}); valid: 1..{n - 1}")
-        if self.config.method != "ce" and self.config.schedule.teacher_epochs < 1 and not self.config.teacher_checkpoint:
-            raise UserError("teacher-epochs=0 needs --teacher-checkpoint; otherwise use at least 1")
-        if self.dataset.num_classes < 2:
-            raise UserError(f"dataset {self.dataset.name!r} has {self.dataset.num_classes} class; at least 2 are needed")
+        problems = check_runnable(self.config, self.dataset.num_train, self.dataset.num_classes, self.dataset.name)
+        if problems:
+            raise UserError("; ".join(problems))
 
     def _given_labels(self) -> np.ndarray:
         if self.dataset.train_given is not None:
@@ -217,42 +240,69 @@ class Run:
         return PHASES[self.config.method]
 
     def phase_length(self, phase: Phase) -> int:
-        s = self.config.schedule
-        return {Phase.TEACHER: 1 if self.config.teacher_checkpoint else s.teacher_epochs,
-                Phase.PROPAGATE: 1, Phase.WARMUP: s.warmup_epochs, Phase.REFINE: s.refine_epochs,
-                Phase.MUTUAL: s.mutual_epochs, Phase.STUDENT: s.student_epochs, Phase.DONE: 0}[phase]
+        return plan.phase_length(self.config, phase)
 
     def describe_next(self) -> str:
         """One sentence a student can follow: what the next step will do."""
-        text = NEXT_STEP_TEXT[self.phase]
-        if self.phase == Phase.MUTUAL:
-            text = text.format(graph="student" if self.state.phase_epoch % 2 == 0 else "teacher")
-        if self.phase == Phase.STUDENT:
-            text = text.format(kd=", distilling from the teacher" if self.config.method == "kd" else "")
-        if self.phase == Phase.TEACHER and self.config.teacher_checkpoint:
-            text = "Load the teacher from its checkpoint."
-        return text
+        return plan.describe_next(self.config, self.phase, self.state.phase_epoch)
 
     def step(self) -> StepResult:
         """Do one unit of work, write its snapshot, metrics and checkpoint."""
         if self.done:
             raise UserError("the run is finished; there is no next step")
+        if self._failed:
+            raise UserError(f"a step of run {str(self.store.path)!r} failed; open the run again to continue from its "
+                            "last good step")
         started = time.perf_counter()
         phase, description = self.phase, self.describe_next()
         self._write_status("running")
-        arrays, metrics = HANDLERS[phase](self)
+        try:
+            arrays, metrics = HANDLERS[phase](self)
+            _check_finite(metrics)
+        except Exception as exc:  # noqa: BLE001 - any failure of a step leaves the run at its last good step
+            raise self._step_failed(phase, exc) from None
         self.state.step += 1
         self.state.phase_epoch += 1
         metrics.update(step=self.state.step, phase=phase.value, phase_epoch=self.state.phase_epoch)
         self._advance()
         metrics["step_seconds"] = time.perf_counter() - started
         self.state.wall_seconds += metrics["step_seconds"]
+        snapshot.validate(arrays, phase.value)
         self.store.write_step(self.state.step, arrays, _clean(metrics))
         ckpt.save(self, self.store.checkpoint_path)
         if self.done:
             self.store.write_summary(self.summary())
         self._write_status("done" if self.done else "idle")
         return StepResult(self.state.step, phase, self.state.phase_epoch, metrics, description)
+
+    def _step_failed(self, phase: Phase, exc: Exception) -> UserError:
+        """Record a failed step: ``status.json`` says error, ``error.log`` has the details."""
+        import traceback
+
+        self._failed = True
+        number = self.state.step + 1
+        detail = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        if not isinstance(exc, UserError):
+            detail = f"{type(exc).__name__}: {detail}"
+            if not all(torch.isfinite(p).all() for m in (self.teacher, self.student) for p in m.parameters()):
+                detail += " (the network's weights are no longer finite: lower --lr or --teacher-lr)"
+        message = (f"step {number} ({phase.value}) failed: {detail}; the run stays at step {self.state.step}"
+                   f"{'' if isinstance(exc, UserError) else '; details in error.log'}")
+        try:
+            atomic_write_text(self.store.error_log_path, f"{message}\n\n{traceback.format_exc()}")
+            self._write_status("error", error=message)
+        except OSError:
+            log.exception("could not record the failure of step %d", number)
+        return UserError(message)
+
+    def _progress(self, done: int, total: int) -> None:
+        """After every training batch: a heartbeat in ``status.json`` every few seconds, then the app's hook."""
+        now = time.time()
+        if now - self._last_heartbeat >= HEARTBEAT_SECONDS:
+            self._last_heartbeat = now
+            self._write_status("running")
+        if self.on_progress is not None:
+            self.on_progress(done, total)
 
     def run_until(self, phase: Phase | str | None = None, callback=None) -> list[StepResult]:
         """Step until ``phase`` is reached (``None`` or ``done``: to the end)."""
@@ -269,11 +319,7 @@ class Run:
     def total_steps(self) -> int:
         """Steps done plus steps left (the teacher's count is an upper bound
         until early stopping ends its phase)."""
-        order = self.phases
-        current = order.index(self.phase)
-        left = self.phase_length(self.phase) - self.state.phase_epoch
-        left += sum(self.phase_length(p) for p in order[current + 1:])
-        return self.state.step + max(left, 0)
+        return plan.total_steps(self.config, self.phase, self.state.phase_epoch, self.state.step)
 
     # ------------------------------------------------------------------ phases
     def _advance(self) -> None:
@@ -285,11 +331,7 @@ class Run:
             return
         if s.phase == Phase.TEACHER:
             self._finish_teacher()
-        order = self.phases
-        i = order.index(s.phase) + 1
-        while order[i] != Phase.DONE and self.phase_length(order[i]) == 0:
-            i += 1
-        s.phase, s.phase_epoch = order[i], 0
+        s.phase, s.phase_epoch = plan.following_phase(self.config, s.phase), 0
 
     def review_clamps(self) -> tuple[np.ndarray, np.ndarray]:
         """Reviewers' decisions, read afresh every step: clamped labels (N,),
@@ -310,7 +352,7 @@ class Run:
             set_lr(self.opt_teacher, cosine_lr(cfg.train.teacher_lr, s.teacher_epoch, cfg.schedule.teacher_epochs))
             train_idx = torch.as_tensor(np.flatnonzero(~self.holdout), device=self.device)
             losses = train_epoch(self.teacher, self.opt_teacher, self.x[train_idx], self.given_t[train_idx],
-                                 cfg.train, self.generator, self.dataset.augment, self.on_progress)
+                                 cfg.train, self.generator, self.dataset.augment, self._progress)
             s.teacher_epoch += 1
             extra = {"teacher_loss": losses["loss_ce"], **self._early_stop()}
         out = forward_all(self.teacher, self.x)
@@ -342,16 +384,34 @@ class Run:
             self.teacher.load_state_dict(self.state.best_teacher_state)
         self._teacher_cache = None
         self.store.write_teacher_features(self.teacher_outputs().features)
+        self.store.write_teacher_outputs(features=self.graph_features().astype(np.float32),
+                                         pred=self.stage0_predictions(), keys=np.array(self.dataset.keys()))
+        if "stage0" in self.config.without:  # no propagation to estimate r from: the teacher's disagreement
+            self.state.noise_rate_estimate = estimate_noise_rate(self.given, self.teacher_outputs().pred)
 
     def teacher_outputs(self) -> Outputs:
         if self._teacher_cache is None:
             self._teacher_cache = forward_all(self.teacher, self.x)
         return self._teacher_cache
 
+    def graph_features(self) -> np.ndarray:
+        """Features of the teacher's graph: the teacher network's, or the ones given (``--teacher-features``)."""
+        return self.teacher_outputs().features if self.external_features is None else self.external_features
+
     def teacher_graph(self) -> Graph:
         if self._teacher_graph is None:
-            self._teacher_graph = build_graph(self.teacher_outputs().features, self.config.graph)
+            self._teacher_graph = build_graph(self.graph_features(), self.config.graph)
         return self._teacher_graph
+
+    def stage0_predictions(self) -> np.ndarray:
+        """Stage 0's seed classes: the teacher's predictions; with features from elsewhere, the file's
+        predictions, else a linear head's out-of-fold predictions on those features (engine.features)."""
+        if self.external_features is None:
+            return self.teacher_outputs().pred
+        if self.external_pred is None:  # computed once: deterministic for the run's seed
+            self.external_pred = linear_head_predictions(self.external_features, self.given,
+                                                         self.dataset.num_classes, self.config.seed)
+        return self.external_pred
 
     def student_outputs(self) -> Outputs:
         if self._student_cache is None:
@@ -364,19 +424,18 @@ class Run:
         graph = self.teacher_graph()
         t_graph = time.perf_counter() - t0
         clamped, outliers = self.review_clamps()
-        seeds = seed_matrix(teacher.pred, self.dataset.num_classes)
-        seeds, _, _, _ = apply_clamps(seeds, teacher.pred, np.zeros(len(seeds), bool), clamped, outliers)
-        result = propagate(graph.normalized, seeds, self.config.propagation)
-        refined = stage0_labels(self.given, result, self.config.noise_rate, self.config.train.keep_least_confident)
-        refined[clamped >= 0] = clamped[clamped >= 0]
+        seeds = refinery.stage0_seeds(self.stage0_predictions(), self.dataset.num_classes, clamped, outliers)
+        result = propagate(graph.normalized, seeds.matrix(self.dataset.num_classes), self.config.propagation)
+        refined = refinery.stage0_relabel(self.given, result, self.config.noise_rate,
+                                          self.config.train.keep_least_confident, clamped).labels
         self.state.refined = refined
         self.state.noise_rate_estimate = estimate_noise_rate(self.given, result.labels)
         metrics = {"graph_seconds": t_graph, "lp_seconds": time.perf_counter() - t0 - t_graph,
                    "lp_iterations": result.iterations, "graph_source": "teacher",
                    "teacher_test_accuracy": self._test_accuracy(self.teacher),
                    **_review_metrics(clamped, outliers), **label_metrics(self.given, refined, self.true)}
-        arrays = self._arrays(teacher=teacher, features=teacher.features, graph=graph, lp=result)
-        arrays.update(clamped=clamped, outlier=outliers)
+        arrays = self._arrays(teacher=teacher, features=self.graph_features(), graph=graph, lp=result,
+                              clamped=clamped, outliers=outliers, seeds=seeds)
         return arrays, metrics
 
     def _student_train(self, targets: np.ndarray, mode: str, weights: np.ndarray | None = None,
@@ -394,7 +453,7 @@ class Run:
             self.student, self.teacher, self.opt_student, x, torch.as_tensor(targets, device=self.device),
             cfg.train, mode, self.rng, self.generator,
             None if weights is None else torch.as_tensor(weights, device=self.device), self.dataset.augment,
-            self.on_progress)
+            self._progress)
         self.state.student_epoch += 1
         self._student_cache = None
         return {**losses, "train_seconds": time.perf_counter() - t0}
@@ -436,15 +495,13 @@ class Run:
         selection_loss = before.loss(self.given)
         keep_fraction = 1.0 - self.noise_rate()
         easy = small_loss_mask(selection_loss, keep_fraction)
-        working = np.where(easy, self.given, before.pred)
         clamped, outliers = self.review_clamps()  # reviewed labels count as easy, fixed seeds
-        reviewed = clamped >= 0
-        awe_target = np.where(reviewed, clamped == self.given, easy).astype(np.float32)
-        working = np.where(reviewed, clamped, working)
-        easy = easy | reviewed
+        working, easy, awe_target = refinery.small_loss_working(self.given, before.pred, easy, clamped)
         similarity = centre_similarity(before.features, class_centres(before.features, working, C))
+        use_awe = "awe" not in self.config.without
         awe_loss = train_weight_net(self.weight_net, self.opt_weight, similarity, self.given, awe_target,
-                                    self.config.train.awe_iterations)
+                                    self.config.train.awe_iterations) if use_awe else None
+        uniform = np.ones(len(self.given), np.float32)
         t_select = time.perf_counter() - t0
         graph, graph_choice = self.teacher_graph(), {}
         if mutual and self.state.phase_epoch % 2 == 0:  # the student's turn, if its graph is as good
@@ -457,16 +514,14 @@ class Run:
         if mutual:
             seed_weights = label_centre_weight(similarity, working)
         else:
-            seed_weights = predict_weights(self.weight_net, similarity, working)
+            seed_weights = predict_weights(self.weight_net, similarity, working) if use_awe else uniform
         t1 = time.perf_counter()
-        seeds, working, easy, train_mask = apply_clamps(seed_matrix(working, C, seed_weights), working, easy,
-                                                        clamped, outliers)
-        seed_weights = seeds.sum(1)
-        result = propagate(graph.normalized, seeds, self.config.propagation)
-        refined = np.where(easy, working, result.labels)
+        seeds, working, easy, train_mask = refinery.refine_seeds(working, easy, seed_weights, C, clamped, outliers)
+        result = propagate(graph.normalized, seeds.matrix(C), self.config.propagation)
+        refined = refinery.refine_relabel(working, easy, result, clamped).labels
         t_lp = time.perf_counter() - t1
-        weights = predict_weights(self.weight_net, similarity, refined)
-        weights_given = predict_weights(self.weight_net, similarity, self.given)
+        weights = predict_weights(self.weight_net, similarity, refined) if use_awe else uniform
+        weights_given = predict_weights(self.weight_net, similarity, self.given) if use_awe else None
         self.state.refined = refined
         metrics = self._student_train(refined, "refine", weights, train_mask=train_mask)
         metrics.update(_review_metrics(clamped, outliers))
@@ -478,13 +533,12 @@ class Run:
         arrays, metrics = self._student_snapshot(metrics, graph=graph, lp=result, easy=easy, working=working,
                                                  weights=weights, weights_given=weights_given,
                                                  selection_loss=selection_loss, student_features=before.features,
-                                                 clamped=clamped, outliers=outliers)
-        arrays["seed_weight"] = seed_weights.astype(np.float32)
+                                                 clamped=clamped, outliers=outliers, seeds=seeds)
         return arrays, metrics
 
     def _student_snapshot(self, metrics: dict, graph: Graph | None = None, lp=None, easy=None, working=None,
                           weights=None, weights_given=None, selection_loss=None, student_features=None,
-                          clamped=None, outliers=None):
+                          clamped=None, outliers=None, seeds=None):
         t0 = time.perf_counter()
         after = self.student_outputs()
         teacher = self.teacher_outputs() if self.config.method != "ce" else None
@@ -499,46 +553,15 @@ class Run:
             metrics.setdefault("graph_source", "teacher" if teacher is not None else "student")
         arrays = self._arrays(teacher=teacher, student=after, graph=graph, lp=lp, easy=easy, working=working,
                               weights=weights, weights_given=weights_given, selection_loss=selection_loss,
-                              features=after.features if student_features is None else student_features)
-        if clamped is not None:
-            arrays.update(clamped=clamped, outlier=outliers)
+                              features=after.features if student_features is None else student_features,
+                              clamped=clamped, outliers=outliers, seeds=seeds)
         metrics["eval_seconds"] = time.perf_counter() - t0
         return arrays, metrics
 
-    def _done_step(self):  # never dispatched: DONE has no steps
-        raise UserError("the run is finished")
-
     # ------------------------------------------------------------------ snapshots
-    def _arrays(self, teacher: Outputs | None = None, student: Outputs | None = None, graph: Graph | None = None,
-                lp=None, easy=None, working=None, weights=None, weights_given=None, selection_loss=None,
-                features=None) -> dict:
-        n = len(self.given)
-        nan = np.full(n, np.nan, dtype=np.float32)
-        minus = np.full(n, -1, dtype=np.int64)
-        arrays = {"refined": self.state.refined, "working": minus if working is None else working,
-                  "easy": np.zeros(n, bool) if easy is None else easy,
-                  "weight": nan if weights is None else weights,
-                  "weight_given": nan if weights_given is None else weights_given,
-                  "selection_loss": nan if selection_loss is None else selection_loss}
-        for name, out in (("teacher", teacher), ("student", student)):
-            arrays[f"{name}_loss"] = nan if out is None else out.loss(self.given)
-            arrays[f"{name}_pred"] = minus if out is None else out.pred
-            if out is not None:
-                probs = out.probs()
-                top = np.argsort(-probs, axis=1, kind="stable")[:, :TOP]
-                arrays[f"{name}_top"] = top.astype(np.int16)
-                arrays[f"{name}_prob"] = np.take_along_axis(probs, top, 1).astype(np.float16)
-        if lp is not None:
-            top = np.argsort(-lp.scores, axis=1, kind="stable")[:, :TOP]
-            arrays.update(lp_top_classes=top.astype(np.int16),
-                          lp_top_scores=np.take_along_axis(lp.scores, top, 1).astype(np.float16),
-                          lp_confidence=lp.confidence.astype(np.float32), lp_labels=lp.labels)
-        if graph is not None:
-            arrays.update(neighbor_idx=graph.neighbor_idx.astype(np.int32),
-                          neighbor_sim=graph.neighbor_sim.astype(np.float16))
-        if features is not None:
-            arrays["features"] = features.astype(np.float16)
-        return arrays
+    def _arrays(self, **parts) -> dict:
+        """This step's snapshot (:func:`engine.snapshot.pack`)."""
+        return snapshot.pack(self.state.refined, given=self.given, **parts)
 
     def _test_accuracy(self, model) -> float | None:
         if self.dataset.test_true is None or len(self.dataset.test_true) == 0:
@@ -553,6 +576,42 @@ class Run:
     def record_error(self, message: str) -> None:
         """Mark the run as stopped by an error at its last good step."""
         self._write_status("error", error=message)
+
+    # ------------------------------------------------------------------ checkpoint state
+    #: :class:`_State` fields saved as they are (plain Python values).
+    _STATE_SCALARS = ("step", "phase_epoch", "student_epoch", "teacher_epoch", "noise_rate_estimate",
+                      "best_holdout", "bad_epochs", "best_teacher_epoch", "teacher_stopped", "wall_seconds")
+    _MODULES = ("teacher", "student", "opt_teacher", "opt_student", "weight_net", "opt_weight")
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue exactly here: models, optimisers, RNGs, labels, counters.
+        Plain tensors and Python values only (``torch.load(weights_only=True)`` reads it)."""
+        s = self.state
+        return {
+            "config": self.config.to_json(), "num_train": len(self.given), "phase": s.phase.value,
+            **{key: getattr(s, key) for key in self._STATE_SCALARS},
+            "refined": torch.as_tensor(s.refined), "best_teacher_state": s.best_teacher_state,
+            **{name: getattr(self, name).state_dict() for name in self._MODULES},
+            "numpy_rng": _encode_rng(self.rng.bit_generator.state), "torch_rng": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, data: dict, source: str = "checkpoint") -> None:
+        """Restore :meth:`state_dict`; :class:`UserError` naming ``source`` if it does not fit this run."""
+        if data.get("config") != self.config.to_json() or data.get("num_train") != len(self.given):
+            raise UserError(f"{source} belongs to a different run (config or data differ); "
+                            "it cannot resume this run directory")
+        try:
+            for name in self._MODULES:
+                getattr(self, name).load_state_dict(data[name])
+            self.rng.bit_generator.state = _decode_rng(data["numpy_rng"])
+            self.generator.set_state(data["torch_rng"])
+            state = _State(phase=Phase(data["phase"]), refined=data["refined"].numpy().astype(np.int64),
+                           best_teacher_state=data["best_teacher_state"],
+                           **{key: data[key] for key in self._STATE_SCALARS})
+        except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
+            raise UserError(f"{source} does not match this run: {str(exc).splitlines()[0]}") from None
+        self.state = state
+        self._student_cache = self._teacher_cache = self._teacher_graph = None
 
     # ------------------------------------------------------------------ summary
     def summary(self) -> dict:
@@ -572,32 +631,29 @@ class Run:
             "teacher": self.teacher_arch, "student": self.student_arch,
             "teacher_parameters": parameter_count(self.teacher), "student_parameters": parameter_count(self.student),
             "wall_seconds": self.state.wall_seconds, "device": str(self.device),
+            "without": list(self.config.without), "warnings": run_warnings(self.store),
         }
 
 
-def stage0_labels(given: np.ndarray, result, noise_rate: float | None, keep_least_confident: float) -> np.ndarray:
-    """Stage 0's labels from the teacher-guided propagation ``result``.
+def _encode_rng(state: dict) -> dict:
+    """numpy bit-generator state with its 128-bit integers as strings."""
+    inner = {k: str(v) for k, v in state["state"].items()}
+    return {"bit_generator": state["bit_generator"], "state": inner,
+            "has_uint32": int(state["has_uint32"]), "uinteger": int(state["uinteger"])}
 
-    Noise rate unknown (the authors' rule): every sample takes the propagated
-    label except the ``keep_least_confident`` fraction with the least confident
-    propagation, which keeps its given label. Noise rate ``r`` known: only the
-    ``r`` fraction whose given label the propagation supports least (lowest
-    score) may change, to the propagated label; the rest keep their given
-    label. The second is stage 1's small-loss rule with propagation scores for
-    losses: a teacher weaker than the given labels (asymmetric noise, a small
-    CPU teacher) cannot overwrite more labels than are wrong.
-    """
-    n = len(given)
-    if noise_rate is None:
-        refined = result.labels.copy()
-        keep = np.argsort(result.confidence, kind="stable")[:int(round(keep_least_confident * n))]
-        refined[keep] = given[keep]
-        return refined
-    support = result.scores[np.arange(n), given]
-    suspicious = np.argsort(support, kind="stable")[:int(round(noise_rate * n))]
-    refined = given.copy()
-    refined[suspicious] = result.labels[suspicious]
-    return refined
+
+def _decode_rng(state: dict) -> dict:
+    return {**state, "state": {k: int(v) for k, v in state["state"].items()}}
+
+
+def _check_finite(metrics: dict) -> None:
+    """A loss that is NaN or infinite fails the step (before anything of it is written)."""
+    bad = {k: v for k, v in metrics.items()
+           if "loss" in k and isinstance(v, (float, np.floating)) and not np.isfinite(v)}
+    if bad:
+        name, value = next(iter(bad.items()))
+        raise UserError(f"the loss became {value} ({name}); the learning rate may be too high: lower --lr "
+                        "(or --teacher-lr in the teacher's phase)")
 
 
 def _review_metrics(clamped: np.ndarray, outliers: np.ndarray) -> dict:
@@ -632,5 +688,4 @@ HANDLERS = {
     Phase.REFINE: Run._refine_step,
     Phase.MUTUAL: Run._mutual_step,
     Phase.STUDENT: Run._plain_student_step,
-    Phase.DONE: Run._done_step,
 }

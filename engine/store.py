@@ -1,15 +1,21 @@
 """The run directory: the contract between the engine and the app.
 
-Layout of ``runs/NAME/``::
+Layout of ``runs/NAME/`` (this class owns every path in it)::
 
     config.json          the RunConfig (JSON)
     status.json          phase, step, state (idle/running/error/done), last error
-    dataset.npz          static per-sample arrays: given, true labels, keys
+    dataset.npz          static per-sample arrays: given, true labels, keys, class names
     metrics.jsonl        one JSON object of scalar metrics per step
-    snapshots/step_NNNNN.npz   per-sample arrays of that step (see SNAPSHOT_FIELDS)
+    snapshots/step_NNNNN.npz   per-sample arrays of that step (format: engine.snapshot)
     checkpoint.pt        models, optimisers, weight net, RNG states, labels
     summary.json         written when the run is done
-    teacher_features.npy features of the frozen teacher (after its phase)
+    teacher_features.npy features of the frozen teacher (after its phase), float16, for the embeddings
+    teacher_outputs.npz  the teacher graph's features (float32), stage 0's seed classes, sample keys
+    skipped.txt          input files the dataset left out
+    reviews.sqlite       reviewers' decisions (engine.review)
+    embeddings/          cached 2-D layouts (engine.embed)
+
+This module imports neither torch nor faiss: the app reads runs cheaply.
 
 Every file is written atomically (temp file in the same folder + rename), so a
 reader never sees half a file and a killed writer leaves the last good one.
@@ -17,10 +23,13 @@ reader never sees half a file and a killed writer leaves the last good one.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
+import socket
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,28 +37,6 @@ import numpy as np
 
 from .config import RunConfig
 from .errors import UserError
-
-#: Per-sample arrays in a snapshot, with their meaning.
-SNAPSHOT_FIELDS = {
-    "refined": "label after this step's refinery (N,)",
-    "working": "label after small-loss selection (N,)",
-    "lp_top_classes": "top-3 propagation classes (N, 3)",
-    "lp_top_scores": "their normalised scores (N, 3)",
-    "lp_confidence": "1 - entropy / log C of the propagation scores (N,)",
-    "student_loss": "student CE against the given label (N,)",
-    "student_pred": "student argmax (N,)",
-    "student_prob": "student softmax top-3 probabilities (N, 3)",
-    "student_top": "student top-3 classes (N, 3)",
-    "teacher_loss": "teacher CE against the given label (N,)",
-    "teacher_pred": "teacher argmax (N,)",
-    "weight": "AWE weight of the label trained on (N,)",
-    "weight_given": "AWE weight of the given label (N,)",
-    "easy": "small-loss 'easy' flag (N,)",
-    "features": "features the step's graph was built on, float16 (N, D)",
-    "neighbor_idx": "kNN graph used (N, k)",
-    "neighbor_sim": "its cosine similarities (N, k)",
-}
-
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
@@ -105,6 +92,46 @@ class RunStore:
     def snapshot_path(self, step: int) -> Path:
         return self.snapshot_dir / f"step_{step:05d}.npz"
 
+    @property
+    def status_path(self) -> Path:
+        return self.path / "status.json"
+
+    @property
+    def dataset_path(self) -> Path:
+        return self.path / "dataset.npz"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def summary_path(self) -> Path:
+        return self.path / "summary.json"
+
+    @property
+    def teacher_features_path(self) -> Path:
+        return self.path / "teacher_features.npy"
+
+    @property
+    def teacher_outputs_path(self) -> Path:
+        return self.path / "teacher_outputs.npz"
+
+    @property
+    def skipped_path(self) -> Path:
+        return self.path / "skipped.txt"
+
+    @property
+    def reviews_path(self) -> Path:
+        return self.path / "reviews.sqlite"
+
+    @property
+    def embeddings_dir(self) -> Path:
+        return self.path / "embeddings"
+
+    @property
+    def error_log_path(self) -> Path:
+        return self.path / "error.log"
+
     def exists(self) -> bool:
         return self.config_path.is_file()
 
@@ -121,17 +148,43 @@ class RunStore:
         if self.path.exists() and force:
             self._clear()
         self.path.mkdir(parents=True, exist_ok=True)
+        self.remove_temporary_files()
         self.snapshot_dir.mkdir(exist_ok=True)
         atomic_write_text(self.config_path, config.to_json())
 
     def _clear(self) -> None:
         import shutil
 
-        for name in ("config.json", "status.json", "dataset.npz", "metrics.jsonl",
-                     "checkpoint.pt", "summary.json", "teacher_features.npy", "skipped.txt"):
-            (self.path / name).unlink(missing_ok=True)
-        for sub in ("snapshots", "embeddings"):
-            shutil.rmtree(self.path / sub, ignore_errors=True)
+        for path in (self.config_path, self.status_path, self.dataset_path, self.metrics_path, self.checkpoint_path,
+                     self.summary_path, self.teacher_features_path, self.teacher_outputs_path, self.skipped_path,
+                     self.error_log_path):
+            path.unlink(missing_ok=True)
+        for sub in (self.snapshot_dir, self.embeddings_dir):
+            shutil.rmtree(sub, ignore_errors=True)
+        self.remove_temporary_files()
+
+    def set_reviews_aside(self) -> Path | None:
+        """Move ``reviews.sqlite`` (and its WAL files) to ``reviews-old-N.sqlite``,
+        so a replaced run never trains on another run's decisions; returns the new path."""
+        if not self.reviews_path.exists():
+            return None
+        n = 1
+        while (self.path / f"reviews-old-{n}.sqlite").exists():
+            n += 1
+        target = self.path / f"reviews-old-{n}.sqlite"
+        for suffix in ("", "-wal", "-shm"):
+            source = Path(str(self.reviews_path) + suffix)
+            if source.exists():
+                os.replace(source, Path(str(target) + suffix))
+        return target
+
+    def remove_temporary_files(self) -> list[Path]:
+        """Delete the ``.NAME.*.tmp`` files a killed writer left behind (the real files are whole)."""
+        stray = [p for folder in (self.path, self.snapshot_dir, self.embeddings_dir) if folder.is_dir()
+                 for p in folder.glob(".*.tmp")]
+        for p in stray:
+            p.unlink(missing_ok=True)
+        return stray
 
     # ------------------------------------------------------------ config / status
     def config(self) -> RunConfig:
@@ -139,16 +192,37 @@ class RunStore:
             raise UserError(f"{str(self.path)!r} is not a run directory (no config.json)")
         try:
             data = json.loads(self.config_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise UserError(f"config of run {str(self.path)!r} is unreadable: {exc}") from None
-        return RunConfig.from_dict(data)
+            return RunConfig.from_dict(data)
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UserError(f"{str(self.config_path)!r} is unreadable ({type(exc).__name__}); restore it or create "
+                            "the run again") from None
+        except UserError as exc:
+            raise UserError(f"{str(self.config_path)!r} is not a valid run config: {exc}") from None
 
     def write_status(self, **status) -> None:
-        atomic_write_text(self.path / "status.json", json.dumps(status, sort_keys=True))
+        """Write ``status.json``; it records the writing process (``pid``, ``host``) and the time."""
+        status.setdefault("pid", os.getpid())
+        status.setdefault("host", socket.gethostname())
+        status.setdefault("updated", time.time())
+        atomic_write_text(self.status_path, json.dumps(status, sort_keys=True))
+
+    def live_state(self, status: dict | None = None, stale_seconds: float = 120.0, now: float | None = None) -> str:
+        """The run's state as a reader should show it: ``status.json``'s, except
+        that a ``running`` whose process is gone (same host), or whose
+        heartbeat is older than ``stale_seconds`` (another host), is ``stopped``."""
+        status = self.status() if status is None else status
+        state = status.get("state", "idle")
+        if state != "running":
+            return state
+        pid, host = status.get("pid"), status.get("host")
+        if pid is not None and host == socket.gethostname():
+            return "running" if _process_alive(int(pid)) else "stopped"
+        age = (time.time() if now is None else now) - float(status.get("updated") or 0)
+        return "running" if age < stale_seconds else "stopped"
 
     def status(self) -> dict:
         try:
-            return json.loads((self.path / "status.json").read_text())
+            return json.loads((self.status_path).read_text())
         except (OSError, json.JSONDecodeError):
             return {}
 
@@ -159,8 +233,23 @@ class RunStore:
                 np.savez(fh, **arrays)
 
     def dataset_arrays(self) -> dict[str, np.ndarray]:
-        with np.load(self.path / "dataset.npz", allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+        try:
+            with np.load(self.dataset_path, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
+        except FileNotFoundError:
+            raise UserError(f"run {str(self.path)!r} has no dataset.npz; it was never created fully: "
+                            "create it again") from None
+        except (OSError, ValueError, EOFError) as exc:
+            raise UserError(f"{str(self.dataset_path)!r} is damaged ({type(exc).__name__}); the run cannot be "
+                            "read: create it again") from None
+
+    def class_names(self) -> tuple[str, ...]:
+        """Class names of the run's dataset (stored in dataset.npz; runs made
+        before that load their dataset once to name them)."""
+        arrays = self.dataset_arrays()
+        if "class_names" in arrays:
+            return tuple(str(c) for c in arrays["class_names"])
+        return _loaded_class_names(str(self.path), self.config_path.stat().st_mtime_ns)
 
     def write_skipped(self, skipped: tuple[str, ...] | list[str]) -> None:
         """The input files the dataset left out (corrupt, not an image), one per line."""
@@ -169,18 +258,32 @@ class RunStore:
     def skipped(self) -> list[str]:
         """What :meth:`write_skipped` recorded (empty for runs made before it existed)."""
         try:
-            return [line for line in (self.path / "skipped.txt").read_text().splitlines() if line]
+            return [line for line in self.skipped_path.read_text().splitlines() if line]
         except OSError:
             return []
 
     def write_teacher_features(self, features: np.ndarray) -> None:
-        with atomic_path(self.path / "teacher_features.npy") as tmp:
+        with atomic_path(self.teacher_features_path) as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, features.astype(np.float16))
 
+    def write_teacher_outputs(self, features: np.ndarray, pred: np.ndarray, keys: np.ndarray) -> None:
+        """The teacher graph's features (float32), stage 0's seed classes and the sample keys:
+        ``--teacher-features`` takes this file and reproduces the run's stage 0."""
+        with atomic_path(self.teacher_outputs_path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, features=features, pred=pred, keys=keys)
+
+    def graph_features(self) -> np.ndarray | None:
+        """Features of the teacher's graph (the teacher's, or those given), once the teacher's phase ended."""
+        if self.teacher_outputs_path.is_file():
+            with np.load(self.teacher_outputs_path, allow_pickle=False) as data:
+                return data["features"].astype(np.float32)
+        return self.teacher_features()
+
     def teacher_features(self) -> np.ndarray | None:
-        p = self.path / "teacher_features.npy"
-        return np.load(p).astype(np.float32) if p.is_file() else None
+        p = self.teacher_features_path
+        return np.load(p, allow_pickle=False).astype(np.float32) if p.is_file() else None
 
     # ------------------------------------------------------------ snapshots + metrics
     def write_step(self, step: int, arrays: dict[str, np.ndarray], metrics: dict) -> None:
@@ -191,7 +294,7 @@ class RunStore:
         atomic_write_bytes(self.snapshot_path(step), buf.getvalue())
         lines = [m for m in self.metrics() if m.get("step", -1) < step]
         lines.append(metrics)
-        atomic_write_text(self.path / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in lines))
+        atomic_write_text(self.metrics_path, "".join(json.dumps(m) + "\n" for m in lines))
 
     def truncate_after(self, step: int) -> None:
         """Drop snapshots and metrics past ``step`` (used when resuming)."""
@@ -199,39 +302,82 @@ class RunStore:
             if int(p.stem.split("_")[1]) > step:
                 p.unlink()
         lines = [m for m in self.metrics() if m.get("step", -1) <= step]
-        atomic_write_text(self.path / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in lines))
+        atomic_write_text(self.metrics_path, "".join(json.dumps(m) + "\n" for m in lines))
 
     def metrics(self) -> list[dict]:
-        p = self.path / "metrics.jsonl"
+        """Every readable metrics line, in order (damaged lines are left out: see :meth:`damaged_metrics`)."""
+        return self._metrics()[0]
+
+    def damaged_metrics(self) -> list[int]:
+        """Line numbers (1-based) of ``metrics.jsonl`` that are not a JSON object with a step."""
+        return self._metrics()[1]
+
+    def _metrics(self) -> tuple[list[dict], list[int]]:
+        p = self.metrics_path
         if not p.is_file():
-            return []
-        out = []
-        for line in p.read_text().splitlines():
+            return [], []
+        out, damaged = [], []
+        try:
+            text = p.read_text(errors="replace")
+        except OSError:
+            return [], []
+        for number, line in enumerate(text.splitlines(), 1):
             line = line.strip()
-            if line:
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    break
-        return out
+            if not line:
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError:
+                value = None
+            if isinstance(value, dict) and isinstance(value.get("step"), int):
+                out.append(value)
+            else:
+                damaged.append(number)
+        return out, damaged
 
     def steps(self) -> list[int]:
         return sorted(int(p.stem.split("_")[1]) for p in self.snapshot_dir.glob("step_*.npz"))
 
     def snapshot(self, step: int) -> dict[str, np.ndarray]:
-        p = self.snapshot_path(step)
-        if not p.is_file():
-            raise UserError(f"run {str(self.path)!r} has no snapshot for step {step}; steps: {self.steps()[-5:]}")
-        with np.load(p, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+        """Every array of step ``step`` (see :func:`engine.snapshot.read` to read only some)."""
+        from .snapshot import read
+
+        return read(self, step)
 
     # ------------------------------------------------------------ summary
     def write_summary(self, summary: dict) -> None:
-        atomic_write_text(self.path / "summary.json", json.dumps(summary, indent=2, sort_keys=True))
+        atomic_write_text(self.summary_path, json.dumps(summary, indent=2, sort_keys=True))
 
     def summary(self) -> dict | None:
-        p = self.path / "summary.json"
-        return json.loads(p.read_text()) if p.is_file() else None
+        p = self.summary_path
+        if not p.is_file():
+            return None
+        try:
+            value = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UserError(f"{str(p)!r} is damaged ({type(exc).__name__}); `python -m engine resume "
+                            f"{str(self.path)}` writes it again") from None
+        if not isinstance(value, dict):
+            raise UserError(f"{str(p)!r} is not a summary (a JSON object); `python -m engine resume "
+                            f"{str(self.path)}` writes it again")
+        return value
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+@functools.lru_cache(maxsize=16)
+def _loaded_class_names(path: str, config_stamp: int) -> tuple[str, ...]:
+    from .data import dataset_for_config
+
+    return tuple(str(c) for c in dataset_for_config(RunStore(path).config()).class_names)
 
 
 def list_runs(root: str | os.PathLike) -> list[Path]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import UserError
-from .review import apply_clamps, run_class_names
+from .review import run_class_names
 
 log = logging.getLogger(__name__)
 
@@ -24,31 +24,6 @@ log = logging.getLogger(__name__)
 FLAGS = ("relabelled", "ambiguous", "low confidence")
 #: Orders of the queue: most ambiguous first, least confident first, largest expected impact first.
 ORDERS = ("ambiguity", "confidence", "impact")
-
-
-def step_seeds(snapshot: dict[str, np.ndarray], given: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Seeds of a step's propagation as the step made them.
-
-    Returns
-    -------
-    seed_labels : np.ndarray, shape (N,), int64
-        ``working`` where >= 0, else the teacher's prediction, else the
-        student's, else the refined label.
-    seed_weights : np.ndarray, shape (N,), float32
-        The AWE ``weight`` where finite, else 1.
-    easy : np.ndarray, shape (N,), bool
-        Samples that keep their seed label (the small-loss set).
-    """
-    labels = np.asarray(snapshot["refined"], dtype=np.int64).copy()
-    for name in ("student_pred", "teacher_pred", "working"):  # later sources take precedence
-        if name in snapshot:
-            source = np.asarray(snapshot[name], dtype=np.int64)
-            labels = np.where(source >= 0, source, labels)
-    weight = np.asarray(snapshot.get("seed_weight", snapshot.get("weight", np.full(len(given), np.nan))),
-                        dtype=np.float32)
-    weights = np.where(np.isfinite(weight), weight, 1.0).astype(np.float32)
-    easy = np.asarray(snapshot.get("easy", np.zeros(len(given), bool)), dtype=bool)
-    return labels, weights, easy
 
 
 def ambiguity(snapshot: dict[str, np.ndarray]) -> np.ndarray:
@@ -150,36 +125,6 @@ def bulk_candidates(snapshot: dict[str, np.ndarray], given: np.ndarray, reviewed
 
 
 # ---------------------------------------------------------------- re-propagation and its ripple
-def step_graph(snapshot: dict[str, np.ndarray], graph_config):
-    """The normalised graph of a step: from its kNN lists, else rebuilt from its features.
-
-    Returns
-    -------
-    scipy.sparse.csr_matrix, shape (N, N)
-    """
-    from .graph import affinity, build_graph, normalize_affinity
-
-    if "neighbor_idx" in snapshot:
-        sim = np.asarray(snapshot["neighbor_sim"], dtype=np.float32)
-        return normalize_affinity(affinity(np.asarray(snapshot["neighbor_idx"], np.int64), sim, graph_config.power))
-    if "features" in snapshot:
-        return build_graph(np.asarray(snapshot["features"], dtype=np.float32), graph_config).normalized
-    raise UserError("this step's snapshot holds neither a graph nor features; choose another step")
-
-
-def propagate_clamped(normalized, seed_labels: np.ndarray, seed_weights: np.ndarray, easy: np.ndarray,
-                      clamped_labels: np.ndarray, outlier_mask: np.ndarray, num_classes: int,
-                      config) -> tuple[np.ndarray, np.ndarray]:
-    """One propagation with clamps; labels ``(N,)`` (easy rows keep theirs) and confidence ``(N,)``."""
-    from .propagate import propagate, seed_matrix
-
-    seeds = seed_matrix(seed_labels, num_classes, seed_weights)
-    seeds, kept, easy, _ = apply_clamps(seeds, seed_labels, easy, clamped_labels, outlier_mask)
-    with _one_thread():
-        result = propagate(normalized, seeds, config, device="cpu")
-    return np.where(easy, kept, result.labels), result.confidence
-
-
 @contextmanager
 def _one_thread():
     """Run torch on one CPU thread: these sparse products are small, and on a
@@ -201,13 +146,16 @@ class Ripple:
     Attributes
     ----------
     before, after : np.ndarray, shape (N,), int64
-        Labels of the re-run propagation without and with the clamps.
+        Labels of the replayed step without and with the clamps (``before``
+        is the step's own refined labels: a replay is the step).
     changed : np.ndarray, int64
         Unclamped samples whose label changed (the ripple), by index.
     clamped : np.ndarray, int64
         Samples clamped by a reviewer.
     confidence : np.ndarray, shape (N,), float32
         Propagation confidence with the clamps.
+    step : int
+        The propagating step replayed.
     """
 
     before: np.ndarray
@@ -215,33 +163,65 @@ class Ripple:
     changed: np.ndarray
     clamped: np.ndarray
     confidence: np.ndarray
+    step: int = 0
+
+
+@dataclass
+class StepReplay:
+    """A propagating step ready to be replayed with other clamps."""
+
+    step: int
+    phase: str
+    snapshot: dict
+    given: np.ndarray
+    num_classes: int
+    settings: object
+    normalized: object
+
+    def run(self, clamped_labels=None, outlier_mask=None):
+        from .explain import relabel_step
+
+        with _one_thread():
+            return relabel_step(self.snapshot, self.phase, self.given, self.num_classes, self.settings,
+                                clamped_labels=clamped_labels, outlier_mask=outlier_mask,
+                                normalized=self.normalized)
+
+
+def step_replay(store, step: int, num_classes: int | None = None) -> StepReplay:
+    """The last propagating step at or before ``step`` (the one whose labels the run trains on)."""
+    from .explain import propagating_steps, step_phase, step_settings
+    from .snapshot import step_graph
+
+    earlier = [s for s in propagating_steps(store) if s <= step]
+    if not earlier:
+        raise UserError(f"no step up to step {step} propagated labels; step the run past 'propagate' first")
+    step = earlier[-1]
+    phase = step_phase(store, step)
+    snapshot = store.snapshot(step)
+    config = store.config()
+    given = store.dataset_arrays()["given"].astype(np.int64)
+    return StepReplay(step, phase, snapshot, given, num_classes or len(run_class_names(store)),
+                   step_settings(config, phase), step_graph(snapshot, config.graph.power))
 
 
 def repropagate(store, step: int, clamped_labels: np.ndarray, outlier_mask: np.ndarray | None = None,
                 num_classes: int | None = None) -> Ripple:
-    """Re-run step ``step``'s propagation with reviewed labels clamped.
+    """Replay step ``step``'s propagation (or the last one before it) with
+    reviewed labels clamped on top of its own seeds.
 
-    The graph is the snapshot's kNN graph (or one rebuilt from its features);
-    seeds are made as the step made them (:func:`step_seeds`). Both runs, with
-    and without clamps, use the same graph and seeds, so every change is due
-    to the clamps.
+    Both replays, with and without the clamps, run the step's own rules
+    (:func:`engine.explain.relabel_step`) on its own graph and seeds, so every
+    change is due to the clamps.
     """
-    snapshot = store.snapshot(step)
-    given = store.dataset_arrays()["given"]
-    config = store.config()
-    num_classes = num_classes or len(run_class_names(store))
-    normalized = step_graph(snapshot, config.graph)
-    labels, weights, easy = step_seeds(snapshot, given)
-    outlier_mask = np.zeros(len(given), bool) if outlier_mask is None else np.asarray(outlier_mask, bool)
-    none = np.full(len(given), -1, dtype=np.int64)
-    before, _ = propagate_clamped(normalized, labels, weights, easy, none, np.zeros(len(given), bool),
-                                  num_classes, config.propagation)
-    after, confidence = propagate_clamped(normalized, labels, weights, easy, clamped_labels, outlier_mask,
-                                          num_classes, config.propagation)
+    replay = step_replay(store, step, num_classes)
+    n = len(replay.given)
+    outlier_mask = np.zeros(n, bool) if outlier_mask is None else np.asarray(outlier_mask, bool)
+    _, before = replay.run()
+    result, after = replay.run(np.asarray(clamped_labels, np.int64), outlier_mask)
     clamped = np.flatnonzero(np.asarray(clamped_labels) >= 0)
-    moved = before != after
+    moved = before.labels != after.labels
     moved[clamped] = False
-    return Ripple(before, after, np.flatnonzero(moved), clamped, confidence)
+    return Ripple(before.labels, after.labels, np.flatnonzero(moved), clamped, result.confidence, replay.step)
 
 
 def impact_fix_labels(snapshot: dict[str, np.ndarray], given: np.ndarray, seed_labels: np.ndarray) -> np.ndarray:
@@ -271,30 +251,26 @@ def impact_proxy(neighbor_idx: np.ndarray, labels: np.ndarray, fix_labels: np.nd
     return np.bincount(cols[could_flip], minlength=n)
 
 
-def expected_impact(normalized, seed_labels: np.ndarray, seed_weights: np.ndarray, easy: np.ndarray,
-                    candidates: np.ndarray, fix_labels: np.ndarray, num_classes: int, config,
+def expected_impact(replay: StepReplay, candidates: np.ndarray, fix_labels: np.ndarray,
                     clamped_labels: np.ndarray | None = None) -> np.ndarray:
     """Exact expected impact of fixing each candidate: how many *other*
     samples change label when it alone is clamped to its fix label (one
-    propagation per candidate, so keep ``candidates`` short, ~20).
+    replay of the step per candidate, so keep ``candidates`` short, ~20).
 
     Returns
     -------
     np.ndarray, shape (M,), int64
         Higher = fixing this sample moves more labels.
     """
-    n = len(seed_labels)
+    n = len(replay.given)
     base_clamps = np.full(n, -1, np.int64) if clamped_labels is None else np.asarray(clamped_labels, np.int64)
     no_outliers = np.zeros(n, bool)
-    base, _ = propagate_clamped(normalized, seed_labels, seed_weights, easy, base_clamps, no_outliers,
-                                num_classes, config)
+    base = replay.run(base_clamps, no_outliers)[1].labels
     counts = np.zeros(len(candidates), dtype=np.int64)
     for i, (sample, fix) in enumerate(zip(candidates, fix_labels)):
         clamps = base_clamps.copy()
         clamps[sample] = fix
-        after, _ = propagate_clamped(normalized, seed_labels, seed_weights, easy, clamps, no_outliers,
-                                     num_classes, config)
-        moved = after != base
+        moved = replay.run(clamps, no_outliers)[1].labels != base
         moved[sample] = False
         counts[i] = int(moved.sum())
     return counts
@@ -305,9 +281,9 @@ def impact_scores(store, step: int, queue: np.ndarray, exact: int = 40,
     """Expected impact of fixing each queued sample, for the queue's 'impact' order.
 
     The cheap :func:`impact_proxy` ranks the whole queue; the ``exact``
-    samples it ranks highest then get :func:`expected_impact` (one
-    re-propagation each, ~5 ms for 1,500 samples). Those come first, by their
-    exact count, ties broken by the proxy; the rest follow by the proxy.
+    samples it ranks highest then get :func:`expected_impact` (one replay of
+    the step each, ~5 ms for 1,500 samples). Those come first, by their exact
+    count, ties broken by the proxy; the rest follow by the proxy.
 
     Returns
     -------
@@ -316,25 +292,18 @@ def impact_scores(store, step: int, queue: np.ndarray, exact: int = 40,
     exact_counts : dict
         sample -> number of other samples whose label changes when it is fixed.
     """
-    from .graph import knn
+    from .snapshot import step_seeds
 
-    snapshot = store.snapshot(step)
-    given = store.dataset_arrays()["given"]
-    config = store.config()
-    labels, weights, easy = step_seeds(snapshot, given)
+    replay = step_replay(store, step)
+    snapshot, given = replay.snapshot, replay.given
+    labels = step_seeds(snapshot, replay.phase, replay.num_classes).labels
     fix = impact_fix_labels(snapshot, given, labels)
-    if "neighbor_idx" in snapshot:
-        neighbor_idx = np.asarray(snapshot["neighbor_idx"], np.int64)
-    else:
-        neighbor_idx, _ = knn(np.asarray(snapshot["features"], np.float32), config.graph.k)
+    neighbor_idx = np.asarray(snapshot["neighbor_idx"], np.int64)
     proxy = impact_proxy(neighbor_idx, labels, fix).astype(np.float64)
     queue = np.asarray(queue, dtype=np.int64)
     candidates = queue[np.argsort(-proxy[queue], kind="stable")][:exact]
-    counts = expected_impact(step_graph(snapshot, config.graph), labels, weights, easy, candidates, fix[candidates],
-                             len(run_class_names(store)), config.propagation, clamped_labels)
+    counts = expected_impact(replay, candidates, fix[candidates], clamped_labels)
     scores = np.full(len(given), np.nan)
     scores[queue] = proxy[queue] / (proxy.max() + 1.0)  # in [0, 1): the proxy only breaks ties
     scores[candidates] += 1.0 + counts
     return scores, {int(i): int(c) for i, c in zip(candidates, counts)}
-
-

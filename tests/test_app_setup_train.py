@@ -160,13 +160,13 @@ def test_a_failing_step_shows_what_to_do_and_keeps_the_last_good_step(app, runs_
 
 def test_impossible_settings_are_explained_inline_and_block_create(app, runs_dir):
     app.number_input(key=DEFAULT_KEY + "teacher_epochs").set_value(0).run()
-    assert any("Teacher epochs = 0" in e for e in _errors(app))
+    assert any("teacher-epochs=0 leaves no teacher" in e for e in _errors(app))
     assert app.button(key="setup-create").disabled
 
     app.number_input(key=DEFAULT_KEY + "teacher_epochs").set_value(2).run()
     app.number_input(key=DEFAULT_KEY + "k").set_value(1437).run()
     (message,) = _errors(app)
-    assert "k = 1437" in message and "has 1437" in message and "between 1 and 1436" in message
+    assert "k=1437" in message and "has 1437" in message and "valid k is 1..1436" in message
     assert app.button(key="setup-create").disabled
 
     app.number_input(key=DEFAULT_KEY + "k").set_value(20).run()
@@ -290,12 +290,14 @@ def test_form_values_become_a_config():
 def test_settings_problems_name_the_setting_and_the_valid_range():
     assert settings_problems(RunConfig(), 1437) == []
     (k_problem,) = settings_problems(RunConfig(), 20)
-    assert "k = 20" in k_problem and "between 1 and 19" in k_problem
+    assert k_problem.startswith("k=20 needs more training samples") and "valid k is 1..19" in k_problem
     no_teacher = replace(RunConfig(), schedule=ScheduleConfig(teacher_epochs=0))
-    assert "Teacher epochs = 0" in settings_problems(no_teacher, 1437)[0]
+    assert "teacher-epochs=0 leaves no teacher" in settings_problems(no_teacher, 1437)[0]
     assert settings_problems(replace(no_teacher, method="ce"), 1437) == []
     no_refinery = replace(RunConfig(), schedule=ScheduleConfig(refine_epochs=0, mutual_epochs=0))
-    assert "never refines" in settings_problems(no_refinery, 1437)[0]
+    assert "would never refine a label" in settings_problems(no_refinery, 1437)[0]
+    no_student = replace(RunConfig(), schedule=ScheduleConfig(warmup_epochs=0, refine_epochs=0, mutual_epochs=0))
+    assert "the student never trains" in settings_problems(no_student, 1437)[0]
 
 
 def test_run_names_are_suggested_free_and_validated(tmp_path):
@@ -329,3 +331,31 @@ def test_phase_plan_uses_steps_done_once_a_phase_ended_early():
                     {"phase": "mutual", "planned": 12, "done": 0}]
     assert phase_plan(config, metrics[:3], "teacher")[0] == {"phase": "teacher", "planned": 30, "done": 3}
     assert [p["phase"] for p in phase_plan(replace(config, method="ce"), [], "student")] == ["student"]
+
+
+def test_start_from_a_run_prefills_the_form_and_a_second_method_is_two_clicks(runs_dir):
+    schedule = ScheduleConfig(teacher_epochs=3, teacher_patience=2, warmup_epochs=1, refine_epochs=2, mutual_epochs=1)
+    first = RunConfig(dataset="moons?n=300&spread=0.2", noise="pairflip:0.2", seed=4, schedule=schedule,
+                      graph=replace(RunConfig().graph, k=7))
+    Run.create(runs_dir / "my-moons", first)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.selectbox(key="setup-base").set_value("run-my-moons").run()
+    key = "setup-run-my-moons-"
+    assert at.number_input(key=key + "k").value == 7 and at.number_input(key=key + "refine_epochs").value == 2
+    at.radio(key=key + "method").set_value("ce").run()  # click 1
+    assert at.number_input(key=key + "k").disabled and at.slider(key=key + "alpha").disabled
+    assert any("CE trains the student alone" in c.value for c in at.caption)
+    at.button(key="setup-create").click().run()  # click 2
+    assert not at.exception and not _errors(at)
+    made = RunStore(at.session_state["run_dir"]).config()
+    # every other setting as the run had it (the form names the data's default networks)
+    assert replace(made, teacher=None, student=None) == replace(first, method="ce")
+    assert (made.dataset, made.noise, made.seed, made.schedule) == (first.dataset, first.noise, 4, schedule)
+
+
+def test_kd_keeps_only_the_temperature_among_the_method_knobs(app):
+    app.radio(key=DEFAULT_KEY + "method").set_value("kd").run()
+    assert app.number_input(key=DEFAULT_KEY + "k").disabled
+    assert not app.slider(key=DEFAULT_KEY + "temperature").disabled
+    assert any("only the temperature applies" in c.value for c in app.caption)

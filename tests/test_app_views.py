@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from app.figures.palette import class_color
 from app.samples import SELECTED_KEY, sample_caption
 from engine import embed, explain
-from engine.graph import GraphConfig
+from engine.snapshot import step_seeds
 from engine.store import RunStore
 
 PAGES = Path(__file__).resolve().parents[1] / "app" / "views"
@@ -147,7 +147,7 @@ def test_graph_page_follows_the_selection_and_explains(digits_run):
     frames = neighbourhood["frames"]
     history, iterations, _, _ = _replay(store, 8, nodes)
     assert len(frames) == len(history) and frames[0]["name"] == "iteration-0"
-    seeds, _ = explain.step_seeds(snap, "mutual")
+    seeds = step_seeds(snap, "mutual", 10).labels
     first = frames[0]["data"][0]["marker"]["color"]
     for pos, node in enumerate(nodes):
         if seeds[node] >= 0:
@@ -191,31 +191,32 @@ def test_graph_what_if_sliders_start_from_the_steps_own_settings_and_reset_with_
     config = store.config()
     phases = {m["step"]: m["phase"] for m in store.metrics()}
     propagate = next(s for s, p in phases.items() if p == "propagate")
+    last = store.steps()[-1]
     at = open_page("graph", digits_run)
-    assert at.slider(key="whatif_keep").value == 0  # a mutual step keeps no least-confident fraction
-    at.slider(key="whatif_k").set_value(5)
-    at.slider(key="whatif_keep").set_value(30)
+    assert at.slider(key=f"whatif_keep_{last}").value == 0  # a mutual step keeps no least-confident fraction
+    at.slider(key=f"whatif_k_{last}").set_value(5)
     at.run()
     at.select_slider(key="graph_step").set_value(propagate)
     at.run()
     assert not at.exception
-    assert at.slider(key="whatif_k").value == config.graph.k
-    assert at.slider(key="whatif_power").value == config.graph.power
-    assert abs(at.slider(key="whatif_alpha").value - config.propagation.alpha) < 1e-9
+    assert at.slider(key=f"whatif_k_{propagate}").value == config.graph.k
+    assert at.slider(key=f"whatif_power_{propagate}").value == config.graph.power
+    assert abs(at.slider(key=f"whatif_alpha_{propagate}").value - config.propagation.alpha) < 1e-9
     keep = config.train.keep_least_confident if config.noise_rate is None else 0.0
-    assert at.slider(key="whatif_keep").value == round(keep * 100)
-    assert "These are the step's own settings" in " ".join(c.value for c in at.caption)
+    assert at.slider(key=f"whatif_keep_{propagate}").value == round(keep * 100)
+    assert metric(at, "Samples that would change label") == "0"  # the step's own settings replay the step
+    at.select_slider(key="graph_step").set_value(last)
+    at.run()
+    assert at.slider(key=f"whatif_k_{last}").value == config.graph.k  # back to the step's own, not the 5 set
 
 
 def test_graph_what_if_diff_matches_the_engine(digits_run):
     store = RunStore(digits_run)
     config, given = store.config(), store.dataset_arrays()["given"]
     at = open_page("graph", digits_run, **{SELECTED_KEY: [1]})
-    at.slider(key="whatif_k").set_value(5)
+    at.slider(key="whatif_k_8").set_value(5)
     at.run()
-    snap = store.snapshot(8)
-    expected = explain.what_if(explain.graph_features(store, 8, snap), snap, "mutual", given, 10,
-                               GraphConfig(k=5, power=config.graph.power), config.propagation, 0.0)
+    expected = explain.what_if(store, 8, k=5)
     assert len(expected.changed) > 0
     assert metric(at, "Samples that would change label") == str(len(expected.changed))
     fixed = int(np.sum(expected.labels[expected.changed] == store.dataset_arrays()["true"][expected.changed]))

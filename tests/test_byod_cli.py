@@ -308,13 +308,13 @@ def test_the_cli_warns_about_skipped_files_and_records_them(tmp_path, capsys):
 
 def test_schedule_and_knobs_left_out_follow_the_networks(tmp_path, capsys):
     folder = make_image_folder(tmp_path / "d", per_class=4, size=(32, 32))
-    short = ["--teacher-epochs", "1", "--warmup-epochs", "1", "--refine-epochs", "0", "--mutual-epochs", "0"]
+    short = ["--teacher-epochs", "1", "--warmup-epochs", "1", "--refine-epochs", "1", "--mutual-epochs", "0"]
     code = main(["run", "--dataset", f"folder:{folder}", "--out", str(tmp_path / "img"), "--k", "3", *short])
     assert code == 0, capsys.readouterr().err
     config, summary = RunStore(tmp_path / "img").config(), RunStore(tmp_path / "img").summary()
     schedule, train = defaults_for_teacher(summary["teacher"])
     assert summary["teacher"] == ("wrn-40-2" if torch.cuda.is_available() else SMALL_PAIR_TEACHER)
-    assert (config.schedule.teacher_epochs, config.schedule.warmup_epochs, config.schedule.refine_epochs) == (1, 1, 0)
+    assert (config.schedule.teacher_epochs, config.schedule.warmup_epochs, config.schedule.refine_epochs) == (1, 1, 1)
     assert config.schedule.teacher_holdout == schedule.teacher_holdout  # not given: the pair's default
     assert config.train == train
     if summary["teacher"] == SMALL_PAIR_TEACHER:

@@ -125,6 +125,12 @@ BAD_ARGS = {
     "k too small": (["--k", "0"], "k"),
     "k too large": (["--k", "100000"], "k=100000"),
     "negative epochs": (["--refine-epochs", "-1"], "refine-epochs"),
+    # the same words as the Setup page (engine.config.check_runnable)
+    "no student epochs": (["--warmup-epochs", "0", "--refine-epochs", "0", "--mutual-epochs", "0"],
+                          "warmup-epochs, refine-epochs and mutual-epochs are all 0, so the student never trains"),
+    "AML-KD that never refines": (["--refine-epochs", "0", "--mutual-epochs", "0"],
+                                  "refine-epochs=0 and mutual-epochs=0: AML-KD would never refine a label"),
+    "no teacher": (["--teacher-epochs", "0"], "teacher-epochs=0 leaves no teacher to learn from"),
 }
 
 
@@ -227,7 +233,10 @@ def test_outliers_are_left_out_of_training(tmp_path):
 def test_stage0_with_a_known_rate_changes_only_the_least_supported_labels():
     from types import SimpleNamespace
 
-    from engine.run import stage0_labels
+    from engine.refinery import Reason, stage0_relabel
+
+    def stage0_labels(given, result, rate, keep):
+        return stage0_relabel(given, result, rate, keep).labels
 
     given = np.array([0, 0, 1, 1, 2, 2, 0, 1, 2, 0])
     scores = np.full((10, 3), 0.1, dtype=np.float32)
@@ -242,3 +251,12 @@ def test_stage0_with_a_known_rate_changes_only_the_least_supported_labels():
     # unknown rate (the authors' rule): the propagated labels, the 10% least confident keep theirs
     assert stage0_labels(given, result, None, 0.1).tolist() == [0, 1, 1, 1, 2, 0, 0, 1, 1, 0]
     assert stage0_labels(given, result, None, 0.0).tolist() == lp.tolist()
+    known = stage0_relabel(given, result, 0.3, 0.05)
+    assert np.flatnonzero(known.reasons == Reason.PROPAGATED).tolist() == [1, 5, 8] and known.rule == "support"
+    assert known.cutoff == pytest.approx(0.1)  # the support of the last label allowed to change
+    unknown = stage0_relabel(given, result, None, 0.1)  # sample 3 is the least confident: it keeps its label
+    assert np.flatnonzero(unknown.reasons == Reason.KEPT_UNSURE).tolist() == [3] and unknown.rule == "confidence"
+    clamped = np.full(10, -1)
+    clamped[0] = 2
+    reviewed = stage0_relabel(given, result, 0.3, 0.05, clamped)
+    assert reviewed.labels[0] == 2 and reviewed.reasons[0] == Reason.REVIEWED

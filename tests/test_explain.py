@@ -8,8 +8,8 @@ import pytest
 
 from engine import explain
 from engine.errors import UserError
-from engine.graph import GraphConfig
-from engine.propagate import PropagationConfig, normalize_scores
+from engine.propagate import normalize_scores
+from engine.snapshot import step_seeds
 from engine.store import RunStore
 
 NAN = np.nan
@@ -69,30 +69,19 @@ def _snapshot(**fields):
 
 
 def test_seeds_as_the_step_made_them():
-    snap = _snapshot(teacher_pred=np.array([2, 1, 0]), working=np.array([0, -1, 1]),
-                     weight=np.array([0.5, NAN, 0.25], np.float32))
-    labels, weights = explain.step_seeds(snap, "propagate")
-    assert list(labels) == [2, 1, 0] and weights is None
-    labels, weights = explain.step_seeds(snap, "refine")
-    assert list(labels) == [0, 1, 1] and np.allclose(weights, [0.5, 1.0, 0.25])
-    with pytest.raises(UserError, match="seed"):
-        explain.step_seeds(_snapshot(teacher_pred=np.array([-1, -1])), "refine")
-
-
-def test_relabel_keeps_the_least_confident_in_stage_0_and_the_easy_later():
-    lp = np.array([1, 1, 1, 1])
-    conf = np.array([0.9, 0.1, 0.5, 0.05])
-    given = np.array([0, 0, 0, 0])
-    assert list(explain.relabel("propagate", lp, conf, given, {}, 0.5)) == [1, 0, 1, 0]
-    assert list(explain.relabel("propagate", lp, conf, given, {}, 0.0)) == [1, 1, 1, 1]
-    snap = _snapshot(refined=np.zeros(4, int), working=np.array([2, 2, 0, 0]),
-                     easy=np.array([True, False, False, False]))
-    assert list(explain.relabel("refine", lp, conf, given, snap, 0.0)) == [2, 1, 1, 1]
-    assert list(explain.relabel("refine", lp, conf, given, snap, 0.25)) == [2, 1, 1, 0]
-    assert explain.confidence_cutoff(conf, 0.5) == pytest.approx(0.1)
-    assert explain.confidence_cutoff(conf, 0.0) is None
-    with pytest.raises(UserError, match="percentile"):
-        explain.relabel("propagate", lp, conf, given, {}, 1.0)
+    snap = _snapshot(teacher_pred=np.array([2, 1, 0]), working=np.array([0, 1, 1]),
+                     weight=np.array([0.5, NAN, 0.25], np.float32), clamped=np.array([-1, 0, -1]),
+                     outlier=np.array([False, False, True]))
+    seeds = step_seeds(snap, "propagate", 3)  # teacher predictions; the review clamps #1 to 0, drops #2
+    assert list(seeds.labels) == [2, 0, 0] and list(seeds.weights) == [1.0, 1.0, 0.0]
+    seeds = step_seeds(snap, "refine", 3)  # no seed_weight stored: the AWE weight, 1 where unknown
+    assert list(seeds.labels) == [0, 1, 1] and np.allclose(seeds.weights, [0.5, 1.0, 0.25])
+    snap["seed_weight"] = np.array([0.5, 1.0, 0.0], np.float32)
+    assert np.allclose(step_seeds(snap, "mutual", 3).weights, [0.5, 1.0, 0.0])
+    with pytest.raises(UserError, match="working labels"):
+        step_seeds(_snapshot(teacher_pred=np.array([-1, -1])), "refine", 2)
+    with pytest.raises(UserError, match="runs no propagation"):
+        step_seeds(snap, "warmup", 3)
 
 
 def test_flipped_samples_fixed_ones_first():
@@ -119,40 +108,41 @@ def _digest(store: RunStore) -> str:
 
 
 @pytest.mark.parametrize("step", [3, 5, 7])  # propagate; refine (teacher graph); mutual (student graph)
-def test_what_if_at_the_step_settings_reproduces_the_step(tiny_moons_run, step):
+def test_what_if_at_the_step_settings_is_the_step(tiny_moons_run, step):
     store = RunStore(tiny_moons_run)
-    config, given = store.config(), store.dataset_arrays()["given"]
-    snap = store.snapshot(step)
-    phase = store.metrics()[step - 1]["phase"]
-    keep = config.train.keep_least_confident if phase == "propagate" else 0.0
+    given = store.dataset_arrays()["given"]
     before = _digest(store)
-    features = explain.graph_features(store, step, snap)
-    result = explain.what_if(features, snap, phase, given, 2, config.graph, config.propagation, keep,
-                             stored_graph=config.graph)
-    assert len(result.changed) <= 0.01 * len(given)
-    rebuilt = explain.what_if(features, snap, phase, given, 2, config.graph, config.propagation, keep)
-    assert len(rebuilt.changed) <= 0.01 * len(given)
-    other = explain.what_if(features, snap, phase, given, 2, GraphConfig(k=3, power=1.0),
-                            PropagationConfig(alpha=0.5), 0.3)
-    if phase == "propagate":  # keeping 30% of given labels instead of 5% undoes some relabelling
-        assert len(other.changed) > len(result.changed)
-    assert np.array_equal(np.flatnonzero(other.labels != snap["refined"]), other.changed)
+    own = explain.what_if(store, step)
+    assert own.changed.size == 0  # a replay is the step
+    np.testing.assert_array_equal(own.labels, store.snapshot(step)["refined"])
+    other = explain.what_if(store, step, k=3, power=1.0, alpha=0.5, keep_least_confident=0.3)
+    assert (other.settings.k, other.settings.power, other.settings.alpha) == (3, 1.0, 0.5)
+    if step == 3:  # keeping 30% of the given labels instead of 5% undoes some relabelling
+        assert other.changed.size > 0
+    assert np.array_equal(np.flatnonzero(other.labels != store.snapshot(step)["refined"]), other.changed)
+    counts = other.counts(store.snapshot(step)["refined"], store.dataset_arrays()["true"])
+    assert counts["changed"] == other.changed.size and 0 <= counts["to_correct"] <= counts["changed"]
+    assert len(given) == len(other.labels)
     assert _digest(store) == before  # the run is not touched
 
 
-def test_what_if_refuses_a_step_without_propagation(tiny_moons_run):
+def test_what_if_refuses_a_step_without_propagation_and_bad_knobs(tiny_moons_run):
     store = RunStore(tiny_moons_run)
-    snap = store.snapshot(4)
     with pytest.raises(UserError, match="runs no propagation"):
-        explain.what_if(snap["features"], snap, "warmup", store.dataset_arrays()["given"], 2, GraphConfig(),
-                        PropagationConfig(), 0.0)
+        explain.what_if(store, 4)
+    with pytest.raises(UserError, match="keep-least-confident=1.0 is out of range"):
+        explain.what_if(store, 3, keep_least_confident=1.0)
+    with pytest.raises(UserError, match="^alpha=1.5 is out of range"):
+        explain.what_if(store, 3, alpha=1.5)
+    with pytest.raises(UserError, match="no step 99"):
+        explain.what_if(store, 99)
 
 
 def test_graph_features_follow_the_graph_source(tiny_moons_run):
     store = RunStore(tiny_moons_run)
     student_graph = store.snapshot(7)
     assert np.array_equal(explain.graph_features(store, 7, student_graph), student_graph["features"].astype(np.float32))
-    assert np.array_equal(explain.graph_features(store, 5, store.snapshot(5)), store.teacher_features())
+    assert np.array_equal(explain.graph_features(store, 5, store.snapshot(5)), store.graph_features())
 
 
 def test_replay_records_every_iteration_of_the_neighbourhood(tiny_moons_run):

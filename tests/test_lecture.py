@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from app.figures import animation, palette
-from app.graph_story import own_settings, relabelled_in_step, story_order, walk
+from app.graph_story import relabelled_in_step, story_order, walk
 from app.keys import bound_to_step
 from app.present import from_query
 from app.takeaway import (comparison_runs, early_stop_note, instructive_samples, noise_outcome, precision_label,
@@ -61,15 +61,6 @@ def test_propagation_animation_has_a_frame_per_iteration_from_the_seeds():
 
 
 # ---------------------------------------------------------------- graph page story
-def test_own_settings_per_phase():
-    config = RunConfig()
-    stage0 = own_settings(config, "propagate")
-    assert (stage0.k, stage0.power, stage0.alpha) == (config.graph.k, config.graph.power, config.propagation.alpha)
-    assert stage0.keep_fraction == config.train.keep_least_confident > 0
-    assert own_settings(config, "refine").keep_fraction == 0.0 and own_settings(config, "mutual").keep_fraction == 0
-    assert own_settings(replace(config, noise_rate=0.3), "propagate").keep_fraction == 0.0  # the support rule
-
-
 def test_story_order_puts_contested_neighbourhoods_first_and_walk_wraps():
     refined = np.array([0, 0, 1, 1, 0])
     before = np.array([0, 1, 0, 1, 1])

@@ -18,8 +18,9 @@ from engine.errors import UserError
 from engine.graph import GraphConfig, build_graph
 from engine.propagate import PropagationConfig, propagate, seed_matrix
 from engine.review import ReviewStore, agreement, apply_clamps
+from engine.snapshot import step_seeds
 from engine.triage import (bulk_candidates, expected_impact, impact_proxy, repropagate, review_flags, review_queue,
-                           step_seeds)
+                           step_replay)
 from engine.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -336,16 +337,13 @@ def test_repropagate_shows_the_ripple(tmp_path):
 
 
 def test_expected_impact_and_proxy(tmp_path):
-    from engine.triage import step_graph
-
     store = three_cluster_run(tmp_path / "run")
     snap = store.snapshot(1)
     given = store.dataset_arrays()["given"]
-    labels, weights, easy = step_seeds(snap, given)
-    np.testing.assert_array_equal(labels, given)
-    np.testing.assert_array_equal(weights, snap["weight"])
-    counts = expected_impact(step_graph(snap, store.config().graph), labels, weights, easy, np.array([1, 5]),
-                             np.array([1, 1]), 2, store.config().propagation)
+    seeds = step_seeds(snap, "refine", 2)
+    np.testing.assert_array_equal(seeds.labels, given)
+    np.testing.assert_array_equal(seeds.weights, snap["weight"])  # no seed_weight stored: the AWE weight
+    counts = expected_impact(step_replay(store, 1), np.array([1, 5]), np.array([1, 1]))
     np.testing.assert_array_equal(counts, [0, 3])  # A is held by strong seeds; B follows its fixed sample
     # 0 <-> 1 are mutual neighbours, 2 lists 0; fixing anyone to 1 could flip a neighbour labelled 0
     neighbor_idx = np.array([[1], [0], [0]])

@@ -112,7 +112,8 @@ def test_a_step_that_raises_midway_is_rolled_back_to_the_checkpoint(fresh_tiny_r
     store = RunStore(fresh_tiny_run)
     status = store.status()
     assert status["state"] == "error" and status["step"] == 2 and status["phase"] == "propagate"
-    assert status["error"] == "step 3 (propagate) failed: RuntimeError: solver blew up"
+    assert status["error"] == ("step 3 (propagate) failed: RuntimeError: solver blew up; the run stays at step 2; "
+                               "details in error.log")
     assert store.steps() == [1, 2], "the half-written step 3 must be dropped"
     assert [m["step"] for m in store.metrics()] == [1, 2]
     monkeypatch.undo()
@@ -193,6 +194,12 @@ def test_trained_elsewhere_needs_a_fresh_running_status(tmp_path):
     assert trained_elsewhere(running, tmp_path, now=now)
     assert not trained_elsewhere({**running, "updated": now - 10_000}, tmp_path, now=now)
     assert not trained_elsewhere({**running, "state": "idle"}, tmp_path, now=now)
+    import socket
+    import subprocess
+    import sys
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    # a fresh 'running' written by a process that has exited: a stopped run, not a live one
+    assert not trained_elsewhere({**running, "pid": int(gone.stdout), "host": socket.gethostname()}, tmp_path, now=now)
     assert not trained_elsewhere({}, tmp_path, now=now)
 
 

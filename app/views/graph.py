@@ -14,14 +14,14 @@ The page opens on a sample that the chosen step relabelled, the one whose
 neighbourhood shows the most competing label mass (:mod:`app.graph_story`);
 Previous / Next (keys J / L) walk through the samples relabelled at that
 step. The chart plays the propagation's iterations (Play, or drag the
-iteration scrubber). The what-if sliders start from the step's own settings
-and return to them whenever the step changes.
+iteration scrubber). The what-if sliders (keyed per step) start from the
+step's own settings (:func:`engine.explain.step_settings`) and return to them
+whenever the step changes.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -32,12 +32,12 @@ from app.common import require_store
 from app.figures.animation import SPEEDS, propagation_animation
 from app.figures.embedding import embedding_figure, selected_samples
 from app.figures.graph import class_scores_figure, confidence_figure
-from app.graph_story import own_settings, relabelled_in_step, story_order, walk
+from app.graph_story import relabelled_in_step, story_order, walk
 from app.samples import load_dataset, load_snapshot, selected, step_label, step_phases
 from engine import embed, explain
 from engine.config import RunConfig
 from engine.errors import UserError
-from engine.graph import GraphConfig
+from engine.snapshot import step_seeds
 from engine.store import RunStore
 
 SAMPLE_KEY = "graph_sample"
@@ -45,8 +45,6 @@ CHART_KEY = "graph_chart"
 LAST_SELECTION_KEY = "_graph_last_selection"
 LAST_CLICK_KEY = "_graph_last_click"
 STORY_STEP_KEY = "_graph_story_step"  # the step whose relabelled samples the centre follows
-WHAT_IF_STEP_KEY = "_graph_whatif_step"  # the step whose own settings the what-if sliders hold
-WHAT_IF_KEYS = ("whatif_k", "whatif_alpha", "whatif_power", "whatif_keep")
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -60,16 +58,10 @@ def cached_replay(run_dir: str, step: int, phase: str, num_classes: int, nodes: 
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def cached_what_if(run_dir: str, step: int, phase: str, num_classes: int, k: int, power: float, alpha: float,
-                   keep_fraction: float, config_json: str, mtime: float):
-    """A what-if propagation (cached per settings)."""
-    config = RunConfig.from_dict(json.loads(config_json))
-    store = RunStore(run_dir)
-    snapshot = load_snapshot(run_dir, step)
-    features = explain.graph_features(store, step, snapshot)
-    given = store.dataset_arrays()["given"]
-    return explain.what_if(features, snapshot, phase, given, num_classes, GraphConfig(k=k, power=power),
-                           replace(config.propagation, alpha=alpha), keep_fraction, stored_graph=config.graph)
+def cached_what_if(run_dir: str, step: int, k: int | None = None, power: float | None = None,
+                   alpha: float | None = None, keep_fraction: float | None = None, mtime: float = 0.0):
+    """A what-if replay of the step (None: the step's own setting), cached per settings."""
+    return explain.what_if(RunStore(run_dir), step, k=k, alpha=alpha, power=power, keep_least_confident=keep_fraction)
 
 
 def sync_centre(n: int) -> bool:
@@ -147,26 +139,6 @@ def layout(store, step: int, source: str, dataset, snapshot: dict) -> np.ndarray
         return embed.embedding(store, step, source, snapshot=snapshot)
 
 
-def why_text(phase: str, sample: int, snapshot: dict, given, names, conf: float, cutoff: float | None,
-             keep_fraction: float) -> str:
-    refined = int(snapshot["refined"][sample])
-    g = int(given[sample])
-    if phase == "propagate":
-        if cutoff is not None and conf <= cutoff:
-            return (f"Its propagation confidence {conf:.3f} is among the {keep_fraction:.0%} least confident "
-                    f"(cut-off {cutoff:.3f}), so it **kept its given label {names[g]}**.")
-        verb = "kept" if refined == g else "was relabelled"
-        return (f"Its confidence {conf:.3f} is above the cut-off "
-                f"{cutoff if cutoff is not None else float('nan'):.3f}, so it took the propagated label: "
-                f"it **{verb} {names[g]} → {names[refined]}**.")
-    working = int(snapshot["working"][sample])
-    if snapshot["easy"][sample]:
-        return (f"Its loss was among the smallest (an *easy* sample), so it **kept its label {names[working]}** "
-                "whatever the propagation said.")
-    return (f"Its loss was not among the smallest, so its label came from the student ({names[working]}) and "
-            f"then from the propagation: **{names[g]} → {names[refined]}** (confidence {conf:.3f}).")
-
-
 def neighbours_table(center: int, snapshot: dict, seeds, given, true, names, power: float) -> pd.DataFrame:
     idx = snapshot["neighbor_idx"][center].astype(np.int64)
     sim = snapshot["neighbor_sim"][center].astype(np.float32)
@@ -204,7 +176,7 @@ def main() -> None:
     source = metrics.get("graph_source") or "teacher"
     mtime = store.snapshot_path(step).stat().st_mtime
 
-    seeds, _ = explain.step_seeds(snapshot, phase)
+    seeds = step_seeds(snapshot, phase, num_classes).labels
     changed = relabelled_in_step(snapshot["refined"], previous_labels(store, run_dir, step, given))
     order = story_order(changed, snapshot["neighbor_idx"], seeds, snapshot["refined"], snapshot.get("lp_confidence"))
     follow_step(step, order, picked=sync_centre(n))
@@ -236,28 +208,19 @@ def main() -> None:
     st.plotly_chart(present.style_figure(fig), key=CHART_KEY, on_select="rerun", selection_mode=("points",),
                     width="stretch")
 
-    render_why(phase, center, snapshot, given, true, names, seeds, history[done][0], config)
+    render_why(run_dir, step, center, snapshot, given, true, names, seeds, history[done][0], config, mtime)
     render_what_if(run_dir, store, step, phase, snapshot, coords, given, true, names, config, mtime)
 
 
-def reset_what_if(step: int, own, n: int) -> None:
-    """Put the what-if sliders at the step's own settings when the page opens or the step changes."""
-    if st.session_state.get(WHAT_IF_STEP_KEY) == step and all(key in st.session_state for key in WHAT_IF_KEYS):
-        return
-    st.session_state[WHAT_IF_STEP_KEY] = step
-    st.session_state["whatif_k"] = min(own.k, n - 1, 50)
-    st.session_state["whatif_alpha"] = min(max(own.alpha, 0.5), 0.999)
-    st.session_state["whatif_power"] = min(max(own.power, 0.5), 6.0)
-    st.session_state["whatif_keep"] = int(round(own.keep_fraction * 100))
-
-
-def render_why(phase, center, snapshot, given, true, names, seeds, final_scores, config) -> None:
+def render_why(run_dir, step, center, snapshot, given, true, names, seeds, final_scores, config, mtime) -> None:
     st.subheader(f"Why does #{center} have label {names[int(snapshot['refined'][center])]}?")
     conf_all = snapshot.get("lp_confidence")
     conf = float(conf_all[center])
-    keep = own_settings(config, phase).keep_fraction
-    cutoff = explain.confidence_cutoff(conf_all, keep) if keep > 0 else None
-    st.markdown(why_text(phase, center, snapshot, given, names, conf, cutoff, keep))
+    own = cached_what_if(run_dir, step, mtime=mtime)  # the step replayed with its own rules
+    settings = own.settings
+    cutoff = own.cutoff if own.relabelling.rule == "confidence" else None
+    st.markdown(explain.why(center, own.relabelling, given, snapshot["working"], names, conf,
+                            settings.keep_least_confident, settings.noise_rate))
     facts = {"given": names[int(given[center])], "seed": names[int(seeds[center])],
              "refined": names[int(snapshot["refined"][center])]}
     if true[center] >= 0:
@@ -278,34 +241,38 @@ def render_why(phase, center, snapshot, given, true, names, seeds, final_scores,
 def render_what_if(run_dir, store, step, phase, snapshot, coords, given, true, names, config, mtime) -> None:
     st.subheader("What if?")
     st.caption("Re-run this step's propagation with other settings. The run is not changed.")
-    own = own_settings(config, phase)
-    reset_what_if(step, own, len(given))
+    settings = explain.step_settings(config, phase)
     c1, c2, c3, c4 = st.columns(4)
-    k = c1.slider("k neighbours", 1, min(50, len(given) - 1), key="whatif_k")
-    alpha = c2.slider("alpha", 0.50, 0.999, step=0.001, format="%.3f", key="whatif_alpha")
-    power = c3.slider("edge power", 0.5, 6.0, step=0.5, key="whatif_power")
-    percent = c4.slider("keep % least confident", 0, 50, key="whatif_keep",
-                        help="This share of the least confident samples keeps its label from before the "
-                             "propagation (stage 0 with the noise rate unknown: the given label). The run "
-                             "keeps none at stage 0 with a known noise rate, nor at stages 1-2.")
+    # Keys carry the step: moving the step slider starts every knob from that step's own settings.
+    k = c1.slider("k neighbours", 1, min(50, len(given) - 1), min(settings.k, len(given) - 1),
+                  key=f"whatif_k_{step}")
+    alpha = c2.slider("alpha", 0.50, 0.999, settings.alpha, step=0.001, format="%.3f", key=f"whatif_alpha_{step}")
+    power = c3.slider("edge power", 0.5, 6.0, settings.power, step=0.5, key=f"whatif_power_{step}")
+    known_rate = settings.noise_rate is not None
+    percent = c4.slider("keep % least confident", 0, 50, int(round(settings.keep_least_confident * 100)),
+                        key=f"whatif_keep_{step}", disabled=known_rate,
+                        help=(f"The noise rate is known ({settings.noise_rate:.0%}): stage 0 changes only the "
+                              "labels the propagation supports least, so no confidence cut applies."
+                              if known_rate else "This share of the least confident samples keeps its label "
+                              "from before the propagation (stage 0: the given label; stages 1-2: the working one)."))
     try:
         with st.spinner("Propagating…"):
-            result = cached_what_if(run_dir, step, phase, len(names), int(k), float(power), float(alpha),
-                                    percent / 100, config.to_json(), mtime)
+            result = cached_what_if(run_dir, step, int(k), float(power), float(alpha),
+                                    None if known_rate else percent / 100, mtime)
     except UserError as exc:
         st.error(str(exc))
         return
-    is_own = (k == own.k and abs(power - own.power) < 1e-9 and abs(alpha - own.alpha) < 1e-9
-              and abs(percent / 100 - own.keep_fraction) < 1e-9)
+    tried = result.settings
+    own = (tried.k, tried.power, tried.alpha, tried.keep_least_confident) == \
+        (settings.k, settings.power, settings.alpha, settings.keep_least_confident)
+    counts = result.counts(snapshot["refined"], true)
     m1, m2, m3 = st.columns(3)
-    m1.metric("Samples that would change label", len(result.changed))
-    if (true >= 0).any():
-        changed = result.changed
-        m2.metric("would become correct", int(np.sum(result.labels[changed] == true[changed])))
-        m3.metric("would become wrong", int(np.sum(snapshot["refined"][changed] == true[changed])))
+    m1.metric("Samples that would change label", counts["changed"])
+    if counts["to_correct"] is not None:
+        m2.metric("would become correct", counts["to_correct"])
+        m3.metric("would become wrong", counts["to_wrong"])
     st.caption(f"Computed in {result.seconds:.2f} s." + (
-        " These are the step's own settings: any change comes from seeds rebuilt from the snapshot."
-        if is_own else ""))
+        " These are the step's own settings: the replay is the step, so nothing changes." if own else ""))
     if len(result.changed):
         name = lambda c: names[c] if c >= 0 else "?"  # noqa: E731
         table = pd.DataFrame({"sample": result.changed,

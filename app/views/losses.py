@@ -17,7 +17,7 @@ import streamlit as st
 
 from app.common import require_steps, require_store
 from app.figures.losses import loss_histogram_figure, trajectory_figure
-from app.samples import load_dataset, load_snapshot, selected, step_label, step_phases
+from app.samples import load_snapshot, selected, step_label, step_phases
 from engine import explain
 from engine.store import RunStore
 
@@ -93,9 +93,9 @@ def main() -> None:
 
 
 def store_class_names(run_dir: str, fallback: int):
-    """Class names of the run's dataset (cached), else ``0..fallback-1``."""
+    """Class names of the run (stored in its directory), else ``0..fallback-1``."""
     try:
-        return load_dataset(run_dir).class_names
+        return RunStore(run_dir).class_names()
     except Exception:  # noqa: BLE001 - a dataset that no longer loads still has numbered classes
         return [str(i) for i in range(fallback)]
 

@@ -1,0 +1,1 @@
+"""The Setup page's widget groups, one module each (the page: app/views/setup.py)."""

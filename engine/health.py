@@ -1,0 +1,115 @@
+"""Checks that say when a run went wrong, each with what to do.
+
+:func:`run_warnings` reads a run's metrics and its last snapshot after every
+step; the finished run keeps them in ``summary.json`` (``warnings``: a list of
+``{"code", "message"}``), and the Train and Compare pages show them as a
+banner. A NaN or infinite loss is not a warning but a failed step
+(:mod:`engine.run`).
+
+=================  =====================================================
+code               when
+=================  =====================================================
+teacher_chance     the teacher's accuracy is at or near chance (1/C + 10%
+                   of the way to 1): its predictions and graph carry no signal
+refined_worse      truth known: the refined labels are less precise than the
+                   given ones
+relabel_excess     truth unknown: the propagation changed far more labels
+                   than the noise rate allows (more than twice the rate, and
+                   10 points over it; the rate known, or the synthetic
+                   noise's, or 25% for a label file: at most half changed)
+below_ce           the student's test accuracy is below the CE baseline's of
+                   the same data (:func:`below_baseline`)
+=================  =====================================================
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .noise import parse_noise_spec
+
+#: How far above chance a teacher must be, as a share of the way from chance to 1.
+CHANCE_MARGIN = 0.10
+#: Refined labels this much less precise than the given ones trigger ``refined_worse``.
+WORSE_MARGIN = 0.01
+
+
+def _warning(code: str, message: str) -> dict:
+    return {"code": code, "message": message}
+
+
+def teacher_warning(metrics: list[dict], num_classes: int) -> dict | None:
+    """``teacher_chance`` from the last teacher step's accuracy (test, else held-out against the given labels)."""
+    teacher = [m for m in metrics if m.get("phase") == "teacher"]
+    if not teacher or num_classes < 2:
+        return None
+    last = teacher[-1]
+    accuracy, what = last.get("teacher_test_accuracy"), "test accuracy"
+    if accuracy is None:
+        accuracy, what = last.get("teacher_holdout_accuracy"), "held-out agreement with the given labels"
+    if accuracy is None:
+        return None
+    chance = 1.0 / num_classes
+    if accuracy > chance + CHANCE_MARGIN * (1 - chance):
+        return None
+    return _warning("teacher_chance", f"The teacher's {what} is {accuracy:.3f}, at chance for {num_classes} classes "
+                    f"({chance:.3f}): its predictions and its kNN graph carry no signal, so stage 0 relabels at "
+                    "random. Train the teacher longer (teacher epochs), raise its learning rate, or load a "
+                    "teacher checkpoint.")
+
+
+def label_warning(given: np.ndarray, refined: np.ndarray, true: np.ndarray | None, noise_rate: float | None,
+                  given_precision: float | None, refined_precision: float | None) -> dict | None:
+    """``refined_worse`` (truth known) or ``relabel_excess`` (truth unknown)."""
+    if given_precision is not None and refined_precision is not None:
+        if refined_precision < given_precision - WORSE_MARGIN:
+            return _warning("refined_worse", f"The refined labels are less precise than the given ones "
+                            f"({refined_precision:.3f} against {given_precision:.3f}): the method is making the "
+                            "labels worse. Check the teacher's accuracy; with a known noise rate, pass it "
+                            "(--noise-rate) so that stage 0 changes no more labels than are wrong.")
+        return None
+    if true is not None and (np.asarray(true) >= 0).any():
+        return None
+    changed = float(np.mean(np.asarray(given) != np.asarray(refined))) if len(given) else 0.0
+    rate = noise_rate if noise_rate is not None else 0.0
+    if changed > max(2 * rate, rate + 0.10):
+        return _warning("relabel_excess", f"The propagation changed {changed:.0%} of the labels, far more than the "
+                        f"noise rate allows ({rate:.0%}): without a truth to check against, treat the refined "
+                        "labels with care. Pass the noise rate if you know it (--noise-rate), or review a sample "
+                        "of the changes on the Review page.")
+    return None
+
+
+def run_warnings(store) -> list[dict]:
+    """Every warning that applies to the run in ``store`` now (reads metrics and the last snapshot)."""
+    metrics = store.metrics()
+    if not metrics:
+        return []
+    config = store.config()
+    num_classes = len(store.class_names())
+    out = [teacher_warning(metrics, num_classes)]
+    last = metrics[-1]
+    if config.method == "aml-kd" and last.get("phase") != "teacher":  # the labels have been refined
+        arrays = store.dataset_arrays()
+        refined = store.snapshot(last["step"])["refined"] if store.steps() else arrays["given"]
+        # The rate the changes are held against: the known one, else the synthetic noise's; the stage-0
+        # estimate comes from the very propagation being judged, so it is no check (a label file: at most half).
+        if config.noise_rate is not None:
+            rate = config.noise_rate
+        elif not config.labels:
+            spec = parse_noise_spec(config.noise)
+            rate = 0.0 if spec.kind == "none" else spec.rate
+        else:
+            rate = 0.25
+        out.append(label_warning(arrays["given"], refined, arrays["true"], rate,
+                                 last.get("given_label_precision"), last.get("refined_label_precision")))
+    return [w for w in out if w is not None]
+
+
+def below_baseline(student_accuracy: float | None, ce_accuracy: float | None, margin: float = 0.005) -> dict | None:
+    """``below_ce``: the student's test accuracy under the CE baseline's on the same data."""
+    if student_accuracy is None or ce_accuracy is None or student_accuracy >= ce_accuracy - margin:
+        return None
+    return _warning("below_ce", f"The student's test accuracy {student_accuracy:.3f} is below the plain CE "
+                    f"baseline's {ce_accuracy:.3f} on the same data: here the method does not pay. Check the "
+                    "teacher (its accuracy, its schedule) before trusting the refined labels.")

@@ -1,0 +1,234 @@
+"""The snapshot format: the per-sample arrays one step writes to
+``snapshots/step_NNNNN.npz``, and every reader of them.
+
+This module is the format's one owner: :data:`FIELDS` lists every key a step
+writes (name, dtype, shape, meaning, phases that fill it); :func:`pack` is the
+one builder the step machine calls and :func:`validate` checks a snapshot
+against the list before it is written; :func:`read` (lazy: only the asked
+arrays are decompressed), :func:`step_seeds`, :func:`step_graph` and
+:func:`history` are the readers every explainer uses.
+
+Shapes: ``N`` training samples, ``k`` neighbours, ``D`` feature width,
+``T = min(3, C)`` top classes kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import UserError
+
+TOP = 3  # classes kept per sample for predictions and propagation scores
+ALL = ("teacher", "propagate", "warmup", "refine", "mutual", "student")
+LP = ("propagate", "refine", "mutual")
+CLAMPED = ("propagate", "warmup", "refine", "mutual", "student")
+STUDENT = ("warmup", "refine", "mutual", "student")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One array of a snapshot."""
+
+    dtype: str
+    shape: str
+    meaning: str
+    phases: tuple[str, ...] = ALL  # phases whose snapshots hold it
+    optional: bool = False  # absent in some snapshots of those phases (see meaning)
+
+
+#: Every array a step writes.
+FIELDS: dict[str, Field] = {
+    "refined": Field("int64", "(N,)", "label after this step (the label the student trains on next)"),
+    "working": Field("int64", "(N,)", "stages 1-2: label after small-loss selection and reviews, the seed "
+                                      "class; -1 in other phases"),
+    "easy": Field("bool", "(N,)", "stages 1-2: small-loss or reviewed sample (keeps its working label); "
+                                  "False in other phases"),
+    "weight": Field("float32", "(N,)", "stages 1-2: AWE weight of the label trained on; NaN elsewhere"),
+    "weight_given": Field("float32", "(N,)", "stages 1-2: AWE weight of the given label; NaN elsewhere"),
+    "selection_loss": Field("float32", "(N,)", "stages 1-2: the student's CE against the given label before "
+                                               "the epoch (the small-loss criterion); NaN elsewhere"),
+    "seed_weight": Field("float32", "(N,)", "seed mass of each sample in the step's propagation, reviews "
+                                            "applied (0: no seed)", LP, optional=True),
+    "seed_label": Field("int64", "(N,)", "seed class of each sample in the step's propagation, reviews applied",
+                        LP, optional=True),
+    "teacher_loss": Field("float32", "(N,)", "teacher CE against the given label; NaN without a teacher"),
+    "teacher_pred": Field("int64", "(N,)", "teacher argmax; -1 without a teacher"),
+    "teacher_top": Field("int16", "(N, T)", "teacher's top classes", optional=True),
+    "teacher_prob": Field("float16", "(N, T)", "their softmax probabilities", optional=True),
+    "student_loss": Field("float32", "(N,)", "student CE against the given label after the step; NaN "
+                                             "before the student trains"),
+    "student_pred": Field("int64", "(N,)", "student argmax after the step; -1 before it trains"),
+    "student_top": Field("int16", "(N, T)", "student's top classes", STUDENT),
+    "student_prob": Field("float16", "(N, T)", "their softmax probabilities", STUDENT),
+    "lp_top_classes": Field("int16", "(N, T)", "top classes of the propagation", LP),
+    "lp_top_scores": Field("float16", "(N, T)", "their normalised scores", LP),
+    "lp_confidence": Field("float32", "(N,)", "1 - entropy / log C of the propagation scores", LP),
+    "lp_labels": Field("int64", "(N,)", "argmax of the propagation scores", LP),
+    "neighbor_idx": Field("int32", "(N, k)", "the kNN graph the step used (or, without a propagation, the "
+                                             "graph of its features)", CLAMPED),
+    "neighbor_sim": Field("float32", "(N, k)", "cosine similarity to each neighbour (float32, as the step used "
+                                               "it: a replay rebuilds the very same graph)", CLAMPED),
+    "features": Field("float16", "(N, D)", "features the step's graph was built on (teacher's in the "
+                                           "teacher and propagate phases, else the student's)"),
+    "clamped": Field("int64", "(N,)", "reviewed label applied in this step, -1 where none", CLAMPED),
+    "outlier": Field("bool", "(N,)", "reviewed outlier (no seed, no training) in this step", CLAMPED),
+}
+
+
+def pack(refined: np.ndarray, teacher=None, student=None, given: np.ndarray | None = None, graph=None,
+         lp=None, easy=None, working=None, weights=None, weights_given=None, selection_loss=None,
+         features=None, clamped=None, outliers=None, seeds=None) -> dict[str, np.ndarray]:
+    """A step's snapshot from what the step computed (arrays not given get their 'none' value).
+
+    ``teacher`` and ``student`` are model outputs with ``pred (N,)``,
+    ``loss(labels) -> (N,)`` and ``probs() -> (N, C)``; ``graph`` has
+    ``neighbor_idx`` and ``neighbor_sim``; ``lp`` is a ``PropagationResult``.
+    """
+    n = len(refined)
+    nan = np.full(n, np.nan, dtype=np.float32)
+    minus = np.full(n, -1, dtype=np.int64)
+    arrays = {"refined": np.asarray(refined, np.int64),
+              "working": minus if working is None else np.asarray(working, np.int64),
+              "easy": np.zeros(n, bool) if easy is None else np.asarray(easy, bool),
+              "weight": nan if weights is None else np.asarray(weights, np.float32),
+              "weight_given": nan if weights_given is None else np.asarray(weights_given, np.float32),
+              "selection_loss": nan if selection_loss is None else np.asarray(selection_loss, np.float32)}
+    for name, out in (("teacher", teacher), ("student", student)):
+        arrays[f"{name}_loss"] = nan if out is None else out.loss(given).astype(np.float32)
+        arrays[f"{name}_pred"] = minus if out is None else out.pred.astype(np.int64)
+        if out is not None:
+            top, prob = _top(out.probs())
+            arrays[f"{name}_top"], arrays[f"{name}_prob"] = top, prob
+    if lp is not None:
+        top, scores = _top(lp.scores)
+        arrays.update(lp_top_classes=top, lp_top_scores=scores, lp_confidence=lp.confidence.astype(np.float32),
+                      lp_labels=lp.labels.astype(np.int64))
+    if graph is not None:
+        arrays.update(neighbor_idx=graph.neighbor_idx.astype(np.int32),
+                      neighbor_sim=graph.neighbor_sim.astype(np.float32))
+    if features is not None:
+        arrays["features"] = np.asarray(features).astype(np.float16)
+    if clamped is not None:
+        arrays.update(clamped=np.asarray(clamped, np.int64), outlier=np.asarray(outliers, bool))
+    if seeds is not None:  # engine.refinery.Seeds of the step's propagation
+        arrays["seed_weight"] = np.asarray(seeds.weights, np.float32)
+        arrays["seed_label"] = np.asarray(seeds.labels, np.int64)
+    return arrays
+
+
+def _top(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    top = np.argsort(-probs, axis=1, kind="stable")[:, :TOP]
+    return top.astype(np.int16), np.take_along_axis(probs, top, 1).astype(np.float16)
+
+
+def validate(arrays: dict[str, np.ndarray], phase: str) -> None:
+    """Check a snapshot against :data:`FIELDS`; ``ValueError`` names the first misfit."""
+    n = len(arrays["refined"])
+    for name, values in arrays.items():
+        spec = FIELDS.get(name)
+        if spec is None:
+            raise ValueError(f"snapshot key {name!r} is not in snapshot.FIELDS")
+        if values.dtype != np.dtype(spec.dtype):
+            raise ValueError(f"snapshot key {name!r} has dtype {values.dtype}, FIELDS says {spec.dtype}")
+        if values.shape[:1] != (n,) or values.ndim != (1 if spec.shape == "(N,)" else 2):
+            raise ValueError(f"snapshot key {name!r} has shape {values.shape}, FIELDS says {spec.shape}")
+        if phase not in spec.phases:
+            raise ValueError(f"snapshot key {name!r} is not listed for phase {phase!r}")
+    missing = [name for name, spec in FIELDS.items()
+               if phase in spec.phases and not spec.optional and name not in arrays]
+    if missing:
+        raise ValueError(f"a {phase!r} snapshot lacks {missing}")
+
+
+# ---------------------------------------------------------------- readers
+def read(store, step: int, fields: tuple[str, ...] | list[str] | None = None) -> dict[str, np.ndarray]:
+    """Arrays of step ``step`` (all, or only ``fields`` that it holds; the others are not decompressed)."""
+    path = store.snapshot_path(step)
+    if not path.is_file():
+        raise UserError(f"run {str(store.path)!r} has no snapshot for step {step}; steps: {store.steps()[-5:]}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            names = data.files if fields is None else [f for f in fields if f in data.files]
+            return {name: data[name] for name in names}
+    except (OSError, ValueError, EOFError) as exc:
+        raise UserError(f"snapshot {str(path)!r} is damaged ({type(exc).__name__}); resume the run to rewrite "
+                        "it, or choose another step") from None
+
+
+def step_seeds(snapshot: dict[str, np.ndarray], phase: str, num_classes: int):
+    """The seeds of a step's propagation, exactly as the step made them.
+
+    The stored ``seed_label`` and ``seed_weight`` (reviews applied). Snapshots
+    written before those existed: stage 0, :func:`engine.refinery.stage0_seeds`
+    of the stored teacher predictions and reviews; stages 1-2, the working
+    labels weighted by the AWE ``weight`` (approximate).
+
+    Returns
+    -------
+    engine.refinery.Seeds
+    """
+    from .refinery import Seeds, stage0_seeds
+
+    n = len(snapshot["refined"])
+    if phase in LP and "seed_label" in snapshot:  # stored as the step made them
+        return Seeds(np.asarray(snapshot["seed_label"], np.int64), np.asarray(snapshot["seed_weight"], np.float32))
+    if phase == "propagate":
+        teacher_pred = np.asarray(snapshot["teacher_pred"], np.int64)
+        if teacher_pred.min(initial=0) < 0:
+            raise UserError("this step holds no teacher predictions to seed its propagation")
+        return stage0_seeds(teacher_pred, num_classes, snapshot.get("clamped", np.full(n, -1, np.int64)),
+                            snapshot.get("outlier", np.zeros(n, bool)))
+    if phase not in ("refine", "mutual"):
+        raise UserError(f"a {phase!r} step runs no propagation; valid phases: propagate, refine, mutual")
+    working = np.asarray(snapshot["working"], np.int64)
+    if working.min(initial=0) < 0:
+        raise UserError("this step holds no working labels to seed its propagation")
+    weight = np.asarray(snapshot.get("seed_weight", snapshot["weight"]), np.float32)
+    return Seeds(working, np.where(np.isfinite(weight) & (weight >= 0), weight, 1.0).astype(np.float32))
+
+
+def step_graph(snapshot: dict[str, np.ndarray], power: float, k: int | None = None):
+    """``Wn (N, N)`` of the graph a step stored; rebuilt from its features
+    with ``k`` neighbours when it stored none or when ``k`` differs from it."""
+    from .config import GraphConfig
+    from .graph import affinity, build_graph, normalize_affinity
+
+    stored = "neighbor_idx" in snapshot
+    if stored and (k is None or k == snapshot["neighbor_idx"].shape[1]):
+        w = affinity(np.asarray(snapshot["neighbor_idx"], np.int64), np.asarray(snapshot["neighbor_sim"],
+                                                                                np.float32), power)
+        return normalize_affinity(w)
+    if "features" not in snapshot:
+        raise UserError("this step's snapshot holds neither a graph nor features; choose another step")
+    features = np.asarray(snapshot["features"], np.float32)
+    k = snapshot["neighbor_idx"].shape[1] if k is None else k
+    if k >= len(features):
+        raise UserError(f"k={k} must be smaller than the number of samples ({len(features)}); "
+                        f"valid: 1..{len(features) - 1}")
+    return build_graph(features, GraphConfig(k=k, power=power)).normalized
+
+
+def history(store, fields: tuple[str, ...] = ("refined",), steps: list[int] | None = None
+            ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Per-sample values over steps, reading only the asked arrays.
+
+    Returns
+    -------
+    steps : np.ndarray, shape (S,)
+    values : dict of field -> np.ndarray, shape (S, N)
+        The field's dtype from :data:`FIELDS` (widened to float32 or int64);
+        NaN (floats) or -1 (integers) where a step lacks it.
+    """
+    steps = np.asarray(store.steps() if steps is None else steps, dtype=np.int64)
+    n = len(store.dataset_arrays()["given"])
+    values = {}
+    for name in fields:
+        integer = np.issubdtype(np.dtype(FIELDS[name].dtype), np.integer) or FIELDS[name].dtype == "bool"
+        dtype, fill = (np.int64, -1) if integer else (np.float32, np.nan)
+        values[name] = np.full((len(steps), n), fill, dtype)
+    for row, step in enumerate(steps):
+        for name, array in read(store, int(step), fields).items():
+            values[name][row] = array.astype(values[name].dtype)
+    return steps, values

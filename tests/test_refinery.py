@@ -1,0 +1,195 @@
+"""One truth per step: a replay of a propagating step with its own settings
+gives exactly the step's refined labels; every snapshot key is in the
+documented field list; the method modules stand alone; the run-directory
+contract imports no torch or faiss."""
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine import explain, snapshot
+from engine.config import RunConfig
+from engine.phases import LP_PHASES
+from engine.refinery import Reason, Seeds, apply_clamps, clamp_seeds, refine_relabel
+from engine.review import ReviewStore
+from engine.run import Run
+from engine.store import RunStore
+
+from conftest import TINY_SCHEDULE
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(path: Path, noise_rate=None, reviews: bool = False, dataset="moons", noise="symmetric:0.3") -> RunStore:
+    config = RunConfig(dataset=dataset, noise=noise, method="aml-kd", seed=0, noise_rate=noise_rate,
+                       schedule=TINY_SCHEDULE)
+    run = Run.create(path, config)
+    if reviews:  # decisions made after the teacher's phase clamp stage 0 and every later step
+        run.run_until("propagate")
+        log = ReviewStore(path, num_classes=run.dataset.num_classes)
+        given = run.given
+        for sample in (0, 5, 9):
+            log.record(sample, "relabel", "ann", int((given[sample] + 1) % run.dataset.num_classes))
+        log.record(12, "keep", "ann")
+        log.record(20, "outlier", "ann")
+    run.run_until(None)
+    return run.store
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("replay")
+    return {
+        "estimated": _run(root / "estimated"),
+        "known": _run(root / "known", noise_rate=0.3),
+        "custom": _run(root / "custom", noise_rate=0.12),
+        "reviewed": _run(root / "reviewed", reviews=True),
+        "reviewed-known": _run(root / "reviewed-known", noise_rate=0.3, reviews=True),
+    }
+
+
+@pytest.mark.parametrize("variant", ["estimated", "known", "custom", "reviewed", "reviewed-known"])
+def test_a_replay_with_the_step_settings_is_the_step(runs, variant):
+    store = runs[variant]
+    steps = explain.propagating_steps(store)
+    assert [explain.step_phase(store, s) for s in steps] == ["propagate", "refine", "refine", "mutual", "mutual"]
+    for step in steps:
+        result = explain.what_if(store, step)
+        refined = store.snapshot(step)["refined"]
+        np.testing.assert_array_equal(result.labels, refined, err_msg=f"{variant}, step {step}")
+    if variant.startswith("reviewed"):
+        snap = store.snapshot(steps[0])
+        assert snap["clamped"][[0, 5, 9, 12]].min() >= 0 and snap["outlier"][20]
+        reasons = explain.what_if(store, steps[0]).relabelling.reasons
+        assert set(np.flatnonzero(reasons == Reason.REVIEWED)) == {0, 5, 9, 12}
+
+
+def test_the_rule_a_replay_explains_is_the_rule_the_step_ran(runs):
+    known = explain.what_if(runs["known"], explain.propagating_steps(runs["known"])[0])
+    assert known.relabelling.rule == "support" and known.settings.noise_rate == 0.3
+    # only the 30% least supported labels may change: the other 70% keep their given label by that rule
+    n = len(known.labels)
+    assert np.sum(known.relabelling.reasons == Reason.KEPT_SUPPORTED) == n - round(0.3 * n)
+    estimated = explain.what_if(runs["estimated"], 3)
+    assert estimated.relabelling.rule == "confidence"
+    assert np.sum(estimated.relabelling.reasons == Reason.KEPT_UNSURE) == round(0.05 * n)
+    given = runs["known"].dataset_arrays()["given"]
+    sample = int(np.flatnonzero(known.relabelling.reasons == Reason.KEPT_SUPPORTED)[0])
+    text = explain.why(sample, known.relabelling, given, np.full(n, -1), ["a", "b"], 0.5, 0.0, 0.3)
+    assert "noise rate is known (30%)" in text and "kept its given label" in text
+
+
+def test_every_snapshot_key_is_documented_with_its_dtype(runs):
+    store = runs["reviewed"]
+    for m in store.metrics():
+        arrays = store.snapshot(m["step"])
+        for name, values in arrays.items():
+            assert name in snapshot.FIELDS, name
+            assert values.dtype == np.dtype(snapshot.FIELDS[name].dtype), (name, values.dtype)
+            assert m["phase"] in snapshot.FIELDS[name].phases, (name, m["phase"])
+        required = {n for n, f in snapshot.FIELDS.items() if m["phase"] in f.phases and not f.optional}
+        assert required <= set(arrays), (m["phase"], required - set(arrays))
+    with pytest.raises(ValueError, match="not in snapshot.FIELDS"):
+        snapshot.validate({"refined": np.zeros(3, np.int64), "mystery": np.zeros(3)}, "teacher")
+    with pytest.raises(ValueError, match="dtype"):
+        snapshot.validate({"refined": np.zeros(3, np.int32)}, "teacher")
+
+
+def test_history_reads_only_the_asked_fields(runs):
+    store = runs["estimated"]
+    steps, values = snapshot.history(store, ("refined", "weight"))
+    assert list(steps) == store.steps() and values["refined"].dtype == np.int64
+    n = len(store.dataset_arrays()["given"])
+    assert values["refined"].shape == (len(steps), n) and np.isnan(values["weight"][0]).all()
+    np.testing.assert_array_equal(values["refined"][-1], store.snapshot(steps[-1])["refined"])
+
+
+def test_class_names_live_in_the_run_directory(runs):
+    store = runs["estimated"]
+    assert "class_names" in store.dataset_arrays() and store.class_names() == ("class 0", "class 1")
+
+
+def test_clamp_seeds_equals_the_matrix_form():
+    rng = np.random.default_rng(0)
+    labels, weights = rng.integers(0, 3, 8), rng.random(8).astype(np.float32)
+    clamped = np.array([-1, 2, -1, -1, 0, -1, -1, -1])
+    outliers = np.array([False, False, True, False, True, False, False, False])
+    easy = rng.random(8) < 0.5
+    seeds, working, new_easy, mask = clamp_seeds(Seeds(labels, weights), 3, labels, easy, clamped, outliers)
+    from engine.propagate import seed_matrix
+    matrix, working2, easy2, mask2 = apply_clamps(seed_matrix(labels, 3, weights), labels, easy, clamped, outliers)
+    np.testing.assert_array_equal(seeds.matrix(3), matrix)
+    np.testing.assert_array_equal(working, working2)
+    np.testing.assert_array_equal(new_easy, easy2)
+    np.testing.assert_array_equal(mask, mask2)
+    assert seeds.weights[2] == 0 and seeds.weights[4] == 0 and seeds.weights[1] == 1 and seeds.labels[1] == 2
+
+
+def test_refine_relabel_keeps_easy_and_optionally_the_least_confident():
+    from types import SimpleNamespace
+
+    result = SimpleNamespace(labels=np.array([1, 1, 1, 1]), confidence=np.array([0.9, 0.1, 0.5, 0.05]))
+    working, easy = np.array([2, 2, 0, 0]), np.array([True, False, False, False])
+    assert refine_relabel(working, easy, result).labels.tolist() == [2, 1, 1, 1]
+    what_if = refine_relabel(working, easy, result, keep_least_confident=0.5)  # 2 least confident: 3, 1
+    assert what_if.labels.tolist() == [2, 2, 1, 0]
+    assert what_if.reasons.tolist() == [Reason.KEPT_EASY, Reason.KEPT_LEAST_CONFIDENT, Reason.PROPAGATED,
+                                        Reason.KEPT_LEAST_CONFIDENT]
+    with pytest.raises(ValueError, match="keep_least_confident"):
+        refine_relabel(working, easy, result, keep_least_confident=1.0)
+
+
+# ---------------------------------------------------------------- layers
+METHOD_MODULES = ("refinery", "propagate", "graph", "select", "ambiguity", "losses", "noise", "metrics", "phases")
+
+
+def _engine_imports(module: str) -> set[str]:
+    tree = ast.parse((ROOT / "engine" / f"{module}.py").read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            names.add((node.module or "").split(".")[0])
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("engine."):
+            names.add(node.module.split(".")[1])
+    return names
+
+
+@pytest.mark.parametrize("module", METHOD_MODULES)
+def test_method_modules_import_no_run_store_review_or_app(module):
+    assert not _engine_imports(module) & {"run", "store", "review", "triage", "explain", "checkpoint", "cli"}
+    assert "streamlit" not in (ROOT / "engine" / f"{module}.py").read_text()
+
+
+def test_the_run_directory_contract_imports_no_torch_or_faiss():
+    code = ("import sys, engine.store, engine.config, engine.phases, engine.snapshot;"
+            "print(sorted(m for m in ('torch', 'faiss') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.replace("'", '"')) == []
+
+
+def test_checkpoint_reads_and_writes_files_only():
+    text = (ROOT / "engine" / "checkpoint.py").read_text()
+    for field in ("phase_epoch", "best_holdout", "opt_student", "numpy_rng", "weight_net"):
+        assert field not in text, field
+
+
+def test_the_what_if_cli_replays_every_propagating_step(runs, capsys):
+    from engine.cli import main
+
+    path = str(runs["known"].path)
+    assert main(["what-if", path, "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["step"] for r in rows] == explain.propagating_steps(runs["known"])
+    assert all(set(r) == {"step", "changed", "to_correct", "to_wrong"} and r["changed"] == 0 for r in rows)
+    assert main(["what-if", path, "--step", "3", "--k", "4", "--alpha", "0.5", "--json"]) == 0
+    (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    expected = explain.what_if(runs["known"], 3, k=4, alpha=0.5)
+    assert row["changed"] == len(expected.changed) > 0
+    assert main(["what-if", path, "--step", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "step 4 of run" in err and "ran no propagation; valid steps: 3, 5" in err
