@@ -28,7 +28,7 @@ import numpy as np
 from engine.data import load_dataset, parse_dataset_spec
 from engine.data.archive import MAX_BYTES, MAX_FILES, extract_zip, find_dataset_root
 from engine.data.folder import TEST_FRACTION, folder_summary, stratified_holdout
-from engine.data.labels import label_file_report
+from engine.data.labels import guess_columns, label_file_report, label_table_preview, read_label_csv
 from engine.errors import UserError
 from engine.models import available_models, default_pair
 from engine.noise import CIFAR10_CLASSES, asym_targets, load_matrix, nominal_noise_rate, parse_noise_spec
@@ -305,6 +305,35 @@ def label_report(spec: str, path: str | Path, key_column: str, label_column: str
     known, changed = report.get("truth_known"), report.get("changed")
     report["noise_rate"] = changed / known if report["ok"] and known else None
     return report
+
+
+@lru_cache(maxsize=32)
+def _cached_preview(spec: str, data_signature: str, file_id: tuple, rows: int) -> dict:
+    return label_table_preview(load_dataset(spec), file_id[0], rows)
+
+
+def label_preview(spec: str, path: str | Path, data_signature: str = "", rows: int = 8) -> dict:
+    """:func:`engine.data.labels.label_table_preview` of a dataset spec, cached per file version:
+    the file's columns and first rows only when it is a label table of the data."""
+    try:
+        preview = _cached_preview(spec, data_signature, _file_identity(path), rows)
+    except (UserError, OSError) as exc:
+        return {"ok": False, "error": f"the label file cannot be checked because the data does not load: {exc}",
+                "columns": None, "key_columns": None, "head": None}
+    return {**preview, "head": None if preview["head"] is None else preview["head"].copy()}
+
+
+def default_label_columns(path: str | Path) -> tuple[dict, str | None]:
+    """(key/label/truth column names, error) for a label file that cannot be checked
+    against the data yet: the usual names it has (``path``, ``label``, ...) or the
+    defaults; nothing else of the file is returned."""
+    try:
+        columns = list(read_label_csv(path).columns)
+    except UserError as exc:
+        return {"key_column": "path", "label_column": "label", "truth_column": ""}, str(exc)
+    guesses = guess_columns(columns)
+    return {"key_column": guesses["key"] or "path", "label_column": guesses["label"] or "label",
+            "truth_column": guesses["truth"] or ""}, None
 
 
 # ---------------------------------------------------------------- noise

@@ -10,19 +10,17 @@ import json
 import re
 import shutil
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from pathlib import Path
 
 from app.byod import SOURCES, TORCHVISION_SETS, folder_spec, run_name_stem, torchvision_spec
 from engine.config import RunConfig, check_runnable
-from engine.data import load_dataset
 from engine.data.base import parse_dataset_spec
 from engine.data.embedded import TOY_DEFAULTS
 from engine.data.folder import TEST_FRACTION, split_path_options
 from engine.data.torchvision_sets import ALIASES as TORCHVISION_ALIASES
 from engine.errors import UserError
 from engine.graph import GraphConfig
-from engine.models import available_models, default_pair
+from engine.models import default_pair
 from engine.noise import parse_noise_spec
 from engine.phases import phase_plan  # noqa: F401 - the app's timeline reads it from here
 from engine.store import RunStore, list_runs
@@ -238,17 +236,6 @@ def default_models(dataset_name: str) -> tuple[str, str]:
     if dataset_name == "digits":
         return default_pair("image", (1, 8, 8))
     return default_pair("points", (2,))
-
-
-def model_choices(dataset_name: str) -> list[str]:
-    """Architectures that fit a dataset of the form (image for digits, points for toys)."""
-    return available_models("image" if dataset_name == "digits" else "points")
-
-
-@lru_cache(maxsize=32)
-def dataset_size(spec: str) -> int:
-    """Number of training samples of a dataset spec (loads it once)."""
-    return load_dataset(spec).num_train
 
 
 def settings_problems(config: RunConfig, num_train: int | None, num_classes: int | None = None) -> list[str]:

@@ -29,12 +29,16 @@ Step machine:
 Run-directory contract (no torch, no faiss):
     store       every path of a run directory; atomic writes; status, metrics, summary
     snapshot    the snapshot format: field list, builder, validation, readers
+    runfiles    checked readers of a run's files for export, compare and import (one line when damaged)
 Readers for the app and the CLI:
     explain     losses, neighbourhoods, replays, why-text, what-if
     triage      review queue, impact, the ripple of reviewed labels
     review      the review log (SQLite)
     embed       2-D projections (UMAP), aligned across steps
     export      samples, decisions, clean labels, student weights
+    exportdir   an export folder replaced whole or not at all, with its manifest
+    features    features from elsewhere (--teacher-features) and their linear head
+    health      the checks that say when a run went wrong
     report      Markdown report with charts
 """
 

@@ -10,12 +10,10 @@ import json
 import logging
 import sys
 from dataclasses import replace
-from pathlib import Path
 
-from .config import ABLATIONS, METHODS, SMALL_PAIR_TEACHER, RunConfig, ScheduleConfig, TrainConfig, defaults_for_teacher
+from .config import (ABLATIONS, METHODS, SMALL_PAIR_TEACHER, GraphConfig, PropagationConfig, RunConfig,
+                     ScheduleConfig, TrainConfig, defaults_for_teacher)
 from .errors import UserError
-from .graph import GraphConfig
-from .propagate import PropagationConfig
 from .store import RunStore
 
 SUMMARY_COLUMNS = (
@@ -48,8 +46,8 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default=d.dataset, help="digits, moons, blobs, circles (?n=&spread=), folder:DIR[?size=32&mode=RGB&augment=crop_flip"
                         "&test=0.2], mnist:ROOT, fashion-mnist:ROOT, cifar10:ROOT, cifar100:ROOT "
                         "(?download=1, ?n=N) (default digits)")
-    p.add_argument("--noise", default=d.noise, help="none, symmetric:R, pairflip:R, asym:R (CIFAR-10 classes), instance:R, matrix:FILE "
-                        "(default symmetric:0.4)")
+    p.add_argument("--noise", default=None, help="none, symmetric:R, pairflip:R, asym:R (CIFAR-10 classes), "
+                   f"instance:R, matrix:FILE (default {d.noise}; none with --labels, which takes no synthetic noise)")
     p.add_argument("--method", default=d.method, help=f"one of {', '.join(METHODS)}")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None,
@@ -113,12 +111,28 @@ def config_from_args(a: argparse.Namespace, teacher: str | None = None) -> RunCo
     schedule = replace(base_schedule, **chosen)
     chosen = {name: getattr(a, name) for name in TRAIN_FLAGS if getattr(a, name) is not None}
     train = replace(base_train, **chosen)
-    return RunConfig(dataset=a.dataset, noise=a.noise, method=a.method, seed=a.seed,
-                     noise_rate=_noise_rate(a.noise_rate, a.noise), teacher=a.teacher, student=a.student,
+    noise = _noise(a.noise, a.labels)
+    if a.labels and a.noise_rate == "known":
+        raise UserError(f"--noise-rate known is the rate of synthetic noise, and --labels {a.labels!r} has none; "
+                        "give the label file's noise rate as a number, or omit --noise-rate to estimate it")
+    return RunConfig(dataset=a.dataset, noise=noise, method=a.method, seed=a.seed,
+                     noise_rate=_noise_rate(a.noise_rate, noise), teacher=a.teacher, student=a.student,
                      teacher_checkpoint=a.teacher_checkpoint, teacher_features=a.teacher_features, labels=a.labels,
                      key_column=a.key_column,
                      label_column=a.label_column, truth_column=a.truth_column, graph=graph,
                      propagation=propagation, schedule=schedule, train=train, without=tuple(a.without))
+
+
+def _noise(noise: str | None, labels: str | None) -> str:
+    """The run's noise spec: the default, or ``none`` with a label file (which refuses any other)."""
+    from .data.labels import labels_with_noise_problem
+
+    if labels:
+        problem = labels_with_noise_problem(labels, noise or "none")
+        if problem:
+            raise UserError(problem)
+        return "none"
+    return noise if noise is not None else RunConfig().noise
 
 
 def _noise_rate(text: str | None, noise: str) -> float | None:
@@ -166,6 +180,11 @@ def format_table(rows: list[dict]) -> str:
     widths = [max(len(str(r[i])) for r in [header] + body) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in [header] + body]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    if any(row.get("test_labels") == "given" for row in rows):
+        lines.append("teacher/student acc of a run with a label file and no truth column: agreement with the "
+                     "given (possibly noisy) labels of its held-out images")
+    if any("test_labels" in row and row["test_labels"] is None for row in rows):
+        lines.append("'-' accuracies: the run has no held-out images (test fraction 0), so no test metrics")
     return "\n".join(lines)
 
 
@@ -207,23 +226,28 @@ def cmd_resume(a) -> int:
     from .run import Run
 
     _set_threads(a.threads)
+    from .runfiles import read_summary
+
     run = Run.open(a.path)
     if run.done:
         print(f"run {a.path} is already finished")
-    summary = _drive(run)
-    print(format_table([{"run": a.path, **summary}]))
+    _drive(run)
+    print(format_table([{"run": a.path, **read_summary(RunStore(a.path))}]))
     return 0
 
 
 def cmd_compare(a) -> int:
+    from .runfiles import read_metrics, read_summary
+
     rows = []
     for path in a.runs:
         store = RunStore(path)
         if not store.exists():
             raise UserError(f"{path!r} is not a run directory (no config.json)")
-        summary = store.summary()
+        summary = read_summary(store)
         if summary is None:
-            last = store.metrics()[-1] if store.metrics() else {}
+            metrics = read_metrics(store)
+            last = metrics[-1] if metrics else {}
             cfg = store.config()
             summary = {"method": cfg.method, "noise": cfg.noise, "seed": cfg.seed,
                        **{k: last.get(k) for k, _, _ in SUMMARY_COLUMNS if k in last}}
@@ -325,6 +349,8 @@ def cmd_export(a) -> int:
     from .export import export_run
 
     store = RunStore(a.path)
+    if not store.exists():
+        raise UserError(f"{a.path!r} is not a run directory (no config.json)")
     if a.step is not None and a.step not in store.steps():
         raise UserError(f"run {a.path!r} has no step {a.step}; steps: {store.steps()[-5:]}")
     written = export_run(store, a.out, step=a.step, report=not a.no_report)

@@ -13,7 +13,11 @@ clean_labels.csv       ``path,label`` of every sample not excluded as an
                        outlier, ready for ``--labels`` (keys, class names)
 student.pt             the student's ``state_dict`` (when a checkpoint exists)
 report.md + *.png      the run report (:mod:`engine.report`)
+manifest.json          every file above with its size and SHA-256, the run
+                       and the step (:func:`engine.exportdir.verify_export`)
 =====================  ======================================================
+
+The folder is replaced whole or not at all (see :mod:`engine.exportdir`).
 
 Importing is all-or-nothing: a file naming an unknown sample, class or
 decision is rejected with every problem listed, and nothing is recorded.
@@ -21,17 +25,23 @@ decision is rejected with every problem listed, and nothing is recorded.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import logging
+import math
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .errors import UserError
+from . import exportdir
+from .errors import UserError, shown
+from .exportdir import MANIFEST, check_target, staged_folder, write_manifest
+from .runfiles import read_dataset, read_snapshot
 from .review import DECISIONS, LABELLING, Decision, ReviewStore, run_class_names
-from .store import RunStore, atomic_write_bytes, atomic_write_text
+from .store import RunStore
 
 log = logging.getLogger(__name__)
 
@@ -125,15 +135,24 @@ def student_weights(store: RunStore) -> bytes:
 
 
 def export_run(store: RunStore, out_dir, step: int | None = None, report: bool = True) -> dict[str, Path]:
-    """Write every export of a run into ``out_dir``; returns name -> path."""
+    """Write every export of a run into the folder ``out_dir``; returns name -> path.
+
+    The folder is replaced whole or not at all (:mod:`engine.exportdir`):
+    everything is written into a staging folder beside it, listed with sizes
+    and SHA-256 in ``manifest.json``, and put in place last. A failed or
+    killed export leaves the previous export as it was. The run's files are
+    read and checked before anything is written; a damaged one is one
+    :class:`UserError` naming it.
+    """
     if not store.exists():
         raise UserError(f"{str(store.path)!r} is not a run directory (no config.json)")
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"export folder {str(out)!r} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    check_target(out.absolute())  # before the work: a folder of other files is refused
+    read_dataset(store)  # a damaged dataset.npz or snapshot: one line naming it, before anything is written
     class_names = run_class_names(store)
     step = step if step is not None else (store.steps()[-1] if store.steps() else None)
+    if step is not None:
+        read_snapshot(store, step)
     reviews = ReviewStore(store.path, num_classes=len(class_names))
     samples = samples_table(store, step, reviews, class_names)
     files = {
@@ -143,18 +162,25 @@ def export_run(store: RunStore, out_dir, step: int | None = None, report: bool =
         "review_history.csv": decisions_table(reviews.history(), class_names, history=True).to_csv(index=False),
         "clean_labels.csv": clean_labels_table(samples).to_csv(index=False),
     }
-    written = {}
-    for name, text in files.items():
-        atomic_write_text(out / name, text)
-        written[name] = out / name
-    if store.checkpoint_path.is_file():
-        atomic_write_bytes(out / "student.pt", student_weights(store))
-        written["student.pt"] = out / "student.pt"
-    if report:
-        from .report import write_report
+    student = student_weights(store) if store.checkpoint_path.is_file() else None
+    try:
+        with staged_folder(out) as stage:
+            for name, text in files.items():
+                exportdir.write_file(stage / name, exportdir.text_bytes(text))
+            if student is not None:
+                exportdir.write_file(stage / "student.pt", student)
+            if report:
+                from .report import write_report
 
-        written["report.md"] = write_report(store, out, samples=samples, reviews=reviews)
-    return written
+                write_report(store, stage, samples=samples, reviews=reviews)
+            manifest = write_manifest(stage, run=str(store.path), step=step,
+                                      written=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    except OSError as exc:  # a full disk, a folder without write permission
+        raise UserError(f"writing the export {shown(out)} failed ({exc.strerror or type(exc).__name__}); "
+                        "that folder is as it was before") from None
+    names = [f["name"] for f in manifest["files"]]
+    order = [n for n in (*files, "student.pt", "report.md") if n in names]
+    return {name: out / name for name in (*order, *sorted(set(names) - set(order)), MANIFEST)}
 
 
 # ---------------------------------------------------------------- import
@@ -182,7 +208,8 @@ def read_decision_file(source, name: str | None = None) -> pd.DataFrame:
             return pd.DataFrame(rows, dtype=object).fillna("")
         return pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False)
     except (UnicodeDecodeError, json.JSONDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise UserError(f"decisions file {name!r} is not valid CSV or JSON: {str(exc).splitlines()[0]}") from None
+        raise UserError(f"decisions file {shown(name)} is not valid CSV or JSON: "
+                        f"{shown(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}") from None
 
 
 def parse_decisions(frame: pd.DataFrame, keys, class_names, given: np.ndarray,
@@ -204,7 +231,7 @@ def parse_decisions(frame: pd.DataFrame, keys, class_names, given: np.ndarray,
     columns = set(frame.columns)
     if "decision" not in columns or not ({"sample", "index"} & columns):
         raise UserError(f"{source}: needs a 'decision' column and a 'sample' (key) or 'index' column; "
-                        f"found {sorted(columns)}")
+                        f"found {shown(', '.join(map(str, sorted(columns))))}")
     key_index = {str(k): i for i, k in enumerate(keys)}
     class_index = {str(c): i for i, c in enumerate(class_names)}
     events, problems = [], []
@@ -217,18 +244,20 @@ def parse_decisions(frame: pd.DataFrame, keys, class_names, given: np.ndarray,
         except UserError as exc:
             problems.append(f"row {row_number}: {exc}")
     if problems:
-        shown = "; ".join(problems[:MAX_PROBLEMS]) + ("; ..." if len(problems) > MAX_PROBLEMS else "")
-        raise UserError(f"{source}: {len(problems)} bad row(s), nothing imported: {shown}")
+        listed = "; ".join(problems[:MAX_PROBLEMS]) + ("; ..." if len(problems) > MAX_PROBLEMS else "")
+        raise UserError(f"{source}: {len(problems)} bad row(s), nothing imported: {listed}")
     return events
 
 
 def _parse_row(row: dict, decision: str, key_index: dict, class_index: dict, class_names, given, reviewer) -> dict:
     if decision not in DECISIONS:
-        raise UserError(f"unknown decision {decision!r} (valid: {', '.join(DECISIONS)})")
+        raise UserError(f"unknown decision {shown(decision)} (valid: {', '.join(DECISIONS)})")
     sample = _sample(row, key_index)
     name = str(row.get("reviewer", "") or "").strip() or (reviewer or "").strip()
     if not name:
         raise UserError("no reviewer (add a 'reviewer' column or pass a reviewer name)")
+    if len(name) > MAX_REVIEWER:
+        raise UserError(f"reviewer {shown(name)} is longer than {MAX_REVIEWER} characters")
     label_text = str(row.get("label", "") or row.get("final", "") or "").strip()
     proposal_text = str(row.get("proposal", "") or row.get("refined", "") or "").strip()
     proposal = _class(proposal_text, class_index, class_names) if proposal_text else None
@@ -237,11 +266,9 @@ def _parse_row(row: dict, decision: str, key_index: dict, class_index: dict, cla
         label = {"keep": int(given[sample]), "accept": proposal}.get(decision)
         if label is None:
             raise UserError(f"decision {decision!r} needs a label")
-    step, when = str(row.get("step", "")).strip(), str(row.get("time", "")).strip()
     return {"sample": sample, "decision": decision, "reviewer": name, "label": label if decision in LABELLING
-            else None, "proposal": proposal, "step": int(float(step)) if _number(step) else None,
-            "time": float(when) if _number(when) else None,
-            "blind": str(row.get("blind", "")).strip().lower() in ("1", "true", "yes")}
+            else None, "proposal": proposal, "step": _step(row.get("step")), "time": _time(row.get("time")),
+            "blind": _blind(row.get("blind"))}
 
 
 def _sample(row: dict, key_index: dict) -> int:
@@ -249,39 +276,81 @@ def _sample(row: dict, key_index: dict) -> int:
     if key:
         if key not in key_index:
             example = next(iter(key_index), "?")
-            raise UserError(f"unknown sample {key!r} (samples are the run's keys, e.g. {example!r})")
+            raise UserError(f"unknown sample {shown(key)} (samples are the run's keys, e.g. {shown(example)})")
         return key_index[key]
     index = str(row.get("index", "")).strip()
-    if not index.isdigit() or int(index) >= len(key_index):
-        raise UserError(f"unknown sample index {index!r} (valid: 0..{len(key_index) - 1})")
+    if not (index.isascii() and index.isdigit()) or int(index) >= len(key_index):
+        raise UserError(f"unknown sample index {shown(index)} (valid: 0..{len(key_index) - 1})")
     return int(index)
 
 
 def _class(text: str, class_index: dict, class_names) -> int:
     if text in class_index:
         return class_index[text]
-    if text.isdigit() and int(text) < len(class_names):
+    if text.isascii() and text.isdigit() and int(text) < len(class_names):
         return int(text)
-    raise UserError(f"unknown class {text!r} (valid: {', '.join(map(str, class_names))})")
+    names = ", ".join(map(str, class_names))
+    raise UserError(f"unknown class {shown(text)} (valid: {names[:200] + ' ...' if len(names) > 200 else names})")
 
 
-def _number(text: str) -> bool:
+MAX_REVIEWER = 200  # characters of a reviewer's name
+MAX_STEP = 10**9  # steps are epochs: any real run stays far below
+FUTURE_SLACK = 86_400.0  # seconds a decision's time may lie ahead of this machine's clock (a skewed clock)
+FLAGS = {"": False, "0": False, "false": False, "no": False, "1": True, "true": True, "yes": True}
+
+
+def _number(value, name: str) -> float | None:
+    """A cell as a finite number; None when empty."""
+    text = "" if value is None else str(value).strip()
+    if not text:
+        return None
     try:
-        float(text)
-        return bool(text)
+        number = float(text)
     except ValueError:
-        return False
+        raise UserError(f"{name} {shown(text)} is not a number") from None
+    if not math.isfinite(number):
+        raise UserError(f"{name} {shown(text)} is not a finite number")
+    return number
+
+
+def _step(value) -> int | None:
+    step = _number(value, "step")
+    if step is None:
+        return None
+    if step != int(step) or not 0 <= step <= MAX_STEP:
+        raise UserError(f"step {shown(value)} is not a whole number in 0..{MAX_STEP:,}")
+    return int(step)
+
+
+def _time(value) -> float | None:
+    when = _number(value, "time")
+    if when is None:
+        return None
+    latest = time.time() + FUTURE_SLACK
+    if not 0 <= when <= latest:
+        raise UserError(f"time {shown(value)} is not seconds since 1970 up to now (valid: 0..{latest:.0f})")
+    return when
+
+
+def _blind(value) -> bool:
+    text = "" if value is None else str(value).strip().lower()
+    if text not in FLAGS:
+        raise UserError(f"blind {shown(value)} is not a yes/no flag (valid: 1, 0, true, false, yes, no, empty)")
+    return FLAGS[text]
 
 
 def import_decisions(store: RunStore, source, reviewer: str | None = None, name: str | None = None) -> list[Decision]:
     """Record the decisions of a file (path, or bytes with ``name``) in one
-    transaction; returns them. Nothing is recorded if any row is bad."""
+    transaction; returns them. Every row is checked (sample, class, decision,
+    reviewer, finite ``step`` and ``time`` in range, ``blind`` flag) before the
+    review log is opened: if any row is bad, nothing is recorded and no log is
+    created."""
     if not store.exists():
         raise UserError(f"{str(store.path)!r} is not a run directory (no config.json)")
     label = name or (str(source) if isinstance(source, (str, Path)) else "uploaded file")
     frame = read_decision_file(source, name)
+    data = read_dataset(store)
     class_names = run_class_names(store)
-    data = store.dataset_arrays()
     events = parse_decisions(frame, data["keys"].astype(str), class_names, data["given"], reviewer,
                              source=f"decisions file {label!r}")
     if not events:

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from .errors import UserError, shown
 
 KINDS = ("none", "symmetric", "pairflip", "matrix", "asym", "instance")
 RATED = ("symmetric", "pairflip", "asym", "instance")
@@ -79,13 +79,13 @@ def parse_noise_spec(spec: str) -> NoiseSpec:
         return NoiseSpec("matrix", 0.0, arg)
     if kind not in KINDS:
         raise UserError(
-            f"unknown noise spec {spec!r}; valid: none, symmetric:R, pairflip:R, asym:R, instance:R, "
+            f"unknown noise spec {shown(spec)}; valid: none, symmetric:R, pairflip:R, asym:R, instance:R, "
             "matrix:FILE (R in [0, 1))"
         )
     try:
         rate = float(arg)
     except ValueError:
-        raise UserError(f"noise spec {spec!r} needs a rate, e.g. {kind}:0.4") from None
+        raise UserError(f"noise spec {shown(spec)} needs a rate, e.g. {kind}:0.4") from None
     return NoiseSpec(kind, rate)
 
 

@@ -48,7 +48,6 @@ from scipy.sparse.csgraph import reverse_cuthill_mckee
 
 from .config import PropagationConfig  # noqa: F401 - the solver's settings live with the run config
 from .device import default_device
-from .errors import UserError
 
 logger = logging.getLogger(__name__)
 

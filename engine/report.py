@@ -14,23 +14,16 @@ the data for them:
 from __future__ import annotations
 
 import datetime as dt
+import io
 from pathlib import Path
 
 import numpy as np
 
+from . import exportdir
+from .errors import reading
 from .review import DECISIONS, ReviewStore, agreement, run_class_names
-from .store import RunStore, atomic_path, atomic_write_text
-
-SUMMARY_ROWS = (
-    ("given_label_precision", "given label precision"),
-    ("refined_label_precision", "refined label precision"),
-    ("teacher_test_accuracy", "teacher test accuracy"),
-    ("student_test_accuracy", "student test accuracy"),
-    ("awe_auroc", "AWE AUROC (clean vs noisy)"),
-    ("noise_rate_estimate", "noise rate, estimated"),
-    ("noise_rate_true", "noise rate, true"),
-    ("wall_seconds", "seconds of training"),
-)
+from .runfiles import SUMMARY_ROWS, read_dataset, read_metrics, read_summary
+from .store import RunStore
 
 
 def _pyplot():
@@ -43,9 +36,10 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     _pyplot().close(fig)
+    exportdir.write_file(path, buffer.getvalue())
 
 
 def _series(metrics: list[dict], key: str) -> tuple[list, list]:
@@ -71,11 +65,12 @@ def _line_chart(metrics: list[dict], keys: dict[str, str], title: str, path: Pat
 
 
 def _weights_chart(store: RunStore, path: Path) -> bool:
-    data = store.dataset_arrays()
+    data = read_dataset(store)
     given, true = data["given"], data["true"]
     known = true >= 0
     for step in reversed(store.steps()):
-        with np.load(store.snapshot_path(step), allow_pickle=False) as snap:
+        with reading(store.snapshot_path(step), "export with --no-report, or restore the file from a backup"), \
+                np.load(store.snapshot_path(step), allow_pickle=False) as snap:
             weights = snap["weight_given"] if "weight_given" in snap.files else None
         if weights is not None and np.isfinite(weights).any() and known.any():
             break
@@ -113,17 +108,22 @@ def _fmt(value) -> str:
 def write_report(store: RunStore, out_dir, samples=None, reviews: ReviewStore | None = None) -> Path:
     """Write ``report.md`` and its charts into ``out_dir``; returns the report's path.
 
+    Files are written plainly (through :func:`engine.exportdir.write_file`):
+    ``out_dir`` is meant to be a fresh folder, as :func:`engine.export.export_run`'s
+    staging folder or a temporary one. A damaged summary, dataset or snapshot
+    is one :class:`UserError` naming the file.
+
     ``samples`` (from :func:`engine.export.samples_table`) adds the count of
     final labels that differ from the given ones.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    config, metrics = store.config(), store.metrics()
-    summary = store.summary() or (metrics[-1] if metrics else {})
+    config, metrics = store.config(), read_metrics(store)
+    summary = read_summary(store) or (metrics[-1] if metrics else {})
     reviews = reviews or ReviewStore(store.path)
     latest = reviews.latest()
     counts = {d: sum(1 for x in latest.values() if x.decision == d) for d in DECISIONS}
-    true = store.dataset_arrays()["true"]
+    true = read_dataset(store)["true"]
     agree = agreement(latest.values(), true, blind_only=False)
     blind = agreement(latest.values(), true, blind_only=True)
 
@@ -163,5 +163,5 @@ def write_report(store: RunStore, out_dir, samples=None, reviews: ReviewStore | 
         else:
             (out / name).unlink(missing_ok=True)
     report = out / "report.md"
-    atomic_write_text(report, "\n".join(lines) + "\n")
+    exportdir.write_file(report, exportdir.text_bytes("\n".join(lines) + "\n"))
     return report

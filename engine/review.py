@@ -357,8 +357,14 @@ def _decision(row) -> Decision:
 
 
 # ---------------------------------------------------------------- feedback into propagation
-# How decisions clamp a propagation is a rule of the method: engine.refinery.apply_clamps.
-from .refinery import apply_clamps  # noqa: E402,F401 - kept importable from here
+# How decisions clamp a propagation is a rule of the method: engine.refinery.apply_clamps. It stays
+# importable from here, lazily (PEP 562), so that reading a review log does not import torch.
+def __getattr__(name: str):
+    if name == "apply_clamps":
+        from .refinery import apply_clamps
+
+        return apply_clamps
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------- run facts for the review

@@ -132,6 +132,12 @@ class Run:
         if store.exists() and not force:
             store.create(config, force=False)  # raises the clear error
         run = cls(store, config, dataset, device)  # validate before touching the directory
+        if config.labels:
+            from .data.labels import labels_with_noise_problem
+
+            problem = labels_with_noise_problem(config.labels, config.noise)
+            if problem:
+                raise UserError(problem)
         if config.teacher_checkpoint:
             ckpt.load_teacher(run.teacher, config.teacher_checkpoint)  # a bad file fails here, not at step 1
         run.reviews_set_aside = None
@@ -184,7 +190,7 @@ class Run:
                             "step); restore the file, or delete that line to drop its step's metrics, then resume")
         store.truncate_after(run.state.step)
         store.remove_temporary_files()
-        if run.done and store.summary() is None:  # killed between the last checkpoint and the summary
+        if run.done and not _summary_readable(store):  # killed before it was written, or damaged since
             store.write_summary(run.summary())
         run._write_status("done" if run.done else "idle")
         return run
@@ -563,10 +569,20 @@ class Run:
         """This step's snapshot (:func:`engine.snapshot.pack`)."""
         return snapshot.pack(self.state.refined, given=self.given, **parts)
 
-    def _test_accuracy(self, model) -> float | None:
-        if self.dataset.test_true is None or len(self.dataset.test_true) == 0:
+    def test_labels(self) -> str | None:
+        """What test accuracies are measured against: ``"truth"``, ``"given"`` (a label file's labels of the
+        held-out images, without a truth column: agreement, not accuracy), or None (no test set)."""
+        if self.dataset.test_true is None or not (np.asarray(self.dataset.test_true) >= 0).any():
             return None
-        return forward_all(model, self.x_test).accuracy(self.dataset.test_true)
+        return self.dataset.test_labels
+
+    def _test_accuracy(self, model) -> float | None:
+        """Accuracy on the test samples whose label is known (None without any)."""
+        true = self.dataset.test_true
+        if true is None or not (np.asarray(true) >= 0).any():
+            return None
+        known = np.asarray(true) >= 0
+        return float(np.mean(forward_all(model, self.x_test).pred[known] == true[known]))
 
     def _write_status(self, state: str, error: str | None = None) -> None:
         self.store.write_status(state=state, phase=self.phase.value, step=self.state.step,
@@ -632,6 +648,7 @@ class Run:
             "teacher_parameters": parameter_count(self.teacher), "student_parameters": parameter_count(self.student),
             "wall_seconds": self.state.wall_seconds, "device": str(self.device),
             "without": list(self.config.without), "warnings": run_warnings(self.store),
+            "test_labels": self.test_labels(),
         }
 
 
@@ -644,6 +661,15 @@ def _encode_rng(state: dict) -> dict:
 
 def _decode_rng(state: dict) -> dict:
     return {**state, "state": {k: int(v) for k, v in state["state"].items()}}
+
+
+def _summary_readable(store: RunStore) -> bool:
+    from .runfiles import read_summary
+
+    try:
+        return read_summary(store) is not None
+    except UserError:
+        return False
 
 
 def _check_finite(metrics: dict) -> None:

@@ -14,6 +14,8 @@ Shapes: ``N`` training samples, ``k`` neighbours, ``D`` feature width,
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -152,7 +154,7 @@ def read(store, step: int, fields: tuple[str, ...] | list[str] | None = None) ->
         with np.load(path, allow_pickle=False) as data:
             names = data.files if fields is None else [f for f in fields if f in data.files]
             return {name: data[name] for name in names}
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise UserError(f"snapshot {str(path)!r} is damaged ({type(exc).__name__}); resume the run to rewrite "
                         "it, or choose another step") from None
 

@@ -30,6 +30,8 @@ import os
 import socket
 import tempfile
 import time
+import zipfile
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -239,7 +241,7 @@ class RunStore:
         except FileNotFoundError:
             raise UserError(f"run {str(self.path)!r} has no dataset.npz; it was never created fully: "
                             "create it again") from None
-        except (OSError, ValueError, EOFError) as exc:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
             raise UserError(f"{str(self.dataset_path)!r} is damaged ({type(exc).__name__}); the run cannot be "
                             "read: create it again") from None
 

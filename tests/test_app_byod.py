@@ -7,7 +7,6 @@ written to the test's tmp dir; Create only builds the run (no training).
 
 from __future__ import annotations
 
-import inspect
 import io
 import time
 import zipfile
@@ -29,7 +28,6 @@ from engine.errors import UserError
 from engine.graph import GraphConfig
 from engine.models import build_model
 from engine.noise import CIFAR10_CLASSES
-from engine.run import Run
 from engine.store import RunStore
 
 KEY = "setup-digits-symmetric-40-"  # widget keys of the custom form started from the default preset
@@ -278,11 +276,6 @@ def test_asym_noise_needs_cifar10_classes_and_its_known_rate_follows_the_data(ap
     assert any("on this data: 0.200" in c.value for c in app.caption)  # R x half the classes flip
 
 
-RUN_PASSES_NOISE_INPUTS = "inputs=" in inspect.getsource(Run._given_labels)
-
-
-@pytest.mark.skipif(not RUN_PASSES_NOISE_INPUTS,
-                    reason="engine/run.py does not yet pass inputs/class_names to apply_noise")
 @pytest.mark.parametrize("noise", ["asym", "instance"])
 def test_asym_and_instance_noise_runs_are_created(app, tmp_path, noise):
     _choose_folder(app, make_folder(tmp_path / "cifar", per_class=5, size=8, classes=CIFAR10_CLASSES))

@@ -212,7 +212,7 @@ def test_graph_what_if_sliders_start_from_the_steps_own_settings_and_reset_with_
 
 def test_graph_what_if_diff_matches_the_engine(digits_run):
     store = RunStore(digits_run)
-    config, given = store.config(), store.dataset_arrays()["given"]
+    _config, _given = store.config(), store.dataset_arrays()["given"]
     at = open_page("graph", digits_run, **{SELECTED_KEY: [1]})
     at.slider(key="whatif_k_8").set_value(5)
     at.run()

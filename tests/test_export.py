@@ -11,6 +11,7 @@ import torch
 from engine.cli import main as cli_main
 from engine.errors import UserError
 from engine.export import export_run, import_decisions, samples_table
+from engine.exportdir import verify_export
 from engine.review import ReviewStore
 from engine.store import RunStore
 from test_review import make_run  # the hand-written run directory (tests/ is on sys.path under pytest)
@@ -63,7 +64,12 @@ def test_export_writes_every_file(run, tmp_path):
     out = tmp_path / "out"
     written = export_run(run, out)
     assert set(written) == {"samples.csv", "samples.json", "decisions.csv", "review_history.csv",
-                            "clean_labels.csv", "student.pt", "report.md"}
+                            "clean_labels.csv", "student.pt", "report.md", "weights.png", "decisions.png",
+                            "manifest.json"}
+    assert sorted(p.name for p in out.iterdir()) == sorted(written)  # nothing else, no temporary file
+    assert verify_export(out) == []
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["step"] == 1 and {f["name"] for f in manifest["files"]} == set(written) - {"manifest.json"}
     samples = pd.read_csv(out / "samples.csv", dtype=str, keep_default_na=False)
     assert len(samples) == 12 and samples.loc[3, "final"] == "class 1"
     clean = pd.read_csv(out / "clean_labels.csv", dtype=str)
@@ -150,3 +156,11 @@ def test_cli_export_and_import(run, tmp_path, capsys):
     good.write_text("sample,decision,label,reviewer\ns5,relabel,class 0,dan\n")
     assert cli_main(["import-decisions", str(run.path), str(good)]) == 0
     assert ReviewStore(run.path).latest()[5].reviewer == "dan"
+
+
+def test_export_text_keeps_names_that_were_not_utf8_as_their_bytes():
+    from engine.exportdir import text_bytes
+
+    assert text_bytes("folder:/data/caf\udce9,ok") == b"folder:/data/caf\xe9,ok"  # os.fsdecode's escape, undone
+    assert text_bytes("lone \ud800") == b"lone \\ud800"  # not from a file system: escaped, never a crash
+    assert text_bytes("ünïcode") == "ünïcode".encode()

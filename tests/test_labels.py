@@ -8,7 +8,8 @@ import pytest
 
 from engine.config import RunConfig, ScheduleConfig
 from engine.data import load_dataset
-from engine.data.labels import apply_label_file, guess_columns, label_file_report, preview_label_file
+from engine.data.labels import (apply_label_file, guess_columns, key_columns, label_file_report,
+                                 label_table_preview, labels_with_noise_problem, preview_label_file)
 from engine.errors import UserError
 from engine.graph import GraphConfig
 from engine.run import Phase, Run
@@ -89,7 +90,7 @@ def test_duplicate_keys_unmatched_keys_and_missing_samples(pets, tmp_path):
     stray = _write(tmp_path, {"path": keys + ["train/cat/999.png", "x.png"], "label": ["cat"] * (len(keys) + 2)},
                    "stray.csv")
     message = _error(pets, stray)
-    assert "2 key(s) match no training sample" in message and "'train/cat/999.png', 'x.png'" in message
+    assert "2 key(s) match no image" in message and "'train/cat/999.png' (line" in message and "'x.png' (line" in message
     few = _write(tmp_path, {"path": keys[:-7], "label": ["cat"] * (len(keys) - 7)}, "few.csv")
     message = _error(pets, few)
     assert f"leaves out 7 of {len(keys)}" in message and f"'{keys[-7]}'" in message and "and 2 more" in message
@@ -132,3 +133,43 @@ def test_metrics_against_the_truth_are_none_where_no_truth_is_known(tmp_path):
     assert propagate_step["detection_precision"] is None and propagate_step["wrong_to_right"] is None
     assert propagate_step["relabelled"] is not None
     assert (run.store.dataset_arrays()["true"] == -1).all()
+
+
+# ---------------------------------------------------------------- refusals that used to crash or mislead
+def test_unicode_digits_are_not_class_ids_and_are_named(digits, tmp_path):
+    labels = ["\u00b2" if i == 4 else str(i % 10) for i in range(digits.num_train)]
+    path = _write(tmp_path, {"path": list(digits.keys()), "label": labels})
+    assert "'\u00b2' (line 6)" in _error(digits, path)  # '²'.isdigit() is True, int('²') raises
+
+
+def test_a_huge_key_is_cut_to_about_200_characters(digits, tmp_path):
+    keys = list(digits.keys())
+    keys[0] = "k" * 1_000_000
+    message = _error(digits, _write(tmp_path, {"path": keys, "label": ["1"] * len(keys)}))
+    assert "(1,000,000 characters)" in message and len(message) < 700
+
+
+def test_key_columns_are_those_holding_the_samples_keys(digits):
+    table = pd.DataFrame({"file": list(digits.keys())[:10], "index": [str(i) for i in range(10)],
+                          "label": ["three"] * 10, "half": ["x", "1"] * 5, "few": ["x"] * 6 + ["1"] * 4})
+    assert key_columns(table, digits) == ["file", "index", "half"]  # at least half of the values are keys
+
+
+def test_the_preview_refuses_a_table_without_keys_and_shows_one_with_them(digits, tmp_path):
+    other = _write(tmp_path, {"user": ["alice", "bob"], "password": ["hunter2", "letmein"]}, "other.csv")
+    preview = label_table_preview(digits, other)
+    assert not preview["ok"] and preview["head"] is None and "hunter2" not in preview["error"]
+    assert "none of its 2 column(s) holds the samples' keys" in preview["error"]
+    good = _write(tmp_path, {"path": list(digits.keys()), "label": ["1"] * digits.num_train})
+    preview = label_table_preview(digits, good, rows=3)
+    assert preview["ok"] and preview["columns"] == ["path", "label"] and len(preview["head"]) == 3
+
+
+@pytest.mark.parametrize("noise, refused", [("none", False), ("", False), ("symmetric:0.4", True),
+                                            ("pairflip:0.2", True), ("symmetric:0", True)])
+def test_a_label_file_takes_no_synthetic_noise(noise, refused):
+    problem = labels_with_noise_problem("labels.csv", noise)
+    assert (problem is not None) == refused
+    if refused:
+        assert f"--noise {noise!r}" in problem and "'labels.csv'" in problem
+    assert labels_with_noise_problem(None, noise) is None

@@ -14,7 +14,6 @@ import pytest
 
 from engine import explain, snapshot
 from engine.config import RunConfig
-from engine.phases import LP_PHASES
 from engine.refinery import Reason, Seeds, apply_clamps, clamp_seeds, refine_relabel
 from engine.review import ReviewStore
 from engine.run import Run

@@ -140,9 +140,12 @@ def _image_options(v: SetupValues, key: str, summary: dict) -> dict:
                             key=f"{key}image_mode-{summary['default_mode']}")  # 'auto' names the folder's own
     with test_col:
         has_test = summary["test_counts"] is not None
-        test = st.slider("Held-out test fraction", 0.05, 0.5, float(v.test_fraction), 0.05, key=f"{key}test_fraction",
+        test = st.slider("Held-out test fraction", 0.0, 0.5, float(v.test_fraction), 0.05, key=f"{key}test_fraction",
                          disabled=has_test, help="The folder's test/ is the test set" if has_test else
-                         "A stratified, seeded fraction of train/ held out for test accuracy")
+                         "A stratified, seeded fraction of train/ held out for test accuracy; 0: every image "
+                         "trains, and the run has no test metrics. A label file may label these images too.")
+        if not has_test and test == 0:
+            st.caption("No held-out images: the run reports no test accuracy.")
     with augment_col:
         augment = st.selectbox("Augmentation", AUGMENTS, index=AUGMENTS.index(v.augment)
                                if v.augment in AUGMENTS else 0, key=f"{key}augment",

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.byod import LABEL_UPLOAD_LIMIT_MB, label_report, save_label_upload, uploads_dir
+from app.byod import (LABEL_UPLOAD_LIMIT_MB, default_label_columns, label_preview, label_report, save_label_upload,
+                      uploads_dir)
 from app.common import runs_root
 from app.settings import SetupValues
 from app.setup.data_inputs import DataChoice
-from engine.data.labels import guess_columns, preview_label_file
-from engine.errors import UserError
+from engine.data.labels import guess_columns
 
 LABEL_SOURCES = {"none": "No label file: add synthetic noise", "upload": "Upload a CSV",
                  "path": "A CSV on this machine"}
@@ -31,12 +31,19 @@ def label_section(v: SetupValues, key: str, spec: str | None, data: DataChoice) 
     path = _label_path(v, key, choice)
     if path is None:
         return {"labels": ""}, None, ["Choose a label CSV, or 'No label file'."]
-    try:
-        columns, head = preview_label_file(path, rows=8)
-    except (UserError, OSError) as exc:
-        st.error(str(exc))
-        return {"labels": str(path)}, None, [str(exc)]
-    values = {"labels": str(path), **_column_inputs(key, columns, v)}
+    if spec is None or data.problems or data.facts is None or data.facts.num_train is None:
+        columns, error = default_label_columns(path)  # no rows until the file is a label table of the data
+        if error:
+            st.error(error)
+            return {"labels": str(path)}, None, [error]
+        values = {"labels": str(path), **columns}
+        return (values, *_label_check(spec, data, values))
+    preview = label_preview(spec, path, data.signature)
+    if not preview["ok"]:
+        st.error(preview["error"])
+        return {"labels": str(path)}, None, [preview["error"]]
+    values = {"labels": str(path), **_column_inputs(key, preview["columns"], preview["key_columns"], v)}
+    head = preview["head"]
     st.dataframe(head, hide_index=True, width="stretch", height=min(320, 38 + 35 * len(head)))
     report, problems = _label_check(spec, data, values)
     return values, report, problems
@@ -52,12 +59,13 @@ def _label_path(v: SetupValues, key: str, choice: str) -> Path | None:
     return Path(text.strip()).expanduser().absolute() if text.strip() else None
 
 
-def _column_inputs(key: str, columns: list[str], v: SetupValues) -> dict:
+def _column_inputs(key: str, columns: list[str], key_columns: list[str], v: SetupValues) -> dict:
     guesses = guess_columns(columns)
     if v.labels:  # started from a run with a label file: its own columns, where this file has them
         for role, chosen in (("key", v.key_column), ("label", v.label_column), ("truth", v.truth_column)):
             if chosen in columns:
                 guesses[role] = chosen
+    guesses["key"] = guesses["key"] if guesses["key"] in key_columns else key_columns[0]  # one holding keys
     suffix = hashlib.sha1("\x1f".join(columns).encode()).hexdigest()[:8]  # another file: the guesses again
     key_col, label_col, truth_col = st.columns(3)
 

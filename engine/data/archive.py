@@ -2,7 +2,8 @@
 
 An upload is untrusted: every entry is checked before anything is written.
 Refused (:class:`UserError`, naming the entry): absolute paths, ``..``
-components, drive letters, symbolic links, encrypted entries, more than
+components, drive letters, symbolic links, encrypted entries, entries that
+collide (a file twice, or a file ``x`` beside a folder ``x/``), more than
 ``max_files`` entries, more than ``max_bytes`` uncompressed in total (checked
 against the headers first, then again while streaming, in case a header
 lies). Hidden files and macOS ``__MACOSX`` folders are left out. The archive
@@ -20,7 +21,7 @@ import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from ..errors import UserError
+from ..errors import UserError, shown
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +35,13 @@ def _member_path(info: zipfile.ZipInfo) -> PurePosixPath | None:
     name = info.filename.replace("\\", "/")
     parts = PurePosixPath(name).parts
     if name.startswith("/") or (parts and len(parts[0]) == 2 and parts[0][1] == ":"):
-        raise UserError(f"zip entry {info.filename!r} has an absolute path; valid: paths relative to the archive")
+        raise UserError(f"zip entry {shown(info.filename)} has an absolute path; valid: paths relative to the archive")
     if ".." in parts:
-        raise UserError(f"zip entry {info.filename!r} points outside the archive ('..'); it is refused")
+        raise UserError(f"zip entry {shown(info.filename)} points outside the archive ('..'); it is refused")
     if stat.S_ISLNK(info.external_attr >> 16):
-        raise UserError(f"zip entry {info.filename!r} is a symbolic link; valid: plain files and folders")
+        raise UserError(f"zip entry {shown(info.filename)} is a symbolic link; valid: plain files and folders")
     if info.flag_bits & 0x1:
-        raise UserError(f"zip entry {info.filename!r} is encrypted; valid: an unencrypted zip")
+        raise UserError(f"zip entry {shown(info.filename)} is encrypted; valid: an unencrypted zip")
     parts = tuple(p for p in parts if p not in ("", "."))
     if not parts or any(p.startswith(".") or p == "__MACOSX" for p in parts):
         return None
@@ -52,11 +53,34 @@ def _plan(archive: zipfile.ZipFile, max_bytes: int, max_files: int) -> list[tupl
     if len(entries) > max_files:
         raise UserError(f"zip holds {len(entries)} entries; at most {max_files} are accepted")
     plan = [(info, path) for info in entries if (path := _member_path(info)) is not None]
+    _check_collisions(plan)
     declared = sum(info.file_size for info, _ in plan)
     if declared > max_bytes:
         raise UserError(f"zip would unpack to {declared / 2**20:.0f} MiB; at most {max_bytes / 2**20:.0f} MiB "
                         "are accepted")
     return plan
+
+
+def _check_collisions(plan: list[tuple[zipfile.ZipInfo, PurePosixPath]]) -> None:
+    """Refuse two entries that unpack to the same path: a file twice, or a file
+    where another entry needs a folder (``x`` and ``x/`` or ``x/y``)."""
+    files: dict[PurePosixPath, str] = {}
+    folders: dict[PurePosixPath, str] = {}
+    for info, path in plan:
+        if info.is_dir():
+            folders.setdefault(path, info.filename)
+        elif path in files:
+            raise UserError(f"zip entries {shown(files[path])} and {shown(info.filename)} unpack to the same "
+                            "file; valid: each path once")
+        else:
+            files[path] = info.filename
+        for parent in path.parents:
+            if parent != PurePosixPath("."):
+                folders.setdefault(parent, info.filename)
+    for path, name in files.items():
+        if path in folders:
+            raise UserError(f"zip entries {shown(name)} (a file) and {shown(folders[path])} (needing a folder "
+                            f"{shown(path.as_posix() + '/')}) collide; valid: a path is a file or a folder, not both")
 
 
 def _copy_limited(source, target: Path, budget: int, name: str) -> int:
@@ -66,7 +90,7 @@ def _copy_limited(source, target: Path, budget: int, name: str) -> int:
         while chunk := source.read(CHUNK):
             written += len(chunk)
             if written > budget:
-                raise UserError(f"zip entry {name!r} unpacks to more than its header says or than the size "
+                raise UserError(f"zip entry {shown(name)} unpacks to more than its header says or than the size "
                                 "limit allows; the upload is refused")
             out.write(chunk)
     return written
@@ -87,7 +111,7 @@ def extract_zip(source, target: str | Path, max_bytes: int = MAX_BYTES, max_file
     """
     target = Path(target)
     if target.exists() and any(target.iterdir()):
-        raise UserError(f"folder {str(target)!r} already holds files; choose a new folder to unpack into")
+        raise UserError(f"folder {shown(target)} already holds files; choose a new folder to unpack into")
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         archive = zipfile.ZipFile(source)
@@ -113,7 +137,7 @@ def _extract_into(archive: zipfile.ZipFile, staging: Path, max_bytes: int, max_f
     for info, rel in _plan(archive, max_bytes, max_files):
         destination = staging.joinpath(*rel.parts)
         if not destination.resolve().is_relative_to(base):
-            raise UserError(f"zip entry {info.filename!r} points outside the archive; it is refused")
+            raise UserError(f"zip entry {shown(info.filename)} points outside the archive; it is refused")
         if info.is_dir():
             destination.mkdir(parents=True, exist_ok=True)
             continue
@@ -122,7 +146,7 @@ def _extract_into(archive: zipfile.ZipFile, staging: Path, max_bytes: int, max_f
             with archive.open(info) as source:
                 budget -= _copy_limited(source, destination, min(budget, info.file_size), info.filename)
         except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
-            raise UserError(f"zip entry {info.filename!r} is corrupt: {exc}") from None
+            raise UserError(f"zip entry {shown(info.filename)} is corrupt: {exc}") from None
 
 
 def find_dataset_root(folder: str | Path) -> Path:

@@ -7,7 +7,7 @@ from urllib.parse import parse_qsl
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, shown
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,13 @@ class Dataset:
         annotations); ``None`` means synthetic noise is applied to the truth.
     train_keys : tuple of str
         A stable key per training sample: its index, or its relative path.
+    test_keys : tuple of str
+        The same for the test samples (an image folder's held-out images and
+        ``test/`` folder), so that a label file can name them too.
+    test_labels : str
+        What ``test_true`` is: ``"truth"``, or ``"given"`` when a label file
+        without a truth column brought the test labels (then a test
+        "accuracy" is agreement with given, possibly noisy, labels).
     augment : str
         Training augmentation: ``"none"`` or ``"crop_flip"``.
     skipped : tuple of str
@@ -46,6 +53,8 @@ class Dataset:
     test_true: np.ndarray | None
     train_given: np.ndarray | None = None
     train_keys: tuple[str, ...] = ()
+    test_keys: tuple[str, ...] = ()
+    test_labels: str = "truth"
     augment: str = "none"
     skipped: tuple[str, ...] = field(default=())
 
@@ -81,9 +90,34 @@ class DatasetSpec:
                     return kind(v)
                 except ValueError:
                     raise UserError(
-                        f"dataset option {key}={v!r} is not a valid {kind.__name__}"
+                        f"dataset option {key}={shown(v)} is not a valid {kind.__name__}"
                     ) from None
         return default
+
+    def check_options(self, valid: tuple[str, ...], takes_path: bool = False) -> None:
+        """Refuse options other than ``valid``, an option given twice, and a path where none is taken.
+
+        Raises
+        ------
+        UserError
+            Naming the option and the valid ones, e.g. ``unknown option 'nn' for dataset 'moons'; valid: n, spread``.
+        """
+        example = f"{self.name}?{valid[0]}=..." if valid else self.name
+        if self.path is not None and not takes_path:
+            raise UserError(f"dataset {self.name!r} takes no path ({shown(self.name + ':' + self.path)}); "
+                            f"valid: {example}")
+        keys = [k for k, _ in self.options]
+        unknown = [k for k in dict.fromkeys(keys) if k not in valid]
+        if unknown:
+            names = ", ".join(shown(k) for k in unknown[:5])
+            if not valid:
+                raise UserError(f"dataset {self.name!r} takes no options (got {names}); valid: {self.name}")
+            raise UserError(f"unknown option{'s' if len(unknown) > 1 else ''} {names} for dataset {self.name!r}; "
+                            f"valid: {', '.join(valid)}")
+        twice = [k for k in dict.fromkeys(keys) if keys.count(k) > 1]
+        if twice:
+            raise UserError(f"dataset option {shown(twice[0])} is given twice for dataset {self.name!r}; "
+                            "give each option once")
 
 
 def parse_dataset_spec(spec: str) -> DatasetSpec:

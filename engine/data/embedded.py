@@ -19,7 +19,12 @@ SPLIT_SEED = 0  # the train/test split never changes with the run's seed
 TEST_FRACTION = 0.2
 
 
+DIGITS_OPTIONS = ()
+TOY_OPTIONS = {"moons": ("n", "spread"), "circles": ("n", "spread"), "blobs": ("n", "spread", "classes")}
+
+
 def load_digits(spec: DatasetSpec) -> Dataset:
+    spec.check_options(DIGITS_OPTIONS)
     bunch = skd.load_digits()
     images = (bunch.images / 16.0).astype(np.float32)[:, None]  # (N, 1, 8, 8)
     labels = bunch.target.astype(np.int64)
@@ -55,6 +60,7 @@ TOY_DEFAULTS = {"moons": (0.15, 2), "circles": (0.08, 2), "blobs": (1.5, 4)}
 
 def load_toy(spec: DatasetSpec) -> Dataset:
     """A 2-D toy set; options ``n`` (train size), ``spread``, ``classes`` (blobs)."""
+    spec.check_options(TOY_OPTIONS[spec.name])
     default_spread, default_classes = TOY_DEFAULTS[spec.name]
     n = spec.option("n", 600, int)
     spread = spec.option("spread", default_spread, float)

@@ -39,7 +39,7 @@ from urllib.parse import parse_qsl
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import UserError
+from ..errors import UserError, shown
 from .base import Dataset, DatasetSpec
 
 log = logging.getLogger(__name__)
@@ -55,10 +55,19 @@ GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
 SHOWN = 5  # offenders named in an error message
 
 
-def _listing(items, shown: int = SHOWN) -> str:
+def _listing(items, count: int = SHOWN) -> str:
     items = list(items)
-    text = ", ".join(repr(str(i)) for i in items[:shown])
-    return text + (f" and {len(items) - shown} more" if len(items) > shown else "")
+    text = ", ".join(shown(i) for i in items[:count])
+    return text + (f" and {len(items) - count} more" if len(items) > count else "")
+
+
+def _utf8(name: str) -> bool:
+    """Whether a file name is valid UTF-8 (Python keeps other bytes as surrogate escapes)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------- cache
@@ -176,22 +185,33 @@ def _header(path: str) -> tuple[int, int, str]:
     return info
 
 
+def _refuse_not_utf8(names: list[str], root: Path) -> None:
+    raise UserError(f"{len(names)} file or folder name(s) in {shown(root)} are not UTF-8: {_listing(names, 3)}; "
+                    "rename them to UTF-8 names (keys and class names are written to CSV files and the review log)")
+
+
 def _class_files(class_dir: Path, root: Path):
     """(key, absolute path) of the image files under one class folder
-    (recursively, sorted), and the skipped ``key: reason``."""
-    files, skipped = [], []
+    (recursively, sorted), the skipped ``key: reason``, and the keys whose
+    names are not UTF-8."""
+    files, skipped, not_utf8 = [], [], []
     for dirpath, dirnames, filenames in os.walk(class_dir):
         dirnames[:] = sorted(d for d in dirnames if not _ignored(d))
         prefix = Path(dirpath).relative_to(root).as_posix()
+        not_utf8 += [f"{prefix}/{d}/" for d in dirnames if not _utf8(d)]
+        dirnames[:] = [d for d in dirnames if _utf8(d)]
         for name in sorted(filenames):
             if _ignored(name):
                 continue
             key = f"{prefix}/{name}"
+            if not _utf8(name):
+                not_utf8.append(key)
+                continue
             if os.path.splitext(name)[1].lower() not in IMAGE_SUFFIXES:
                 skipped.append(f"{key}: not an image file (valid: {', '.join(IMAGE_SUFFIXES)})")
                 continue
             files.append((key, os.path.join(dirpath, name)))
-    return files, skipped
+    return files, skipped, not_utf8
 
 
 def _scan_split(split_dir: Path, root: Path, class_names: tuple[str, ...] | None):
@@ -199,24 +219,28 @@ def _scan_split(split_dir: Path, root: Path, class_names: tuple[str, ...] | None
     entries = sorted(p for p in split_dir.iterdir() if not _ignored(p.name))
     class_dirs = [p for p in entries if p.is_dir()]
     loose = [p for p in entries if p.is_file()]
-    skipped = [f"{p.relative_to(root).as_posix()}: not inside a class folder" for p in loose]
+    skipped = [f"{p.relative_to(root).as_posix()}: not inside a class folder" for p in loose if _utf8(p.name)]
     if not class_dirs:
         if loose:
-            raise UserError(f"images in {str(split_dir)!r} must sit in one folder per class, "
+            raise UserError(f"images in {shown(split_dir)} must sit in one folder per class, "
                             f"e.g. {split_dir.name}/cat/0001.jpg; valid: {VALID_LAYOUT}")
-        raise UserError(f"folder {str(split_dir)!r} is empty; valid: {VALID_LAYOUT}")
+        raise UserError(f"folder {shown(split_dir)} is empty; valid: {VALID_LAYOUT}")
+    not_utf8 = [p.relative_to(root).as_posix() + ("/" if p.is_dir() else "") for p in entries if not _utf8(p.name)]
+    if not_utf8:
+        _refuse_not_utf8(not_utf8, root)
     names = tuple(p.name for p in class_dirs)
     if class_names is None:
         class_names = names
     else:
         unknown = [n for n in names if n not in class_names]
         if unknown:
-            raise UserError(f"test class folders {_listing(unknown)} in {str(split_dir)!r} are not training "
+            raise UserError(f"test class folders {_listing(unknown)} in {shown(split_dir)} are not training "
                             f"classes; valid: {_listing(class_names, 20)}")
     items, sizes, modes, empty = [], Counter(), Counter(), []
     for class_dir in class_dirs:
-        files, class_skipped = _class_files(class_dir, root)
+        files, class_skipped, class_not_utf8 = _class_files(class_dir, root)
         skipped += class_skipped
+        not_utf8 += class_not_utf8
         count = 0
         for key, path in files:
             try:
@@ -230,8 +254,10 @@ def _scan_split(split_dir: Path, root: Path, class_names: tuple[str, ...] | None
             count += 1
         if count == 0:
             empty.append(class_dir.relative_to(root).as_posix())
+    if not_utf8:
+        _refuse_not_utf8(not_utf8, root)
     if empty:
-        raise UserError(f"class folders {_listing(empty)} in {str(root)!r} hold no readable images "
+        raise UserError(f"class folders {_listing(empty)} in {shown(root)} hold no readable images "
                         f"(PNG, JPEG, BMP, WebP); add images or remove the folder")
     return class_names, items, skipped, sizes, modes
 
@@ -251,25 +277,25 @@ def scan_folder(directory: str | Path) -> FolderScan:
     if not str(directory).strip():
         raise UserError(f"dataset folder is empty; valid: {VALID_LAYOUT}")
     if not root.exists():
-        raise UserError(f"dataset folder {str(root)!r} does not exist; valid: {VALID_LAYOUT}")
+        raise UserError(f"dataset folder {shown(root)} does not exist; valid: {VALID_LAYOUT}")
     if not root.is_dir():
         hint = " (extract the .zip first)" if root.suffix.lower() == ".zip" else ""
-        raise UserError(f"dataset path {str(root)!r} is a file, not a folder{hint}; valid: {VALID_LAYOUT}")
+        raise UserError(f"dataset path {shown(root)} is a file, not a folder{hint}; valid: {VALID_LAYOUT}")
     train_dir, test_dir = root / "train", root / "test"
     if not train_dir.is_dir():
         if test_dir.is_dir():
-            raise UserError(f"dataset folder {str(root)!r} has test/ but no train/ folder; valid: {VALID_LAYOUT}")
+            raise UserError(f"dataset folder {shown(root)} has test/ but no train/ folder; valid: {VALID_LAYOUT}")
         train_dir = root
     class_names, train, skipped, sizes, modes = _scan_split(train_dir, root, None)
     if len(class_names) < 2:
-        raise UserError(f"dataset folder {str(train_dir)!r} has only one class folder ({class_names[0]!r}); "
+        raise UserError(f"dataset folder {shown(train_dir)} has only one class folder ({class_names[0]!r}); "
                         "at least 2 class folders are needed")
     test = None
     if train_dir != root and test_dir.is_dir():
         _, test, test_skipped, test_sizes, test_modes = _scan_split(test_dir, root, class_names)
         skipped, sizes, modes = skipped + test_skipped, sizes + test_sizes, modes + test_modes
         if not test:
-            raise UserError(f"test folder {str(test_dir)!r} holds no images; add test/<class>/ images "
+            raise UserError(f"test folder {shown(test_dir)} holds no images; add test/<class>/ images "
                             f"or remove it to hold out {TEST_FRACTION:.0%} of train")
     return FolderScan(root, class_names, tuple(train), None if test is None else tuple(test), tuple(skipped),
                       sizes, modes)
@@ -374,7 +400,8 @@ def split_path_options(spec: DatasetSpec) -> tuple[str, dict[str, str]]:
 def _read_options(options: dict[str, str], spec_text: str) -> dict:
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
-        raise UserError(f"unknown option(s) {unknown} in dataset {spec_text!r}; valid: {', '.join(OPTIONS)}")
+        raise UserError(f"unknown option(s) {_listing(unknown)} in dataset {shown(spec_text)}; "
+                        f"valid: {', '.join(OPTIONS)}")
     parsed = DatasetSpec("folder", tuple(options.items()))
     size = parsed.option("size", None, int)
     if size is not None and not 4 <= size <= MAX_SIZE:
@@ -383,10 +410,10 @@ def _read_options(options: dict[str, str], spec_text: str) -> dict:
     if mode is not None:
         mode = {"l": "L", "gray": "L", "grey": "L", "grayscale": "L", "rgb": "RGB", "color": "RGB"}.get(mode.lower())
         if mode is None:
-            raise UserError(f"folder option mode={options['mode']!r} is not valid; valid: L (grayscale), RGB")
+            raise UserError(f"folder option mode={shown(options['mode'])} is not valid; valid: L (grayscale), RGB")
     augment = options.get("augment")
     if augment is not None and augment not in ("none", "crop_flip"):
-        raise UserError(f"folder option augment={augment!r} is not valid; valid: none, crop_flip")
+        raise UserError(f"folder option augment={shown(augment)} is not valid; valid: none, crop_flip")
     test = parsed.option("test", TEST_FRACTION, float)
     if not 0.0 <= test < 1.0:
         raise UserError(f"folder option test={test} is out of range; valid: 0 <= test < 1")
@@ -432,6 +459,7 @@ def load_folder(spec: DatasetSpec) -> Dataset:
     if scan.test is not None:
         test_images, test_kept, test_bad = _decode_all(scan.root, scan.test, size, mode, workers)
         test_labels = np.array([c for (_, c), ok in zip(scan.test, test_kept) if ok], dtype=np.int64)
+        test_keys = tuple(k for (k, _), ok in zip(scan.test, test_kept) if ok)
         bad += test_bad
         train_images, train_labels, train_keys = images, labels, keys
     else:
@@ -439,6 +467,7 @@ def load_folder(spec: DatasetSpec) -> Dataset:
         test_images, test_labels = images[held], labels[held]
         train_images, train_labels = images[~held], labels[~held]
         train_keys = tuple(k for k, h in zip(keys, held) if not h)
+        test_keys = tuple(k for k, h in zip(keys, held) if h)
     skipped = scan.skipped + tuple(bad)
     if skipped:
         log.warning("skipped %d file(s) in %s: %s", len(skipped), scan.root, "; ".join(skipped[:SHOWN]))
@@ -446,7 +475,8 @@ def load_folder(spec: DatasetSpec) -> Dataset:
         name=spec_text, kind="image", class_names=scan.class_names,
         train_x=_to_float(train_images), train_true=train_labels,
         test_x=_to_float(test_images), test_true=test_labels,
-        train_keys=train_keys, augment=settings["augment"] or _default_augment(size), skipped=skipped)
+        train_keys=train_keys, test_keys=test_keys, augment=settings["augment"] or _default_augment(size),
+        skipped=skipped)
 
 
 def _check_classes_left(labels: np.ndarray, scan: FolderScan) -> None:
@@ -454,5 +484,5 @@ def _check_classes_left(labels: np.ndarray, scan: FolderScan) -> None:
     present = set(labels.tolist())
     missing = [name for i, name in enumerate(scan.class_names) if i not in present]
     if missing:
-        raise UserError(f"class folders {_listing(missing)} in {str(scan.root)!r} hold no readable images; "
+        raise UserError(f"class folders {_listing(missing)} in {shown(scan.root)} hold no readable images; "
                         "every class needs at least one PNG, JPEG, BMP or WebP file that decodes")

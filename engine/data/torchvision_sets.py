@@ -40,7 +40,7 @@ from urllib.parse import parse_qsl
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, shown
 from .base import Dataset, DatasetSpec
 from .folder import stratified_holdout
 
@@ -75,7 +75,8 @@ def _settings(spec: DatasetSpec) -> tuple[str, Path, dict]:
         options.update(parse_qsl(query, keep_blank_values=True))
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
-        raise UserError(f"unknown option(s) {unknown} for dataset {name!r}; valid: {', '.join(OPTIONS)}")
+        names = ", ".join(shown(u) for u in unknown[:5])
+        raise UserError(f"unknown option(s) {names} for dataset {name!r}; valid: {', '.join(OPTIONS)}")
     parsed = DatasetSpec(name, tuple(options.items()))
     settings = {"download": options.get("download", "0").lower() in ("1", "true", "yes"),
                 "n": parsed.option("n", None, int), "test_n": parsed.option("test_n", None, int)}
@@ -100,12 +101,12 @@ def read_idx(path: Path) -> np.ndarray:
     """An IDX file (MNIST's format) as a uint8 array of its stated shape."""
     data = _open_maybe_gz(path)
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise UserError(f"{str(path)!r} is not an IDX file of unsigned bytes (MNIST format)")
+        raise UserError(f"{shown(path)} is not an IDX file of unsigned bytes (MNIST format)")
     ndim = data[3]
     dims = np.frombuffer(data, dtype=">i4", count=ndim, offset=4)
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(dims)):
-        raise UserError(f"{str(path)!r} is truncated: {body.size} bytes for shape {tuple(dims)}")
+        raise UserError(f"{shown(path)} is truncated: {body.size} bytes for shape {tuple(dims)}")
     return body.reshape(tuple(int(d) for d in dims))
 
 
@@ -130,9 +131,9 @@ def _read_pickle(path: Path) -> dict:
     except FileNotFoundError:
         raise
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise UserError(f"{str(path)!r} is not a CIFAR python batch: {exc}") from None
+        raise UserError(f"{shown(path)} is not a CIFAR python batch: {exc}") from None
     if not isinstance(data, dict):
-        raise UserError(f"{str(path)!r} is not a CIFAR python batch (expected a dictionary)")
+        raise UserError(f"{shown(path)} is not a CIFAR python batch (expected a dictionary)")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in data.items()}
 
 
@@ -140,7 +141,7 @@ def _mnist_split(folder: Path, prefix: str):
     images = read_idx(folder / f"{prefix}-images-idx3-ubyte")  # (N, 28, 28)
     labels = read_idx(folder / f"{prefix}-labels-idx1-ubyte").astype(np.int64)
     if len(images) != len(labels):
-        raise UserError(f"{str(folder)!r}: {len(images)} images but {len(labels)} labels in the {prefix} split")
+        raise UserError(f"{shown(folder)}: {len(images)} images but {len(labels)} labels in the {prefix} split")
     return images[:, None], labels  # (N, 1, 28, 28) uint8
 
 
@@ -178,7 +179,7 @@ def _read_set(name: str, root: Path):
             return (classes, *train, *_cifar_batches(where, ["test"], "fine_labels"))
         except FileNotFoundError:
             continue
-    raise UserError(f"{name} files not found under {str(root)!r} (looked in {str(root / folder)!r}); "
+    raise UserError(f"{name} files not found under {shown(root)} (looked in {str(root / folder)!r}); "
                     f"valid: a folder in torchvision's layout, or add ?download=1 to fetch them "
                     f"(e.g. {name}:{root}?download=1)")
 
@@ -228,7 +229,7 @@ def download(name: str, root: Path) -> None:
     url = probe_url(name)
     if not check_online(url):
         raise UserError(f"cannot download {name}: {url} is not reachable (offline?); put the files "
-                        f"under {str(root)!r} in torchvision's layout and drop ?download=1")
+                        f"under {shown(root)} in torchvision's layout and drop ?download=1")
     import torchvision.datasets as tvd  # slow import: only when downloading
 
     cls = getattr(tvd, SETS[name][1])
@@ -239,7 +240,7 @@ def download(name: str, root: Path) -> None:
             cls(str(root), train=True, download=True)
             cls(str(root), train=False, download=True)
     except (OSError, RuntimeError, ValueError) as exc:
-        raise UserError(f"downloading {name} into {str(root)!r} failed: {str(exc).splitlines()[0][:200]}") from None
+        raise UserError(f"downloading {name} into {shown(root)} failed: {str(exc).splitlines()[0][:200]}") from None
 
 
 # ---------------------------------------------------------------- loader

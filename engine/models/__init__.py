@@ -26,11 +26,6 @@ _REGISTRY: dict[str, tuple[Factory, str]] = {
 }
 
 
-def register(name: str, factory: Factory, kind: str) -> None:
-    """Add an architecture (``kind`` is the dataset kind it accepts)."""
-    _REGISTRY[name] = (factory, kind)
-
-
 def available_models(kind: str | None = None) -> list[str]:
     return sorted(n for n, (_, k) in _REGISTRY.items() if kind is None or k == kind)
 

@@ -77,3 +77,47 @@ def test_upload_a_zip_see_its_summary_and_create_the_run(app_page, app_server, t
     assert len(store.dataset_arrays()["given"]) == 30
     assert page.blocked == [], f"requests left 127.0.0.1: {page.blocked}"
     assert "Traceback" not in app_server.read_log()
+
+
+def test_a_label_csv_for_every_image_of_a_train_only_zip(app_page, app_server, tmp_path):
+    """The documented path: a train/-only zip and a CSV naming every image (held-out ones too),
+    20% of the labels wrong; the run is made, its held-out images take the file's labels."""
+    page = app_page
+    shots = Path(os.environ.get("AMLKD_SHOTS_DIR") or tmp_path / "shots")
+    shots.mkdir(parents=True, exist_ok=True)
+    archive = pets_zip(tmp_path / "three.zip")
+    with zipfile.ZipFile(archive) as z:
+        images = sorted(n for n in z.namelist() if n.endswith(".png") and "broken" not in n)
+    classes = ("cat", "dog", "fox")
+    rows = ["path,label"]
+    for i, name in enumerate(images):
+        cls = name.split("/")[2]
+        label = classes[(classes.index(cls) + 1) % 3] if i % 5 == 0 else cls  # every fifth label wrong
+        rows.append(f"{name.split('/', 1)[1]},{label}")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("\n".join(rows) + "\n")
+    page.get_by_text("Upload a zip", exact=True).click()
+    wait_for_app(page)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(archive))
+    page.get_by_text("30 for training, 6 held out for testing").wait_for(timeout=30_000)
+    wait_for_app(page)
+    page.get_by_text("Upload a CSV", exact=True).click()
+    wait_for_app(page)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').nth(1).set_input_files(str(labels))
+    wait_for_app(page)
+    page.get_by_text("Key column").wait_for(timeout=30_000)  # the file matched the images: its columns show
+    wait_for_app(page)
+    errors = [e.inner_text() for e in page.locator('[data-testid="stAlertContentError"]').all()]
+    page.screenshot(path=str(shots / "setup-byod-labels.png"), full_page=True)
+    assert errors == [], errors
+    page.get_by_role("button", name="Create run", exact=True).click()
+    page.get_by_role("button", name="Step", exact=True).wait_for(timeout=60_000)
+    assert_no_exception(page)
+    (made,) = [p for p in Path(app_server.runs_dir).iterdir() if "-labels-" in p.name]
+    store = RunStore(made)
+    assert store.config().labels and store.config().noise == "none"
+    from engine.data import dataset_for_config
+
+    dataset = dataset_for_config(store.config())
+    assert dataset.test_labels == "given" and len(dataset.test_keys) == 6
+    assert page.blocked == [], f"requests left 127.0.0.1: {page.blocked}"
