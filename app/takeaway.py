@@ -15,7 +15,6 @@ every number the Train page shows here is unit-tested:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,7 +103,7 @@ def comparison_runs(root: str | Path, config: RunConfig, exclude: str | Path | N
             other = store.config()
             finished = store.status().get("phase") == "done"
             metrics = store.metrics() if finished else []
-        except (OSError, ValueError, json.JSONDecodeError, Exception):  # noqa: BLE001 - a damaged run: skip it
+        except Exception:  # noqa: BLE001 - a damaged or half-written run is no comparison: skip it
             continue
         if not finished or other.method in out or not _same_data(config, other):
             continue
