@@ -13,9 +13,9 @@ the page after such a click, after Enter in a text field and on Escape.
 A press is bound to what is on screen, twice over:
 
 - in the browser (:func:`guard_repeats`): a press of a guarded key or button
-  made while the app still answers an earlier press of it (within
-  ``GUARD_MS``, the script not yet idle) is dropped, so a clicker's double
-  press steps once;
+  within ``GUARD_MS`` of the previous one, or within three times that while
+  the app still answers it, is dropped, so a clicker's double press (or a
+  double click) steps once;
 - on the server: the callback gets the step shown when the button was drawn
   (:func:`bound_to_step`) and does nothing once the run has moved past it or
   is busy with it.
@@ -50,7 +50,7 @@ RELEASE_FOCUS_SCRIPT = """<script>
 </script>"""
 
 
-GUARD_MS = 1500
+GUARD_MS = 700  # a clicker's bounce or a double click; a deliberate second press comes later
 GUARD_SCRIPT = """<script>
 (() => {
   const guard = window.__amlkdGuard = window.__amlkdGuard || {keys: new Set(), selectors: new Set(), last: 0};
@@ -62,7 +62,10 @@ GUARD_SCRIPT = """<script>
   const busy = () => { const a = app(); return a && a.getAttribute('data-test-script-state') !== 'notRunning'; };
   const drop = (e) => {
     const now = performance.now();
-    if (now - guard.last < %(ms)d && busy()) { e.preventDefault(); e.stopImmediatePropagation(); return true; }
+    const since = now - guard.last;  // the app marks itself busy only once the server answers: debounce first
+    if (since < %(ms)d || (since < 3 * %(ms)d && busy())) {
+      e.preventDefault(); e.stopImmediatePropagation(); return true;
+    }
     guard.last = now;
     return false;
   };
@@ -82,7 +85,8 @@ GUARD_SCRIPT = """<script>
 
 def guard_repeats(keys: Sequence[str], selectors: Sequence[str] = (), ms: int = GUARD_MS) -> None:
     """Drop a second press of ``keys`` (``KeyboardEvent.key`` values, e.g. ``"ArrowRight"``) or a second
-    click inside ``selectors`` made within ``ms`` of the first while the app is still answering it."""
+    click inside ``selectors`` made within ``ms`` of the first (within ``3 * ms`` while the app is still
+    answering it)."""
     import json
 
     st.html(GUARD_SCRIPT % {"keys": json.dumps(list(keys)), "selectors": json.dumps(list(selectors)), "ms": ms},

@@ -249,9 +249,16 @@ def live_panel(path: str) -> None:
     _panel(path, live=True)
 
 
-def idle_panel(path: str) -> None:
-    """While the run is idle: the same panel, redrawn only when the app reruns or a button is pressed."""
+def idle_panel(path: str, drawn_step: int | None = None) -> None:
+    """While the run is idle: the same panel, redrawn only when the app reruns or a button is pressed.
+
+    ``drawn_step`` is the step the whole app last drew (the sidebar says it): once a Step drawn here in
+    place has moved the run past it, the whole app reruns after this panel is on screen, so that the
+    sidebar follows without delaying the panel.
+    """
     _panel(path, live=False)
+    if drawn_step is not None and _in_fragment_rerun() and RunStore(path).status().get("step") != drawn_step:
+        st.rerun()
 
 
 def idle_watch(path: str) -> None:
@@ -361,7 +368,7 @@ def main() -> None:
     if live:
         st.fragment(live_panel, run_every=FAST_SECONDS, key="train-live")(str(store.path))
     else:
-        st.fragment(idle_panel, key="train-idle")(str(store.path))
+        st.fragment(idle_panel, key="train-idle")(str(store.path), store.status().get("step"))
         st.fragment(idle_watch, run_every=SLOW_SECONDS, key="train-watch")(str(store.path))
 
 

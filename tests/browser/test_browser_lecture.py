@@ -112,6 +112,8 @@ def test_clicker_keys_step_exactly_once_and_the_replays_move(app_server, browser
         _settle(page)
         assert store.status()["step"] == start + 1, "a double press stepped twice"
         assert _step_metric(page).startswith(f"{start + 1} / ")
+        page.locator('[data-testid="stSidebar"]').get_by_text(f"step {start + 1}/").wait_for(
+            state="attached", timeout=30_000)  # the sidebar follows a Step drawn in place
 
         page.locator("h1").first.click()
         page.keyboard.press("PageDown")
