@@ -1,9 +1,12 @@
-"""Shared helpers of the pages: where runs live and which one is open.
+"""The app's session: where runs live, which one is open, and who reviews.
 
-A page never holds state the run directory does not also hold; the only
-session state is the path of the open run (``st.session_state["run_dir"]``).
-The open run's name is also kept in the address (``?run=NAME``, a folder
-under the runs root), so a reload or a reopened tab shows the same run.
+A page never holds state the run directory does not also hold; the session
+state is the path of the open run (``st.session_state["run_dir"]``) and the
+reviewer's name (``st.session_state["reviewer"]``). Both are also kept in the
+address (``?run=NAME``, a folder under the runs root, and ``?reviewer=NAME``)
+on every page, so a reload, a reopened tab, another page or another run
+keeps them (:func:`sync_run_with_url`, which the entry script calls before
+every page).
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ from engine.store import RunStore
 
 RUN_DIR_KEY = "run_dir"
 RUN_QUERY_KEY = "run"
+#: Session key and address parameter of the reviewer's name (not a widget key: widget
+#: state is dropped on pages that do not draw the widget).
+REVIEWER_KEY = "reviewer"
+REVIEWER_QUERY_KEY = "reviewer"
 
 
 def runs_root() -> Path:
@@ -49,9 +56,38 @@ def require_store() -> RunStore:
     return store
 
 
+def current_reviewer() -> str:
+    """The reviewer's name in this session ('' when none)."""
+    return str(st.session_state.get(REVIEWER_KEY, "") or "")
+
+
+def set_reviewer(name: str) -> None:
+    """Remember the reviewer in the session and the address (empty: forget)."""
+    name = str(name or "").strip()
+    st.session_state[REVIEWER_KEY] = name
+    if name:
+        if st.query_params.get(REVIEWER_QUERY_KEY) != name:
+            st.query_params[REVIEWER_QUERY_KEY] = name
+    elif REVIEWER_QUERY_KEY in st.query_params:
+        del st.query_params[REVIEWER_QUERY_KEY]
+
+
+def sync_reviewer_with_url() -> str:
+    """Take the reviewer from ``?reviewer=NAME`` in a new session; keep the
+    address naming the session's reviewer. Returns the name."""
+    if REVIEWER_KEY not in st.session_state:
+        st.session_state[REVIEWER_KEY] = str(st.query_params.get(REVIEWER_QUERY_KEY, "") or "").strip()
+    name = current_reviewer()
+    if name and st.query_params.get(REVIEWER_QUERY_KEY) != name:
+        st.query_params[REVIEWER_QUERY_KEY] = name
+    return name
+
+
 def sync_run_with_url() -> None:
     """Open the run named by ``?run=NAME`` in a new session; keep the address
-    naming the open run (the entry script calls this before every page)."""
+    naming the open run and the reviewer (the entry script calls this before
+    every page)."""
+    sync_reviewer_with_url()
     name = st.query_params.get(RUN_QUERY_KEY)
     if name and not st.session_state.get(RUN_DIR_KEY) and Path(name).name == name:
         if RunStore(runs_root() / name).exists():

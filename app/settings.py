@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from app.byod import SOURCES, TORCHVISION_SETS, folder_spec, run_name_stem, torchvision_spec
+from engine.compare import dataset_label, noise_label, run_results
 from engine.config import RunConfig, check_runnable
 from engine.data.base import parse_dataset_spec
 from engine.data.embedded import TOY_DEFAULTS
@@ -275,8 +276,11 @@ def validate_run_name(name: str, root: Path) -> Path:
 def run_rows(root: Path) -> list[dict]:
     """One row per run under ``root`` (newest first): settings, where it is, results.
 
-    Results come from ``summary.json`` when the run is done, else from the
-    last line of ``metrics.jsonl``.
+    ``dataset`` is named as the user named it (an uploaded zip's name, not
+    the folder it was unpacked to; :func:`engine.compare.dataset_label`),
+    ``noise`` reads ``label file`` (with its disagreement with the truth where
+    known) for labels from a file. Results come from ``summary.json`` when the
+    run is done, else from the last line of ``metrics.jsonl``.
     """
     rows = []
     for path in list_runs(root):
@@ -289,9 +293,10 @@ def run_rows(root: Path) -> list[dict]:
                          "student_test_accuracy": None, "refined_label_precision": None, "problem": str(exc)})
             continue
         status = store.status()
-        summary = store.summary() or _last_metrics(store)
-        rows.append({"name": path.name, "path": str(path), "dataset": config.dataset, "method": config.method,
-                     "noise": config.noise, "seed": config.seed, "state": status.get("state", "idle"),
+        summary, _ = run_results(store, strict=False)  # summary.json, else (none, or damaged) the last metrics
+        rows.append({"name": path.name, "path": str(path), "dataset": dataset_label(config.dataset),
+                     "method": config.method, "noise": _noise_label(store, config), "seed": config.seed,
+                     "state": status.get("state", "idle"),
                      "phase": status.get("phase", ""), "step": status.get("step"),
                      "total_steps": status.get("total_steps"),
                      "student_test_accuracy": summary.get("student_test_accuracy"),
@@ -299,13 +304,16 @@ def run_rows(root: Path) -> list[dict]:
     return rows
 
 
-def _last_metrics(store: RunStore) -> dict:
-    path = store.path / "metrics.jsonl"
+def _noise_label(store: RunStore, config: RunConfig) -> str:
+    """The run's noise as :func:`engine.compare.noise_label` words it (a label file's disagreement with the
+    truth read from its dataset.npz)."""
+    if not config.labels:
+        return noise_label(config)
     try:
-        lines = path.read_text().strip().splitlines() if path.is_file() else []
-        return json.loads(lines[-1]) if lines else {}
-    except (OSError, json.JSONDecodeError):
-        return {}
+        arrays = store.dataset_arrays()
+    except UserError:
+        return noise_label(config)
+    return noise_label(config, arrays.get("given"), arrays.get("true"))
 
 
 def rename_run(path: Path, new_name: str) -> Path:

@@ -34,6 +34,7 @@ PAGES = (
     ("views/graph.py", "Propagation graph", "graph"),
     ("views/losses.py", "Losses", "losses"),
     ("views/review.py", "Review", "review"),
+    ("views/compare.py", "Compare", "compare"),
 )
 
 

@@ -13,6 +13,10 @@ Commands
 ``reset``  recreate the run from its own config (all steps are lost).
 ``pause``  stop ``play``/``phase`` after the step in progress.
 
+A :class:`TrainQueue` (:func:`train_in_turn`) trains several runs one after
+another (the Compare page's comparison set), each by its own
+worker's ``play``; one queue at a time per process.
+
 Only one command runs at a time; another one sent meanwhile is refused
 (``submit`` returns ``False``), except ``pause``.
 
@@ -53,7 +57,7 @@ from engine.store import RunStore
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("step", "play", "phase", "reset", "pause")
+COMMANDS = ("step", "play", "phase", "reset", "reset-keep", "pause")
 FAIL_ENV = "AMLKD_FAIL_AT_STEP"
 THREADS_ENV = "AMLKD_TORCH_THREADS"
 #: A ``running`` status newer than this (seconds) without a worker of ours
@@ -206,8 +210,8 @@ class Worker:
         torch.set_num_threads(torch_threads())
         self._wait_prepared()
         try:
-            if command == "reset":
-                self._reset()
+            if command in ("reset", "reset-keep"):
+                self._reset(keep_reviews=command == "reset-keep")
                 return
             run = self._open()
             if command == "step":
@@ -235,10 +239,12 @@ class Worker:
         run.on_progress = self._on_progress
         return run
 
-    def _reset(self) -> None:
+    def _reset(self, keep_reviews: bool = False) -> None:
+        """Recreate the run from its own settings; its review decisions are set aside
+        (``reviews-old-N.sqlite``) unless ``keep_reviews``."""
         config = RunStore(self.path).config()
         self._run = None
-        self._run = Run.create(self.path, config, force=True)
+        self._run = Run.create(self.path, config, force=True, keep_reviews=keep_reviews)
         self.error = None
 
     def _step(self, run: Run) -> bool:
@@ -352,6 +358,7 @@ def is_live(path: str | os.PathLike, status: dict | None = None) -> bool:
 
 def shutdown_all(timeout: float = 60.0) -> None:
     """Pause every worker and wait for its step to end (tests, server shutdown)."""
+    stop_queue(timeout)
     with _REGISTRY_LOCK:
         workers = list(_WORKERS.values())
     for worker in workers:
@@ -360,3 +367,83 @@ def shutdown_all(timeout: float = 60.0) -> None:
         worker.wait(timeout)
     with _REGISTRY_LOCK:
         _WORKERS.clear()
+
+
+# ---------------------------------------------------------------- several runs, one after another
+class TrainQueue:
+    """Train runs one after another in one daemon thread, each by its worker's
+    ``play`` to the end.
+
+    ``states`` holds one line per run for the page: ``waiting``, ``training``,
+    ``done``, or why it stopped. The queue stops at the first run that does not
+    finish (paused, failed, or already training); the runs after it stay
+    ``waiting``.
+    """
+
+    def __init__(self, paths: list[str | os.PathLike]):
+        self.paths = [Path(path) for path in paths]
+        self.states = ["waiting"] * len(self.paths)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, daemon=True, name="amlkd-queue")
+
+    @property
+    def busy(self) -> bool:
+        return self._thread.is_alive()
+
+    def _work(self) -> None:
+        for i, path in enumerate(self.paths):
+            if self._stop.is_set():
+                return
+            worker = get_worker(path)
+            self.states[i] = "training"
+            if not worker.submit("play"):
+                self.states[i] = "stopped: it was already training"
+                return
+            worker.wait()
+            if RunStore(path).status().get("phase") != Phase.DONE.value:
+                self.states[i] = f"stopped: {worker.error}" if worker.error else "stopped (paused)"
+                return
+            self.states[i] = "done"
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Pause the run in training and train no further one."""
+        self._stop.set()
+        for path in self.paths:
+            worker = peek_worker(path)
+            if worker is not None:
+                worker.submit("pause")
+        self._thread.join(timeout)
+
+
+_QUEUE: TrainQueue | None = None
+
+
+def train_in_turn(paths: list[str | os.PathLike]) -> TrainQueue:
+    """Start a :class:`TrainQueue` over the run directories ``paths``.
+
+    Raises
+    ------
+    UserError
+        While a queue of this process is still working.
+    """
+    global _QUEUE
+    with _REGISTRY_LOCK:
+        if _QUEUE is not None and _QUEUE.busy:
+            raise UserError("a comparison set is still training; wait for it or pause its run")
+        _QUEUE = TrainQueue(paths)
+        _QUEUE._thread.start()
+        return _QUEUE
+
+
+def current_queue() -> TrainQueue | None:
+    """The last queue started in this process (working or finished), or ``None``."""
+    return _QUEUE
+
+
+def stop_queue(timeout: float | None = 60.0) -> None:
+    """Stop the queue, if any (tests, server shutdown)."""
+    global _QUEUE
+    queue = _QUEUE
+    if queue is not None:
+        queue.stop(timeout)
+        _QUEUE = None

@@ -237,26 +237,18 @@ def cmd_resume(a) -> int:
 
 
 def cmd_compare(a) -> int:
-    from .runfiles import read_metrics, read_summary
+    from .compare import comparison_table, format_table as comparison_text, require_same_data
 
-    rows = []
-    for path in a.runs:
-        store = RunStore(path)
+    stores = [RunStore(path) for path in a.runs]
+    for store, path in zip(stores, a.runs):
         if not store.exists():
             raise UserError(f"{path!r} is not a run directory (no config.json)")
-        summary = read_summary(store)
-        if summary is None:
-            metrics = read_metrics(store)
-            last = metrics[-1] if metrics else {}
-            cfg = store.config()
-            summary = {"method": cfg.method, "noise": cfg.noise, "seed": cfg.seed,
-                       **{k: last.get(k) for k, _, _ in SUMMARY_COLUMNS if k in last}}
-            summary["method"] = f"{cfg.method} (unfinished)"
-        rows.append({"run": path, **summary})
+    require_same_data(stores)
+    rows = comparison_table(stores)
     if a.json:
         print(json.dumps(rows, indent=2))
     else:
-        print(format_table(rows))
+        print(comparison_text(rows))
     return 0
 
 
@@ -303,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_resume.add_argument("path")
     p_resume.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p_resume.set_defaults(func=cmd_resume)
-    p_cmp = sub.add_parser("compare", help="one table of several runs")
+    p_cmp = sub.add_parser("compare", help="one table of several runs on the same data")
     p_cmp.add_argument("runs", nargs="+")
     p_cmp.add_argument("--json", action="store_true")
     p_cmp.set_defaults(func=cmd_compare)

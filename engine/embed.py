@@ -282,7 +282,7 @@ def step_features(store: RunStore, step: int, source: str,
 
 
 def embedding_path(store: RunStore, source: str, step: int) -> Path:
-    return store.path / "embeddings" / f"{source}_step_{step:05d}.npy"
+    return store.embeddings_dir / f"{source}_step_{step:05d}.npy"
 
 
 def _sidecar(path: Path) -> Path:
@@ -290,11 +290,16 @@ def _sidecar(path: Path) -> Path:
 
 
 def _read_cached(path: Path) -> tuple[np.ndarray, dict] | None:
+    """A cached layout and its metadata; None when missing or damaged (a cache: it is computed again)."""
     try:
         meta = json.loads(_sidecar(path).read_text())
-        return np.load(path), meta
-    except (OSError, ValueError):
+        coords = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
         return None
+    if not isinstance(meta, dict) or coords.ndim != 2 or not np.issubdtype(coords.dtype, np.floating) \
+            or not np.isfinite(coords).all():
+        return None
+    return coords, meta
 
 
 def _write_cached(path: Path, coords: np.ndarray, meta: dict) -> None:
@@ -307,7 +312,7 @@ def _write_cached(path: Path, coords: np.ndarray, meta: dict) -> None:
 
 def cached_steps(store: RunStore, source: str) -> list[int]:
     """Steps of ``source`` with a cached layout, ascending."""
-    folder = store.path / "embeddings"
+    folder = store.embeddings_dir
     if not folder.is_dir():
         return []
     steps = []

@@ -6,8 +6,12 @@
 samples.csv / .json    every training sample: key, index, given, refined,
                        final label after review, decision, reviewer, AWE
                        weight, propagation confidence (labels as class names)
-decisions.csv          the effective decision of every reviewed sample (the
-                       file :func:`import_decisions` reads back)
+decisions.csv          one row per reviewer decision (each reviewer's current
+                       decision on each sample, ``kind=reviewer``) and one
+                       consensus row per reviewed sample (``kind=consensus``,
+                       ``disputed`` 1 where reviewers disagree); the file
+                       :func:`import_decisions` reads back (it skips the
+                       consensus rows)
 review_history.csv     every review event, undo included
 clean_labels.csv       ``path,label`` of every sample not excluded as an
                        outlier, ready for ``--labels`` (keys, class names)
@@ -40,14 +44,16 @@ from . import exportdir
 from .errors import UserError, shown
 from .exportdir import MANIFEST, check_target, staged_folder, write_manifest
 from .runfiles import read_dataset, read_snapshot
-from .review import DECISIONS, LABELLING, Decision, ReviewStore, run_class_names
+from .review import DECISIONS, LABELLING, Decision, ReviewStore, consensus_of, current_decisions, run_class_names
 from .store import RunStore
 
 log = logging.getLogger(__name__)
 
 #: Columns of samples.csv, in order (``true`` is added when the truth is known).
 SAMPLE_COLUMNS = ("sample", "index", "given", "refined", "final", "decision", "reviewer", "weight", "confidence")
-DECISION_COLUMNS = ("sample", "index", "decision", "label", "reviewer", "time", "step", "proposal", "blind")
+DECISION_COLUMNS = ("sample", "index", "decision", "label", "reviewer", "time", "step", "proposal", "blind", "kind",
+                    "disputed")
+CONSENSUS = "consensus"  # the ``kind`` of a consensus row (reviewer rows: ``reviewer``)
 MAX_PROBLEMS = 8  # problems listed in an import error
 
 
@@ -60,8 +66,10 @@ def samples_table(store: RunStore, step: int | None = None, reviews: ReviewStore
     """One row per training sample (see :data:`SAMPLE_COLUMNS`).
 
     ``refined``, ``weight`` and ``confidence`` are those of ``step`` (default:
-    the last); ``final`` is the reviewed label where a decision fixes one, empty
-    for an outlier, the refined label otherwise.
+    the last); ``final`` is the reviewers' consensus label where it fixes one,
+    empty for an outlier, the refined label otherwise; ``decision`` is the
+    consensus as a decision (``unsure`` when unresolved) and ``reviewer``
+    everyone who decided, comma-separated.
     """
     class_names = class_names or run_class_names(store)
     data = store.dataset_arrays()
@@ -72,7 +80,7 @@ def samples_table(store: RunStore, step: int | None = None, reviews: ReviewStore
     snapshot = store.snapshot(step) if step is not None else {}
     refined = np.asarray(snapshot.get("refined", given), np.int64)
     reviews = reviews or ReviewStore(store.path)
-    latest = reviews.latest()
+    verdicts = reviews.consensus()
     clamped, outliers = reviews.clamps(n)
     final = _names(np.where(clamped >= 0, clamped, refined), class_names)
     for i in np.flatnonzero(outliers):
@@ -80,8 +88,8 @@ def samples_table(store: RunStore, step: int | None = None, reviews: ReviewStore
     table = pd.DataFrame({
         "sample": keys, "index": np.arange(n), "given": _names(given, class_names),
         "refined": _names(refined, class_names), "final": final,
-        "decision": [latest[i].decision if i in latest else "" for i in range(n)],
-        "reviewer": [latest[i].reviewer if i in latest else "" for i in range(n)],
+        "decision": [verdicts[i].decision if i in verdicts else "" for i in range(n)],
+        "reviewer": [", ".join(verdicts[i].reviewers) if i in verdicts else "" for i in range(n)],
         "weight": np.asarray(snapshot.get("weight", np.full(n, np.nan)), np.float64).round(6),
         "confidence": np.asarray(snapshot.get("lp_confidence", np.full(n, np.nan)), np.float64).round(6),
     })
@@ -92,17 +100,36 @@ def samples_table(store: RunStore, step: int | None = None, reviews: ReviewStore
 
 
 def decisions_table(decisions: list[Decision], class_names, history: bool = False) -> pd.DataFrame:
-    """Decisions as a table, labels as class names (``history`` adds ``id`` and ``undoes``)."""
-    columns = (("id",) if history else ()) + DECISION_COLUMNS + (("undoes",) if history else ())
+    """Decisions as a table, labels as class names.
+
+    Without ``history``: one row per reviewer decision (each reviewer's
+    current decision per sample, ``kind=reviewer``), then one consensus row
+    per sample (``kind=consensus``, ``reviewer`` everyone who decided,
+    ``disputed`` 1 where they disagree, ``decision`` ``unsure`` and no label
+    when unresolved). With ``history``: every event as given, plus ``id``,
+    ``undoes`` and ``batch``.
+    """
+    columns = (("id",) if history else ()) + DECISION_COLUMNS + (("undoes", "batch") if history else ())
+    decisions = list(decisions) if history else current_decisions(decisions)
+    verdicts = {} if history else consensus_of(decisions)
     rows = []
     for d in decisions:
+        disputed = int(verdicts[d.sample].disputed) if d.sample in verdicts else 0
         row = {"sample": d.key if d.key is not None else str(d.sample), "index": d.sample, "decision": d.decision,
                "label": "" if d.label is None else class_names[d.label], "reviewer": d.reviewer,
                "time": d.time, "step": d.step, "proposal": "" if d.proposal is None else class_names[d.proposal],
-               "blind": int(d.blind), "id": d.id, "undoes": d.undoes}
+               "blind": int(d.blind), "kind": "reviewer", "disputed": disputed, "id": d.id, "undoes": d.undoes,
+               "batch": d.batch}
         rows.append({c: row[c] for c in columns})
+    for sample in sorted(verdicts):
+        v, newest = verdicts[sample], verdicts[sample].votes[-1]
+        rows.append({"sample": newest.key if newest.key is not None else str(sample), "index": sample,
+                     "decision": v.decision, "label": "" if v.label is None else class_names[v.label],
+                     "reviewer": ", ".join(v.reviewers), "time": max(d.time for d in v.votes), "step": newest.step,
+                     "proposal": "" if newest.proposal is None else class_names[newest.proposal],
+                     "blind": 0, "kind": CONSENSUS, "disputed": int(v.disputed)})
     table = pd.DataFrame(rows, columns=list(columns))
-    for name in ("step", "undoes"):  # whole numbers with gaps: nullable, written as empty cells
+    for name in ("step", "undoes", "batch"):  # whole numbers with gaps: nullable, written as empty cells
         if name in table:
             table[name] = table[name].astype("Int64")
     return table
@@ -220,7 +247,8 @@ def parse_decisions(frame: pd.DataFrame, keys, class_names, given: np.ndarray,
     Columns: ``sample`` (the key) or ``index``; ``decision``; ``label`` (or
     ``final``) as a class name or id; ``reviewer`` (or the ``reviewer``
     argument); optional ``proposal`` (or ``refined``), ``step``, ``time``,
-    ``blind``.
+    ``blind``. Rows of ``kind`` ``consensus`` (the exported consensus of
+    several reviewers) are skipped: the reviewers' own rows carry it.
 
     Raises
     ------
@@ -237,7 +265,7 @@ def parse_decisions(frame: pd.DataFrame, keys, class_names, given: np.ndarray,
     events, problems = [], []
     for row_number, row in enumerate(frame.to_dict("records"), start=1):
         decision = str(row.get("decision", "")).strip()
-        if not decision:
+        if not decision or str(row.get("kind", "")).strip() == CONSENSUS:
             continue
         try:
             events.append(_parse_row(row, decision, key_index, class_index, class_names, given, reviewer))

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from . import exportdir
-from .errors import reading
+from .errors import UserError, reading
 from .review import DECISIONS, ReviewStore, agreement, run_class_names
 from .runfiles import SUMMARY_ROWS, read_dataset, read_metrics, read_summary
 from .store import RunStore
@@ -105,6 +105,42 @@ def _fmt(value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def comparison_runs(store: RunStore) -> list[RunStore]:
+    """The run and every run beside it (same runs folder) on the same data: the comparison set."""
+    from .compare import same_data
+    from .store import list_runs
+
+    others = []
+    for path in list_runs(store.path.parent):
+        if path.resolve() == store.path.resolve():
+            continue
+        try:
+            if not same_data([store, RunStore(path)]):
+                others.append(RunStore(path))
+        except UserError:
+            continue  # a damaged neighbour is no comparison
+    return [store] + sorted(others, key=lambda s: s.path.name)
+
+
+def _comparison_lines(store: RunStore) -> list[str]:
+    """The Compare page's table (engine.compare) over the comparison set, as Markdown."""
+    from .compare import comparison_table, table_text
+
+    runs = comparison_runs(store)
+    if len(runs) < 2:
+        return []
+    try:
+        rows = comparison_table(runs)
+    except UserError:
+        return []
+    cells = table_text(rows)
+    lines = ["", "## Comparison", "", f"Runs on the same data in {store.path.parent.name}/ (as the Compare page "
+             "and `python -m engine compare` show them):", "",
+             "| " + " | ".join(cells[0]) + " |", "|" + "---|" * len(cells[0])]
+    lines += ["| " + " | ".join(c) + " |" for c in cells[1:]]
+    return lines
+
+
 def write_report(store: RunStore, out_dir, samples=None, reviews: ReviewStore | None = None) -> Path:
     """Write ``report.md`` and its charts into ``out_dir``; returns the report's path.
 
@@ -145,6 +181,10 @@ def write_report(store: RunStore, out_dir, samples=None, reviews: ReviewStore | 
             "Test accuracy per step", out / "accuracy.png")),
         ("weights.png", "Ambiguity-aware weights", _weights_chart(store, out / "weights.png")),
     ]
+    lines += _comparison_lines(store)
+    warnings = summary.get("warnings") or []
+    if warnings:
+        lines += ["", "## Warnings", ""] + [f"- **{w.get('code')}**: {w.get('message')}" for w in warnings]
     lines += ["", "## Review", "", f"{len(latest)} samples reviewed by "
               f"{len({d.reviewer for d in latest.values()})} reviewer(s); {len(reviews.history())} events in the log.",
               "", "| decision | samples |", "|---|---|"] + [f"| {d} | {c} |" for d, c in counts.items()]

@@ -1,4 +1,5 @@
-"""Annotator review: decisions that last, and that feed the next propagation.
+"""Annotator review: decisions that last, several reviewers, and a consensus
+that feeds the next propagation.
 
 Storage
 -------
@@ -6,14 +7,47 @@ Decisions live in ``reviews.sqlite`` inside the run directory, one row per
 event (an append-only log; nothing is ever updated or deleted)::
 
     events(id, sample, key, decision, label, reviewer, time, step,
-           proposal, blind, undoes)
+           proposal, blind, undoes, batch)
+    meta(key, value)        -- 'samples_digest': whose samples the log is about
 
 ``decision`` is one of ``accept`` (the method's proposal, recorded in
 ``label``), ``keep`` (the given label), ``relabel`` (a chosen class),
 ``unsure`` (no label), ``outlier`` (exclude the sample from training) or
 ``undo``. An undo event cancels its reviewer's latest not-yet-undone decision
-on that sample (``undoes`` names it). The *effective* decision of a sample is
-its latest decision that is neither an undo nor undone, whoever made it.
+on that sample (``undoes`` names it). ``batch`` numbers the decisions of one
+bulk action, which :meth:`ReviewStore.undo_last` undoes as a whole.
+
+Several reviewers
+-----------------
+A reviewer's *current* decision on a sample is their latest decision there
+that is neither an undo nor undone; every reviewer's current decision counts
+(a second reviewer never replaces the first). Per sample the
+:class:`Consensus` of those votes (:func:`consensus_of`):
+
+- a vote is the label a decision fixes (accept/keep/relabel), ``outlier``, or
+  nothing (``unsure`` abstains);
+- the consensus is the majority vote; a tie between the top votes goes to the
+  method's proposal when the proposal is one of them (the proposal recorded
+  with the newest vote), otherwise the sample stays unresolved (no clamp);
+- the sample is *disputed* when its votes are not all the same.
+
+This is the majority-vote consensus that CROWDLAB (cleanlab.multiannotator)
+starts from; CROWDLAB then reweights votes by a model's predicted
+probabilities and estimated annotator quality. That weighting is left out on
+purpose: here the consensus clamps the very method whose predictions would
+weigh in, and a handful of reviewers per sample is too few to estimate
+annotator quality (see the README's Review section).
+
+Identity of the samples
+-----------------------
+A log names samples by index, so it only means something for the samples it
+was written for. The log stores :func:`samples_digest` of the run's keys and
+given labels when it is created, and :class:`ReviewStore` refuses (a
+:class:`UserError` naming the file) to read or write a log whose digest is
+not the run's. A log written before digests existed gets the run's digest on
+first open if every sample it names exists in the run (an index out of range
+means it belongs to other samples: refused). A file that is not SQLite is
+refused the same way, never a traceback.
 
 Durability and concurrency: the database is in WAL mode with
 ``synchronous=FULL``, so a committed decision survives ``kill -9`` of the
@@ -24,18 +58,21 @@ serialise and none is lost.
 
 Feedback into training
 ----------------------
-:meth:`ReviewStore.clamps` turns the effective decisions into clamped labels
-and an outlier mask; :func:`apply_clamps` makes the clamped labels seeds of
-weight 1 that propagation never relabels (they are kept as 'easy') and
-excludes outliers from seeding and training. :func:`engine.triage.repropagate` re-runs one
-step's propagation with the clamps, to show their ripple.
+:meth:`ReviewStore.clamps` turns the consensus into clamped labels and an
+outlier mask; :func:`apply_clamps` makes the clamped labels seeds of weight 1
+that propagation never relabels (they are kept as 'easy') and excludes
+outliers from seeding and training. :func:`engine.triage.repropagate` re-runs
+one step's propagation with the clamps, to show their ripple.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sqlite3
 import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,8 +89,13 @@ DECISIONS = ("accept", "keep", "relabel", "unsure", "outlier")
 UNDO = "undo"
 #: Decisions that fix a label (they become clamped seeds).
 LABELLING = ("accept", "keep", "relabel")
+#: The vote of an ``outlier`` decision (labels are the other votes).
+OUTLIER = "outlier"
+MAX_REVIEWER_LENGTH = 64
+DIGEST_KEY = "samples_digest"
 
-_COLUMNS = ("id", "sample", "key", "decision", "label", "reviewer", "time", "step", "proposal", "blind", "undoes")
+_COLUMNS = ("id", "sample", "key", "decision", "label", "reviewer", "time", "step", "proposal", "blind", "undoes",
+            "batch")
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -66,10 +108,53 @@ CREATE TABLE IF NOT EXISTS events (
     step INTEGER,
     proposal INTEGER,
     blind INTEGER NOT NULL DEFAULT 0,
-    undoes INTEGER REFERENCES events(id)
+    undoes INTEGER REFERENCES events(id),
+    batch INTEGER
 );
 CREATE INDEX IF NOT EXISTS events_by_sample ON events(sample, reviewer);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+
+def samples_digest(keys, given_labels) -> str:
+    """SHA-256 (hex) of a run's samples: their keys and given labels, in order.
+
+    Parameters
+    ----------
+    keys : array-like of str, shape (N,)
+        The sample keys (``dataset.npz``'s ``keys``).
+    given_labels : array-like of int, shape (N,)
+        Their given labels (``dataset.npz``'s ``given``).
+
+    Two runs get the same digest exactly when they list the same samples with
+    the same given labels in the same order, so a review log written for one
+    applies to the other.
+    """
+    keys = [str(k) for k in np.asarray(keys).ravel()]
+    given_labels = np.asarray(given_labels, dtype=np.int64).ravel()
+    if len(keys) != len(given_labels):
+        raise ValueError(f"keys ({len(keys)}) and given_labels ({len(given_labels)}) differ in length")
+    digest = hashlib.sha256(f"amlkd-samples v1 n={len(keys)}\n".encode())
+    for key, label in zip(keys, given_labels):
+        digest.update(f"{key}\t{int(label)}\n".encode())
+    return digest.hexdigest()
+
+
+def check_reviewer(name) -> str:
+    """A reviewer name, stripped; raises :class:`UserError` when unusable.
+
+    Any printable text of 1 to :data:`MAX_REVIEWER_LENGTH` characters (quotes
+    and markup included: pages show it as text).
+    """
+    name = str(name or "").strip()
+    if not name:
+        raise UserError("a reviewer name is required before recording a decision")
+    if len(name) > MAX_REVIEWER_LENGTH:
+        raise UserError(f"reviewer name {name[:20]!r}… is {len(name)} characters long; at most "
+                        f"{MAX_REVIEWER_LENGTH} are allowed")
+    if any(not ch.isprintable() for ch in name):
+        raise UserError(f"reviewer name {name!r} holds control characters; use printable text")
+    return name
 
 
 @dataclass(frozen=True)
@@ -99,6 +184,8 @@ class Decision:
         Whether the reviewer decided before the proposal was shown.
     undoes : int or None
         For an undo event, the id of the decision it cancels.
+    batch : int or None
+        Number of the bulk action the decision belongs to (``None``: a single decision).
     """
 
     id: int
@@ -112,9 +199,126 @@ class Decision:
     proposal: int | None = None
     blind: bool = False
     undoes: int | None = None
+    batch: int | None = None
 
     def as_dict(self) -> dict:
         return {c: getattr(self, c) for c in _COLUMNS}
+
+    @property
+    def vote(self):
+        """What the decision says about the sample: its label, ``"outlier"``, or ``None`` (abstains)."""
+        if self.decision in LABELLING:
+            return self.label
+        return OUTLIER if self.decision == OUTLIER else None
+
+
+@dataclass(frozen=True)
+class Consensus:
+    """The reviewers' verdict on one sample.
+
+    Attributes
+    ----------
+    sample : int
+    label : int or None
+        The consensus label (clamped in the next propagation); ``None`` when
+        the verdict is an outlier, all abstained, or a tie stayed unresolved.
+    outlier : bool
+        The verdict excludes the sample from training.
+    disputed : bool
+        The reviewers' votes differ.
+    tie_broken : bool
+        The top votes tied and the method's proposal decided.
+    votes : tuple of Decision
+        Each reviewer's current decision, oldest first.
+    """
+
+    sample: int
+    label: int | None
+    outlier: bool
+    disputed: bool
+    tie_broken: bool
+    votes: tuple
+
+    @property
+    def resolved(self) -> bool:
+        return self.label is not None or self.outlier
+
+    @property
+    def reviewers(self) -> tuple[str, ...]:
+        return tuple(d.reviewer for d in self.votes)
+
+    @property
+    def decision(self) -> str:
+        """The verdict as a decision: the kind of the newest vote for the consensus
+        (accept/keep/relabel/outlier), ``unsure`` when unresolved."""
+        if not self.resolved:
+            return "unsure"
+        winner = OUTLIER if self.outlier else self.label
+        return next(d.decision for d in reversed(self.votes) if d.vote == winner)
+
+
+def current_decisions(events: Iterable[Decision]) -> list[Decision]:
+    """Each reviewer's current decision per sample (latest, not undone, no undo event), oldest first.
+
+    ``events`` is a log's events in id order (undo events included).
+    """
+    events = list(events)
+    undone = {e.undoes for e in events if e.undoes is not None}
+    current: dict[tuple[int, str], Decision] = {}
+    for e in events:
+        if e.decision != UNDO and e.id not in undone:
+            current.pop((e.sample, e.reviewer), None)  # re-insert: dict order = id order of the current ones
+            current[(e.sample, e.reviewer)] = e
+    return sorted(current.values(), key=lambda d: d.id)
+
+
+def consensus_of(decisions: Iterable[Decision], proposals: Mapping[int, int] | np.ndarray | None = None
+                 ) -> dict[int, Consensus]:
+    """The consensus of every reviewed sample (see the module docstring).
+
+    Parameters
+    ----------
+    decisions : iterable of Decision
+        Current decisions, at most one per (sample, reviewer)
+        (:func:`current_decisions`); oldest first.
+    proposals : mapping or np.ndarray (N,), optional
+        The method's proposal per sample, the tie-breaker. Default: the
+        proposal recorded with the sample's newest vote that has one.
+
+    Returns
+    -------
+    dict of sample -> Consensus
+    """
+    by_sample: dict[int, list[Decision]] = {}
+    for d in decisions:
+        by_sample.setdefault(d.sample, []).append(d)
+    result = {}
+    for sample, votes in by_sample.items():
+        proposal = None
+        if proposals is not None:
+            proposal = int(proposals[sample]) if (not isinstance(proposals, Mapping) or sample in proposals) else None
+        if proposal is None:
+            proposal = next((d.proposal for d in reversed(votes) if d.proposal is not None), None)
+        result[sample] = _verdict(sample, tuple(votes), proposal)
+    return result
+
+
+def _verdict(sample: int, votes: tuple, proposal: int | None) -> Consensus:
+    counts = Counter(d.vote for d in votes if d.vote is not None)
+    disputed = len(counts) > 1
+    if not counts:
+        return Consensus(sample, None, False, False, False, votes)
+    top = max(counts.values())
+    winners = [v for v, c in counts.items() if c == top]
+    tie_broken = False
+    if len(winners) == 1:
+        winner = winners[0]
+    elif proposal is not None and proposal in winners:
+        winner, tie_broken = proposal, True
+    else:
+        return Consensus(sample, None, False, disputed, False, votes)
+    outlier = winner == OUTLIER
+    return Consensus(sample, None if outlier else int(winner), outlier, disputed, tie_broken, votes)
 
 
 class ReviewStore:
@@ -130,7 +334,8 @@ class ReviewStore:
         Seconds a writer waits for another writer before giving up.
 
     The run's ``dataset.npz`` (when present) supplies the number of samples,
-    the sample keys and the given labels (used by ``keep``).
+    the sample keys and the given labels (used by ``keep`` and by the
+    samples digest).
     """
 
     def __init__(self, run_dir, num_classes: int | None = None, busy_timeout: float = 30.0):
@@ -139,22 +344,28 @@ class ReviewStore:
         self.num_classes = num_classes
         self.busy_timeout = busy_timeout
         self._static: dict | None = None
+        self._checked = False
 
     # ------------------------------------------------------------ connection
     @contextmanager
     def _connect(self, write: bool):
         if not self.run_dir.is_dir():
             raise UserError(f"run directory {str(self.run_dir)!r} does not exist")
-        con = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
         try:
-            con.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
-            _ensure_wal(con, self.busy_timeout)
-            con.execute("PRAGMA synchronous=FULL")
+            con = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise self._damaged(exc) from None
+        try:
+            try:
+                con.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+                _ensure_wal(con, self.busy_timeout)
+                con.execute("PRAGMA synchronous=FULL")
+            except sqlite3.DatabaseError as exc:
+                raise self._damaged(exc) from None
             if write:
                 con.execute("BEGIN IMMEDIATE")
-                for statement in filter(str.strip, _SCHEMA.split(";")):
-                    con.execute(statement)
                 try:
+                    self._ensure_schema(con)
                     yield con
                     con.execute("COMMIT")
                 except BaseException:
@@ -165,9 +376,58 @@ class ReviewStore:
         finally:
             con.close()
 
+    def _damaged(self, exc: Exception) -> UserError:
+        return UserError(f"review log {str(self.path)!r} cannot be read ({str(exc).splitlines()[0]}): it is not "
+                         "an intact SQLite file; move it out of the run folder to start a new log")
+
+    def _ensure_schema(self, con: sqlite3.Connection) -> None:
+        """Tables, the ``batch`` column of logs made before it, and the samples digest of a new log."""
+        for statement in filter(str.strip, _SCHEMA.split(";")):
+            con.execute(statement)
+        columns = {row[1] for row in con.execute("PRAGMA table_info(events)")}
+        if "batch" not in columns:
+            con.execute("ALTER TABLE events ADD COLUMN batch INTEGER")
+        digest = self._run_digest()
+        if digest is not None:
+            con.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)", (DIGEST_KEY, digest))
+
+    def _check_log(self) -> None:
+        """Refuse a damaged log or one written for other samples; stamp a log made before digests.
+
+        Checked once per :class:`ReviewStore` (the pages make one per redraw).
+        """
+        if self._checked or not self.path.is_file():
+            return
+        try:
+            with self._connect(write=False) as con:
+                tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                stored = None
+                if "meta" in tables:
+                    row = con.execute("SELECT value FROM meta WHERE key = ?", (DIGEST_KEY,)).fetchone()
+                    stored = row[0] if row else None
+                columns = {row[1] for row in con.execute("PRAGMA table_info(events)")} if "events" in tables else set()
+                largest = con.execute("SELECT MAX(sample) FROM events").fetchone()[0] if "events" in tables else None
+        except sqlite3.DatabaseError as exc:
+            raise self._damaged(exc) from None
+        digest = self._run_digest()
+        if digest is not None:
+            if stored is not None and stored != digest:
+                raise UserError(f"review log {str(self.path)!r} was written for other samples (its samples digest "
+                                f"{stored[:12]}… is not this run's {digest[:12]}…): move it out of the run folder "
+                                "to start a new log, or put it back in the run it belongs to")
+            n = len(self._dataset()["given"])
+            if stored is None and largest is not None and largest >= n:
+                raise UserError(f"review log {str(self.path)!r} names sample {largest}, but this run has {n} samples "
+                                f"(0..{n - 1}): it belongs to other samples; move it out of the run folder")
+        if tables and ("meta" not in tables or "batch" not in columns or (stored is None and digest is not None)):
+            with self._connect(write=True):  # a log made before digests: adopt this run's samples
+                log.info("review log %s: recorded the samples digest of this run", self.path)
+        self._checked = True
+
     def _rows(self, sql: str, params: tuple = ()) -> list[Decision]:
         if not self.path.is_file():
             return []
+        self._check_log()
         with self._connect(write=False) as con:
             try:
                 rows = con.execute(sql, params).fetchall()
@@ -175,6 +435,8 @@ class ReviewStore:
                 if "no such table" in str(exc):
                     return []
                 raise
+            except sqlite3.DatabaseError as exc:
+                raise self._damaged(exc) from None
         return [_decision(row) for row in rows]
 
     # ------------------------------------------------------------ run facts
@@ -187,13 +449,31 @@ class ReviewStore:
                     self._static = {"given": data["given"].astype(np.int64), "keys": data["keys"].astype(str)}
         return self._static
 
+    def _run_digest(self) -> str | None:
+        static = self._dataset()
+        if not static:
+            return None
+        if "digest" not in static:
+            static["digest"] = samples_digest(static["keys"], static["given"])
+        return static["digest"]
+
+    def samples_digest(self) -> str | None:
+        """The digest stored in the log (``None``: no log yet, or a log made before digests)."""
+        if not self.path.is_file():
+            return None
+        self._check_log()
+        with self._connect(write=False) as con:
+            try:
+                row = con.execute("SELECT value FROM meta WHERE key = ?", (DIGEST_KEY,)).fetchone()
+            except sqlite3.OperationalError:
+                return None
+        return row[0] if row else None
+
     def _prepare(self, sample: int, decision: str, reviewer: str, label, key, step, proposal, blind, when) -> dict:
         """Validate one event and fill in what the run directory knows."""
         if decision not in DECISIONS:
             raise UserError(f"unknown decision {decision!r}; valid: {', '.join(DECISIONS)}")
-        reviewer = (reviewer or "").strip()
-        if not reviewer:
-            raise UserError("a reviewer name is required before recording a decision")
+        reviewer = check_reviewer(reviewer)
         sample = _as_index(sample, "sample")
         static = self._dataset()
         if static and not 0 <= sample < len(static["given"]):
@@ -214,7 +494,7 @@ class ReviewStore:
             proposal = self._check_label(proposal)
         return {"sample": sample, "key": key, "decision": decision, "label": label, "reviewer": reviewer,
                 "time": float(time.time() if when is None else when), "step": None if step is None else int(step),
-                "proposal": proposal, "blind": int(bool(blind)), "undoes": None}
+                "proposal": proposal, "blind": int(bool(blind)), "undoes": None, "batch": None}
 
     def _check_label(self, label) -> int:
         label = _as_index(label, "label")
@@ -225,25 +505,39 @@ class ReviewStore:
     # ------------------------------------------------------------ writing
     def record(self, sample: int, decision: str, reviewer: str, label: int | None = None, *,
                key: str | None = None, step: int | None = None, proposal: int | None = None,
-               blind: bool = False, time: float | None = None) -> Decision:
+               blind: bool = False, time: float | None = None, once: bool = False) -> Decision:
         """Append one decision; returns it as stored.
 
         ``accept`` without ``label`` takes ``proposal``; ``keep`` without
-        ``label`` takes the given label from the run directory.
+        ``label`` takes the given label from the run directory. With
+        ``once``, a decision equal to the reviewer's current one on that
+        sample (same decision and label) is not recorded again: the current
+        one is returned (a repeated key press, a second tab, a resent click).
         """
         return self.record_many([dict(sample=sample, decision=decision, reviewer=reviewer, label=label, key=key,
-                                      step=step, proposal=proposal, blind=blind, time=time)])[0]
+                                      step=step, proposal=proposal, blind=blind, time=time)], once=once)[0]
 
-    def record_many(self, events: list[dict]) -> list[Decision]:
+    def record_many(self, events: list[dict], once: bool = False, batch: bool = False) -> list[Decision]:
         """Append several decisions in one transaction: all are stored, or none.
 
-        Each event is a dict of :meth:`record`'s arguments.
+        Each event is a dict of :meth:`record`'s arguments. ``once`` as in
+        :meth:`record`; ``batch`` marks them as one action (one
+        :meth:`undo_last` undoes them all).
         """
         rows = [self._prepare(e["sample"], e["decision"], e["reviewer"], e.get("label"), e.get("key"),
                               e.get("step"), e.get("proposal"), e.get("blind", False), e.get("time"))
                 for e in events]
+        self._check_log()
         with self._connect(write=True) as con:
-            return [_insert(con, row) for row in rows]
+            number = con.execute("SELECT COALESCE(MAX(batch), 0) + 1 FROM events").fetchone()[0] if batch else None
+            stored = []
+            for row in rows:
+                same = _current_same(con, row) if once else None
+                if same is not None:
+                    stored.append(same)
+                    continue
+                stored.append(_insert(con, {**row, "batch": number}))
+            return stored
 
     def undo(self, reviewer: str, sample: int | None = None, step: int | None = None) -> Decision:
         """Cancel ``reviewer``'s latest not-yet-undone decision on ``sample``
@@ -254,22 +548,40 @@ class ReviewStore:
         UserError
             If the reviewer has nothing left to undo there.
         """
-        reviewer = (reviewer or "").strip()
-        if not reviewer:
-            raise UserError("a reviewer name is required to undo a decision")
+        reviewer = check_reviewer(reviewer)
         where, params = "reviewer = ?", [reviewer]
         if sample is not None:
             where, params = where + " AND sample = ?", params + [_as_index(sample, "sample")]
+        self._check_log()
         with self._connect(write=True) as con:
-            target = con.execute(
-                f"SELECT id, sample, key FROM events WHERE {where} AND decision != 'undo' AND id NOT IN "
-                "(SELECT undoes FROM events WHERE undoes IS NOT NULL) ORDER BY id DESC LIMIT 1", params).fetchone()
+            target = _undo_target(con, where, params)
             if target is None:
                 place = "" if sample is None else f" on sample {sample}"
                 raise UserError(f"reviewer {reviewer!r} has no decision{place} left to undo")
-            row = {"sample": target[1], "key": target[2], "decision": UNDO, "label": None, "reviewer": reviewer,
-                   "time": time.time(), "step": step, "proposal": None, "blind": 0, "undoes": target[0]}
-            return _insert(con, row)
+            return _insert(con, _undo_row(target, reviewer, step))
+
+    def undo_last(self, reviewer: str, step: int | None = None) -> list[Decision]:
+        """Cancel ``reviewer``'s last action: their latest decision, or the whole
+        bulk action it belongs to. Returns the undo events (oldest first).
+
+        Raises
+        ------
+        UserError
+            If the reviewer has nothing left to undo.
+        """
+        reviewer = check_reviewer(reviewer)
+        self._check_log()
+        with self._connect(write=True) as con:
+            target = _undo_target(con, "reviewer = ?", [reviewer])
+            if target is None:
+                raise UserError(f"reviewer {reviewer!r} has no decision left to undo")
+            targets = [target]
+            if target[3] is not None:
+                targets = con.execute(
+                    "SELECT id, sample, key, batch FROM events WHERE reviewer = ? AND batch = ? AND decision != "
+                    "'undo' AND id NOT IN (SELECT undoes FROM events WHERE undoes IS NOT NULL) ORDER BY id",
+                    (reviewer, target[3])).fetchall()
+            return [_insert(con, _undo_row(t, reviewer, step)) for t in targets]
 
     # ------------------------------------------------------------ reading
     def history(self, sample: int | None = None) -> list[Decision]:
@@ -280,13 +592,17 @@ class ReviewStore:
                           (_as_index(sample, "sample"),))
 
     def effective(self) -> list[Decision]:
-        """Decisions that are neither undo events nor undone, oldest first."""
-        return self._rows(f"SELECT {', '.join(_COLUMNS)} FROM events WHERE decision != 'undo' AND id NOT IN "
-                          "(SELECT undoes FROM events WHERE undoes IS NOT NULL) ORDER BY id")
+        """Each reviewer's current decision on each sample (:func:`current_decisions`), oldest first."""
+        return current_decisions(self.history())
 
     def latest(self) -> dict[int, Decision]:
-        """The effective decision of every reviewed sample: sample -> its latest."""
-        return {d.sample: d for d in self.effective()}  # oldest first, so the latest wins
+        """The newest current decision of every reviewed sample, whoever made it
+        (for the consensus of several reviewers see :meth:`consensus`)."""
+        return {d.sample: d for d in self.effective()}  # oldest first, so the newest wins
+
+    def consensus(self, proposals=None) -> dict[int, Consensus]:
+        """Every reviewed sample's :class:`Consensus` (``proposals``: see :func:`consensus_of`)."""
+        return consensus_of(self.effective(), proposals)
 
     def version(self) -> int:
         """Id of the newest event (0 when none): changes whenever anything is recorded."""
@@ -294,26 +610,26 @@ class ReviewStore:
         return events[0].id if events else 0
 
     def clamps(self, num_samples: int) -> tuple[np.ndarray, np.ndarray]:
-        """Clamped labels and outliers from the effective decisions.
+        """Clamped labels and outliers from the reviewers' consensus.
 
         Returns
         -------
         clamped_labels : np.ndarray, shape (N,), int64
-            The reviewed label (accept: the proposal; keep: the given label;
+            The consensus label (accept: the proposal; keep: the given label;
             relabel: the chosen class); -1 where not clamped (no decision,
-            ``unsure``, ``outlier``).
+            all ``unsure``, an unresolved tie, an outlier).
         outlier_mask : np.ndarray, shape (N,), bool
             Samples to exclude from training.
         """
         clamped = np.full(num_samples, -1, dtype=np.int64)
         outliers = np.zeros(num_samples, dtype=bool)
-        for sample, d in self.latest().items():
+        for sample, verdict in self.consensus().items():
             if sample >= num_samples:
                 raise UserError(f"review log {str(self.path)!r} names sample {sample}, but the run has "
                                 f"{num_samples} samples")
-            if d.decision in LABELLING:
-                clamped[sample] = d.label
-            elif d.decision == "outlier":
+            if verdict.label is not None:
+                clamped[sample] = verdict.label
+            elif verdict.outlier:
                 outliers[sample] = True
         return clamped, outliers
 
@@ -341,6 +657,30 @@ def _as_index(value, name: str) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 0:
         raise UserError(f"{name} must be a whole number >= 0, got {value!r}")
     return int(value)
+
+
+def _undo_target(con: sqlite3.Connection, where: str, params: list):
+    """(id, sample, key, batch) of the newest not-yet-undone decision matching ``where``."""
+    return con.execute(
+        f"SELECT id, sample, key, batch FROM events WHERE {where} AND decision != 'undo' AND id NOT IN "
+        "(SELECT undoes FROM events WHERE undoes IS NOT NULL) ORDER BY id DESC LIMIT 1", params).fetchone()
+
+
+def _undo_row(target, reviewer: str, step) -> dict:
+    return {"sample": target[1], "key": target[2], "decision": UNDO, "label": None, "reviewer": reviewer,
+            "time": time.time(), "step": step, "proposal": None, "blind": 0, "undoes": target[0], "batch": target[3]}
+
+
+def _current_same(con: sqlite3.Connection, row: dict) -> Decision | None:
+    """The reviewer's current decision on the row's sample when it is the same decision and label."""
+    found = con.execute(
+        f"SELECT {', '.join(_COLUMNS)} FROM events WHERE sample = ? AND reviewer = ? AND decision != 'undo' AND id "
+        "NOT IN (SELECT undoes FROM events WHERE undoes IS NOT NULL) ORDER BY id DESC LIMIT 1",
+        (row["sample"], row["reviewer"])).fetchone()
+    if found is None:
+        return None
+    current = _decision(found)
+    return current if (current.decision, current.label) == (row["decision"], row["label"]) else None
 
 
 def _insert(con: sqlite3.Connection, row: dict) -> Decision:
@@ -411,3 +751,51 @@ def agreement(decisions, true_labels: np.ndarray | None = None, blind_only: bool
 
     return {"labelled": len(chosen), "with_method": mean(with_method), "with_truth": mean(with_truth),
             "method_with_truth": mean(method_truth), "compared_with_truth": len(known)}
+
+
+def reviewer_agreement(decisions: Iterable[Decision], true_labels: np.ndarray | None = None,
+                       proposals=None) -> dict[str, dict]:
+    """Per reviewer: how many decisions, how often they agree with the consensus and with the truth.
+
+    Parameters
+    ----------
+    decisions : iterable of Decision
+        Current decisions, one per (sample, reviewer) (:meth:`ReviewStore.effective`).
+    true_labels : np.ndarray, shape (N,), optional
+        -1 where unknown.
+    proposals : optional
+        Tie-breakers of the consensus (see :func:`consensus_of`).
+
+    Returns
+    -------
+    dict of reviewer -> dict
+        ``decisions`` (current decisions), ``labelled`` (of them, fixing a
+        label); ``with_consensus``: the fraction of their votes equal to the
+        consensus, over the samples that at least one other reviewer also
+        voted on and whose consensus is resolved (``compared_with_consensus``
+        of them; a sample only they reviewed says nothing about agreement);
+        ``disputed``: their samples that are disputed; ``with_truth``: the
+        fraction of their labels equal to the true label where known
+        (``compared_with_truth``). ``None`` where nothing can be compared.
+        Higher = more agreement.
+    """
+    decisions = list(decisions)
+    verdicts = consensus_of(decisions, proposals)
+    stats: dict[str, dict] = {}
+    for d in decisions:
+        s = stats.setdefault(d.reviewer, {"decisions": 0, "labelled": 0, "disputed": 0, "_cons": [], "_truth": []})
+        s["decisions"] += 1
+        verdict = verdicts[d.sample]
+        s["disputed"] += int(verdict.disputed)
+        if d.decision in LABELLING:
+            s["labelled"] += 1
+            if true_labels is not None and true_labels[d.sample] >= 0:
+                s["_truth"].append(d.label == int(true_labels[d.sample]))
+        others = [v for v in verdict.votes if v.reviewer != d.reviewer and v.vote is not None]
+        if d.vote is not None and others and verdict.resolved:
+            s["_cons"].append(d.vote == (OUTLIER if verdict.outlier else verdict.label))
+    for s in stats.values():
+        cons, truth = s.pop("_cons"), s.pop("_truth")
+        s.update(with_consensus=float(np.mean(cons)) if cons else None, compared_with_consensus=len(cons),
+                 with_truth=float(np.mean(truth)) if truth else None, compared_with_truth=len(truth))
+    return dict(sorted(stats.items()))

@@ -1,6 +1,18 @@
-"""What to review, and what a review changes: the queue of flagged samples,
-its orders (ambiguity, confidence, expected impact), bulk candidates, and the
-re-propagation of a step with reviewers' clamps (the ripple).
+"""What to review, and what a review changes: the queue, its orders
+(expected change, ambiguity, confidence, expected impact), bulk candidates,
+and the re-propagation of a step with reviewers' clamps (the ripple).
+
+The default queue ranks by *expected change*: the chance that a review
+changes the sample's label, estimated as one minus the probability the step's
+sources (student, teacher, propagation; their mean) give the given label
+(:func:`given_label_probability`). Samples whose proposal differs from the
+given label, and samples whose given label the sources doubt (expected change
+>= 0.5) are "worth reviewing"; the rest, where accepting the proposal and
+keeping the given label are the same decision and the method is sure of it,
+stay out of the default queue, which holds at most :data:`QUEUE_FRACTION` of
+the samples (:func:`build_queue`). ``bench/review_queue.py`` compares it with
+cleanlab's self-confidence ranking (the student's probability of the given
+label, lowest first).
 
 Pure functions over a step's snapshot; the decisions themselves live in
 :mod:`engine.review`.
@@ -22,8 +34,17 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------- what to review
 #: Why a sample is in the review queue.
 FLAGS = ("relabelled", "ambiguous", "low confidence")
-#: Orders of the queue: most ambiguous first, least confident first, largest expected impact first.
-ORDERS = ("ambiguity", "confidence", "impact")
+#: Orders of the queue: largest expected change, most ambiguous, least confident, largest expected impact first.
+ORDERS = ("change", "ambiguity", "confidence", "impact")
+#: Which samples the queue holds: see :func:`build_queue`.
+QUEUE_FILTERS = ("worth reviewing", "relabelled", "ambiguous", "low confidence", "disputed", "reviewed", "all")
+#: Default queue size, as a fraction of the samples.
+QUEUE_FRACTION = 0.2
+#: Expected change from which a sample whose proposal is its given label is still worth reviewing.
+UNSURE_CHANGE = 0.5
+#: (classes, probabilities) field pairs of a snapshot whose probability of the given label counts.
+PROBABILITY_SOURCES = (("student_top", "student_prob"), ("teacher_top", "teacher_prob"),
+                       ("lp_top_classes", "lp_top_scores"))
 
 
 def ambiguity(snapshot: dict[str, np.ndarray]) -> np.ndarray:
@@ -97,12 +118,154 @@ def review_queue(snapshot: dict[str, np.ndarray], given: np.ndarray, flags=FLAGS
     elif order == "confidence":
         conf = np.asarray(snapshot.get("lp_confidence", np.full(len(given), np.nan)), dtype=np.float64)
         keys = (-amb, np.nan_to_num(conf, nan=np.inf))
+    elif order == "change":
+        keys = (-amb, -expected_change(snapshot, given))
     else:
         if impact is None:
             raise UserError("queue order 'impact' needs the expected impact of the samples")
         keys = (-amb, -np.nan_to_num(np.asarray(impact, dtype=np.float64), nan=-1.0))
     ranked = np.lexsort(keys)  # the last key is the primary one
     return ranked[keep[ranked]].astype(np.int64)
+
+
+def top_k_probability(top_classes: np.ndarray, top_probs: np.ndarray, labels: np.ndarray,
+                      num_classes: int) -> np.ndarray:
+    """Probability of ``labels`` from a top-k summary of a distribution.
+
+    Parameters
+    ----------
+    top_classes, top_probs : np.ndarray, shape (N, k)
+        The k most likely classes and their probabilities.
+    labels : np.ndarray, shape (N,)
+    num_classes : int
+
+    Returns
+    -------
+    np.ndarray, shape (N,), float64
+        The label's probability where it is among the top k; else the mass
+        left outside the top k, spread evenly over the other classes.
+    """
+    top_classes = np.asarray(top_classes, dtype=np.int64)
+    top_probs = np.asarray(top_probs, dtype=np.float64)
+    hit = top_classes == np.asarray(labels, dtype=np.int64)[:, None]
+    rest = np.clip(1.0 - top_probs.sum(axis=1), 0.0, 1.0) / max(num_classes - top_classes.shape[1], 1)
+    return np.where(hit.any(axis=1), (top_probs * hit).sum(axis=1), rest)
+
+
+def given_label_probability(snapshot: dict[str, np.ndarray], given: np.ndarray,
+                            num_classes: int | None = None, sources=PROBABILITY_SOURCES) -> np.ndarray | None:
+    """Mean probability (N,) that the step's sources give each sample's given label.
+
+    The sources are the :data:`PROBABILITY_SOURCES` the snapshot holds
+    (student, teacher, propagation); ``None`` when it holds none. Higher =
+    the given label looks right.
+    """
+    given = np.asarray(given, dtype=np.int64)
+    found = [(snapshot[c], snapshot[p]) for c, p in sources if c in snapshot and p in snapshot]
+    if not found:
+        return None
+    if num_classes is None:
+        num_classes = int(max([given.max(initial=0)] + [np.asarray(c).max(initial=0) for c, _ in found])) + 1
+    return np.mean([top_k_probability(c, p, given, num_classes) for c, p in found], axis=0)
+
+
+def expected_change(snapshot: dict[str, np.ndarray], given: np.ndarray, num_classes: int | None = None) -> np.ndarray:
+    """Chance (N,) in [0, 1] that a review changes a sample's label (higher = review first).
+
+    ``1 - given_label_probability``; without probabilities in the snapshot,
+    1 where the proposal differs from the given label, else its ambiguity / 2.
+    """
+    probability = given_label_probability(snapshot, given, num_classes)
+    if probability is None:
+        relabelled = np.asarray(snapshot["refined"]) != np.asarray(given)
+        return np.where(relabelled, 1.0, ambiguity(snapshot) / 2)
+    return np.clip(1.0 - probability, 0.0, 1.0)
+
+
+def self_confidence_ranking(snapshot: dict[str, np.ndarray], given: np.ndarray,
+                            num_classes: int | None = None) -> np.ndarray:
+    """The baseline: all samples by the student's probability of the given label,
+    lowest first (cleanlab's 'self_confidence' label-quality score).
+
+    Returns
+    -------
+    np.ndarray, shape (N,), int64
+    """
+    probability = given_label_probability(snapshot, given, num_classes, sources=PROBABILITY_SOURCES[:1])
+    if probability is None:
+        raise UserError("this step's snapshot has no student probabilities; choose a warm-up or later step")
+    return np.argsort(probability, kind="stable").astype(np.int64)
+
+
+def worth_reviewing(snapshot: dict[str, np.ndarray], given: np.ndarray, change: np.ndarray | None = None) -> np.ndarray:
+    """Mask (N,): the proposal differs from the given label, or the expected change is >= :data:`UNSURE_CHANGE`."""
+    change = expected_change(snapshot, given) if change is None else change
+    return (np.asarray(snapshot["refined"]) != np.asarray(given)) | (change >= UNSURE_CHANGE)
+
+
+def build_queue(snapshot: dict[str, np.ndarray], given: np.ndarray, which: str = "worth reviewing",
+                order: str = "change", fraction: float = QUEUE_FRACTION, classes=None,
+                disputed: np.ndarray | None = None, reviewed: np.ndarray | None = None,
+                impact: np.ndarray | None = None) -> np.ndarray:
+    """The review queue: indices, in review order, at most ``ceil(fraction * N)``.
+
+    Parameters
+    ----------
+    which : str
+        One of :data:`QUEUE_FILTERS`: ``worth reviewing`` (:func:`worth_reviewing`),
+        one of :data:`FLAGS`, ``disputed`` (needs ``disputed``), ``reviewed``
+        (needs ``reviewed``), or ``all``.
+    order : str
+        One of :data:`ORDERS`; ties fall back to expected change.
+    fraction : float in (0, 1]
+        Queue size as a fraction of the samples (the control that widens it).
+    classes : iterable of int, optional
+        Keep samples whose given or refined label is one of these.
+    disputed, reviewed : np.ndarray, shape (N,), bool, optional
+    impact : np.ndarray, shape (N,), optional
+        For ``order="impact"`` (NaN where not computed).
+    """
+    given = np.asarray(given, dtype=np.int64)
+    n = len(given)
+    if which not in QUEUE_FILTERS:
+        raise UserError(f"unknown queue {which!r}; valid: {', '.join(QUEUE_FILTERS)}")
+    if order not in ORDERS:
+        raise UserError(f"unknown queue order {order!r}; valid: {', '.join(ORDERS)}")
+    if not 0.0 < fraction <= 1.0:
+        raise UserError(f"queue fraction {fraction!r} must lie in (0, 1]")
+    change = expected_change(snapshot, given)
+    if which == "worth reviewing":
+        keep = worth_reviewing(snapshot, given, change)
+    elif which in FLAGS:
+        keep = review_flags(snapshot, given)[which]
+    elif which in ("disputed", "reviewed"):
+        mask = disputed if which == "disputed" else reviewed
+        keep = np.zeros(n, bool) if mask is None else np.asarray(mask, bool)
+    else:
+        keep = np.ones(n, bool)
+    if classes is not None:
+        chosen = np.asarray(list(classes), dtype=np.int64)
+        keep = keep & (np.isin(given, chosen) | np.isin(snapshot["refined"], chosen))
+    keys = [-change]
+    if order == "ambiguity":
+        keys.append(-ambiguity(snapshot))
+    elif order == "confidence":
+        conf = np.asarray(snapshot.get("lp_confidence", np.full(n, np.nan)), dtype=np.float64)
+        keys.append(np.nan_to_num(conf, nan=np.inf))
+    elif order == "impact":
+        if impact is None:
+            raise UserError("queue order 'impact' needs the expected impact of the samples")
+        keys.append(-np.nan_to_num(np.asarray(impact, dtype=np.float64), nan=-1.0))
+    ranked = np.lexsort(keys)  # the last key is the primary one
+    return ranked[keep[ranked]][: int(np.ceil(fraction * n))].astype(np.int64)
+
+
+def queue_precision(queue: np.ndarray, given: np.ndarray, true: np.ndarray, at: int) -> float | None:
+    """Fraction of the first ``at`` queued samples whose given label is wrong (``None``: empty queue)."""
+    head = np.asarray(queue, dtype=np.int64)[:at]
+    if not len(head):
+        return None
+    return float(np.mean(np.asarray(given)[head] != np.asarray(true)[head]))
 
 
 def bulk_candidates(snapshot: dict[str, np.ndarray], given: np.ndarray, reviewed: np.ndarray,

@@ -8,6 +8,7 @@ written to the test's tmp dir; Create only builds the run (no training).
 from __future__ import annotations
 
 import io
+import os
 import time
 import zipfile
 from dataclasses import replace
@@ -400,8 +401,9 @@ def test_label_report_measures_the_noise_and_is_cached_per_file_version(tmp_path
     report = label_report(spec, path, "path", "label", None)
     assert report["ok"] and report["rows"] == 30 and report["changed"] == 6  # the first six are cats
     assert report["noise_rate"] == pytest.approx(0.2)
-    time.sleep(0.01)
+    before = path.stat().st_mtime_ns
     path.write_text("path,label\n" + "".join(f"{k},{k.split('/')[1]}\n" for k in keys[:-1]))
+    os.utime(path, ns=(before + 10**9, before + 10**9))  # a later mtime, as an edit a second later has
     report = label_report(spec, path, "path", "label", None)
     assert not report["ok"] and "leaves out 1 of 30" in report["error"]
 

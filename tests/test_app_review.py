@@ -1,5 +1,6 @@
 """The Review page in Streamlit's AppTest: decisions recorded, kept across a reload, blind mode, ripple."""
 
+import re
 import shutil
 from pathlib import Path
 
@@ -29,13 +30,28 @@ def open_page(run_dir, reviewer: str | None = None) -> AppTest:
     return at
 
 
+def open_section(at: AppTest, key: str) -> AppTest:
+    """Open one of the page's lazy expanders (their content is drawn only while open)."""
+    at.session_state[key] = True
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
 def heading(at: AppTest) -> str:
     return at.subheader[0].value
 
 
+def card_button(at: AppTest, key: str):
+    """A button by key; a decision button's key ends in the sample it was drawn for (``review_accept_12``)."""
+    found = [b for b in at.button if b.key == key or re.fullmatch(re.escape(key) + r"_\d+", b.key or "")]
+    assert found, f"no button {key!r} among {[b.key for b in at.button]}"
+    return found[0]
+
+
 def press(at: AppTest, key: str) -> str:
     """Click a button by key; return the flash message it left."""
-    at.button(key=key).click().run()
+    card_button(at, key).click().run()
     assert not at.exception, at.exception
     messages = [m.value for m in at.success] + [m.value for m in at.error]
     return messages[0] if messages else ""
@@ -69,14 +85,14 @@ def test_undo_goes_back_and_cancels(run_dir):
 
 def test_no_reviewer_no_decision(run_dir):
     at = open_page(run_dir)
-    assert at.button(key="review_accept").disabled
+    assert card_button(at, "review_accept").disabled
     assert any("Enter your name" in i.value for i in at.info)
 
 
 def test_blind_mode_hides_the_proposal_until_decided(run_dir):
     at = open_page(run_dir, "blindy")
     at.sidebar.toggle(key="review_blind").set_value(True).run()
-    assert "review_accept" not in [b.key for b in at.button]
+    assert not any((b.key or "").startswith("review_accept") for b in at.button)
     assert any("hidden until you decide" in m.value for m in at.markdown)
     sample = heading(at)
     press(at, "review_class_0")
@@ -93,6 +109,7 @@ def test_ripple_and_impact_order(run_dir):
     at.sidebar.selectbox(key="review_order").set_value("impact").run()
     assert not at.exception, at.exception
     press(at, "review_accept")
+    open_section(at, "review_ripple_section")
     at.button(key="review_apply").click().run()
     assert not at.exception, at.exception
     metrics = {m.label: m.value for m in at.metric}
@@ -148,3 +165,175 @@ def test_ripple_figure_marks_changed_and_clamped():
     assert list(by_name["changed by the clamps"].text) == ["sample 1: x → y", "sample 3: y → x"]
     assert list(by_name["reviewed (clamped)"].x) == [4.0]
     assert len(by_name["x"].x) == 3 and len(by_name["y"].x) == 2  # coloured by the new labels
+
+
+# ---------------------------------------------------------------- several reviewers, bulk, reviewer, bad logs
+def test_two_reviewers_on_one_sample_are_disputed_on_both_screens(run_dir):
+    ann = open_page(run_dir, "d-ann")
+    sample = heading(ann)
+    press(ann, "review_class_0")
+    bob = open_page(run_dir, "d-bob")
+    assert heading(bob) == sample  # the same first card
+    press(bob, "review_class_1")
+    for at in (bob, ann):
+        at.query_params["sample"] = sample.split(" · ")[0].removeprefix("Sample ")
+        at.run()
+        boxes = [w.value for w in at.warning]
+        assert any("Disputed" in w for w in boxes), boxes
+        votes = [m.value for m in at.markdown if m.value.startswith("- ")]
+        you = "d\\-ann" if at is ann else "d\\-bob"
+        expected = ["- d\\-ann: relabel → class 0", "- d\\-bob: keep → class 1"]
+        assert votes[-2:] == [v.replace(you + ":", you + " \\(you\\):") for v in expected], votes
+    ann.sidebar.selectbox(key="review_which").set_value("disputed").run()
+    assert heading(ann).split(" · ")[0] == sample.split(" · ")[0] and heading(ann).endswith("1 of 1")
+    open_section(ann, "review_reviewers_section")
+    reviewers = next(d.value for d in ann.dataframe if "agreement with consensus" in d.value.columns).set_index("reviewer")
+    assert reviewers.loc["d-ann", "decisions"] == 1 and reviewers.loc["d-ann", "disputed"] == 1
+
+
+def test_reviewer_comes_from_the_address_and_stays_in_the_session(run_dir):
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["run_dir"] = str(run_dir)
+    at.query_params["reviewer"] = "from-url"
+    at.run()
+    assert at.sidebar.text_input(key="review_reviewer").value == "from-url"
+    assert not card_button(at, "review_accept").disabled
+    again = AppTest.from_file(PAGE, default_timeout=120)  # the session after another page or run: the name is
+    again.session_state["run_dir"] = str(run_dir)  # in the session, no longer in a widget nor in the address
+    again.session_state["reviewer"] = "from-session"
+    again.run()
+    assert again.sidebar.text_input(key="review_reviewer").value == "from-session"
+    assert again.query_params["reviewer"] in ("from-session", ["from-session"])
+    again.sidebar.text_input(key="review_reviewer").input("renamed").run()
+    assert again.session_state["reviewer"] == "renamed"
+    assert again.query_params["reviewer"] in ("renamed", ["renamed"])
+
+
+def test_bulk_accept_is_one_action_and_z_undoes_it_whole(run_dir):
+    at = open_page(run_dir, "bulky")
+    assert "review_bulk_accept" not in [b.key for b in at.button]  # a closed section draws nothing
+    open_section(at, "review_bulk_section")
+    at.number_input(key="review_bulk_limit").set_value(5).run()
+    at.slider(key="review_bulk_conf").set_value(0.0).run()
+    where = heading(at)
+    press(at, "review_bulk_accept")
+    mine = [d for d in ReviewStore(run_dir).effective() if d.reviewer == "bulky"]
+    assert len(mine) == 5 and len({d.batch for d in mine}) == 1
+    at.button(key="review_next").click().run()  # move on, then undo
+    assert press(at, "review_undo").startswith("Undone: your bulk accept of 5 samples")
+    assert not [d for d in ReviewStore(run_dir).effective() if d.reviewer == "bulky"]
+    assert heading(at).split(" · ")[0] == where.split(" · ")[0]  # back where the bulk accept was made
+
+
+def test_reviewer_name_with_markup_is_shown_as_text(run_dir):
+    name = '<b>Zoë</b> "Q" *x*'
+    at = open_page(run_dir, name)
+    message = press(at, "review_unsure")
+    assert "&#60;b&#62;Zo" in message and "\\*x\\*" in message  # escaped: shown as typed, never as markup
+    assert [d.reviewer for d in ReviewStore(run_dir).effective() if d.reviewer.startswith("<b>")] == [name]
+    press(at, "review_undo")
+
+
+def test_a_log_of_other_samples_is_refused_in_one_line(tmp_path, tiny_moons_run):
+    path = tmp_path / "moons"
+    shutil.copytree(tiny_moons_run, path)
+    ReviewStore(path).record(0, "keep", "ann")
+    import numpy as np
+
+    from engine.store import RunStore
+
+    arrays = RunStore(path).dataset_arrays()
+    arrays["given"] = 1 - arrays["given"]  # another dataset's given labels
+    np.savez(path / "dataset.npz", **arrays)
+    at = open_page(path)
+    assert [e.value for e in at.error] and "was written for other samples" in at.error[0].value
+    assert "\n" not in at.error[0].value
+    (path / "reviews.sqlite").write_bytes(b"garbage" * 100)
+    for extra in ("reviews.sqlite-wal", "reviews.sqlite-shm"):
+        (path / extra).unlink(missing_ok=True)
+    at = open_page(path)
+    assert "cannot be read" in at.error[0].value and "reviews.sqlite" in at.error[0].value
+
+
+# ---------------------------------------------------------------- pure helpers of the page
+def test_card_views_count_one_press_per_card_view():
+    from app.review.actions import CardViews
+
+    views = CardViews()
+    first = views.show(7)
+    assert views.show(7) == first  # a redraw of the same card keeps its token
+    assert views.press(7, first) and not views.press(7, first)  # the second press on this view is dropped
+    second = views.show(8)
+    assert second != first and not views.press(7, first)  # a press for the card no longer on screen
+    assert views.press(8, second)
+    views.reopen()  # undo: the card may be decided again, in a new view
+    third = views.show(8)
+    assert third != second and not views.press(8, second) and views.press(8, third)
+
+
+def test_neighbour_in_queue():
+    from app.review.actions import neighbour_in_queue
+
+    queue = (5, 2, 9)
+    assert neighbour_in_queue(queue, 5, 1) == 2 and neighbour_in_queue(queue, 9, 1) is None
+    assert neighbour_in_queue(queue, 2, -1) == 5 and neighbour_in_queue(queue, 5, -1) is None
+    assert neighbour_in_queue(queue, 4, 1) == 5 and neighbour_in_queue((), 4, 1) is None
+
+
+def test_queue_frame_shows_impact_and_decided_label():
+    import numpy as np
+
+    from app.review.queue import queue_frame
+    from engine.review import Decision, consensus_of
+
+    def d(i, sample, who, label):
+        return Decision(i, sample, None, "relabel", label, who, 0.0)
+
+    verdicts = consensus_of([d(1, 0, "ann", 1), d(2, 2, "ann", 0), d(3, 2, "bob", 1)])
+    flags = {"relabelled": np.array([True, False, False]), "ambiguous": np.array([False, True, False]),
+             "low confidence": np.zeros(3, bool)}
+    table = queue_frame(np.array([0, 2, 1]), np.array(["a", "b", "c"]), np.array([0, 0, 1]), np.array([1, 0, 1]),
+                        np.array([0.9, 0.1, 0.5]), flags, verdicts, ["x", "y"], {0: 4}, np.array([3, 0, 2]))
+    assert table["impact"].tolist() == ["4", "≈0", "≈2"]
+    assert table["decided"].tolist() == ["y (ann)", "disputed (ann, bob)", ""]
+    assert table["proposal"].tolist() == ["y", "y", "x"] and table["flags"].tolist() == ["relabelled", "", "ambiguous"]
+    assert table["expected change"].tolist() == [0.9, 0.5, 0.1]
+    hidden = queue_frame(np.array([0]), np.array(["a"]), np.array([0]), None, np.array([0.9]), flags, {}, ["x", "y"],
+                         {}, np.array([-1]))
+    assert hidden["proposal"].tolist() == [""] and hidden["impact"].tolist() == [""]
+
+
+def test_votes_reviewers_and_text_helpers():
+    import numpy as np
+
+    from app.review.agreement import reviewers_frame
+    from app.review.bulk import preview_captions
+    from app.review.card import verdict_text, vote_lines
+    from app.review.context import md
+    from engine.review import Decision, consensus_of, reviewer_agreement
+
+    votes = [Decision(1, 0, None, "relabel", 1, "ann", 0.0, proposal=0), Decision(2, 0, None, "keep", 0, "bob", 0.0)]
+    verdict = consensus_of(votes)[0]
+    assert vote_lines(verdict, ["x", "y"], me="bob") == ["ann: relabel → y", "bob (you): keep → x"]
+    assert verdict_text(verdict, ["x", "y"]) == "x (tie broken by the method's proposal) · 2 reviewers"
+    assert verdict_text(None, ["x"]) == "not reviewed yet"
+    frame = reviewers_frame(reviewer_agreement(votes, np.array([1])))
+    assert frame.values.tolist() == [["ann", 1, 1, "0% of 1", "100% of 1"], ["bob", 1, 1, "100% of 1", "0% of 1"]]
+    assert md('<i>a*b</i> "q"') == "&#60;i&#62;a\\*b&#60;/i&#62; &#34;q&#34;"
+    assert preview_captions(np.array([1]), np.array(["k0", "k1"]), np.array([0, 0]), np.array([0, 1]),
+                            np.array([0.5, 0.875]), ["x", "y"]) == ["k1: x → y (0.88)"]
+
+
+def test_queue_table_shows_impact_and_every_step_opens(run_dir):
+    at = open_section(open_page(run_dir, "tabler"), "review_queue_section")
+    table = next(d.value for d in at.dataframe if "impact" in d.value.columns)
+    assert len(table) and (table["impact"] != "").all()  # exact counts or ≈ estimates, never empty
+    assert table["impact"].str.fullmatch(r"\d+").any()  # some exact
+    press(at, "review_class_1")
+    table = next(d.value for d in at.dataframe if "impact" in d.value.columns)
+    assert any("tabler" in v and v.startswith("class ") for v in table["decided"]), table["decided"].tolist()
+    at.sidebar.selectbox(key="review_order").set_value("impact").run()
+    for step in at.sidebar.selectbox(key="review_step").options:  # teacher, propagate, warm-up, refine, mutual
+        at.sidebar.selectbox(key="review_step").set_value(step).run()
+        assert not at.exception, (step, at.exception)
+        assert not at.error, (step, [e.value for e in at.error])

@@ -359,3 +359,20 @@ def test_kd_keeps_only_the_temperature_among_the_method_knobs(app):
     assert app.number_input(key=DEFAULT_KEY + "k").disabled
     assert not app.slider(key=DEFAULT_KEY + "temperature").disabled
     assert any("only the temperature applies" in c.value for c in app.caption)
+
+
+def test_reset_asks_whether_to_keep_the_review_decisions(app, runs_dir):
+    from engine.review import ReviewStore
+
+    app.button(key="preset-create-moons-30").click().run()
+    run_dir = Path(app.session_state["run_dir"])
+    _press(app, "train-step")
+    ReviewStore(run_dir, num_classes=2).record(4, "relabel", "ann", 1)
+    app.run()
+    _press(app, "train-reset-keep")  # keep: the same samples, so the log stays
+    assert (run_dir / "reviews.sqlite").exists() and not (run_dir / "reviews-old-1.sqlite").exists()
+    assert RunStore(run_dir).status()["step"] == 0
+    _press(app, "train-reset")  # start clean: the decisions are set aside, never applied to the new run
+    assert not (run_dir / "reviews.sqlite").exists() and (run_dir / "reviews-old-1.sqlite").exists()
+    assert app.button(key="train-reset") is not None and not any(
+        b.key == "train-reset-keep" for b in app.button)  # nothing left to keep: one Reset button

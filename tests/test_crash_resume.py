@@ -250,3 +250,22 @@ def test_a_real_sigkill_then_cli_resume(reference, tmp_path, target, nth):
     assert summary == ref_summary and _temporary_files(path) == []
     for step in ref_refined:
         np.testing.assert_array_equal(refined[step], ref_refined[step])
+
+
+def test_a_damaged_embedding_cache_is_computed_again(reference, tmp_path):
+    from engine import embed
+
+    ref_path, _, _ = reference
+    path = tmp_path / "embed"
+    shutil.copytree(ref_path, path)
+    store = RunStore(path)
+    step = store.steps()[-1]
+    first = embed.embedding(store, step, "student")
+    cache = embed.embedding_path(store, "student", step)
+    for damage in (b"garbage", None):
+        if damage is None:
+            cache.with_suffix(".json").write_text("null")  # a sidecar that is no object
+        else:
+            cache.write_bytes(damage)
+        again = embed.embedding(store, step, "student")
+        assert again.shape == first.shape and np.isfinite(again).all()

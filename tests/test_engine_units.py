@@ -162,6 +162,16 @@ def test_detection_and_relabel_counts_by_hand():
     assert m["refined_label_precision"] is None and m["detection_recall"] is None
 
 
+def test_detection_precision_and_recall_differ_when_flagged_and_noisy_counts_differ():
+    true = np.array([0, 0, 0, 1, 1, 1, 2, 2])
+    given = np.array([1, 0, 0, 1, 1, 0, 2, 0])  # noisy: 0, 5, 7 (three)
+    refined = np.array([0, 1, 2, 0, 1, 1, 2, 2])  # flagged (changed): 0, 1, 2, 3, 5, 7 (six); caught 0, 5, 7
+    d = detection(given, refined, true)
+    assert d == {"detection_precision": 3 / 6, "detection_recall": 3 / 3}
+    few = np.array([0, 0, 0, 1, 1, 0, 2, 0])  # flags only 0: one of three noisy
+    assert detection(given, few, true) == {"detection_precision": 1.0, "detection_recall": 1 / 3}
+
+
 class _Linear(torch.nn.Module):
     """A network without batch norm: (logits, features) like the engine's models."""
 

@@ -51,13 +51,14 @@ def test_seed_matrix():
         seed_matrix(np.array([0, 1]), 2, weights=np.array([1.0, -1.0]))
 
 
-def test_matches_closed_form():
+@pytest.mark.parametrize("alpha", [0.1, 0.5, 0.9, 0.99])
+def test_matches_closed_form(alpha):
     graph, true_labels, rng = clustered(12, 3, seed=0)
     labels = true_labels.copy()
     flip = rng.random(labels.size) < 0.25
     labels[flip] = rng.integers(0, 3, flip.sum())
     seeds = seed_matrix(labels, 3, weights=rng.uniform(0.2, 1.0, labels.size))
-    config = PropagationConfig(alpha=0.9, max_iter=500, tol=1e-7)
+    config = PropagationConfig(alpha=alpha, max_iter=500, tol=1e-7)
     result = propagate(graph.normalized, seeds, config)
 
     wn = graph.normalized.toarray().astype(np.float64)
@@ -65,7 +66,8 @@ def test_matches_closed_form():
     np.testing.assert_allclose(result.scores, row_normalised(z), atol=1e-4)
     np.testing.assert_array_equal(result.labels, z.argmax(axis=1))
     assert result.iterations < config.max_iter  # converged
-    assert (result.labels == true_labels).mean() > (labels == true_labels).mean()
+    if alpha == 0.9:  # on these clusters: far enough to fix flipped labels, not so far that one class floods another
+        assert (result.labels == true_labels).mean() > (labels == true_labels).mean()
 
 
 def test_block_solve_equals_authors_per_class_cg():

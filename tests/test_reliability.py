@@ -376,7 +376,7 @@ def test_compare_of_an_unfinished_run_skips_metrics_lines_that_are_not_objects(r
     capsys.readouterr()
     assert main(["compare", str(run), "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
-    assert row["method"] == "aml-kd (unfinished)" and row["refined_label_precision"] is not None
+    assert row["method"] == "AML-KD (unfinished)" and row["refined_label_precision"] is not None
 
 
 def test_import_into_a_run_with_a_damaged_dataset_writes_nothing(run, tmp_path, capsys):

@@ -17,10 +17,12 @@ from engine.config import RunConfig
 from engine.errors import UserError
 from engine.graph import GraphConfig, build_graph
 from engine.propagate import PropagationConfig, propagate, seed_matrix
-from engine.review import ReviewStore, agreement, apply_clamps
+from engine.review import (Decision, ReviewStore, agreement, apply_clamps, consensus_of, current_decisions,
+                           reviewer_agreement, samples_digest)
 from engine.snapshot import step_seeds
-from engine.triage import (bulk_candidates, expected_impact, impact_proxy, repropagate, review_flags, review_queue,
-                           step_replay)
+from engine.triage import (build_queue, bulk_candidates, expected_change, expected_impact, given_label_probability,
+                           impact_proxy, queue_precision, repropagate, review_flags, review_queue,
+                           self_confidence_ranking, step_replay, top_k_probability, worth_reviewing)
 from engine.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,11 +140,16 @@ def test_clamps(run_dir):
     reviews.record(3, "unsure", "ann")
     reviews.record(4, "outlier", "ann")
     reviews.record(5, "outlier", "ann")
-    reviews.record(5, "relabel", "bob", 1)  # the latest decision wins, whoever made it
+    reviews.record(5, "relabel", "bob", 1)  # a tie with no proposal recorded: unresolved, no clamp
+    reviews.record(6, "relabel", "ann", 0)
+    reviews.record(6, "relabel", "ann", 2)  # ann changed her mind: her newer decision counts
     clamped, outliers = reviews.clamps(10)
-    np.testing.assert_array_equal(clamped, [2, 1, 0, -1, -1, 1, -1, -1, -1, -1])
+    np.testing.assert_array_equal(clamped, [2, 1, 0, -1, -1, -1, 2, -1, -1, -1])
     np.testing.assert_array_equal(np.flatnonzero(outliers), [4])
     assert clamped.dtype == np.int64
+    reviews.record(5, "outlier", "carol")  # two outlier votes to one: the majority excludes it
+    clamped, outliers = reviews.clamps(10)
+    assert clamped[5] == -1 and outliers[5]
 
 
 def test_empty_log_reads_without_creating_anything(run_dir):
@@ -309,6 +316,10 @@ def test_agreement():
     assert stats["with_truth"] == pytest.approx(2 / 3)  # sample 3's truth is unknown
     assert stats["method_with_truth"] == pytest.approx(2 / 3)
     assert agreement(decisions, None, blind_only=False)["labelled"] == 5
+    # a reviewer who fixes the method's mistakes: the two agreements with the truth differ
+    better = agreement([d(0, 0, 1), d(1, 1, 0), d(2, 2, 2)], true)
+    assert better["with_truth"] == pytest.approx(1.0) and better["method_with_truth"] == pytest.approx(1 / 3)
+    assert better["with_method"] == pytest.approx(1 / 3)
 
 
 # ---------------------------------------------------------------- re-propagation
@@ -349,3 +360,272 @@ def test_expected_impact_and_proxy(tmp_path):
     neighbor_idx = np.array([[1], [0], [0]])
     np.testing.assert_array_equal(impact_proxy(neighbor_idx, np.array([0, 0, 1]), np.array([1, 1, 1])), [1, 1, 0])
     np.testing.assert_array_equal(impact_proxy(neighbor_idx, np.array([0, 0, 1]), np.array([0, 0, 0])), [1, 0, 0])
+
+
+# ---------------------------------------------------------------- several reviewers
+def vote(id_, sample, reviewer, decision="relabel", label=None, proposal=None, undoes=None, batch=None):
+    return Decision(id_, sample, None, decision, label, reviewer, float(id_), 1, proposal, False, undoes, batch)
+
+
+def test_current_decisions_per_reviewer_with_undo():
+    events = [vote(1, 0, "ann", label=1), vote(2, 0, "bob", label=2), vote(3, 0, "ann", label=3),
+              vote(4, 0, "ann", "undo", undoes=3), vote(5, 1, "bob", "unsure"), vote(6, 1, "bob", "undo", undoes=5)]
+    current = current_decisions(events)
+    assert [(d.id, d.reviewer, d.label) for d in current] == [(1, "ann", 1), (2, "bob", 2)]  # ann's undo restores 1
+
+
+def test_consensus_majority_ties_and_abstentions():
+    decisions = [
+        vote(1, 0, "ann", label=1), vote(2, 0, "bob", label=1), vote(3, 0, "cy", label=2),  # 2:1 -> 1, disputed
+        vote(4, 1, "ann", label=0, proposal=2), vote(5, 1, "bob", label=2, proposal=2),  # tie, proposal among: 2
+        vote(6, 2, "ann", label=0, proposal=2), vote(7, 2, "bob", label=1, proposal=2),  # tie, proposal not: unresolved
+        vote(8, 3, "ann", "unsure"), vote(9, 3, "bob", label=1),  # unsure abstains: 1, not disputed
+        vote(10, 4, "ann", "outlier"), vote(11, 4, "bob", "outlier"), vote(12, 4, "cy", label=0),  # outlier wins
+        vote(13, 5, "ann", "unsure"),  # all abstain
+        vote(14, 6, "ann", "keep", label=3),
+    ]
+    verdicts = consensus_of(decisions)
+    got = {s: (v.label, v.outlier, v.disputed, v.tie_broken) for s, v in verdicts.items()}
+    assert got == {0: (1, False, True, False), 1: (2, False, True, True), 2: (None, False, True, False),
+                   3: (1, False, False, False), 4: (None, True, True, False), 5: (None, False, False, False),
+                   6: (3, False, False, False)}
+    assert verdicts[0].reviewers == ("ann", "bob", "cy") and verdicts[0].decision == "relabel"
+    assert verdicts[4].decision == "outlier" and verdicts[2].decision == "unsure" and verdicts[6].decision == "keep"
+    # an explicit proposal (the step on screen) breaks the tie instead of the recorded one
+    assert consensus_of(decisions, proposals={2: 1})[2].label == 1
+    assert consensus_of(decisions, proposals=np.array([0, 0, 0, 0, 0, 0, 0]))[1].label == 0
+
+
+def test_reviewer_agreement_on_a_hand_made_log():
+    decisions = [
+        vote(1, 0, "ann", label=1), vote(2, 0, "bob", label=1), vote(3, 0, "cy", label=2),
+        vote(4, 1, "ann", label=0), vote(5, 1, "bob", label=0), vote(6, 1, "cy", label=0),
+        vote(7, 2, "ann", label=2),  # ann alone: no agreement to measure
+        vote(8, 3, "cy", "unsure"), vote(9, 3, "bob", label=1),
+    ]
+    true = np.array([1, 0, 1, -1])
+    stats = reviewer_agreement(decisions, true)
+    assert list(stats) == ["ann", "bob", "cy"]
+    assert stats["ann"] == {"decisions": 3, "labelled": 3, "disputed": 1, "with_consensus": 1.0,
+                            "compared_with_consensus": 2, "with_truth": pytest.approx(2 / 3), "compared_with_truth": 3}
+    assert stats["cy"]["with_consensus"] == 0.5 and stats["cy"]["compared_with_consensus"] == 2  # unsure not compared
+    assert stats["cy"]["with_truth"] == 0.5 and stats["cy"]["decisions"] == 3 and stats["cy"]["labelled"] == 2
+    assert stats["bob"]["with_consensus"] == 1.0 and stats["bob"]["compared_with_consensus"] == 2
+    assert reviewer_agreement([vote(1, 0, "ann", label=1)])["ann"]["with_truth"] is None
+
+
+def test_two_reviewers_both_kept_and_disputed(run_dir):
+    reviews = ReviewStore(run_dir, num_classes=3)
+    reviews.record(2, "relabel", "ann", 0, proposal=1)
+    reviews.record(2, "relabel", "bob", 2, proposal=1)  # never replaces ann's
+    verdict = reviews.consensus()[2]
+    assert verdict.disputed and verdict.label is None and verdict.reviewers == ("ann", "bob")
+    reviews.record(2, "accept", "cy", proposal=1)  # three votes, three labels: tie, proposal 1 among them
+    verdict = reviews.consensus()[2]
+    assert verdict.label == 1 and verdict.tie_broken and reviews.clamps(10)[0][2] == 1
+    reviews.undo("cy", 2)
+    assert reviews.clamps(10)[0][2] == -1
+
+
+def test_record_once_skips_a_repeat_of_the_current_decision(run_dir):
+    reviews = ReviewStore(run_dir, num_classes=3)
+    first = reviews.record(4, "accept", "ann", proposal=2, once=True)
+    again = reviews.record(4, "accept", "ann", proposal=2, once=True)  # a second tab, a repeated key
+    assert again.id == first.id and len(reviews.history()) == 1
+    other = reviews.record(4, "accept", "bob", proposal=2, once=True)  # another reviewer counts
+    changed = reviews.record(4, "relabel", "ann", 0, once=True)  # a change of mind counts
+    assert len({first.id, other.id, changed.id}) == 3 and len(reviews.history()) == 3
+    assert len(reviews.record_many([dict(sample=4, decision="relabel", reviewer="ann", label=0),
+                                    dict(sample=5, decision="keep", reviewer="ann")], once=True)) == 2
+    assert len(reviews.history()) == 4
+
+
+def test_undo_last_undoes_a_bulk_action_whole(run_dir):
+    reviews = ReviewStore(run_dir, num_classes=3)
+    reviews.record(9, "keep", "ann")
+    bulk = reviews.record_many([dict(sample=i, decision="accept", reviewer="ann", proposal=1) for i in (1, 2, 3)],
+                               batch=True)
+    assert len({d.batch for d in bulk}) == 1 and bulk[0].batch is not None
+    reviews.record(7, "keep", "bob")  # another reviewer's later decision is not ann's last action
+    undone = reviews.undo_last("ann")
+    assert sorted(u.undoes for u in undone) == sorted(d.id for d in bulk)
+    assert sorted(reviews.latest()) == [7, 9]
+    assert [u.undoes for u in reviews.undo_last("ann")] == [1]  # then her single decision before it
+    with pytest.raises(UserError, match="'ann' has no decision left to undo"):
+        reviews.undo_last("ann")
+
+
+@pytest.mark.parametrize("name, message", [("", "required"), ("x" * 65, "at most 64"), ("a\nb", "control")])
+def test_reviewer_names_checked(run_dir, name, message):
+    with pytest.raises(UserError, match=message):
+        ReviewStore(run_dir).record(1, "keep", name)
+
+
+def test_reviewer_name_with_quotes_and_markup_is_kept_as_text(run_dir):
+    name = """<b>O'Neil</b> "x" <script>"""
+    assert ReviewStore(run_dir).record(1, "keep", name).reviewer == name
+    assert ReviewStore(run_dir).latest()[1].reviewer == name
+
+
+# ---------------------------------------------------------------- the log belongs to its samples
+def test_samples_digest():
+    keys, given = np.array(["a", "b", "c"]), np.array([0, 1, 2])
+    digest = samples_digest(keys, given)
+    assert len(digest) == 64 and digest == samples_digest(list(keys), [0, 1, 2])
+    assert digest != samples_digest(keys, [0, 1, 1]) and digest != samples_digest(["a", "c", "b"], given)
+    assert digest != samples_digest(keys[:2], given[:2])
+
+
+def _dataset(path: Path, given, keys=None) -> None:
+    keys = np.array([f"k{i}" for i in range(len(given))]) if keys is None else keys
+    RunStore(path).write_dataset(given=np.asarray(given), true=np.full(len(given), -1), keys=keys,
+                                 holdout=np.zeros(len(given), bool))
+
+
+def test_log_of_other_samples_is_refused(run_dir):
+    reviews = ReviewStore(run_dir, num_classes=3)
+    reviews.record(1, "keep", "ann")
+    assert reviews.samples_digest() == samples_digest([f"k{i}" for i in range(10)], np.arange(10) % 3)
+    _dataset(run_dir, np.arange(10) % 2)  # the same keys, other given labels: another dataset
+    for call in (lambda r: r.latest(), lambda r: r.clamps(10), lambda r: r.record(2, "keep", "ann"),
+                 lambda r: r.undo_last("ann")):
+        with pytest.raises(UserError, match="was written for other samples") as info:
+            call(ReviewStore(run_dir))
+        assert "reviews.sqlite" in str(info.value) and "\n" not in str(info.value)
+    _dataset(run_dir, np.arange(10) % 3)  # its own samples again: readable, nothing lost
+    assert len(ReviewStore(run_dir).history()) == 1
+
+
+def _legacy_log(run_dir: Path, samples) -> None:
+    con = sqlite3.connect(run_dir / "reviews.sqlite")
+    con.execute("CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, sample INTEGER NOT NULL, key TEXT, "
+                "decision TEXT NOT NULL, label INTEGER, reviewer TEXT NOT NULL, time REAL NOT NULL, step INTEGER, "
+                "proposal INTEGER, blind INTEGER NOT NULL DEFAULT 0, undoes INTEGER)")
+    for s in samples:
+        con.execute("INSERT INTO events (sample, decision, label, reviewer, time) VALUES (?, 'relabel', 1, 'ann', 0)",
+                    (s,))
+    con.commit()
+    con.close()
+
+
+def test_log_made_before_digests_adopts_the_run_when_it_fits(run_dir):
+    _legacy_log(run_dir, [2, 9])
+    reviews = ReviewStore(run_dir, num_classes=3)
+    assert sorted(reviews.latest()) == [2, 9]
+    assert reviews.samples_digest() == samples_digest([f"k{i}" for i in range(10)], np.arange(10) % 3)
+    reviews.record_many([dict(sample=i, decision="keep", reviewer="ann") for i in (3, 4)], batch=True)
+    assert len(ReviewStore(run_dir).undo_last("ann")) == 2  # the batch column was added
+
+
+def test_log_made_before_digests_naming_missing_samples_is_refused(run_dir):
+    _legacy_log(run_dir, [2, 10])  # the run has samples 0..9
+    with pytest.raises(UserError, match="names sample 10, but this run has 10 samples"):
+        ReviewStore(run_dir).latest()
+    con = sqlite3.connect(run_dir / "reviews.sqlite")
+    assert con.execute("SELECT name FROM sqlite_master WHERE name = 'meta'").fetchone() is None  # not adopted
+    con.close()
+
+
+@pytest.mark.parametrize("content", [b"not a database at all, just text" * 40, b"SQLite format 3\x00" + b"\xff" * 600])
+def test_garbage_log_is_one_clear_error(run_dir, content):
+    (run_dir / "reviews.sqlite").write_bytes(content)
+    for call in (lambda r: r.latest(), lambda r: r.record(1, "keep", "ann"), lambda r: r.version()):
+        with pytest.raises(UserError, match="cannot be read") as info:
+            call(ReviewStore(run_dir))
+        assert "reviews.sqlite" in str(info.value) and "move it out" in str(info.value)
+    assert (run_dir / "reviews.sqlite").read_bytes() == content  # left as it was
+
+
+# ---------------------------------------------------------------- a queue worth reviewing
+def queue_snapshot():
+    """8 samples, 3 classes; given = [0, 0, 1, 1, 2, 2, 0, 1].
+
+    0: relabelled to 1, sources sure of 1          -> change ~0.9
+    1: kept, sources sure of the given label       -> ~0.05 (accept = keep: out)
+    2: kept, but the sources doubt it (p 0.3)      -> 0.7 (genuinely unsure: in)
+    3: relabelled, sources split (p given 0.45)    -> 0.55
+    4: kept, sure                                  -> ~0.1 (out)
+    5: relabelled, given not in the top-2 at all   -> ~1.0
+    6: kept, mildly doubted (p 0.6)                -> 0.4 (out: below 0.5)
+    7: kept, sure                                  -> 0 (out)
+    """
+    given = np.array([0, 0, 1, 1, 2, 2, 0, 1])
+    refined = np.array([1, 0, 1, 2, 2, 0, 0, 1])
+    top = np.array([[1, 0], [0, 1], [0, 1], [2, 1], [2, 0], [0, 1], [0, 2], [1, 0]])
+    prob = np.array([[0.9, 0.1], [0.95, 0.05], [0.7, 0.3], [0.55, 0.45], [0.9, 0.1], [0.6, 0.4], [0.6, 0.4],
+                     [1.0, 0.0]])
+    return {"refined": refined, "student_top": top, "student_prob": prob}, given
+
+
+def test_top_k_probability_spreads_the_rest():
+    p = top_k_probability(np.array([[0, 1], [0, 1]]), np.array([[0.6, 0.3], [0.6, 0.3]]), np.array([1, 3]), 5)
+    np.testing.assert_allclose(p, [0.3, 0.1 / 3])
+
+
+def test_queue_ranks_by_expected_change_and_leaves_out_accept_equals_keep():
+    snap, given = queue_snapshot()
+    change = expected_change(snap, given)
+    np.testing.assert_allclose(change, [0.9, 0.05, 0.7, 0.55, 0.1, 1.0, 0.4, 0.0])
+    np.testing.assert_array_equal(np.flatnonzero(worth_reviewing(snap, given)), [0, 2, 3, 5])
+    np.testing.assert_array_equal(build_queue(snap, given, fraction=1.0), [5, 0, 2, 3])
+    np.testing.assert_array_equal(build_queue(snap, given, fraction=0.25), [5, 0])  # at most 25% of 8
+    np.testing.assert_array_equal(build_queue(snap, given, "all", fraction=1.0), [5, 0, 2, 3, 6, 4, 1, 7])
+    np.testing.assert_array_equal(build_queue(snap, given, "relabelled", fraction=1.0), [5, 0, 3])
+    disputed = np.zeros(8, bool)
+    disputed[[1, 3]] = True
+    np.testing.assert_array_equal(build_queue(snap, given, "disputed", disputed=disputed), [3, 1])
+    np.testing.assert_array_equal(build_queue(snap, given, "worth reviewing", classes=[2], fraction=1.0), [5, 3])
+    with pytest.raises(UserError, match="unknown queue 'nope'"):
+        build_queue(snap, given, "nope")
+    with pytest.raises(UserError, match="fraction"):
+        build_queue(snap, given, fraction=0.0)
+
+
+def test_queue_uses_every_source_and_beats_self_confidence_on_a_hand_made_case():
+    # the student alone is fooled on sample 1 (wrong label, high student probability); the teacher and the
+    # propagation are not: the mean of the sources ranks it above the clean sample 2
+    given = np.array([0, 0, 0, 0])
+    true = np.array([1, 1, 0, 0])
+    snap = {"refined": np.array([1, 1, 0, 0]),
+            "student_top": np.array([[1, 0], [0, 1], [1, 0], [0, 1]]),
+            "student_prob": np.array([[0.9, 0.1], [0.6, 0.4], [0.55, 0.45], [0.9, 0.1]]),
+            "teacher_top": np.array([[1, 0], [1, 0], [0, 1], [0, 1]]),
+            "teacher_prob": np.array([[0.9, 0.1], [0.9, 0.1], [0.9, 0.1], [0.9, 0.1]])}
+    np.testing.assert_allclose(given_label_probability(snap, given), [0.1, 0.35, 0.675, 0.9])
+    ours = build_queue(snap, given, "all", fraction=1.0)
+    baseline = self_confidence_ranking(snap, given)
+    np.testing.assert_array_equal(ours, [0, 1, 2, 3])
+    np.testing.assert_array_equal(baseline, [0, 2, 1, 3])  # student P(given): 0.1, 0.6, 0.45, 0.9
+    assert queue_precision(ours, given, true, 2) == 1.0 and queue_precision(baseline, given, true, 2) == 0.5
+    assert queue_precision(np.array([], np.int64), given, true, 2) is None
+
+
+# ---------------------------------------------------------------- several reviewers through export and import
+def test_decisions_export_has_reviewer_and_consensus_rows_and_imports_back(tmp_path):
+    import shutil
+
+    from engine.export import decisions_table, import_decisions, samples_table
+
+    store = make_run(tmp_path / "run")
+    reviews = ReviewStore(store.path, num_classes=2)
+    reviews.record(3, "relabel", "ann", 1, proposal=0)
+    reviews.record(3, "keep", "bob", proposal=0)  # disputed; a tie the proposal (0 = keep) breaks
+    reviews.record(5, "outlier", "ann")
+    reviews.record(5, "outlier", "bob")
+    table = decisions_table(reviews.effective(), ["class 0", "class 1"])
+    assert table[["index", "kind", "reviewer", "decision", "label", "disputed"]].values.tolist() == [
+        [3, "reviewer", "ann", "relabel", "class 1", 1], [3, "reviewer", "bob", "keep", "class 0", 1],
+        [5, "reviewer", "ann", "outlier", "", 0], [5, "reviewer", "bob", "outlier", "", 0],
+        [3, "consensus", "ann, bob", "keep", "class 0", 1], [5, "consensus", "ann, bob", "outlier", "", 0]]
+    samples = samples_table(store).set_index("index")
+    assert samples.loc[3, ["final", "decision", "reviewer"]].tolist() == ["class 0", "keep", "ann, bob"]
+    copy = RunStore(tmp_path / "copy")
+    shutil.copytree(store.path, copy.path)
+    for name in ("reviews.sqlite", "reviews.sqlite-wal", "reviews.sqlite-shm"):
+        (copy.path / name).unlink(missing_ok=True)
+    (tmp_path / "decisions.csv").write_text(table.to_csv(index=False))
+    imported = import_decisions(copy, tmp_path / "decisions.csv")
+    assert len(imported) == 4  # the consensus rows are not imported as decisions
+    again = ReviewStore(copy.path).consensus()
+    assert {s: (v.label, v.outlier, v.disputed, v.reviewers) for s, v in again.items()} == \
+        {3: (0, False, True, ("ann", "bob")), 5: (None, True, False, ("ann", "bob"))}

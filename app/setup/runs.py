@@ -10,21 +10,27 @@ import streamlit as st
 from app.common import RUN_DIR_KEY, current_store, open_run, runs_root
 from app.settings import delete_run, rename_run, run_rows
 from app.worker import forget_worker, is_live
+from engine.compare import METHOD_NAMES
 from engine.errors import UserError
 
 
 def run_table(rows: list[dict]) -> None:
+    """Every run in a table that wraps rather than scrolls sideways (every column readable at 1280 px)."""
     def number(value) -> str:
         return "–" if value is None else f"{value:.3f}"
 
+    def progress(r) -> str:
+        if r["state"] in ("done", "unreadable") or r["step"] is None:
+            return r["state"]
+        return f"{r['state']} · {r['phase']}\u00a0{r['step']}/{r['total_steps']}"
+
     table = pd.DataFrame([{
-        "run": r["name"], "dataset": r["dataset"], "method": r["method"], "noise": r["noise"], "seed": r["seed"],
-        "state": r["state"], "phase": r["phase"],
-        "step": f"{r['step']}/{r['total_steps']}" if r["step"] is not None else "",
-        "student acc": number(r["student_test_accuracy"]),
-        "refined precision": number(r["refined_label_precision"]),
+        "run": r["name"], "dataset": r["dataset"], "method": METHOD_NAMES.get(r["method"], r["method"]),
+        "noise": r["noise"], "seed": "" if r["seed"] is None else r["seed"], "progress": progress(r),
+        "student acc": number(r["student_test_accuracy"]), "refined prec": number(r["refined_label_precision"]),
     } for r in rows])
-    st.dataframe(table, hide_index=True, width="stretch")
+    with st.container(height=480 if len(table) > 8 else "content", border=False):  # many runs: scroll down, not across
+        st.table(table.set_index("run"))
 
 
 def manage_runs() -> None:

@@ -43,7 +43,7 @@ PENDING_KEY = "_train_pending"  # the command this session just started (its red
 #: Charts shown at once in presentation mode (one row on a projector); the others in an expander.
 PRESENT_CHARTS = ("labels", "detection", "accuracy")
 COMMAND_TEXT = {"step": "Training one step", "play": "Playing to the end", "phase": "Running to the end of the phase",
-                "reset": "Resetting the run"}
+                "reset": "Resetting the run", "reset-keep": "Resetting the run (keeping the decisions)"}
 CHART_HELP = {
     "labels": "Fraction of training labels that are right: the given (noisy) ones, dashed, and the refined ones.",
     "detection": "Precision: of the samples relabelled away from their given label, the fraction whose given "
@@ -138,7 +138,15 @@ def controls(store: RunStore, status: dict, busy: bool, elsewhere: bool) -> None
                help=f"Step on until the {status.get('phase', 'current')} phase ends. Key: E.")
     with row.popover("Reset", disabled=blocked):
         st.markdown("Recreate the run from its own settings: **every step is lost**.")
-        st.button("Reset the run", key="train-reset", type="primary", on_click=press, args=(path, "reset", shown))
+        if store.reviews_path.exists():
+            st.markdown("Its review decisions: keep them (they clamp the new run's labels), or start clean "
+                        "(they are set aside as `reviews-old-N.sqlite` in the run folder).")
+            st.button("Reset, keep the decisions", key="train-reset-keep", on_click=press,
+                      args=(path, "reset-keep", shown))
+            st.button("Reset, start clean", key="train-reset", type="primary", on_click=press,
+                      args=(path, "reset", shown))
+        else:
+            st.button("Reset the run", key="train-reset", type="primary", on_click=press, args=(path, "reset", shown))
     hidden_buttons("train-keys", [HiddenButton("Step (PageDown)", "PageDown", "train-step-pagedown", press,
                                                (path, "step", shown), disabled=blocked or done)])
 

@@ -1,5 +1,7 @@
 """The Review page in a real Chromium: review with the keyboard only, undo,
-reload, and download the exported samples.
+reload, and download the exported samples; rapid keys (one decision per
+card), two reviewers in two tabs (disputed on both screens), the reviewer
+across pages and reloads, a bulk accept undone whole by Z.
 
 Set ``AMLKD_SCREENSHOTS=DIR`` to keep screenshots of each stage.
 """
@@ -115,12 +117,12 @@ def test_review_with_keys_undo_reload_and_export(app_page, app_server, review_ru
     keys_released(page)
     key(page, "u", "(by kimo)")
     # so does a click on a toggle (which keeps the focus otherwise)
-    page.get_by_text("Hide reviewed").click()
+    page.get_by_text("Hide samples I decided").click()
     wait_for_app(page)
     keys_released(page)
     key(page, "z", "Undone: your last decision")
     assert len(reviews.history()) == 7 and len(reviews.latest()) == 3
-    page.get_by_text("Hide reviewed").click()
+    page.get_by_text("Hide samples I decided").click()
     wait_for_app(page)
     page.get_by_label("Reviewer").fill("kim")
     page.get_by_label("Reviewer").press("Enter")
@@ -146,3 +148,107 @@ def test_review_with_keys_undo_reload_and_export(app_page, app_server, review_ru
     assert decided.loc[seen[1], "decision"] == "keep"
     assert decided.loc[seen[1], "final"] == decided.loc[seen[1], "given"]
     assert page.blocked == []
+
+
+def heading_key(page) -> str:
+    return sample_heading(page).split(" · ")[0].removeprefix("Sample ")
+
+
+def test_rapid_keys_record_one_decision_per_card(app_page, app_server, review_run):
+    page = app_page
+    page.goto(f"{app_server}/review?run={RUN}&reviewer=rapid")
+    ready(page)
+    for _ in range(10):  # human-fast: 50 ms apart, without waiting for the page
+        page.keyboard.press("a")
+        page.wait_for_timeout(50)
+    wait_for_app(page)
+    page.wait_for_timeout(1500)
+    wait_for_app(page)
+    assert_no_exception(page)
+    mine = [d for d in ReviewStore(review_run).history() if d.reviewer == "rapid"]
+    samples = [d.sample for d in mine]
+    assert 1 <= len(mine) <= 10 and len(samples) == len(set(samples)), samples  # never two on one card
+    shot(page, "review_rapid_keys")
+    for d in mine:  # undo them all, for the next tests
+        ReviewStore(review_run).undo("rapid", d.sample)
+
+
+def test_two_reviewers_on_one_sample_disputed_on_both_screens(browser, app_server, review_run):
+    tabs = []
+    for name in ("ann", "bob"):
+        context = browser.new_context(viewport={"width": 1024, "height": 768})
+        tabs.append(context.new_page())
+        tabs[-1].goto(f"{app_server}/review?run={RUN}&reviewer={name}")
+        ready(tabs[-1])
+    ann, bob = tabs
+    sample = heading_key(ann)
+    assert heading_key(bob) == sample
+    key(ann, "0", f"Saved: {sample}:")
+    key(bob, "1", f"Saved: {sample}:")
+    for page, me in ((ann, "ann"), (bob, "bob")):
+        page.goto(f"{app_server}/review?run={RUN}&reviewer={me}&sample={sample}")
+        ready(page)
+        box = page.locator(".st-key-review_disputed")
+        box.wait_for(timeout=30_000)
+        text = box.inner_text()
+        assert "Disputed" in text and "ann" in text and "bob" in text and f"{me} (you)" in text, text
+        assert_no_exception(page)
+    shot(bob, "review_disputed")
+    verdict = ReviewStore(review_run).consensus()[int(ReviewStore(review_run).history()[-1].sample)]
+    assert verdict.disputed and verdict.reviewers[-2:] == ("ann", "bob")
+    for page in tabs:
+        page.context.close()
+    for name in ("ann", "bob"):
+        ReviewStore(review_run).undo(name, int(verdict.sample))
+
+
+def test_reviewer_survives_another_page_and_a_reload(app_page, app_server, review_run):
+    page = app_page
+    name = 'Zoë "Q" <i>x</i>'
+    page.goto(f"{app_server}/review?run={RUN}")
+    ready(page)
+    field = page.get_by_label("Reviewer")
+    field.fill(name)
+    field.press("Enter")
+    page.wait_for_url("**reviewer=**", timeout=30_000)
+    keys_released(page)
+    page.get_by_role("link", name="Losses").click()
+    wait_for_app(page)
+    page.wait_for_url("**reviewer=**", timeout=30_000)  # the other page keeps it in the address
+    page.reload()
+    wait_for_app(page)
+    page.get_by_role("link", name="Review").click()
+    ready(page)
+    assert page.get_by_label("Reviewer").input_value() == name
+    page.get_by_text(f"reviewing as {name}").wait_for(timeout=30_000)  # shown as text, not markup
+    assert page.locator("i", has_text="x").count() == 0
+    key(page, "u", "Saved:")
+    mine = [d for d in ReviewStore(review_run).effective() if d.reviewer == name]
+    assert len(mine) == 1
+    key(page, "z", "Undone:")
+
+
+def test_z_undoes_a_bulk_accept_whole(app_page, app_server, review_run):
+    page = app_page
+    page.goto(f"{app_server}/review?run={RUN}&reviewer=bulk")
+    ready(page)
+    page.keyboard.press("ArrowRight")
+    page.locator("h3", has_text="2 of").wait_for(timeout=30_000)
+    ready(page)
+    where = heading_key(page)
+    page.get_by_text("Bulk accept").click()
+    button = page.get_by_role("button", name="Accept these")
+    button.wait_for(timeout=30_000)
+    count = int(button.inner_text().split()[2])
+    assert count > 1
+    button.click()
+    page.get_by_text(f"Accepted {count} proposals").wait_for(timeout=30_000)
+    ready(page)
+    assert len([d for d in ReviewStore(review_run).effective() if d.reviewer == "bulk"]) == count
+    page.keyboard.press("l")  # move on; Z still undoes the whole bulk accept and comes back
+    ready(page)
+    keys_released(page)
+    key(page, "z", f"Undone: your bulk accept of {count} samples")
+    assert heading_key(page) == where
+    assert [d for d in ReviewStore(review_run).effective() if d.reviewer == "bulk"] == []
+    assert_no_exception(page)

@@ -1,0 +1,68 @@
+"""Charts of the Compare page: one line per run over the student's epochs.
+
+:func:`curve_figure` takes the points of :func:`engine.compare.curves` (one
+dict per run and student epoch) and draws one metric, each run a line in its
+method's colour (a second run of the same method dashed). A point whose value
+is ``None`` is left out, so a trace has one marker per epoch that measured it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import plotly.graph_objects as go
+
+from . import palette
+
+#: One colour per method, from the app's colour-blind-safe palette.
+METHOD_COLORS = {"AML-KD": palette.BLUE, "CE": palette.GREY, "KD": palette.ORANGE}
+OTHER_COLOR = palette.REDDISH_PURPLE
+DASHES = ("solid", "dash", "dot", "dashdot")
+HEIGHT = 330
+METRICS = {"student_test_accuracy": "Student test accuracy", "label_precision": "Label precision (refined labels)"}
+
+
+def _method(point: Mapping) -> str:
+    return str(point.get("method", "")).split(" (")[0]
+
+
+def curve_series(points: Sequence[Mapping], key: str) -> dict[str, tuple[list[int], list[float]]]:
+    """Per run (in order of first appearance): epochs and values of ``key``, unknown values left out."""
+    series: dict[str, tuple[list[int], list[float]]] = {}
+    for p in points:
+        xs, ys = series.setdefault(str(p["run"]), ([], []))
+        if p.get(key) is not None:
+            xs.append(int(p["epoch"]))
+            ys.append(float(p[key]))
+    return series
+
+
+def curve_figure(points: Sequence[Mapping], key: str, title: str | None = None) -> go.Figure:
+    """One metric of several runs over student epochs.
+
+    Parameters
+    ----------
+    points : sequence of dict
+        :func:`engine.compare.curves` output.
+    key : {'student_test_accuracy', 'label_precision'}
+    """
+    methods = {str(p["run"]): _method(p) for p in points}
+    seen: dict[str, int] = {}
+    traces = []
+    for run, (xs, ys) in curve_series(points, key).items():
+        method = methods[run]
+        nth = seen[method] = seen.get(method, -1) + 1
+        traces.append(go.Scatter(
+            x=xs, y=ys, name=f"{method} · {run}", mode="lines+markers", marker={"size": 6},
+            line={"color": METHOD_COLORS.get(method, OTHER_COLOR), "dash": DASHES[nth % len(DASHES)], "width": 2},
+            hovertemplate=f"{run}<br>epoch %{{x}}<br>%{{y:.3f}}<extra></extra>"))
+    return go.Figure(traces, layout={
+        "title": {"text": title or METRICS.get(key, key)}, "height": HEIGHT,
+        "margin": {"l": 50, "r": 10, "t": 40, "b": 40},
+        "xaxis": {"title": {"text": "student epoch"}, "dtick": 1 if _max_epoch(points) <= 12 else None},
+        "yaxis": {"title": {"text": METRICS.get(key, key).split(" (")[0].lower()}, "tickformat": ".2f"},
+        "legend": {"orientation": "h", "y": -0.25}, "hovermode": "closest"})
+
+
+def _max_epoch(points: Sequence[Mapping]) -> int:
+    return max((int(p["epoch"]) for p in points), default=0)

@@ -1,0 +1,131 @@
+"""The sample on screen: image (or its place among the points), labels, every reviewer's vote,
+the label's history over the steps, and its nearest neighbours."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app.figures import review as figs
+from app.review.context import ReviewContext, md
+from engine.export import decisions_table
+from engine.review import Consensus
+
+NEIGHBOURS_SHOWN = 20
+
+
+def vote_lines(verdict: Consensus | None, class_names, me: str = "") -> list[str]:
+    """Who chose what (pure): ``"name: decision → label"`` per reviewer, oldest first; ``(you)`` marks ``me``."""
+    if verdict is None:
+        return []
+    lines = []
+    for d in verdict.votes:
+        label = "" if d.label is None else f" → {class_names[d.label]}"
+        lines.append(f"{d.reviewer}{' (you)' if d.reviewer == me else ''}: {d.decision}{label}")
+    return lines
+
+
+def verdict_text(verdict: Consensus | None, class_names) -> str:
+    """The consensus in words (pure)."""
+    if verdict is None:
+        return "not reviewed yet"
+    if verdict.outlier:
+        what = "outlier (left out of training)"
+    elif verdict.label is not None:
+        what = class_names[verdict.label] + (" (tie broken by the method's proposal)" if verdict.tie_broken else "")
+    else:
+        what = "no label yet (a tie)" if verdict.disputed else "unsure"
+    return f"{what} · {len(verdict.votes)} reviewer{'s' if len(verdict.votes) != 1 else ''}"
+
+
+def votes_panel(ctx: ReviewContext, sample: int, revealed: bool) -> None:
+    verdict = ctx.verdicts.get(sample)
+    if verdict is not None and verdict.disputed:
+        with st.container(key="review_disputed"):
+            st.warning("**Disputed**: the reviewers disagree" + (":" if revealed else
+                       " (their votes show once you decide, in blind mode)."), icon=":material/group:")
+            if revealed:
+                for line in vote_lines(verdict, ctx.class_names, ctx.opts.reviewer):
+                    st.markdown("- " + md(line))
+    st.markdown(f"**Consensus:** {md(verdict_text(verdict, ctx.class_names)) if revealed or verdict is None else 'hidden until you decide'}")
+    if verdict is not None and not verdict.disputed and revealed:
+        st.caption(" · ".join(md(line) for line in vote_lines(verdict, ctx.class_names, ctx.opts.reviewer)))
+
+
+def labels_panel(ctx: ReviewContext, sample: int, revealed: bool) -> None:
+    names, snap = ctx.class_names, ctx.snapshot
+    st.markdown(f"**Given label:** {md(names[ctx.given[sample]])}")
+    if revealed:
+        st.markdown(f"**Proposal (refined):** {md(names[snap['refined'][sample]])}")
+        details = []
+        if np.isfinite(snap["weight"][sample]):
+            details.append(f"AWE weight {snap['weight'][sample]:.2f}")
+        if "lp_confidence" in snap:
+            details.append(f"propagation confidence {snap['lp_confidence'][sample]:.2f}")
+        st.caption(" · ".join(details))
+    else:
+        st.markdown("**Proposal:** hidden until you decide (blind mode)")
+    votes_panel(ctx, sample, revealed)
+    if revealed:
+        sources = {name: (snap[top][sample], snap[prob][sample])
+                   for name, top, prob in (("propagation", "lp_top_classes", "lp_top_scores"),
+                                           ("teacher", "teacher_top", "teacher_prob"),
+                                           ("student", "student_top", "student_prob")) if top in snap}
+        if sources:
+            st.plotly_chart(figs.top3_figure(sources, names), key="review_top3")
+
+
+def neighbours(ctx: ReviewContext, sample: int) -> tuple[np.ndarray, np.ndarray]:
+    """The sample's nearest neighbours (indices, cosine similarities) in the step's graph or features."""
+    snap = ctx.snapshot
+    if "neighbor_idx" in snap:
+        return snap["neighbor_idx"][sample].astype(np.int64), snap["neighbor_sim"][sample].astype(np.float32)
+    features = snap["features"].astype(np.float32)
+    features /= np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    sims = features @ features[sample]
+    sims[sample] = -np.inf
+    order = np.argsort(-sims, kind="stable")[:NEIGHBOURS_SHOWN]
+    return order, sims[order]
+
+
+def card(ctx: ReviewContext, sample: int, revealed: bool) -> None:
+    names, dataset = ctx.class_names, ctx.dataset
+    near, sims = neighbours(ctx, sample)
+    labels = ctx.snapshot["refined"] if revealed else ctx.given
+    left, middle, right = st.columns([1.0, 1.1, 1.5])
+    with left:
+        if dataset.kind == "image":
+            pixels = dataset.train_x[sample]  # one PNG, drawn crisp: far lighter for the browser than a chart
+            st.image(figs.thumbnail(pixels, scale=max(1, 256 // max(np.shape(pixels)[-1], 1))), width=256)
+        else:
+            st.plotly_chart(figs.points_figure(dataset.train_x, labels, names, sample, near, size=340),
+                            key="review_points", width="content")
+    with middle:
+        labels_panel(ctx, sample, revealed)
+    with right:
+        if revealed:
+            steps, values = ctx.history
+            events = [d for d in ctx.decisions if d.sample == sample and d.step is not None]
+            st.plotly_chart(figs.history_figure(steps, values["refined"][:, sample], values["weight"][:, sample],
+                                                values["student_loss"][:, sample], names, int(ctx.given[sample]),
+                                                [(d.step, d.decision) for d in events]), key="review_history")
+        else:
+            st.caption("The label's history is hidden in blind mode until you decide.")
+    edge = np.maximum(sims, 0) ** ctx.power
+    st.caption(f"{len(near)} nearest neighbours ({'refined' if revealed else 'given'} label · edge weight)")
+    if dataset.kind == "image":
+        st.image([figs.thumbnail(dataset.train_x[j], scale=6) for j in near],
+                 caption=[f"{names[labels[j]]} · {w:.2f}" for j, w in zip(near, edge)], width=56)
+    else:
+        st.dataframe(pd.DataFrame({"sample": ctx.keys[near], "label": [names[labels[j]] for j in near],
+                                   "edge weight": edge.astype(np.float64)}), hide_index=True, height=240,
+                     column_config={"edge weight": st.column_config.NumberColumn(format="%.3f")}, width=420)
+
+
+def decision_log(ctx: ReviewContext, sample: int) -> None:
+    events = ctx.reviews.history(sample)
+    if events:
+        table = decisions_table(events, ctx.class_names, history=True)
+        table["time"] = pd.to_datetime(table["time"], unit="s").dt.strftime("%Y-%m-%d %H:%M:%S")
+        st.dataframe(table.drop(columns=["sample", "index", "kind", "disputed"]), hide_index=True)

@@ -1,0 +1,153 @@
+"""Compare: runs on the same data side by side (AML-KD against plain training
+and plain distillation): a table with the differences to CE, the curves over
+the student's epochs, and which samples each run labels right. Runs whose
+samples or given labels differ are refused with the reason. A comparison set
+can be made from one run's settings and is trained one run after another by
+the background worker. The numbers come from :mod:`engine.compare`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from app.common import current_store, runs_root
+from app.compare_widgets import (LABEL_KINDS, comparable_with, create_and_queue, csv_button, curves_frame,
+                                 describe_plan, figure_buttons, filtered_samples, outcome_patterns, plan_set,
+                                 progress_lines, run_labels, run_names, sample_caption, sample_filters, split_shared,
+                                 table_frame, table_note)
+from app.figures.compare import METRICS, curve_figure
+from app.samples import load_dataset, thumbnails
+from app.worker import current_queue, is_live
+from engine.compare import comparison_table, curves, per_sample, same_data
+from engine.errors import UserError
+from engine.store import RunStore
+
+PICK = "compare-runs"
+GRID = 18
+
+
+def comparison_set(root: Path, names: list[str], expanded: bool) -> None:
+    with st.expander("Create a comparison set from one run's settings", expanded=expanded):
+        open_store = current_store()
+        index = names.index(open_store.path.name) if open_store and open_store.path.name in names else 0
+        chosen = st.selectbox("Settings of run", names, index=index, key="compare-set-source")
+        ablations = st.checkbox("Also the ablations: AML-KD without AWE, without the mutual stage, without stage 0",
+                                key="compare-set-ablations")
+        try:
+            members = plan_set(root / chosen, ablations)
+        except UserError as exc:
+            st.error(f"No comparison set from {chosen!r}: {exc}")
+            return
+        st.markdown("Same data, noise, seed and schedule; only the method changes:\n\n" +
+                    "\n".join(f"- {line}" for line in describe_plan(members)))
+        if st.button("Create and train them", key="compare-set-create", type="primary"):
+            start_set(members)
+    queue = current_queue()
+    if queue is not None:
+        st.fragment(_progress, run_every=2.0 if queue.busy else None)(queue.busy)
+
+
+def start_set(members) -> None:
+    with st.spinner("Creating the comparison set's runs (loading the data, building the networks)..."):
+        problem = create_and_queue(members, runs_root(), is_live)
+    if problem:
+        st.error(problem)
+        return
+    st.session_state[PICK] = [m.path.name for m in members]
+    st.rerun()
+
+
+def _progress(was_busy: bool) -> None:
+    queue = current_queue()
+    if queue is None or (was_busy and not queue.busy):
+        st.rerun()  # the set is trained: redraw the whole page once, without the timers
+    st.caption("Comparison set" + (", training one run after another:" if queue.busy else ":"))
+    st.markdown("\n".join(f"- {line}" for line in progress_lines(queue)))
+
+
+def results(names: list[str], was_live: bool = False) -> None:
+    if was_live and not any(is_live(runs_root() / n) for n in names):
+        st.rerun()  # training ended: redraw once without the timer
+    stores = [RunStore(runs_root() / n) for n in names]
+    problems = same_data(stores)
+    if problems:
+        st.error("These runs cannot be compared: a fair comparison needs the same training samples with the "
+                 "same given labels.\n\n" + "\n".join(f"- {p}" for p in problems))
+        return
+    try:
+        rows, points = comparison_table(stores), curves(stores)
+    except UserError as exc:
+        st.error(f"These runs cannot be shown: {exc}")
+        return
+    for row in rows:
+        for warning in row["warnings"]:
+            st.warning(f"**{row['run']}**: {warning['message']}", icon=":material/warning:")
+    st.subheader("Results")
+    table, shared = split_shared(table_frame(rows))
+    st.markdown(f"Every run: {shared}" if shared else "")
+    st.table(table)
+    st.caption(table_note(rows))
+    csv_button("Table (CSV)", table_frame(rows), "comparison.csv", "compare-table-csv")
+
+    st.subheader("Over the student's epochs")
+    frame = curves_frame(points)
+    for column, key in zip(st.columns(2), METRICS):
+        with column:
+            if frame[key].notna().any():
+                figure = curve_figure(points, key)
+                st.plotly_chart(figure, key=f"compare-curve-{key}", config={"displaylogo": False})
+                figure_buttons(figure, frame[["run", "method", "epoch", key]], key, f"compare-{key}")
+                if key == "label_precision":
+                    st.caption("CE and KD train on the given labels: their line is the given labels' precision.")
+            else:
+                st.info(f"{METRICS[key]}: not measured (no truth for the given labels).")
+    per_sample_view(stores, run_labels(rows))
+
+
+def per_sample_view(stores, labels: dict[str, str]) -> None:
+    st.subheader("Per sample")
+    try:
+        view = per_sample(stores)
+    except UserError as exc:
+        st.info(f"No per-sample view yet: {exc}.")
+        return
+    which = st.radio("Compare each run's", list(LABEL_KINDS), format_func=LABEL_KINDS.get, horizontal=True,
+                     key="compare-which")
+    patterns = outcome_patterns(view, which, labels)
+    if patterns is not None:
+        st.caption("Samples by which runs label them right (truth known):")
+        st.table(patterns)
+    choice = st.selectbox("Show samples", sample_filters(view), key="compare-filter")
+    indices = filtered_samples(view, which, choice)
+    st.caption(f"{len(indices)} samples {choice}" + (f"; the first {GRID} shown." if len(indices) > GRID else "."))
+    if len(indices):
+        dataset = load_dataset(str(stores[0].path))
+        shown = [int(i) for i in indices[:GRID]]
+        for start in range(0, len(shown), 6):
+            for cell, i, picture in zip(st.columns(6), shown[start:start + 6],
+                                        thumbnails(dataset.kind, dataset.train_x, shown[start:start + 6])):
+                cell.image(picture, caption=sample_caption(view, which, i, labels), width="stretch")
+    csv_button("Every sample (CSV)", pd.DataFrame(view.rows()), "per_sample.csv", "compare-samples-csv")
+
+
+st.title("Compare")
+st.caption("AML-KD against plain training (CE) and plain distillation (KD) on the same data: pick runs whose "
+           "training samples and given labels match, or create the set from one run's settings.")
+root = runs_root()
+names = run_names(root)
+if not names:
+    st.info("No runs yet: create one on the Setup page, then make its comparison set here.")
+    st.stop()
+if PICK not in st.session_state:
+    open_store = current_store()
+    st.session_state[PICK] = comparable_with(open_store.path.name, root, names) if open_store else []
+st.session_state[PICK] = [n for n in st.session_state[PICK] if n in names]
+comparison_set(root, names, expanded=len(st.session_state[PICK]) < 2)
+picked = st.multiselect("Runs to compare", names, key=PICK)
+if len(picked) < 2:
+    st.info("Pick two or more runs on the same data, or create a comparison set above.")
+    st.stop()
+live = any(is_live(root / n) for n in picked)
+st.fragment(results, run_every=3.0 if live else None)(picked, live)

@@ -1,0 +1,307 @@
+"""The Compare page (AppTest) on three tiny runs on the same data (AML-KD, CE,
+KD): its table holds engine.compare's values, its charts one trace per run
+with a point per student epoch, runs on other data are refused with the
+reason; a comparison set is created from one run's settings and trained one
+run after another, refused while another run trains. Plus the page's pure
+helpers (app.compare_widgets, app.figures.compare)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app.compare_widgets import (TRAINING_MESSAGE, filtered_samples, member_name, outcome_patterns, plan_set,
+                                 progress_lines,
+                                 run_labels, sample_filters, split_shared, table_frame, table_note)
+from app.figures.compare import curve_figure
+from app.worker import current_queue
+from engine.compare import comparison_table, curves, per_sample, table_text
+from engine.config import RunConfig
+from engine.store import RunStore
+
+PAGE = Path(__file__).resolve().parents[1] / "app" / "views" / "compare.py"
+NAMES = {"aml-kd": "moons-symmetric30-aml-kd-s0", "ce": "moons-symmetric30-ce-s0", "kd": "moons-symmetric30-kd-s0"}
+
+
+@pytest.fixture(scope="module")
+def trio_runs(make_tiny_run):
+    return {"aml-kd": make_tiny_run("moons", "moons", "symmetric:0.3"),
+            "ce": make_tiny_run("moons-ce", "moons", "symmetric:0.3", method="ce"),
+            "kd": make_tiny_run("moons-kd", "moons", "symmetric:0.3", method="kd")}
+
+
+@pytest.fixture
+def trio(runs_dir, trio_runs):
+    """Copies of the three runs in the app's runs folder, named as the app names them."""
+    for method, name in NAMES.items():
+        shutil.copytree(trio_runs[method], runs_dir / name)
+    return [runs_dir / NAMES[m] for m in ("aml-kd", "ce", "kd")]
+
+
+def open_compare(run_dir: Path | None = None, **state) -> AppTest:
+    at = AppTest.from_file(str(PAGE), default_timeout=120)
+    if run_dir is not None:
+        at.session_state["run_dir"] = str(run_dir)
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def button(at: AppTest, key: str):
+    return next(b for b in at.button if b.key == key)
+
+
+# ---------------------------------------------------------------- the page
+def test_the_table_holds_engine_compares_values(trio):
+    at = open_compare(trio[0])  # the open run's comparable runs are picked by default
+    assert at.multiselect(key="compare-runs").value == [p.name for p in trio]
+    shown = at.table[0].value
+    cells = table_text(comparison_table(trio))
+    expected = {h: [row[i] for row in cells[1:]] for i, h in enumerate(cells[0])}
+    for header in ("run", "method", "given prec", "refined prec", "student acc", "teacher acc", "student vs CE",
+                   "steps", "seconds"):
+        assert list(shown[header]) == expected[header], header
+    assert list(shown["student vs CE"])[1] == "baseline" and list(shown["teacher acc"])[1] == "–"
+    warnings = [w.value for w in at.warning]  # the KD student is 0.007 under CE: a below_ce banner
+    assert len(warnings) == 1 and warnings[0].startswith(f"**{trio[2].name}**: The student's test accuracy 0.880 "
+                                                         "is below the plain CE baseline's 0.887")
+    assert "dataset" not in shown and any("dataset **moons** · noise **symmetric 30%** · seed **0**" in m.value
+                                          for m in at.markdown)
+
+
+def test_the_curves_have_one_trace_per_run_and_a_point_per_epoch(trio):
+    at = open_compare(trio[0])
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert len(specs) == 2
+    points = curves(trio)
+    for spec, key in zip(specs, ("student_test_accuracy", "label_precision")):
+        assert [t["name"].split(" · ")[1] for t in spec["data"]] == [p.name for p in trio]
+        for trace, path in zip(spec["data"], trio):
+            assert list(trace["y"]) == [p[key] for p in points if p["run"] == path.name]
+            assert list(trace["x"]) == [1, 2, 3, 4, 5]
+
+
+def test_the_per_sample_view_counts_each_pattern_and_shows_thumbnails(trio):
+    at = open_compare(trio[0])
+    patterns = at.table[1].value
+    expected = outcome_patterns(per_sample(trio), "refined", run_labels(comparison_table(trio)))
+    assert list(patterns.columns) == ["AML-KD", "CE", "KD", "samples"]
+    assert list(patterns["samples"]) == list(expected["samples"]) and patterns["samples"].sum() == 600
+    view = per_sample(trio)
+    disagree = int(view.disagree().sum())
+    assert any(f"{disagree} samples where the runs disagree; the first 18 shown." in c.value for c in at.caption)
+    captions = [caption for img in at.image for caption in img.captions]
+    first = int(np.flatnonzero(view.disagree())[0])
+    assert len(captions) == 18 and captions[0].startswith(f"#{first} · given ")
+    assert captions[0].endswith(" · ".join(f"{m}: {view.class_names[view.refined[r, first]]}"
+                                           for r, m in enumerate(("AML-KD", "CE", "KD"))))
+
+
+def test_runs_on_other_data_are_refused_with_the_reason(trio, runs_dir, make_tiny_run):
+    other = runs_dir / "moons-clean-ce-s0"
+    shutil.copytree(make_tiny_run("moons-clean-ce", "moons", "none", method="ce"), other)
+    at = open_compare(trio[0], **{"compare-runs": [trio[0].name, other.name]})
+    [error] = at.error
+    assert "These runs cannot be compared" in error.value
+    assert (f"runs '{trio[0].name}' and 'moons-clean-ce-s0' have different given labels" in error.value
+            and "noise 'symmetric:0.3' and 'none'" in error.value)
+    assert not at.table and not at.get("plotly_chart")
+    assert trio[0].name in at.multiselect(key="compare-runs").value  # the default pick leaves it out otherwise
+    assert other.name not in open_compare(trio[0]).multiselect(key="compare-runs").value
+
+
+def test_fewer_than_two_runs_ask_for_more(trio):
+    at = open_compare(None)
+    assert at.multiselect(key="compare-runs").value == []
+    assert any("Pick two or more runs" in i.value for i in at.info)
+
+
+# ---------------------------------------------------------------- a comparison set
+def test_a_comparison_set_is_created_from_one_run_and_trained_in_turn(runs_dir, trio_runs):
+    source = runs_dir / NAMES["ce"]
+    shutil.copytree(trio_runs["ce"], source)
+    at = open_compare(source)
+    assert at.selectbox(key="compare-set-source").value == source.name
+    button(at, "compare-set-create").click().run()
+    assert not at.exception and not at.error
+    queue = current_queue()
+    assert [p.name for p in queue.paths] == [NAMES["aml-kd"], NAMES["kd"]]  # the finished CE run is kept
+    deadline = time.monotonic() + 300
+    while queue.busy and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert queue.states == ["done", "done"]
+    base = RunStore(source).config()
+    for method in ("aml-kd", "kd"):
+        store = RunStore(runs_dir / NAMES[method])
+        assert store.config() == base.with_changes(method=method) and store.summary() is not None
+        assert np.array_equal(store.dataset_arrays()["given"], RunStore(source).dataset_arrays()["given"])
+    at.run()
+    assert at.multiselect(key="compare-runs").value == [NAMES["aml-kd"], NAMES["ce"], NAMES["kd"]]
+    assert list(at.table[0].value["method"]) == ["AML-KD", "CE", "KD"]
+    assert any(f"`{NAMES['kd']}`: done" in m.value for m in at.markdown)
+
+
+def test_a_comparison_set_is_refused_while_another_run_trains(trio, runs_dir):
+    for path in trio[1:]:
+        shutil.rmtree(path)
+    busy = RunStore(trio[0])
+    status = busy.status()
+    busy.write_status(**{**status, "state": "running", "updated": time.time(), "pid": os.getpid(),
+                         "host": socket.gethostname()})  # as a live CLI run leaves it
+    at = open_compare(trio[0])
+    button(at, "compare-set-create").click().run()
+    [error] = at.error
+    assert error.value == TRAINING_MESSAGE.format(name=trio[0].name)
+    assert sorted(p.name for p in runs_dir.iterdir()) == [trio[0].name]  # nothing created
+
+
+# ---------------------------------------------------------------- helpers
+def test_member_names_follow_the_source_run():
+    assert member_name("digits-symmetric40-aml-kd-s0", "aml-kd", "ce") == "digits-symmetric40-ce-s0"
+    assert member_name("digits-symmetric40-ce-s0", "ce", "aml-kd-no-awe") == "digits-symmetric40-aml-kd-no-awe-s0"
+    assert member_name("pets-labels-kd", "kd", "aml-kd") == "pets-labels-aml-kd"
+    assert member_name("my-trial", "ce", "kd") == "my-trial-kd"
+
+
+def test_plan_reuses_a_matching_run_and_moves_off_a_different_one(trio, runs_dir):
+    plan = plan_set(trio[1])  # from CE: AML-KD and KD exist with the very configs
+    assert [(m.method, m.path.name, m.config is None, m.done) for m in plan] == \
+        [("aml-kd", trio[0].name, True, True), ("ce", trio[1].name, True, True), ("kd", trio[2].name, True, True)]
+    config = RunStore(trio[2]).config()
+    shutil.rmtree(trio[2])
+    RunStore(trio[2]).create(config.with_changes(seed=5))  # another run holds the KD name
+    kd = plan_set(trio[1])[2]
+    assert kd.path.name == f"{trio[2].name}-2" and kd.config == RunStore(trio[1]).config().with_changes(method="kd")
+
+
+def test_plan_with_ablations_adds_one_aml_kd_run_per_component(trio):
+    plan = plan_set(trio[1], ablations=True)
+    base = RunStore(trio[1]).config()
+    assert [m.label for m in plan] == ["AML-KD", "CE", "KD", "AML-KD w/o AWE", "AML-KD w/o mutual",
+                                       "AML-KD w/o stage 0"]
+    for member, component in zip(plan[3:], ("awe", "mutual", "stage0")):
+        assert member.path.name == f"moons-symmetric30-aml-kd-no-{component}-s0"
+        assert member.config == base.with_changes(method="aml-kd", without=(component,)) and not member.done
+
+
+def test_table_frame_splits_off_shared_columns_and_labels_runs(trio):
+    rows = comparison_table(trio)
+    table, line = split_shared(table_frame(rows))
+    assert line == "dataset **moons** · noise **symmetric 30%** · seed **0**"
+    assert list(table.columns) == ["run", "method", "given prec", "refined prec", "student acc", "teacher acc",
+                                   "student vs CE", "steps", "seconds"]
+    assert run_labels(rows) == {trio[0].name: "AML-KD", trio[1].name: "CE", trio[2].name: "KD"}
+    assert run_labels(rows + [dict(rows[1], run="ce-2")])[trio[1].name] == trio[1].name
+
+
+def test_sample_filters_pick_the_samples_they_name(trio_runs):
+    view = per_sample(list(trio_runs.values()))
+    right = view.right()
+    assert "only moons right" in sample_filters(view)
+    only = filtered_samples(view, "refined", "only moons right")
+    assert len(only) and right[0, only].all() and not right[1:, only].any()
+    wrong = filtered_samples(view, "refined", "every run wrong")
+    assert len(wrong) == np.sum(~right.any(axis=0))
+    assert np.array_equal(filtered_samples(view, "refined", "where the runs disagree"),
+                          np.flatnonzero(view.disagree()))
+
+
+def test_curve_figure_leaves_unknown_values_out():
+    points = [{"run": "a", "method": "CE", "epoch": 1, "label_precision": None},
+              {"run": "a", "method": "CE", "epoch": 2, "label_precision": 0.5},
+              {"run": "b", "method": "CE", "epoch": 1, "label_precision": 0.7}]
+    figure = curve_figure(points, "label_precision")
+    assert [list(t.x) for t in figure.data] == [[2], [1]] and [list(t.y) for t in figure.data] == [[0.5], [0.7]]
+    assert figure.data[0].line.dash == "solid" and figure.data[1].line.dash == "dash"  # same method: dashed
+
+
+def test_the_runs_table_names_the_dataset_and_label_file_noise_as_the_user_gave_them(tmp_path):
+    from app.settings import run_rows
+
+    store = RunStore(tmp_path / "pets-labels-aml-kd-s0")
+    store.create(RunConfig(dataset=f"folder:{tmp_path}/uploads/pets-0123456789ab/pets?size=32", noise="none",
+                           labels=f"{tmp_path}/uploads/labels.csv", truth_column="truth"))
+    true = np.arange(10) % 2
+    store.write_dataset(given=np.where(np.arange(10) < 3, 1 - true, true), true=true,
+                        keys=np.array([f"train/{i}.jpg" for i in range(10)]), holdout=np.zeros(10, bool))
+    [row] = run_rows(tmp_path)
+    assert (row["dataset"], row["noise"]) == ("pets.zip", "label file (30% wrong)")
+    store.write_dataset(given=true, true=np.full(10, -1), keys=np.array([f"train/{i}.jpg" for i in range(10)]),
+                        holdout=np.zeros(10, bool))  # no truth column: no rate
+    assert run_rows(tmp_path)[0]["noise"] == "label file"
+
+
+def test_setup_shows_every_run_in_a_table_that_wraps(trio):
+    at = AppTest.from_file(str(PAGE.parent / "setup.py"), default_timeout=120)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = next(t.value for t in at.table if trio[0].name in list(t.value.index))
+    assert list(table.columns) == ["dataset", "method", "noise", "seed", "progress", "student acc", "refined prec"]
+    row = table.loc[trio[1].name]
+    summary = RunStore(trio[1]).summary()
+    assert (row["dataset"], row["method"], row["noise"], row["progress"]) == ("moons", "CE", "symmetric 30%", "done")
+    assert row["student acc"] == f"{summary['student_test_accuracy']:.3f}"
+
+
+def test_the_queue_stops_at_a_run_that_fails_and_leaves_the_next_one_waiting(runs_dir, monkeypatch):
+    from app.worker import FAIL_ENV, train_in_turn
+    from engine.errors import UserError
+    from engine.run import Run
+    from tests.conftest import tiny_config
+
+    paths = [runs_dir / "first-ce", runs_dir / "second-ce"]
+    for path in paths:
+        Run.create(path, tiny_config(method="ce"))
+    monkeypatch.setenv(FAIL_ENV, "2")
+    queue = train_in_turn(paths)
+    deadline = time.monotonic() + 120
+    while queue.busy and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert queue.states[0].startswith("stopped: step 2 (student) failed: InjectedFault") and \
+        queue.states[1] == "waiting"
+    assert RunStore(paths[0]).status()["step"] == 1 and not RunStore(paths[1]).steps()
+
+
+def test_a_second_queue_is_refused_while_one_works(runs_dir, monkeypatch):
+    import app.worker as worker
+    from engine.errors import UserError
+
+    class Working:
+        busy = True
+
+    monkeypatch.setattr(worker, "_QUEUE", Working())
+    with pytest.raises(UserError, match="a comparison set is still training"):
+        worker.train_in_turn([runs_dir / "any"])
+    monkeypatch.undo()  # before runs_dir stops "the queue"
+
+
+def test_a_damaged_summary_is_one_message_and_the_page_stays_up(trio):
+    (trio[2] / "summary.json").write_text('{"method": "kd", "stud')
+    at = open_compare(trio[0])
+    [error] = at.error
+    assert error.value.startswith("These runs cannot be shown: ") and "summary.json" in error.value
+    assert "resume" in error.value and not at.table
+    assert at.multiselect(key="compare-runs").value == [p.name for p in trio]  # still picked, nothing lost
+
+
+def test_progress_lines_show_each_runs_state_and_step(trio):
+    class Queue:
+        paths, states = trio[:2], ["training", "waiting"]
+
+    lines = progress_lines(Queue())
+    assert lines == [f"`{trio[0].name}`: training · done · step 8/8", f"`{trio[1].name}`: waiting · step 5/5"]
+
+
+def test_the_table_note_says_agreement_where_test_labels_are_given_ones():
+    assert "agreement" not in table_note([{"test_labels": "truth"}, {"test_labels": None}])
+    assert "agreement with the given (noisy) test labels" in table_note([{"test_labels": "given"}])
