@@ -18,6 +18,7 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts app/ on the path, not the 
 
 import streamlit as st  # noqa: E402
 
+from app import present  # noqa: E402
 from app.common import current_store, sync_run_with_url  # noqa: E402
 from app.worker import get_worker, is_live  # noqa: E402
 from engine.store import RunStore  # noqa: E402
@@ -108,12 +109,17 @@ def _sidebar_idle(path) -> None:
 
 
 def main() -> None:
-    st.set_page_config(page_title="AML-KD Explorer", layout="wide")
+    presenting = present.init()
+    st.set_page_config(page_title="AML-KD Explorer", layout="wide",
+                       initial_sidebar_state="collapsed" if presenting else "auto")
     start_embedding_warm_up()
     page = st.navigation(build_pages())
     sync_run_with_url()
     with st.sidebar:
         sidebar_status()
+        present.sidebar_toggle()
+    present.sync_url()
+    present.apply_css()
     page.run()
 
 

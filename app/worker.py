@@ -20,6 +20,10 @@ worker's ``play``; one queue at a time per process.
 Only one command runs at a time; another one sent meanwhile is refused
 (``submit`` returns ``False``), except ``pause``.
 
+:meth:`Worker.prepare` opens the run in the background ahead of the first
+command (loading the data and the networks takes seconds), so that the first
+Step a lecturer presses costs what a step costs.
+
 Errors
 ------
 If a step raises, the worker re-opens the run from its last checkpoint
@@ -123,6 +127,7 @@ class Worker:
         self.error: str | None = None
         self._run: Run | None = None
         self._thread: threading.Thread | None = None
+        self._preparing: threading.Thread | None = None
         self._lock = threading.Lock()
         self._pause = threading.Event()
 
@@ -152,6 +157,33 @@ class Worker:
             self._thread.start()
             return True
 
+    def prepare(self) -> bool:
+        """Open the run in a background thread unless it is open, opening or busy; whether it started."""
+        with self._lock:
+            preparing = self._preparing is not None and self._preparing.is_alive()
+            if self.busy or preparing or self._run is not None or not RunStore(self.path).exists():
+                return False
+            self._preparing = threading.Thread(target=self._prepare, daemon=True,
+                                               name=f"amlkd-open-{self.path.name}")
+            self._preparing.start()
+            return True
+
+    def _prepare(self) -> None:
+        torch.set_num_threads(torch_threads())
+        try:
+            run = Run.open(self.path)
+        except Exception:  # noqa: BLE001 - the first command opens it again and reports what fails
+            log.info("opening %s ahead of the first command failed", self.path, exc_info=True)
+            return
+        with self._lock:
+            if self._run is None and not self.busy:
+                self._run = run
+
+    def _wait_prepared(self) -> None:
+        preparing = self._preparing
+        if preparing is not None and preparing is not threading.current_thread():
+            preparing.join()
+
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the running command ends; ``True`` if it did within ``timeout``."""
         thread = self._thread
@@ -167,6 +199,7 @@ class Worker:
 
     def release(self) -> None:
         """Drop the open run (before its directory is renamed or deleted)."""
+        self._wait_prepared()
         with self._lock:
             if self.busy:
                 raise UserError(f"run {self.path.name!r} is training; pause it and wait for the step to end")
@@ -175,6 +208,7 @@ class Worker:
     # ---------------------------------------------------------------- the job
     def _job(self, command: str) -> None:
         torch.set_num_threads(torch_threads())
+        self._wait_prepared()
         try:
             if command in ("reset", "reset-keep"):
                 self._reset(keep_reviews=command == "reset-keep")

@@ -75,14 +75,14 @@ def test_default_preset_creates_the_run_and_two_steps_draw_the_charts(app, runs_
     status = RunStore(run_dir).status()
     assert (status["step"], status["phase"], status["state"]) == (2, "teacher", "idle")
     charts = _chart_points(app)
-    assert charts["Label precision: refined against given"] == {"refined labels": 2, "given labels": 2}
+    assert charts["Label precision"] == {"refined labels": 2, "given labels": 2}
     assert charts["Test accuracy"] == {"teacher": 2, "student": 0}
     assert charts["Training losses"]["teacher CE"] == 2
     (settings,) = [e for e in app.expander if e.label == "All settings of this run"]
     assert json.loads(settings.json[0].value) == json.loads(RunStore(run_dir).config().to_json())
-    assert charts["Relabels against the given labels"] == {"wrong → right": 2, "right → wrong": 2}
+    assert charts["Relabels"] == {"wrong → right": 2, "right → wrong": 2}
     assert charts["Noise detection"] == {"precision": 0, "recall": 2}
-    assert charts["Clean against noisy: weights and selection"] == {"AWE weight AUROC": 0, "easy-set precision": 0}
+    assert charts["Clean vs noisy"] == {"AWE weight AUROC": 0, "easy-set precision": 0}
     timeline = charts["timeline"]
     assert len(timeline) == 10  # five phases, done and to do
     metrics = {m.label: m.value for m in app.metric}

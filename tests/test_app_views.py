@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app.figures.palette import class_color
 from app.samples import SELECTED_KEY, sample_caption
 from engine import embed, explain
+from engine.snapshot import step_seeds
 from engine.store import RunStore
 
 PAGES = Path(__file__).resolve().parents[1] / "app" / "views"
@@ -125,6 +127,12 @@ def test_embeddings_of_a_toy_can_show_the_raw_points(tiny_moons_run, tmp_path):
 # ---------------------------------------------------------------- propagation graph
 
 
+def _graph_nodes(spec: dict) -> tuple[dict, dict]:
+    by_name = {t.get("name"): t for t in spec["data"]}
+    centre = next(t for t in spec["data"] if str(t.get("name", "")).startswith("sample #"))
+    return by_name["nodes"], centre
+
+
 def test_graph_page_follows_the_selection_and_explains(digits_run):
     store = RunStore(digits_run)
     at = open_page("graph", digits_run, **{SELECTED_KEY: [42]})
@@ -132,18 +140,74 @@ def test_graph_page_follows_the_selection_and_explains(digits_run):
     snap = store.snapshot(8)
     nodes = explain.neighbourhood(snap["neighbor_idx"], 42, 1)
     neighbourhood, scores, confidence, what_if_chart = charts(at)
-    markers = [t for t in neighbourhood["data"] if t["mode"] == "markers" and t["name"] != "other samples"]
-    assert sum(points(t) for t in markers[:-1]) == len(nodes) and markers[-1]["name"] == "sample #42"
+    node_trace, centre = _graph_nodes(neighbourhood)
+    assert points(node_trace) == len(nodes) and centre["name"] == "sample #42"
+    assert sorted(array(node_trace["customdata"]).ravel().tolist()) == sorted(nodes.tolist())
+    # the replay: one frame per recorded iteration, the first one the seeds
+    frames = neighbourhood["frames"]
+    history, iterations, _, _ = _replay(store, 8, nodes)
+    assert len(frames) == len(history) and frames[0]["name"] == "iteration-0"
+    seeds = step_seeds(snap, "mutual", 10).labels
+    first = frames[0]["data"][0]["marker"]["color"]
+    for pos, node in enumerate(nodes):
+        if seeds[node] >= 0:
+            assert first[pos] == class_color(int(seeds[node]))
+    assert neighbourhood["layout"]["sliders"][0]["active"] == len(frames) - 1  # opens on the outcome
     assert len(array(scores["data"][0]["y"])) == 10
     assert "Why does #42 have label" in at.subheader[0].value
     table = at.dataframe[0].value
     assert list(table["sample"]) == list(snap["neighbor_idx"][42])
 
     at.radio(key="graph_hops").set_value(2)
-    at.slider(key="graph_iteration").set_value(0)
     at.run()
-    markers = [t for t in charts(at)[0]["data"] if t["mode"] == "markers" and t["name"] != "other samples"]
-    assert sum(points(t) for t in markers[:-1]) == len(explain.neighbourhood(snap["neighbor_idx"], 42, 2))
+    node_trace, _ = _graph_nodes(charts(at)[0])
+    assert points(node_trace) == len(explain.neighbourhood(snap["neighbor_idx"], 42, 2))
+
+
+def _replay(store, step, nodes):
+    snap, config = store.snapshot(step), store.config()
+    result = explain.replay(snap, "mutual", 10, config.graph, config.propagation, np.asarray(nodes))
+    return result.history, result.iterations, None, None
+
+
+def test_graph_page_opens_on_a_sample_the_step_relabelled_and_walks_them(digits_run):
+    store = RunStore(digits_run)
+    steps = store.steps()
+    at = open_page("graph", digits_run)
+    snap, before = store.snapshot(steps[-1]), store.snapshot(steps[-2])
+    changed = set(np.flatnonzero(snap["refined"] != before["refined"]).tolist())
+    assert changed, "the fixture's last step relabels some samples"
+    first = at.number_input(key="graph_sample").value
+    assert first in changed
+    at.button(key="graph_next").click().run()
+    second = at.number_input(key="graph_sample").value
+    assert second in changed and (second != first or len(changed) == 1)
+    at.button(key="graph_prev").click().run()
+    assert at.number_input(key="graph_sample").value == first
+
+
+def test_graph_what_if_sliders_start_from_the_steps_own_settings_and_reset_with_the_step(digits_run):
+    store = RunStore(digits_run)
+    config = store.config()
+    phases = {m["step"]: m["phase"] for m in store.metrics()}
+    propagate = next(s for s, p in phases.items() if p == "propagate")
+    last = store.steps()[-1]
+    at = open_page("graph", digits_run)
+    assert at.slider(key=f"whatif_keep_{last}").value == 0  # a mutual step keeps no least-confident fraction
+    at.slider(key=f"whatif_k_{last}").set_value(5)
+    at.run()
+    at.select_slider(key="graph_step").set_value(propagate)
+    at.run()
+    assert not at.exception
+    assert at.slider(key=f"whatif_k_{propagate}").value == config.graph.k
+    assert at.slider(key=f"whatif_power_{propagate}").value == config.graph.power
+    assert abs(at.slider(key=f"whatif_alpha_{propagate}").value - config.propagation.alpha) < 1e-9
+    keep = config.train.keep_least_confident if config.noise_rate is None else 0.0
+    assert at.slider(key=f"whatif_keep_{propagate}").value == round(keep * 100)
+    assert metric(at, "Samples that would change label") == "0"  # the step's own settings replay the step
+    at.select_slider(key="graph_step").set_value(last)
+    at.run()
+    assert at.slider(key=f"whatif_k_{last}").value == config.graph.k  # back to the step's own, not the 5 set
 
 
 def test_graph_what_if_diff_matches_the_engine(digits_run):

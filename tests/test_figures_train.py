@@ -106,7 +106,7 @@ def test_phase_timeline_stacks_done_and_to_do_per_phase():
     assert done == [2, 1, 1, 0, 0] and to_do == [0, 0, 3, 32, 12]
     assert sum(done) + sum(to_do) == 51
     widths = [t.marker.line.width for t in fig.data[0::2]]
-    assert widths == [1, 1, 2, 1, 1]  # the current phase is outlined
+    assert widths == [1, 1, 3, 1, 1]  # the current phase is outlined
     assert fig.layout.barmode == "stack"
 
 

@@ -12,9 +12,11 @@ from collections.abc import Mapping, Sequence
 
 import plotly.graph_objects as go
 
-#: One colour per method (until app/figures/palette.py lands, the one place they are set here).
-METHOD_COLORS = {"AML-KD": "#1f77b4", "CE": "#7f7f7f", "KD": "#ff7f0e"}
-OTHER_COLOR = "#9467bd"
+from . import palette
+
+#: One colour per method, from the app's colour-blind-safe palette.
+METHOD_COLORS = {"AML-KD": palette.BLUE, "CE": palette.GREY, "KD": palette.ORANGE}
+OTHER_COLOR = palette.REDDISH_PURPLE
 DASHES = ("solid", "dash", "dot", "dashdot")
 HEIGHT = 330
 METRICS = {"student_test_accuracy": "Student test accuracy", "label_precision": "Label precision (refined labels)"}

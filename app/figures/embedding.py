@@ -14,23 +14,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-#: One colour per class, cycled beyond 20 classes (Plotly's D3 + Set1-ish).
-CLASS_COLORS = (
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    "#bcbd22", "#17becf", "#393b79", "#e7969c", "#637939", "#ad494a", "#7b4173", "#3182bd",
-    "#e6550d", "#31a354", "#756bb1", "#636363",
-)
-UNKNOWN_COLOR = "#c7c7c7"
-#: Colours of a two-valued field: (False, True).
-FLAG_COLORS = ("#d62728", "#2ca02c")
-CONTINUOUS_SCALE = "Viridis"
+from . import palette
+from .palette import CLASS_COLORS, CONTINUOUS_SCALE, FLAG_COLORS, UNKNOWN_COLOR, class_color, flag_style  # noqa: F401
+
 HEIGHT = 560
 SIZE_RANGE = (4.0, 14.0)
-
-
-def class_color(label: int) -> str:
-    """Colour of class ``label`` (grey for -1, unknown)."""
-    return UNKNOWN_COLOR if label < 0 else CLASS_COLORS[int(label) % len(CLASS_COLORS)]
 
 
 def scale_sizes(values: np.ndarray | None, n: int, size_range: tuple[float, float] = SIZE_RANGE) -> np.ndarray | float:
@@ -63,7 +51,7 @@ def note_figure(text: str, height: int = 200) -> go.Figure:
     """A chart-sized note, for a view with nothing to draw."""
     fig = go.Figure()
     fig.add_annotation(text=text, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
-                       font={"size": 14, "color": "#555"})
+                       font={"size": 14, "color": palette.MID_GREY})
     fig.update_layout(height=height, xaxis={"visible": False}, yaxis={"visible": False},
                       margin={"l": 10, "r": 10, "t": 10, "b": 10})
     return fig
@@ -94,6 +82,7 @@ def embedding_figure(
     hover: Sequence[str] | None = None,
     highlight: np.ndarray | None = None,
     highlight_name: str = "selected",
+    flag_field: str | None = None,
     title: str | None = None,
     color_title: str | None = None,
     sample_ids: np.ndarray | None = None,
@@ -106,7 +95,8 @@ def embedding_figure(
     values : np.ndarray, shape (N,)
         What the colour shows. ``kind='category'``: integer codes, -1 =
         unknown (grey), one trace (and legend entry) per code present;
-        ``kind='flag'``: booleans, two traces (False red, True green);
+        ``kind='flag'``: booleans, two traces, each with its own colour and
+        marker symbol (:func:`app.figures.palette.flag_style`);
         ``kind='continuous'``: numbers on a colour scale, NaN drawn grey in a
         trace of its own.
     kind : {'category', 'flag', 'continuous'}
@@ -117,7 +107,9 @@ def embedding_figure(
     hover : sequence of str, optional
         One hover text per sample.
     highlight : np.ndarray of int, optional
-        Samples outlined by an extra trace drawn on top.
+        Samples ringed (dark outline, no fill) by an extra trace drawn on top.
+    flag_field : {'correct', 'easy', 'relabelled'}, optional
+        Which two-valued field a flag is, for its colours and shapes.
     title, color_title : str, optional
     sample_ids : np.ndarray, shape (N,), optional
         Sample index of each row (default ``0..N-1``), put in ``customdata``.
@@ -145,8 +137,9 @@ def embedding_figure(
         for flag in (False, True):
             rows = np.flatnonzero(flags == flag)
             if rows.size:
+                color, symbol = flag_style(flag_field, flag)
                 fig.add_trace(_scatter(coords, rows, names[int(flag)],
-                                       _marker(marker_sizes, rows, FLAG_COLORS[int(flag)]), hover, sample_ids))
+                                       _marker(marker_sizes, rows, color, symbol=symbol), hover, sample_ids))
     elif kind == "continuous":
         _add_continuous(fig, coords, np.asarray(values, dtype=np.float64), marker_sizes, hover, sample_ids,
                         color_title)
@@ -154,16 +147,14 @@ def embedding_figure(
         raise ValueError(f"kind={kind!r} is unknown; valid: category, flag, continuous")
     if highlight is not None and len(highlight):
         rows = np.asarray(highlight, dtype=np.int64)
-        fig.add_trace(_scatter(coords, rows, highlight_name,
-                               {"size": 13, "color": "rgba(0,0,0,0)", "line": {"width": 2, "color": "#111"},
-                                "symbol": "circle-open"}, hover, sample_ids))
+        fig.add_trace(_scatter(coords, rows, highlight_name, dict(palette.HIGHLIGHT_MARKER), hover, sample_ids))
     fig.update_layout(
         title={"text": title, "x": 0.0, "font": {"size": 14}} if title else None, height=HEIGHT,
         margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10}, dragmode="lasso",
         legend={"itemsizing": "constant", "title": {"text": color_title} if color_title else None},
         xaxis={"showticklabels": False, "title": None, "zeroline": False},
         yaxis={"showticklabels": False, "title": None, "zeroline": False, "scaleanchor": "x"},
-        plot_bgcolor="white", uirevision="embedding")
+        plot_bgcolor=palette.WHITE, uirevision="embedding")
     return fig
 
 

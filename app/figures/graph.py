@@ -10,14 +10,14 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from .embedding import UNKNOWN_COLOR, class_color, note_figure
+from . import palette
+from .embedding import note_figure
+from .palette import UNKNOWN_COLOR, class_color
 
 HEIGHT = 520
 #: Edge-weight bins (fractions of the neighbourhood's weight range) drawn as separate line traces.
 EDGE_BINS = (0.0, 1 / 3, 2 / 3)
-EDGE_STYLE = ({"width": 0.5, "color": "rgba(120,120,120,0.20)"},
-              {"width": 1.2, "color": "rgba(90,90,90,0.35)"},
-              {"width": 2.2, "color": "rgba(40,40,40,0.55)"})
+EDGE_STYLE = tuple({"width": width, "color": color} for width, color in zip((0.5, 1.2, 2.2), palette.EDGE_COLORS))
 
 
 def reached(scores: np.ndarray) -> np.ndarray:
@@ -124,7 +124,7 @@ def neighbourhood_figure(
     if background_xy is not None:
         fig.add_trace(go.Scattergl(x=background_xy[:, 0], y=background_xy[:, 1], mode="markers",
                                    name="other samples", hoverinfo="skip",
-                                   marker={"size": 4, "color": "rgba(160,160,160,0.25)"}))
+                                   marker={"size": 4, "color": palette.BACKGROUND_POINTS}))
     fig.add_traces(edge_traces(node_xy, np.asarray(edges), edge_weights))
     top = scores.argmax(axis=1)
     mass = reached(scores)
@@ -136,19 +136,19 @@ def neighbourhood_figure(
         name = "no mass yet" if code < 0 else class_names[code]
         fig.add_trace(go.Scattergl(
             x=node_xy[rows, 0], y=node_xy[rows, 1], mode="markers", name=name,
-            marker={"size": 7 + 16 * scores[rows].max(axis=1), "line": {"width": 0.5, "color": "#333"},
+            marker={"size": 7 + 16 * scores[rows].max(axis=1), "line": {"width": 0.5, "color": palette.DARK},
                     "color": UNKNOWN_COLOR if code < 0 else class_color(int(code))},
             customdata=np.asarray(node_ids)[rows, None], text=[hover[i] for i in rows],
             hovertemplate="%{text}<extra></extra>"))
     fig.add_trace(go.Scattergl(
         x=node_xy[[center], 0], y=node_xy[[center], 1], mode="markers", name=f"sample #{int(node_ids[center])}",
         marker={"size": 22, "symbol": "star", "color": class_color(int(groups[center])),
-                "line": {"width": 1.5, "color": "#000"}},
+                "line": palette.FOCUS_LINE},
         customdata=np.asarray(node_ids)[[center], None], text=[hover[center]],
         hovertemplate="%{text}<extra></extra>"))
     zoom = zoom_ranges(node_xy, background_xy)
     fig.update_layout(title={"text": title, "x": 0.0, "font": {"size": 14}} if title else None, height=HEIGHT,
-                      margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10}, plot_bgcolor="white",
+                      margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10}, plot_bgcolor=palette.WHITE,
                       xaxis={"showticklabels": False, "zeroline": False, "range": zoom[0]},
                       yaxis={"showticklabels": False, "zeroline": False, "scaleanchor": "x", "range": zoom[1]},
                       legend={"itemsizing": "constant"}, uirevision="neighbourhood")
@@ -250,12 +250,12 @@ def confidence_figure(confidence: np.ndarray, sample_confidence: float | None = 
         return note_figure("This step has no propagation confidences.")
     counts, edges = np.histogram(conf, bins=nbins, range=(0.0, 1.0))
     fig = go.Figure(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=np.diff(edges),
-                           marker={"color": "#9ecae1"}, name="samples",
+                           marker={"color": palette.HISTOGRAM}, name="samples",
                            hovertemplate="confidence %{x:.3f}: %{y} samples<extra></extra>"))
     for value, label, style in ((cutoff, "cut-off", "solid"), (new_cutoff, "what-if cut-off", "dash"),
                                 (sample_confidence, "this sample", "dot")):
         if value is not None and np.isfinite(value):
-            color = "#d62728" if label != "this sample" else "#111"
+            color = palette.VERMILLION if label != "this sample" else palette.BLACK
             fig.add_vline(x=value, line={"color": color, "dash": style, "width": 2},
                           annotation_text=f"{label} {value:.3f}", annotation_position="top")
     fig.update_layout(height=260, margin={"l": 40, "r": 10, "t": 30, "b": 40}, bargap=0,

@@ -11,16 +11,21 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .embedding import CLASS_COLORS, note_figure
-from .train import PHASE_SHADES, phase_spans
+from . import palette
+from .embedding import note_figure
+from .palette import CLASS_COLORS, OTHER_SHADE, PHASE_SHADES
+from .train import phase_spans
 
-#: Histogram groups: (name, noisy?, easy?) -> colour. Clean blue, noisy red; easy darker.
+#: Histogram groups: (clean/noisy/all, easy/not easy/None) -> colour. Clean blue, noisy vermillion (told apart
+#: by colour-blind viewers too); easy dark, not easy light.
 GROUP_COLORS = {
-    ("clean", "easy"): "#1f77b4", ("clean", "not easy"): "#9ecae1",
-    ("noisy", "easy"): "#d62728", ("noisy", "not easy"): "#fc9272",
-    ("all", "easy"): "#555555", ("all", "not easy"): "#bbbbbb",
-    ("clean", None): "#1f77b4", ("noisy", None): "#d62728", ("all", None): "#888888",
+    ("clean", "easy"): palette.BLUE, ("clean", "not easy"): palette.SKY_BLUE,
+    ("noisy", "easy"): palette.VERMILLION, ("noisy", "not easy"): palette.ORANGE,
+    ("all", "easy"): palette.DARK, ("all", "not easy"): palette.LIGHT_GREY,
+    ("clean", None): palette.BLUE, ("noisy", None): palette.VERMILLION, ("all", None): palette.GREY,
 }
+#: Not easy bars are hatched as well, a cue that does not depend on colour.
+GROUP_PATTERNS = {"not easy": "/"}
 
 
 def loss_groups(noisy: np.ndarray | None, easy: np.ndarray | None, n: int) -> list[tuple[str, np.ndarray]]:
@@ -55,7 +60,7 @@ def loss_groups(noisy: np.ndarray | None, easy: np.ndarray | None, n: int) -> li
 
 def _group_color(name: str) -> str:
     parts = name.split(" · ")
-    return GROUP_COLORS.get((parts[0], parts[1] if len(parts) > 1 else None), "#888888")
+    return GROUP_COLORS.get((parts[0], parts[1] if len(parts) > 1 else None), palette.GREY)
 
 
 def loss_histogram_figure(losses: np.ndarray, noisy: np.ndarray | None = None, easy: np.ndarray | None = None,
@@ -93,11 +98,15 @@ def loss_histogram_figure(losses: np.ndarray, noisy: np.ndarray | None = None, e
     fig = go.Figure()
     for name, mask in loss_groups(noisy, easy, len(losses)):
         counts, _ = np.histogram(losses[mask & finite], bins=edges)
-        fig.add_trace(go.Bar(x=centres, y=counts, width=widths, name=name, marker={"color": _group_color(name)},
+        pattern = GROUP_PATTERNS.get(name.split(" · ")[-1])
+        marker = {"color": _group_color(name), "line": {"width": 0}}
+        if pattern:
+            marker["pattern"] = {"shape": pattern, "fgcolor": palette.WHITE, "size": 6, "solidity": 0.2}
+        fig.add_trace(go.Bar(x=centres, y=counts, width=widths, name=name, marker=marker,
                              hovertemplate=f"{name}<br>{loss_name} %{{x:.3f}}: %{{y}}<extra></extra>"))
     for value, label, dash in ((cutoff, "small-loss cut-off", "solid"), (new_cutoff, "moved cut-off", "dash")):
         if value is not None and np.isfinite(value):
-            fig.add_vline(x=value, line={"color": "#111", "dash": dash, "width": 2},
+            fig.add_vline(x=value, line={"color": palette.BLACK, "dash": dash, "width": 2},
                           annotation_text=f"{label} {value:.3f}", annotation_position="top right")
     fig.update_layout(barmode="stack", bargap=0, height=360, margin={"l": 50, "r": 10, "t": 40, "b": 40},
                       xaxis={"title": loss_name}, yaxis={"title": "samples"},
@@ -161,7 +170,7 @@ def _shade(fig: go.Figure, steps: np.ndarray, phases: Sequence[str]) -> None:
     """Phases shaded behind both rows, named in the top one."""
     spans = phase_spans([{"step": int(t), "phase": p} for t, p in zip(steps, phases)])
     for phase, first, last in spans:
-        shade = PHASE_SHADES.get(phase, "rgba(0,0,0,0.03)")
+        shade = PHASE_SHADES.get(phase, OTHER_SHADE)
         for row in (1, 2):  # a label only on top: an annotation without text would read "new text"
             label = {"annotation_text": phase, "annotation_position": "top left"} if row == 1 else {}
             fig.add_vrect(x0=first - 0.5, x1=last + 0.5, fillcolor=shade, line_width=0, layer="below",

@@ -9,16 +9,16 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-FOCUS_COLOR = "#111111"
+from . import palette
+
+FOCUS_COLOR = palette.BLACK
 
 
 def class_colors(num_classes: int) -> list[str]:
-    """A distinct colour per class (10 or fewer: plotly's palette; else Alphabet)."""
-    palette = qualitative.Plotly if num_classes <= 10 else qualitative.Alphabet
-    return [palette[i % len(palette)] for i in range(num_classes)]
+    """A distinct colour per class, from the app's colour-blind-safe palette."""
+    return [palette.class_color(i) for i in range(num_classes)]
 
 
 def _bare_axes(fig: go.Figure) -> go.Figure:
@@ -98,7 +98,7 @@ def points_figure(points: np.ndarray, labels: np.ndarray, class_names: Sequence[
             xs += [points[focus, 0], points[j, 0], None]
             ys += [points[focus, 1], points[j, 1], None]
         fig.add_trace(go.Scattergl(x=xs, y=ys, mode="lines", name="neighbours", hoverinfo="skip",
-                                   line=dict(color="rgba(0,0,0,0.35)", width=1)))
+                                   line=dict(color=palette.NEIGHBOUR_LINKS, width=1)))
     fig.add_trace(go.Scattergl(x=[points[focus, 0]], y=[points[focus, 1]], mode="markers", name="this sample",
                                marker=dict(size=16, symbol="star", color=colors[int(labels[focus])],
                                            line=dict(color=FOCUS_COLOR, width=2))))
@@ -121,7 +121,8 @@ def top3_figure(sources: Mapping[str, tuple[np.ndarray, np.ndarray]], class_name
         labels = [class_names[int(c)] for c in np.asarray(classes)[keep]]
         values = np.asarray(scores, dtype=np.float64)[keep]
         fig.add_trace(go.Bar(y=[f"{name}: {lab}" for lab in labels][::-1], x=values[::-1], orientation="h",
-                             name=name, text=[f"{v:.2f}" for v in values][::-1], textposition="auto"))
+                             name=name, text=[f"{v:.2f}" for v in values][::-1], textposition="auto",
+                             marker=dict(color=palette.CLASS_COLORS[len(fig.data) % len(palette.CLASS_COLORS)])))
     fig.update_layout(height=60 + 26 * 3 * max(len(sources), 1), margin=dict(l=0, r=0, t=24, b=0),
                       xaxis=dict(range=[0, 1], title="probability"), showlegend=False,
                       title=dict(text="Top-3 classes", font=dict(size=14)))
@@ -148,15 +149,15 @@ def history_figure(steps: np.ndarray, labels: np.ndarray, weights: np.ndarray, l
                         specs=[[{}], [{"secondary_y": True}]], row_heights=[0.45, 0.55])
     names = [class_names[int(c)] if c >= 0 else "" for c in labels]
     fig.add_trace(go.Scatter(x=steps, y=names, mode="lines+markers", name="refined label",
-                             line=dict(shape="hv", color="#1f77b4")), row=1, col=1)
+                             line=dict(shape="hv", color=palette.BLUE)), row=1, col=1)
     fig.add_trace(go.Scatter(x=[steps.min(), steps.max()] if len(steps) else [], y=[class_names[given]] * 2,
-                             mode="lines", name="given label", line=dict(dash="dash", color="#9e9e9e")), row=1, col=1)
+                             mode="lines", name="given label", line=dict(dash="dash", color=palette.GREY)), row=1, col=1)
     fig.add_trace(go.Scatter(x=steps, y=weights, mode="lines+markers", name="AWE weight",
-                             line=dict(color="#2ca02c")), row=2, col=1)
+                             line=dict(color=palette.BLUISH_GREEN)), row=2, col=1)
     fig.add_trace(go.Scatter(x=steps, y=losses, mode="lines+markers", name="student loss",
-                             line=dict(color="#d62728")), row=2, col=1, secondary_y=True)
+                             line=dict(color=palette.VERMILLION)), row=2, col=1, secondary_y=True)
     for step, text in decisions:
-        fig.add_vline(x=step, line=dict(color="#7f7f7f", dash="dot"), annotation_text=text,
+        fig.add_vline(x=step, line=dict(color=palette.GREY, dash="dot"), annotation_text=text,
                       annotation_position="top left", row=1, col=1)
     shown = sorted({int(c) for c in labels if c >= 0} | {int(given)})  # only the classes it visited
     fig.update_yaxes(type="category", categoryorder="array", categoryarray=[class_names[c] for c in shown],

@@ -15,25 +15,16 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from . import palette
+from .palette import PHASE_COLORS, PHASE_SHADES, SERIES_COLORS as COLORS  # noqa: F401
+
 Metrics = Sequence[Mapping]
 
-COLORS = {
-    "given": "#9e9e9e", "refined": "#1f77b4", "precision": "#2ca02c", "recall": "#d62728",
-    "teacher": "#ff7f0e", "student": "#1f77b4", "wrong_to_right": "#2ca02c", "right_to_wrong": "#d62728",
-    "loss_ce": "#1f77b4", "loss_mixup": "#9467bd", "loss_kd": "#ff7f0e", "loss_rel": "#8c564b",
-    "loss_kd_clean": "#bcbd22",
-    "teacher_loss": "#7f7f7f", "awe_auroc": "#e377c2", "selection_precision": "#17becf",
-}
-PHASE_SHADES = {
-    "teacher": "rgba(255,127,14,0.10)", "propagate": "rgba(148,103,189,0.16)",
-    "warmup": "rgba(31,119,180,0.07)", "refine": "rgba(44,160,44,0.09)", "mutual": "rgba(23,190,207,0.10)",
-    "student": "rgba(31,119,180,0.07)",
-}
-PHASE_COLORS = {
-    "teacher": "#ff7f0e", "propagate": "#9467bd", "warmup": "#1f77b4", "refine": "#2ca02c",
-    "mutual": "#17becf", "student": "#1f77b4",
-}
 HEIGHT = 330
+SERIES_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "cross", "star")
+#: A band is named only when it spans this fraction of the chart's width per character of its name (about
+#: 40 characters of 10 px type fit across a chart a third of a 1024-px screen wide), so names never overlap.
+BAND_CHAR_FRACTION = 1 / 36
 
 
 def metric_series(metrics: Metrics, key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -74,16 +65,17 @@ def _line_chart(metrics: Metrics, series: Sequence[tuple[str, str]], title: str,
     of a page refresh.
     """
     traces = []
-    for key, label in series:
+    for i, (key, label) in enumerate(series):  # each line its own marker shape too: not colour alone
         steps, values = metric_series(metrics, key)
         traces.append(go.Scatter(
-            x=steps, y=values, name=label, mode="lines+markers", marker={"size": 5},
-            line={"color": COLORS.get(key), "dash": (dash or {}).get(key, "solid"), "width": 2},
+            x=steps, y=values, name=label, mode="lines+markers",
+            marker={"size": 6, "color": COLORS.get(key, palette.DARK), "symbol": SERIES_SYMBOLS[i % len(SERIES_SYMBOLS)]},
+            line={"color": COLORS.get(key, palette.DARK), "dash": (dash or {}).get(key, "solid"), "width": 2},
             hovertemplate=f"{label}<br>step %{{x}}: %{{y:.3f}}<extra></extra>"))
     shapes, annotations = _phase_bands(metrics)
     if not metrics:
         annotations.append({"text": "No steps yet: press Step", "showarrow": False, "xref": "paper",
-                            "yref": "paper", "x": 0.5, "y": 0.5, "font": {"size": 13, "color": "#888"}})
+                            "yref": "paper", "x": 0.5, "y": 0.5, "font": {"size": 13, "color": palette.MID_GREY}})
     yaxis = {"title": {"text": y_title}}
     if y_range is not None:
         yaxis["range"] = list(y_range)
@@ -98,27 +90,33 @@ def _line_chart(metrics: Metrics, series: Sequence[tuple[str, str]], title: str,
 
 def _phase_bands(metrics: Metrics) -> tuple[list[dict], list[dict]]:
     """A shaded band per phase span (x in steps, y across the plot), labelled
-    when it is wide enough (an eighth of the steps) for its name to fit."""
+    when it is wide enough for its name to fit (:data:`BAND_CHAR_FRACTION`):
+    no two names overlap, whatever the phases' lengths."""
     shapes, annotations = [], []
     spans = phase_spans(metrics)
     steps_shown = sum(last - first + 1 for _, first, last in spans)
     for phase, first, last in spans:
         shapes.append({"type": "rect", "xref": "x", "yref": "paper", "x0": first - 0.5, "x1": last + 0.5,
-                       "y0": 0, "y1": 1, "fillcolor": PHASE_SHADES.get(phase, "rgba(0,0,0,0.04)"),
+                       "y0": 0, "y1": 1, "fillcolor": PHASE_SHADES.get(phase, palette.OTHER_SHADE),
                        "line": {"width": 0}, "layer": "below"})
-        if (last - first + 1) < steps_shown / 8:
+        if not band_fits(phase, last - first + 1, steps_shown):
             continue
         annotations.append({"text": phase, "xref": "x", "yref": "paper", "x": first - 0.5, "y": 1,
                             "xanchor": "left", "yanchor": "top", "showarrow": False,
-                            "font": {"size": 10, "color": "#666"}})
+                            "font": {"size": 10, "color": palette.MID_GREY}})
     return shapes, annotations
+
+
+def band_fits(name: str, steps_in_band: int, steps_shown: int) -> bool:
+    """Whether a band of ``steps_in_band`` of ``steps_shown`` steps is wide enough to carry ``name``."""
+    return steps_shown > 0 and steps_in_band / steps_shown >= (len(name) + 1) * BAND_CHAR_FRACTION
 
 
 def label_precision_figure(metrics: Metrics) -> go.Figure:
     """Refined-label precision against the given labels' precision (higher is better)."""
     return _line_chart(metrics, [("refined_label_precision", "refined labels"),
                                  ("given_label_precision", "given labels")],
-                       "Label precision: refined against given", "fraction correct", (0, 1.02),
+                       "Label precision", "fraction correct", (0, 1.02),
                        dash={"given_label_precision": "dash"})
 
 
@@ -138,7 +136,7 @@ def accuracy_figure(metrics: Metrics) -> go.Figure:
 def relabel_figure(metrics: Metrics) -> go.Figure:
     """Refined labels that fixed a wrong given label, and that broke a right one."""
     return _line_chart(metrics, [("wrong_to_right", "wrong → right"), ("right_to_wrong", "right → wrong")],
-                       "Relabels against the given labels", "samples")
+                       "Relabels", "samples")
 
 
 def weight_figure(metrics: Metrics) -> go.Figure:
@@ -146,7 +144,7 @@ def weight_figure(metrics: Metrics) -> go.Figure:
     of the AWE weight of the given label (0.5 = no better than chance) and the
     precision of the small-loss 'easy' set (higher is better for both)."""
     return _line_chart(metrics, [("awe_auroc", "AWE weight AUROC"), ("selection_precision", "easy-set precision")],
-                       "Clean against noisy: weights and selection", "score", (0, 1.02))
+                       "Clean vs noisy", "score", (0, 1.02))
 
 
 LOSS_SERIES = (("teacher_loss", "teacher CE"), ("loss_ce", "student CE"), ("loss_mixup", "mixup CE"),
@@ -186,19 +184,35 @@ def phase_timeline_figure(plan: Sequence[Mapping], current_phase: str | None) ->
     fig = go.Figure()
     for item in plan:
         phase, planned, done = item["phase"], int(item["planned"]), int(item["done"])
-        color = PHASE_COLORS.get(phase, "#888")
+        color = PHASE_COLORS.get(phase, palette.GREY)
         current = phase == current_phase
-        outline = {"color": "#222", "width": 2} if current else {"color": "white", "width": 1}
+        outline = {"color": palette.BLACK, "width": 3} if current else {"color": palette.WHITE, "width": 1}
         label = f"{phase} {done}/{planned}"
+        on_done = done >= max(planned - done, 1)  # the label goes on the longer part
         fig.add_trace(go.Bar(y=["run"], x=[done], orientation="h", name=phase, marker={"color": color,
-                             "line": outline}, text=[label if done >= max(planned - done, 1) else ""],
-                             textposition="inside", insidetextanchor="middle", showlegend=False,
+                             "line": outline}, text=[label if on_done else ""],
+                             textposition="inside", insidetextanchor="middle", textangle=0,
+                             insidetextfont={"color": palette.text_on(color)}, showlegend=False,
                              hovertemplate=f"{phase}: {done} of {planned} steps done<extra></extra>"))
         fig.add_trace(go.Bar(y=["run"], x=[max(planned - done, 0)], orientation="h", name=f"{phase} (to do)",
                              marker={"color": color, "opacity": 0.25, "line": outline},
-                             text=[label if done < max(planned - done, 1) else ""], textposition="inside",
-                             insidetextanchor="middle", showlegend=False,
+                             text=[label if not on_done else ""], textposition="inside",
+                             insidetextanchor="middle", textangle=0, insidetextfont={"color": palette.BLACK},
+                             showlegend=False,
                              hovertemplate=f"{phase}: {planned - done} of {planned} steps to do<extra></extra>"))
-    fig.update_layout(barmode="stack", height=90, margin={"l": 10, "r": 10, "t": 10, "b": 25},
+    # A name that does not fit its segment at a readable size is hidden (never shrunk or turned on its side):
+    # timeline_caption lists every phase under the bar.
+    fig.update_layout(barmode="stack", height=70, margin={"l": 10, "r": 10, "t": 6, "b": 22},
+                      uniformtext={"minsize": 12, "mode": "hide"},
                       xaxis={"title": None, "rangemode": "tozero"}, yaxis={"visible": False}, bargap=0.1)
     return fig
+
+
+def timeline_caption(plan: Sequence[Mapping], current_phase: str | None) -> str:
+    """Every phase with its steps done and planned, the current one in bold (Markdown), e.g.
+    ``teacher 5/5 · **propagate 0/1** · warmup 0/2``."""
+    parts = []
+    for item in plan:
+        text = f"{item['phase']} {int(item['done'])}/{int(item['planned'])}"
+        parts.append(f"**{text}**" if item["phase"] == current_phase else text)
+    return " · ".join(parts)

@@ -8,6 +8,11 @@ Session state
 selected sample indices, a list of int. A selection in the chart or the
 "Select by index" field writes it; the Propagation graph and Losses pages read
 it. Setting it from outside (a test) selects those samples.
+
+"Replay the steps" turns the chart into an animation of every step (plotly
+frames: Play, Pause, drag the step scrubber; three speeds). Layouts of the
+steps not projected yet are computed on request; raw 2-D inputs need none
+(the points stay, the colours move).
 """
 
 from __future__ import annotations
@@ -15,7 +20,10 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from app import present
 from app.common import require_steps, require_store
+from app.embedding_replay import missing_layouts, replay_figure
+from app.figures.animation import SPEEDS
 from app.figures.embedding import embedding_figure, selected_samples
 from app.samples import (SELECTED_KEY, load_dataset, load_snapshot, render_sample_grid, selected, step_label,
                          step_phases)
@@ -25,6 +33,9 @@ from engine.explain import per_sample_loss
 
 SOURCE_LABELS = {"teacher": "teacher features", "student": "student features", "input": "raw 2-D inputs"}
 EVENT_KEY = "_embedding_last_event"
+#: Colour options that are two-valued fields with their own shapes (app.figures.palette.FLAG_STYLES).
+FLAG_FIELDS = {"refined label correct vs wrong": "correct", "relabelled (refined ≠ given)": "relabelled",
+               "small-loss easy flag": "easy"}
 
 
 def label_names(class_names) -> dict[int, str]:
@@ -106,10 +117,12 @@ def main() -> None:
         sources.append("input")
     c1, c2, c3 = st.columns([1.2, 1.4, 1.2])
     source = c1.radio("Features", sources, format_func=SOURCE_LABELS.get, horizontal=True, key="emb_source")
-    step = st.select_slider("Step", options=steps, value=steps[-1], key="emb_step",
+    s1, s2 = st.columns([4, 1], vertical_alignment="bottom")
+    step = s1.select_slider("Step", options=steps, value=steps[-1], key="emb_step",
                             format_func=lambda s: step_label(s, phases),
-                            help="Replays the run: each step's layout starts from the nearest step already "
-                                 "projected, so points move rather than jump.")
+                            help="Each step's layout starts from the nearest step already projected, so "
+                                 "points move rather than jump.")
+    s2.toggle("▶ Replay the steps", key="emb_replay", help="Play every step as an animation.")
     snapshot = load_snapshot(run_dir, step)
     fields = colour_fields(snapshot, given, true, dataset.class_names)
     colour = c2.selectbox("Colour by", list(fields), key="emb_colour")
@@ -129,6 +142,9 @@ def main() -> None:
         st.stop()
 
     values, kind, names = fields[colour]
+    if st.session_state.get("emb_replay"):
+        replay(store, steps, phases, source, colour, step, dataset, given, true)
+        st.stop()
     if kind == "continuous" and not np.isfinite(np.asarray(values, dtype=float)).any():
         st.info(f"Step {step_label(step, phases)} has no {colour} (this phase does not compute it); "
                 "points are drawn grey.")
@@ -137,12 +153,12 @@ def main() -> None:
     fig = embedding_figure(coords, values, kind, category_names=names, sizes=sizes[size],
                            hover=hover_texts(given, refined, true, dataset.class_names),
                            highlight=np.asarray(chosen, dtype=np.int64) if chosen else None,
-                           color_title=colour, title=f"{SOURCE_LABELS[source]} · step {step_label(step, phases)}")
-    event = st.plotly_chart(fig, key="embedding_chart", on_select="rerun",
+                           flag_field=FLAG_FIELDS.get(colour), color_title=colour, title=f"{SOURCE_LABELS[source]} · step {step_label(step, phases)}")
+    event = st.plotly_chart(present.style_figure(fig), key="embedding_chart", on_select="rerun",
                             selection_mode=("points", "box", "lasso"), width="stretch")
     update_selection(event.selection.get("points", []) if event and event.selection else [])
 
-    with st.expander("Select by index, or replay every step"):
+    with st.expander("Select by index, or project every step"):
         text = st.text_input("Sample indices (comma or space separated)", key="emb_index_text")
         b1, b2, b3 = st.columns(3)
         if b1.button("Select these", key="emb_select_text"):
@@ -165,6 +181,39 @@ def main() -> None:
     st.subheader(f"Selected samples ({len(chosen)})")
     render_sample_grid(chosen, dataset.kind, dataset.train_x, given, refined, snapshot["weight"],
                        dataset.class_names)
+
+
+def replay(store, steps, phases, source, colour, step, dataset, given, true) -> None:
+    """Every step as frames of one animated chart, coloured by ``colour``."""
+    run_dir = str(store.path)
+    missing = missing_layouts(store, steps, source)
+    speed = st.radio("Speed", list(SPEEDS), index=1, horizontal=True, key="emb_speed")
+    if missing:
+        st.caption(f"{len(missing)} of {len(steps)} steps have no {SOURCE_LABELS[source]} layout yet.")
+        if st.button(f"Project the {len(missing)} missing steps (UMAP)", key="emb_replay_project"):
+            bar = st.progress(0.0)
+            for i, s in enumerate(missing):
+                embed.embedding(store, s, source)
+                bar.progress((i + 1) / len(missing), text=f"step {s}")
+            st.rerun()
+
+    def field(s: int):
+        fields = colour_fields(load_snapshot(run_dir, s), given, true, dataset.class_names)
+        if colour not in fields:  # e.g. the student's prediction at a teacher step
+            return np.full(len(given), -1), "category", None, None
+        values, kind, names = fields[colour]
+        return values, kind, names, FLAG_FIELDS.get(colour)
+
+    fig, shown = replay_figure(store, steps, source, field, [step_label(s, phases) for s in steps],
+                               inputs=dataset.train_x if source == "input" else None, duration_ms=SPEEDS[speed],
+                               start_step=step, title=f"{SOURCE_LABELS[source]} · {colour}", color_title=colour)
+    if fig is None:
+        st.info(f"No step has a {SOURCE_LABELS[source]} layout yet: project them first.")
+        return
+    st.caption(f"{len(shown)} steps. ▶ Play, ❚❚ Pause, or drag the step scrubber under the chart."
+               + (" Raw 2-D inputs: the points stay where they are; their colours change." if source == "input"
+                  else ""))
+    st.plotly_chart(present.style_figure(fig), key="embedding_replay_chart", width="stretch")
 
 
 main()

@@ -7,7 +7,16 @@ Session state
 -------------
 Reads ``st.session_state["selected_samples"]`` (``app.samples.SELECTED_KEY``):
 a new selection on the Embeddings page centres the view on its first sample.
-Clicking a node in the neighbourhood chart moves the centre there.
+Clicking a node (or any faint sample behind it) in the neighbourhood chart
+moves the centre there.
+
+The page opens on a sample that the chosen step relabelled, the one whose
+neighbourhood shows the most competing label mass (:mod:`app.graph_story`);
+Previous / Next (keys J / L) walk through the samples relabelled at that
+step. The chart plays the propagation's iterations (Play, or drag the
+iteration scrubber). The what-if sliders (keyed per step) start from the
+step's own settings (:func:`engine.explain.step_settings`) and return to them
+whenever the step changes.
 """
 
 from __future__ import annotations
@@ -18,9 +27,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app import present
 from app.common import require_store
+from app.figures.animation import SPEEDS, propagation_animation
 from app.figures.embedding import embedding_figure, selected_samples
-from app.figures.graph import class_scores_figure, confidence_figure, neighbourhood_figure
+from app.figures.graph import class_scores_figure, confidence_figure
+from app.graph_story import relabelled_in_step, story_order, walk
 from app.samples import load_dataset, load_snapshot, selected, step_label, step_phases
 from engine import embed, explain
 from engine.config import RunConfig
@@ -32,6 +44,7 @@ SAMPLE_KEY = "graph_sample"
 CHART_KEY = "graph_chart"
 LAST_SELECTION_KEY = "_graph_last_selection"
 LAST_CLICK_KEY = "_graph_last_click"
+STORY_STEP_KEY = "_graph_story_step"  # the step whose relabelled samples the centre follows
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -51,12 +64,15 @@ def cached_what_if(run_dir: str, step: int, k: int | None = None, power: float |
     return explain.what_if(RunStore(run_dir), step, k=k, alpha=alpha, power=power, keep_least_confident=keep_fraction)
 
 
-def sync_centre(n: int) -> None:
-    """Move the centre to a newly selected sample or a clicked node (before the widget exists)."""
+def sync_centre(n: int) -> bool:
+    """Move the centre to a newly selected sample or a clicked node (before the widget exists); whether it
+    moved."""
+    moved = False
     chosen = selected()
     first = chosen[0] if chosen else None
     if first is not None and first != st.session_state.get(LAST_SELECTION_KEY) and 0 <= first < n:
         st.session_state[SAMPLE_KEY] = first
+        moved = True
     st.session_state[LAST_SELECTION_KEY] = first
     event = st.session_state.get(CHART_KEY)
     try:
@@ -64,18 +80,55 @@ def sync_centre(n: int) -> None:
     except (KeyError, TypeError):
         points = []
     clicked = selected_samples(points)
-    if clicked and clicked != st.session_state.get(LAST_CLICK_KEY):
+    if clicked and clicked != st.session_state.get(LAST_CLICK_KEY) and 0 <= clicked[0] < n:
         st.session_state[SAMPLE_KEY] = clicked[0]
+        moved = True
     st.session_state[LAST_CLICK_KEY] = clicked
+    return moved
 
 
-def default_sample(snapshot: dict, given: np.ndarray) -> int:
-    """The relabelled sample the propagation was surest of (a clear story), else 0."""
-    flipped = np.flatnonzero(snapshot["refined"] != given)
-    if not flipped.size:
-        return 0
-    conf = snapshot.get("lp_confidence")
-    return int(flipped[np.argmax(conf[flipped])]) if conf is not None else int(flipped[0])
+def follow_step(step: int, order: np.ndarray, picked: bool) -> None:
+    """On opening, and whenever the step changes, centre on the step's most telling relabelled sample
+    (unless the centre is one of the step's relabelled samples already, or was just ``picked``)."""
+    if st.session_state.get(STORY_STEP_KEY) == step and SAMPLE_KEY in st.session_state:
+        return
+    st.session_state[STORY_STEP_KEY] = step
+    if picked:
+        return
+    current = st.session_state.get(SAMPLE_KEY)
+    if len(order) and (current is None or current not in set(order.tolist())):
+        st.session_state[SAMPLE_KEY] = int(order[0])
+    elif current is None:
+        st.session_state[SAMPLE_KEY] = 0
+
+
+def _go(order: tuple, delta: int) -> None:
+    target = walk(np.asarray(order), int(st.session_state.get(SAMPLE_KEY, 0)), delta)
+    if target is not None:
+        st.session_state[SAMPLE_KEY] = target
+
+
+def story_buttons(order: np.ndarray, center: int, step_text: str) -> None:
+    """Previous / next over the samples relabelled at this step (keys J / L)."""
+    ids = tuple(int(i) for i in order)
+    row = st.container(horizontal=True, key="graph_story", vertical_alignment="center")
+    row.button("Previous", shortcut="J", key="graph_prev", on_click=_go, args=(ids, -1), disabled=not ids,
+               icon=":material/arrow_back:", help="The previous sample relabelled at this step (J).")
+    row.button("Next", shortcut="L", key="graph_next", on_click=_go, args=(ids, 1), disabled=not ids,
+               icon=":material/arrow_forward:", help="The next sample relabelled at this step (L).")
+    if not ids:
+        row.caption(f"Step {step_text} relabelled no sample.")
+    elif center in ids:
+        row.caption(f"Relabelled at step {step_text}: #{center} is {ids.index(center) + 1} of {len(ids)}, "
+                    "most telling first.")
+    else:
+        row.caption(f"#{center} kept its label at step {step_text}; {len(ids)} samples were relabelled there.")
+
+
+def previous_labels(store, run_dir: str, step: int, given: np.ndarray) -> np.ndarray:
+    """The refined labels before ``step``: the previous snapshot's, or the given labels."""
+    earlier = [s for s in store.steps() if s < step]
+    return load_snapshot(run_dir, earlier[-1])["refined"] if earlier else given
 
 
 def layout(store, step: int, source: str, dataset, snapshot: dict) -> np.ndarray | None:
@@ -123,14 +176,17 @@ def main() -> None:
     source = metrics.get("graph_source") or "teacher"
     mtime = store.snapshot_path(step).stat().st_mtime
 
-    sync_centre(n)
-    if SAMPLE_KEY not in st.session_state:
-        st.session_state[SAMPLE_KEY] = default_sample(snapshot, given)
-    c1, c2 = st.columns([2, 1])
+    seeds = step_seeds(snapshot, phase, num_classes).labels
+    changed = relabelled_in_step(snapshot["refined"], previous_labels(store, run_dir, step, given))
+    order = story_order(changed, snapshot["neighbor_idx"], seeds, snapshot["refined"], snapshot.get("lp_confidence"))
+    follow_step(step, order, picked=sync_centre(n))
+    c1, c2, c3 = st.columns([1, 1, 1])
     center = int(c1.number_input("Sample index", min_value=0, max_value=n - 1, step=1, key=SAMPLE_KEY,
-                                 help="Or select samples on the Embeddings page, or click a node below."))
+                                 help="Or select samples on the Embeddings page, or click a point below."))
     hops = c2.radio("Neighbourhood", (1, 2), format_func=lambda h: f"{h} hop" + ("s" if h > 1 else ""),
                     horizontal=True, key="graph_hops")
+    speed = c3.radio("Replay speed", list(SPEEDS), index=1, horizontal=True, key="graph_speed")
+    story_buttons(order, center, step_label(step, phases))
 
     coords = layout(store, step, source, dataset, snapshot)
     if coords is None:
@@ -141,16 +197,16 @@ def main() -> None:
                                                     config.graph.power)
     history, iterations, _, _ = cached_replay(run_dir, step, phase, num_classes, tuple(int(i) for i in nodes),
                                               config.to_json(), mtime)
-    seeds = step_seeds(snapshot, phase, num_classes).labels
     st.caption(f"The {source}'s kNN graph (k = {config.graph.k}, weight = similarity^{config.graph.power:g}) "
                f"around sample #{center}: {len(nodes)} nodes, {len(edges)} edges. Colour = leading class, "
-               "size = its score; grey = no label mass yet.")
+               "size = its score; grey = no label mass yet. ▶ Play replays the propagation's iterations "
+               "(0 = the seeds); click any point to centre on it.")
     done = max(history)
-    iteration = st.slider("Propagation iteration (0 = seeds)", 0, done, done, key="graph_iteration")
-    fig = neighbourhood_figure(coords[nodes], nodes, history[iteration], edges, weights, names,
-                               seed_labels=seeds[nodes], center=0, background_xy=coords,
-                               title=f"iteration {iteration} of {iterations} · step {step_label(step, phases)}")
-    st.plotly_chart(fig, key=CHART_KEY, on_select="rerun", selection_mode=("points",), width="stretch")
+    fig = propagation_animation(coords[nodes], nodes, history, edges, weights, names, seed_labels=seeds[nodes],
+                                center=0, background_xy=coords, duration_ms=SPEEDS[speed],
+                                title=f"{iterations} iterations · step {step_label(step, phases)}")
+    st.plotly_chart(present.style_figure(fig), key=CHART_KEY, on_select="rerun", selection_mode=("points",),
+                    width="stretch")
 
     render_why(run_dir, step, center, snapshot, given, true, names, seeds, history[done][0], config, mtime)
     render_what_if(run_dir, store, step, phase, snapshot, coords, given, true, names, config, mtime)

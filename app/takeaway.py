@@ -1,0 +1,165 @@
+"""What a lecture says at the end, and the honest labels of the Train page.
+
+Pure helpers (run directories and arrays in, numbers and sentences out), so
+every number the Train page shows here is unit-tested:
+
+- :func:`precision_label`: the headline's label precision is the *given*
+  labels' until a step has propagated labels;
+- :func:`early_stop_note`: one line when the teacher stopped early, and why;
+- :func:`noise_outcome`: noise found (fixed), relabelled to another wrong
+  class, missed; right labels broken;
+- :func:`comparison_runs`: finished CE and KD runs on the same data (same
+  dataset, noise and seed) in the runs folder, for the student's accuracy;
+- :func:`instructive_samples`: the fixed samples that tell the story best.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engine.config import RunConfig
+from engine.store import RunStore, list_runs
+
+#: Phases whose steps propagate labels: until one has run, "refined" labels are the given ones.
+PROPAGATING = ("propagate", "refine", "mutual")
+TAKEAWAY_SAMPLES = 5
+
+
+def precision_label(metrics: list[dict]) -> tuple[str, str]:
+    """``(metric key, label)`` of the headline's label precision.
+
+    Before any step propagated labels (the teacher phase, or a CE/KD run) the
+    refined labels are the given ones: say so.
+    """
+    if any(m.get("phase") in PROPAGATING for m in metrics):
+        return "refined_label_precision", "Refined-label precision"
+    return "given_label_precision", "Given-label precision"
+
+
+def early_stop_note(metrics: list[dict], config: RunConfig) -> str | None:
+    """One line when the teacher stopped before its planned epochs, e.g. ``"The teacher stopped at epoch 11:
+    held-out accuracy stopped improving (best at epoch 6, patience 5); 19 steps fewer than planned."``
+
+    ``None`` when it did not stop early (or loaded a checkpoint, or the run has no teacher).
+    """
+    teacher = [m for m in metrics if m.get("phase") == "teacher"]
+    if config.teacher_checkpoint or not teacher or not any(m.get("teacher_early_stopped") for m in teacher):
+        return None
+    epochs = len(teacher)
+    planned = config.schedule.teacher_epochs
+    fewer = planned - epochs
+    if fewer <= 0:
+        return None
+    best = next((m.get("teacher_best_epoch") for m in reversed(teacher) if m.get("teacher_best_epoch")), None)
+    why = "held-out accuracy stopped improving"
+    detail = f" (best at epoch {best}, patience {config.schedule.teacher_patience})" if best else ""
+    return (f"The teacher stopped at epoch {epochs} of {planned}: {why}{detail}; "
+            f"{fewer} step{'s' if fewer != 1 else ''} fewer than planned.")
+
+
+@dataclass(frozen=True)
+class NoiseOutcome:
+    """What the refinery did to the wrong given labels (counts of samples)."""
+
+    noisy: int  # given label wrong
+    fixed: int  # ... and the refined label is the true one
+    moved_wrong: int  # ... relabelled, but to another wrong class
+    missed: int  # ... kept its wrong given label
+    broken: int  # given label right, refined label wrong
+
+
+def noise_outcome(given: np.ndarray, refined: np.ndarray, true: np.ndarray) -> NoiseOutcome | None:
+    """Counts over the samples whose truth is known (``true >= 0``); ``None`` when none is."""
+    known = np.asarray(true) >= 0
+    if not known.any():
+        return None
+    g, r, t = (np.asarray(a)[known] for a in (given, refined, true))
+    noisy = g != t
+    return NoiseOutcome(noisy=int(noisy.sum()), fixed=int(np.sum(noisy & (r == t))),
+                        moved_wrong=int(np.sum(noisy & (r != t) & (r != g))), missed=int(np.sum(noisy & (r == g))),
+                        broken=int(np.sum(~noisy & (r != t))))
+
+
+def _same_data(a: RunConfig, b: RunConfig) -> bool:
+    return a.dataset == b.dataset and a.noise == b.noise and a.seed == b.seed and a.noise_rate == b.noise_rate
+
+
+def comparison_runs(root: str | Path, config: RunConfig, exclude: str | Path | None = None) -> dict[str, dict]:
+    """Finished runs on the same data as ``config`` under ``root``, by method (``"ce"``, ``"kd"``,
+    ``"aml-kd"``): ``{"path", "student_test_accuracy"}`` of the latest of each.
+
+    Runs that are not finished, or whose files cannot be read, are left out.
+    """
+    out: dict[str, dict] = {}
+    skip = Path(exclude).resolve() if exclude is not None else None
+    for path in list_runs(root):  # newest first
+        if skip is not None and path.resolve() == skip:
+            continue
+        store = RunStore(path)
+        try:
+            other = store.config()
+            finished = store.status().get("phase") == "done"
+            metrics = store.metrics() if finished else []
+        except Exception:  # noqa: BLE001 - a damaged or half-written run is no comparison: skip it
+            continue
+        if not finished or other.method in out or not _same_data(config, other):
+            continue
+        accuracy = next((m["student_test_accuracy"] for m in reversed(metrics)
+                         if m.get("student_test_accuracy") is not None), None)
+        if accuracy is not None:
+            out[other.method] = {"path": str(path), "student_test_accuracy": float(accuracy)}
+    return out
+
+
+def instructive_samples(given: np.ndarray, refined: np.ndarray, true: np.ndarray, confidence: np.ndarray | None,
+                        count: int = TAKEAWAY_SAMPLES) -> list[int]:
+    """The fixed samples (given wrong, refined right) the propagation was surest of: clear stories, each
+    one a label the method corrected. Ties (or no confidences) by index.
+
+    Returns
+    -------
+    list of int
+        At most ``count`` sample indices.
+    """
+    given, refined, true = (np.asarray(a) for a in (given, refined, true))
+    fixed = np.flatnonzero((true >= 0) & (given != true) & (refined == true))
+    if not fixed.size:
+        return []
+    if confidence is None:
+        return [int(i) for i in fixed[:count]]
+    conf = np.nan_to_num(np.asarray(confidence, dtype=np.float64)[fixed], nan=-1.0)
+    order = np.lexsort((fixed, -conf))
+    return [int(i) for i in fixed[order][:count]]
+
+
+def takeaway_lines(metrics: list[dict], outcome: NoiseOutcome | None, method: str,
+                   comparisons: dict[str, dict]) -> list[str]:
+    """The takeaway as Markdown lines: label precision given -> refined, the noise, the student against
+    the plain baselines (where such runs exist)."""
+    first, last = (metrics[0], metrics[-1]) if metrics else ({}, {})
+    lines = []
+    given_p, refined_p = first.get("given_label_precision"), last.get("refined_label_precision")
+    if given_p is not None and refined_p is not None:
+        lines.append(f"**Label precision** {given_p:.1%} given → **{refined_p:.1%}** refined "
+                     f"({(refined_p - given_p) * 100:+.1f} points).")
+    if outcome is not None and outcome.noisy:
+        lines.append(f"**Noise:** {outcome.fixed} of {outcome.noisy} wrong labels fixed "
+                     f"({outcome.fixed / outcome.noisy:.0%}), {outcome.moved_wrong} moved to another wrong class, "
+                     f"{outcome.missed} missed; {outcome.broken} right labels broken.")
+    student = next((m["student_test_accuracy"] for m in reversed(metrics)
+                    if m.get("student_test_accuracy") is not None), None)
+    if student is not None:
+        text = f"**Student test accuracy** {student:.1%}"
+        others = [(name, comparisons[key]["student_test_accuracy"]) for key, name in (("ce", "CE"), ("kd", "KD"))
+                  if key in comparisons and key != method]
+        if others:
+            text += " against " + ", ".join(f"{name} {acc:.1%} ({(student - acc) * 100:+.1f})"
+                                            for name, acc in others)
+            text += " on the same data."
+        else:
+            text += " (no finished CE or KD run on the same data in the runs folder to compare with)."
+        lines.append(text)
+    return lines

@@ -1,0 +1,157 @@
+"""Lecture mode in a real Chromium at projector sizes: in presentation mode (``?present=1``) no heading,
+metric label or button text is wider than its box, a double press of the clicker's key steps the run exactly
+once, PageDown steps too, and the replay controls move the step (Embeddings) and the iteration (Propagation
+graph)."""
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from conftest import LOCAL, assert_no_exception, wait_for_app
+
+pytestmark = pytest.mark.browser
+
+RUN = "lecture-moons"
+TIMEOUT_MS = 120_000
+#: Visible headings, metric labels and button texts whose content is wider than their box.
+OVERFLOW_JS = """() => Array.from(document.querySelectorAll(
+    'h1, h2, h3, h4, [data-testid="stMetricLabel"], [data-testid="stMetricLabel"] *, button, button p'))
+  .filter(el => el.offsetParent !== null && el.getBoundingClientRect().width > 0
+          && el.scrollWidth > el.clientWidth + 1)
+  .map(el => `${el.tagName} "${el.innerText.trim().slice(0, 40)}" ${el.scrollWidth} > ${el.clientWidth}`)"""
+REPLAY_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
+  .filter(el => el._fullLayout && el._fullLayout.sliders && el._fullLayout.sliders.length)
+  .map(el => el._fullLayout.sliders[0].active)"""
+
+
+@pytest.fixture(scope="module")
+def lecture_run(app_server):
+    from app.settings import load_presets
+    from engine.run import Run
+
+    preset = {p.id: p for p in load_presets()[0]}["moons-30"]
+    config = replace(preset.config, schedule=replace(preset.config.schedule, teacher_epochs=2, warmup_epochs=1,
+                                                     refine_epochs=2, mutual_epochs=1))
+    path = Path(app_server.runs_dir) / RUN
+    Run.create(path, config)
+    return path
+
+
+def _page(browser, width: int, height: int):
+    context = browser.new_context(viewport={"width": width, "height": height})
+    context.route(LOCAL, lambda route: route.abort())
+    return context, context.new_page()
+
+
+def _open(page, base: str, url_path: str) -> None:
+    page.goto(f"{base}/{url_path}")
+    wait_for_app(page, TIMEOUT_MS)
+
+
+def _step_metric(page) -> str:
+    metric = page.locator('[data-testid="stMetric"]').filter(has_text="Step").first
+    return metric.locator('[data-testid="stMetricValue"]').inner_text().strip()
+
+
+def _shot(page, name: str) -> None:
+    folder = Path(os.environ.get("AMLKD_SHOTS_DIR") or "/tmp")
+    page.screenshot(path=str(folder / f"lecture_{name}.png"))
+
+
+def _settle(page) -> None:
+    """Idle, and still idle a moment later (a press can start a second redraw)."""
+    for _ in range(3):
+        wait_for_app(page, TIMEOUT_MS)
+        page.wait_for_timeout(700)
+    wait_for_app(page, TIMEOUT_MS)
+
+
+@pytest.mark.parametrize("size", [(1024, 768), (1280, 720)])
+def test_presentation_mode_cuts_no_heading_label_or_button(app_server, browser, lecture_run, size):
+    context, page = _page(browser, *size)
+    try:
+        _open(page, app_server, f"train?run={RUN}&present=1")
+        page.locator(".st-key-train-step button").first.wait_for(timeout=TIMEOUT_MS)
+        _settle(page)
+        assert page.locator("h1").first.inner_text().strip() == "Train"  # the short title
+        right = page.evaluate("() => { const s = document.querySelector('[data-testid=\"stSidebar\"]');"
+                              " return s ? s.getBoundingClientRect().right : 0; }")
+        assert right <= 5  # collapsed at load: off the screen
+        assert page.evaluate(OVERFLOW_JS) == []
+        assert "present=1" in page.url
+        for url_path in ("embeddings", "graph", "losses"):
+            _open(page, app_server, f"{url_path}?run={RUN}&present=1")
+            _settle(page)
+            assert_no_exception(page)
+            assert page.evaluate(OVERFLOW_JS) == [], url_path
+    finally:
+        _shot(page, f"train_{size[0]}")
+        context.close()
+
+
+def test_clicker_keys_step_exactly_once_and_the_replays_move(app_server, browser, lecture_run):
+    from engine.store import RunStore
+
+    store = RunStore(lecture_run)
+    context, page = _page(browser, 1024, 768)
+    try:
+        _open(page, app_server, f"train?run={RUN}&present=1")
+        page.locator(".st-key-train-step button").first.wait_for(timeout=TIMEOUT_MS)
+        _settle(page)
+        start = store.status().get("step", 0)
+        page.locator("h1").first.click()  # the focus on the page, not in a field
+        page.keyboard.press("ArrowRight")
+        page.wait_for_timeout(50)  # a clicker's double press
+        page.keyboard.press("ArrowRight")
+        page.locator('[data-testid="stMetricValue"]').filter(has_text=f"{start + 1} / ").first.wait_for(
+            timeout=TIMEOUT_MS)
+        _settle(page)
+        page.wait_for_timeout(1500)
+        _settle(page)
+        assert store.status()["step"] == start + 1, "a double press stepped twice"
+        assert _step_metric(page).startswith(f"{start + 1} / ")
+        page.locator('[data-testid="stSidebar"]').get_by_text(f"step {start + 1}/").wait_for(
+            state="attached", timeout=30_000)  # the sidebar follows a Step drawn in place
+
+        page.locator("h1").first.click()
+        page.keyboard.press("PageDown")
+        page.locator('[data-testid="stMetricValue"]').filter(has_text=f"{start + 2} / ").first.wait_for(
+            timeout=TIMEOUT_MS)
+        _settle(page)
+        assert store.status()["step"] == start + 2
+        for _ in range(4):  # on to the propagation, so that both replays have something to play
+            page.locator("h1").first.click()
+            page.keyboard.press("ArrowRight")
+            page.wait_for_timeout(300)
+            _settle(page)
+        assert store.status()["step"] >= start + 3
+        assert_no_exception(page)
+
+        _open(page, app_server, f"embeddings?run={RUN}&present=1")
+        page.get_by_text("Raw 2-D inputs").click()
+        wait_for_app(page, TIMEOUT_MS)
+        page.get_by_text("Replay the steps").click()
+        page.wait_for_function(f"() => ({REPLAY_JS})().length > 0", timeout=TIMEOUT_MS)
+        _settle(page)
+        (before,) = page.evaluate(REPLAY_JS)
+        page.locator(".updatemenu-button").first.click()  # ▶ Play
+        page.wait_for_function(f"(b) => ({REPLAY_JS})()[0] !== b", arg=before, timeout=30_000)
+        page.locator(".updatemenu-button").nth(1).click()  # ❚❚ Pause
+        page.wait_for_timeout(300)
+        (paused,) = page.evaluate(REPLAY_JS)
+        page.wait_for_timeout(1500)
+        assert page.evaluate(REPLAY_JS) == [paused] and paused != before
+        _shot(page, "embeddings_replay")
+
+        _open(page, app_server, f"graph?run={RUN}&present=1")
+        page.wait_for_function(f"() => ({REPLAY_JS})().length > 0", timeout=TIMEOUT_MS)
+        _settle(page)
+        (last,) = page.evaluate(REPLAY_JS)
+        page.locator(".updatemenu-button").first.click()
+        page.wait_for_function(f"(b) => ({REPLAY_JS})()[0] !== b", arg=last, timeout=30_000)
+        assert_no_exception(page)
+        _shot(page, "graph_replay")
+    finally:
+        context.close()

@@ -1,0 +1,148 @@
+"""Lecture mode's pure helpers: the animations, the graph page's story order and what-if start, the takeaway
+and the honest labels, the key binding, the presentation flag."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from app.figures import animation, palette
+from app.graph_story import relabelled_in_step, story_order, walk
+from app.keys import bound_to_step
+from app.present import from_query
+from app.takeaway import (comparison_runs, early_stop_note, instructive_samples, noise_outcome, precision_label,
+                          takeaway_lines)
+from engine.config import RunConfig
+
+
+# ---------------------------------------------------------------- animations
+def test_steps_animation_of_raw_inputs_keeps_the_points_and_moves_the_colours():
+    coords = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    labels = [np.array([0, 0, 1]), np.array([0, 1, 1]), np.array([1, 1, 1])]
+    styles = [animation.point_styles(v, "category", ["a", "b"])[:2] for v in labels]
+    fig = animation.steps_animation([coords] * 3, styles, ["1 · teacher", "2 · refine", "3 · refine"],
+                                    legend=[("a", palette.class_color(0), "circle")], start=1)
+    assert len(fig.frames) == 3 and [f.name for f in fig.frames] == ["step-0", "step-1", "step-2"]
+    for frame in fig.frames:
+        assert np.allclose(frame.data[0].x, coords[:, 0]) and np.allclose(frame.data[0].y, coords[:, 1])
+    assert list(fig.frames[0].data[0].marker.color) == [palette.class_color(c) for c in labels[0]]
+    assert list(fig.frames[2].data[0].marker.color) == [palette.class_color(1)] * 3
+    assert list(fig.data[0].marker.color) == [palette.class_color(c) for c in labels[1]]  # starts at `start`
+    slider = fig.layout.sliders[0]
+    assert slider.active == 1 and [s.label for s in slider.steps] == ["1 · teacher", "2 · refine", "3 · refine"]
+    assert list(slider.steps[2].args[0]) == ["step-2"]
+    play, pause = fig.layout.updatemenus[0].buttons
+    assert play.args[1]["frame"]["duration"] == animation.SPEEDS["normal"] and list(pause.args[0]) == [None]
+
+
+def test_point_styles_of_flags_give_shape_and_colour():
+    colors, symbols, legend = animation.point_styles(np.array([True, False]), "flag", ("wrong", "correct"), "correct")
+    assert list(colors) == [palette.BLUE, palette.VERMILLION] and list(symbols) == ["circle", "x"]
+    assert legend == [("wrong", palette.VERMILLION, "x"), ("correct", palette.BLUE, "circle")]
+    values, _, legend = animation.point_styles(np.array([np.nan, 0.5, 1.0]), "continuous")
+    assert list(values) == [0.5, 0.5, 1.0] and legend == []
+    with pytest.raises(ValueError, match="kind='bad'"):
+        animation.point_styles(np.zeros(2), "bad")
+
+
+def test_propagation_animation_has_a_frame_per_iteration_from_the_seeds():
+    history = {0: np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]), 3: np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7]])}
+    xy = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]])
+    fig = animation.propagation_animation(xy, np.array([7, 8, 9]), history, np.array([[0, 1], [1, 2]]),
+                                          np.array([0.5, 1.0]), ["a", "b"], background_xy=xy, center=1)
+    assert [f.name for f in fig.frames] == ["iteration-0", "iteration-3"]
+    nodes0, centre0 = fig.frames[0].data
+    assert list(nodes0.marker.color) == [palette.class_color(0), palette.UNKNOWN_COLOR, palette.class_color(1)]
+    assert list(fig.frames[1].data[0].marker.color) == [palette.class_color(0)] * 2 + [palette.class_color(1)]
+    assert centre0.name == "sample #8" and centre0.marker.symbol == "star"
+    background = fig.data[0]
+    assert list(np.asarray(background.customdata).ravel()) == [0, 1, 2]  # a click on any point picks it
+    assert fig.layout.sliders[0].active == 1
+
+
+# ---------------------------------------------------------------- graph page story
+def test_story_order_puts_contested_neighbourhoods_first_and_walk_wraps():
+    refined = np.array([0, 0, 1, 1, 0])
+    before = np.array([0, 1, 0, 1, 1])
+    changed = relabelled_in_step(refined, before)
+    assert changed.tolist() == [1, 2, 4]
+    seeds = np.array([0, 1, 1, 1, -1])
+    neighbor_idx = np.array([[1, 2], [0, 4], [1, 3], [2, 0], [0, 1]])
+    # sample 1 (ends 0): neighbours 0 (seed 0), 4 (no seed) -> 0 contested; sample 2 (ends 1): 1, 3 seeds 1 -> 0;
+    # sample 4 (ends 0): 0 (seed 0), 1 (seed 1) -> 1 contested
+    order = story_order(changed, neighbor_idx, seeds, refined, confidence=np.array([0, 0.2, 0.9, 0, 0.1]))
+    assert order.tolist() == [4, 2, 1]
+    assert walk(order, 4, 1) == 2 and walk(order, 1, 1) == 4 and walk(order, 4, -1) == 1
+    assert walk(order, 99, 1) == 4 and walk(order, 99, -1) == 1 and walk(np.array([]), 0, 1) is None
+
+
+# ---------------------------------------------------------------- takeaway and honest labels
+def _metrics(phases, early=None, best=None):
+    out = []
+    for i, phase in enumerate(phases, start=1):
+        m = {"step": i, "phase": phase, "given_label_precision": 0.6, "refined_label_precision": 0.6}
+        if phase == "teacher":
+            m.update(teacher_early_stopped=early == i, teacher_best_epoch=best)
+        out.append(m)
+    return out
+
+
+def test_precision_label_is_the_given_one_until_a_step_propagated():
+    assert precision_label(_metrics(["teacher"] * 3)) == ("given_label_precision", "Given-label precision")
+    assert precision_label([]) == ("given_label_precision", "Given-label precision")
+    assert precision_label(_metrics(["teacher", "propagate"]))[1] == "Refined-label precision"
+
+
+def test_early_stop_note_says_when_why_and_how_many_steps_fewer():
+    config = RunConfig()
+    planned = config.schedule.teacher_epochs
+    note = early_stop_note(_metrics(["teacher"] * 11, early=11, best=6), config)
+    assert note == (f"The teacher stopped at epoch 11 of {planned}: held-out accuracy stopped improving (best at "
+                    f"epoch 6, patience {config.schedule.teacher_patience}); {planned - 11} steps fewer than planned.")
+    assert early_stop_note(_metrics(["teacher"] * 11), config) is None  # still training, or ran to the end
+    assert early_stop_note(_metrics(["teacher"] * planned, early=planned, best=3), config) is None
+
+
+def test_noise_outcome_and_instructive_samples():
+    given = np.array([0, 1, 1, 0, 2, 2, 0])
+    true = np.array([0, 0, 0, 0, 1, 2, -1])
+    refined = np.array([0, 0, 2, 1, 2, 2, 1])
+    out = noise_outcome(given, refined, true)  # noisy: 1, 2, 4; fixed 1; moved to wrong 2; missed 4; broken 3
+    assert (out.noisy, out.fixed, out.moved_wrong, out.missed, out.broken) == (3, 1, 1, 1, 1)
+    assert noise_outcome(given, refined, np.full(7, -1)) is None
+    given2, true2, refined2 = np.array([1, 1, 1, 0]), np.array([0, 0, 0, 0]), np.array([0, 0, 0, 0])
+    assert instructive_samples(given2, refined2, true2, np.array([0.2, 0.9, 0.5, 1.0])) == [1, 2, 0]
+    assert instructive_samples(given2, refined2, true2, None, count=2) == [0, 1]
+
+
+def test_comparison_runs_find_finished_baselines_on_the_same_data(tmp_path):
+    from engine.store import RunStore
+
+    base = RunConfig(dataset="moons?n=60", noise="symmetric:0.2", seed=3)
+    for name, method, dataset, phase, acc in (("ce", "ce", base.dataset, "done", 0.7),
+                                              ("kd", "kd", base.dataset, "done", 0.75),
+                                              ("kd-running", "kd", base.dataset, "refine", 0.9),
+                                              ("other-data", "ce", "moons?n=80", "done", 0.1)):
+        store = RunStore(tmp_path / name)
+        store.create(replace(base, method=method, dataset=dataset))
+        store.write_status(phase=phase, step=1)
+        store.write_step(1, {}, {"step": 1, "phase": "warmup", "student_test_accuracy": acc})
+    found = comparison_runs(tmp_path, base)
+    assert {k: v["student_test_accuracy"] for k, v in found.items()} == {"ce": 0.7, "kd": 0.75}
+    lines = takeaway_lines([{"given_label_precision": 0.6, "student_test_accuracy": None},
+                            {"refined_label_precision": 0.9, "student_test_accuracy": 0.8}],
+                           noise_outcome(np.array([1, 0]), np.array([0, 0]), np.array([0, 0])), "aml-kd", found)
+    assert lines[0] == "**Label precision** 60.0% given → **90.0%** refined (+30.0 points)."
+    assert lines[1].startswith("**Noise:** 1 of 1 wrong labels fixed (100%)")
+    assert lines[2] == "**Student test accuracy** 80.0% against CE 70.0% (+10.0), KD 75.0% (+5.0) on the same data."
+
+
+# ---------------------------------------------------------------- keys and presentation flag
+def test_a_press_is_bound_to_the_step_on_screen():
+    assert bound_to_step(4, 4) and not bound_to_step(4, 5) and not bound_to_step(4, None)
+
+
+@pytest.mark.parametrize("value, on", [("1", True), ("true", True), ("ON", True), ("0", False), (None, False),
+                                       ("", False), ("no", False)])
+def test_present_flag_from_the_address(value, on):
+    assert from_query(value) is on
