@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from .noise import parse_noise_spec
+from .snapshot import read
 
 #: How far above chance a teacher must be, as a share of the way from chance to 1.
 CHANCE_MARGIN = 0.10
@@ -91,7 +92,7 @@ def run_warnings(store) -> list[dict]:
     last = metrics[-1]
     if config.method == "aml-kd" and last.get("phase") != "teacher":  # the labels have been refined
         arrays = store.dataset_arrays()
-        refined = store.snapshot(last["step"])["refined"] if store.steps() else arrays["given"]
+        refined = read(store, last["step"], ("refined",))["refined"] if store.steps() else arrays["given"]
         # The rate the changes are held against: the known one, else the synthetic noise's; the stage-0
         # estimate comes from the very propagation being judged, so it is no check (a label file: at most half).
         if config.noise_rate is not None:

@@ -155,7 +155,8 @@ class Run:
         true = self.true if self.true is not None else np.full(len(self.given), -1)
         self.store.write_skipped(self.dataset.skipped)
         self.store.write_dataset(given=self.given, true=true, keys=np.array(self.dataset.keys()), holdout=self.holdout,
-                                 class_names=np.array([str(c) for c in self.dataset.class_names]))
+                                 class_names=np.array([str(c) for c in self.dataset.class_names]),
+                                 test_labels=np.array(self.test_labels() or "none"))
         self._write_status("idle")
 
     def _check_same_samples(self) -> None:

@@ -40,6 +40,7 @@ import numpy as np
 from .config import RunConfig
 from .errors import UserError
 
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -244,6 +245,12 @@ class RunStore:
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
             raise UserError(f"{str(self.dataset_path)!r} is damaged ({type(exc).__name__}); the run cannot be "
                             "read: create it again") from None
+
+    def test_labels(self) -> str | None:
+        """What the run's test accuracies are measured against: ``"truth"``, ``"given"`` (a label file's
+        labels of the held-out images, no truth column: agreement, not accuracy) or None (no test set)."""
+        value = str(self.dataset_arrays().get("test_labels", "truth"))
+        return None if value == "none" else value
 
     def class_names(self) -> tuple[str, ...]:
         """Class names of the run's dataset (stored in dataset.npz; runs made

@@ -68,3 +68,40 @@ def test_hand_made_cases():
     assert health.label_warning(given, refined, None, None, 0.8, 0.795) is None  # within the margin
     assert health.below_baseline(0.60, 0.62)["code"] == "below_ce"
     assert health.below_baseline(0.618, 0.62) is None and health.below_baseline(None, 0.6) is None
+
+
+def _train_page(run_dir):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app" / "views" / "train.py"),
+                           default_timeout=60)
+    at.session_state["run_dir"] = str(run_dir)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _chart_titles(at) -> list[str]:
+    return [(json.loads(c.proto.spec)["layout"].get("title") or {}).get("text", "") for c in at.get("plotly_chart")]
+
+
+def test_the_train_page_shows_the_warnings_as_banners(chance_teacher_run):
+    at = _train_page(chance_teacher_run)
+    warnings = [w.value for w in at.warning]
+    assert any("at chance for 10 classes" in w for w in warnings)
+    assert any("less precise than the given ones" in w for w in warnings)
+
+
+def test_ce_and_kd_pages_show_only_what_they_have(make_tiny_run, healthy_run):
+    full = _chart_titles(_train_page(healthy_run))
+    ce = _train_page(make_tiny_run("digits-ce", "digits", "symmetric:0.4", method="ce"))
+    kd = _train_page(make_tiny_run("digits-kd", "digits", "symmetric:0.4", method="kd"))
+    labels = lambda at: [m.label for m in at.metric]  # noqa: E731
+    assert "Teacher test accuracy" not in labels(ce) and "Teacher test accuracy" in labels(kd)
+    assert "Refined-label precision" not in labels(ce) + labels(kd)
+    assert "Given-label precision" in labels(ce) and "Refined-label precision" in labels(_train_page(healthy_run))
+    assert len(_chart_titles(ce)) < len(full) and len(_chart_titles(kd)) == len(_chart_titles(ce))
+    dropped = set(full) - set(_chart_titles(ce)) - {""}
+    assert dropped and not any("ccuracy" in t or "oss" in t for t in dropped)  # accuracy and losses stay

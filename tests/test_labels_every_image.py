@@ -59,6 +59,11 @@ def test_the_documented_path_runs_end_to_end_on_the_cli(folder, tmp_path, capsys
     assert summary["test_labels"] == "given" and summary["noise"] == "none"
     assert 0 <= summary["student_test_accuracy"] <= 1
     assert "agreement with the given (possibly noisy) labels of its held-out images" in captured.out
+    from test_health import _train_page  # the Train page names the metric for what it is
+
+    at = _train_page(out)
+    assert "Student agreement with given test labels" in [m.label for m in at.metric]
+    assert any("has no truth column" in c.value for c in at.caption)
 
 
 def test_every_problem_is_listed_at_once(folder, tmp_path):
@@ -88,3 +93,6 @@ def test_a_held_out_fraction_of_zero_trains_on_every_image(folder, tmp_path, cap
     assert summary["student_test_accuracy"] is None and summary["test_labels"] is None
     assert len(RunStore(out).dataset_arrays()["given"]) == 45
     assert "no held-out images" in capsys.readouterr().out
+    from test_health import _train_page
+
+    assert any("it has no test metrics" in c.value for c in _train_page(out).caption)
