@@ -22,83 +22,20 @@ import streamlit as st
 
 from app import present
 from app.common import require_steps, require_store
-from app.embedding_replay import missing_layouts, replay_figure
-from app.figures.animation import SPEEDS
-from app.figures.embedding import embedding_figure, selected_samples
-from app.samples import (SELECTED_KEY, load_dataset, load_snapshot, render_sample_grid, selected, step_label,
-                         step_phases)
+from app.embedding_view import (
+    FLAG_FIELDS,
+    SOURCE_LABELS,
+    colour_fields,
+    hover_texts,
+    parse_indices,
+    replay,
+    size_fields,
+    update_selection,
+)
+from app.figures.embedding import embedding_figure
+from app.samples import SELECTED_KEY, load_dataset, load_snapshot, render_sample_grid, selected, step_label, step_phases
 from engine import embed
 from engine.errors import UserError
-from engine.explain import per_sample_loss
-
-SOURCE_LABELS = {"teacher": "teacher features", "student": "student features", "input": "raw 2-D inputs"}
-EVENT_KEY = "_embedding_last_event"
-#: Colour options that are two-valued fields with their own shapes (app.figures.palette.FLAG_STYLES).
-FLAG_FIELDS = {"refined label correct vs wrong": "correct", "relabelled (refined ≠ given)": "relabelled",
-               "small-loss easy flag": "easy"}
-
-
-def label_names(class_names) -> dict[int, str]:
-    return {i: str(name) for i, name in enumerate(class_names)}
-
-
-def colour_fields(snapshot: dict, given: np.ndarray, true: np.ndarray, class_names) -> dict:
-    """Colour options: name -> (values (N,), kind, category names)."""
-    names = label_names(class_names)
-    refined = snapshot["refined"].astype(np.int64)
-    known = true >= 0
-    fields = {"refined label": (refined, "category", names), "given label": (given, "category", names)}
-    if known.any():
-        fields["true label"] = (true, "category", names)
-        correct = np.where(known, refined == true, False)
-        fields["refined label correct vs wrong"] = (correct, "flag", ("wrong (or unknown)", "correct"))
-    fields["relabelled (refined ≠ given)"] = (refined != given, "flag", ("kept", "relabelled"))
-    fields["AWE weight"] = (snapshot["weight"], "continuous", None)
-    fields["loss"] = (per_sample_loss(snapshot)[0], "continuous", None)
-    fields["propagation confidence"] = (snapshot.get("lp_confidence", np.full(len(given), np.nan)),
-                                        "continuous", None)
-    fields["small-loss easy flag"] = (snapshot["easy"], "flag", ("not easy", "easy"))
-    for who in ("student", "teacher"):
-        pred = snapshot.get(f"{who}_pred")
-        if pred is not None and pred.min() >= 0:
-            fields[f"{who} prediction"] = (pred.astype(np.int64), "category", names)
-    return fields
-
-
-def size_fields(snapshot: dict, n: int) -> dict:
-    """Size options: name -> values (N,) or None."""
-    nan = np.full(n, np.nan)
-    fields = {"same size": None, "AWE weight": snapshot["weight"], "loss": per_sample_loss(snapshot)[0],
-              "propagation confidence": snapshot.get("lp_confidence", nan)}
-    for who in ("student", "teacher"):
-        prob = snapshot.get(f"{who}_prob")
-        if prob is not None:
-            fields[f"{who} confidence (top probability)"] = prob[:, 0].astype(np.float32)
-    return fields
-
-
-def hover_texts(given, refined, true, class_names) -> list[str]:
-    name = [str(c) for c in class_names]
-    return [f"#{i} · given {name[g]} → refined {name[r]}" + (f" · true {name[t]}" if t >= 0 else "")
-            for i, (g, r, t) in enumerate(zip(given, refined, true))]
-
-
-def update_selection(points) -> None:
-    """Write a new chart selection to the session (an emptied one clears it)."""
-    current = selected_samples(points)
-    if current != st.session_state.get(EVENT_KEY, []):
-        st.session_state[EVENT_KEY] = current
-        st.session_state[SELECTED_KEY] = current
-
-
-def parse_indices(text: str, n: int) -> list[int]:
-    """``"3, 17 40"`` -> [3, 17, 40]; :class:`UserError` naming a bad entry."""
-    out = []
-    for token in text.replace(",", " ").split():
-        if not token.isdigit() or int(token) >= n:
-            raise UserError(f"sample index {token!r} is not valid; valid: whole numbers 0..{n - 1}")
-        out.append(int(token))
-    return sorted(set(out))
 
 
 def main() -> None:
@@ -183,37 +120,6 @@ def main() -> None:
                        dataset.class_names)
 
 
-def replay(store, steps, phases, source, colour, step, dataset, given, true) -> None:
-    """Every step as frames of one animated chart, coloured by ``colour``."""
-    run_dir = str(store.path)
-    missing = missing_layouts(store, steps, source)
-    speed = st.radio("Speed", list(SPEEDS), index=1, horizontal=True, key="emb_speed")
-    if missing:
-        st.caption(f"{len(missing)} of {len(steps)} steps have no {SOURCE_LABELS[source]} layout yet.")
-        if st.button(f"Project the {len(missing)} missing steps (UMAP)", key="emb_replay_project"):
-            bar = st.progress(0.0)
-            for i, s in enumerate(missing):
-                embed.embedding(store, s, source)
-                bar.progress((i + 1) / len(missing), text=f"step {s}")
-            st.rerun()
-
-    def field(s: int):
-        fields = colour_fields(load_snapshot(run_dir, s), given, true, dataset.class_names)
-        if colour not in fields:  # e.g. the student's prediction at a teacher step
-            return np.full(len(given), -1), "category", None, None
-        values, kind, names = fields[colour]
-        return values, kind, names, FLAG_FIELDS.get(colour)
-
-    fig, shown = replay_figure(store, steps, source, field, [step_label(s, phases) for s in steps],
-                               inputs=dataset.train_x if source == "input" else None, duration_ms=SPEEDS[speed],
-                               start_step=step, title=f"{SOURCE_LABELS[source]} · {colour}", color_title=colour)
-    if fig is None:
-        st.info(f"No step has a {SOURCE_LABELS[source]} layout yet: project them first.")
-        return
-    st.caption(f"{len(shown)} steps. ▶ Play, ❚❚ Pause, or drag the step scrubber under the chart."
-               + (" Raw 2-D inputs: the points stay where they are; their colours change." if source == "input"
-                  else ""))
-    st.plotly_chart(present.style_figure(fig), key="embedding_replay_chart", width="stretch")
 
 
 main()
