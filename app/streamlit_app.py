@@ -24,9 +24,8 @@ from app.worker import get_worker, is_live  # noqa: E402
 from engine.store import RunStore  # noqa: E402
 
 log = logging.getLogger("app")
-APP_DIR = Path(__file__).resolve().parent
 
-#: (script under app/, title, url path). Pages not written yet show a placeholder.
+#: (script under app/, title, url path).
 PAGES = (
     ("views/setup.py", "Setup", "setup"),
     ("views/train.py", "Train", "train"),
@@ -57,22 +56,8 @@ def start_embedding_warm_up() -> threading.Thread | None:
     return thread
 
 
-def _coming(title: str):
-    def page() -> None:
-        st.title(title)
-        st.info(f"The {title} page is coming.")
-    page.__name__ = f"coming_{title.lower().replace(' ', '_')}"
-    return page
-
-
 def build_pages() -> list:
-    pages = []
-    for script, title, url in PAGES:
-        if (APP_DIR / script).is_file():
-            pages.append(st.Page(script, title=title, url_path=url, default=url == "setup"))
-        else:
-            pages.append(st.Page(_coming(title), title=title, url_path=url))
-    return pages
+    return [st.Page(script, title=title, url_path=url, default=url == "setup") for script, title, url in PAGES]
 
 
 def sidebar_status() -> None:
@@ -92,7 +77,7 @@ def sidebar_status() -> None:
 def _sidebar_body(path) -> None:
     store = RunStore(path)
     status = store.status()
-    state = "training" if get_worker(path).busy else status.get("state", "idle")
+    state = "training" if get_worker(path).busy else store.live_state(status)  # a dead process's run: stopped
     st.markdown(f"**Open run** `{store.path.name}`")
     st.caption(f"{state} · phase **{status.get('phase', '?')}** · step "
                f"{status.get('step', 0)}/{status.get('total_steps', '?')}")
