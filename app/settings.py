@@ -341,6 +341,10 @@ def delete_run(path: Path) -> None:
 def config_summary(config: RunConfig) -> str:
     """One line: dataset, noise, method, seed, schedule."""
     s = config.schedule
-    return (f"{config.dataset} · noise {config.noise} · {METHOD_LABELS.get(config.method, config.method)} · "
-            f"seed {config.seed} · epochs teacher {s.teacher_epochs}, warm-up {s.warmup_epochs}, "
+    head = f"{config.dataset} · noise {config.noise} · {METHOD_LABELS.get(config.method, config.method)} · " \
+           f"seed {config.seed}"
+    if config.method != "aml-kd":  # one plain student phase (CE: no teacher either)
+        teacher = "" if config.method == "ce" else f"teacher {s.teacher_epochs}, "
+        return f"{head} · epochs {teacher}student {s.student_epochs}"
+    return (f"{head} · epochs teacher {s.teacher_epochs}, warm-up {s.warmup_epochs}, "
             f"refine {s.refine_epochs}, mutual {s.mutual_epochs}")

@@ -135,6 +135,9 @@ def instructive_samples(given: np.ndarray, refined: np.ndarray, true: np.ndarray
     return [int(i) for i in fixed[order][:count]]
 
 
+METHOD_NAMES = {"ce": "CE", "kd": "KD", "aml-kd": "AML-KD"}
+
+
 def takeaway_lines(metrics: list[dict], outcome: NoiseOutcome | None, method: str,
                    comparisons: dict[str, dict]) -> list[str]:
     """The takeaway as Markdown lines: label precision given -> refined, the noise, the student against
@@ -142,10 +145,14 @@ def takeaway_lines(metrics: list[dict], outcome: NoiseOutcome | None, method: st
     first, last = (metrics[0], metrics[-1]) if metrics else ({}, {})
     lines = []
     given_p, refined_p = first.get("given_label_precision"), last.get("refined_label_precision")
-    if given_p is not None and refined_p is not None:
+    refines = method == "aml-kd"  # CE and KD train on the given labels: nothing refined, no noise found
+    if given_p is not None and refined_p is not None and refines:
         lines.append(f"**Label precision** {given_p:.1%} given → **{refined_p:.1%}** refined "
                      f"({(refined_p - given_p) * 100:+.1f} points).")
-    if outcome is not None and outcome.noisy:
+    elif given_p is not None:
+        lines.append(f"**Given-label precision** {given_p:.1%}: {METHOD_NAMES.get(method, method)} trains on the "
+                     "given labels as they are (AML-KD would refine them).")
+    if outcome is not None and outcome.noisy and refines:
         lines.append(f"**Noise:** {outcome.fixed} of {outcome.noisy} wrong labels fixed "
                      f"({outcome.fixed / outcome.noisy:.0%}), {outcome.moved_wrong} moved to another wrong class, "
                      f"{outcome.missed} missed; {outcome.broken} right labels broken.")

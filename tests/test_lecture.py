@@ -135,6 +135,11 @@ def test_comparison_runs_find_finished_baselines_on_the_same_data(tmp_path):
     assert lines[0] == "**Label precision** 60.0% given → **90.0%** refined (+30.0 points)."
     assert lines[1].startswith("**Noise:** 1 of 1 wrong labels fixed (100%)")
     assert lines[2] == "**Student test accuracy** 80.0% against CE 70.0% (+10.0), KD 75.0% (+5.0) on the same data."
+    ce = takeaway_lines([{"given_label_precision": 0.6, "refined_label_precision": 0.6, "student_test_accuracy": 0.7}],
+                        noise_outcome(np.array([1, 0]), np.array([1, 0]), np.array([0, 0])), "ce", found)
+    assert ce[0] == "**Given-label precision** 60.0%: CE trains on the given labels as they are (AML-KD would refine them)."
+    assert not any(line.startswith(("**Noise", "**Label precision")) for line in ce)  # CE refines nothing
+    assert ce[1] == "**Student test accuracy** 70.0% against KD 75.0% (-5.0) on the same data."
 
 
 # ---------------------------------------------------------------- keys and presentation flag

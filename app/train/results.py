@@ -136,9 +136,9 @@ def results_panel(store: RunStore, status: dict) -> None:
                     config={"displayModeBar": False})
     note = early_stop_note(metrics, config)
     st.caption(timeline_caption(timeline, status.get("phase")) + (f"  \n{note}" if note else ""))
+    warning_banners(store, status)  # what went wrong, before the takeaway and the numbers
     if status.get("phase") == "done":
         takeaway(store, config, metrics)
-    warning_banners(store, status)
     try:
         test_labels = store.test_labels()
     except UserError:
