@@ -13,9 +13,12 @@ the page after such a click, after Enter in a text field and on Escape.
 A press is bound to what is on screen, twice over:
 
 - in the browser (:func:`guard_repeats`): a press of a guarded key or button
-  within ``GUARD_MS`` of the previous one, or within three times that while
-  the app still answers it, is dropped, so a clicker's double press (or a
-  double click) steps once;
+  made while the screen still shows what it showed at the previous press
+  (the ``screen`` element's text, e.g. the Train page's "7 / 26"), within
+  three times ``GUARD_MS`` of it, is dropped, so a clicker's double press (or
+  a double click) steps once; a press after the screen changed always goes
+  through, however soon (without a ``screen``: within ``GUARD_MS``, or three
+  times that while the app still answers);
 - on the server: the callback gets the step shown when the button was drawn
   (:func:`bound_to_step`) and does nothing once the run has moved past it or
   is busy with it.
@@ -56,17 +59,23 @@ GUARD_SCRIPT = """<script>
   const guard = window.__amlkdGuard = window.__amlkdGuard || {keys: new Set(), selectors: new Set(), last: 0};
   for (const k of %(keys)s) guard.keys.add(k);
   for (const s of %(selectors)s) guard.selectors.add(s);
+  guard.screen = %(screen)s;
   if (guard.installed) return;
   guard.installed = true;
   const app = () => document.querySelector('[data-testid="stApp"]');
   const busy = () => { const a = app(); return a && a.getAttribute('data-test-script-state') !== 'notRunning'; };
+  const shown = () => { const el = guard.screen && document.querySelector(guard.screen); return el ? el.innerText : null; };
   const drop = (e) => {
     const now = performance.now();
     const since = now - guard.last;  // the app marks itself busy only once the server answers: debounce first
-    if (since < %(ms)d || (since < 3 * %(ms)d && busy())) {
+    const screen = shown();
+    const same = screen === null ? (since < %(ms)d || (since < 3 * %(ms)d && busy())) :
+      (screen === guard.lastShown && since < 3 * %(ms)d);  // nothing new on screen since the last press
+    if (same) {
       e.preventDefault(); e.stopImmediatePropagation(); return true;
     }
     guard.last = now;
+    guard.lastShown = screen;
     return false;
   };
   window.addEventListener('keydown', (e) => {
@@ -83,13 +92,16 @@ GUARD_SCRIPT = """<script>
 </script>"""
 
 
-def guard_repeats(keys: Sequence[str], selectors: Sequence[str] = (), ms: int = GUARD_MS) -> None:
+def guard_repeats(keys: Sequence[str], selectors: Sequence[str] = (), ms: int = GUARD_MS,
+                  screen: str | None = None) -> None:
     """Drop a second press of ``keys`` (``KeyboardEvent.key`` values, e.g. ``"ArrowRight"``) or a second
-    click inside ``selectors`` made within ``ms`` of the first (within ``3 * ms`` while the app is still
-    answering it)."""
+    click inside ``selectors`` made before the screen changed: while the element ``screen`` (a CSS
+    selector) shows the same text as at the first press, within ``3 * ms`` of it. Without ``screen``:
+    within ``ms`` of the first (``3 * ms`` while the app is still answering it)."""
     import json
 
-    st.html(GUARD_SCRIPT % {"keys": json.dumps(list(keys)), "selectors": json.dumps(list(selectors)), "ms": ms},
+    st.html(GUARD_SCRIPT % {"keys": json.dumps(list(keys)), "selectors": json.dumps(list(selectors)), "ms": ms,
+                            "screen": json.dumps(screen)},
             unsafe_allow_javascript=True)
 
 

@@ -30,6 +30,7 @@ from engine.errors import UserError
 
 FAST_SECONDS = 1.0  # refresh of status and charts while a step trains
 SLOW_SECONDS = 5.0  # while idle, look this often for a run the CLI starts
+STEP_SHOWN = '[data-testid="stMetricValue"]'  # the headline's first metric: "step / total", what the screen shows
 
 
 
@@ -50,7 +51,8 @@ def main() -> None:
     st.title(present.title(f"Train · {store.path.name}", "Train"))
     st.caption((f"`{store.path.name}` · " if present.is_on() else "") + config_summary(config))
     release_focus()
-    guard_repeats(["ArrowRight", "PageDown"], [".st-key-train-step"])  # a double press steps once
+    # A double press steps once: a press is dropped while the step shown is the one of the previous press.
+    guard_repeats(["ArrowRight", "PageDown"], [".st-key-train-step"], screen=STEP_SHOWN)
     if not present.is_on():
         with st.expander("All settings of this run", expanded=False):
             st.caption(f"As saved in `{store.path / 'config.json'}`.")
