@@ -350,7 +350,12 @@ def test_the_probe_gives_up_after_its_timeout(monkeypatch):
     import urllib.request
 
     never = threading.Event()
-    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: never.wait())  # blocks until the test ends
+
+    def hang(*args, **kwargs):  # blocks until the test ends, then fails as a dropped connection does
+        never.wait()
+        raise OSError("connection closed")
+
+    monkeypatch.setattr(urllib.request, "urlopen", hang)
     try:
         assert check_online("https://example.invalid/x", timeout=0.05) is False
     finally:
