@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import UserError, shown
+from .store import process_alive
 
 log = logging.getLogger(__name__)
 
@@ -107,23 +108,13 @@ def verify_export(folder) -> list[str]:
     return problems
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _leftovers(target: Path) -> list[tuple[Path, int]]:
     """Staging or set-aside folders of exports to ``target`` that died, with their pid."""
     prefix = STAGING.format(name=target.name)
     found = []
     for p in target.parent.glob(prefix + "*"):
         pid_text = p.name[len(prefix):].split("-", 1)[0]
-        if p.is_dir() and pid_text.isdigit() and not _pid_alive(int(pid_text)):
+        if p.is_dir() and pid_text.isdigit() and not process_alive(int(pid_text)):
             found.append((p, int(pid_text)))
     return found
 

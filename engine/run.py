@@ -1,21 +1,8 @@
 """The step machine: a run moves through phases and ``step()`` does one unit
 of work (one epoch, or the one propagation) and writes one snapshot.
 
-=========  ==============================================================
-phase      one step is
-=========  ==============================================================
-teacher    one teacher epoch on the given labels (early-stopped on a held-out
-           part of them), or loading a teacher checkpoint
-propagate  stage 0: teacher-guided label propagation, once
-warmup     one student epoch: CE + mixup CE + KD
-refine     stage 1: small-loss selection, AWE, teacher-graph LP, student epoch
-mutual     stage 2: LP on the student / teacher graph alternately, epoch
-student    (baselines ``ce`` and ``kd``) one plain student epoch
-done       evaluation and summary
-=========  ==============================================================
-
 The same ``step()`` drives the CLI, the tests and the app. The phase table
-lives in :mod:`engine.phases`, the label rules in :mod:`engine.refinery`, the
+(what one step of each phase is) lives in :mod:`engine.phases`, the label rules in :mod:`engine.refinery`, the
 snapshot format in :mod:`engine.snapshot`; this module only sequences them.
 """
 
@@ -632,7 +619,8 @@ class Run:
 
     # ------------------------------------------------------------------ summary
     def summary(self) -> dict:
-        last = self.store.metrics()[-1] if self.store.metrics() else {}
+        metrics = self.store.metrics()
+        last = metrics[-1] if metrics else {}
         student_acc = self._test_accuracy(self.student)
         teacher_acc = self._test_accuracy(self.teacher) if self.config.method != "ce" else None
         true_rate = None if self.true is None else float(np.mean(self.given != self.true))

@@ -219,7 +219,7 @@ class RunStore:
             return state
         pid, host = status.get("pid"), status.get("host")
         if pid is not None and host == socket.gethostname():
-            return "running" if _process_alive(int(pid)) else "stopped"
+            return "running" if process_alive(int(pid)) else "stopped"
         age = (time.time() if now is None else now) - float(status.get("updated") or 0)
         return "running" if age < stale_seconds else "stopped"
 
@@ -372,7 +372,8 @@ class RunStore:
         return value
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -27,35 +27,13 @@ from dataclasses import dataclass, field
 import streamlit as st
 
 from app.review.context import ReviewContext, flash, md
+from app.keys import RELEASE_FOCUS_SCRIPT  # the keys back to the page after a toggle
 from app.review.queue import QUEUE_KEY
 from engine.errors import UserError
 from engine.review import ReviewStore
 
 VIEWS_KEY = "review_views"
 BULK_ORIGIN_KEY = "review_bulk_origin"  # batch number -> the sample on screen when it was made
-#: Streamlit ignores button shortcuts while an <input> has the focus, and a
-#: toggle keeps it after a click: give the keys back to the review after a
-#: toggle or checkbox changes, after Enter in a text field, and on Escape.
-KEEP_KEYS_SCRIPT = """<script>
-(() => {
-  if (window.__amlkdReviewKeys) return;
-  window.__amlkdReviewKeys = true;
-  const isInput = (t) => t && t.tagName === "INPUT";
-  const releaseChoice = () => setTimeout(() => {
-    const t = document.activeElement;
-    if (isInput(t) && ["checkbox", "radio"].includes(t.type)) t.blur();
-  }, 50);
-  document.addEventListener("click", releaseChoice, true);
-  document.addEventListener("change", releaseChoice, true);
-  document.addEventListener("keydown", (e) => {
-    const t = e.target;
-    if (!isInput(t)) return;
-    if (e.key === "Escape" || (e.key === "Enter" && t.type === "text" && !t.getAttribute("role"))) {
-      setTimeout(() => t.blur(), 0);
-    }
-  }, true);
-})();
-</script>"""
 
 
 @dataclass
@@ -194,7 +172,7 @@ def actions(ctx: ReviewContext, sample: int, revealed: bool, has_prev: bool, has
         st.button("Next", shortcut="L", key="review_next", on_click=move, args=(1,), disabled=not has_next,
                   icon=":material/arrow_forward:", help="L or →")
     with st.container(key="review_arrows"):  # the arrow keys: same actions, buttons not shown
-        st.html("<style>.st-key-review_arrows {display: none;}</style>" + KEEP_KEYS_SCRIPT,
+        st.html("<style>.st-key-review_arrows {display: none;}</style>" + RELEASE_FOCUS_SCRIPT,
                 unsafe_allow_javascript=True)
         st.button("Previous (arrow)", shortcut="Left", key="review_left", on_click=move, args=(-1,),
                   disabled=not has_prev)
