@@ -265,24 +265,27 @@ def csv_button(label: str, frame: pd.DataFrame, file_name: str, key: str) -> Non
                        icon=":material/download:", on_click="ignore")
 
 
-def figure_buttons(figure, frame: pd.DataFrame, stem: str, key: str) -> None:
-    """The figure as PNG when kaleido is installed, else as a self-contained HTML page; its data as CSV."""
+def png_button(label: str, render, file_name: str, key: str) -> None:
+    """A PNG download drawn only when clicked (``render`` returns the bytes: matplotlib, no kaleido)."""
+    st.download_button(label, render, file_name=file_name, mime="image/png", key=key, on_click="ignore",
+                       icon=":material/image:")
+
+
+def figure_buttons(points: list[dict], frame: pd.DataFrame, stem: str, key: str) -> None:
+    """A curve chart as PNG (the same lines, drawn by matplotlib) and its data as CSV."""
+    from app.figures.compare_png import curves_png
+
     with st.container(horizontal=True):
-        if _has_kaleido():
-            st.download_button("Chart (PNG)", lambda: figure.to_image(format="png", scale=2), f"{stem}.png",
-                               mime="image/png", key=f"{key}-png", on_click="ignore", icon=":material/image:")
-        else:
-            st.download_button("Chart (HTML)", lambda: figure.to_html(include_plotlyjs=True).encode(),
-                               f"{stem}.html", mime="text/html", key=f"{key}-html", on_click="ignore",
-                               icon=":material/image:", help="PNG needs the kaleido package; this page opens "
-                               "offline in any browser and saves a PNG from its camera button")
+        png_button("Chart (PNG)", lambda: curves_png(points, stem), f"{stem}.png", f"{key}-png")
         csv_button("Data (CSV)", frame, f"{stem}.csv", f"{key}-csv")
 
 
-def _has_kaleido() -> bool:
-    try:
-        import kaleido  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def table_buttons(rows: list[dict]) -> None:
+    """The results table as CSV and as PNG (its cells and note as shown)."""
+    from app.figures.compare_png import table_png
 
+    cells, note = table_text(rows), table_note(rows).replace("*", "")
+    with st.container(horizontal=True):
+        csv_button("Table (CSV)", table_frame(rows), "comparison.csv", "compare-table-csv")
+        png_button("Table (PNG)", lambda: table_png(cells[0], cells[1:], "Comparison", note),
+                   "comparison.png", "compare-table-png")

@@ -4,8 +4,17 @@
 
 For digits with 40% symmetric noise (seeds 0-2) and cifar10-small with 40%
 symmetric noise (seed 0; skipped with a message when ../shared/data/cifar10-small
-is absent), it trains an AML-KD run up to its first refine step (the phase
-an annotator reviews in), then compares on that step's snapshot:
+is absent), it trains an AML-KD run up to its first refine step and compares,
+on two steps' snapshots of the same run:
+
+- the *first student step* (warm-up epoch 1): the earliest step with student
+  probabilities, where a review has the most propagations left to act on and
+  one model's opinion is least reliable;
+- the *first refine step* (the phase the issue's annotator reviews in; on
+  digits the student is already so sure there that both rankings are perfect
+  at 200: they can only tie).
+
+The rankings:
 
 - ours: the default review queue (:func:`engine.triage.build_queue`: samples
   worth reviewing, largest expected change first, at most 20% of the samples);
@@ -13,9 +22,10 @@ an annotator reviews in), then compares on that step's snapshot:
   the given label, lowest first (:func:`engine.triage.self_confidence_ranking`).
 
 Precision at K is the fraction of the first K samples whose given label is
-wrong (higher = less of the annotator's time wasted). Prints one row per run;
-the last line is ``queue_fraction=F precision_at_200=P baseline_at_200=B``
-for digits seed 0.
+wrong (higher = less of the annotator's time wasted); ``@Q`` is at the
+queue's own length. Prints one row per run and step; the last line is
+``queue_fraction=F precision_at_200=P baseline_at_200=B`` for digits seed 0
+at the first student step.
 
 Schedules: digits uses its default schedule up to the first refine step
 (teacher with early stopping, stage-0 propagation, 4 warm-up epochs, one
@@ -46,6 +56,7 @@ from engine.triage import QUEUE_FRACTION, build_queue, queue_precision, self_con
 
 CIFAR = REPO.parent / "shared" / "data" / "cifar10-small"
 AT = (50, 200)
+POINTS = ("first student", "first refine")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -60,14 +71,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def to_first_refine(path: Path, config: RunConfig) -> tuple[RunStore, int, float]:
-    """Train until the first refine step is written; (store, that step, seconds)."""
+def to_first_refine(path: Path, config: RunConfig) -> tuple[RunStore, dict[str, int], float]:
+    """Train until the first refine step is written; (store, {point: step}, seconds), the points
+    being the first student (warm-up) step and the first refine step."""
     started = time.perf_counter()
     run = Run.create(path, config, force=True)
+    steps: dict[str, int] = {}
     while not run.done:
         result = run.step()
+        if result.phase.value in ("warmup", "refine"):
+            steps.setdefault(POINTS[0], result.step)  # the first step with student probabilities
         if result.phase.value == "refine":
-            return RunStore(path), result.step, time.perf_counter() - started
+            steps[POINTS[1]] = result.step
+            return RunStore(path), steps, time.perf_counter() - started
     raise RuntimeError(f"run {path} finished without a refine step")
 
 
@@ -108,27 +124,30 @@ def main(argv=None) -> int:
             dataset=f"folder:{args.cifar}", noise=args.noise, seed=0, teacher=SMALL_PAIR_TEACHER,
             student="cifar-small-student", schedule=schedule, train=train, noise_rate=0.4), "cifar-0"))
     print(f"Default queue (worth reviewing, expected change, at most {QUEUE_FRACTION:.0%}) vs self-confidence "
-          f"(student P(given label), lowest first), {args.noise}, at the first refine step.")
-    header = (f"{'run':22s} {'step':>4s} {'N':>6s} {'noisy':>6s} {'queue':>6s} {'frac':>5s}  "
+          f"(student P(given label), lowest first), {args.noise}.")
+    header = (f"{'run':22s} {'at step':14s} {'step':>4s} {'N':>6s} {'noisy':>6s} {'queue':>6s} {'frac':>5s}  "
               f"{'ours@50':>7s} {'base@50':>7s}  {'ours@200':>8s} {'base@200':>8s}  {'ours@Q':>6s} {'base@Q':>6s}"
               f"  {'seconds':>7s}")
     print(header)
     print("-" * len(header))
-    results = {}
+    results: dict[tuple[str, str], dict] = {}
     for name, config, folder in runs:
-        store, step, seconds = to_first_refine(root / folder, config)
-        row = measure(store, step)
-        results[name] = row
-        print(f"{name:22s} {step:4d} {row['n']:6d} {row['noisy']:6d} {row['queue']:6d} {row['queue_fraction']:5.2f}  "
-              f"{fmt(row['ours@50']):>7s} {fmt(row['base@50']):>7s}  {fmt(row['ours@200']):>8s} "
-              f"{fmt(row['base@200']):>8s}  {fmt(row['ours@Q']):>6s} {fmt(row['base@Q']):>6s}  {seconds:7.0f}",
-              flush=True)
-    wins = [n for n, r in results.items() if r["ours@200"] > r["base@200"]]
-    ties = [n for n, r in results.items() if r["ours@200"] == r["base@200"]]
-    losses = [n for n, r in results.items() if r["ours@200"] < r["base@200"]]
-    print(f"precision at 200, ours vs baseline: better on {len(wins)}, equal on {len(ties)}, worse on {len(losses)}"
-          + (f" (worse: {', '.join(losses)})" if losses else ""))
-    first = results.get(f"digits seed {args.seeds[0]}")
+        store, steps, seconds = to_first_refine(root / folder, config)
+        for point, step in steps.items():
+            row = measure(store, step)
+            results[name, point] = row
+            print(f"{name:22s} {point:14s} {step:4d} {row['n']:6d} {row['noisy']:6d} {row['queue']:6d} "
+                  f"{row['queue_fraction']:5.2f}  {fmt(row['ours@50']):>7s} {fmt(row['base@50']):>7s}  "
+                  f"{fmt(row['ours@200']):>8s} {fmt(row['base@200']):>8s}  {fmt(row['ours@Q']):>6s} "
+                  f"{fmt(row['base@Q']):>6s}  {seconds:7.0f}", flush=True)
+    for point in POINTS:
+        rows = {n: r for (n, p), r in results.items() if p == point}
+        wins = [n for n, r in rows.items() if r["ours@200"] > r["base@200"]]
+        ties = [n for n, r in rows.items() if r["ours@200"] == r["base@200"]]
+        losses = [n for n, r in rows.items() if r["ours@200"] < r["base@200"]]
+        print(f"precision at 200 at the {point} step, ours vs baseline: better on {len(wins)}, equal on {len(ties)}, "
+              f"worse on {len(losses)}" + (f" (worse: {', '.join(losses)})" if losses else ""))
+    first = results.get((f"digits seed {args.seeds[0]}", POINTS[0]))
     if first is not None:
         print(f"queue_fraction={first['queue_fraction']:.3f} precision_at_200={first['ours@200']:.3f} "
               f"baseline_at_200={first['base@200']:.3f}")

@@ -305,3 +305,50 @@ def test_progress_lines_show_each_runs_state_and_step(trio):
 def test_the_table_note_says_agreement_where_test_labels_are_given_ones():
     assert "agreement" not in table_note([{"test_labels": "truth"}, {"test_labels": None}])
     assert "agreement with the given (noisy) test labels" in table_note([{"test_labels": "given"}])
+
+
+# ---------------------------------------------------------------- PNG downloads (matplotlib)
+def _pixels_near(png: bytes, hex_colour: str, tolerance: int = 40) -> int:
+    import io
+
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    target = np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)])
+    return int(np.sum(np.abs(rgb - target).sum(axis=2) < tolerance))
+
+
+def test_curves_png_draws_each_method_in_its_page_colour_and_refuses_an_empty_chart():
+    from app.figures import palette
+    from app.figures.compare_png import curves_png
+
+    points = [{"run": r, "method": m, "epoch": e, "student_test_accuracy": 0.5 + 0.1 * e + d, "label_precision": None}
+              for r, m, d in (("a", "AML-KD", 0.05), ("b", "KD", 0.0)) for e in (1, 2, 3)]
+    png = curves_png(points, "student_test_accuracy")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert _pixels_near(png, palette.BLUE) > 200 and _pixels_near(png, palette.ORANGE) > 200
+    with_ce = points + [{"run": "c", "method": "CE", "epoch": e, "student_test_accuracy": 0.4} for e in (1, 2, 3)]
+    assert _pixels_near(curves_png(with_ce, "student_test_accuracy"), palette.GREY, 10) > \
+        _pixels_near(png, palette.GREY, 10) + 200  # a CE run adds a CE-grey line
+    with pytest.raises(ValueError, match="label precision"):
+        curves_png(points, "label_precision")
+
+
+def test_table_and_sample_pngs_grow_with_their_content():
+    import io
+
+    from PIL import Image
+
+    from app.figures.compare_png import grid_png, table_png
+
+    small = Image.open(io.BytesIO(table_png(["run", "student"], [["a", "0.90"]])))
+    big = Image.open(io.BytesIO(table_png(["run", "student"], [["a", "0.90"]] * 6, "Comparison", "a note")))
+    assert big.height > small.height + 80 and small.width > 200
+    with pytest.raises(ValueError):
+        table_png(["run"], [])
+    red = np.zeros((16, 16, 3), np.uint8)
+    red[..., 0] = 255
+    one = Image.open(io.BytesIO(grid_png([red], ["#1 · given cat"])))
+    eight = Image.open(io.BytesIO(grid_png([red] * 8, ["#1"] * 8, "8 samples")))
+    assert eight.height > 1.5 * one.height  # two rows of six
+    assert _pixels_near(grid_png([red] * 8, ["#1"] * 8), "#FF0000", 10) > 8 * 150

@@ -15,9 +15,10 @@ import streamlit as st
 from app.common import current_store, runs_root
 from app.compare_widgets import (LABEL_KINDS, comparable_with, create_and_queue, csv_button, curves_frame,
                                  describe_plan, figure_buttons, filtered_samples, outcome_patterns, plan_set,
-                                 progress_lines, run_labels, run_names, sample_caption, sample_filters, split_shared,
-                                 table_frame, table_note)
+                                 png_button, progress_lines, run_labels, run_names, sample_caption, sample_filters,
+                                 split_shared, table_buttons, table_frame, table_note)
 from app.figures.compare import METRICS, curve_figure
+from app.figures.compare_png import grid_png
 from app.samples import load_dataset, thumbnails
 from app.worker import current_queue, is_live
 from engine.compare import comparison_table, curves, per_sample, same_data
@@ -89,7 +90,7 @@ def results(names: list[str], was_live: bool = False) -> None:
     st.markdown(f"Every run: {shared}" if shared else "")
     st.table(table)
     st.caption(table_note(rows))
-    csv_button("Table (CSV)", table_frame(rows), "comparison.csv", "compare-table-csv")
+    table_buttons(rows)
 
     st.subheader("Over the student's epochs")
     frame = curves_frame(points)
@@ -98,7 +99,7 @@ def results(names: list[str], was_live: bool = False) -> None:
             if frame[key].notna().any():
                 figure = curve_figure(points, key)
                 st.plotly_chart(figure, key=f"compare-curve-{key}", config={"displaylogo": False})
-                figure_buttons(figure, frame[["run", "method", "epoch", key]], key, f"compare-{key}")
+                figure_buttons(points, frame[["run", "method", "epoch", key]], key, f"compare-{key}")
                 if key == "label_precision":
                     st.caption("CE and KD train on the given labels: their line is the given labels' precision.")
             else:
@@ -122,14 +123,22 @@ def per_sample_view(stores, labels: dict[str, str]) -> None:
     choice = st.selectbox("Show samples", sample_filters(view), key="compare-filter")
     indices = filtered_samples(view, which, choice)
     st.caption(f"{len(indices)} samples {choice}" + (f"; the first {GRID} shown." if len(indices) > GRID else "."))
+    shown, pictures, captions = [], [], []
     if len(indices):
         dataset = load_dataset(str(stores[0].path))
         shown = [int(i) for i in indices[:GRID]]
+        pictures = thumbnails(dataset.kind, dataset.train_x, shown)
+        captions = [sample_caption(view, which, i, labels) for i in shown]
         for start in range(0, len(shown), 6):
-            for cell, i, picture in zip(st.columns(6), shown[start:start + 6],
-                                        thumbnails(dataset.kind, dataset.train_x, shown[start:start + 6])):
-                cell.image(picture, caption=sample_caption(view, which, i, labels), width="stretch")
-    csv_button("Every sample (CSV)", pd.DataFrame(view.rows()), "per_sample.csv", "compare-samples-csv")
+            for cell, picture, caption in zip(st.columns(6), pictures[start:start + 6], captions[start:start + 6]):
+                cell.image(picture, caption=caption, width="stretch")
+    with st.container(horizontal=True):
+        csv_button("Every sample (CSV)", pd.DataFrame(view.rows()), "per_sample.csv", "compare-samples-csv")
+        if shown:
+            title = f"{len(indices)} samples {choice} ({LABEL_KINDS[which]})" + (
+                f", the first {len(shown)}" if len(indices) > len(shown) else "")
+            png_button("These samples (PNG)", lambda: grid_png(pictures, captions, title), "samples.png",
+                       "compare-samples-png")
 
 
 st.title("Compare")

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from engine.config import RunConfig
 from engine.store import RunStore
@@ -81,11 +82,14 @@ def test_compare_page_draws_the_curves_and_every_table_fits_1280(app_server, bro
             page.get_by_role("button", name="Table (CSV)").click()
         lines = Path(table_csv.value.path()).read_text().splitlines()
         assert lines[0].startswith("run,method,dataset,noise,seed,given prec") and len(lines) == 4
-        with page.expect_download() as chart_html:
-            page.get_by_role("button", name="Chart (HTML)").first.click()
-        html = Path(chart_html.value.path()).read_text()
-        assert chart_html.value.suggested_filename == "student_test_accuracy.html"
-        assert "Student test accuracy" in html and len(html) > 1_000_000  # plotly.js inside: opens offline
+        for button, name in (("Chart (PNG)", "student_test_accuracy.png"), ("Table (PNG)", "comparison.png"),
+                             ("These samples (PNG)", "samples.png")):
+            with page.expect_download() as png:
+                page.get_by_role("button", name=button).first.click()
+            assert png.value.suggested_filename == name
+            picture = Image.open(png.value.path())
+            assert picture.format == "PNG" and picture.width > 300 and picture.height > 150, (button, picture.size)
+            assert len(np.unique(np.asarray(picture.convert("L")))) > 8  # drawn, not a blank canvas
         page.set_viewport_size({"width": 1280, "height": 2600})
         page.wait_for_timeout(1000)
         page.screenshot(path=str(shots / "compare_1280_whole.png"))

@@ -1,0 +1,104 @@
+"""The Compare page's downloads as PNG: the curves, the results table and the
+per-sample grid, drawn with matplotlib (Agg, the same as the run report) so
+that a PNG needs neither a browser nor kaleido.
+
+Each function returns the PNG's bytes. The curves use the page's colours and
+dashes (:mod:`app.figures.compare`), so the picture reads like the chart on
+screen; the table and the grid show the cells and captions the page shows.
+"""
+
+from __future__ import annotations
+
+import io
+import textwrap
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from . import palette
+from .compare import DASHES, METHOD_COLORS, METRICS, OTHER_COLOR, _method, curve_series
+
+DPI = 120
+MPL_DASHES = {"solid": "-", "dash": "--", "dot": ":", "dashdot": "-."}
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure  # no pyplot: no global state, safe in Streamlit's threads
+
+    return Figure(figsize=(width, height), dpi=DPI)
+
+
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight", facecolor=palette.WHITE)
+    return buffer.getvalue()
+
+
+def curves_png(points: Sequence[Mapping], key: str, title: str | None = None) -> bytes:
+    """One metric of several runs over student epochs (:func:`app.figures.compare.curve_figure` as PNG).
+
+    Raises
+    ------
+    ValueError
+        When no run measured ``key`` (an empty chart is never drawn).
+    """
+    series = {run: xy for run, xy in curve_series(points, key).items() if xy[0]}
+    if not series:
+        raise ValueError(f"no run measured {METRICS.get(key, key).lower()}")
+    methods = {str(p["run"]): _method(p) for p in points}
+    fig = _figure(7.0, 3.8)
+    ax = fig.add_subplot()
+    seen: dict[str, int] = {}
+    for run, (xs, ys) in series.items():
+        method = methods[run]
+        nth = seen[method] = seen.get(method, -1) + 1
+        ax.plot(xs, ys, marker="o", markersize=4, linewidth=2, label=f"{method} · {run}",
+                color=METHOD_COLORS.get(method, OTHER_COLOR), linestyle=MPL_DASHES[DASHES[nth % len(DASHES)]])
+    ax.set_title(title or METRICS.get(key, key))
+    ax.set_xlabel("student epoch")
+    ax.set_ylabel(METRICS.get(key, key).split(" (")[0].lower())
+    ax.grid(True, color=palette.LIGHT_GREY, linewidth=0.6)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, fontsize=8, frameon=False)
+    return _png(fig)
+
+
+def table_png(header: Sequence[str], rows: Sequence[Sequence], title: str = "", note: str = "") -> bytes:
+    """A table of text cells (the comparison table as shown), with an optional title and note under it."""
+    if not rows:
+        raise ValueError("the table has no rows")
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max(len(str(h)), *(len(r[j]) for r in cells)) + 2 for j, h in enumerate(header)]
+    fig = _figure(max(3.0, 0.075 * sum(widths)), 0.28 * (len(cells) + 1) + (0.35 if title else 0.0))
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0 - (0.35 / fig.get_figheight() if title else 0.0)))
+    ax.axis("off")
+    table = ax.table(cellText=cells, colLabels=[str(h) for h in header], cellLoc="left", colLoc="left",
+                     colWidths=[w / sum(widths) for w in widths], bbox=(0.0, 0.0, 1.0, 1.0))
+    table.auto_set_font_size(False)
+    table.set_fontsize(9)
+    for (r, _), cell in table.get_celld().items():
+        cell.set_edgecolor(palette.LIGHT_GREY)
+        if r == 0:
+            cell.set_text_props(weight="bold", color=palette.DARK)
+    if title:
+        fig.text(0.0, 1.0, title, fontsize=11, va="top")
+    if note:
+        fig.text(0.0, -0.02, "\n".join(textwrap.wrap(note, 150)), fontsize=7, color=palette.MID_GREY, va="top")
+    return _png(fig)
+
+
+def grid_png(images: Sequence[np.ndarray], captions: Sequence[str], title: str = "", columns: int = 6) -> bytes:
+    """Thumbnails (uint8 RGB) in a grid, each with its caption under it (the per-sample view as shown)."""
+    if not len(images):
+        raise ValueError("no samples to draw")
+    rows = int(np.ceil(len(images) / columns))
+    fig = _figure(2.1 * columns, 2.6 * rows + (0.4 if title else 0.0))
+    for k, (image, caption) in enumerate(zip(images, captions)):
+        ax = fig.add_subplot(rows, columns, k + 1)
+        ax.imshow(np.asarray(image), interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel("\n".join(textwrap.wrap(caption.replace(" · ", "; "), 30)), fontsize=6.5)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return _png(fig)
