@@ -1,28 +1,40 @@
 """Ablation benchmark: what each component of AML-KD is worth.
 
-    .venv/bin/python bench/ablation.py [--quick] [--seeds 0 1 2] [--threads 2] [--data DIR]
+    .venv/bin/python bench/ablation.py [--quick] [--seeds 0 1 2] [--threads 2] [--jobs 2] [--data DIR]
 
-For each setting it trains, side by side in one process and on the same given
-labels: AML-KD, AML-KD without each component (``--without awe``, ``mutual``,
-``stage0``), KD distilled from the *same* teacher (the AML-KD run's
-checkpoint) and CE. Settings: digits with 40% symmetric noise (seeds 0-2), and
-cifar10-small (``../shared/data/cifar10-small`` or ``--data``) with 40%
-symmetric and 40% instance-dependent noise (seed 0 each; ``--quick`` skips
-them: about 2 hours on 2 cores). It prints given and refined label precision
-and the student's test accuracy per run, the mean over seeds, and each
-component's worth (AML-KD minus the run without it). Then, on digits, the
-graph built on features from elsewhere (``--teacher-features``: those of a
-teacher trained on clean labels) against the run's own teacher. The bar:
-AML-KD is the best student on digits on average; the rest is reported as
-measured.
+For each setting it first trains one teacher (an AML-KD run stepped to the
+end of its teacher phase), then trains, on the same given labels and each
+distilling from *that* teacher (``teacher_checkpoint``): AML-KD, AML-KD without
+each component (``--without awe``, ``mutual``, ``stage0``) and KD; and CE.
+Sharing the teacher makes the runs differ only in the component: the same
+teacher network, the same graph features and the same random stream from the
+student's first epoch on. Settings: digits with 40% symmetric noise (seeds
+0-2; the default schedule), and cifar10-small (``../shared/data/cifar10-small``
+or ``--data``) with 40% symmetric and 40% instance-dependent noise (seed 0
+each; ``--quick`` skips them). cifar10-small uses the small CPU pair's
+teacher schedule (24 epochs) and, by default, a student schedule cut to half
+(``--cifar-student-epochs 16``: warm-up 2, refine 11, mutual 3, the default's
+proportions) so that both settings fit about an hour on 2 cores with
+``--jobs 2`` (each setting in its own process, one torch thread each).
+
+It prints given and refined label precision and the student's test accuracy
+per run, the mean over seeds, and each component's worth (AML-KD minus the
+run without it). Then, on digits, the graph built on features from elsewhere
+(``--teacher-features``: those of a teacher trained on clean labels) against
+the run's own teacher. The bar: AML-KD is the best student on digits on
+average; the rest is reported as measured. ``--out DIR --reuse`` keeps the
+runs and reuses every finished one whose settings match (a resumed bench).
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import multiprocessing
 import statistics
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -33,45 +45,90 @@ from bench.digits import train  # noqa: E402
 from engine.config import ABLATIONS, RunConfig, defaults_for_teacher  # noqa: E402
 from engine.data import dataset_for_config  # noqa: E402
 from engine.models import default_pair  # noqa: E402
+from engine.phases import Phase  # noqa: E402
+from engine.run import Run  # noqa: E402
+from engine.store import RunStore  # noqa: E402
 
 CIFAR10_SMALL = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-small"
 METHODS = ["aml-kd"] + [f"without {name}" for name in ABLATIONS] + ["kd", "ce"]
 
 
-def base_config(dataset: str, noise: str, seed: int) -> RunConfig:
-    """The default config of a dataset, with its teacher's schedule (the small CPU pair's on 32x32 images)."""
+def base_config(dataset: str, noise: str, seed: int, student_epochs: int | None = None) -> RunConfig:
+    """The default config of a dataset, with its teacher's schedule (the small CPU pair's on 32x32 images);
+    ``student_epochs`` rescales warm-up, refine and mutual in the schedule's proportions."""
     config = RunConfig(dataset=dataset, noise=noise, seed=seed)
     data = dataset_for_config(config)
     teacher = default_pair(data.kind, data.input_shape)[0]
     schedule, train_config = defaults_for_teacher(teacher)
+    if student_epochs:
+        total = schedule.student_epochs
+        warmup = max(1, round(schedule.warmup_epochs * student_epochs / total))
+        mutual = max(1, int(schedule.mutual_epochs * student_epochs / total))
+        schedule = replace(schedule, warmup_epochs=warmup, refine_epochs=student_epochs - warmup - mutual,
+                           mutual_epochs=mutual)
     return config.with_changes(schedule=schedule, train=train_config)
 
 
-def bench_setting(dataset: str, noise: str, seed: int, root: Path) -> dict[str, dict]:
-    base = base_config(dataset, noise, seed)
+def _finished(path: Path, config: RunConfig) -> bool:
+    try:
+        store = RunStore(path)
+        return store.config() == config and store.status().get("phase") == Phase.DONE.value
+    except Exception:  # noqa: BLE001 - anything unreadable is trained again
+        return False
+
+
+def train_or_reuse(path: Path, config: RunConfig, reuse: bool) -> dict:
+    if reuse and _finished(path, config):
+        summary = RunStore(path).summary()
+        summary["process_seconds"] = summary.get("wall_seconds")
+        return summary
+    return train(path, config)
+
+
+def shared_teacher(path: Path, config: RunConfig, reuse: bool) -> Path:
+    """Train the setting's teacher once: an AML-KD run stepped to the end of its teacher phase (the best
+    held-out epoch restored); its checkpoint.pt is every distillation run's ``teacher_checkpoint``."""
+    store = RunStore(path)
+    if reuse and store.exists() and store.config() == config and store.checkpoint_path.exists():
+        run = Run.open(path)
+    else:
+        run = Run.create(path, config, force=True)
+    while run.phase == Phase.TEACHER:
+        run.step()
+    return store.checkpoint_path
+
+
+def bench_setting(dataset: str, noise: str, seed: int, root: Path, student_epochs: int | None = None,
+                  reuse: bool = False, threads: int | None = None) -> dict[str, dict]:
+    if threads:
+        torch.set_num_threads(threads)
+    base = base_config(dataset, noise, seed, student_epochs)
     name = f"{Path(dataset.split(':', 1)[-1]).name}-{noise.replace(':', '')}-{seed}"
-    results = {"aml-kd": train(root / f"{name}-amlkd", base)}
+    teacher = str(shared_teacher(root / f"{name}-teacher", base, reuse))
+    taught = base.with_changes(teacher_checkpoint=teacher)
+    results = {"aml-kd": train_or_reuse(root / f"{name}-amlkd", taught, reuse)}
     for component in ABLATIONS:
-        results[f"without {component}"] = train(root / f"{name}-no-{component}", base.with_changes(without=(component,)))
-    results["kd"] = train(root / f"{name}-kd", base.with_changes(
-        method="kd", teacher_checkpoint=str(root / f"{name}-amlkd" / "checkpoint.pt")))
-    results["ce"] = train(root / f"{name}-ce", base.with_changes(method="ce"))
+        results[f"without {component}"] = train_or_reuse(root / f"{name}-no-{component}",
+                                                         taught.with_changes(without=(component,)), reuse)
+    results["kd"] = train_or_reuse(root / f"{name}-kd", taught.with_changes(method="kd"), reuse)
+    results["ce"] = train_or_reuse(root / f"{name}-ce", base.with_changes(method="ce"), reuse)
     line = "  ".join(f"{m} {r['student_test_accuracy']:.3f}" for m, r in results.items())
     print(f"  {name}: {line}", flush=True)
     return results
 
 
-def features_check(root: Path, seed: int = 0) -> str:
+def features_check(root: Path, seed: int = 0, reuse: bool = False) -> str:
     """``--teacher-features``: the features of a teacher trained on clean labels (a KD run without noise)
-    against the run's own teacher, on digits with 40% symmetric noise."""
-    from engine.store import RunStore
-
+    against the run's own teacher, on digits with 40% symmetric noise; both runs distil from the setting's
+    shared teacher, so only the graph's features (and stage 0's seeds) differ."""
     base = base_config("digits", "symmetric:0.4", seed)
     clean = root / f"digits-clean-teacher-{seed}"
-    train(clean, base.with_changes(method="kd", noise="none"))
+    train_or_reuse(clean, base.with_changes(method="kd", noise="none"), reuse)
     own = root / f"digits-symmetric0.4-{seed}-amlkd"
     given = root / f"digits-symmetric0.4-{seed}-clean-features"
-    train(given, base.with_changes(teacher_features=str(RunStore(clean).teacher_outputs_path)))
+    teacher = str(root / f"digits-symmetric0.4-{seed}-teacher" / "checkpoint.pt")
+    train_or_reuse(given, base.with_changes(teacher_checkpoint=teacher,
+                                            teacher_features=str(RunStore(clean).teacher_outputs_path)), reuse)
     lines = ["digits, symmetric:0.4, seed 0: the graph's features", f"{'features':<28}  {'stage 0':>7}  "
              f"{'refined':>7}  {'student':>7}", "-" * 56]
     for label, path in (("the run's own teacher", own), ("a clean-label teacher's", given)):
@@ -109,24 +166,43 @@ def main() -> int:
     parser.add_argument("--data", default=str(CIFAR10_SMALL), help="cifar10-small: train/ and test/ image folders")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", default=None, help="keep the runs here (default: a temp folder)")
+    parser.add_argument("--reuse", action="store_true", help="with --out: reuse finished runs of the same settings")
+    parser.add_argument("--cifar-student-epochs", type=int, default=16,
+                        help="cifar10-small student epochs (0: the small pair's full 32)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="settings trained at once, each in its own process (threads each: --threads)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, jobs {args.jobs}, "
           f"device {'cuda' if torch.cuda.is_available() else 'cpu'}", flush=True)
-    settings = [("digits", "symmetric:0.4", args.seeds)]
+    settings = [("digits", "symmetric:0.4", args.seeds, None)]
     if not args.quick:
         if Path(args.data).is_dir():
-            settings += [(f"folder:{args.data}", "symmetric:0.4", [0]), (f"folder:{args.data}", "instance:0.4", [0])]
+            epochs = args.cifar_student_epochs or None
+            settings += [(f"folder:{args.data}", "symmetric:0.4", [0], epochs),
+                         (f"folder:{args.data}", "instance:0.4", [0], epochs)]
         else:
             print(f"cifar10-small not found at {args.data}: only digits (pass --data DIR)", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.out or tmp)
-        outputs = []
-        for dataset, noise, seeds in settings:
-            per_seed = [bench_setting(dataset, noise, seed, root) for seed in seeds]
-            outputs.append(table(f"{dataset}, {noise}, seeds {seeds}", per_seed))
-        features = features_check(root, seed=args.seeds[0])
+        root.mkdir(parents=True, exist_ok=True)
+        jobs = [(dataset, noise, seed, root, epochs, args.reuse, args.threads)
+                for dataset, noise, seeds, epochs in settings for seed in seeds]
+        if args.jobs > 1:  # the long cifar10-small settings first, so that they start at once
+            order = sorted(range(len(jobs)), key=lambda i: jobs[i][0] == "digits")
+            with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) \
+                    as pool:
+                futures = {i: pool.submit(bench_setting, *jobs[i]) for i in order}
+                done = [futures[i].result() for i in range(len(jobs))]
+        else:
+            done = [bench_setting(*job) for job in jobs]
+        outputs, k = [], 0
+        for dataset, noise, seeds, epochs in settings:
+            per_seed, k = done[k:k + len(seeds)], k + len(seeds)
+            schedule = f", student {epochs} epochs" if epochs else ""
+            outputs.append(table(f"{dataset}, {noise}, seeds {seeds}{schedule}", per_seed))
+        features = features_check(root, seed=args.seeds[0], reuse=args.reuse)
     for text, _ in outputs:
         print()
         print(text)
