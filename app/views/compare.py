@@ -135,8 +135,8 @@ def per_sample_view(stores, labels: dict[str, str]) -> None:
     with st.container(horizontal=True):
         csv_button("Every sample (CSV)", pd.DataFrame(view.rows()), "per_sample.csv", "compare-samples-csv")
         if shown:
-            title = f"{len(indices)} samples {choice}" + (
-                f" (the first {len(shown)})" if len(indices) > len(shown) else "") + f"; each run's {LABEL_KINDS[which]}"
+            first = f" (the first {len(shown)})" if len(indices) > len(shown) else ""
+            title = f"{len(indices)} samples {choice}{first}; each run's {LABEL_KINDS[which]}"
             png_button("These samples (PNG)", lambda: grid_png(pictures, captions, title), "samples.png",
                        "compare-samples-png")
 
