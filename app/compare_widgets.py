@@ -280,12 +280,12 @@ def figure_buttons(points: list[dict], frame: pd.DataFrame, stem: str, key: str)
         csv_button("Data (CSV)", frame, f"{stem}.csv", f"{key}-csv")
 
 
-def table_buttons(rows: list[dict]) -> None:
-    """The results table as CSV and as PNG (its cells and note as shown)."""
+def table_buttons(frame: pd.DataFrame, note: str) -> None:
+    """The results table (:func:`table_frame`) as CSV and as PNG, with its note (:func:`table_note`)."""
     from app.figures.compare_png import table_png
 
-    cells, note = table_text(rows), table_note(rows).replace("*", "")
+    cells = frame.astype(str).values.tolist()
     with st.container(horizontal=True):
-        csv_button("Table (CSV)", table_frame(rows), "comparison.csv", "compare-table-csv")
-        png_button("Table (PNG)", lambda: table_png(cells[0], cells[1:], "Comparison", note),
+        csv_button("Table (CSV)", frame, "comparison.csv", "compare-table-csv")
+        png_button("Table (PNG)", lambda: table_png(list(frame.columns), cells, "Comparison", note.replace("*", "")),
                    "comparison.png", "compare-table-png")

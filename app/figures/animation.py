@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 
 from . import palette
 from .graph import _node_hover, edge_traces, reached, zoom_ranges
-from .palette import CONTINUOUS_SCALE, UNKNOWN_COLOR, class_color, flag_style
+from .palette import CONTINUOUS_SCALE, UNKNOWN_COLOR, class_color, class_name, flag_style
 
 #: Frame durations (ms) offered as replay speeds.
 SPEEDS = {"slow": 1200, "normal": 600, "fast": 250}
@@ -85,13 +85,7 @@ def point_styles(values: np.ndarray, kind: str, names: Mapping[int, str] | Seque
     colors = np.array([class_color(int(c)) for c in codes], dtype=object)
     legend = []
     for code in np.unique(codes):
-        if code < 0:
-            name = "unknown"
-        elif names is not None and (code in names if isinstance(names, Mapping) else code < len(names)):
-            name = str(names[code])
-        else:
-            name = str(code)
-        legend.append((name, class_color(int(code)), "circle"))
+        legend.append((class_name(int(code), names), class_color(int(code)), "circle"))
     return colors, symbols, legend
 
 

@@ -37,6 +37,19 @@ def curve_series(points: Sequence[Mapping], key: str) -> dict[str, tuple[list[in
     return series
 
 
+def curve_styles(points: Sequence[Mapping], key: str) -> list[tuple[str, str, list[int], list[float], str, str]]:
+    """Per run (:func:`curve_series` order): ``(run, method, epochs, values, colour, dash)``, the colour
+    its method's, a second run of the same method dashed (the same for the chart and its PNG)."""
+    methods = {str(p["run"]): _method(p) for p in points}
+    seen: dict[str, int] = {}
+    styles = []
+    for run, (xs, ys) in curve_series(points, key).items():
+        method = methods[run]
+        nth = seen[method] = seen.get(method, -1) + 1
+        styles.append((run, method, xs, ys, METHOD_COLORS.get(method, OTHER_COLOR), DASHES[nth % len(DASHES)]))
+    return styles
+
+
 def curve_figure(points: Sequence[Mapping], key: str, title: str | None = None) -> go.Figure:
     """One metric of several runs over student epochs.
 
@@ -46,16 +59,10 @@ def curve_figure(points: Sequence[Mapping], key: str, title: str | None = None) 
         :func:`engine.compare.curves` output.
     key : {'student_test_accuracy', 'label_precision'}
     """
-    methods = {str(p["run"]): _method(p) for p in points}
-    seen: dict[str, int] = {}
-    traces = []
-    for run, (xs, ys) in curve_series(points, key).items():
-        method = methods[run]
-        nth = seen[method] = seen.get(method, -1) + 1
-        traces.append(go.Scatter(
-            x=xs, y=ys, name=f"{method} · {run}", mode="lines+markers", marker={"size": 6},
-            line={"color": METHOD_COLORS.get(method, OTHER_COLOR), "dash": DASHES[nth % len(DASHES)], "width": 2},
-            hovertemplate=f"{run}<br>epoch %{{x}}<br>%{{y:.3f}}<extra></extra>"))
+    traces = [go.Scatter(x=xs, y=ys, name=f"{method} · {run}", mode="lines+markers", marker={"size": 6},
+                         line={"color": color, "dash": dash, "width": 2},
+                         hovertemplate=f"{run}<br>epoch %{{x}}<br>%{{y:.3f}}<extra></extra>")
+              for run, method, xs, ys, color, dash in curve_styles(points, key)]
     return go.Figure(traces, layout={
         "title": {"text": title or METRICS.get(key, key)}, "height": HEIGHT,
         "margin": {"l": 50, "r": 10, "t": 40, "b": 40},

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from . import palette
-from .compare import DASHES, METHOD_COLORS, METRICS, OTHER_COLOR, _method, curve_series
+from .compare import METRICS, curve_styles
 
 DPI = 120
 MPL_DASHES = {"solid": "-", "dash": "--", "dot": ":", "dashdot": "-."}
@@ -42,18 +42,14 @@ def curves_png(points: Sequence[Mapping], key: str, title: str | None = None) ->
     ValueError
         When no run measured ``key`` (an empty chart is never drawn).
     """
-    series = {run: xy for run, xy in curve_series(points, key).items() if xy[0]}
-    if not series:
+    styles = [style for style in curve_styles(points, key) if style[2]]
+    if not styles:
         raise ValueError(f"no run measured {METRICS.get(key, key).lower()}")
-    methods = {str(p["run"]): _method(p) for p in points}
     fig = _figure(7.0, 3.8)
     ax = fig.add_subplot()
-    seen: dict[str, int] = {}
-    for run, (xs, ys) in series.items():
-        method = methods[run]
-        nth = seen[method] = seen.get(method, -1) + 1
-        ax.plot(xs, ys, marker="o", markersize=4, linewidth=2, label=f"{method} · {run}",
-                color=METHOD_COLORS.get(method, OTHER_COLOR), linestyle=MPL_DASHES[DASHES[nth % len(DASHES)]])
+    for run, method, xs, ys, color, dash in styles:
+        ax.plot(xs, ys, marker="o", markersize=4, linewidth=2, label=f"{method} · {run}", color=color,
+                linestyle=MPL_DASHES[dash])
     ax.set_title(title or METRICS.get(key, key))
     ax.set_xlabel("student epoch")
     ax.set_ylabel(METRICS.get(key, key).split(" (")[0].lower())

@@ -15,7 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from . import palette
-from .palette import CLASS_COLORS, CONTINUOUS_SCALE, FLAG_COLORS, UNKNOWN_COLOR, class_color, flag_style  # noqa: F401
+from .palette import CLASS_COLORS, CONTINUOUS_SCALE, FLAG_COLORS, UNKNOWN_COLOR, class_color, class_name, flag_style  # noqa: F401
 
 HEIGHT = 560
 SIZE_RANGE = (4.0, 14.0)
@@ -161,14 +161,8 @@ def embedding_figure(
 def _add_categories(fig, coords, codes, names, sizes, hover, sample_ids) -> None:
     for code in np.unique(codes):
         rows = np.flatnonzero(codes == code)
-        if code < 0:
-            name = "unknown"
-        elif names is not None and (code in names if isinstance(names, Mapping) else code < len(names)):
-            name = str(names[code])
-        else:
-            name = str(code)
-        fig.add_trace(_scatter(coords, rows, name, _marker(sizes, rows, class_color(int(code))), hover,
-                               sample_ids))
+        fig.add_trace(_scatter(coords, rows, class_name(int(code), names),
+                               _marker(sizes, rows, class_color(int(code))), hover, sample_ids))
 
 
 def _add_continuous(fig, coords, values, sizes, hover, sample_ids, color_title) -> None:

@@ -16,6 +16,8 @@ A test checks that the figure modules use no colour literal outside this one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 # ---------------------------------------------------------------- Okabe-Ito
 BLACK = "#000000"
 ORANGE = "#E69F00"
@@ -98,6 +100,16 @@ HISTOGRAM = SKY_BLUE
 def class_color(label: int) -> str:
     """Colour of class ``label`` (grey for -1, unknown)."""
     return UNKNOWN_COLOR if label < 0 else CLASS_COLORS[int(label) % len(CLASS_COLORS)]
+
+
+def class_name(code: int, names=None) -> str:
+    """How class ``code`` is named in a legend: ``unknown`` for -1, its entry of ``names`` (a sequence or a
+    mapping) when it has one, else the number."""
+    if code < 0:
+        return "unknown"
+    if names is not None and (code in names if isinstance(names, Mapping) else code < len(names)):
+        return str(names[code])
+    return str(code)
 
 
 def flag_style(field: str | None, value: bool) -> tuple[str, str]:

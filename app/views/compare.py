@@ -86,11 +86,12 @@ def results(names: list[str], was_live: bool = False) -> None:
         for warning in row["warnings"]:
             st.warning(f"**{row['run']}**: {warning['message']}", icon=":material/warning:")
     st.subheader("Results")
-    table, shared = split_shared(table_frame(rows))
+    frame, note = table_frame(rows), table_note(rows)
+    table, shared = split_shared(frame)
     st.markdown(f"Every run: {shared}" if shared else "")
     st.table(table)
-    st.caption(table_note(rows))
-    table_buttons(rows)
+    st.caption(note)
+    table_buttons(frame, note)
 
     st.subheader("Over the student's epochs")
     frame = curves_frame(points)
