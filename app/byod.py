@@ -26,13 +26,13 @@ from urllib.parse import urlencode
 import numpy as np
 
 from engine.data import load_dataset, parse_dataset_spec
-from engine.data.archive import MAX_BYTES, MAX_FILES, extract_zip, find_dataset_root
-from engine.data.folder import TEST_FRACTION, folder_summary, stratified_holdout
-from engine.data.labels import guess_columns, label_file_report, label_table_preview, read_label_csv
+from engine.data import ARCHIVE_MAX_BYTES as MAX_BYTES, ARCHIVE_MAX_FILES as MAX_FILES, extract_zip, find_dataset_root
+from engine.data import TEST_FRACTION, folder_summary, stratified_holdout
+from engine.data import guess_columns, label_file_report, label_table_preview, read_label_csv
 from engine.errors import UserError
 from engine.models import available_models, default_pair
-from engine.noise import CIFAR10_CLASSES, asym_targets, load_matrix, nominal_noise_rate, parse_noise_spec
-from engine.store import atomic_write_bytes
+from engine.method import CIFAR10_CLASSES, asym_targets, load_matrix, nominal_noise_rate, parse_noise_spec
+from engine.rundir import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

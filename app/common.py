@@ -16,7 +16,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from engine.store import RunStore
+from engine.rundir import RunStore
 
 RUN_DIR_KEY = "run_dir"
 RUN_QUERY_KEY = "run"

@@ -3,7 +3,7 @@ the open one, the comparison set to create from one run's settings, the
 tables (as shown and as CSV), which samples each run labels right, and the
 download buttons.
 
-The numbers all come from :mod:`engine.compare`; here they only become
+The numbers all come from :mod:`engine.readers.compare`; here they only become
 frames, text and buttons.
 """
 
@@ -16,12 +16,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from engine.compare import PerSample, method_label, run_results, same_data, table_text
-from engine.config import RunConfig
+from engine.readers.compare import PerSample, method_label, run_results, same_data, table_text
+from engine.method import RunConfig
 from app.worker import get_worker, train_in_turn
 from engine.errors import UserError
-from engine.run import Run
-from engine.store import RunStore, list_runs
+from engine.steps import Run
+from engine.rundir import RunStore, list_runs
 
 SET_METHODS = ("aml-kd", "ce", "kd")  # the comparison set, in table order
 LABEL_KINDS = {"refined": "refined label (what the student trains on)", "student": "student's prediction"}

@@ -1,6 +1,6 @@
 """The Embeddings page's replay: every step of the run as one animated scatter.
 
-The layouts come from :func:`engine.embed.embedding` (cached in the run
+The layouts come from :func:`engine.readers.embed.embedding` (cached in the run
 directory, each step starting from its neighbour's layout, so points move
 rather than jump); raw 2-D inputs are their own layout, the same at every
 step, so only the colours move. :func:`missing_layouts` says which steps
@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from app.figures.animation import point_styles, steps_animation
-from engine import embed
-from engine.store import RunStore
+from engine.readers import embed
+from engine.rundir import RunStore
 
 
 def missing_layouts(store: RunStore, steps: Sequence[int], source: str) -> list[int]:

@@ -11,9 +11,9 @@ from app.embedding_replay import missing_layouts, replay_figure
 from app.figures.animation import SPEEDS
 from app.figures.embedding import selected_samples
 from app.samples import SELECTED_KEY, load_snapshot, step_label
-from engine import embed
+from engine.readers import embed
 from engine.errors import UserError
-from engine.explain import per_sample_loss
+from engine.readers.explain import per_sample_loss
 
 SOURCE_LABELS = {"teacher": "teacher features", "student": "student features", "input": "raw 2-D inputs"}
 EVENT_KEY = "_embedding_last_event"

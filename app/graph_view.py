@@ -13,10 +13,10 @@ from app.figures.embedding import embedding_figure, selected_samples
 from app.figures.graph import class_scores_figure, confidence_figure
 from app.graph_story import walk
 from app.samples import load_snapshot, selected
-from engine import embed, explain
-from engine.config import RunConfig
+from engine.readers import embed, explain
+from engine.method import RunConfig
 from engine.errors import UserError
-from engine.store import RunStore
+from engine.rundir import RunStore
 
 SAMPLE_KEY = "graph_sample"
 CHART_KEY = "graph_chart"

@@ -9,8 +9,8 @@ import streamlit as st
 
 from app.figures.losses import trajectory_figure
 from app.samples import selected
-from engine import explain
-from engine.store import RunStore
+from engine.readers import explain
+from engine.rundir import RunStore
 
 MAX_FOLLOWED = 12
 LOSS_NAMES = {"selection_loss": "student loss before the epoch (selection)", "student_loss": "student loss",

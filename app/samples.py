@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from engine.config import RunConfig
+from engine.method import RunConfig
 from engine.data import dataset_for_config
-from engine.store import RunStore
+from engine.rundir import RunStore
 
 #: Session-state key of the selected sample indices (list of int).
 SELECTED_KEY = "selected_samples"

@@ -1,5 +1,5 @@
 """What the Setup and Train pages compute, without Streamlit: presets, the
-Setup form's values to and from a :class:`~engine.config.RunConfig`, checks
+Setup form's values to and from a :class:`~engine.method.config.RunConfig`, checks
 of settings that cannot run, run names, the table of runs and the plan of
 phases. Everything here is pure or reads the run directory only.
 """
@@ -13,18 +13,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from app.byod import SOURCES, TORCHVISION_SETS, folder_spec, run_name_stem, torchvision_spec
-from engine.compare import dataset_label, noise_label, run_results
-from engine.config import RunConfig, check_runnable
-from engine.data.base import parse_dataset_spec
-from engine.data.embedded import TOY_DEFAULTS
-from engine.data.folder import TEST_FRACTION, split_path_options
-from engine.data.torchvision_sets import ALIASES as TORCHVISION_ALIASES
+from engine.readers.compare import dataset_label, noise_label, run_results
+from engine.method import RunConfig, check_runnable
+from engine.data import parse_dataset_spec
+from engine.data import TOY_DEFAULTS
+from engine.data import TEST_FRACTION, split_path_options
+from engine.data import TORCHVISION_ALIASES
 from engine.errors import UserError
-from engine.graph import GraphConfig
+from engine.method import GraphConfig
 from engine.models import default_pair
-from engine.noise import parse_noise_spec
-from engine.phases import phase_plan  # noqa: F401 - the app's timeline reads it from here
-from engine.store import RunStore, list_runs
+from engine.method import parse_noise_spec
+from engine.steps import phase_plan  # noqa: F401 - the app's timeline reads it from here
+from engine.rundir import RunStore, list_runs
 
 PRESETS_PATH = Path(__file__).resolve().parent.parent / "assets" / "presets.json"
 DATASETS = ("digits", "moons", "blobs", "circles")
@@ -240,7 +240,7 @@ def default_models(dataset_name: str) -> tuple[str, str]:
 
 
 def settings_problems(config: RunConfig, num_train: int | None, num_classes: int | None = None) -> list[str]:
-    """Reasons the run cannot start, in the engine's words (:func:`engine.config.check_runnable`).
+    """Reasons the run cannot start, in the engine's words (:func:`engine.method.config.check_runnable`).
 
     ``num_train`` is None when not known yet (a dataset still to be
     downloaded: the engine checks k on Create).
@@ -277,7 +277,7 @@ def run_rows(root: Path) -> list[dict]:
     """One row per run under ``root`` (newest first): settings, where it is, results.
 
     ``dataset`` is named as the user named it (an uploaded zip's name, not
-    the folder it was unpacked to; :func:`engine.compare.dataset_label`),
+    the folder it was unpacked to; :func:`engine.readers.compare.dataset_label`),
     ``noise`` reads ``label file`` (with its disagreement with the truth where
     known) for labels from a file. Results come from ``summary.json`` when the
     run is done, else from the last line of ``metrics.jsonl``.
@@ -305,7 +305,7 @@ def run_rows(root: Path) -> list[dict]:
 
 
 def _noise_label(store: RunStore, config: RunConfig) -> str:
-    """The run's noise as :func:`engine.compare.noise_label` words it (a label file's disagreement with the
+    """The run's noise as :func:`engine.readers.compare.noise_label` words it (a label file's disagreement with the
     truth read from its dataset.npz)."""
     if not config.labels:
         return noise_label(config)
@@ -335,7 +335,7 @@ def delete_run(path: Path) -> None:
 
 
 # ---------------------------------------------------------------- phases
-# The phase table lives in engine.phases; phase_plan is imported from there above.
+# The phase table lives in engine.steps.phases; phase_plan is imported from there above.
 
 
 def config_summary(config: RunConfig) -> str:

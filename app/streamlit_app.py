@@ -21,7 +21,7 @@ import streamlit as st  # noqa: E402
 from app import present  # noqa: E402
 from app.common import current_store, sync_run_with_url  # noqa: E402
 from app.worker import get_worker, is_live  # noqa: E402
-from engine.store import RunStore  # noqa: E402
+from engine.rundir import RunStore  # noqa: E402
 
 log = logging.getLogger("app")
 
@@ -41,7 +41,7 @@ PAGES = (
 def start_embedding_warm_up() -> threading.Thread | None:
     """Warm up the 2-D projection code (numba compiles UMAP) once per process, in the background."""
     try:
-        from engine.embed import warm_up
+        from engine.readers.embed import warm_up
     except (ImportError, AttributeError):
         return None
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.config import RunConfig
-from engine.store import RunStore, list_runs
+from engine.method import RunConfig
+from engine.rundir import RunStore, list_runs
 
 #: Phases whose steps propagate labels: until one has run, "refined" labels are the given ones.
 PROPAGATING = ("propagate", "refine", "mutual")

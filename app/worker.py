@@ -1,7 +1,7 @@
 """Background training owned by the server process, one worker per run.
 
 Pages never train: they send a command to the run's :class:`Worker` and
-render from the run directory. A worker holds the open :class:`engine.run.Run`
+render from the run directory. A worker holds the open :class:`engine.steps.run.Run`
 and runs each command in its own daemon thread, so closing the browser
 neither stops nor corrupts a run, and a reopened page shows it where it is.
 
@@ -52,8 +52,8 @@ from pathlib import Path
 import torch
 
 from engine.errors import UserError
-from engine.run import Phase, Run
-from engine.store import RunStore
+from engine.steps import Phase, Run
+from engine.rundir import RunStore
 
 log = logging.getLogger(__name__)
 

@@ -42,12 +42,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from bench.digits import train  # noqa: E402
-from engine.config import ABLATIONS, RunConfig, defaults_for_teacher  # noqa: E402
+from engine.method.config import ABLATIONS, RunConfig, defaults_for_teacher  # noqa: E402
 from engine.data import dataset_for_config  # noqa: E402
 from engine.models import default_pair  # noqa: E402
-from engine.phases import Phase  # noqa: E402
-from engine.run import Run  # noqa: E402
-from engine.store import RunStore  # noqa: E402
+from engine.steps.phases import Phase  # noqa: E402
+from engine.steps.run import Run  # noqa: E402
+from engine.rundir.store import RunStore  # noqa: E402
 
 CIFAR10_SMALL = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-small"
 METHODS = ["aml-kd"] + [f"without {name}" for name in ABLATIONS] + ["kd", "ce"]

@@ -11,7 +11,7 @@ Prints medians of ``--repeat`` timings (seconds) of:
 
 - ``embedding, first in process``: the first 2-D projection in a fresh
   process, numba compiling UMAP's kernels (once; the app hides it behind
-  ``engine.embed.warm_up`` in a background thread at server start);
+  ``engine.readers.embed.warm_up`` in a background thread at server start);
 - ``embedding from scratch``: a UMAP of the student's features with a
   spectral start, kernels compiled;
 - ``embedding warm-started``: the next step's features starting from the
@@ -40,9 +40,9 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from app.figures.embedding import embedding_figure  # noqa: E402
-from engine import embed, explain  # noqa: E402
-from engine.config import RunConfig, ScheduleConfig  # noqa: E402
-from engine.store import RunStore  # noqa: E402
+from engine.readers import embed; from engine import explain  # noqa: E402
+from engine.method.config import RunConfig, ScheduleConfig  # noqa: E402
+from engine.rundir.store import RunStore  # noqa: E402
 
 TARGETS = {"embedding warm-started": 3.0, "what-if propagation (k changed)": 2.0,
            "what-if propagation (stored graph)": 2.0}
@@ -59,7 +59,7 @@ def timed(fn, repeat: int) -> tuple[float, object]:
 
 
 def tiny_digits_run(folder: str) -> RunStore:
-    from engine.run import Run
+    from engine.steps.run import Run
 
     schedule = ScheduleConfig(teacher_epochs=2, teacher_patience=2, warmup_epochs=1, refine_epochs=2,
                               mutual_epochs=2)

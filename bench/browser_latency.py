@@ -76,7 +76,7 @@ def _quantile(values: list[float], q: float) -> float:
 
 def make_runs(root: Path) -> dict[str, Path]:
     from app.settings import load_presets
-    from engine.run import Run
+    from engine.steps.run import Run
 
     presets = {p.id: p for p in load_presets()[0]}
     out = {}
@@ -87,8 +87,8 @@ def make_runs(root: Path) -> dict[str, Path]:
 
 
 def project_every_step(run_dir: Path) -> list[int]:
-    from engine import embed
-    from engine.store import RunStore
+    from engine.readers import embed
+    from engine.rundir.store import RunStore
 
     store = RunStore(run_dir)
     for step in store.steps():

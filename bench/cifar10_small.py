@@ -32,11 +32,11 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from engine.config import SMALL_PAIR_TEACHER, RunConfig, defaults_for_teacher  # noqa: E402
+from engine.method.config import SMALL_PAIR_TEACHER, RunConfig, defaults_for_teacher  # noqa: E402
 from engine.cli import SCHEDULE_FLAGS, TRAIN_FLAGS  # noqa: E402
 from engine.data import load_dataset  # noqa: E402
-from engine.noise import apply_noise, nominal_noise_rate, parse_noise_spec  # noqa: E402
-from engine.run import Run  # noqa: E402
+from engine.method.noise import apply_noise, nominal_noise_rate, parse_noise_spec  # noqa: E402
+from engine.steps.run import Run  # noqa: E402
 
 BAR_OVER_CE = 0.05  # AML-KD's student must beat CE's by this much (accuracy)
 COLUMNS = (("method", "{}"), ("given_label_precision", "{:.3f}"), ("refined_label_precision", "{:.3f}"),

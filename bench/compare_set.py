@@ -41,7 +41,7 @@ PROGRESS_JS = """() => Array.from(document.querySelectorAll('[data-testid="stMar
 
 def engine_times(root: Path, source: Path) -> dict[str, float]:
     from app.compare_widgets import plan_set
-    from engine.run import Run
+    from engine.steps.run import Run
 
     times = {}
     for member in plan_set(source):
@@ -95,7 +95,7 @@ def app_times(root: Path, name: str, timeout_s: float, leave: bool = False) -> d
 
 def _lines_on_disk(root: Path, lines: list[str]) -> list[str]:
     """The progress lines as the runs' status files tell them (``--leave``: no page is open)."""
-    from engine.store import RunStore
+    from engine.rundir.store import RunStore
 
     out = []
     for line in lines:
@@ -119,7 +119,7 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     from app.settings import load_presets
-    from engine.run import Run
+    from engine.steps.run import Run
 
     presets = {p.id: p for p in load_presets()[0]}
     with tempfile.TemporaryDirectory(prefix="amlkd-compare-set-") as tmp:

@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from engine.config import RunConfig  # noqa: E402
-from engine.run import Run  # noqa: E402
-from engine.store import RunStore  # noqa: E402
+from engine.method.config import RunConfig  # noqa: E402
+from engine.steps.run import Run  # noqa: E402
+from engine.rundir.store import RunStore  # noqa: E402
 
 
 def train(out: Path, config: RunConfig) -> dict:

@@ -62,8 +62,8 @@ def main() -> int:
         runs = Path(folder) / "runs"
         os.environ["AMLKD_RUNS_DIR"] = str(runs)
         from app.worker import get_worker, shutdown_all
-        from engine.config import RunConfig
-        from engine.run import Run
+        from engine.method.config import RunConfig
+        from engine.steps.run import Run
 
         run_dir = runs / "digits-default"
         Run.create(run_dir, RunConfig())

@@ -19,8 +19,8 @@ Sides:
     single thread. Seeds are column-normalised as in Iscen et al. (AML-KD's
     ``LPA.py`` passes raw one-hot columns and skips the L2 normalisation of
     features; the project's DESIGN.md follows Iscen et al.).
-(b) ours, a full round: ``engine.graph.build_graph`` (its three steps, timed
-    apart) + ``engine.propagate.propagate``.
+(b) ours, a full round: ``engine.method.graph.build_graph`` (its three steps, timed
+    apart) + ``engine.method.propagate.propagate``.
 (c) ours on a cached graph: ``propagate`` only, what a refine round does with
     the frozen teacher's graph.
 
@@ -46,8 +46,8 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from engine.graph import Graph, affinity, knn, normalize_affinity  # noqa: E402
-from engine.propagate import PropagationConfig, propagate, seed_matrix  # noqa: E402
+from engine.method.graph import Graph, affinity, knn, normalize_affinity  # noqa: E402
+from engine.method.propagate import PropagationConfig, propagate, seed_matrix  # noqa: E402
 
 ALPHA, MAX_ITER, TOL, POWER = 0.99, 20, 1e-6, 3
 BARS = {"agreement": 0.999, "solve": 2.0, "round": 5.0}

@@ -40,8 +40,8 @@ def _browser_helpers():
 def make_run(path: Path) -> None:
     import torch
 
-    from engine.config import RunConfig, ScheduleConfig
-    from engine.run import Run
+    from engine.method.config import RunConfig, ScheduleConfig
+    from engine.steps.run import Run
 
     torch.set_num_threads(1)
     schedule = ScheduleConfig(teacher_epochs=6, warmup_epochs=1, refine_epochs=1, mutual_epochs=0)

@@ -16,10 +16,10 @@ on two steps' snapshots of the same run:
 
 The rankings:
 
-- ours: the default review queue (:func:`engine.triage.build_queue`: samples
+- ours: the default review queue (:func:`engine.readers.triage.build_queue`: samples
   worth reviewing, largest expected change first, at most 20% of the samples);
 - baseline: cleanlab's self-confidence ranking, the student's probability of
-  the given label, lowest first (:func:`engine.triage.self_confidence_ranking`).
+  the given label, lowest first (:func:`engine.readers.triage.self_confidence_ranking`).
 
 Precision at K is the fraction of the first K samples whose given label is
 wrong (higher = less of the annotator's time wasted); ``@Q`` is at the
@@ -49,10 +49,10 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from engine.config import SMALL_PAIR_TEACHER, RunConfig, defaults_for_teacher  # noqa: E402
-from engine.run import Run  # noqa: E402
-from engine.store import RunStore  # noqa: E402
-from engine.triage import QUEUE_FRACTION, build_queue, queue_precision, self_confidence_ranking  # noqa: E402
+from engine.method.config import SMALL_PAIR_TEACHER, RunConfig, defaults_for_teacher  # noqa: E402
+from engine.steps.run import Run  # noqa: E402
+from engine.rundir.store import RunStore  # noqa: E402
+from engine.readers.triage import QUEUE_FRACTION, build_queue, queue_precision, self_confidence_ranking  # noqa: E402
 
 CIFAR = REPO.parent / "shared" / "data" / "cifar10-small"
 AT = (50, 200)

@@ -11,10 +11,10 @@ import logging
 import sys
 from dataclasses import replace
 
-from .config import (ABLATIONS, METHODS, SMALL_PAIR_TEACHER, GraphConfig, PropagationConfig, RunConfig,
+from .method.config import (ABLATIONS, METHODS, SMALL_PAIR_TEACHER, GraphConfig, PropagationConfig, RunConfig,
                      ScheduleConfig, TrainConfig, defaults_for_teacher)
 from .errors import UserError
-from .store import RunStore
+from .rundir.store import RunStore
 
 SUMMARY_COLUMNS = (
     ("method", "method", "{}"),
@@ -99,7 +99,7 @@ def config_from_args(a: argparse.Namespace, teacher: str | None = None) -> RunCo
     """Build and validate the run config from parsed flags (before any work).
 
     Schedule and training flags left out take the defaults of ``teacher`` (the
-    architecture the run will train; see :func:`engine.config.defaults_for_teacher`).
+    architecture the run will train; see :func:`engine.method.config.defaults_for_teacher`).
     """
     try:
         graph = GraphConfig(k=a.k, power=a.edge_power)
@@ -136,7 +136,7 @@ def _noise(noise: str | None, labels: str | None) -> str:
 
 
 def _noise_rate(text: str | None, noise: str) -> float | None:
-    from .noise import parse_noise_spec
+    from .method.noise import parse_noise_spec
 
     if text is None or text == "estimate":
         return None
@@ -201,7 +201,7 @@ def _set_threads(threads: int | None) -> None:
 def cmd_run(a) -> int:
     from .data import dataset_for_config
     from .models import default_pair
-    from .run import Run
+    from .steps.run import Run
 
     _set_threads(a.threads)
     config = config_from_args(a)
@@ -223,10 +223,10 @@ def cmd_run(a) -> int:
 
 
 def cmd_resume(a) -> int:
-    from .run import Run
+    from .steps.run import Run
 
     _set_threads(a.threads)
-    from .runfiles import read_summary
+    from .rundir.runfiles import read_summary
 
     run = Run.open(a.path)
     if run.done:
@@ -237,7 +237,7 @@ def cmd_resume(a) -> int:
 
 
 def cmd_compare(a) -> int:
-    from .compare import comparison_table, format_table as comparison_text, require_same_data
+    from .readers.compare import comparison_table, format_table as comparison_text, require_same_data
 
     stores = [RunStore(path) for path in a.runs]
     for store, path in zip(stores, a.runs):
@@ -254,7 +254,7 @@ def cmd_compare(a) -> int:
 
 def cmd_what_if(a) -> int:
     """Replay propagating steps with other settings (none given: the step's own) and count the changes."""
-    from .explain import propagating_steps, what_if
+    from .readers.explain import propagating_steps, what_if
 
     store = RunStore(a.path)
     if not store.exists():
@@ -338,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_export(a) -> int:
-    from .export import export_run
+    from .readers.export import export_run
 
     store = RunStore(a.path)
     if not store.exists():
@@ -352,7 +352,7 @@ def cmd_export(a) -> int:
 
 
 def cmd_import_decisions(a) -> int:
-    from .export import import_decisions
+    from .readers.export import import_decisions
 
     events = import_decisions(RunStore(a.path), a.file, reviewer=a.reviewer)
     print(f"imported {len(events)} decisions into {a.path}")

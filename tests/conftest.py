@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.config import RunConfig, ScheduleConfig
+from engine.method.config import RunConfig, ScheduleConfig
 
 TINY_SCHEDULE = ScheduleConfig(teacher_epochs=2, teacher_patience=2, warmup_epochs=1, refine_epochs=2,
                                mutual_epochs=2)
@@ -53,7 +53,7 @@ def tiny_config(dataset: str = "moons", noise: str = "symmetric:0.3", method: st
 @pytest.fixture(scope="session")
 def make_tiny_run(tmp_path_factory):
     """Factory ``(name, dataset, noise, method, steps) -> Path`` of a run made once per session."""
-    from engine.run import Run
+    from engine.steps.run import Run
 
     made: dict[tuple, Path] = {}
     root = tmp_path_factory.mktemp("tiny_runs")
@@ -89,7 +89,7 @@ def tiny_digits_run(make_tiny_run) -> Path:
 @pytest.fixture
 def fresh_tiny_run(tmp_path) -> Path:
     """A new, unstarted tiny AML-KD run on moons in this test's tmp dir (free to change)."""
-    from engine.run import Run
+    from engine.steps.run import Run
 
     path = tmp_path / "fresh-moons"
     Run.create(path, tiny_config())

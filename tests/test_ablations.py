@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from engine.cli import main
-from engine.config import RunConfig, ScheduleConfig
+from engine.method.config import RunConfig, ScheduleConfig
 from engine.errors import UserError
-from engine.run import Run
-from engine.store import RunStore
+from engine.steps.run import Run
+from engine.rundir.store import RunStore
 
 SCHEDULE = ScheduleConfig(teacher_epochs=2, teacher_patience=2, warmup_epochs=1, refine_epochs=2, mutual_epochs=2)
 BASE = RunConfig(dataset="moons?n=300", noise="symmetric:0.3", seed=1, schedule=SCHEDULE,

@@ -23,13 +23,13 @@ from app.byod import (DataFacts, dataset_facts, folder_facts, folder_spec, known
                       noise_problem, run_name_stem, save_label_upload, scan_summary, torchvision_spec, unpack_upload,
                       uploads_dir)
 from app.settings import SetupValues, settings_problems, suggest_run_name
-from engine.config import SMALL_PAIR_TEACHER, RunConfig, defaults_for_teacher
+from engine.method.config import SMALL_PAIR_TEACHER, RunConfig, defaults_for_teacher
 from engine.data import load_dataset
 from engine.errors import UserError
-from engine.graph import GraphConfig
+from engine.method.graph import GraphConfig
 from engine.models import build_model
-from engine.noise import CIFAR10_CLASSES
-from engine.store import RunStore
+from engine.method.noise import CIFAR10_CLASSES
+from engine.rundir.store import RunStore
 
 KEY = "setup-digits-symmetric-40-"  # widget keys of the custom form started from the default preset
 CLASSES = ("cat", "dog", "fox")

@@ -1,5 +1,5 @@
 """The Compare page (AppTest) on three tiny runs on the same data (AML-KD, CE,
-KD): its table holds engine.compare's values, its charts one trace per run
+KD): its table holds engine.readers.compare's values, its charts one trace per run
 with a point per student epoch, runs on other data are refused with the
 reason; a comparison set is created from one run's settings and trained one
 run after another, refused while another run trains. Plus the page's pure
@@ -23,9 +23,9 @@ from app.compare_widgets import (TRAINING_MESSAGE, filtered_samples, member_name
                                  run_labels, sample_filters, split_shared, table_frame, table_note)
 from app.figures.compare import curve_figure
 from app.worker import current_queue
-from engine.compare import comparison_table, curves, per_sample, table_text
-from engine.config import RunConfig
-from engine.store import RunStore
+from engine.readers.compare import comparison_table, curves, per_sample, table_text
+from engine.method.config import RunConfig
+from engine.rundir.store import RunStore
 
 PAGE = Path(__file__).resolve().parents[1] / "app" / "views" / "compare.py"
 NAMES = {"aml-kd": "moons-symmetric30-aml-kd-s0", "ce": "moons-symmetric30-ce-s0", "kd": "moons-symmetric30-kd-s0"}
@@ -256,7 +256,7 @@ def test_setup_shows_every_run_in_a_table_that_wraps(trio):
 def test_the_queue_stops_at_a_run_that_fails_and_leaves_the_next_one_waiting(runs_dir, monkeypatch):
     from app.worker import FAIL_ENV, train_in_turn
     from engine.errors import UserError
-    from engine.run import Run
+    from engine.steps.run import Run
     from tests.conftest import tiny_config
 
     paths = [runs_dir / "first-ce", runs_dir / "second-ce"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from engine.review import ReviewStore
+from engine.rundir.review import ReviewStore
 
 PAGE = str(Path(__file__).resolve().parents[1] / "app" / "views" / "review.py")
 
@@ -240,7 +240,7 @@ def test_a_log_of_other_samples_is_refused_in_one_line(tmp_path, tiny_moons_run)
     ReviewStore(path).record(0, "keep", "ann")
     import numpy as np
 
-    from engine.store import RunStore
+    from engine.rundir.store import RunStore
 
     arrays = RunStore(path).dataset_arrays()
     arrays["given"] = 1 - arrays["given"]  # another dataset's given labels
@@ -284,7 +284,7 @@ def test_queue_frame_shows_impact_and_decided_label():
     import numpy as np
 
     from app.review.queue import queue_frame
-    from engine.review import Decision, consensus_of
+    from engine.rundir.review import Decision, consensus_of
 
     def d(i, sample, who, label):
         return Decision(i, sample, None, "relabel", label, who, 0.0)
@@ -310,7 +310,7 @@ def test_votes_reviewers_and_text_helpers():
     from app.review.bulk import preview_captions
     from app.review.card import verdict_text, vote_lines
     from app.review.context import md
-    from engine.review import Decision, consensus_of, reviewer_agreement
+    from engine.rundir.review import Decision, consensus_of, reviewer_agreement
 
     votes = [Decision(1, 0, None, "relabel", 1, "ann", 0.0, proposal=0), Decision(2, 0, None, "keep", 0, "bob", 0.0)]
     verdict = consensus_of(votes)[0]

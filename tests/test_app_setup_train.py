@@ -18,10 +18,10 @@ from streamlit.testing.v1 import AppTest
 from app.settings import (SetupValues, default_preset, load_presets, phase_plan, run_rows, settings_problems,
                           suggest_run_name, validate_run_name)
 from app.worker import FAIL_ENV, get_worker
-from engine.config import RunConfig, ScheduleConfig
+from engine.method.config import RunConfig, ScheduleConfig
 from engine.errors import UserError
-from engine.run import Run
-from engine.store import RunStore
+from engine.steps.run import Run
+from engine.rundir.store import RunStore
 
 APP = str(Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py")
 WAIT = 120
@@ -362,7 +362,7 @@ def test_kd_keeps_only_the_temperature_among_the_method_knobs(app):
 
 
 def test_reset_asks_whether_to_keep_the_review_decisions(app, runs_dir):
-    from engine.review import ReviewStore
+    from engine.rundir.review import ReviewStore
 
     app.button(key="preset-create-moons-30").click().run()
     run_dir = Path(app.session_state["run_dir"])

@@ -13,9 +13,9 @@ from streamlit.testing.v1 import AppTest
 
 from app.figures.palette import class_color
 from app.samples import SELECTED_KEY, sample_caption
-from engine import embed, explain
-from engine.snapshot import step_seeds
-from engine.store import RunStore
+from engine.readers import embed, explain
+from engine.rundir.snapshot import step_seeds
+from engine.rundir.store import RunStore
 
 PAGES = Path(__file__).resolve().parents[1] / "app" / "views"
 TIMEOUT = 180  # the first UMAP in a process waits for numba to compile

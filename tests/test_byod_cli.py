@@ -18,16 +18,16 @@ import pytest
 import torch
 
 from engine.cli import main
-from engine.config import SMALL_PAIR_TEACHER, RunConfig, ScheduleConfig, defaults_for_teacher
+from engine.method.config import SMALL_PAIR_TEACHER, RunConfig, ScheduleConfig, defaults_for_teacher
 from engine.data import load_dataset, torchvision_sets
 from engine.data.folder import scan_folder
 from engine.data.torchvision_sets import SETS, check_online, probe_url
 from engine.errors import UserError
-from engine.graph import GraphConfig
+from engine.method.graph import GraphConfig
 from engine.models import build_model
-from engine.noise import CIFAR10_CLASSES
-from engine.run import Run
-from engine.store import RunStore
+from engine.method.noise import CIFAR10_CLASSES
+from engine.steps.run import Run
+from engine.rundir.store import RunStore
 from test_data_folder import make_image_folder
 
 REPO = Path(__file__).resolve().parents[1]

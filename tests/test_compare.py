@@ -1,4 +1,4 @@
-"""engine.compare: which runs are comparable, and the table, curves and
+"""engine.readers.compare: which runs are comparable, and the table, curves and
 per-sample labels of a comparison, on tiny real runs (AML-KD, CE, KD on the
 same moons data) and on hand-made run directories for the refusals."""
 
@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from engine.cli import main
-from engine.compare import (comparison_table, curves, dataset_label, format_table, label_disagreement,
+from engine.readers.compare import (comparison_table, curves, dataset_label, format_table, label_disagreement,
                             method_label, noise_label, per_sample, require_same_data, run_results, same_data)
-from engine.config import RunConfig
+from engine.method.config import RunConfig
 from engine.errors import UserError
-from engine.store import RunStore
+from engine.rundir.store import RunStore
 
 
 @pytest.fixture(scope="module")
@@ -235,7 +235,7 @@ def test_a_run_whose_process_is_gone_reads_as_stopped(make_tiny_run, tmp_path):
 def test_the_exported_report_carries_the_comparison_table(trio, tmp_path):
     from pathlib import Path
 
-    from engine.report import comparison_runs, write_report
+    from engine.readers.report import comparison_runs, write_report
 
     store = RunStore(trio[0])
     runs = comparison_runs(store)

@@ -1,7 +1,7 @@
 """A run killed at any write resumes to the result of a run never stopped.
 
 Fault injection: every file of a run directory is written by renaming a
-temporary file into place (``engine.store``). The test kills the run (raises
+temporary file into place (``engine.rundir.store``). The test kills the run (raises
 an exception nothing catches) right before the N-th rename, with the
 temporary file left on disk as a real SIGKILL leaves it, then opens the run
 again and trains it to the end. The refined labels of every snapshot and the
@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import engine.run as run_module
-import engine.store as store_module
-from engine.config import RunConfig, ScheduleConfig
-from engine.run import Run
-from engine.store import RunStore
+import engine.steps.run as run_module
+import engine.rundir.store as store_module
+from engine.method.config import RunConfig, ScheduleConfig
+from engine.steps.run import Run
+from engine.rundir.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEDULE = ScheduleConfig(teacher_epochs=2, teacher_patience=2, warmup_epochs=1, refine_epochs=1, mutual_epochs=1)
@@ -40,7 +40,7 @@ class Killed(BaseException):
 
 
 class FaultyOs:
-    """``os`` as engine.store sees it, dying before its ``kill_at``-th rename."""
+    """``os`` as engine.rundir.store sees it, dying before its ``kill_at``-th rename."""
 
     def __init__(self, kill_at: int):
         self.kill_at, self.renames, self.names = kill_at, 0, []
@@ -191,7 +191,7 @@ def test_a_running_status_of_a_dead_process_reads_as_stopped(tmp_path):
 
 def test_force_sets_old_reviews_aside_and_keep_reviews_needs_the_same_samples(tmp_path, capsys):
     from engine.cli import main
-    from engine.review import ReviewStore
+    from engine.rundir.review import ReviewStore
 
     out = tmp_path / "run"
     base = ["run", "--dataset", "moons?n=200", "--k", "8", "--teacher-epochs", "1", "--warmup-epochs", "1",
@@ -212,9 +212,9 @@ def test_force_sets_old_reviews_aside_and_keep_reviews_needs_the_same_samples(tm
 
 SIGKILL_CHILD = textwrap.dedent("""
     import os, signal, sys
-    import engine.run as run_module, engine.store as store_module
-    from engine.config import RunConfig, ScheduleConfig
-    from engine.run import Run
+    import engine.steps.run as run_module, engine.rundir.store as store_module
+    from engine.method.config import RunConfig, ScheduleConfig
+    from engine.steps.run import Run
     sys.path.insert(0, {tests!r})
     from test_crash_resume import CONFIG
     run_module.HEARTBEAT_SECONDS = float("inf")
@@ -253,7 +253,7 @@ def test_a_real_sigkill_then_cli_resume(reference, tmp_path, target, nth):
 
 
 def test_a_damaged_embedding_cache_is_computed_again(reference, tmp_path):
-    from engine import embed
+    from engine.readers import embed
 
     ref_path, _, _ = reference
     path = tmp_path / "embed"

@@ -1,4 +1,4 @@
-"""engine.embed: UMAP's kNN input, which features a step has, the layout
+"""engine.readers.embed: UMAP's kNN input, which features a step has, the layout
 cache in the run directory, reuse of the engine's graph, warm starts."""
 
 import json
@@ -7,10 +7,10 @@ import shutil
 import numpy as np
 import pytest
 
-from engine import embed
+from engine.readers import embed
 from engine.errors import UserError
-from engine.graph import knn
-from engine.store import RunStore
+from engine.method.graph import knn
+from engine.rundir.store import RunStore
 
 # The tiny moons run (conftest): steps 1-2 teacher, 3 propagate, 4 warmup, 5-6 refine, 7-8 mutual.
 

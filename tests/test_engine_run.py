@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from engine.cli import main
-from engine.config import RunConfig, ScheduleConfig
+from engine.method.config import RunConfig, ScheduleConfig
 from engine.errors import UserError
-from engine.run import Phase, Run
-from engine.store import RunStore
+from engine.steps.run import Phase, Run
+from engine.rundir.store import RunStore
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ScheduleConfig(teacher_epochs=3, teacher_patience=3, warmup_epochs=1, refine_epochs=3, mutual_epochs=2)
@@ -125,7 +125,7 @@ BAD_ARGS = {
     "k too small": (["--k", "0"], "k"),
     "k too large": (["--k", "100000"], "k=100000"),
     "negative epochs": (["--refine-epochs", "-1"], "refine-epochs"),
-    # the same words as the Setup page (engine.config.check_runnable)
+    # the same words as the Setup page (engine.method.config.check_runnable)
     "no student epochs": (["--warmup-epochs", "0", "--refine-epochs", "0", "--mutual-epochs", "0"],
                           "warmup-epochs, refine-epochs and mutual-epochs are all 0, so the student never trains"),
     "AML-KD that never refines": (["--refine-epochs", "0", "--mutual-epochs", "0"],
@@ -190,7 +190,7 @@ def test_compare_prints_one_table(existing_run, capsys):
 
 
 def test_engine_imports_no_streamlit_or_plotly():
-    code = ("import sys, engine, engine.run, engine.cli, engine.store, engine.data, engine.models; "
+    code = ("import sys, engine, engine.steps.run, engine.cli, engine.rundir.store, engine.data, engine.models; "
             "import pkgutil, importlib; [importlib.import_module('engine.' + m.name) for m in "
             "pkgutil.iter_modules(engine.__path__) if m.name not in ('__main__',)]; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('streamlit', 'plotly')]; print(bad); "
@@ -200,7 +200,7 @@ def test_engine_imports_no_streamlit_or_plotly():
 
 
 def test_reviewed_labels_are_clamped_and_outliers_sit_out(tmp_path):
-    from engine.review import ReviewStore
+    from engine.rundir.review import ReviewStore
 
     run = Run.create(tmp_path / "r", moons_config())
     run.run_until("refine")
@@ -218,7 +218,7 @@ def test_reviewed_labels_are_clamped_and_outliers_sit_out(tmp_path):
 
 
 def test_outliers_are_left_out_of_training(tmp_path):
-    from engine.review import ReviewStore
+    from engine.rundir.review import ReviewStore
 
     run = Run.create(tmp_path / "r", moons_config(method="ce"))
     seen = []
@@ -233,7 +233,7 @@ def test_outliers_are_left_out_of_training(tmp_path):
 def test_stage0_with_a_known_rate_changes_only_the_least_supported_labels():
     from types import SimpleNamespace
 
-    from engine.refinery import Reason, stage0_relabel
+    from engine.method.refinery import Reason, stage0_relabel
 
     def stage0_labels(given, result, rate, keep):
         return stage0_relabel(given, result, rate, keep).labels

@@ -5,13 +5,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.ambiguity import (WeightNet, centre_similarity, class_centres, label_centre_weight,
+from engine.method.ambiguity import (WeightNet, centre_similarity, class_centres, label_centre_weight,
                               predict_weights, train_weight_net)
 from engine.errors import UserError
-from engine.losses import gram, kd_loss, mixup_ce, relational_loss, weighted_ce
-from engine.metrics import detection, label_metrics, relabel_counts, weight_auroc
-from engine.noise import NoiseSpec, apply_noise, estimate_noise_rate, parse_noise_spec, transition_matrix
-from engine.select import loss_cutoff, small_loss_mask
+from engine.method.losses import gram, kd_loss, mixup_ce, relational_loss, weighted_ce
+from engine.method.metrics import detection, label_metrics, relabel_counts, weight_auroc
+from engine.method.noise import NoiseSpec, apply_noise, estimate_noise_rate, parse_noise_spec, transition_matrix
+from engine.method.select import loss_cutoff, small_loss_mask
 
 
 # ---------------------------------------------------------------- selection
@@ -189,8 +189,8 @@ class _Linear(torch.nn.Module):
 def test_clean_kd_weight_adds_kd_on_the_unmixed_inputs_and_nothing_else(mode):
     from dataclasses import replace
 
-    from engine.config import TrainConfig
-    from engine.training import _student_terms
+    from engine.method.config import TrainConfig
+    from engine.method.training import _student_terms
 
     student, teacher = _Linear(0), _Linear(1)
     x, y = torch.randn(8, 6, generator=torch.Generator().manual_seed(2)), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])

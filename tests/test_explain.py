@@ -1,4 +1,4 @@
-"""engine.explain: per-sample losses, cut-off switches, neighbourhoods,
+"""engine.readers.explain: per-sample losses, cut-off switches, neighbourhoods,
 seeds and relabelling as the step did them, replays and what-ifs."""
 
 import hashlib
@@ -6,11 +6,11 @@ import hashlib
 import numpy as np
 import pytest
 
-from engine import explain
+from engine.readers import explain
 from engine.errors import UserError
-from engine.propagate import normalize_scores
-from engine.snapshot import step_seeds
-from engine.store import RunStore
+from engine.method.propagate import normalize_scores
+from engine.rundir.snapshot import step_seeds
+from engine.rundir.store import RunStore
 
 NAN = np.nan
 

@@ -10,10 +10,10 @@ import torch
 
 from engine.cli import main as cli_main
 from engine.errors import UserError
-from engine.export import export_run, import_decisions, samples_table
-from engine.exportdir import verify_export
-from engine.review import ReviewStore
-from engine.store import RunStore
+from engine.readers.export import export_run, import_decisions, samples_table
+from engine.readers.exportdir import verify_export
+from engine.rundir.review import ReviewStore
+from engine.rundir.store import RunStore
 from test_review import make_run  # the hand-written run directory (tests/ is on sys.path under pytest)
 
 
@@ -159,7 +159,7 @@ def test_cli_export_and_import(run, tmp_path, capsys):
 
 
 def test_export_text_keeps_names_that_were_not_utf8_as_their_bytes():
-    from engine.exportdir import text_bytes
+    from engine.readers.exportdir import text_bytes
 
     assert text_bytes("folder:/data/caf\udce9,ok") == b"folder:/data/caf\xe9,ok"  # os.fsdecode's escape, undone
     assert text_bytes("lone \ud800") == b"lone \\ud800"  # not from a file system: escaped, never a crash

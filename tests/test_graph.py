@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from engine.graph import Graph, GraphConfig, affinity, build_graph, knn, normalize_affinity
+from engine.method.graph import Graph, GraphConfig, affinity, build_graph, knn, normalize_affinity
 
 # Two clusters in 2-D: points 0-2 around angle 0, points 3-5 around angle pi/2.
 ANGLES = np.array([0.0, 0.1, 0.25, np.pi / 2, np.pi / 2 - 0.1, np.pi / 2 - 0.3])
@@ -160,15 +160,15 @@ def test_build_graph_two_clusters():
 
 
 def test_gpu_request_without_gpu_falls_back_to_cpu(caplog, monkeypatch):
-    monkeypatch.setattr("engine.graph._gpu_available", lambda: False)
-    with caplog.at_level("WARNING", logger="engine.graph"):
+    monkeypatch.setattr("engine.method.graph._gpu_available", lambda: False)
+    with caplog.at_level("WARNING", logger="engine.method.graph"):
         idx, _ = knn(TWO_CLUSTERS, k=2, use_gpu=True)
     assert "using CPU" in caplog.text
     np.testing.assert_array_equal(idx, knn(TWO_CLUSTERS, k=2, use_gpu=False)[0])
 
 
 def test_neighbour_vote_agreement_prefers_the_graph_whose_neighbours_share_labels():
-    from engine.graph import neighbour_vote_agreement
+    from engine.method.graph import neighbour_vote_agreement
 
     rng = np.random.default_rng(0)
     labels = np.repeat([0, 1, 2], 40)

@@ -7,10 +7,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from engine import health
-from engine.config import RunConfig, ScheduleConfig, TrainConfig
-from engine.run import Run
-from engine.store import RunStore
+from engine.rundir import health
+from engine.method.config import RunConfig, ScheduleConfig, TrainConfig
+from engine.steps.run import Run
+from engine.rundir.store import RunStore
 
 SCHEDULE = ScheduleConfig(teacher_epochs=1, teacher_patience=1, warmup_epochs=1, refine_epochs=1, mutual_epochs=0)
 

@@ -6,13 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.config import RunConfig, ScheduleConfig
+from engine.method.config import RunConfig, ScheduleConfig
 from engine.data import load_dataset
 from engine.data.labels import (apply_label_file, guess_columns, key_columns, label_file_report,
                                  label_table_preview, labels_with_noise_problem, preview_label_file)
 from engine.errors import UserError
-from engine.graph import GraphConfig
-from engine.run import Phase, Run
+from engine.method.graph import GraphConfig
+from engine.steps.run import Phase, Run
 from test_data_folder import make_image_folder
 
 

@@ -9,7 +9,7 @@ from engine.cli import main
 from engine.data import load_dataset
 from engine.data.labels import apply_label_file
 from engine.errors import UserError
-from engine.store import RunStore
+from engine.rundir.store import RunStore
 
 from test_data_folder import make_image_folder
 

@@ -12,7 +12,7 @@ from app.keys import bound_to_step
 from app.present import from_query
 from app.takeaway import (comparison_runs, early_stop_note, instructive_samples, noise_outcome, precision_label,
                           takeaway_lines)
-from engine.config import RunConfig
+from engine.method.config import RunConfig
 
 
 # ---------------------------------------------------------------- animations
@@ -116,7 +116,7 @@ def test_noise_outcome_and_instructive_samples():
 
 
 def test_comparison_runs_find_finished_baselines_on_the_same_data(tmp_path):
-    from engine.store import RunStore
+    from engine.rundir.store import RunStore
 
     base = RunConfig(dataset="moons?n=60", noise="symmetric:0.2", seed=3)
     for name, method, dataset, phase, acc in (("ce", "ce", base.dataset, "done", 0.7),

@@ -1,13 +1,13 @@
-"""Instance-dependent and asymmetric CIFAR-10 noise (engine/noise.py)."""
+"""Instance-dependent and asymmetric CIFAR-10 noise (engine/method/noise.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from engine.config import RunConfig
+from engine.method.config import RunConfig
 from engine.errors import UserError
-from engine.noise import (CIFAR10_CLASSES, NoiseSpec, apply_noise, instance_noise, nominal_noise_rate,
+from engine.method.noise import (CIFAR10_CLASSES, NoiseSpec, apply_noise, instance_noise, nominal_noise_rate,
                           parse_noise_spec, transition_matrix)
 
 NAMES = CIFAR10_CLASSES

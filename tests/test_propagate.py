@@ -6,8 +6,8 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
 
-from engine.graph import GraphConfig, build_graph
-from engine.propagate import PropagationConfig, PropagationResult, propagate, seed_matrix
+from engine.method.graph import GraphConfig, build_graph
+from engine.method.propagate import PropagationConfig, PropagationResult, propagate, seed_matrix
 
 
 def clustered(n_per_class: int, num_classes: int, seed: int, spread: float = 0.6):
@@ -183,7 +183,7 @@ def test_column_blocks_give_the_same_result(monkeypatch):
     seeds = seed_matrix(labels, 4, weights=rng.uniform(0.5, 1.0, labels.size))
     config = PropagationConfig(max_iter=60, tol=1e-4)
     whole = propagate(graph.normalized, seeds, config, record_nodes=[0, 59])
-    monkeypatch.setattr("engine.propagate._CPU_BLOCK_BYTES", 4 * 60 * 1)  # one column per block
+    monkeypatch.setattr("engine.method.propagate._CPU_BLOCK_BYTES", 4 * 60 * 1)  # one column per block
     blocks = propagate(graph.normalized, seeds, config, record_nodes=[0, 59])
     assert 1 < whole.iterations < 60 and blocks.iterations == whole.iterations
     np.testing.assert_allclose(blocks.scores, whole.scores, atol=1e-6)

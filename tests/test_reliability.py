@@ -30,16 +30,16 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from engine import exportdir
+from engine.readers import exportdir
 from engine.cli import build_parser, config_from_args, main
 from engine.data import load_dataset
 from engine.data.archive import extract_zip
 from engine.data.labels import label_table_preview
 from engine.errors import UserError, shown
-from engine.export import export_run
-from engine.exportdir import recover, verify_export
-from engine.review import ReviewStore
-from engine.store import RunStore
+from engine.readers.export import export_run
+from engine.readers.exportdir import recover, verify_export
+from engine.rundir.review import ReviewStore
+from engine.rundir.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--teacher-epochs", "1", "--warmup-epochs", "1", "--refine-epochs", "1", "--mutual-epochs", "1"]
@@ -136,7 +136,7 @@ def count_writes(monkeypatch, fail_at: int | None = None) -> list[str]:
     """
     import matplotlib.pyplot as plt
 
-    from engine import report
+    from engine.readers import report
 
     monkeypatch.setattr(report, "_save", lambda fig, path: (plt.close(fig), exportdir.write_file(path, b"png")))
     names, real = [], exportdir.write_file
@@ -229,9 +229,9 @@ def test_a_sigkilled_export_leaves_the_previous_one_and_the_next_export_cleans_u
     before = digest(out)
     script = textwrap.dedent(f"""
         import os, signal, sys
-        from engine import exportdir
-        from engine.export import export_run
-        from engine.store import RunStore
+        from engine.readers import exportdir
+        from engine.readers.export import export_run
+        from engine.rundir.store import RunStore
         real, count = exportdir.write_file, [0]
         def write(path, data):
             count[0] += 1

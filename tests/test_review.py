@@ -13,17 +13,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.config import RunConfig
+from engine.method.config import RunConfig
 from engine.errors import UserError
-from engine.graph import GraphConfig, build_graph
-from engine.propagate import PropagationConfig, propagate, seed_matrix
-from engine.review import (Decision, ReviewStore, agreement, apply_clamps, consensus_of, current_decisions,
+from engine.method.graph import GraphConfig, build_graph
+from engine.method.propagate import PropagationConfig, propagate, seed_matrix
+from engine.rundir.review import (Decision, ReviewStore, agreement, apply_clamps, consensus_of, current_decisions,
                            reviewer_agreement, samples_digest)
-from engine.snapshot import step_seeds
-from engine.triage import (build_queue, bulk_candidates, expected_change, expected_impact, given_label_probability,
+from engine.rundir.snapshot import step_seeds
+from engine.readers.triage import (build_queue, bulk_candidates, expected_change, expected_impact, given_label_probability,
                            impact_proxy, queue_precision, repropagate, review_flags, review_queue,
                            self_confidence_ranking, step_replay, top_k_probability, worth_reviewing)
-from engine.store import RunStore
+from engine.rundir.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -193,7 +193,7 @@ def test_concurrent_threads_lose_nothing(run_dir):
 
 WRITER = textwrap.dedent("""
     import sys
-    from engine.review import ReviewStore
+    from engine.rundir.review import ReviewStore
     reviews = ReviewStore(sys.argv[1])
     for i in range(int(sys.argv[3])):
         reviews.record(i % 10, "unsure", sys.argv[2], step=i)
@@ -303,7 +303,7 @@ def test_bulk_candidates():
 
 
 def test_agreement():
-    from engine.review import Decision
+    from engine.rundir.review import Decision
 
     def d(sample, label, proposal, blind=True, decision="relabel"):
         return Decision(0, sample, None, decision, label, "ann", 0.0, 1, proposal, blind)
@@ -604,7 +604,7 @@ def test_queue_uses_every_source_and_beats_self_confidence_on_a_hand_made_case()
 def test_decisions_export_has_reviewer_and_consensus_rows_and_imports_back(tmp_path):
     import shutil
 
-    from engine.export import decisions_table, import_decisions, samples_table
+    from engine.readers.export import decisions_table, import_decisions, samples_table
 
     store = make_run(tmp_path / "run")
     reviews = ReviewStore(store.path, num_classes=2)

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from engine.cli import main
-from engine.config import RunConfig, ScheduleConfig
+from engine.method.config import RunConfig, ScheduleConfig
 from engine.errors import UserError
-from engine.features import linear_head_predictions, load_teacher_features
-from engine.run import Run
-from engine.store import RunStore
+from engine.data.features import linear_head_predictions, load_teacher_features
+from engine.steps.run import Run
+from engine.rundir.store import RunStore
 
 SCHEDULE = ScheduleConfig(teacher_epochs=2, teacher_patience=2, warmup_epochs=1, refine_epochs=1, mutual_epochs=0)
 CONFIG = RunConfig(dataset="moons?n=300", noise="symmetric:0.3", seed=2, schedule=SCHEDULE,

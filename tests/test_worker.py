@@ -9,8 +9,8 @@ from app import worker as worker_module
 from app.worker import (FAIL_ENV, Worker, forget_worker, get_worker, peek_worker, shutdown_all,
                         trained_elsewhere)
 from engine.errors import UserError
-from engine.run import HANDLERS, Phase, Run
-from engine.store import RunStore
+from engine.steps.run import HANDLERS, Phase, Run
+from engine.rundir.store import RunStore
 
 WAIT = 120  # seconds a command may take on a busy 2-core machine
 

@@ -1,6 +1,6 @@
 """Charts of the Compare page: one line per run over the student's epochs.
 
-:func:`curve_figure` takes the points of :func:`engine.compare.curves` (one
+:func:`curve_figure` takes the points of :func:`engine.readers.compare.curves` (one
 dict per run and student epoch) and draws one metric, each run a line in its
 method's colour (a second run of the same method dashed). A point whose value
 is ``None`` is left out, so a trace has one marker per epoch that measured it.
@@ -56,7 +56,7 @@ def curve_figure(points: Sequence[Mapping], key: str, title: str | None = None) 
     Parameters
     ----------
     points : sequence of dict
-        :func:`engine.compare.curves` output.
+        :func:`engine.readers.compare.curves` output.
     key : {'student_test_accuracy', 'label_precision'}
     """
     traces = [go.Scatter(x=xs, y=ys, name=f"{method} · {run}", mode="lines+markers", marker={"size": 6},

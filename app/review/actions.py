@@ -30,7 +30,7 @@ from app.review.context import ReviewContext, flash, md
 from app.keys import RELEASE_FOCUS_SCRIPT  # the keys back to the page after a toggle
 from app.review.queue import QUEUE_KEY
 from engine.errors import UserError
-from engine.review import ReviewStore
+from engine.rundir import ReviewStore
 
 VIEWS_KEY = "review_views"
 BULK_ORIGIN_KEY = "review_bulk_origin"  # batch number -> the sample on screen when it was made

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from app.review.context import ReviewContext
-from engine.review import agreement, reviewer_agreement
+from engine.rundir import agreement, reviewer_agreement
 
 
 def pct(value) -> str:
@@ -14,7 +14,7 @@ def pct(value) -> str:
 
 
 def reviewers_frame(stats: dict) -> pd.DataFrame:
-    """The per-reviewer table (pure) from :func:`engine.review.reviewer_agreement`."""
+    """The per-reviewer table (pure) from :func:`engine.rundir.review.reviewer_agreement`."""
     return pd.DataFrame({
         "reviewer": list(stats),
         "decisions": [s["decisions"] for s in stats.values()],

@@ -12,8 +12,8 @@ from app.figures import review as figs
 from app.review.actions import BULK_ORIGIN_KEY, views
 from app.review.context import ReviewContext, flash
 from engine.errors import UserError
-from engine.review import ReviewStore
-from engine.triage import bulk_candidates
+from engine.rundir import ReviewStore
+from engine.readers.triage import bulk_candidates
 
 THUMBNAILS = 60
 

@@ -9,8 +9,8 @@ import streamlit as st
 
 from app.figures import review as figs
 from app.review.context import ReviewContext, md
-from engine.export import decisions_table
-from engine.review import Consensus
+from engine.readers.export import decisions_table
+from engine.rundir import Consensus
 
 NEIGHBOURS_SHOWN = 20
 

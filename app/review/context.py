@@ -9,8 +9,8 @@ import numpy as np
 import streamlit as st
 
 from engine.data import dataset_for_config
-from engine.review import Consensus, Decision, ReviewStore, consensus_of, current_decisions, label_history
-from engine.store import RunStore
+from engine.rundir import Consensus, Decision, ReviewStore, consensus_of, current_decisions, label_history
+from engine.rundir import RunStore
 
 FLASH = "review_flash"
 
@@ -22,8 +22,8 @@ class Options:
     reviewer: str
     blind: bool
     step: int
-    which: str  # one of engine.triage.QUEUE_FILTERS
-    order: str  # one of engine.triage.ORDERS
+    which: str  # one of engine.readers.triage.QUEUE_FILTERS
+    order: str  # one of engine.readers.triage.ORDERS
     fraction: float  # queue size, fraction of the samples
     classes: tuple[int, ...] | None
     hide: bool  # hide samples I decided

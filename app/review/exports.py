@@ -12,14 +12,14 @@ import streamlit as st
 from app.common import current_reviewer
 from app.review.context import ReviewContext, flash
 from engine.errors import UserError
-from engine.export import (clean_labels_table, decisions_table, import_decisions, parse_decisions, read_decision_file,
+from engine.readers.export import (clean_labels_table, decisions_table, import_decisions, parse_decisions, read_decision_file,
                            samples_json, samples_table, student_weights)
-from engine.review import ReviewStore
-from engine.store import RunStore
+from engine.rundir import ReviewStore
+from engine.rundir import RunStore
 
 
 def _report_zip(path: str, step: int | None) -> bytes:
-    from engine.report import write_report
+    from engine.readers.report import write_report
 
     store = RunStore(path)
     with tempfile.TemporaryDirectory() as tmp:

@@ -10,10 +10,10 @@ import streamlit as st
 
 from app.common import current_reviewer, set_reviewer
 from app.review.context import Options, ReviewContext
-from engine.triage import (FLAGS, ORDERS, QUEUE_FILTERS, QUEUE_FRACTION, build_queue, expected_change, impact_scores,
+from engine.readers.triage import (FLAGS, ORDERS, QUEUE_FILTERS, QUEUE_FRACTION, build_queue, expected_change, impact_scores,
                            review_flags)
 from engine.errors import UserError
-from engine.store import RunStore
+from engine.rundir import RunStore
 
 ORDER_NAMES = {"change": "largest expected change first", "ambiguity": "most ambiguous first",
                "confidence": "least confident first", "impact": "largest expected impact first"}
@@ -53,8 +53,8 @@ def controls(steps: list[int], class_names) -> Options:
 @st.cache_data(show_spinner="Estimating the impact of each fix…", max_entries=8)
 def _impact(path: str, step: int, stamp: int, queue: tuple) -> tuple[np.ndarray, dict, np.ndarray]:
     """(impact scores (N,), exact counts, neighbour estimate (N,)) of a propagating step; NaN/empty/-1 otherwise."""
-    from engine.snapshot import step_seeds
-    from engine.triage import impact_fix_labels, impact_proxy, step_replay
+    from engine.rundir import step_seeds
+    from engine.readers.triage import impact_fix_labels, impact_proxy, step_replay
 
     store = RunStore(path)
     n = len(store.dataset_arrays()["given"])

@@ -8,9 +8,9 @@ import streamlit as st
 
 from app.figures import review as figs
 from app.review.context import ReviewContext
-from engine.review import ReviewStore
-from engine.store import RunStore
-from engine.triage import repropagate
+from engine.rundir import ReviewStore
+from engine.rundir import RunStore
+from engine.readers.triage import repropagate
 
 RIPPLE = "review_ripple"
 
@@ -24,7 +24,7 @@ def _ripple(path: str, step: int, stamp: int, version: int):
 
 def layout(ctx: ReviewContext) -> tuple[np.ndarray, str]:
     """2-D coordinates for the ripple: the points themselves, a cached UMAP layout, or PCA."""
-    from engine.embed import embedding_path
+    from engine.readers.embed import embedding_path
 
     if ctx.dataset.kind == "points":
         return ctx.dataset.train_x, "the points"
@@ -39,7 +39,7 @@ def layout(ctx: ReviewContext) -> tuple[np.ndarray, str]:
 
 
 def _compute_umap(store: RunStore, step: int) -> None:
-    from engine.embed import embedding
+    from engine.readers.embed import embedding
 
     with st.spinner("Computing the UMAP layout of this step…"):
         for source in ("student", "teacher"):

@@ -9,10 +9,10 @@ import streamlit as st
 from app.common import open_run, runs_root
 from app.settings import delete_run, load_presets, suggest_run_name, validate_run_name
 from app.worker import get_worker
-from engine.checkpoint import load_teacher
-from engine.config import RunConfig
+from engine.steps import load_teacher
+from engine.method import RunConfig
 from engine.errors import UserError
-from engine.run import Run
+from engine.steps import Run
 
 
 def create_run(config: RunConfig, name: str) -> bool:

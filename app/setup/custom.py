@@ -20,9 +20,9 @@ from app.setup.create import create_run
 from app.setup.data_inputs import DataChoice, data_section
 from app.setup.label_inputs import label_section
 from app.setup.method_inputs import knob_inputs, loss_weight_inputs, method_inputs, noise_inputs, schedule_inputs
-from engine.config import RunConfig, ScheduleConfig, TrainConfig, defaults_for_teacher
+from engine.method import RunConfig, ScheduleConfig, TrainConfig, defaults_for_teacher
 from engine.errors import UserError
-from engine.store import RunStore, list_runs
+from engine.rundir import RunStore, list_runs
 
 
 def _dataset_spec(start: SetupValues, data: DataChoice) -> str | None:

@@ -29,7 +29,7 @@ from app.byod import (
 )
 from app.common import runs_root
 from app.settings import DATASETS, SetupValues
-from engine.data.folder import VALID_LAYOUT
+from engine.data import VALID_LAYOUT
 from engine.errors import UserError
 
 

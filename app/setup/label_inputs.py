@@ -12,7 +12,7 @@ from app.byod import (LABEL_UPLOAD_LIMIT_MB, default_label_columns, label_previe
 from app.common import runs_root
 from app.settings import SetupValues
 from app.setup.data_inputs import DataChoice
-from engine.data.labels import guess_columns
+from engine.data import guess_columns
 
 LABEL_SOURCES = {"none": "No label file: add synthetic noise", "upload": "Upload a CSV",
                  "path": "A CSV on this machine"}

@@ -11,8 +11,8 @@ from app.keys import HiddenButton, bound_to_step, hidden_buttons
 from app.settings import default_preset, suggest_run_name
 from app.worker import get_worker
 from engine.errors import UserError
-from engine.run import Run
-from engine.store import RunStore, list_runs
+from engine.steps import Run
+from engine.rundir import RunStore, list_runs
 
 QUICK_WAIT = 8.0  # a Step waits this long in place (its progress shown) for its step to end; then the page goes live
 PENDING_KEY = "_train_pending"  # the command this session just started (its redraw waits for it)

@@ -7,7 +7,7 @@ import streamlit as st
 from app.train.controls import _in_fragment_rerun, controls, error_box, progress, settle
 from app.train.results import results_panel
 from app.worker import get_worker, is_live, trained_elsewhere
-from engine.store import RunStore
+from engine.rundir import RunStore
 
 SKIPPED_SHOWN = 200  # lines of the skipped-files list shown on the page
 

@@ -18,8 +18,8 @@ from app.takeaway import (
     takeaway_lines,
 )
 from engine.errors import UserError
-from engine.health import run_warnings
-from engine.store import RunStore
+from engine.rundir import run_warnings
+from engine.rundir import RunStore
 
 #: Charts shown at once in presentation mode (one row on a projector); the others in an expander.
 PRESENT_CHARTS = ("labels", "detection", "accuracy")
@@ -72,7 +72,7 @@ _WARNINGS: dict = {}  # (run, step) -> warnings: computed once per step, not on 
 
 
 def warning_banners(store: RunStore, status: dict) -> None:
-    """The run's health checks (engine.health), each a banner that says what to do."""
+    """The run's health checks (engine.rundir.health), each a banner that says what to do."""
     key = (str(store.path), status.get("step"), status.get("state"))
     if key not in _WARNINGS:
         try:

@@ -3,7 +3,7 @@ and plain distillation): a table with the differences to CE, the curves over
 the student's epochs, and which samples each run labels right. Runs whose
 samples or given labels differ are refused with the reason. A comparison set
 can be made from one run's settings and is trained one run after another by
-the background worker. The numbers come from :mod:`engine.compare`."""
+the background worker. The numbers come from :mod:`engine.readers.compare`."""
 
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ from app.figures.compare import METRICS, curve_figure
 from app.figures.compare_png import grid_png
 from app.samples import load_dataset, thumbnails
 from app.worker import current_queue, is_live
-from engine.compare import comparison_table, curves, per_sample, same_data
+from engine.readers.compare import comparison_table, curves, per_sample, same_data
 from engine.errors import UserError
-from engine.store import RunStore
+from engine.rundir import RunStore
 
 PICK = "compare-runs"
 GRID = 18

@@ -34,7 +34,7 @@ from app.embedding_view import (
 )
 from app.figures.embedding import embedding_figure
 from app.samples import SELECTED_KEY, load_dataset, load_snapshot, render_sample_grid, selected, step_label, step_phases
-from engine import embed
+from engine.readers import embed
 from engine.errors import UserError
 
 

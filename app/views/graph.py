@@ -15,7 +15,7 @@ neighbourhood shows the most competing label mass (:mod:`app.graph_story`);
 Previous / Next (keys J / L) walk through the samples relabelled at that
 step. The chart plays the propagation's iterations (Play, or drag the
 iteration scrubber). The what-if sliders (keyed per step) start from the
-step's own settings (:func:`engine.explain.step_settings`) and return to them
+step's own settings (:func:`engine.readers.explain.step_settings`) and return to them
 whenever the step changes.
 """
 
@@ -41,8 +41,8 @@ from app.graph_view import (
     sync_centre,
 )
 from app.samples import load_dataset, load_snapshot, step_label, step_phases
-from engine import explain
-from engine.snapshot import step_seeds
+from engine.readers import explain
+from engine.rundir import step_seeds
 
 
 def main() -> None:

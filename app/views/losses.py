@@ -18,7 +18,7 @@ from app.common import require_steps, require_store
 from app.figures.losses import loss_histogram_figure
 from app.losses_view import LOSS_NAMES, render_switches, render_trajectories, store_class_names
 from app.samples import load_snapshot, step_label, step_phases
-from engine import explain
+from engine.readers import explain
 
 
 def main() -> None:

@@ -1,14 +1,14 @@
 """Review: decide, one sample at a time, on what the method relabels or doubts.
 
 Decisions go straight to the run's ``reviews.sqlite`` (see
-:mod:`engine.review`); a decision shown as saved is committed and synced.
+:mod:`engine.rundir.review`); a decision shown as saved is committed and synced.
 Every reviewer's decisions count; the consensus of several is what the next
 propagation clamps. The page keeps no state of its own beyond widgets: the
 open run, the reviewer and the sample on screen are also in the URL
 (``?run=NAME&reviewer=ME&sample=I``), so a reload comes back to the same place.
 
 The queue, by default, holds the samples a review is most likely to change, at
-most 20% of them (:func:`engine.triage.build_queue`). Keys: see
+most 20% of them (:func:`engine.readers.triage.build_queue`). Keys: see
 :mod:`app.review.actions`. The sections live in :mod:`app.review`.
 """
 
@@ -24,9 +24,9 @@ from app.review import actions, agreement, bulk, card, exports, ripple
 from app.review.context import load_context, md, show_flash
 from app.review.queue import compute_queue, controls, queue_table
 from engine.errors import UserError
-from engine.review import run_class_names
-from engine.store import RunStore
-from engine.triage import FLAGS, review_flags
+from engine.rundir import run_class_names
+from engine.rundir import RunStore
+from engine.readers.triage import FLAGS, review_flags
 
 
 def open_store() -> RunStore:

@@ -300,7 +300,7 @@ def labels_with_noise_problem(labels: str | None, noise: str | None) -> str | No
     never added on top of them (the run's summary would report a noise that
     is not the file's), so any noise but ``none`` is refused.
     """
-    from ..noise import parse_noise_spec
+    from ..method.noise import parse_noise_spec
 
     if not labels or parse_noise_spec(noise or "none").kind == "none":
         return None

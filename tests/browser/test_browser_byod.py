@@ -19,8 +19,8 @@ import torch
 from PIL import Image
 
 from conftest import assert_no_exception, wait_for_app
-from engine.config import SMALL_PAIR_TEACHER, defaults_for_teacher
-from engine.store import RunStore
+from engine.method.config import SMALL_PAIR_TEACHER, defaults_for_teacher
+from engine.rundir.store import RunStore
 
 pytestmark = pytest.mark.browser
 RUN = "pets-symmetric40-aml-kd-s0"

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from engine.config import RunConfig
-from engine.store import RunStore
+from engine.method.config import RunConfig
+from engine.rundir.store import RunStore
 from tests.browser.conftest import assert_no_exception, goto, wait_for_app
 
 NAMES = {"aml-kd": "trial-symmetric30-aml-kd-s0", "ce": "trial-symmetric30-ce-s0", "kd": "trial-symmetric30-kd-s0"}

@@ -29,7 +29,7 @@ REPLAY_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
 @pytest.fixture(scope="module")
 def lecture_run(app_server):
     from app.settings import load_presets
-    from engine.run import Run
+    from engine.steps.run import Run
 
     preset = {p.id: p for p in load_presets()[0]}["moons-30"]
     config = replace(preset.config, schedule=replace(preset.config.schedule, teacher_epochs=2, warmup_epochs=1,
@@ -92,7 +92,7 @@ def test_presentation_mode_cuts_no_heading_label_or_button(app_server, browser, 
 
 
 def test_clicker_keys_step_exactly_once_and_the_replays_move(app_server, browser, lecture_run):
-    from engine.store import RunStore
+    from engine.rundir.store import RunStore
 
     store = RunStore(lecture_run)
     context, page = _page(browser, 1024, 768)

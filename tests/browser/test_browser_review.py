@@ -15,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from engine.review import ReviewStore
-from engine.store import RunStore
+from engine.rundir.review import ReviewStore
+from engine.rundir.store import RunStore
 
 pytestmark = pytest.mark.browser
 RUN = "review-moons"

@@ -2,7 +2,7 @@
 
 Algorithm
 ---------
-Given the normalised affinity ``Wn (N, N)`` (see :mod:`engine.graph`) and seeds
+Given the normalised affinity ``Wn (N, N)`` (see :mod:`engine.method.graph`) and seeds
 ``(N, C)`` (one-hot labels, optionally weighted, zero for unlabelled rows):
 
 1. ``Y``: each seed column divided by its sum, so every class injects the same
@@ -47,7 +47,7 @@ import torch
 from scipy.sparse.csgraph import reverse_cuthill_mckee
 
 from .config import PropagationConfig  # noqa: F401 - the solver's settings live with the run config
-from .device import default_device
+from ..device import default_device
 
 logger = logging.getLogger(__name__)
 

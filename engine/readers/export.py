@@ -16,12 +16,12 @@ review_history.csv     every review event, undo included
 clean_labels.csv       ``path,label`` of every sample not excluded as an
                        outlier, ready for ``--labels`` (keys, class names)
 student.pt             the student's ``state_dict`` (when a checkpoint exists)
-report.md + *.png      the run report (:mod:`engine.report`)
+report.md + *.png      the run report (:mod:`engine.readers.report`)
 manifest.json          every file above with its size and SHA-256, the run
-                       and the step (:func:`engine.exportdir.verify_export`)
+                       and the step (:func:`engine.readers.exportdir.verify_export`)
 =====================  ======================================================
 
-The folder is replaced whole or not at all (see :mod:`engine.exportdir`).
+The folder is replaced whole or not at all (see :mod:`engine.readers.exportdir`).
 
 Importing is all-or-nothing: a file naming an unknown sample, class or
 decision is rejected with every problem listed, and nothing is recorded.
@@ -41,11 +41,11 @@ import numpy as np
 import pandas as pd
 
 from . import exportdir
-from .errors import UserError, shown
+from ..errors import UserError, shown
 from .exportdir import MANIFEST, check_target, staged_folder, write_manifest
-from .runfiles import read_dataset, read_snapshot
-from .review import DECISIONS, LABELLING, Decision, ReviewStore, consensus_of, current_decisions, run_class_names
-from .store import RunStore
+from ..rundir.runfiles import read_dataset, read_snapshot
+from ..rundir.review import DECISIONS, LABELLING, Decision, ReviewStore, consensus_of, current_decisions, run_class_names
+from ..rundir.store import RunStore
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def student_weights(store: RunStore) -> bytes:
     """The student's ``state_dict`` from the run's checkpoint, as ``torch.save`` bytes."""
     import torch
 
-    from .checkpoint import read
+    from ..steps.checkpoint import read
 
     state = read(store.checkpoint_path).get("student")
     if state is None:
@@ -164,7 +164,7 @@ def student_weights(store: RunStore) -> bytes:
 def export_run(store: RunStore, out_dir, step: int | None = None, report: bool = True) -> dict[str, Path]:
     """Write every export of a run into the folder ``out_dir``; returns name -> path.
 
-    The folder is replaced whole or not at all (:mod:`engine.exportdir`):
+    The folder is replaced whole or not at all (:mod:`engine.readers.exportdir`):
     everything is written into a staging folder beside it, listed with sizes
     and SHA-256 in ``manifest.json``, and put in place last. A failed or
     killed export leaves the previous export as it was. The run's files are

@@ -37,7 +37,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .config import GraphConfig  # noqa: F401 - the graph's settings live with the run config
-from .errors import UserError
+from ..errors import UserError
 
 logger = logging.getLogger(__name__)
 

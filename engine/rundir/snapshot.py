@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
 
 TOP = 3  # classes kept per sample for predictions and propagation scores
 ALL = ("teacher", "propagate", "warmup", "refine", "mutual", "student")
@@ -114,7 +114,7 @@ def pack(refined: np.ndarray, teacher=None, student=None, given: np.ndarray | No
         arrays["features"] = np.asarray(features).astype(np.float16)
     if clamped is not None:
         arrays.update(clamped=np.asarray(clamped, np.int64), outlier=np.asarray(outliers, bool))
-    if seeds is not None:  # engine.refinery.Seeds of the step's propagation
+    if seeds is not None:  # engine.method.refinery.Seeds of the step's propagation
         arrays["seed_weight"] = np.asarray(seeds.weights, np.float32)
         arrays["seed_label"] = np.asarray(seeds.labels, np.int64)
     return arrays
@@ -163,15 +163,15 @@ def step_seeds(snapshot: dict[str, np.ndarray], phase: str, num_classes: int):
     """The seeds of a step's propagation, exactly as the step made them.
 
     The stored ``seed_label`` and ``seed_weight`` (reviews applied). Snapshots
-    written before those existed: stage 0, :func:`engine.refinery.stage0_seeds`
+    written before those existed: stage 0, :func:`engine.method.refinery.stage0_seeds`
     of the stored teacher predictions and reviews; stages 1-2, the working
     labels weighted by the AWE ``weight`` (approximate).
 
     Returns
     -------
-    engine.refinery.Seeds
+    engine.method.refinery.Seeds
     """
-    from .refinery import Seeds, stage0_seeds
+    from ..method.refinery import Seeds, stage0_seeds
 
     n = len(snapshot["refined"])
     if phase in LP and "seed_label" in snapshot:  # stored as the step made them
@@ -194,8 +194,8 @@ def step_seeds(snapshot: dict[str, np.ndarray], phase: str, num_classes: int):
 def step_graph(snapshot: dict[str, np.ndarray], power: float, k: int | None = None):
     """``Wn (N, N)`` of the graph a step stored; rebuilt from its features
     with ``k`` neighbours when it stored none or when ``k`` differs from it."""
-    from .config import GraphConfig
-    from .graph import affinity, build_graph, normalize_affinity
+    from ..method.config import GraphConfig
+    from ..method.graph import affinity, build_graph, normalize_affinity
 
     stored = "neighbor_idx" in snapshot
     if stored and (k is None or k == snapshot["neighbor_idx"].shape[1]):

@@ -33,8 +33,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import UserError, shown
-from .store import process_alive
+from ..errors import UserError, shown
+from ..rundir.store import process_alive
 
 log = logging.getLogger(__name__)
 

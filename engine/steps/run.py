@@ -2,8 +2,8 @@
 of work (one epoch, or the one propagation) and writes one snapshot.
 
 The same ``step()`` drives the CLI, the tests and the app. The phase table
-(what one step of each phase is) lives in :mod:`engine.phases`, the label rules in :mod:`engine.refinery`, the
-snapshot format in :mod:`engine.snapshot`; this module only sequences them.
+(what one step of each phase is) lives in :mod:`engine.steps.phases`, the label rules in :mod:`engine.method.refinery`, the
+snapshot format in :mod:`engine.rundir.snapshot`; this module only sequences them.
 """
 
 from __future__ import annotations
@@ -16,28 +16,28 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint as ckpt
-from . import phases as plan
-from . import refinery
-from . import snapshot
-from .ambiguity import (WeightNet, centre_similarity, class_centres, label_centre_weight,
+from ..steps import checkpoint as ckpt
+from ..steps import phases as plan
+from ..method import refinery
+from ..rundir import snapshot
+from ..method.ambiguity import (WeightNet, centre_similarity, class_centres, label_centre_weight,
                         predict_weights, train_weight_net)
-from .config import RunConfig, check_runnable
-from .data import Dataset, dataset_for_config
-from .device import default_device
-from .errors import UserError
-from .features import linear_head_predictions, load_teacher_features
-from .graph import Graph, build_graph, neighbour_vote_agreement
-from .health import run_warnings
-from .metrics import label_metrics
-from .models import build_model, default_pair, parameter_count
-from .noise import apply_noise, estimate_noise_rate, parse_noise_spec
+from ..method.config import RunConfig, check_runnable
+from ..data import Dataset, dataset_for_config
+from ..device import default_device
+from ..errors import UserError
+from ..data.features import linear_head_predictions, load_teacher_features
+from ..method.graph import Graph, build_graph, neighbour_vote_agreement
+from ..rundir.health import run_warnings
+from ..method.metrics import label_metrics
+from ..models import build_model, default_pair, parameter_count
+from ..method.noise import apply_noise, estimate_noise_rate, parse_noise_spec
 from .phases import PHASES, Phase
-from .propagate import propagate
-from .review import ReviewStore
-from .select import loss_cutoff, small_loss_mask
-from .store import RunStore, atomic_write_text
-from .training import Outputs, cosine_lr, forward_all, make_optimizer, set_lr, student_epoch, train_epoch
+from ..method.propagate import propagate
+from ..rundir.review import ReviewStore
+from ..method.select import loss_cutoff, small_loss_mask
+from ..rundir.store import RunStore, atomic_write_text
+from ..method.training import Outputs, cosine_lr, forward_all, make_optimizer, set_lr, student_epoch, train_epoch
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class Run:
             store.create(config, force=False)  # raises the clear error
         run = cls(store, config, dataset, device)  # validate before touching the directory
         if config.labels:
-            from .data.labels import labels_with_noise_problem
+            from ..data.labels import labels_with_noise_problem
 
             problem = labels_with_noise_problem(config.labels, config.noise)
             if problem:
@@ -399,7 +399,7 @@ class Run:
 
     def stage0_predictions(self) -> np.ndarray:
         """Stage 0's seed classes: the teacher's predictions; with features from elsewhere, the file's
-        predictions, else a linear head's out-of-fold predictions on those features (engine.features)."""
+        predictions, else a linear head's out-of-fold predictions on those features (engine.data.features)."""
         if self.external_features is None:
             return self.teacher_outputs().pred
         if self.external_pred is None:  # computed once: deterministic for the run's seed
@@ -554,7 +554,7 @@ class Run:
 
     # ------------------------------------------------------------------ snapshots
     def _arrays(self, **parts) -> dict:
-        """This step's snapshot (:func:`engine.snapshot.pack`)."""
+        """This step's snapshot (:func:`engine.rundir.snapshot.pack`)."""
         return snapshot.pack(self.state.refined, given=self.given, **parts)
 
     def test_labels(self) -> str | None:
@@ -653,7 +653,7 @@ def _decode_rng(state: dict) -> dict:
 
 
 def _summary_readable(store: RunStore) -> bool:
-    from .runfiles import read_summary
+    from ..rundir.runfiles import read_summary
 
     try:
         return read_summary(store) is not None

@@ -1,9 +1,9 @@
 """The method's label rules, as pure functions: what seeds a propagation,
 which samples it may relabel, and how reviewers' decisions clamp both.
 
-The step machine (:mod:`engine.run`) calls these to train; every explainer
-(the what-if and the "why" text, :mod:`engine.explain`; the ripple and the
-review queue's impact, :mod:`engine.triage`) calls the same functions on a
+The step machine (:mod:`engine.steps.run`) calls these to train; every explainer
+(the what-if and the "why" text, :mod:`engine.readers.explain`; the ripple and the
+review queue's impact, :mod:`engine.readers.triage`) calls the same functions on a
 step's snapshot to replay it. A replay with the step's own settings is the
 step, not an approximation of it (``tests/test_refinery.py`` checks that for
 every propagating step of a run).

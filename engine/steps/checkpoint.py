@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .errors import UserError
-from .store import atomic_path
+from ..errors import UserError
+from ..rundir.store import atomic_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from .run import Run

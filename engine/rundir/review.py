@@ -61,7 +61,7 @@ Feedback into training
 :meth:`ReviewStore.clamps` turns the consensus into clamped labels and an
 outlier mask; :func:`apply_clamps` makes the clamped labels seeds of weight 1
 that propagation never relabels (they are kept as 'easy') and excludes
-outliers from seeding and training. :func:`engine.triage.repropagate` re-runs
+outliers from seeding and training. :func:`engine.readers.triage.repropagate` re-runs
 one step's propagation with the clamps, to show their ripple.
 """
 
@@ -79,7 +79,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -697,11 +697,11 @@ def _decision(row) -> Decision:
 
 
 # ---------------------------------------------------------------- feedback into propagation
-# How decisions clamp a propagation is a rule of the method: engine.refinery.apply_clamps. It stays
+# How decisions clamp a propagation is a rule of the method: engine.method.refinery.apply_clamps. It stays
 # importable from here, lazily (PEP 562), so that reading a review log does not import torch.
 def __getattr__(name: str):
     if name == "apply_clamps":
-        from .refinery import apply_clamps
+        from ..method.refinery import apply_clamps
 
         return apply_clamps
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -714,7 +714,7 @@ def run_class_names(store) -> tuple[str, ...]:
 
 
 def label_history(store, fields=("refined", "weight", "student_loss")) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Per-sample values over all steps (:func:`engine.snapshot.history`)."""
+    """Per-sample values over all steps (:func:`engine.rundir.snapshot.history`)."""
     from .snapshot import history
 
     return history(store, tuple(fields))

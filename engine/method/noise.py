@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError, shown
+from ..errors import UserError, shown
 
 KINDS = ("none", "symmetric", "pairflip", "matrix", "asym", "instance")
 RATED = ("symmetric", "pairflip", "asym", "instance")

@@ -15,7 +15,7 @@ cleanlab's self-confidence ranking (the student's probability of the given
 label, lowest first).
 
 Pure functions over a step's snapshot; the decisions themselves live in
-:mod:`engine.review`.
+:mod:`engine.rundir.review`.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import UserError
-from .review import run_class_names
+from ..errors import UserError
+from ..rundir.review import run_class_names
 
 log = logging.getLogger(__name__)
 
@@ -353,7 +353,7 @@ class StepReplay:
 def step_replay(store, step: int, num_classes: int | None = None) -> StepReplay:
     """The last propagating step at or before ``step`` (the one whose labels the run trains on)."""
     from .explain import propagating_steps, step_phase, step_settings
-    from .snapshot import step_graph
+    from ..rundir.snapshot import step_graph
 
     earlier = [s for s in propagating_steps(store) if s <= step]
     if not earlier:
@@ -373,7 +373,7 @@ def repropagate(store, step: int, clamped_labels: np.ndarray, outlier_mask: np.n
     reviewed labels clamped on top of its own seeds.
 
     Both replays, with and without the clamps, run the step's own rules
-    (:func:`engine.explain.relabel_step`) on its own graph and seeds, so every
+    (:func:`engine.readers.explain.relabel_step`) on its own graph and seeds, so every
     change is due to the clamps.
     """
     replay = step_replay(store, step, num_classes)
@@ -455,7 +455,7 @@ def impact_scores(store, step: int, queue: np.ndarray, exact: int = 40,
     exact_counts : dict
         sample -> number of other samples whose label changes when it is fixed.
     """
-    from .snapshot import step_seeds
+    from ..rundir.snapshot import step_seeds
 
     replay = step_replay(store, step)
     snapshot, given = replay.snapshot, replay.given

@@ -1,7 +1,7 @@
 """Checked readers of a run's files for the commands that only read a run
 (``export``, ``compare``, ``import-decisions``) and the report.
 
-Each returns what :class:`engine.store.RunStore` reads, or raises one
+Each returns what :class:`engine.rundir.store.RunStore` reads, or raises one
 :class:`UserError` that names the damaged file and what to do about it
 (:func:`engine.errors.damaged`). Light on purpose: it imports neither torch
 nor faiss, so ``python -m engine compare`` starts quickly.
@@ -14,7 +14,7 @@ import numbers
 
 import numpy as np
 
-from .errors import damaged, reading
+from ..errors import damaged, reading
 from .store import RunStore
 
 #: The summary fields the report and ``compare`` show (key, label).

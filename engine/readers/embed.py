@@ -12,7 +12,7 @@ For a step and a feature source (``teacher``, ``student`` or ``input``):
 2. A cosine kNN graph for UMAP (self first, ``n_neighbors`` columns): the one
    the engine already built (the snapshot's ``neighbor_idx``/``neighbor_sim``)
    when it was built on these very features, checked on a few rows; otherwise
-   an exact search (:func:`engine.graph.knn`, faiss), which on a few thousand
+   an exact search (:func:`engine.method.graph.knn`, faiss), which on a few thousand
    samples is faster than UMAP's own approximate search and its compilation.
 3. UMAP with a fixed ``random_state`` (deterministic, single-threaded). The
    first layout of a source starts from the spectral embedding; every later
@@ -49,9 +49,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
-from .graph import knn
-from .store import RunStore, atomic_path, atomic_write_text
+from ..errors import UserError
+from ..method.graph import knn
+from ..rundir.store import RunStore, atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
 

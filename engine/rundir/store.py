@@ -6,14 +6,14 @@ Layout of ``runs/NAME/`` (this class owns every path in it)::
     status.json          phase, step, state (idle/running/error/done), last error
     dataset.npz          static per-sample arrays: given, true labels, keys, class names
     metrics.jsonl        one JSON object of scalar metrics per step
-    snapshots/step_NNNNN.npz   per-sample arrays of that step (format: engine.snapshot)
+    snapshots/step_NNNNN.npz   per-sample arrays of that step (format: engine.rundir.snapshot)
     checkpoint.pt        models, optimisers, weight net, RNG states, labels
     summary.json         written when the run is done
     teacher_features.npy features of the frozen teacher (after its phase), float16, for the embeddings
     teacher_outputs.npz  the teacher graph's features (float32), stage 0's seed classes, sample keys
     skipped.txt          input files the dataset left out
-    reviews.sqlite       reviewers' decisions (engine.review)
-    embeddings/          cached 2-D layouts (engine.embed)
+    reviews.sqlite       reviewers' decisions (engine.rundir.review)
+    embeddings/          cached 2-D layouts (engine.readers.embed)
 
 This module imports neither torch nor faiss: the app reads runs cheaply.
 
@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import RunConfig
-from .errors import UserError
+from ..method.config import RunConfig
+from ..errors import UserError
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -348,7 +348,7 @@ class RunStore:
         return sorted(int(p.stem.split("_")[1]) for p in self.snapshot_dir.glob("step_*.npz"))
 
     def snapshot(self, step: int) -> dict[str, np.ndarray]:
-        """Every array of step ``step`` (see :func:`engine.snapshot.read` to read only some)."""
+        """Every array of step ``step`` (see :func:`engine.rundir.snapshot.read` to read only some)."""
         from .snapshot import read
 
         return read(self, step)
@@ -385,7 +385,7 @@ def process_alive(pid: int) -> bool:
 
 @functools.lru_cache(maxsize=16)
 def _loaded_class_names(path: str, config_stamp: int) -> tuple[str, ...]:
-    from .data import dataset_for_config
+    from ..data import dataset_for_config
 
     return tuple(str(c) for c in dataset_for_config(RunStore(path).config()).class_names)
 

@@ -34,11 +34,11 @@ from urllib.parse import parse_qsl
 
 import numpy as np
 
-from .errors import UserError
-from .health import below_baseline, run_warnings
-from .noise import parse_noise_spec
-from .runfiles import read_dataset, read_metrics, read_summary
-from .store import RunStore
+from ..errors import UserError
+from ..rundir.health import below_baseline, run_warnings
+from ..method.noise import parse_noise_spec
+from ..rundir.runfiles import read_dataset, read_metrics, read_summary
+from ..rundir.store import RunStore
 
 METHOD_NAMES = {"aml-kd": "AML-KD", "ce": "CE", "kd": "KD"}
 ABLATION_NAMES = {"awe": "AWE", "mutual": "mutual", "stage0": "stage 0"}
@@ -214,7 +214,7 @@ def run_results(store: RunStore, strict: bool = True) -> tuple[dict, bool]:
     last metrics line with the wall time summed over its steps.
 
     A damaged ``summary.json`` raises one :class:`UserError` naming it and how
-    to rewrite it (:func:`engine.runfiles.read_summary`); with ``strict=False``
+    to rewrite it (:func:`engine.rundir.runfiles.read_summary`); with ``strict=False``
     (a list of every run, where one damaged run must not hide the others) the
     metrics stand in for it.
     """
@@ -240,7 +240,7 @@ def comparison_table(stores: Sequence[RunStore | str | Path]) -> list[dict]:
     ``student_vs_ce`` is the student's test accuracy minus that of the first
     finished CE run of the set (``None`` where there is none, and for that
     run itself, whose ``baseline`` is True). ``warnings``: the run's
-    :mod:`engine.health` warnings (``code``, ``message``), ``below_ce`` added
+    :mod:`engine.rundir.health` warnings (``code``, ``message``), ``below_ce`` added
     where its student falls below that CE run's. Numbers are ``None`` where the
     run does not measure them (no teacher in CE, no truth for a label file).
     """
@@ -282,7 +282,7 @@ def comparison_table(stores: Sequence[RunStore | str | Path]) -> list[dict]:
 
 
 def _warnings(store: RunStore, results: dict, finished: bool) -> list[dict]:
-    """The run's health warnings (:mod:`engine.health`): kept in summary.json, else checked now."""
+    """The run's health warnings (:mod:`engine.rundir.health`): kept in summary.json, else checked now."""
     if finished and isinstance(results.get("warnings"), list):
         return [w for w in results["warnings"] if isinstance(w, dict)]
     try:
@@ -410,7 +410,7 @@ def per_sample(stores: Sequence[RunStore | str | Path]) -> PerSample:
     """
     stores = _stores(stores)
     require_same_data(stores)
-    from .snapshot import read
+    from ..rundir.snapshot import read
 
     arrays = stores[0].dataset_arrays()
     refined, student = [], []

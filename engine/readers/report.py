@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from . import exportdir
-from .errors import UserError, reading
-from .review import DECISIONS, ReviewStore, agreement, run_class_names
-from .runfiles import SUMMARY_ROWS, read_dataset, read_metrics, read_summary
-from .store import RunStore
+from ..errors import UserError, reading
+from ..rundir.review import DECISIONS, ReviewStore, agreement, run_class_names
+from ..rundir.runfiles import SUMMARY_ROWS, read_dataset, read_metrics, read_summary
+from ..rundir.store import RunStore
 
 
 def _pyplot():
@@ -108,7 +108,7 @@ def _fmt(value) -> str:
 def comparison_runs(store: RunStore) -> list[RunStore]:
     """The run and every run beside it (same runs folder) on the same data: the comparison set."""
     from .compare import same_data
-    from .store import list_runs
+    from ..rundir.store import list_runs
 
     others = []
     for path in list_runs(store.path.parent):
@@ -123,7 +123,7 @@ def comparison_runs(store: RunStore) -> list[RunStore]:
 
 
 def _comparison_lines(store: RunStore) -> list[str]:
-    """The Compare page's table (engine.compare) over the comparison set, as Markdown."""
+    """The Compare page's table (engine.readers.compare) over the comparison set, as Markdown."""
     from .compare import comparison_table, table_text
 
     runs = comparison_runs(store)
@@ -144,12 +144,12 @@ def _comparison_lines(store: RunStore) -> list[str]:
 def write_report(store: RunStore, out_dir, samples=None, reviews: ReviewStore | None = None) -> Path:
     """Write ``report.md`` and its charts into ``out_dir``; returns the report's path.
 
-    Files are written plainly (through :func:`engine.exportdir.write_file`):
-    ``out_dir`` is meant to be a fresh folder, as :func:`engine.export.export_run`'s
+    Files are written plainly (through :func:`engine.readers.exportdir.write_file`):
+    ``out_dir`` is meant to be a fresh folder, as :func:`engine.readers.export.export_run`'s
     staging folder or a temporary one. A damaged summary, dataset or snapshot
     is one :class:`UserError` naming the file.
 
-    ``samples`` (from :func:`engine.export.samples_table`) adds the count of
+    ``samples`` (from :func:`engine.readers.export.samples_table`) adds the count of
     final labels that differ from the given ones.
     """
     out = Path(out_dir)

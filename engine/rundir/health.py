@@ -4,7 +4,7 @@
 step; the finished run keeps them in ``summary.json`` (``warnings``: a list of
 ``{"code", "message"}``), and the Train and Compare pages show them as a
 banner. A NaN or infinite loss is not a warning but a failed step
-(:mod:`engine.run`).
+(:mod:`engine.steps.run`).
 
 =================  =====================================================
 code               when
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .noise import parse_noise_spec
+from ..method.noise import parse_noise_spec
 from .snapshot import read
 
 #: How far above chance a teacher must be, as a share of the way from chance to 1.

@@ -14,7 +14,7 @@ student    (baselines ``ce`` and ``kd``) one plain student epoch
 done       evaluation and summary
 =========  ==============================================================
 
-The step machine (:mod:`engine.run`), the checkpoint, the CLI and the app all
+The step machine (:mod:`engine.steps.run`), the checkpoint, the CLI and the app all
 read this table; nothing else knows a phase's length.
 """
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from .config import RunConfig
+from ..method.config import RunConfig
 
 
 class Phase(str, Enum):

@@ -3,9 +3,9 @@ kNN neighbourhood of a sample, a replay of the step's label propagation
 recorded iteration by iteration, why a sample has its label, and what-if
 propagations with other settings.
 
-A replay is the step: seeds come from :func:`engine.snapshot.step_seeds`, the
-graph from :func:`engine.snapshot.step_graph`, and the relabelling from
-:func:`engine.refinery.relabel`, the same rules the step machine called. With
+A replay is the step: seeds come from :func:`engine.rundir.snapshot.step_seeds`, the
+graph from :func:`engine.rundir.snapshot.step_graph`, and the relabelling from
+:func:`engine.method.refinery.relabel`, the same rules the step machine called. With
 the step's own settings (:func:`step_settings`) a what-if changes no label.
 
 Nothing here writes to the run directory: a what-if is computed from a step's
@@ -19,13 +19,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import refinery, snapshot as snap
-from .config import GraphConfig, PropagationConfig, RunConfig
-from .errors import UserError
-from .phases import LP_PHASES
-from .propagate import PropagationResult, propagate
-from .refinery import Reason, Relabelling
-from .store import RunStore
+from ..method import refinery
+from ..rundir import snapshot as snap
+from ..method.config import GraphConfig, PropagationConfig, RunConfig
+from ..errors import UserError
+from ..steps.phases import LP_PHASES
+from ..method.propagate import PropagationResult, propagate
+from ..method.refinery import Reason, Relabelling
+from ..rundir.store import RunStore
 
 #: Per-sample losses of a snapshot, in order of preference.
 LOSS_FIELDS = ("selection_loss", "student_loss", "teacher_loss")
@@ -216,7 +217,7 @@ def neighbourhood_edges(neighbor_idx: np.ndarray, neighbor_sim: np.ndarray, node
     neighbor_idx, neighbor_sim : np.ndarray, shape (N, k)
     nodes : np.ndarray, shape (M,), int
     power : float
-        Edge weight ``max(s, 0) ** power`` as in :func:`engine.graph.affinity`.
+        Edge weight ``max(s, 0) ** power`` as in :func:`engine.method.graph.affinity`.
 
     Returns
     -------
@@ -300,7 +301,7 @@ def relabel_step(snapshot: dict, phase: str, given: np.ndarray, num_classes: int
     ``features`` (:func:`graph_features`). ``clamped_labels`` /
     ``outlier_mask``, when given, are reviews applied on top of the step's own
     seeds (the ripple); otherwise the step's own reviews, already in its seeds.
-    ``normalized`` (the step's ``Wn``, from :func:`engine.snapshot.step_graph`)
+    ``normalized`` (the step's ``Wn``, from :func:`engine.rundir.snapshot.step_graph`)
     saves rebuilding it when replaying one step many times.
     """
     _check_phase(phase)
@@ -356,7 +357,7 @@ class WhatIf:
         Samples whose label differs from the step's ``refined``.
     confidence : np.ndarray, shape (N,), float32
     relabelling : Relabelling
-        Why each sample would have its label (:class:`engine.refinery.Reason`).
+        Why each sample would have its label (:class:`engine.method.refinery.Reason`).
     settings : StepSettings
         The settings tried.
     seconds : float
@@ -439,7 +440,7 @@ def why(sample: int, relabelling: Relabelling, given: np.ndarray, working: np.nd
         confidence: float, keep_least_confident: float = 0.0, noise_rate: float | None = None) -> str:
     """One or two sentences (Markdown): why ``sample`` has its label after a replayed step.
 
-    Built from the :class:`~engine.refinery.Reason` the step's own rule gave
+    Built from the :class:`~engine.method.refinery.Reason` the step's own rule gave
     the sample, so the text cannot disagree with what the step did.
     """
     label, g = int(relabelling.labels[sample]), int(given[sample])

@@ -9,7 +9,7 @@ import math
 import numbers
 from dataclasses import asdict, dataclass, field, fields, replace
 
-from .errors import UserError
+from ..errors import UserError
 from .noise import parse_noise_spec
 
 METHODS = ("aml-kd", "ce", "kd")
@@ -31,7 +31,7 @@ def _is_int(value: object) -> bool:
 
 @dataclass(frozen=True)
 class GraphConfig:
-    """Settings of the kNN graph (:mod:`engine.graph`).
+    """Settings of the kNN graph (:mod:`engine.method.graph`).
 
     Parameters
     ----------
@@ -53,7 +53,7 @@ class GraphConfig:
 
 @dataclass(frozen=True)
 class PropagationConfig:
-    """Settings of the label propagation solver (:mod:`engine.propagate`).
+    """Settings of the label propagation solver (:mod:`engine.method.propagate`).
 
     Parameters
     ----------
@@ -149,7 +149,7 @@ class RunConfig:
     teacher: str | None = None  # architecture; None: the dataset's default pair
     student: str | None = None
     teacher_checkpoint: str | None = None  # load the teacher instead of training it
-    teacher_features: str | None = None  # features from elsewhere for the graph and stage 0 (engine.features)
+    teacher_features: str | None = None  # features from elsewhere for the graph and stage 0 (engine.data.features)
     labels: str | None = None  # label CSV replacing the given labels
     key_column: str = "path"
     label_column: str = "label"
