@@ -32,7 +32,7 @@ from engine.data import guess_columns, label_file_report, label_table_preview, r
 from engine.errors import UserError
 from engine.models import available_models, default_pair
 from engine.method import CIFAR10_CLASSES, asym_targets, load_matrix, nominal_noise_rate, parse_noise_spec
-from engine.rundir import atomic_write_bytes
+from engine.rundir import atomic_write_bytes, uploads_dir
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def default_models_for(kind: str, input_shape: tuple[int, ...]) -> tuple[str, st
 
 # ---------------------------------------------------------------- uploads
 def uploads_dir(root: str | Path) -> Path:
-    return Path(root) / "uploads"
+    return uploads_dir(root)
 
 
 def _digest(data: bytes) -> str:

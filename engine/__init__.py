@@ -14,7 +14,7 @@ data/       datasets: digits, 2-D toys, image folders, zips, torchvision sets, l
 models/     teacher/student networks (logits + features)
 rundir/     the run directory and its formats (no torch, no faiss):
               store (every file name, atomic writes, the trainer's lock), fields (summary.json and
-              metrics.jsonl field lists), snapshot (the snapshot format), runfiles (checked readers),
+              metrics.jsonl field lists), snapshot (the snapshot format),
               review (the SQLite review log), health (warnings)
 steps/      the step machine, sequencing only: phases (order, lengths, next-step text), run (Run.step()),
               handlers (what one step of each phase does), lifecycle (create, open, resume),
