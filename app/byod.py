@@ -183,10 +183,6 @@ def default_models_for(kind: str, input_shape: tuple[int, ...]) -> tuple[str, st
 
 
 # ---------------------------------------------------------------- uploads
-def uploads_dir(root: str | Path) -> Path:
-    return uploads_dir(root)
-
-
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:12]
 

@@ -404,7 +404,7 @@ class RunStore:
             except UnicodeDecodeError as exc:
                 raise ValueError(str(exc)) from None
             if not isinstance(value, dict):
-                raise ValueError(f"a JSON {type(value).__name__}, not an object")
+                raise ValueError(f"not a summary: a JSON {type(value).__name__}, not an object")
         for key in SUMMARY_NUMBERS:
             number = value.get(key)
             if number is not None and (isinstance(number, bool) or not isinstance(number, numbers.Real)):

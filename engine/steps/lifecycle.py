@@ -108,10 +108,7 @@ def open_run(cls, path: str | Path, device: torch.device | None = None, threads:
     apply_runtime(store, record, threads)
     check_inputs(store, config, record)
     device = device or _recorded_device(store, record)
-    store.lock()
     run = cls(store, config, device=device)
-    if not store.dataset_path.exists():  # killed while being created: finish creating it
-        write_static_files(run)
     if store.checkpoint_path.exists():
         run.load_state_dict(ckpt.read(store.checkpoint_path), source=f"checkpoint {str(store.checkpoint_path)!r}")
     elif max(store.steps(), default=0) > 1 or len(store.metrics()) > 1:
@@ -122,6 +119,9 @@ def open_run(cls, path: str | Path, device: torch.device | None = None, threads:
     if damaged:
         raise UserError(f"{str(store.metrics_path)!r} line {damaged[0]} is damaged (not a JSON object with a "
                         "step); restore the file, or delete that line to drop its step's metrics, then resume")
+    store.lock()  # nothing was written before this line: a refused open leaves the directory as it was
+    if not store.dataset_path.exists():  # killed while being created: finish creating it
+        write_static_files(run)
     store.truncate_after(run.state.step)
     store.remove_temporary_files()
     if run.done and not _summary_readable(store):  # killed before it was written, or damaged since
