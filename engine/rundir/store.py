@@ -236,7 +236,29 @@ class RunStore:
         status.setdefault("pid", os.getpid())
         status.setdefault("host", socket.gethostname())
         status.setdefault("updated", time.time())
-        atomic_write_text(self.status_path, json.dumps(status, sort_keys=True))
+        text = json.dumps(status, sort_keys=True)
+        try:
+            atomic_write_text(self.status_path, text)
+        except UserError:
+            if status.get("state") != "error" or not self._overwrite_in_place(self.status_path, text):
+                raise
+
+    @staticmethod
+    def _overwrite_in_place(path: Path, text: str) -> bool:
+        """Last resort on a full disk: rewrite a small file in the blocks it already has (an error status
+        must reach the reader even when no new block can be had). True if it worked."""
+        data = text.encode()
+        try:
+            if not path.is_file() or len(data) > 4096:
+                return False
+            with open(path, "r+b") as fh:
+                fh.write(data)
+                fh.truncate(len(data))
+                fh.flush()
+                os.fsync(fh.fileno())
+            return True
+        except OSError:
+            return False
 
     def live_state(self, status: dict | None = None, stale_seconds: float = 120.0, now: float | None = None) -> str:
         """The run's state as a reader should show it: ``status.json``'s, except

@@ -37,18 +37,23 @@ FOLDER_CONTENT_LIMIT = 20_000
 
 # ---------------------------------------------------------------- create
 def create_run(cls, out: str | Path, config: RunConfig, force: bool = False, dataset: Dataset | None = None,
-               device: torch.device | None = None, keep_reviews: bool = False) -> Run:
+               device: torch.device | None = None, keep_reviews: bool = False, threads: int | None = None) -> Run:
     """Start a new run in ``out`` (refused if it holds one, unless ``force``).
 
     Replacing a run (``force``) sets its review log aside (``reviews-old-N.sqlite``,
     in ``run.reviews_set_aside``), so the new run never trains on another run's
     decisions; ``keep_reviews`` keeps it instead, only when the new run has the very
     same samples and given labels. Refused while another process trains ``out``.
+    ``threads``: torch's thread count for every step of the run (default: the
+    process's now), recorded so that a resume uses it too.
     """
     store = RunStore(out)
     if store.exists() and not force:
         store.create(config, force=False)  # raises the clear error
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads {threads} must be at least 1")
     run = cls(store, config, dataset, device)  # validate before touching the directory
+    run.threads = threads or run.threads
     if config.labels:
         from ..data.labels import labels_with_noise_problem
 
@@ -61,7 +66,7 @@ def create_run(cls, out: str | Path, config: RunConfig, force: bool = False, dat
     if store.path.exists() and not store.path.is_dir():
         store.create(config, force=force)  # raises the clear error
     store.path.mkdir(parents=True, exist_ok=True)
-    store.lock()  # refused while another process trains the run this one replaces
+    run.hold_lock()  # refused while another process trains the run this one replaces
     try:
         if store.exists() and store.reviews_path.exists():
             if keep_reviews:
@@ -70,9 +75,9 @@ def create_run(cls, out: str | Path, config: RunConfig, force: bool = False, dat
                 run.reviews_set_aside = store.set_reviews_aside()
         store.create(config, force=force)
     except BaseException:
-        store.unlock()
+        run.close()
         raise
-    store.write_runtime(runtime_record(run.device, inputs))
+    store.write_runtime(runtime_record(run.device, run.threads, inputs))
     write_static_files(run)
     return run
 
@@ -105,10 +110,11 @@ def open_run(cls, path: str | Path, device: torch.device | None = None, threads:
     store = RunStore(path)
     config = store.config()
     record = store.runtime()
-    apply_runtime(store, record, threads)
+    threads = apply_runtime(store, record, threads)
     check_inputs(store, config, record)
     device = device or _recorded_device(store, record)
     run = cls(store, config, device=device)
+    run.threads = threads
     if store.checkpoint_path.exists():
         run.load_state_dict(ckpt.read(store.checkpoint_path), source=f"checkpoint {str(store.checkpoint_path)!r}")
     elif max(store.steps(), default=0) > 1 or len(store.metrics()) > 1:
@@ -119,7 +125,9 @@ def open_run(cls, path: str | Path, device: torch.device | None = None, threads:
     if damaged:
         raise UserError(f"{str(store.metrics_path)!r} line {damaged[0]} is damaged (not a JSON object with a "
                         "step); restore the file, or delete that line to drop its step's metrics, then resume")
-    store.lock()  # nothing was written before this line: a refused open leaves the directory as it was
+    run.hold_lock()  # nothing was written before this line: a refused open leaves the directory as it was
+    if record is None and not store.steps():  # killed while being created, before its runtime record
+        store.write_runtime(runtime_record(run.device, run.threads, input_digests(config)))
     if not store.dataset_path.exists():  # killed while being created: finish creating it
         write_static_files(run)
     store.truncate_after(run.state.step)
@@ -138,22 +146,24 @@ def _summary_readable(store: RunStore) -> bool:
 
 
 # ---------------------------------------------------------------- what determines the numbers
-def runtime_record(device: torch.device, inputs: dict) -> dict:
+def runtime_record(device: torch.device, threads: int, inputs: dict) -> dict:
     """What a resume must match besides the config: threads, device, deterministic settings, inputs."""
-    return {"threads": torch.get_num_threads(), "device": torch.device(device).type,
+    return {"threads": int(threads), "device": torch.device(device).type,
             "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
             "cudnn_benchmark": bool(torch.backends.cudnn.benchmark), "torch": torch.__version__,
             "inputs": inputs}
 
 
-def apply_runtime(store: RunStore, record: dict | None, threads: int | None) -> None:
-    """Use the recorded thread count and settings; refuse an explicit ``--threads`` that differs."""
+def apply_runtime(store: RunStore, record: dict | None, threads: int | None) -> int:
+    """Use the recorded thread count and settings; refuse an explicit ``--threads`` that differs.
+
+    Returns the thread count the run's steps use."""
     if threads is not None and threads < 1:
         raise UserError(f"--threads {threads} must be at least 1")
     if record is None:  # a run made before runtime.json: nothing recorded to match
-        if threads is not None:
-            torch.set_num_threads(threads)
-        return
+        threads = threads or torch.get_num_threads()
+        torch.set_num_threads(threads)
+        return threads
     recorded = int(record.get("threads", torch.get_num_threads()))
     if threads is not None and threads != recorded:
         raise UserError(f"--threads {threads} differs from the {recorded} thread(s) run {str(store.path)!r} was "
@@ -162,6 +172,7 @@ def apply_runtime(store: RunStore, record: dict | None, threads: int | None) -> 
     torch.set_num_threads(recorded)
     torch.use_deterministic_algorithms(bool(record.get("deterministic_algorithms", False)))
     torch.backends.cudnn.benchmark = bool(record.get("cudnn_benchmark", False))
+    return recorded
 
 
 def _recorded_device(store: RunStore, record: dict | None) -> torch.device | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,15 +84,20 @@ class Run:
         self._last_heartbeat = time.time()
         self.reviews = ReviewStore(store.path, num_classes=self.dataset.num_classes)
         self.reviews_set_aside: Path | None = None
+        #: torch's intra-op threads for this run's steps (recorded at creation; a resume uses the same)
+        self.threads = torch.get_num_threads()
+        self._lock_held = [False]  # shared with the finaliser: a forgotten Run gives its lock back
+        weakref.finalize(self, _release, store, self._lock_held)
 
     # ------------------------------------------------------------------ making and closing
     @classmethod
     def create(cls, out: str | Path, config: RunConfig, force: bool = False, dataset: Dataset | None = None,
-               device: torch.device | None = None, keep_reviews: bool = False) -> Run:
+               device: torch.device | None = None, keep_reviews: bool = False, threads: int | None = None) -> Run:
         """Start a new run in ``out`` (see :func:`engine.steps.lifecycle.create_run`)."""
         from .lifecycle import create_run
 
-        return create_run(cls, out, config, force=force, dataset=dataset, device=device, keep_reviews=keep_reviews)
+        return create_run(cls, out, config, force=force, dataset=dataset, device=device, keep_reviews=keep_reviews,
+                          threads=threads)
 
     @classmethod
     def open(cls, path: str | Path, device: torch.device | None = None, threads: int | None = None) -> Run:
@@ -100,9 +106,15 @@ class Run:
 
         return open_run(cls, path, device=device, threads=threads)
 
+    def hold_lock(self) -> None:
+        """Hold the run's lock (:mod:`engine.rundir.lock`) unless this object holds it already."""
+        if not self._lock_held[0]:
+            self.store.lock()
+            self._lock_held[0] = True
+
     def close(self) -> None:
-        """Give back the run's lock (another process may train it then)."""
-        self.store.unlock()
+        """Give back the run's lock (another process may train it then); the next step takes it again."""
+        _release(self.store, self._lock_held)
 
     def _given_labels(self) -> np.ndarray:
         if self.dataset.train_given is not None:
@@ -179,6 +191,13 @@ class Run:
                             "last good step")
         started = time.perf_counter()
         phase, description, before = self.phase, self.describe_next(), self.state.step
+        if not self._lock_held[0]:  # given back between commands (the app's worker): take it, check nobody moved on
+            self.hold_lock()
+            if self.store.steps() and max(self.store.steps()) > self.state.step:
+                raise UserError(f"run {str(self.store.path)!r} moved on to step {max(self.store.steps())} since it "
+                                f"was opened at step {self.state.step}; open it again")
+        if torch.get_num_threads() != self.threads:  # the app's other runs may have changed the process's count
+            torch.set_num_threads(self.threads)
         try:
             self.write_status("running")
             arrays, metrics = HANDLERS[phase](self)
@@ -230,12 +249,12 @@ class Run:
                    f"{'' if isinstance(exc, UserError) else '; details in error.log'}")
         try:
             self.store.write_error_log(f"{message}\n\n{traceback.format_exc()}")
-        except OSError:
+        except (OSError, UserError):  # a full disk: the status line below still says why
             log.warning("could not write error.log of %s", self.store.path)
         try:
             self.store.write_status(state="error", phase=phase.value, step=before, total_steps=self.total_steps(),
                                     next=description_or_none(self), error=message, updated=time.time())
-        except OSError:
+        except (OSError, UserError):
             log.exception("could not record the failure of step %d", number)
         return UserError(message)
 
@@ -300,6 +319,12 @@ class Run:
             teacher=nets.teacher_arch, student=nets.student_arch, **nets.parameters(),
             wall_seconds=self.state.wall_seconds, device=str(self.device), without=list(cfg.without),
             warnings=run_warnings(self.store), test_labels=self.test_labels())
+
+
+def _release(store: RunStore, held: list) -> None:
+    if held[0]:
+        held[0] = False
+        store.unlock()
 
 
 def description_or_none(run: Run) -> str | None:
