@@ -21,7 +21,7 @@ from engine.rundir.review import (Decision, ReviewStore, agreement, apply_clamps
                            reviewer_agreement, samples_digest)
 from engine.rundir.snapshot import step_seeds
 from engine.readers.triage import (build_queue, bulk_candidates, expected_change, expected_impact, given_label_probability,
-                           impact_proxy, queue_precision, repropagate, review_flags, review_queue,
+                           impact_proxy, queue_precision, repropagate, review_flags,
                            self_confidence_ranking, step_replay, top_k_probability, worth_reviewing)
 from engine.rundir.store import RunStore
 
@@ -282,15 +282,6 @@ def test_review_flags_and_queue_orders():
     np.testing.assert_array_equal(np.flatnonzero(flags["relabelled"]), [1, 6])
     np.testing.assert_array_equal(np.flatnonzero(flags["ambiguous"]), [1, 3])  # lowest weights
     np.testing.assert_array_equal(np.flatnonzero(flags["low confidence"]), [2, 4])
-    np.testing.assert_array_equal(review_queue(snap, given, fraction=0.2), [3, 1, 6, 4, 2])  # most ambiguous first
-    np.testing.assert_array_equal(review_queue(snap, given, order="confidence", fraction=0.2), [4, 2, 6, 3, 1])
-    np.testing.assert_array_equal(review_queue(snap, given, flags=["relabelled"], classes=[0]), [1, 6])
-    impact = np.full(10, np.nan)
-    impact[[6, 2]] = [3.0, 5.0]
-    np.testing.assert_array_equal(review_queue(snap, given, order="impact", impact=impact, fraction=0.2),
-                                  [2, 6, 3, 1, 4])
-    with pytest.raises(UserError, match="unknown queue order"):
-        review_queue(snap, given, order="random")
 
 
 def test_bulk_candidates():

@@ -80,13 +80,6 @@ def guess_columns(columns) -> dict[str, str | None]:
     return {"key": first(KEY_GUESSES), "label": first(LABEL_GUESSES), "truth": first(TRUTH_GUESSES)}
 
 
-def preview_label_file(path: str | Path, rows: int = 10) -> tuple[list[str], pd.DataFrame]:
-    """(column names, first ``rows`` rows) of a label file, unchecked: for a file the
-    user gave themselves. The Setup page shows :func:`label_table_preview` instead."""
-    table = read_label_csv(path)
-    return list(table.columns), table.head(rows)
-
-
 KEY_MATCH = 0.5  # share of a column's values that must be sample keys for it to count as a key column
 
 

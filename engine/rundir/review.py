@@ -59,7 +59,7 @@ serialise and none is lost.
 Feedback into training
 ----------------------
 :meth:`ReviewStore.clamps` turns the consensus into clamped labels and an
-outlier mask; :func:`apply_clamps` makes the clamped labels seeds of weight 1
+outlier mask; :func:`engine.method.refinery.apply_clamps` makes the clamped labels seeds of weight 1
 that propagation never relabels (they are kept as 'easy') and excludes
 outliers from seeding and training. :func:`engine.readers.triage.repropagate` re-runs
 one step's propagation with the clamps, to show their ripple.
@@ -201,9 +201,6 @@ class Decision:
     blind: bool = False
     undoes: int | None = None
     batch: int | None = None
-
-    def as_dict(self) -> dict:
-        return {c: getattr(self, c) for c in _COLUMNS}
 
     @property
     def vote(self):
@@ -719,17 +716,6 @@ def _decision(row) -> Decision:
     values = dict(zip(_COLUMNS, row))
     values["blind"] = bool(values["blind"])
     return Decision(**values)
-
-
-# ---------------------------------------------------------------- feedback into propagation
-# How decisions clamp a propagation is a rule of the method: engine.method.refinery.apply_clamps. It stays
-# importable from here, lazily (PEP 562), so that reading a review log does not import torch.
-def __getattr__(name: str):
-    if name == "apply_clamps":
-        from ..method.refinery import apply_clamps
-
-        return apply_clamps
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------- run facts for the review

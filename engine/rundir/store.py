@@ -34,8 +34,6 @@ import os
 import socket
 import tempfile
 import time
-import zipfile
-import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
