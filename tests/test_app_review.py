@@ -250,7 +250,7 @@ def test_a_log_of_other_samples_is_refused_in_one_line(tmp_path, tiny_moons_run)
     for extra in ("reviews.sqlite-wal", "reviews.sqlite-shm"):
         (path / extra).unlink(missing_ok=True)
     at = open_page(path)
-    assert "cannot be read" in at.error[0].value and "reviews.sqlite" in at.error[0].value
+    assert "is damaged" in at.error[0].value and "reviews.sqlite" in at.error[0].value
 
 
 # ---------------------------------------------------------------- pure helpers of the page

@@ -17,8 +17,9 @@ from engine.method.config import RunConfig
 from engine.errors import UserError
 from engine.method.graph import GraphConfig, build_graph
 from engine.method.propagate import PropagationConfig, propagate, seed_matrix
-from engine.rundir.review import (Decision, ReviewStore, agreement, apply_clamps, consensus_of, current_decisions,
-                           reviewer_agreement, samples_digest)
+from engine.method.refinery import apply_clamps
+from engine.rundir.review import (Decision, ReviewStore, agreement, consensus_of, current_decisions,
+                                  reviewer_agreement, samples_digest)
 from engine.rundir.snapshot import step_seeds
 from engine.readers.triage import (build_queue, bulk_candidates, expected_change, expected_impact, given_label_probability,
                            impact_proxy, queue_precision, repropagate, review_flags,
