@@ -237,7 +237,7 @@ class Run:
         """
         self._failed = True
         number = before + 1
-        full = cannot_write(self.store.path / "snapshots", exc) if not isinstance(exc, UserError) else None
+        full = cannot_write(self.store.snapshot_dir, exc) if not isinstance(exc, UserError) else None
         if full is not None:
             exc = full
         detail = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
