@@ -84,9 +84,8 @@ DATASET_ADVICE = ("it cannot be rebuilt from the run's other files: restore it f
                   "again (python -m engine run ... --force)")
 
 
-class RunStore:
-    """Read and write one run directory. Cheap to construct; holds no state
-    beyond the path, so any number of readers can share a directory."""
+class RunLayout:
+    """The file names of one run directory: the only place that knows them."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -164,6 +163,152 @@ class RunStore:
 
     def exists(self) -> bool:
         return self.config_path.is_file()
+
+
+
+class _RunFacts(RunLayout):
+    """The files a run writes once: its samples, the inputs it skipped, the teacher's outputs."""
+
+    # ------------------------------------------------------------ static arrays
+    def write_dataset(self, **arrays) -> None:
+        with atomic_path(self.dataset_path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+
+    def dataset_arrays(self) -> dict[str, np.ndarray]:
+        """``dataset.npz``: ``given``, ``keys``, ``true`` (same length), class names; one line naming it if damaged."""
+        with reading(self.dataset_path, DATASET_ADVICE):
+            with np.load(self.dataset_path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+            missing = [name for name in ("given", "keys", "true") if name not in arrays]
+            if missing:
+                raise KeyError(f"no {', '.join(missing)} array")
+            if not len(arrays["given"]) == len(arrays["keys"]) == len(arrays["true"]):
+                raise ValueError("given, keys and true differ in length")
+        return arrays
+
+    def test_labels(self) -> str | None:
+        """What the run's test accuracies are measured against: ``"truth"``, ``"given"`` (a label file's
+        labels of the held-out images, no truth column: agreement, not accuracy) or None (no test set)."""
+        value = str(self.dataset_arrays().get("test_labels", "truth"))
+        return None if value == "none" else value
+
+    def class_names(self) -> tuple[str, ...]:
+        """Class names of the run's dataset (stored in dataset.npz; runs made
+        before that load their dataset once to name them)."""
+        arrays = self.dataset_arrays()
+        if "class_names" in arrays:
+            return tuple(str(c) for c in arrays["class_names"])
+        return _loaded_class_names(str(self.path), self.config_path.stat().st_mtime_ns)
+
+    def write_skipped(self, skipped: tuple[str, ...] | list[str]) -> None:
+        """The input files the dataset left out (corrupt, not an image), one per line."""
+        atomic_write_text(self.skipped_path, "".join(f"{line}\n" for line in skipped))
+
+    def skipped(self) -> list[str]:
+        """What :meth:`write_skipped` recorded (empty for runs made before it existed)."""
+        try:
+            return [line for line in self.skipped_path.read_text().splitlines() if line]
+        except OSError:
+            return []
+
+    def write_teacher_features(self, features: np.ndarray) -> None:
+        with atomic_path(self.teacher_features_path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, features.astype(np.float16))
+
+    def write_teacher_outputs(self, features: np.ndarray, pred: np.ndarray, keys: np.ndarray) -> None:
+        """The teacher graph's features (float32), stage 0's seed classes and the sample keys:
+        ``--teacher-features`` takes this file and reproduces the run's stage 0."""
+        with atomic_path(self.teacher_outputs_path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, features=features, pred=pred, keys=keys)
+
+    def graph_features(self) -> np.ndarray | None:
+        """Features of the teacher's graph (the teacher's, or those given), once the teacher's phase ended."""
+        if self.teacher_outputs_path.is_file():
+            with np.load(self.teacher_outputs_path, allow_pickle=False) as data:
+                return data["features"].astype(np.float32)
+        return self.teacher_features()
+
+    def teacher_features(self) -> np.ndarray | None:
+        p = self.teacher_features_path
+        return np.load(p, allow_pickle=False).astype(np.float32) if p.is_file() else None
+
+
+
+class _StepFiles(RunLayout):
+    """The files every step adds to: snapshots and the metrics lines."""
+
+    # ------------------------------------------------------------ snapshots + metrics
+    def write_step(self, step: int, arrays: dict[str, np.ndarray], metrics: dict) -> None:
+        """Write a step's snapshot, then append its metrics line (in that order,
+        so a metrics line always has its snapshot)."""
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        atomic_write_bytes(self.snapshot_path(step), buf.getvalue())
+        lines = [m for m in self.metrics() if m.get("step", -1) < step]
+        lines.append(metrics)
+        atomic_write_text(self.metrics_path, "".join(json.dumps(m) + "\n" for m in lines))
+
+    def truncate_after(self, step: int) -> None:
+        """Drop snapshots and metrics past ``step`` (used when resuming)."""
+        for p in self.snapshot_dir.glob("step_*.npz"):
+            if int(p.stem.split("_")[1]) > step:
+                p.unlink()
+        lines = [m for m in self.metrics() if m.get("step", -1) <= step]
+        atomic_write_text(self.metrics_path, "".join(json.dumps(m) + "\n" for m in lines))
+
+    def metrics(self) -> list[dict]:
+        """Every readable metrics line, in order (damaged lines are left out: see :meth:`damaged_metrics`)."""
+        return self._metrics()[0]
+
+    def damaged_metrics(self) -> list[int]:
+        """Line numbers (1-based) of ``metrics.jsonl`` that are not a JSON object with a step."""
+        return self._metrics()[1]
+
+    def _metrics(self) -> tuple[list[dict], list[int]]:
+        p = self.metrics_path
+        if not p.is_file():
+            return [], []
+        out, damaged = [], []
+        try:
+            text = p.read_text(errors="replace")
+        except OSError:
+            return [], []
+        for number, line in enumerate(text.splitlines(), 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError:
+                value = None
+            if isinstance(value, dict) and isinstance(value.get("step"), int):
+                out.append(value)
+            else:
+                damaged.append(number)
+        return out, damaged
+
+    def steps(self) -> list[int]:
+        return sorted(int(p.stem.split("_")[1]) for p in self.snapshot_dir.glob("step_*.npz"))
+
+    def snapshot(self, step: int) -> dict[str, np.ndarray]:
+        """Every array of step ``step`` (see :func:`engine.rundir.snapshot.read` to read only some);
+        one line naming the file and an earlier step if it is damaged."""
+        from .snapshot import read
+
+        earlier = [s for s in self.steps() if s < step]
+        advice = (f"export an earlier step (--step {earlier[-1]})" if earlier else
+                  "no earlier step exists: restore it from a backup, or create the run again")
+        with reading(self.snapshot_path(step), advice):
+            return read(self, step)
+
+
+
+class RunStore(_RunFacts, _StepFiles):
+    """Read and write one run directory. Cheap to construct; holds no state
+    beyond the path, so any number of readers can share a directory."""
 
     # ------------------------------------------------------------ create
     def create(self, config: RunConfig, force: bool = False) -> None:
@@ -277,136 +422,6 @@ class RunStore:
             return json.loads((self.status_path).read_text())
         except (OSError, json.JSONDecodeError):
             return {}
-
-    # ------------------------------------------------------------ static arrays
-    def write_dataset(self, **arrays) -> None:
-        with atomic_path(self.dataset_path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
-
-    def dataset_arrays(self) -> dict[str, np.ndarray]:
-        """``dataset.npz``: ``given``, ``keys``, ``true`` (same length), class names; one line naming it if damaged."""
-        with reading(self.dataset_path, DATASET_ADVICE):
-            with np.load(self.dataset_path, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
-            missing = [name for name in ("given", "keys", "true") if name not in arrays]
-            if missing:
-                raise KeyError(f"no {', '.join(missing)} array")
-            if not len(arrays["given"]) == len(arrays["keys"]) == len(arrays["true"]):
-                raise ValueError("given, keys and true differ in length")
-        return arrays
-
-    def test_labels(self) -> str | None:
-        """What the run's test accuracies are measured against: ``"truth"``, ``"given"`` (a label file's
-        labels of the held-out images, no truth column: agreement, not accuracy) or None (no test set)."""
-        value = str(self.dataset_arrays().get("test_labels", "truth"))
-        return None if value == "none" else value
-
-    def class_names(self) -> tuple[str, ...]:
-        """Class names of the run's dataset (stored in dataset.npz; runs made
-        before that load their dataset once to name them)."""
-        arrays = self.dataset_arrays()
-        if "class_names" in arrays:
-            return tuple(str(c) for c in arrays["class_names"])
-        return _loaded_class_names(str(self.path), self.config_path.stat().st_mtime_ns)
-
-    def write_skipped(self, skipped: tuple[str, ...] | list[str]) -> None:
-        """The input files the dataset left out (corrupt, not an image), one per line."""
-        atomic_write_text(self.skipped_path, "".join(f"{line}\n" for line in skipped))
-
-    def skipped(self) -> list[str]:
-        """What :meth:`write_skipped` recorded (empty for runs made before it existed)."""
-        try:
-            return [line for line in self.skipped_path.read_text().splitlines() if line]
-        except OSError:
-            return []
-
-    def write_teacher_features(self, features: np.ndarray) -> None:
-        with atomic_path(self.teacher_features_path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, features.astype(np.float16))
-
-    def write_teacher_outputs(self, features: np.ndarray, pred: np.ndarray, keys: np.ndarray) -> None:
-        """The teacher graph's features (float32), stage 0's seed classes and the sample keys:
-        ``--teacher-features`` takes this file and reproduces the run's stage 0."""
-        with atomic_path(self.teacher_outputs_path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, features=features, pred=pred, keys=keys)
-
-    def graph_features(self) -> np.ndarray | None:
-        """Features of the teacher's graph (the teacher's, or those given), once the teacher's phase ended."""
-        if self.teacher_outputs_path.is_file():
-            with np.load(self.teacher_outputs_path, allow_pickle=False) as data:
-                return data["features"].astype(np.float32)
-        return self.teacher_features()
-
-    def teacher_features(self) -> np.ndarray | None:
-        p = self.teacher_features_path
-        return np.load(p, allow_pickle=False).astype(np.float32) if p.is_file() else None
-
-    # ------------------------------------------------------------ snapshots + metrics
-    def write_step(self, step: int, arrays: dict[str, np.ndarray], metrics: dict) -> None:
-        """Write a step's snapshot, then append its metrics line (in that order,
-        so a metrics line always has its snapshot)."""
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)
-        atomic_write_bytes(self.snapshot_path(step), buf.getvalue())
-        lines = [m for m in self.metrics() if m.get("step", -1) < step]
-        lines.append(metrics)
-        atomic_write_text(self.metrics_path, "".join(json.dumps(m) + "\n" for m in lines))
-
-    def truncate_after(self, step: int) -> None:
-        """Drop snapshots and metrics past ``step`` (used when resuming)."""
-        for p in self.snapshot_dir.glob("step_*.npz"):
-            if int(p.stem.split("_")[1]) > step:
-                p.unlink()
-        lines = [m for m in self.metrics() if m.get("step", -1) <= step]
-        atomic_write_text(self.metrics_path, "".join(json.dumps(m) + "\n" for m in lines))
-
-    def metrics(self) -> list[dict]:
-        """Every readable metrics line, in order (damaged lines are left out: see :meth:`damaged_metrics`)."""
-        return self._metrics()[0]
-
-    def damaged_metrics(self) -> list[int]:
-        """Line numbers (1-based) of ``metrics.jsonl`` that are not a JSON object with a step."""
-        return self._metrics()[1]
-
-    def _metrics(self) -> tuple[list[dict], list[int]]:
-        p = self.metrics_path
-        if not p.is_file():
-            return [], []
-        out, damaged = [], []
-        try:
-            text = p.read_text(errors="replace")
-        except OSError:
-            return [], []
-        for number, line in enumerate(text.splitlines(), 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError:
-                value = None
-            if isinstance(value, dict) and isinstance(value.get("step"), int):
-                out.append(value)
-            else:
-                damaged.append(number)
-        return out, damaged
-
-    def steps(self) -> list[int]:
-        return sorted(int(p.stem.split("_")[1]) for p in self.snapshot_dir.glob("step_*.npz"))
-
-    def snapshot(self, step: int) -> dict[str, np.ndarray]:
-        """Every array of step ``step`` (see :func:`engine.rundir.snapshot.read` to read only some);
-        one line naming the file and an earlier step if it is damaged."""
-        from .snapshot import read
-
-        earlier = [s for s in self.steps() if s < step]
-        advice = (f"export an earlier step (--step {earlier[-1]})" if earlier else
-                  "no earlier step exists: restore it from a backup, or create the run again")
-        with reading(self.snapshot_path(step), advice):
-            return read(self, step)
 
     # ------------------------------------------------------------ summary
     def write_summary(self, summary: dict) -> None:

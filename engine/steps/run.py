@@ -72,8 +72,8 @@ class Run:
         self.rng = np.random.default_rng(config.seed)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.true = self.dataset.train_true
-        self.given = self._given_labels()
-        self.holdout = self._holdout_mask()
+        self.given = given_labels(config, self.dataset)
+        self.holdout = holdout_mask(config, len(self.given))
         external = (load_teacher_features(config.teacher_features, self.dataset.keys()) if config.teacher_features
                     else (None, None))
         self.nets = Networks(config, self.dataset, self.given, self.device, *external)
@@ -115,22 +115,6 @@ class Run:
     def close(self) -> None:
         """Give back the run's lock (another process may train it then); the next step takes it again."""
         _release(self.store, self._lock_held)
-
-    def _given_labels(self) -> np.ndarray:
-        if self.dataset.train_given is not None:
-            return self.dataset.train_given.astype(np.int64)
-        if self.true is None:
-            raise UserError(f"dataset {self.dataset.name!r} has neither given nor true labels")
-        spec = parse_noise_spec(self.config.noise)
-        noise_rng = np.random.default_rng([self.config.seed, 1])  # same noise for every method
-        return apply_noise(self.true, spec, self.dataset.num_classes, noise_rng,
-                           inputs=self.dataset.train_x, class_names=self.dataset.class_names)
-
-    def _holdout_mask(self) -> np.ndarray:
-        n, frac = len(self.given), self.config.schedule.teacher_holdout
-        mask = np.zeros(n, dtype=bool)
-        mask[np.random.default_rng([self.config.seed, 2]).permutation(n)[: int(round(frac * n))]] = True
-        return mask
 
     # ------------------------------------------------------------------ what the app and CLI read
     @property
@@ -301,24 +285,50 @@ class Run:
         self.nets.forget()
 
     def summary(self) -> dict:
-        """``summary.json``'s fields (:data:`engine.rundir.fields.SUMMARY_FIELDS`)."""
-        metrics = self.store.metrics()
-        last = metrics[-1] if metrics else {}
-        nets, cfg = self.nets, self.config
-        distils = cfg.method != "ce"
-        return fields.summary(
-            method=cfg.method, dataset=cfg.dataset, noise=cfg.noise, seed=cfg.seed, steps=self.state.step,
-            given_label_precision=last.get("given_label_precision"),
-            refined_label_precision=last.get("refined_label_precision"),
-            student_test_accuracy=nets.test_accuracy(nets.student),
-            teacher_test_accuracy=nets.test_accuracy(nets.teacher) if distils else None,
-            awe_auroc=last.get("awe_auroc"), awe_std=last.get("awe_std"),
-            noise_rate_estimate=self.state.noise_rate_estimate,
-            noise_rate_true=None if self.true is None else float(np.mean(self.given != self.true)),
-            teacher_best_epoch=self.state.best_teacher_epoch if distils else None,
-            teacher=nets.teacher_arch, student=nets.student_arch, **nets.parameters(),
-            wall_seconds=self.state.wall_seconds, device=str(self.device), without=list(cfg.without),
-            warnings=run_warnings(self.store), test_labels=self.test_labels())
+        """``summary.json``'s fields (:func:`summary_of`)."""
+        return summary_of(self)
+
+
+def given_labels(config: RunConfig, dataset: Dataset) -> np.ndarray:
+    """The labels the run is given: the dataset's (a label file), else its truth with the config's noise."""
+    if dataset.train_given is not None:
+        return dataset.train_given.astype(np.int64)
+    if dataset.train_true is None:
+        raise UserError(f"dataset {dataset.name!r} has neither given nor true labels")
+    spec = parse_noise_spec(config.noise)
+    noise_rng = np.random.default_rng([config.seed, 1])  # same noise for every method
+    return apply_noise(dataset.train_true, spec, dataset.num_classes, noise_rng, inputs=dataset.train_x,
+                       class_names=dataset.class_names)
+
+
+def holdout_mask(config: RunConfig, n: int) -> np.ndarray:
+    """The teacher's held-out samples (N,): its early stopping's judge, drawn from the run's seed."""
+    mask = np.zeros(n, dtype=bool)
+    count = int(round(config.schedule.teacher_holdout * n))
+    mask[np.random.default_rng([config.seed, 2]).permutation(n)[:count]] = True
+    return mask
+
+
+def summary_of(run: Run) -> dict:
+    """``summary.json``'s fields (:data:`engine.rundir.fields.SUMMARY_FIELDS`), from the run's last metrics line,
+    its networks and its state."""
+    metrics = run.store.metrics()
+    last = metrics[-1] if metrics else {}
+    nets, cfg = run.nets, run.config
+    distils = cfg.method != "ce"
+    return fields.summary(
+        method=cfg.method, dataset=cfg.dataset, noise=cfg.noise, seed=cfg.seed, steps=run.state.step,
+        given_label_precision=last.get("given_label_precision"),
+        refined_label_precision=last.get("refined_label_precision"),
+        student_test_accuracy=nets.test_accuracy(nets.student),
+        teacher_test_accuracy=nets.test_accuracy(nets.teacher) if distils else None,
+        awe_auroc=last.get("awe_auroc"), awe_std=last.get("awe_std"),
+        noise_rate_estimate=run.state.noise_rate_estimate,
+        noise_rate_true=None if run.true is None else float(np.mean(run.given != run.true)),
+        teacher_best_epoch=run.state.best_teacher_epoch if distils else None,
+        teacher=nets.teacher_arch, student=nets.student_arch, **nets.parameters(),
+        wall_seconds=run.state.wall_seconds, device=str(run.device), without=list(cfg.without),
+        warnings=run_warnings(run.store), test_labels=run.test_labels())
 
 
 def _release(store: RunStore, held: list) -> None:
