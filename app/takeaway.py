@@ -20,11 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.method import RunConfig
+from engine.method import LP_PHASES, METHOD_NAMES, RunConfig
 from engine.rundir import RunStore, list_runs
 
-#: Phases whose steps propagate labels: until one has run, "refined" labels are the given ones.
-PROPAGATING = ("propagate", "refine", "mutual")
 TAKEAWAY_SAMPLES = 5
 
 
@@ -34,7 +32,7 @@ def precision_label(metrics: list[dict]) -> tuple[str, str]:
     Before any step propagated labels (the teacher phase, or a CE/KD run) the
     refined labels are the given ones: say so.
     """
-    if any(m.get("phase") in PROPAGATING for m in metrics):
+    if any(m.get("phase") in LP_PHASES for m in metrics):  # until then the refined labels are the given ones
         return "refined_label_precision", "Refined-label precision"
     return "given_label_precision", "Given-label precision"
 
@@ -133,9 +131,6 @@ def instructive_samples(given: np.ndarray, refined: np.ndarray, true: np.ndarray
     conf = np.nan_to_num(np.asarray(confidence, dtype=np.float64)[fixed], nan=-1.0)
     order = np.lexsort((fixed, -conf))
     return [int(i) for i in fixed[order][:count]]
-
-
-METHOD_NAMES = {"ce": "CE", "kd": "KD", "aml-kd": "AML-KD"}
 
 
 def takeaway_lines(metrics: list[dict], outcome: NoiseOutcome | None, method: str,

@@ -36,13 +36,13 @@ import numpy as np
 
 from ..errors import UserError
 from ..rundir.health import below_baseline, run_warnings
+from ..method.config import METHOD_NAMES
 from ..method.noise import parse_noise_spec
+from ..method.stages import STUDENT_PHASES
 from ..rundir.runfiles import read_dataset, read_metrics, read_summary
 from ..rundir.store import RunStore
 
-METHOD_NAMES = {"aml-kd": "AML-KD", "ce": "CE", "kd": "KD"}
 ABLATION_NAMES = {"awe": "AWE", "mutual": "mutual", "stage0": "stage 0"}
-STUDENT_PHASES = ("warmup", "refine", "mutual", "student")
 UPLOAD_HASH = re.compile(r"-[0-9a-f]{12}$")  # app.byod names an unpacked upload NAME-<12 hex digits>
 
 #: Columns of :func:`comparison_table`: (key, header, format of a number).

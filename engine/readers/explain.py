@@ -23,7 +23,7 @@ from ..method import refinery
 from ..rundir import snapshot as snap
 from ..method.config import GraphConfig, PropagationConfig, RunConfig
 from ..errors import UserError
-from ..steps.phases import LP_PHASES
+from ..method.stages import LP_PHASES
 from ..method.propagate import PropagationResult, propagate
 from ..method.refinery import Reason, Relabelling
 from ..rundir.store import RunStore
