@@ -186,13 +186,13 @@ def _set_threads(threads: int | None) -> None:
 
 
 def cmd_run(a) -> int:
+    _set_threads(a.threads)
+    # every flag checked before any data is read ('known' may need the data: resolved once they are loaded)
+    draft = config_from_args(a if a.noise_rate != "known" else argparse.Namespace(**{**vars(a), "noise_rate": None}))
     from .data import dataset_for_config
     from .models import default_pair
     from .steps.run import Run
 
-    _set_threads(a.threads)
-    # every flag checked before any data is read ('known' may need the data: resolved once they are loaded)
-    draft = config_from_args(a if a.noise_rate != "known" else argparse.Namespace(**{**vars(a), "noise_rate": None}))
     dataset = None  # the defaults follow the networks: the data decide the teacher unless it is named
     if draft.teacher is None or a.noise_rate == "known":
         dataset = dataset_for_config(draft)
