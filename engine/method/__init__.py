@@ -17,7 +17,7 @@ from .config import (ABLATIONS, METHOD_NAMES, METHODS, SMALL_PAIR_TEACHER, Graph
                      RunConfig, ScheduleConfig, Setting, TrainConfig, check_runnable, declared, defaults_for_teacher,
                      widget_limits, with_settings, with_teacher_defaults)
 from .noise import (CIFAR10_CLASSES, RATE_WITHOUT_DATA, asym_targets, known_noise_rate, load_matrix,
-                    nominal_noise_rate, parse_noise_spec)
+                    parse_noise_spec)
 from .presets import Preset, default_preset, load_presets, preset_named
 from .stages import (CLAMPED_PHASES, LP_PHASES, REFINE_PHASES, STUDENT_PHASES, TEACHER_PHASES, WORKING_PHASES,
                      Phase)
@@ -26,5 +26,5 @@ __all__ = ["ABLATIONS", "CIFAR10_CLASSES", "CLAMPED_PHASES", "LP_PHASES", "METHO
            "RATE_WITHOUT_DATA", "REFINE_PHASES", "SMALL_PAIR_TEACHER", "STUDENT_PHASES", "TEACHER_PHASES",
            "WORKING_PHASES", "GraphConfig", "Phase", "Preset", "PropagationConfig", "RunConfig", "ScheduleConfig",
            "Setting", "TrainConfig", "asym_targets", "check_runnable", "declared", "default_preset",
-           "defaults_for_teacher", "known_noise_rate", "load_matrix", "load_presets", "nominal_noise_rate",
-           "parse_noise_spec", "preset_named", "widget_limits", "with_settings", "with_teacher_defaults"]
+           "defaults_for_teacher", "known_noise_rate", "load_matrix", "load_presets", "parse_noise_spec",
+           "preset_named", "widget_limits", "with_settings", "with_teacher_defaults"]

@@ -228,26 +228,6 @@ def instance_noise(true_labels: np.ndarray, rate: float, inputs: np.ndarray, num
     return labels
 
 
-def nominal_noise_rate(spec: NoiseSpec, true_labels: np.ndarray, class_names=None) -> float:
-    """The noise rate r a user 'knows' for a synthetic spec, as the authors' code uses it.
-
-    ``R`` for symmetric, pairflip and instance noise; for ``asym``, R times the
-    fraction of samples in a flipped class (R/2 on balanced CIFAR-10); for a
-    matrix, the mean off-diagonal mass of the samples' rows. Symmetric noise
-    keeps R although only about R (C-1)/C of the labels end up wrong.
-    """
-    true = np.asarray(true_labels, dtype=np.int64)
-    if spec.kind == "none" or len(true) == 0:
-        return 0.0
-    if spec.kind in ("symmetric", "pairflip", "instance"):
-        return spec.rate
-    if spec.kind == "asym":
-        sources = list(asym_targets(class_names, len(class_names or ())))
-        return spec.rate * float(np.isin(true, sources).mean())
-    matrix = transition_matrix(spec, int(true.max()) + 1 if class_names is None else len(class_names))
-    return float(1.0 - np.mean(np.diag(matrix)[true]))
-
-
 #: Noise kinds whose 'known' rate is their R (0 for ``none``), whatever the data.
 RATE_WITHOUT_DATA = ("none", "symmetric", "pairflip", "instance")
 
@@ -262,7 +242,9 @@ def known_noise_rate(spec: NoiseSpec | str, true_labels: np.ndarray | None = Non
     - ``symmetric:R``, ``pairflip:R``, ``instance:R``: R, whatever the data
       (as the authors' code uses it; symmetric noise leaves about R (C-1)/C wrong);
     - ``asym:R``, ``matrix:FILE``: the expected share of wrong labels on the
-      data (:func:`nominal_noise_rate`): needs ``true_labels`` (N,);
+      data: R times the share of samples in a flipped class (R/2 on balanced
+      CIFAR-10), or the mean off-diagonal mass of the samples' matrix rows;
+      needs ``true_labels`` (N,);
     - a label file (``label_file=True``): the share of its labels that differ
       from the truth, over the samples whose truth is known (``true >= 0``):
       needs ``given_labels`` (N,) and ``true_labels`` (N,); None when no
@@ -288,7 +270,14 @@ def known_noise_rate(spec: NoiseSpec | str, true_labels: np.ndarray | None = Non
         return 0.0 if spec.kind == "none" else spec.rate
     if true_labels is None:
         return None
-    return nominal_noise_rate(spec, true_labels, class_names)
+    true = np.asarray(true_labels, dtype=np.int64)
+    if len(true) == 0:
+        return 0.0
+    if spec.kind == "asym":
+        sources = list(asym_targets(class_names, len(class_names or ())))
+        return spec.rate * float(np.isin(true, sources).mean())
+    matrix = transition_matrix(spec, int(true.max()) + 1 if class_names is None else len(class_names))
+    return float(1.0 - np.mean(np.diag(matrix)[true]))
 
 
 def estimate_noise_rate(given_labels: np.ndarray, propagated_labels: np.ndarray) -> float:
