@@ -33,7 +33,7 @@ from engine.errors import UserError
 from engine.models import available_models, default_pair
 from engine.method import CIFAR10_CLASSES, asym_targets, load_matrix, parse_noise_spec
 from engine.method import known_noise_rate as engine_known_noise_rate
-from engine.rundir import atomic_write_bytes
+from engine.rundir import atomic_write_bytes, uploads_dir
 
 log = logging.getLogger(__name__)
 
@@ -184,10 +184,6 @@ def default_models_for(kind: str, input_shape: tuple[int, ...]) -> tuple[str, st
 
 
 # ---------------------------------------------------------------- uploads
-def uploads_dir(root: str | Path) -> Path:
-    return Path(root) / "uploads"
-
-
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:12]
 

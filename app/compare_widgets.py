@@ -37,7 +37,7 @@ def run_names(root: Path) -> list[str]:
 
 def _stamp(path: Path) -> float:
     try:
-        return (path / "dataset.npz").stat().st_mtime
+        return RunStore(path).dataset_path.stat().st_mtime
     except OSError:
         return 0.0
 

@@ -204,7 +204,7 @@ def cmd_run(a) -> int:
     skipped = run.dataset.skipped
     if skipped:
         print(f"warning: {len(skipped)} input file(s) skipped, e.g. {skipped[0]}; all listed in "
-              f"{run.store.path / 'skipped.txt'}", file=sys.stderr)
+              f"{run.store.skipped_path}", file=sys.stderr)
     summary = _drive(run)
     print(format_table([{"run": a.out, **summary}]))
     return 0
@@ -213,14 +213,11 @@ def cmd_run(a) -> int:
 def cmd_resume(a) -> int:
     from .steps.run import Run
 
-    _set_threads(a.threads)
-    from .rundir.runfiles import read_summary
-
-    run = Run.open(a.path)
+    run = Run.open(a.path, threads=a.threads)  # the recorded threads unless given; a different count is refused
     if run.done:
         print(f"run {a.path} is already finished")
     _drive(run)
-    print(format_table([{"run": a.path, **read_summary(RunStore(a.path))}]))
+    print(format_table([{"run": a.path, **RunStore(a.path).summary()}]))
     return 0
 
 

@@ -530,9 +530,10 @@ def test_log_made_before_digests_naming_missing_samples_is_refused(run_dir):
 def test_garbage_log_is_one_clear_error(run_dir, content):
     (run_dir / "reviews.sqlite").write_bytes(content)
     for call in (lambda r: r.latest(), lambda r: r.record(1, "keep", "ann"), lambda r: r.version()):
-        with pytest.raises(UserError, match="cannot be read") as info:
+        with pytest.raises(UserError, match="is damaged") as info:
             call(ReviewStore(run_dir))
         assert "reviews.sqlite" in str(info.value) and "move it out" in str(info.value)
+        assert "disk is full" not in str(info.value) and "read-only" not in str(info.value)
     assert (run_dir / "reviews.sqlite").read_bytes() == content  # left as it was
 
 
