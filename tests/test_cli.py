@@ -78,6 +78,27 @@ def test_each_number_flag_sets_its_own_setting_and_no_other(dest):
     assert with_default(config, dest) == RunConfig()
 
 
+#: The number flags the CLI had before the declarations, and the setting each set (names kept).
+OLD_FLAGS = {"--seed": ("seed",), "--k": ("graph", "k"), "--edge-power": ("graph", "power"),
+             "--alpha": ("propagation", "alpha"), "--lp-iterations": ("propagation", "max_iter"),
+             "--temperature": ("train", "temperature"), "--kd-weight": ("train", "kd_weight"),
+             "--clean-kd-weight": ("train", "clean_kd_weight"), "--relational-weight": ("train", "relational_weight"),
+             "--mixup-alpha": ("train", "mixup_alpha"), "--batch-size": ("train", "batch_size"),
+             "--lr": ("train", "lr"), "--teacher-lr": ("train", "teacher_lr"),
+             "--teacher-epochs": ("schedule", "teacher_epochs"), "--teacher-patience": ("schedule", "teacher_patience"),
+             "--warmup-epochs": ("schedule", "warmup_epochs"), "--refine-epochs": ("schedule", "refine_epochs"),
+             "--mutual-epochs": ("schedule", "mutual_epochs")}
+
+
+def test_the_old_flags_keep_their_names_and_set_the_same_settings():
+    for i, (flag, path) in enumerate(OLD_FLAGS.items()):
+        value = {"--alpha": "0.5", "--kd-weight": "0.25", "--clean-kd-weight": "0.25"}.get(flag, str(2 + i))
+        config = config_of(flag, value)
+        for name in path:
+            config = getattr(config, name)
+        assert config == float(value), flag
+
+
 def with_default(config: RunConfig, dest: str) -> RunConfig:
     from engine.method import with_settings
 
