@@ -13,8 +13,8 @@ from pathlib import Path
 
 from app.byod import SOURCES, TORCHVISION_SETS, folder_spec, run_name_stem, torchvision_spec
 from engine.readers.compare import dataset_label, noise_label, run_results
-from engine.method import (Preset, RunConfig, check_runnable, default_preset, known_noise_rate,  # noqa: F401
-                           load_presets)
+from engine.method import (METHOD_NAMES, Preset, RunConfig, check_runnable, default_preset,  # noqa: F401
+                           known_noise_rate, load_presets)
 from engine.data import parse_dataset_spec
 from engine.data import TOY_DEFAULTS
 from engine.data import TEST_FRACTION, split_path_options
@@ -28,7 +28,8 @@ from engine.rundir import RunStore, list_runs
 
 DATASETS = ("digits", "moons", "blobs", "circles")
 NOISE_KINDS = ("symmetric", "pairflip", "instance", "asym", "matrix", "none")
-METHOD_LABELS = {"aml-kd": "AML-KD", "ce": "CE (plain training)", "kd": "KD (plain distillation)"}
+METHOD_LABELS = {method: name + {"ce": " (plain training)", "kd": " (plain distillation)"}.get(method, "")
+                 for method, name in METHOD_NAMES.items()}
 NOISE_RATE_MODES = ("estimate", "known", "custom")
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 

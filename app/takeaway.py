@@ -155,7 +155,7 @@ def takeaway_lines(metrics: list[dict], outcome: NoiseOutcome | None, method: st
                     if m.get("student_test_accuracy") is not None), None)
     if student is not None:
         text = f"**Student test accuracy** {student:.1%}"
-        others = [(name, comparisons[key]["student_test_accuracy"]) for key, name in (("ce", "CE"), ("kd", "KD"))
+        others = [(METHOD_NAMES[key], comparisons[key]["student_test_accuracy"]) for key in ("ce", "kd")
                   if key in comparisons and key != method]
         if others:
             text += " against " + ", ".join(f"{name} {acc:.1%} ({(student - acc) * 100:+.1f})"
