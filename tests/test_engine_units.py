@@ -205,5 +205,3 @@ def test_clean_kd_weight_adds_kd_on_the_unmixed_inputs_and_nothing_else(mode):
         assert torch.allclose(clean[name], value), name
     expected = 0.5 * kd_loss(student(x)[0], teacher(x)[0], TrainConfig().temperature)
     assert torch.allclose(clean["kd_clean"], expected, atol=1e-6) and expected > 0
-    with pytest.raises(UserError, match=r"clean-kd-weight=1.5 is out of range; valid: 0\.\.1"):
-        TrainConfig(clean_kd_weight=1.5)

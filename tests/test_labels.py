@@ -70,7 +70,7 @@ def test_a_truth_column_overrides_and_empty_cells_mean_unknown(pets, tmp_path):
     assert labelled.train_true[0] == -1 and (labelled.train_true[1:] == 2).all()
     report = label_file_report(pets, path, "path", "label", "truth")
     assert report == {"ok": True, "error": None, "rows": len(keys), "changed": len(keys) - 1,
-                      "truth_known": len(keys) - 1}
+                      "truth_known": len(keys) - 1, "noise_rate": 1.0}  # every known truth differs
 
 
 # ---------------------------------------------------------------- errors naming the offenders

@@ -36,12 +36,12 @@ import numpy as np
 
 from ..errors import UserError
 from ..rundir.health import below_baseline, run_warnings
+from ..method.config import METHOD_NAMES
 from ..method.noise import parse_noise_spec
+from ..method.stages import STUDENT_PHASES
 from ..rundir.store import UPLOADS, RunStore
 
-METHOD_NAMES = {"aml-kd": "AML-KD", "ce": "CE", "kd": "KD"}
 ABLATION_NAMES = {"awe": "AWE", "mutual": "mutual", "stage0": "stage 0"}
-STUDENT_PHASES = ("warmup", "refine", "mutual", "student")
 UPLOAD_HASH = re.compile(r"-[0-9a-f]{12}$")  # app.byod names an unpacked upload NAME-<12 hex digits>
 
 #: Columns of :func:`comparison_table`: (key, header, format of a number).
