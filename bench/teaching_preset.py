@@ -58,13 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--dataset")
     p.add_argument("--noise")
+    p.add_argument("--student")
     for name in SCHEDULE:
         p.add_argument("--" + name.replace("_", "-"), type=int)
     p.add_argument("--train", default=None, help='JSON of training knobs to override, e.g. \'{"teacher_lr": 0.05}\'')
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     settings = preset_config(a.preset)
-    settings.update({k: v for k, v in (("dataset", a.dataset), ("noise", a.noise)) if v})
+    settings.update({k: v for k, v in (("dataset", a.dataset), ("noise", a.noise), ("student", a.student)) if v})
     schedule = dict(settings.get("schedule", {}))
     schedule.update({name: getattr(a, name) for name in SCHEDULE if getattr(a, name) is not None})
     settings["schedule"] = schedule
