@@ -66,15 +66,22 @@ def test_the_table_holds_engine_compares_values(trio):
     at = open_compare(trio[0])  # the open run's comparable runs are picked by default
     assert at.multiselect(key="compare-runs").value == [p.name for p in trio]
     shown = at.table[0].value
-    cells = table_text(comparison_table(trio))
+    cells = table_text(comparison_table(trio, chance=True))
     expected = {h: [row[i] for row in cells[1:]] for i, h in enumerate(cells[0])}
     for header in ("run", "method", "given prec", "refined prec", "student acc", "teacher acc", "student vs CE",
                    "steps", "seconds"):
         assert list(shown[header]) == expected[header], header
     assert list(shown["student vs CE"])[1] == "baseline" and list(shown["teacher acc"])[1] == "–"
-    warnings = [w.value for w in at.warning]  # the KD student is 0.007 under CE: a below_ce banner
-    assert len(warnings) == 1 and warnings[0].startswith(f"**{trio[2].name}**: The student's test accuracy 0.880 "
-                                                         "is below the plain CE baseline's 0.887")
+    warnings = [w.value for w in at.warning]  # the KD student is 0.007 (1 of 150 images) under CE: within chance
+    assert len(warnings) == 1 and warnings[0].startswith(f"- **{trio[2].name}**: The student's test accuracy 0.880 "
+                                                         f"is below CE's ({trio[1].name}) 0.887: 1 image of 150 "
+                                                         "(McNemar p = ")
+    assert warnings[0].endswith("within chance: no evidence either way on this test set.")
+    for header in ("95% interval", "vs CE 95% interval", "p (McNemar)"):
+        assert list(shown[header]) == expected[header], header
+    assert list(shown["p (McNemar)"])[1] == "–" and list(shown["95% interval"])[1] != "–"
+    [info] = [i.value for i in at.info if "test images" in i.value]
+    assert info.startswith("150 test images: one image is 0.7 points.")
     assert "dataset" not in shown and any("dataset **moons** · noise **symmetric 30%** · seed **0**" in m.value
                                           for m in at.markdown)
 
@@ -198,8 +205,9 @@ def test_table_frame_splits_off_shared_columns_and_labels_runs(trio):
     rows = comparison_table(trio)
     table, line = split_shared(table_frame(rows))
     assert line == "dataset **moons** · noise **symmetric 30%** · seed **0**"
-    assert list(table.columns) == ["run", "method", "given prec", "refined prec", "student acc", "teacher acc",
-                                   "student vs CE", "steps", "seconds"]
+    assert list(table.columns) == ["run", "method", "given prec", "refined prec", "student acc", "95% interval",
+                                   "teacher acc", "student vs CE", "vs CE 95% interval", "p (McNemar)", "steps",
+                                   "seconds"]
     assert run_labels(rows) == {trio[0].name: "AML-KD", trio[1].name: "CE", trio[2].name: "KD"}
     assert run_labels(rows + [dict(rows[1], run="ce-2")])[trio[1].name] == trio[1].name
 

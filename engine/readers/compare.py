@@ -135,10 +135,13 @@ def label_disagreement(given: np.ndarray | None, true: np.ndarray | None) -> flo
 
 
 def method_label(config) -> str:
-    """``AML-KD``, ``CE``, ``KD``, or an ablation: ``AML-KD w/o AWE``, ``AML-KD w/o mutual, stage 0``."""
+    """``AML-KD``, ``CE``, ``KD``, or an ablation: ``AML-KD w/o AWE``, ``AML-KD w/o mutual, stage 0``; a run
+    whose graph came from features of elsewhere says so: ``AML-KD + features resnet50.npz``."""
     name = METHOD_NAMES.get(config.method, config.method)
     without = getattr(config, "without", ())
-    return f"{name} w/o {', '.join(ABLATION_NAMES.get(w, w) for w in without)}" if without else name
+    label = f"{name} w/o {', '.join(ABLATION_NAMES.get(w, w) for w in without)}" if without else name
+    features = getattr(config, "teacher_features", None)
+    return f"{label} + features {Path(features).name}" if features else label
 
 
 # ---------------------------------------------------------------- comparable?
@@ -298,7 +301,9 @@ def comparison_table(stores: Sequence[RunStore | str | Path], chance: bool = Fal
             "student_vs_ce": None, "baseline": False, "baseline_run": None, "steps": results.get("steps"),
             "teacher_features": Path(config.teacher_features).name if config.teacher_features else None,
             "total_steps": store.status().get("total_steps"), "wall_seconds": results.get("wall_seconds"),
-            "finished": finished, "warnings": _warnings(store, results, finished),
+            "finished": finished,
+            "warnings": _features_named(_warnings(store, results, finished),
+                                        Path(config.teacher_features).name if config.teacher_features else None),
             "test_labels": results.get("test_labels"),  # 'given': test 'accuracy' is agreement with given labels
         })
     baselines = {}  # seed -> its first finished CE run
@@ -400,7 +405,38 @@ def add_chance(rows: list[dict], stores: Sequence[RunStore | str | Path], right:
         d = paired_difference(a, b)
         row.update(vs_ce_low=d.low, vs_ce_high=d.high, vs_ce_p=d.p_value, vs_ce_images=d.images,
                    vs_ce_discordant=d.only_a + d.only_b, vs_ce_margin=d.margin)
+        row["warnings"] = [_below_ce_with_chance(w, row, base) if w.get("code") == "below_ce" else w
+                           for w in row["warnings"]]
     return rows
+
+
+def _below_ce_with_chance(warning: dict, row: dict, base: str) -> dict:
+    """The ``below_ce`` warning with how many images it is and whether that is within chance."""
+    images, n, p = -row["vs_ce_images"], row["test_images"], row["vs_ce_p"]
+    count = f"{images} image{'s' if images != 1 else ''} of {n}"
+    if p >= 1 - LEVEL:
+        message = (f"The student's test accuracy {row['student_test_accuracy']:.3f} is below CE's ({base}) "
+                   f"{row['student_test_accuracy'] - row['student_vs_ce']:.3f}: {count} (McNemar p = {p:.2f}), "
+                   "within chance: no evidence either way on this test set.")
+    else:
+        message = f"{warning['message']} ({count}, McNemar p = {p:.3f}: beyond chance.)"
+    return {**warning, "message": message, "within_chance": p >= 1 - LEVEL}
+
+
+def _features_named(warnings: list[dict], features: str | None) -> list[dict]:
+    """A ``refined_worse`` warning of a run whose graph came from features of elsewhere names those features
+    as the first suspect (the teacher network did not build that graph)."""
+    if not features:
+        return warnings
+    out = []
+    for w in warnings:
+        if w.get("code") == "refined_worse":
+            head = w["message"].split(": the method", 1)[0]
+            w = {**w, "message": f"{head}: the kNN graph and stage 0 came from the features in {features!r} "
+                                 "(--teacher-features), not from the teacher: check that those features separate "
+                                 "the classes (and are in the dataset's sample order) before anything else."}
+        out.append(w)
+    return out
 
 
 def chance_sentence(rows: list[dict]) -> str | None:
