@@ -244,7 +244,10 @@ def test_the_address_names_the_open_run_and_reopens_it(runs_dir, make_tiny_run):
 
     shutil.copytree(make_tiny_run("moons-3-steps", steps=3), runs_dir / "half-done")
     first = AppTest.from_file(APP, default_timeout=60)
-    first.run()
+    first.run()  # no ?run=: the most recent run is open, on Train
+    assert first.session_state["run_dir"] == str(runs_dir / "half-done") and first.query_params["run"] == "half-done"
+    assert first.title[0].value == "Train · half-done"
+    first.switch_page("views/setup.py").run()
     first.button(key="setup-open").click().run()
     assert first.session_state["run_dir"] == str(runs_dir / "half-done")
 
@@ -340,6 +343,7 @@ def test_start_from_a_run_prefills_the_form_and_a_second_method_is_two_clicks(ru
     Run.create(runs_dir / "my-moons", first)
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
+    at.switch_page("views/setup.py").run()  # a run exists: the app opened it on Train
     at.selectbox(key="setup-base").set_value("run-my-moons").run()
     key = "setup-run-my-moons-"
     assert at.number_input(key=key + "k").value == 7 and at.number_input(key=key + "refine_epochs").value == 2
