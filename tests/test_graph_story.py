@@ -20,5 +20,5 @@ def test_fixed_first_keeps_fixed_samples_those_changing_colour_first():
     # fixed: 0 (1->0, true 0), 1, 3 (0->1, true 1), 5; broken: 2 (0->1, true 0); unknown truth: 4
     assert fixed_first(order, before, refined, true, seeds).tolist() == [1, 3, 5, 0]
     assert fixed_first(order, before, refined, true, seeds, include_broken=True).tolist() == [1, 3, 5, 0, 4, 2]
-    assert fixed_first(order, before, refined, None, seeds).tolist() == [1, 2, 3, 4, 5, 0]
+    assert fixed_first(order, before, refined, None, seeds).tolist() == [1, 3, 4, 5, 0, 2]
     assert fixed_first(np.array([], np.int64), before, refined, true, seeds).size == 0
