@@ -37,11 +37,21 @@ h2, h3 { font-size: 1.35rem !important; }
 [data-testid="stMetricValue"] * { overflow: visible !important; text-overflow: clip !important; }
 button p, button div { white-space: normal !important; overflow: visible !important;
   text-overflow: clip !important; }
+/* No grey frame on containers after a key press (a clicker's keys); buttons and fields keep theirs. */
+[tabindex="-1"]:focus, [tabindex="-1"]:focus-visible, [data-testid="stMain"]:focus,
+[data-testid="stMainBlockContainer"]:focus, .stPlotlyChart:focus, .js-plotly-plot:focus { outline: none !important;
+  box-shadow: none !important; }
 </style>"""
 #: Outside presentation mode, too: a metric label wraps instead of being cut at narrow widths.
 BASE_CSS = """<style>
 [data-testid="stMetricLabel"], [data-testid="stMetricLabel"] * { white-space: normal !important;
   overflow: visible !important; text-overflow: clip !important; }
+[data-testid="stWidgetLabel"] p { white-space: normal !important; overflow: visible !important;
+  text-overflow: clip !important; }
+/* No grey frame on containers after a key press; buttons and fields keep theirs. */
+[tabindex="-1"]:focus, [tabindex="-1"]:focus-visible, [data-testid="stMain"]:focus,
+[data-testid="stMainBlockContainer"]:focus, .stPlotlyChart:focus, .js-plotly-plot:focus { outline: none !important;
+  box-shadow: none !important; }
 </style>"""
 
 
