@@ -100,7 +100,7 @@ def test_while_a_step_trains_the_page_shows_progress_and_keeps_its_charts(app, r
         return original(self)
 
     monkeypatch.setattr(Run, "step", held_step)
-    app.button(key="preset-create-moons-30").click().run()
+    app.button(key="preset-create-moons").click().run()
     worker = get_worker(app.session_state["run_dir"])
     try:
         app.button(key="train-step").click().run()
@@ -122,7 +122,7 @@ def test_while_a_step_trains_the_page_shows_progress_and_keeps_its_charts(app, r
 
 
 def test_run_to_end_of_phase_then_reset(app, runs_dir):
-    app.button(key="preset-create-moons-30").click().run()
+    app.button(key="preset-create-moons").click().run()
     run_dir = Path(app.session_state["run_dir"])
     store = RunStore(run_dir)
     _press(app, "train-phase")
@@ -137,7 +137,7 @@ def test_run_to_end_of_phase_then_reset(app, runs_dir):
 
 
 def test_a_failing_step_shows_what_to_do_and_keeps_the_last_good_step(app, runs_dir, monkeypatch):
-    app.button(key="preset-create-moons-30").click().run()
+    app.button(key="preset-create-moons").click().run()
     run_dir = Path(app.session_state["run_dir"])
     monkeypatch.setenv(FAIL_ENV, "2")
     _press(app, "train-step")
@@ -177,8 +177,8 @@ def test_impossible_settings_are_explained_inline_and_block_create(app, runs_dir
 
 
 def test_custom_run_with_a_tiny_schedule(app, runs_dir):
-    app.selectbox(key="setup-base").set_value("moons-30").run()
-    key = "setup-moons-30-"
+    app.selectbox(key="setup-base").set_value("moons").run()
+    key = "setup-moons-"
     for name, value in (("teacher_epochs", 1), ("warmup_epochs", 1), ("refine_epochs", 1), ("mutual_epochs", 0)):
         app.number_input(key=key + name).set_value(value).run()
     app.radio(key=key + "method").set_value("kd").run()
@@ -368,7 +368,7 @@ def test_kd_keeps_only_the_temperature_among_the_method_knobs(app):
 def test_reset_asks_whether_to_keep_the_review_decisions(app, runs_dir):
     from engine.rundir.review import ReviewStore
 
-    app.button(key="preset-create-moons-30").click().run()
+    app.button(key="preset-create-moons").click().run()
     run_dir = Path(app.session_state["run_dir"])
     _press(app, "train-step")
     ReviewStore(run_dir, num_classes=2).record(4, "relabel", "ann", 1)

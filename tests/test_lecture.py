@@ -151,3 +151,23 @@ def test_a_press_is_bound_to_the_step_on_screen():
                                        ("", False), ("no", False)])
 def test_present_flag_from_the_address(value, on):
     assert from_query(value) is on
+
+
+def test_instructive_points_are_spread_over_the_data():
+    # eight fixed samples: six in one corner (the surest), two far away
+    positions = np.array([[0, 0], [0.1, 0], [0, 0.1], [0.1, 0.1], [0.05, 0.05], [0.02, 0.0], [5, 5], [5, -5]], float)
+    given, true = np.ones(8, int), np.zeros(8, int)
+    refined = true.copy()
+    confidence = np.array([1.0, 0.99, 0.98, 0.97, 0.96, 0.95, 0.5, 0.4])
+    assert instructive_samples(given, refined, true, confidence, count=3) == [0, 1, 2]  # no positions: surest
+    assert instructive_samples(given, refined, true, confidence, count=3, positions=positions) == [0, 6, 7]
+
+
+def test_a_point_thumbnail_rings_its_sample():
+    from app.samples import point_map, point_thumbnail
+
+    points = np.random.default_rng(0).normal(size=(200, 2))
+    base = point_map(points, size=64)
+    pic = point_thumbnail(points, 5, base)
+    assert int(np.sum(np.all(pic == 0, axis=-1))) > 20  # a black ring around the red dot
+    assert int(np.sum(np.all(pic == (214, 39, 40), axis=-1))) == 25
