@@ -53,7 +53,7 @@ def train(out: Path, config: RunConfig) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--preset", default="moons")
+    p.add_argument("--preset", default="teaching")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--dataset")

@@ -68,18 +68,20 @@ def test_the_table_holds_engine_compares_values(trio):
     shown = at.table[0].value
     cells = table_text(comparison_table(trio, chance=True))
     expected = {h: [row[i] for row in cells[1:]] for i, h in enumerate(cells[0])}
-    for header in ("run", "method", "given prec", "refined prec", "student acc", "teacher acc", "student vs CE",
-                   "steps", "seconds"):
+    for header in ("run", "method", "given prec", "refined prec", "teacher acc", "steps", "seconds"):
         assert list(shown[header]) == expected[header], header
-    assert list(shown["student vs CE"])[1] == "baseline" and list(shown["teacher acc"])[1] == "–"
+    assert list(shown["vs CE (95%)"])[1] == "baseline" and list(shown["teacher acc"])[1] == "–"
+    for number, interval, header in (("student acc", "95% interval", "student acc (95%)"),
+                                     ("student vs CE", "vs CE 95% interval", "vs CE (95%)")):
+        assert list(shown[header]) == [n if i == "–" else f"{n} ({i})"
+                                       for n, i in zip(expected[number], expected[interval])]
     warnings = [w.value for w in at.warning]  # the KD student is 0.007 (1 of 150 images) under CE: within chance
     assert len(warnings) == 1 and warnings[0].startswith(f"- **{trio[2].name}**: The student's test accuracy 0.880 "
                                                          f"is below CE's ({trio[1].name}) 0.887: 1 image of 150 "
                                                          "(McNemar p = ")
     assert warnings[0].endswith("within chance: no evidence either way on this test set.")
-    for header in ("95% interval", "vs CE 95% interval", "p (McNemar)"):
-        assert list(shown[header]) == expected[header], header
-    assert list(shown["p (McNemar)"])[1] == "–" and list(shown["95% interval"])[1] != "–"
+    assert list(shown["p (McNemar)"]) == expected["p (McNemar)"] and list(shown["p (McNemar)"])[1] == "–"
+    assert all(" (0." in cell for cell in shown["student acc (95%)"])  # every student has its interval
     [info] = [i.value for i in at.info if "test images" in i.value]
     assert info.startswith("150 test images: one image is 0.7 points.")
     assert "dataset" not in shown and any("dataset **moons** · noise **symmetric 30%** · seed **0**" in m.value

@@ -269,7 +269,7 @@ def test_the_address_names_the_open_run_and_reopens_it(runs_dir, make_tiny_run):
 def test_presets_round_trip_through_the_form():
     presets, default_id = load_presets()
     assert default_id == "digits-symmetric-40"
-    assert {p.name for p in presets} == {"Digits, 40% symmetric", "Teaching: 2-D moons, 30% noise"}
+    assert {p.name for p in presets} == {"Digits, 40% symmetric", "Teaching: 2-D moons, 40% noise"}
     for preset in presets:
         assert SetupValues.from_config(preset.config).to_config(preset.config) == replace(
             preset.config, teacher=preset.config.teacher or SetupValues.from_config(preset.config).teacher,

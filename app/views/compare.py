@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from app.common import current_store, runs_root
-from app.compare_widgets import (LABEL_KINDS, MAX_SEEDS, by_method_frame, comparable_with, create_and_queue,
+from app.compare_widgets import (LABEL_KINDS, MAX_SEEDS, by_method_frame, comparable_with, compact, create_and_queue,
                                  csv_button, curves_frame, describe_plan, figure_buttons, filtered_samples,
                                  outcome_patterns, plan_set, png_button, progress_lines, queue_on_data, run_labels,
                                  run_names, sample_caption, sample_filters, split_shared, table_buttons, table_frame,
@@ -94,7 +94,7 @@ def results(names: list[str], was_live: bool = False) -> None:
     if block:
         st.warning(block, icon=":material/warning:")
     frame, note, sentence = table_frame(rows), table_note(rows), chance_sentence(rows)
-    table, shared = split_shared(frame)
+    table, shared = split_shared(compact(frame))
     st.markdown(f"Every run: {shared}" if shared else "")
     st.table(table)
     if sentence:
