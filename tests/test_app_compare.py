@@ -77,13 +77,13 @@ def test_the_table_holds_engine_compares_values(trio):
                                        for n, i in zip(expected[number], expected[interval])]
     warnings = [w.value for w in at.warning]  # the KD student is 0.007 (1 of 150 images) under CE: within chance
     assert len(warnings) == 1 and warnings[0].startswith(f"- **{trio[2].name}**: The student's test accuracy 0.880 "
-                                                         f"is below CE's ({trio[1].name}) 0.887: 1 image of 150 "
+                                                         f"is below CE's ({trio[1].name}) 0.887: 1 test sample of 150 "
                                                          "(McNemar p = ")
     assert warnings[0].endswith("within chance: no evidence either way on this test set.")
     assert list(shown["p (McNemar)"]) == expected["p (McNemar)"] and list(shown["p (McNemar)"])[1] == "–"
     assert all(" (0." in cell for cell in shown["student acc (95%)"])  # every student has its interval
-    [info] = [i.value for i in at.info if "test images" in i.value]
-    assert info.startswith("150 test images: one image is 0.7 points.")
+    [info] = [i.value for i in at.info if "test samples" in i.value]
+    assert info.startswith("150 test samples: one sample is 0.7 points.")
     assert "dataset" not in shown and any("dataset **moons** · noise **symmetric 30%** · seed **0**" in m.value
                                           for m in at.markdown)
 

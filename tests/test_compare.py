@@ -223,13 +223,13 @@ def test_cli_compare_prints_the_table_and_json(trio, capsys):
     data = json.loads(capsys.readouterr().out)
     rows = data["runs"]
     assert [r["run"] for r in rows] == [p.name for p in trio] and rows[1]["baseline"] is True
-    n = rows[0]["test_images"]
-    assert n > 0 and data["chance"].startswith(f"{n} test images: one image is {100 / n:.1f} points.")
+    n = rows[0]["test_samples"]
+    assert n > 0 and data["chance"].startswith(f"{n} test samples: one sample is {100 / n:.1f} points.")
     for row in rows:
         assert row["student_acc_low"] <= row["student_test_accuracy"] <= row["student_acc_high"]
     for row in (rows[0], rows[2]):
         assert row["vs_ce_low"] <= row["student_vs_ce"] <= row["vs_ce_high"] and 0 < row["vs_ce_p"] <= 1
-        assert row["vs_ce_images"] == round(row["student_vs_ce"] * n)
+        assert row["vs_ce_samples"] == round(row["student_vs_ce"] * n)
     assert rows[1]["vs_ce_p"] is None
     assert [m["method"] for m in data["by_method"]] == ["AML-KD", "CE", "KD"]
 

@@ -48,7 +48,7 @@ def replay_controls(frame_names: Sequence[str], labels: Sequence[str], duration_
               "args": [[name], {"frame": {"duration": 0, "redraw": True}, "mode": "immediate",
                                 "transition": {"duration": 0}}]}
              for name, label in zip(frame_names, labels)]
-    sliders = [{"active": int(active), "steps": steps, "x": 0.3, "len": 0.7, "y": 1.0, "yanchor": "bottom",
+    sliders = [{"active": int(active), "steps": steps, "x": 0.42, "len": 0.58, "y": 1.0, "yanchor": "bottom",
                 "pad": {"t": 0, "b": 4}, "currentvalue": {"prefix": prefix, "visible": True, "xanchor": "left",
                                                           "offset": 4},
                 "transition": {"duration": 0}}]

@@ -325,8 +325,8 @@ def comparison_table(stores: Sequence[RunStore | str | Path], chance: bool = Fal
 
 # ---------------------------------------------------------------- chance
 #: Row fields :func:`add_chance` fills (``None`` where not measured).
-CHANCE_FIELDS = ("test_images", "student_acc_low", "student_acc_high", "vs_ce_low", "vs_ce_high", "vs_ce_p",
-                 "vs_ce_images", "vs_ce_discordant", "vs_ce_margin")
+CHANCE_FIELDS = ("test_samples", "student_acc_low", "student_acc_high", "vs_ce_low", "vs_ce_high", "vs_ce_p",
+                 "vs_ce_samples", "vs_ce_discordant", "vs_ce_margin")
 
 
 def student_test_right(store: RunStore, dataset=None) -> np.ndarray | None:
@@ -367,13 +367,13 @@ def add_chance(rows: list[dict], stores: Sequence[RunStore | str | Path], right:
     """Add to each row of :func:`comparison_table` (in place, and returned) how much is chance
     (:data:`CHANCE_FIELDS`):
 
-    - ``test_images`` (T) and ``student_acc_low`` / ``_high``: the Wilson 95% interval of the student's
+    - ``test_samples`` (T) and ``student_acc_low`` / ``_high``: the Wilson 95% interval of the student's
       test accuracy;
-    - against the row's ``baseline_run`` (the CE run of its seed), on the same test images:
+    - against the row's ``baseline_run`` (the CE run of its seed), on the same test samples:
       ``vs_ce_low`` / ``_high`` (Newcombe's paired interval of the difference), ``vs_ce_p`` (exact
-      McNemar), ``vs_ce_images`` (student right and CE wrong, minus the reverse), ``vs_ce_discordant``
-      (images where exactly one is right) and ``vs_ce_margin`` (the smallest difference in images the
-      test calls beyond chance with that many discordant images; ``None``: none would be).
+      McNemar), ``vs_ce_samples`` (student right and CE wrong, minus the reverse), ``vs_ce_discordant``
+      (samples where exactly one is right) and ``vs_ce_margin`` (the smallest difference in samples the
+      test calls beyond chance with that many discordant samples; ``None``: none would be).
 
     ``right``: run name -> :func:`student_test_right`'s array, where the caller has it (else computed).
     """
@@ -395,7 +395,7 @@ def add_chance(rows: list[dict], stores: Sequence[RunStore | str | Path], right:
         correct = right[row["run"]]
         if correct is None or len(correct) == 0:
             continue
-        row["test_images"] = int(len(correct))
+        row["test_samples"] = int(len(correct))
         row["student_acc_low"], row["student_acc_high"] = wilson_interval(int(correct.sum()), len(correct))
     for row in rows:
         base = row.get("baseline_run")
@@ -403,7 +403,7 @@ def add_chance(rows: list[dict], stores: Sequence[RunStore | str | Path], right:
         if a is None or b is None or len(a) != len(b):
             continue
         d = paired_difference(a, b)
-        row.update(vs_ce_low=d.low, vs_ce_high=d.high, vs_ce_p=d.p_value, vs_ce_images=d.images,
+        row.update(vs_ce_low=d.low, vs_ce_high=d.high, vs_ce_p=d.p_value, vs_ce_samples=d.images,
                    vs_ce_discordant=d.only_a + d.only_b, vs_ce_margin=d.margin)
         row["warnings"] = [_below_ce_with_chance(w, row, base) if w.get("code") == "below_ce" else w
                            for w in row["warnings"]]
@@ -412,8 +412,8 @@ def add_chance(rows: list[dict], stores: Sequence[RunStore | str | Path], right:
 
 def _below_ce_with_chance(warning: dict, row: dict, base: str) -> dict:
     """The ``below_ce`` warning with how many images it is and whether that is within chance."""
-    images, n, p = -row["vs_ce_images"], row["test_images"], row["vs_ce_p"]
-    count = f"{images} image{'s' if images != 1 else ''} of {n}"
+    images, n, p = -row["vs_ce_samples"], row["test_samples"], row["vs_ce_p"]
+    count = f"{images} test sample{'s' if images != 1 else ''} of {n}"
     if p >= 1 - LEVEL:
         message = (f"The student's test accuracy {row['student_test_accuracy']:.3f} is below CE's ({base}) "
                    f"{row['student_test_accuracy'] - row['student_vs_ce']:.3f}: {count} (McNemar p = {p:.2f}), "
@@ -443,15 +443,15 @@ def chance_sentence(rows: list[dict]) -> str | None:
     """The table's statistics in words: how many test images, what one image is worth, and which
     differences to CE are within chance; ``None`` before :func:`add_chance` measured a test set.
 
-    ``36 test images: one image is 2.8 points. Differences to CE under 6 images are within chance
-    (exact McNemar test, 5%). AML-KD: 2 images fewer right than CE (p = 0.69), within chance.``
+    ``36 test samples: one sample is 2.8 points. Differences to CE under 6 samples are within chance
+    (exact McNemar test at 5% ...). aml-run: 2 samples fewer right than CE (p = 0.69), within chance.``
     """
-    sizes = sorted({r["test_images"] for r in rows if r.get("test_images")})
+    sizes = sorted({r["test_samples"] for r in rows if r.get("test_samples")})
     if not sizes:
         return None
     n = sizes[0]
-    text = (f"{n} test images: one image is {100 / n:.1f} points." if len(sizes) == 1
-            else f"{sizes[0]}-{sizes[-1]} test images.")
+    text = (f"{n} test samples: one sample is {100 / n:.1f} points." if len(sizes) == 1
+            else f"{sizes[0]}-{sizes[-1]} test samples.")
     paired = [r for r in rows if r.get("vs_ce_p") is not None]
     if not paired:
         return text
@@ -460,14 +460,14 @@ def chance_sentence(rows: list[dict]) -> str | None:
     if all(m is None for m in margins):
         most = max(r["vs_ce_discordant"] for r in paired)
         text += (f" No difference to CE here can be told from chance: the students and CE disagree on at most "
-                 f"{most} images (an exact McNemar test at {alpha} needs 6 or more, all one way).")
+                 f"{most} samples (an exact McNemar test at {alpha} needs 6 or more, all one way).")
     else:
-        text += (f" Differences to CE under {max(m for m in margins if m is not None)} images are within chance "
-                 f"(exact McNemar test at {alpha} on the images where the student and CE disagree).")
+        text += (f" Differences to CE under {max(m for m in margins if m is not None)} samples are within chance "
+                 f"(exact McNemar test at {alpha} on the test samples where the student and CE disagree).")
     for r in paired:
-        images = r["vs_ce_images"]
-        how = f"{abs(images)} image{'s' if abs(images) != 1 else ''} {'more' if images > 0 else 'fewer'} right" \
-            if images else "as many images right"
+        images = r["vs_ce_samples"]
+        how = f"{abs(images)} sample{'s' if abs(images) != 1 else ''} {'more' if images > 0 else 'fewer'} right" \
+            if images else "as many samples right"
         verdict = "within chance" if r["vs_ce_p"] >= 1 - LEVEL else "beyond chance"
         text += f" {r['run']}: {how} than CE (p = {r['vs_ce_p']:.2f}), {verdict}."
     return text
