@@ -3,7 +3,7 @@
 ``config`` (every run setting), ``noise`` (noise models, noise-rate estimate),
 ``graph`` (kNN, faiss), ``propagate`` (label propagation), ``select`` (small
 loss), ``ambiguity`` (AWE), ``refinery`` (the label rules), ``losses``,
-``training`` (one epoch), ``augment``, ``metrics``.
+``training`` (one epoch), ``augment``, ``metrics``, ``stats`` (how much is chance).
 
 This face exports only the settings and the noise specs, and imports neither
 torch nor faiss: the app and the run directory read settings cheaply. Every
