@@ -23,6 +23,7 @@ from app.compare_widgets import (TRAINING_MESSAGE, filtered_samples, member_name
                                  run_labels, sample_filters, split_shared, table_frame, table_note)
 from app.figures.compare import curve_figure
 from app.worker import current_queue
+from engine.errors import UserError
 from engine.readers.compare import comparison_table, curves, per_sample, table_text
 from engine.method.config import RunConfig
 from engine.rundir.store import RunStore
@@ -201,6 +202,39 @@ def test_plan_with_ablations_adds_one_aml_kd_run_per_component(trio):
     for member, component in zip(plan[3:], ("awe", "mutual", "stage0")):
         assert member.path.name == f"moons-symmetric30-aml-kd-no-{component}-s0"
         assert member.config == base.with_changes(method="aml-kd", without=(component,)) and not member.done
+
+
+def test_plan_with_seeds_repeats_the_set_per_seed_named_after_it(trio):
+    plan = plan_set(trio[1], seeds=3)
+    base = RunStore(trio[1]).config()
+    assert [m.label for m in plan] == [f"{m}, seed {s}" for s in (0, 1, 2) for m in ("AML-KD", "CE", "KD")]
+    assert [m.path.name for m in plan[3:6]] == ["moons-symmetric30-aml-kd-s1", "moons-symmetric30-ce-s1",
+                                                "moons-symmetric30-kd-s1"]
+    assert plan[4].config == base.with_changes(seed=1) and plan[8].config == base.with_changes(method="kd", seed=2)
+    assert all(m.config is None for m in plan[:3])  # seed 0's runs exist
+    with pytest.raises(UserError, match="seeds=0 is out of range"):
+        plan_set(trio[1], seeds=0)
+
+
+def test_set_progress_shows_only_beside_its_own_data(trio, tmp_path):
+    from types import SimpleNamespace
+
+    from app.compare_widgets import queue_on_data
+
+    other = tmp_path / "other-data"
+    RunStore(other).create(RunStore(trio[0]).config().with_changes(dataset="digits"))
+    queue = SimpleNamespace(paths=[trio[1], trio[2]])
+    assert queue_on_data(queue, trio[0]) and not queue_on_data(queue, other)
+    assert queue_on_data(SimpleNamespace(paths=[other]), other)
+
+
+def test_warnings_are_one_block_with_a_line_per_run():
+    from app.compare_widgets import warnings_block
+
+    rows = [{"run": "a", "warnings": [{"code": "x", "message": "First."}, {"code": "y", "message": "Second."}]},
+            {"run": "b", "warnings": []}, {"run": "c", "warnings": [{"code": "z", "message": "Third."}]}]
+    assert warnings_block(rows) == "- **a**: First. Second.\n- **c**: Third."
+    assert warnings_block(rows[1:2]) is None
 
 
 def test_table_frame_splits_off_shared_columns_and_labels_runs(trio):

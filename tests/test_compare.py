@@ -269,3 +269,29 @@ def test_the_exported_report_carries_the_comparison_table(trio, tmp_path):
     table = text.split("## Comparison")[1].split("\n## ")[0]
     for row in comparison_table(runs):
         assert f"| {row['run']} | {row['method']} |" in table
+
+
+# ---------------------------------------------------------------- several seeds
+def test_several_seeds_compare_each_against_its_own_ce_and_summarise_per_method(trio, tmp_path):
+    from engine.readers.compare import by_method
+    from engine.steps.run import Run
+    from conftest import tiny_config
+
+    seed1 = [tmp_path / "aml-s1", tmp_path / "ce-s1"]
+    for path, method in zip(seed1, ("aml-kd", "ce")):
+        Run.create(path, tiny_config(method=method, seed=1)).run_until(None)
+    stores = [trio[0], trio[1], *seed1]
+    assert same_data(stores) == []  # other seed, same noise: comparable
+    rows = comparison_table(stores, chance=True)
+    assert [r["baseline_run"] for r in rows] == [trio[1].name, None, "ce-s1", None]
+    assert rows[1]["baseline"] and rows[3]["baseline"]
+    accs = [r["student_test_accuracy"] for r in rows]
+    assert rows[2]["student_vs_ce"] == pytest.approx(accs[2] - accs[3])
+    assert rows[2]["vs_ce_samples"] == round((accs[2] - accs[3]) * rows[2]["test_samples"])
+    methods = {m["method"]: m for m in by_method(rows)}
+    aml, ce = methods["AML-KD"], methods["CE"]
+    assert aml["runs"] == 2 and aml["seeds"] == [0, 1]
+    assert aml["student_acc_mean"] == pytest.approx((accs[0] + accs[2]) / 2)
+    assert aml["student_acc_sd"] == pytest.approx(abs(accs[0] - accs[2]) / np.sqrt(2))
+    assert aml["student_acc_min"] == min(accs[0], accs[2]) and ce["vs_ce_mean"] is None
+    assert aml["vs_ce_mean"] == pytest.approx((rows[0]["student_vs_ce"] + rows[2]["student_vs_ce"]) / 2)
