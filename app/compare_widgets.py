@@ -235,10 +235,13 @@ def _test_right(path: str, stamp: float) -> np.ndarray | None:
 
 def with_chance(rows: list[dict], stores: list[RunStore]) -> list[dict]:
     """:func:`engine.readers.compare.add_chance` with each run's test predictions cached until its
-    checkpoint changes (a redraw of the page classifies nothing again)."""
+    checkpoint changes (a redraw of the page classifies nothing again); a run still training gets its
+    statistics when it is finished (the page redraws every few seconds meanwhile)."""
     right = {}
     for row, store in zip(rows, stores):
-        if row["student_test_accuracy"] is not None:
+        if row["student_test_accuracy"] is not None and not row["finished"]:
+            right[row["run"]] = None
+        elif row["student_test_accuracy"] is not None:
             try:
                 right[row["run"]] = _test_right(str(store.path), _checkpoint_stamp(store.path))
             except UserError:
