@@ -136,3 +136,31 @@ def test_every_page_answers_at_its_address_with_the_most_recent_run(app_server, 
         page.screenshot(path=str(_shot_dir() / "lands_start_1024.png"))
     finally:
         context.close()
+
+
+def test_no_grey_focus_frame_after_a_key_press(app_server, browser):
+    """After a clicker's key the main area would hold the focus, which Chrome frames in grey: it is handed back."""
+    from app.settings import load_presets
+    from engine.steps.run import Run
+
+    preset = {p.id: p for p in load_presets()[0]}["moons"]
+    Run.create(Path(app_server.runs_dir) / "lands-keys",
+               replace(preset.config, schedule=replace(preset.config.schedule, teacher_epochs=3, teacher_patience=3)))
+    context, page = _page(browser)
+    try:
+        _open(page, app_server, "train?run=lands-keys&present=1")
+        page.locator(".st-key-train-step button").first.wait_for(timeout=TIMEOUT_MS)
+        _settle(page)
+        page.locator("h1").first.click()
+        page.keyboard.press("ArrowRight")
+        page.locator('[data-testid="stMetricValue"]').filter(has_text="1 / ").first.wait_for(timeout=TIMEOUT_MS)
+        _settle(page)
+        page.wait_for_timeout(500)
+        assert page.evaluate("() => document.activeElement.getAttribute('data-testid')") != "stMain"
+        png = page.screenshot(path=str(_shot_dir() / "lands_after_key_1024.png"))
+        from PIL import Image
+
+        edge = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))[200:600, 0:3]
+        assert (edge >= 250).all(), "a grey frame at the left edge of the main area"
+    finally:
+        context.close()
