@@ -171,3 +171,16 @@ def test_a_point_thumbnail_rings_its_sample():
     pic = point_thumbnail(points, 5, base)
     assert int(np.sum(np.all(pic == 0, axis=-1))) > 20  # a black ring around the red dot
     assert int(np.sum(np.all(pic == (214, 39, 40), axis=-1))) == 25
+
+
+def test_replay_controls_sit_above_the_chart_and_fit_a_768_px_screen():
+    from app.figures.animation import replay_controls, steps_animation
+
+    coords = [np.random.default_rng(i).normal(size=(20, 2)) for i in range(3)]
+    styles = [(np.array(["#000000"] * 20), np.array(["circle"] * 20)) for _ in coords]
+    fig = steps_animation(coords, styles, ["1", "2", "3"], title="replay")
+    menu, slider = fig.layout.updatemenus[0], fig.layout.sliders[0]
+    assert menu.y >= 1 and menu.yanchor == "bottom" and slider.y >= 1 and slider.yanchor == "bottom"
+    assert fig.layout.margin.t >= 100 and fig.layout.height <= 560  # controls, then the plot, in one screen
+    menus, sliders = replay_controls(["a", "b"], ["a", "b"], 600, "step ", 0)
+    assert sliders[0]["x"] >= 0.4  # the scrubber starts right of Play / Pause: no overlap
