@@ -295,3 +295,19 @@ def test_several_seeds_compare_each_against_its_own_ce_and_summarise_per_method(
     assert aml["student_acc_sd"] == pytest.approx(abs(accs[0] - accs[2]) / np.sqrt(2))
     assert aml["student_acc_min"] == min(accs[0], accs[2]) and ce["vs_ce_mean"] is None
     assert aml["vs_ce_mean"] == pytest.approx((rows[0]["student_vs_ce"] + rows[2]["student_vs_ce"]) / 2)
+
+
+def test_features_from_elsewhere_are_named_in_the_method_and_the_worse_labels_warning():
+    from engine.readers.compare import _features_named
+
+    config = RunConfig(teacher_features="/data/pets/resnet50.npz")
+    assert method_label(config) == "AML-KD + features resnet50.npz"
+    assert method_label(RunConfig()) == "AML-KD"
+    worse = {"code": "refined_worse", "message": "The refined labels are less precise than the given ones (0.6 "
+             "against 0.7): the method is making the labels worse. Check the teacher's accuracy."}
+    other = {"code": "below_ce", "message": "below"}
+    [named, kept] = _features_named([worse, other], "resnet50.npz")
+    assert named["message"].startswith("The refined labels are less precise than the given ones (0.6 against 0.7): "
+                                       "the kNN graph and stage 0 came from the features in 'resnet50.npz'")
+    assert "teacher's accuracy" not in named["message"] and kept == other
+    assert _features_named([worse], None) == [worse]
