@@ -90,8 +90,9 @@ def point_map(points: np.ndarray, size: int = THUMB_SIZE) -> np.ndarray:
 
 
 def point_thumbnail(points: np.ndarray, index: int, background: np.ndarray | None = None,
-                    color: Sequence[int] = (214, 39, 40), radius: int = 2) -> np.ndarray:
-    """One 2-D sample as a red dot on the map of all samples.
+                    color: Sequence[int] = (214, 39, 40), radius: int = 2, ring: int = 3) -> np.ndarray:
+    """One 2-D sample as a red dot on the map of all samples, inside a black ring ``ring`` pixels outside
+    the dot (0: none), so that it stands out of the grey cloud at a glance.
 
     Parameters
     ----------
@@ -111,6 +112,10 @@ def point_thumbnail(points: np.ndarray, index: int, background: np.ndarray | Non
     canvas = (point_map(points) if background is None else background).copy()
     size = canvas.shape[0]
     r, c = _pixel_coords(points[[index]], (points.min(axis=0), points.max(axis=0)), size)[0]
+    if ring > 0:
+        rows, cols = np.ogrid[:size, :size]
+        distance = np.sqrt((rows - r) ** 2 + (cols - c) ** 2)
+        canvas[(distance >= radius + ring - 0.5) & (distance < radius + ring + 1.0)] = 0
     canvas[max(r - radius, 0): r + radius + 1, max(c - radius, 0): c + radius + 1] = color
     return canvas
 

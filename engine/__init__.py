@@ -10,7 +10,7 @@ method/     the method's pure rules and solvers, no files:
               config (every run setting, declared once; check_runnable), presets (assets/presets.json),
               stages (phase names and sets), noise (noise models, the known noise rate, rate estimate),
               graph (faiss kNN), propagate (block CG), select (small loss), ambiguity (AWE),
-              refinery (the label rules), losses, training (one epoch), augment, metrics
+              refinery (the label rules), losses, training (one epoch), augment, metrics, stats (chance)
 data/       datasets: digits, 2-D toys, image folders, zips, torchvision sets, label files, features from elsewhere
 models/     teacher/student networks (logits + features)
 rundir/     the run directory and its formats (no torch, no faiss):

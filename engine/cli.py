@@ -222,18 +222,24 @@ def cmd_resume(a) -> int:
 
 
 def cmd_compare(a) -> int:
-    from .readers.compare import comparison_table, format_table as comparison_text, require_same_data
+    from .readers.compare import (by_method, by_method_text, chance_sentence, comparison_table,
+                                  format_table as comparison_text, require_same_data, text_table)
 
     stores = [RunStore(path) for path in a.runs]
     for store, path in zip(stores, a.runs):
         if not store.exists():
             raise UserError(f"{path!r} is not a run directory (no config.json)")
     require_same_data(stores)
-    rows = comparison_table(stores)
+    rows = comparison_table(stores, chance=True)
+    methods, sentence = by_method(rows), chance_sentence(rows)
     if a.json:
-        print(json.dumps(rows, indent=2))
-    else:
-        print(comparison_text(rows))
+        print(json.dumps({"runs": rows, "by_method": methods, "chance": sentence}, indent=2))
+        return 0
+    print(comparison_text(rows))
+    if sentence:
+        print("\n" + sentence)
+    if len({r["seed"] for r in rows}) > 1:
+        print("\nOver the seeds:\n" + text_table(by_method_text(methods)))
     return 0
 
 

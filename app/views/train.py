@@ -17,6 +17,8 @@ redraw; a longer one hands over to the live panel.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from app import present
@@ -49,7 +51,9 @@ def main() -> None:
         st.error(f"This run cannot be shown: {exc}")
         st.stop()
     st.title(present.title(f"Train · {store.path.name}", "Train"))
-    st.caption((f"`{store.path.name}` · " if present.is_on() else "") + config_summary(config))
+    features = f" · graph and stage 0 from the features in `{Path(config.teacher_features).name}`" \
+        if config.teacher_features else ""  # a run on features from elsewhere says so in its header
+    st.caption((f"`{store.path.name}` · " if present.is_on() else "") + config_summary(config) + features)
     release_focus()
     # A double press steps once: a press is dropped while the step shown is the one of the previous press.
     guard_repeats(["ArrowRight", "PageDown"], [".st-key-train-step"], screen=STEP_SHOWN)

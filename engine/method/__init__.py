@@ -5,7 +5,7 @@
 (noise models, the "known noise rate" rule, noise-rate estimate), ``graph``
 (kNN, faiss), ``propagate`` (label propagation), ``select`` (small loss),
 ``ambiguity`` (AWE), ``refinery`` (the label rules), ``losses``, ``training``
-(one epoch), ``augment``, ``metrics``.
+(one epoch), ``augment``, ``metrics``, ``stats`` (how much is chance).
 
 This face exports the settings, the presets, the phase names and the noise
 specs, and imports neither torch nor faiss: the app and the run directory read
