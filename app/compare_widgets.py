@@ -270,7 +270,7 @@ def table_frame(rows: list[dict]) -> pd.DataFrame:
 def table_note(rows: list[dict]) -> str:
     """What the table's columns mean, and that test 'accuracy' is agreement where the test labels are given ones."""
     note = ("*student vs CE*: the student's test accuracy minus the CE run's of the same seed (baseline), with "
-            "its 95% interval on the same test images and an exact McNemar test (*p*). *95% interval*: of the "
+            "its 95% interval on the same test samples and an exact McNemar test (*p*). *95% interval*: of the "
             "student's test accuracy (Wilson). –: not measured (CE has no teacher). Unfinished runs show their "
             "last step.")
     if any(r.get("test_labels") == "given" for r in rows):

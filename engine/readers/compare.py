@@ -17,7 +17,7 @@ as CSV. Nothing here trains, writes, or imports the app.
 - :func:`add_chance`: how much of each accuracy and of each difference to
   CE is chance: a 95% interval for the student's test accuracy, the paired
   difference to the CE run of the same seed with its interval and an exact
-  McNemar test on the same test images (:mod:`engine.method.stats`);
+  McNemar test on the same test samples (:mod:`engine.method.stats`);
   :func:`chance_sentence` says it in words, :func:`by_method` gives the mean
   and spread over seeds.
 - :func:`curves`: per run and student epoch, test accuracy and (truth
