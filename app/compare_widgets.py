@@ -17,6 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from engine.readers.compare import PerSample, method_label, run_results, same_data, table_text
+from engine.readers.export import safe_csv
 from engine.method import RunConfig
 from app.worker import get_worker, train_in_turn
 from engine.errors import UserError
@@ -261,7 +262,7 @@ def sample_caption(view: PerSample, which: str, i: int, labels: dict[str, str] |
 
 # ---------------------------------------------------------------- downloads (Streamlit)
 def csv_button(label: str, frame: pd.DataFrame, file_name: str, key: str) -> None:
-    st.download_button(label, frame.to_csv(index=False).encode(), file_name=file_name, mime="text/csv", key=key,
+    st.download_button(label, safe_csv(frame).encode(), file_name=file_name, mime="text/csv", key=key,
                        icon=":material/download:", on_click="ignore")
 
 

@@ -315,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_exp.add_argument("--out", required=True, help="folder to write the exports into")
     p_exp.add_argument("--step", type=int, default=None, help="snapshot step to export (default: the last)")
     p_exp.add_argument("--no-report", action="store_true", help="skip the Markdown/PNG report")
+    p_exp.add_argument("--force", action="store_true", help="replace an export in --out that was edited since")
     p_exp.set_defaults(func=cmd_export)
     p_imp = sub.add_parser("import-decisions", help="record review decisions from a CSV or JSON file")
     p_imp.add_argument("path", help="run directory")
@@ -345,7 +346,7 @@ def cmd_export(a) -> int:
         raise UserError(f"{a.path!r} is not a run directory (no config.json)")
     if a.step is not None and a.step not in store.steps():
         raise UserError(f"run {a.path!r} has no step {a.step}; steps: {store.steps()[-5:]}")
-    written = export_run(store, a.out, step=a.step, report=not a.no_report)
+    written = export_run(store, a.out, step=a.step, report=not a.no_report, force=a.force)
     for name, path in written.items():
         print(f"{name:20s} {path}")
     return 0
@@ -355,5 +356,5 @@ def cmd_import_decisions(a) -> int:
     from .readers.export import import_decisions
 
     events = import_decisions(RunStore(a.path), a.file, reviewer=a.reviewer)
-    print(f"imported {len(events)} decisions into {a.path}")
+    print(f"imported {len(events)} new decisions into {a.path} (rows already in its review log are skipped)")
     return 0
