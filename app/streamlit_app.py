@@ -18,7 +18,7 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts app/ on the path, not the 
 
 import streamlit as st  # noqa: E402
 
-from app import present  # noqa: E402
+from app import access, present  # noqa: E402
 from app.common import current_store, sync_run_with_url  # noqa: E402
 from app.worker import get_worker, is_live  # noqa: E402
 from engine.rundir import RunStore  # noqa: E402
@@ -98,9 +98,11 @@ def main() -> None:
     st.set_page_config(page_title="AML-KD Explorer", layout="wide",
                        initial_sidebar_state="collapsed" if presenting else "auto")
     start_embedding_warm_up()
+    access.sign_in_gate()  # with accounts: nothing but the sign-in form until this session signs in
     page = st.navigation(build_pages())
     sync_run_with_url()
     with st.sidebar:
+        access.sidebar_user()
         sidebar_status()
         present.sidebar_toggle()
     present.sync_url()

@@ -322,6 +322,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_imp.add_argument("file", help="decisions.csv / samples.csv / .json from an export")
     p_imp.add_argument("--reviewer", default=None, help="reviewer name for rows without one")
     p_imp.set_defaults(func=cmd_import_decisions)
+    p_users = sub.add_parser("users", help="accounts of the shared app: the users file named by $AMLKD_USERS")
+    p_users.add_argument("action", choices=("add", "remove"), help="add (or change) a user, or remove one")
+    p_users.add_argument("name", help="user name (1-64 printable characters)")
+    p_users.add_argument("--role", choices=("admin", "reviewer", "viewer"), default="viewer",
+                         help="admin: runs and trainings; reviewer: review and export; viewer: look (default)")
+    p_users.set_defaults(func=cmd_users)
     return parser
 
 
@@ -349,6 +355,22 @@ def cmd_export(a) -> int:
     written = export_run(store, a.out, step=a.step, report=not a.no_report, force=a.force)
     for name, path in written.items():
         print(f"{name:20s} {path}")
+    return 0
+
+
+def cmd_users(a) -> int:
+    from .rundir import users
+
+    path = users.users_path()
+    if path is None:
+        raise UserError(f"set {users.USERS_ENV} to the users file (e.g. {users.USERS_ENV}=/data/users.json)")
+    if a.action == "add":
+        password = sys.stdin.readline().rstrip("\r\n")
+        new = users.add_user(a.name, a.role, password, path)
+        print(f"{'added' if new else 'updated'} {a.name} ({a.role}) in {path}")
+    else:
+        users.remove_user(a.name, path)
+        print(f"removed {a.name} from {path}")
     return 0
 
 

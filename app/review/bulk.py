@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app.access import can, require
 from app.common import current_reviewer
 from app.figures import review as figs
 from app.review.actions import BULK_ORIGIN_KEY, views
@@ -25,6 +26,8 @@ def preview_captions(rows: np.ndarray, keys: np.ndarray, given: np.ndarray, refi
 
 
 def bulk_accept(path: str, rows: tuple, proposals: tuple, step: int, num_classes: int, origin: int | None) -> None:
+    if not require("review"):
+        return
     events = [dict(sample=i, decision="accept", reviewer=current_reviewer(), label=p, proposal=p, step=step)
               for i, p in zip(rows, proposals)]
     try:
@@ -63,5 +66,5 @@ def bulk_section(ctx: ReviewContext) -> None:
     st.button(f"Accept these {len(rows)} proposals", key="review_bulk_accept", on_click=bulk_accept,
               args=(ctx.path, tuple(int(i) for i in rows), tuple(int(snap["refined"][i]) for i in rows), opts.step,
                     len(names), views().sample),
-              disabled=not len(rows) or not opts.reviewer or opts.blind,
+              disabled=not len(rows) or not opts.reviewer or opts.blind or not can("review"),
               help="One action: Z undoes all of it. Disabled in blind mode and without a reviewer name.")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from app.access import can, denied_note, require
 from app.common import current_reviewer
 from app.review.context import ReviewContext, flash, md
 from engine.errors import UserError
@@ -32,6 +33,8 @@ def _report_zip(path: str, step: int | None) -> bytes:
 
 
 def _import(path: str, data: bytes, name: str) -> None:
+    if not require("export"):
+        return
     try:
         events = import_decisions(RunStore(path), data, current_reviewer() or None, name=name)
     except UserError as exc:
@@ -42,6 +45,9 @@ def _import(path: str, data: bytes, name: str) -> None:
 
 def export_section(ctx: ReviewContext) -> None:
     step, names, path = ctx.opts.step, ctx.class_names, ctx.path
+    if not can("export"):
+        denied_note("export")
+        return
 
     def table():
         return samples_table(RunStore(path), step, class_names=names)

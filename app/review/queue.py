@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app.access import shared
 from app.common import current_reviewer, set_reviewer
 from app.review.context import Options, ReviewContext
 from engine.readers.triage import (FLAGS, ORDERS, QUEUE_FILTERS, QUEUE_FRACTION, build_queue, expected_change, impact_scores,
@@ -34,8 +35,9 @@ def controls(steps: list[int], class_names) -> Options:
     if REVIEWER_WIDGET not in st.session_state:  # widget state is dropped on other pages: the session keeps the name
         st.session_state[REVIEWER_WIDGET] = current_reviewer()
     with st.sidebar:
-        st.text_input("Reviewer", key=REVIEWER_WIDGET, on_change=_reviewer_changed, max_chars=64,
-                      placeholder="your name (required)")
+        if not shared():  # with accounts the reviewer is the signed-in user
+            st.text_input("Reviewer", key=REVIEWER_WIDGET, on_change=_reviewer_changed, max_chars=64,
+                          placeholder="your name (required)")
         blind = st.toggle("Blind mode", key="review_blind",
                           help="Label each sample before the method's proposal and the other reviewers' votes show.")
         step = st.selectbox("Step", steps[::-1], key="review_step", help="Whose snapshot to review (default: last).")

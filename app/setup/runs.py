@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from app.access import can, require
 from app.common import RUN_DIR_KEY, current_store, open_run, runs_root
 from app.settings import delete_run, rename_run, run_rows
 from app.worker import forget_worker, is_live
@@ -48,6 +49,11 @@ def manage_runs() -> None:
     chosen = st.selectbox("Run", names, index=index, key="setup-chosen-run")
     path = Path(next(r["path"] for r in rows if r["name"] == chosen))
     busy = is_live(path)
+    if not can("manage"):  # with accounts, a viewer or reviewer opens runs only
+        if st.button("Open", key="setup-open", type="primary"):
+            open_run(path)
+            st.switch_page("views/train.py")
+        return
     open_col, rename_col, delete_col = st.columns(3)
     with open_col:
         if st.button("Open", key="setup-open", type="primary"):
@@ -71,6 +77,8 @@ def _is_open(path: Path) -> bool:
 
 
 def _rename(path: Path, new_name: str) -> None:
+    if not require("manage"):
+        return
     try:
         forget_worker(path)
         target = rename_run(path, new_name)
@@ -83,6 +91,8 @@ def _rename(path: Path, new_name: str) -> None:
 
 
 def _delete(path: Path) -> None:
+    if not require("manage"):
+        return
     try:
         forget_worker(path)
         was_open = _is_open(path)

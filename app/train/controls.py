@@ -6,6 +6,7 @@ import time
 
 import streamlit as st
 
+from app.access import can, require
 from app.common import open_run, runs_root
 from app.keys import HiddenButton, bound_to_step, hidden_buttons
 from app.settings import default_preset, suggest_run_name
@@ -25,7 +26,8 @@ def no_run_open() -> None:
     st.title("Train")
     st.info("No run is open.")
     preset = default_preset()
-    if st.button(f"Create the default run ({preset.name})", key="train-create-default", type="primary"):
+    if can("manage") and st.button(f"Create the default run ({preset.name})", key="train-create-default",
+                                   type="primary"):
         root = runs_root()
         path = root / suggest_run_name(preset.config, root)
         try:
@@ -51,6 +53,8 @@ def press(path: str, command: str, shown_step: int) -> None:
     ``shown_step`` is the step on screen when the button was drawn: a press made before the screen
     caught up with an earlier one (the run moved on, or is still busy with it) is dropped.
     """
+    if not require("manage" if command.startswith("reset") else "train"):
+        return
     worker = get_worker(path)
     if command == "pause":
         if worker.submit("pause"):
@@ -87,7 +91,7 @@ def settle(path: str) -> None:
 
 def controls(store: RunStore, status: dict, busy: bool, elsewhere: bool) -> None:
     done = status.get("state") == "done" or status.get("phase") == "done"
-    blocked = busy or elsewhere
+    blocked = busy or elsewhere or not can("train")  # with accounts: admins only
     path, shown = str(store.path), int(status.get("step", 0))
     row = st.container(horizontal=True, key="train-controls")
     row.button("Step", key="train-step", type="primary", disabled=blocked or done, shortcut="Right",

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from app.access import can, require
 from app.common import current_store, runs_root
 from app.compare_widgets import (LABEL_KINDS, comparable_with, create_and_queue, csv_button, curves_frame,
                                  describe_plan, figure_buttons, filtered_samples, outcome_patterns, plan_set,
@@ -43,7 +44,8 @@ def comparison_set(root: Path, names: list[str], expanded: bool) -> None:
             return
         st.markdown("Same data, noise, seed and schedule; only the method changes:\n\n" +
                     "\n".join(f"- {line}" for line in describe_plan(members)))
-        if st.button("Create and train them", key="compare-set-create", type="primary"):
+        if st.button("Create and train them", key="compare-set-create", type="primary",
+                     disabled=not can("train")) and require("train"):
             start_set(members)
     queue = current_queue()
     if queue is not None:
