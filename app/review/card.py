@@ -123,6 +123,38 @@ def card(ctx: ReviewContext, sample: int, revealed: bool) -> None:
                      column_config={"edge weight": st.column_config.NumberColumn(format="%.3f")}, width=420)
 
 
+def details(ctx: ReviewContext, sample: int, revealed: bool) -> None:
+    """Below the card (which shows the image, labels and evidence): where the sample lies among the points
+    (2-D data), its label's history over the steps, its nearest neighbours, and its decision log."""
+    names, dataset = ctx.class_names, ctx.dataset
+    near, sims = neighbours(ctx, sample)
+    labels = ctx.snapshot["refined"] if revealed else ctx.given
+    left, right = st.columns([1.0, 1.5])
+    with left:
+        if dataset.kind != "image":
+            st.plotly_chart(figs.points_figure(dataset.train_x, labels, names, sample, near, size=340),
+                            key="review_points", width="content")
+    with right:
+        if revealed:
+            steps, values = ctx.history
+            events = [d for d in ctx.decisions if d.sample == sample and d.step is not None]
+            st.plotly_chart(figs.history_figure(steps, values["refined"][:, sample], values["weight"][:, sample],
+                                                values["student_loss"][:, sample], names, int(ctx.given[sample]),
+                                                [(d.step, d.decision) for d in events]), key="review_history")
+        else:
+            st.caption("The label's history is hidden in blind mode until you decide.")
+    edge = np.maximum(sims, 0) ** ctx.power
+    st.caption(f"{len(near)} nearest neighbours ({'refined' if revealed else 'given'} label · edge weight)")
+    if dataset.kind == "image":
+        st.image([figs.thumbnail(dataset.train_x[j], scale=6) for j in near],
+                 caption=[f"{names[labels[j]]} · {w:.2f}" for j, w in zip(near, edge)], width=56)
+    else:
+        st.dataframe(pd.DataFrame({"sample": ctx.keys[near], "label": [names[labels[j]] for j in near],
+                                   "edge weight": edge.astype(np.float64)}), hide_index=True, height=240,
+                     column_config={"edge weight": st.column_config.NumberColumn(format="%.3f")}, width=420)
+    decision_log(ctx, sample)
+
+
 def decision_log(ctx: ReviewContext, sample: int) -> None:
     events = ctx.reviews.history(sample)
     if events:

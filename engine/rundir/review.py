@@ -631,6 +631,52 @@ class ReviewStore:
                     (reviewer, target[3])).fetchall()
             return [_insert(con, _undo_row(t, reviewer, step)) for t in targets]
 
+    def undo_client(self, reviewer: str, target: str, client_id: str,
+                    step: int | None = None) -> tuple[str, Decision | None]:
+        """Undo, sent by a browser as ``client_id``, of the decision that browser sent as ``target``.
+
+        Returns ``(status, current)``: ``"undone"`` (the decision is cancelled now), ``"duplicate"`` (this
+        undo was recorded before), or ``"gone"`` (nothing to undo: the decision was never recorded, is not
+        the reviewer's, or was undone already); ``current`` is the reviewer's current decision on that
+        sample afterwards (or ``None``).
+        """
+        reviewer = check_reviewer(reviewer)
+        self._check_log()
+        with self._connect(write=True) as con:
+            found = con.execute("SELECT id, sample, key, batch FROM events WHERE client_id = ?", (client_id,)).fetchone()
+            if found is not None:
+                return "duplicate", _current_of(con, found[1], reviewer)
+            row = con.execute("SELECT id, sample, key, batch FROM events WHERE client_id = ? AND reviewer = ? AND "
+                              "decision != 'undo' AND id NOT IN (SELECT undoes FROM events WHERE undoes IS NOT NULL)",
+                              (target, reviewer)).fetchone()
+            if row is None:
+                sample = con.execute("SELECT sample FROM events WHERE client_id = ?", (target,)).fetchone()
+                return "gone", None if sample is None else _current_of(con, sample[0], reviewer)
+            _insert(con, {**_undo_row(row, reviewer, step), "client_id": client_id})
+            return "undone", _current_of(con, row[1], reviewer)
+
+    def undo_last_client(self, reviewer: str, client_id: str, step: int | None = None) -> tuple[str, Decision | None]:
+        """:meth:`undo_last`, sent by a browser as ``client_id`` (recorded once); ``(status, current)`` as
+        :meth:`undo_client`, ``current`` on the sample of the (first) decision undone."""
+        reviewer = check_reviewer(reviewer)
+        self._check_log()
+        with self._connect(write=True) as con:
+            found = con.execute("SELECT sample FROM events WHERE client_id = ?", (client_id,)).fetchone()
+            if found is not None:
+                return "duplicate", _current_of(con, found[0], reviewer)
+            target = _undo_target(con, "reviewer = ?", [reviewer])
+            if target is None:
+                return "gone", None
+            targets = [target]
+            if target[3] is not None:
+                targets = con.execute(
+                    "SELECT id, sample, key, batch FROM events WHERE reviewer = ? AND batch = ? AND decision != "
+                    "'undo' AND id NOT IN (SELECT undoes FROM events WHERE undoes IS NOT NULL) ORDER BY id",
+                    (reviewer, target[3])).fetchall()
+            for n, t in enumerate(targets):
+                _insert(con, {**_undo_row(t, reviewer, step), "client_id": client_id if n == 0 else None})
+            return "undone", _current_of(con, target[1], reviewer)
+
     # ------------------------------------------------------------ reading
     def history(self, sample: int | None = None) -> list[Decision]:
         """Every event, oldest first (of one sample when given), undo events included."""
