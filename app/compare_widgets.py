@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app.text import md
+
 from engine.readers.compare import PerSample, method_label, run_results, same_data, table_text
 from engine.readers.export import safe_csv
 from engine.method import RunConfig
@@ -175,7 +177,8 @@ def progress_lines(queue) -> list[str]:
         status = RunStore(path).status() if path.is_dir() else {}
         step = f" · step {status.get('step', 0)}/{status.get('total_steps', '?')}" if status else ""
         phase = f" · {status.get('phase')}" if state == "training" and status.get("phase") else ""
-        lines.append(f"`{path.name}`: {state}{phase}{step}")
+        name = f"`{path.name}`" if "`" not in path.name else md(path.name)  # a code span shows it as text
+        lines.append(f"{name}: {state}{phase}{step}")
     return lines
 
 
@@ -200,7 +203,7 @@ def split_shared(frame: pd.DataFrame, columns=("dataset", "noise", "seed")) -> t
     """The table without the columns whose value every run shares, and those as one line
     (``dataset moons · noise symmetric 30% · seed 0``), so the rest fits a narrow screen."""
     shared = [c for c in columns if c in frame and frame[c].nunique() == 1]
-    line = " · ".join(f"{c} **{frame[c].iloc[0]}**" for c in shared)
+    line = " · ".join(f"{c} **{md(frame[c].iloc[0])}**" for c in shared)
     return frame.drop(columns=shared), line
 
 

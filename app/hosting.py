@@ -74,8 +74,17 @@ def launch_problem(address: str | None, accounts: bool, xsrf: bool = True) -> st
             "set, or configure [auth] in .streamlit/secrets.toml, or bind to 127.0.0.1")
 
 
+#: Sent with every HTTP answer: the page may load from this server (and data: / blob: URLs) only, so a name
+#: that reached the page as markup still could not make the browser fetch anything elsewhere.
+CONTENT_POLICY = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' data: blob:; "
+                  "font-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+                  "script-src 'self' 'unsafe-inline' 'unsafe-eval' blob: data:; connect-src 'self'; "
+                  "worker-src 'self' blob:; frame-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'")
+
+
 class HostCheck:
-    """ASGI middleware: answer 400 to any HTTP request or WebSocket whose Host is not in ``hosts``."""
+    """ASGI middleware: answer 400 to any HTTP request or WebSocket whose Host is not in ``hosts``; send
+    :data:`CONTENT_POLICY` with every other HTTP answer."""
 
     def __init__(self, app, hosts) -> None:
         self.app, self.hosts = app, frozenset(hosts)
@@ -93,4 +102,15 @@ class HostCheck:
                             "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
                 await send({"type": "http.response.body", "body": body})
                 return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_policy(message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"content-security-policy"]
+                headers.append((b"content-security-policy", CONTENT_POLICY.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_policy)

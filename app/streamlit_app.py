@@ -19,6 +19,7 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts app/ on the path, not the 
 import streamlit as st  # noqa: E402
 
 from app import access, present  # noqa: E402
+from app.text import md  # noqa: E402
 from app.common import current_store, sync_run_with_url  # noqa: E402
 from app.worker import get_worker, is_live  # noqa: E402
 from engine.rundir import RunStore  # noqa: E402
@@ -78,7 +79,7 @@ def _sidebar_body(path) -> None:
     store = RunStore(path)
     status = store.status()
     state = "training" if get_worker(path).busy else store.live_state(status)  # a dead process's run: stopped
-    st.markdown(f"**Open run** `{store.path.name}`")
+    st.markdown(f"**Open run** {md(store.path.name)}")
     st.caption(f"{state} · phase **{status.get('phase', '?')}** · step "
                f"{status.get('step', 0)}/{status.get('total_steps', '?')}")
     if status.get("state") == "error":

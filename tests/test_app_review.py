@@ -242,7 +242,7 @@ def test_reviewer_name_with_markup_goes_to_the_card_as_plain_text(run_dir):
     card = next(c for c in card_data(at)["cards"] if c["sample"] == sample)
     assert card["votes"] == [f"{name} (you): unsure"]  # the card sets it as text (textContent), never as HTML
     assert [d.reviewer for d in ReviewStore(run_dir).effective() if d.reviewer.startswith("<b>")] == [name]
-    assert any("reviewing as &#60;b&#62;Zo" in c.value for c in at.caption)  # markdown with the markup escaped
+    assert any("reviewing as \\<b\\>Zoë\\</b\\> \"Q\" \\*x\\*" in c.value for c in at.caption)  # markdown with the markup escaped
 
 
 def test_a_log_of_other_samples_is_refused_in_one_line(tmp_path, tiny_moons_run):
@@ -306,7 +306,7 @@ def test_votes_reviewers_and_text_helpers():
     assert verdict_text(None, ["x"]) == "not reviewed yet"
     frame = reviewers_frame(reviewer_agreement(votes, np.array([1])))
     assert frame.values.tolist() == [["ann", 1, 1, "0% of 1", "100% of 1"], ["bob", 1, 1, "100% of 1", "0% of 1"]]
-    assert md('<i>a*b</i> "q"') == "&#60;i&#62;a\\*b&#60;/i&#62; &#34;q&#34;"
+    assert md('<i>a*b</i> "q" ![x](http://h/y)') == '\\<i\\>a\\*b\\</i\\> "q" \\!\\[x\\](http://h/y)'
     assert preview_captions(np.array([1]), np.array(["k0", "k1"]), np.array([0, 0]), np.array([0, 1]),
                             np.array([0.5, 0.875]), ["x", "y"]) == ["k1: x → y (0.88)"]
 

@@ -10,7 +10,7 @@ import streamlit as st
 from app.access import can, require
 from app.common import current_reviewer
 from app.figures import review as figs
-from app.review.context import ReviewContext, flash
+from app.review.context import ReviewContext, flash, md
 from engine.errors import UserError
 from engine.rundir import ReviewStore
 from engine.readers.triage import bulk_candidates
@@ -32,7 +32,7 @@ def bulk_accept(path: str, rows: tuple, proposals: tuple, step: int, num_classes
     try:
         ReviewStore(path, num_classes=num_classes).record_many(events, once=True, batch=True)
     except UserError as exc:
-        flash("error", str(exc))
+        flash("error", md(exc))
         return
     flash("success", f"Accepted {len(events)} proposals in one action (Z undoes all of them).")
 

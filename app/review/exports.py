@@ -38,7 +38,7 @@ def _import(path: str, data: bytes, name: str) -> None:
     try:
         events = import_decisions(RunStore(path), data, current_reviewer() or None, name=name)
     except UserError as exc:
-        flash("error", str(exc))
+        flash("error", md(exc))
         return
     flash("success", f"Imported {len(events)} new decisions from {md(name)} (rows already recorded are skipped).")
 
@@ -76,7 +76,7 @@ def export_section(ctx: ReviewContext) -> None:
             events = parse_decisions(frame, ctx.keys, names, ctx.given, ctx.opts.reviewer or None,
                                      source=f"decisions file {upload.name!r}")
         except UserError as exc:
-            st.error(str(exc), icon=":material/error:")
+            st.error(md(exc), icon=":material/error:")
             return
         st.button(f"Import {len(events)} decisions", key="review_import", on_click=_import,
                   args=(path, data, upload.name), disabled=not events)

@@ -7,6 +7,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from app.text import md
+
 from app.access import can, require
 from app.common import RUN_DIR_KEY, current_store, open_run, runs_root
 from app.settings import delete_run, rename_run, run_rows
@@ -38,7 +40,7 @@ def manage_runs() -> None:
     st.subheader("Runs")
     root = runs_root()
     rows = run_rows(root)
-    st.caption(f"Runs in `{root}` (made here or with `python -m engine run --out {root}/NAME`).")
+    st.caption(f"Runs in {md(root)} (made here or with `python -m engine run --out RUNS/NAME`).")
     if not rows:
         st.info("No runs yet. The default run is one click away: **Create “Digits, 40% symmetric”** above.")
         return
@@ -83,7 +85,7 @@ def _rename(path: Path, new_name: str) -> None:
         forget_worker(path)
         target = rename_run(path, new_name)
     except UserError as exc:
-        st.error(f"Not renamed: {exc}")
+        st.error(f"Not renamed: {md(exc)}")
         return
     if _is_open(path):
         open_run(target)
@@ -98,7 +100,7 @@ def _delete(path: Path) -> None:
         was_open = _is_open(path)
         delete_run(path)
     except UserError as exc:
-        st.error(f"Not deleted: {exc}")
+        st.error(f"Not deleted: {md(exc)}")
         return
     if was_open:
         st.session_state.pop(RUN_DIR_KEY, None)

@@ -6,6 +6,8 @@ import time
 
 import streamlit as st
 
+from app.text import md
+
 from app.access import can, require
 from app.common import open_run, runs_root
 from app.keys import HiddenButton, bound_to_step, hidden_buttons
@@ -34,7 +36,7 @@ def no_run_open() -> None:
             with st.spinner("Creating the default run (loading the data, building the networks)..."):
                 run = Run.create(path, preset.config)
         except UserError as exc:
-            st.error(f"The default run was not created: {exc}")
+            st.error(f"The default run was not created: {md(exc)}")
             st.stop()
         get_worker(path).adopt(run)
         open_run(path)
@@ -124,7 +126,7 @@ def error_box(status: dict) -> None:
     message = status.get("error")
     if status.get("state") != "error" or not message:
         return
-    st.error(f"**{message[:1].upper() + message[1:]}**  \n"
+    st.error(f"**{md(message[:1].upper() + message[1:])}**  \n"
              f"The run is kept at step {status.get('step', 0)}, its last good step, and nothing after it was "
              "saved. Press **Step** to try again; if it fails again, change the settings on the Setup page "
              "(or **Reset** the run to start over from its settings).", icon="⚠️")

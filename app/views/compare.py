@@ -12,6 +12,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from app.text import md
+
 from app.access import can, require
 from app.common import current_store, runs_root
 from app.compare_widgets import (LABEL_KINDS, comparable_with, create_and_queue, csv_button, curves_frame,
@@ -40,10 +42,10 @@ def comparison_set(root: Path, names: list[str], expanded: bool) -> None:
         try:
             members = plan_set(root / chosen, ablations)
         except UserError as exc:
-            st.error(f"No comparison set from {chosen!r}: {exc}")
+            st.error(f"No comparison set from {md(chosen)}: {md(exc)}")
             return
         st.markdown("Same data, noise, seed and schedule; only the method changes:\n\n" +
-                    "\n".join(f"- {line}" for line in describe_plan(members)))
+                    "\n".join(f"- {md(line)}" for line in describe_plan(members)))
         if st.button("Create and train them", key="compare-set-create", type="primary",
                      disabled=not can("train")) and require("train"):
             start_set(members)
@@ -56,7 +58,7 @@ def start_set(members) -> None:
     with st.spinner("Creating the comparison set's runs (loading the data, building the networks)..."):
         problem = create_and_queue(members, runs_root(), is_live)
     if problem:
-        st.error(problem)
+        st.error(md(problem))
         return
     st.session_state[PICK] = [m.path.name for m in members]
     st.rerun()
@@ -67,7 +69,7 @@ def _progress(was_busy: bool) -> None:
     if queue is None or (was_busy and not queue.busy):
         st.rerun()  # the set is trained: redraw the whole page once, without the timers
     st.caption("Comparison set" + (", training one run after another:" if queue.busy else ":"))
-    st.markdown("\n".join(f"- {line}" for line in progress_lines(queue)))
+    st.markdown("\n".join(f"- {line}" for line in progress_lines(queue)))  # names as code spans
 
 
 def results(names: list[str], was_live: bool = False) -> None:
@@ -77,16 +79,16 @@ def results(names: list[str], was_live: bool = False) -> None:
     problems = same_data(stores)
     if problems:
         st.error("These runs cannot be compared: a fair comparison needs the same training samples with the "
-                 "same given labels.\n\n" + "\n".join(f"- {p}" for p in problems))
+                 "same given labels.\n\n" + "\n".join(f"- {md(p)}" for p in problems))
         return
     try:
         rows, points = comparison_table(stores), curves(stores)
     except UserError as exc:
-        st.error(f"These runs cannot be shown: {exc}")
+        st.error(f"These runs cannot be shown: {md(exc)}")
         return
     for row in rows:
         for warning in row["warnings"]:
-            st.warning(f"**{row['run']}**: {warning['message']}", icon=":material/warning:")
+            st.warning(f"**{md(row['run'])}**: {md(warning['message'])}", icon=":material/warning:")
     st.subheader("Results")
     frame, note = table_frame(rows), table_note(rows)
     table, shared = split_shared(frame)
@@ -115,7 +117,7 @@ def per_sample_view(stores, labels: dict[str, str]) -> None:
     try:
         view = per_sample(stores)
     except UserError as exc:
-        st.info(f"No per-sample view yet: {exc}.")
+        st.info(f"No per-sample view yet: {md(exc)}.")
         return
     which = st.radio("Compare each run's", list(LABEL_KINDS), format_func=LABEL_KINDS.get, horizontal=True,
                      key="compare-which")

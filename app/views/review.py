@@ -18,6 +18,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from app.text import md
+
 from app.common import open_run, require_store, runs_root, sync_reviewer_with_url
 from app.review import agreement, bulk, card, exports, live_card, ripple
 from app.review.context import load_context, md, show_flash
@@ -35,7 +37,7 @@ def open_store() -> RunStore:
             open_run(runs_root() / name)
             st.rerun()  # once, so that the sidebar (drawn before this page) shows the run too
         else:
-            st.warning(f"Run {name!r} was not found under {str(runs_root())!r}.")
+            st.warning(f"Run {md(name)} was not found under {md(runs_root())}.")
     store = require_store()
     if store.path.parent.resolve() == runs_root().resolve():
         st.query_params["run"] = store.path.name
@@ -64,7 +66,7 @@ def main() -> None:
         ctx = load_context(store, class_names, steps, opts)
         queue, exact, estimate = compute_queue(ctx)
     except UserError as exc:  # a review log of other samples, a damaged file: say so, change nothing
-        st.error(str(exc), icon=":material/error:")
+        st.error(md(exc), icon=":material/error:")
         st.stop()
     show_flash()
     disputed = sum(v.disputed for v in ctx.verdicts.values())

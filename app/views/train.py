@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app.text import md
+
 from app import present
 from app.common import RUN_DIR_KEY, current_store
 from app.keys import guard_repeats, release_focus
@@ -46,16 +48,16 @@ def main() -> None:
     try:
         config = store.config()
     except UserError as exc:
-        st.error(f"This run cannot be shown: {exc}")
+        st.error(f"This run cannot be shown: {md(exc)}")
         st.stop()
     st.title(present.title(f"Train · {store.path.name}", "Train"))
-    st.caption((f"`{store.path.name}` · " if present.is_on() else "") + config_summary(config))
+    st.caption((f"{md(store.path.name)} · " if present.is_on() else "") + config_summary(config))
     release_focus()
     # A double press steps once: a press is dropped while the step shown is the one of the previous press.
     guard_repeats(["ArrowRight", "PageDown"], [".st-key-train-step"], screen=STEP_SHOWN)
     if not present.is_on():
         with st.expander("All settings of this run", expanded=False):
-            st.caption(f"As saved in `{store.path / 'config.json'}`.")
+            st.caption(f"As saved in {md(store.path / 'config.json')}.")
             st.json(config.to_json(), expanded=2)
     skipped_files(store.skipped())
     live = is_live(store.path)
