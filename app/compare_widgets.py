@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.text import md
+from app.text import code_span, md
 
 from engine.readers.compare import PerSample, method_label, run_results, same_data, table_text
 from engine.readers.export import safe_csv
@@ -146,7 +146,7 @@ def describe_plan(members: list[Member]) -> list[str]:
     """One line per member: what pressing the button does to it."""
     what = lambda m: "finished, kept" if m.done else "exists, trained to the end" if m.config is None \
         else "created and trained"  # noqa: E731
-    return [f"**{m.label}** `{m.path.name}`: {what(m)}" for m in members]
+    return [f"**{m.label}** {code_span(m.path.name)}: {what(m)}" for m in members]
 
 
 def create_and_queue(members: list[Member], root: Path, is_live) -> str | None:
@@ -177,8 +177,7 @@ def progress_lines(queue) -> list[str]:
         status = RunStore(path).status() if path.is_dir() else {}
         step = f" · step {status.get('step', 0)}/{status.get('total_steps', '?')}" if status else ""
         phase = f" · {status.get('phase')}" if state == "training" and status.get("phase") else ""
-        name = f"`{path.name}`" if "`" not in path.name else md(path.name)  # a code span shows it as text
-        lines.append(f"{name}: {state}{phase}{step}")
+        lines.append(f"{code_span(path.name)}: {state}{phase}{step}")  # a code span shows the name as text
     return lines
 
 

@@ -15,7 +15,7 @@ models/     teacher/student networks (logits + features)
 rundir/     the run directory and its formats (no torch, no faiss):
               store (every file name, atomic writes, the trainer's lock), fields (summary.json and
               metrics.jsonl field lists), snapshot (the snapshot format), runfiles (checked readers),
-              review (the SQLite review log), health (warnings)
+              review (the SQLite review log), health (warnings), users (accounts)
 steps/      the step machine, sequencing only: phases (order, lengths, next-step text), run (Run.step()),
               handlers (what one step of each phase does), lifecycle (create, open, resume),
               checkpoint (state in, state out)

@@ -306,7 +306,7 @@ def test_votes_reviewers_and_text_helpers():
     assert verdict_text(None, ["x"]) == "not reviewed yet"
     frame = reviewers_frame(reviewer_agreement(votes, np.array([1])))
     assert frame.values.tolist() == [["ann", 1, 1, "0% of 1", "100% of 1"], ["bob", 1, 1, "100% of 1", "0% of 1"]]
-    assert md('<i>a*b</i> "q" ![x](http://h/y)') == '\\<i\\>a\\*b\\</i\\> "q" \\!\\[x\\](http://h/y)'
+    assert md('<i>a*b</i> "q" ![x](http://h/y)') == '\\<i\\>a\\*b\\</i\\> "q" \\!\\[x\\](`http://h/y)`'
     assert preview_captions(np.array([1]), np.array(["k0", "k1"]), np.array([0, 0]), np.array([0, 1]),
                             np.array([0.5, 0.875]), ["x", "y"]) == ["k1: x → y (0.88)"]
 

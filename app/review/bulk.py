@@ -52,7 +52,7 @@ def bulk_section(ctx: ReviewContext) -> None:
     if ctx.dataset.kind == "image" and len(rows):
         shown = rows[:THUMBNAILS]
         with st.container(key="review_bulk_preview"):
-            st.image([figs.thumbnail(ctx.dataset.train_x[i], scale=5) for i in shown], caption=captions[:len(shown)],
+            st.image([figs.thumbnail(ctx.dataset.train_x[i], scale=5) for i in shown], caption=[md(c) for c in captions[:len(shown)]],
                      width=64)
         if len(rows) > THUMBNAILS:
             st.caption(f"Thumbnails of the first {THUMBNAILS} of {len(rows)}.")

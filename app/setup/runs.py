@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app.text import md
+from app.text import md, text_table
 
 from app.access import can, require
 from app.common import RUN_DIR_KEY, current_store, open_run, runs_root
@@ -33,7 +33,7 @@ def run_table(rows: list[dict]) -> None:
         "student acc": number(r["student_test_accuracy"]), "refined prec": number(r["refined_label_precision"]),
     } for r in rows])
     with st.container(height=480 if len(table) > 8 else "content", border=False):  # many runs: scroll down, not across
-        st.table(table.set_index("run"))
+        st.table(text_table(table.set_index("run")))  # st.table renders Markdown: names escaped
 
 
 def manage_runs() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app.text import md
+from app.text import md, text_table
 
 from app.access import can, require
 from app.common import current_store, runs_root
@@ -45,7 +45,7 @@ def comparison_set(root: Path, names: list[str], expanded: bool) -> None:
             st.error(f"No comparison set from {md(chosen)}: {md(exc)}")
             return
         st.markdown("Same data, noise, seed and schedule; only the method changes:\n\n" +
-                    "\n".join(f"- {md(line)}" for line in describe_plan(members)))
+                    "\n".join(f"- {line}" for line in describe_plan(members)))
         if st.button("Create and train them", key="compare-set-create", type="primary",
                      disabled=not can("train")) and require("train"):
             start_set(members)
@@ -93,7 +93,7 @@ def results(names: list[str], was_live: bool = False) -> None:
     frame, note = table_frame(rows), table_note(rows)
     table, shared = split_shared(frame)
     st.markdown(f"Every run: {shared}" if shared else "")
-    st.table(table)
+    st.table(text_table(table))
     st.caption(note)
     table_buttons(frame, note)
 
@@ -124,7 +124,7 @@ def per_sample_view(stores, labels: dict[str, str]) -> None:
     patterns = outcome_patterns(view, which, labels)
     if patterns is not None:
         st.caption("Samples by which runs label them right (truth known):")
-        st.table(patterns)
+        st.table(text_table(patterns))
     choice = st.selectbox("Show samples", sample_filters(view), key="compare-filter")
     indices = filtered_samples(view, which, choice)
     st.caption(f"{len(indices)} samples {choice}" + (f"; the first {GRID} shown." if len(indices) > GRID else "."))
@@ -136,7 +136,7 @@ def per_sample_view(stores, labels: dict[str, str]) -> None:
         captions = [sample_caption(view, which, i, labels) for i in shown]
         for start in range(0, len(shown), 6):
             for cell, picture, caption in zip(st.columns(6), pictures[start:start + 6], captions[start:start + 6]):
-                cell.image(picture, caption=caption, width="stretch")
+                cell.image(picture, caption=md(caption), width="stretch")  # image captions are Markdown
     with st.container(horizontal=True):
         csv_button("Every sample (CSV)", pd.DataFrame(view.rows()), "per_sample.csv", "compare-samples-csv")
         if shown:

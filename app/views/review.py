@@ -18,8 +18,6 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.text import md
-
 from app.common import open_run, require_store, runs_root, sync_reviewer_with_url
 from app.review import agreement, bulk, card, exports, live_card, ripple
 from app.review.context import load_context, md, show_flash

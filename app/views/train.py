@@ -50,7 +50,7 @@ def main() -> None:
     except UserError as exc:
         st.error(f"This run cannot be shown: {md(exc)}")
         st.stop()
-    st.title(present.title(f"Train · {store.path.name}", "Train"))
+    st.title(present.title(f"Train · {md(store.path.name)}", "Train"))
     st.caption((f"{md(store.path.name)} · " if present.is_on() else "") + config_summary(config))
     release_focus()
     # A double press steps once: a press is dropped while the step shown is the one of the previous press.

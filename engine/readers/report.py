@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -127,19 +128,41 @@ def comparison_runs(store: RunStore) -> list[RunStore]:
 MARKDOWN_SPECIAL = "\\`*_[]{}!$~#|<>&"
 
 
+#: What GitHub-flavoured Markdown turns into a link even when its characters are escaped: addresses and e-mails.
+AUTOLINK = re.compile(r"(?:[a-z][a-z0-9+.-]*://|www\.)\S+|[\w.+-]+@[\w-]+\.[\w.-]+", re.IGNORECASE)
+
+
+def _code_span(text: str) -> str:
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    return f"{fence} {text} {fence}" if text.startswith("`") or text.endswith("`") else f"{fence}{text}{fence}"
+
+
 def markdown_text(value) -> str:
     """A name from data (a run, a dataset path, a class, a reviewer) as Markdown text: shown as written, never
     markup (no link, image, emphasis, HTML, math, colour or shortcode; one line).
 
     Quotes, dots, dashes and parentheses stay as they are (they make nothing without a ``[`` or ``!``), so the
-    text reads the same in the file; a ``:`` before a letter (a shortcode) gets a backslash too."""
+    text reads the same in the file; a ``:`` before anything but a space (a shortcode) gets a backslash too, and
+    an address or an e-mail (which Markdown links even when escaped) is written as code."""
+    text = " ".join(str(value).splitlines())
+    out, last = [], 0
+    for found in AUTOLINK.finditer(text):
+        out.append(_escape(text[last:found.start()]))
+        out.append(_code_span(found.group(0)))
+        last = found.end()
+    out.append(_escape(text[last:]))
+    return "".join(out)
+
+
+def _escape(text: str) -> str:
     out = []
-    text = str(value)
     for n, ch in enumerate(text):
-        if ch in MARKDOWN_SPECIAL or (ch == ":" and n + 1 < len(text) and text[n + 1].isalnum()):
+        nxt = text[n + 1] if n + 1 < len(text) else " "
+        heading = ch == "#" and n == 0 and nxt in " #"  # '#' makes a heading only at the start, before a space
+        if (ch in MARKDOWN_SPECIAL and ch != "#") or heading or (ch == ":" and not nxt.isspace()):
             out.append("\\" + ch)
         else:
-            out.append(" " if ch in "\r\n" else ch)
+            out.append(ch)
     return "".join(out)
 
 
