@@ -15,6 +15,7 @@ from app.access import can, denied_note
 from app.setup.create import quick_start
 from app.setup.custom import custom_run
 from app.setup.runs import manage_runs
+from app.setup.uploads import manage_uploads
 
 st.title("Setup")
 if can("manage"):  # with accounts: admins only
@@ -25,3 +26,4 @@ if can("manage"):  # with accounts: admins only
 else:
     denied_note("manage")
 manage_runs()
+manage_uploads()
