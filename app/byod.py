@@ -33,8 +33,9 @@ from engine.data import TEST_FRACTION, folder_summary, stratified_holdout
 from engine.data import guess_columns, label_file_report, label_table_preview, read_label_csv
 from engine.errors import UserError
 from engine.models import available_models, default_pair
-from engine.method import CIFAR10_CLASSES, asym_targets, load_matrix, nominal_noise_rate, parse_noise_spec
-from engine.rundir import RunStore, atomic_write_bytes
+from engine.method import CIFAR10_CLASSES, asym_targets, load_matrix, parse_noise_spec
+from engine.method import known_noise_rate as engine_known_noise_rate
+from engine.rundir import RunStore, atomic_write_bytes, uploads_dir
 
 log = logging.getLogger(__name__)
 
@@ -185,10 +186,6 @@ def default_models_for(kind: str, input_shape: tuple[int, ...]) -> tuple[str, st
 
 
 # ---------------------------------------------------------------- uploads
-def uploads_dir(root: str | Path) -> Path:
-    return Path(root) / "uploads"
-
-
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:12]
 
@@ -387,7 +384,7 @@ def label_report(spec: str, path: str | Path, key_column: str, label_column: str
     -------
     dict
         The engine's report (``ok``, ``error``, ``rows``, ``changed``,
-        ``truth_known``) plus ``noise_rate``: ``changed / truth_known``, or None.
+        ``truth_known``, ``noise_rate``: the label file's known noise rate, or None).
     """
     try:
         report = dict(_cached_report(spec, data_signature, _file_identity(path), key_column, label_column,
@@ -395,8 +392,6 @@ def label_report(spec: str, path: str | Path, key_column: str, label_column: str
     except (UserError, OSError) as exc:  # the data itself does not load (not cached: it may be fixed)
         return {"ok": False, "error": f"the label file cannot be checked because the data does not load: {exc}",
                 "rows": None, "changed": None, "truth_known": None, "noise_rate": None}
-    known, changed = report.get("truth_known"), report.get("changed")
-    report["noise_rate"] = changed / known if report["ok"] and known else None
     return report
 
 
@@ -447,17 +442,14 @@ def noise_problem(noise: str, facts: DataFacts | None) -> str | None:
 
 
 def known_noise_rate(noise: str, facts: DataFacts | None) -> float | None:
-    """The rate 'known' stands for, as the engine computes it (:func:`nominal_noise_rate`):
-    R for symmetric, pairflip and instance noise, R times the flipped classes'
-    share for ``asym``, the mean off-diagonal mass for a matrix. None when the
-    class counts are not known yet."""
-    spec = parse_noise_spec(noise)
-    if spec.kind in ("none", "symmetric", "pairflip", "instance"):
-        return nominal_noise_rate(spec, np.zeros(1, dtype=np.int64))
+    """The rate 'known' stands for on data with these facts: the engine's rule
+    (:func:`engine.method.noise.known_noise_rate`) given the training samples'
+    classes from their counts. None while the data decide it and their class
+    counts are not known yet (or the noise cannot apply to them)."""
     if facts is None or facts.class_counts is None or noise_problem(noise, facts):
-        return None
+        return engine_known_noise_rate(noise)
     true = np.repeat(np.arange(len(facts.class_counts)), facts.class_counts)
-    return float(nominal_noise_rate(spec, true, facts.class_names))
+    return engine_known_noise_rate(noise, true, facts.class_names)
 
 
 def run_name_stem(dataset_spec: str) -> str:

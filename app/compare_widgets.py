@@ -21,7 +21,7 @@ from app.text import code_span, md
 from engine.readers.compare import PerSample, method_label, run_results, same_data, table_text
 from engine.readers.export import safe_csv
 from engine.method import RunConfig
-from app.worker import get_worker, train_in_turn
+from app.worker import get_worker, torch_threads, train_in_turn
 from engine.errors import UserError
 from engine.steps import Run
 from engine.rundir import RunStore, list_runs
@@ -40,7 +40,7 @@ def run_names(root: Path) -> list[str]:
 
 def _stamp(path: Path) -> float:
     try:
-        return (path / "dataset.npz").stat().st_mtime
+        return RunStore(path).dataset_path.stat().st_mtime
     except OSError:
         return 0.0
 
@@ -158,7 +158,7 @@ def create_and_queue(members: list[Member], root: Path, is_live) -> str | None:
         return TRAINING_MESSAGE.format(name=busy)
     try:
         for member in (m for m in members if m.config is not None):
-            get_worker(member.path).adopt(Run.create(member.path, member.config))
+            get_worker(member.path).adopt(Run.create(member.path, member.config, threads=torch_threads()))
         train_in_turn([m.path for m in members if not m.done])
     except UserError as exc:
         return f"The comparison set was not started: {exc}"

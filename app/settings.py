@@ -6,7 +6,6 @@ phases. Everything here is pure or reads the run directory only.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from dataclasses import dataclass, replace
@@ -14,7 +13,8 @@ from pathlib import Path
 
 from app.byod import SOURCES, TORCHVISION_SETS, folder_spec, run_name_stem, torchvision_spec
 from engine.readers.compare import dataset_label, noise_label, run_results
-from engine.method import RunConfig, check_runnable
+from engine.method import (METHOD_NAMES, Preset, RunConfig, check_runnable, default_preset,  # noqa: F401
+                           known_noise_rate, load_presets)
 from engine.data import parse_dataset_spec
 from engine.data import TOY_DEFAULTS
 from engine.data import TEST_FRACTION, split_path_options
@@ -26,68 +26,52 @@ from engine.method import parse_noise_spec
 from engine.steps import phase_plan  # noqa: F401 - the app's timeline reads it from here
 from engine.rundir import RunStore, list_runs
 
-PRESETS_PATH = Path(__file__).resolve().parent.parent / "assets" / "presets.json"
 DATASETS = ("digits", "moons", "blobs", "circles")
 NOISE_KINDS = ("symmetric", "pairflip", "instance", "asym", "matrix", "none")
-SYNTHETIC_RATED = ("symmetric", "pairflip", "instance")  # 'known' rate = R, whatever the data
-METHOD_LABELS = {"aml-kd": "AML-KD", "ce": "CE (plain training)", "kd": "KD (plain distillation)"}
+METHOD_LABELS = {method: name + {"ce": " (plain training)", "kd": " (plain distillation)"}.get(method, "")
+                 for method, name in METHOD_NAMES.items()}
 NOISE_RATE_MODES = ("estimate", "known", "custom")
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 
 
 # ---------------------------------------------------------------- presets
-@dataclass(frozen=True)
-class Preset:
-    id: str
-    name: str
-    description: str
-    config: RunConfig
-
-
-def load_presets(path: Path = PRESETS_PATH) -> tuple[list[Preset], str]:
-    """The presets of ``assets/presets.json`` and the id of the default one."""
-    data = json.loads(Path(path).read_text())
-    presets = [Preset(p["id"], p["name"], p["description"], RunConfig.from_dict(p["config"]))
-               for p in data["presets"]]
-    ids = [p.id for p in presets]
-    if data["default"] not in ids:
-        raise UserError(f"default preset {data['default']!r} of {str(path)!r} is not one of {ids}")
-    return presets, data["default"]
-
-
-def default_preset() -> Preset:
-    presets, default_id = load_presets()
-    return next(p for p in presets if p.id == default_id)
+# Preset, load_presets and default_preset are engine.method.presets' (imported above): the CLI's
+# --preset reads the same file the same way.
 
 
 # ---------------------------------------------------------------- the Setup form
+_DEFAULT = RunConfig()  # the form's defaults are the config's (engine.method.config declares them)
+_NOISE = parse_noise_spec(_DEFAULT.noise)
+
+
 @dataclass(frozen=True)
 class SetupValues:
-    """The Setup form's fields: flat, one per widget."""
+    """The Setup form's fields: flat, one per widget. A field that is a run setting takes its default
+    from :class:`~engine.method.config.RunConfig`."""
 
-    dataset: str = "digits"
+    dataset: str = _DEFAULT.dataset
     toy_size: int = 600
     toy_spread: float = 0.15
     blob_classes: int = 4
-    noise_kind: str = "symmetric"
-    noise_rate: float = 0.4
-    method: str = "aml-kd"
+    noise_kind: str = _NOISE.kind
+    noise_rate: float = _NOISE.rate
+    method: str = _DEFAULT.method
     teacher: str = ""
     student: str = ""
-    teacher_epochs: int = 30
-    warmup_epochs: int = 4
-    refine_epochs: int = 32
-    mutual_epochs: int = 12
-    k: int = 20
-    alpha: float = 0.99
-    edge_power: float = 3.0
-    temperature: float = 4.0
-    kd_weight: float = 0.9
-    clean_kd_weight: float = 0.0
-    relational_weight: float = 0.5
-    noise_rate_mode: str = "estimate"
-    noise_rate_value: float = 0.4
-    seed: int = 0
+    teacher_epochs: int = _DEFAULT.schedule.teacher_epochs
+    warmup_epochs: int = _DEFAULT.schedule.warmup_epochs
+    refine_epochs: int = _DEFAULT.schedule.refine_epochs
+    mutual_epochs: int = _DEFAULT.schedule.mutual_epochs
+    k: int = _DEFAULT.graph.k
+    alpha: float = _DEFAULT.propagation.alpha
+    edge_power: float = _DEFAULT.graph.power
+    temperature: float = _DEFAULT.train.temperature
+    kd_weight: float = _DEFAULT.train.kd_weight
+    clean_kd_weight: float = _DEFAULT.train.clean_kd_weight
+    relational_weight: float = _DEFAULT.train.relational_weight
+    noise_rate_mode: str = "estimate" if _DEFAULT.noise_rate is None else "custom"
+    noise_rate_value: float = _NOISE.rate if _DEFAULT.noise_rate is None else _DEFAULT.noise_rate
+    seed: int = _DEFAULT.seed
     # bring your own data
     source: str = "builtin"  # one of app.byod.SOURCES
     folder_path: str = ""  # image folder (typed, or where an upload was unpacked)
@@ -102,10 +86,10 @@ class SetupValues:
     tv_test_n: int = 0
     matrix_path: str = ""
     labels: str = ""  # label CSV; its labels are the given labels (no synthetic noise)
-    key_column: str = "path"
-    label_column: str = "label"
+    key_column: str = _DEFAULT.key_column
+    label_column: str = _DEFAULT.label_column
     truth_column: str = ""
-    known_noise_rate: float | None = None  # what 'known' means where it is not R (asym, matrix, a label file)
+    known_noise_rate: float | None = None  # what 'known' is where the data decide it (asym, matrix, a label file)
     teacher_checkpoint: str = ""
     teacher_features: str = ""
 
@@ -117,10 +101,11 @@ class SetupValues:
         noise = parse_noise_spec(config.noise)
         kind = noise.kind if noise.kind in NOISE_KINDS else "symmetric"
         teacher, student = default_models(name)
+        known = known_noise_rate(noise, label_file=bool(config.labels))  # None: the data decide it
         if config.noise_rate is None:
             mode, value = "estimate", noise.rate
-        elif noise.kind in ("symmetric", "pairflip") and abs(config.noise_rate - noise.rate) < 1e-12:
-            mode, value = "known", noise.rate
+        elif known is not None and abs(config.noise_rate - known) < 1e-12:
+            mode, value = "known", config.noise_rate
         else:
             mode, value = "custom", config.noise_rate
         s = config.schedule
@@ -199,11 +184,10 @@ class SetupValues:
     def _noise_rate(self) -> float | None:
         if self.noise_rate_mode == "estimate":
             return None
-        if self.noise_rate_mode == "known":
-            if not self.labels and self.noise_kind == "none":
-                return 0.0
-            if not self.labels and self.noise_kind in SYNTHETIC_RATED:
-                return float(self.noise_rate)
+        if self.noise_rate_mode == "known":  # engine.method.noise.known_noise_rate: the data's where they decide
+            rate = known_noise_rate(self.noise_spec(), label_file=bool(self.labels))
+            if rate is not None:
+                return rate
             if self.known_noise_rate is None:
                 what = "the label file (no truth to compare with)" if self.labels else \
                     f"{self.noise_kind} noise on this data (not known until the data is)"

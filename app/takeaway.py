@@ -20,11 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.method import RunConfig
+from engine.method import LP_PHASES, METHOD_NAMES, RunConfig
 from engine.rundir import RunStore, list_runs
 
-#: Phases whose steps propagate labels: until one has run, "refined" labels are the given ones.
-PROPAGATING = ("propagate", "refine", "mutual")
 TAKEAWAY_SAMPLES = 5
 
 
@@ -34,7 +32,7 @@ def precision_label(metrics: list[dict]) -> tuple[str, str]:
     Before any step propagated labels (the teacher phase, or a CE/KD run) the
     refined labels are the given ones: say so.
     """
-    if any(m.get("phase") in PROPAGATING for m in metrics):
+    if any(m.get("phase") in LP_PHASES for m in metrics):  # until then the refined labels are the given ones
         return "refined_label_precision", "Refined-label precision"
     return "given_label_precision", "Given-label precision"
 
@@ -135,9 +133,6 @@ def instructive_samples(given: np.ndarray, refined: np.ndarray, true: np.ndarray
     return [int(i) for i in fixed[order][:count]]
 
 
-METHOD_NAMES = {"ce": "CE", "kd": "KD", "aml-kd": "AML-KD"}
-
-
 def takeaway_lines(metrics: list[dict], outcome: NoiseOutcome | None, method: str,
                    comparisons: dict[str, dict]) -> list[str]:
     """The takeaway as Markdown lines: label precision given -> refined, the noise, the student against
@@ -160,7 +155,7 @@ def takeaway_lines(metrics: list[dict], outcome: NoiseOutcome | None, method: st
                     if m.get("student_test_accuracy") is not None), None)
     if student is not None:
         text = f"**Student test accuracy** {student:.1%}"
-        others = [(name, comparisons[key]["student_test_accuracy"]) for key, name in (("ce", "CE"), ("kd", "KD"))
+        others = [(METHOD_NAMES[key], comparisons[key]["student_test_accuracy"]) for key in ("ce", "kd")
                   if key in comparisons and key != method]
         if others:
             text += " against " + ", ".join(f"{name} {acc:.1%} ({(student - acc) * 100:+.1f})"

@@ -175,6 +175,7 @@ class Worker:
         except Exception:  # noqa: BLE001 - the first command opens it again and reports what fails
             log.info("opening %s ahead of the first command failed", self.path, exc_info=True)
             return
+        run.close()  # opened ahead, not training yet: another process may still train it meanwhile
         with self._lock:
             if self._run is None and not self.busy:
                 self._run = run
@@ -193,6 +194,7 @@ class Worker:
 
     def adopt(self, run: Run) -> None:
         """Take a run the page just created, so the first step need not reopen it."""
+        run.close()
         with self._lock:
             if not self.busy:
                 self._run = run
@@ -203,6 +205,8 @@ class Worker:
         with self._lock:
             if self.busy:
                 raise UserError(f"run {self.path.name!r} is training; pause it and wait for the step to end")
+            if self._run is not None:
+                self._run.close()
             self._run = None
 
     # ---------------------------------------------------------------- the job
@@ -227,6 +231,8 @@ class Worker:
             log.exception("worker command %r on %s failed", command, self.path)
             self._fail(f"{command} failed: {describe_error(exc)}")
         finally:
+            if self._run is not None:
+                self._run.close()  # the lock is the trainer's: held while a command trains, not between
             self.progress, self.step_started, self.command = (0, 0), None, None
 
     def _open(self) -> Run:
@@ -244,7 +250,7 @@ class Worker:
         (``reviews-old-N.sqlite``) unless ``keep_reviews``."""
         config = RunStore(self.path).config()
         self._run = None
-        self._run = Run.create(self.path, config, force=True, keep_reviews=keep_reviews)
+        self._run = Run.create(self.path, config, force=True, keep_reviews=keep_reviews, threads=torch_threads())
         self.error = None
 
     def _step(self, run: Run) -> bool:

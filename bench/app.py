@@ -40,8 +40,9 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from app.figures.embedding import embedding_figure  # noqa: E402
-from engine.readers import embed; from engine import explain  # noqa: E402
+from engine.readers import embed, explain  # noqa: E402
 from engine.method.config import RunConfig, ScheduleConfig  # noqa: E402
+from engine.method.stages import STUDENT_PHASES  # noqa: E402
 from engine.rundir.store import RunStore  # noqa: E402
 
 TARGETS = {"embedding warm-started": 3.0, "what-if propagation (k changed)": 2.0,
@@ -72,7 +73,7 @@ def tiny_digits_run(folder: str) -> RunStore:
 def student_steps(store: RunStore) -> tuple[int, int]:
     """Two consecutive student steps whose features differ."""
     phases = {m["step"]: m["phase"] for m in store.metrics()}
-    steps = [s for s in store.steps() if phases[s] in ("warmup", "refine", "mutual", "student")]
+    steps = [s for s in store.steps() if phases[s] in STUDENT_PHASES]
     for a, b in zip(steps, steps[1:]):
         fa, fb = embed.step_features(store, a, "student"), embed.step_features(store, b, "student")
         if not np.array_equal(fa, fb):

@@ -32,12 +32,13 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from engine.method.config import SMALL_PAIR_TEACHER, RunConfig, defaults_for_teacher  # noqa: E402
-from engine.cli import SCHEDULE_FLAGS, TRAIN_FLAGS  # noqa: E402
+from engine.method.config import SMALL_PAIR_TEACHER, RunConfig, declared, defaults_for_teacher  # noqa: E402
 from engine.data import load_dataset  # noqa: E402
-from engine.method.noise import apply_noise, nominal_noise_rate, parse_noise_spec  # noqa: E402
+from engine.method.noise import apply_noise, known_noise_rate, parse_noise_spec  # noqa: E402
 from engine.steps.run import Run  # noqa: E402
 
+#: The schedule and training settings (engine.method.config declares them); their flags are the CLI's.
+KNOBS = {dest: item for dest, item in declared().items() if item.path[0] in ("schedule", "train")}
 BAR_OVER_CE = 0.05  # AML-KD's student must beat CE's by this much (accuracy)
 COLUMNS = (("method", "{}"), ("given_label_precision", "{:.3f}"), ("refined_label_precision", "{:.3f}"),
            ("teacher_test_accuracy", "{:.3f}"), ("student_test_accuracy", "{:.3f}"),
@@ -52,13 +53,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--methods", default="aml-kd,kd,ce", help="comma-separated, in order")
     schedule, train = defaults_for_teacher(SMALL_PAIR_TEACHER)
-    for name in SCHEDULE_FLAGS:
-        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(schedule, name),
-                       help=f"(default {getattr(schedule, name)}: the small pair's schedule)")
-    for name in TRAIN_FLAGS:
-        kind = int if name == "batch_size" else float
-        p.add_argument("--" + name.replace("_", "-"), type=kind, default=getattr(train, name),
-                       help=f"(default {getattr(train, name)})")
+    for dest, item in KNOBS.items():
+        default = getattr(schedule if item.path[0] == "schedule" else train, item.path[-1])
+        p.add_argument(item.setting.flag, dest=dest, type=int if item.setting.kind == "int" else float,
+                       default=default, help=f"{item.setting.help} (default {default}: the small pair's)")
     p.add_argument("--noise-rate", default="known",
                    help="r for small-loss selection: 'known' (the spec's nominal rate), 'estimate', or a number")
     p.add_argument("--threads", type=int, default=None,
@@ -79,14 +77,14 @@ def selection_rate(text: str, dataset, noise: str) -> float | None:
     if text == "estimate":
         return None
     if text == "known":
-        return nominal_noise_rate(parse_noise_spec(noise), dataset.train_true, dataset.class_names)
+        return known_noise_rate(parse_noise_spec(noise), dataset.train_true, dataset.class_names)
     return float(text)
 
 
 def config_for(args, method: str, teacher_checkpoint: str | None) -> RunConfig:
     schedule, train = defaults_for_teacher(SMALL_PAIR_TEACHER)
-    schedule = replace(schedule, **{name: getattr(args, name) for name in SCHEDULE_FLAGS})
-    train = replace(train, **{name: getattr(args, name) for name in TRAIN_FLAGS})
+    schedule = replace(schedule, **{i.path[-1]: getattr(args, d) for d, i in KNOBS.items() if i.path[0] == "schedule"})
+    train = replace(train, **{i.path[-1]: getattr(args, d) for d, i in KNOBS.items() if i.path[0] == "train"})
     return RunConfig(dataset=f"folder:{args.data}", noise=args.noise, method=method, seed=args.seed,
                      noise_rate=args.selection_rate, teacher=SMALL_PAIR_TEACHER, student="cifar-small-student",
                      teacher_checkpoint=teacher_checkpoint, schedule=schedule, train=train)

@@ -7,17 +7,20 @@ keeps it so, lazy imports included):
 
 base        errors (UserError, the errors a user can cause), device (CUDA when present, else CPU)
 method/     the method's pure rules and solvers, no files:
-              config (every run setting, declared once; check_runnable), noise (noise models, rate estimate),
+              config (every run setting, declared once; check_runnable), presets (assets/presets.json),
+              stages (phase names and sets), noise (noise models, the known noise rate, rate estimate),
               graph (faiss kNN), propagate (block CG), select (small loss), ambiguity (AWE),
               refinery (the label rules), losses, training (one epoch), augment, metrics
 data/       datasets: digits, 2-D toys, image folders, zips, torchvision sets, label files, features from elsewhere
 models/     teacher/student networks (logits + features)
 rundir/     the run directory and its formats (no torch, no faiss):
-              store (every file name, atomic writes, the trainer's lock), fields (summary.json and
-              metrics.jsonl field lists), snapshot (the snapshot format), runfiles (checked readers),
+              store (every file name, its reader and writer, atomic writes), lock (one trainer per run),
+              fields (summary.json and
+              metrics.jsonl field lists), snapshot (the snapshot format),
               review (the SQLite review log), health (warnings), users (accounts)
 steps/      the step machine, sequencing only: phases (order, lengths, next-step text), run (Run.step()),
-              handlers (what one step of each phase does), lifecycle (create, open, resume),
+              handlers (what one step of each phase does), networks (models, optimisers, forward passes),
+              state (progress in and out of a checkpoint), lifecycle (create, open, resume),
               checkpoint (state in, state out)
 readers/    for the app and the CLI: explain, triage, embed, compare, export, exportdir, report
 cli         python -m engine run|resume|compare|what-if|export|import-decisions

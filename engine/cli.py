@@ -11,9 +11,11 @@ import logging
 import sys
 from dataclasses import replace
 
-from .method.config import (ABLATIONS, METHODS, SMALL_PAIR_TEACHER, GraphConfig, PropagationConfig, RunConfig,
-                     ScheduleConfig, TrainConfig, defaults_for_teacher)
-from .errors import UserError
+from .errors import UserError, shown
+from .method.config import (SMALL_PAIR_TEACHER, RunConfig, ScheduleConfig, TrainConfig, declared,
+                            defaults_for_teacher, with_settings, with_teacher_defaults)
+from .method.noise import known_noise_rate, parse_noise_spec
+from .method.presets import load_presets, preset_named
 from .rundir.store import RunStore
 
 SUMMARY_COLUMNS = (
@@ -31,25 +33,40 @@ SUMMARY_COLUMNS = (
 )
 
 
-SCHEDULE_FLAGS = ("teacher_epochs", "teacher_patience", "warmup_epochs", "refine_epochs", "mutual_epochs")
-TRAIN_FLAGS = ("temperature", "kd_weight", "clean_kd_weight", "relational_weight", "mixup_alpha", "batch_size", "lr",
-               "teacher_lr")
-
-
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, status 2, no usage dump
         self.exit(2, f"error: {message}\n")
 
 
+def _default_text(item, small_schedule: ScheduleConfig, small_train: TrainConfig) -> str:
+    """`` (default X; valid: ...)``, with both defaults where the small 32x32 CPU pair has its own."""
+    meta = item.setting
+    valid = f"; valid: {meta.valid()}" if meta.kind in ("int", "real", "choice") else ""
+    if item.default is None or item.default == ():
+        return f" (default: {meta.why.removeprefix('None: ').removeprefix('empty: ')}{valid})"
+    block = {"schedule": small_schedule, "train": small_train}.get(item.path[0])
+    small = getattr(block, item.path[-1]) if block is not None else item.default
+    if small != item.default:
+        return f" (default: {item.default} for the digits pair, {small} for the small 32x32 CPU pair{valid})"
+    return f" (default {item.default}{valid})"
+
+
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
-    d, s, t, g, lp = RunConfig(), ScheduleConfig(), TrainConfig(), GraphConfig(), PropagationConfig()
-    p.add_argument("--dataset", default=d.dataset, help="digits, moons, blobs, circles (?n=&spread=), folder:DIR[?size=32&mode=RGB&augment=crop_flip"
-                        "&test=0.2], mnist:ROOT, fashion-mnist:ROOT, cifar10:ROOT, cifar100:ROOT "
-                        "(?download=1, ?n=N) (default digits)")
-    p.add_argument("--noise", default=None, help="none, symmetric:R, pairflip:R, asym:R (CIFAR-10 classes), "
-                   f"instance:R, matrix:FILE (default {d.noise}; none with --labels, which takes no synthetic noise)")
-    p.add_argument("--method", default=d.method, help=f"one of {', '.join(METHODS)}")
-    p.add_argument("--seed", type=int, default=0)
+    """One flag per declared run setting (:func:`engine.method.config.declared`), then the run's own."""
+    small_schedule, small_train = defaults_for_teacher(SMALL_PAIR_TEACHER)
+    presets, _ = load_presets()
+    p.add_argument("--preset", default=None, metavar="NAME",
+                   help="start from an app preset (" + ", ".join(p.short for p in presets) + "); other flags "
+                        "given with it override its values")
+    for item in declared().values():
+        meta = item.setting
+        text = meta.help + _default_text(item, small_schedule, small_train)
+        if meta.kind == "list":
+            p.add_argument(meta.flag, dest=item.dest, action="append", default=None, metavar="COMPONENT",
+                           help=text)
+        else:  # every value is read as text and checked by the config, so a bad one says what is valid
+            metavar = {"int": "N", "real": "X", "choice": "{" + ",".join(meta.choices) + "}"}.get(meta.kind)
+            p.add_argument(meta.flag, dest=item.dest, default=None, metavar=metavar, help=text)
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch's choice; 1 is best on a busy machine)")
     p.add_argument("--out", required=True, help="run directory to create")
@@ -57,74 +74,41 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                                                          "are set aside as reviews-old-N.sqlite)")
     p.add_argument("--keep-reviews", action="store_true", help="with --force: keep the review decisions, when the "
                                                                 "new run has the same samples and given labels")
-    p.add_argument("--noise-rate", default=None,
-                   help="r for small-loss selection: a number in [0, 1), 'known' (the synthetic rate), "
-                        "or omit to estimate it from stage 0")
-    p.add_argument("--teacher", default=None, help="teacher architecture (default: the dataset's pair)")
-    p.add_argument("--student", default=None, help="student architecture")
-    p.add_argument("--teacher-checkpoint", default=None, help="load the teacher instead of training it")
-    p.add_argument("--teacher-features", default=None, metavar="FILE",
-                   help="features from a stronger model for the kNN graph and stage 0: .npy (N, D) in sample "
-                        "order, .npz (features, optional keys, pred) or CSV with a key column")
-    p.add_argument("--without", action="append", default=[], metavar="COMPONENT",
-                   help="AML-KD ablation, repeatable: " + "; ".join(f"{k}: {v}" for k, v in ABLATIONS.items()))
-    p.add_argument("--labels", default=None, help="CSV of given labels replacing the dataset's")
-    p.add_argument("--key-column", default=d.key_column)
-    p.add_argument("--label-column", default=d.label_column)
-    p.add_argument("--truth-column", default=None)
-    p.add_argument("--k", type=int, default=g.k, help="neighbours per sample in the kNN graph")
-    p.add_argument("--edge-power", type=float, default=g.power, help="edge weight = similarity ** power")
-    p.add_argument("--alpha", type=float, default=lp.alpha, help="propagation alpha in (0, 1)")
-    p.add_argument("--lp-iterations", type=int, default=lp.max_iter, help="conjugate-gradient iterations")
-    default = "(default: {} for the digits pair, {} for the small 32x32 CPU pair)"
-    small_schedule, small_train = defaults_for_teacher(SMALL_PAIR_TEACHER)
-    p.add_argument("--temperature", type=float, default=None, help=f"KD temperature (default {t.temperature})")
-    p.add_argument("--kd-weight", type=float, default=None, help=f"(default {t.kd_weight})")
-    p.add_argument("--clean-kd-weight", type=float, default=None,
-                   help="AML-KD: weight of a KD term on the un-mixed inputs, in [0, 1] "
-                        + default.format(t.clean_kd_weight, small_train.clean_kd_weight))
-    p.add_argument("--relational-weight", type=float, default=None, help=f"(default {t.relational_weight})")
-    p.add_argument("--mixup-alpha", type=float, default=None,
-                   help="lambda ~ Beta(a, a) " + default.format(t.mixup_alpha, small_train.mixup_alpha))
-    p.add_argument("--batch-size", type=int, default=None, help=f"(default {t.batch_size})")
-    p.add_argument("--lr", type=float, default=None, help=f"student learning rate (default {t.lr})")
-    p.add_argument("--teacher-lr", type=float, default=None,
-                   help=default.format(t.teacher_lr, small_train.teacher_lr))
-    for name in SCHEDULE_FLAGS:
-        p.add_argument("--" + name.replace("_", "-"), type=int, default=None,
-                       help=default.format(getattr(s, name), getattr(small_schedule, name)))
 
 
-def config_from_args(a: argparse.Namespace, teacher: str | None = None) -> RunConfig:
+def config_from_args(a: argparse.Namespace, teacher: str | None = None, dataset=None) -> RunConfig:
     """Build and validate the run config from parsed flags (before any work).
 
-    Schedule and training flags left out take the defaults of ``teacher`` (the
-    architecture the run will train; see :func:`engine.method.config.defaults_for_teacher`).
+    Settings come from, first to last: the declared defaults, the preset
+    (``--preset``), the defaults of ``teacher`` (the architecture the run
+    will train; :func:`engine.method.config.with_teacher_defaults`) where
+    the schedule or training knobs keep the general ones, then every flag
+    given. ``--noise-rate known`` follows
+    :func:`engine.method.noise.known_noise_rate`; where that needs the data
+    (asym, a matrix, a label file) it reads ``dataset``, or loads it.
     """
-    try:
-        graph = GraphConfig(k=a.k, power=a.edge_power)
-        propagation = PropagationConfig(alpha=a.alpha, max_iter=a.lp_iterations)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    base_schedule, base_train = defaults_for_teacher(teacher)
-    chosen = {name: getattr(a, name) for name in SCHEDULE_FLAGS if getattr(a, name) is not None}
-    schedule = replace(base_schedule, **chosen)
-    chosen = {name: getattr(a, name) for name in TRAIN_FLAGS if getattr(a, name) is not None}
-    train = replace(base_train, **chosen)
-    noise = _noise(a.noise, a.labels)
-    if a.labels and a.noise_rate == "known":
-        raise UserError(f"--noise-rate known is the rate of synthetic noise, and --labels {a.labels!r} has none; "
-                        "give the label file's noise rate as a number, or omit --noise-rate to estimate it")
-    return RunConfig(dataset=a.dataset, noise=noise, method=a.method, seed=a.seed,
-                     noise_rate=_noise_rate(a.noise_rate, noise), teacher=a.teacher, student=a.student,
-                     teacher_checkpoint=a.teacher_checkpoint, teacher_features=a.teacher_features, labels=a.labels,
-                     key_column=a.key_column,
-                     label_column=a.label_column, truth_column=a.truth_column, graph=graph,
-                     propagation=propagation, schedule=schedule, train=train, without=tuple(a.without))
+    base = preset_named(a.preset).config if getattr(a, "preset", None) else RunConfig()
+    settings = declared()
+    given = {dest: item.setting.parse(getattr(a, dest)) if item.setting.kind != "list" else tuple(getattr(a, dest))
+             for dest, item in settings.items() if getattr(a, dest, None) is not None}
+    rate = given.pop("noise_rate", None)
+    given["noise"] = _noise(given.get("noise"), given.get("labels", base.labels), base.noise)
+    base = with_teacher_defaults(base, given.get("teacher", base.teacher) or teacher)
+    if isinstance(rate, str) and rate not in settings["noise_rate"].setting.words:
+        given["noise_rate"] = rate  # not a number: the config names it
+    config = with_settings(base, given)
+    if rate is None:
+        return config
+    if rate == "estimate":
+        return replace(config, noise_rate=None)
+    if rate == "known":
+        return replace(config, noise_rate=_known_rate(config, dataset))
+    return with_settings(config, {"noise_rate": rate})
 
 
-def _noise(noise: str | None, labels: str | None) -> str:
-    """The run's noise spec: the default, or ``none`` with a label file (which refuses any other)."""
+def _noise(noise: str | None, labels: str | None, default: str) -> str:
+    """The run's noise spec: the one given, else ``default``; ``none`` with a label file (which refuses any
+    other)."""
     from .data.labels import labels_with_noise_problem
 
     if labels:
@@ -132,24 +116,27 @@ def _noise(noise: str | None, labels: str | None) -> str:
         if problem:
             raise UserError(problem)
         return "none"
-    return noise if noise is not None else RunConfig().noise
+    return noise if noise is not None else default
 
 
-def _noise_rate(text: str | None, noise: str) -> float | None:
-    from .method.noise import parse_noise_spec
+def _known_rate(config: RunConfig, dataset=None) -> float:
+    """``--noise-rate known``: :func:`engine.method.noise.known_noise_rate`, with the data where it needs them."""
+    spec = parse_noise_spec(config.noise)
+    labelled = bool(config.labels)
+    rate = known_noise_rate(spec, label_file=labelled)
+    if rate is not None:
+        return rate
+    if dataset is None:
+        from .data import dataset_for_config
 
-    if text is None or text == "estimate":
-        return None
-    if text == "known":
-        spec = parse_noise_spec(noise)
-        if spec.kind not in ("symmetric", "pairflip", "instance", "none"):
-            raise UserError(f"--noise-rate known needs symmetric, pairflip or instance noise, not {noise!r}; "
-                            "give the rate as a number instead (asym:R flips about R/2 of balanced CIFAR-10)")
-        return spec.rate
-    try:
-        return float(text)
-    except ValueError:
-        raise UserError(f"--noise-rate {text!r} must be a number in [0, 1), 'known' or 'estimate'") from None
+        dataset = dataset_for_config(config)
+    rate = known_noise_rate(spec, dataset.train_true, dataset.class_names, given_labels=dataset.train_given,
+                            label_file=labelled)
+    if rate is None:
+        raise UserError(f"--noise-rate known is the share of the label file's labels that differ from the truth, "
+                        f"and no sample of --labels {shown(config.labels)} has a known truth; give the noise "
+                        "rate as a number, or omit --noise-rate to estimate it")
+    return rate
 
 
 def _drive(run) -> dict:
@@ -199,24 +186,25 @@ def _set_threads(threads: int | None) -> None:
 
 
 def cmd_run(a) -> int:
+    _set_threads(a.threads)
+    # every flag checked before any data is read ('known' may need the data: resolved once they are loaded)
+    draft = config_from_args(a if a.noise_rate != "known" else argparse.Namespace(**{**vars(a), "noise_rate": None}))
     from .data import dataset_for_config
     from .models import default_pair
     from .steps.run import Run
 
-    _set_threads(a.threads)
-    config = config_from_args(a)
     dataset = None  # the defaults follow the networks: the data decide the teacher unless it is named
-    if config.teacher is None:
-        dataset = dataset_for_config(config)
-    teacher = config.teacher or default_pair(dataset.kind, dataset.input_shape)[0]
-    config = config_from_args(a, teacher)
+    if draft.teacher is None or a.noise_rate == "known":
+        dataset = dataset_for_config(draft)
+    teacher = draft.teacher or default_pair(dataset.kind, dataset.input_shape)[0]
+    config = config_from_args(a, teacher, dataset)
     run = Run.create(a.out, config, force=a.force, dataset=dataset, keep_reviews=a.keep_reviews)
     if run.reviews_set_aside is not None:
         print(f"note: the replaced run's review decisions were moved to {run.reviews_set_aside}", file=sys.stderr)
     skipped = run.dataset.skipped
     if skipped:
         print(f"warning: {len(skipped)} input file(s) skipped, e.g. {skipped[0]}; all listed in "
-              f"{run.store.path / 'skipped.txt'}", file=sys.stderr)
+              f"{run.store.skipped_path}", file=sys.stderr)
     summary = _drive(run)
     print(format_table([{"run": a.out, **summary}]))
     return 0
@@ -225,14 +213,11 @@ def cmd_run(a) -> int:
 def cmd_resume(a) -> int:
     from .steps.run import Run
 
-    _set_threads(a.threads)
-    from .rundir.runfiles import read_summary
-
-    run = Run.open(a.path)
+    run = Run.open(a.path, threads=a.threads)  # the recorded threads unless given; a different count is refused
     if run.done:
         print(f"run {a.path} is already finished")
     _drive(run)
-    print(format_table([{"run": a.path, **read_summary(RunStore(a.path))}]))
+    print(format_table([{"run": a.path, **RunStore(a.path).summary()}]))
     return 0
 
 

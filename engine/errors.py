@@ -62,3 +62,46 @@ def reading(path, advice: str):
         raise
     except READ_ERRORS as exc:
         raise damaged(path, exc, advice) from None
+
+
+#: errno values that mean "no space left": the disk, or the user's quota.
+_FULL = {28, 122}  # ENOSPC, EDQUOT
+#: errno values that mean "not allowed to write here".
+_READ_ONLY = {1, 13, 30}  # EPERM, EACCES, EROFS
+
+
+def cannot_write(path, exc: BaseException) -> UserError | None:
+    """The one-line error of a write that failed for lack of space or permission, else None.
+
+    Distinct from :func:`damaged`: the file is not broken, the disk or folder
+    refuses it, and what is already saved stays as it was.
+    """
+    import os
+    from pathlib import Path
+
+    errno = getattr(exc, "errno", None)
+    if errno is None and isinstance(exc, RuntimeError) and "writ" in str(exc).lower():
+        folder = Path(path).parent  # torch's zip writer says "file write failed" without an errno
+        errno = 30 if not os.access(folder, os.W_OK) else 28
+    if errno in _FULL:
+        why = "the disk is full"
+    elif errno in _READ_ONLY:
+        why = "the folder is read-only (or not yours to write)"
+    else:
+        return None
+    return UserError(f"cannot write {str(path)!r}: {why}; nothing already saved was changed; "
+                     "free some space or make the folder writable, then try again")
+
+
+@contextmanager
+def writing(path):
+    """Turn a full disk or a read-only folder inside the block into :func:`cannot_write`'s one line."""
+    try:
+        yield
+    except UserError:
+        raise
+    except (OSError, RuntimeError) as exc:
+        error = cannot_write(path, exc)
+        if error is None:
+            raise
+        raise error from None

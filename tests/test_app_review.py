@@ -150,8 +150,6 @@ def test_sample_card_figures():
     from app.figures import review as figs
 
     names = ["a", "b", "c"]
-    image = figs.sample_image_figure(np.arange(4.0).reshape(1, 2, 2) / 3)
-    np.testing.assert_allclose(image.data[0].z, [[2 / 3, 1.0], [0.0, 1 / 3]])  # row 0 drawn on top
     points = np.array([[0, 0], [1, 0], [0, 1], [1, 1]], float)
     fig = figs.points_figure(points, np.array([0, 0, 1, 2]), names, focus=1, neighbors=np.array([0, 3]))
     by_name = {t.name: t for t in fig.data}
@@ -263,7 +261,7 @@ def test_a_log_of_other_samples_is_refused_in_one_line(tmp_path, tiny_moons_run)
     for extra in ("reviews.sqlite-wal", "reviews.sqlite-shm"):
         (path / extra).unlink(missing_ok=True)
     at = open_page(path)
-    assert "cannot be read" in at.error[0].value and "reviews.sqlite" in at.error[0].value
+    assert "is damaged" in at.error[0].value and "reviews.sqlite" in at.error[0].value
 
 
 # ---------------------------------------------------------------- pure helpers of the page

@@ -118,7 +118,7 @@ def existing_run(tmp_path_factory):
 
 BAD_ARGS = {
     "unknown dataset": (["--dataset", "imagenet"], "unknown dataset"),
-    "unknown method": (["--method", "coteaching"], "unknown method"),
+    "unknown method": (["--method", "coteaching"], "--method 'coteaching' is not valid; valid: aml-kd, ce, kd"),
     "unknown noise": (["--noise", "gaussian:0.3"], "noise"),
     "rate out of range": (["--noise", "symmetric:1.5"], "outside [0, 1)"),
     "noise-rate out of range": (["--noise-rate", "1.2"], "noise-rate"),

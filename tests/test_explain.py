@@ -130,9 +130,10 @@ def test_what_if_refuses_a_step_without_propagation_and_bad_knobs(tiny_moons_run
     store = RunStore(tiny_moons_run)
     with pytest.raises(UserError, match="runs no propagation"):
         explain.what_if(store, 4)
-    with pytest.raises(UserError, match="keep-least-confident=1.0 is out of range"):
+    with pytest.raises(UserError, match=r"^--keep-least-confident 1.0 is out of range; valid: a finite number in "
+                                         r"\[0, 1\)$"):
         explain.what_if(store, 3, keep_least_confident=1.0)
-    with pytest.raises(UserError, match="^alpha=1.5 is out of range"):
+    with pytest.raises(UserError, match=r"^--alpha 1.5 is out of range; valid: a finite number in \(0, 1\)$"):
         explain.what_if(store, 3, alpha=1.5)
     with pytest.raises(UserError, match="no step 99"):
         explain.what_if(store, 99)

@@ -7,7 +7,7 @@ import pytest
 
 from app.figures.embedding import (CLASS_COLORS, FLAG_COLORS, UNKNOWN_COLOR, class_color, embedding_figure,
                                    first_customdata, scale_sizes, selected_samples)
-from app.figures.graph import (class_scores_figure, confidence_figure, edge_traces, neighbourhood_figure, reached,
+from app.figures.graph import (class_scores_figure, confidence_figure, edge_traces, reached,
                                zoom_ranges)
 from app.figures.losses import GROUP_COLORS, loss_groups, loss_histogram_figure, trajectory_figure
 from app.samples import image_thumbnail, point_map, point_thumbnail, sample_caption, thumbnails
@@ -117,29 +117,10 @@ def test_edge_traces_bin_each_edge_once_by_relative_weight():
     assert edge_traces(xy, np.zeros((0, 2), int), np.zeros(0)) == []
 
 
-def test_neighbourhood_figure_colours_nodes_by_leading_class():
-    xy = np.array([[0, 0], [1, 0], [0, 1]], dtype=float)
-    scores = np.array([[0.8, 0.2], [0.5, 0.5], [0.1, 0.9]])
-    fig = neighbourhood_figure(xy, np.array([10, 11, 12]), scores, np.array([[0, 1], [0, 2]]),
-                               np.array([0.9, 0.3]), ["cat", "dog"], seed_labels=np.array([0, -1, 1]))
-    names = [t.name for t in fig.data]
-    assert names[-4:] == ["no mass yet", "cat", "dog", "sample #10"]
-    by_name = {t.name: t for t in fig.data}
-    assert by_name["no mass yet"].marker.color == UNKNOWN_COLOR and int(by_name["no mass yet"].customdata[0][0]) == 11
-    assert by_name["cat"].marker.color == class_color(0) and by_name["dog"].marker.color == class_color(1)
-    assert np.allclose(by_name["dog"].marker.size, [7 + 16 * 0.9])
-    assert by_name["sample #10"].marker.symbol == "star"
-    assert "seed: dog" in by_name["dog"].text[0]
-    assert sum(_points(t) for t in fig.data if t.mode == "markers") == 4  # 3 nodes + the centre star
-
-
-def test_neighbourhood_figure_zooms_to_the_nodes_over_a_faint_background():
+def test_zoom_ranges_frame_the_nodes_padded():
     background = np.array([[0, 0], [10, 10], [4, 4], [5, 5]], dtype=float)
-    fig = neighbourhood_figure(background[[2, 3]], np.array([2, 3]), np.array([[1.0, 0.0], [1.0, 0.0]]),
-                               np.array([[0, 1]]), np.array([1.0]), ["a", "b"], background_xy=background)
-    assert fig.data[0].name == "other samples" and _points(fig.data[0]) == 4
-    x_range, y_range = fig.layout.xaxis.range, fig.layout.yaxis.range
-    assert x_range == pytest.approx((3.85, 5.15)) and y_range == pytest.approx(x_range)  # side 1 * 1.3
+    x_range, y_range = zoom_ranges(background[[2, 3]], background)
+    assert x_range == pytest.approx([3.85, 5.15]) and y_range == pytest.approx(x_range)  # side 1 * 1.3
     lone = zoom_ranges(background[[2]], background)  # one node: 5% of the extent 10, padded
     assert lone == (pytest.approx([3.675, 4.325]), pytest.approx([3.675, 4.325]))
     assert zoom_ranges(background[[2, 3]], None) == (None, None)

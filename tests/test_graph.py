@@ -20,16 +20,6 @@ def brute_force_knn(features: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarra
     return idx, np.take_along_axis(sim, idx, axis=1)
 
 
-def test_config_defaults_and_validation():
-    assert GraphConfig() == GraphConfig(k=20, power=3.0)
-    for bad in (0, -1, 2.5, True, "3"):
-        with pytest.raises(ValueError, match=rf"^k={bad!r} is out of range; valid: a whole number >= 1"):
-            GraphConfig(k=bad)
-    for bad in (0, -1.0, float("nan"), float("inf")):
-        with pytest.raises(ValueError, match="^edge-power="):
-            GraphConfig(power=bad)
-
-
 def test_two_clusters_exact_neighbours():
     idx, sim = knn(TWO_CLUSTERS, k=2)
     expected = [{1, 2}, {0, 2}, {1, 0}, {4, 5}, {3, 5}, {4, 3}]

@@ -9,7 +9,7 @@ import pytest
 from engine.method.config import RunConfig, ScheduleConfig
 from engine.data import load_dataset
 from engine.data.labels import (apply_label_file, guess_columns, key_columns, label_file_report,
-                                 label_table_preview, labels_with_noise_problem, preview_label_file)
+                                 label_table_preview, labels_with_noise_problem)
 from engine.errors import UserError
 from engine.method.graph import GraphConfig
 from engine.steps.run import Phase, Run
@@ -70,7 +70,7 @@ def test_a_truth_column_overrides_and_empty_cells_mean_unknown(pets, tmp_path):
     assert labelled.train_true[0] == -1 and (labelled.train_true[1:] == 2).all()
     report = label_file_report(pets, path, "path", "label", "truth")
     assert report == {"ok": True, "error": None, "rows": len(keys), "changed": len(keys) - 1,
-                      "truth_known": len(keys) - 1}
+                      "truth_known": len(keys) - 1, "noise_rate": 1.0}  # every known truth differs
 
 
 # ---------------------------------------------------------------- errors naming the offenders
@@ -110,10 +110,8 @@ def test_missing_columns_files_and_empty_files(pets, tmp_path):
     assert report["ok"] is False and "no key column" in report["error"]
 
 
-def test_preview_and_column_guesses(tmp_path):
-    path = _write(tmp_path, {"Filename": ["a", "b", "c"], "noisy_label": ["x", "y", "z"], "gold": ["", "", ""]})
-    columns, head = preview_label_file(path, rows=2)
-    assert columns == ["Filename", "noisy_label", "gold"] and len(head) == 2
+def test_column_guesses():
+    columns = ["Filename", "noisy_label", "gold"]
     assert guess_columns(columns) == {"key": "Filename", "label": "noisy_label", "truth": "gold"}
     assert guess_columns(["a", "b"]) == {"key": None, "label": None, "truth": None}
 

@@ -158,3 +158,11 @@ def test_readme_and_docstring_name_every_module_of_the_layers():
                 continue
             assert f"{path.stem}.py" in layout, f"README's layout does not name {package}/{path.name}"
             assert re.search(rf"\b{path.stem}\b", engine.__doc__), f"engine/__init__.py does not name {path.stem}"
+
+
+def test_checkpoint_is_state_in_state_out():
+    """No callback into Run: the checkpoint module knows neither Run nor the state's fields."""
+    text = (ENGINE / "steps" / "checkpoint.py").read_text()
+    assert [t for _, t in imports_of(ENGINE / "steps" / "checkpoint.py")] == ["engine.errors", "engine.rundir.store"]
+    for field in ("Run.", "Run)", "phase_epoch", "best_holdout", "opt_student", "numpy_rng", "weight_net"):
+        assert field not in text, field

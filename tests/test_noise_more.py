@@ -7,7 +7,7 @@ import pytest
 
 from engine.method.config import RunConfig
 from engine.errors import UserError
-from engine.method.noise import (CIFAR10_CLASSES, NoiseSpec, apply_noise, instance_noise, nominal_noise_rate,
+from engine.method.noise import (CIFAR10_CLASSES, NoiseSpec, apply_noise, instance_noise, known_noise_rate,
                           parse_noise_spec, transition_matrix)
 
 NAMES = CIFAR10_CLASSES
@@ -107,9 +107,9 @@ def test_instance_noise_needs_inputs_and_has_no_matrix():
         transition_matrix(NoiseSpec("instance", 0.2), 4)
 
 
-def test_nominal_noise_rate_is_what_a_user_knows():
+def test_known_noise_rate_is_what_a_user_knows():  # every kind: tests/test_config.py
     true = np.repeat(np.arange(10), 10)
-    assert nominal_noise_rate(NoiseSpec("symmetric", 0.4), true) == 0.4
-    assert nominal_noise_rate(NoiseSpec("instance", 0.3), true) == 0.3
-    assert nominal_noise_rate(NoiseSpec("asym", 0.4), true, NAMES) == pytest.approx(0.2)
-    assert nominal_noise_rate(NoiseSpec("none", 0.0), true) == 0.0
+    assert known_noise_rate(NoiseSpec("symmetric", 0.4), true) == 0.4
+    assert known_noise_rate(NoiseSpec("instance", 0.3), true) == 0.3
+    assert known_noise_rate(NoiseSpec("asym", 0.4), true, NAMES) == pytest.approx(0.2)
+    assert known_noise_rate(NoiseSpec("none", 0.0), true) == 0.0

@@ -30,15 +30,6 @@ def row_normalised(z: np.ndarray) -> np.ndarray:
     return z / z.sum(axis=1, keepdims=True)
 
 
-def test_config_defaults_and_validation():
-    assert PropagationConfig() == PropagationConfig(alpha=0.99, max_iter=20, tol=1e-6)
-    flags = {"alpha": "alpha", "max_iter": "lp-iterations", "tol": "tol"}  # named as the CLI user types them
-    bad = [("alpha", 0), ("alpha", 1), ("alpha", -0.5), ("max_iter", 0), ("max_iter", 2.0), ("tol", 0)]
-    for name, value in bad:
-        with pytest.raises(ValueError, match=rf"^{flags[name]}={value!r} is out of range; valid: "):
-            PropagationConfig(**{name: value})
-
-
 def test_seed_matrix():
     labels = np.array([0, 2, 1, -1])
     seeds = seed_matrix(labels, 3, weights=np.array([0.5, 1.0, 0.2, 9.0]), mask=np.array([1, 1, 0, 0], bool))

@@ -467,10 +467,7 @@ def test_labels_without_noise_make_a_run_whose_noise_is_none(tmp_path):
     assert config_from_args(args).noise == "symmetric:0.4"
 
 
-def test_labels_with_a_known_noise_rate_are_refused(tmp_path, capsys):
-    labels = moons_labels(tmp_path)
-    refused(capsys, "run", "--dataset", "moons", "--labels", labels, "--noise-rate", "known", "--out",
-            tmp_path / "r", *TINY, names=["--noise-rate known", "as a number"])
+# --noise-rate known with a label file: tests/test_cli.py (the one rule, on every noise kind)
 
 
 def test_a_5_mb_unmatched_label_key_is_cut_short(tmp_path, capsys):

@@ -17,11 +17,12 @@ from engine.method.config import RunConfig
 from engine.errors import UserError
 from engine.method.graph import GraphConfig, build_graph
 from engine.method.propagate import PropagationConfig, propagate, seed_matrix
-from engine.rundir.review import (Decision, ReviewStore, agreement, apply_clamps, consensus_of, current_decisions,
-                           reviewer_agreement, samples_digest)
+from engine.method.refinery import apply_clamps
+from engine.rundir.review import (Decision, ReviewStore, agreement, consensus_of, current_decisions,
+                                  reviewer_agreement, samples_digest)
 from engine.rundir.snapshot import step_seeds
 from engine.readers.triage import (build_queue, bulk_candidates, expected_change, expected_impact, given_label_probability,
-                           impact_proxy, queue_precision, repropagate, review_flags, review_queue,
+                           impact_proxy, queue_precision, repropagate, review_flags,
                            self_confidence_ranking, step_replay, top_k_probability, worth_reviewing)
 from engine.rundir.store import RunStore
 
@@ -282,15 +283,6 @@ def test_review_flags_and_queue_orders():
     np.testing.assert_array_equal(np.flatnonzero(flags["relabelled"]), [1, 6])
     np.testing.assert_array_equal(np.flatnonzero(flags["ambiguous"]), [1, 3])  # lowest weights
     np.testing.assert_array_equal(np.flatnonzero(flags["low confidence"]), [2, 4])
-    np.testing.assert_array_equal(review_queue(snap, given, fraction=0.2), [3, 1, 6, 4, 2])  # most ambiguous first
-    np.testing.assert_array_equal(review_queue(snap, given, order="confidence", fraction=0.2), [4, 2, 6, 3, 1])
-    np.testing.assert_array_equal(review_queue(snap, given, flags=["relabelled"], classes=[0]), [1, 6])
-    impact = np.full(10, np.nan)
-    impact[[6, 2]] = [3.0, 5.0]
-    np.testing.assert_array_equal(review_queue(snap, given, order="impact", impact=impact, fraction=0.2),
-                                  [2, 6, 3, 1, 4])
-    with pytest.raises(UserError, match="unknown queue order"):
-        review_queue(snap, given, order="random")
 
 
 def test_bulk_candidates():
@@ -530,9 +522,10 @@ def test_log_made_before_digests_naming_missing_samples_is_refused(run_dir):
 def test_garbage_log_is_one_clear_error(run_dir, content):
     (run_dir / "reviews.sqlite").write_bytes(content)
     for call in (lambda r: r.latest(), lambda r: r.record(1, "keep", "ann"), lambda r: r.version()):
-        with pytest.raises(UserError, match="cannot be read") as info:
+        with pytest.raises(UserError, match="is damaged") as info:
             call(ReviewStore(run_dir))
         assert "reviews.sqlite" in str(info.value) and "move it out" in str(info.value)
+        assert "disk is full" not in str(info.value) and "read-only" not in str(info.value)
     assert (run_dir / "reviews.sqlite").read_bytes() == content  # left as it was
 
 

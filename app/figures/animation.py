@@ -174,7 +174,7 @@ def propagation_animation(node_xy: np.ndarray, node_ids: np.ndarray, history: Ma
         Sample index of each node.
     history : mapping iteration -> np.ndarray, shape (M, C)
         Class scores of the nodes after each recorded iteration (0 = the seeds).
-    edges, edge_weights : as :func:`app.figures.graph.neighbourhood_figure`
+    edges, edge_weights : np.ndarray, shapes (E, 2) (positions in ``node_xy``) and (E,)
     center : int
         Position of the picked sample (a star).
     background_xy : np.ndarray, shape (N, 2), optional

@@ -120,17 +120,6 @@ def flag_style(field: str | None, value: bool) -> tuple[str, str]:
     return styles[int(value)]
 
 
-def all_colors() -> set[str]:
-    """Every colour this module defines, upper-cased (for the palette test)."""
-    out = {v for v in globals().values() if isinstance(v, str) and (v.startswith("#") or v.startswith("rgba"))}
-    for table in (PHASE_COLORS, PHASE_SHADES, SERIES_COLORS):
-        out |= set(table.values())
-    out |= set(CLASS_COLORS) | set(EDGE_COLORS) | set(FLAG_COLORS)
-    for pair in FLAG_STYLES.values():
-        out |= {color for color, _ in pair}
-    return {c.upper().replace(" ", "") for c in out}
-
-
 def text_on(color: str) -> str:
     """Black or white, whichever reads better on the hex colour ``color`` (WCAG relative luminance)."""
     rgb = [int(color.lstrip("#")[i:i + 2], 16) / 255 for i in (0, 2, 4)]

@@ -27,28 +27,6 @@ def _bare_axes(fig: go.Figure) -> go.Figure:
     return fig
 
 
-def sample_image_figure(pixels: np.ndarray, title: str = "", size: int = 320) -> go.Figure:
-    """One image, large.
-
-    Parameters
-    ----------
-    pixels : np.ndarray, shape (H, W), (1, H, W) or (3, H, W)
-        Values in [0, 1].
-    """
-    pixels = np.asarray(pixels, dtype=np.float32)
-    if pixels.ndim == 3 and pixels.shape[0] == 1:
-        pixels = pixels[0]
-    if pixels.ndim == 2:  # grey: Greys maps 1 (ink) to black; pixels as crisp cells, row 0 on top
-        fig = go.Figure(go.Heatmap(z=pixels[::-1], colorscale="Greys", zmin=0, zmax=1, showscale=False,
-                                   hovertemplate="x %{x}, y %{y}: %{z:.2f}<extra></extra>"))
-        fig.update_yaxes(scaleanchor="x")
-    else:
-        fig = go.Figure(go.Image(z=thumbnail(pixels, scale=1)))
-    fig.update_layout(title=title, width=size, height=size + (30 if title else 0),
-                      margin=dict(l=0, r=0, t=30 if title else 0, b=0))
-    return _bare_axes(fig)
-
-
 def thumbnail(pixels: np.ndarray, scale: int = 6) -> np.ndarray:
     """An image as uint8 for ``st.image``, enlarged ``scale`` times without smoothing.
 

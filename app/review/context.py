@@ -91,7 +91,7 @@ def stamp(path: Path) -> int:
 def load_context(store: RunStore, class_names, steps: list[int], opts: Options) -> ReviewContext:
     """Read everything once; raises :class:`engine.errors.UserError` for a log the run cannot use."""
     path = str(store.path)
-    arrays = _arrays(path, stamp(store.path / "dataset.npz"))
+    arrays = _arrays(path, stamp(store.dataset_path))
     reviews = ReviewStore(store.path, num_classes=len(class_names))
     events = reviews.history()
     decisions = current_decisions(events)
@@ -103,7 +103,7 @@ def load_context(store: RunStore, class_names, steps: list[int], opts: Options) 
         given=arrays["given"].astype(np.int64), keys=arrays["keys"].astype(str), true=true,
         dataset=_dataset(path, stamp(store.config_path)), reviews=reviews, decisions=decisions,
         verdicts=consensus_of(decisions), version=events[-1].id if events else 0,
-        power=store.config().graph.power, history=_history(path, tuple(steps), stamp(store.path / "metrics.jsonl")),
+        power=store.config().graph.power, history=_history(path, tuple(steps), stamp(store.metrics_path)),
         mine={d.sample: d for d in decisions if d.reviewer == opts.reviewer})
 
 

@@ -10,7 +10,7 @@ from app.text import md
 
 from app.common import open_run, runs_root
 from app.settings import delete_run, load_presets, suggest_run_name, validate_run_name
-from app.worker import get_worker
+from app.worker import get_worker, torch_threads
 from engine.steps import load_teacher
 from engine.method import RunConfig
 from engine.errors import UserError
@@ -24,7 +24,7 @@ def create_run(config: RunConfig, name: str) -> bool:
         path = validate_run_name(name, root)
         fetching = ", downloading it" if "download=1" in config.dataset else ""
         with st.spinner(f"Creating run {name} (loading the data{fetching}, building the networks)..."):
-            run = Run.create(path, config)
+            run = Run.create(path, config, threads=torch_threads())
     except UserError as exc:
         st.error(f"The run was not created: {md(exc)}")
         return False

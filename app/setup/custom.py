@@ -22,7 +22,7 @@ from app.setup.create import create_run
 from app.setup.data_inputs import DataChoice, data_section
 from app.setup.label_inputs import label_section
 from app.setup.method_inputs import knob_inputs, loss_weight_inputs, method_inputs, noise_inputs, schedule_inputs
-from engine.method import RunConfig, ScheduleConfig, TrainConfig, defaults_for_teacher
+from engine.method import RunConfig, defaults_for_teacher, with_teacher_defaults
 from engine.errors import UserError
 from engine.rundir import RunStore, list_runs
 
@@ -60,17 +60,6 @@ def start_from() -> tuple[str, RunConfig]:
     return base_id, choices[base_id][1]
 
 
-def defaults_for_networks(base: RunConfig, teacher: str) -> RunConfig:
-    """The preset's config with the chosen teacher's default schedule and training knobs
-    (the small 32x32 CPU pair has its own) wherever the preset keeps the general defaults."""
-    schedule, train = defaults_for_teacher(teacher)
-    if base.schedule == ScheduleConfig():
-        base = replace(base, schedule=schedule)
-    if base.train == TrainConfig():
-        base = replace(base, train=train)
-    return base
-
-
 def custom_run() -> None:
     st.subheader("Custom run")
     base_id, base = start_from()
@@ -88,7 +77,7 @@ def custom_run() -> None:
     with method:
         st.markdown("**Method and networks**")
         method_values, method_problems = method_inputs(start, key, data.facts, (base.teacher, base.student))
-    base = defaults_for_networks(base, method_values["teacher"])
+    base = with_teacher_defaults(base, method_values["teacher"])  # the pair's schedule where base keeps the general one
     with schedule:
         st.markdown("**Schedule**")
         s = base.schedule

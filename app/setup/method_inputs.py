@@ -11,6 +11,7 @@ from app.text import md
 
 from app.byod import DataFacts, default_models_for, known_noise_rate, model_choices_for, noise_problem
 from app.settings import METHOD_LABELS, NOISE_KINDS, NOISE_RATE_MODES, SetupValues
+from engine.method import widget_limits
 
 NOISE_RATE_HELP = {"estimate": "estimate it after stage 0 (disagreement with the propagated labels)",
                    "known": "the rate of the noise above (a label file's: measured against the truth)",
@@ -101,16 +102,23 @@ def method_inputs(v: SetupValues, key: str, facts: DataFacts | None,
         problems.append(f"Features file {out['teacher_features'].strip()[:200]!r} is not a file; valid: a .npy, "
                         ".npz or .csv of the training samples' features, or leave it empty.")
         st.error(md(problems[-1]))
-    out["seed"] = st.number_input("Seed", 0, 2**31 - 1, int(v.seed), key=f"{key}seed")
+    out["seed"] = st.number_input("Seed", *widget_limits("seed")[:2], int(v.seed), key=f"{key}seed")
     return out, problems
+
+
+def _number(widget: str, label: str, setting: str, value, key: str, field: str | None = None, **options):
+    """A number input or slider of a declared run setting: min, max and step from its declaration
+    (:func:`engine.method.widget_limits`), keyed ``{key}{field}`` (``field`` defaults to ``setting``)."""
+    low, high, step = widget_limits(setting)
+    kind = type(low)
+    return getattr(st, widget)(label, low, high, kind(value), step, key=f"{key}{field or setting}", **options)
 
 
 def schedule_inputs(v: SetupValues, key: str) -> dict:
     st.caption("Epochs per phase (CE and KD train the student for warm-up + refine + mutual epochs).")
     fields = (("teacher_epochs", "Teacher (upper bound, early-stopped)"), ("warmup_epochs", "Warm-up"),
               ("refine_epochs", "Refine (stage 1)"), ("mutual_epochs", "Mutual (stage 2)"))
-    return {name: st.number_input(label, 0, 1000, int(getattr(v, name)), key=f"{key}{name}")
-            for name, label in fields}
+    return {name: _number("number_input", label, name, getattr(v, name), key) for name, label in fields}
 
 
 #: Why a knob is greyed out for a method (the method has no such part).
@@ -126,20 +134,18 @@ def knob_inputs(v: SetupValues, key: str, method: str = "aml-kd") -> dict:
     graph_off, kd_off = method != "aml-kd", method == "ce"
     if method in UNUSED_KNOBS:
         st.caption(UNUSED_KNOBS[method])
-    out = {"k": st.number_input("k neighbours in the graph", 1, 10_000, int(v.k), key=f"{key}k", disabled=graph_off),
-           "alpha": st.slider("Propagation alpha", 0.50, 0.999, float(v.alpha), 0.001, format="%.3f",
-                              key=f"{key}alpha", disabled=graph_off),
-           "edge_power": st.slider("Edge power (weight = similarity^p)", 1.0, 6.0, float(v.edge_power), 0.5,
-                                   key=f"{key}edge_power", disabled=graph_off),
-           "temperature": st.slider("KD temperature", 1.0, 10.0, float(v.temperature), 0.5,
-                                    key=f"{key}temperature", disabled=kd_off)}
+    out = {"k": _number("number_input", "k neighbours in the graph", "k", v.k, key, disabled=graph_off),
+           "alpha": _number("slider", "Propagation alpha", "alpha", v.alpha, key, format="%.3f", disabled=graph_off),
+           "edge_power": _number("slider", "Edge power (weight = similarity^p)", "edge_power", v.edge_power, key,
+                                 disabled=graph_off),
+           "temperature": _number("slider", "KD temperature", "temperature", v.temperature, key, disabled=kd_off)}
     modes = list(NOISE_RATE_MODES)
     out["noise_rate_mode"] = st.radio("Noise rate for small-loss selection", modes,
                                       index=modes.index(v.noise_rate_mode), key=f"{key}noise_rate_mode",
                                       format_func=lambda m: f"{m}: {NOISE_RATE_HELP[m]}", disabled=graph_off)
-    out["noise_rate_value"] = st.number_input("Custom noise rate", 0.0, 0.99, float(v.noise_rate_value), 0.05,
-                                              key=f"{key}noise_rate_value",
-                                              disabled=graph_off or out["noise_rate_mode"] != "custom")
+    out["noise_rate_value"] = _number("number_input", "Custom noise rate", "noise_rate", v.noise_rate_value, key,
+                                      field="noise_rate_value",
+                                      disabled=graph_off or out["noise_rate_mode"] != "custom")
     return out
 
 
@@ -154,16 +160,16 @@ def loss_weight_inputs(v: SetupValues, key: str, method: str) -> dict:
             st.caption("AML-KD: the terms on mixed images, plus the optional KD term on the un-mixed images "
                        "and the relational term (docs/ALGORITHM.md).")
         return {
-            "kd_weight": st.slider("KD weight", 0.0, 1.0, float(v.kd_weight), 0.05, key=f"{key}kd_weight",
-                                   disabled=method == "ce", help="Weight of the distillation term."),
-            "clean_kd_weight": st.slider(
-                "KD weight on un-mixed images", 0.0, 1.0, float(v.clean_kd_weight), 0.05,
-                key=f"{key}clean_kd_weight", disabled=method != "aml-kd",
+            "kd_weight": _number("slider", "KD weight", "kd_weight", v.kd_weight, key, disabled=method == "ce",
+                                 help="Weight of the distillation term."),
+            "clean_kd_weight": _number(
+                "slider", "KD weight on un-mixed images", "clean_kd_weight", v.clean_kd_weight, key,
+                disabled=method != "aml-kd",
                 help="A second KD term on the images before mixup (0: the authors' objective; the small "
                      "32x32 pair uses 0.9)."),
-            "relational_weight": st.slider(
-                "Relational weight", 0.0, 5.0, float(v.relational_weight), 0.05,
-                key=f"{key}relational_weight", disabled=method != "aml-kd",
+            "relational_weight": _number(
+                "slider", "Relational weight", "relational_weight", v.relational_weight, key,
+                disabled=method != "aml-kd",
                 help="Weight of the MSE between the student's and the teacher's batch similarity matrices "
                      "(refine stage)."),
         }

@@ -13,7 +13,7 @@ from app.access import can, require
 from app.common import RUN_DIR_KEY, current_store, open_run, runs_root
 from app.settings import delete_run, rename_run, run_rows
 from app.worker import forget_worker, is_live
-from engine.readers.compare import METHOD_NAMES
+from engine.method import METHOD_NAMES
 from engine.errors import UserError
 
 

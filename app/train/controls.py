@@ -12,7 +12,7 @@ from app.access import can, require
 from app.common import open_run, runs_root
 from app.keys import HiddenButton, bound_to_step, hidden_buttons
 from app.settings import default_preset, suggest_run_name
-from app.worker import get_worker
+from app.worker import get_worker, torch_threads
 from engine.errors import UserError
 from engine.steps import Run
 from engine.rundir import RunStore, list_runs
@@ -34,7 +34,7 @@ def no_run_open() -> None:
         path = root / suggest_run_name(preset.config, root)
         try:
             with st.spinner("Creating the default run (loading the data, building the networks)..."):
-                run = Run.create(path, preset.config)
+                run = Run.create(path, preset.config, threads=torch_threads())
         except UserError as exc:
             st.error(f"The default run was not created: {md(exc)}")
             st.stop()

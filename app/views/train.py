@@ -57,7 +57,7 @@ def main() -> None:
     guard_repeats(["ArrowRight", "PageDown"], [".st-key-train-step"], screen=STEP_SHOWN)
     if not present.is_on():
         with st.expander("All settings of this run", expanded=False):
-            st.caption(f"As saved in {md(store.path / 'config.json')}.")
+            st.caption(f"As saved in {md(store.config_path)}.")
             st.json(config.to_json(), expanded=2)
     skipped_files(store.skipped())
     live = is_live(store.path)

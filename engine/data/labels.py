@@ -82,13 +82,6 @@ def guess_columns(columns) -> dict[str, str | None]:
     return {"key": first(KEY_GUESSES), "label": first(LABEL_GUESSES), "truth": first(TRUTH_GUESSES)}
 
 
-def preview_label_file(path: str | Path, rows: int = 10) -> tuple[list[str], pd.DataFrame]:
-    """(column names, first ``rows`` rows) of a label file, unchecked: for a file the
-    user gave themselves. The Setup page shows :func:`label_table_preview` instead."""
-    table = read_label_csv(path)
-    return list(table.columns), table.head(rows)
-
-
 KEY_MATCH = 0.5  # share of a column's values that must be sample keys for it to count as a key column
 
 
@@ -319,14 +312,20 @@ def label_file_report(dataset: Dataset, path: str | Path, key_column: str, label
     dict
         ``ok`` (bool), ``error`` (the message, or None), ``rows``, and when ok:
         ``changed`` (labels differing from the dataset's truth, or None) and
-        ``truth_known`` (samples whose truth is known).
+        ``truth_known`` (samples whose truth is known) and ``noise_rate`` (the
+        file's known noise rate, :func:`engine.method.noise.known_noise_rate`:
+        ``changed / truth_known``, or None).
     """
+    from ..method.noise import known_noise_rate
+
     try:
         labelled = apply_label_file(dataset, path, key_column, label_column, truth_column)
     except UserError as exc:
-        return {"ok": False, "error": str(exc), "rows": None, "changed": None, "truth_known": None}
+        return {"ok": False, "error": str(exc), "rows": None, "changed": None, "truth_known": None,
+                "noise_rate": None}
     true = labelled.train_true
     known = None if true is None else true >= 0
     changed = None if known is None else int(np.sum(labelled.train_given[known] != true[known]))
     return {"ok": True, "error": None, "rows": labelled.num_train, "changed": changed,
-            "truth_known": None if known is None else int(known.sum())}
+            "truth_known": None if known is None else int(known.sum()),
+            "noise_rate": known_noise_rate("none", true, given_labels=labelled.train_given, label_file=True)}

@@ -1,18 +1,30 @@
 """Run configuration: frozen dataclasses per concept, composed into
 :class:`RunConfig`, validated on construction and saved with the run as JSON.
+
+Every run setting is declared once, here: a dataclass field whose metadata
+(:class:`Setting`) holds its CLI flag, help, kind (whole number, number,
+text, choice), valid range and the one-line reason for its default. From
+that one declaration come the CLI's flags (:func:`declared`, read by
+``engine.cli``), validation (:meth:`Setting.check`, run by every config's
+``__post_init__``, so a bad value gives one :class:`UserError` in the words a
+CLI user types: ``--lr inf is not finite; valid: a finite number > 0``) and
+the Setup page's defaults and widget limits (:func:`widget_limits`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import numbers
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 
-from ..errors import UserError
+from ..errors import UserError, shown
 from .noise import parse_noise_spec
 
 METHODS = ("aml-kd", "ce", "kd")
+#: How each method is named in tables, charts and sentences.
+METHOD_NAMES = {"aml-kd": "AML-KD", "ce": "CE", "kd": "KD"}
 #: Components of AML-KD an ablation can remove (``--without``), and what replaces each.
 ABLATIONS = {
     "awe": "uniform weights instead of the ambiguity-aware weights (stage 1 seeds and CE weights)",
@@ -29,6 +41,140 @@ def _is_int(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+# ---------------------------------------------------------------- one setting's declaration
+@dataclass(frozen=True)
+class Setting:
+    """How one run setting is given, checked and shown.
+
+    Parameters
+    ----------
+    flag : str
+        The CLI flag (``--lr``); messages name the setting by it.
+    help : str
+        What the setting does, one line.
+    kind : str
+        ``int`` (a whole number), ``real`` (a finite number), ``text``,
+        ``choice`` (one of ``choices``) or ``list`` (some of ``choices``).
+    low, high : float, optional
+        Valid range; ``low_open``/``high_open`` exclude the bound itself.
+    optional : bool
+        None is valid (the help says what it means).
+    words : tuple of str
+        Words the CLI accepts besides a value (``--noise-rate known``).
+    why : str
+        Why the default is what it is, one line.
+    ui : tuple (min, max, step), optional
+        The Setup page's widget limits where the valid range is open or
+        unbounded (a slider needs two ends); defaults to the valid range.
+    """
+
+    flag: str
+    help: str
+    kind: str = "real"
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[str, ...] = ()
+    optional: bool = False
+    words: tuple[str, ...] = ()
+    why: str = ""
+    ui: tuple[float, float, float] | None = None
+
+    def valid(self) -> str:
+        """What would be valid, in words: ``a whole number >= 1``, ``a finite number in [0, 1)``."""
+        if self.kind in ("choice", "list"):
+            return ", ".join(self.choices)
+        if self.kind == "text":
+            return "text" + (" (or leave it out)" if self.optional else "")
+        noun = "a whole number" if self.kind == "int" else "a finite number"
+        if self.low is not None and self.high is not None:
+            left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+            text = f"{noun} in {left}{_g(self.low)}, {_g(self.high)}{right}"
+        elif self.low is not None:
+            text = f"{noun} {'>' if self.low_open else '>='} {_g(self.low)}"
+        elif self.high is not None:
+            text = f"{noun} {'<' if self.high_open else '<='} {_g(self.high)}"
+        else:
+            text = noun
+        extra = [f"'{w}'" for w in self.words]
+        return text if not extra else f"{text}, {' or '.join(extra)}"
+
+    def problem(self, value) -> str | None:
+        """Why ``value`` is not valid for this setting (one line naming the flag), or None."""
+        if value is None and self.optional:
+            return None
+        said = f"{self.flag} {_shown(value)}"
+        if self.kind in ("int", "real"):
+            if not _is_real(value):
+                what = "is not a whole number" if self.kind == "int" else "is not a number"
+                return f"{said} {what}; valid: {self.valid()}"
+            if self.kind == "int" and not _is_int(value):
+                return f"{said} is not a whole number; valid: {self.valid()}"
+            if not math.isfinite(value):
+                return f"{said} is not finite; valid: {self.valid()}"
+            low_bad = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+            high_bad = self.high is not None and (value >= self.high if self.high_open else value > self.high)
+            return f"{said} is out of range; valid: {self.valid()}" if low_bad or high_bad else None
+        if self.kind == "list":
+            if isinstance(value, str) or not isinstance(value, (tuple, list)):
+                return f"{said} is not a list; valid: some of {self.valid()}"
+            bad = [v for v in value if v not in self.choices]
+            return None if not bad else f"{self.flag} {_shown(bad[0])} is not valid; valid: {self.valid()}"
+        if not isinstance(value, str):
+            return f"{said} is not text; valid: {self.valid()}"
+        if self.kind == "choice" and value not in self.choices:
+            return f"{said} is not valid; valid: {self.valid()}"
+        return None
+
+    def check(self, value) -> None:
+        """Raise :class:`UserError` (one line naming the flag and what is valid) unless ``value`` is valid."""
+        problem = self.problem(value)
+        if problem:
+            raise UserError(problem)
+
+    def parse(self, text: str):
+        """The value of the CLI text ``text`` (checked later, with the config): a number for ``int`` and
+        ``real`` settings where the text is one (``2.5`` stays 2.5, so the message says it is not whole);
+        a word of ``words`` or unparsable text as it is."""
+        if self.kind not in ("int", "real") or text in self.words:
+            return text
+        for convert in (int, float):
+            try:
+                number = convert(text)
+            except ValueError:
+                continue
+            return float(number) if self.kind == "real" else number
+        return text
+
+
+def _g(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else f"{number:g}"
+
+
+def _shown(value) -> str:
+    if isinstance(value, str):
+        return shown(value, 60)
+    text = repr(value)
+    return text if len(text) <= 60 else text[:60] + "..."
+
+
+def setting(default, flag: str, help: str, kind: str = "real", why: str = "", **limits):
+    """A dataclass field declaring one run setting (see :class:`Setting`)."""
+    meta = {"setting": Setting(flag, help, kind, why=why, **limits)}
+    if isinstance(default, (list, tuple)):
+        return field(default=tuple(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def check_declared(config) -> None:
+    """Check every declared field of one config dataclass: the first bad one raises."""
+    for f in fields(config):
+        if "setting" in f.metadata:
+            f.metadata["setting"].check(getattr(config, f.name))
+
+
+# ---------------------------------------------------------------- the settings
 @dataclass(frozen=True)
 class GraphConfig:
     """Settings of the kNN graph (:mod:`engine.method.graph`).
@@ -41,14 +187,13 @@ class GraphConfig:
         Exponent applied to the (non-negative) cosine similarity of an edge.
     """
 
-    k: int = 20  # the authors' value; enough to connect each class, few cross-class edges
-    power: float = 3.0  # s**3 as in Iscen et al.: sharpens the kernel towards close pairs
+    k: int = setting(20, "--k", "neighbours per sample in the kNN graph", "int", low=1, ui=(1, 10_000, 1),
+                     why="the authors' value; enough to connect each class, few cross-class edges")
+    power: float = setting(3.0, "--edge-power", "edge weight = similarity ** power", low=0, low_open=True,
+                           ui=(1.0, 6.0, 0.5), why="s**3 as in Iscen et al.: sharpens the kernel towards close pairs")
 
     def __post_init__(self) -> None:
-        if not _is_int(self.k) or self.k < 1:
-            raise UserError(f"k={self.k!r} is out of range; valid: a whole number >= 1")
-        if not _is_real(self.power) or not self.power > 0 or not math.isfinite(self.power):
-            raise UserError(f"edge-power={self.power!r} is out of range; valid: a finite number > 0")
+        check_declared(self)
 
 
 @dataclass(frozen=True)
@@ -65,18 +210,20 @@ class PropagationConfig:
         A class column stops once its relative residual is ``<= tol``.
     """
 
-    alpha: float = 0.99  # the authors' value: labels travel far along the graph
-    max_iter: int = 20  # the authors' value: LP is re-run every epoch, 20 CG steps suffice
-    tol: float = 1e-6  # the authors' value; rarely reached within 20 steps
+    alpha: float = setting(0.99, "--alpha", "propagation alpha: weight of the graph against the seeds", low=0,
+                           high=1, low_open=True, high_open=True, ui=(0.5, 0.999, 0.001),
+                           why="the authors' value: labels travel far along the graph")
+    max_iter: int = setting(20, "--lp-iterations", "conjugate-gradient iterations at most", "int", low=1,
+                            ui=(1, 1000, 1), why="the authors' value: LP is re-run every epoch, 20 CG steps suffice")
+    tol: float = setting(1e-6, "--lp-tol", "a class stops once its relative residual is <= this", low=0,
+                         low_open=True, ui=(1e-9, 1e-2, 1e-6), why="the authors' value; rarely reached within 20 steps")
 
     def __post_init__(self) -> None:
-        if not _is_real(self.alpha) or not 0 < self.alpha < 1:
-            raise UserError(f"alpha={self.alpha!r} is out of range; valid: 0 < alpha < 1")
-        if not _is_int(self.max_iter) or self.max_iter < 1:
-            raise UserError(f"lp-iterations={self.max_iter!r} is out of range; valid: a whole number >= 1")
-        if not _is_real(self.tol) or not self.tol > 0 or not math.isfinite(self.tol):
-            raise UserError(f"tol={self.tol!r} is out of range; valid: a finite number > 0")
+        check_declared(self)
 
+
+def _epochs(default: int, flag: str, help: str, why: str):
+    return setting(default, flag, help, "int", low=0, ui=(0, 1000, 1), why=why)
 
 
 @dataclass(frozen=True)
@@ -84,20 +231,22 @@ class ScheduleConfig:
     """Epochs per phase. Digits defaults keep the authors' proportions of 240
     epochs (warm-up 1/12, refine to 3/4, mutual the rest) scaled to 48."""
 
-    teacher_epochs: int = 30  # upper bound; early stopping usually ends sooner
-    teacher_patience: int = 5  # epochs without a better held-out accuracy before stopping
-    teacher_holdout: float = 0.1  # fraction of given labels held out to stop the teacher
-    warmup_epochs: int = 4  # 48 / 12
-    refine_epochs: int = 32  # to epoch 36 = 3/4 of 48
-    mutual_epochs: int = 12  # the last quarter
+    teacher_epochs: int = _epochs(30, "--teacher-epochs", "teacher epochs at most (early stopping may end sooner)",
+                                  "upper bound; early stopping usually ends sooner")
+    teacher_patience: int = _epochs(5, "--teacher-patience", "teacher epochs without a better held-out accuracy "
+                                    "before it stops", "long enough to ride out one noisy epoch")
+    teacher_holdout: float = setting(0.1, "--teacher-holdout", "fraction of the given labels held out to stop the "
+                                     "teacher early (0: no hold-out, no early stop)", low=0, high=0.5,
+                                     high_open=True, ui=(0.0, 0.45, 0.05),
+                                     why="a tenth: enough held-out labels to see the teacher start memorising")
+    warmup_epochs: int = _epochs(4, "--warmup-epochs", "student warm-up epochs (CE + mixup CE + KD)", "48 / 12")
+    refine_epochs: int = _epochs(32, "--refine-epochs", "stage 1 epochs (refine on the teacher's graph)",
+                                 "to epoch 36 = 3/4 of 48")
+    mutual_epochs: int = _epochs(12, "--mutual-epochs", "stage 2 epochs (student and teacher graphs in turn)",
+                                 "the last quarter")
 
     def __post_init__(self):
-        for f in ("teacher_epochs", "warmup_epochs", "refine_epochs", "mutual_epochs", "teacher_patience"):
-            value = getattr(self, f)
-            if not isinstance(value, int) or value < 0:
-                raise UserError(f"{f.replace('_', '-')}={value} must be a whole number >= 0")
-        if not 0.0 <= self.teacher_holdout < 0.5:
-            raise UserError(f"teacher-holdout={self.teacher_holdout} must lie in [0, 0.5)")
+        check_declared(self)
 
     @property
     def student_epochs(self) -> int:
@@ -108,74 +257,100 @@ class ScheduleConfig:
 class TrainConfig:
     """Optimisation and loss knobs (the authors' values where they give one)."""
 
-    batch_size: int = 64  # small data: many steps per epoch
-    lr: float = 0.05  # student SGD, cosine-annealed over the student's epochs
-    teacher_lr: float = 0.01  # smaller: on noisy labels a calmer teacher early-stops more reliably
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    temperature: float = 4.0  # KD temperature tau
-    kd_weight: float = 0.9  # weight of the KD term
-    clean_kd_weight: float = 0.0  # AML-KD phases: weight of a second KD term on the un-mixed inputs
-    relational_weight: float = 0.5  # weight of MSE(G_S, G_T)
-    mixup_alpha: float = 4.0  # lambda ~ Beta(4, 4)
-    keep_least_confident: float = 0.05  # stage 0: this fraction keeps the given label
-    awe_iterations: int = 100  # full-batch steps fitting the weight network each round
-    awe_lr: float = 0.01
+    batch_size: int = setting(64, "--batch-size", "samples per SGD step", "int", low=2, ui=(2, 4096, 1),
+                              why="small data: many steps per epoch")
+    lr: float = setting(0.05, "--lr", "student learning rate (SGD, cosine-annealed over the student's epochs)",
+                        low=0, low_open=True, ui=(1e-4, 1.0, 0.01), why="the authors' value for the student")
+    teacher_lr: float = setting(0.01, "--teacher-lr", "teacher learning rate", low=0, low_open=True,
+                                ui=(1e-4, 1.0, 0.01),
+                                why="smaller: on noisy labels a calmer teacher early-stops more reliably")
+    momentum: float = setting(0.9, "--momentum", "SGD (Nesterov) momentum of teacher and student", low=0, high=1,
+                              low_open=True, high_open=True, ui=(0.01, 0.99, 0.01),
+                              why="the authors' value; Nesterov needs it above 0")
+    weight_decay: float = setting(5e-4, "--weight-decay", "SGD weight decay of teacher and student", low=0,
+                                  ui=(0.0, 0.01, 1e-4), why="the authors' value for small networks")
+    temperature: float = setting(4.0, "--temperature", "KD temperature tau", low=0, low_open=True,
+                                 ui=(1.0, 10.0, 0.5), why="the authors' tau: soft enough to carry the dark knowledge")
+    kd_weight: float = setting(0.9, "--kd-weight", "weight of the KD term", low=0, high=1, ui=(0.0, 1.0, 0.05),
+                               why="the authors' value: the teacher's soft labels dominate")
+    clean_kd_weight: float = setting(0.0, "--clean-kd-weight", "AML-KD: weight of a KD term on the un-mixed inputs",
+                                     low=0, high=1, ui=(0.0, 1.0, 0.05),
+                                     why="0: the authors' objective distils on mixed inputs only")
+    relational_weight: float = setting(0.5, "--relational-weight", "weight of MSE(G_S, G_T), the relational term",
+                                       low=0, ui=(0.0, 5.0, 0.05), why="the authors' value")
+    mixup_alpha: float = setting(4.0, "--mixup-alpha", "mixup: lambda ~ Beta(a, a)", low=0, low_open=True,
+                                 ui=(0.1, 10.0, 0.1), why="the authors' Beta(4, 4): blends near half and half")
+    keep_least_confident: float = setting(0.05, "--keep-least-confident", "stage 0: this fraction of the least "
+                                          "confident samples keeps its given label", low=0, high=1, high_open=True,
+                                          ui=(0.0, 0.95, 0.05), why="the authors' 5%")
+    awe_iterations: int = setting(100, "--awe-iterations", "full-batch steps fitting the AWE weight network each "
+                                  "round", "int", low=1, ui=(1, 10_000, 1),
+                                  why="enough for the small network to settle every epoch")
+    awe_lr: float = setting(0.01, "--awe-lr", "learning rate (Adam) of the AWE weight network", low=0,
+                            low_open=True, ui=(1e-4, 1.0, 0.001), why="Adam's usual step for a small network")
 
     def __post_init__(self):
-        checks = {  # name: (value, ok, what is valid)
-            "batch-size": (self.batch_size, self.batch_size >= 2, "a whole number >= 2"),
-            "lr": (self.lr, self.lr > 0, "> 0"),
-            "teacher-lr": (self.teacher_lr, self.teacher_lr > 0, "> 0"),
-            "temperature": (self.temperature, self.temperature > 0, "> 0"),
-            "kd-weight": (self.kd_weight, 0 <= self.kd_weight <= 1, "0..1"),
-            "clean-kd-weight": (self.clean_kd_weight, 0 <= self.clean_kd_weight <= 1, "0..1"),
-            "relational-weight": (self.relational_weight, self.relational_weight >= 0, ">= 0"),
-            "mixup-alpha": (self.mixup_alpha, self.mixup_alpha > 0, "> 0"),
-            "keep-least-confident": (self.keep_least_confident, 0 <= self.keep_least_confident < 1, "0 <= x < 1"),
-        }
-        for name, (value, ok, valid) in checks.items():
-            if not ok:
-                raise UserError(f"{name}={value} is out of range; valid: {valid}")
+        check_declared(self)
+
+
+_DATASET_HELP = ("digits, moons, blobs, circles (?n=&spread=), folder:DIR[?size=32&mode=RGB&augment=crop_flip"
+                 "&test=0.2], mnist:ROOT, fashion-mnist:ROOT, cifar10:ROOT, cifar100:ROOT (?download=1, ?n=N)")
+_NOISE_HELP = ("none, symmetric:R, pairflip:R, asym:R (CIFAR-10 classes), instance:R, matrix:FILE "
+               "(none with --labels, which takes no synthetic noise)")
+_TEXT = {"kind": "text", "optional": True}
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    dataset: str = "digits"
-    noise: str = "symmetric:0.4"
-    method: str = "aml-kd"
-    seed: int = 0
-    noise_rate: float | None = None  # None: estimate from stage 0
-    teacher: str | None = None  # architecture; None: the dataset's default pair
-    student: str | None = None
-    teacher_checkpoint: str | None = None  # load the teacher instead of training it
-    teacher_features: str | None = None  # features from elsewhere for the graph and stage 0 (engine.data.features)
-    labels: str | None = None  # label CSV replacing the given labels
-    key_column: str = "path"
-    label_column: str = "label"
-    truth_column: str | None = None
+    dataset: str = setting("digits", "--dataset", _DATASET_HELP, "text",
+                           why="real 8x8 handwritten digits that ship inside scikit-learn: no download")
+    noise: str = setting("symmetric:0.4", "--noise", _NOISE_HELP, "text",
+                         why="the paper's main benchmark noise at a rate where the method has work to do")
+    method: str = setting("aml-kd", "--method", "the method to train", "choice", choices=METHODS,
+                          why="the method this app explains")
+    seed: int = setting(0, "--seed", "seeds the noise, the split and the training", "int", low=0, high=2**31 - 1,
+                        why="any fixed seed: runs on the same data share the noise")
+    noise_rate: float | None = setting(None, "--noise-rate", "r for small-loss selection: a number, 'known' (the "
+                                       "rate of the noise; README: the known noise rate) or 'estimate'",
+                                       low=0, high=1, high_open=True, optional=True, words=("known", "estimate"),
+                                       ui=(0.0, 0.99, 0.05), why="None: estimated from stage 0, as the authors do")
+    teacher: str | None = setting(None, "--teacher", "teacher architecture", **_TEXT,
+                                  why="None: the dataset's default pair")
+    student: str | None = setting(None, "--student", "student architecture", **_TEXT,
+                                  why="None: the dataset's default pair")
+    teacher_checkpoint: str | None = setting(None, "--teacher-checkpoint", "load the teacher instead of training "
+                                             "it", **_TEXT, why="None: the run trains its teacher")
+    teacher_features: str | None = setting(
+        None, "--teacher-features", "features from a stronger model for the kNN graph and stage 0: .npy (N, D) in "
+        "sample order, .npz (features, optional keys, pred) or CSV with a key column", **_TEXT,
+        why="None: the teacher's own features")
+    labels: str | None = setting(None, "--labels", "CSV of given labels replacing the dataset's", **_TEXT,
+                                 why="None: the dataset's labels with the synthetic noise")
+    key_column: str = setting("path", "--key-column", "--labels: the column naming each sample", "text",
+                              why="an image folder's keys are relative paths")
+    label_column: str = setting("label", "--label-column", "--labels: the column of given labels", "text",
+                                why="the usual name")
+    truth_column: str | None = setting(None, "--truth-column", "--labels: the column of true labels, if any",
+                                       **_TEXT, why="None: the truth is the dataset's own, where it has one")
     graph: GraphConfig = field(default_factory=GraphConfig)
     propagation: PropagationConfig = field(default_factory=PropagationConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    without: tuple[str, ...] = ()  # AML-KD ablations (ABLATIONS); empty: the whole method
+    without: tuple[str, ...] = setting(
+        (), "--without", "AML-KD ablation, repeatable: " + "; ".join(f"{k}: {v}" for k, v in ABLATIONS.items()),
+        "list", choices=tuple(ABLATIONS), why="empty: the whole method")
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise UserError(f"unknown method {self.method!r}; valid: {', '.join(METHODS)}")
         if isinstance(self.without, str) or not all(isinstance(w, str) for w in self.without):
             raise UserError(f"without={self.without!r} must be a list of components; valid: {', '.join(ABLATIONS)}")
         object.__setattr__(self, "without", tuple(sorted(set(self.without))))
         unknown = [w for w in self.without if w not in ABLATIONS]
         if unknown:
             raise UserError(f"--without {unknown[0]!r} is not a component of AML-KD; valid: {', '.join(ABLATIONS)}")
+        check_declared(self)
         if self.without and self.method != "aml-kd":
             raise UserError(f"--without applies to method aml-kd only, not {self.method!r}")
         parse_noise_spec(self.noise)
-        if self.noise_rate is not None and not 0.0 <= self.noise_rate < 1.0:
-            raise UserError(f"noise-rate={self.noise_rate} is outside [0, 1)")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise UserError(f"seed={self.seed} must be a whole number >= 0")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -243,6 +418,83 @@ def defaults_for_teacher(teacher: str | None) -> tuple[ScheduleConfig, TrainConf
     if teacher == SMALL_PAIR_TEACHER:
         return SMALL_PAIR_SCHEDULE, replace(TrainConfig(), **SMALL_PAIR_TRAIN)
     return ScheduleConfig(), TrainConfig()
+
+
+def with_teacher_defaults(config: RunConfig, teacher: str | None) -> RunConfig:
+    """``config`` with ``teacher``'s default schedule and training knobs (:func:`defaults_for_teacher`)
+    wherever it keeps the general defaults: a block (schedule, train) equal to the general one is
+    replaced whole, a block set otherwise is kept. The CLI (flags left out, a ``--preset``) and the
+    Setup page (a preset or a run to start from) both call this."""
+    schedule, train = defaults_for_teacher(teacher)
+    if config.schedule == ScheduleConfig():
+        config = replace(config, schedule=schedule)
+    if config.train == TrainConfig():
+        config = replace(config, train=train)
+    return config
+
+
+# ---------------------------------------------------------------- the declarations, for the CLI and the app
+@dataclass(frozen=True)
+class Declared:
+    """One declared run setting: where it sits in :class:`RunConfig`, its declaration and its default."""
+
+    dest: str  # the flag as a Python name: ``edge_power`` for ``--edge-power``
+    path: tuple[str, ...]  # ("graph", "power")
+    setting: Setting
+    default: object
+
+    def value(self, config: RunConfig):
+        """This setting's value in ``config``."""
+        for name in self.path:
+            config = getattr(config, name)
+        return config
+
+
+def declared() -> dict[str, Declared]:
+    """Every run setting, by its flag as a Python name (``lr``, ``edge_power``), in declaration order."""
+    found = {}
+
+    def walk(cls, path):
+        for f in fields(cls):
+            if "setting" in f.metadata:
+                meta = f.metadata["setting"]
+                dest = meta.flag.lstrip("-").replace("-", "_")
+                found[dest] = Declared(dest, path + (f.name,), meta, f.default)
+            elif f.default_factory is not dataclasses.MISSING and is_dataclass(f.default_factory):
+                walk(f.default_factory, path + (f.name,))
+
+    walk(RunConfig, ())
+    return found
+
+
+def with_settings(config: RunConfig, values: dict) -> RunConfig:
+    """``config`` with declared settings changed (``{"lr": 0.1, "k": 5}``, keys as in :func:`declared`),
+    checked as on construction."""
+    settings = declared()
+    data = asdict(config)
+    for dest, value in values.items():
+        *blocks, name = settings[dest].path
+        target = data
+        for block in blocks:
+            target = target[block]
+        target[name] = value
+    return RunConfig.from_dict(data)
+
+
+def widget_limits(dest: str) -> tuple[float, float, float]:
+    """``(min, max, step)`` of the Setup page's widget for a declared setting: the declaration's
+    widget limits (:attr:`Setting.ui`) within its valid range."""
+    meta = declared()[dest].setting
+    if meta.kind not in ("int", "real"):
+        raise ValueError(f"{meta.flag} is {meta.kind}, not a number: it has no widget limits")
+    low, high, step = meta.ui or (meta.low, meta.high, 1)
+    if meta.low is not None and not meta.low_open:
+        low = max(low, meta.low)
+    if meta.high is not None and not meta.high_open:
+        high = min(high, meta.high)
+    if meta.kind == "int":
+        return int(low), int(high), 1
+    return float(low), float(high), float(step)
 
 
 # ---------------------------------------------------------------- runnable?

@@ -228,19 +228,51 @@ def instance_noise(true_labels: np.ndarray, rate: float, inputs: np.ndarray, num
     return labels
 
 
-def nominal_noise_rate(spec: NoiseSpec, true_labels: np.ndarray, class_names=None) -> float:
-    """The noise rate r a user 'knows' for a synthetic spec, as the authors' code uses it.
+#: Noise kinds whose 'known' rate is their R (0 for ``none``), whatever the data.
+RATE_WITHOUT_DATA = ("none", "symmetric", "pairflip", "instance")
 
-    ``R`` for symmetric, pairflip and instance noise; for ``asym``, R times the
-    fraction of samples in a flipped class (R/2 on balanced CIFAR-10); for a
-    matrix, the mean off-diagonal mass of the samples' rows. Symmetric noise
-    keeps R although only about R (C-1)/C of the labels end up wrong.
+
+def known_noise_rate(spec: NoiseSpec | str, true_labels: np.ndarray | None = None, class_names=None, *,
+                     given_labels: np.ndarray | None = None, label_file: bool = False) -> float | None:
+    """The noise rate r that "known" stands for, or None while it cannot be known.
+
+    The one rule the CLI (``--noise-rate known``) and the Setup page use:
+
+    - ``none``: 0;
+    - ``symmetric:R``, ``pairflip:R``, ``instance:R``: R, whatever the data
+      (as the authors' code uses it; symmetric noise leaves about R (C-1)/C wrong);
+    - ``asym:R``, ``matrix:FILE``: the expected share of wrong labels on the
+      data: R times the share of samples in a flipped class (R/2 on balanced
+      CIFAR-10), or the mean off-diagonal mass of the samples' matrix rows;
+      needs ``true_labels`` (N,);
+    - a label file (``label_file=True``): the share of its labels that differ
+      from the truth, over the samples whose truth is known (``true >= 0``):
+      needs ``given_labels`` (N,) and ``true_labels`` (N,); None when no
+      sample's truth is known.
+
+    Parameters
+    ----------
+    spec : NoiseSpec or str
+        The run's synthetic noise (``none`` with a label file).
+    true_labels, given_labels : np.ndarray of int, optional
+        The training samples' truth (-1: unknown) and given labels.
+    class_names : sequence of str, optional
+        The data's classes (``asym`` needs CIFAR-10's; a matrix is C x C).
     """
+    spec = parse_noise_spec(spec) if isinstance(spec, str) else spec
+    if label_file:
+        if true_labels is None or given_labels is None:
+            return None
+        true, given = np.asarray(true_labels, np.int64), np.asarray(given_labels, np.int64)
+        known = true >= 0
+        return float(np.mean(given[known] != true[known])) if known.any() else None
+    if spec.kind in RATE_WITHOUT_DATA:
+        return 0.0 if spec.kind == "none" else spec.rate
+    if true_labels is None:
+        return None
     true = np.asarray(true_labels, dtype=np.int64)
-    if spec.kind == "none" or len(true) == 0:
+    if len(true) == 0:
         return 0.0
-    if spec.kind in ("symmetric", "pairflip", "instance"):
-        return spec.rate
     if spec.kind == "asym":
         sources = list(asym_targets(class_names, len(class_names or ())))
         return spec.rate * float(np.isin(true, sources).mean())

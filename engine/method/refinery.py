@@ -36,6 +36,7 @@ from enum import IntEnum
 import numpy as np
 
 from .propagate import PropagationResult, seed_matrix
+from .stages import LP_PHASES, REFINE_PHASES
 
 
 class Reason(IntEnum):
@@ -274,9 +275,9 @@ def relabel(phase: str, given: np.ndarray, working: np.ndarray, easy: np.ndarray
     """The relabelling rule of a propagating ``phase``: stage 0's or stages 1-2's."""
     if phase == "propagate":
         return stage0_relabel(given, result, noise_rate, keep_least_confident, clamped_labels)
-    if phase in ("refine", "mutual"):
+    if phase in REFINE_PHASES:
         return refine_relabel(working, easy, result, clamped_labels, keep_least_confident)
-    raise ValueError(f"a {phase!r} step runs no propagation; valid phases: propagate, refine, mutual")
+    raise ValueError(f"a {phase!r} step runs no propagation; valid phases: {', '.join(LP_PHASES)}")
 
 
 def _clamp_labels(relabelling: Relabelling, clamped_labels: np.ndarray | None) -> Relabelling:

@@ -36,13 +36,12 @@ import numpy as np
 
 from ..errors import UserError
 from ..rundir.health import below_baseline, run_warnings
+from ..method.config import METHOD_NAMES
 from ..method.noise import parse_noise_spec
-from ..rundir.runfiles import read_dataset, read_metrics, read_summary
-from ..rundir.store import RunStore
+from ..method.stages import STUDENT_PHASES
+from ..rundir.store import UPLOADS, RunStore
 
-METHOD_NAMES = {"aml-kd": "AML-KD", "ce": "CE", "kd": "KD"}
 ABLATION_NAMES = {"awe": "AWE", "mutual": "mutual", "stage0": "stage 0"}
-STUDENT_PHASES = ("warmup", "refine", "mutual", "student")
 UPLOAD_HASH = re.compile(r"-[0-9a-f]{12}$")  # app.byod names an unpacked upload NAME-<12 hex digits>
 
 #: Columns of :func:`comparison_table`: (key, header, format of a number).
@@ -89,8 +88,8 @@ def dataset_label(spec: str) -> str:
             return kind.lower()
         path = Path(path.split("?", 1)[0].rstrip("/\\"))
         parts = [p for p in path.parts if p not in ("", "/")]
-        if "uploads" in parts[:-1]:  # <runs>/uploads/NAME-<hash>/...: the upload's folder names the zip
-            upload = parts[parts.index("uploads") + 1]
+        if UPLOADS in parts[:-1]:  # <runs>/uploads/NAME-<hash>/...: the upload's folder names the zip
+            upload = parts[parts.index(UPLOADS) + 1]
             if UPLOAD_HASH.search(upload):
                 return UPLOAD_HASH.sub("", upload) + ".zip"
         label = path.parent.name if path.name.lower() == "train" else path.name
@@ -147,7 +146,7 @@ def same_data(stores: Sequence[RunStore | str | Path]) -> list[str]:
     problems, loaded = [], []
     for store in stores:
         try:
-            arrays = read_dataset(store)
+            arrays = store.dataset_arrays()
             loaded.append((store, store.config(), arrays))
         except UserError as exc:
             problems.append(f"run {_name(store)!r} cannot be read: {exc}")
@@ -214,19 +213,19 @@ def run_results(store: RunStore, strict: bool = True) -> tuple[dict, bool]:
     last metrics line with the wall time summed over its steps.
 
     A damaged ``summary.json`` raises one :class:`UserError` naming it and how
-    to rewrite it (:func:`engine.rundir.runfiles.read_summary`); with ``strict=False``
+    to rewrite it (:meth:`engine.rundir.store.RunStore.summary`); with ``strict=False``
     (a list of every run, where one damaged run must not hide the others) the
     metrics stand in for it.
     """
     try:
-        summary = read_summary(store)
+        summary = store.summary()
     except UserError:
         if strict:
             raise
         summary = None
     if summary is not None:
         return summary, True
-    metrics = read_metrics(store)
+    metrics = store.metrics()
     last = dict(metrics[-1]) if metrics else {}
     last["steps"] = last.get("step", 0)
     last["wall_seconds"] = float(sum(m.get("step_seconds") or 0.0 for m in metrics))
@@ -247,7 +246,7 @@ def comparison_table(stores: Sequence[RunStore | str | Path]) -> list[dict]:
     rows = []
     for store in _stores(stores):
         config = store.config()
-        arrays = read_dataset(store)
+        arrays = store.dataset_arrays()
         results, finished = run_results(store)
         true = arrays.get("true")
         true = None if true is None or not (true >= 0).any() else true
@@ -327,7 +326,7 @@ def curves(stores: Sequence[RunStore | str | Path]) -> list[dict]:
     for store in _stores(stores):
         method = method_label(store.config())
         epoch = 0
-        for m in read_metrics(store):
+        for m in store.metrics():
             if m.get("phase") not in STUDENT_PHASES:
                 continue
             epoch += 1

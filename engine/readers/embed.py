@@ -51,14 +51,13 @@ import numpy as np
 
 from ..errors import UserError
 from ..method.graph import knn
+from ..method.stages import TEACHER_PHASES
 from ..rundir.store import RunStore, atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
 #: Feature sources a layout can be made of.
 SOURCES = ("teacher", "student", "input")
-#: Phases whose snapshot features are the teacher's.
-TEACHER_PHASES = ("teacher", "propagate")
 
 
 @dataclass(frozen=True)

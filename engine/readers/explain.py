@@ -21,9 +21,9 @@ import numpy as np
 
 from ..method import refinery
 from ..rundir import snapshot as snap
-from ..method.config import GraphConfig, PropagationConfig, RunConfig
+from ..method.config import GraphConfig, PropagationConfig, RunConfig, declared
 from ..errors import UserError
-from ..steps.phases import LP_PHASES
+from ..method.stages import LP_PHASES
 from ..method.propagate import PropagationResult, propagate
 from ..method.refinery import Reason, Relabelling
 from ..rundir.store import RunStore
@@ -399,8 +399,8 @@ def what_if(store: RunStore, step: int, k: int | None = None, alpha: float | Non
     phase = step_phase(store, step)
     _check_phase(phase)
     own = step_settings(store.config(), phase)
-    if keep_least_confident is not None and not 0 <= keep_least_confident < 1:
-        raise UserError(f"keep-least-confident={keep_least_confident} is out of range; valid: 0 <= x < 1")
+    if keep_least_confident is not None:  # the run setting's range (engine.method.config declares it)
+        declared()["keep_least_confident"].setting.check(keep_least_confident)
     try:
         settings = StepSettings(k=own.k if k is None else int(k), power=own.power if power is None else float(power),
                                 alpha=own.alpha if alpha is None else float(alpha),

@@ -47,7 +47,6 @@ from . import exportdir
 from ..data.csvcells import restore_frame, safe_csv  # noqa: F401 - safe_csv: the app's CSV downloads too
 from ..errors import UserError, shown
 from .exportdir import MANIFEST, check_target, staged_folder, write_manifest
-from ..rundir.runfiles import read_dataset, read_snapshot
 from ..rundir.review import DECISIONS, LABELLING, Decision, ReviewStore, consensus_of, current_decisions, run_class_names
 from ..rundir.store import RunStore
 
@@ -184,11 +183,11 @@ def export_run(store: RunStore, out_dir, step: int | None = None, report: bool =
     check_target(out.absolute())  # before the work: a folder of other files is refused
     if not force:
         exportdir.check_unedited(out.absolute())
-    read_dataset(store)  # a damaged dataset.npz or snapshot: one line naming it, before anything is written
+    store.dataset_arrays()  # a damaged dataset.npz or snapshot: one line naming it, before anything is written
     class_names = run_class_names(store)
     step = step if step is not None else (store.steps()[-1] if store.steps() else None)
     if step is not None:
-        read_snapshot(store, step)
+        store.snapshot(step)
     reviews = ReviewStore(store.path, num_classes=len(class_names))
     samples = samples_table(store, step, reviews, class_names)
     files = {
@@ -387,7 +386,7 @@ def import_decisions(store: RunStore, source, reviewer: str | None = None, name:
         raise UserError(f"{str(store.path)!r} is not a run directory (no config.json)")
     label = name or (str(source) if isinstance(source, (str, Path)) else "uploaded file")
     frame = read_decision_file(source, name)
-    data = read_dataset(store)
+    data = store.dataset_arrays()
     class_names = run_class_names(store)
     events = parse_decisions(frame, data["keys"].astype(str), class_names, data["given"], reviewer,
                              source=f"decisions file {label!r}")

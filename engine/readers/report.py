@@ -23,7 +23,7 @@ import numpy as np
 from . import exportdir
 from ..errors import UserError, reading
 from ..rundir.review import DECISIONS, ReviewStore, agreement, run_class_names
-from ..rundir.runfiles import SUMMARY_ROWS, read_dataset, read_metrics, read_summary
+from ..rundir.fields import SUMMARY_ROWS
 from ..rundir.store import RunStore
 
 
@@ -66,7 +66,7 @@ def _line_chart(metrics: list[dict], keys: dict[str, str], title: str, path: Pat
 
 
 def _weights_chart(store: RunStore, path: Path) -> bool:
-    data = read_dataset(store)
+    data = store.dataset_arrays()
     given, true = data["given"], data["true"]
     known = true >= 0
     for step in reversed(store.steps()):
@@ -198,12 +198,12 @@ def write_report(store: RunStore, out_dir, samples=None, reviews: ReviewStore | 
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    config, metrics = store.config(), read_metrics(store)
-    summary = read_summary(store) or (metrics[-1] if metrics else {})
+    config, metrics = store.config(), store.metrics()
+    summary = store.summary() or (metrics[-1] if metrics else {})
     reviews = reviews or ReviewStore(store.path)
     latest = reviews.latest()
     counts = {d: sum(1 for x in latest.values() if x.decision == d) for d in DECISIONS}
-    true = read_dataset(store)["true"]
+    true = store.dataset_arrays()["true"]
     agree = agreement(latest.values(), true, blind_only=False)
     blind = agreement(latest.values(), true, blind_only=True)
 

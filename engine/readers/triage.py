@@ -83,51 +83,6 @@ def review_flags(snapshot: dict[str, np.ndarray], given: np.ndarray, fraction: f
     return {"relabelled": np.asarray(snapshot["refined"]) != given, "ambiguous": ambiguous, "low confidence": low}
 
 
-def review_queue(snapshot: dict[str, np.ndarray], given: np.ndarray, flags=FLAGS, classes=None,
-                 order: str = "ambiguity", impact: np.ndarray | None = None, fraction: float = 0.1) -> np.ndarray:
-    """Indices of the samples to review, in review order.
-
-    Parameters
-    ----------
-    snapshot : dict of arrays
-        One step's snapshot.
-    given : np.ndarray, shape (N,)
-    flags : iterable of str
-        Keep samples with any of these :data:`FLAGS`.
-    classes : iterable of int, optional
-        Keep samples whose given or refined label is one of these.
-    order : str
-        One of :data:`ORDERS`. ``impact`` needs ``impact`` (N,), NaN where not
-        computed; ties and NaN fall back to ambiguity.
-    """
-    if order not in ORDERS:
-        raise UserError(f"unknown queue order {order!r}; valid: {', '.join(ORDERS)}")
-    unknown = set(flags) - set(FLAGS)
-    if unknown:
-        raise UserError(f"unknown flags {sorted(unknown)}; valid: {', '.join(FLAGS)}")
-    masks = review_flags(snapshot, given, fraction)
-    keep = np.zeros(len(given), bool)
-    for flag in flags:
-        keep |= masks[flag]
-    if classes is not None:
-        chosen = np.asarray(list(classes), dtype=np.int64)
-        keep &= np.isin(given, chosen) | np.isin(snapshot["refined"], chosen)
-    amb = ambiguity(snapshot)
-    if order == "ambiguity":
-        keys = (-amb,)
-    elif order == "confidence":
-        conf = np.asarray(snapshot.get("lp_confidence", np.full(len(given), np.nan)), dtype=np.float64)
-        keys = (-amb, np.nan_to_num(conf, nan=np.inf))
-    elif order == "change":
-        keys = (-amb, -expected_change(snapshot, given))
-    else:
-        if impact is None:
-            raise UserError("queue order 'impact' needs the expected impact of the samples")
-        keys = (-amb, -np.nan_to_num(np.asarray(impact, dtype=np.float64), nan=-1.0))
-    ranked = np.lexsort(keys)  # the last key is the primary one
-    return ranked[keep[ranked]].astype(np.int64)
-
-
 def top_k_probability(top_classes: np.ndarray, top_probs: np.ndarray, labels: np.ndarray,
                       num_classes: int) -> np.ndarray:
     """Probability of ``labels`` from a top-k summary of a distribution.

@@ -59,7 +59,7 @@ serialise and none is lost.
 Feedback into training
 ----------------------
 :meth:`ReviewStore.clamps` turns the consensus into clamped labels and an
-outlier mask; :func:`apply_clamps` makes the clamped labels seeds of weight 1
+outlier mask; :func:`engine.method.refinery.apply_clamps` makes the clamped labels seeds of weight 1
 that propagation never relabels (they are kept as 'easy') and excludes
 outliers from seeding and training. :func:`engine.readers.triage.repropagate` re-runs
 one step's propagation with the clamps, to show their ripple.
@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import sqlite3
 import time
 from collections import Counter
@@ -80,10 +81,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from .store import RunStore
 
 log = logging.getLogger(__name__)
 
-REVIEWS_FILE = "reviews.sqlite"
 #: Decisions a reviewer can record (``undo`` is recorded by :meth:`ReviewStore.undo`).
 DECISIONS = ("accept", "keep", "relabel", "unsure", "outlier")
 UNDO = "undo"
@@ -204,9 +205,6 @@ class Decision:
     undoes: int | None = None
     batch: int | None = None
     client_id: str | None = None
-
-    def as_dict(self) -> dict:
-        return {c: getattr(self, c) for c in _COLUMNS}
 
     @property
     def vote(self):
@@ -344,7 +342,7 @@ class ReviewStore:
 
     def __init__(self, run_dir, num_classes: int | None = None, busy_timeout: float = 30.0):
         self.run_dir = Path(run_dir)
-        self.path = self.run_dir / REVIEWS_FILE
+        self.path = RunStore(self.run_dir).reviews_path
         self.num_classes = num_classes
         self.busy_timeout = busy_timeout
         self._static: dict | None = None
@@ -373,16 +371,40 @@ class ReviewStore:
                     yield con
                     con.execute("COMMIT")
                 except BaseException:
-                    con.execute("ROLLBACK")
+                    if con.in_transaction:
+                        con.execute("ROLLBACK")
                     raise
             else:
                 yield con
+        except sqlite3.Error as exc:
+            if _code(exc) in (None, 1):  # SQLITE_ERROR: a bug in our SQL, not the file
+                raise
+            raise self._damaged(exc) from None
         finally:
             con.close()
 
     def _damaged(self, exc: Exception) -> UserError:
-        return UserError(f"review log {str(self.path)!r} cannot be read ({str(exc).splitlines()[0]}): it is not "
-                         "an intact SQLite file; move it out of the run folder to start a new log")
+        """One line for a failed read or write of the log: damaged only when SQLite says the file is.
+
+        A full disk, a read-only folder or a busy log is said as such, with the
+        decisions already saved intact; only a damaged file gets the advice to
+        start a new log.
+        """
+        code, first = _code(exc), (str(exc).splitlines() or [type(exc).__name__])[0]
+        where = f"review log {str(self.path)!r}"
+        intact = "the decisions already saved in it are intact"
+        if code == _FULL or (code == _IOERR and _disk_nearly_full(self.run_dir)):
+            return UserError(f"cannot write {where}: the disk is full; {intact}; free some space, then decide again")
+        if code in _READ_ONLY or (code in (_CANTOPEN, _IOERR) and not os.access(self.run_dir, os.W_OK)):
+            return UserError(f"cannot write {where}: the folder is read-only (or not yours to write); {intact}; "
+                             "make it writable, then decide again")
+        if code == _BUSY:
+            return UserError(f"{where} is busy (another writer held it for {self.busy_timeout:.0f} s); {intact}; "
+                             "try again")
+        if code in _DAMAGED:
+            return UserError(f"{where} is damaged ({first}): it is not an intact SQLite file; restore it from a "
+                             "backup, or move it out of the run folder to start a new log")
+        return UserError(f"{where} could not be read or written ({first}); {intact}; try again")
 
     def _ensure_schema(self, con: sqlite3.Connection) -> None:
         """Tables, the ``batch`` column of logs made before it, and the samples digest of a new log."""
@@ -450,7 +472,7 @@ class ReviewStore:
     # ------------------------------------------------------------ run facts
     def _dataset(self) -> dict:
         if self._static is None:
-            path = self.run_dir / "dataset.npz"
+            path = RunStore(self.run_dir).dataset_path
             self._static = {}
             if path.is_file():
                 with np.load(path, allow_pickle=False) as data:
@@ -806,17 +828,6 @@ def _decision(row) -> Decision:
     return Decision(**values)
 
 
-# ---------------------------------------------------------------- feedback into propagation
-# How decisions clamp a propagation is a rule of the method: engine.method.refinery.apply_clamps. It stays
-# importable from here, lazily (PEP 562), so that reading a review log does not import torch.
-def __getattr__(name: str):
-    if name == "apply_clamps":
-        from ..method.refinery import apply_clamps
-
-        return apply_clamps
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 # ---------------------------------------------------------------- run facts for the review
 def run_class_names(store) -> tuple[str, ...]:
     """Class names of a run's dataset (``RunStore.class_names``)."""
@@ -909,3 +920,22 @@ def reviewer_agreement(decisions: Iterable[Decision], true_labels: np.ndarray | 
         s.update(with_consensus=float(np.mean(cons)) if cons else None, compared_with_consensus=len(cons),
                  with_truth=float(np.mean(truth)) if truth else None, compared_with_truth=len(truth))
     return dict(sorted(stats.items()))
+
+
+# SQLite's primary result codes (the low byte of an extended code) that matter for the one-line errors.
+_BUSY, _READ_ONLY_CODE, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB, _PERM, _AUTH = 5, 8, 10, 11, 13, 14, 26, 3, 23
+_READ_ONLY = {_READ_ONLY_CODE, _PERM, _AUTH}
+_DAMAGED = {_CORRUPT, _NOTADB}
+
+
+def _code(exc: BaseException) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else code & 0xFF
+
+
+def _disk_nearly_full(folder: Path) -> bool:
+    try:
+        stat = os.statvfs(folder)
+    except OSError:
+        return False
+    return stat.f_bavail * stat.f_frsize < (1 << 20)

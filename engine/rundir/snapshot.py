@@ -21,12 +21,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import UserError
+from ..method.stages import CLAMPED_PHASES as CLAMPED
+from ..method.stages import LP_PHASES as LP
+from ..method.stages import REFINE_PHASES
+from ..method.stages import STUDENT_PHASES as STUDENT
+from ..method.stages import WORKING_PHASES as ALL
 
 TOP = 3  # classes kept per sample for predictions and propagation scores
-ALL = ("teacher", "propagate", "warmup", "refine", "mutual", "student")
-LP = ("propagate", "refine", "mutual")
-CLAMPED = ("propagate", "warmup", "refine", "mutual", "student")
-STUDENT = ("warmup", "refine", "mutual", "student")
 
 
 @dataclass(frozen=True)
@@ -182,8 +183,8 @@ def step_seeds(snapshot: dict[str, np.ndarray], phase: str, num_classes: int):
             raise UserError("this step holds no teacher predictions to seed its propagation")
         return stage0_seeds(teacher_pred, num_classes, snapshot.get("clamped", np.full(n, -1, np.int64)),
                             snapshot.get("outlier", np.zeros(n, bool)))
-    if phase not in ("refine", "mutual"):
-        raise UserError(f"a {phase!r} step runs no propagation; valid phases: propagate, refine, mutual")
+    if phase not in REFINE_PHASES:
+        raise UserError(f"a {phase!r} step runs no propagation; valid phases: {', '.join(LP)}")
     working = np.asarray(snapshot["working"], np.int64)
     if working.min(initial=0) < 0:
         raise UserError("this step holds no working labels to seed its propagation")

@@ -12,6 +12,9 @@ Layout of ``runs/NAME/`` (this class owns every path in it)::
     teacher_features.npy features of the frozen teacher (after its phase), float16, for the embeddings
     teacher_outputs.npz  the teacher graph's features (float32), stage 0's seed classes, sample keys
     skipped.txt          input files the dataset left out
+    runtime.json         what determines the numbers besides the config: threads, device, input digests
+    error.log            the last failed step's details
+    .lock                the trainer's lock (engine.rundir.lock): pid, host, since
     reviews.sqlite       reviewers' decisions (engine.rundir.review)
     embeddings/          cached 2-D layouts (engine.readers.embed)
 
@@ -26,33 +29,36 @@ from __future__ import annotations
 import functools
 import io
 import json
+import numbers
 import os
 import socket
 import tempfile
 import time
-import zipfile
-import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from ..method.config import RunConfig
-from ..errors import UserError
+from ..errors import UserError, damaged, reading, writing
+from . import lock as run_lock
+from .fields import SUMMARY_NUMBERS
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` whole or not at all; a full disk or read-only folder is one UserError."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with writing(path):
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -63,18 +69,23 @@ def atomic_write_text(path: Path, text: str) -> None:
 def atomic_path(path: Path):
     """Yield a temp path beside ``path``; rename it over ``path`` on success."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with writing(path):
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            yield Path(tmp)
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
 
 
-class RunStore:
-    """Read and write one run directory. Cheap to construct; holds no state
-    beyond the path, so any number of readers can share a directory."""
+UPLOADS = "uploads"  # <runs root>/uploads/NAME-<hash>/: unpacked zips (app.byod)
+DATASET_ADVICE = ("it cannot be rebuilt from the run's other files: restore it from a backup, or create the run "
+                  "again (python -m engine run ... --force)")
+
+
+class RunLayout:
+    """The file names of one run directory: the only place that knows them."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -135,116 +146,46 @@ class RunStore:
     def error_log_path(self) -> Path:
         return self.path / "error.log"
 
+    @property
+    def runtime_path(self) -> Path:
+        return self.path / "runtime.json"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path / ".lock"
+
+    @property
+    def uploads_dir_name(self) -> str:
+        return UPLOADS
+
+    def old_reviews_path(self, n: int) -> Path:
+        return self.path / f"reviews-old-{n}.sqlite"
+
     def exists(self) -> bool:
         return self.config_path.is_file()
 
-    # ------------------------------------------------------------ create
-    def create(self, config: RunConfig, force: bool = False) -> None:
-        """Make the directory for a new run; refuse to overwrite one unless ``force``."""
-        if self.path.exists() and not self.path.is_dir():
-            raise UserError(f"output {str(self.path)!r} exists and is not a directory")
-        if self.exists() and not force:
-            raise UserError(
-                f"output directory {str(self.path)!r} already holds a run; "
-                "choose another --out, resume it, or pass --force to replace it"
-            )
-        if self.path.exists() and force:
-            self._clear()
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.remove_temporary_files()
-        self.snapshot_dir.mkdir(exist_ok=True)
-        atomic_write_text(self.config_path, config.to_json())
 
-    def _clear(self) -> None:
-        import shutil
 
-        for path in (self.config_path, self.status_path, self.dataset_path, self.metrics_path, self.checkpoint_path,
-                     self.summary_path, self.teacher_features_path, self.teacher_outputs_path, self.skipped_path,
-                     self.error_log_path):
-            path.unlink(missing_ok=True)
-        for sub in (self.snapshot_dir, self.embeddings_dir):
-            shutil.rmtree(sub, ignore_errors=True)
-        self.remove_temporary_files()
-
-    def set_reviews_aside(self) -> Path | None:
-        """Move ``reviews.sqlite`` (and its WAL files) to ``reviews-old-N.sqlite``,
-        so a replaced run never trains on another run's decisions; returns the new path."""
-        if not self.reviews_path.exists():
-            return None
-        n = 1
-        while (self.path / f"reviews-old-{n}.sqlite").exists():
-            n += 1
-        target = self.path / f"reviews-old-{n}.sqlite"
-        for suffix in ("", "-wal", "-shm"):
-            source = Path(str(self.reviews_path) + suffix)
-            if source.exists():
-                os.replace(source, Path(str(target) + suffix))
-        return target
-
-    def remove_temporary_files(self) -> list[Path]:
-        """Delete the ``.NAME.*.tmp`` files a killed writer left behind (the real files are whole)."""
-        stray = [p for folder in (self.path, self.snapshot_dir, self.embeddings_dir) if folder.is_dir()
-                 for p in folder.glob(".*.tmp")]
-        for p in stray:
-            p.unlink(missing_ok=True)
-        return stray
-
-    # ------------------------------------------------------------ config / status
-    def config(self) -> RunConfig:
-        if not self.exists():
-            raise UserError(f"{str(self.path)!r} is not a run directory (no config.json)")
-        try:
-            data = json.loads(self.config_path.read_text())
-            return RunConfig.from_dict(data)
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise UserError(f"{str(self.config_path)!r} is unreadable ({type(exc).__name__}); restore it or create "
-                            "the run again") from None
-        except UserError as exc:
-            raise UserError(f"{str(self.config_path)!r} is not a valid run config: {exc}") from None
-
-    def write_status(self, **status) -> None:
-        """Write ``status.json``; it records the writing process (``pid``, ``host``) and the time."""
-        status.setdefault("pid", os.getpid())
-        status.setdefault("host", socket.gethostname())
-        status.setdefault("updated", time.time())
-        atomic_write_text(self.status_path, json.dumps(status, sort_keys=True))
-
-    def live_state(self, status: dict | None = None, stale_seconds: float = 120.0, now: float | None = None) -> str:
-        """The run's state as a reader should show it: ``status.json``'s, except
-        that a ``running`` whose process is gone (same host), or whose
-        heartbeat is older than ``stale_seconds`` (another host), is ``stopped``."""
-        status = self.status() if status is None else status
-        state = status.get("state", "idle")
-        if state != "running":
-            return state
-        pid, host = status.get("pid"), status.get("host")
-        if pid is not None and host == socket.gethostname():
-            return "running" if process_alive(int(pid)) else "stopped"
-        age = (time.time() if now is None else now) - float(status.get("updated") or 0)
-        return "running" if age < stale_seconds else "stopped"
-
-    def status(self) -> dict:
-        try:
-            return json.loads((self.status_path).read_text())
-        except (OSError, json.JSONDecodeError):
-            return {}
+class _RunFacts(RunLayout):
+    """The files a run writes once: its samples, the inputs it skipped, the teacher's outputs."""
 
     # ------------------------------------------------------------ static arrays
     def write_dataset(self, **arrays) -> None:
-        with atomic_path(self.path / "dataset.npz") as tmp:
+        with atomic_path(self.dataset_path) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, **arrays)
 
     def dataset_arrays(self) -> dict[str, np.ndarray]:
-        try:
+        """``dataset.npz``: ``given``, ``keys``, ``true`` (same length), class names; one line naming it if damaged."""
+        with reading(self.dataset_path, DATASET_ADVICE):
             with np.load(self.dataset_path, allow_pickle=False) as data:
-                return {k: data[k] for k in data.files}
-        except FileNotFoundError:
-            raise UserError(f"run {str(self.path)!r} has no dataset.npz; it was never created fully: "
-                            "create it again") from None
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-            raise UserError(f"{str(self.dataset_path)!r} is damaged ({type(exc).__name__}); the run cannot be "
-                            "read: create it again") from None
+                arrays = {k: data[k] for k in data.files}
+            missing = [name for name in ("given", "keys", "true") if name not in arrays]
+            if missing:
+                raise KeyError(f"no {', '.join(missing)} array")
+            if not len(arrays["given"]) == len(arrays["keys"]) == len(arrays["true"]):
+                raise ValueError("given, keys and true differ in length")
+        return arrays
 
     def test_labels(self) -> str | None:
         """What the run's test accuracies are measured against: ``"truth"``, ``"given"`` (a label file's
@@ -262,7 +203,7 @@ class RunStore:
 
     def write_skipped(self, skipped: tuple[str, ...] | list[str]) -> None:
         """The input files the dataset left out (corrupt, not an image), one per line."""
-        atomic_write_text(self.path / "skipped.txt", "".join(f"{line}\n" for line in skipped))
+        atomic_write_text(self.skipped_path, "".join(f"{line}\n" for line in skipped))
 
     def skipped(self) -> list[str]:
         """What :meth:`write_skipped` recorded (empty for runs made before it existed)."""
@@ -293,6 +234,11 @@ class RunStore:
     def teacher_features(self) -> np.ndarray | None:
         p = self.teacher_features_path
         return np.load(p, allow_pickle=False).astype(np.float32) if p.is_file() else None
+
+
+
+class _StepFiles(RunLayout):
+    """The files every step adds to: snapshots and the metrics lines."""
 
     # ------------------------------------------------------------ snapshots + metrics
     def write_step(self, step: int, arrays: dict[str, np.ndarray], metrics: dict) -> None:
@@ -348,28 +294,185 @@ class RunStore:
         return sorted(int(p.stem.split("_")[1]) for p in self.snapshot_dir.glob("step_*.npz"))
 
     def snapshot(self, step: int) -> dict[str, np.ndarray]:
-        """Every array of step ``step`` (see :func:`engine.rundir.snapshot.read` to read only some)."""
+        """Every array of step ``step`` (see :func:`engine.rundir.snapshot.read` to read only some);
+        one line naming the file and an earlier step if it is damaged."""
         from .snapshot import read
 
-        return read(self, step)
+        earlier = [s for s in self.steps() if s < step]
+        advice = (f"export an earlier step (--step {earlier[-1]})" if earlier else
+                  "no earlier step exists: restore it from a backup, or create the run again")
+        with reading(self.snapshot_path(step), advice):
+            return read(self, step)
+
+
+
+class RunStore(_RunFacts, _StepFiles):
+    """Read and write one run directory. Cheap to construct; holds no state
+    beyond the path, so any number of readers can share a directory."""
+
+    # ------------------------------------------------------------ create
+    def create(self, config: RunConfig, force: bool = False) -> None:
+        """Make the directory for a new run; refuse to overwrite one unless ``force``."""
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"output {str(self.path)!r} exists and is not a directory")
+        if self.exists() and not force:
+            raise UserError(
+                f"output directory {str(self.path)!r} already holds a run; "
+                "choose another --out, resume it, or pass --force to replace it"
+            )
+        if self.path.exists() and force:
+            self._clear()
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.remove_temporary_files()
+        self.snapshot_dir.mkdir(exist_ok=True)
+        atomic_write_text(self.config_path, config.to_json())
+
+    def _clear(self) -> None:
+        import shutil
+
+        for path in (self.config_path, self.status_path, self.dataset_path, self.metrics_path, self.checkpoint_path,
+                     self.summary_path, self.teacher_features_path, self.teacher_outputs_path, self.skipped_path,
+                     self.error_log_path, self.runtime_path):
+            path.unlink(missing_ok=True)
+        for sub in (self.snapshot_dir, self.embeddings_dir):
+            shutil.rmtree(sub, ignore_errors=True)
+        self.remove_temporary_files()
+
+    def set_reviews_aside(self) -> Path | None:
+        """Move ``reviews.sqlite`` (and its WAL files) to ``reviews-old-N.sqlite``,
+        so a replaced run never trains on another run's decisions; returns the new path."""
+        if not self.reviews_path.exists():
+            return None
+        n = 1
+        while self.old_reviews_path(n).exists():
+            n += 1
+        target = self.old_reviews_path(n)
+        for suffix in ("", "-wal", "-shm"):
+            source = Path(str(self.reviews_path) + suffix)
+            if source.exists():
+                os.replace(source, Path(str(target) + suffix))
+        return target
+
+    def remove_temporary_files(self) -> list[Path]:
+        """Delete the ``.NAME.*.tmp`` files a killed writer left behind (the real files are whole)."""
+        stray = [p for folder in (self.path, self.snapshot_dir, self.embeddings_dir) if folder.is_dir()
+                 for p in folder.glob(".*.tmp")]
+        for p in stray:
+            p.unlink(missing_ok=True)
+        return stray
+
+    # ------------------------------------------------------------ config / status
+    def config(self) -> RunConfig:
+        if not self.exists():
+            raise UserError(f"{str(self.path)!r} is not a run directory (no config.json)")
+        try:
+            data = json.loads(self.config_path.read_text())
+            return RunConfig.from_dict(data)
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UserError(f"{str(self.config_path)!r} is unreadable ({type(exc).__name__}); restore it or create "
+                            "the run again") from None
+        except UserError as exc:
+            raise UserError(f"{str(self.config_path)!r} is not a valid run config: {exc}") from None
+
+    def write_status(self, **status) -> None:
+        """Write ``status.json``; it records the writing process (``pid``, ``host``) and the time."""
+        status.setdefault("pid", os.getpid())
+        status.setdefault("host", socket.gethostname())
+        status.setdefault("updated", time.time())
+        text = json.dumps(status, sort_keys=True)
+        try:
+            atomic_write_text(self.status_path, text)
+        except UserError:
+            if status.get("state") != "error" or not self._overwrite_in_place(self.status_path, text):
+                raise
+
+    @staticmethod
+    def _overwrite_in_place(path: Path, text: str) -> bool:
+        """Last resort on a full disk: rewrite a small file in the blocks it already has (an error status
+        must reach the reader even when no new block can be had). True if it worked."""
+        data = text.encode()
+        try:
+            if not path.is_file() or len(data) > 4096:
+                return False
+            with open(path, "r+b") as fh:
+                fh.write(data)
+                fh.truncate(len(data))
+                fh.flush()
+                os.fsync(fh.fileno())
+            return True
+        except OSError:
+            return False
+
+    def live_state(self, status: dict | None = None, stale_seconds: float = 120.0, now: float | None = None) -> str:
+        """The run's state as a reader should show it: ``status.json``'s, except
+        that a ``running`` whose process is gone (same host), or whose
+        heartbeat is older than ``stale_seconds`` (another host), is ``stopped``."""
+        status = self.status() if status is None else status
+        state = status.get("state", "idle")
+        if state != "running":
+            return state
+        pid, host = status.get("pid"), status.get("host")
+        if pid is not None and host == socket.gethostname():
+            return "running" if process_alive(int(pid)) else "stopped"
+        age = (time.time() if now is None else now) - float(status.get("updated") or 0)
+        return "running" if age < stale_seconds else "stopped"
+
+    def status(self) -> dict:
+        try:
+            return json.loads((self.status_path).read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}
 
     # ------------------------------------------------------------ summary
     def write_summary(self, summary: dict) -> None:
         atomic_write_text(self.summary_path, json.dumps(summary, indent=2, sort_keys=True))
 
     def summary(self) -> dict | None:
+        """``summary.json`` (None while the run is unfinished); one line naming it if damaged."""
         p = self.summary_path
         if not p.is_file():
             return None
-        try:
-            value = json.loads(p.read_text())
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise UserError(f"{str(p)!r} is damaged ({type(exc).__name__}); `python -m engine resume "
-                            f"{str(self.path)}` writes it again") from None
-        if not isinstance(value, dict):
-            raise UserError(f"{str(p)!r} is not a summary (a JSON object); `python -m engine resume "
-                            f"{str(self.path)}` writes it again")
+        advice = f"delete it, then `python -m engine resume {self.path}` writes it again"
+        with reading(p, advice):
+            try:
+                value = json.loads(p.read_text())
+            except UnicodeDecodeError as exc:
+                raise ValueError(str(exc)) from None
+            if not isinstance(value, dict):
+                raise ValueError(f"not a summary: a JSON {type(value).__name__}, not an object")
+        for key in SUMMARY_NUMBERS:
+            number = value.get(key)
+            if number is not None and (isinstance(number, bool) or not isinstance(number, numbers.Real)):
+                raise damaged(p, ValueError(f"field {key!r} is {json.dumps(number)[:40]}, not a number"), advice)
         return value
+
+    # ------------------------------------------------------------ error log, runtime record, lock
+    def write_error_log(self, text: str) -> None:
+        atomic_write_text(self.error_log_path, text)
+
+    def write_runtime(self, record: dict) -> None:
+        atomic_write_text(self.runtime_path, json.dumps(record, indent=2, sort_keys=True))
+
+    def runtime(self) -> dict | None:
+        """What the run recorded at creation (engine.steps.lifecycle), None for runs made before it."""
+        if not self.runtime_path.is_file():
+            return None
+        with reading(self.runtime_path, "restore it, or create the run again"):
+            value = json.loads(self.runtime_path.read_text())
+            if not isinstance(value, dict):
+                raise ValueError("not a JSON object")
+        return value
+
+    def lock(self) -> None:
+        """Hold the trainer's lock (:func:`engine.rundir.lock.acquire`); one line naming the holder if taken."""
+        run_lock.acquire(self.lock_path, self.path)
+
+    def unlock(self) -> None:
+        run_lock.release(self.lock_path)
+
+    def trainer(self) -> dict | None:
+        """pid, host and since of another process training this run now, else None."""
+        return run_lock.held_elsewhere(self.lock_path)
 
 
 def process_alive(pid: int) -> bool:
@@ -390,10 +493,15 @@ def _loaded_class_names(path: str, config_stamp: int) -> tuple[str, ...]:
     return tuple(str(c) for c in dataset_for_config(RunStore(path).config()).class_names)
 
 
+def uploads_dir(root: str | os.PathLike) -> Path:
+    """Where the app unpacks uploaded zips under a runs folder (``<root>/uploads/NAME-<hash>/``)."""
+    return Path(root) / UPLOADS
+
+
 def list_runs(root: str | os.PathLike) -> list[Path]:
     """Run directories directly under ``root``, newest first."""
     root = Path(root)
     if not root.is_dir():
         return []
-    runs = [p for p in root.iterdir() if (p / "config.json").is_file()]
+    runs = [p for p in root.iterdir() if RunStore(p).exists()]
     return sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)

@@ -1,38 +1,31 @@
-"""Checkpoints: everything a run needs to continue exactly where it stopped.
+"""Checkpoints: state in, state out.
 
-Written after every step, atomically (temp file + rename): models, optimisers,
-the weight network, RNG states, labels, early-stopping state. Loaded with
+A checkpoint is the dictionary :func:`engine.steps.state.pack` builds: models,
+optimisers, the weight network, RNG states, labels, early-stopping state.
+Written after every step, atomically (temp file + rename); read with
 ``torch.load(..., weights_only=True)``: plain tensors and Python values only.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, writing
 from ..rundir.store import atomic_path
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .run import Run
 
 VERSION = 1
 
 
-def save(run: Run, path: Path) -> None:
-    """Write ``run.state_dict()`` to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        torch.save({"version": VERSION, **run.state_dict()}, tmp)
-
-
-def load(run: Run, path: Path) -> None:
-    """Restore ``run`` from its checkpoint; :class:`UserError` if it is unusable."""
-    run.load_state_dict(read(path), source=f"checkpoint {str(path)!r}")
+def save(path: Path, data: dict) -> None:
+    """Write ``data`` to ``path`` atomically; a full disk or a read-only folder is one :class:`UserError`."""
+    with writing(path), atomic_path(path) as tmp:
+        torch.save({"version": VERSION, **data}, tmp)
 
 
 def read(path: str | Path) -> dict:
+    """The checkpoint's dictionary; :class:`UserError` if the file is missing, corrupt or not one."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {str(path)!r} does not exist")

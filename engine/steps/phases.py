@@ -20,19 +20,8 @@ read this table; nothing else knows a phase's length.
 
 from __future__ import annotations
 
-from enum import Enum
-
 from ..method.config import RunConfig
-
-
-class Phase(str, Enum):
-    TEACHER = "teacher"
-    PROPAGATE = "propagate"
-    WARMUP = "warmup"
-    REFINE = "refine"
-    MUTUAL = "mutual"
-    STUDENT = "student"
-    DONE = "done"
+from ..method.stages import LP_PHASES, STUDENT_PHASES, TEACHER_PHASES, Phase  # noqa: F401 - re-exported
 
 
 #: Phases of each method, in order.
@@ -41,10 +30,7 @@ PHASES = {
     "kd": (Phase.TEACHER, Phase.STUDENT, Phase.DONE),
     "ce": (Phase.STUDENT, Phase.DONE),
 }
-#: Phases whose step runs a label propagation.
-LP_PHASES = ("propagate", "refine", "mutual")
-#: Phases whose snapshot features are the teacher's (the student has not trained yet).
-TEACHER_PHASES = ("teacher", "propagate")
+# The names and the sets of phases (LP_PHASES, ...) are engine.method.stages'.
 
 NEXT_STEP_TEXT = {
     Phase.TEACHER: "Train the teacher for one epoch on the given (noisy) labels.",

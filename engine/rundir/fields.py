@@ -1,0 +1,135 @@
+"""The field lists of ``summary.json`` and ``metrics.jsonl``, as
+:mod:`engine.rundir.snapshot` lists the snapshot's arrays.
+
+Each field: name, JSON type, meaning, who writes it. :func:`summary` builds
+the summary from exactly the listed fields; :func:`check_metrics` refuses a
+metrics line with a key nobody listed. Readers name fields through these
+lists (``SUMMARY_ROWS`` for the tables), so a misspelt key fails a test
+instead of showing a blank.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: str  # JSON type; "|null" where the value can be missing
+    meaning: str
+    writer: str  # the module (and phase) that writes it
+
+
+_S = "engine.steps.run (Run.summary)"
+SUMMARY_FIELDS: tuple[Field, ...] = (
+    Field("method", "str", "aml-kd, ce or kd", _S),
+    Field("dataset", "str", "the dataset spec as given", _S),
+    Field("noise", "str", "the noise spec (none with a label file)", _S),
+    Field("seed", "int", "the run's seed", _S),
+    Field("steps", "int", "steps done", _S),
+    Field("given_label_precision", "float|null", "share of given labels equal to the truth (null without truth)", _S),
+    Field("refined_label_precision", "float|null", "share of refined labels equal to the truth, last step", _S),
+    Field("student_test_accuracy", "float|null", "the student's accuracy on the test split (null without one)", _S),
+    Field("teacher_test_accuracy", "float|null", "the teacher's accuracy on the test split (null for CE)", _S),
+    Field("awe_auroc", "float|null", "AUROC of the AWE weights separating clean from noisy given labels", _S),
+    Field("awe_std", "float|null", "spread of the AWE weights, last step", _S),
+    Field("noise_rate_estimate", "float|null", "the noise rate stage 0 estimated", _S),
+    Field("noise_rate_true", "float|null", "the true share of wrong given labels (null without truth)", _S),
+    Field("teacher_best_epoch", "int|null", "the teacher epoch whose weights the run kept (its last without a "
+                                             "hold-out; null for CE)", _S),
+    Field("teacher", "str", "teacher architecture", _S),
+    Field("student", "str", "student architecture", _S),
+    Field("teacher_parameters", "int", "teacher parameter count", _S),
+    Field("student_parameters", "int", "student parameter count", _S),
+    Field("wall_seconds", "float", "seconds spent in steps (resumes included)", _S),
+    Field("device", "str", "cpu or cuda", _S),
+    Field("without", "list[str]", "AML-KD components left out (ablations)", _S),
+    Field("warnings", "list[str]", "what engine.rundir.health found wrong", _S),
+    Field("test_labels", "str|null", "truth, given (agreement with a label file's test labels) or null", _S),
+)
+
+_T, _P, _ST = "handlers.teacher_step", "handlers.propagate_step", "handlers (student phases)"
+_R, _M = "handlers._refinery (refine, mutual)", "engine.method.metrics.label_metrics"
+METRICS_FIELDS: tuple[Field, ...] = (
+    Field("step", "int", "the step's number, from 1", "Run.step"),
+    Field("phase", "str", "the phase the step belonged to", "Run.step"),
+    Field("phase_epoch", "int", "steps done in that phase, this one included", "Run.step"),
+    Field("step_seconds", "float", "wall seconds of the step", "Run.step"),
+    Field("train_seconds", "float", "seconds of the training epoch", f"{_T}, {_ST}"),
+    Field("eval_seconds", "float", "seconds of the evaluation passes", _ST),
+    Field("graph_seconds", "float", "seconds building the kNN graph", _P),
+    Field("lp_seconds", "float", "seconds of label propagation", f"{_P}, {_R}"),
+    Field("select_seconds", "float", "seconds of small-loss selection and AWE", _R),
+    Field("lp_iterations", "int", "conjugate-gradient iterations", _P),
+    Field("graph_source", "str", "teacher or student: whose features the step's graph was built from",
+          f"{_P}, {_ST}"),
+    Field("graph_agreement_student", "float", "neighbour-vote agreement of the student's graph (mutual)", _R),
+    Field("graph_agreement_teacher", "float", "neighbour-vote agreement of the teacher's graph (mutual)", _R),
+    Field("teacher_source", "str", "checkpoint: the teacher was loaded, not trained", _T),
+    Field("teacher_loss", "float", "the teacher's mean CE over the epoch", _T),
+    Field("teacher_holdout_accuracy", "float|null", "teacher accuracy on the held-out part against given labels",
+          _T),
+    Field("teacher_best_epoch", "int", "the teacher epoch kept so far", _T),
+    Field("teacher_early_stopped", "bool", "the hold-out stopped the teacher", _T),
+    Field("teacher_train_accuracy", "float|null", "teacher accuracy on the training samples against the truth",
+          _T),
+    Field("teacher_test_accuracy", "float|null", "teacher accuracy on the test split", "handlers"),
+    Field("student_test_accuracy", "float|null", "student accuracy on the test split", _ST),
+    Field("student_train_accuracy", "float|null", "student accuracy on the training samples against the truth",
+          _ST),
+    Field("loss_ce", "float", "CE term of the epoch", _ST),
+    Field("loss_mixup", "float", "mixup CE term", _ST),
+    Field("loss_kd", "float", "KD term on mixed inputs", _ST),
+    Field("loss_kd_clean", "float", "KD term on un-mixed inputs", _ST),
+    Field("loss_rel", "float", "relational (Gram matrix) term", _ST),
+    Field("awe_loss", "float|null", "the weight network's training loss", _R),
+    Field("loss_cutoff", "float", "the small-loss cut-off", _R),
+    Field("noise_rate_used", "float", "r used for small-loss selection", _R),
+    Field("noise_rate_estimate", "float|null", "the stage-0 estimate of r", _ST),
+    Field("reviewed_clamped", "int", "samples whose label reviewers fixed", "handlers"),
+    Field("reviewed_outliers", "int", "samples reviewers marked as outliers", "handlers"),
+    Field("given_label_precision", "float|null", "share of given labels equal to the truth", _M),
+    Field("refined_label_precision", "float|null", "share of refined labels equal to the truth", _M),
+    Field("relabelled", "int", "samples whose refined label differs from the given one", _M),
+    Field("wrong_to_right", "int", "wrong given labels the refined ones fix", _M),
+    Field("right_to_wrong", "int", "right given labels the refined ones break", _M),
+    Field("detection_precision", "float|null", "share of relabelled samples whose given label was wrong", _M),
+    Field("detection_recall", "float|null", "share of wrong given labels that were relabelled", _M),
+    Field("awe_auroc", "float|null", "AUROC of the AWE weights on the given labels", _M),
+    Field("awe_std", "float|null", "spread of the AWE weights", _M),
+    Field("selection_precision", "float|null", "share of 'easy' samples whose given label is right", _M),
+)
+
+SUMMARY_NAMES = frozenset(f.name for f in SUMMARY_FIELDS)
+METRICS_NAMES = frozenset(f.name for f in METRICS_FIELDS)
+
+#: The summary fields the report and ``compare`` show (key, label).
+SUMMARY_ROWS = (
+    ("given_label_precision", "given label precision"),
+    ("refined_label_precision", "refined label precision"),
+    ("teacher_test_accuracy", "teacher test accuracy"),
+    ("student_test_accuracy", "student test accuracy"),
+    ("awe_auroc", "AWE AUROC (clean vs noisy)"),
+    ("noise_rate_estimate", "noise rate, estimated"),
+    ("noise_rate_true", "noise rate, true"),
+    ("wall_seconds", "seconds of training"),
+)
+#: Summary fields that tables format as numbers (a damaged value there is refused by name).
+SUMMARY_NUMBERS = tuple(f.name for f in SUMMARY_FIELDS if f.type.split("|")[0] in ("int", "float"))
+
+
+def summary(**values) -> dict:
+    """The summary: exactly the listed fields (a missing or unlisted one is a bug, raised as ``KeyError``)."""
+    missing, extra = SUMMARY_NAMES - set(values), set(values) - SUMMARY_NAMES
+    if missing or extra:
+        raise KeyError(f"summary fields: missing {sorted(missing)}, unlisted {sorted(extra)}")
+    return {f.name: values[f.name] for f in SUMMARY_FIELDS}
+
+
+def check_metrics(metrics: dict) -> dict:
+    """``metrics`` as it is, if every key is listed; ``KeyError`` naming the unlisted ones otherwise."""
+    extra = set(metrics) - METRICS_NAMES
+    if extra:
+        raise KeyError(f"metrics fields not in engine.rundir.fields.METRICS_FIELDS: {sorted(extra)}")
+    return metrics

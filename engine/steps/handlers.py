@@ -1,0 +1,267 @@
+"""What one step of each phase does: the dispatch table from phase to handler.
+
+Each handler takes the :class:`~engine.steps.run.Run`, does its phase's unit
+of work (one teacher or student epoch, or the one propagation) and returns
+``(arrays, metrics)``: the step's snapshot (:mod:`engine.rundir.snapshot`) and
+its metrics line (:mod:`engine.rundir.fields`). The label rules are
+:mod:`engine.method.refinery`'s; the solvers are the method layer's.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from ..method import refinery
+from ..method.ambiguity import (centre_similarity, class_centres, label_centre_weight, predict_weights,
+                                train_weight_net)
+from ..method.graph import Graph, build_graph, neighbour_vote_agreement
+from ..method.metrics import label_metrics
+from ..method.noise import estimate_noise_rate
+from ..method.propagate import propagate
+from ..method.select import loss_cutoff, small_loss_mask
+from ..method.training import cosine_lr, forward_all, set_lr, student_epoch, train_epoch
+from ..rundir import snapshot
+from . import checkpoint as ckpt
+from .phases import Phase
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .run import Run
+
+
+# ---------------------------------------------------------------- teacher
+def teacher_step(run: Run):
+    """One teacher epoch on the given labels (or: load its checkpoint)."""
+    cfg, s, nets = run.config, run.state, run.nets
+    t0 = time.perf_counter()
+    if cfg.teacher_checkpoint:
+        ckpt.load_teacher(nets.teacher, cfg.teacher_checkpoint)
+        s.teacher_stopped = True
+        extra = {"teacher_source": "checkpoint"}
+    else:
+        set_lr(nets.opt_teacher, cosine_lr(cfg.train.teacher_lr, s.teacher_epoch, cfg.schedule.teacher_epochs))
+        train_idx = torch.as_tensor(np.flatnonzero(~run.holdout), device=nets.device)
+        losses = train_epoch(nets.teacher, nets.opt_teacher, nets.x[train_idx], nets.given_t[train_idx],
+                             cfg.train, run.generator, run.dataset.augment, run.progress)
+        s.teacher_epoch += 1
+        extra = {"teacher_loss": losses["loss_ce"], **_early_stop(run)}
+    out = forward_all(nets.teacher, nets.x)
+    nets.set_teacher_outputs(out)
+    metrics = {"teacher_test_accuracy": nets.test_accuracy(nets.teacher),
+               "teacher_train_accuracy": _accuracy(out.pred, run.true), "train_seconds": time.perf_counter() - t0,
+               **extra, **label_metrics(run.given, s.refined, run.true)}
+    return _pack(run, teacher=out, features=out.features), metrics
+
+
+def _early_stop(run: Run) -> dict:
+    """Held-out accuracy against the given labels; keep the best epoch, stop after ``patience`` worse ones.
+
+    Without a hold-out the teacher is the one of its last epoch, and that is the epoch reported.
+    """
+    s, sched, nets = run.state, run.config.schedule, run.nets
+    if not run.holdout.any():
+        s.best_teacher_epoch = s.teacher_epoch
+        return {"teacher_holdout_accuracy": None, "teacher_best_epoch": s.best_teacher_epoch}
+    out = forward_all(nets.teacher, nets.x[torch.as_tensor(np.flatnonzero(run.holdout), device=nets.device)])
+    acc = float(np.mean(out.pred == run.given[run.holdout]))
+    if acc > s.best_holdout:
+        s.best_holdout, s.bad_epochs, s.best_teacher_epoch = acc, 0, s.teacher_epoch
+        s.best_teacher_state = {k: v.detach().clone() for k, v in nets.teacher.state_dict().items()}
+    else:
+        s.bad_epochs += 1
+    s.teacher_stopped = s.bad_epochs >= sched.teacher_patience
+    return {"teacher_holdout_accuracy": acc, "teacher_best_epoch": s.best_teacher_epoch,
+            "teacher_early_stopped": s.teacher_stopped}
+
+
+def finish_teacher(run: Run) -> None:
+    """Restore the teacher's best held-out epoch and freeze its features and graph."""
+    nets = run.nets
+    if run.state.best_teacher_state is not None:
+        nets.teacher.load_state_dict(run.state.best_teacher_state)
+    nets.teacher_changed()
+    run.store.write_teacher_features(nets.teacher_outputs().features)
+    run.store.write_teacher_outputs(features=nets.graph_features().astype(np.float32),
+                                    pred=nets.stage0_predictions(), keys=np.array(run.dataset.keys()))
+    if "stage0" in run.config.without:  # no propagation to estimate r from: the teacher's disagreement
+        run.state.noise_rate_estimate = estimate_noise_rate(run.given, nets.teacher_outputs().pred)
+
+
+# ---------------------------------------------------------------- stage 0
+def propagate_step(run: Run):
+    """Stage 0: teacher-guided label propagation, once."""
+    nets, cfg = run.nets, run.config
+    t0 = time.perf_counter()
+    teacher = nets.teacher_outputs()
+    graph = nets.teacher_graph()
+    t_graph = time.perf_counter() - t0
+    clamped, outliers = run.review_clamps()
+    seeds = refinery.stage0_seeds(nets.stage0_predictions(), run.dataset.num_classes, clamped, outliers)
+    result = propagate(graph.normalized, seeds.matrix(run.dataset.num_classes), cfg.propagation)
+    refined = refinery.stage0_relabel(run.given, result, cfg.noise_rate, cfg.train.keep_least_confident,
+                                      clamped).labels
+    run.state.refined = refined
+    run.state.noise_rate_estimate = estimate_noise_rate(run.given, result.labels)
+    metrics = {"graph_seconds": t_graph, "lp_seconds": time.perf_counter() - t0 - t_graph,
+               "lp_iterations": result.iterations, "graph_source": "teacher",
+               "teacher_test_accuracy": nets.test_accuracy(nets.teacher),
+               **_review_metrics(clamped, outliers), **label_metrics(run.given, refined, run.true)}
+    arrays = _pack(run, teacher=teacher, features=nets.graph_features(), graph=graph, lp=result,
+                   clamped=clamped, outliers=outliers, seeds=seeds)
+    return arrays, metrics
+
+
+# ---------------------------------------------------------------- student
+def _student_train(run: Run, targets: np.ndarray, mode: str, weights: np.ndarray | None = None,
+                   train_mask: np.ndarray | None = None) -> dict:
+    """One student epoch; samples outside ``train_mask`` (reviewed outliers) sit it out."""
+    cfg, nets = run.config, run.nets
+    set_lr(nets.opt_student, cosine_lr(cfg.train.lr, run.state.student_epoch, cfg.schedule.student_epochs))
+    t0 = time.perf_counter()
+    x = nets.x
+    if train_mask is not None and not train_mask.all():
+        keep = np.flatnonzero(train_mask)
+        x, targets = x[torch.as_tensor(keep, device=nets.device)], targets[keep]
+        weights = None if weights is None else weights[keep]
+    losses = student_epoch(
+        nets.student, nets.teacher, nets.opt_student, x, torch.as_tensor(targets, device=nets.device),
+        cfg.train, mode, run.rng, run.generator,
+        None if weights is None else torch.as_tensor(weights, device=nets.device), run.dataset.augment,
+        run.progress)
+    run.state.student_epoch += 1
+    nets.student_changed()
+    return {**losses, "train_seconds": time.perf_counter() - t0}
+
+
+def warmup_step(run: Run):
+    """One student epoch on stage 0's labels: CE + mixup CE + KD."""
+    clamped, outliers = run.review_clamps()
+    run.state.refined = np.where(clamped >= 0, clamped, run.state.refined)
+    metrics = _student_train(run, run.state.refined, "warmup", train_mask=~outliers)
+    metrics.update(_review_metrics(clamped, outliers))
+    return _student_snapshot(run, metrics, clamped=clamped, outliers=outliers)
+
+
+def plain_student_step(run: Run):
+    """Baselines (CE, KD) train on the given labels, with reviewers' decisions applied."""
+    mode = "kd" if run.config.method == "kd" else "ce"
+    clamped, outliers = run.review_clamps()
+    targets = np.where(clamped >= 0, clamped, run.given)
+    run.state.refined = targets
+    metrics = _student_train(run, targets, mode, train_mask=~outliers)
+    metrics.update(_review_metrics(clamped, outliers))
+    return _student_snapshot(run, metrics, clamped=clamped, outliers=outliers)
+
+
+def refine_step(run: Run):
+    return _refinery(run, mutual=False)
+
+
+def mutual_step(run: Run):
+    return _refinery(run, mutual=True)
+
+
+def _refinery(run: Run, mutual: bool):
+    """Stage 1 (``mutual=False``) or stage 2: select, weigh, propagate, train."""
+    t0 = time.perf_counter()
+    nets, cfg, C = run.nets, run.config, run.dataset.num_classes
+    before = nets.student_outputs()
+    selection_loss = before.loss(run.given)
+    keep_fraction = 1.0 - run.noise_rate()
+    easy = small_loss_mask(selection_loss, keep_fraction)
+    clamped, outliers = run.review_clamps()  # reviewed labels count as easy, fixed seeds
+    working, easy, awe_target = refinery.small_loss_working(run.given, before.pred, easy, clamped)
+    similarity = centre_similarity(before.features, class_centres(before.features, working, C))
+    use_awe = "awe" not in cfg.without
+    awe_loss = train_weight_net(nets.weight_net, nets.opt_weight, similarity, run.given, awe_target,
+                                cfg.train.awe_iterations) if use_awe else None
+    uniform = np.ones(len(run.given), np.float32)
+    t_select = time.perf_counter() - t0
+    graph, graph_choice = _refine_graph(run, mutual, before.features, working, easy)
+    if mutual:
+        seed_weights = label_centre_weight(similarity, working)
+    else:
+        seed_weights = predict_weights(nets.weight_net, similarity, working) if use_awe else uniform
+    t1 = time.perf_counter()
+    seeds, working, easy, train_mask = refinery.refine_seeds(working, easy, seed_weights, C, clamped, outliers)
+    result = propagate(graph.normalized, seeds.matrix(C), cfg.propagation)
+    refined = refinery.refine_relabel(working, easy, result, clamped).labels
+    t_lp = time.perf_counter() - t1
+    weights = predict_weights(nets.weight_net, similarity, refined) if use_awe else uniform
+    weights_given = predict_weights(nets.weight_net, similarity, run.given) if use_awe else None
+    run.state.refined = refined
+    metrics = _student_train(run, refined, "refine", weights, train_mask=train_mask)
+    metrics.update(_review_metrics(clamped, outliers))
+    metrics.update(graph_choice)
+    metrics.update(select_seconds=t_select, lp_seconds=t_lp, awe_loss=awe_loss,
+                   graph_source="teacher" if nets.is_teacher_graph(graph) else "student",
+                   noise_rate_used=run.noise_rate(), loss_cutoff=loss_cutoff(selection_loss, keep_fraction))
+    return _student_snapshot(run, metrics, graph=graph, lp=result, easy=easy, working=working, weights=weights,
+                             weights_given=weights_given, selection_loss=selection_loss,
+                             student_features=before.features, clamped=clamped, outliers=outliers, seeds=seeds)
+
+
+def _refine_graph(run: Run, mutual: bool, student_features: np.ndarray, working: np.ndarray,
+                  easy: np.ndarray) -> tuple[Graph, dict]:
+    """The teacher's graph; in the mutual stage every other epoch the student's, if its graph is as good."""
+    graph = run.nets.teacher_graph()
+    if not (mutual and run.state.phase_epoch % 2 == 0):
+        return graph, {}
+    student_graph = build_graph(student_features, run.config.graph)
+    C = run.dataset.num_classes
+    choice = {f"graph_agreement_{name}": neighbour_vote_agreement(g, working, easy, C)
+              for name, g in (("student", student_graph), ("teacher", graph))}
+    if choice["graph_agreement_student"] >= choice["graph_agreement_teacher"]:
+        graph = student_graph
+    return graph, choice
+
+
+def _student_snapshot(run: Run, metrics: dict, graph: Graph | None = None, student_features=None, **parts):
+    """Evaluate the student (and teacher), then pack the step's snapshot."""
+    t0 = time.perf_counter()
+    nets = run.nets
+    after = nets.student_outputs()
+    teacher = nets.teacher_outputs() if run.config.method != "ce" else None
+    metrics.update(
+        student_test_accuracy=nets.test_accuracy(nets.student),
+        student_train_accuracy=_accuracy(after.pred, run.true),
+        teacher_test_accuracy=nets.test_accuracy(nets.teacher) if teacher is not None else None,
+        noise_rate_estimate=run.state.noise_rate_estimate,
+        **label_metrics(run.given, run.state.refined, run.true, parts.get("weights_given"), parts.get("easy")))
+    if graph is None:
+        graph = nets.teacher_graph() if teacher is not None else build_graph(after.features, run.config.graph)
+        metrics.setdefault("graph_source", "teacher" if teacher is not None else "student")
+    arrays = _pack(run, teacher=teacher, student=after, graph=graph,
+                   features=after.features if student_features is None else student_features, **parts)
+    metrics["eval_seconds"] = time.perf_counter() - t0
+    return arrays, metrics
+
+
+# ---------------------------------------------------------------- shared
+def _pack(run: Run, **parts) -> dict:
+    """This step's snapshot (:func:`engine.rundir.snapshot.pack`)."""
+    return snapshot.pack(run.state.refined, given=run.given, **parts)
+
+
+def _review_metrics(clamped: np.ndarray, outliers: np.ndarray) -> dict:
+    return {"reviewed_clamped": int(np.sum(clamped >= 0)), "reviewed_outliers": int(np.sum(outliers))}
+
+
+def _accuracy(pred: np.ndarray, true: np.ndarray | None) -> float | None:
+    if true is None:
+        return None
+    mask = true >= 0
+    return float(np.mean(pred[mask] == true[mask])) if mask.any() else None
+
+
+HANDLERS = {
+    Phase.TEACHER: teacher_step,
+    Phase.PROPAGATE: propagate_step,
+    Phase.WARMUP: warmup_step,
+    Phase.REFINE: refine_step,
+    Phase.MUTUAL: mutual_step,
+    Phase.STUDENT: plain_student_step,
+}

@@ -1,0 +1,243 @@
+"""Creating, opening and resuming a run directory.
+
+A run records at creation what determines its numbers besides its config
+(``runtime.json``, :meth:`engine.rundir.store.RunStore.write_runtime`): the
+torch thread count, the device, the deterministic settings, and a content
+digest of every input file (label file, teacher features, teacher checkpoint,
+noise matrix, the image folder or uploaded archive's files). Opening a run
+applies the recorded threads and settings, so a resume typed without
+``--threads`` gives the numbers of the uninterrupted run; it refuses a
+different ``--threads``, another device, and any input whose content
+changed, in one line naming it. Whoever creates or opens a run to train it
+holds the run's lock (:mod:`engine.rundir.lock`) until :meth:`Run.close` or
+the end of its process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from ..data import Dataset
+from ..errors import UserError, shown
+from ..method.config import RunConfig
+from ..rundir.store import RunStore
+from . import checkpoint as ckpt
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .run import Run
+
+#: Files in a dataset folder above this many are digested by name, size and modification time only.
+FOLDER_CONTENT_LIMIT = 20_000
+
+
+# ---------------------------------------------------------------- create
+def create_run(cls, out: str | Path, config: RunConfig, force: bool = False, dataset: Dataset | None = None,
+               device: torch.device | None = None, keep_reviews: bool = False, threads: int | None = None) -> Run:
+    """Start a new run in ``out`` (refused if it holds one, unless ``force``).
+
+    Replacing a run (``force``) sets its review log aside (``reviews-old-N.sqlite``,
+    in ``run.reviews_set_aside``), so the new run never trains on another run's
+    decisions; ``keep_reviews`` keeps it instead, only when the new run has the very
+    same samples and given labels. Refused while another process trains ``out``.
+    ``threads``: torch's thread count for every step of the run (default: the
+    process's now), recorded so that a resume uses it too.
+    """
+    store = RunStore(out)
+    if store.exists() and not force:
+        store.create(config, force=False)  # raises the clear error
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads {threads} must be at least 1")
+    run = cls(store, config, dataset, device)  # validate before touching the directory
+    run.threads = threads or run.threads
+    if config.labels:
+        from ..data.labels import labels_with_noise_problem
+
+        problem = labels_with_noise_problem(config.labels, config.noise)
+        if problem:
+            raise UserError(problem)
+    if config.teacher_checkpoint:
+        ckpt.load_teacher(run.teacher, config.teacher_checkpoint)  # a bad file fails here, not at step 1
+    inputs = input_digests(config)
+    if store.path.exists() and not store.path.is_dir():
+        store.create(config, force=force)  # raises the clear error
+    store.path.mkdir(parents=True, exist_ok=True)
+    run.hold_lock()  # refused while another process trains the run this one replaces
+    try:
+        if store.exists() and store.reviews_path.exists():
+            if keep_reviews:
+                _check_same_samples(run)
+            else:
+                run.reviews_set_aside = store.set_reviews_aside()
+        store.create(config, force=force)
+    except BaseException:
+        run.close()
+        raise
+    store.write_runtime(runtime_record(run.device, run.threads, inputs))
+    write_static_files(run)
+    return run
+
+
+def write_static_files(run: Run) -> None:
+    """What a new run directory holds besides its config: samples, skipped inputs, status."""
+    true = run.true if run.true is not None else np.full(len(run.given), -1)
+    run.store.write_skipped(run.dataset.skipped)
+    run.store.write_dataset(given=run.given, true=true, keys=np.array(run.dataset.keys()), holdout=run.holdout,
+                            class_names=np.array([str(c) for c in run.dataset.class_names]),
+                            test_labels=np.array(run.test_labels() or "none"))
+    run.write_status("idle")
+
+
+def _check_same_samples(run: Run) -> None:
+    """Refuse to keep a review log made for other samples or other given labels."""
+    try:
+        old = run.store.dataset_arrays()
+        same = np.array_equal(old["keys"], np.array(run.dataset.keys())) and np.array_equal(old["given"], run.given)
+    except (UserError, KeyError):
+        same = False
+    if not same:
+        raise UserError(f"--keep-reviews: the decisions in {str(run.store.reviews_path)!r} were made for other "
+                        "samples or given labels than this run's; leave out --keep-reviews to set them aside")
+
+
+# ---------------------------------------------------------------- open
+def open_run(cls, path: str | Path, device: torch.device | None = None, threads: int | None = None) -> Run:
+    """Open a run directory where its last checkpoint left it, with the threads and settings it recorded."""
+    store = RunStore(path)
+    config = store.config()
+    record = store.runtime()
+    threads = apply_runtime(store, record, threads)
+    check_inputs(store, config, record)
+    device = device or _recorded_device(store, record)
+    run = cls(store, config, device=device)
+    run.threads = threads
+    if store.checkpoint_path.exists():
+        run.load_state_dict(ckpt.read(store.checkpoint_path), source=f"checkpoint {str(store.checkpoint_path)!r}")
+    elif max(store.steps(), default=0) > 1 or len(store.metrics()) > 1:
+        raise UserError(f"run {str(path)!r} has {len(store.steps())} snapshots but no checkpoint.pt; it cannot "
+                        "be resumed (restore checkpoint.pt, or create the run again)")
+    # else: killed within the first step, before its checkpoint: start again from step 0, as created
+    damaged = store.damaged_metrics()
+    if damaged:
+        raise UserError(f"{str(store.metrics_path)!r} line {damaged[0]} is damaged (not a JSON object with a "
+                        "step); restore the file, or delete that line to drop its step's metrics, then resume")
+    run.hold_lock()  # nothing was written before this line: a refused open leaves the directory as it was
+    if record is None and not store.steps():  # killed while being created, before its runtime record
+        store.write_runtime(runtime_record(run.device, run.threads, input_digests(config)))
+    if not store.dataset_path.exists():  # killed while being created: finish creating it
+        write_static_files(run)
+    store.truncate_after(run.state.step)
+    store.remove_temporary_files()
+    if run.done and not _summary_readable(store):  # killed before it was written, or damaged since
+        store.write_summary(run.summary())
+    run.write_status("done" if run.done else "idle")
+    return run
+
+
+def _summary_readable(store: RunStore) -> bool:
+    try:
+        return store.summary() is not None
+    except UserError:
+        return False
+
+
+# ---------------------------------------------------------------- what determines the numbers
+def runtime_record(device: torch.device, threads: int, inputs: dict) -> dict:
+    """What a resume must match besides the config: threads, device, deterministic settings, inputs."""
+    return {"threads": int(threads), "device": torch.device(device).type,
+            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark), "torch": torch.__version__,
+            "inputs": inputs}
+
+
+def apply_runtime(store: RunStore, record: dict | None, threads: int | None) -> int:
+    """Use the recorded thread count and settings; refuse an explicit ``--threads`` that differs.
+
+    Returns the thread count the run's steps use."""
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads {threads} must be at least 1")
+    if record is None:  # a run made before runtime.json: nothing recorded to match
+        threads = threads or torch.get_num_threads()
+        torch.set_num_threads(threads)
+        return threads
+    recorded = int(record.get("threads", torch.get_num_threads()))
+    if threads is not None and threads != recorded:
+        raise UserError(f"--threads {threads} differs from the {recorded} thread(s) run {str(store.path)!r} was "
+                        f"trained with, which would change its numbers; leave out --threads (a resume uses "
+                        f"{recorded}) or create a new run")
+    torch.set_num_threads(recorded)
+    torch.use_deterministic_algorithms(bool(record.get("deterministic_algorithms", False)))
+    torch.backends.cudnn.benchmark = bool(record.get("cudnn_benchmark", False))
+    return recorded
+
+
+def _recorded_device(store: RunStore, record: dict | None) -> torch.device | None:
+    if record is None:
+        return None
+    kind = record.get("device", "cpu")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"run {str(store.path)!r} was trained on a GPU (cuda) and this machine has none; resuming "
+                        "on the CPU would change its numbers: resume it on a machine with CUDA")
+    return torch.device(kind)
+
+
+def input_files(config: RunConfig) -> dict[str, Path]:
+    """Every input file or folder of ``config``, by the setting that names it."""
+    found = {"labels": config.labels, "teacher_features": config.teacher_features,
+             "teacher_checkpoint": config.teacher_checkpoint}
+    if config.noise.startswith("matrix:"):
+        found["noise"] = config.noise.split(":", 1)[1]
+    if config.dataset.startswith("folder:"):
+        found["dataset"] = config.dataset.split(":", 1)[1].split("?", 1)[0]
+    return {name: Path(value) for name, value in found.items() if value}
+
+
+def input_digests(config: RunConfig) -> dict:
+    return {name: digest(path) for name, path in input_files(config).items()}
+
+
+def digest(path: Path) -> dict:
+    """SHA-256 of a file's content; of a folder, of every file's relative path, size and content
+    (only path, size and modification time above :data:`FOLDER_CONTENT_LIMIT` files)."""
+    path = Path(path)
+    if path.is_file():
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        return {"path": str(path), "sha256": h.hexdigest(), "bytes": path.stat().st_size}
+    if not path.is_dir():
+        return {"path": str(path), "sha256": None, "bytes": None}
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    by_content = len(files) <= FOLDER_CONTENT_LIMIT
+    h = hashlib.sha256()
+    for f in files:
+        stat = f.stat()
+        h.update(f"{f.relative_to(path)}\0{stat.st_size}\0".encode())
+        h.update(hashlib.sha256(f.read_bytes()).digest() if by_content else str(stat.st_mtime_ns).encode())
+    return {"path": str(path), "sha256": h.hexdigest(), "files": len(files)}
+
+
+def check_inputs(store: RunStore, config: RunConfig, record: dict | None) -> None:
+    """Refuse a resume whose input files changed since the run was created, in one line naming the first."""
+    if record is None:
+        return
+    for name, before in record.get("inputs", {}).items():
+        now = digest(Path(before["path"]))
+        if now.get("sha256") == before.get("sha256"):
+            continue
+        flag = "--" + name.replace("_", "-")
+        if now.get("sha256") is None:
+            what = "is gone"
+        elif "files" in before:
+            what = f"changed ({before['files']:,} files then, {now['files']:,} now, or their content)"
+        else:
+            what = (f"changed (sha256 {before['sha256'][:12]}..., {before['bytes']:,} bytes then; "
+                    f"{now['sha256'][:12]}..., {now['bytes']:,} bytes now)")
+        raise UserError(f"input {flag} {shown(before['path'])} of run {str(store.path)!r} {what} since the run was "
+                        "created; resuming would train on other data: restore the file, or create a new run "
+                        "from it")
