@@ -15,7 +15,7 @@ $(STAMP): requirements.txt
 	touch $(STAMP)
 
 run: venv
-	$(PY) -m streamlit run app/streamlit_app.py \
+	$(PY) -m streamlit run app/launch.py \
 		--server.address 127.0.0.1 --server.port 8501 --server.headless true \
 		--browser.gatherUsageStats false
 

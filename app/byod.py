@@ -16,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
 import re
+import shutil
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
@@ -33,7 +35,7 @@ from engine.errors import UserError
 from engine.models import available_models, default_pair
 from engine.method import CIFAR10_CLASSES, asym_targets, load_matrix, parse_noise_spec
 from engine.method import known_noise_rate as engine_known_noise_rate
-from engine.rundir import atomic_write_bytes, uploads_dir
+from engine.rundir import RunStore, atomic_write_bytes, uploads_dir
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +210,86 @@ def _remember(memo: OrderedDict, key: str, value: str, size: int = 32) -> None:
         memo.popitem(last=False)
 
 
-def unpack_upload(name: str, data: bytes, root: str | Path, max_bytes: int = MAX_BYTES,
+#: Budgets for unpacked uploads (MiB): per upload and all uploads together; the environment can change them.
+UPLOAD_BUDGET_ENV, UPLOADS_TOTAL_ENV = "AMLKD_UPLOAD_MAX_MB", "AMLKD_UPLOADS_TOTAL_MB"
+UPLOAD_BUDGET_MB, UPLOADS_TOTAL_MB = 512, 2048
+
+
+def _budget_mb(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    return int(raw) if raw.isdigit() and int(raw) > 0 else default
+
+
+def upload_budgets() -> tuple[int, int]:
+    """(per upload, all uploads) in bytes, unpacked."""
+    return (_budget_mb(UPLOAD_BUDGET_ENV, UPLOAD_BUDGET_MB) << 20, _budget_mb(UPLOADS_TOTAL_ENV, UPLOADS_TOTAL_MB) << 20)
+
+
+def folder_bytes(folder: Path) -> tuple[int, int]:
+    """(bytes, files) under ``folder`` (links not followed)."""
+    total = files = 0
+    for dirpath, _, names in os.walk(folder):
+        for n in names:
+            try:
+                total += os.lstat(os.path.join(dirpath, n)).st_size
+                files += 1
+            except OSError:
+                pass
+    return total, files
+
+
+def list_uploads(root: str | Path) -> list[dict]:
+    """Every unpacked upload and kept label file: ``name``, ``path``, ``bytes``, ``files``, ``used_by`` (runs
+    whose dataset or label file is in it), largest first."""
+    from engine.rundir import list_runs
+
+    folder = uploads_dir(root)
+    if not folder.is_dir():
+        return []
+    used_paths = []  # (run name, a path its settings name)
+    for run in list_runs(Path(root)):
+        try:
+            config = RunStore(run).config()
+        except (UserError, OSError, ValueError):
+            continue
+        for text in (str(config.dataset), str(getattr(config, "labels", None) or "")):
+            where = text.split(":", 1)[1] if text.startswith("folder:") else text
+            if where:
+                used_paths.append((run.name, str(Path(where.split("?", 1)[0]).absolute())))
+
+    def used_by(entry: Path) -> list[str]:
+        base = str(entry.absolute())
+        return sorted({name for name, where in used_paths if where == base or where.startswith(base + os.sep)})
+
+    entries = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.name == "labels" and entry.is_dir():
+            for file in sorted(entry.iterdir()):
+                entries.append({"name": f"labels/{file.name}", "path": file, "bytes": file.stat().st_size, "files": 1,
+                                "used_by": used_by(file)})
+            continue
+        size, files = folder_bytes(entry) if entry.is_dir() else (entry.stat().st_size, 1)
+        entries.append({"name": entry.name, "path": entry, "bytes": size, "files": files, "used_by": used_by(entry)})
+    return sorted(entries, key=lambda e: -e["bytes"])
+
+
+def delete_upload(root: str | Path, name: str) -> None:
+    """Delete one upload (a folder or a kept label file) by its listed name; refused while a run uses it."""
+    found = next((e for e in list_uploads(root) if e["name"] == name), None)
+    if found is None:
+        raise UserError(f"no upload named {name!r} under {str(uploads_dir(root))!r}")
+    if found["used_by"]:
+        raise UserError(f"upload {name!r} is the data of run(s) {', '.join(found['used_by'])}; delete those runs "
+                        "first (Setup, Runs)")
+    if found["path"].is_dir():
+        shutil.rmtree(found["path"])
+    else:
+        found["path"].unlink()
+
+
+def unpack_upload(name: str, data: bytes, root: str | Path, max_bytes: int | None = None,
                   max_files: int = MAX_FILES, upload_id: str | None = None) -> Path:
     """Unpack an uploaded zip under ``uploads_dir(root)``; returns the dataset folder in it.
 
@@ -234,11 +315,23 @@ def unpack_upload(name: str, data: bytes, root: str | Path, max_bytes: int = MAX
     target = uploads_dir(root) / f"{_safe_stem(name, 'upload')}-{digest}"
     if target.is_dir() and any(target.iterdir()):
         return find_dataset_root(target)
+    per_upload, total = upload_budgets()
+    per_upload = min(per_upload, MAX_BYTES) if max_bytes is None else max_bytes
+    used = sum(e["bytes"] for e in list_uploads(root))
+    room = max(total - used, 0)
     try:
-        dataset_root = extract_zip(io.BytesIO(data), target, max_bytes=max_bytes, max_files=max_files)
+        if room < 1 << 20:
+            raise UserError(f"the uploads already hold {used / 2**20:,.0f} MiB of their {total / 2**20:,.0f} MiB "
+                            "budget; an admin can delete old uploads on the Setup page")
+        dataset_root = extract_zip(io.BytesIO(data), target, max_bytes=min(per_upload, room), max_files=max_files)
     except UserError as exc:
-        message = f"upload {name!r} was refused and nothing was unpacked: {exc}"
-        _remember(_REFUSED, digest, message)
+        reason = str(exc)
+        if room < per_upload and ("would unpack" in reason or "more than" in reason):  # the total budget's limit
+            reason += (f" (the uploads hold {used / 2**20:,.0f} MiB of their {total / 2**20:,.0f} MiB budget: "
+                       f"{room / 2**20:,.0f} MiB are left; an admin can delete old uploads on the Setup page)")
+        message = f"upload {name!r} was refused and nothing was unpacked: {reason}"
+        if room >= per_upload:  # refused for what it is, not for the room left: remember it
+            _remember(_REFUSED, digest, message)
         _remove_if_empty(uploads_dir(root))
         raise UserError(message) from None
     log.info("unpacked upload %s into %s", name, target)

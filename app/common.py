@@ -59,7 +59,13 @@ def require_store() -> RunStore:
 
 
 def current_reviewer() -> str:
-    """The reviewer's name in this session ('' when none)."""
+    """The reviewer's name in this session ('' when none): the signed-in user when the app has accounts
+    (:mod:`app.access`), else the name typed in the sidebar or given in the address."""
+    from app.access import shared, signed_in
+
+    if shared():
+        user = signed_in()
+        return user[0] if user else ""
     return str(st.session_state.get(REVIEWER_KEY, "") or "")
 
 
@@ -76,7 +82,14 @@ def set_reviewer(name: str) -> None:
 
 def sync_reviewer_with_url() -> str:
     """Take the reviewer from ``?reviewer=NAME`` in a new session; keep the
-    address naming the session's reviewer. Returns the name."""
+    address naming the session's reviewer. Returns the name. With accounts
+    the address names nobody: the reviewer is the signed-in user."""
+    from app.access import shared
+
+    if shared():
+        if REVIEWER_QUERY_KEY in st.query_params:
+            del st.query_params[REVIEWER_QUERY_KEY]
+        return current_reviewer()
     if REVIEWER_KEY not in st.session_state:
         st.session_state[REVIEWER_KEY] = str(st.query_params.get(REVIEWER_QUERY_KEY, "") or "").strip()
     name = current_reviewer()

@@ -16,8 +16,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app.text import code_span, md
+
 from engine.readers.compare import (PerSample, add_chance, by_method_text, method_label, run_results, same_data,
                                     student_test_right, table_text)
+from engine.readers.export import safe_csv
 from engine.method import RunConfig
 from app.worker import get_worker, torch_threads, train_in_turn
 from engine.errors import UserError
@@ -168,7 +171,7 @@ def describe_plan(members: list[Member]) -> list[str]:
     """One line per member: what pressing the button does to it."""
     what = lambda m: "finished, kept" if m.done else "exists, trained to the end" if m.config is None \
         else "created and trained"  # noqa: E731
-    return [f"**{m.label}** `{m.path.name}`: {what(m)}" for m in members]
+    return [f"**{m.label}** {code_span(m.path.name)}: {what(m)}" for m in members]
 
 
 def create_and_queue(members: list[Member], root: Path, is_live) -> str | None:
@@ -216,7 +219,7 @@ def progress_lines(queue) -> list[str]:
         status = RunStore(path).status() if path.is_dir() else {}
         step = f" · step {status.get('step', 0)}/{status.get('total_steps', '?')}" if status else ""
         phase = f" · {status.get('phase')}" if state == "training" and status.get("phase") else ""
-        lines.append(f"`{path.name}`: {state}{phase}{step}")
+        lines.append(f"{code_span(path.name)}: {state}{phase}{step}")  # a code span shows the name as text
     return lines
 
 
@@ -251,7 +254,8 @@ def with_chance(rows: list[dict], stores: list[RunStore]) -> list[dict]:
 
 def warnings_block(rows: list[dict]) -> str | None:
     """Every run's warnings as one block, one line per run (its warnings joined), or ``None``."""
-    lines = [f"- **{r['run']}**: " + " ".join(w["message"] for w in r["warnings"]) for r in rows if r["warnings"]]
+    lines = [f"- **{md(r['run'])}**: " + " ".join(md(w["message"]) for w in r["warnings"]) for r in rows
+             if r["warnings"]]
     return "\n".join(lines) if lines else None
 
 
@@ -297,7 +301,7 @@ def split_shared(frame: pd.DataFrame, columns=("dataset", "noise", "seed")) -> t
     """The table without the columns whose value every run shares, and those as one line
     (``dataset moons · noise symmetric 30% · seed 0``), so the rest fits a narrow screen."""
     shared = [c for c in columns if c in frame and frame[c].nunique() == 1]
-    line = " · ".join(f"{c} **{frame[c].iloc[0]}**" for c in shared)
+    line = " · ".join(f"{c} **{md(frame[c].iloc[0])}**" for c in shared)
     return frame.drop(columns=shared), line
 
 
@@ -359,7 +363,7 @@ def sample_caption(view: PerSample, which: str, i: int, labels: dict[str, str] |
 
 # ---------------------------------------------------------------- downloads (Streamlit)
 def csv_button(label: str, frame: pd.DataFrame, file_name: str, key: str) -> None:
-    st.download_button(label, frame.to_csv(index=False).encode(), file_name=file_name, mime="text/csv", key=key,
+    st.download_button(label, safe_csv(frame).encode(), file_name=file_name, mime="text/csv", key=key,
                        icon=":material/download:", on_click="ignore")
 
 

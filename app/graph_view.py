@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app.text import md
+
 from app.figures.embedding import embedding_figure, selected_samples
 from app.figures.graph import class_scores_figure, confidence_figure
 from app.graph_story import walk
@@ -150,13 +152,13 @@ def neighbours_table(center: int, snapshot: dict, seeds, given, true, names, pow
 
 
 def render_why(run_dir, step, center, snapshot, given, true, names, seeds, final_scores, config, mtime) -> None:
-    st.subheader(f"Why does #{center} have label {names[int(snapshot['refined'][center])]}?")
+    st.subheader(f"Why does #{center} have label {md(names[int(snapshot['refined'][center])])}?")
     conf_all = snapshot.get("lp_confidence")
     conf = float(conf_all[center])
     own = cached_what_if(run_dir, step, mtime=mtime)  # the step replayed with its own rules
     settings = own.settings
     cutoff = own.cutoff if own.relabelling.rule == "confidence" else None
-    st.markdown(explain.why(center, own.relabelling, given, snapshot["working"], names, conf,
+    st.markdown(explain.why(center, own.relabelling, given, snapshot["working"], [md(n) for n in names], conf,
                             settings.keep_least_confident, settings.noise_rate))
     facts = {"given": names[int(given[center])], "seed": names[int(seeds[center])],
              "refined": names[int(snapshot["refined"][center])]}
@@ -197,7 +199,7 @@ def render_what_if(run_dir, store, step, phase, snapshot, coords, given, true, n
             result = cached_what_if(run_dir, step, int(k), float(power), float(alpha),
                                     None if known_rate else percent / 100, mtime)
     except UserError as exc:
-        st.error(str(exc))
+        st.error(md(exc))
         return
     tried = result.settings
     own = (tried.k, tried.power, tried.alpha, tried.keep_least_confident) == \

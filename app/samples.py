@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from app.text import md
+
 from engine.method import RunConfig
 from engine.data import dataset_for_config
 from engine.rundir import RunStore
@@ -167,7 +169,7 @@ def render_sample_grid(indices: Sequence[int], kind: str, train_x: np.ndarray, g
     for start in range(0, len(shown), columns):
         cells = st.columns(columns)
         for cell, i, picture in zip(cells, shown[start:start + columns], pictures[start:start + columns]):
-            cell.image(picture, caption=sample_caption(i, given[i], refined[i], float(weights[i]), class_names),
+            cell.image(picture, caption=md(sample_caption(i, given[i], refined[i], float(weights[i]), class_names)),
                        width="stretch")
 
 

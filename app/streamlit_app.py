@@ -18,7 +18,8 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts app/ on the path, not the 
 
 import streamlit as st  # noqa: E402
 
-from app import present  # noqa: E402
+from app import access, present  # noqa: E402
+from app.text import md  # noqa: E402
 from app.common import current_store, sync_run_with_url  # noqa: E402
 from app.worker import get_worker, is_live  # noqa: E402
 from engine.rundir import RunStore  # noqa: E402
@@ -105,7 +106,7 @@ def _sidebar_body(path) -> None:
     store = RunStore(path)
     status = store.status()
     state = "training" if get_worker(path).busy else store.live_state(status)  # a dead process's run: stopped
-    st.markdown(f"**Open run** `{store.path.name}`")
+    st.markdown(f"**Open run** {md(store.path.name)}")
     st.caption(f"{state} · phase **{status.get('phase', '?')}** · step "
                f"{status.get('step', 0)}/{status.get('total_steps', '?')}")
     if status.get("state") == "error":
@@ -125,10 +126,12 @@ def main() -> None:
     st.set_page_config(page_title="AML-KD Explorer", layout="wide",
                        initial_sidebar_state="collapsed" if presenting else "auto")
     start_embedding_warm_up()
+    access.sign_in_gate()  # with accounts: nothing but the sign-in form until this session signs in
     normalise_address({url for _, _, url in PAGES})
     page = st.navigation(build_pages())
     sync_run_with_url()
     with st.sidebar:
+        access.sidebar_user()
         sidebar_status()
         present.sidebar_toggle()
     present.sync_url()

@@ -1,15 +1,24 @@
-"""From a key press to the next card on screen, on digits, in a real browser.
+"""From a key press to the next card on screen, on digits, in a real browser: steady and in bursts.
 
-    python bench/review_latency.py [--decisions 30] [--gap 0.3]
+    python bench/review_latency.py [--decisions 30] [--gap 0.3] [--bursts 20]
 
 Trains a short digits run (40% symmetric noise; teacher 6 epochs, warm-up 1,
-refine 1), serves the app with ``streamlit run`` on a free local port
-(``tests/browser/conftest.py``'s ``serve_app``), opens its Review page in
-headless Chromium at 1024x768 and presses ``A`` (accept) ``--decisions``
-times. Each press is timed from ``keyboard.press`` until the heading of the
-*next* card is on screen ("next card"), and until the page's script run has
-finished ("page idle": every chart of the card drawn). Prints both as median
-and p90, and checks the bar: next card <= 0.5 s median.
+refine 1), serves the app with ``streamlit run app/launch.py`` on a free local
+port (``tests/browser/conftest.py``'s ``serve_app``), opens its Review page in
+headless Chromium at 1024x768 (every sample queued) and presses ``A``
+(accept):
+
+- **steady**: ``--decisions`` presses, ``--gap`` seconds apart;
+- **bursts**: ``--bursts`` bursts of 5 presses 50 ms apart, 1 s between bursts
+  (a practised annotator).
+
+Per press it reports the card's own time from ``keydown`` to the next card
+painted (the frame after the card redrew, measured in the page: "key to next
+card"), the driver's time from sending the key until the next card is in the
+DOM (adds the DevTools round trip), and, steady only, the time until the
+server acknowledged the decision ("saved"). Then presses recorded in the
+review log against presses sent. Bar: key to next card <= 50 ms median, every
+press recorded.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-BAR_SECONDS = 0.5
+BAR_MS = 50.0
 RUN = "latency-digits"
 
 
@@ -54,10 +63,23 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+def card_sample(page) -> int:
+    return page.evaluate("Number(window.__amlkdCard.root.querySelector('.amlkd-card').dataset.sample)")
+
+
+def settled(page, timeout_ms: float = 120_000) -> None:
+    page.wait_for_function("window.__amlkdCard.outbox.length === 0", timeout=timeout_ms)
+
+
+def row(name: str, values: list[float]) -> str:
+    return f"{name:34s} {statistics.median(values):9.1f} {percentile(values, 0.9):9.1f} {len(values):6d}"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--decisions", type=int, default=30)
-    p.add_argument("--gap", type=float, default=0.3, help="seconds to wait after a card settles, before the next key")
+    p.add_argument("--decisions", type=int, default=30, help="steady presses")
+    p.add_argument("--gap", type=float, default=0.3, help="seconds between steady presses")
+    p.add_argument("--bursts", type=int, default=20, help="bursts of 5 presses 50 ms apart")
     args = p.parse_args(argv)
     helpers = _browser_helpers()
     if helpers.find_chromium() is None:
@@ -65,41 +87,64 @@ def main(argv=None) -> int:
         return 0
     from playwright.sync_api import sync_playwright
 
+    from engine.rundir.review import ReviewStore
+
     runs = Path(tempfile.mkdtemp(prefix="review-latency-"))
     started = time.perf_counter()
     make_run(runs / RUN)
     print(f"digits run trained in {time.perf_counter() - started:.0f} s")
-    heading = 'h3:has-text("Sample ")'
-    next_card, idle = [], []
+    driver, saved = {"steady": [], "bursts": []}, []
+    sent = {"steady": 0, "bursts": 0}
     with helpers.serve_app(runs) as server, sync_playwright() as playwright:
         browser = playwright.chromium.launch(**helpers.chromium_launch_args())
         page = browser.new_page(viewport={"width": 1024, "height": 768})
-        page.goto(f"{server}/review?run={RUN}&reviewer=bench")
-        page.locator(heading).first.wait_for(timeout=120_000)
-        page.get_by_role("button", name="Next Shortcut L").wait_for(timeout=120_000)
+        page.goto(f"{server}/review?run={RUN}&reviewer=bench&queue=all&size=100")
+        page.wait_for_function("window.__amlkdCard && window.__amlkdCard.root && "
+                               "window.__amlkdCard.root.querySelector('.amlkd-card[data-sample]')", timeout=120_000)
         helpers.wait_for_app(page, 120_000)
         page.wait_for_timeout(1000)
-        for _ in range(args.decisions + 1):  # the first press warms caches up: not counted
-            before = page.locator(heading).first.inner_text()
+        for n in range(args.decisions + 1):  # the first press warms up: not counted
+            before = card_sample(page)
             t0 = time.perf_counter()
             page.keyboard.press("a")
-            page.wait_for_function("old => { const h = [...document.querySelectorAll('h3')].find("
-                                   "e => e.innerText.startsWith('Sample ')); return h && h.innerText !== old; }",
-                                   arg=before, polling="raf", timeout=60_000)
+            page.wait_for_function("old => Number(window.__amlkdCard.root.querySelector('.amlkd-card')"
+                                   ".dataset.sample) !== old", arg=before, polling="raf", timeout=60_000)
             t1 = time.perf_counter()
-            helpers.wait_for_app(page)
+            settled(page)
             t2 = time.perf_counter()
-            next_card.append(t1 - t0)
-            idle.append(t2 - t0)
+            if n:
+                driver["steady"].append(1000 * (t1 - t0))
+                saved.append(1000 * (t2 - t0))
+            sent["steady"] += 1
             page.wait_for_timeout(int(args.gap * 1000))
+        steady_browser = page.evaluate("window.__amlkdCard.timings.slice(1)")
+        page.evaluate("window.__amlkdCard.timings = []")
+        for _ in range(args.bursts):
+            start = time.perf_counter()
+            for k in range(5):
+                delay = start + 0.05 * k - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                t0 = time.perf_counter()
+                page.keyboard.press("a")
+                driver["bursts"].append(1000 * (time.perf_counter() - t0))  # press returns once the key is handled
+                sent["bursts"] += 1
+            page.wait_for_timeout(1000)
+        settled(page)
+        burst_browser = page.evaluate("window.__amlkdCard.timings")
         browser.close()
-    next_card, idle = next_card[1:], idle[1:]
-    print(f"{'':12s} {'median':>8s} {'p90':>8s}  (seconds, {len(next_card)} decisions)")
-    print(f"{'next card':12s} {statistics.median(next_card):8.3f} {percentile(next_card, 0.9):8.3f}")
-    print(f"{'page idle':12s} {statistics.median(idle):8.3f} {percentile(idle, 0.9):8.3f}")
-    verdict = "PASS" if statistics.median(next_card) <= BAR_SECONDS else "FAIL"
-    print(f"bar: next card median <= {BAR_SECONDS} s: {verdict}")
-    print(f"median_next_card={statistics.median(next_card):.3f} p90_next_card={percentile(next_card, 0.9):.3f}")
+    recorded = len([d for d in ReviewStore(runs / RUN).history() if d.decision == "accept"])
+    print(f"{'(milliseconds)':34s} {'median':>9s} {'p90':>9s} {'n':>6s}")
+    print(row("steady: key to next card (page)", steady_browser))
+    print(row("steady: key to next card (driver)", driver["steady"]))
+    print(row("steady: key to saved (server ack)", saved))
+    print(row("bursts of 5 at 50 ms: key to next (page)", burst_browser))
+    print(row("bursts: key handled (driver)", driver["bursts"]))
+    total = sent["steady"] + sent["bursts"]
+    print(f"presses recorded / sent: {recorded} / {total}")
+    worst = max(statistics.median(steady_browser), statistics.median(burst_browser))
+    verdict = "PASS" if worst <= BAR_MS and recorded == total else "FAIL"
+    print(f"bar: key to next card median <= {BAR_MS:.0f} ms and every press recorded: {verdict}")
     return 0
 
 

@@ -306,12 +306,19 @@ def build_parser() -> argparse.ArgumentParser:
     p_exp.add_argument("--out", required=True, help="folder to write the exports into")
     p_exp.add_argument("--step", type=int, default=None, help="snapshot step to export (default: the last)")
     p_exp.add_argument("--no-report", action="store_true", help="skip the Markdown/PNG report")
+    p_exp.add_argument("--force", action="store_true", help="replace an export in --out that was edited since")
     p_exp.set_defaults(func=cmd_export)
     p_imp = sub.add_parser("import-decisions", help="record review decisions from a CSV or JSON file")
     p_imp.add_argument("path", help="run directory")
     p_imp.add_argument("file", help="decisions.csv / samples.csv / .json from an export")
     p_imp.add_argument("--reviewer", default=None, help="reviewer name for rows without one")
     p_imp.set_defaults(func=cmd_import_decisions)
+    p_users = sub.add_parser("users", help="accounts of the shared app: the users file named by $AMLKD_USERS")
+    p_users.add_argument("action", choices=("add", "remove"), help="add (or change) a user, or remove one")
+    p_users.add_argument("name", help="user name (1-64 printable characters)")
+    p_users.add_argument("--role", choices=("admin", "reviewer", "viewer"), default="viewer",
+                         help="admin: runs and trainings; reviewer: review and export; viewer: look (default)")
+    p_users.set_defaults(func=cmd_users)
     return parser
 
 
@@ -336,9 +343,25 @@ def cmd_export(a) -> int:
         raise UserError(f"{a.path!r} is not a run directory (no config.json)")
     if a.step is not None and a.step not in store.steps():
         raise UserError(f"run {a.path!r} has no step {a.step}; steps: {store.steps()[-5:]}")
-    written = export_run(store, a.out, step=a.step, report=not a.no_report)
+    written = export_run(store, a.out, step=a.step, report=not a.no_report, force=a.force)
     for name, path in written.items():
         print(f"{name:20s} {path}")
+    return 0
+
+
+def cmd_users(a) -> int:
+    from .rundir import users
+
+    path = users.users_path()
+    if path is None:
+        raise UserError(f"set {users.USERS_ENV} to the users file (e.g. {users.USERS_ENV}=/data/users.json)")
+    if a.action == "add":
+        password = sys.stdin.readline().rstrip("\r\n")
+        new = users.add_user(a.name, a.role, password, path)
+        print(f"{'added' if new else 'updated'} {a.name} ({a.role}) in {path}")
+    else:
+        users.remove_user(a.name, path)
+        print(f"removed {a.name} from {path}")
     return 0
 
 
@@ -346,5 +369,5 @@ def cmd_import_decisions(a) -> int:
     from .readers.export import import_decisions
 
     events = import_decisions(RunStore(a.path), a.file, reviewer=a.reviewer)
-    print(f"imported {len(events)} decisions into {a.path}")
+    print(f"imported {len(events)} new decisions into {a.path} (rows already in its review log are skipped)")
     return 0

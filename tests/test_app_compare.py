@@ -124,7 +124,7 @@ def test_runs_on_other_data_are_refused_with_the_reason(trio, runs_dir, make_tin
     [error] = at.error
     assert "These runs cannot be compared" in error.value
     assert (f"runs '{trio[0].name}' and 'moons-clean-ce-s0' have different given labels" in error.value
-            and "noise 'symmetric:0.3' and 'none'" in error.value)
+            and "noise 'symmetric\\:0.3' and 'none'" in error.value)  # names escaped: shown as text
     assert not at.table and not at.get("plotly_chart")
     assert trio[0].name in at.multiselect(key="compare-runs").value  # the default pick leaves it out otherwise
     assert other.name not in open_compare(trio[0]).multiselect(key="compare-runs").value

@@ -1,6 +1,6 @@
 """The Review page in Streamlit's AppTest: decisions recorded, kept across a reload, blind mode, ripple."""
 
-import re
+import json
 import shutil
 from pathlib import Path
 
@@ -12,10 +12,10 @@ from engine.rundir.review import ReviewStore
 PAGE = str(Path(__file__).resolve().parents[1] / "app" / "views" / "review.py")
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, tiny_moons_run):
-    """A copy of the session's finished tiny moons run (the tests write reviews into it)."""
-    path = tmp_path_factory.mktemp("review_app") / "moons"
+@pytest.fixture
+def run_dir(tmp_path, tiny_moons_run):
+    """A copy of the session's finished tiny moons run per test (the tests write reviews into it)."""
+    path = tmp_path / "moons"
     shutil.copytree(tiny_moons_run, path)
     return path
 
@@ -38,77 +38,91 @@ def open_section(at: AppTest, key: str) -> AppTest:
     return at
 
 
-def heading(at: AppTest) -> str:
-    return at.subheader[0].value
+def card_data(at: AppTest) -> dict:
+    """What the page handed the review card (the component's data)."""
+    found = at.get("bidi_component")
+    assert found, "no review card on the page"
+    proto = found[0].proto
+    if proto.json:
+        return json.loads(proto.json)
+    return json.loads(proto.mixed.json)
 
 
-def card_button(at: AppTest, key: str):
-    """A button by key; a decision button's key ends in the sample it was drawn for (``review_accept_12``)."""
-    found = [b for b in at.button if b.key == key or re.fullmatch(re.escape(key) + r"_\d+", b.key or "")]
-    assert found, f"no button {key!r} among {[b.key for b in at.button]}"
-    return found[0]
+def first_samples(at: AppTest, count: int) -> list[int]:
+    return [c["sample"] for c in card_data(at)["cards"][:count]]
 
 
-def press(at: AppTest, key: str) -> str:
-    """Click a button by key; return the flash message it left."""
-    card_button(at, key).click().run()
+def send(at: AppTest, run_dir, reviewer: str, items: list[dict], allowed: bool = True) -> dict:
+    """Record presses as the card sends them (client ids, in order), then redraw; returns the acks."""
+    from app.review.live_card import process_outbox
+
+    data = card_data(at)
+    outbox = [{"cid": f"t-{reviewer}-{n}-{len(ReviewStore(run_dir).history())}", **item} for n, item in enumerate(items)]
+    acks = process_outbox(str(run_dir), int(at.session_state["review_step"]), len(data["class_names"]),
+                          {"outbox": outbox, "reviewer": reviewer, "allowed": allowed})
+    at.run()
     assert not at.exception, at.exception
-    messages = [m.value for m in at.success] + [m.value for m in at.error]
-    return messages[0] if messages else ""
+    return acks
+
+
+def decide(sample: int, decision: str, label=None, seen=None, proposal=None) -> dict:
+    return {"kind": "decide", "sample": sample, "decision": decision, "label": label, "seen": seen,
+            "proposal": proposal}
 
 
 def test_review_five_samples_then_reload(run_dir):
     at = open_page(run_dir, "ann")
-    seen = []
-    for key in ("review_accept", "review_keep", "review_class_1", "review_unsure", "review_outlier"):
-        seen.append(heading(at).split(" · ")[0].removeprefix("Sample "))
-        assert press(at, key).startswith(f"Saved: {seen[-1]}:")
-    assert len(set(seen)) == 5  # each decision moved on to the next sample
+    samples = first_samples(at, 5)
+    cards = {c["sample"]: c for c in card_data(at)["cards"]}
+    acks = send(at, run_dir, "ann", [decide(samples[0], "accept", cards[samples[0]]["proposal"], 0),
+                                     decide(samples[1], "keep", None, 0), decide(samples[2], "relabel", 1, 0),
+                                     decide(samples[3], "unsure", None, 0), decide(samples[4], "outlier", None, 0)])
+    assert [a["status"] for a in acks.values()] == ["saved"] * 5
     latest = ReviewStore(run_dir).latest()
-    assert len(latest) == 5 and {d.reviewer for d in latest.values()} == {"ann"}
-    assert sorted(d.decision for d in latest.values())[-2:] == ["outlier", "unsure"]
-
-    again = open_page(run_dir)  # a new session on the same run directory
+    assert [latest[s].decision for s in samples] == ["accept", "keep", "relabel", "unsure", "outlier"]
+    again = open_page(run_dir, "ann")  # a new session on the same run directory
     assert any("5 reviewed in this run" in c.value for c in again.caption)
-    assert [d.key for d in sorted(ReviewStore(run_dir).latest().values(), key=lambda d: d.id)] == seen
+    mine = {c["sample"]: c["mine"] for c in card_data(again)["cards"]}
+    assert [mine[s]["decision"] for s in samples] == ["accept", "keep", "relabel", "unsure", "outlier"]
 
 
-def test_undo_goes_back_and_cancels(run_dir):
+def test_a_resent_press_is_recorded_once_and_undo_cancels(run_dir):
     at = open_page(run_dir, "undoer")
-    first = heading(at)
-    press(at, "review_unsure")
-    assert heading(at) != first
-    assert press(at, "review_undo").startswith("Undone: your last decision")
-    assert heading(at) == first
+    first = first_samples(at, 1)[0]
+    item = {"cid": "undoer-1", **decide(first, "unsure", None, 0)}
+    from app.review.live_card import process_outbox
+
+    args = (str(run_dir), int(at.session_state["review_step"]), 2)
+    assert process_outbox(*args, {"outbox": [item], "reviewer": "undoer", "allowed": True})["undoer-1"]["status"] == "saved"
+    assert process_outbox(*args, {"outbox": [item], "reviewer": "undoer", "allowed": True})["undoer-1"]["status"] == "duplicate"
+    undo = {"cid": "undoer-2", "kind": "undo", "target": "undoer-1", "sample": first}
+    acks = process_outbox(*args, {"outbox": [item, undo], "reviewer": "undoer", "allowed": True})
+    assert acks["undoer-2"]["status"] == "undone" and acks["undoer-2"]["current"] is None
     assert not any(d.reviewer == "undoer" for d in ReviewStore(run_dir).latest().values())
+    assert len([d for d in ReviewStore(run_dir).history() if d.reviewer == "undoer"]) == 2
 
 
 def test_no_reviewer_no_decision(run_dir):
     at = open_page(run_dir)
-    assert card_button(at, "review_accept").disabled
-    assert any("Enter your name" in i.value for i in at.info)
+    data = card_data(at)
+    assert not data["can_decide"] and data["why_not"].startswith("Enter your name")
+    acks = send(at, run_dir, "", [decide(first_samples(at, 1)[0], "keep")], allowed=False)
+    assert [a["status"] for a in acks.values()] == ["denied"] and not ReviewStore(run_dir).history()
 
 
-def test_blind_mode_hides_the_proposal_until_decided(run_dir):
+def test_blind_mode_tells_the_card(run_dir):
     at = open_page(run_dir, "blindy")
     at.sidebar.toggle(key="review_blind").set_value(True).run()
-    assert not any((b.key or "").startswith("review_accept") for b in at.button)
-    assert any("hidden until you decide" in m.value for m in at.markdown)
-    sample = heading(at)
-    press(at, "review_class_0")
-    at.button(key="review_prev").click().run()  # back to it: now revealed
-    assert heading(at) == sample
-    assert any(m.value.startswith("**Proposal (refined):**") for m in at.markdown)
-    assert any("agreement with the method" in c.value for c in at.caption)
-    decision = [d for d in ReviewStore(run_dir).latest().values() if d.reviewer == "blindy"][0]
-    assert decision.blind and decision.proposal is not None
+    assert card_data(at)["blind"] is True
+    assert at.query_params["blind"] in ("1", ["1"])  # kept in the address
 
 
 def test_ripple_and_impact_order(run_dir):
     at = open_page(run_dir, "ripple")
     at.sidebar.selectbox(key="review_order").set_value("impact").run()
     assert not at.exception, at.exception
-    press(at, "review_accept")
+    card = card_data(at)["cards"][0]
+    send(at, run_dir, "ripple", [decide(card["sample"], "accept", card["proposal"], 0)])
     open_section(at, "review_ripple_section")
     at.button(key="review_apply").click().run()
     assert not at.exception, at.exception
@@ -168,22 +182,19 @@ def test_ripple_figure_marks_changed_and_clamped():
 # ---------------------------------------------------------------- several reviewers, bulk, reviewer, bad logs
 def test_two_reviewers_on_one_sample_are_disputed_on_both_screens(run_dir):
     ann = open_page(run_dir, "d-ann")
-    sample = heading(ann)
-    press(ann, "review_class_0")
+    sample = first_samples(ann, 1)[0]
+    send(ann, run_dir, "d-ann", [decide(sample, "relabel", 0, 0)])
     bob = open_page(run_dir, "d-bob")
-    assert heading(bob) == sample  # the same first card
-    press(bob, "review_class_1")
-    for at in (bob, ann):
-        at.query_params["sample"] = sample.split(" · ")[0].removeprefix("Sample ")
+    assert first_samples(bob, 1)[0] == sample  # the same first card
+    send(bob, run_dir, "d-bob", [decide(sample, "relabel", 1, 0)])
+    for at, you in ((bob, "d-bob"), (ann, "d-ann")):
         at.run()
-        boxes = [w.value for w in at.warning]
-        assert any("Disputed" in w for w in boxes), boxes
-        votes = [m.value for m in at.markdown if m.value.startswith("- ")]
-        you = "d\\-ann" if at is ann else "d\\-bob"
-        expected = ["- d\\-ann: relabel → class 0", "- d\\-bob: keep → class 1"]
-        assert votes[-2:] == [v.replace(you + ":", you + " \\(you\\):") for v in expected], votes
+        card = next(c for c in card_data(at)["cards"] if c["sample"] == sample)
+        assert card["disputed"] is True
+        expected = ["d-ann: relabel → class 0", "d-bob: relabel → class 1"]
+        assert card["votes"] == [v.replace(you + ":", you + " (you):") for v in expected]
     ann.sidebar.selectbox(key="review_which").set_value("disputed").run()
-    assert heading(ann).split(" · ")[0] == sample.split(" · ")[0] and heading(ann).endswith("1 of 1")
+    assert first_samples(ann, 5) == [sample] and ann.query_params["queue"] in ("disputed", ["disputed"])
     open_section(ann, "review_reviewers_section")
     reviewers = next(d.value for d in ann.dataframe if "agreement with consensus" in d.value.columns).set_index("reviewer")
     assert reviewers.loc["d-ann", "decisions"] == 1 and reviewers.loc["d-ann", "disputed"] == 1
@@ -195,7 +206,7 @@ def test_reviewer_comes_from_the_address_and_stays_in_the_session(run_dir):
     at.query_params["reviewer"] = "from-url"
     at.run()
     assert at.sidebar.text_input(key="review_reviewer").value == "from-url"
-    assert not card_button(at, "review_accept").disabled
+    assert card_data(at)["can_decide"] is True
     again = AppTest.from_file(PAGE, default_timeout=120)  # the session after another page or run: the name is
     again.session_state["run_dir"] = str(run_dir)  # in the session, no longer in a widget nor in the address
     again.session_state["reviewer"] = "from-session"
@@ -213,23 +224,23 @@ def test_bulk_accept_is_one_action_and_z_undoes_it_whole(run_dir):
     open_section(at, "review_bulk_section")
     at.number_input(key="review_bulk_limit").set_value(5).run()
     at.slider(key="review_bulk_conf").set_value(0.0).run()
-    where = heading(at)
-    press(at, "review_bulk_accept")
+    at.button(key="review_bulk_accept").click().run()
     mine = [d for d in ReviewStore(run_dir).effective() if d.reviewer == "bulky"]
     assert len(mine) == 5 and len({d.batch for d in mine}) == 1
-    at.button(key="review_next").click().run()  # move on, then undo
-    assert press(at, "review_undo").startswith("Undone: your bulk accept of 5 samples")
+    acks = send(at, run_dir, "bulky", [{"kind": "undo_last", "sample": mine[0].sample}])  # Z with nothing pending
+    assert [a["status"] for a in acks.values()] == ["undone"]
     assert not [d for d in ReviewStore(run_dir).effective() if d.reviewer == "bulky"]
-    assert heading(at).split(" · ")[0] == where.split(" · ")[0]  # back where the bulk accept was made
 
 
-def test_reviewer_name_with_markup_is_shown_as_text(run_dir):
+def test_reviewer_name_with_markup_goes_to_the_card_as_plain_text(run_dir):
     name = '<b>Zoë</b> "Q" *x*'
     at = open_page(run_dir, name)
-    message = press(at, "review_unsure")
-    assert "&#60;b&#62;Zo" in message and "\\*x\\*" in message  # escaped: shown as typed, never as markup
+    sample = first_samples(at, 1)[0]
+    send(at, run_dir, name, [decide(sample, "unsure", None, 0)])
+    card = next(c for c in card_data(at)["cards"] if c["sample"] == sample)
+    assert card["votes"] == [f"{name} (you): unsure"]  # the card sets it as text (textContent), never as HTML
     assert [d.reviewer for d in ReviewStore(run_dir).effective() if d.reviewer.startswith("<b>")] == [name]
-    press(at, "review_undo")
+    assert any("reviewing as \\<b\\>Zoë\\</b\\> \"Q\" \\*x\\*" in c.value for c in at.caption)  # markdown with the markup escaped
 
 
 def test_a_log_of_other_samples_is_refused_in_one_line(tmp_path, tiny_moons_run):
@@ -254,30 +265,6 @@ def test_a_log_of_other_samples_is_refused_in_one_line(tmp_path, tiny_moons_run)
 
 
 # ---------------------------------------------------------------- pure helpers of the page
-def test_card_views_count_one_press_per_card_view():
-    from app.review.actions import CardViews
-
-    views = CardViews()
-    first = views.show(7)
-    assert views.show(7) == first  # a redraw of the same card keeps its token
-    assert views.press(7, first) and not views.press(7, first)  # the second press on this view is dropped
-    second = views.show(8)
-    assert second != first and not views.press(7, first)  # a press for the card no longer on screen
-    assert views.press(8, second)
-    views.reopen()  # undo: the card may be decided again, in a new view
-    third = views.show(8)
-    assert third != second and not views.press(8, second) and views.press(8, third)
-
-
-def test_neighbour_in_queue():
-    from app.review.actions import neighbour_in_queue
-
-    queue = (5, 2, 9)
-    assert neighbour_in_queue(queue, 5, 1) == 2 and neighbour_in_queue(queue, 9, 1) is None
-    assert neighbour_in_queue(queue, 2, -1) == 5 and neighbour_in_queue(queue, 5, -1) is None
-    assert neighbour_in_queue(queue, 4, 1) == 5 and neighbour_in_queue((), 4, 1) is None
-
-
 def test_queue_frame_shows_impact_and_decided_label():
     import numpy as np
 
@@ -317,7 +304,7 @@ def test_votes_reviewers_and_text_helpers():
     assert verdict_text(None, ["x"]) == "not reviewed yet"
     frame = reviewers_frame(reviewer_agreement(votes, np.array([1])))
     assert frame.values.tolist() == [["ann", 1, 1, "0% of 1", "100% of 1"], ["bob", 1, 1, "100% of 1", "0% of 1"]]
-    assert md('<i>a*b</i> "q"') == "&#60;i&#62;a\\*b&#60;/i&#62; &#34;q&#34;"
+    assert md('<i>a*b</i> "q" ![x](http://h/y)') == '\\<i\\>a\\*b\\</i\\> "q" \\!\\[x\\](`http://h/y)`'
     assert preview_captions(np.array([1]), np.array(["k0", "k1"]), np.array([0, 0]), np.array([0, 1]),
                             np.array([0.5, 0.875]), ["x", "y"]) == ["k1: x → y (0.88)"]
 
@@ -327,7 +314,7 @@ def test_queue_table_shows_impact_and_every_step_opens(run_dir):
     table = next(d.value for d in at.dataframe if "impact" in d.value.columns)
     assert len(table) and (table["impact"] != "").all()  # exact counts or ≈ estimates, never empty
     assert table["impact"].str.fullmatch(r"\d+").any()  # some exact
-    press(at, "review_class_1")
+    send(at, run_dir, "tabler", [decide(first_samples(at, 1)[0], "relabel", 1, 0)])
     table = next(d.value for d in at.dataframe if "impact" in d.value.columns)
     assert any("tabler" in v and v.startswith("class ") for v in table["decided"]), table["decided"].tolist()
     at.sidebar.selectbox(key="review_order").set_value("impact").run()

@@ -188,7 +188,7 @@ def test_without_an_atomic_swap_two_renames_replace_the_folder(run, tmp_path, mo
     out = tmp_path / "out"
     export_run(RunStore(run), out, step=4, report=False)
     (out / "report.md").write_text("an older export's report")  # a file of an export, but not of this one
-    export_run(RunStore(run), out, report=False)
+    export_run(RunStore(run), out, report=False, force=True)  # an edited export is replaced only when forced
     assert json.loads((out / "manifest.json").read_text())["step"] == 8 and not (out / "report.md").exists()
     assert verify_export(out) == [] and leftovers(out) == []
 

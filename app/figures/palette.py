@@ -108,7 +108,7 @@ def class_name(code: int, names=None) -> str:
     if code < 0:
         return "unknown"
     if names is not None and (code in names if isinstance(names, Mapping) else code < len(names)):
-        return str(names[code])
+        return str(names[code]).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")  # text, not tags
     return str(code)
 
 

@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app.access import can, require
 from app.common import current_reviewer
 from app.figures import review as figs
-from app.review.actions import BULK_ORIGIN_KEY, views
-from app.review.context import ReviewContext, flash
+from app.review.context import ReviewContext, flash, md
 from engine.errors import UserError
 from engine.rundir import ReviewStore
 from engine.readers.triage import bulk_candidates
@@ -24,16 +24,16 @@ def preview_captions(rows: np.ndarray, keys: np.ndarray, given: np.ndarray, refi
     return [f"{keys[i]}: {class_names[given[i]]} → {class_names[refined[i]]} ({confidence[i]:.2f})" for i in rows]
 
 
-def bulk_accept(path: str, rows: tuple, proposals: tuple, step: int, num_classes: int, origin: int | None) -> None:
+def bulk_accept(path: str, rows: tuple, proposals: tuple, step: int, num_classes: int) -> None:
+    if not require("review"):
+        return
     events = [dict(sample=i, decision="accept", reviewer=current_reviewer(), label=p, proposal=p, step=step)
               for i, p in zip(rows, proposals)]
     try:
-        stored = ReviewStore(path, num_classes=num_classes).record_many(events, once=True, batch=True)
+        ReviewStore(path, num_classes=num_classes).record_many(events, once=True, batch=True)
     except UserError as exc:
-        flash("error", str(exc))
+        flash("error", md(exc))
         return
-    batch = next((d.batch for d in stored if d.batch is not None), None)
-    st.session_state.setdefault(BULK_ORIGIN_KEY, {})[batch] = origin
     flash("success", f"Accepted {len(events)} proposals in one action (Z undoes all of them).")
 
 
@@ -52,7 +52,7 @@ def bulk_section(ctx: ReviewContext) -> None:
     if ctx.dataset.kind == "image" and len(rows):
         shown = rows[:THUMBNAILS]
         with st.container(key="review_bulk_preview"):
-            st.image([figs.thumbnail(ctx.dataset.train_x[i], scale=5) for i in shown], caption=captions[:len(shown)],
+            st.image([figs.thumbnail(ctx.dataset.train_x[i], scale=5) for i in shown], caption=[md(c) for c in captions[:len(shown)]],
                      width=64)
         if len(rows) > THUMBNAILS:
             st.caption(f"Thumbnails of the first {THUMBNAILS} of {len(rows)}.")
@@ -62,6 +62,6 @@ def bulk_section(ctx: ReviewContext) -> None:
                                    "confidence": snap["lp_confidence"][rows].round(3)}), hide_index=True, height=200)
     st.button(f"Accept these {len(rows)} proposals", key="review_bulk_accept", on_click=bulk_accept,
               args=(ctx.path, tuple(int(i) for i in rows), tuple(int(snap["refined"][i]) for i in rows), opts.step,
-                    len(names), views().sample),
-              disabled=not len(rows) or not opts.reviewer or opts.blind,
-              help="One action: Z undoes all of it. Disabled in blind mode and without a reviewer name.")
+                    len(names)),
+              disabled=not len(rows) or not opts.reviewer or opts.blind or not can("review"),
+              help="One action: Z on the card undoes all of it. Disabled in blind mode and without a reviewer name.")

@@ -1,5 +1,6 @@
-"""The sample on screen: image (or its place among the points), labels, every reviewer's vote,
-the label's history over the steps, and its nearest neighbours."""
+"""Below the review card (:mod:`app.review.live_card`): the sample's place among the points (2-D data),
+its label's history over the steps, its nearest neighbours and its decision log; the vote and verdict
+texts the card shows."""
 
 from __future__ import annotations
 
@@ -39,43 +40,6 @@ def verdict_text(verdict: Consensus | None, class_names) -> str:
     return f"{what} · {len(verdict.votes)} reviewer{'s' if len(verdict.votes) != 1 else ''}"
 
 
-def votes_panel(ctx: ReviewContext, sample: int, revealed: bool) -> None:
-    verdict = ctx.verdicts.get(sample)
-    if verdict is not None and verdict.disputed:
-        with st.container(key="review_disputed"):
-            st.warning("**Disputed**: the reviewers disagree" + (":" if revealed else
-                       " (their votes show once you decide, in blind mode)."), icon=":material/group:")
-            if revealed:
-                for line in vote_lines(verdict, ctx.class_names, ctx.opts.reviewer):
-                    st.markdown("- " + md(line))
-    st.markdown(f"**Consensus:** {md(verdict_text(verdict, ctx.class_names)) if revealed or verdict is None else 'hidden until you decide'}")
-    if verdict is not None and not verdict.disputed and revealed:
-        st.caption(" · ".join(md(line) for line in vote_lines(verdict, ctx.class_names, ctx.opts.reviewer)))
-
-
-def labels_panel(ctx: ReviewContext, sample: int, revealed: bool) -> None:
-    names, snap = ctx.class_names, ctx.snapshot
-    st.markdown(f"**Given label:** {md(names[ctx.given[sample]])}")
-    if revealed:
-        st.markdown(f"**Proposal (refined):** {md(names[snap['refined'][sample]])}")
-        details = []
-        if np.isfinite(snap["weight"][sample]):
-            details.append(f"AWE weight {snap['weight'][sample]:.2f}")
-        if "lp_confidence" in snap:
-            details.append(f"propagation confidence {snap['lp_confidence'][sample]:.2f}")
-        st.caption(" · ".join(details))
-    else:
-        st.markdown("**Proposal:** hidden until you decide (blind mode)")
-    votes_panel(ctx, sample, revealed)
-    if revealed:
-        sources = {name: (snap[top][sample], snap[prob][sample])
-                   for name, top, prob in (("propagation", "lp_top_classes", "lp_top_scores"),
-                                           ("teacher", "teacher_top", "teacher_prob"),
-                                           ("student", "student_top", "student_prob")) if top in snap}
-        if sources:
-            st.plotly_chart(figs.top3_figure(sources, names), key="review_top3")
-
-
 def neighbours(ctx: ReviewContext, sample: int) -> tuple[np.ndarray, np.ndarray]:
     """The sample's nearest neighbours (indices, cosine similarities) in the step's graph or features."""
     snap = ctx.snapshot
@@ -89,20 +53,17 @@ def neighbours(ctx: ReviewContext, sample: int) -> tuple[np.ndarray, np.ndarray]
     return order, sims[order]
 
 
-def card(ctx: ReviewContext, sample: int, revealed: bool) -> None:
+def details(ctx: ReviewContext, sample: int, revealed: bool) -> None:
+    """Below the card (which shows the image, labels and evidence): where the sample lies among the points
+    (2-D data), its label's history over the steps, its nearest neighbours, and its decision log."""
     names, dataset = ctx.class_names, ctx.dataset
     near, sims = neighbours(ctx, sample)
     labels = ctx.snapshot["refined"] if revealed else ctx.given
-    left, middle, right = st.columns([1.0, 1.1, 1.5])
+    left, right = st.columns([1.0, 1.5])
     with left:
-        if dataset.kind == "image":
-            pixels = dataset.train_x[sample]  # one PNG, drawn crisp: far lighter for the browser than a chart
-            st.image(figs.thumbnail(pixels, scale=max(1, 256 // max(np.shape(pixels)[-1], 1))), width=256)
-        else:
+        if dataset.kind != "image":
             st.plotly_chart(figs.points_figure(dataset.train_x, labels, names, sample, near, size=340),
                             key="review_points", width="content")
-    with middle:
-        labels_panel(ctx, sample, revealed)
     with right:
         if revealed:
             steps, values = ctx.history
@@ -116,11 +77,12 @@ def card(ctx: ReviewContext, sample: int, revealed: bool) -> None:
     st.caption(f"{len(near)} nearest neighbours ({'refined' if revealed else 'given'} label · edge weight)")
     if dataset.kind == "image":
         st.image([figs.thumbnail(dataset.train_x[j], scale=6) for j in near],
-                 caption=[f"{names[labels[j]]} · {w:.2f}" for j, w in zip(near, edge)], width=56)
+                 caption=[md(f"{names[labels[j]]} · {w:.2f}") for j, w in zip(near, edge)], width=56)
     else:
         st.dataframe(pd.DataFrame({"sample": ctx.keys[near], "label": [names[labels[j]] for j in near],
                                    "edge weight": edge.astype(np.float64)}), hide_index=True, height=240,
                      column_config={"edge weight": st.column_config.NumberColumn(format="%.3f")}, width=420)
+    decision_log(ctx, sample)
 
 
 def decision_log(ctx: ReviewContext, sample: int) -> None:

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from app.text import md  # noqa: F401 - the review modules import it from here
+
 from engine.data import dataset_for_config
 from engine.rundir import Consensus, Decision, ReviewStore, consensus_of, current_decisions, label_history
 from engine.rundir import RunStore
@@ -121,12 +123,3 @@ def show_flash() -> None:
             st.success(text, icon=":material/check_circle:")
 
 
-def md(text) -> str:
-    """Text for ``st.markdown`` shown as typed: markdown and HTML characters escaped."""
-    out = []
-    for ch in str(text):
-        if ch in "\\`*_{}[]()#+-.!|<>~$&\"'":
-            out.append("&#%d;" % ord(ch) if ch in "<>&\"'" else "\\" + ch)
-        else:
-            out.append(ch)
-    return "".join(out)

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import streamlit as st
 
+from app.access import can, denied_note, require
 from app.common import current_reviewer
-from app.review.context import ReviewContext, flash
+from app.review.context import ReviewContext, flash, md
 from engine.errors import UserError
 from engine.readers.export import (clean_labels_table, decisions_table, import_decisions, parse_decisions, read_decision_file,
-                           samples_json, samples_table, student_weights)
+                                   safe_csv, samples_json, samples_table, student_weights)
 from engine.rundir import ReviewStore
 from engine.rundir import RunStore
 
@@ -32,26 +33,31 @@ def _report_zip(path: str, step: int | None) -> bytes:
 
 
 def _import(path: str, data: bytes, name: str) -> None:
+    if not require("export"):
+        return
     try:
         events = import_decisions(RunStore(path), data, current_reviewer() or None, name=name)
     except UserError as exc:
-        flash("error", str(exc))
+        flash("error", md(exc))
         return
-    flash("success", f"Imported {len(events)} decisions from {name}.")
+    flash("success", f"Imported {len(events)} new decisions from {md(name)} (rows already recorded are skipped).")
 
 
 def export_section(ctx: ReviewContext) -> None:
     step, names, path = ctx.opts.step, ctx.class_names, ctx.path
+    if not can("export"):
+        denied_note("export")
+        return
 
     def table():
         return samples_table(RunStore(path), step, class_names=names)
 
     downloads = [
-        ("samples.csv", lambda: table().to_csv(index=False), "text/csv"),
+        ("samples.csv", lambda: safe_csv(table()), "text/csv"),
         ("samples.json", lambda: samples_json(RunStore(path), table(), step, names), "application/json"),
-        ("decisions.csv", lambda: decisions_table(ReviewStore(path).effective(), names).to_csv(index=False),
+        ("decisions.csv", lambda: safe_csv(decisions_table(ReviewStore(path).effective(), names)),
          "text/csv"),
-        ("clean_labels.csv", lambda: clean_labels_table(table()).to_csv(index=False), "text/csv"),
+        ("clean_labels.csv", lambda: safe_csv(clean_labels_table(table())), "text/csv"),
         ("report.zip", lambda: _report_zip(path, step), "application/zip"),
     ]
     if ctx.store.checkpoint_path.is_file():
@@ -70,7 +76,7 @@ def export_section(ctx: ReviewContext) -> None:
             events = parse_decisions(frame, ctx.keys, names, ctx.given, ctx.opts.reviewer or None,
                                      source=f"decisions file {upload.name!r}")
         except UserError as exc:
-            st.error(str(exc), icon=":material/error:")
+            st.error(md(exc), icon=":material/error:")
             return
         st.button(f"Import {len(events)} decisions", key="review_import", on_click=_import,
                   args=(path, data, upload.name), disabled=not events)

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app.access import shared
 from app.common import current_reviewer, set_reviewer
 from app.review.context import Options, ReviewContext
 from engine.readers.triage import (FLAGS, ORDERS, QUEUE_FILTERS, QUEUE_FRACTION, build_queue, expected_change, impact_scores,
@@ -29,23 +30,76 @@ def _reviewer_changed() -> None:
     set_reviewer(st.session_state.get(REVIEWER_WIDGET, ""))
 
 
+#: Address parameter of each queue control (``?queue=all&size=100&hide=1``): a reload or a shared link keeps them.
+ADDRESS = {"review_blind": "blind", "review_step": "step", "review_which": "queue", "review_order": "order",
+           "review_size": "size", "review_classes": "classes", "review_hide": "hide"}
+
+
+def from_address(steps: list[int], num_classes: int) -> dict:
+    """Widget values named by the address (pure of widgets: reads ``st.query_params``); bad values are left out."""
+    q, values = st.query_params, {}
+    flag = {"1": True, "0": False}
+    if q.get("blind") in flag:
+        values["review_blind"] = flag[q["blind"]]
+    if q.get("hide") in flag:
+        values["review_hide"] = flag[q["hide"]]
+    if q.get("step", "").isdigit() and int(q["step"]) in steps:
+        values["review_step"] = int(q["step"])
+    if q.get("queue") in QUEUE_FILTERS:
+        values["review_which"] = q["queue"]
+    if q.get("order") in ORDERS:
+        values["review_order"] = q["order"]
+    if q.get("size", "").isdigit() and 1 <= int(q["size"]) <= 100:
+        values["review_size"] = int(q["size"])
+    if "classes" in q:
+        picked = [int(c) for c in q["classes"].split(",") if c.isdigit() and int(c) < num_classes]
+        values["review_classes"] = sorted(set(picked))
+    return values
+
+
+def to_address(defaults: dict) -> None:
+    """Write the controls that differ from their defaults into the address; drop the others."""
+    for key, name in ADDRESS.items():
+        value = st.session_state.get(key)
+        text = None
+        if isinstance(value, bool):
+            text = "1" if value else None
+        elif isinstance(value, list):
+            text = ",".join(str(int(v)) for v in value) or None
+        elif value is not None and value != defaults.get(key):
+            text = str(value)
+        if text is None:
+            if name in st.query_params:
+                del st.query_params[name]
+        elif st.query_params.get(name) != text:
+            st.query_params[name] = text
+
+
 def controls(steps: list[int], class_names) -> Options:
-    """The sidebar: reviewer, blind mode, step, queue, order, size, classes, hide reviewed."""
+    """The sidebar: reviewer, blind mode, step, queue, order, size, classes, hide reviewed (all kept in the
+    address too)."""
     if REVIEWER_WIDGET not in st.session_state:  # widget state is dropped on other pages: the session keeps the name
         st.session_state[REVIEWER_WIDGET] = current_reviewer()
+    for key, value in from_address(steps, len(class_names)).items():
+        if key not in st.session_state:  # a new session (or a reload): the address decides
+            st.session_state[key] = value
     with st.sidebar:
-        st.text_input("Reviewer", key=REVIEWER_WIDGET, on_change=_reviewer_changed, max_chars=64,
-                      placeholder="your name (required)")
+        if not shared():  # with accounts the reviewer is the signed-in user
+            st.text_input("Reviewer", key=REVIEWER_WIDGET, on_change=_reviewer_changed, max_chars=64,
+                          placeholder="your name (required)")
         blind = st.toggle("Blind mode", key="review_blind",
                           help="Label each sample before the method's proposal and the other reviewers' votes show.")
         step = st.selectbox("Step", steps[::-1], key="review_step", help="Whose snapshot to review (default: last).")
         which = st.selectbox("Queue", QUEUE_FILTERS, key="review_which", format_func=QUEUE_NAMES.get)
         order = st.selectbox("Order", ORDERS, key="review_order", format_func=ORDER_NAMES.get)
-        percent = st.slider("Queue size (% of samples)", 1, 100, int(QUEUE_FRACTION * 100), key="review_size",
+        percent = st.slider("Queue size (% of samples)", 1, 100,
+                            None if "review_size" in st.session_state else int(QUEUE_FRACTION * 100), key="review_size",
                             help="The default queue holds at most 20% of the samples: widen it here.")
         classes = st.multiselect("Classes", range(len(class_names)), format_func=lambda c: class_names[c],
                                  key="review_classes", help="Given or refined label among these (empty: all).")
         hide = st.toggle("Hide samples I decided", key="review_hide")
+    to_address({"review_step": steps[-1], "review_which": QUEUE_FILTERS[0], "review_order": ORDERS[0],
+                "review_size": int(QUEUE_FRACTION * 100)})
     return Options(reviewer=current_reviewer(), blind=blind, step=int(step), which=which, order=order,
                    fraction=percent / 100, classes=tuple(classes) or None, hide=hide)
 

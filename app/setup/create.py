@@ -6,6 +6,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from app.text import md
+
 from app.common import open_run, runs_root
 from app.settings import delete_run, load_presets, suggest_run_name, validate_run_name
 from app.worker import get_worker, torch_threads
@@ -24,7 +26,7 @@ def create_run(config: RunConfig, name: str) -> bool:
         with st.spinner(f"Creating run {name} (loading the data{fetching}, building the networks)..."):
             run = Run.create(path, config, threads=torch_threads())
     except UserError as exc:
-        st.error(f"The run was not created: {exc}")
+        st.error(f"The run was not created: {md(exc)}")
         return False
     if not _teacher_checkpoint_fits(run, path):
         return False
@@ -44,7 +46,7 @@ def _teacher_checkpoint_fits(run: Run, path: Path) -> bool:
         load_teacher(run.teacher, checkpoint)
     except UserError as exc:
         delete_run(path)
-        st.error(f"The run was not created: {exc}")
+        st.error(f"The run was not created: {md(exc)}")
         return False
     return True
 

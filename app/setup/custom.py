@@ -7,6 +7,8 @@ from dataclasses import replace
 
 import streamlit as st
 
+from app.text import md
+
 from app.common import runs_root
 from app.settings import (
     METHOD_LABELS,
@@ -110,7 +112,7 @@ def custom_run() -> None:
     except UserError as exc:
         problems.append(str(exc))
     for problem in problems:
-        st.error(problem)
+        st.error(md(problem))
     if shown:
         st.caption(":red[**Create run** waits until the messages above are resolved.]")
     if st.button("Create run", key="setup-create", type="primary", disabled=bool(problems or shown)):

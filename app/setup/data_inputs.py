@@ -10,6 +10,8 @@ from dataclasses import dataclass, field, replace
 import pandas as pd
 import streamlit as st
 
+from app.text import md
+
 from app.byod import (
     AUGMENTS,
     IMAGE_MODES,
@@ -45,7 +47,7 @@ class DataChoice:
 
 
 def _refuse(message: str, values: dict | None = None) -> DataChoice:
-    st.error(message)
+    st.error(md(message))
     return DataChoice(values or {}, None, [message])
 
 
@@ -109,7 +111,7 @@ def _upload_data(v: SetupValues, key: str) -> DataChoice:
             root = unpack_upload(upload.name, upload.getvalue(), runs_root(), upload_id=upload.file_id)
     except UserError as exc:
         return _refuse(str(exc))
-    st.caption(f"Unpacked into `{root}`.")
+    st.caption(f"Unpacked into {md(root)}.")
     return _folder_choice(str(root), v, key)
 
 
@@ -157,7 +159,7 @@ def _image_options(v: SetupValues, key: str, summary: dict) -> dict:
 def _show_folder_summary(summary: dict, facts: DataFacts) -> None:
     test = summary["test_counts"]
     channels, height, width = facts.input_shape
-    sizes = ", ".join(f"{size} ({n})" for size, n in list(summary["sizes"].items())[:4])
+    sizes = ", ".join(f"{md(size)} ({n})" for size, n in list(summary["sizes"].items())[:4])
     more = f" and {len(summary['sizes']) - 4} more" if len(summary["sizes"]) > 4 else ""
     modes = ", ".join(f"{'grayscale' if m == 'L' else 'colour'} ({n})" for m, n in summary["modes"].items())
     if test is not None:

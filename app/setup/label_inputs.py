@@ -7,6 +7,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from app.text import md
+
 from app.byod import (LABEL_UPLOAD_LIMIT_MB, default_label_columns, label_preview, label_report, save_label_upload,
                       uploads_dir)
 from app.common import runs_root
@@ -34,13 +36,13 @@ def label_section(v: SetupValues, key: str, spec: str | None, data: DataChoice) 
     if spec is None or data.problems or data.facts is None or data.facts.num_train is None:
         columns, error = default_label_columns(path)  # no rows until the file is a label table of the data
         if error:
-            st.error(error)
+            st.error(md(error))
             return {"labels": str(path)}, None, [error]
         values = {"labels": str(path), **columns}
         return (values, *_label_check(spec, data, values))
     preview = label_preview(spec, path, data.signature)
     if not preview["ok"]:
-        st.error(preview["error"])
+        st.error(md(preview["error"]))
         return {"labels": str(path)}, None, [preview["error"]]
     values = {"labels": str(path), **_column_inputs(key, preview["columns"], preview["key_columns"], v)}
     head = preview["head"]
@@ -99,7 +101,7 @@ def _label_check(spec: str | None, data: DataChoice, values: dict) -> tuple[dict
         report = label_report(spec, values["labels"], values["key_column"], values["label_column"],
                               values["truth_column"] or None, data.signature)
     if not report["ok"]:
-        st.error(report["error"])
+        st.error(md(report["error"]))
         return report, [report["error"]]
     if report["noise_rate"] is None:
         st.success(f"All {report['rows']:,} training samples have exactly one row. Their truth is unknown, so "

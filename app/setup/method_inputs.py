@@ -7,6 +7,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from app.text import md
+
 from app.byod import DataFacts, default_models_for, known_noise_rate, model_choices_for, noise_problem
 from app.settings import METHOD_LABELS, NOISE_KINDS, NOISE_RATE_MODES, SetupValues
 from engine.method import widget_limits
@@ -44,11 +46,11 @@ def noise_inputs(v: SetupValues, key: str, facts: DataFacts | None, report: dict
                                            "C x C, rows summing to 1, as CSV or .npy")
         if not out["matrix_path"].strip():
             problems.append("Noise 'matrix' needs a matrix file: type its path.")
-            st.info(problems[-1])
+            st.info(md(problems[-1]))
     noise = replace(v, **out).noise_spec()
     problem = None if problems else noise_problem(noise, facts)
     if problem:
-        st.error(problem)
+        st.error(md(problem))
         problems.append(problem)
     elif out["noise_kind"] in ("instance", "asym", "matrix"):
         text = NOISE_HELP[out["noise_kind"]]
@@ -87,7 +89,7 @@ def method_inputs(v: SetupValues, key: str, facts: DataFacts | None,
     elif out["teacher_checkpoint"].strip() and not Path(out["teacher_checkpoint"].strip()).expanduser().is_file():
         problems.append(f"Teacher checkpoint {out['teacher_checkpoint'].strip()!r} is not a file; valid: a run's "
                         "checkpoint.pt or a saved state_dict, or leave it empty to train the teacher.")
-        st.error(problems[-1])
+        st.error(md(problems[-1]))
     out["teacher_features"] = st.text_input(
         "Features from elsewhere (optional)", v.teacher_features, key=f"{key}teacher_features",
         disabled=out["method"] != "aml-kd", placeholder="/data/pets/clip_features.npz",
@@ -99,7 +101,7 @@ def method_inputs(v: SetupValues, key: str, facts: DataFacts | None,
             not Path(out["teacher_features"].strip()).expanduser().is_file():
         problems.append(f"Features file {out['teacher_features'].strip()[:200]!r} is not a file; valid: a .npy, "
                         ".npz or .csv of the training samples' features, or leave it empty.")
-        st.error(problems[-1])
+        st.error(md(problems[-1]))
     out["seed"] = st.number_input("Seed", *widget_limits("seed")[:2], int(v.seed), key=f"{key}seed")
     return out, problems
 

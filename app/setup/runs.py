@@ -7,6 +7,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from app.text import md, text_table
+
+from app.access import can, require
 from app.common import RUN_DIR_KEY, current_store, open_run, runs_root
 from app.settings import delete_run, rename_run, run_rows
 from app.worker import forget_worker, is_live
@@ -30,14 +33,14 @@ def run_table(rows: list[dict]) -> None:
         "student acc": number(r["student_test_accuracy"]), "refined prec": number(r["refined_label_precision"]),
     } for r in rows])
     with st.container(height=480 if len(table) > 8 else "content", border=False):  # many runs: scroll down, not across
-        st.table(table.set_index("run"))
+        st.table(text_table(table.set_index("run")))  # st.table renders Markdown: names escaped
 
 
 def manage_runs() -> None:
     st.subheader("Runs")
     root = runs_root()
     rows = run_rows(root)
-    st.caption(f"Runs in `{root}` (made here or with `python -m engine run --out {root}/NAME`).")
+    st.caption(f"Runs in {md(root)} (made here or with `python -m engine run --out RUNS/NAME`).")
     if not rows:
         st.info("No runs yet. The default run is one click away: **Create “Digits, 40% symmetric”** above.")
         return
@@ -48,6 +51,11 @@ def manage_runs() -> None:
     chosen = st.selectbox("Run", names, index=index, key="setup-chosen-run")
     path = Path(next(r["path"] for r in rows if r["name"] == chosen))
     busy = is_live(path)
+    if not can("manage"):  # with accounts, a viewer or reviewer opens runs only
+        if st.button("Open", key="setup-open", type="primary"):
+            open_run(path)
+            st.switch_page("views/train.py")
+        return
     open_col, rename_col, delete_col = st.columns(3)
     with open_col:
         if st.button("Open", key="setup-open", type="primary"):
@@ -71,11 +79,13 @@ def _is_open(path: Path) -> bool:
 
 
 def _rename(path: Path, new_name: str) -> None:
+    if not require("manage"):
+        return
     try:
         forget_worker(path)
         target = rename_run(path, new_name)
     except UserError as exc:
-        st.error(f"Not renamed: {exc}")
+        st.error(f"Not renamed: {md(exc)}")
         return
     if _is_open(path):
         open_run(target)
@@ -83,12 +93,14 @@ def _rename(path: Path, new_name: str) -> None:
 
 
 def _delete(path: Path) -> None:
+    if not require("manage"):
+        return
     try:
         forget_worker(path)
         was_open = _is_open(path)
         delete_run(path)
     except UserError as exc:
-        st.error(f"Not deleted: {exc}")
+        st.error(f"Not deleted: {md(exc)}")
         return
     if was_open:
         st.session_state.pop(RUN_DIR_KEY, None)

@@ -6,6 +6,9 @@ import time
 
 import streamlit as st
 
+from app.text import md
+
+from app.access import can, require
 from app.common import open_run, runs_root
 from app.keys import HiddenButton, bound_to_step, hidden_buttons
 from app.settings import default_preset, suggest_run_name
@@ -25,14 +28,15 @@ def no_run_open() -> None:
     st.title("Train")
     st.info("No run is open.")
     preset = default_preset()
-    if st.button(f"Create the default run ({preset.name})", key="train-create-default", type="primary"):
+    if can("manage") and st.button(f"Create the default run ({preset.name})", key="train-create-default",
+                                   type="primary"):
         root = runs_root()
         path = root / suggest_run_name(preset.config, root)
         try:
             with st.spinner("Creating the default run (loading the data, building the networks)..."):
                 run = Run.create(path, preset.config, threads=torch_threads())
         except UserError as exc:
-            st.error(f"The default run was not created: {exc}")
+            st.error(f"The default run was not created: {md(exc)}")
             st.stop()
         get_worker(path).adopt(run)
         open_run(path)
@@ -54,6 +58,8 @@ def press(path: str, command: str, shown_step: int) -> None:
     ``shown_step`` is the step on screen when the button was drawn: a press made before the screen
     caught up with an earlier one (the run moved on, or is still busy with it) is dropped.
     """
+    if not require("manage" if command.startswith("reset") else "train"):
+        return
     worker = get_worker(path)
     if command == "pause":
         if worker.submit("pause"):  # said beside the buttons (a toast would cover the run's description)
@@ -90,7 +96,7 @@ def settle(path: str) -> None:
 
 def controls(store: RunStore, status: dict, busy: bool, elsewhere: bool) -> None:
     done = status.get("state") == "done" or status.get("phase") == "done"
-    blocked = busy or elsewhere
+    blocked = busy or elsewhere or not can("train")  # with accounts: admins only
     path, shown = str(store.path), int(status.get("step", 0))
     row = st.container(horizontal=True, key="train-controls")
     row.button("Step", key="train-step", type="primary", disabled=blocked or done, shortcut="Right",
@@ -126,7 +132,7 @@ def error_box(status: dict) -> None:
     message = status.get("error")
     if status.get("state") != "error" or not message:
         return
-    st.error(f"**{message[:1].upper() + message[1:]}**  \n"
+    st.error(f"**{md(message[:1].upper() + message[1:])}**  \n"
              f"The run is kept at step {status.get('step', 0)}, its last good step, and nothing after it was "
              "saved. Press **Step** to try again; if it fails again, change the settings on the Setup page "
              "(or **Reset** the run to start over from its settings).", icon="⚠️")

@@ -12,6 +12,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from app.text import md, text_table
+
+from app.access import can, require
 from app.common import current_store, runs_root
 from app.compare_widgets import (LABEL_KINDS, MAX_SEEDS, by_method_frame, comparable_with, compact, create_and_queue,
                                  csv_button, curves_frame, describe_plan, figure_buttons, filtered_samples,
@@ -44,12 +47,13 @@ def comparison_set(root: Path, names: list[str], expanded: bool) -> None:
         try:
             members = plan_set(root / chosen, ablations, int(seeds))
         except UserError as exc:
-            st.error(f"No comparison set from {chosen!r}: {exc}")
+            st.error(f"No comparison set from {md(chosen)}: {md(exc)}")
             return
         same = "Same data, noise, seed and schedule" if seeds == 1 else "Same data, noise and schedule, per seed"
         st.markdown(f"{same}; only the method changes:\n\n" +
                     "\n".join(f"- {line}" for line in describe_plan(members)))
-        if st.button("Create and train them", key="compare-set-create", type="primary"):
+        if st.button("Create and train them", key="compare-set-create", type="primary",
+                     disabled=not can("train")) and require("train"):
             start_set(members)
     queue = current_queue()
     if queue is not None and queue_on_data(queue, root / chosen):
@@ -60,7 +64,7 @@ def start_set(members) -> None:
     with st.spinner("Creating the comparison set's runs (loading the data, building the networks)..."):
         problem = create_and_queue(members, runs_root(), is_live)
     if problem:
-        st.error(problem)
+        st.error(md(problem))
         return
     st.session_state[PICK] = [m.path.name for m in members]
     st.rerun()
@@ -71,7 +75,7 @@ def _progress(was_busy: bool) -> None:
     if queue is None or (was_busy and not queue.busy):
         st.rerun()  # the set is trained: redraw the whole page once, without the timers
     st.caption("Comparison set" + (", training one run after another:" if queue.busy else ":"))
-    st.markdown("\n".join(f"- {line}" for line in progress_lines(queue)))
+    st.markdown("\n".join(f"- {line}" for line in progress_lines(queue)))  # names as code spans
 
 
 def results(names: list[str], was_live: bool = False) -> None:
@@ -81,13 +85,13 @@ def results(names: list[str], was_live: bool = False) -> None:
     problems = same_data(stores)
     if problems:
         st.error("These runs cannot be compared: a fair comparison needs the same training samples with the "
-                 "same given labels.\n\n" + "\n".join(f"- {p}" for p in problems))
+                 "same given labels.\n\n" + "\n".join(f"- {md(p)}" for p in problems))
         return
     try:
         rows, points = comparison_table(stores), curves(stores)
         rows = with_chance(rows, stores)
     except UserError as exc:
-        st.error(f"These runs cannot be shown: {exc}")
+        st.error(f"These runs cannot be shown: {md(exc)}")
         return
     st.subheader("Results")
     block = warnings_block(rows)
@@ -95,8 +99,8 @@ def results(names: list[str], was_live: bool = False) -> None:
         st.warning(block, icon=":material/warning:")
     frame, note, sentence = table_frame(rows), table_note(rows), chance_sentence(rows)
     table, shared = split_shared(compact(frame))
-    st.markdown(f"Every run: {shared}" if shared else "")
-    st.table(table)
+    st.markdown(f"Every run: {md(shared)}" if shared else "")
+    st.table(text_table(table))
     if sentence:
         st.info(sentence, icon=":material/casino:")
     st.caption(note)
@@ -105,7 +109,7 @@ def results(names: list[str], was_live: bool = False) -> None:
     table_buttons(frame, note + (f" {sentence}" if sentence else ""), by_method_frame(methods) if several else None)
     if several:
         st.markdown("**Over the seeds** (finished runs; mean ± sample standard deviation)")
-        st.table(by_method_frame(methods))
+        st.table(text_table(by_method_frame(methods)))
 
     st.subheader("Over the student's epochs")
     frame = curves_frame(points)
@@ -131,14 +135,14 @@ def per_sample_view(stores, labels: dict[str, str]) -> None:
     try:
         view = per_sample(stores)
     except UserError as exc:
-        st.info(f"No per-sample view yet: {exc}.")
+        st.info(f"No per-sample view yet: {md(exc)}.")
         return
     which = st.radio("Compare each run's", list(LABEL_KINDS), format_func=LABEL_KINDS.get, horizontal=True,
                      key="compare-which")
     patterns = outcome_patterns(view, which, labels)
     if patterns is not None:
         st.caption("Samples by which runs label them right (truth known):")
-        st.table(patterns)
+        st.table(text_table(patterns))
     choice = st.selectbox("Show samples", sample_filters(view), key="compare-filter")
     indices = filtered_samples(view, which, choice)
     st.caption(f"{len(indices)} samples {choice}" + (f"; the first {GRID} shown." if len(indices) > GRID else "."))
@@ -150,7 +154,7 @@ def per_sample_view(stores, labels: dict[str, str]) -> None:
         captions = [sample_caption(view, which, i, labels) for i in shown]
         for start in range(0, len(shown), 6):
             for cell, picture, caption in zip(st.columns(6), pictures[start:start + 6], captions[start:start + 6]):
-                cell.image(picture, caption=caption, width="stretch")
+                cell.image(picture, caption=md(caption), width="stretch")  # image captions are Markdown
     with st.container(horizontal=True):
         csv_button("Every sample (CSV)", pd.DataFrame(view.rows()), "per_sample.csv", "compare-samples-csv")
         if shown:

@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from app.text import md
+
 from app import present
 from app.common import require_steps, require_store
 from app.embedding_view import (
@@ -71,7 +73,7 @@ def main() -> None:
             coords = embed.embedding(store, step, source, inputs=dataset.train_x if source == "input" else None,
                                      snapshot=snapshot)
     except UserError as exc:
-        st.error(str(exc))
+        st.error(md(exc))
         st.stop()
     if coords is None:
         st.info(f"Step {step_label(step, phases)} has no {SOURCE_LABELS[source]}: the student only trains after "
@@ -103,7 +105,7 @@ def main() -> None:
                 st.session_state[SELECTED_KEY] = parse_indices(text, len(given))
                 st.rerun()
             except UserError as exc:
-                st.error(str(exc))
+                st.error(md(exc))
         if b2.button("Clear selection", key="emb_clear"):
             st.session_state[SELECTED_KEY] = []
             st.rerun()

@@ -16,17 +16,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import streamlit as st
 
 from app.common import open_run, require_store, runs_root, sync_reviewer_with_url
-from app.review import actions, agreement, bulk, card, exports, ripple
+from app.review import agreement, bulk, card, exports, live_card, ripple
 from app.review.context import load_context, md, show_flash
 from app.review.queue import compute_queue, controls, queue_table
 from engine.errors import UserError
 from engine.rundir import run_class_names
 from engine.rundir import RunStore
-from engine.readers.triage import FLAGS, review_flags
 
 
 def open_store() -> RunStore:
@@ -37,21 +35,11 @@ def open_store() -> RunStore:
             open_run(runs_root() / name)
             st.rerun()  # once, so that the sidebar (drawn before this page) shows the run too
         else:
-            st.warning(f"Run {name!r} was not found under {str(runs_root())!r}.")
+            st.warning(f"Run {md(name)} was not found under {md(runs_root())}.")
     store = require_store()
     if store.path.parent.resolve() == runs_root().resolve():
         st.query_params["run"] = store.path.name
     return store
-
-
-def on_screen(queue: np.ndarray) -> tuple[int, int]:
-    """(position, sample) of the card to show: the one in the address when queued, else the first."""
-    raw = st.query_params.get("sample", "")
-    if raw.isdigit() and int(raw) in queue:
-        position = int(np.flatnonzero(queue == int(raw))[0])
-    else:
-        position = 0
-    return position, int(queue[position])
 
 
 def section(label: str, key: str, draw, *args) -> None:
@@ -76,7 +64,7 @@ def main() -> None:
         ctx = load_context(store, class_names, steps, opts)
         queue, exact, estimate = compute_queue(ctx)
     except UserError as exc:  # a review log of other samples, a damaged file: say so, change nothing
-        st.error(str(exc), icon=":material/error:")
+        st.error(md(exc), icon=":material/error:")
         st.stop()
     show_flash()
     disputed = sum(v.disputed for v in ctx.verdicts.values())
@@ -87,15 +75,9 @@ def main() -> None:
     if not len(queue):
         st.info("Nothing to review with these filters: widen the queue or choose another in the sidebar.")
     else:
-        position, sample = on_screen(queue)
-        revealed = not opts.blind or sample in ctx.mine
-        flags = review_flags(ctx.snapshot, ctx.given)
-        flagged = ", ".join(f for f in FLAGS if flags[f][sample])
-        st.subheader(f"Sample {ctx.keys[sample]} · {position + 1} of {len(queue)}", anchor=False)
-        st.caption(f"index {sample} · flagged: {flagged or 'no flag'}")
-        actions.actions(ctx, sample, revealed, position > 0, position + 1 < len(queue))
-        card.card(ctx, sample, revealed)
-        card.decision_log(ctx, sample)
+        sample = live_card.review_card(ctx, queue)  # keys handled in the browser; the details follow the card
+        section("Details of the sample on the card", "review_details_section", card.details, ctx, sample,
+                not opts.blind or sample in ctx.mine)
         if opts.blind:
             agreement.blind_agreement(ctx)
         section("Queue", "review_queue_section", queue_table, ctx, queue, exact, estimate)

@@ -11,13 +11,19 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app.access import can, denied_note
 from app.setup.create import quick_start
 from app.setup.custom import custom_run
 from app.setup.runs import manage_runs
+from app.setup.uploads import manage_uploads
 
 st.title("Setup")
-quick_start()
-st.divider()
-custom_run()
-st.divider()
+if can("manage"):  # with accounts: admins only
+    quick_start()
+    st.divider()
+    custom_run()
+    st.divider()
+else:
+    denied_note("manage")
 manage_runs()
+manage_uploads()

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from app.text import code_span, md
+
 from app import present
 from app.common import RUN_DIR_KEY, current_store
 from app.keys import guard_repeats, release_focus
@@ -48,18 +50,18 @@ def main() -> None:
     try:
         config = store.config()
     except UserError as exc:
-        st.error(f"This run cannot be shown: {exc}")
+        st.error(f"This run cannot be shown: {md(exc)}")
         st.stop()
-    st.title(present.title(f"Train · {store.path.name}", "Train"))
-    features = f" · graph and stage 0 from the features in `{Path(config.teacher_features).name}`" \
+    st.title(present.title(f"Train · {md(store.path.name)}", "Train"))
+    features = f" · graph and stage 0 from the features in {code_span(Path(config.teacher_features).name)}" \
         if config.teacher_features else ""  # a run on features from elsewhere says so in its header
-    st.caption((f"`{store.path.name}` · " if present.is_on() else "") + config_summary(config) + features)
+    st.caption((f"{md(store.path.name)} · " if present.is_on() else "") + config_summary(config) + features)
     release_focus()
     # A double press steps once: a press is dropped while the step shown is the one of the previous press.
     guard_repeats(["ArrowRight", "PageDown"], [".st-key-train-step"], screen=STEP_SHOWN)
     if not present.is_on():
         with st.expander("All settings of this run", expanded=False):
-            st.caption(f"As saved in `{store.config_path}`.")
+            st.caption(f"As saved in {md(store.config_path)}.")
             st.json(config.to_json(), expanded=2)
     skipped_files(store.skipped())
     live = is_live(store.path)

@@ -14,6 +14,7 @@ only when complete, so a failed upload leaves nothing behind.
 from __future__ import annotations
 
 import logging
+import errno
 import os
 import shutil
 import stat
@@ -145,7 +146,12 @@ def _extract_into(archive: zipfile.ZipFile, staging: Path, max_bytes: int, max_f
         try:
             with archive.open(info) as source:
                 budget -= _copy_limited(source, destination, min(budget, info.file_size), info.filename)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise UserError(f"the disk is full (while unpacking {shown(info.filename)}); nothing of the upload "
+                                "was kept: free some space or delete old uploads") from None
+            raise UserError(f"zip entry {shown(info.filename)} is corrupt: {exc}") from None
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
             raise UserError(f"zip entry {shown(info.filename)} is corrupt: {exc}") from None
 
 

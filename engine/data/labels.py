@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .csvcells import restore_frame
 from ..errors import UserError, shown
 from .base import Dataset
 
@@ -66,6 +67,7 @@ def read_label_csv(path: str | Path) -> pd.DataFrame:
         raise UserError(f"label file {shown(p)} is not a readable CSV: {shown(reason)}") from None
     if table.empty:
         raise UserError(f"label file {shown(p)} has no rows; valid: a header line, then one row per sample")
+    table = restore_frame(table)  # a label file we exported: names that start like a formula carry a quote
     table.columns = [str(c).strip() for c in table.columns]
     return table
 

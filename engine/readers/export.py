@@ -22,6 +22,9 @@ manifest.json          every file above with its size and SHA-256, the run
 =====================  ======================================================
 
 The folder is replaced whole or not at all (see :mod:`engine.readers.exportdir`).
+Every CSV cell a spreadsheet would run as a formula (a class, file or reviewer
+name starting with ``=``, ``+``, ``-``, ``@``) is written with a ``'`` in front
+(:mod:`engine.data.csvcells`, OWASP's rule); reading a file back drops it.
 
 Importing is all-or-nothing: a file naming an unknown sample, class or
 decision is rejected with every problem listed, and nothing is recorded.
@@ -41,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from . import exportdir
+from ..data.csvcells import restore_frame, safe_csv  # noqa: F401 - safe_csv: the app's CSV downloads too
 from ..errors import UserError, shown
 from .exportdir import MANIFEST, check_target, staged_folder, write_manifest
 from ..rundir.review import DECISIONS, LABELLING, Decision, ReviewStore, consensus_of, current_decisions, run_class_names
@@ -160,7 +164,8 @@ def student_weights(store: RunStore) -> bytes:
     return buffer.getvalue()
 
 
-def export_run(store: RunStore, out_dir, step: int | None = None, report: bool = True) -> dict[str, Path]:
+def export_run(store: RunStore, out_dir, step: int | None = None, report: bool = True,
+               force: bool = False) -> dict[str, Path]:
     """Write every export of a run into the folder ``out_dir``; returns name -> path.
 
     The folder is replaced whole or not at all (:mod:`engine.readers.exportdir`):
@@ -168,12 +173,16 @@ def export_run(store: RunStore, out_dir, step: int | None = None, report: bool =
     and SHA-256 in ``manifest.json``, and put in place last. A failed or
     killed export leaves the previous export as it was. The run's files are
     read and checked before anything is written; a damaged one is one
-    :class:`UserError` naming it.
+    :class:`UserError` naming it. An earlier export in ``out_dir`` that was
+    edited since (a file differs from its manifest) is replaced only with
+    ``force`` (:func:`engine.readers.exportdir.check_unedited`).
     """
     if not store.exists():
         raise UserError(f"{str(store.path)!r} is not a run directory (no config.json)")
     out = Path(out_dir)
     check_target(out.absolute())  # before the work: a folder of other files is refused
+    if not force:
+        exportdir.check_unedited(out.absolute())
     store.dataset_arrays()  # a damaged dataset.npz or snapshot: one line naming it, before anything is written
     class_names = run_class_names(store)
     step = step if step is not None else (store.steps()[-1] if store.steps() else None)
@@ -182,15 +191,15 @@ def export_run(store: RunStore, out_dir, step: int | None = None, report: bool =
     reviews = ReviewStore(store.path, num_classes=len(class_names))
     samples = samples_table(store, step, reviews, class_names)
     files = {
-        "samples.csv": samples.to_csv(index=False),
+        "samples.csv": safe_csv(samples),
         "samples.json": samples_json(store, samples, step, class_names),
-        "decisions.csv": decisions_table(reviews.effective(), class_names).to_csv(index=False),
-        "review_history.csv": decisions_table(reviews.history(), class_names, history=True).to_csv(index=False),
-        "clean_labels.csv": clean_labels_table(samples).to_csv(index=False),
+        "decisions.csv": safe_csv(decisions_table(reviews.effective(), class_names)),
+        "review_history.csv": safe_csv(decisions_table(reviews.history(), class_names, history=True)),
+        "clean_labels.csv": safe_csv(clean_labels_table(samples)),
     }
     student = student_weights(store) if store.checkpoint_path.is_file() else None
     try:
-        with staged_folder(out) as stage:
+        with staged_folder(out, force=True) as stage:  # checked above, before the work
             for name, text in files.items():
                 exportdir.write_file(stage / name, exportdir.text_bytes(text))
             if student is not None:
@@ -232,7 +241,7 @@ def read_decision_file(source, name: str | None = None) -> pd.DataFrame:
                                 "'decisions' or 'samples'")
             rows = [{k: "" if v is None else str(v) for k, v in r.items()} for r in rows]
             return pd.DataFrame(rows, dtype=object).fillna("")
-        return pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False)
+        return restore_frame(pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False))
     except (UnicodeDecodeError, json.JSONDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise UserError(f"decisions file {shown(name)} is not valid CSV or JSON: "
                         f"{shown(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}") from None
@@ -368,7 +377,8 @@ def _blind(value) -> bool:
 
 def import_decisions(store: RunStore, source, reviewer: str | None = None, name: str | None = None) -> list[Decision]:
     """Record the decisions of a file (path, or bytes with ``name``) in one
-    transaction; returns them. Every row is checked (sample, class, decision,
+    transaction; returns those that were new (a row the log already holds is
+    skipped, so importing a file twice adds nothing the second time). Every row is checked (sample, class, decision,
     reviewer, finite ``step`` and ``time`` in range, ``blind`` flag) before the
     review log is opened: if any row is bad, nothing is recorded and no log is
     created."""
@@ -382,4 +392,4 @@ def import_decisions(store: RunStore, source, reviewer: str | None = None, name:
                              source=f"decisions file {label!r}")
     if not events:
         raise UserError(f"decisions file {label!r} holds no decisions (no row has a 'decision')")
-    return ReviewStore(store.path, num_classes=len(class_names)).record_many(events)
+    return ReviewStore(store.path, num_classes=len(class_names)).record_many(events, skip_recorded=True)

@@ -154,6 +154,23 @@ def check_target(target: Path) -> None:
                         "whole, so choose a new or empty folder")
 
 
+def check_unedited(target: Path) -> None:
+    """Refuse to replace an export that was edited since it was written (``force`` in :func:`staged_folder`
+    skips this): a file changed, added or removed against its manifest, or export files without a manifest
+    (an older export: whether it was edited cannot be told)."""
+    if not target.is_dir() or not any(target.iterdir()):
+        return
+    if (target / MANIFEST).is_file():
+        problems = verify_export(target)
+        if problems:
+            more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
+            raise UserError(f"export folder {shown(target)} was edited since it was exported ({problems[0]}{more}); "
+                            "replace it with --force (the app asks first), or choose another folder")
+    else:
+        raise UserError(f"export folder {shown(target)} has no {MANIFEST}, so whether it was edited cannot be "
+                        "told; replace it with --force (the app asks first), or choose another folder")
+
+
 def _exchange(a: Path, b: Path) -> bool:
     """Swap two paths atomically (Linux ``renameat2``); False where that is not available."""
     try:
@@ -201,13 +218,14 @@ def _put_in_place(staging: Path, target: Path) -> None:
 
 
 @contextmanager
-def staged_folder(target):
+def staged_folder(target, force: bool = False):
     """Yield an empty staging folder; on success it replaces ``target`` whole.
 
     Raises
     ------
     UserError
-        ``target`` is a file, or a folder holding files that are not an export's.
+        ``target`` is a file, or a folder holding files that are not an export's,
+        or (unless ``force``) an export edited since it was written (:func:`check_unedited`).
     """
     target = Path(target).absolute()
     if target.is_symlink():  # replace the folder it points to, never the link itself
@@ -215,6 +233,8 @@ def staged_folder(target):
     target.parent.mkdir(parents=True, exist_ok=True)
     recover(target)
     check_target(target)
+    if not force:
+        check_unedited(target)
     staging = Path(tempfile.mkdtemp(prefix=STAGING.format(name=target.name) + f"{os.getpid()}-",
                                     dir=target.parent))
     try:

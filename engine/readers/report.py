@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +123,49 @@ def comparison_runs(store: RunStore) -> list[RunStore]:
     return [store] + sorted(others, key=lambda s: s.path.name)
 
 
+#: Characters that make Markdown (and Streamlit's flavour of it: $math$, :colour[...] and :shortcodes:) more
+#: than text; each is written with a backslash in front.
+MARKDOWN_SPECIAL = "\\`*_[]{}!$~#|<>&"
+
+
+#: What GitHub-flavoured Markdown turns into a link even when its characters are escaped: addresses and e-mails.
+AUTOLINK = re.compile(r"(?:[a-z][a-z0-9+.-]*://|www\.)\S+|[\w.+-]+@[\w-]+\.[\w.-]+", re.IGNORECASE)
+
+
+def _code_span(text: str) -> str:
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    return f"{fence} {text} {fence}" if text.startswith("`") or text.endswith("`") else f"{fence}{text}{fence}"
+
+
+def markdown_text(value) -> str:
+    """A name from data (a run, a dataset path, a class, a reviewer) as Markdown text: shown as written, never
+    markup (no link, image, emphasis, HTML, math, colour or shortcode; one line).
+
+    Quotes, dots, dashes and parentheses stay as they are (they make nothing without a ``[`` or ``!``), so the
+    text reads the same in the file; a ``:`` before anything but a space (a shortcode) gets a backslash too, and
+    an address or an e-mail (which Markdown links even when escaped) is written as code."""
+    text = " ".join(str(value).splitlines())
+    out, last = [], 0
+    for found in AUTOLINK.finditer(text):
+        out.append(_escape(text[last:found.start()]))
+        out.append(_code_span(found.group(0)))
+        last = found.end()
+    out.append(_escape(text[last:]))
+    return "".join(out)
+
+
+def _escape(text: str) -> str:
+    out = []
+    for n, ch in enumerate(text):
+        nxt = text[n + 1] if n + 1 < len(text) else " "
+        heading = ch == "#" and n == 0 and nxt in " #"  # '#' makes a heading only at the start, before a space
+        if (ch in MARKDOWN_SPECIAL and ch != "#") or heading or (ch == ":" and not nxt.isspace()):
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def _comparison_lines(store: RunStore) -> list[str]:
     """The Compare page's table (engine.readers.compare) over the comparison set, as Markdown."""
     from .compare import comparison_table, table_text
@@ -134,10 +178,10 @@ def _comparison_lines(store: RunStore) -> list[str]:
     except UserError:
         return []
     cells = table_text(rows)
-    lines = ["", "## Comparison", "", f"Runs on the same data in {store.path.parent.name}/ (as the Compare page "
+    lines = ["", "## Comparison", "", f"Runs on the same data in {markdown_text(store.path.parent.name)}/ (as the Compare page "
              "and `python -m engine compare` show them):", "",
-             "| " + " | ".join(cells[0]) + " |", "|" + "---|" * len(cells[0])]
-    lines += ["| " + " | ".join(c) + " |" for c in cells[1:]]
+             "| " + " | ".join(map(markdown_text, cells[0])) + " |", "|" + "---|" * len(cells[0])]
+    lines += ["| " + " | ".join(map(markdown_text, c)) + " |" for c in cells[1:]]
     return lines
 
 
@@ -163,11 +207,11 @@ def write_report(store: RunStore, out_dir, samples=None, reviews: ReviewStore | 
     agree = agreement(latest.values(), true, blind_only=False)
     blind = agreement(latest.values(), true, blind_only=True)
 
-    lines = [f"# Run report: {store.path.name}", "",
+    lines = [f"# Run report: {markdown_text(store.path.name)}", "",
              f"Written {dt.datetime.now().isoformat(timespec='seconds')}.", "",
              "## Set-up", "", "| setting | value |", "|---|---|"]
     for key in ("dataset", "noise", "method", "seed"):
-        lines.append(f"| {key} | {getattr(config, key)} |")
+        lines.append(f"| {key} | {markdown_text(getattr(config, key))} |")
     lines += [f"| classes | {len(run_class_names(store))} |", f"| steps done | {len(store.steps())} |", "",
               "## Results", "", "| metric | value |", "|---|---|"]
     lines += [f"| {label} | {_fmt(summary.get(key))} |" for key, label in SUMMARY_ROWS if key in summary]
@@ -184,7 +228,8 @@ def write_report(store: RunStore, out_dir, samples=None, reviews: ReviewStore | 
     lines += _comparison_lines(store)
     warnings = summary.get("warnings") or []
     if warnings:
-        lines += ["", "## Warnings", ""] + [f"- **{w.get('code')}**: {w.get('message')}" for w in warnings]
+        lines += ["", "## Warnings", ""] + [f"- **{markdown_text(w.get('code'))}**: {markdown_text(w.get('message'))}"
+                                                   for w in warnings]
     lines += ["", "## Review", "", f"{len(latest)} samples reviewed by "
               f"{len({d.reviewer for d in latest.values()})} reviewer(s); {len(reviews.history())} events in the log.",
               "", "| decision | samples |", "|---|---|"] + [f"| {d} | {c} |" for d, c in counts.items()]

@@ -3,7 +3,8 @@
 ``store`` (``RunStore``: every file name of a run directory, atomic writes,
 the lock), ``fields`` (the field lists of ``summary.json`` and
 ``metrics.jsonl``), ``snapshot`` (the snapshot format), ``review`` (the SQLite review log),
-``health`` (the warnings a run's numbers call for).
+``health`` (the warnings a run's numbers call for), ``users`` (accounts of a shared app: hashed passwords
+and roles).
 
 No module here imports torch or faiss at import time: the app reads runs
 cheaply. This face is what the app uses.
@@ -14,7 +15,9 @@ from .review import (Consensus, Decision, ReviewStore, agreement, consensus_of, 
                      reviewer_agreement, run_class_names)
 from .snapshot import step_seeds
 from .store import RunStore, atomic_write_bytes, list_runs, uploads_dir
+from .users import accounts_enabled, allowed, read_users, verify_password
 
 __all__ = ["Consensus", "Decision", "ReviewStore", "RunStore", "agreement", "atomic_write_bytes", "consensus_of",
            "current_decisions", "label_history", "list_runs", "reviewer_agreement", "run_class_names",
-           "run_warnings", "step_seeds", "uploads_dir"]
+           "run_warnings", "step_seeds", "uploads_dir", "accounts_enabled", "allowed", "read_users",
+           "verify_password"]

@@ -7,7 +7,7 @@ Decisions live in ``reviews.sqlite`` inside the run directory, one row per
 event (an append-only log; nothing is ever updated or deleted)::
 
     events(id, sample, key, decision, label, reviewer, time, step,
-           proposal, blind, undoes, batch)
+           proposal, blind, undoes, batch, client_id)
     meta(key, value)        -- 'samples_digest': whose samples the log is about
 
 ``decision`` is one of ``accept`` (the method's proposal, recorded in
@@ -96,7 +96,7 @@ MAX_REVIEWER_LENGTH = 64
 DIGEST_KEY = "samples_digest"
 
 _COLUMNS = ("id", "sample", "key", "decision", "label", "reviewer", "time", "step", "proposal", "blind", "undoes",
-            "batch")
+            "batch", "client_id")
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -110,7 +110,8 @@ CREATE TABLE IF NOT EXISTS events (
     proposal INTEGER,
     blind INTEGER NOT NULL DEFAULT 0,
     undoes INTEGER REFERENCES events(id),
-    batch INTEGER
+    batch INTEGER,
+    client_id TEXT
 );
 CREATE INDEX IF NOT EXISTS events_by_sample ON events(sample, reviewer);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -187,6 +188,8 @@ class Decision:
         For an undo event, the id of the decision it cancels.
     batch : int or None
         Number of the bulk action the decision belongs to (``None``: a single decision).
+    client_id : str or None
+        The id the browser gave the press that made it (a resend of the same id records nothing new).
     """
 
     id: int
@@ -201,6 +204,7 @@ class Decision:
     blind: bool = False
     undoes: int | None = None
     batch: int | None = None
+    client_id: str | None = None
 
     @property
     def vote(self):
@@ -409,6 +413,10 @@ class ReviewStore:
         columns = {row[1] for row in con.execute("PRAGMA table_info(events)")}
         if "batch" not in columns:
             con.execute("ALTER TABLE events ADD COLUMN batch INTEGER")
+        if "client_id" not in columns:
+            con.execute("ALTER TABLE events ADD COLUMN client_id TEXT")
+        con.execute("CREATE UNIQUE INDEX IF NOT EXISTS events_by_client ON events(client_id) "
+                    "WHERE client_id IS NOT NULL")
         digest = self._run_digest()
         if digest is not None:
             con.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)", (DIGEST_KEY, digest))
@@ -441,7 +449,7 @@ class ReviewStore:
             if stored is None and largest is not None and largest >= n:
                 raise UserError(f"review log {str(self.path)!r} names sample {largest}, but this run has {n} samples "
                                 f"(0..{n - 1}): it belongs to other samples; move it out of the run folder")
-        if tables and ("meta" not in tables or "batch" not in columns or (stored is None and digest is not None)):
+        if tables and ("meta" not in tables or not {"batch", "client_id"} <= columns or (stored is None and digest is not None)):
             with self._connect(write=True):  # a log made before digests: adopt this run's samples
                 log.info("review log %s: recorded the samples digest of this run", self.path)
         self._checked = True
@@ -516,7 +524,7 @@ class ReviewStore:
             proposal = self._check_label(proposal)
         return {"sample": sample, "key": key, "decision": decision, "label": label, "reviewer": reviewer,
                 "time": float(time.time() if when is None else when), "step": None if step is None else int(step),
-                "proposal": proposal, "blind": int(bool(blind)), "undoes": None, "batch": None}
+                "proposal": proposal, "blind": int(bool(blind)), "undoes": None, "batch": None, "client_id": None}
 
     def _check_label(self, label) -> int:
         label = _as_index(label, "label")
@@ -539,27 +547,67 @@ class ReviewStore:
         return self.record_many([dict(sample=sample, decision=decision, reviewer=reviewer, label=label, key=key,
                                       step=step, proposal=proposal, blind=blind, time=time)], once=once)[0]
 
-    def record_many(self, events: list[dict], once: bool = False, batch: bool = False) -> list[Decision]:
+    def record_many(self, events: list[dict], once: bool = False, batch: bool = False,
+                    skip_recorded: bool = False) -> list[Decision]:
         """Append several decisions in one transaction: all are stored, or none.
 
         Each event is a dict of :meth:`record`'s arguments. ``once`` as in
         :meth:`record`; ``batch`` marks them as one action (one
-        :meth:`undo_last` undoes them all).
+        :meth:`undo_last` undoes them all). With ``skip_recorded`` (an import),
+        an event the log already holds is left out and not returned: the same
+        sample, reviewer, decision, label and time, or, for an event without a
+        time, the same as the reviewer's current decision there. Importing a
+        file twice adds nothing the second time.
         """
         rows = [self._prepare(e["sample"], e["decision"], e["reviewer"], e.get("label"), e.get("key"),
                               e.get("step"), e.get("proposal"), e.get("blind", False), e.get("time"))
                 for e in events]
+        for row, e in zip(rows, events):
+            row["time_given"] = e.get("time") is not None
         self._check_log()
         with self._connect(write=True) as con:
             number = con.execute("SELECT COALESCE(MAX(batch), 0) + 1 FROM events").fetchone()[0] if batch else None
             stored = []
             for row in rows:
+                if skip_recorded and _already_recorded(con, row):
+                    continue
                 same = _current_same(con, row) if once else None
                 if same is not None:
                     stored.append(same)
                     continue
                 stored.append(_insert(con, {**row, "batch": number}))
             return stored
+
+    def submit(self, sample: int, decision: str, reviewer: str, label: int | None = None, *, client_id: str,
+               seen: int | None, step: int | None = None, proposal: int | None = None, blind: bool = False,
+               key: str | None = None) -> tuple[str, Decision | None]:
+        """One decision sent by a browser, acknowledged by its ``client_id``.
+
+        ``seen`` is the id of the reviewer's current decision on ``sample`` that
+        the browser showed when the key went down (0: none). Returns
+        ``(status, decision)``:
+
+        - ``"saved"``: recorded now;
+        - ``"duplicate"``: this ``client_id`` was recorded before (a resend after
+          a lost answer): the stored decision, nothing new;
+        - ``"conflict"``: the reviewer's current decision there is no longer the
+          one the browser showed (another tab of the same reviewer decided, or
+          undid, in between): nothing recorded; the current decision (or ``None``).
+        """
+        client_id = str(client_id)
+        if not 0 < len(client_id) <= 64 or not client_id.isprintable():
+            raise UserError(f"client id {client_id[:20]!r} is not 1-64 printable characters")
+        row = self._prepare(sample, decision, reviewer, label, key, step, proposal, blind, None)
+        self._check_log()
+        with self._connect(write=True) as con:
+            found = con.execute(f"SELECT {', '.join(_COLUMNS)} FROM events WHERE client_id = ?",
+                                (client_id,)).fetchone()
+            if found is not None:
+                return "duplicate", _decision(found)
+            current = _current_of(con, row["sample"], row["reviewer"])
+            if seen is not None and (0 if current is None else current.id) != int(seen):
+                return "conflict", current
+            return "saved", _insert(con, {**row, "client_id": client_id})
 
     def undo(self, reviewer: str, sample: int | None = None, step: int | None = None) -> Decision:
         """Cancel ``reviewer``'s latest not-yet-undone decision on ``sample``
@@ -604,6 +652,52 @@ class ReviewStore:
                     "'undo' AND id NOT IN (SELECT undoes FROM events WHERE undoes IS NOT NULL) ORDER BY id",
                     (reviewer, target[3])).fetchall()
             return [_insert(con, _undo_row(t, reviewer, step)) for t in targets]
+
+    def undo_client(self, reviewer: str, target: str, client_id: str,
+                    step: int | None = None) -> tuple[str, Decision | None]:
+        """Undo, sent by a browser as ``client_id``, of the decision that browser sent as ``target``.
+
+        Returns ``(status, current)``: ``"undone"`` (the decision is cancelled now), ``"duplicate"`` (this
+        undo was recorded before), or ``"gone"`` (nothing to undo: the decision was never recorded, is not
+        the reviewer's, or was undone already); ``current`` is the reviewer's current decision on that
+        sample afterwards (or ``None``).
+        """
+        reviewer = check_reviewer(reviewer)
+        self._check_log()
+        with self._connect(write=True) as con:
+            found = con.execute("SELECT id, sample, key, batch FROM events WHERE client_id = ?", (client_id,)).fetchone()
+            if found is not None:
+                return "duplicate", _current_of(con, found[1], reviewer)
+            row = con.execute("SELECT id, sample, key, batch FROM events WHERE client_id = ? AND reviewer = ? AND "
+                              "decision != 'undo' AND id NOT IN (SELECT undoes FROM events WHERE undoes IS NOT NULL)",
+                              (target, reviewer)).fetchone()
+            if row is None:
+                sample = con.execute("SELECT sample FROM events WHERE client_id = ?", (target,)).fetchone()
+                return "gone", None if sample is None else _current_of(con, sample[0], reviewer)
+            _insert(con, {**_undo_row(row, reviewer, step), "client_id": client_id})
+            return "undone", _current_of(con, row[1], reviewer)
+
+    def undo_last_client(self, reviewer: str, client_id: str, step: int | None = None) -> tuple[str, Decision | None]:
+        """:meth:`undo_last`, sent by a browser as ``client_id`` (recorded once); ``(status, current)`` as
+        :meth:`undo_client`, ``current`` on the sample of the (first) decision undone."""
+        reviewer = check_reviewer(reviewer)
+        self._check_log()
+        with self._connect(write=True) as con:
+            found = con.execute("SELECT sample FROM events WHERE client_id = ?", (client_id,)).fetchone()
+            if found is not None:
+                return "duplicate", _current_of(con, found[0], reviewer)
+            target = _undo_target(con, "reviewer = ?", [reviewer])
+            if target is None:
+                return "gone", None
+            targets = [target]
+            if target[3] is not None:
+                targets = con.execute(
+                    "SELECT id, sample, key, batch FROM events WHERE reviewer = ? AND batch = ? AND decision != "
+                    "'undo' AND id NOT IN (SELECT undoes FROM events WHERE undoes IS NOT NULL) ORDER BY id",
+                    (reviewer, target[3])).fetchall()
+            for n, t in enumerate(targets):
+                _insert(con, {**_undo_row(t, reviewer, step), "client_id": client_id if n == 0 else None})
+            return "undone", _current_of(con, target[1], reviewer)
 
     # ------------------------------------------------------------ reading
     def history(self, sample: int | None = None) -> list[Decision]:
@@ -690,22 +784,38 @@ def _undo_target(con: sqlite3.Connection, where: str, params: list):
 
 def _undo_row(target, reviewer: str, step) -> dict:
     return {"sample": target[1], "key": target[2], "decision": UNDO, "label": None, "reviewer": reviewer,
-            "time": time.time(), "step": step, "proposal": None, "blind": 0, "undoes": target[0], "batch": target[3]}
+            "time": time.time(), "step": step, "proposal": None, "blind": 0, "undoes": target[0], "batch": target[3],
+            "client_id": None}
+
+
+def _current_of(con: sqlite3.Connection, sample: int, reviewer: str) -> Decision | None:
+    """The reviewer's current decision on ``sample`` (latest, not undone), or ``None``."""
+    found = con.execute(
+        f"SELECT {', '.join(_COLUMNS)} FROM events WHERE sample = ? AND reviewer = ? AND decision != 'undo' AND id "
+        "NOT IN (SELECT undoes FROM events WHERE undoes IS NOT NULL) ORDER BY id DESC LIMIT 1",
+        (sample, reviewer)).fetchone()
+    return None if found is None else _decision(found)
 
 
 def _current_same(con: sqlite3.Connection, row: dict) -> Decision | None:
     """The reviewer's current decision on the row's sample when it is the same decision and label."""
-    found = con.execute(
-        f"SELECT {', '.join(_COLUMNS)} FROM events WHERE sample = ? AND reviewer = ? AND decision != 'undo' AND id "
-        "NOT IN (SELECT undoes FROM events WHERE undoes IS NOT NULL) ORDER BY id DESC LIMIT 1",
-        (row["sample"], row["reviewer"])).fetchone()
-    if found is None:
+    current = _current_of(con, row["sample"], row["reviewer"])
+    if current is None:
         return None
-    current = _decision(found)
     return current if (current.decision, current.label) == (row["decision"], row["label"]) else None
 
 
+def _already_recorded(con: sqlite3.Connection, row: dict) -> bool:
+    """Whether an imported event is in the log already (see :meth:`ReviewStore.record_many`)."""
+    if not row.get("time_given"):
+        return _current_same(con, row) is not None
+    return con.execute("SELECT 1 FROM events WHERE sample = ? AND reviewer = ? AND decision = ? AND label IS ? AND "
+                       "time = ? LIMIT 1", (row["sample"], row["reviewer"], row["decision"], row["label"],
+                                            row["time"])).fetchone() is not None
+
+
 def _insert(con: sqlite3.Connection, row: dict) -> Decision:
+    row = {"client_id": None, **row}
     names = [c for c in _COLUMNS if c != "id"]
     cursor = con.execute(f"INSERT INTO events ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
                          [row[c] for c in names])

@@ -103,7 +103,7 @@ def _stop(process: subprocess.Popen, grace: float = 10.0) -> None:
 
 @contextlib.contextmanager
 def serve_app(runs_dir: Path, env: dict | None = None, startup_timeout: float = 90.0):
-    """``streamlit run app/streamlit_app.py`` on a free local port; yields an :class:`AppServer`."""
+    """``streamlit run app/launch.py`` (as ``make run``) on a free local port; yields an :class:`AppServer`."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "AMLKD_RUNS_DIR": str(runs_dir),
                 "AMLKD_TORCH_THREADS": "1", **(env or {})}
     last_log = ""
@@ -112,7 +112,7 @@ def serve_app(runs_dir: Path, env: dict | None = None, startup_timeout: float = 
         url = f"http://{HOST}:{port}"
         fd, log_name = tempfile.mkstemp(prefix=f"amlkd-streamlit-{port}-", suffix=".log")
         log_path = Path(log_name)
-        command = [sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "streamlit_app.py"),
+        command = [sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "launch.py"),
                    "--server.address", HOST, "--server.port", str(port), *STREAMLIT_FLAGS]
         with os.fdopen(fd, "wb") as log:
             process = subprocess.Popen(command, cwd=REPO, env=full_env, stdin=subprocess.DEVNULL, stdout=log,

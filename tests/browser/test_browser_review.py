@@ -1,45 +1,42 @@
-"""The Review page in a real Chromium: review with the keyboard only, undo,
-reload, and download the exported samples; rapid keys (one decision per
-card), two reviewers in two tabs (disputed on both screens), the reviewer
-across pages and reloads, a bulk accept undone whole by Z.
+"""The Review card in a real Chromium, at a practised annotator's pace.
 
-Set ``AMLKD_SCREENSHOTS=DIR`` to keep screenshots of each stage.
+The card is a custom component that handles its keys in the browser
+(``app/review/card_component.js``). Every test records, from a listener that
+runs before the card's own, which sample the card showed when each key went
+down and whether the server was redrawing at that moment; then checks the
+review log: one decision per press, on the sample that was on screen, in queue
+order. Set ``AMLKD_SCREENSHOTS=DIR`` to keep screenshots.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from engine.rundir.review import ReviewStore
-from engine.rundir.store import RunStore
 
 pytestmark = pytest.mark.browser
-RUN = "review-moons"
 APP_IDLE = ('[data-testid="stApp"][data-test-connection-state="CONNECTED"]'
             '[data-test-script-state="notRunning"]')
+#: Runs before the page's scripts, so its keydown listener runs before the card's.
+PRESS_LOG = """
+window.__pressLog = [];
+window.addEventListener('keydown', (e) => {
+  const S = window.__amlkdCard;
+  const card = S && S.root && S.root.querySelector('.amlkd-card');
+  const app = document.querySelector('[data-testid="stApp"]');
+  window.__pressLog.push({key: e.key, sample: card && card.dataset.sample ? Number(card.dataset.sample) : null,
+                          state: app ? app.getAttribute('data-test-script-state') : null});
+}, true);
+"""
 
 
 def wait_for_app(page, timeout_ms: float = 60_000) -> None:
     page.wait_for_selector(APP_IDLE, state="attached", timeout=timeout_ms)
-
-
-def assert_no_exception(page) -> None:
-    found = page.locator('[data-testid="stException"]')
-    if found.count():
-        pytest.fail(f"the page shows an exception: {found.first.inner_text()[:2000]}")
-
-
-@pytest.fixture(scope="module")
-def review_run(app_server, tiny_moons_run) -> Path:
-    """A copy of the tiny moons run inside the served app's runs folder."""
-    path = Path(app_server.runs_dir) / RUN
-    shutil.copytree(tiny_moons_run, path)
-    return path
 
 
 def shot(page, name: str) -> None:
@@ -49,206 +46,173 @@ def shot(page, name: str) -> None:
         page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
 
 
-def ready(page) -> None:
-    """Wait for the sample card and its buttons (their shortcuts exist once they are drawn)."""
-    page.locator("h3", has_text="Sample ").wait_for(timeout=60_000)
-    page.get_by_role("button", name="Next Shortcut L").wait_for(timeout=60_000)
+@pytest.fixture(scope="module")
+def digits_run(app_server, tiny_digits_run) -> str:
+    """A fresh copy of the tiny digits run in the served runs folder, per test module."""
+    name = "review-digits"
+    path = Path(app_server.runs_dir) / name
+    if path.exists():
+        shutil.rmtree(path)
+    shutil.copytree(tiny_digits_run, path)
+    return name
+
+
+@pytest.fixture
+def fresh_log(app_server, digits_run):
+    """The run's review log emptied before the test; yields its ReviewStore."""
+    path = Path(app_server.runs_dir) / digits_run
+    for name in ("reviews.sqlite", "reviews.sqlite-wal", "reviews.sqlite-shm"):
+        (path / name).unlink(missing_ok=True)
+    return ReviewStore(path)
+
+
+def open_card(context, base: str, query: str):
+    page = context.new_page()
+    page.add_init_script(PRESS_LOG)
+    page.goto(f"{base}/review?{query}")
     wait_for_app(page)
-    page.wait_for_timeout(300)
-    wait_for_app(page)
+    page.wait_for_function("window.__amlkdCard && window.__amlkdCard.root && "
+                           "window.__amlkdCard.root.querySelector('.amlkd-card[data-sample]')", timeout=60_000)
+    return page
 
 
-def keys_released(page) -> None:
-    """Wait until no input holds the focus (the page's script hands the keys back), then for the card."""
-    page.wait_for_function("document.activeElement?.tagName !== 'INPUT'", timeout=30_000)
-    ready(page)
+def card_order(page) -> list[int]:
+    return page.evaluate("window.__amlkdCard.cards.map(c => c.sample)")
 
 
-def sample_heading(page) -> str:
-    return page.locator("h3", has_text="Sample ").first.inner_text()
+def on_screen(page) -> int:
+    return page.evaluate("Number(window.__amlkdCard.root.querySelector('.amlkd-card').dataset.sample)")
 
 
-def key(page, name: str, expect: str) -> str:
-    """Press a key with the focus on the page body; wait for the message it leaves."""
-    page.keyboard.press(name)
-    page.get_by_text(expect).first.wait_for(timeout=30_000)
-    ready(page)
-    return page.get_by_text(expect).first.inner_text()
-
-
-def test_review_with_keys_undo_reload_and_export(app_page, app_server, review_run):
-    page = app_page
-    page.goto(f"{app_server}/review?run={RUN}&reviewer=kim")
-    ready(page)
-    assert_no_exception(page)
-    reviews = ReviewStore(review_run)
-
-    first = sample_heading(page)
-    page.keyboard.press("ArrowRight")
-    page.locator("h3", has_text="2 of").wait_for(timeout=30_000)
-    ready(page)
-    page.keyboard.press("j")  # J: previous
-    page.locator("h3", has_text="1 of").wait_for(timeout=30_000)
-    ready(page)
-    assert sample_heading(page) == first
-
-    seen = []
-    for name in ("a", "k", "1", "u"):  # accept, keep given, class 1, unsure
-        seen.append(sample_heading(page).split(" · ")[0].removeprefix("Sample "))
-        assert "(by kim)" in key(page, name, f"Saved: {seen[-1]}:")
-        page.locator("h3", has_text=f"{len(seen) + 1} of").wait_for(timeout=30_000)
-        ready(page)
-    shot(page, "review_after_keys")
-    key(page, "z", f"Undone: your last decision on {seen[-1]}")
-    assert sample_heading(page).startswith(f"Sample {seen[-1]} ")
-    assert_no_exception(page)
-    latest = reviews.latest()
-    assert sorted(d.key for d in latest.values()) == sorted(seen[:3])
-    assert {d.reviewer for d in latest.values()} == {"kim"}
-
-    # typing a name that holds shortcut letters records nothing; Enter hands the keys back
-    field = page.get_by_label("Reviewer")
-    field.fill("")
-    field.type("kimo")
-    wait_for_app(page)
-    assert len(reviews.history()) == 5
-    field.press("Enter")
-    page.wait_for_url("**reviewer=kimo**", timeout=30_000)
-    keys_released(page)
-    key(page, "u", "(by kimo)")
-    # so does a click on a toggle (which keeps the focus otherwise)
-    page.get_by_text("Hide samples I decided").click()
-    wait_for_app(page)
-    keys_released(page)
-    key(page, "z", "Undone: your last decision")
-    assert len(reviews.history()) == 7 and len(reviews.latest()) == 3
-    page.get_by_text("Hide samples I decided").click()
-    wait_for_app(page)
-    page.get_by_label("Reviewer").fill("kim")
-    page.get_by_label("Reviewer").press("Enter")
+def settled(page, timeout_ms: float = 90_000) -> None:
+    """Every press acknowledged by the server (nothing pending in the card)."""
+    page.wait_for_function("window.__amlkdCard.outbox.length === 0", timeout=timeout_ms)
     wait_for_app(page)
 
-    page.reload()
-    ready(page)
-    page.get_by_text("3 reviewed in this run").wait_for(timeout=30_000)
-    assert sample_heading(page).startswith(f"Sample {seen[-1]} ")  # the URL kept the place
 
-    page.get_by_text("Export and import").click()
-    button = page.get_by_role("button", name="samples.csv")
-    button.wait_for(timeout=30_000)
-    with page.expect_download(timeout=60_000) as download:
-        button.click()
-    shot(page, "review_export")
-    table = pd.read_csv(download.value.path(), dtype=str, keep_default_na=False)
-    assert len(table) == len(RunStore(review_run).dataset_arrays()["given"])
-    decided = table[table["decision"] != ""].set_index("sample")
-    assert sorted(decided.index) == sorted(seen[:3])
-    assert set(decided["reviewer"]) == {"kim"}
-    assert decided.loc[seen[0], "decision"] == "accept"
-    assert decided.loc[seen[1], "decision"] == "keep"
-    assert decided.loc[seen[1], "final"] == decided.loc[seen[1], "given"]
-    assert page.blocked == []
+def press_at_pace(page, keys: str, gap: float) -> None:
+    start = time.perf_counter()
+    for n, key in enumerate(keys):
+        delay = start + n * gap - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        page.keyboard.press(key)
 
 
-def heading_key(page) -> str:
-    return sample_heading(page).split(" · ")[0].removeprefix("Sample ")
+def decisions(reviews: ReviewStore):
+    return [d for d in reviews.history() if d.decision != "undo"]
 
 
-def test_rapid_keys_record_one_decision_per_card(app_page, app_server, review_run):
-    page = app_page
-    page.goto(f"{app_server}/review?run={RUN}&reviewer=rapid")
-    ready(page)
-    for _ in range(10):  # human-fast: 50 ms apart, without waiting for the page
-        page.keyboard.press("a")
-        page.wait_for_timeout(50)
-    wait_for_app(page)
-    page.wait_for_timeout(1500)
-    wait_for_app(page)
-    assert_no_exception(page)
-    mine = [d for d in ReviewStore(review_run).history() if d.reviewer == "rapid"]
-    samples = [d.sample for d in mine]
-    assert 1 <= len(mine) <= 10 and len(samples) == len(set(samples)), samples  # never two on one card
-    shot(page, "review_rapid_keys")
-    for d in mine:  # undo them all, for the next tests
-        ReviewStore(review_run).undo("rapid", d.sample)
+def test_a_hundred_presses_50_ms_apart_make_a_hundred_decisions(browser, app_server, digits_run, fresh_log):
+    context = browser.new_context(viewport={"width": 1024, "height": 768})
+    page = open_card(context, app_server, f"run={digits_run}&reviewer=kim&queue=all&size=100")
+    order = card_order(page)
+    assert len(order) >= 100
+    press_at_pace(page, "a" * 100, 0.050)
+    settled(page)
+    shot(page, "review_after_100")
+    log = page.evaluate("window.__pressLog")
+    made = decisions(fresh_log)
+    assert len(made) == 100 and {d.decision for d in made} == {"accept"} and {d.reviewer for d in made} == {"kim"}
+    assert [d.sample for d in made] == order[:100]  # 100 distinct samples, in queue order
+    assert [entry["sample"] for entry in log] == order[:100]  # each on the card shown when its key went down
+    assert sum(entry["state"] == "running" for entry in log) > 0  # and presses did land during server redraws
+    assert page.evaluate("window.__amlkdCard.presses") == 100
+    text = page.evaluate("window.__amlkdCard.root.querySelector('.amlkd-sync').textContent")
+    assert text == "all saved"
+    context.close()
 
 
-def test_two_reviewers_on_one_sample_disputed_on_both_screens(browser, app_server, review_run):
-    tabs = []
-    for name in ("ann", "bob"):
-        context = browser.new_context(viewport={"width": 1024, "height": 768})
-        tabs.append(context.new_page())
-        tabs[-1].goto(f"{app_server}/review?run={RUN}&reviewer={name}")
-        ready(tabs[-1])
-    ann, bob = tabs
-    sample = heading_key(ann)
-    assert heading_key(bob) == sample
-    key(ann, "0", f"Saved: {sample}:")
-    key(bob, "1", f"Saved: {sample}:")
-    for page, me in ((ann, "ann"), (bob, "bob")):
-        page.goto(f"{app_server}/review?run={RUN}&reviewer={me}&sample={sample}")
-        ready(page)
-        box = page.locator(".st-key-review_disputed")
-        box.wait_for(timeout=30_000)
-        text = box.inner_text()
-        assert "Disputed" in text and "ann" in text and "bob" in text and f"{me} (you)" in text, text
-        assert_no_exception(page)
-    shot(bob, "review_disputed")
-    verdict = ReviewStore(review_run).consensus()[int(ReviewStore(review_run).history()[-1].sample)]
-    assert verdict.disputed and verdict.reviewers[-2:] == ("ann", "bob")
-    for page in tabs:
-        page.context.close()
-    for name in ("ann", "bob"):
-        ReviewStore(review_run).undo(name, int(verdict.sample))
+def test_a_press_during_a_server_redraw_lands_on_the_card_on_screen(browser, app_server, digits_run, fresh_log):
+    context = browser.new_context(viewport={"width": 1024, "height": 768})
+    page = open_card(context, app_server, f"run={digits_run}&reviewer=kim&queue=all&size=100")
+    order = card_order(page)
+    page.get_by_text("Details of the sample on the card").click()  # a long redraw: history chart, neighbours
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="running"]', state="attached",
+                           timeout=10_000)
+    page.keyboard.press("k")
+    page.keyboard.press("u")
+    settled(page)
+    log = page.evaluate("window.__pressLog")
+    assert log[0]["state"] == "running"
+    made = decisions(fresh_log)
+    assert [(d.sample, d.decision) for d in made] == [(order[0], "keep"), (order[1], "unsure")]
+    context.close()
 
 
-def test_reviewer_survives_another_page_and_a_reload(app_page, app_server, review_run):
-    page = app_page
-    name = 'Zoë "Q" <i>x</i>'
-    page.goto(f"{app_server}/review?run={RUN}")
-    ready(page)
-    field = page.get_by_label("Reviewer")
-    field.fill(name)
-    field.press("Enter")
-    page.wait_for_url("**reviewer=**", timeout=30_000)
-    keys_released(page)
-    page.get_by_role("link", name="Losses").click()
-    wait_for_app(page)
-    page.wait_for_url("**reviewer=**", timeout=30_000)  # the other page keeps it in the address
+def test_one_reviewer_in_two_tabs_sees_the_other_tabs_decision(browser, app_server, digits_run, fresh_log):
+    context = browser.new_context(viewport={"width": 1024, "height": 768})
+    query = f"run={digits_run}&reviewer=kim&queue=all&size=100"
+    tab_a, tab_b = open_card(context, app_server, query), open_card(context, app_server, query)
+    sample = on_screen(tab_a)
+    assert on_screen(tab_b) == sample
+    tab_a.keyboard.press("a")
+    settled(tab_a)
+    tab_b.keyboard.press("k")  # tab B still shows the sample as undecided
+    settled(tab_b)
+    notice = tab_b.evaluate("window.__amlkdCard.root.querySelector('.amlkd-notice').textContent")
+    assert "another tab of yours decided first (accept" in notice and "not recorded" in notice
+    assert [(d.sample, d.decision) for d in decisions(fresh_log)] == [(sample, "accept")]
+    tab_b.keyboard.press("j")  # back to it: the card now knows tab A's decision, and a press changes it
+    status = tab_b.evaluate("window.__amlkdCard.root.querySelector('.amlkd-status .amlkd-value').textContent")
+    assert status.startswith("saved: accept")
+    tab_b.keyboard.press("k")
+    settled(tab_b)
+    assert fresh_log.latest()[sample].decision == "keep" and len(decisions(fresh_log)) == 2
+    shot(tab_b, "review_two_tabs")
+    context.close()
+
+
+def test_two_reviewers_both_count(browser, app_server, digits_run, fresh_log):
+    ann_context = browser.new_context(viewport={"width": 1024, "height": 768})
+    bob_context = browser.new_context(viewport={"width": 1024, "height": 768})
+    ann = open_card(ann_context, app_server, f"run={digits_run}&reviewer=ann&queue=all&size=100")
+    bob = open_card(bob_context, app_server, f"run={digits_run}&reviewer=bob&queue=all&size=100")
+    sample = on_screen(ann)
+    ann.keyboard.press("a")
+    bob.keyboard.press("k")
+    settled(ann)
+    settled(bob)
+    verdict = fresh_log.consensus()[sample]
+    assert verdict.reviewers == ("ann", "bob") and verdict.disputed
+    bob.reload()
+    wait_for_app(bob)
+    bob.wait_for_function("window.__amlkdCard && window.__amlkdCard.root.querySelector('.amlkd-card[data-sample]')")
+    bob.keyboard.press("j")
+    votes = bob.evaluate("window.__amlkdCard.root.querySelector('.amlkd-card').textContent")
+    assert "ann: accept" in votes and "bob (you): keep" in votes
+    ann_context.close()
+    bob_context.close()
+
+
+def test_a_reload_mid_queue_comes_back_to_the_next_card_and_the_filters(browser, app_server, digits_run,
+                                                                       fresh_log):
+    context = browser.new_context(viewport={"width": 1024, "height": 768})
+    page = open_card(context, app_server, f"run={digits_run}&reviewer=kim&queue=all&size=100&hide=1")
+    order = card_order(page)
+    press_at_pace(page, "aaaaa", 0.05)
+    settled(page)
+    page.wait_for_function(f"new URLSearchParams(location.search).get('sample') === '{order[5]}'", timeout=30_000)
     page.reload()
     wait_for_app(page)
-    page.get_by_role("link", name="Review").click()
-    ready(page)
-    assert page.get_by_label("Reviewer").input_value() == name
-    page.get_by_text(f"reviewing as {name}").wait_for(timeout=30_000)  # shown as text, not markup
-    assert page.locator("i", has_text="x").count() == 0
-    key(page, "u", "Saved:")
-    mine = [d for d in ReviewStore(review_run).effective() if d.reviewer == name]
-    assert len(mine) == 1
-    key(page, "z", "Undone:")
+    page.wait_for_function("window.__amlkdCard && window.__amlkdCard.root.querySelector('.amlkd-card[data-sample]')")
+    assert on_screen(page) == order[5]
+    assert not set(card_order(page)) & set(order[:5])  # hidden once decided, after the reload too
+    query = page.evaluate("Object.fromEntries(new URLSearchParams(location.search))")
+    assert (query["queue"], query["size"], query["hide"], query["reviewer"]) == ("all", "100", "1", "kim")
+    assert page.get_by_role("switch", name="Hide samples I decided").is_checked()
+    context.close()
 
 
-def test_z_undoes_a_bulk_accept_whole(app_page, app_server, review_run):
-    page = app_page
-    page.goto(f"{app_server}/review?run={RUN}&reviewer=bulk")
-    ready(page)
-    page.keyboard.press("ArrowRight")
-    page.locator("h3", has_text="2 of").wait_for(timeout=30_000)
-    ready(page)
-    where = heading_key(page)
-    page.get_by_text("Bulk accept").click()
-    button = page.get_by_role("button", name="Accept these")
-    button.wait_for(timeout=30_000)
-    count = int(button.inner_text().split()[2])
-    assert count > 1
-    button.click()
-    page.get_by_text(f"Accepted {count} proposals").wait_for(timeout=30_000)
-    ready(page)
-    assert len([d for d in ReviewStore(review_run).effective() if d.reviewer == "bulk"]) == count
-    page.keyboard.press("l")  # move on; Z still undoes the whole bulk accept and comes back
-    ready(page)
-    keys_released(page)
-    key(page, "z", f"Undone: your bulk accept of {count} samples")
-    assert heading_key(page) == where
-    assert [d for d in ReviewStore(review_run).effective() if d.reviewer == "bulk"] == []
-    assert_no_exception(page)
+def test_undo_reaches_pending_presses(browser, app_server, digits_run, fresh_log):
+    context = browser.new_context(viewport={"width": 1024, "height": 768})
+    page = open_card(context, app_server, f"run={digits_run}&reviewer=kim&queue=all&size=100")
+    order = card_order(page)
+    press_at_pace(page, "aakz", 0.03)  # the undo goes out before the server has answered the presses
+    assert on_screen(page) == order[2]  # back on the card of the undone press
+    settled(page)
+    latest = fresh_log.latest()
+    assert {s: d.decision for s, d in latest.items()} == {order[0]: "accept", order[1]: "accept"}
+    undone = [d for d in fresh_log.history() if d.decision == "undo"]
+    assert len(undone) == 1 and undone[0].sample == order[2]
+    context.close()
