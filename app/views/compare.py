@@ -99,7 +99,7 @@ def results(names: list[str], was_live: bool = False) -> None:
         st.warning(block, icon=":material/warning:")
     frame, note, sentence = table_frame(rows), table_note(rows), chance_sentence(rows)
     table, shared = split_shared(compact(frame))
-    st.markdown(f"Every run: {md(shared)}" if shared else "")
+    st.markdown(f"Every run: {shared}" if shared else "")  # its names escaped by split_shared
     st.table(text_table(table))
     if sentence:
         st.info(sentence, icon=":material/casino:")
