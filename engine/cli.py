@@ -63,6 +63,14 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher", default=None, help="teacher architecture (default: the dataset's pair)")
     p.add_argument("--student", default=None, help="student architecture")
     p.add_argument("--teacher-checkpoint", default=None, help="load the teacher instead of training it")
+    p.add_argument("--teacher-weights", default=None, metavar="imagenet|FILE|none",
+                   help="a torchvision teacher's weights: imagenet (default; from TORCH_HOME/hub/checkpoints, see "
+                        "fetch-weights), a state-dict file, or none (a random start)")
+    p.add_argument("--student-weights", default=None, metavar="imagenet|FILE|none",
+                   help="a torchvision student's starting weights (default: a random start)")
+    p.add_argument("--teacher-mode", default=None, choices=("finetune", "frozen"),
+                   help="a torchvision teacher: train every weight, or only a head on its frozen pretrained "
+                        "features (default: frozen on a CPU, finetune on CUDA)")
     p.add_argument("--teacher-features", default=None, metavar="FILE",
                    help="features from a stronger model for the kNN graph and stage 0: .npy (N, D) in sample "
                         "order, .npz (features, optional keys, pred) or CSV with a key column")
@@ -118,6 +126,8 @@ def config_from_args(a: argparse.Namespace, teacher: str | None = None) -> RunCo
     return RunConfig(dataset=a.dataset, noise=noise, method=a.method, seed=a.seed,
                      noise_rate=_noise_rate(a.noise_rate, noise), teacher=a.teacher, student=a.student,
                      teacher_checkpoint=a.teacher_checkpoint, teacher_features=a.teacher_features, labels=a.labels,
+                     teacher_weights=a.teacher_weights, student_weights=a.student_weights,
+                     teacher_mode=a.teacher_mode,
                      key_column=a.key_column,
                      label_column=a.label_column, truth_column=a.truth_column, graph=graph,
                      propagation=propagation, schedule=schedule, train=train, without=tuple(a.without))
@@ -318,7 +328,18 @@ def build_parser() -> argparse.ArgumentParser:
     p_imp.add_argument("file", help="decisions.csv / samples.csv / .json from an export")
     p_imp.add_argument("--reviewer", default=None, help="reviewer name for rows without one")
     p_imp.set_defaults(func=cmd_import_decisions)
+    p_fetch = sub.add_parser("fetch-weights", help="download torchvision's ImageNet weights into TORCH_HOME "
+                                                   "(needs a connection; runs never download)")
+    p_fetch.add_argument("arch", help="e.g. resnet18, resnet50, mobilenet_v3_small (torchvision: prefix optional)")
+    p_fetch.set_defaults(func=cmd_fetch_weights)
     return parser
+
+
+def cmd_fetch_weights(a) -> int:
+    from .models.zoo import fetch_weights
+
+    print(fetch_weights(a.arch))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

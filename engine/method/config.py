@@ -13,6 +13,10 @@ from ..errors import UserError
 from .noise import parse_noise_spec
 
 METHODS = ("aml-kd", "ce", "kd")
+#: How a torchvision teacher learns: every weight (the GPU path), or only a head on its frozen pretrained features.
+TEACHER_MODES = ("finetune", "frozen")
+TORCHVISION_PREFIX = "torchvision:"  # engine.models.zoo.PREFIX (this layer imports no models)
+NO_WEIGHTS = "none"  # --teacher-weights none: a torchvision network from a random start, asked for
 #: Components of AML-KD an ablation can remove (``--without``), and what replaces each.
 ABLATIONS = {
     "awe": "uniform weights instead of the ambiguity-aware weights (stage 1 seeds and CE weights)",
@@ -150,6 +154,9 @@ class RunConfig:
     student: str | None = None
     teacher_checkpoint: str | None = None  # load the teacher instead of training it
     teacher_features: str | None = None  # features from elsewhere for the graph and stage 0 (engine.data.features)
+    teacher_weights: str | None = None  # torchvision teacher: imagenet (its default), a file, or none
+    student_weights: str | None = None  # torchvision student: the same; default none (the student learns)
+    teacher_mode: str | None = None  # finetune or frozen; None: frozen for a pretrained torchvision teacher on a CPU
     labels: str | None = None  # label CSV replacing the given labels
     key_column: str = "path"
     label_column: str = "label"
@@ -176,6 +183,24 @@ class RunConfig:
             raise UserError(f"noise-rate={self.noise_rate} is outside [0, 1)")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise UserError(f"seed={self.seed} must be a whole number >= 0")
+        self._check_weights()
+
+    def _check_weights(self) -> None:
+        """Weights only for torchvision networks (a torchvision teacher defaults to ImageNet's); a frozen
+        teacher needs pretrained ones."""
+        for role in ("teacher", "student"):
+            arch, weights = getattr(self, role), getattr(self, f"{role}_weights")
+            torchvision = bool(arch) and arch.startswith(TORCHVISION_PREFIX)
+            if weights is not None and not torchvision:
+                raise UserError(f"--{role}-weights {weights!r} needs a torchvision {role} (--{role} "
+                                f"{TORCHVISION_PREFIX}NAME); {role} {arch or 'the dataset default'!r} is not one")
+            if role == "teacher" and torchvision and weights is None:
+                object.__setattr__(self, "teacher_weights", "imagenet")
+        if self.teacher_mode is not None and self.teacher_mode not in TEACHER_MODES:
+            raise UserError(f"teacher-mode {self.teacher_mode!r} is not valid; valid: {', '.join(TEACHER_MODES)}")
+        if self.teacher_mode == "frozen" and self.teacher_weights in (None, NO_WEIGHTS):
+            raise UserError("teacher-mode frozen needs a pretrained torchvision teacher (--teacher "
+                            f"{TORCHVISION_PREFIX}NAME with --teacher-weights imagenet or a file)")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -236,6 +261,16 @@ SMALL_PAIR_TEACHER = "cifar-small-teacher"
 SMALL_PAIR_SCHEDULE = ScheduleConfig(teacher_epochs=24, teacher_holdout=0.0, warmup_epochs=3, refine_epochs=22,
                                      mutual_epochs=7)
 SMALL_PAIR_TRAIN = {"teacher_lr": 0.05, "mixup_alpha": 0.4, "clean_kd_weight": 0.9}
+
+
+def resolve_teacher_mode(config: RunConfig, cuda: bool) -> RunConfig:
+    """``config`` with its teacher mode decided: as given, else frozen for a pretrained torchvision
+    teacher on a CPU (a head on fixed features trains in seconds), fine-tuning otherwise. Other teachers
+    always train whole (their mode stays None)."""
+    if config.teacher_mode is not None or not (config.teacher or "").startswith(TORCHVISION_PREFIX):
+        return config
+    pretrained = config.teacher_weights not in (None, NO_WEIGHTS)
+    return replace(config, teacher_mode="frozen" if pretrained and not cuda else "finetune")
 
 
 def defaults_for_teacher(teacher: str | None) -> tuple[ScheduleConfig, TrainConfig]:

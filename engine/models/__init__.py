@@ -3,7 +3,8 @@
 activations (the graph L2-normalises them).
 
 Architectures are looked up by name in a registry; ``default_pair`` picks a
-teacher/student pair for a dataset.
+teacher/student pair for a dataset. ``torchvision:NAME`` names torchvision's
+networks (:mod:`engine.models.zoo`), with ImageNet weights or a file.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from collections.abc import Callable
 import torch.nn as nn
 
 from ..errors import UserError
-from . import cifar, small
+from . import cifar, small, zoo
+from .zoo import ARCHITECTURES as TORCHVISION_ARCHITECTURES
+from .zoo import IMAGENET, is_torchvision, load_weights
 
 Factory = Callable[[tuple[int, ...], int], nn.Module]
 
@@ -23,6 +26,7 @@ _REGISTRY: dict[str, tuple[Factory, str]] = {
     "mlp-large": (small.MlpLarge, "points"),
     "mlp-small": (small.MlpSmall, "points"),
     **{name: (factory, "image") for name, factory in cifar.MODELS.items()},
+    **{zoo.PREFIX + arch: (zoo.factory(arch), "image") for arch in zoo.ARCHITECTURES},
 }
 
 
@@ -55,6 +59,21 @@ def default_pair(kind: str, input_shape: tuple[int, ...]) -> tuple[str, str]:
             return "wrn-40-2", "wrn-16-2"
         return "cifar-small-teacher", "cifar-small-student"
     raise UserError(f"no default models for images of shape {input_shape}; choose --teacher/--student")
+
+
+def build_with_weights(name: str, input_shape: tuple[int, ...], num_classes: int, kind: str,
+                       weights: str | None) -> nn.Module:
+    """:func:`build_model`, then ``weights`` (``imagenet`` or a file) loaded into a torchvision backbone.
+
+    Weights for a network that is not torchvision's are refused in one line.
+    """
+    model = build_model(name, input_shape, num_classes, kind)
+    if weights:
+        if not is_torchvision(name):
+            raise UserError(f"weights {weights!r} are for torchvision networks; {name!r} is not one (valid: "
+                            f"{', '.join(zoo.PREFIX + a for a in zoo.ARCHITECTURES)})")
+        load_weights(model, weights)
+    return model
 
 
 def parameter_count(model: nn.Module) -> int:

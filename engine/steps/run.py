@@ -24,7 +24,7 @@ from ..data import Dataset, dataset_for_config
 from ..data.features import load_teacher_features
 from ..device import default_device
 from ..errors import UserError, cannot_write
-from ..method.config import RunConfig, check_runnable
+from ..method.config import RunConfig, check_runnable, resolve_teacher_mode
 from ..method.noise import apply_noise, parse_noise_spec
 from ..rundir import fields, snapshot
 from ..rundir.health import run_warnings
@@ -63,8 +63,9 @@ class Run:
 
     def __init__(self, store: RunStore, config: RunConfig, dataset: Dataset | None = None,
                  device: torch.device | None = None):
-        self.store, self.config = store, config
         self.device = device or default_device()
+        config = resolve_teacher_mode(config, cuda=self.device.type == "cuda")  # recorded as decided
+        self.store, self.config = store, config
         self.dataset = dataset or dataset_for_config(config)
         problems = check_runnable(config, self.dataset.num_train, self.dataset.num_classes, self.dataset.name)
         if problems:
@@ -76,7 +77,7 @@ class Run:
         self.holdout = self._holdout_mask()
         external = (load_teacher_features(config.teacher_features, self.dataset.keys()) if config.teacher_features
                     else (None, None))
-        self.nets = Networks(config, self.dataset, self.given, self.device, *external)
+        self.nets = Networks(config, self.dataset, self.given, self.device, *external, store=store)
         self.state = run_state.RunState(phase=plan.first_phase(config), refined=self.given.copy())
         #: Optional ``fn(done, total)`` called after every training batch (the app's progress bar).
         self.on_progress = None
