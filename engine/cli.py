@@ -328,11 +328,39 @@ def build_parser() -> argparse.ArgumentParser:
     p_imp.add_argument("file", help="decisions.csv / samples.csv / .json from an export")
     p_imp.add_argument("--reviewer", default=None, help="reviewer name for rows without one")
     p_imp.set_defaults(func=cmd_import_decisions)
+    p_feat = sub.add_parser("features", help="features of a dataset's training samples from a pretrained "
+                                             "backbone, written as the .npz --teacher-features reads")
+    p_feat.add_argument("--dataset", required=True, help="a dataset spec, as for run")
+    p_feat.add_argument("--backbone", default="torchvision:resnet50",
+                        help="torchvision:NAME (default torchvision:resnet50)")
+    p_feat.add_argument("--weights", default="imagenet", help="imagenet (TORCH_HOME/hub/checkpoints) or a file")
+    p_feat.add_argument("--out", required=True, help="the .npz to write (features, keys)")
+    p_feat.add_argument("--batch-size", type=int, default=64)
+    p_feat.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p_feat.set_defaults(func=cmd_features)
     p_fetch = sub.add_parser("fetch-weights", help="download torchvision's ImageNet weights into TORCH_HOME "
                                                    "(needs a connection; runs never download)")
     p_fetch.add_argument("arch", help="e.g. resnet18, resnet50, mobilenet_v3_small (torchvision: prefix optional)")
     p_fetch.set_defaults(func=cmd_fetch_weights)
     return parser
+
+
+def cmd_features(a) -> int:
+    from .data import load_dataset
+    from .device import default_device
+    from .models.features import dataset_features, write_features
+    from .models.zoo import arch_of, weights_path
+
+    _set_threads(a.threads)
+    if a.batch_size < 1:
+        raise UserError(f"--batch-size {a.batch_size} must be at least 1")
+    arch = arch_of(a.backbone)
+    weights_path(arch, a.weights)  # absent weights fail before the dataset is read
+    dataset = load_dataset(a.dataset)
+    features = dataset_features(dataset, arch, a.weights, default_device(), a.batch_size)
+    path = write_features(a.out, features, dataset.keys())
+    print(f"{path}: {features.shape[0]} samples x {features.shape[1]} features from torchvision:{arch}")
+    return 0
 
 
 def cmd_fetch_weights(a) -> int:

@@ -27,6 +27,7 @@ from .config import TrainConfig
 from .losses import kd_loss, mixup_batch, mixup_ce, relational_loss, weighted_ce
 
 EVAL_BATCH = 1024
+FILES_EVAL_BATCH = 64  # images decoded from files per evaluation batch (224x224: about 38 MB as float32)
 
 
 def cosine_lr(base_lr: float, epoch: int, total_epochs: int) -> float:
@@ -72,13 +73,38 @@ class Outputs:
         return float(np.mean(self.pred == labels)) if len(labels) else float("nan")
 
 
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _in_order(x, device: torch.device):
+    """Batches of every sample in order: slices of a tensor, or images decoded from files."""
+    if isinstance(x, torch.Tensor):
+        for start in range(0, x.shape[0], EVAL_BATCH):
+            yield x[start:start + EVAL_BATCH]
+        return
+    for xb in x.in_order(FILES_EVAL_BATCH, pin_memory=device.type == "cuda"):
+        yield xb.to(device, non_blocking=True)
+
+
+def _inputs(x, batches: list, device: torch.device):
+    """``(idx, inputs)`` per batch: rows of an in-memory tensor, or files decoded in DataLoader workers
+    (:class:`engine.data.stream.ImageFiles`), in the order the seeded generator chose."""
+    if isinstance(x, torch.Tensor):
+        for idx in batches:
+            yield idx, x[idx]
+        return
+    for idx, xb in zip(batches, x.batches(batches, pin_memory=device.type == "cuda")):
+        yield idx, xb.to(device, non_blocking=True)
+
+
 @torch.no_grad()
-def forward_all(model: nn.Module, x: torch.Tensor) -> Outputs:
-    """Un-augmented forward pass in eval mode, in batches."""
+def forward_all(model: nn.Module, x) -> Outputs:
+    """Un-augmented forward pass in eval mode, in batches (``x``: a tensor, or image files)."""
     model.eval()
     logits, features = [], []
-    for start in range(0, x.shape[0], EVAL_BATCH):
-        out_logits, out_features = model(x[start:start + EVAL_BATCH])
+    for xb in _in_order(x, _device_of(model)):
+        out_logits, out_features = model(xb)
         logits.append(out_logits.float().cpu())
         features.append(out_features.float().cpu())
     return Outputs(torch.cat(logits).numpy(), torch.cat(features).numpy())
@@ -101,8 +127,9 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
     """
     model.train()
     total, count = 0.0, 0
-    for idx in _batches(x.shape[0], cfg.batch_size, generator):
-        xb = augment(x[idx], augment_kind, generator)
+    batches = list(_batches(x.shape[0], cfg.batch_size, generator))
+    for idx, xb in _inputs(x, batches, targets.device):
+        xb = augment(xb, augment_kind, generator)
         logits, _ = model(xb)
         loss = F.cross_entropy(logits, targets[idx])
         optimizer.zero_grad()
@@ -125,8 +152,9 @@ def student_epoch(student: nn.Module, teacher: nn.Module | None, optimizer: torc
     teacher.eval()
     sums: dict[str, float] = {}
     count = 0
-    for idx in _batches(x.shape[0], cfg.batch_size, generator):
-        xb, yb = augment(x[idx], augment_kind, generator), targets[idx]
+    batches = list(_batches(x.shape[0], cfg.batch_size, generator))
+    for idx, xb in _inputs(x, batches, targets.device):
+        xb, yb = augment(xb, augment_kind, generator), targets[idx]
         terms = _student_terms(student, teacher, xb, yb, cfg, mode, rng, generator,
                                None if weights is None else weights[idx])
         loss = sum(terms.values())

@@ -24,10 +24,9 @@ from ..method.ambiguity import WeightNet
 from ..method.config import RunConfig
 from ..method.graph import Graph, build_graph
 from ..method.training import Outputs, forward_all, make_optimizer
+from ..models.features import embed_all
 from ..models import build_with_weights, default_pair, parameter_count
 from ..rundir.store import RunStore
-
-FEATURE_BATCH = 64  # images per backbone pass when computing a frozen teacher's features
 
 
 class Networks:
@@ -55,8 +54,9 @@ class Networks:
         self.opt_student = make_optimizer(self.student, config.train)
         self.weight_net = WeightNet(classes)
         self.opt_weight = torch.optim.Adam(self.weight_net.parameters(), lr=config.train.awe_lr)
-        self.x = torch.as_tensor(dataset.train_x, device=device)  # (N, ...)
-        self.x_test = torch.as_tensor(dataset.test_x, device=device)
+        # (N, ...): a tensor on the device, or image files decoded batch by batch (engine.data.stream)
+        self.x = dataset.train_x if dataset.streamed else torch.as_tensor(dataset.train_x, device=device)
+        self.x_test = dataset.test_x if dataset.streamed else torch.as_tensor(dataset.test_x, device=device)
         self.given_t = torch.as_tensor(given, device=device)
         self.external_features, self.external_pred = external_features, external_pred
         self.forget()
@@ -111,11 +111,8 @@ class Networks:
             self._backbone = (torch.as_tensor(train, device=self.device), torch.as_tensor(test, device=self.device))
         return self._backbone
 
-    @torch.no_grad()
-    def _embed(self, x: torch.Tensor) -> np.ndarray:
-        self.teacher.eval()
-        parts = [self.teacher.embed(x[i:i + FEATURE_BATCH]).float().cpu() for i in range(0, len(x), FEATURE_BATCH)]
-        return torch.cat(parts).numpy() if parts else np.zeros((0, self.teacher.feature_dim), np.float32)
+    def _embed(self, x) -> np.ndarray:
+        return embed_all(self.teacher, x, self.device)
 
     @torch.no_grad()
     def _head_outputs(self, features: torch.Tensor) -> Outputs:
