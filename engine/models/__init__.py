@@ -30,6 +30,12 @@ _REGISTRY: dict[str, tuple[Factory, str]] = {
 }
 
 
+#: Above this side images are photos, taught by :data:`PHOTO_PAIR` (engine.data.folder streams them at 224).
+PHOTO_SIDE = 64
+#: ImageNet ResNet-18 (frozen on a CPU: a head on its features) -> MobileNet-V3-small trained from a random start.
+PHOTO_PAIR = ("torchvision:resnet18", "torchvision:mobilenet_v3_small")
+
+
 def available_models(kind: str | None = None) -> list[str]:
     return sorted(n for n, (_, k) in _REGISTRY.items() if kind is None or k == kind)
 
@@ -52,6 +58,8 @@ def default_pair(kind: str, input_shape: tuple[int, ...]) -> tuple[str, str]:
         return "mlp-large", "mlp-small"
     if input_shape[-1] <= 16:
         return "digits-cnn-large", "digits-cnn-small"
+    if input_shape[-1] > PHOTO_SIDE:  # photos (streamed at 224): a pretrained backbone teaches a small student
+        return PHOTO_PAIR
     if "cifar-small-teacher" in _REGISTRY:
         import torch
 

@@ -26,6 +26,7 @@ from ..device import default_device
 from ..errors import UserError, cannot_write
 from ..method.config import RunConfig, check_runnable, resolve_teacher_mode
 from ..method.noise import apply_noise, parse_noise_spec
+from ..models import default_pair, is_torchvision
 from ..rundir import fields, snapshot
 from ..rundir.health import run_warnings
 from ..rundir.review import ReviewStore
@@ -64,9 +65,9 @@ class Run:
     def __init__(self, store: RunStore, config: RunConfig, dataset: Dataset | None = None,
                  device: torch.device | None = None):
         self.device = device or default_device()
-        config = resolve_teacher_mode(config, cuda=self.device.type == "cuda")  # recorded as decided
-        self.store, self.config = store, config
         self.dataset = dataset or dataset_for_config(config)
+        config = _decided(config, self.dataset, self.device)
+        self.store, self.config = store, config
         problems = check_runnable(config, self.dataset.num_train, self.dataset.num_classes, self.dataset.name)
         if problems:
             raise UserError("; ".join(problems))
@@ -123,6 +124,10 @@ class Run:
         if self.true is None:
             raise UserError(f"dataset {self.dataset.name!r} has neither given nor true labels")
         spec = parse_noise_spec(self.config.noise)
+        if spec.kind == "instance" and self.dataset.streamed:
+            raise UserError(f"noise {self.config.noise!r} reads every image's pixels, and dataset "
+                            f"{self.dataset.name!r} streams its images from files; valid: symmetric, pairflip, "
+                            "asym or matrix noise, a label file, or the folder in memory (?stream=0)")
         noise_rng = np.random.default_rng([self.config.seed, 1])  # same noise for every method
         return apply_noise(self.true, spec, self.dataset.num_classes, noise_rng,
                            inputs=self.dataset.train_x, class_names=self.dataset.class_names)
@@ -320,6 +325,17 @@ class Run:
             teacher=nets.teacher_arch, student=nets.student_arch, **nets.parameters(),
             wall_seconds=self.state.wall_seconds, device=str(self.device), without=list(cfg.without),
             warnings=run_warnings(self.store), test_labels=self.test_labels())
+
+
+def _decided(config: RunConfig, dataset: Dataset, device: torch.device) -> RunConfig:
+    """``config`` with what its data and device decide, recorded in ``config.json``: a default pair of
+    torchvision networks (photos) named, so their ImageNet weights are asked for, never silently left
+    out; a torchvision teacher's mode (:func:`engine.method.config.resolve_teacher_mode`)."""
+    if config.teacher is None:
+        teacher, student = default_pair(dataset.kind, dataset.input_shape)
+        if is_torchvision(teacher):
+            config = config.with_changes(teacher=teacher, student=config.student or student)
+    return resolve_teacher_mode(config, cuda=device.type == "cuda")
 
 
 def _release(store: RunStore, held: list) -> None:
