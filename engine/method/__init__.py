@@ -10,10 +10,10 @@ torch nor faiss: the app and the run directory read settings cheaply. Every
 other module is imported by its own name by the layers above.
 """
 
-from .config import (ABLATIONS, METHODS, SMALL_PAIR_TEACHER, GraphConfig, PropagationConfig, RunConfig,
-                     ScheduleConfig, TrainConfig, check_runnable, defaults_for_teacher)
+from .config import (ABLATIONS, METHODS, SMALL_PAIR_TEACHER, TEACHER_MODES, GraphConfig, PropagationConfig,
+                     RunConfig, ScheduleConfig, TrainConfig, check_runnable, defaults_for_teacher)
 from .noise import CIFAR10_CLASSES, asym_targets, load_matrix, nominal_noise_rate, parse_noise_spec
 
-__all__ = ["ABLATIONS", "CIFAR10_CLASSES", "METHODS", "SMALL_PAIR_TEACHER", "GraphConfig", "PropagationConfig", "RunConfig",
+__all__ = ["ABLATIONS", "CIFAR10_CLASSES", "METHODS", "SMALL_PAIR_TEACHER", "TEACHER_MODES", "GraphConfig", "PropagationConfig", "RunConfig",
            "ScheduleConfig", "TrainConfig", "asym_targets", "check_runnable", "defaults_for_teacher", "load_matrix",
            "nominal_noise_rate", "parse_noise_spec"]
