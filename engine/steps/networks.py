@@ -45,6 +45,9 @@ class Networks:
                                           _pretrained(config.teacher_weights)).to(device)
         self.student = build_with_weights(self.student_arch, shape, classes, kind,
                                           _pretrained(config.student_weights)).to(device)
+        if device.type == "cuda":  # NHWC weights: cuDNN's fast kernels (the batches come channels_last too)
+            self.teacher.to(memory_format=torch.channels_last)
+            self.student.to(memory_format=torch.channels_last)
         self.frozen = config.teacher_mode == "frozen"
         if self.frozen:
             self.teacher.freeze()
