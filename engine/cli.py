@@ -12,7 +12,7 @@ import sys
 from dataclasses import replace
 
 from .method.config import (ABLATIONS, METHODS, SMALL_PAIR_TEACHER, GraphConfig, PropagationConfig, RunConfig,
-                     ScheduleConfig, TrainConfig, defaults_for_teacher)
+                     ScheduleConfig, TrainConfig, defaults_for_teacher, schedule_note)
 from .errors import UserError
 from .rundir.store import RunStore
 
@@ -33,7 +33,7 @@ SUMMARY_COLUMNS = (
 
 SCHEDULE_FLAGS = ("teacher_epochs", "teacher_patience", "warmup_epochs", "refine_epochs", "mutual_epochs")
 TRAIN_FLAGS = ("temperature", "kd_weight", "clean_kd_weight", "relational_weight", "mixup_alpha", "batch_size", "lr",
-               "teacher_lr")
+               "teacher_lr", "lr_schedule")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -96,6 +96,9 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                    help="lambda ~ Beta(a, a) " + default.format(t.mixup_alpha, small_train.mixup_alpha))
     p.add_argument("--batch-size", type=int, default=None, help=f"(default {t.batch_size})")
     p.add_argument("--lr", type=float, default=None, help=f"student learning rate (default {t.lr})")
+    p.add_argument("--lr-schedule", default=None, choices=("cosine", "step"),
+                   help="cosine annealing, or step decay x0.1 at 5/8, 3/4, 7/8 of the epochs (default: step for "
+                        "WRN-40-2 -> WRN-16-2, the authors' schedule; cosine otherwise)")
     p.add_argument("--teacher-lr", type=float, default=None,
                    help=default.format(t.teacher_lr, small_train.teacher_lr))
     for name in SCHEDULE_FLAGS:
@@ -220,6 +223,9 @@ def cmd_run(a) -> int:
         dataset = dataset_for_config(config)
     teacher = config.teacher or default_pair(dataset.kind, dataset.input_shape)[0]
     config = config_from_args(a, teacher)
+    note = schedule_note(replace(config, teacher=teacher))
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     run = Run.create(a.out, config, force=a.force, dataset=dataset, keep_reviews=a.keep_reviews)
     if run.reviews_set_aside is not None:
         print(f"note: the replaced run's review decisions were moved to {run.reviews_set_aside}", file=sys.stderr)

@@ -84,3 +84,22 @@ def test_streamed_batches_arrive_pinned_and_on_the_gpu(tmp_path):
     (idx, xb), = list(_inputs(files, [np.array([5, 1])], torch.device("cuda")))
     assert xb.is_cuda and xb.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(xb[:, 0, 0, 0].cpu(), torch.tensor([200, 40]) / 255)
+
+
+# ---------------------------------------------------------------- the paper's pair, the authors' schedule
+def test_the_wrn_pair_defaults_to_the_authors_schedule():
+    from engine.method.config import defaults_for_teacher, schedule_note
+    from engine.method.training import scheduled_lr
+
+    schedule, train = defaults_for_teacher("wrn-40-2")
+    assert (schedule.warmup_epochs, schedule.warmup_epochs + schedule.refine_epochs, schedule.student_epochs) == \
+        (20, 180, 240)
+    assert (train.lr, train.batch_size, train.lr_schedule) == (0.05, 256, "step")
+    lrs = [scheduled_lr(0.05, e, 240, "step") for e in (0, 149, 150, 179, 180, 209, 210, 239)]
+    assert np.allclose(lrs, [0.05, 0.05, 0.005, 0.005, 0.0005, 0.0005, 0.00005, 0.00005])
+    assert scheduled_lr(0.05, 120, 240, "cosine") == pytest.approx(0.025)
+    full = RunConfig(teacher="wrn-40-2", schedule=schedule, train=train)
+    assert schedule_note(full) is None
+    short = replace(full, schedule=replace(schedule, refine_epochs=10, mutual_epochs=5))
+    assert "shorter schedule than the authors'" in schedule_note(short) and "20 + 10 + 5" in schedule_note(short)
+    assert schedule_note(RunConfig()) is None  # digits: its own schedule, nothing to say

@@ -45,6 +45,20 @@ def cosine_lr(base_lr: float, epoch: int, total_epochs: int) -> float:
     return 0.5 * base_lr * (1.0 + math.cos(math.pi * min(epoch, total_epochs) / total_epochs))
 
 
+def step_lr(base_lr: float, epoch: int, total_epochs: int) -> float:
+    """Step decay: ``base_lr`` times 0.1 from 5/8, 3/4 and 7/8 of ``total_epochs`` on (the authors' epochs
+    150, 180 and 210 of 240)."""
+    if total_epochs <= 0:
+        return base_lr
+    drops = sum(epoch >= round(total_epochs * f) for f in (5 / 8, 3 / 4, 7 / 8))
+    return base_lr * 0.1 ** drops
+
+
+def scheduled_lr(base_lr: float, epoch: int, total_epochs: int, schedule: str = "cosine") -> float:
+    """The learning rate of ``epoch`` under ``schedule`` (``cosine`` or ``step``)."""
+    return step_lr(base_lr, epoch, total_epochs) if schedule == "step" else cosine_lr(base_lr, epoch, total_epochs)
+
+
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                            weight_decay=cfg.weight_decay, nesterov=True)

@@ -23,7 +23,7 @@ from ..method.metrics import label_metrics
 from ..method.noise import estimate_noise_rate
 from ..method.propagate import propagate
 from ..method.select import loss_cutoff, small_loss_mask
-from ..method.training import cosine_lr, set_lr, student_epoch, train_epoch
+from ..method.training import scheduled_lr, set_lr, student_epoch, train_epoch
 from ..rundir import snapshot
 from . import checkpoint as ckpt
 from .phases import Phase
@@ -42,7 +42,8 @@ def teacher_step(run: Run):
         s.teacher_stopped = True
         extra = {"teacher_source": "checkpoint"}
     else:
-        set_lr(nets.opt_teacher, cosine_lr(cfg.train.teacher_lr, s.teacher_epoch, cfg.schedule.teacher_epochs))
+        set_lr(nets.opt_teacher, scheduled_lr(cfg.train.teacher_lr, s.teacher_epoch, cfg.schedule.teacher_epochs,
+                                              cfg.train.lr_schedule))
         train_idx = torch.as_tensor(np.flatnonzero(~run.holdout), device=nets.device)
         if nets.frozen:  # a head on the backbone's features, computed once (the first epoch pays for them)
             losses = train_epoch(nets.head_model(), nets.opt_teacher, nets.backbone_features()[0][train_idx],
@@ -125,7 +126,8 @@ def _student_train(run: Run, targets: np.ndarray, mode: str, weights: np.ndarray
                    train_mask: np.ndarray | None = None) -> dict:
     """One student epoch; samples outside ``train_mask`` (reviewed outliers) sit it out."""
     cfg, nets = run.config, run.nets
-    set_lr(nets.opt_student, cosine_lr(cfg.train.lr, run.state.student_epoch, cfg.schedule.student_epochs))
+    set_lr(nets.opt_student, scheduled_lr(cfg.train.lr, run.state.student_epoch, cfg.schedule.student_epochs,
+                                          cfg.train.lr_schedule))
     t0 = time.perf_counter()
     x = nets.x
     if train_mask is not None and not train_mask.all():
