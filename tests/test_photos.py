@@ -209,3 +209,27 @@ def test_frozen_mode_needs_pretrained_weights():
     with pytest.raises(UserError, match="needs a torchvision teacher"):
         RunConfig(teacher="cifar-small-teacher", teacher_weights="imagenet")
     assert RunConfig(teacher="torchvision:resnet18").teacher_weights == "imagenet"  # never silently random
+
+
+# ---------------------------------------------------------------- originals on screen
+def test_cards_and_grids_show_the_original_file_not_the_training_tensor(tmp_path):
+    from app.samples import original_pictures
+
+    root = tmp_path / "big"
+    for c, colour in (("a", (200, 30, 30)), ("b", (30, 30, 200))):
+        (root / "train" / c).mkdir(parents=True)
+        for i in range(4):
+            pixels = np.zeros((300, 400, 3), np.uint8)
+            pixels[:, :200] = colour  # left half coloured, right half black: the tensor at 32x32 blurs the edge
+            Image.fromarray(pixels).save(root / "train" / c / f"{i}.png")
+    dataset = load_dataset(f"folder:{root}?stream=0&size=32")  # trained at 32x32, in memory
+    picture, = original_pictures(dataset, [1])
+    assert picture.shape == (192, 256, 3)  # the file at display size, aspect kept (400x300 -> 256x192)
+    assert tuple(picture[96, 10]) == tuple(Image.open(dataset.original_file(1)).getpixel((10, 10)))
+    assert tuple(picture[96, 250]) == (0, 0, 0)
+    small, = original_pictures(dataset, [0], 112)
+    assert small.shape == (84, 112, 3)
+    os.remove(dataset.original_file(2))  # a file gone since: its training input instead, scaled up
+    fallback, = original_pictures(dataset, [2])
+    assert fallback.shape == (256, 256, 3)
+    assert original_pictures(load_dataset("digits"), [0]) is None  # no files: the caller draws the inputs

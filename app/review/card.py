@@ -9,6 +9,7 @@ import streamlit as st
 
 from app.figures import review as figs
 from app.review.context import ReviewContext, md
+from app.samples import original_pictures
 from engine.readers.export import decisions_table
 from engine.rundir import Consensus
 
@@ -96,8 +97,12 @@ def card(ctx: ReviewContext, sample: int, revealed: bool) -> None:
     left, middle, right = st.columns([1.0, 1.1, 1.5])
     with left:
         if dataset.kind == "image":
-            pixels = dataset.train_x[sample]  # one PNG, drawn crisp: far lighter for the browser than a chart
-            st.image(figs.thumbnail(pixels, scale=max(1, 256 // max(np.shape(pixels)[-1], 1))), width=256)
+            original = original_pictures(dataset, [sample], 256)  # the file itself, not the training tensor
+            if original:
+                st.image(original[0], width=256)
+            else:
+                pixels = dataset.train_x[sample]  # one PNG, drawn crisp: far lighter for the browser than a chart
+                st.image(figs.thumbnail(pixels, scale=max(1, 256 // max(np.shape(pixels)[-1], 1))), width=256)
         else:
             st.plotly_chart(figs.points_figure(dataset.train_x, labels, names, sample, near, size=340),
                             key="review_points", width="content")
@@ -115,7 +120,7 @@ def card(ctx: ReviewContext, sample: int, revealed: bool) -> None:
     edge = np.maximum(sims, 0) ** ctx.power
     st.caption(f"{len(near)} nearest neighbours ({'refined' if revealed else 'given'} label · edge weight)")
     if dataset.kind == "image":
-        st.image([figs.thumbnail(dataset.train_x[j], scale=6) for j in near],
+        st.image(original_pictures(dataset, near, 112) or [figs.thumbnail(dataset.train_x[j], scale=6) for j in near],
                  caption=[f"{names[labels[j]]} · {w:.2f}" for j, w in zip(near, edge)], width=56)
     else:
         st.dataframe(pd.DataFrame({"sample": ctx.keys[near], "label": [names[labels[j]] for j in near],

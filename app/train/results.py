@@ -170,6 +170,6 @@ def takeaway(store: RunStore, config, metrics: list[dict]) -> None:
             except UserError:
                 return
             render_sample_grid(fixed, dataset.kind, dataset.train_x, given, refined, snapshot["weight"],
-                               dataset.class_names, columns=len(fixed))
+                               dataset.class_names, columns=len(fixed), dataset=dataset)
 
 

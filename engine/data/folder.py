@@ -363,6 +363,36 @@ def decode_image(path: str, size: tuple[int, int], mode: str) -> np.ndarray:
     return array
 
 
+THUMBNAIL_SIZE = 256  # the originals on screen: the longer side, in pixels
+
+
+def original_thumbnail(path: str, size: int = THUMBNAIL_SIZE) -> np.ndarray:
+    """An original image file for the screen: uint8 ``(h, w, 3)``, its longer side ``size`` (never enlarged
+    beyond it, aspect kept); cached like decoded images.
+
+    Raises
+    ------
+    UserError
+        The file is gone or no longer an image (one line naming it).
+    """
+    try:
+        key = ("thumbnail", *_file_id(str(path)), size)
+        cached = CACHE.get(key)
+        if cached is not None:
+            return cached
+        with Image.open(path) as img:
+            img.draft("RGB", (size, size))
+            img = _to_mode(img, "RGB")
+            img.thumbnail((size, size), Image.Resampling.LANCZOS)
+            array = np.asarray(img, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise UserError(f"image {shown(str(path))} cannot be shown ({type(exc).__name__}); it was moved, "
+                        "deleted or changed since the run was made") from None
+    array.setflags(write=False)
+    CACHE.put(key, array)
+    return array
+
+
 def _decode_all(root: Path, items, size, mode, workers: int, chunk: int = 256):
     """Decode ``items``; returns uint8 (N, H, W, C), kept (N,) mask, skipped list."""
     base = str(root)
