@@ -51,7 +51,10 @@ def make_photos(root: Path, n: int, side: int) -> Path:
     done = root / f".done-{n}-{side}"
     if done.exists():
         return root
-    sources = sorted(p for p in CIFAR.glob("*/*") if p.suffix.lower() in (".jpg", ".png"))
+    by_class = [sorted(p for p in d.iterdir() if p.suffix.lower() in (".jpg", ".png"))
+                for d in sorted(CIFAR.iterdir()) if d.is_dir()]
+    sources = [files[i] for i in range(max(map(len, by_class))) for files in by_class if i < len(files)]  # classes
+    # interleaved, so that any n holds every class
     for i in range(n):
         src, flip = sources[i % len(sources)], FLIPS[(i // len(sources)) % len(FLIPS)]
         out = root / "train" / src.parent.name / f"{i:06d}.jpg"
