@@ -113,6 +113,9 @@ def test_streamed_samples_decode_to_the_in_memory_arrays_bit_for_bit(small_folde
     assert np.array_equal(decoded[0].numpy(), memory.train_x[[3, 0, 7]])
     subset = files.train_x[np.array([4, 2])]  # lazy: paths only
     assert isinstance(subset, ImageFiles) and np.array_equal(subset[1], memory.train_x[2])
+    again = list(subset.batches([np.array([1]), np.array([0, 1])]))  # through the base's persistent workers
+    assert np.array_equal(again[1].numpy(), memory.train_x[[4, 2]])
+    assert len(files.train_x._loaders) == 1 and subset._loaders == {}  # one loader, kept across passes
     assert files.original_file(0) == os.path.join(str(small_folder), files.train_keys[0])
 
 
