@@ -236,3 +236,17 @@ def test_cards_and_grids_show_the_original_file_not_the_training_tensor(tmp_path
     fallback, = original_pictures(dataset, [2])
     assert fallback.shape == (256, 256, 3)
     assert original_pictures(load_dataset("digits"), [0]) is None  # no files: the caller draws the inputs
+
+
+def test_the_setup_pages_folder_facts_see_photos_at_their_streamed_size(small_folder, photo_folder):
+    from app.byod import default_models_for, folder_facts
+    from engine.data import folder_summary
+
+    photos = folder_summary(photo_folder)
+    assert photos["streamed"] and photos["default_size"] == "224x224"
+    facts = folder_facts(photos)
+    assert facts.input_shape == (3, 224, 224)
+    assert default_models_for(facts.kind, facts.input_shape) == ("torchvision:resnet18",
+                                                                 "torchvision:mobilenet_v3_small")
+    small = folder_summary(small_folder)
+    assert not small["streamed"] and small["default_size"] == "32x32"

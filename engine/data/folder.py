@@ -309,7 +309,8 @@ def folder_summary(directory: str | Path) -> dict:
     """A JSON-ready description of a dataset folder for the Setup page
     (headers only; raises :class:`UserError` like :func:`scan_folder`)."""
     scan = scan_folder(directory)
-    height, width = scan.default_size()
+    streams = _streams(scan, {"stream": None, "size": None}, scan.default_mode())
+    height, width = (STREAM_SIZE, STREAM_SIZE) if streams else scan.default_size()
     return {
         "root": str(scan.root),
         "classes": list(scan.class_names),
@@ -320,6 +321,7 @@ def folder_summary(directory: str | Path) -> dict:
         "modes": dict(scan.modes),
         "default_size": f"{width}x{height}",
         "default_mode": scan.default_mode(),
+        "streamed": streams,  # by default: photos stay files, decoded at default_size (engine.data.stream)
         "skipped": list(scan.skipped),
     }
 
