@@ -173,6 +173,6 @@ def takeaway(store: RunStore, config, metrics: list[dict]) -> None:
                        + (", spread over the data (the red ring marks each on the map):"
                           if dataset.kind == "points" else ":"))
             render_sample_grid(fixed, dataset.kind, dataset.train_x, given, refined, snapshot["weight"],
-                               dataset.class_names, columns=len(fixed))
+                               dataset.class_names, columns=len(fixed), dataset=dataset)
 
 

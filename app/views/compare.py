@@ -23,7 +23,7 @@ from app.compare_widgets import (LABEL_KINDS, MAX_SEEDS, by_method_frame, compar
                                  table_note, warnings_block, with_chance)
 from app.figures.compare import METRICS, curve_figure
 from app.figures.compare_png import grid_png
-from app.samples import load_dataset, thumbnails
+from app.samples import load_dataset, original_pictures, thumbnails
 from app.worker import current_queue, is_live
 from engine.readers.compare import by_method, chance_sentence, comparison_table, curves, per_sample, same_data
 from engine.errors import UserError
@@ -150,7 +150,7 @@ def per_sample_view(stores, labels: dict[str, str]) -> None:
     if len(indices):
         dataset = load_dataset(str(stores[0].path))
         shown = [int(i) for i in indices[:GRID]]
-        pictures = thumbnails(dataset.kind, dataset.train_x, shown)
+        pictures = original_pictures(dataset, shown) or thumbnails(dataset.kind, dataset.train_x, shown)
         captions = [sample_caption(view, which, i, labels) for i in shown]
         for start in range(0, len(shown), 6):
             for cell, picture, caption in zip(st.columns(6), pictures[start:start + 6], captions[start:start + 6]):

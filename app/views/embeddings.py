@@ -119,7 +119,7 @@ def main() -> None:
     chosen = selected()
     st.subheader(f"Selected samples ({len(chosen)})")
     render_sample_grid(chosen, dataset.kind, dataset.train_x, given, refined, snapshot["weight"],
-                       dataset.class_names)
+                       dataset.class_names, dataset=dataset)
 
 
 
