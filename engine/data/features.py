@@ -35,6 +35,38 @@ def _show(items, limit: int = 3) -> str:
     return text + (", ..." if len(items) > limit else "")
 
 
+def _read_features_file(path: Path, name: str) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """``(features, keys or None, pred or None)`` as the file holds them; one :class:`UserError` if unreadable."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            return np.load(path, allow_pickle=False), None, None
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as data:
+                if "features" not in data.files:
+                    raise UserError(f"teacher features {name} has no 'features' array (it has "
+                                    f"{_show(data.files)}); valid: features (N, D), optional keys, pred")
+                return (data["features"], data["keys"].astype(str) if "keys" in data.files else None,
+                        data["pred"] if "pred" in data.files else None)
+        if suffix == ".csv":
+            import pandas as pd
+
+            frame = pd.read_csv(path)
+            key_column = "key" if "key" in frame.columns else frame.columns[0]
+            values = frame.drop(columns=[key_column])
+            non_numeric = [c for c in values.columns if not pd.api.types.is_numeric_dtype(values[c])]
+            if non_numeric:
+                raise UserError(f"teacher features {name}: column(s) {_show(non_numeric)} are not numbers; valid: "
+                                f"a key column ({key_column!r}) and numeric feature columns")
+            return values.to_numpy(), frame[key_column].astype(str).to_numpy(), None
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any reader failure means a bad file
+        raise UserError(f"teacher features {name} is unreadable ({type(exc).__name__})") from None
+    raise UserError(f"teacher features {name}: {suffix or 'no suffix'} is not a features file; valid: "
+                    ".npy, .npz, .csv")
+
+
 def load_teacher_features(path: str | Path, keys: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
     """Features ``(N, D)`` float32 in the order of ``keys``, and stage-0 predictions ``(N,)`` or None.
 
@@ -50,37 +82,7 @@ def load_teacher_features(path: str | Path, keys: list[str]) -> tuple[np.ndarray
     if not path.is_file():
         raise UserError(f"teacher features {name} is not a file; valid: a .npy or .npz of shape (N, D), or a CSV "
                         "with a key column")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".npy":
-            features, file_keys, pred = np.load(path, allow_pickle=False), None, None
-        elif suffix == ".npz":
-            with np.load(path, allow_pickle=False) as data:
-                if "features" not in data.files:
-                    raise UserError(f"teacher features {name} has no 'features' array (it has "
-                                    f"{_show(data.files)}); valid: features (N, D), optional keys, pred")
-                features = data["features"]
-                file_keys = data["keys"].astype(str) if "keys" in data.files else None
-                pred = data["pred"] if "pred" in data.files else None
-        elif suffix == ".csv":
-            import pandas as pd
-
-            frame = pd.read_csv(path)
-            key_column = "key" if "key" in frame.columns else frame.columns[0]
-            file_keys = frame[key_column].astype(str).to_numpy()
-            values = frame.drop(columns=[key_column])
-            non_numeric = [c for c in values.columns if not pd.api.types.is_numeric_dtype(values[c])]
-            if non_numeric:
-                raise UserError(f"teacher features {name}: column(s) {_show(non_numeric)} are not numbers; valid: "
-                                f"a key column ({key_column!r}) and numeric feature columns")
-            features, pred = values.to_numpy(), None
-        else:
-            raise UserError(f"teacher features {name}: {suffix or 'no suffix'} is not a features file; valid: "
-                            ".npy, .npz, .csv")
-    except UserError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any reader failure means a bad file
-        raise UserError(f"teacher features {name} is unreadable ({type(exc).__name__})") from None
+    features, file_keys, pred = _read_features_file(path, name)
     features = np.asarray(features)
     if features.ndim != 2 or features.shape[1] < 1 or not np.issubdtype(features.dtype, np.number):
         raise UserError(f"teacher features {name} has shape {features.shape} ({features.dtype}); valid: numbers "

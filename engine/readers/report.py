@@ -185,6 +185,39 @@ def _comparison_lines(store: RunStore) -> list[str]:
     return lines
 
 
+def _setup_lines(store: RunStore, summary: dict) -> list[str]:
+    """The report's title, its settings table and its results table (names escaped)."""
+    config = store.config()
+    lines = [f"# Run report: {markdown_text(store.path.name)}", "",
+             f"Written {dt.datetime.now().isoformat(timespec='seconds')}.", "",
+             "## Set-up", "", "| setting | value |", "|---|---|"]
+    for key in ("dataset", "noise", "method", "seed"):
+        lines.append(f"| {key} | {markdown_text(getattr(config, key))} |")
+    lines += [f"| classes | {len(run_class_names(store))} |", f"| steps done | {len(store.steps())} |", "",
+              "## Results", "", "| metric | value |", "|---|---|"]
+    return lines + [f"| {label} | {_fmt(summary.get(key))} |" for key, label in SUMMARY_ROWS if key in summary]
+
+
+def _review_lines(store: RunStore, reviews: ReviewStore, samples) -> tuple[list[str], dict[str, int]]:
+    """The report's review section, and the count of each decision (for its chart)."""
+    latest = reviews.latest()
+    counts = {d: sum(1 for x in latest.values() if x.decision == d) for d in DECISIONS}
+    true = store.dataset_arrays()["true"]
+    agree = agreement(latest.values(), true, blind_only=False)
+    blind = agreement(latest.values(), true, blind_only=True)
+    lines = ["", "## Review", "", f"{len(latest)} samples reviewed by "
+             f"{len({d.reviewer for d in latest.values()})} reviewer(s); {len(reviews.history())} events in the log.",
+             "", "| decision | samples |", "|---|---|"] + [f"| {d} | {c} |" for d, c in counts.items()]
+    if samples is not None:
+        changed = int(((samples["final"] != samples["given"]) & (samples["final"] != "")).sum())
+        lines += ["", f"Final labels differing from the given ones: {changed} of {len(samples)}."]
+    lines += ["", f"Reviewer labels agreeing with the method: {_fmt(agree['with_method'])}; "
+              f"with the truth: {_fmt(agree['with_truth'])} (over {agree['labelled']} labelled decisions).",
+              f"Blind decisions only: {blind['labelled']}, agreeing with the method {_fmt(blind['with_method'])}, "
+              f"with the truth {_fmt(blind['with_truth'])}."]
+    return lines, counts
+
+
 def write_report(store: RunStore, out_dir, samples=None, reviews: ReviewStore | None = None) -> Path:
     """Write ``report.md`` and its charts into ``out_dir``; returns the report's path.
 
@@ -198,23 +231,10 @@ def write_report(store: RunStore, out_dir, samples=None, reviews: ReviewStore | 
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    config, metrics = store.config(), store.metrics()
+    metrics = store.metrics()
     summary = store.summary() or (metrics[-1] if metrics else {})
     reviews = reviews or ReviewStore(store.path)
-    latest = reviews.latest()
-    counts = {d: sum(1 for x in latest.values() if x.decision == d) for d in DECISIONS}
-    true = store.dataset_arrays()["true"]
-    agree = agreement(latest.values(), true, blind_only=False)
-    blind = agreement(latest.values(), true, blind_only=True)
-
-    lines = [f"# Run report: {markdown_text(store.path.name)}", "",
-             f"Written {dt.datetime.now().isoformat(timespec='seconds')}.", "",
-             "## Set-up", "", "| setting | value |", "|---|---|"]
-    for key in ("dataset", "noise", "method", "seed"):
-        lines.append(f"| {key} | {markdown_text(getattr(config, key))} |")
-    lines += [f"| classes | {len(run_class_names(store))} |", f"| steps done | {len(store.steps())} |", "",
-              "## Results", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {label} | {_fmt(summary.get(key))} |" for key, label in SUMMARY_ROWS if key in summary]
+    lines = _setup_lines(store, summary)
     charts = [
         ("labels.png", "Label quality", _line_chart(metrics, {
             "given_label_precision": "given labels", "refined_label_precision": "refined labels",
@@ -230,16 +250,8 @@ def write_report(store: RunStore, out_dir, samples=None, reviews: ReviewStore | 
     if warnings:
         lines += ["", "## Warnings", ""] + [f"- **{markdown_text(w.get('code'))}**: {markdown_text(w.get('message'))}"
                                                    for w in warnings]
-    lines += ["", "## Review", "", f"{len(latest)} samples reviewed by "
-              f"{len({d.reviewer for d in latest.values()})} reviewer(s); {len(reviews.history())} events in the log.",
-              "", "| decision | samples |", "|---|---|"] + [f"| {d} | {c} |" for d, c in counts.items()]
-    if samples is not None:
-        changed = int(((samples["final"] != samples["given"]) & (samples["final"] != "")).sum())
-        lines += ["", f"Final labels differing from the given ones: {changed} of {len(samples)}."]
-    lines += ["", f"Reviewer labels agreeing with the method: {_fmt(agree['with_method'])}; "
-              f"with the truth: {_fmt(agree['with_truth'])} (over {agree['labelled']} labelled decisions).",
-              f"Blind decisions only: {blind['labelled']}, agreeing with the method {_fmt(blind['with_method'])}, "
-              f"with the truth {_fmt(blind['with_truth'])}."]
+    review_lines, counts = _review_lines(store, reviews, samples)
+    lines += review_lines
     charts.append(("decisions.png", "Review decisions", _decisions_chart(counts, out / "decisions.png")))
     lines += ["", "## Charts", ""]
     for name, title, written in charts:

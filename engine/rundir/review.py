@@ -323,22 +323,9 @@ def _verdict(sample: int, votes: tuple, proposal: int | None) -> Consensus:
     return Consensus(sample, None if outlier else int(winner), outlier, disputed, tie_broken, votes)
 
 
-class ReviewStore:
-    """The review log of one run directory.
-
-    Parameters
-    ----------
-    run_dir : path
-        The run directory (must exist); the log is ``run_dir/reviews.sqlite``.
-    num_classes : int, optional
-        When given, labels are checked to lie in ``0..num_classes-1``.
-    busy_timeout : float
-        Seconds a writer waits for another writer before giving up.
-
-    The run's ``dataset.npz`` (when present) supplies the number of samples,
-    the sample keys and the given labels (used by ``keep`` and by the
-    samples digest).
-    """
+class _LogFile:
+    """The review log's SQLite file: connections, schema, the check that it belongs to this run, one-line
+    errors, and the run facts a decision is checked against. :class:`ReviewStore` adds the decisions."""
 
     def __init__(self, run_dir, num_classes: int | None = None, busy_timeout: float = 30.0):
         self.run_dir = Path(run_dir)
@@ -531,6 +518,24 @@ class ReviewStore:
         if self.num_classes is not None and label >= self.num_classes:
             raise UserError(f"class {label} does not exist; valid: 0..{self.num_classes - 1}")
         return label
+
+
+class ReviewStore(_LogFile):
+    """The review log of one run directory.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run directory (must exist); the log is ``run_dir/reviews.sqlite``.
+    num_classes : int, optional
+        When given, labels are checked to lie in ``0..num_classes-1``.
+    busy_timeout : float
+        Seconds a writer waits for another writer before giving up.
+
+    The run's ``dataset.npz`` (when present) supplies the number of samples,
+    the sample keys and the given labels (used by ``keep`` and by the
+    samples digest).
+    """
 
     # ------------------------------------------------------------ writing
     def record(self, sample: int, decision: str, reviewer: str, label: int | None = None, *,
