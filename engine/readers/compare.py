@@ -172,24 +172,10 @@ def same_data(stores: Sequence[RunStore | str | Path]) -> list[str]:
     seed_refs = {first_config.seed: (ref["given"], a, first_config)}  # seed -> its first run's labels, name, config
     for store, config, arrays in loaded[1:]:
         b = _name(store)
-        n_a, n_b = len(ref["keys"]), len(arrays["keys"])
-        if n_a != n_b:
-            problems.append(f"runs {a!r} and {b!r} have different sample counts ({n_a} and {n_b} training samples)")
-            continue
-        differ = np.flatnonzero(ref["keys"].astype(str) != arrays["keys"].astype(str))
-        if len(differ):
-            i = int(differ[0])
-            problems.append(f"runs {a!r} and {b!r} hold different samples: {len(differ)} of {n_a} keys differ "
-                            f"(sample {i}: {str(ref['keys'][i])!r} and {str(arrays['keys'][i])!r})")
-            continue
-        if _index_keys(ref["keys"]) and first_config.dataset != config.dataset:
-            problems.append(f"runs {a!r} and {b!r} are on different data ({first_config.dataset!r} and "
-                            f"{config.dataset!r})")
-            continue
-        names_a, names_b = _class_names(ref), _class_names(arrays)
-        if names_a is not None and names_b is not None and names_a != names_b:
-            problems.append(f"runs {a!r} and {b!r} have different classes ({', '.join(names_a)} and "
-                            f"{', '.join(names_b)})")
+        n_a = len(ref["keys"])
+        problem = _sample_difference(a, b, ref, arrays, first_config, config)
+        if problem:
+            problems.append(problem)
             continue
         ref_given, other, other_config = ref["given"], a, first_config
         if config.seed != first_config.seed and _seed_drawn(config) and _seed_drawn(first_config):
@@ -209,6 +195,24 @@ def same_data(stores: Sequence[RunStore | str | Path]) -> list[str]:
                             f"{config.seed}{_label_files(other_config, config)}): train them with the same "
                             "noise, seed and label file")
     return problems
+
+
+def _sample_difference(a: str, b: str, ref: dict, arrays: dict, first_config, config) -> str | None:
+    """Why runs ``a`` and ``b`` do not hold the same samples and classes (counts, keys, data, class names)."""
+    n_a, n_b = len(ref["keys"]), len(arrays["keys"])
+    if n_a != n_b:
+        return f"runs {a!r} and {b!r} have different sample counts ({n_a} and {n_b} training samples)"
+    differ = np.flatnonzero(ref["keys"].astype(str) != arrays["keys"].astype(str))
+    if len(differ):
+        i = int(differ[0])
+        return (f"runs {a!r} and {b!r} hold different samples: {len(differ)} of {n_a} keys differ "
+                f"(sample {i}: {str(ref['keys'][i])!r} and {str(arrays['keys'][i])!r})")
+    if _index_keys(ref["keys"]) and first_config.dataset != config.dataset:
+        return f"runs {a!r} and {b!r} are on different data ({first_config.dataset!r} and {config.dataset!r})"
+    names_a, names_b = _class_names(ref), _class_names(arrays)
+    if names_a is not None and names_b is not None and names_a != names_b:
+        return f"runs {a!r} and {b!r} have different classes ({', '.join(names_a)} and {', '.join(names_b)})"
+    return None
 
 
 def _seed_drawn(config) -> bool:
