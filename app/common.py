@@ -24,6 +24,8 @@ RUN_QUERY_KEY = "run"
 #: state is dropped on pages that do not draw the widget).
 REVIEWER_KEY = "reviewer"
 REVIEWER_QUERY_KEY = "reviewer"
+#: Session flag: the most recent run was opened for a session that came without ``?run=`` (once).
+AUTO_OPENED_KEY = "run-auto-opened"
 
 
 def runs_root() -> Path:
@@ -105,12 +107,25 @@ def sync_run_with_url() -> None:
     if name and not st.session_state.get(RUN_DIR_KEY) and Path(name).name == name:
         if RunStore(runs_root() / name).exists():
             open_run(runs_root() / name)
+    if AUTO_OPENED_KEY not in st.session_state:  # a new session: decided once (closing or deleting a run holds)
+        st.session_state[AUTO_OPENED_KEY] = True
+        recent = None if name or st.session_state.get(RUN_DIR_KEY) else most_recent_run(runs_root())
+        if recent is not None:
+            open_run(recent)
     store = current_store()
     if store is not None and store.path.parent.resolve() == runs_root().resolve():
         if st.query_params.get(RUN_QUERY_KEY) != store.path.name:
             st.query_params[RUN_QUERY_KEY] = store.path.name
     elif not st.session_state.get(RUN_DIR_KEY) and RUN_QUERY_KEY in st.query_params:
         del st.query_params[RUN_QUERY_KEY]
+
+
+def most_recent_run(root: Path) -> Path | None:
+    """The run of ``root`` whose files changed last (a page opened without ``?run=`` opens it), or ``None``."""
+    from engine.rundir import list_runs
+
+    runs = list_runs(root)  # newest first
+    return runs[0] if runs else None
 
 
 def require_steps(store: RunStore, hint: str = "press Step on the Train page, then come back") -> list[int]:

@@ -18,7 +18,8 @@ import streamlit as st
 
 from app.text import code_span, md
 
-from engine.readers.compare import PerSample, method_label, run_results, same_data, table_text
+from engine.readers.compare import (PerSample, add_chance, by_method_text, method_label, run_results, same_data,
+                                    student_test_right, table_text)
 from engine.readers.export import safe_csv
 from engine.method import RunConfig
 from app.worker import get_worker, torch_threads, train_in_turn
@@ -87,10 +88,12 @@ class Member:
     path: Path
     config: RunConfig | None
     done: bool
+    seed: int | None = None  # shown in the label when the set trains several seeds
 
     @property
     def label(self) -> str:
-        return method_label(RunConfig(method=self.method, without=self.without))
+        label = method_label(RunConfig(method=self.method, without=self.without))
+        return label if self.seed is None else f"{label}, seed {self.seed}"
 
 
 def name_token(method: str, without: tuple[str, ...] = ()) -> str:
@@ -108,31 +111,53 @@ def member_name(name: str, own: str, token: str) -> str:
     return f"{name}-{token}"
 
 
-def plan_set(path: Path, ablations: bool = False) -> list[Member]:
+MAX_SEEDS = 10  # a comparison set's seeds: each adds a whole set of runs
+
+
+def seed_name(name: str, own_seed: int, seed: int) -> str:
+    """``digits-symmetric40-aml-kd-s0`` -> ``digits-symmetric40-aml-kd-s1``; a name without its own
+    ``-s<seed>`` gets ``-s<seed>`` appended."""
+    tail = f"-s{own_seed}"
+    if seed == own_seed:
+        return name
+    return name[: -len(tail)] + f"-s{seed}" if name.endswith(tail) else f"{name}-s{seed}"
+
+
+def plan_set(path: Path, ablations: bool = False, seeds: int = 1) -> list[Member]:
     """AML-KD, CE and KD runs (and, with ``ablations``, AML-KD without AWE, without the mutual stage,
     without stage 0) with the settings of the run at ``path``: same data, noise, seed and schedule,
-    only the method changes; named after it. A run already at a member's name with that very config
-    is reused; another one there moves the new run to a free name (``-2``, ``-3``, ...)."""
+    only the method changes; named after it. With ``seeds`` > 1 the same again for the next seeds
+    (the run's seed, then seed+1, ...; each seed draws its own noisy labels). A run already at a
+    member's name with that very config is reused; another one there moves the new run to a free
+    name (``-2``, ``-3``, ...)."""
+    if not 1 <= int(seeds) <= MAX_SEEDS:
+        raise UserError(f"seeds={seeds!r} is out of range; valid: 1 to {MAX_SEEDS}")
     store = RunStore(path)
     config = store.config()
     own = name_token(config.method, config.without)
     kinds = [(m, ()) for m in SET_METHODS] + ([("aml-kd", w) for w in SET_ABLATIONS] if ablations else [])
     members = []
-    for method, without in kinds:
-        if (method, tuple(without)) == (config.method, config.without):
-            members.append(Member(method, without, Path(path), None, run_results(store, strict=False)[1]))
-            continue
-        wanted = config.with_changes(method=method, without=without)
-        stem = member_name(Path(path).name, own, name_token(method, without))
-        target, i = Path(path).parent / stem, 2
-        while RunStore(target).exists() or target.exists():
-            if _same_config(target, wanted):
-                break
-            target, i = Path(path).parent / f"{stem}-{i}", i + 1
-        exists = RunStore(target).exists()
-        members.append(Member(method, without, target, None if exists else wanted,
-                              exists and run_results(RunStore(target), strict=False)[1]))
+    for seed in range(config.seed, config.seed + int(seeds)):
+        for method, without in kinds:
+            members.append(_member(Path(path), store, config, own, method, without, seed, int(seeds) > 1))
     return members
+
+
+def _member(path: Path, store: RunStore, config: RunConfig, own: str, method: str, without: tuple[str, ...],
+            seed: int, several: bool) -> Member:
+    shown_seed = seed if several else None
+    if (method, tuple(without), seed) == (config.method, config.without, config.seed):
+        return Member(method, without, path, None, run_results(store, strict=False)[1], shown_seed)
+    wanted = config.with_changes(method=method, without=without, seed=seed)
+    stem = member_name(seed_name(path.name, config.seed, seed), own, name_token(method, without))
+    target, i = path.parent / stem, 2
+    while RunStore(target).exists() or target.exists():
+        if _same_config(target, wanted):
+            break
+        target, i = path.parent / f"{stem}-{i}", i + 1
+    exists = RunStore(target).exists()
+    return Member(method, without, target, None if exists else wanted,
+                  exists and run_results(RunStore(target), strict=False)[1], shown_seed)
 
 
 def _same_config(path: Path, config: RunConfig) -> bool:
@@ -170,6 +195,23 @@ def training_run(root: Path, is_live) -> str | None:
     return next((p.name for p in list_runs(root) if is_live(p)), None)
 
 
+def queue_on_data(queue, source: Path) -> bool:
+    """Whether a :class:`app.worker.TrainQueue` trains runs on the data of the run at ``source`` (same dataset
+    and noise): the Compare page shows a set's progress only beside its own data."""
+    try:
+        config = RunStore(source).config()
+    except UserError:
+        return False
+    for path in queue.paths:
+        try:
+            other = RunStore(path).config()
+        except UserError:
+            continue
+        if (other.dataset, other.noise, other.labels) == (config.dataset, config.noise, config.labels):
+            return True
+    return False
+
+
 def progress_lines(queue) -> list[str]:
     """One line per run of a :class:`app.worker.TrainQueue`: state and step."""
     lines = []
@@ -181,6 +223,47 @@ def progress_lines(queue) -> list[str]:
     return lines
 
 
+# ---------------------------------------------------------------- chance
+def _checkpoint_stamp(path: Path) -> float:
+    try:
+        return RunStore(path).checkpoint_path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _test_right(path: str, stamp: float) -> np.ndarray | None:
+    return student_test_right(RunStore(path))
+
+
+def with_chance(rows: list[dict], stores: list[RunStore]) -> list[dict]:
+    """:func:`engine.readers.compare.add_chance` with each run's test predictions cached until its
+    checkpoint changes (a redraw of the page classifies nothing again); a run still training gets its
+    statistics when it is finished (the page redraws every few seconds meanwhile)."""
+    right = {}
+    for row, store in zip(rows, stores):
+        if row["student_test_accuracy"] is not None and not row["finished"]:
+            right[row["run"]] = None
+        elif row["student_test_accuracy"] is not None:
+            try:
+                right[row["run"]] = _test_right(str(store.path), _checkpoint_stamp(store.path))
+            except UserError:
+                right[row["run"]] = None
+    return add_chance(rows, stores, right)
+
+
+def warnings_block(rows: list[dict]) -> str | None:
+    """Every run's warnings as one block, one line per run (its warnings joined), or ``None``."""
+    lines = [f"- **{md(r['run'])}**: " + " ".join(md(w["message"]) for w in r["warnings"]) for r in rows
+             if r["warnings"]]
+    return "\n".join(lines) if lines else None
+
+
+def by_method_frame(entries: list[dict]) -> pd.DataFrame:
+    cells = by_method_text(entries)
+    return pd.DataFrame(cells[1:], columns=cells[0])
+
+
 # ---------------------------------------------------------------- frames
 def table_frame(rows: list[dict]) -> pd.DataFrame:
     """The comparison table as shown: text cells, CLI's headers."""
@@ -190,12 +273,28 @@ def table_frame(rows: list[dict]) -> pd.DataFrame:
 
 def table_note(rows: list[dict]) -> str:
     """What the table's columns mean, and that test 'accuracy' is agreement where the test labels are given ones."""
-    note = ("*student vs CE*: the student's test accuracy minus the CE run's (baseline). –: not measured (CE has "
-            "no teacher). Unfinished runs show their last step.")
+    note = ("*student vs CE*: the student's test accuracy minus the CE run's of the same seed (baseline), with "
+            "its 95% interval on the same test samples and an exact McNemar test (*p*). *95% interval*: of the "
+            "student's test accuracy (Wilson). –: not measured (CE has no teacher). Unfinished runs show their "
+            "last step.")
     if any(r.get("test_labels") == "given" for r in rows):
         note += (" **Test accuracy here is agreement with the given (noisy) test labels**: the label file has no "
                  "truth column.")
     return note
+
+
+def compact(frame: pd.DataFrame) -> pd.DataFrame:
+    """The table as the page shows it at 1024 px: each interval in its number's cell
+    (``0.860 (0.795–0.907)``, ``+0.020 (-0.050 to +0.090)``), two columns fewer; the CSV keeps them apart."""
+    out = frame.copy()
+    pairs = (("student acc", "95% interval", "student acc (95%)"),
+             ("student vs CE", "vs CE 95% interval", "vs CE (95%)"))
+    for number, interval, header in pairs:
+        if number in out and interval in out:
+            joined = [n if i in ("–", "") else f"{n} ({i})" for n, i in zip(out[number], out[interval])]
+            out.insert(list(out.columns).index(number), header, joined)
+            out = out.drop(columns=[number, interval])
+    return out
 
 
 def split_shared(frame: pd.DataFrame, columns=("dataset", "noise", "seed")) -> tuple[pd.DataFrame, str]:
@@ -283,12 +382,21 @@ def figure_buttons(points: list[dict], frame: pd.DataFrame, stem: str, key: str)
         csv_button("Data (CSV)", frame, f"{stem}.csv", f"{key}-csv")
 
 
-def table_buttons(frame: pd.DataFrame, note: str) -> None:
-    """The results table (:func:`table_frame`) as CSV and as PNG, with its note (:func:`table_note`)."""
+def table_buttons(frame: pd.DataFrame, note: str, methods: pd.DataFrame | None = None) -> None:
+    """The results table (:func:`table_frame`) as CSV and as PNG, with its note (:func:`table_note` and the
+    chance sentence); ``methods``: the mean and spread per method over seeds (:func:`by_method_frame`),
+    its own CSV and under the table in the PNG."""
     from app.figures.compare_png import table_png
 
     cells = frame.astype(str).values.tolist()
+    if methods is not None:  # the PNG: the per-method rows under the runs, the columns of both
+        header = list(frame.columns)
+        cells = cells + [[""] * len(header)] + [
+            (list(row) + [""] * len(header))[: len(header)] for row in
+            [list(methods.columns)] + methods.astype(str).values.tolist()]
     with st.container(horizontal=True):
         csv_button("Table (CSV)", frame, "comparison.csv", "compare-table-csv")
+        if methods is not None:
+            csv_button("Over the seeds (CSV)", methods, "comparison_by_method.csv", "compare-methods-csv")
         png_button("Table (PNG)", lambda: table_png(list(frame.columns), cells, "Comparison", note.replace("*", "")),
                    "comparison.png", "compare-table-png")

@@ -90,14 +90,13 @@ def replay(store, steps, phases, source, colour, step, dataset, given, true) -> 
     run_dir = str(store.path)
     missing = missing_layouts(store, steps, source)
     speed = st.radio("Speed", list(SPEEDS), index=1, horizontal=True, key="emb_speed")
-    if missing:
-        st.caption(f"{len(missing)} of {len(steps)} steps have no {SOURCE_LABELS[source]} layout yet.")
-        if st.button(f"Project the {len(missing)} missing steps (UMAP)", key="emb_replay_project"):
-            bar = st.progress(0.0)
-            for i, s in enumerate(missing):
-                embed.embedding(store, s, source)
-                bar.progress((i + 1) / len(missing), text=f"step {s}")
-            st.rerun()
+    if missing:  # projected on opening, with progress: the replay never offers a Play with nothing to play
+        bar = st.progress(0.0, text=f"Projecting the {SOURCE_LABELS[source]} of {len(missing)} steps (UMAP)…")
+        for i, s in enumerate(missing):
+            embed.embedding(store, s, source)
+            bar.progress((i + 1) / len(missing), text=f"Projecting the {SOURCE_LABELS[source]}: step {s} "
+                                                      f"({i + 1} of {len(missing)})")
+        bar.empty()
 
     def field(s: int):
         fields = colour_fields(load_snapshot(run_dir, s), given, true, dataset.class_names)
@@ -112,7 +111,8 @@ def replay(store, steps, phases, source, colour, step, dataset, given, true) -> 
     if fig is None:
         st.info(f"No step has a {SOURCE_LABELS[source]} layout yet: project them first.")
         return
-    st.caption(f"{len(shown)} steps. ▶ Play, ❚❚ Pause, or drag the step scrubber under the chart."
+    st.caption(f"{len(shown)} step{'s' if len(shown) != 1 else ''}. ▶ Play, ❚❚ Pause, or drag the step scrubber "
+               "above the chart."
                + (" Raw 2-D inputs: the points stay where they are; their colours change." if source == "input"
                   else ""))
     st.plotly_chart(present.style_figure(fig), key="embedding_replay_chart", width="stretch")

@@ -6,6 +6,9 @@ Pure helpers (config and arrays in), unit-tested:
 - :func:`story_order`: those samples, the ones whose neighbourhood shows the
   most movement first (neighbours seeded with other classes than the label
   the sample ends with), so that the replay of the iterations moves;
+- :func:`busiest_step`: the step that relabelled the most samples (where the page opens);
+- :func:`fixed_first`: the samples a step fixed (truth known), those whose own colour changes during
+  Play first; the ones it broke only when asked;
 - :func:`walk`: previous / next in that order.
 """
 
@@ -72,3 +75,52 @@ def walk(order: np.ndarray, current: int, delta: int) -> int | None:
     if current not in order:
         return order[0] if delta >= 0 else order[-1]
     return order[(order.index(current) + delta) % len(order)]
+
+
+def busiest_step(changes: dict[int, int]) -> int | None:
+    """The step with the most relabelled samples (the earliest of a tie); ``None`` without steps.
+
+    Parameters
+    ----------
+    changes : dict of step -> number of samples whose label that step changed
+    """
+    if not changes:
+        return None
+    return min(changes, key=lambda step: (-changes[step], step))
+
+
+def fixed_first(order: np.ndarray, before: np.ndarray, refined: np.ndarray, true: np.ndarray | None,
+                seeds: np.ndarray, include_broken: bool = False) -> np.ndarray:
+    """The samples of ``order`` (already most telling first) to walk through, best for a lecture first.
+
+    With a truth: the samples the step *fixed* (label wrong before, right after), then, only with
+    ``include_broken``, the others (moved from wrong to wrong, or broken: right before, wrong after).
+    Within each group, samples whose seed differs from the label they end with come first: the centre
+    itself changes colour during Play (its seed is iteration 0's colour). Without a truth, every sample,
+    the changing ones first.
+
+    Parameters
+    ----------
+    order : np.ndarray, shape (M,)
+    before, refined : np.ndarray, shape (N,)
+        Labels before and after the step.
+    true : np.ndarray, shape (N,), or None
+        -1 where unknown.
+    seeds : np.ndarray, shape (N,)
+        The step's seed class per sample (-1: no seed).
+    """
+    order = np.asarray(order, dtype=np.int64)
+    if not order.size:
+        return order
+    refined, seeds = np.asarray(refined), np.asarray(seeds)
+    changes_colour = seeds[order] != refined[order]
+    if true is None or not (np.asarray(true)[order] >= 0).any():
+        keep = np.ones(len(order), bool)
+        rank = np.where(changes_colour, 0, 1)
+    else:
+        true = np.asarray(true)
+        fixed = (np.asarray(before)[order] != true[order]) & (refined[order] == true[order])
+        keep = fixed | include_broken
+        rank = np.where(fixed, 0, 2) + np.where(changes_colour, 0, 1)
+    picked = np.flatnonzero(keep)
+    return order[picked[np.argsort(rank[picked], kind="stable")]]

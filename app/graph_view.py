@@ -37,6 +37,25 @@ def cached_replay(run_dir: str, step: int, phase: str, num_classes: int, nodes: 
     return result.history, result.iterations, result.scores[list(nodes)], result.confidence[list(nodes)]
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def _changes_at(run_dir: str, step: int, previous: int | None, mtime: float) -> int:
+    before = load_snapshot(run_dir, previous)["refined"] if previous is not None else \
+        RunStore(run_dir).dataset_arrays()["given"]
+    return int(np.sum(load_snapshot(run_dir, step)["refined"] != before))
+
+
+def step_changes(store, run_dir: str, lp_steps: list[int]) -> dict[int, int]:
+    """Per propagating step, how many samples it relabelled (against the step before it), cached per
+    snapshot version."""
+    steps = store.steps()
+    out = {}
+    for step in lp_steps:
+        earlier = [s for s in steps if s < step]
+        out[step] = _changes_at(run_dir, step, earlier[-1] if earlier else None,
+                                store.snapshot_path(step).stat().st_mtime)
+    return out
+
+
 @st.cache_data(show_spinner=False, max_entries=16)
 def cached_what_if(run_dir: str, step: int, k: int | None = None, power: float | None = None,
                    alpha: float | None = None, keep_fraction: float | None = None, mtime: float = 0.0):
@@ -88,8 +107,8 @@ def _go(order: tuple, delta: int) -> None:
         st.session_state[SAMPLE_KEY] = target
 
 
-def story_buttons(order: np.ndarray, center: int, step_text: str) -> None:
-    """Previous / next over the samples relabelled at this step (keys J / L)."""
+def story_buttons(order: np.ndarray, center: int, step_text: str, what: str = "relabelled") -> None:
+    """Previous / next over the samples ``what`` (relabelled, fixed) at this step (keys J / L)."""
     ids = tuple(int(i) for i in order)
     row = st.container(horizontal=True, key="graph_story", vertical_alignment="center")
     row.button("Previous", shortcut="J", key="graph_prev", on_click=_go, args=(ids, -1), disabled=not ids,
@@ -97,12 +116,12 @@ def story_buttons(order: np.ndarray, center: int, step_text: str) -> None:
     row.button("Next", shortcut="L", key="graph_next", on_click=_go, args=(ids, 1), disabled=not ids,
                icon=":material/arrow_forward:", help="The next sample relabelled at this step (L).")
     if not ids:
-        row.caption(f"Step {step_text} relabelled no sample.")
+        row.caption(f"Step {step_text} {'fixed' if what == 'fixed' else 'relabelled'} no sample.")
     elif center in ids:
-        row.caption(f"Relabelled at step {step_text}: #{center} is {ids.index(center) + 1} of {len(ids)}, "
+        row.caption(f"{what.capitalize()} at step {step_text}: #{center} is {ids.index(center) + 1} of {len(ids)}, "
                     "most telling first.")
     else:
-        row.caption(f"#{center} kept its label at step {step_text}; {len(ids)} samples were relabelled there.")
+        row.caption(f"#{center} is not one of the {len(ids)} samples {what} at step {step_text}.")
 
 
 def previous_labels(store, run_dir: str, step: int, given: np.ndarray) -> np.ndarray:

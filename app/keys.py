@@ -42,6 +42,12 @@ RELEASE_FOCUS_SCRIPT = """<script>
   }, 50);
   document.addEventListener("click", release, true);
   document.addEventListener("change", release, true);
+  // The main area takes the focus after a key press and Chrome frames it in grey (no CSS outline to
+  // remove): hand the focus back to the page; the keys listen on the document and still arrive.
+  document.addEventListener("focusin", (e) => {
+    const t = e.target;
+    if (t && t.getAttribute && t.getAttribute("data-testid") === "stMain") setTimeout(() => t.blur(), 0);
+  }, true);
   document.addEventListener("keydown", (e) => {
     const t = e.target;
     if (!isInput(t)) return;

@@ -25,7 +25,8 @@ import streamlit as st
 from app.text import md
 
 from engine.method import RunConfig
-from engine.data import dataset_for_config
+from engine.data import THUMBNAIL_SIZE, dataset_for_config, original_thumbnail
+from engine.errors import UserError
 from engine.rundir import RunStore
 
 #: Session-state key of the selected sample indices (list of int).
@@ -92,8 +93,9 @@ def point_map(points: np.ndarray, size: int = THUMB_SIZE) -> np.ndarray:
 
 
 def point_thumbnail(points: np.ndarray, index: int, background: np.ndarray | None = None,
-                    color: Sequence[int] = (214, 39, 40), radius: int = 2) -> np.ndarray:
-    """One 2-D sample as a red dot on the map of all samples.
+                    color: Sequence[int] = (214, 39, 40), radius: int = 2, ring: int = 3) -> np.ndarray:
+    """One 2-D sample as a red dot on the map of all samples, inside a black ring ``ring`` pixels outside
+    the dot (0: none), so that it stands out of the grey cloud at a glance.
 
     Parameters
     ----------
@@ -113,6 +115,10 @@ def point_thumbnail(points: np.ndarray, index: int, background: np.ndarray | Non
     canvas = (point_map(points) if background is None else background).copy()
     size = canvas.shape[0]
     r, c = _pixel_coords(points[[index]], (points.min(axis=0), points.max(axis=0)), size)[0]
+    if ring > 0:
+        rows, cols = np.ogrid[:size, :size]
+        distance = np.sqrt((rows - r) ** 2 + (cols - c) ** 2)
+        canvas[(distance >= radius + ring - 0.5) & (distance < radius + ring + 1.0)] = 0
     canvas[max(r - radius, 0): r + radius + 1, max(c - radius, 0): c + radius + 1] = color
     return canvas
 
@@ -146,12 +152,27 @@ def thumbnails(kind: str, train_x: np.ndarray, indices: Sequence[int], size: int
     raise ValueError(f"dataset kind {kind!r} is unknown; valid: image, points")
 
 
+def original_pictures(dataset, indices: Sequence[int], size: int = THUMBNAIL_SIZE) -> list[np.ndarray] | None:
+    """The training samples' original image files at display size (longer side ``size``), never the training
+    tensor; None for data without files (digits, toys, torchvision's arrays: draw their inputs instead).
+    A file gone since the run was made shows its training input, scaled up."""
+    if getattr(dataset, "root", None) is None or dataset.kind != "image":
+        return None
+    pictures = []
+    for i in indices:
+        try:
+            pictures.append(original_thumbnail(dataset.original_file(int(i)), size))
+        except UserError:
+            pictures.append(image_thumbnail(dataset.train_x[int(i)], size))
+    return pictures
+
+
 # ---------------------------------------------------------------------- Streamlit plumbing
 
 
 def render_sample_grid(indices: Sequence[int], kind: str, train_x: np.ndarray, given: np.ndarray,
                        refined: np.ndarray, weights: np.ndarray, class_names: Sequence[str],
-                       columns: int = 8, limit: int = MAX_GRID) -> None:
+                       columns: int = 8, limit: int = MAX_GRID, dataset=None) -> None:
     """A grid of the selected samples: picture and ``given → refined · weight``."""
     indices = [int(i) for i in indices]
     if not indices:
@@ -160,7 +181,7 @@ def render_sample_grid(indices: Sequence[int], kind: str, train_x: np.ndarray, g
     shown = indices[:limit]
     if len(indices) > limit:
         st.caption(f"Showing the first {limit} of {len(indices)} selected samples.")
-    pictures = thumbnails(kind, train_x, shown)
+    pictures = original_pictures(dataset, shown) or thumbnails(kind, train_x, shown)
     for start in range(0, len(shown), columns):
         cells = st.columns(columns)
         for cell, i, picture in zip(cells, shown[start:start + columns], pictures[start:start + columns]):

@@ -92,6 +92,8 @@ class SetupValues:
     known_noise_rate: float | None = None  # what 'known' is where the data decide it (asym, matrix, a label file)
     teacher_checkpoint: str = ""
     teacher_features: str = ""
+    teacher_weights: str = ""  # a torchvision teacher's: imagenet, a file or none ("" for other teachers)
+    teacher_mode: str = ""  # frozen or finetune ("" for other teachers)
 
     @classmethod
     def from_config(cls, config: RunConfig) -> SetupValues:
@@ -124,6 +126,7 @@ class SetupValues:
                    key_column=config.key_column, label_column=config.label_column,
                    truth_column=config.truth_column or "", teacher_checkpoint=config.teacher_checkpoint or "",
                    teacher_features=config.teacher_features or "",
+                   teacher_weights=config.teacher_weights or "", teacher_mode=config.teacher_mode or "",
                    **_source_fields(config.dataset))
 
     def dataset_spec(self) -> str:
@@ -179,7 +182,12 @@ class SetupValues:
                        key_column=self.key_column, label_column=self.label_column,
                        truth_column=self.truth_column or None,
                        teacher_checkpoint=self.teacher_checkpoint.strip() or None,
-                       teacher_features=(self.teacher_features.strip() or None) if self.method == "aml-kd" else None)
+                       teacher_features=(self.teacher_features.strip() or None) if self.method == "aml-kd" else None,
+                       teacher_weights=(self.teacher_weights or None) if self._torchvision_teacher() else None,
+                       teacher_mode=(self.teacher_mode or None) if self._torchvision_teacher() else None)
+
+    def _torchvision_teacher(self) -> bool:
+        return self.teacher.startswith("torchvision:") and self.method != "ce"
 
     def _noise_rate(self) -> float | None:
         if self.noise_rate_mode == "estimate":

@@ -58,7 +58,34 @@ def start_embedding_warm_up() -> threading.Thread | None:
 
 
 def build_pages() -> list:
-    return [st.Page(script, title=title, url_path=url, default=url == "setup") for script, title, url in PAGES]
+    """Every page at its own address (``/setup`` included); the start page ``/`` is a hidden page that opens
+    Train or Setup (:func:`start_page`)."""
+    return [st.Page(start_page, title="AML-KD Explorer", url_path="start", default=True, visibility="hidden")] + \
+        [st.Page(script, title=title, url_path=url) for script, title, url in PAGES]
+
+
+def start_page() -> None:
+    """``/``: the open run's Train page, ready to press Step (a new session opens the most recent run);
+    Setup while no run exists."""
+    st.switch_page("views/train.py" if current_store() is not None else "views/setup.py", query_params=page_query())
+
+
+def page_query() -> dict[str, str]:
+    """The address parameters every page keeps: the open run, the reviewer, presentation mode."""
+    return {k: v for k, v in st.query_params.to_dict().items() if k in ("run", "reviewer", "present")}
+
+
+def normalise_address(known: set[str]) -> None:
+    """Page addresses in any case: ``/Setup`` or ``/TRAIN`` open their page. Streamlit matches a page's
+    address exactly, so the requested name is lowered before the navigation resolves it (where this
+    Streamlit keeps it; elsewhere the address must be typed in lower case)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    manager = getattr(get_script_run_ctx(), "pages_manager", None)
+    name = getattr(manager, "intended_page_name", None)
+    if isinstance(name, str) and name not in known and name.lower() in known \
+            and not getattr(manager, "intended_page_script_hash", None):
+        manager.set_script_intent("", name.lower())
 
 
 def sidebar_status() -> None:
@@ -100,6 +127,7 @@ def main() -> None:
                        initial_sidebar_state="collapsed" if presenting else "auto")
     start_embedding_warm_up()
     access.sign_in_gate()  # with accounts: nothing but the sign-in form until this session signs in
+    normalise_address({url for _, _, url in PAGES})
     page = st.navigation(build_pages())
     sync_run_with_url()
     with st.sidebar:

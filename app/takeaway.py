@@ -113,9 +113,13 @@ def comparison_runs(root: str | Path, config: RunConfig, exclude: str | Path | N
 
 
 def instructive_samples(given: np.ndarray, refined: np.ndarray, true: np.ndarray, confidence: np.ndarray | None,
-                        count: int = TAKEAWAY_SAMPLES) -> list[int]:
+                        count: int = TAKEAWAY_SAMPLES, positions: np.ndarray | None = None) -> list[int]:
     """The fixed samples (given wrong, refined right) the propagation was surest of: clear stories, each
     one a label the method corrected. Ties (or no confidences) by index.
+
+    ``positions`` (N, D), e.g. the points of a 2-D dataset: the samples are also spread apart (the surest
+    first, then each next one the farthest from those chosen, among the surest quarter of the fixed
+    samples), so that their pictures differ rather than show one corner of the data five times.
 
     Returns
     -------
@@ -127,10 +131,21 @@ def instructive_samples(given: np.ndarray, refined: np.ndarray, true: np.ndarray
     if not fixed.size:
         return []
     if confidence is None:
-        return [int(i) for i in fixed[:count]]
-    conf = np.nan_to_num(np.asarray(confidence, dtype=np.float64)[fixed], nan=-1.0)
-    order = np.lexsort((fixed, -conf))
-    return [int(i) for i in fixed[order][:count]]
+        ranked = fixed
+    else:
+        conf = np.nan_to_num(np.asarray(confidence, dtype=np.float64)[fixed], nan=-1.0)
+        ranked = fixed[np.lexsort((fixed, -conf))]
+    if positions is None or len(ranked) <= count:
+        return [int(i) for i in ranked[:count]]
+    pool = ranked[: max(count * 4, len(ranked) // 4)]
+    xy = np.asarray(positions, dtype=np.float64)[pool]
+    chosen = [0]
+    distance = np.linalg.norm(xy - xy[0], axis=1)
+    while len(chosen) < min(count, len(pool)):
+        nxt = int(np.argmax(distance))  # the farthest from every sample chosen (first of a tie: the surer)
+        chosen.append(nxt)
+        distance = np.minimum(distance, np.linalg.norm(xy - xy[nxt], axis=1))
+    return [int(pool[i]) for i in chosen]
 
 
 def takeaway_lines(metrics: list[dict], outcome: NoiseOutcome | None, method: str,

@@ -80,7 +80,7 @@ def make_runs(root: Path) -> dict[str, Path]:
 
     presets = {p.id: p for p in load_presets()[0]}
     out = {}
-    for name, preset in (("moons", "moons-30"), ("digits", "digits-symmetric-40")):
+    for name, preset in (("moons", "moons"), ("digits", "digits-symmetric-40")):
         Run.create(root / name, presets[preset].config)
         out[name] = root / name
     return out

@@ -1,6 +1,6 @@
 """How long a comparison set takes in the app, against the same runs trained by the engine alone.
 
-    .venv/bin/python bench/compare_set.py [--preset moons-30] [--threads 1]
+    .venv/bin/python bench/compare_set.py [--preset moons] [--threads 1]
 
 Creates one run from a preset (``--preset``, default the moons teaching
 preset) in a temporary runs folder and, side by side on the same machine:
@@ -108,7 +108,7 @@ def _lines_on_disk(root: Path, lines: list[str]) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="moons-30", help="preset id of the source run (app/presets)")
+    parser.add_argument("--preset", default="moons", help="preset id of the source run (app/presets)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads, here and in the app")
     parser.add_argument("--leave", action="store_true",
                         help="leave the page once the set trains (measures the training without the page)")

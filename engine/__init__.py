@@ -10,9 +10,10 @@ method/     the method's pure rules and solvers, no files:
               config (every run setting, declared once; check_runnable), presets (assets/presets.json),
               stages (phase names and sets), noise (noise models, the known noise rate, rate estimate),
               graph (faiss kNN), propagate (block CG), select (small loss), ambiguity (AWE),
-              refinery (the label rules), losses, training (one epoch), augment, metrics
-data/       datasets: digits, 2-D toys, image folders, zips, torchvision sets, label files, features from elsewhere
-models/     teacher/student networks (logits + features)
+              refinery (the label rules), losses, training (one epoch), augment, metrics, stats (chance)
+data/       datasets: digits, 2-D toys, image folders, zips, torchvision sets, label files, features from elsewhere,
+              image files decoded on demand (stream)
+models/     teacher/student networks (logits + features), torchvision backbones and weights (zoo), features
 rundir/     the run directory and its formats (no torch, no faiss):
               store (every file name, its reader and writer, atomic writes), lock (one trainer per run),
               fields (summary.json and
@@ -21,9 +22,9 @@ rundir/     the run directory and its formats (no torch, no faiss):
 steps/      the step machine, sequencing only: phases (order, lengths, next-step text), run (Run.step()),
               handlers (what one step of each phase does), networks (models, optimisers, forward passes),
               state (progress in and out of a checkpoint), lifecycle (create, open, resume),
-              checkpoint (state in, state out)
+              checkpoint (state in, state out), timing (a teacher epoch's cost per teacher mode)
 readers/    for the app and the CLI: explain, triage, embed, compare, export, exportdir, report
-cli         python -m engine run|resume|compare|what-if|export|import-decisions
+cli         python -m engine run|resume|compare|what-if|export|import-decisions|features|fetch-weights
 
 The app imports only the faces ``engine.errors``, ``engine.method`` (settings),
 ``engine.data``, ``engine.models``, ``engine.rundir``, ``engine.steps`` and the

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from .errors import UserError, shown
 from .method.config import (SMALL_PAIR_TEACHER, RunConfig, ScheduleConfig, TrainConfig, declared,
-                            defaults_for_teacher, with_settings, with_teacher_defaults)
+                            defaults_for_teacher, schedule_note, with_settings, with_teacher_defaults)
 from .method.noise import known_noise_rate, parse_noise_spec
 from .method.presets import load_presets, preset_named
 from .rundir.store import RunStore
@@ -198,6 +198,9 @@ def cmd_run(a) -> int:
         dataset = dataset_for_config(draft)
     teacher = draft.teacher or default_pair(dataset.kind, dataset.input_shape)[0]
     config = config_from_args(a, teacher, dataset)
+    note = schedule_note(replace(config, teacher=teacher))
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     run = Run.create(a.out, config, force=a.force, dataset=dataset, keep_reviews=a.keep_reviews)
     if run.reviews_set_aside is not None:
         print(f"note: the replaced run's review decisions were moved to {run.reviews_set_aside}", file=sys.stderr)
@@ -222,18 +225,24 @@ def cmd_resume(a) -> int:
 
 
 def cmd_compare(a) -> int:
-    from .readers.compare import comparison_table, format_table as comparison_text, require_same_data
+    from .readers.compare import (by_method, by_method_text, chance_sentence, comparison_table,
+                                  format_table as comparison_text, require_same_data, text_table)
 
     stores = [RunStore(path) for path in a.runs]
     for store, path in zip(stores, a.runs):
         if not store.exists():
             raise UserError(f"{path!r} is not a run directory (no config.json)")
     require_same_data(stores)
-    rows = comparison_table(stores)
+    rows = comparison_table(stores, chance=True)
+    methods, sentence = by_method(rows), chance_sentence(rows)
     if a.json:
-        print(json.dumps(rows, indent=2))
-    else:
-        print(comparison_text(rows))
+        print(json.dumps({"runs": rows, "by_method": methods, "chance": sentence}, indent=2))
+        return 0
+    print(comparison_text(rows))
+    if sentence:
+        print("\n" + sentence)
+    if len({r["seed"] for r in rows}) > 1:
+        print("\nOver the seeds:\n" + text_table(by_method_text(methods)))
     return 0
 
 
@@ -313,7 +322,46 @@ def build_parser() -> argparse.ArgumentParser:
     p_users.add_argument("--role", choices=("admin", "reviewer", "viewer"), default="viewer",
                          help="admin: runs and trainings; reviewer: review and export; viewer: look (default)")
     p_users.set_defaults(func=cmd_users)
+    p_feat = sub.add_parser("features", help="features of a dataset's training samples from a pretrained "
+                                             "backbone, written as the .npz --teacher-features reads")
+    p_feat.add_argument("--dataset", required=True, help="a dataset spec, as for run")
+    p_feat.add_argument("--backbone", default="torchvision:resnet50",
+                        help="torchvision:NAME (default torchvision:resnet50)")
+    p_feat.add_argument("--weights", default="imagenet", help="imagenet (TORCH_HOME/hub/checkpoints) or a file")
+    p_feat.add_argument("--out", required=True, help="the .npz to write (features, keys)")
+    p_feat.add_argument("--batch-size", type=int, default=64)
+    p_feat.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p_feat.set_defaults(func=cmd_features)
+    p_fetch = sub.add_parser("fetch-weights", help="download torchvision's ImageNet weights into TORCH_HOME "
+                                                   "(needs a connection; runs never download)")
+    p_fetch.add_argument("arch", help="e.g. resnet18, resnet50, mobilenet_v3_small (torchvision: prefix optional)")
+    p_fetch.set_defaults(func=cmd_fetch_weights)
     return parser
+
+
+def cmd_features(a) -> int:
+    from .data import load_dataset
+    from .device import default_device
+    from .models.features import dataset_features, write_features
+    from .models.zoo import arch_of, weights_path
+
+    _set_threads(a.threads)
+    if a.batch_size < 1:
+        raise UserError(f"--batch-size {a.batch_size} must be at least 1")
+    arch = arch_of(a.backbone)
+    weights_path(arch, a.weights)  # absent weights fail before the dataset is read
+    dataset = load_dataset(a.dataset)
+    features = dataset_features(dataset, arch, a.weights, default_device(), a.batch_size)
+    path = write_features(a.out, features, dataset.keys())
+    print(f"{path}: {features.shape[0]} samples x {features.shape[1]} features from torchvision:{arch}")
+    return 0
+
+
+def cmd_fetch_weights(a) -> int:
+    from .models.zoo import fetch_weights
+
+    print(fetch_weights(a.arch))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -114,6 +114,8 @@ def test_anonymous_sees_only_the_sign_in_form(users, runs_dir, shared_run):
 
 def test_a_viewer_looks_and_can_do_nothing_else(users, runs_dir, shared_run):
     at = sign_in(open_app(runs_dir, shared_run), "vic")
+    assert at.title[0].value.startswith("Train")  # the start page opens the open run
+    at.switch_page("views/setup.py").run()
     assert at.title[0].value == "Setup"
     keys = {b.key for b in at.button}
     assert "setup-create" not in keys and "setup-delete" not in keys and "setup-rename" not in keys
@@ -149,6 +151,7 @@ def test_a_reviewer_reviews_as_themself_and_exports_but_manages_nothing(users, r
 
 def test_an_admin_may_do_everything(users, runs_dir, shared_run):
     at = sign_in(open_app(runs_dir, shared_run), "ada")
+    at.switch_page("views/setup.py").run()
     keys = {b.key for b in at.button}
     assert {"setup-create", "setup-rename", "setup-delete"} <= keys
     at.switch_page("views/train.py").run()
@@ -164,6 +167,8 @@ def test_an_admin_may_do_everything(users, runs_dir, shared_run):
 def test_local_mode_needs_no_account(runs_dir, shared_run, monkeypatch):
     monkeypatch.delenv("AMLKD_USERS", raising=False)
     at = open_app(runs_dir, shared_run)
+    assert not [t for t in at.text_input if t.label in ("User", "Password")]  # no sign-in form
+    at.switch_page("views/setup.py").run()
     assert at.title[0].value == "Setup" and "setup-delete" in {b.key for b in at.button}
 
 

@@ -23,6 +23,7 @@ from app.compare_widgets import (TRAINING_MESSAGE, filtered_samples, member_name
                                  run_labels, sample_filters, split_shared, table_frame, table_note)
 from app.figures.compare import curve_figure
 from app.worker import current_queue
+from engine.errors import UserError
 from engine.readers.compare import comparison_table, curves, per_sample, table_text
 from engine.method.config import RunConfig
 from engine.rundir.store import RunStore
@@ -66,15 +67,24 @@ def test_the_table_holds_engine_compares_values(trio):
     at = open_compare(trio[0])  # the open run's comparable runs are picked by default
     assert at.multiselect(key="compare-runs").value == [p.name for p in trio]
     shown = at.table[0].value
-    cells = table_text(comparison_table(trio))
+    cells = table_text(comparison_table(trio, chance=True))
     expected = {h: [row[i] for row in cells[1:]] for i, h in enumerate(cells[0])}
-    for header in ("run", "method", "given prec", "refined prec", "student acc", "teacher acc", "student vs CE",
-                   "steps", "seconds"):
+    for header in ("run", "method", "given prec", "refined prec", "teacher acc", "steps", "seconds"):
         assert list(shown[header]) == expected[header], header
-    assert list(shown["student vs CE"])[1] == "baseline" and list(shown["teacher acc"])[1] == "–"
-    warnings = [w.value for w in at.warning]  # the KD student is 0.007 under CE: a below_ce banner
-    assert len(warnings) == 1 and warnings[0].startswith(f"**{trio[2].name}**: The student's test accuracy 0.880 "
-                                                         "is below the plain CE baseline's 0.887")
+    assert list(shown["vs CE (95%)"])[1] == "baseline" and list(shown["teacher acc"])[1] == "–"
+    for number, interval, header in (("student acc", "95% interval", "student acc (95%)"),
+                                     ("student vs CE", "vs CE 95% interval", "vs CE (95%)")):
+        assert list(shown[header]) == [n if i == "–" else f"{n} ({i})"
+                                       for n, i in zip(expected[number], expected[interval])]
+    warnings = [w.value for w in at.warning]  # the KD student is 0.007 (1 of 150 images) under CE: within chance
+    assert len(warnings) == 1 and warnings[0].startswith(f"- **{trio[2].name}**: The student's test accuracy 0.880 "
+                                                         f"is below CE's ({trio[1].name}) 0.887: 1 test sample of 150 "
+                                                         "(McNemar p = ")
+    assert warnings[0].endswith("within chance: no evidence either way on this test set.")
+    assert list(shown["p (McNemar)"]) == expected["p (McNemar)"] and list(shown["p (McNemar)"])[1] == "–"
+    assert all(" (0." in cell for cell in shown["student acc (95%)"])  # every student has its interval
+    [info] = [i.value for i in at.info if "test samples" in i.value]
+    assert info.startswith("150 test samples: one sample is 0.7 points.")
     assert "dataset" not in shown and any("dataset **moons** · noise **symmetric 30%** · seed **0**" in m.value
                                           for m in at.markdown)
 
@@ -194,12 +204,46 @@ def test_plan_with_ablations_adds_one_aml_kd_run_per_component(trio):
         assert member.config == base.with_changes(method="aml-kd", without=(component,)) and not member.done
 
 
+def test_plan_with_seeds_repeats_the_set_per_seed_named_after_it(trio):
+    plan = plan_set(trio[1], seeds=3)
+    base = RunStore(trio[1]).config()
+    assert [m.label for m in plan] == [f"{m}, seed {s}" for s in (0, 1, 2) for m in ("AML-KD", "CE", "KD")]
+    assert [m.path.name for m in plan[3:6]] == ["moons-symmetric30-aml-kd-s1", "moons-symmetric30-ce-s1",
+                                                "moons-symmetric30-kd-s1"]
+    assert plan[4].config == base.with_changes(seed=1) and plan[8].config == base.with_changes(method="kd", seed=2)
+    assert all(m.config is None for m in plan[:3])  # seed 0's runs exist
+    with pytest.raises(UserError, match="seeds=0 is out of range"):
+        plan_set(trio[1], seeds=0)
+
+
+def test_set_progress_shows_only_beside_its_own_data(trio, tmp_path):
+    from types import SimpleNamespace
+
+    from app.compare_widgets import queue_on_data
+
+    other = tmp_path / "other-data"
+    RunStore(other).create(RunStore(trio[0]).config().with_changes(dataset="digits"))
+    queue = SimpleNamespace(paths=[trio[1], trio[2]])
+    assert queue_on_data(queue, trio[0]) and not queue_on_data(queue, other)
+    assert queue_on_data(SimpleNamespace(paths=[other]), other)
+
+
+def test_warnings_are_one_block_with_a_line_per_run():
+    from app.compare_widgets import warnings_block
+
+    rows = [{"run": "a", "warnings": [{"code": "x", "message": "First."}, {"code": "y", "message": "Second."}]},
+            {"run": "b", "warnings": []}, {"run": "c", "warnings": [{"code": "z", "message": "Third."}]}]
+    assert warnings_block(rows) == "- **a**: First. Second.\n- **c**: Third."
+    assert warnings_block(rows[1:2]) is None
+
+
 def test_table_frame_splits_off_shared_columns_and_labels_runs(trio):
     rows = comparison_table(trio)
     table, line = split_shared(table_frame(rows))
     assert line == "dataset **moons** · noise **symmetric 30%** · seed **0**"
-    assert list(table.columns) == ["run", "method", "given prec", "refined prec", "student acc", "teacher acc",
-                                   "student vs CE", "steps", "seconds"]
+    assert list(table.columns) == ["run", "method", "given prec", "refined prec", "student acc", "95% interval",
+                                   "teacher acc", "student vs CE", "vs CE 95% interval", "p (McNemar)", "steps",
+                                   "seconds"]
     assert run_labels(rows) == {trio[0].name: "AML-KD", trio[1].name: "CE", trio[2].name: "KD"}
     assert run_labels(rows + [dict(rows[1], run="ce-2")])[trio[1].name] == trio[1].name
 

@@ -100,7 +100,7 @@ def test_while_a_step_trains_the_page_shows_progress_and_keeps_its_charts(app, r
         return original(self)
 
     monkeypatch.setattr(Run, "step", held_step)
-    app.button(key="preset-create-moons-30").click().run()
+    app.button(key="preset-create-moons").click().run()
     worker = get_worker(app.session_state["run_dir"])
     try:
         app.button(key="train-step").click().run()
@@ -122,14 +122,14 @@ def test_while_a_step_trains_the_page_shows_progress_and_keeps_its_charts(app, r
 
 
 def test_run_to_end_of_phase_then_reset(app, runs_dir):
-    app.button(key="preset-create-moons-30").click().run()
+    app.button(key="preset-create-moons").click().run()
     run_dir = Path(app.session_state["run_dir"])
     store = RunStore(run_dir)
     _press(app, "train-phase")
     status = store.status()
     assert status["phase"] == "propagate"
     teacher_steps = status["step"]
-    assert 1 <= teacher_steps <= 10 and [m["phase"] for m in store.metrics()] == ["teacher"] * teacher_steps
+    assert 1 <= teacher_steps <= 60 and [m["phase"] for m in store.metrics()] == ["teacher"] * teacher_steps
     assert _chart_points(app)["Test accuracy"]["teacher"] == teacher_steps
     _press(app, "train-reset")
     assert store.status()["step"] == 0 and store.steps() == []
@@ -137,7 +137,7 @@ def test_run_to_end_of_phase_then_reset(app, runs_dir):
 
 
 def test_a_failing_step_shows_what_to_do_and_keeps_the_last_good_step(app, runs_dir, monkeypatch):
-    app.button(key="preset-create-moons-30").click().run()
+    app.button(key="preset-create-moons").click().run()
     run_dir = Path(app.session_state["run_dir"])
     monkeypatch.setenv(FAIL_ENV, "2")
     _press(app, "train-step")
@@ -177,8 +177,8 @@ def test_impossible_settings_are_explained_inline_and_block_create(app, runs_dir
 
 
 def test_custom_run_with_a_tiny_schedule(app, runs_dir):
-    app.selectbox(key="setup-base").set_value("moons-30").run()
-    key = "setup-moons-30-"
+    app.selectbox(key="setup-base").set_value("moons").run()
+    key = "setup-moons-"
     for name, value in (("teacher_epochs", 1), ("warmup_epochs", 1), ("refine_epochs", 1), ("mutual_epochs", 0)):
         app.number_input(key=key + name).set_value(value).run()
     app.radio(key=key + "method").set_value("kd").run()
@@ -190,7 +190,7 @@ def test_custom_run_with_a_tiny_schedule(app, runs_dir):
     assert not app.exception
     config = RunStore(app.session_state["run_dir"]).config()
     assert config.method == "kd" and config.dataset == "moons?n=600&spread=0.15"
-    assert config.train == replace(RunConfig().train, kd_weight=0.6)
+    assert config.train == replace(RunConfig().train, kd_weight=0.6, teacher_lr=0.1)  # the preset's teacher lr
     assert config.schedule.teacher_epochs == 1 and config.schedule.student_epochs == 2
     timeline = _chart_points(app)["timeline"]
     assert set(timeline) == {"teacher", "teacher (to do)", "student", "student (to do)"}
@@ -244,7 +244,10 @@ def test_the_address_names_the_open_run_and_reopens_it(runs_dir, make_tiny_run):
 
     shutil.copytree(make_tiny_run("moons-3-steps", steps=3), runs_dir / "half-done")
     first = AppTest.from_file(APP, default_timeout=60)
-    first.run()
+    first.run()  # no ?run=: the most recent run is open, on Train
+    assert first.session_state["run_dir"] == str(runs_dir / "half-done") and first.query_params["run"] == "half-done"
+    assert first.title[0].value == "Train · half-done"
+    first.switch_page("views/setup.py").run()
     first.button(key="setup-open").click().run()
     assert first.session_state["run_dir"] == str(runs_dir / "half-done")
 
@@ -266,7 +269,8 @@ def test_the_address_names_the_open_run_and_reopens_it(runs_dir, make_tiny_run):
 def test_presets_round_trip_through_the_form():
     presets, default_id = load_presets()
     assert default_id == "digits-symmetric-40"
-    assert {p.name for p in presets} == {"Digits, 40% symmetric", "Teaching: 2-D moons, 30% noise"}
+    assert {p.name for p in presets} == {"Digits, 40% symmetric", "Teaching: digits, 50% noise, short schedule",
+                                         "2-D moons, 40% noise"}
     for preset in presets:
         assert SetupValues.from_config(preset.config).to_config(preset.config) == replace(
             preset.config, teacher=preset.config.teacher or SetupValues.from_config(preset.config).teacher,
@@ -340,6 +344,7 @@ def test_start_from_a_run_prefills_the_form_and_a_second_method_is_two_clicks(ru
     Run.create(runs_dir / "my-moons", first)
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
+    at.switch_page("views/setup.py").run()  # a run exists: the app opened it on Train
     at.selectbox(key="setup-base").set_value("run-my-moons").run()
     key = "setup-run-my-moons-"
     assert at.number_input(key=key + "k").value == 7 and at.number_input(key=key + "refine_epochs").value == 2
@@ -364,7 +369,7 @@ def test_kd_keeps_only_the_temperature_among_the_method_knobs(app):
 def test_reset_asks_whether_to_keep_the_review_decisions(app, runs_dir):
     from engine.rundir.review import ReviewStore
 
-    app.button(key="preset-create-moons-30").click().run()
+    app.button(key="preset-create-moons").click().run()
     run_dir = Path(app.session_state["run_dir"])
     _press(app, "train-step")
     ReviewStore(run_dir, num_classes=2).record(4, "relabel", "ann", 1)

@@ -170,20 +170,47 @@ def _replay(store, step, nodes):
     return result.history, result.iterations, None, None
 
 
+def _busiest(store):
+    """The propagating step that relabelled the most samples, its labels before, and the step's snapshot."""
+    steps, phases = store.steps(), {m["step"]: m["phase"] for m in store.metrics()}
+    given = store.dataset_arrays()["given"]
+    counts = {}
+    for i, step in enumerate(steps):
+        if phases[step] in explain.LP_PHASES:
+            before = store.snapshot(steps[i - 1])["refined"] if i else given
+            counts[step] = (int(np.sum(store.snapshot(step)["refined"] != before)), before)
+    best = min(counts, key=lambda s: (-counts[s][0], s))
+    return best, counts[best][1], store.snapshot(best)
+
+
 def test_graph_page_opens_on_a_sample_the_step_relabelled_and_walks_them(digits_run):
     store = RunStore(digits_run)
-    steps = store.steps()
     at = open_page("graph", digits_run)
-    snap, before = store.snapshot(steps[-1]), store.snapshot(steps[-2])
-    changed = set(np.flatnonzero(snap["refined"] != before["refined"]).tolist())
-    assert changed, "the fixture's last step relabels some samples"
+    step, before, snap = _busiest(store)
+    assert at.select_slider(key="graph_step").value == step  # the step that relabelled the most
+    true = store.dataset_arrays()["true"]
+    changed = set(np.flatnonzero((snap["refined"] != before) & (snap["refined"] == true) & (before != true)).tolist())
+    assert changed, "the fixture's busiest step fixes some samples"
     first = at.number_input(key="graph_sample").value
-    assert first in changed
+    assert first in changed  # a sample the step fixed
     at.button(key="graph_next").click().run()
     second = at.number_input(key="graph_sample").value
     assert second in changed and (second != first or len(changed) == 1)
     at.button(key="graph_prev").click().run()
     assert at.number_input(key="graph_sample").value == first
+
+
+def test_the_graphs_first_sample_changes_label_during_play(digits_run):
+    at = open_page("graph", digits_run)
+    centre = at.number_input(key="graph_sample").value
+    chart = next(c for c in charts(at) if c.get("frames"))
+    frames = chart["frames"]
+    star = [next(t for t in f["data"] if t.get("name") == f"sample #{centre}") for f in frames]
+    first, last = star[0]["marker"]["color"], star[-1]["marker"]["color"]
+    assert len(frames) > 1 and first != last  # the centre's own colour changes between the seeds and the end
+    store = RunStore(digits_run)
+    step = at.select_slider(key="graph_step").value
+    assert last == class_color(int(store.snapshot(step)["refined"][centre]))
 
 
 def test_graph_what_if_sliders_start_from_the_steps_own_settings_and_reset_with_the_step(digits_run):
@@ -193,6 +220,8 @@ def test_graph_what_if_sliders_start_from_the_steps_own_settings_and_reset_with_
     propagate = next(s for s, p in phases.items() if p == "propagate")
     last = store.steps()[-1]
     at = open_page("graph", digits_run)
+    at.toggle(key="graph_all").set_value(True).run()  # every propagating step, quiet ones too
+    at.select_slider(key="graph_step").set_value(last).run()
     assert at.slider(key=f"whatif_keep_{last}").value == 0  # a mutual step keeps no least-confident fraction
     at.slider(key=f"whatif_k_{last}").set_value(5)
     at.run()
@@ -214,6 +243,8 @@ def test_graph_what_if_diff_matches_the_engine(digits_run):
     store = RunStore(digits_run)
     _config, _given = store.config(), store.dataset_arrays()["given"]
     at = open_page("graph", digits_run, **{SELECTED_KEY: [1]})
+    at.toggle(key="graph_all").set_value(True).run()
+    at.select_slider(key="graph_step").set_value(8).run()
     at.slider(key="whatif_k_8").set_value(5)
     at.run()
     expected = explain.what_if(store, 8, k=5)

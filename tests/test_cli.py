@@ -135,7 +135,7 @@ BAD = {
     "--batch-size 2.5": (["--batch-size", "2.5"], "error: --batch-size 2.5 is not a whole number; valid: a whole "
                                                   "number >= 2"),
     "--lr x": (["--lr", "x"], "error: --lr 'x' is not a number; valid: a finite number > 0"),
-    "--preset nope": (["--preset", "nope"], "error: --preset 'nope' is not a preset; valid: digits, moons (ids: "
+    "--preset nope": (["--preset", "nope"], "error: --preset 'nope' is not a preset; valid: digits, teaching, moons (ids: "
                                             + ", ".join(p.id for p in load_presets()[0]) + ")"),
 }
 

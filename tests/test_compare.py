@@ -61,12 +61,25 @@ def test_different_keys_are_refused_with_the_first_differing_key(tmp_path):
 
 def test_different_given_labels_are_refused_with_their_count(tmp_path):
     a = fake_run(tmp_path / "a")
-    b = fake_run(tmp_path / "b", given=[1, 1, 0, 1, 0, 0], seed=3)  # differs on samples 0, 2, 4... of 6
+    b = fake_run(tmp_path / "b", given=[1, 1, 0, 1, 0, 0])  # same noise and seed, other labels: 4 of 6 differ
     [problem] = same_data([a, b])
     wrong = int(np.sum(np.array([1, 1, 0, 1, 0, 0]) != np.arange(6) % 2))
-    assert f"different given labels on {wrong} of 6 samples" in problem and "seed 0 and 3" in problem
+    assert f"different given labels on {wrong} of 6 samples" in problem and "seed 0 and 0" in problem
     with pytest.raises(UserError, match="cannot compare: runs 'a' and 'b' have different given labels"):
         require_same_data([a, b])
+
+
+def test_other_seeds_are_comparable_under_the_same_noise_and_checked_within_their_seed(tmp_path):
+    a = fake_run(tmp_path / "a")
+    b = fake_run(tmp_path / "b", given=[1, 1, 0, 1, 0, 0], seed=3)  # seed 3 draws other noisy labels
+    c = fake_run(tmp_path / "c", given=[1, 1, 0, 1, 0, 0], seed=3)
+    assert same_data([a, b, c]) == []
+    d = fake_run(tmp_path / "d", given=[0, 0, 0, 1, 0, 0], seed=3)  # seed 3 again, but not b's labels
+    [problem] = same_data([a, b, d])
+    assert problem.startswith("runs 'b' and 'd' have different given labels on 2 of 6 samples") and "seed 3 and 3" in problem
+    e = fake_run(tmp_path / "e", seed=4, noise="pairflip:0.4")
+    [problem] = same_data([a, e])
+    assert "differ in seed (0 and 4) and in noise ('symmetric:0.4' and 'pairflip:0.4')" in problem
 
 
 def test_different_classes_and_index_keys_of_other_data_are_refused(tmp_path):
@@ -204,10 +217,21 @@ def test_label_file_noise_shows_its_measured_disagreement():
 # ---------------------------------------------------------------- the CLI
 def test_cli_compare_prints_the_table_and_json(trio, capsys):
     assert main(["compare", *map(str, trio)]) == 0
-    assert capsys.readouterr().out.strip() == format_table(comparison_table(trio))
+    out = capsys.readouterr().out
+    assert out.startswith(format_table(comparison_table(trio, chance=True)) + "\n\n")
     assert main(["compare", "--json", *map(str, trio)]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    data = json.loads(capsys.readouterr().out)
+    rows = data["runs"]
     assert [r["run"] for r in rows] == [p.name for p in trio] and rows[1]["baseline"] is True
+    n = rows[0]["test_samples"]
+    assert n > 0 and data["chance"].startswith(f"{n} test samples: one sample is {100 / n:.1f} points.")
+    for row in rows:
+        assert row["student_acc_low"] <= row["student_test_accuracy"] <= row["student_acc_high"]
+    for row in (rows[0], rows[2]):
+        assert row["vs_ce_low"] <= row["student_vs_ce"] <= row["vs_ce_high"] and 0 < row["vs_ce_p"] <= 1
+        assert row["vs_ce_samples"] == round(row["student_vs_ce"] * n)
+    assert rows[1]["vs_ce_p"] is None
+    assert [m["method"] for m in data["by_method"]] == ["AML-KD", "CE", "KD"]
 
 
 def test_cli_compare_refuses_runs_on_different_data_with_one_line(tmp_path, trio, capsys):
@@ -245,3 +269,45 @@ def test_the_exported_report_carries_the_comparison_table(trio, tmp_path):
     table = text.split("## Comparison")[1].split("\n## ")[0]
     for row in comparison_table(runs):
         assert f"| {row['run']} | {row['method']} |" in table
+
+
+# ---------------------------------------------------------------- several seeds
+def test_several_seeds_compare_each_against_its_own_ce_and_summarise_per_method(trio, tmp_path):
+    from engine.readers.compare import by_method
+    from engine.steps.run import Run
+    from conftest import tiny_config
+
+    seed1 = [tmp_path / "aml-s1", tmp_path / "ce-s1"]
+    for path, method in zip(seed1, ("aml-kd", "ce")):
+        Run.create(path, tiny_config(method=method, seed=1)).run_until(None)
+    stores = [trio[0], trio[1], *seed1]
+    assert same_data(stores) == []  # other seed, same noise: comparable
+    rows = comparison_table(stores, chance=True)
+    assert [r["baseline_run"] for r in rows] == [trio[1].name, None, "ce-s1", None]
+    assert rows[1]["baseline"] and rows[3]["baseline"]
+    accs = [r["student_test_accuracy"] for r in rows]
+    assert rows[2]["student_vs_ce"] == pytest.approx(accs[2] - accs[3])
+    assert rows[2]["vs_ce_samples"] == round((accs[2] - accs[3]) * rows[2]["test_samples"])
+    methods = {m["method"]: m for m in by_method(rows)}
+    aml, ce = methods["AML-KD"], methods["CE"]
+    assert aml["runs"] == 2 and aml["seeds"] == [0, 1]
+    assert aml["student_acc_mean"] == pytest.approx((accs[0] + accs[2]) / 2)
+    assert aml["student_acc_sd"] == pytest.approx(abs(accs[0] - accs[2]) / np.sqrt(2))
+    assert aml["student_acc_min"] == min(accs[0], accs[2]) and ce["vs_ce_mean"] is None
+    assert aml["vs_ce_mean"] == pytest.approx((rows[0]["student_vs_ce"] + rows[2]["student_vs_ce"]) / 2)
+
+
+def test_features_from_elsewhere_are_named_in_the_method_and_the_worse_labels_warning():
+    from engine.readers.compare import _features_named
+
+    config = RunConfig(teacher_features="/data/pets/resnet50.npz")
+    assert method_label(config) == "AML-KD + features resnet50.npz"
+    assert method_label(RunConfig()) == "AML-KD"
+    worse = {"code": "refined_worse", "message": "The refined labels are less precise than the given ones (0.6 "
+             "against 0.7): the method is making the labels worse. Check the teacher's accuracy."}
+    other = {"code": "below_ce", "message": "below"}
+    [named, kept] = _features_named([worse, other], "resnet50.npz")
+    assert named["message"].startswith("The refined labels are less precise than the given ones (0.6 against 0.7): "
+                                       "the kNN graph and stage 0 came from the features in 'resnet50.npz'")
+    assert "teacher's accuracy" not in named["message"] and kept == other
+    assert _features_named([worse], None) == [worse]

@@ -186,7 +186,8 @@ def test_cli_prints_one_line_and_no_traceback_in_a_real_process(tmp_path):
 def test_compare_prints_one_table(existing_run, capsys):
     assert main(["compare", str(existing_run), str(existing_run)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split()[:4] == ["run", "method", "dataset", "noise"] and len(out) == 4
+    assert out[0].split()[:4] == ["run", "method", "dataset", "noise"]
+    assert len(out) == 6 and out[4] == "" and out[5].endswith("test samples: one sample is 0.7 points.")
 
 
 def test_engine_imports_no_streamlit_or_plotly():

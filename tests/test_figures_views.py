@@ -202,7 +202,7 @@ def test_point_thumbnail_marks_the_sample_on_the_map():
     points = np.array([[0.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
     base = point_map(points, size=11)
     assert base[10, 0, 0] < base[5, 5, 0]  # (0, 0) is bottom-left
-    pic = point_thumbnail(points, 1, base, radius=1)
+    pic = point_thumbnail(points, 1, base, radius=1, ring=0)
     assert tuple(pic[0, 10]) == (214, 39, 40) and tuple(pic[1, 9]) == (214, 39, 40)
     assert tuple(pic[10, 0]) == tuple(base[10, 0])
     assert (base == point_map(points, size=11)).all()  # the background is not changed

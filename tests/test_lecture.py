@@ -151,3 +151,36 @@ def test_a_press_is_bound_to_the_step_on_screen():
                                        ("", False), ("no", False)])
 def test_present_flag_from_the_address(value, on):
     assert from_query(value) is on
+
+
+def test_instructive_points_are_spread_over_the_data():
+    # eight fixed samples: six in one corner (the surest), two far away
+    positions = np.array([[0, 0], [0.1, 0], [0, 0.1], [0.1, 0.1], [0.05, 0.05], [0.02, 0.0], [5, 5], [5, -5]], float)
+    given, true = np.ones(8, int), np.zeros(8, int)
+    refined = true.copy()
+    confidence = np.array([1.0, 0.99, 0.98, 0.97, 0.96, 0.95, 0.5, 0.4])
+    assert instructive_samples(given, refined, true, confidence, count=3) == [0, 1, 2]  # no positions: surest
+    assert instructive_samples(given, refined, true, confidence, count=3, positions=positions) == [0, 6, 7]
+
+
+def test_a_point_thumbnail_rings_its_sample():
+    from app.samples import point_map, point_thumbnail
+
+    points = np.random.default_rng(0).normal(size=(200, 2))
+    base = point_map(points, size=64)
+    pic = point_thumbnail(points, 5, base)
+    assert int(np.sum(np.all(pic == 0, axis=-1))) > 20  # a black ring around the red dot
+    assert int(np.sum(np.all(pic == (214, 39, 40), axis=-1))) == 25
+
+
+def test_replay_controls_sit_above_the_chart_and_fit_a_768_px_screen():
+    from app.figures.animation import replay_controls, steps_animation
+
+    coords = [np.random.default_rng(i).normal(size=(20, 2)) for i in range(3)]
+    styles = [(np.array(["#000000"] * 20), np.array(["circle"] * 20)) for _ in coords]
+    fig = steps_animation(coords, styles, ["1", "2", "3"], title="replay")
+    menu, slider = fig.layout.updatemenus[0], fig.layout.sliders[0]
+    assert menu.y >= 1 and menu.yanchor == "bottom" and slider.y >= 1 and slider.yanchor == "bottom"
+    assert fig.layout.margin.t >= 100 and fig.layout.height <= 560  # controls, then the plot, in one screen
+    menus, sliders = replay_controls(["a", "b"], ["a", "b"], 600, "step ", 0)
+    assert sliders[0]["x"] >= 0.4  # the scrubber starts right of Play / Pause: no overlap

@@ -375,7 +375,7 @@ def test_compare_of_an_unfinished_run_skips_metrics_lines_that_are_not_objects(r
         fh.write("5\n")
     capsys.readouterr()
     assert main(["compare", str(run), "--json"]) == 0
-    (row,) = json.loads(capsys.readouterr().out)
+    (row,) = json.loads(capsys.readouterr().out)["runs"]
     assert row["method"] == "AML-KD (unfinished)" and row["refined_label_precision"] is not None
 
 

@@ -22,7 +22,9 @@ from .palette import CONTINUOUS_SCALE, UNKNOWN_COLOR, class_color, class_name, f
 
 #: Frame durations (ms) offered as replay speeds.
 SPEEDS = {"slow": 1200, "normal": 600, "fast": 250}
-HEIGHT = 560
+HEIGHT = 520  # with the controls above the plot: chart and Play fit a 1024x768 screen together
+#: Room above the plot: the title, then Play / Pause and the scrubber (px).
+TOP_MARGIN = 118
 
 
 def replay_controls(frame_names: Sequence[str], labels: Sequence[str], duration_ms: int, prefix: str,
@@ -37,16 +39,18 @@ def replay_controls(frame_names: Sequence[str], labels: Sequence[str], duration_
     play = {"frame": {"duration": int(duration_ms), "redraw": True}, "fromcurrent": True,
             "transition": {"duration": 0}, "mode": "immediate"}
     pause = {"frame": {"duration": 0, "redraw": False}, "mode": "immediate", "transition": {"duration": 0}}
+    # Above the plot, under the title: whoever sees the chart's top sees its controls (no scrolling between).
     menus = [{"type": "buttons", "direction": "left", "showactive": False, "x": 0.0, "xanchor": "left",
-              "y": -0.02, "yanchor": "top", "pad": {"r": 8, "t": 8},
+              "y": 1.0, "yanchor": "bottom", "pad": {"r": 8, "b": 6},
               "buttons": [{"label": "▶ Play", "method": "animate", "args": [None, play]},
                           {"label": "❚❚ Pause", "method": "animate", "args": [[None], pause]}]}]
     steps = [{"label": str(label), "method": "animate",
               "args": [[name], {"frame": {"duration": 0, "redraw": True}, "mode": "immediate",
                                 "transition": {"duration": 0}}]}
              for name, label in zip(frame_names, labels)]
-    sliders = [{"active": int(active), "steps": steps, "x": 0.3, "len": 0.7, "y": -0.02, "yanchor": "top",
-                "pad": {"t": 8}, "currentvalue": {"prefix": prefix, "visible": True, "xanchor": "left"},
+    sliders = [{"active": int(active), "steps": steps, "x": 0.42, "len": 0.58, "y": 1.0, "yanchor": "bottom",
+                "pad": {"t": 0, "b": 4}, "currentvalue": {"prefix": prefix, "visible": True, "xanchor": "left",
+                                                          "offset": 4},
                 "transition": {"duration": 0}}]
     return menus, sliders
 
@@ -151,8 +155,8 @@ def steps_animation(coords: Sequence[np.ndarray], styles: Sequence[tuple[object,
     xy = np.concatenate([np.asarray(c, dtype=np.float64) for c in coords])
     pad = 0.05 * np.ptp(xy, axis=0).clip(min=1e-6)
     fig.update_layout(
-        title={"text": title, "x": 0.0, "font": {"size": 14}} if title else None, height=HEIGHT,
-        margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 90}, plot_bgcolor=palette.WHITE,
+        title={"text": title, "x": 0.0, "y": 0.99, "yanchor": "top", "font": {"size": 14}} if title else None,
+        height=HEIGHT, margin={"l": 10, "r": 10, "t": TOP_MARGIN, "b": 10}, plot_bgcolor=palette.WHITE,
         updatemenus=menus, sliders=sliders, legend={"itemsizing": "constant"},
         xaxis={"showticklabels": False, "zeroline": False, "range": [xy[:, 0].min() - pad[0], xy[:, 0].max() + pad[0]]},
         yaxis={"showticklabels": False, "zeroline": False, "scaleanchor": "x",
@@ -226,8 +230,9 @@ def propagation_animation(node_xy: np.ndarray, node_ids: np.ndarray, history: Ma
     menus, sliders = replay_controls(names, [str(it) for it in iterations], duration_ms, "iteration ",
                                      iterations.index(start_it))
     zoom = zoom_ranges(np.asarray(node_xy, dtype=np.float64), background_xy)
-    fig.update_layout(title={"text": title, "x": 0.0, "font": {"size": 14}} if title else None, height=HEIGHT,
-                      margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 90}, plot_bgcolor=palette.WHITE,
+    fig.update_layout(title={"text": title, "x": 0.0, "y": 0.99, "yanchor": "top", "font": {"size": 14}}
+                      if title else None, height=HEIGHT,
+                      margin={"l": 10, "r": 10, "t": TOP_MARGIN, "b": 10}, plot_bgcolor=palette.WHITE,
                       updatemenus=menus, sliders=sliders, legend={"itemsizing": "constant"},
                       xaxis={"showticklabels": False, "zeroline": False, "range": zoom[0]},
                       yaxis={"showticklabels": False, "zeroline": False, "scaleanchor": "x", "range": zoom[1]},

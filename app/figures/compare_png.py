@@ -19,7 +19,8 @@ from . import palette
 from .compare import METRICS, curve_styles
 
 DPI = 120
-MPL_DASHES = {"solid": "-", "dash": "--", "dot": ":", "dashdot": "-."}
+MPL_DASHES = {"solid": "-", "dash": "--", "dot": ":", "dashdot": "-.", "longdash": (0, (8, 3)),
+              "longdashdot": (0, (8, 3, 1, 3))}
 
 
 def _figure(width: float, height: float):
@@ -54,7 +55,8 @@ def curves_png(points: Sequence[Mapping], key: str, title: str | None = None) ->
     ax.set_xlabel("student epoch")
     ax.set_ylabel(METRICS.get(key, key).split(" (")[0].lower())
     ax.grid(True, color=palette.LIGHT_GREY, linewidth=0.6)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, fontsize=8, frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8, frameon=False,
+              handlelength=4)  # long enough handles to tell the dashes apart
     return _png(fig)
 
 
@@ -84,17 +86,32 @@ def table_png(header: Sequence[str], rows: Sequence[Sequence], title: str = "", 
 
 def grid_png(images: Sequence[np.ndarray], captions: Sequence[str], title: str = "", columns: int = 6) -> bytes:
     """Thumbnails (uint8 RGB) in a grid, each with its caption under it (the per-sample view as shown)."""
+    return _png(grid_figure(images, captions, title, columns))
+
+
+def grid_figure(images: Sequence[np.ndarray], captions: Sequence[str], title: str = "", columns: int = 6):
+    """The matplotlib figure of :func:`grid_png`."""
     if not len(images):
         raise ValueError("no samples to draw")
     rows = int(np.ceil(len(images) / columns))
-    fig = _figure(2.1 * columns, 2.6 * rows + (0.4 if title else 0.0))
-    for k, (image, caption) in enumerate(zip(images, captions)):
-        ax = fig.add_subplot(rows, columns, k + 1)
+    lines = [textwrap.wrap(caption.replace(" · ", "; "), CAPTION_WIDTH) for caption in captions]
+    # every row as tall as its picture plus the longest caption, in its own band: captions never reach the next row
+    caption_inches = CAPTION_LINE * max((len(wrapped) for wrapped in lines), default=1) + 0.15
+    picture, top = 1.9, (0.45 if title else 0.1)
+    fig = _figure(2.1 * columns, rows * (picture + caption_inches) + top)
+    height = fig.get_figheight()
+    for k, (image, wrapped) in enumerate(zip(images, lines)):
+        row, col = divmod(k, columns)
+        bottom = height - top - (row + 1) * (picture + caption_inches) + caption_inches
+        ax = fig.add_axes((col / columns + 0.01, bottom / height, 1 / columns - 0.02, picture / height))
         ax.imshow(np.asarray(image), interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_xlabel("\n".join(textwrap.wrap(caption.replace(" · ", "; "), 30)), fontsize=6.5)
+        ax.text(0.5, -0.04, "\n".join(wrapped), transform=ax.transAxes, ha="center", va="top", fontsize=6.5)
     if title:
-        fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    return _png(fig)
+        fig.text(0.01, 1 - 0.1 / height, title, fontsize=11, va="top")
+    return fig
+
+
+CAPTION_WIDTH = 30  # characters per caption line under a thumbnail
+CAPTION_LINE = 0.13  # inches per caption line at 6.5 points

@@ -24,7 +24,7 @@ GROUP_COLORS = {
     ("all", "easy"): palette.DARK, ("all", "not easy"): palette.LIGHT_GREY,
     ("clean", None): palette.BLUE, ("noisy", None): palette.VERMILLION, ("all", None): palette.GREY,
 }
-#: Not easy bars are hatched as well, a cue that does not depend on colour.
+#: Not easy bars are hatched as well, a cue that does not depend on colour (white lines over the bar's colour).
 GROUP_PATTERNS = {"not easy": "/"}
 
 
@@ -100,8 +100,9 @@ def loss_histogram_figure(losses: np.ndarray, noisy: np.ndarray | None = None, e
         counts, _ = np.histogram(losses[mask & finite], bins=edges)
         pattern = GROUP_PATTERNS.get(name.split(" · ")[-1])
         marker = {"color": _group_color(name), "line": {"width": 0}}
-        if pattern:
-            marker["pattern"] = {"shape": pattern, "fgcolor": palette.WHITE, "size": 6, "solidity": 0.2}
+        if pattern:  # white hatching *over* the group's colour (overlay): the bar and its legend swatch keep it
+            marker["pattern"] = {"shape": pattern, "fillmode": "overlay", "fgcolor": palette.WHITE,
+                                 "fgopacity": 0.9, "size": 6, "solidity": 0.25}
         fig.add_trace(go.Bar(x=centres, y=counts, width=widths, name=name, marker=marker,
                              hovertemplate=f"{name}<br>{loss_name} %{{x:.3f}}: %{{y}}<extra></extra>"))
     for value, label, dash in ((cutoff, "small-loss cut-off", "solid"), (new_cutoff, "moved cut-off", "dash")):

@@ -24,7 +24,7 @@ HEIGHT = 330
 SERIES_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "cross", "star")
 #: A band is named only when it spans this fraction of the chart's width per character of its name (about
 #: 40 characters of 10 px type fit across a chart a third of a 1024-px screen wide), so names never overlap.
-BAND_CHAR_FRACTION = 1 / 36
+BAND_CHAR_FRACTION = 1 / 30
 
 
 def metric_series(metrics: Metrics, key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -79,8 +79,8 @@ def _line_chart(metrics: Metrics, series: Sequence[tuple[str, str]], title: str,
     yaxis = {"title": {"text": y_title}}
     if y_range is not None:
         yaxis["range"] = list(y_range)
-    layout = {"title": {"text": title, "x": 0.0, "font": {"size": 14}}, "height": HEIGHT,
-              "margin": {"l": 50, "r": 10, "t": 40, "b": 10},
+    layout = {"title": {"text": title, "x": 0.0, "y": 0.98, "yanchor": "top", "font": {"size": 14}},
+              "height": HEIGHT, "margin": {"l": 50, "r": 10, "t": 58, "b": 10},
               "legend": {"orientation": "h", "y": -0.3, "yanchor": "top", "x": 0, "xanchor": "left"},
               "xaxis": {"title": {"text": "step"}, "rangemode": "tozero"}, "yaxis": yaxis,
               "hovermode": "x unified", "shapes": shapes, "annotations": annotations,
@@ -101,8 +101,9 @@ def _phase_bands(metrics: Metrics) -> tuple[list[dict], list[dict]]:
                        "line": {"width": 0}, "layer": "below"})
         if not band_fits(phase, last - first + 1, steps_shown):
             continue
+        # above the plot area (in the top margin, under the title): never on a curve near 1.0
         annotations.append({"text": phase, "xref": "x", "yref": "paper", "x": first - 0.5, "y": 1,
-                            "xanchor": "left", "yanchor": "top", "showarrow": False,
+                            "xanchor": "left", "yanchor": "bottom", "showarrow": False,
                             "font": {"size": 10, "color": palette.MID_GREY}})
     return shapes, annotations
 

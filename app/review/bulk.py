@@ -11,6 +11,7 @@ from app.access import can, require
 from app.common import current_reviewer
 from app.figures import review as figs
 from app.review.context import ReviewContext, flash, md
+from app.samples import original_pictures
 from engine.errors import UserError
 from engine.rundir import ReviewStore
 from engine.readers.triage import bulk_candidates
@@ -52,8 +53,9 @@ def bulk_section(ctx: ReviewContext) -> None:
     if ctx.dataset.kind == "image" and len(rows):
         shown = rows[:THUMBNAILS]
         with st.container(key="review_bulk_preview"):
-            st.image([figs.thumbnail(ctx.dataset.train_x[i], scale=5) for i in shown], caption=[md(c) for c in captions[:len(shown)]],
-                     width=64)
+            pictures = original_pictures(ctx.dataset, shown, 128) or \
+                [figs.thumbnail(ctx.dataset.train_x[i], scale=5) for i in shown]
+            st.image(pictures, caption=[md(c) for c in captions[:len(shown)]], width=64)
         if len(rows) > THUMBNAILS:
             st.caption(f"Thumbnails of the first {THUMBNAILS} of {len(rows)}.")
     else:

@@ -10,6 +10,7 @@ import streamlit as st
 
 from app.figures import review as figs
 from app.review.context import ReviewContext, md
+from app.samples import original_pictures
 from engine.readers.export import decisions_table
 from engine.rundir import Consensus
 
@@ -76,7 +77,7 @@ def details(ctx: ReviewContext, sample: int, revealed: bool) -> None:
     edge = np.maximum(sims, 0) ** ctx.power
     st.caption(f"{len(near)} nearest neighbours ({'refined' if revealed else 'given'} label · edge weight)")
     if dataset.kind == "image":
-        st.image([figs.thumbnail(dataset.train_x[j], scale=6) for j in near],
+        st.image(original_pictures(dataset, near, 112) or [figs.thumbnail(dataset.train_x[j], scale=6) for j in near],
                  caption=[md(f"{names[labels[j]]} · {w:.2f}") for j, w in zip(near, edge)], width=56)
     else:
         st.dataframe(pd.DataFrame({"sample": ctx.keys[near], "label": [names[labels[j]] for j in near],

@@ -22,6 +22,7 @@ from app.setup.create import create_run
 from app.setup.data_inputs import DataChoice, data_section
 from app.setup.label_inputs import label_section
 from app.setup.method_inputs import knob_inputs, loss_weight_inputs, method_inputs, noise_inputs, schedule_inputs
+from app.setup.teacher_mode import teacher_mode_inputs
 from engine.method import RunConfig, defaults_for_teacher, with_teacher_defaults
 from engine.errors import UserError
 from engine.rundir import RunStore, list_runs
@@ -77,6 +78,10 @@ def custom_run() -> None:
     with method:
         st.markdown("**Method and networks**")
         method_values, method_problems = method_inputs(start, key, data.facts, (base.teacher, base.student))
+        mode_values, mode_problems = teacher_mode_inputs(start.teacher_weights, start.teacher_mode, key, spec,
+                                                         method_values["teacher"], method_values["method"])
+        method_values |= mode_values
+        method_problems += mode_problems
     base = with_teacher_defaults(base, method_values["teacher"])  # the pair's schedule where base keeps the general one
     with schedule:
         st.markdown("**Schedule**")

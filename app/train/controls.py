@@ -49,6 +49,9 @@ def no_run_open() -> None:
     st.stop()
 
 
+PAUSE_NOTE_KEY = "train-pause-note"
+
+
 def press(path: str, command: str, shown_step: int) -> None:
     """A button's or a key's callback: start ``command`` unless the press is stale.
 
@@ -59,8 +62,8 @@ def press(path: str, command: str, shown_step: int) -> None:
         return
     worker = get_worker(path)
     if command == "pause":
-        if worker.submit("pause"):
-            st.toast("Pausing after the step in progress.")
+        if worker.submit("pause"):  # said beside the buttons (a toast would cover the run's description)
+            st.session_state[PAUSE_NOTE_KEY] = "Pausing after the step in progress."
         return
     if worker.busy or not bound_to_step(shown_step, RunStore(path).status().get("step")):
         return  # this press's step is already on its way
@@ -118,6 +121,9 @@ def controls(store: RunStore, status: dict, busy: bool, elsewhere: bool) -> None
                       args=(path, "reset", shown))
         else:
             st.button("Reset the run", key="train-reset", type="primary", on_click=press, args=(path, "reset", shown))
+    note = st.session_state.pop(PAUSE_NOTE_KEY, None)
+    if note and busy:
+        row.caption(note)
     hidden_buttons("train-keys", [HiddenButton("Step (PageDown)", "PageDown", "train-step-pagedown", press,
                                                (path, "step", shown), disabled=blocked or done)])
 

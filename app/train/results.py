@@ -162,14 +162,17 @@ def takeaway(store: RunStore, config, metrics: list[dict]) -> None:
         st.markdown("#### Takeaway")
         for line in takeaway_lines(metrics, outcome, config.method, comparisons):
             st.markdown(line)
-        fixed = instructive_samples(given, refined, true, snapshot.get("lp_confidence"))
+        try:
+            dataset = load_dataset(str(store.path))
+        except UserError:
+            return
+        fixed = instructive_samples(given, refined, true, snapshot.get("lp_confidence"),
+                                    positions=dataset.train_x if dataset.kind == "points" else None)
         if fixed:
-            st.caption("Five labels the method fixed (given → refined · AWE weight), the propagation surest:")
-            try:
-                dataset = load_dataset(str(store.path))
-            except UserError:
-                return
+            st.caption("Five labels the method fixed (given → refined · AWE weight), the propagation surest"
+                       + (", spread over the data (the red ring marks each on the map):"
+                          if dataset.kind == "points" else ":"))
             render_sample_grid(fixed, dataset.kind, dataset.train_x, given, refined, snapshot["weight"],
-                               dataset.class_names, columns=len(fixed))
+                               dataset.class_names, columns=len(fixed), dataset=dataset)
 
 

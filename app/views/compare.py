@@ -16,15 +16,16 @@ from app.text import md, text_table
 
 from app.access import can, require
 from app.common import current_store, runs_root
-from app.compare_widgets import (LABEL_KINDS, comparable_with, create_and_queue, csv_button, curves_frame,
-                                 describe_plan, figure_buttons, filtered_samples, outcome_patterns, plan_set,
-                                 png_button, progress_lines, run_labels, run_names, sample_caption, sample_filters,
-                                 split_shared, table_buttons, table_frame, table_note)
+from app.compare_widgets import (LABEL_KINDS, MAX_SEEDS, by_method_frame, comparable_with, compact, create_and_queue,
+                                 csv_button, curves_frame, describe_plan, figure_buttons, filtered_samples,
+                                 outcome_patterns, plan_set, png_button, progress_lines, queue_on_data, run_labels,
+                                 run_names, sample_caption, sample_filters, split_shared, table_buttons, table_frame,
+                                 table_note, warnings_block, with_chance)
 from app.figures.compare import METRICS, curve_figure
 from app.figures.compare_png import grid_png
-from app.samples import load_dataset, thumbnails
+from app.samples import load_dataset, original_pictures, thumbnails
 from app.worker import current_queue, is_live
-from engine.readers.compare import comparison_table, curves, per_sample, same_data
+from engine.readers.compare import by_method, chance_sentence, comparison_table, curves, per_sample, same_data
 from engine.errors import UserError
 from engine.rundir import RunStore
 
@@ -39,18 +40,23 @@ def comparison_set(root: Path, names: list[str], expanded: bool) -> None:
         chosen = st.selectbox("Settings of run", names, index=index, key="compare-set-source")
         ablations = st.checkbox("Also the ablations: AML-KD without AWE, without the mutual stage, without stage 0",
                                 key="compare-set-ablations")
+        seeds = st.number_input("Seeds", min_value=1, max_value=MAX_SEEDS, value=1, step=1, key="compare-set-seeds",
+                                help="Train the set on this many seeds (the run's seed and the next ones; each seed "
+                                     "draws its own noisy labels): the table then shows each method's mean and "
+                                     "spread.")
         try:
-            members = plan_set(root / chosen, ablations)
+            members = plan_set(root / chosen, ablations, int(seeds))
         except UserError as exc:
             st.error(f"No comparison set from {md(chosen)}: {md(exc)}")
             return
-        st.markdown("Same data, noise, seed and schedule; only the method changes:\n\n" +
+        same = "Same data, noise, seed and schedule" if seeds == 1 else "Same data, noise and schedule, per seed"
+        st.markdown(f"{same}; only the method changes:\n\n" +
                     "\n".join(f"- {line}" for line in describe_plan(members)))
         if st.button("Create and train them", key="compare-set-create", type="primary",
                      disabled=not can("train")) and require("train"):
             start_set(members)
     queue = current_queue()
-    if queue is not None:
+    if queue is not None and queue_on_data(queue, root / chosen):
         st.fragment(_progress, run_every=2.0 if queue.busy else None)(queue.busy)
 
 
@@ -83,19 +89,27 @@ def results(names: list[str], was_live: bool = False) -> None:
         return
     try:
         rows, points = comparison_table(stores), curves(stores)
+        rows = with_chance(rows, stores)
     except UserError as exc:
         st.error(f"These runs cannot be shown: {md(exc)}")
         return
-    for row in rows:
-        for warning in row["warnings"]:
-            st.warning(f"**{md(row['run'])}**: {md(warning['message'])}", icon=":material/warning:")
     st.subheader("Results")
-    frame, note = table_frame(rows), table_note(rows)
-    table, shared = split_shared(frame)
-    st.markdown(f"Every run: {shared}" if shared else "")
+    block = warnings_block(rows)
+    if block:
+        st.warning(block, icon=":material/warning:")
+    frame, note, sentence = table_frame(rows), table_note(rows), chance_sentence(rows)
+    table, shared = split_shared(compact(frame))
+    st.markdown(f"Every run: {shared}" if shared else "")  # its names escaped by split_shared
     st.table(text_table(table))
+    if sentence:
+        st.info(sentence, icon=":material/casino:")
     st.caption(note)
-    table_buttons(frame, note)
+    methods = by_method(rows)
+    several = len({r["seed"] for r in rows}) > 1
+    table_buttons(frame, note + (f" {sentence}" if sentence else ""), by_method_frame(methods) if several else None)
+    if several:
+        st.markdown("**Over the seeds** (finished runs; mean ± sample standard deviation)")
+        st.table(text_table(by_method_frame(methods)))
 
     st.subheader("Over the student's epochs")
     frame = curves_frame(points)
@@ -109,7 +123,11 @@ def results(names: list[str], was_live: bool = False) -> None:
                     st.caption("CE and KD train on the given labels: their line is the given labels' precision.")
             else:
                 st.info(f"{METRICS[key]}: not measured (no truth for the given labels).")
-    per_sample_view(stores, run_labels(rows))
+    seed = rows[0]["seed"]  # the per-sample view: one seed's runs (other seeds have other given labels)
+    own = [(st_, r) for st_, r in zip(stores, rows) if r["seed"] == seed]
+    if several:
+        st.caption(f"Per sample: the runs of seed {seed}.")
+    per_sample_view([s_ for s_, _ in own], run_labels([r for _, r in own]))
 
 
 def per_sample_view(stores, labels: dict[str, str]) -> None:
@@ -132,7 +150,7 @@ def per_sample_view(stores, labels: dict[str, str]) -> None:
     if len(indices):
         dataset = load_dataset(str(stores[0].path))
         shown = [int(i) for i in indices[:GRID]]
-        pictures = thumbnails(dataset.kind, dataset.train_x, shown)
+        pictures = original_pictures(dataset, shown) or thumbnails(dataset.kind, dataset.train_x, shown)
         captions = [sample_caption(view, which, i, labels) for i in shown]
         for start in range(0, len(shown), 6):
             for cell, picture, caption in zip(st.columns(6), pictures[start:start + 6], captions[start:start + 6]):

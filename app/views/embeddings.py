@@ -56,7 +56,7 @@ def main() -> None:
         sources.append("input")
     c1, c2, c3 = st.columns([1.2, 1.4, 1.2])
     source = c1.radio("Features", sources, format_func=SOURCE_LABELS.get, horizontal=True, key="emb_source")
-    s1, s2 = st.columns([4, 1], vertical_alignment="bottom")
+    s1, s2 = st.columns([3, 1.3], vertical_alignment="bottom")  # room for the toggle's label at 1024 px
     step = s1.select_slider("Step", options=steps, value=steps[-1], key="emb_step",
                             format_func=lambda s: step_label(s, phases),
                             help="Each step's layout starts from the nearest step already projected, so "
@@ -119,7 +119,7 @@ def main() -> None:
     chosen = selected()
     st.subheader(f"Selected samples ({len(chosen)})")
     render_sample_grid(chosen, dataset.kind, dataset.train_x, given, refined, snapshot["weight"],
-                       dataset.class_names)
+                       dataset.class_names, dataset=dataset)
 
 
 

@@ -27,7 +27,7 @@ import streamlit as st
 from app import present
 from app.common import require_store
 from app.figures.animation import SPEEDS, propagation_animation
-from app.graph_story import relabelled_in_step, story_order
+from app.graph_story import busiest_step, fixed_first, relabelled_in_step, story_order
 from app.graph_view import (
     CHART_KEY,
     SAMPLE_KEY,
@@ -38,6 +38,7 @@ from app.graph_view import (
     render_what_if,
     render_why,
     story_buttons,
+    step_changes,
     sync_centre,
 )
 from app.samples import load_dataset, load_snapshot, step_label, step_phases
@@ -61,8 +62,15 @@ def main() -> None:
     names = [str(c) for c in dataset.class_names]
     n, num_classes = len(given), len(names)
 
-    step = st.select_slider("Step (steps that propagated labels)", options=lp_steps, value=lp_steps[-1],
-                            key="graph_step", format_func=lambda s: step_label(s, phases))
+    changes = step_changes(store, run_dir, lp_steps)
+    show_all = st.toggle("Also quiet steps and labels the method broke", key="graph_all",
+                         help="By default the page walks through the steps that relabelled samples and the "
+                              "samples they fixed.")
+    options = lp_steps if show_all or not any(changes.values()) else [s for s in lp_steps if changes[s]]
+    if st.session_state.get("graph_step") not in options:  # on opening: the step that relabelled the most
+        st.session_state["graph_step"] = busiest_step({s: changes[s] for s in options})
+    step = st.select_slider("Step (steps that propagated labels)", options=options, key="graph_step",
+                            format_func=lambda s: f"{step_label(s, phases)} · {changes[s]} relabelled")
     phase = phases[step]
     snapshot = load_snapshot(run_dir, step)
     metrics = next(m for m in store.metrics() if m.get("step") == step)
@@ -70,8 +78,11 @@ def main() -> None:
     mtime = store.snapshot_path(step).stat().st_mtime
 
     seeds = step_seeds(snapshot, phase, num_classes).labels
-    changed = relabelled_in_step(snapshot["refined"], previous_labels(store, run_dir, step, given))
+    before = previous_labels(store, run_dir, step, given)
+    changed = relabelled_in_step(snapshot["refined"], before)
     order = story_order(changed, snapshot["neighbor_idx"], seeds, snapshot["refined"], snapshot.get("lp_confidence"))
+    order = fixed_first(order, before, snapshot["refined"], true if (true >= 0).any() else None, seeds,
+                        include_broken=show_all)
     follow_step(step, order, picked=sync_centre(n))
     c1, c2, c3 = st.columns([1, 1, 1])
     center = int(c1.number_input("Sample index", min_value=0, max_value=n - 1, step=1, key=SAMPLE_KEY,
@@ -79,7 +90,8 @@ def main() -> None:
     hops = c2.radio("Neighbourhood", (1, 2), format_func=lambda h: f"{h} hop" + ("s" if h > 1 else ""),
                     horizontal=True, key="graph_hops")
     speed = c3.radio("Replay speed", list(SPEEDS), index=1, horizontal=True, key="graph_speed")
-    story_buttons(order, center, step_label(step, phases))
+    story_buttons(order, center, step_label(step, phases),
+                  "fixed" if (true >= 0).any() and not show_all else "relabelled")
 
     coords = layout(store, step, source, dataset, snapshot)
     if coords is None:

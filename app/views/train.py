@@ -17,9 +17,11 @@ redraw; a longer one hands over to the live panel.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
-from app.text import md
+from app.text import code_span, md
 
 from app import present
 from app.common import RUN_DIR_KEY, current_store
@@ -51,7 +53,9 @@ def main() -> None:
         st.error(f"This run cannot be shown: {md(exc)}")
         st.stop()
     st.title(present.title(f"Train · {md(store.path.name)}", "Train"))
-    st.caption((f"{md(store.path.name)} · " if present.is_on() else "") + config_summary(config))
+    features = f" · graph and stage 0 from the features in {code_span(Path(config.teacher_features).name)}" \
+        if config.teacher_features else ""  # a run on features from elsewhere says so in its header
+    st.caption((f"{md(store.path.name)} · " if present.is_on() else "") + config_summary(config) + features)
     release_focus()
     # A double press steps once: a press is dropped while the step shown is the one of the previous press.
     guard_repeats(["ArrowRight", "PageDown"], [".st-key-train-step"], screen=STEP_SHOWN)

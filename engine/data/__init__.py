@@ -14,13 +14,14 @@ from .archive import MAX_FILES as ARCHIVE_MAX_FILES
 from .archive import extract_zip, find_dataset_root
 from .base import Dataset, DatasetSpec, parse_dataset_spec
 from .embedded import TOY_DEFAULTS
-from .folder import TEST_FRACTION, VALID_LAYOUT, folder_summary, split_path_options, stratified_holdout
+from .folder import (TEST_FRACTION, THUMBNAIL_SIZE, VALID_LAYOUT, folder_summary, original_thumbnail,
+                     split_path_options, stratified_holdout)
 from .labels import guess_columns, label_file_report, label_table_preview, read_label_csv
 from .registry import available_datasets, dataset_for_config, load_dataset
 from .torchvision_sets import ALIASES as TORCHVISION_ALIASES
 
 # The face the app uses (Setup's data inputs); the rest of the engine imports modules by name.
-__all__ = ["ARCHIVE_MAX_BYTES", "ARCHIVE_MAX_FILES", "TEST_FRACTION", "TORCHVISION_ALIASES", "TOY_DEFAULTS",
+__all__ = ["ARCHIVE_MAX_BYTES", "ARCHIVE_MAX_FILES", "TEST_FRACTION", "THUMBNAIL_SIZE", "TORCHVISION_ALIASES", "TOY_DEFAULTS",
            "VALID_LAYOUT", "Dataset", "DatasetSpec", "available_datasets", "dataset_for_config", "extract_zip",
            "find_dataset_root", "folder_summary", "guess_columns", "label_file_report", "label_table_preview",
-           "load_dataset", "parse_dataset_spec", "read_label_csv", "split_path_options", "stratified_holdout"]
+           "load_dataset", "original_thumbnail", "parse_dataset_spec", "read_label_csv", "split_path_options", "stratified_holdout"]

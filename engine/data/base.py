@@ -42,6 +42,14 @@ class Dataset:
         Training augmentation: ``"none"`` or ``"crop_flip"``.
     skipped : tuple of str
         Files that were passed over while loading, with the reason.
+    root : str or None
+        The folder the keys are paths in (image folders): a sample's original
+        file is ``root/key`` (:meth:`original_file`). ``None`` for data
+        without files (digits, toys, torchvision's arrays).
+
+    ``train_x`` and ``test_x`` are arrays in memory for small data, or
+    :class:`engine.data.stream.ImageFiles` for images decoded on demand (a
+    photo folder): both have ``shape``, ``len`` and ``x[i]``.
     """
 
     name: str
@@ -57,6 +65,7 @@ class Dataset:
     test_labels: str = "truth"
     augment: str = "none"
     skipped: tuple[str, ...] = field(default=())
+    root: str | None = None
 
     @property
     def num_classes(self) -> int:
@@ -69,6 +78,20 @@ class Dataset:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(int(s) for s in self.train_x.shape[1:])
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the images stay files, decoded on demand (not arrays in memory)."""
+        return not isinstance(self.train_x, np.ndarray)
+
+    def original_file(self, index: int, split: str = "train") -> str | None:
+        """The original image file of a sample (None for data without files)."""
+        keys = self.train_keys if split == "train" else self.test_keys
+        if self.root is None or not keys:
+            return None
+        import os
+
+        return os.path.join(self.root, keys[index])
 
     def keys(self) -> tuple[str, ...]:
         """Sample keys; the index as a string when none were given."""

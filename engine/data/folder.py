@@ -50,7 +50,11 @@ DEFAULT_SIZE = 32  # larger or mixed images are resized to 32x32, the CIFAR size
 MAX_SIZE = 256
 TEST_FRACTION = 0.2
 SPLIT_SEED = 0  # the held-out test split never changes with the run's seed
-OPTIONS = ("size", "mode", "augment", "test")
+OPTIONS = ("size", "mode", "augment", "test", "stream")
+STREAM_SIZE = 224  # streamed photos: torchvision's ImageNet input size, what the pretrained backbones read
+MAX_STREAM_SIZE = 512
+PHOTO_SIDE = 64  # images whose shorter side exceeds this are photos: streamed by default
+IN_MEMORY_BYTES = 1 << 30  # a float32 training tensor above this streams instead
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
 SHOWN = 5  # offenders named in an error message
 
@@ -305,7 +309,8 @@ def folder_summary(directory: str | Path) -> dict:
     """A JSON-ready description of a dataset folder for the Setup page
     (headers only; raises :class:`UserError` like :func:`scan_folder`)."""
     scan = scan_folder(directory)
-    height, width = scan.default_size()
+    streams = _streams(scan, {"stream": None, "size": None}, scan.default_mode())
+    height, width = (STREAM_SIZE, STREAM_SIZE) if streams else scan.default_size()
     return {
         "root": str(scan.root),
         "classes": list(scan.class_names),
@@ -316,6 +321,7 @@ def folder_summary(directory: str | Path) -> dict:
         "modes": dict(scan.modes),
         "default_size": f"{width}x{height}",
         "default_mode": scan.default_mode(),
+        "streamed": streams,  # by default: photos stay files, decoded at default_size (engine.data.stream)
         "skipped": list(scan.skipped),
     }
 
@@ -354,6 +360,36 @@ def decode_image(path: str, size: tuple[int, int], mode: str) -> np.ndarray:
             img = img.resize((width, height), Image.Resampling.BILINEAR)
         array = np.asarray(img, dtype=np.uint8)
     array = array[:, :, None] if array.ndim == 2 else array
+    array.setflags(write=False)
+    CACHE.put(key, array)
+    return array
+
+
+THUMBNAIL_SIZE = 256  # the originals on screen: the longer side, in pixels
+
+
+def original_thumbnail(path: str, size: int = THUMBNAIL_SIZE) -> np.ndarray:
+    """An original image file for the screen: uint8 ``(h, w, 3)``, its longer side ``size`` (never enlarged
+    beyond it, aspect kept); cached like decoded images.
+
+    Raises
+    ------
+    UserError
+        The file is gone or no longer an image (one line naming it).
+    """
+    try:
+        key = ("thumbnail", *_file_id(str(path)), size)
+        cached = CACHE.get(key)
+        if cached is not None:
+            return cached
+        with Image.open(path) as img:
+            img.draft("RGB", (size, size))
+            img = _to_mode(img, "RGB")
+            img.thumbnail((size, size), Image.Resampling.LANCZOS)
+            array = np.asarray(img, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise UserError(f"image {shown(str(path))} cannot be shown ({type(exc).__name__}); it was moved, "
+                        "deleted or changed since the run was made") from None
     array.setflags(write=False)
     CACHE.put(key, array)
     return array
@@ -404,8 +440,9 @@ def _read_options(options: dict[str, str], spec_text: str) -> dict:
                         f"valid: {', '.join(OPTIONS)}")
     parsed = DatasetSpec("folder", tuple(options.items()))
     size = parsed.option("size", None, int)
-    if size is not None and not 4 <= size <= MAX_SIZE:
-        raise UserError(f"folder option size={size} is out of range; valid: 4..{MAX_SIZE}")
+    if size is not None and not 4 <= size <= (MAX_STREAM_SIZE if options.get("stream") == "1" else MAX_SIZE):
+        raise UserError(f"folder option size={size} is out of range; valid: 4..{MAX_SIZE} (4..{MAX_STREAM_SIZE} "
+                        "with stream=1)")
     mode = options.get("mode")
     if mode is not None:
         mode = {"l": "L", "gray": "L", "grey": "L", "grayscale": "L", "rgb": "RGB", "color": "RGB"}.get(mode.lower())
@@ -417,7 +454,12 @@ def _read_options(options: dict[str, str], spec_text: str) -> dict:
     test = parsed.option("test", TEST_FRACTION, float)
     if not 0.0 <= test < 1.0:
         raise UserError(f"folder option test={test} is out of range; valid: 0 <= test < 1")
-    return {"size": size, "mode": mode, "augment": augment, "test": test}
+    stream = options.get("stream")
+    if stream is not None and stream not in ("0", "1"):
+        raise UserError(f"folder option stream={shown(stream)} is not valid; valid: 1 (files decoded on demand), "
+                        "0 (all images in memory)")
+    return {"size": size, "mode": mode, "augment": augment, "test": test,
+            "stream": None if stream is None else stream == "1"}
 
 
 def stratified_holdout(labels: np.ndarray, fraction: float, seed: int = SPLIT_SEED) -> np.ndarray:
@@ -447,8 +489,10 @@ def load_folder(spec: DatasetSpec) -> Dataset:
     spec_text = f"{spec.name}:{spec.path}"
     settings = _read_options(options, spec_text)
     scan = scan_folder(path)
-    size = (settings["size"], settings["size"]) if settings["size"] else scan.default_size()
     mode = settings["mode"] or scan.default_mode()
+    if _streams(scan, settings, mode):
+        return _streamed_folder(scan, settings, mode, spec_text)
+    size = (settings["size"], settings["size"]) if settings["size"] else scan.default_size()
     if scan.modes["L"] and scan.modes["RGB"]:
         log.info("folder %s mixes grayscale and colour images; all are converted to %s", scan.root, mode)
     workers = max(1, min(4, os.cpu_count() or 1))
@@ -476,7 +520,48 @@ def load_folder(spec: DatasetSpec) -> Dataset:
         train_x=_to_float(train_images), train_true=train_labels,
         test_x=_to_float(test_images), test_true=test_labels,
         train_keys=train_keys, test_keys=test_keys, augment=settings["augment"] or _default_augment(size),
-        skipped=skipped)
+        skipped=skipped, root=str(scan.root))
+
+
+# ---------------------------------------------------------------- streamed
+def _streams(scan: FolderScan, settings: dict, mode: str) -> bool:
+    """``stream=`` as given; else photos (most images' shorter side above :data:`PHOTO_SIDE`) or a training
+    tensor above :data:`IN_MEMORY_BYTES` stream, the rest is held in memory as before."""
+    if settings["stream"] is not None:
+        return settings["stream"]
+    photos = sum(n for (w, h), n in scan.sizes.items() if min(w, h) > PHOTO_SIDE)
+    if settings["size"] is None and photos * 2 > sum(scan.sizes.values()):
+        return True
+    side = settings["size"] or max(scan.default_size())
+    channels = 1 if mode == "L" else 3
+    return len(scan.train) * channels * side * side * 4 > IN_MEMORY_BYTES
+
+
+def _streamed_folder(scan: FolderScan, settings: dict, mode: str, spec_text: str) -> Dataset:
+    """The folder as files (:class:`engine.data.stream.ImageFiles`) decoded on demand at ``size`` (default
+    :data:`STREAM_SIZE`); files whose header is unreadable were skipped by the scan."""
+    from .stream import ImageFiles
+
+    side = settings["size"] or STREAM_SIZE
+    keys = tuple(k for k, _ in scan.train)
+    labels = np.array([c for _, c in scan.train], dtype=np.int64)
+    _check_classes_left(labels, scan)
+    if scan.test is not None:
+        train_keys, train_labels = keys, labels
+        test_keys, test_labels = tuple(k for k, _ in scan.test), np.array([c for _, c in scan.test], np.int64)
+    else:
+        held = stratified_holdout(labels, settings["test"])
+        train_keys, train_labels = tuple(k for k, h in zip(keys, held) if not h), labels[~held]
+        test_keys, test_labels = tuple(k for k, h in zip(keys, held) if h), labels[held]
+    if scan.skipped:
+        log.warning("skipped %d file(s) in %s: %s", len(scan.skipped), scan.root, "; ".join(scan.skipped[:SHOWN]))
+    files = [str(scan.root / k) for k in train_keys], [str(scan.root / k) for k in test_keys]
+    return Dataset(
+        name=spec_text, kind="image", class_names=scan.class_names,
+        train_x=ImageFiles(files[0], side, mode), train_true=train_labels,
+        test_x=ImageFiles(files[1], side, mode), test_true=test_labels,
+        train_keys=train_keys, test_keys=test_keys, augment=settings["augment"] or "crop_flip",
+        skipped=scan.skipped, root=str(scan.root))
 
 
 def _check_classes_left(labels: np.ndarray, scan: FolderScan) -> None:

@@ -3,7 +3,8 @@
 activations (the graph L2-normalises them).
 
 Architectures are looked up by name in a registry; ``default_pair`` picks a
-teacher/student pair for a dataset.
+teacher/student pair for a dataset. ``torchvision:NAME`` names torchvision's
+networks (:mod:`engine.models.zoo`), with ImageNet weights or a file.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from collections.abc import Callable
 import torch.nn as nn
 
 from ..errors import UserError
-from . import cifar, small
+from . import cifar, small, zoo
+from .zoo import ARCHITECTURES as TORCHVISION_ARCHITECTURES
+from .zoo import IMAGENET, is_torchvision, load_weights
 
 Factory = Callable[[tuple[int, ...], int], nn.Module]
 
@@ -23,7 +26,14 @@ _REGISTRY: dict[str, tuple[Factory, str]] = {
     "mlp-large": (small.MlpLarge, "points"),
     "mlp-small": (small.MlpSmall, "points"),
     **{name: (factory, "image") for name, factory in cifar.MODELS.items()},
+    **{zoo.PREFIX + arch: (zoo.factory(arch), "image") for arch in zoo.ARCHITECTURES},
 }
+
+
+#: Above this side images are photos, taught by :data:`PHOTO_PAIR` (engine.data.folder streams them at 224).
+PHOTO_SIDE = 64
+#: ImageNet ResNet-18 (frozen on a CPU: a head on its features) -> MobileNet-V3-small trained from a random start.
+PHOTO_PAIR = ("torchvision:resnet18", "torchvision:mobilenet_v3_small")
 
 
 def available_models(kind: str | None = None) -> list[str]:
@@ -48,6 +58,8 @@ def default_pair(kind: str, input_shape: tuple[int, ...]) -> tuple[str, str]:
         return "mlp-large", "mlp-small"
     if input_shape[-1] <= 16:
         return "digits-cnn-large", "digits-cnn-small"
+    if input_shape[-1] > PHOTO_SIDE:  # photos (streamed at 224): a pretrained backbone teaches a small student
+        return PHOTO_PAIR
     if "cifar-small-teacher" in _REGISTRY:
         import torch
 
@@ -55,6 +67,21 @@ def default_pair(kind: str, input_shape: tuple[int, ...]) -> tuple[str, str]:
             return "wrn-40-2", "wrn-16-2"
         return "cifar-small-teacher", "cifar-small-student"
     raise UserError(f"no default models for images of shape {input_shape}; choose --teacher/--student")
+
+
+def build_with_weights(name: str, input_shape: tuple[int, ...], num_classes: int, kind: str,
+                       weights: str | None) -> nn.Module:
+    """:func:`build_model`, then ``weights`` (``imagenet`` or a file) loaded into a torchvision backbone.
+
+    Weights for a network that is not torchvision's are refused in one line.
+    """
+    model = build_model(name, input_shape, num_classes, kind)
+    if weights:
+        if not is_torchvision(name):
+            raise UserError(f"weights {weights!r} are for torchvision networks; {name!r} is not one (valid: "
+                            f"{', '.join(zoo.PREFIX + a for a in zoo.ARCHITECTURES)})")
+        load_weights(model, weights)
+    return model
 
 
 def parameter_count(model: nn.Module) -> int:

@@ -14,6 +14,12 @@ as CSV. Nothing here trains, writes, or imports the app.
   named it, noise, seed, given / refined label precision, student and
   teacher test accuracy, the student's difference to the CE run of the set,
   steps, wall time.
+- :func:`add_chance`: how much of each accuracy and of each difference to
+  CE is chance: a 95% interval for the student's test accuracy, the paired
+  difference to the CE run of the same seed with its interval and an exact
+  McNemar test on the same test samples (:mod:`engine.method.stats`);
+  :func:`chance_sentence` says it in words, :func:`by_method` gives the mean
+  and spread over seeds.
 - :func:`curves`: per run and student epoch, test accuracy and (truth
   known) label precision.
 - :func:`per_sample`: per sample, each run's final refined label and
@@ -21,6 +27,8 @@ as CSV. Nothing here trains, writes, or imports the app.
   runs disagree.
 
 Cost: a table or the curves read a few small JSON files per run; the
+statistics load each run's data and final student once and classify the test
+set, ``O(R T)`` forward passes for ``T`` test samples; the
 per-sample view reads two arrays of one snapshot per run, ``O(R N)``.
 """
 
@@ -35,6 +43,7 @@ from urllib.parse import parse_qsl
 import numpy as np
 
 from ..errors import UserError
+from ..method.stats import LEVEL, mean_and_spread, paired_difference, wilson_interval
 from ..rundir.health import below_baseline, run_warnings
 from ..method.config import METHOD_NAMES
 from ..method.noise import parse_noise_spec
@@ -54,8 +63,11 @@ COLUMNS = (
     ("given_label_precision", "given prec", "{:.3f}"),
     ("refined_label_precision", "refined prec", "{:.3f}"),
     ("student_test_accuracy", "student acc", "{:.3f}"),
+    ("student_interval", "95% interval", "{}"),
     ("teacher_test_accuracy", "teacher acc", "{:.3f}"),
     ("student_vs_ce", "student vs CE", "{:+.3f}"),
+    ("vs_ce_interval", "vs CE 95% interval", "{}"),
+    ("vs_ce_p", "p (McNemar)", "{:.3f}"),
     ("steps", "steps", "{}"),
     ("wall_seconds", "seconds", "{:.1f}"),
 )
@@ -122,10 +134,13 @@ def label_disagreement(given: np.ndarray | None, true: np.ndarray | None) -> flo
 
 
 def method_label(config) -> str:
-    """``AML-KD``, ``CE``, ``KD``, or an ablation: ``AML-KD w/o AWE``, ``AML-KD w/o mutual, stage 0``."""
+    """``AML-KD``, ``CE``, ``KD``, or an ablation: ``AML-KD w/o AWE``, ``AML-KD w/o mutual, stage 0``; a run
+    whose graph came from features of elsewhere says so: ``AML-KD + features resnet50.npz``."""
     name = METHOD_NAMES.get(config.method, config.method)
     without = getattr(config, "without", ())
-    return f"{name} w/o {', '.join(ABLATION_NAMES.get(w, w) for w in without)}" if without else name
+    label = f"{name} w/o {', '.join(ABLATION_NAMES.get(w, w) for w in without)}" if without else name
+    features = getattr(config, "teacher_features", None)
+    return f"{label} + features {Path(features).name}" if features else label
 
 
 # ---------------------------------------------------------------- comparable?
@@ -154,6 +169,7 @@ def same_data(stores: Sequence[RunStore | str | Path]) -> list[str]:
         return problems
     first, first_config, ref = loaded[0]
     a = _name(first)
+    seed_refs = {first_config.seed: (ref["given"], a, first_config)}  # seed -> its first run's labels, name, config
     for store, config, arrays in loaded[1:]:
         b = _name(store)
         n_a, n_b = len(ref["keys"]), len(arrays["keys"])
@@ -175,13 +191,29 @@ def same_data(stores: Sequence[RunStore | str | Path]) -> list[str]:
             problems.append(f"runs {a!r} and {b!r} have different classes ({', '.join(names_a)} and "
                             f"{', '.join(names_b)})")
             continue
-        wrong = int(np.sum(ref["given"] != arrays["given"]))
+        ref_given, other, other_config = ref["given"], a, first_config
+        if config.seed != first_config.seed and _seed_drawn(config) and _seed_drawn(first_config):
+            # another seed draws other noisy labels: comparable under the same noise; its given labels
+            # must match those of the first run of its own seed
+            if config.noise != first_config.noise:
+                problems.append(f"runs {a!r} and {b!r} differ in seed ({first_config.seed} and {config.seed}) and "
+                                f"in noise ({first_config.noise!r} and {config.noise!r}): runs of several seeds "
+                                "are compared under the same noise")
+                continue
+            ref_given, other, other_config = seed_refs.setdefault(config.seed, (arrays["given"], b, config))
+        cmp_given = arrays["given"]
+        wrong = int(np.sum(ref_given != cmp_given))
         if wrong:
-            problems.append(f"runs {a!r} and {b!r} have different given labels on {wrong} of {n_a} samples "
-                            f"(noise {first_config.noise!r} and {config.noise!r}, seed {first_config.seed} and "
-                            f"{config.seed}{_label_files(first_config, config)}): train them with the same "
+            problems.append(f"runs {other!r} and {b!r} have different given labels on {wrong} of {n_a} samples "
+                            f"(noise {other_config.noise!r} and {config.noise!r}, seed {other_config.seed} and "
+                            f"{config.seed}{_label_files(other_config, config)}): train them with the same "
                             "noise, seed and label file")
     return problems
+
+
+def _seed_drawn(config) -> bool:
+    """Whether the run's given labels are drawn with its seed (synthetic noise on the data's truth)."""
+    return not config.labels and parse_noise_spec(config.noise).kind != "none"
 
 
 def _index_keys(keys: np.ndarray) -> bool:
@@ -232,13 +264,16 @@ def run_results(store: RunStore, strict: bool = True) -> tuple[dict, bool]:
     return last, False
 
 
-def comparison_table(stores: Sequence[RunStore | str | Path]) -> list[dict]:
+def comparison_table(stores: Sequence[RunStore | str | Path], chance: bool = False) -> list[dict]:
     """One row per run (keys: see :data:`COLUMNS`, plus ``finished`` and
     ``total_steps``), in the order given.
 
     ``student_vs_ce`` is the student's test accuracy minus that of the first
-    finished CE run of the set (``None`` where there is none, and for that
-    run itself, whose ``baseline`` is True). ``warnings``: the run's
+    finished CE run of the set with the same seed (``baseline_run``; ``None``
+    where there is none, and for that run itself, whose ``baseline`` is True).
+    ``teacher_features``: the file name of the run's features from elsewhere,
+    or ``None``. With ``chance``, :func:`add_chance` adds the intervals and the
+    paired test. ``warnings``: the run's
     :mod:`engine.rundir.health` warnings (``code``, ``message``), ``below_ce`` added
     where its student falls below that CE run's. Numbers are ``None`` where the
     run does not measure them (no teacher in CE, no truth for a label file).
@@ -262,22 +297,217 @@ def comparison_table(stores: Sequence[RunStore | str | Path]) -> list[dict]:
             "refined_label_precision": results.get("refined_label_precision"),
             "student_test_accuracy": results.get("student_test_accuracy"),
             "teacher_test_accuracy": results.get("teacher_test_accuracy") if config.method != "ce" else None,
-            "student_vs_ce": None, "baseline": False, "steps": results.get("steps"),
+            "student_vs_ce": None, "baseline": False, "baseline_run": None, "steps": results.get("steps"),
+            "teacher_features": Path(config.teacher_features).name if config.teacher_features else None,
             "total_steps": store.status().get("total_steps"), "wall_seconds": results.get("wall_seconds"),
-            "finished": finished, "warnings": _warnings(store, results, finished),
+            "finished": finished,
+            "warnings": _features_named(_warnings(store, results, finished),
+                                        Path(config.teacher_features).name if config.teacher_features else None),
             "test_labels": results.get("test_labels"),  # 'given': test 'accuracy' is agreement with given labels
         })
-    baseline = next((r for r in rows if r["method_id"] == "ce" and r["finished"]
-                     and r["student_test_accuracy"] is not None), None)
-    if baseline is not None:
+    baselines = {}  # seed -> its first finished CE run
+    for row in rows:
+        if row["method_id"] == "ce" and row["finished"] and row["student_test_accuracy"] is not None:
+            baselines.setdefault(row["seed"], row)
+    for baseline in baselines.values():
         baseline["baseline"] = True
-        for row in rows:
-            if row is not baseline and row["student_test_accuracy"] is not None:
-                row["student_vs_ce"] = row["student_test_accuracy"] - baseline["student_test_accuracy"]
-                below = below_baseline(row["student_test_accuracy"], baseline["student_test_accuracy"])
-                if below is not None and all(w.get("code") != "below_ce" for w in row["warnings"]):
-                    row["warnings"] = row["warnings"] + [below]
+    for row in rows:
+        baseline = baselines.get(row["seed"])
+        if baseline is not None and row is not baseline and row["student_test_accuracy"] is not None:
+            row["baseline_run"] = baseline["run"]
+            row["student_vs_ce"] = row["student_test_accuracy"] - baseline["student_test_accuracy"]
+            below = below_baseline(row["student_test_accuracy"], baseline["student_test_accuracy"])
+            if below is not None and all(w.get("code") != "below_ce" for w in row["warnings"]):
+                row["warnings"] = row["warnings"] + [below]
+    return add_chance(rows, stores) if chance else rows
+
+
+# ---------------------------------------------------------------- chance
+#: Row fields :func:`add_chance` fills (``None`` where not measured).
+CHANCE_FIELDS = ("test_samples", "student_acc_low", "student_acc_high", "vs_ce_low", "vs_ce_high", "vs_ce_p",
+                 "vs_ce_samples", "vs_ce_discordant", "vs_ce_margin")
+
+
+def student_test_right(store: RunStore, dataset=None) -> np.ndarray | None:
+    """Per test sample whose label is known, whether the run's student (as its checkpoint left it) classifies
+    it right: ``(T,)`` bool; ``None`` without a test set, a checkpoint or a student.
+
+    ``dataset``: the run's :class:`engine.data.Dataset` when the caller has it loaded already.
+    """
+    import torch
+
+    from ..data import dataset_for_config
+    from ..method.training import forward_all
+    from ..models import build_model, default_pair
+    from ..steps.checkpoint import read
+
+    if not store.checkpoint_path.exists():
+        return None
+    config = store.config()
+    data = dataset if dataset is not None else dataset_for_config(config)
+    if data.test_true is None or not (np.asarray(data.test_true) >= 0).any():
+        return None
+    state = read(store.checkpoint_path).get("student")
+    if not isinstance(state, dict):
+        return None
+    arch = config.student or default_pair(data.kind, data.input_shape)[1]
+    model = build_model(arch, data.input_shape, data.num_classes, data.kind)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError:
+        return None
+    known = np.asarray(data.test_true) >= 0
+    with torch.no_grad():
+        pred = forward_all(model, torch.as_tensor(data.test_x)).pred
+    return pred[known] == np.asarray(data.test_true)[known]
+
+
+def add_chance(rows: list[dict], stores: Sequence[RunStore | str | Path], right: dict | None = None) -> list[dict]:
+    """Add to each row of :func:`comparison_table` (in place, and returned) how much is chance
+    (:data:`CHANCE_FIELDS`):
+
+    - ``test_samples`` (T) and ``student_acc_low`` / ``_high``: the Wilson 95% interval of the student's
+      test accuracy;
+    - against the row's ``baseline_run`` (the CE run of its seed), on the same test samples:
+      ``vs_ce_low`` / ``_high`` (Newcombe's paired interval of the difference), ``vs_ce_p`` (exact
+      McNemar), ``vs_ce_samples`` (student right and CE wrong, minus the reverse), ``vs_ce_discordant``
+      (samples where exactly one is right) and ``vs_ce_margin`` (the smallest difference in samples the
+      test calls beyond chance with that many discordant samples; ``None``: none would be).
+
+    ``right``: run name -> :func:`student_test_right`'s array, where the caller has it (else computed).
+    """
+    stores = _stores(stores)
+    right = dict(right or {})
+    datasets = {}
+    for row, store in zip(rows, stores):
+        row.update({key: None for key in CHANCE_FIELDS})
+        if row["student_test_accuracy"] is None:
+            continue
+        if row["run"] not in right:
+            config = store.config()
+            key = (config.dataset, config.labels, config.key_column, config.label_column, config.truth_column)
+            if key not in datasets:
+                from ..data import dataset_for_config
+
+                datasets[key] = dataset_for_config(config)
+            right[row["run"]] = student_test_right(store, datasets[key])
+        correct = right[row["run"]]
+        if correct is None or len(correct) == 0:
+            continue
+        row["test_samples"] = int(len(correct))
+        row["student_acc_low"], row["student_acc_high"] = wilson_interval(int(correct.sum()), len(correct))
+    for row in rows:
+        base = row.get("baseline_run")
+        a, b = right.get(row["run"]), right.get(base) if base else None
+        if a is None or b is None or len(a) != len(b):
+            continue
+        d = paired_difference(a, b)
+        row.update(vs_ce_low=d.low, vs_ce_high=d.high, vs_ce_p=d.p_value, vs_ce_samples=d.images,
+                   vs_ce_discordant=d.only_a + d.only_b, vs_ce_margin=d.margin)
+        row["warnings"] = [_below_ce_with_chance(w, row, base) if w.get("code") == "below_ce" else w
+                           for w in row["warnings"]]
     return rows
+
+
+def _below_ce_with_chance(warning: dict, row: dict, base: str) -> dict:
+    """The ``below_ce`` warning with how many images it is and whether that is within chance."""
+    images, n, p = -row["vs_ce_samples"], row["test_samples"], row["vs_ce_p"]
+    count = f"{images} test sample{'s' if images != 1 else ''} of {n}"
+    if p >= 1 - LEVEL:
+        message = (f"The student's test accuracy {row['student_test_accuracy']:.3f} is below CE's ({base}) "
+                   f"{row['student_test_accuracy'] - row['student_vs_ce']:.3f}: {count} (McNemar p = {p:.2f}), "
+                   "within chance: no evidence either way on this test set.")
+    else:
+        message = f"{warning['message']} ({count}, McNemar p = {p:.3f}: beyond chance.)"
+    return {**warning, "message": message, "within_chance": p >= 1 - LEVEL}
+
+
+def _features_named(warnings: list[dict], features: str | None) -> list[dict]:
+    """A ``refined_worse`` warning of a run whose graph came from features of elsewhere names those features
+    as the first suspect (the teacher network did not build that graph)."""
+    if not features:
+        return warnings
+    out = []
+    for w in warnings:
+        if w.get("code") == "refined_worse":
+            head = w["message"].split(": the method", 1)[0]
+            w = {**w, "message": f"{head}: the kNN graph and stage 0 came from the features in {features!r} "
+                                 "(--teacher-features), not from the teacher: check that those features separate "
+                                 "the classes (and are in the dataset's sample order) before anything else."}
+        out.append(w)
+    return out
+
+
+def chance_sentence(rows: list[dict]) -> str | None:
+    """The table's statistics in words: how many test images, what one image is worth, and which
+    differences to CE are within chance; ``None`` before :func:`add_chance` measured a test set.
+
+    ``36 test samples: one sample is 2.8 points. Differences to CE under 6 samples are within chance
+    (exact McNemar test at 5% ...). aml-run: 2 samples fewer right than CE (p = 0.69), within chance.``
+    """
+    sizes = sorted({r["test_samples"] for r in rows if r.get("test_samples")})
+    if not sizes:
+        return None
+    n = sizes[0]
+    text = (f"{n} test samples: one sample is {100 / n:.1f} points." if len(sizes) == 1
+            else f"{sizes[0]}-{sizes[-1]} test samples.")
+    paired = [r for r in rows if r.get("vs_ce_p") is not None]
+    if not paired:
+        return text
+    margins = [r["vs_ce_margin"] for r in paired]
+    alpha = f"{1 - LEVEL:.0%}"
+    if all(m is None for m in margins):
+        most = max(r["vs_ce_discordant"] for r in paired)
+        text += (f" No difference to CE here can be told from chance: the students and CE disagree on at most "
+                 f"{most} samples (an exact McNemar test at {alpha} needs 6 or more, all one way).")
+    else:
+        text += (f" Differences to CE under {max(m for m in margins if m is not None)} samples are within chance "
+                 f"(exact McNemar test at {alpha} on the test samples where the student and CE disagree).")
+    for r in paired:
+        images = r["vs_ce_samples"]
+        how = f"{abs(images)} sample{'s' if abs(images) != 1 else ''} {'more' if images > 0 else 'fewer'} right" \
+            if images else "as many samples right"
+        verdict = "within chance" if r["vs_ce_p"] >= 1 - LEVEL else "beyond chance"
+        text += f" {r['run']}: {how} than CE (p = {r['vs_ce_p']:.2f}), {verdict}."
+    return text
+
+
+def by_method(rows: list[dict]) -> list[dict]:
+    """Per method (ablations and features apart), over its finished runs (one per seed): ``method``,
+    ``runs``, ``seeds``, then mean and spread (sample standard deviation) of the student's test accuracy,
+    of its difference to CE and of the refined labels' precision (``*_mean``, ``*_sd``), and the
+    lowest and highest student accuracy."""
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        if row["finished"]:
+            groups.setdefault(row["method"], []).append(row)
+    out = []
+    for method, members in groups.items():
+        entry = {"method": method, "runs": len(members), "seeds": sorted({r["seed"] for r in members})}
+        for key, name in (("student_test_accuracy", "student_acc"), ("student_vs_ce", "vs_ce"),
+                          ("refined_label_precision", "refined")):
+            entry[f"{name}_mean"], entry[f"{name}_sd"] = mean_and_spread(r[key] for r in members)
+        accs = [r["student_test_accuracy"] for r in members if r["student_test_accuracy"] is not None]
+        entry["student_acc_min"], entry["student_acc_max"] = (min(accs), max(accs)) if accs else (None, None)
+        out.append(entry)
+    return out
+
+
+#: Columns of :func:`by_method_text`: (key, header).
+BY_METHOD_COLUMNS = (("method", "method"), ("runs", "seeds"), ("student_acc", "student acc (mean ± sd)"),
+                     ("range", "lowest-highest"), ("vs_ce", "vs CE (mean ± sd)"), ("refined", "refined prec"))
+
+
+def by_method_text(entries: list[dict]) -> list[list[str]]:
+    """Header and body of :func:`by_method` as text cells."""
+    def pm(entry, name, sign=""):
+        mean, sd = entry[f"{name}_mean"], entry[f"{name}_sd"]
+        return "–" if mean is None else f"{mean:{sign}.3f} ± {sd:.3f}"
+
+    body = [[e["method"], str(e["runs"]), pm(e, "student_acc"),
+             "–" if e["student_acc_min"] is None else f"{e['student_acc_min']:.3f}–{e['student_acc_max']:.3f}",
+             pm(e, "vs_ce", "+"), pm(e, "refined")] for e in entries]
+    return [[header for _, header in BY_METHOD_COLUMNS]] + body
 
 
 def _warnings(store: RunStore, results: dict, finished: bool) -> list[dict]:
@@ -294,6 +524,12 @@ def format_cell(row: dict, key: str, fmt: str) -> str:
     """A table cell as text: ``–`` for unknown, ``baseline`` for the CE run's own difference."""
     if key == "student_vs_ce" and row.get("baseline"):
         return "baseline"
+    if key == "student_interval":
+        low, high = row.get("student_acc_low"), row.get("student_acc_high")
+        return "–" if low is None else f"{low:.3f}–{high:.3f}"
+    if key == "vs_ce_interval":
+        low, high = row.get("vs_ce_low"), row.get("vs_ce_high")
+        return "–" if low is None else f"{low:+.3f} to {high:+.3f}"
     value = row.get(key)
     if value is None:
         return "–"
@@ -309,7 +545,11 @@ def table_text(rows: list[dict]) -> list[list[str]]:
 
 def format_table(rows: list[dict]) -> str:
     """The table as aligned plain text."""
-    cells = table_text(rows)
+    return text_table(table_text(rows))
+
+
+def text_table(cells: list[list[str]]) -> str:
+    """Header and body cells as aligned plain text, a rule under the header."""
     widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))

@@ -66,7 +66,8 @@ METRICS_FIELDS: tuple[Field, ...] = (
           f"{_P}, {_ST}"),
     Field("graph_agreement_student", "float", "neighbour-vote agreement of the student's graph (mutual)", _R),
     Field("graph_agreement_teacher", "float", "neighbour-vote agreement of the teacher's graph (mutual)", _R),
-    Field("teacher_source", "str", "checkpoint: the teacher was loaded, not trained", _T),
+    Field("teacher_source", "str", "checkpoint: the teacher was loaded, not trained; frozen backbone: only its "
+                                     "head trained, on features computed once", _T),
     Field("teacher_loss", "float", "the teacher's mean CE over the epoch", _T),
     Field("teacher_holdout_accuracy", "float|null", "teacher accuracy on the held-out part against given labels",
           _T),

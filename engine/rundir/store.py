@@ -11,6 +11,8 @@ Layout of ``runs/NAME/`` (this class owns every path in it)::
     summary.json         written when the run is done
     teacher_features.npy features of the frozen teacher (after its phase), float16, for the embeddings
     teacher_outputs.npz  the teacher graph's features (float32), stage 0's seed classes, sample keys
+    backbone_features.npz  a frozen pretrained teacher's backbone features, train and test, with the sample
+                         keys (computed once per run; engine.steps.networks)
     skipped.txt          input files the dataset left out
     runtime.json         what determines the numbers besides the config: threads, device, input digests
     error.log            the last failed step's details
@@ -40,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from ..method.config import RunConfig
-from ..errors import UserError, damaged, reading, writing
+from ..errors import READ_ERRORS, UserError, damaged, reading, writing
 from . import lock as run_lock
 from .fields import SUMMARY_NUMBERS
 
@@ -129,6 +131,10 @@ class RunLayout:
     @property
     def teacher_outputs_path(self) -> Path:
         return self.path / "teacher_outputs.npz"
+
+    @property
+    def backbone_features_path(self) -> Path:
+        return self.path / "backbone_features.npz"
 
     @property
     def skipped_path(self) -> Path:
@@ -223,6 +229,24 @@ class _RunFacts(RunLayout):
         with atomic_path(self.teacher_outputs_path) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, features=features, pred=pred, keys=keys)
+
+    def write_backbone_features(self, train: np.ndarray, test: np.ndarray, train_keys: np.ndarray,
+                                test_keys: np.ndarray) -> None:
+        """A frozen teacher's backbone features, train ``(N, D)`` and test ``(M, D)`` float32, with the keys
+        of their samples (a resume reuses them only for the very same samples)."""
+        with atomic_path(self.backbone_features_path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, train=train.astype(np.float32), test=test.astype(np.float32),
+                         train_keys=train_keys.astype(str), test_keys=test_keys.astype(str))
+
+    def backbone_features(self) -> dict[str, np.ndarray] | None:
+        """What :meth:`write_backbone_features` wrote (train, test, train_keys, test_keys), or None when absent
+        or unreadable (then they are computed again)."""
+        try:
+            with np.load(self.backbone_features_path, allow_pickle=False) as data:
+                return {k: data[k] for k in ("train", "test", "train_keys", "test_keys")}
+        except READ_ERRORS:
+            return None
 
     def graph_features(self) -> np.ndarray | None:
         """Features of the teacher's graph (the teacher's, or those given), once the teacher's phase ended."""
@@ -332,7 +356,7 @@ class RunStore(_RunFacts, _StepFiles):
 
         for path in (self.config_path, self.status_path, self.dataset_path, self.metrics_path, self.checkpoint_path,
                      self.summary_path, self.teacher_features_path, self.teacher_outputs_path, self.skipped_path,
-                     self.error_log_path, self.runtime_path):
+                     self.backbone_features_path, self.error_log_path, self.runtime_path):
             path.unlink(missing_ok=True)
         for sub in (self.snapshot_dir, self.embeddings_dir):
             shutil.rmtree(sub, ignore_errors=True)

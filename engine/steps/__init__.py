@@ -12,7 +12,7 @@ import torch; ``Run`` does.
 from importlib import import_module
 
 _FACE = {"Run": "run", "StepResult": "run", "Phase": "phases", "PHASES": "phases", "phase_plan": "phases",
-         "load_teacher": "checkpoint"}
+         "load_teacher": "checkpoint", "teacher_mode_seconds": "timing"}
 
 __all__ = sorted(_FACE)
 

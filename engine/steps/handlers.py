@@ -23,7 +23,7 @@ from ..method.metrics import label_metrics
 from ..method.noise import estimate_noise_rate
 from ..method.propagate import propagate
 from ..method.select import loss_cutoff, small_loss_mask
-from ..method.training import cosine_lr, forward_all, set_lr, student_epoch, train_epoch
+from ..method.training import scheduled_lr, set_lr, student_epoch, train_epoch
 from ..rundir import snapshot
 from . import checkpoint as ckpt
 from .phases import Phase
@@ -42,14 +42,21 @@ def teacher_step(run: Run):
         s.teacher_stopped = True
         extra = {"teacher_source": "checkpoint"}
     else:
-        set_lr(nets.opt_teacher, cosine_lr(cfg.train.teacher_lr, s.teacher_epoch, cfg.schedule.teacher_epochs))
+        set_lr(nets.opt_teacher, scheduled_lr(cfg.train.teacher_lr, s.teacher_epoch, cfg.schedule.teacher_epochs,
+                                              cfg.train.lr_schedule))
         train_idx = torch.as_tensor(np.flatnonzero(~run.holdout), device=nets.device)
-        losses = train_epoch(nets.teacher, nets.opt_teacher, nets.x[train_idx], nets.given_t[train_idx],
-                             cfg.train, run.generator, run.dataset.augment, run.progress)
+        if nets.frozen:  # a head on the backbone's features, computed once (the first epoch pays for them)
+            losses = train_epoch(nets.head_model(), nets.opt_teacher, nets.backbone_features()[0][train_idx],
+                                 nets.given_t[train_idx], cfg.train, run.generator, "none", run.progress)
+        else:
+            losses = train_epoch(nets.teacher, nets.opt_teacher, nets.x[train_idx], nets.given_t[train_idx],
+                                 cfg.train, run.generator, run.dataset.augment, run.progress)
         s.teacher_epoch += 1
         extra = {"teacher_loss": losses["loss_ce"], **_early_stop(run)}
-    out = forward_all(nets.teacher, nets.x)
-    nets.set_teacher_outputs(out)
+        if nets.frozen:
+            extra["teacher_source"] = "frozen backbone"
+    nets.teacher_changed()
+    out = nets.teacher_outputs()
     metrics = {"teacher_test_accuracy": nets.test_accuracy(nets.teacher),
                "teacher_train_accuracy": _accuracy(out.pred, run.true), "train_seconds": time.perf_counter() - t0,
                **extra, **label_metrics(run.given, s.refined, run.true)}
@@ -65,7 +72,7 @@ def _early_stop(run: Run) -> dict:
     if not run.holdout.any():
         s.best_teacher_epoch = s.teacher_epoch
         return {"teacher_holdout_accuracy": None, "teacher_best_epoch": s.best_teacher_epoch}
-    out = forward_all(nets.teacher, nets.x[torch.as_tensor(np.flatnonzero(run.holdout), device=nets.device)])
+    out = nets.teacher_outputs_of(np.flatnonzero(run.holdout))
     acc = float(np.mean(out.pred == run.given[run.holdout]))
     if acc > s.best_holdout:
         s.best_holdout, s.bad_epochs, s.best_teacher_epoch = acc, 0, s.teacher_epoch
@@ -119,7 +126,8 @@ def _student_train(run: Run, targets: np.ndarray, mode: str, weights: np.ndarray
                    train_mask: np.ndarray | None = None) -> dict:
     """One student epoch; samples outside ``train_mask`` (reviewed outliers) sit it out."""
     cfg, nets = run.config, run.nets
-    set_lr(nets.opt_student, cosine_lr(cfg.train.lr, run.state.student_epoch, cfg.schedule.student_epochs))
+    set_lr(nets.opt_student, scheduled_lr(cfg.train.lr, run.state.student_epoch, cfg.schedule.student_epochs,
+                                          cfg.train.lr_schedule))
     t0 = time.perf_counter()
     x = nets.x
     if train_mask is not None and not train_mask.all():

@@ -73,7 +73,7 @@ def create_run(cls, out: str | Path, config: RunConfig, force: bool = False, dat
                 _check_same_samples(run)
             else:
                 run.reviews_set_aside = store.set_reviews_aside()
-        store.create(config, force=force)
+        store.create(run.config, force=force)  # with the teacher mode decided
     except BaseException:
         run.close()
         raise
@@ -189,6 +189,15 @@ def input_files(config: RunConfig) -> dict[str, Path]:
     """Every input file or folder of ``config``, by the setting that names it."""
     found = {"labels": config.labels, "teacher_features": config.teacher_features,
              "teacher_checkpoint": config.teacher_checkpoint}
+    for role in ("teacher", "student"):  # pretrained torchvision weights: the file read (imagenet: the hub's)
+        weights = getattr(config, f"{role}_weights")
+        if weights and weights != "none":
+            from ..models.zoo import arch_of, weights_path
+
+            try:
+                found[f"{role}_weights"] = weights_path(arch_of(getattr(config, role)), weights)
+            except UserError:
+                found[f"{role}_weights"] = weights  # absent: recorded as gone; creating the run refuses it first
     if config.noise.startswith("matrix:"):
         found["noise"] = config.noise.split(":", 1)[1]
     if config.dataset.startswith("folder:"):

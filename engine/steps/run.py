@@ -24,8 +24,9 @@ from ..data import Dataset, dataset_for_config
 from ..data.features import load_teacher_features
 from ..device import default_device
 from ..errors import UserError, cannot_write
-from ..method.config import RunConfig, check_runnable
+from ..method.config import RunConfig, check_runnable, resolve_teacher_mode
 from ..method.noise import apply_noise, parse_noise_spec
+from ..models import default_pair, is_torchvision
 from ..rundir import fields, snapshot
 from ..rundir.health import run_warnings
 from ..rundir.review import ReviewStore
@@ -63,9 +64,10 @@ class Run:
 
     def __init__(self, store: RunStore, config: RunConfig, dataset: Dataset | None = None,
                  device: torch.device | None = None):
-        self.store, self.config = store, config
         self.device = device or default_device()
         self.dataset = dataset or dataset_for_config(config)
+        config = _decided(config, self.dataset, self.device)
+        self.store, self.config = store, config
         problems = check_runnable(config, self.dataset.num_train, self.dataset.num_classes, self.dataset.name)
         if problems:
             raise UserError("; ".join(problems))
@@ -76,7 +78,7 @@ class Run:
         self.holdout = holdout_mask(config, len(self.given))
         external = (load_teacher_features(config.teacher_features, self.dataset.keys()) if config.teacher_features
                     else (None, None))
-        self.nets = Networks(config, self.dataset, self.given, self.device, *external)
+        self.nets = Networks(config, self.dataset, self.given, self.device, *external, store=store)
         self.state = run_state.RunState(phase=plan.first_phase(config), refined=self.given.copy())
         #: Optional ``fn(done, total)`` called after every training batch (the app's progress bar).
         self.on_progress = None
@@ -296,6 +298,10 @@ def given_labels(config: RunConfig, dataset: Dataset) -> np.ndarray:
     if dataset.train_true is None:
         raise UserError(f"dataset {dataset.name!r} has neither given nor true labels")
     spec = parse_noise_spec(config.noise)
+    if spec.kind == "instance" and dataset.streamed:
+        raise UserError(f"noise {config.noise!r} reads every image's pixels, and dataset {dataset.name!r} streams "
+                        "its images from files; valid: symmetric, pairflip, asym or matrix noise, a label file, or "
+                        "the folder in memory (?stream=0)")
     noise_rng = np.random.default_rng([config.seed, 1])  # same noise for every method
     return apply_noise(dataset.train_true, spec, dataset.num_classes, noise_rng, inputs=dataset.train_x,
                        class_names=dataset.class_names)
@@ -329,6 +335,17 @@ def summary_of(run: Run) -> dict:
         teacher=nets.teacher_arch, student=nets.student_arch, **nets.parameters(),
         wall_seconds=run.state.wall_seconds, device=str(run.device), without=list(cfg.without),
         warnings=run_warnings(run.store), test_labels=run.test_labels())
+
+
+def _decided(config: RunConfig, dataset: Dataset, device: torch.device) -> RunConfig:
+    """``config`` with what its data and device decide, recorded in ``config.json``: a default pair of
+    torchvision networks (photos) named, so their ImageNet weights are asked for, never silently left
+    out; a torchvision teacher's mode (:func:`engine.method.config.resolve_teacher_mode`)."""
+    if config.teacher is None:
+        teacher, student = default_pair(dataset.kind, dataset.input_shape)
+        if is_torchvision(teacher):
+            config = config.with_changes(teacher=teacher, student=config.student or student)
+    return resolve_teacher_mode(config, cuda=device.type == "cuda")
 
 
 def _release(store: RunStore, held: list) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from conftest import assert_no_exception, wait_for_app
+from conftest import assert_no_exception, goto, wait_for_app
 
 pytestmark = pytest.mark.browser
 
@@ -102,8 +102,7 @@ def _step(page, expected_step: int) -> None:
 
 def _visit(page, title: str, url_path: str) -> None:
     page.get_by_role("link", name=title, exact=True).click()
-    path = "" if url_path == "setup" else url_path  # Setup is the start page: "/"
-    page.wait_for_url(re.compile(rf"^https?://[^/]+/{path}(\?.*)?$"))
+    page.wait_for_url(re.compile(rf"^https?://[^/]+/{url_path}(\?.*)?$"))  # every page at its own address
     page.wait_for_timeout(500)
     wait_for_app(page, timeout_ms=120_000)
     page.wait_for_timeout(500)
@@ -112,6 +111,7 @@ def _visit(page, title: str, url_path: str) -> None:
 
 def test_default_run_steps_into_refine_and_every_page_renders(app_page, app_server, tmp_path):
     page, shots = app_page, _shots_dir(tmp_path)
+    goto(page, app_server, "setup")  # "/" is Setup only while no run exists (other tests may have made some)
     page.get_by_text("Quick start").wait_for()
     for label, value in TINY.items():
         _set_number(page, label, value)

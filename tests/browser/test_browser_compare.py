@@ -95,7 +95,7 @@ def test_compare_page_draws_the_curves_and_every_table_fits_1280(app_server, bro
         page.screenshot(path=str(shots / "compare_1280_whole.png"))
 
         page.set_viewport_size({"width": 1280, "height": 800})
-        goto(page, app_server, "")
+        goto(page, app_server, "setup")  # "/" opens the most recent run's Train page
         runs = page.locator('[data-testid="stTable"]').filter(has_text=LABEL_RUN)
         runs.wait_for(timeout=60_000)
         runs.scroll_into_view_if_needed()

@@ -31,7 +31,7 @@ def lecture_run(app_server):
     from app.settings import load_presets
     from engine.steps.run import Run
 
-    preset = {p.id: p for p in load_presets()[0]}["moons-30"]
+    preset = {p.id: p for p in load_presets()[0]}["moons"]
     config = replace(preset.config, schedule=replace(preset.config.schedule, teacher_epochs=2, warmup_epochs=1,
                                                      refine_epochs=2, mutual_epochs=1))
     path = Path(app_server.runs_dir) / RUN

@@ -1,0 +1,237 @@
+"""Photos that stay files: memory and throughput of the streaming path.
+
+Its own data: the cifar10-small training images upscaled to ``--side`` pixels
+(default 160) and repeated with flips (none, horizontal, vertical, both) up to
+each size asked (default 2,000, 10,000 and 40,000 JPEG files). A resnet18
+weights file saved from a seeded initialisation stands in for ImageNet's
+(which cannot be fetched here), in a TORCH_HOME of its own.
+
+    python bench/photos.py                              # the issue's sizes (hours on a 2-core CPU)
+    python bench/photos.py --sizes 500,2000 --batches 4 # a quick look
+
+Measures, one table:
+
+- peak RSS of a frozen-teacher AML-KD run (resnet18 -> mobilenet_v3_small,
+  the photo default) through its teacher phase (features of every image
+  from the files, the head's epoch) and stage 0 (the kNN graph and the
+  propagation over all N), per size: the growth
+  from one size to the next should be the per-sample arrays only (goal: about
+  +300 MB from 10k to 40k), not the images;
+- the training loop's images per second (engine.method.training.train_epoch on
+  the streamed files) against a bare DataLoader + the same model + SGD loop on
+  the same files and threads (goal: within 1.25x);
+- the features command's images per second (engine.models.features) against
+  the same bare loop, forward only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torchvision  # noqa: E402
+from PIL import Image  # noqa: E402
+
+CIFAR = REPO.parent / "shared" / "data" / "cifar10-small" / "train"
+FLIPS = (None, Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.FLIP_TOP_BOTTOM, Image.Transpose.ROTATE_180)
+
+
+def make_photos(root: Path, n: int, side: int) -> Path:
+    """``root/train/<class>/`` with ``n`` JPEGs of ``side`` pixels from cifar10-small (made once)."""
+    done = root / f".done-{n}-{side}"
+    if done.exists():
+        return root
+    by_class = [sorted(p for p in d.iterdir() if p.suffix.lower() in (".jpg", ".png"))
+                for d in sorted(CIFAR.iterdir()) if d.is_dir()]
+    sources = [files[i] for i in range(max(map(len, by_class))) for files in by_class if i < len(files)]  # classes
+    # interleaved, so that any n holds every class
+    for i in range(n):
+        src, flip = sources[i % len(sources)], FLIPS[(i // len(sources)) % len(FLIPS)]
+        out = root / "train" / src.parent.name / f"{i:06d}.jpg"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(src) as img:
+            img = img.convert("RGB").resize((side, side), Image.Resampling.BICUBIC)
+            (img.transpose(flip) if flip is not None else img).save(out, quality=90)
+    done.touch()
+    return root
+
+
+def seeded_weights(home: Path) -> None:
+    folder = home / "hub" / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "resnet18-f37072fd.pth"
+    if not path.exists():
+        torch.manual_seed(0)
+        torch.save(torchvision.models.resnet18().state_dict(), path)
+
+
+RSS_CHILD = r"""
+import resource, sys, torch
+torch.set_num_threads(int(sys.argv[1]))
+from engine.method.config import RunConfig, ScheduleConfig
+from engine.steps.run import Run
+from dataclasses import replace
+config = replace(RunConfig(dataset=sys.argv[2], noise="symmetric:0.4", teacher="torchvision:resnet18",
+                           student="torchvision:mobilenet_v3_small", teacher_mode="frozen"),
+                 schedule=ScheduleConfig(teacher_epochs=1, teacher_holdout=0.0, warmup_epochs=1, refine_epochs=1,
+                                         mutual_epochs=0))
+run = Run.create(sys.argv[3], config, force=True)
+while run.phase.value != "warmup":
+    run.step()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def peak_rss_mb(folder: Path, out: Path, threads: int, env: dict) -> float:
+    proc = subprocess.run([sys.executable, "-c", RSS_CHILD, str(threads), f"folder:{folder}", str(out)],
+                          cwd=REPO, env=env, capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(proc.stderr[-2000:])
+    return float(proc.stdout.strip().splitlines()[-1])
+
+
+class BareFiles(torch.utils.data.Dataset):
+    """The bare loop's dataset: open, convert, resize, to a tensor: what a tutorial writes."""
+
+    def __init__(self, paths, labels, side):
+        self.paths, self.labels, self.side = paths, labels, side
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        with Image.open(self.paths[i]) as img:
+            img = img.convert("RGB").resize((self.side, self.side), Image.Resampling.BILINEAR)
+        x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255
+        return x, self.labels[i]
+
+
+def _model(arch: str, classes: int):
+    from engine.models import build_model
+
+    torch.manual_seed(0)
+    return build_model(f"torchvision:{arch}", (3, 224, 224), classes, "image")
+
+
+def bare_images_per_second(paths, labels, arch, batches, batch_size, workers, train: bool) -> float:
+    model = _model(arch, int(labels.max()) + 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loader = torch.utils.data.DataLoader(BareFiles(paths, labels, 224), batch_size=batch_size, shuffle=train,
+                                         num_workers=workers, generator=torch.Generator().manual_seed(0))
+    model.train(train)
+    seen, start = 0, None
+    for i, (x, y) in enumerate(loader):
+        if i == 1:
+            start, seen = time.perf_counter(), 0  # the first batch warms up workers and kernels
+        if train:
+            loss = torch.nn.functional.cross_entropy(model(x)[0], y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        else:
+            with torch.no_grad():
+                model.embed(x)
+        seen += len(x)
+        if i == batches:
+            break
+    return seen / (time.perf_counter() - start)
+
+
+def engine_train_images_per_second(paths, labels, arch, batches, batch_size, workers) -> float:
+    from engine.data.stream import ImageFiles
+    from engine.method.config import TrainConfig
+    from engine.method.training import make_optimizer, train_epoch
+
+    n = min(len(paths), batch_size * (batches + 1))
+    files = ImageFiles(paths[:n], 224, "RGB", workers=workers)
+    model = _model(arch, int(labels.max()) + 1)
+    cfg = TrainConfig(batch_size=batch_size, lr=0.01)
+    targets = torch.as_tensor(labels[:n])
+    counted = {"t": None, "seen": 0}
+
+    def progress(done, total):  # the first batch warms up, as in the bare loop
+        if counted["t"] is None:
+            counted["t"], counted["base"] = time.perf_counter(), done
+        counted["seen"] = done - counted["base"]
+
+    train_epoch(model, make_optimizer(model, cfg), files, targets, cfg, torch.Generator().manual_seed(0), "none",
+                progress)
+    return counted["seen"] / (time.perf_counter() - counted["t"])
+
+
+def engine_features_images_per_second(folder: Path, n: int, batch_size: int) -> float:
+    from engine.data import load_dataset
+    from engine.models.features import dataset_features
+
+    dataset = load_dataset(f"folder:{folder}")
+    start = time.perf_counter()
+    features = dataset_features(dataset, "resnet18", "imagenet", batch_size=batch_size)
+    return features.shape[0] / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="2000,10000,40000")
+    parser.add_argument("--side", type=int, default=160)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1, help="decoding processes, both loops")
+    parser.add_argument("--batches", type=int, default=10, help="timed batches per throughput")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "amlkd-photos-bench"))
+    parser.add_argument("--skip-rss", action="store_true")
+    a = parser.parse_args()
+    torch.set_num_threads(a.threads)
+    work = Path(a.work)
+    home = work / "torch"
+    seeded_weights(home)
+    os.environ["TORCH_HOME"] = str(home)
+    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), TORCH_HOME=str(home))
+    sizes = [int(s) for s in a.sizes.split(",")]
+    rows = []
+    for n in sizes:
+        folder = make_photos(work / f"photos-{n}", n, a.side)
+        rss = None if a.skip_rss else peak_rss_mb(folder, work / f"run-{n}", a.threads, env)
+        rows.append((n, rss))
+    folder = work / f"photos-{sizes[0]}"
+    from engine.data import load_dataset
+
+    dataset = load_dataset(f"folder:{folder}")
+    paths = [dataset.original_file(i) for i in range(dataset.num_train)]
+    labels = np.asarray(dataset.train_true)
+    speed = {}
+    for arch in ("mobilenet_v3_small",):
+        speed["train engine"] = engine_train_images_per_second(paths, labels, arch, a.batches, a.batch_size, a.workers)
+        speed["train bare"] = bare_images_per_second(paths, labels, arch, a.batches, a.batch_size, a.workers, True)
+    n_feat = min(len(paths), a.batch_size * (a.batches + 1))
+    feat_folder = make_photos(work / f"photos-{n_feat}", n_feat, a.side)
+    speed["features engine"] = engine_features_images_per_second(feat_folder, n_feat, a.batch_size)
+    speed["features bare"] = bare_images_per_second(paths, labels, "resnet18", a.batches, a.batch_size, a.workers,
+                                                    False)
+    print(f"photos {a.side}x{a.side} read at 224x224; {a.threads} thread(s), {a.workers} decoding worker(s); "
+          f"torch {torch.__version__}")
+    print("\nimages   peak RSS of a frozen-teacher run (MB)   growth from the previous size (MB)")
+    for i, (n, rss) in enumerate(rows):
+        growth = "-" if i == 0 or rss is None or rows[i - 1][1] is None else f"{rss - rows[i - 1][1]:+.0f}"
+        print(f"{n:>6}   {'-' if rss is None else f'{rss:.0f}':>38}   {growth:>34}")
+    print("\nloop                          images/s")
+    for name, value in speed.items():
+        print(f"{name:<28}  {value:8.1f}")
+    train_ratio = speed["train bare"] / speed["train engine"]
+    feat_ratio = speed["features bare"] / speed["features engine"]
+    print(f"\ntraining loop: bare / engine = {train_ratio:.2f}x (goal <= 1.25x): "
+          f"{'PASS' if train_ratio <= 1.25 else 'MISS'}")
+    print(f"features:      bare / engine = {feat_ratio:.2f}x (goal <= 1.25x): {'PASS' if feat_ratio <= 1.25 else 'MISS'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""app.graph_story: where the Propagation graph opens."""
+
+import numpy as np
+
+from app.graph_story import busiest_step, fixed_first
+
+
+def test_busiest_step_takes_the_most_changes_and_the_earliest_of_a_tie():
+    assert busiest_step({4: 3, 9: 12, 12: 0, 15: 12}) == 9
+    assert busiest_step({}) is None
+
+
+def test_fixed_first_keeps_fixed_samples_those_changing_colour_first():
+    # samples 0..5: before, after, truth
+    before = np.array([1, 1, 0, 0, 1, 1])
+    refined = np.array([0, 0, 1, 1, 0, 0])
+    true = np.array([0, 0, 0, 1, -1, 0])
+    seeds = np.array([0, 1, 1, 0, 1, 1])  # sample 0 seeded with its final label: its colour does not change
+    order = np.array([0, 1, 2, 3, 4, 5])  # as story_order gave it
+    # fixed: 0 (1->0, true 0), 1, 3 (0->1, true 1), 5; broken: 2 (0->1, true 0); unknown truth: 4
+    assert fixed_first(order, before, refined, true, seeds).tolist() == [1, 3, 5, 0]
+    assert fixed_first(order, before, refined, true, seeds, include_broken=True).tolist() == [1, 3, 5, 0, 4, 2]
+    assert fixed_first(order, before, refined, None, seeds).tolist() == [1, 3, 4, 5, 0, 2]
+    assert fixed_first(np.array([], np.int64), before, refined, true, seeds).size == 0

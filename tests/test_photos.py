@@ -1,0 +1,252 @@
+"""Photos: folders streamed from disk (engine.data.stream), the features command, the frozen pretrained
+teacher. Real images: a few CIFAR-10 files from ../shared/data/cifar10-small, copied (or upscaled into
+'photos'); a resnet18 weights file saved from a seeded initialisation stands in for ImageNet's."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+from engine.data import load_dataset
+from engine.data.stream import ImageFiles
+from engine.method.config import RunConfig, ScheduleConfig
+from engine.steps.run import Run
+
+ROOT = Path(__file__).resolve().parents[1]
+CIFAR = ROOT.parent / "shared" / "data" / "cifar10-small" / "train"
+if not CIFAR.is_dir():
+    CIFAR = Path("/work/shared/data/cifar10-small/train")
+CLASSES = ("cat", "ship", "truck")
+SCHEDULE = ScheduleConfig(teacher_epochs=2, teacher_patience=2, warmup_epochs=1, refine_epochs=1, mutual_epochs=1)
+
+
+def _folder(root: Path, per_class: int, side: int | None = None) -> Path:
+    """``root/train/<class>/`` with ``per_class`` CIFAR images each, upscaled to ``side`` when given."""
+    for c in CLASSES:
+        out = root / "train" / c
+        out.mkdir(parents=True, exist_ok=True)
+        for f in sorted((CIFAR / c).iterdir())[:per_class]:
+            if side is None:
+                shutil.copy(f, out / f.name)
+            else:
+                with Image.open(f) as img:
+                    img.convert("RGB").resize((side, side), Image.Resampling.BICUBIC).save(out / (f.stem + ".png"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def small_folder(tmp_path_factory) -> Path:
+    return _folder(tmp_path_factory.mktemp("small"), 16)
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory) -> Path:
+    return _folder(tmp_path_factory.mktemp("photos"), 6, side=96)
+
+
+@pytest.fixture()
+def torch_home(tmp_path, monkeypatch) -> Path:
+    """TORCH_HOME holding a resnet18 'ImageNet' file made from a seeded initialisation."""
+    home = tmp_path / "torch"
+    folder = home / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    torch.manual_seed(3)
+    torch.save(torchvision.models.resnet18().state_dict(), folder / "resnet18-f37072fd.pth")
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    return home
+
+
+def _config(dataset: str, **changes) -> RunConfig:
+    return replace(RunConfig(dataset=dataset, noise="symmetric:0.3", graph=RunConfig().graph.__class__(k=5)),
+                   schedule=SCHEDULE, **changes)
+
+
+def _snapshots(path: Path) -> dict:
+    out = {}
+    for f in sorted((path / "snapshots").glob("step_*.npz")):
+        with np.load(f) as z:
+            out[f.name] = {k: z[k] for k in z.files}
+    return out
+
+
+def _same(a: dict, b: dict) -> list[str]:
+    """Names of snapshot arrays that differ (NaN equal to NaN)."""
+    bad = [name for name in a if name not in b]
+    for name in a:
+        for key, value in a[name].items():
+            other = b.get(name, {}).get(key)
+            if other is None or not np.array_equal(value, other, equal_nan=value.dtype.kind == "f"):
+                bad.append(f"{name}:{key}")
+    return bad
+
+
+# ---------------------------------------------------------------- the dataset
+def test_photos_stream_at_224_and_small_images_stay_in_memory(small_folder, photo_folder):
+    small = load_dataset(f"folder:{small_folder}")
+    assert not small.streamed and small.input_shape == (3, 32, 32)
+    photos = load_dataset(f"folder:{photo_folder}")
+    assert photos.streamed and isinstance(photos.train_x, ImageFiles)
+    assert photos.input_shape == (3, 224, 224) and photos.num_train + len(photos.test_x) == 18
+    assert load_dataset(f"folder:{photo_folder}?stream=0").input_shape == (3, 32, 32)  # asked: in memory
+    forced = load_dataset(f"folder:{small_folder}?stream=1")
+    assert forced.streamed and forced.input_shape == (3, 224, 224)
+
+
+def test_streamed_samples_decode_to_the_in_memory_arrays_bit_for_bit(small_folder):
+    memory = load_dataset(f"folder:{small_folder}")
+    files = load_dataset(f"folder:{small_folder}?stream=1&size=32")
+    assert files.keys() == memory.keys() and files.test_keys == memory.test_keys
+    assert np.array_equal(files.train_x[5], memory.train_x[5])
+    batches = [np.array([3, 0, 7]), np.array([1, 2])]
+    decoded = list(files.train_x.batches(batches))  # a DataLoader worker decodes them
+    assert [tuple(b.shape) for b in decoded] == [(3, 3, 32, 32), (2, 3, 32, 32)]
+    assert np.array_equal(decoded[0].numpy(), memory.train_x[[3, 0, 7]])
+    subset = files.train_x[np.array([4, 2])]  # lazy: paths only
+    assert isinstance(subset, ImageFiles) and np.array_equal(subset[1], memory.train_x[2])
+    again = list(subset.batches([np.array([1]), np.array([0, 1])]))  # through the base's persistent workers
+    assert np.array_equal(again[1].numpy(), memory.train_x[[4, 2]])
+    assert len(files.train_x._loaders) == 1 and subset._loaders == {}  # one loader, kept across passes
+    assert files.original_file(0) == os.path.join(str(small_folder), files.train_keys[0])
+
+
+@pytest.mark.slow
+def test_a_streamed_run_equals_the_in_memory_run_and_resumes_as_it_reran(small_folder, tmp_path):
+    memory = Run.create(tmp_path / "memory", _config(f"folder:{small_folder}?stream=0&size=32"))
+    memory.run_until(None)
+    streamed = Run.create(tmp_path / "files", _config(f"folder:{small_folder}?stream=1&size=32"))
+    assert streamed.dataset.streamed
+    for _ in range(4):
+        streamed.step()
+    streamed.close()
+    del streamed
+    resumed = Run.open(tmp_path / "files")
+    resumed.run_until(None)
+    assert _same(_snapshots(tmp_path / "memory"), _snapshots(tmp_path / "files")) == []
+    assert len(_snapshots(tmp_path / "files")) == 6
+
+
+# ---------------------------------------------------------------- features command
+@pytest.mark.slow
+def test_the_features_command_writes_what_teacher_features_reads(small_folder, torch_home, tmp_path):
+    # the README's recipe as written, from the repository root as a fresh clone runs it (resnet18 for speed)
+    recipe = next(line.strip() for line in (ROOT / "README.md").read_text().splitlines()
+                  if "-m engine features" in line)
+    out = tmp_path / "feats" / "resnet18.npz"
+    command = recipe.replace("/data/pets/resnet50.npz", str(out)).replace("/data/pets", str(small_folder))
+    command = command.replace("torchvision:resnet50", "torchvision:resnet18")
+    assert command.startswith(".venv/bin/python -m engine features ")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(TORCH_HOME=str(torch_home), OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, *command.split()[1:]], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    dataset = load_dataset(f"folder:{small_folder}")
+    with np.load(out) as z:
+        features, keys = z["features"], z["keys"]
+    assert features.shape == (dataset.num_train, 512) and tuple(keys) == dataset.keys()
+    # the originals at 224x224 through the seeded network: the same numbers computed here
+    model = torchvision.models.resnet18()
+    model.load_state_dict(torch.load(torch_home / "hub" / "checkpoints" / "resnet18-f37072fd.pth",
+                                     weights_only=True))
+    model.fc = torch.nn.Identity()
+    with Image.open(Path(small_folder) / keys[2]) as img:
+        x = torch.from_numpy(np.asarray(img.convert("RGB").resize((224, 224), Image.Resampling.BILINEAR)))
+    x = x.permute(2, 0, 1)[None].float() / 255
+    x = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = model.eval()(x)[0].numpy()
+    assert np.allclose(features[2], expected, atol=1e-4)
+    from engine.data.features import load_teacher_features
+
+    loaded, pred = load_teacher_features(out, list(dataset.keys()))
+    assert np.array_equal(loaded, features) and pred is None
+    missing = subprocess.run([sys.executable, "-m", "engine", "features", "--dataset", "digits", "--backbone",
+                              "resnet50", "--out", str(tmp_path / "x.npz")], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and "resnet50-11ad3fa6.pth" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.npz").exists()
+
+
+# ---------------------------------------------------------------- frozen teacher
+@pytest.mark.slow
+def test_a_frozen_teacher_trains_only_its_head_on_features_cached_in_the_run(small_folder, torch_home, tmp_path):
+    config = _config(f"folder:{small_folder}", teacher="torchvision:resnet18", student="cifar-small-student")
+    run = Run.create(tmp_path / "run", config)
+    assert run.config.teacher_mode == "frozen"  # the default on a CPU, recorded in config.json
+    assert '"teacher_mode": "frozen"' in (tmp_path / "run" / "config.json").read_text()
+    backbone_before = {k: v.clone() for k, v in run.teacher.backbone.state_dict().items()}
+    head_before = run.teacher.head.weight.detach().clone()
+    result = run.step()
+    assert result.metrics["teacher_source"] == "frozen backbone"
+    cache = run.store.backbone_features()
+    assert cache is not None and tuple(cache["train_keys"]) == run.dataset.keys()
+    assert cache["train"].shape == (run.dataset.num_train, 512)
+    with torch.no_grad():  # the cached features are the backbone's on the images (resized to 224 by the net)
+        direct = run.teacher.embed(torch.as_tensor(run.dataset.train_x[:4])).numpy()
+    assert np.allclose(cache["train"][:4], direct, atol=1e-4)
+    run.step()
+    after = run.teacher.backbone.state_dict()
+    assert all(torch.equal(backbone_before[k], after[k]) for k in backbone_before)
+    assert not torch.equal(head_before, run.teacher.head.weight)
+    stamp = run.store.backbone_features_path.stat().st_mtime_ns
+    run.run_until(None)
+    assert run.store.backbone_features_path.stat().st_mtime_ns == stamp  # computed once per run
+    assert run.store.summary()["teacher"] == "torchvision:resnet18"
+
+
+def test_frozen_mode_needs_pretrained_weights():
+    from engine.errors import UserError
+
+    with pytest.raises(UserError, match="teacher-mode frozen needs a pretrained torchvision teacher"):
+        RunConfig(teacher="torchvision:resnet18", teacher_weights="none", teacher_mode="frozen")
+    with pytest.raises(UserError, match="needs a torchvision teacher"):
+        RunConfig(teacher="cifar-small-teacher", teacher_weights="imagenet")
+    assert RunConfig(teacher="torchvision:resnet18").teacher_weights == "imagenet"  # never silently random
+
+
+# ---------------------------------------------------------------- originals on screen
+def test_cards_and_grids_show_the_original_file_not_the_training_tensor(tmp_path):
+    from app.samples import original_pictures
+
+    root = tmp_path / "big"
+    for c, colour in (("a", (200, 30, 30)), ("b", (30, 30, 200))):
+        (root / "train" / c).mkdir(parents=True)
+        for i in range(4):
+            pixels = np.zeros((300, 400, 3), np.uint8)
+            pixels[:, :200] = colour  # left half coloured, right half black: the tensor at 32x32 blurs the edge
+            Image.fromarray(pixels).save(root / "train" / c / f"{i}.png")
+    dataset = load_dataset(f"folder:{root}?stream=0&size=32")  # trained at 32x32, in memory
+    picture, = original_pictures(dataset, [1])
+    assert picture.shape == (192, 256, 3)  # the file at display size, aspect kept (400x300 -> 256x192)
+    assert tuple(picture[96, 10]) == tuple(Image.open(dataset.original_file(1)).getpixel((10, 10)))
+    assert tuple(picture[96, 250]) == (0, 0, 0)
+    small, = original_pictures(dataset, [0], 112)
+    assert small.shape == (84, 112, 3)
+    os.remove(dataset.original_file(2))  # a file gone since: its training input instead, scaled up
+    fallback, = original_pictures(dataset, [2])
+    assert fallback.shape == (256, 256, 3)
+    assert original_pictures(load_dataset("digits"), [0]) is None  # no files: the caller draws the inputs
+
+
+def test_the_setup_pages_folder_facts_see_photos_at_their_streamed_size(small_folder, photo_folder):
+    from app.byod import default_models_for, folder_facts
+    from engine.data import folder_summary
+
+    photos = folder_summary(photo_folder)
+    assert photos["streamed"] and photos["default_size"] == "224x224"
+    facts = folder_facts(photos)
+    assert facts.input_shape == (3, 224, 224)
+    assert default_models_for(facts.kind, facts.input_shape) == ("torchvision:resnet18",
+                                                                 "torchvision:mobilenet_v3_small")
+    small = folder_summary(small_folder)
+    assert not small["streamed"] and small["default_size"] == "32x32"
