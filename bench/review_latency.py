@@ -72,7 +72,7 @@ def settled(page, timeout_ms: float = 120_000) -> None:
 
 
 def row(name: str, values: list[float]) -> str:
-    return f"{name:34s} {statistics.median(values):9.1f} {percentile(values, 0.9):9.1f} {len(values):6d}"
+    return f"{name:42s} {statistics.median(values):9.1f} {percentile(values, 0.9):9.1f} {len(values):6d}"
 
 
 def main(argv=None) -> int:
@@ -134,7 +134,7 @@ def main(argv=None) -> int:
         burst_browser = page.evaluate("window.__amlkdCard.timings")
         browser.close()
     recorded = len([d for d in ReviewStore(runs / RUN).history() if d.decision == "accept"])
-    print(f"{'(milliseconds)':34s} {'median':>9s} {'p90':>9s} {'n':>6s}")
+    print(f"{'(milliseconds)':42s} {'median':>9s} {'p90':>9s} {'n':>6s}")
     print(row("steady: key to next card (page)", steady_browser))
     print(row("steady: key to next card (driver)", driver["steady"]))
     print(row("steady: key to saved (server ack)", saved))

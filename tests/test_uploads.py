@@ -46,11 +46,11 @@ def test_the_total_budget_counts_every_upload_kept(tmp_path, monkeypatch):
 
 
 def test_an_upload_a_run_uses_is_not_deleted(tmp_path, pets):
+    from engine.method.config import RunConfig
     from engine.steps.run import Run
-    from conftest import tiny_config
 
     root = unpack_upload("pets.zip", zip_folder(pets, "pets"), tmp_path)
-    Run.create(tmp_path / "pets-run", tiny_config(f"folder:{root}?size=8", "symmetric:0.2"))
+    Run.create(tmp_path / "pets-run", RunConfig(dataset=f"folder:{root}?size=8", noise="symmetric:0.2"))  # not trained
     [entry] = list_uploads(tmp_path)
     assert entry["used_by"] == ["pets-run"] and entry["bytes"] > 0 and entry["files"] == 36
     with pytest.raises(UserError, match="is the data of run.s. pets-run; delete those runs first"):

@@ -11,6 +11,7 @@ const TAB = Math.random().toString(36).slice(2, 10);
 const KEYS = { a: "accept", k: "keep", u: "unsure", o: "outlier" };
 const RESEND_MS = 1200;
 const COALESCE_MS = 60;
+const REMOUNT_MS = 3000;  // a card unmounted this recently is being redrawn: its keys still count
 
 function el(tag, cls, text) {
   const node = document.createElement(tag);
@@ -24,7 +25,7 @@ function state() {
     window.__amlkdCard = {
       cards: [], bySample: new Map(), pos: 0, queueId: null, outbox: [], actions: [], pendingOn: new Map(),
       seq: 0, sendSeq: 0, lastSent: 0, timer: null, notice: "", timings: [], presses: 0, data: null,
-      setTrigger: null, root: null, active: false, installed: false,
+      setTrigger: null, root: null, active: false, inactiveSince: -Infinity, installed: false,
     };
   }
   return window.__amlkdCard;
@@ -104,9 +105,16 @@ function move(S, offset) {
   return true;
 }
 
+function onReviewPage() {
+  return /\/review\/?$/.test(window.location.pathname);
+}
+
 function onKey(e) {
   const S = state();
-  if (!S.active || !S.root || !S.root.isConnected || !S.data) return;
+  // Not "is the card mounted right now": Streamlit may remount it during a redraw, and a key pressed in that
+  // moment still belongs to the card last shown (its state lives here, not in the DOM).
+  const remounting = !S.active && performance.now() - S.inactiveSince < REMOUNT_MS;
+  if (!S.data || !S.cards.length || !onReviewPage() || !(S.active || remounting)) return;
   const t = e.target;
   if (t && (["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName) || t.isContentEditable)) return;
   if (e.ctrlKey || e.metaKey || e.altKey) return;
@@ -282,9 +290,9 @@ export default function (component) {
     window.addEventListener("keydown", onKey, true);
     setInterval(() => {
       const s = state();
-      if (s.active && s.outbox.length && performance.now() - s.lastSent > RESEND_MS) send(s, true);
+      if (s.outbox.length && performance.now() - s.lastSent > RESEND_MS) send(s, true);
     }, 400);
   }
   if (S.outbox.length && performance.now() - S.lastSent > RESEND_MS) send(S, true);
-  return () => { S.active = false; };
+  return () => { S.active = false; S.inactiveSince = performance.now(); };
 }

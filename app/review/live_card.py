@@ -96,7 +96,7 @@ def card_payload(ctx: ReviewContext, samples, flags: dict, images: dict | None) 
     cards = []
     for i in (int(s) for s in samples):
         verdict = ctx.verdicts.get(i)
-        votes = [line for line in vote_lines(verdict, names, me)]
+        votes = vote_lines(verdict, names, me)
         card = {"sample": i, "key": str(ctx.keys[i]), "given": int(ctx.given[i]), "proposal": int(snap["refined"][i]),
                 "evidence": evidence_lines(snap, i, names), "votes": votes,
                 "consensus": verdict_text(verdict, names) if verdict is not None else "",
@@ -145,8 +145,7 @@ def process_outbox(path: str, step: int, num_classes: int, value) -> dict:
                                                   None if label is None else int(label), client_id=cid,
                                                   seen=item.get("seen"), step=step,
                                                   proposal=None if item.get("proposal") is None else int(item["proposal"]))
-                current = decision if status != "conflict" else decision
-                acks[cid] = _ack(status, current)
+                acks[cid] = _ack(status, decision)  # saved/duplicate: this decision; conflict: the current one
             elif item.get("kind") == "undo":
                 status, current = reviews.undo_client(reviewer, str(item.get("target", "")), cid, step=step)
                 acks[cid] = _ack(status, current)

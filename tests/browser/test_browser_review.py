@@ -46,10 +46,11 @@ def shot(page, name: str) -> None:
         page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
 
 
-@pytest.fixture(scope="module")
-def digits_run(app_server, tiny_digits_run) -> str:
-    """A fresh copy of the tiny digits run in the served runs folder, per test module."""
-    name = "review-digits"
+@pytest.fixture
+def digits_run(app_server, tiny_digits_run, request) -> str:
+    """A fresh copy of the tiny digits run in the served runs folder, one per test (a session of an earlier
+    test that is still finishing a redraw never writes into this one's log)."""
+    name = "review-digits-" + request.node.name.split("[")[0].removeprefix("test_")[:40]
     path = Path(app_server.runs_dir) / name
     if path.exists():
         shutil.rmtree(path)
@@ -59,11 +60,8 @@ def digits_run(app_server, tiny_digits_run) -> str:
 
 @pytest.fixture
 def fresh_log(app_server, digits_run):
-    """The run's review log emptied before the test; yields its ReviewStore."""
-    path = Path(app_server.runs_dir) / digits_run
-    for name in ("reviews.sqlite", "reviews.sqlite-wal", "reviews.sqlite-shm"):
-        (path / name).unlink(missing_ok=True)
-    return ReviewStore(path)
+    """The review log of this test's run."""
+    return ReviewStore(Path(app_server.runs_dir) / digits_run)
 
 
 def open_card(context, base: str, query: str):
@@ -112,12 +110,12 @@ def test_a_hundred_presses_50_ms_apart_make_a_hundred_decisions(browser, app_ser
     settled(page)
     shot(page, "review_after_100")
     log = page.evaluate("window.__pressLog")
+    assert len(log) == 100 and page.evaluate("window.__amlkdCard.presses") == 100  # every key reached the card
     made = decisions(fresh_log)
     assert len(made) == 100 and {d.decision for d in made} == {"accept"} and {d.reviewer for d in made} == {"kim"}
     assert [d.sample for d in made] == order[:100]  # 100 distinct samples, in queue order
     assert [entry["sample"] for entry in log] == order[:100]  # each on the card shown when its key went down
     assert sum(entry["state"] == "running" for entry in log) > 0  # and presses did land during server redraws
-    assert page.evaluate("window.__amlkdCard.presses") == 100
     text = page.evaluate("window.__amlkdCard.root.querySelector('.amlkd-sync').textContent")
     assert text == "all saved"
     context.close()
@@ -174,7 +172,7 @@ def test_two_reviewers_both_count(browser, app_server, digits_run, fresh_log):
     settled(ann)
     settled(bob)
     verdict = fresh_log.consensus()[sample]
-    assert verdict.reviewers == ("ann", "bob") and verdict.disputed
+    assert sorted(verdict.reviewers) == ["ann", "bob"] and verdict.disputed  # whichever the server heard first
     bob.reload()
     wait_for_app(bob)
     bob.wait_for_function("window.__amlkdCard && window.__amlkdCard.root.querySelector('.amlkd-card[data-sample]')")
