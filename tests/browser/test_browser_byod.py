@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import assert_no_exception, wait_for_app
+from conftest import assert_no_exception, goto, wait_for_app
 from engine.method.config import SMALL_PAIR_TEACHER, defaults_for_teacher
 from engine.rundir.store import RunStore
 
@@ -43,6 +43,7 @@ def pets_zip(path: Path, per_class: int = 12, size: int = 32) -> Path:
 
 def test_upload_a_zip_see_its_summary_and_create_the_run(app_page, app_server, tmp_path):
     page = app_page
+    goto(page, app_server, "setup")  # the start page opens the most recent run once there is one
     shots = Path(os.environ.get("AMLKD_SHOTS_DIR") or tmp_path / "shots")
     shots.mkdir(parents=True, exist_ok=True)
     page.get_by_text("Upload a zip", exact=True).click()
@@ -83,6 +84,7 @@ def test_a_label_csv_for_every_image_of_a_train_only_zip(app_page, app_server, t
     """The documented path: a train/-only zip and a CSV naming every image (held-out ones too),
     20% of the labels wrong; the run is made, its held-out images take the file's labels."""
     page = app_page
+    goto(page, app_server, "setup")  # the start page opens the most recent run once there is one
     shots = Path(os.environ.get("AMLKD_SHOTS_DIR") or tmp_path / "shots")
     shots.mkdir(parents=True, exist_ok=True)
     archive = pets_zip(tmp_path / "three.zip")

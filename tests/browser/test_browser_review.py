@@ -122,19 +122,29 @@ def test_a_hundred_presses_50_ms_apart_make_a_hundred_decisions(browser, app_ser
 
 
 def test_a_press_during_a_server_redraw_lands_on_the_card_on_screen(browser, app_server, digits_run, fresh_log):
+    """Keys pressed while the server redraws the page land on the cards on screen. A redraw can end between
+    seeing it start and the key going down (a busy machine is slow, an idle one fast): then the two presses
+    prove nothing about redraws, and the test toggles the details again for another redraw (up to 4 times)."""
     context = browser.new_context(viewport={"width": 1024, "height": 768})
     page = open_card(context, app_server, f"run={digits_run}&reviewer=kim&queue=all&size=100")
     order = card_order(page)
-    page.get_by_text("Details of the sample on the card").click()  # a long redraw: history chart, neighbours
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="running"]', state="attached",
-                           timeout=10_000)
-    page.keyboard.press("k")
-    page.keyboard.press("u")
-    settled(page)
-    log = page.evaluate("window.__pressLog")
-    assert log[0]["state"] == "running"
+    during = None
+    for attempt in range(4):
+        page.get_by_text("Details of the sample on the card").click()  # a long redraw: history chart, neighbours
+        page.wait_for_selector('[data-testid="stApp"][data-test-script-state="running"]', state="attached",
+                               timeout=10_000)
+        page.keyboard.press("k")
+        page.keyboard.press("u")
+        settled(page)
+        log = page.evaluate("window.__pressLog")
+        assert [entry["sample"] for entry in log] == order[:2 * attempt + 2]  # every press on the card shown
+        if log[2 * attempt]["state"] == "running":
+            during = attempt
+            break
+    assert during is not None, "no press went down during a redraw in 4 tries"
     made = decisions(fresh_log)
-    assert [(d.sample, d.decision) for d in made] == [(order[0], "keep"), (order[1], "unsure")]
+    assert [(d.sample, d.decision) for d in made] == [(order[i], "keep" if i % 2 == 0 else "unsure")
+                                                      for i in range(2 * during + 2)]
     context.close()
 
 
