@@ -68,6 +68,7 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                         "order, .npz (features, optional keys, pred) or CSV with a key column")
     p.add_argument("--without", action="append", default=[], metavar="COMPONENT",
                    help="AML-KD ablation, repeatable: " + "; ".join(f"{k}: {v}" for k, v in ABLATIONS.items()))
+    p.add_argument("--relabel-rule", default=d.relabel_rule, help="calibrated: a label changes only where the calibrated posterior favours the new one (default); authors: as published")
     p.add_argument("--labels", default=None, help="CSV of given labels replacing the dataset's")
     p.add_argument("--key-column", default=d.key_column)
     p.add_argument("--label-column", default=d.label_column)
@@ -120,7 +121,8 @@ def config_from_args(a: argparse.Namespace, teacher: str | None = None) -> RunCo
                      teacher_checkpoint=a.teacher_checkpoint, teacher_features=a.teacher_features, labels=a.labels,
                      key_column=a.key_column,
                      label_column=a.label_column, truth_column=a.truth_column, graph=graph,
-                     propagation=propagation, schedule=schedule, train=train, without=tuple(a.without))
+                     propagation=propagation, schedule=schedule, train=train, without=tuple(a.without),
+                     relabel_rule=a.relabel_rule)
 
 
 def _noise(noise: str | None, labels: str | None) -> str:

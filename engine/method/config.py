@@ -13,6 +13,8 @@ from ..errors import UserError
 from .noise import parse_noise_spec
 
 METHODS = ("aml-kd", "ce", "kd")
+#: How a propagating step may change labels (engine.method.refinery.RULES): ours, or the authors' as published.
+RELABEL_RULES = ("calibrated", "authors")
 #: Components of AML-KD an ablation can remove (``--without``), and what replaces each.
 ABLATIONS = {
     "awe": "uniform weights instead of the ambiguity-aware weights (stage 1 seeds and CE weights)",
@@ -159,6 +161,7 @@ class RunConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     without: tuple[str, ...] = ()  # AML-KD ablations (ABLATIONS); empty: the whole method
+    relabel_rule: str = "calibrated"  # a label changes only where the calibrated posterior favours it; "authors": as published
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -174,6 +177,8 @@ class RunConfig:
         parse_noise_spec(self.noise)
         if self.noise_rate is not None and not 0.0 <= self.noise_rate < 1.0:
             raise UserError(f"noise-rate={self.noise_rate} is outside [0, 1)")
+        if self.relabel_rule not in RELABEL_RULES:
+            raise UserError(f"relabel-rule={self.relabel_rule!r} is unknown; valid: {', '.join(RELABEL_RULES)}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise UserError(f"seed={self.seed} must be a whole number >= 0")
 

@@ -20,6 +20,16 @@ Stages 1-2 (``refine``, ``mutual``):
     student's prediction otherwise; seeds = one-hot(working) x seed weight
     (AWE in stage 1, label-centre similarity in stage 2); easy samples keep
     their working label, the others take argmax of the propagation.
+The calibrated rule (``relabel_rule='calibrated'``, our deviation,
+docs/ALGORITHM.md) filters what the authors' rule proposes:
+    a sample whose proposed label differs from its given label takes it only
+    where the step's posterior (:mod:`engine.method.confident`, P(true class
+    | sample, given label)) puts more mass on the proposed label than on the
+    given one; elsewhere it keeps the given label. Stage 0 proposes the
+    propagation's argmax for every sample; stages 1-2 (when the noise rate is
+    estimated) propose the small-loss rule's labels, and a step whose
+    estimated precision (mean posterior of its labels) is below that of the
+    labels before it keeps those previous labels.
 Reviews, every stage:
     a reviewed label is a clamped seed of weight 1 and keeps its label; an
     outlier seeds nothing and sits out training.
@@ -47,6 +57,8 @@ class Reason(IntEnum):
     KEPT_EASY = 3  # stages 1-2: a small-loss ('easy') sample, kept its working label
     REVIEWED = 4  # a reviewer's label, clamped
     KEPT_LEAST_CONFIDENT = 5  # what-if only (stages 1-2): among the least confident, kept its working label
+    KEPT_GIVEN = 6  # calibrated rule: the posterior did not favour the proposed label over the given one
+    KEPT_PREVIOUS = 7  # calibrated rule: the step's estimated precision fell, so the sample kept its previous label
 
 
 @dataclass(frozen=True)
@@ -80,7 +92,8 @@ class Relabelling:
         :class:`Reason` of each sample.
     rule : str
         ``'confidence'`` (stage 0, rate unknown), ``'support'`` (stage 0,
-        rate known) or ``'small-loss'`` (stages 1-2).
+        rate known), ``'small-loss'`` (stages 1-2), or any of them followed
+        by ``'+calibrated'`` (the calibrated filter applied).
     cutoff : float or None
         Confidence (``'confidence'``) or given-label score (``'support'``) of
         the last sample on the kept side of the rule's cut; None when no
@@ -268,15 +281,94 @@ def refine_relabel(working: np.ndarray, easy: np.ndarray, result: PropagationRes
     return _clamp_labels(Relabelling(labels, reasons, "small-loss", cutoff), clamped_labels)
 
 
+# ---------------------------------------------------------------- the calibrated filter
+RULES = ("calibrated", "authors")
+
+
+def calibrated_filter(given: np.ndarray, proposal: Relabelling, posterior: np.ndarray,
+                      previous: np.ndarray | None = None) -> Relabelling:
+    """Keep a proposed change of a given label only where the posterior favours it.
+
+    Parameters
+    ----------
+    given : np.ndarray, shape (N,), int
+    proposal : Relabelling
+        What the authors' rule would do (reviews already applied).
+    posterior : np.ndarray, shape (N, C)
+        P(true class | sample, given label) (:func:`engine.method.confident.label_posterior`).
+    previous : np.ndarray, shape (N,), int, optional
+        Labels before the step (stages 1-2). When the filtered labels' mean
+        posterior is below the previous labels', the step keeps ``previous``
+        (reviewed samples keep their reviewed label).
+
+    Returns
+    -------
+    Relabelling
+        Labels: the proposal where it equals the given label, is a review,
+        or has a strictly larger posterior than the given label; the given
+        label elsewhere (:attr:`Reason.KEPT_GIVEN`). ``cutoff`` is None.
+    """
+    given = np.asarray(given, dtype=np.int64)
+    posterior = np.asarray(posterior, dtype=np.float32)
+    rows = np.arange(len(given))
+    proposed = proposal.labels
+    favoured = posterior[rows, proposed] > posterior[rows, given]
+    reviewed = proposal.reasons == Reason.REVIEWED
+    take = (proposed == given) | favoured | reviewed
+    labels = np.where(take, proposed, given).astype(np.int64)
+    reasons = np.where(take, proposal.reasons, np.int8(Reason.KEPT_GIVEN)).astype(np.int8)
+    if previous is not None:
+        previous = np.asarray(previous, dtype=np.int64)
+        mean_new = float(np.mean(posterior[rows, labels], dtype=np.float64))
+        mean_old = float(np.mean(posterior[rows, previous], dtype=np.float64))
+        if mean_new < mean_old:
+            back = (labels != previous) & ~reviewed
+            labels = np.where(back, previous, labels)
+            reasons = np.where(back, np.int8(Reason.KEPT_PREVIOUS), reasons).astype(np.int8)
+    return Relabelling(labels, reasons, f"{proposal.rule}+calibrated", None)
+
+
+def better_labeller(posterior: np.ndarray, candidates: dict[str, np.ndarray], mask: np.ndarray) -> str:
+    """The name of the candidate labelling ``(N,)`` with the largest mean posterior over ``mask``.
+
+    Ties go to the first name in ``candidates``; an empty mask picks the first.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    rows = np.flatnonzero(mask)
+    posterior = np.asarray(posterior, dtype=np.float64)
+    best, best_score = next(iter(candidates)), -np.inf
+    if len(rows) == 0:
+        return best
+    for name, labels in candidates.items():
+        score = float(np.mean(posterior[rows, np.asarray(labels, np.int64)[rows]]))
+        if score > best_score:
+            best, best_score = name, score
+    return best
+
+
 def relabel(phase: str, given: np.ndarray, working: np.ndarray, easy: np.ndarray, result: PropagationResult,
             noise_rate: float | None, keep_least_confident: float,
-            clamped_labels: np.ndarray | None = None) -> Relabelling:
-    """The relabelling rule of a propagating ``phase``: stage 0's or stages 1-2's."""
-    if phase == "propagate":
-        return stage0_relabel(given, result, noise_rate, keep_least_confident, clamped_labels)
-    if phase in ("refine", "mutual"):
-        return refine_relabel(working, easy, result, clamped_labels, keep_least_confident)
-    raise ValueError(f"a {phase!r} step runs no propagation; valid phases: propagate, refine, mutual")
+            clamped_labels: np.ndarray | None = None, rule: str = "authors",
+            posterior: np.ndarray | None = None, previous: np.ndarray | None = None) -> Relabelling:
+    """The relabelling rule of a propagating ``phase``: stage 0's or stages 1-2's.
+
+    ``rule='calibrated'`` with a ``posterior`` applies :func:`calibrated_filter`
+    on top (stages 1-2 with ``previous``); ``'authors'`` (or no posterior) is
+    the authors' rule alone.
+    """
+    if rule not in RULES:
+        raise ValueError(f"relabel rule {rule!r} is unknown; valid: {', '.join(RULES)}")
+    calibrated = rule == "calibrated" and posterior is not None
+    if phase == "propagate":  # the calibrated filter replaces the authors' least-confident keep: it proposes all
+        proposal = stage0_relabel(given, result, noise_rate, 0.0 if calibrated else keep_least_confident,
+                                  clamped_labels)
+    elif phase in ("refine", "mutual"):
+        proposal = refine_relabel(working, easy, result, clamped_labels, keep_least_confident)
+    else:
+        raise ValueError(f"a {phase!r} step runs no propagation; valid phases: propagate, refine, mutual")
+    if calibrated:
+        return calibrated_filter(given, proposal, posterior, previous if phase != "propagate" else None)
+    return proposal
 
 
 def _clamp_labels(relabelling: Relabelling, clamped_labels: np.ndarray | None) -> Relabelling:
