@@ -21,7 +21,7 @@ Algorithm
    then the whole matrix to sum 1: ``Q[given, true]``.
 3. Noise rate ``r = 1 - trace(Q)``; transition ``T[true, given] =
    Q[given, true] / sum_g Q[g, true]``. Interval: the same estimate on
-   bootstrap resamples of the samples (percentiles, ``LEVEL``).
+   bootstrap resamples of the samples (basic bootstrap, ``LEVEL``).
 4. Posterior of the true class given the sample *and* its given label, under
    class-conditional noise: the clean class probabilities ``pi = P~ T^-1``
    (since ``P~ = pi T``), clipped to >= 0 and renormalised; then
@@ -272,7 +272,7 @@ def estimate_noise(given: np.ndarray, probs: np.ndarray, seed: int, rounds: int 
         boot_rates.append(noise_rate_from_joint(q))
         boot_t.append(transition_from_joint(q))
         boot_e.append(evidence_weight(probs[idx], boot_t[-1], given[idx], boot_rates[-1]))
-    low, high = _interval(boot_rates)
+    low, high = _interval(boot_rates, rate)
     evidence = evidence_weight(probs, transition, given, rate)
     posterior = label_posterior(probs, transition, given, evidence).astype(np.float16).astype(np.float32)
     return NoiseEstimate(rate, low, high, joint, transition, evidence, posterior, probs,
@@ -280,12 +280,14 @@ def estimate_noise(given: np.ndarray, probs: np.ndarray, seed: int, rounds: int 
                          seed)
 
 
-def _interval(values) -> tuple[float, float]:
+def _interval(values, point: float) -> tuple[float, float]:
+    """The basic bootstrap interval ``[2 point - q_high, 2 point - q_low]``: resamples repeat samples, which
+    shifts a plug-in estimate like the joint's; reflecting the percentiles about the point undoes that shift."""
     if len(values) == 0:
-        return float("nan"), float("nan")
+        return point, point
     tail = 100 * (1 - LEVEL) / 2
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return float(low), float(high)
+    q_low, q_high = np.percentile(values, [tail, 100 - tail])
+    return float(2 * point - q_high), float(2 * point - q_low)
 
 
 def estimated_precision(labels: np.ndarray, posterior: np.ndarray) -> float:
@@ -307,7 +309,7 @@ def precision_interval(labels: np.ndarray, given: np.ndarray, estimate: NoiseEst
     for idx, transition, evidence in zip(draws, estimate.boot_transitions, estimate.boot_evidence):
         post = label_posterior(estimate.probs[idx], transition, given[idx], evidence)
         values.append(estimated_precision(labels[idx], post))
-    low, high = _interval(values)
+    low, high = _interval(values, point)
     return point, low, high
 
 

@@ -304,6 +304,7 @@ class Run:
         """``summary.json``'s fields (:data:`engine.rundir.fields.SUMMARY_FIELDS`)."""
         metrics = self.store.metrics()
         last = metrics[-1] if metrics else {}
+        stage0 = next((m for m in metrics if m.get("phase") == "propagate"), {})
         nets, cfg = self.nets, self.config
         distils = cfg.method != "ce"
         return fields.summary(
@@ -314,6 +315,11 @@ class Run:
             teacher_test_accuracy=nets.test_accuracy(nets.teacher) if distils else None,
             awe_auroc=last.get("awe_auroc"), awe_std=last.get("awe_std"),
             noise_rate_estimate=self.state.noise_rate_estimate,
+            noise_rate_low=stage0.get("noise_rate_low"), noise_rate_high=stage0.get("noise_rate_high"),
+            relabel_rule=cfg.relabel_rule, given_precision_estimate=last.get("given_precision_estimate"),
+            refined_precision_estimate=last.get("refined_precision_estimate"),
+            refined_precision_low=last.get("refined_precision_low"),
+            refined_precision_high=last.get("refined_precision_high"),
             noise_rate_true=None if self.true is None else float(np.mean(self.given != self.true)),
             teacher_best_epoch=self.state.best_teacher_epoch if distils else None,
             teacher=nets.teacher_arch, student=nets.student_arch, **nets.parameters(),
