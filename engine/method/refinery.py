@@ -98,12 +98,15 @@ class Relabelling:
         Confidence (``'confidence'``) or given-label score (``'support'``) of
         the last sample on the kept side of the rule's cut; None when no
         sample is cut.
+    proposed : np.ndarray, shape (N,), int64, optional
+        Calibrated rule: the labels the authors' rule proposed (None otherwise).
     """
 
     labels: np.ndarray
     reasons: np.ndarray
     rule: str
     cutoff: float | None
+    proposed: np.ndarray | None = None
 
 
 # ---------------------------------------------------------------- reviews
@@ -297,9 +300,10 @@ def calibrated_filter(given: np.ndarray, proposal: Relabelling, posterior: np.nd
     posterior : np.ndarray, shape (N, C)
         P(true class | sample, given label) (:func:`engine.method.confident.label_posterior`).
     previous : np.ndarray, shape (N,), int, optional
-        Labels before the step (stages 1-2). When the filtered labels' mean
-        posterior is below the previous labels', the step keeps ``previous``
-        (reviewed samples keep their reviewed label).
+        Labels before the step (stages 1-2), passed through the same filter.
+        When the filtered labels' mean posterior is below the filtered
+        previous labels', the samples it would change keep their previous
+        label (reviewed samples keep their reviewed label).
 
     Returns
     -------
@@ -311,21 +315,25 @@ def calibrated_filter(given: np.ndarray, proposal: Relabelling, posterior: np.nd
     given = np.asarray(given, dtype=np.int64)
     posterior = np.asarray(posterior, dtype=np.float32)
     rows = np.arange(len(given))
-    proposed = proposal.labels
-    favoured = posterior[rows, proposed] > posterior[rows, given]
     reviewed = proposal.reasons == Reason.REVIEWED
-    take = (proposed == given) | favoured | reviewed
+
+    def allowed(labels: np.ndarray) -> np.ndarray:  # (N,) bool: the given label, a review, or favoured over it
+        return (labels == given) | (posterior[rows, labels] > posterior[rows, given]) | reviewed
+
+    proposed = proposal.labels
+    take = allowed(proposed)
     labels = np.where(take, proposed, given).astype(np.int64)
     reasons = np.where(take, proposal.reasons, np.int8(Reason.KEPT_GIVEN)).astype(np.int8)
     if previous is not None:
         previous = np.asarray(previous, dtype=np.int64)
+        previous = np.where(allowed(previous), previous, given)  # the same filter holds for what is kept
         mean_new = float(np.mean(posterior[rows, labels], dtype=np.float64))
         mean_old = float(np.mean(posterior[rows, previous], dtype=np.float64))
         if mean_new < mean_old:
             back = (labels != previous) & ~reviewed
             labels = np.where(back, previous, labels)
             reasons = np.where(back, np.int8(Reason.KEPT_PREVIOUS), reasons).astype(np.int8)
-    return Relabelling(labels, reasons, f"{proposal.rule}+calibrated", None)
+    return Relabelling(labels, reasons, f"{proposal.rule}+calibrated", None, proposed)
 
 
 def better_labeller(posterior: np.ndarray, candidates: dict[str, np.ndarray], mask: np.ndarray) -> str:
