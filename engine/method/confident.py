@@ -287,7 +287,7 @@ def _interval(values, point: float) -> tuple[float, float]:
         return point, point
     tail = 100 * (1 - LEVEL) / 2
     q_low, q_high = np.percentile(values, [tail, 100 - tail])
-    return float(2 * point - q_high), float(2 * point - q_low)
+    return float(np.clip(2 * point - q_high, 0.0, 1.0)), float(np.clip(2 * point - q_low, 0.0, 1.0))
 
 
 def estimated_precision(labels: np.ndarray, posterior: np.ndarray) -> float:
