@@ -84,15 +84,17 @@ class Member:
     path: Path
     config: RunConfig | None
     done: bool
+    relabel_rule: str = "calibrated"
 
     @property
     def label(self) -> str:
-        return method_label(RunConfig(method=self.method, without=self.without))
+        return method_label(RunConfig(method=self.method, without=self.without, relabel_rule=self.relabel_rule))
 
 
-def name_token(method: str, without: tuple[str, ...] = ()) -> str:
-    """The part of a run name that names its method: ``aml-kd``, ``ce``, ``aml-kd-no-awe``."""
-    return "-".join([method] + [f"no-{w}" for w in without])
+def name_token(method: str, without: tuple[str, ...] = (), relabel_rule: str = "calibrated") -> str:
+    """The part of a run name that names its method: ``aml-kd``, ``ce``, ``aml-kd-no-awe``,
+    ``aml-kd-authors-rule``."""
+    return "-".join([method] + [f"no-{w}" for w in without] + (["authors-rule"] if relabel_rule == "authors" else []))
 
 
 def member_name(name: str, own: str, token: str) -> str:
@@ -105,22 +107,26 @@ def member_name(name: str, own: str, token: str) -> str:
     return f"{name}-{token}"
 
 
-def plan_set(path: Path, ablations: bool = False) -> list[Member]:
+def plan_set(path: Path, ablations: bool = False, authors_rule: bool = False) -> list[Member]:
     """AML-KD, CE and KD runs (and, with ``ablations``, AML-KD without AWE, without the mutual stage,
-    without stage 0) with the settings of the run at ``path``: same data, noise, seed and schedule,
-    only the method changes; named after it. A run already at a member's name with that very config
-    is reused; another one there moves the new run to a free name (``-2``, ``-3``, ...)."""
+    without stage 0; with ``authors_rule``, AML-KD with the authors' relabel rule) with the settings of
+    the run at ``path``: same data, noise, seed and schedule, only the method changes; named after it.
+    A run already at a member's name with that very config is reused; another one there moves the new
+    run to a free name (``-2``, ``-3``, ...)."""
     store = RunStore(path)
     config = store.config()
-    own = name_token(config.method, config.without)
-    kinds = [(m, ()) for m in SET_METHODS] + ([("aml-kd", w) for w in SET_ABLATIONS] if ablations else [])
+    rule = config.relabel_rule
+    own = name_token(config.method, config.without, rule)
+    kinds = [(m, (), rule) for m in SET_METHODS] + ([("aml-kd", w, rule) for w in SET_ABLATIONS] if ablations else [])
+    if authors_rule and rule != "authors":
+        kinds.append(("aml-kd", (), "authors"))
     members = []
-    for method, without in kinds:
-        if (method, tuple(without)) == (config.method, config.without):
-            members.append(Member(method, without, Path(path), None, run_results(store, strict=False)[1]))
+    for method, without, member_rule in kinds:
+        if (method, tuple(without), member_rule) == (config.method, config.without, rule):
+            members.append(Member(method, without, Path(path), None, run_results(store, strict=False)[1], rule))
             continue
-        wanted = config.with_changes(method=method, without=without)
-        stem = member_name(Path(path).name, own, name_token(method, without))
+        wanted = config.with_changes(method=method, without=without, relabel_rule=member_rule)
+        stem = member_name(Path(path).name, own, name_token(method, without, member_rule))
         target, i = Path(path).parent / stem, 2
         while RunStore(target).exists() or target.exists():
             if _same_config(target, wanted):
@@ -128,7 +134,7 @@ def plan_set(path: Path, ablations: bool = False) -> list[Member]:
             target, i = Path(path).parent / f"{stem}-{i}", i + 1
         exists = RunStore(target).exists()
         members.append(Member(method, without, target, None if exists else wanted,
-                              exists and run_results(RunStore(target), strict=False)[1]))
+                              exists and run_results(RunStore(target), strict=False)[1], member_rule))
     return members
 
 

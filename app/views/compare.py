@@ -36,8 +36,10 @@ def comparison_set(root: Path, names: list[str], expanded: bool) -> None:
         chosen = st.selectbox("Settings of run", names, index=index, key="compare-set-source")
         ablations = st.checkbox("Also the ablations: AML-KD without AWE, without the mutual stage, without stage 0",
                                 key="compare-set-ablations")
+        authors = st.checkbox("Also AML-KD with the authors' relabel rule (every label the teacher's propagation "
+                              "proposes, without the calibrated check)", key="compare-set-authors")
         try:
-            members = plan_set(root / chosen, ablations)
+            members = plan_set(root / chosen, ablations, authors)
         except UserError as exc:
             st.error(f"No comparison set from {chosen!r}: {exc}")
             return

@@ -53,6 +53,7 @@ COLUMNS = (
     ("seed", "seed", "{}"),
     ("given_label_precision", "given prec", "{:.3f}"),
     ("refined_label_precision", "refined prec", "{:.3f}"),
+    ("refined_precision_estimate", "refined prec est", "{:.3f}"),
     ("student_test_accuracy", "student acc", "{:.3f}"),
     ("teacher_test_accuracy", "teacher acc", "{:.3f}"),
     ("student_vs_ce", "student vs CE", "{:+.3f}"),
@@ -124,6 +125,8 @@ def label_disagreement(given: np.ndarray | None, true: np.ndarray | None) -> flo
 def method_label(config) -> str:
     """``AML-KD``, ``CE``, ``KD``, or an ablation: ``AML-KD w/o AWE``, ``AML-KD w/o mutual, stage 0``."""
     name = METHOD_NAMES.get(config.method, config.method)
+    if config.method == "aml-kd" and getattr(config, "relabel_rule", "calibrated") == "authors":
+        name += " (authors' rule)"
     without = getattr(config, "without", ())
     return f"{name} w/o {', '.join(ABLATION_NAMES.get(w, w) for w in without)}" if without else name
 
@@ -260,6 +263,7 @@ def comparison_table(stores: Sequence[RunStore | str | Path]) -> list[dict]:
             "noise": noise_label(config, arrays.get("given"), true), "seed": config.seed,
             "given_label_precision": results.get("given_label_precision"),
             "refined_label_precision": results.get("refined_label_precision"),
+            "refined_precision_estimate": results.get("refined_precision_estimate"),
             "student_test_accuracy": results.get("student_test_accuracy"),
             "teacher_test_accuracy": results.get("teacher_test_accuracy") if config.method != "ce" else None,
             "student_vs_ce": None, "baseline": False, "steps": results.get("steps"),

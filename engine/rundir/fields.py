@@ -139,7 +139,10 @@ SUMMARY_ROWS = (
     ("awe_auroc", "AWE AUROC (clean vs noisy)"),
     ("noise_rate_estimate", "noise rate, estimated"),
     ("noise_rate_true", "noise rate, true"),
-    ("refined_precision_estimate", "refined label precision, estimated"),
+    ("given_precision_estimate", "given label precision, estimated without truth"),
+    ("refined_precision_estimate", "refined label precision, estimated without truth"),
+    ("refined_precision_low", "refined label precision, estimated: 90% interval from"),
+    ("refined_precision_high", "refined label precision, estimated: 90% interval to"),
     ("wall_seconds", "seconds of training"),
 )
 #: Summary fields that tables format as numbers (a damaged value there is refused by name).
