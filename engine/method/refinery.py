@@ -336,6 +336,20 @@ def calibrated_filter(given: np.ndarray, proposal: Relabelling, posterior: np.nd
     return Relabelling(labels, reasons, f"{proposal.rule}+calibrated", None, proposed)
 
 
+def supported_easy(easy: np.ndarray, given: np.ndarray, posterior: np.ndarray) -> np.ndarray:
+    """Calibrated rule, stages 1-2: a small-loss sample stays 'easy' (keeps its given label unexamined) only
+    where the posterior puts at least as much mass on its given label as on any other class.
+
+    Small-loss selection keeps the ``1 - r`` fraction with the smallest loss; when ``r`` is
+    underestimated, wrongly labelled samples slip in and are never relabelled. The others are
+    still protected: they take a new label only through :func:`calibrated_filter`.
+    """
+    given = np.asarray(given, dtype=np.int64)
+    posterior = np.asarray(posterior, dtype=np.float32)
+    supported = posterior[np.arange(len(given)), given] >= posterior.max(1)
+    return np.asarray(easy, dtype=bool) & supported
+
+
 def better_labeller(posterior: np.ndarray, candidates: dict[str, np.ndarray], mask: np.ndarray) -> str:
     """The name of the candidate labelling ``(N,)`` with the largest mean posterior over ``mask``.
 

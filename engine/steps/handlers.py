@@ -188,7 +188,8 @@ def _refinery(run: Run, mutual: bool):
     t_est = time.perf_counter() - t_est
     calibrated = cfg.relabel_rule == "calibrated" and cfg.noise_rate is None
     labeller = "student"
-    if calibrated:  # not-easy samples are seeded by the better labeller, by this step's posterior
+    if calibrated:  # easy only where the posterior supports the given label; the rest seeded by the better labeller
+        easy = refinery.supported_easy(easy, run.given, estimate.posterior)
         labeller = refinery.better_labeller(estimate.posterior, {"student": before.pred,
                                                                  "teacher": nets.teacher_outputs().pred}, ~easy)
     labeller_pred = before.pred if labeller == "student" else nets.teacher_outputs().pred
