@@ -124,3 +124,13 @@ def test_relabel_rule_setting_is_validated():
         RunConfig(relabel_rule="mine")
     with pytest.raises(ValueError, match="valid: calibrated, authors"):
         relabel("propagate", GIVEN, GIVEN, np.zeros(6, bool), None, None, 0.05, rule="mine")
+
+
+def test_an_easy_sample_stays_easy_only_where_the_posterior_supports_its_given_label():
+    from engine.method.refinery import supported_easy
+
+    given = np.array([0, 1, 2, 0])
+    posterior = np.array([[0.6, 0.4, 0.0], [0.7, 0.3, 0.0], [0.2, 0.3, 0.5], [0.5, 0.5, 0.0]], np.float32)
+    easy = np.array([True, True, False, True])
+    # 1: the posterior favours class 0 over its given 1 -> not easy; 2 was not easy; 3: a tie keeps it
+    assert supported_easy(easy, given, posterior).tolist() == [True, False, False, True]
