@@ -194,12 +194,21 @@ def test_plan_with_ablations_adds_one_aml_kd_run_per_component(trio):
         assert member.config == base.with_changes(method="aml-kd", without=(component,)) and not member.done
 
 
+def test_plan_can_add_the_authors_relabel_rule(trio):
+    plan = plan_set(trio[1], authors_rule=True)
+    base = RunStore(trio[1]).config()
+    assert [m.label for m in plan] == ["AML-KD", "CE", "KD", "AML-KD (authors' rule)"]
+    assert plan[3].path.name == "moons-symmetric30-aml-kd-authors-rule-s0" and not plan[3].done
+    assert plan[3].config == base.with_changes(method="aml-kd", relabel_rule="authors")
+    assert plan_set(trio[1])[0].config is None  # without the option nothing else is planned
+
+
 def test_table_frame_splits_off_shared_columns_and_labels_runs(trio):
     rows = comparison_table(trio)
     table, line = split_shared(table_frame(rows))
     assert line == "dataset **moons** · noise **symmetric 30%** · seed **0**"
-    assert list(table.columns) == ["run", "method", "given prec", "refined prec", "student acc", "teacher acc",
-                                   "student vs CE", "steps", "seconds"]
+    assert list(table.columns) == ["run", "method", "given prec", "refined prec", "refined prec est", "student acc",
+                                   "teacher acc", "student vs CE", "steps", "seconds"]
     assert run_labels(rows) == {trio[0].name: "AML-KD", trio[1].name: "CE", trio[2].name: "KD"}
     assert run_labels(rows + [dict(rows[1], run="ce-2")])[trio[1].name] == trio[1].name
 
