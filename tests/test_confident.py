@@ -134,3 +134,17 @@ def test_an_easy_sample_stays_easy_only_where_the_posterior_supports_its_given_l
     easy = np.array([True, True, False, True])
     # 1: the posterior favours class 0 over its given 1 -> not easy; 2 was not easy; 3: a tie keeps it
     assert supported_easy(easy, given, posterior).tolist() == [True, False, False, True]
+
+
+def test_the_cli_takes_the_relabel_rule_and_refuses_an_unknown_one(capsys, tmp_path):
+    import argparse
+
+    from engine.cli import build_parser, config_from_args, main
+
+    code = main(["run", "--relabel-rule", "mine", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == "error: relabel-rule='mine' is unknown; valid: calibrated, authors"
+    assert not (tmp_path / "r").exists()
+    parsed = build_parser().parse_args(["run", "--relabel-rule", "authors", "--out", str(tmp_path / "r")])
+    assert isinstance(parsed, argparse.Namespace) and config_from_args(parsed).relabel_rule == "authors"
