@@ -7,7 +7,8 @@ keeps it so, lazy imports included):
 
 base        errors (UserError, the errors a user can cause), device (CUDA when present, else CPU)
 method/     the method's pure rules and solvers, no files:
-              config (every run setting, declared once; check_runnable), noise (noise models, rate estimate),
+              config (every run setting, declared once; check_runnable), noise (noise models),
+              confident (noise rate, posterior and precision estimated without the truth),
               graph (faiss kNN), propagate (block CG), select (small loss), ambiguity (AWE),
               refinery (the label rules), losses, training (one epoch), augment, metrics
 data/       datasets: digits, 2-D toys, image folders, zips, torchvision sets, label files, features from elsewhere

@@ -1,6 +1,7 @@
 """The method: AML-KD's pure rules and solvers, no files and no run.
 
-``config`` (every run setting), ``noise`` (noise models, noise-rate estimate),
+``config`` (every run setting), ``noise`` (noise models), ``confident`` (noise
+rate, posterior and estimated precision without the truth),
 ``graph`` (kNN, faiss), ``propagate`` (label propagation), ``select`` (small
 loss), ``ambiguity`` (AWE), ``refinery`` (the label rules), ``losses``,
 ``training`` (one epoch), ``augment``, ``metrics``.
