@@ -131,7 +131,7 @@ def main(argv=None) -> int:
     p.add_argument("--rates", nargs="+", type=float, default=[0.0, 0.05, 0.1, 0.2, 0.4])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--root", default="/tmp/noise_sweep", help="where the runs go")
-    p.add_argument("--results", default="bench/noise_sweep.jsonl", help="rows, one JSON line each (appended)")
+    p.add_argument("--results", default="/tmp/noise_sweep.jsonl", help="rows, one JSON line each (appended)")
     p.add_argument("--table-only", action="store_true", help="print the rows in --results, train nothing")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
