@@ -77,7 +77,7 @@ def sweep_row(dataset: str, noise: str, seed: int, root: Path) -> dict:
             "prec_est": ours["refined_precision_estimate"], "prec_low": ours["refined_precision_low"],
             "prec_high": ours["refined_precision_high"], "student_ours": ours["student_test_accuracy"],
             "student_authors": authors["student_test_accuracy"], "student_ce": ce["student_test_accuracy"],
-            "lowest_ours": ours["lowest_after_warmup"], "lowest_authors": authors["lowest_after_warmup"],
+            "awe_auroc_ours": ours["awe_auroc"], "lowest_ours": ours["lowest_after_warmup"], "lowest_authors": authors["lowest_after_warmup"],
             "seconds": ours["wall_seconds"] + authors["wall_seconds"] + ce["wall_seconds"]}
 
 

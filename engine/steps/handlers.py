@@ -20,7 +20,7 @@ from ..method.ambiguity import (centre_similarity, class_centres, label_centre_w
                                 train_weight_net)
 from ..method.graph import Graph, build_graph, neighbour_vote_agreement
 from ..method.metrics import label_metrics
-from ..method.confident import NoiseEstimate, estimated_precision, precision_interval
+from ..method.confident import NoiseEstimate, precision_interval
 from ..method.propagate import propagate
 from ..method.select import loss_cutoff, small_loss_mask
 from ..method.training import cosine_lr, forward_all, set_lr, student_epoch, train_epoch
@@ -277,7 +277,7 @@ def _precision_estimates(run: Run, refined: np.ndarray, estimate: NoiseEstimate)
     """The refined labels' estimated precision with its interval, and the given labels' (no truth needed)."""
     point, low, high = precision_interval(refined, run.given, estimate)
     return {"refined_precision_estimate": point, "refined_precision_low": low, "refined_precision_high": high,
-            "given_precision_estimate": estimated_precision(run.given, estimate.posterior),
+            "given_precision_estimate": precision_interval(run.given, run.given, estimate)[0],
             "evidence_weight": estimate.evidence}
 
 
