@@ -96,7 +96,7 @@ def goals(row: dict) -> dict[str, bool]:
 
 HEADER = ("| data | noise | seed | given | ours s0 | ours end | authors s0 | authors end | r est [90%] | r true "
           "| prec est [90%] | prec true | student ours / authors / CE | lowest after warm-up ours / authors "
-          "| goals missed |")
+          "| AWE AUROC ours | goals missed |")
 
 
 def table(rows: list[dict]) -> str:
@@ -109,8 +109,13 @@ def table(rows: list[dict]) -> str:
             f"{r['rate_est']:.3f} [{r['rate_low']:.3f}, {r['rate_high']:.3f}] | {r['rate_true']:.3f} | "
             f"{r['prec_est']:.3f} [{r['prec_low']:.3f}, {r['prec_high']:.3f}] | {r['ours_end']:.3f} | "
             f"{r['student_ours']:.3f} / {r['student_authors']:.3f} / {r['student_ce']:.3f} | "
-            f"{r['lowest_ours']:.3f} / {r['lowest_authors']:.3f} | {', '.join(missed) or '-'} |")
+            f"{r['lowest_ours']:.3f} / {r['lowest_authors']:.3f} | {_number(r.get('awe_auroc_ours'))} | "
+            f"{', '.join(missed) or '-'} |")
     return "\n".join(lines)
+
+
+def _number(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def summary(rows: list[dict]) -> str:
