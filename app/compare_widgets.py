@@ -89,16 +89,18 @@ class Member:
     config: RunConfig | None
     done: bool
     seed: int | None = None  # shown in the label when the set trains several seeds
+    relabel_rule: str = "calibrated"
 
     @property
     def label(self) -> str:
-        label = method_label(RunConfig(method=self.method, without=self.without))
+        label = method_label(RunConfig(method=self.method, without=self.without, relabel_rule=self.relabel_rule))
         return label if self.seed is None else f"{label}, seed {self.seed}"
 
 
-def name_token(method: str, without: tuple[str, ...] = ()) -> str:
-    """The part of a run name that names its method: ``aml-kd``, ``ce``, ``aml-kd-no-awe``."""
-    return "-".join([method] + [f"no-{w}" for w in without])
+def name_token(method: str, without: tuple[str, ...] = (), relabel_rule: str = "calibrated") -> str:
+    """The part of a run name that names its method: ``aml-kd``, ``ce``, ``aml-kd-no-awe``,
+    ``aml-kd-authors-rule``."""
+    return "-".join([method] + [f"no-{w}" for w in without] + (["authors-rule"] if relabel_rule == "authors" else []))
 
 
 def member_name(name: str, own: str, token: str) -> str:
@@ -123,33 +125,38 @@ def seed_name(name: str, own_seed: int, seed: int) -> str:
     return name[: -len(tail)] + f"-s{seed}" if name.endswith(tail) else f"{name}-s{seed}"
 
 
-def plan_set(path: Path, ablations: bool = False, seeds: int = 1) -> list[Member]:
+def plan_set(path: Path, ablations: bool = False, seeds: int = 1, authors_rule: bool = False) -> list[Member]:
     """AML-KD, CE and KD runs (and, with ``ablations``, AML-KD without AWE, without the mutual stage,
-    without stage 0) with the settings of the run at ``path``: same data, noise, seed and schedule,
-    only the method changes; named after it. With ``seeds`` > 1 the same again for the next seeds
-    (the run's seed, then seed+1, ...; each seed draws its own noisy labels). A run already at a
-    member's name with that very config is reused; another one there moves the new run to a free
-    name (``-2``, ``-3``, ...)."""
+    without stage 0; with ``authors_rule``, AML-KD with the authors' relabel rule) with the settings of
+    the run at ``path``: same data, noise, seed and schedule, only the method changes; named after it.
+    With ``seeds`` > 1 the same again for the next seeds (the run's seed, then seed+1, ...; each seed
+    draws its own noisy labels). A run already at a member's name with that very config is reused;
+    another one there moves the new run to a free name (``-2``, ``-3``, ...)."""
     if not 1 <= int(seeds) <= MAX_SEEDS:
         raise UserError(f"seeds={seeds!r} is out of range; valid: 1 to {MAX_SEEDS}")
     store = RunStore(path)
     config = store.config()
-    own = name_token(config.method, config.without)
-    kinds = [(m, ()) for m in SET_METHODS] + ([("aml-kd", w) for w in SET_ABLATIONS] if ablations else [])
+    rule = config.relabel_rule
+    own = name_token(config.method, config.without, rule)
+    kinds = [(m, (), rule) for m in SET_METHODS] + ([("aml-kd", w, rule) for w in SET_ABLATIONS] if ablations else [])
+    if authors_rule and rule != "authors":
+        kinds.append(("aml-kd", (), "authors"))
     members = []
     for seed in range(config.seed, config.seed + int(seeds)):
-        for method, without in kinds:
-            members.append(_member(Path(path), store, config, own, method, without, seed, int(seeds) > 1))
+        for method, without, member_rule in kinds:
+            members.append(_member(Path(path), store, config, own, (method, without, member_rule), seed,
+                                   int(seeds) > 1))
     return members
 
 
-def _member(path: Path, store: RunStore, config: RunConfig, own: str, method: str, without: tuple[str, ...],
-            seed: int, several: bool) -> Member:
+def _member(path: Path, store: RunStore, config: RunConfig, own: str, kind: tuple, seed: int,
+            several: bool) -> Member:
+    method, without, rule = kind
     shown_seed = seed if several else None
-    if (method, tuple(without), seed) == (config.method, config.without, config.seed):
-        return Member(method, without, path, None, run_results(store, strict=False)[1], shown_seed)
-    wanted = config.with_changes(method=method, without=without, seed=seed)
-    stem = member_name(seed_name(path.name, config.seed, seed), own, name_token(method, without))
+    if (method, tuple(without), rule, seed) == (config.method, config.without, config.relabel_rule, config.seed):
+        return Member(method, without, path, None, run_results(store, strict=False)[1], shown_seed, rule)
+    wanted = config.with_changes(method=method, without=without, seed=seed, relabel_rule=rule)
+    stem = member_name(seed_name(path.name, config.seed, seed), own, name_token(method, without, rule))
     target, i = path.parent / stem, 2
     while RunStore(target).exists() or target.exists():
         if _same_config(target, wanted):
@@ -157,7 +164,7 @@ def _member(path: Path, store: RunStore, config: RunConfig, own: str, method: st
         target, i = path.parent / f"{stem}-{i}", i + 1
     exists = RunStore(target).exists()
     return Member(method, without, target, None if exists else wanted,
-                  exists and run_results(RunStore(target), strict=False)[1], shown_seed)
+                  exists and run_results(RunStore(target), strict=False)[1], shown_seed, rule)
 
 
 def _same_config(path: Path, config: RunConfig) -> bool:

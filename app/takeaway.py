@@ -37,6 +37,22 @@ def precision_label(metrics: list[dict]) -> tuple[str, str]:
     return "given_label_precision", "Given-label precision"
 
 
+def precision_estimate_line(last: dict) -> str | None:
+    """One line on the labels' precision estimated without the truth (engine.method.confident), beside the
+    true one where known, e.g. ``"Estimated without the truth: refined labels 0.918 (90% interval 0.906-0.917),
+    given labels 0.641. True: 0.976 and 0.640."``; ``None`` where the step has no estimate."""
+    refined, given = last.get("refined_precision_estimate"), last.get("given_precision_estimate")
+    if refined is None or given is None:
+        return None
+    low, high = last.get("refined_precision_low"), last.get("refined_precision_high")
+    interval = f" (90% interval {low:.3f}–{high:.3f})" if low is not None and high is not None else ""
+    line = f"Estimated without the truth: refined labels {refined:.3f}{interval}, given labels {given:.3f}."
+    true_refined, true_given = last.get("refined_label_precision"), last.get("given_label_precision")
+    if true_refined is not None and true_given is not None:
+        line += f" True: {true_refined:.3f} and {true_given:.3f}."
+    return line
+
+
 def early_stop_note(metrics: list[dict], config: RunConfig) -> str | None:
     """One line when the teacher stopped before its planned epochs, e.g. ``"The teacher stopped at epoch 11:
     held-out accuracy stopped improving (best at epoch 6, patience 5); 19 steps fewer than planned."``

@@ -237,6 +237,15 @@ def test_warnings_are_one_block_with_a_line_per_run():
     assert warnings_block(rows[1:2]) is None
 
 
+def test_plan_can_add_the_authors_relabel_rule(trio):
+    plan = plan_set(trio[1], authors_rule=True)
+    base = RunStore(trio[1]).config()
+    assert [m.label for m in plan] == ["AML-KD", "CE", "KD", "AML-KD (authors' rule)"]
+    assert plan[3].path.name == "moons-symmetric30-aml-kd-authors-rule-s0" and not plan[3].done
+    assert plan[3].config == base.with_changes(method="aml-kd", relabel_rule="authors")
+    assert plan_set(trio[1])[0].config is None  # without the option nothing else is planned
+
+
 def test_table_frame_splits_off_shared_columns_and_labels_runs(trio):
     rows = comparison_table(trio)
     table, line = split_shared(table_frame(rows))

@@ -75,7 +75,7 @@ def test_default_preset_creates_the_run_and_two_steps_draw_the_charts(app, runs_
     status = RunStore(run_dir).status()
     assert (status["step"], status["phase"], status["state"]) == (2, "teacher", "idle")
     charts = _chart_points(app)
-    assert charts["Label precision"] == {"refined labels": 2, "given labels": 2}
+    assert charts["Label precision"] == {"refined labels": 2, "given labels": 2, "refined, estimated": 0}  # teacher steps: no estimate yet
     assert charts["Test accuracy"] == {"teacher": 2, "student": 0}
     assert charts["Training losses"]["teacher CE"] == 2
     (settings,) = [e for e in app.expander if e.label == "All settings of this run"]

@@ -49,7 +49,12 @@ def test_phase_spans_group_consecutive_steps():
 
 def test_label_precision_has_one_point_per_step_for_both_label_sets():
     fig = label_precision_figure(METRICS)
-    assert _points(fig) == {"refined labels": [0.6, 0.6, 0.9, 0.9, 0.93], "given labels": [0.6] * 5}
+    assert _points(fig) == {"refined labels": [0.6, 0.6, 0.9, 0.9, 0.93], "given labels": [0.6] * 5,
+                            "refined, estimated": []}  # no estimate in these steps
+    estimated = [dict(m, refined_precision_estimate=v) for m, v in zip(METRICS[2:], (0.82, 0.83, 0.84))]
+    fig = label_precision_figure(METRICS[:2] + estimated)
+    assert _points(fig)["refined, estimated"] == [0.82, 0.83, 0.84] and list(fig.data[2].x) == [3, 4, 5]
+    assert fig.data[2].line.dash == "dot" and fig.data[2].line.color == fig.data[2].marker.color != "#ffffff"
     assert list(fig.data[0].x) == [1, 2, 3, 4, 5]
     assert len(fig.layout.shapes) == 4  # one shaded band per phase span
 

@@ -15,14 +15,18 @@ from engine.rundir.store import RunStore
 SCHEDULE = ScheduleConfig(teacher_epochs=1, teacher_patience=1, warmup_epochs=1, refine_epochs=1, mutual_epochs=0)
 
 
-@pytest.fixture(scope="module")
-def chance_teacher_run(tmp_path_factory):
+def _chance_run(path, rule):
     """Digits with a teacher that barely moved from its initialisation (lr 1e-6, one epoch)."""
-    path = tmp_path_factory.mktemp("health") / "chance"
     config = RunConfig(dataset="digits", noise="symmetric:0.2", schedule=SCHEDULE,
-                       train=replace(TrainConfig(), teacher_lr=1e-6))
+                       train=replace(TrainConfig(), teacher_lr=1e-6), relabel_rule=rule)
     Run.create(path, config).run_until(None)
     return path
+
+
+@pytest.fixture(scope="module")
+def chance_teacher_run(tmp_path_factory):
+    """The authors' relabel rule trusts the chance teacher's propagation."""
+    return _chance_run(tmp_path_factory.mktemp("health") / "chance", "authors")
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +40,30 @@ def test_a_chance_teacher_and_worse_labels_are_flagged_in_the_summary(chance_tea
     assert codes == ["teacher_chance", "refined_worse"]
     assert summary["teacher_test_accuracy"] < 0.19  # 10 classes: chance 0.1
     assert summary["refined_label_precision"] < summary["given_label_precision"] - 0.01
+    # without the truth, stage 0's estimate saw it too (0.09 against 0.81 given; true 0.09 and 0.82)
+    stage0 = next(m for m in RunStore(chance_teacher_run).metrics() if m["phase"] == "propagate")
+    assert stage0["refined_precision_estimate"] < stage0["given_precision_estimate"] - 0.5
+    assert abs(stage0["refined_precision_estimate"] - stage0["refined_label_precision"]) < 0.03
+    warning = health.estimate_warning(stage0)
+    assert warning["code"] == "refined_worse_est" and "Estimated without the truth" in warning["message"]
+    assert health.estimate_warning(dict(stage0, refined_precision_estimate=0.805)) is None  # within the margin
     message = summary["warnings"][0]["message"]
     assert "at chance for 10 classes" in message and "teacher epochs" in message
+
+
+def test_the_calibrated_rule_does_no_harm_with_a_chance_teacher(tmp_path):
+    summary = RunStore(_chance_run(tmp_path / "chance-calibrated", "calibrated")).summary()
+    assert [w["code"] for w in summary["warnings"]] == ["teacher_chance"]
+    assert summary["refined_label_precision"] >= summary["given_label_precision"] - 0.005
 
 
 def test_without_truth_too_many_changes_are_flagged(chance_teacher_run, tmp_path):
     path = tmp_path / "no-truth"
     shutil.copytree(chance_teacher_run, path)
     store = RunStore(path)
+    # at stage 0, where the authors' rule took the chance teacher's propagation (the refine step's small-loss
+    # selection, with the rate now estimated at 0.19, changes few labels)
+    store.truncate_after(next(m["step"] for m in store.metrics() if m["phase"] == "propagate"))
     arrays = store.dataset_arrays()
     arrays["true"] = np.full(len(arrays["given"]), -1)  # as a label file without a truth column
     store.write_dataset(**arrays)

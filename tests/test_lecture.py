@@ -184,3 +184,15 @@ def test_replay_controls_sit_above_the_chart_and_fit_a_768_px_screen():
     assert fig.layout.margin.t >= 100 and fig.layout.height <= 560  # controls, then the plot, in one screen
     menus, sliders = replay_controls(["a", "b"], ["a", "b"], 600, "step ", 0)
     assert sliders[0]["x"] >= 0.4  # the scrubber starts right of Play / Pause: no overlap
+
+
+def test_the_estimate_line_says_the_estimate_its_interval_and_the_truth_where_known():
+    from app.takeaway import precision_estimate_line
+
+    step = {"refined_precision_estimate": 0.9331, "refined_precision_low": 0.929, "refined_precision_high": 0.939,
+            "given_precision_estimate": 0.643, "refined_label_precision": 0.985, "given_label_precision": 0.64}
+    assert precision_estimate_line(step) == ("Estimated without the truth: refined labels 0.933 (90% interval "
+                                             "0.929–0.939), given labels 0.643. True: 0.985 and 0.640.")
+    no_truth = {k: v for k, v in step.items() if "label_precision" not in k}
+    assert precision_estimate_line(no_truth).endswith("given labels 0.643.")
+    assert precision_estimate_line({"refined_label_precision": 0.9}) is None

@@ -25,9 +25,10 @@ TINY_SCHEDULE = ScheduleConfig(teacher_epochs=2, teacher_patience=2, warmup_epoc
                                mutual_epochs=2)
 
 
-def _run(path: Path, noise_rate=None, reviews: bool = False, dataset="moons", noise="symmetric:0.3") -> RunStore:
+def _run(path: Path, noise_rate=None, reviews: bool = False, dataset="moons", noise="symmetric:0.3",
+         rule="calibrated") -> RunStore:
     config = RunConfig(dataset=dataset, noise=noise, method="aml-kd", seed=0, noise_rate=noise_rate,
-                       schedule=TINY_SCHEDULE)
+                       schedule=TINY_SCHEDULE, relabel_rule=rule)
     run = Run.create(path, config)
     if reviews:  # decisions made after the teacher's phase clamp stage 0 and every later step
         run.run_until("propagate")
@@ -45,15 +46,16 @@ def _run(path: Path, noise_rate=None, reviews: bool = False, dataset="moons", no
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("replay")
     return {
-        "estimated": _run(root / "estimated"),
-        "known": _run(root / "known", noise_rate=0.3),
+        "estimated": _run(root / "estimated", rule="authors"),
+        "known": _run(root / "known", noise_rate=0.3, rule="authors"),
+        "calibrated": _run(root / "calibrated"),
         "custom": _run(root / "custom", noise_rate=0.12),
         "reviewed": _run(root / "reviewed", reviews=True),
         "reviewed-known": _run(root / "reviewed-known", noise_rate=0.3, reviews=True),
     }
 
 
-@pytest.mark.parametrize("variant", ["estimated", "known", "custom", "reviewed", "reviewed-known"])
+@pytest.mark.parametrize("variant", ["estimated", "known", "calibrated", "custom", "reviewed", "reviewed-known"])
 def test_a_replay_with_the_step_settings_is_the_step(runs, variant):
     store = runs[variant]
     steps = explain.propagating_steps(store)
@@ -82,6 +84,23 @@ def test_the_rule_a_replay_explains_is_the_rule_the_step_ran(runs):
     sample = int(np.flatnonzero(known.relabelling.reasons == Reason.KEPT_SUPPORTED)[0])
     text = explain.why(sample, known.relabelling, given, np.full(n, -1), ["a", "b"], 0.5, 0.0, 0.3)
     assert "noise rate is known (30%)" in text and "kept its given label" in text
+
+
+def test_the_calibrated_rule_changes_a_given_label_only_where_the_posterior_favours_it(runs):
+    store = runs["calibrated"]
+    given = store.dataset_arrays()["given"].astype(np.int64)
+    rows = np.arange(len(given))
+    for step in explain.propagating_steps(store):
+        snap = store.snapshot(step)
+        replay = explain.what_if(store, step).relabelling
+        assert replay.rule.endswith("+calibrated"), replay.rule
+        post, labels = snap["posterior"].astype(np.float32), snap["refined"]
+        changed = labels != given
+        assert (post[rows, labels] > post[rows, given])[changed].all(), step
+        refused = replay.reasons == Reason.KEPT_GIVEN
+        assert (replay.proposed[refused] != given[refused]).all() and (labels[refused] == given[refused]).all()
+        if "previous" in snap:  # stages 1-2: never below the labels before the step, by its own estimate
+            assert post[rows, labels].mean() >= post[rows, snap["previous"]].mean() - 1e-6
 
 
 def test_every_snapshot_key_is_documented_with_its_dtype(runs):

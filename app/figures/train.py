@@ -114,11 +114,13 @@ def band_fits(name: str, steps_in_band: int, steps_shown: int) -> bool:
 
 
 def label_precision_figure(metrics: Metrics) -> go.Figure:
-    """Refined-label precision against the given labels' precision (higher is better)."""
+    """Refined-label precision against the given labels' precision (higher is better), and the refined
+    labels' precision estimated without the truth (dotted; the one line a run without a truth has)."""
     return _line_chart(metrics, [("refined_label_precision", "refined labels"),
-                                 ("given_label_precision", "given labels")],
+                                 ("given_label_precision", "given labels"),
+                                 ("refined_precision_estimate", "refined, estimated")],
                        "Label precision", "fraction correct", (0, 1.02),
-                       dash={"given_label_precision": "dash"})
+                       dash={"given_label_precision": "dash", "refined_precision_estimate": "dot"})
 
 
 def detection_figure(metrics: Metrics) -> go.Figure:

@@ -14,6 +14,7 @@ from app.takeaway import (
     early_stop_note,
     instructive_samples,
     noise_outcome,
+    precision_estimate_line,
     precision_label,
     takeaway_lines,
 )
@@ -61,6 +62,9 @@ def headline(metrics: list[dict], status: dict, method: str = "aml-kd", test_lab
     for col, (key, label) in zip(cols[2:], shown):  # precision: the given labels' until a step propagated labels
         value = last.get(key)
         col.metric(label, "–" if value is None else f"{value:.3f}")
+    estimate = precision_estimate_line(last)
+    if estimate:
+        st.caption(estimate)
     if test_labels is None:
         st.caption("This run holds no images out (test fraction 0): it has no test metrics.")
     elif test_labels == "given":

@@ -44,8 +44,10 @@ def comparison_set(root: Path, names: list[str], expanded: bool) -> None:
                                 help="Train the set on this many seeds (the run's seed and the next ones; each seed "
                                      "draws its own noisy labels): the table then shows each method's mean and "
                                      "spread.")
+        authors = st.checkbox("Also AML-KD with the authors' relabel rule (every label the teacher's propagation "
+                              "proposes, without the calibrated check)", key="compare-set-authors")
         try:
-            members = plan_set(root / chosen, ablations, int(seeds))
+            members = plan_set(root / chosen, ablations, int(seeds), authors)
         except UserError as exc:
             st.error(f"No comparison set from {md(chosen)}: {md(exc)}")
             return

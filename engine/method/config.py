@@ -30,6 +30,8 @@ TEACHER_MODES = ("finetune", "frozen")
 TORCHVISION_PREFIX = "torchvision:"  # engine.models.zoo.PREFIX (this layer imports no models)
 NO_WEIGHTS = "none"
 LR_SCHEDULES = ("cosine", "step")  # --teacher-weights none: a torchvision network from a random start, asked for
+#: How a propagating step may change labels (engine.method.refinery.RULES): ours, or the authors' as published.
+RELABEL_RULES = ("calibrated", "authors")
 #: Components of AML-KD an ablation can remove (``--without``), and what replaces each.
 ABLATIONS = {
     "awe": "uniform weights instead of the ambiguity-aware weights (stage 1 seeds and CE weights)",
@@ -359,6 +361,9 @@ class RunConfig:
     without: tuple[str, ...] = setting(
         (), "--without", "AML-KD ablation, repeatable: " + "; ".join(f"{k}: {v}" for k, v in ABLATIONS.items()),
         "list", choices=tuple(ABLATIONS), why="empty: the whole method")
+    relabel_rule: str = setting("calibrated", "--relabel-rule", "calibrated: a label changes only where the "
+                                "calibrated posterior favours the new one; authors: as published", "choice",
+                                choices=RELABEL_RULES, why="do no harm: a label changes only on calibrated evidence")
 
     def __post_init__(self):
         if isinstance(self.without, str) or not all(isinstance(w, str) for w in self.without):

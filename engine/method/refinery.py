@@ -20,6 +20,16 @@ Stages 1-2 (``refine``, ``mutual``):
     student's prediction otherwise; seeds = one-hot(working) x seed weight
     (AWE in stage 1, label-centre similarity in stage 2); easy samples keep
     their working label, the others take argmax of the propagation.
+The calibrated rule (``relabel_rule='calibrated'``, our deviation,
+docs/ALGORITHM.md) filters what the authors' rule proposes:
+    a sample whose proposed label differs from its given label takes it only
+    where the step's posterior (:mod:`engine.method.confident`, P(true class
+    | sample, given label)) puts more mass on the proposed label than on the
+    given one; elsewhere it keeps the given label. Stage 0 proposes the
+    propagation's argmax for every sample; stages 1-2 (when the noise rate is
+    estimated) propose the small-loss rule's labels, and a step whose
+    estimated precision (mean posterior of its labels) is below that of the
+    labels before it keeps those previous labels.
 Reviews, every stage:
     a reviewed label is a clamped seed of weight 1 and keeps its label; an
     outlier seeds nothing and sits out training.
@@ -48,6 +58,8 @@ class Reason(IntEnum):
     KEPT_EASY = 3  # stages 1-2: a small-loss ('easy') sample, kept its working label
     REVIEWED = 4  # a reviewer's label, clamped
     KEPT_LEAST_CONFIDENT = 5  # what-if only (stages 1-2): among the least confident, kept its working label
+    KEPT_GIVEN = 6  # calibrated rule: the posterior did not favour the proposed label over the given one
+    KEPT_PREVIOUS = 7  # calibrated rule: the step's estimated precision fell, so the sample kept its previous label
 
 
 @dataclass(frozen=True)
@@ -81,17 +93,21 @@ class Relabelling:
         :class:`Reason` of each sample.
     rule : str
         ``'confidence'`` (stage 0, rate unknown), ``'support'`` (stage 0,
-        rate known) or ``'small-loss'`` (stages 1-2).
+        rate known), ``'small-loss'`` (stages 1-2), or any of them followed
+        by ``'+calibrated'`` (the calibrated filter applied).
     cutoff : float or None
         Confidence (``'confidence'``) or given-label score (``'support'``) of
         the last sample on the kept side of the rule's cut; None when no
         sample is cut.
+    proposed : np.ndarray, shape (N,), int64, optional
+        Calibrated rule: the labels the authors' rule proposed (None otherwise).
     """
 
     labels: np.ndarray
     reasons: np.ndarray
     rule: str
     cutoff: float | None
+    proposed: np.ndarray | None = None
 
 
 # ---------------------------------------------------------------- reviews
@@ -269,15 +285,113 @@ def refine_relabel(working: np.ndarray, easy: np.ndarray, result: PropagationRes
     return _clamp_labels(Relabelling(labels, reasons, "small-loss", cutoff), clamped_labels)
 
 
+# ---------------------------------------------------------------- the calibrated filter
+RULES = ("calibrated", "authors")
+
+
+def calibrated_filter(given: np.ndarray, proposal: Relabelling, posterior: np.ndarray,
+                      previous: np.ndarray | None = None) -> Relabelling:
+    """Keep a proposed change of a given label only where the posterior favours it.
+
+    Parameters
+    ----------
+    given : np.ndarray, shape (N,), int
+    proposal : Relabelling
+        What the authors' rule would do (reviews already applied).
+    posterior : np.ndarray, shape (N, C)
+        P(true class | sample, given label) (:func:`engine.method.confident.label_posterior`).
+    previous : np.ndarray, shape (N,), int, optional
+        Labels before the step (stages 1-2), passed through the same filter.
+        When the filtered labels' mean posterior is below the filtered
+        previous labels', the samples it would change keep their previous
+        label (reviewed samples keep their reviewed label).
+
+    Returns
+    -------
+    Relabelling
+        Labels: the proposal where it equals the given label, is a review,
+        or has a strictly larger posterior than the given label; the given
+        label elsewhere (:attr:`Reason.KEPT_GIVEN`). ``cutoff`` is None.
+    """
+    given = np.asarray(given, dtype=np.int64)
+    posterior = np.asarray(posterior, dtype=np.float32)
+    rows = np.arange(len(given))
+    reviewed = proposal.reasons == Reason.REVIEWED
+
+    def allowed(labels: np.ndarray) -> np.ndarray:  # (N,) bool: the given label, a review, or favoured over it
+        return (labels == given) | (posterior[rows, labels] > posterior[rows, given]) | reviewed
+
+    proposed = proposal.labels
+    take = allowed(proposed)
+    labels = np.where(take, proposed, given).astype(np.int64)
+    reasons = np.where(take, proposal.reasons, np.int8(Reason.KEPT_GIVEN)).astype(np.int8)
+    if previous is not None:
+        previous = np.asarray(previous, dtype=np.int64)
+        previous = np.where(allowed(previous), previous, given)  # the same filter holds for what is kept
+        mean_new = float(np.mean(posterior[rows, labels], dtype=np.float64))
+        mean_old = float(np.mean(posterior[rows, previous], dtype=np.float64))
+        if mean_new < mean_old:
+            back = (labels != previous) & ~reviewed
+            labels = np.where(back, previous, labels)
+            reasons = np.where(back, np.int8(Reason.KEPT_PREVIOUS), reasons).astype(np.int8)
+    return Relabelling(labels, reasons, f"{proposal.rule}+calibrated", None, proposed)
+
+
+def supported_easy(easy: np.ndarray, given: np.ndarray, posterior: np.ndarray) -> np.ndarray:
+    """Calibrated rule, stages 1-2: a small-loss sample stays 'easy' (keeps its given label unexamined) only
+    where the posterior puts at least as much mass on its given label as on any other class.
+
+    Small-loss selection keeps the ``1 - r`` fraction with the smallest loss; when ``r`` is
+    underestimated, wrongly labelled samples slip in and are never relabelled. The others are
+    still protected: they take a new label only through :func:`calibrated_filter`.
+    """
+    given = np.asarray(given, dtype=np.int64)
+    posterior = np.asarray(posterior, dtype=np.float32)
+    supported = posterior[np.arange(len(given)), given] >= posterior.max(1)
+    return np.asarray(easy, dtype=bool) & supported
+
+
+def better_labeller(posterior: np.ndarray, candidates: dict[str, np.ndarray], mask: np.ndarray) -> str:
+    """The name of the candidate labelling ``(N,)`` with the largest mean posterior over ``mask``.
+
+    Ties go to the first name in ``candidates``; an empty mask picks the first.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    rows = np.flatnonzero(mask)
+    posterior = np.asarray(posterior, dtype=np.float64)
+    best, best_score = next(iter(candidates)), -np.inf
+    if len(rows) == 0:
+        return best
+    for name, labels in candidates.items():
+        score = float(np.mean(posterior[rows, np.asarray(labels, np.int64)[rows]]))
+        if score > best_score:
+            best, best_score = name, score
+    return best
+
+
 def relabel(phase: str, given: np.ndarray, working: np.ndarray, easy: np.ndarray, result: PropagationResult,
             noise_rate: float | None, keep_least_confident: float,
-            clamped_labels: np.ndarray | None = None) -> Relabelling:
-    """The relabelling rule of a propagating ``phase``: stage 0's or stages 1-2's."""
-    if phase == "propagate":
-        return stage0_relabel(given, result, noise_rate, keep_least_confident, clamped_labels)
-    if phase in REFINE_PHASES:
-        return refine_relabel(working, easy, result, clamped_labels, keep_least_confident)
-    raise ValueError(f"a {phase!r} step runs no propagation; valid phases: {', '.join(LP_PHASES)}")
+            clamped_labels: np.ndarray | None = None, rule: str = "authors",
+            posterior: np.ndarray | None = None, previous: np.ndarray | None = None) -> Relabelling:
+    """The relabelling rule of a propagating ``phase``: stage 0's or stages 1-2's.
+
+    ``rule='calibrated'`` with a ``posterior`` applies :func:`calibrated_filter`
+    on top (stages 1-2 with ``previous``); ``'authors'`` (or no posterior) is
+    the authors' rule alone.
+    """
+    if rule not in RULES:
+        raise ValueError(f"relabel rule {rule!r} is unknown; valid: {', '.join(RULES)}")
+    calibrated = rule == "calibrated" and posterior is not None
+    if phase == "propagate":  # the calibrated filter replaces the authors' least-confident keep: it proposes all
+        proposal = stage0_relabel(given, result, noise_rate, 0.0 if calibrated else keep_least_confident,
+                                  clamped_labels)
+    elif phase in REFINE_PHASES:
+        proposal = refine_relabel(working, easy, result, clamped_labels, keep_least_confident)
+    else:
+        raise ValueError(f"a {phase!r} step runs no propagation; valid phases: {', '.join(LP_PHASES)}")
+    if calibrated:
+        return calibrated_filter(given, proposal, posterior, previous if phase != "propagate" else None)
+    return proposal
 
 
 def _clamp_labels(relabelling: Relabelling, clamped_labels: np.ndarray | None) -> Relabelling:

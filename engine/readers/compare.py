@@ -62,6 +62,7 @@ COLUMNS = (
     ("seed", "seed", "{}"),
     ("given_label_precision", "given prec", "{:.3f}"),
     ("refined_label_precision", "refined prec", "{:.3f}"),
+    ("refined_precision_estimate", "refined prec est", "{:.3f}"),
     ("student_test_accuracy", "student acc", "{:.3f}"),
     ("student_interval", "95% interval", "{}"),
     ("teacher_test_accuracy", "teacher acc", "{:.3f}"),
@@ -137,6 +138,8 @@ def method_label(config) -> str:
     """``AML-KD``, ``CE``, ``KD``, or an ablation: ``AML-KD w/o AWE``, ``AML-KD w/o mutual, stage 0``; a run
     whose graph came from features of elsewhere says so: ``AML-KD + features resnet50.npz``."""
     name = METHOD_NAMES.get(config.method, config.method)
+    if config.method == "aml-kd" and getattr(config, "relabel_rule", "calibrated") == "authors":
+        name += " (authors' rule)"
     without = getattr(config, "without", ())
     label = f"{name} w/o {', '.join(ABLATION_NAMES.get(w, w) for w in without)}" if without else name
     features = getattr(config, "teacher_features", None)
@@ -299,6 +302,7 @@ def comparison_table(stores: Sequence[RunStore | str | Path], chance: bool = Fal
             "noise": noise_label(config, arrays.get("given"), true), "seed": config.seed,
             "given_label_precision": results.get("given_label_precision"),
             "refined_label_precision": results.get("refined_label_precision"),
+            "refined_precision_estimate": results.get("refined_precision_estimate"),
             "student_test_accuracy": results.get("student_test_accuracy"),
             "teacher_test_accuracy": results.get("teacher_test_accuracy") if config.method != "ce" else None,
             "student_vs_ce": None, "baseline": False, "baseline_run": None, "steps": results.get("steps"),

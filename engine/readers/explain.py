@@ -254,7 +254,10 @@ class StepSettings:
     ``keep_least_confident`` is the fraction of least confident samples that
     keep their label (stage 0 with the noise rate unknown: the run's
     ``keep_least_confident``; stages 1-2: 0). ``noise_rate`` is stage 0's
-    known rate (its 'support' rule), else None.
+    known rate (its 'support' rule), else None. ``relabel_rule`` is
+    ``'calibrated'`` where the step filtered the proposals by its stored
+    posterior (stage 0; stages 1-2 when the rate was estimated), else
+    ``'authors'``.
     """
 
     k: int
@@ -262,6 +265,7 @@ class StepSettings:
     alpha: float
     keep_least_confident: float
     noise_rate: float | None
+    relabel_rule: str = "authors"
 
     @property
     def rule(self) -> str:
@@ -273,7 +277,8 @@ def step_settings(config: RunConfig, phase: str) -> StepSettings:
     stage0 = phase == "propagate"
     return StepSettings(k=config.graph.k, power=float(config.graph.power), alpha=float(config.propagation.alpha),
                         keep_least_confident=float(config.train.keep_least_confident) if stage0 else 0.0,
-                        noise_rate=config.noise_rate if stage0 else None)
+                        noise_rate=config.noise_rate if stage0 else None,
+                        relabel_rule=config.relabel_rule if stage0 or config.noise_rate is None else "authors")
 
 
 def _check_phase(phase: str) -> None:
@@ -325,8 +330,11 @@ def relabel_step(snapshot: dict, phase: str, given: np.ndarray, num_classes: int
         normalized = snap.step_graph({"features": features}, settings.power, settings.k)
     config = replace(PropagationConfig(), alpha=settings.alpha)
     result = propagate(normalized, seeds.matrix(num_classes), config)
+    posterior = snapshot.get("posterior")
     relabelling = refinery.relabel(phase, given, working, easy, result, settings.noise_rate,
-                                   settings.keep_least_confident, clamps)
+                                   settings.keep_least_confident, clamps, rule=settings.relabel_rule,
+                                   posterior=None if posterior is None else np.asarray(posterior, np.float32),
+                                   previous=snapshot.get("previous"))
     return result, relabelling
 
 
@@ -405,7 +413,8 @@ def what_if(store: RunStore, step: int, k: int | None = None, alpha: float | Non
         settings = StepSettings(k=own.k if k is None else int(k), power=own.power if power is None else float(power),
                                 alpha=own.alpha if alpha is None else float(alpha),
                                 keep_least_confident=own.keep_least_confident if keep_least_confident is None
-                                else float(keep_least_confident), noise_rate=own.noise_rate)
+                                else float(keep_least_confident), noise_rate=own.noise_rate,
+                                relabel_rule=own.relabel_rule)
         GraphConfig(k=settings.k, power=settings.power)
         PropagationConfig(alpha=settings.alpha)
     except (TypeError, ValueError) as exc:
@@ -461,12 +470,22 @@ def why(sample: int, relabelling: Relabelling, given: np.ndarray, working: np.nd
     if reason == Reason.KEPT_LEAST_CONFIDENT:
         return (f"Its propagation confidence {confidence:.3f} is among the {keep_least_confident:.0%} least "
                 f"confident, so it **kept its working label {names[int(working[sample])]}**.")
+    if reason == Reason.KEPT_GIVEN:
+        proposed = "another label" if relabelling.proposed is None else names[int(relabelling.proposed[sample])]
+        return (f"The propagation proposed **{proposed}**, but the calibrated posterior does not favour it over the given label, so it **kept its given "
+                f"label {names[g]}**.")
+    if reason == Reason.KEPT_PREVIOUS:
+        return (f"The step's estimated precision fell below that of the labels before it, so it **kept its "
+                f"previous label {names[label]}**.")
     verb = "kept" if label == g else "was relabelled"
-    if relabelling.rule == "support":
+    base_rule, _, calibrated = relabelling.rule.partition("+")
+    if calibrated and label != g:
+        verb = "was relabelled (the calibrated posterior favours the new label)"
+    if base_rule == "support":
         return (f"Its given label is among the {noise_rate:.0%} the propagation supports least (score at most "
                 f"{cut:.3f}), so it took the propagated label: it **{verb} {names[g]} → {names[label]}** "
                 f"(confidence {confidence:.3f}).")
-    if relabelling.rule == "confidence":
+    if base_rule == "confidence":
         above = f"above the cut-off {cut:.3f}" if cut is not None else "not cut (no sample keeps its label)"
         return (f"Its confidence {confidence:.3f} is {above}, so it took the propagated label: it "
                 f"**{verb} {names[g]} → {names[label]}**.")

@@ -34,7 +34,18 @@ SUMMARY_FIELDS: tuple[Field, ...] = (
     Field("teacher_test_accuracy", "float|null", "the teacher's accuracy on the test split (null for CE)", _S),
     Field("awe_auroc", "float|null", "AUROC of the AWE weights separating clean from noisy given labels", _S),
     Field("awe_std", "float|null", "spread of the AWE weights, last step", _S),
-    Field("noise_rate_estimate", "float|null", "the noise rate stage 0 estimated", _S),
+    Field("noise_rate_estimate", "float|null", "the noise rate stage 0 estimated (confident joint on the "
+                                               "teacher graph's calibrated neighbour votes)", _S),
+    Field("noise_rate_low", "float|null", "lower end of the noise-rate estimate's 90% bootstrap interval", _S),
+    Field("noise_rate_high", "float|null", "upper end of that interval", _S),
+    Field("relabel_rule", "str", "calibrated (a label changes only where the calibrated posterior favours the "
+                                 "new one) or authors (as published)", _S),
+    Field("given_precision_estimate", "float|null", "the given labels' precision estimated without the truth "
+                                                    "(mean posterior of the given label), last step", _S),
+    Field("refined_precision_estimate", "float|null", "the refined labels' precision estimated without the truth, "
+                                                      "last step", _S),
+    Field("refined_precision_low", "float|null", "lower end of its 90% bootstrap interval", _S),
+    Field("refined_precision_high", "float|null", "upper end of its 90% bootstrap interval", _S),
     Field("noise_rate_true", "float|null", "the true share of wrong given labels (null without truth)", _S),
     Field("teacher_best_epoch", "int|null", "the teacher epoch whose weights the run kept (its last without a "
                                              "hold-out; null for CE)", _S),
@@ -87,7 +98,22 @@ METRICS_FIELDS: tuple[Field, ...] = (
     Field("awe_loss", "float|null", "the weight network's training loss", _R),
     Field("loss_cutoff", "float", "the small-loss cut-off", _R),
     Field("noise_rate_used", "float", "r used for small-loss selection", _R),
-    Field("noise_rate_estimate", "float|null", "the stage-0 estimate of r", _ST),
+    Field("noise_rate_estimate", "float|null", "the stage-0 estimate of r", f"{_P}, {_ST}"),
+    Field("noise_rate_low", "float", "lower end of the estimate's 90% bootstrap interval", _P),
+    Field("noise_rate_high", "float", "upper end of that interval", _P),
+    Field("estimate_seconds", "float", "seconds of the noise estimate (votes, joint, posterior, bootstrap)",
+          f"{_P}, {_R}"),
+    Field("given_precision_estimate", "float", "given labels' precision estimated without the truth: mean "
+                                               "posterior of the given label", "handlers (aml-kd phases)"),
+    Field("refined_precision_estimate", "float", "refined labels' precision estimated without the truth",
+          "handlers (aml-kd phases)"),
+    Field("refined_precision_low", "float", "lower end of its 90% bootstrap interval", "handlers (aml-kd phases)"),
+    Field("refined_precision_high", "float", "upper end of that interval", "handlers (aml-kd phases)"),
+    Field("evidence_weight", "float", "weight of the given label's evidence in the posterior (engine.method."
+                                      "confident.evidence_weight)", "handlers (aml-kd phases)"),
+    Field("seed_labeller", "str", "student or teacher: whose predictions seeded the not-easy samples", _R),
+    Field("kept_previous", "bool", "the calibrated rule kept the previous labels: the step's estimated "
+                                   "precision fell", _R),
     Field("reviewed_clamped", "int", "samples whose label reviewers fixed", "handlers"),
     Field("reviewed_outliers", "int", "samples reviewers marked as outliers", "handlers"),
     Field("given_label_precision", "float|null", "share of given labels equal to the truth", _M),
@@ -114,6 +140,10 @@ SUMMARY_ROWS = (
     ("awe_auroc", "AWE AUROC (clean vs noisy)"),
     ("noise_rate_estimate", "noise rate, estimated"),
     ("noise_rate_true", "noise rate, true"),
+    ("given_precision_estimate", "given label precision, estimated without truth"),
+    ("refined_precision_estimate", "refined label precision, estimated without truth"),
+    ("refined_precision_low", "refined label precision, estimated: 90% interval from"),
+    ("refined_precision_high", "refined label precision, estimated: 90% interval to"),
     ("wall_seconds", "seconds of training"),
 )
 #: Summary fields that tables format as numbers (a damaged value there is refused by name).

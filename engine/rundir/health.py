@@ -17,6 +17,9 @@ relabel_excess     truth unknown: the propagation changed far more labels
                    than the noise rate allows (more than twice the rate, and
                    10 points over it; the rate known, or the synthetic
                    noise's, or 25% for a label file: at most half changed)
+refined_worse_est  the estimate without the truth (engine.method.confident)
+                   says the refined labels are less precise than the given
+                   ones (by more than WORSE_MARGIN)
 below_ce           the student's test accuracy is below the CE baseline's of
                    the same data (:func:`below_baseline`)
 =================  =====================================================
@@ -81,6 +84,17 @@ def label_warning(given: np.ndarray, refined: np.ndarray, true: np.ndarray | Non
     return None
 
 
+def estimate_warning(metrics: dict) -> dict | None:
+    """``refined_worse_est``: the step's precision estimates (no truth needed) say the labels got worse."""
+    given, refined = metrics.get("given_precision_estimate"), metrics.get("refined_precision_estimate")
+    if given is None or refined is None or refined >= given - WORSE_MARGIN:
+        return None
+    return _warning("refined_worse_est", f"Estimated without the truth, the refined labels are less precise than "
+                    f"the given ones ({refined:.3f} against {given:.3f}): the method may be making the labels "
+                    "worse. Use the calibrated relabel rule (--relabel-rule calibrated), check the teacher's "
+                    "accuracy, or review a sample of the changes on the Review page.")
+
+
 def run_warnings(store) -> list[dict]:
     """Every warning that applies to the run in ``store`` now (reads metrics and the last snapshot)."""
     metrics = store.metrics()
@@ -104,6 +118,7 @@ def run_warnings(store) -> list[dict]:
             rate = 0.25
         out.append(label_warning(arrays["given"], refined, arrays["true"], rate,
                                  last.get("given_label_precision"), last.get("refined_label_precision")))
+        out.append(estimate_warning(last))
     return [w for w in out if w is not None]
 
 

@@ -75,6 +75,10 @@ FIELDS: dict[str, Field] = {
                                                "it: a replay rebuilds the very same graph)", CLAMPED),
     "features": Field("float16", "(N, D)", "features the step's graph was built on (teacher's in the "
                                            "teacher and propagate phases, else the student's)"),
+    "posterior": Field("float16", "(N, C)", "P(true class | sample, given label) the step's calibrated rule and "
+                                            "precision estimate used (engine.method.confident)", LP, optional=True),
+    "previous": Field("int64", "(N,)", "stages 1-2: labels before the step (the calibrated rule keeps them when "
+                                       "the step's estimated precision falls)", ("refine", "mutual"), optional=True),
     "clamped": Field("int64", "(N,)", "reviewed label applied in this step, -1 where none", CLAMPED),
     "outlier": Field("bool", "(N,)", "reviewed outlier (no seed, no training) in this step", CLAMPED),
 }
@@ -82,7 +86,8 @@ FIELDS: dict[str, Field] = {
 
 def pack(refined: np.ndarray, teacher=None, student=None, given: np.ndarray | None = None, graph=None,
          lp=None, easy=None, working=None, weights=None, weights_given=None, selection_loss=None,
-         features=None, clamped=None, outliers=None, seeds=None) -> dict[str, np.ndarray]:
+         features=None, clamped=None, outliers=None, seeds=None, posterior=None,
+         previous=None) -> dict[str, np.ndarray]:
     """A step's snapshot from what the step computed (arrays not given get their 'none' value).
 
     ``teacher`` and ``student`` are model outputs with ``pred (N,)``,
@@ -115,6 +120,10 @@ def pack(refined: np.ndarray, teacher=None, student=None, given: np.ndarray | No
         arrays["features"] = np.asarray(features).astype(np.float16)
     if clamped is not None:
         arrays.update(clamped=np.asarray(clamped, np.int64), outlier=np.asarray(outliers, bool))
+    if posterior is not None:  # already float16 values (engine.method.confident.NoiseEstimate.posterior)
+        arrays["posterior"] = np.asarray(posterior).astype(np.float16)
+    if previous is not None:
+        arrays["previous"] = np.asarray(previous, np.int64)
     if seeds is not None:  # engine.method.refinery.Seeds of the step's propagation
         arrays["seed_weight"] = np.asarray(seeds.weights, np.float32)
         arrays["seed_label"] = np.asarray(seeds.labels, np.int64)

@@ -20,12 +20,13 @@ from ..method.ambiguity import (centre_similarity, class_centres, label_centre_w
                                 train_weight_net)
 from ..method.graph import Graph, build_graph, neighbour_vote_agreement
 from ..method.metrics import label_metrics
-from ..method.noise import estimate_noise_rate
+from ..method.confident import NoiseEstimate, precision_interval
 from ..method.propagate import propagate
 from ..method.select import loss_cutoff, small_loss_mask
 from ..method.training import scheduled_lr, set_lr, student_epoch, train_epoch
 from ..rundir import snapshot
 from . import checkpoint as ckpt
+from .networks import graph_estimate
 from .phases import Phase
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -93,8 +94,8 @@ def finish_teacher(run: Run) -> None:
     run.store.write_teacher_features(nets.teacher_outputs().features)
     run.store.write_teacher_outputs(features=nets.graph_features().astype(np.float32),
                                     pred=nets.stage0_predictions(), keys=np.array(run.dataset.keys()))
-    if "stage0" in run.config.without:  # no propagation to estimate r from: the teacher's disagreement
-        run.state.noise_rate_estimate = estimate_noise_rate(run.given, nets.teacher_outputs().pred)
+    if "stage0" in run.config.without:  # no stage 0 to estimate r in: estimate it here
+        run.state.noise_rate_estimate = nets.teacher_estimate().rate
 
 
 # ---------------------------------------------------------------- stage 0
@@ -108,16 +109,24 @@ def propagate_step(run: Run):
     clamped, outliers = run.review_clamps()
     seeds = refinery.stage0_seeds(nets.stage0_predictions(), run.dataset.num_classes, clamped, outliers)
     result = propagate(graph.normalized, seeds.matrix(run.dataset.num_classes), cfg.propagation)
-    refined = refinery.stage0_relabel(run.given, result, cfg.noise_rate, cfg.train.keep_least_confident,
-                                      clamped).labels
+    t1 = time.perf_counter()
+    estimate = nets.teacher_estimate()
+    t_estimate = time.perf_counter() - t1
+    n = len(run.given)
+    refined = refinery.relabel("propagate", run.given, run.given, np.zeros(n, bool), result, cfg.noise_rate,
+                               cfg.train.keep_least_confident, clamped, rule=cfg.relabel_rule,
+                               posterior=estimate.posterior).labels
     run.state.refined = refined
-    run.state.noise_rate_estimate = estimate_noise_rate(run.given, result.labels)
-    metrics = {"graph_seconds": t_graph, "lp_seconds": time.perf_counter() - t0 - t_graph,
-               "lp_iterations": result.iterations, "graph_source": "teacher",
+    run.state.noise_rate_estimate = estimate.rate
+    metrics = {"graph_seconds": t_graph, "lp_seconds": time.perf_counter() - t0 - t_graph - t_estimate,
+               "estimate_seconds": t_estimate, "lp_iterations": result.iterations, "graph_source": "teacher",
                "teacher_test_accuracy": nets.test_accuracy(nets.teacher),
-               **_review_metrics(clamped, outliers), **label_metrics(run.given, refined, run.true)}
+               "noise_rate_estimate": estimate.rate, "noise_rate_low": estimate.rate_low,
+               "noise_rate_high": estimate.rate_high,
+               **_review_metrics(clamped, outliers), **label_metrics(run.given, refined, run.true),
+               **_precision_estimates(run, refined, estimate)}
     arrays = _pack(run, teacher=teacher, features=nets.graph_features(), graph=graph, lp=result,
-                   clamped=clamped, outliers=outliers, seeds=seeds)
+                   clamped=clamped, outliers=outliers, seeds=seeds, posterior=estimate.posterior)
     return arrays, metrics
 
 
@@ -150,6 +159,7 @@ def warmup_step(run: Run):
     run.state.refined = np.where(clamped >= 0, clamped, run.state.refined)
     metrics = _student_train(run, run.state.refined, "warmup", train_mask=~outliers)
     metrics.update(_review_metrics(clamped, outliers))
+    metrics.update(_precision_estimates(run, run.state.refined, run.nets.teacher_estimate()))
     return _student_snapshot(run, metrics, clamped=clamped, outliers=outliers)
 
 
@@ -181,7 +191,17 @@ def _refinery(run: Run, mutual: bool):
     keep_fraction = 1.0 - run.noise_rate()
     easy = small_loss_mask(selection_loss, keep_fraction)
     clamped, outliers = run.review_clamps()  # reviewed labels count as easy, fixed seeds
-    working, easy, awe_target = refinery.small_loss_working(run.given, before.pred, easy, clamped)
+    t_est = time.perf_counter()
+    estimate = graph_estimate(build_graph(before.features, cfg.graph), run.given, C, cfg, STEP_BOOTSTRAP)
+    t_est = time.perf_counter() - t_est
+    calibrated = cfg.relabel_rule == "calibrated" and cfg.noise_rate is None
+    labeller = "student"
+    if calibrated:  # easy only where the posterior supports the given label; the rest seeded by the better labeller
+        easy = refinery.supported_easy(easy, run.given, estimate.posterior)
+        labeller = refinery.better_labeller(estimate.posterior, {"student": before.pred,
+                                                                 "teacher": nets.teacher_outputs().pred}, ~easy)
+    labeller_pred = before.pred if labeller == "student" else nets.teacher_outputs().pred
+    working, easy, awe_target = refinery.small_loss_working(run.given, labeller_pred, easy, clamped)
     similarity = centre_similarity(before.features, class_centres(before.features, working, C))
     use_awe = "awe" not in cfg.without
     awe_loss = train_weight_net(nets.weight_net, nets.opt_weight, similarity, run.given, awe_target,
@@ -196,7 +216,11 @@ def _refinery(run: Run, mutual: bool):
     t1 = time.perf_counter()
     seeds, working, easy, train_mask = refinery.refine_seeds(working, easy, seed_weights, C, clamped, outliers)
     result = propagate(graph.normalized, seeds.matrix(C), cfg.propagation)
-    refined = refinery.refine_relabel(working, easy, result, clamped).labels
+    previous = run.state.refined
+    relabelling = refinery.relabel("mutual" if mutual else "refine", run.given, working, easy, result, None, 0.0,
+                                   clamped, rule=cfg.relabel_rule, posterior=estimate.posterior if calibrated else None,
+                                   previous=previous)
+    refined = relabelling.labels
     t_lp = time.perf_counter() - t1
     weights = predict_weights(nets.weight_net, similarity, refined) if use_awe else uniform
     weights_given = predict_weights(nets.weight_net, similarity, run.given) if use_awe else None
@@ -204,12 +228,16 @@ def _refinery(run: Run, mutual: bool):
     metrics = _student_train(run, refined, "refine", weights, train_mask=train_mask)
     metrics.update(_review_metrics(clamped, outliers))
     metrics.update(graph_choice)
+    metrics.update(_precision_estimates(run, refined, estimate))
+    metrics.update(seed_labeller=labeller, estimate_seconds=t_est,
+                   kept_previous=bool(np.any(relabelling.reasons == refinery.Reason.KEPT_PREVIOUS)))
     metrics.update(select_seconds=t_select, lp_seconds=t_lp, awe_loss=awe_loss,
                    graph_source="teacher" if nets.is_teacher_graph(graph) else "student",
                    noise_rate_used=run.noise_rate(), loss_cutoff=loss_cutoff(selection_loss, keep_fraction))
     return _student_snapshot(run, metrics, graph=graph, lp=result, easy=easy, working=working, weights=weights,
                              weights_given=weights_given, selection_loss=selection_loss,
-                             student_features=before.features, clamped=clamped, outliers=outliers, seeds=seeds)
+                             student_features=before.features, clamped=clamped, outliers=outliers, seeds=seeds,
+                             posterior=estimate.posterior, previous=previous)
 
 
 def _refine_graph(run: Run, mutual: bool, student_features: np.ndarray, working: np.ndarray,
@@ -249,6 +277,18 @@ def _student_snapshot(run: Run, metrics: dict, graph: Graph | None = None, stude
 
 
 # ---------------------------------------------------------------- shared
+#: Bootstrap rounds of a refine or mutual step's estimate (stage 0 has BOOTSTRAP): its intervals, every epoch.
+STEP_BOOTSTRAP = 30
+
+
+def _precision_estimates(run: Run, refined: np.ndarray, estimate: NoiseEstimate) -> dict:
+    """The refined labels' estimated precision with its interval, and the given labels' (no truth needed)."""
+    point, low, high = precision_interval(refined, run.given, estimate)
+    return {"refined_precision_estimate": point, "refined_precision_low": low, "refined_precision_high": high,
+            "given_precision_estimate": precision_interval(run.given, run.given, estimate)[0],
+            "evidence_weight": estimate.evidence}
+
+
 def _pack(run: Run, **parts) -> dict:
     """This step's snapshot (:func:`engine.rundir.snapshot.pack`)."""
     return snapshot.pack(run.state.refined, given=run.given, **parts)

@@ -22,6 +22,7 @@ from ..data import Dataset
 from ..data.features import linear_head_predictions
 from ..method.ambiguity import WeightNet
 from ..method.config import RunConfig
+from ..method.confident import BOOTSTRAP, NoiseEstimate, estimate_from_graph
 from ..method.graph import Graph, build_graph
 from ..method.training import Outputs, forward_all, make_optimizer
 from ..models.features import embed_all
@@ -74,6 +75,7 @@ class Networks:
         self._student: Outputs | None = None
         self._teacher: Outputs | None = None
         self._teacher_graph: Graph | None = None
+        self._teacher_estimate: NoiseEstimate | None = None
 
     def student_changed(self) -> None:
         self._student = None
@@ -140,6 +142,13 @@ class Networks:
             self._teacher_graph = build_graph(self.graph_features(), self.config.graph)
         return self._teacher_graph
 
+    def teacher_estimate(self) -> NoiseEstimate:
+        """The noise estimate on the teacher's graph (:func:`graph_estimate`; stage 0's, computed once)."""
+        if self._teacher_estimate is None:
+            self._teacher_estimate = graph_estimate(self.teacher_graph(), self.given, self.dataset.num_classes,
+                                                    self.config)
+        return self._teacher_estimate
+
     def is_teacher_graph(self, graph: Graph) -> bool:
         return graph is self._teacher_graph
 
@@ -187,3 +196,10 @@ class _HeadOnly(torch.nn.Module):
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.head(features), features
+
+
+def graph_estimate(graph: Graph, given: np.ndarray, num_classes: int, config: RunConfig,
+                   rounds: int = BOOTSTRAP) -> NoiseEstimate:
+    """:func:`engine.method.confident.estimate_from_graph` on ``graph``'s edges (weights as the propagation's)."""
+    weights = np.clip(graph.neighbor_sim.astype(np.float64), 0.0, None) ** config.graph.power
+    return estimate_from_graph(graph.neighbor_idx, weights, given, num_classes, config.seed, rounds)

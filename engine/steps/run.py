@@ -320,6 +320,7 @@ def summary_of(run: Run) -> dict:
     its networks and its state."""
     metrics = run.store.metrics()
     last = metrics[-1] if metrics else {}
+    stage0 = next((m for m in metrics if m.get("phase") == "propagate"), {})
     nets, cfg = run.nets, run.config
     distils = cfg.method != "ce"
     return fields.summary(
@@ -330,6 +331,11 @@ def summary_of(run: Run) -> dict:
         teacher_test_accuracy=nets.test_accuracy(nets.teacher) if distils else None,
         awe_auroc=last.get("awe_auroc"), awe_std=last.get("awe_std"),
         noise_rate_estimate=run.state.noise_rate_estimate,
+        noise_rate_low=stage0.get("noise_rate_low"), noise_rate_high=stage0.get("noise_rate_high"),
+        relabel_rule=cfg.relabel_rule, given_precision_estimate=last.get("given_precision_estimate"),
+        refined_precision_estimate=last.get("refined_precision_estimate"),
+        refined_precision_low=last.get("refined_precision_low"),
+        refined_precision_high=last.get("refined_precision_high"),
         noise_rate_true=None if run.true is None else float(np.mean(run.given != run.true)),
         teacher_best_epoch=run.state.best_teacher_epoch if distils else None,
         teacher=nets.teacher_arch, student=nets.student_arch, **nets.parameters(),

@@ -1,0 +1,173 @@
+"""Noise sweep: does the method do no harm, and does it know how well it went without the truth?
+
+    .venv/bin/python bench/noise_sweep.py [--datasets digits] [--seeds 0] [--kinds symmetric instance]
+        [--rates 0 0.05 0.1 0.2 0.4] [--threads 1] [--results FILE] [--table-only]
+
+Per dataset, noise and seed it trains three runs, one after the other: AML-KD
+with our calibrated relabel rule (default), AML-KD with the authors' rule
+(``--relabel-rule authors``, the same teacher loaded from the first run's
+checkpoint), and CE on the noisy labels. Each finished row is appended to
+``--results`` (JSON lines), so an interrupted sweep keeps its rows and
+``--table-only`` prints them again.
+
+Columns: given precision; refined precision with our rule and the authors',
+after stage 0 and at the end; noise-rate estimate against the true rate;
+estimated against true refined precision (ours); student test accuracy of
+ours, the authors' and CE, and the lowest student test accuracy after the
+warm-up (ours / authors'). Goals, every row:
+
+- no harm: refined (ours, end) >= given;
+- at 20-40% noise: refined ours >= authors' - 0.005;
+- |noise-rate estimate - true| <= 0.03;
+- |estimated - true refined precision| <= 0.03.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from engine.method.config import RunConfig, defaults_for_teacher  # noqa: E402
+from engine.rundir.store import RunStore  # noqa: E402
+from engine.steps.run import Run  # noqa: E402
+
+DATASETS = {"digits": "digits", "cifar10-small": "folder:/work/shared/data/cifar10-small"}
+TOLERANCE = 0.03
+MARGIN = 0.005
+
+
+def train(out: Path, config: RunConfig) -> dict:
+    run = Run.create(out, config, force=True)
+    run.run_until(None)
+    store = RunStore(out)
+    metrics = store.metrics()
+    stage0 = next((m for m in metrics if m["phase"] == "propagate"), {})
+    after = [m["student_test_accuracy"] for m in metrics if m["phase"] in ("refine", "mutual", "student")
+             and m.get("student_test_accuracy") is not None]
+    return {**store.summary(), "stage0_precision": stage0.get("refined_label_precision"),
+            "lowest_after_warmup": min(after) if after else None}
+
+
+def base_config(dataset: str, noise: str, seed: int) -> RunConfig:
+    config = RunConfig(dataset=DATASETS[dataset], noise=noise, seed=seed)
+    if dataset == "cifar10-small":
+        schedule, train_cfg = defaults_for_teacher("cifar-small-teacher")
+        config = config.with_changes(teacher="cifar-small-teacher", student="cifar-small-student",
+                                     schedule=schedule, train=train_cfg)
+    return config
+
+
+def sweep_row(dataset: str, noise: str, seed: int, root: Path) -> dict:
+    base = base_config(dataset, noise, seed)
+    ours = train(root / f"{dataset}-{noise}-{seed}-ours", base)
+    authors = train(root / f"{dataset}-{noise}-{seed}-authors", base.with_changes(
+        relabel_rule="authors", teacher_checkpoint=str(root / f"{dataset}-{noise}-{seed}-ours" / "checkpoint.pt")))
+    ce = train(root / f"{dataset}-{noise}-{seed}-ce", base.with_changes(method="ce"))
+    return {"dataset": dataset, "noise": noise, "seed": seed, "given": ours["given_label_precision"],
+            "ours_stage0": ours["stage0_precision"], "ours_end": ours["refined_label_precision"],
+            "authors_stage0": authors["stage0_precision"], "authors_end": authors["refined_label_precision"],
+            "rate_est": ours["noise_rate_estimate"], "rate_low": ours["noise_rate_low"],
+            "rate_high": ours["noise_rate_high"], "rate_true": ours["noise_rate_true"],
+            "prec_est": ours["refined_precision_estimate"], "prec_low": ours["refined_precision_low"],
+            "prec_high": ours["refined_precision_high"], "student_ours": ours["student_test_accuracy"],
+            "student_authors": authors["student_test_accuracy"], "student_ce": ce["student_test_accuracy"],
+            "awe_auroc_ours": ours["awe_auroc"], "lowest_ours": ours["lowest_after_warmup"], "lowest_authors": authors["lowest_after_warmup"],
+            "seconds": ours["wall_seconds"] + authors["wall_seconds"] + ce["wall_seconds"]}
+
+
+def noise_level(noise: str) -> float:
+    return float(noise.partition(":")[2] or 0.0)
+
+
+def goals(row: dict) -> dict[str, bool]:
+    out = {"no harm": row["ours_end"] >= row["given"],
+           "r error": abs(row["rate_est"] - row["rate_true"]) <= TOLERANCE,
+           "prec error": abs(row["prec_est"] - row["ours_end"]) <= TOLERANCE}
+    if noise_level(row["noise"]) >= 0.2:
+        out[">= authors"] = row["ours_end"] >= row["authors_end"] - MARGIN
+    return out
+
+
+HEADER = ("| data | noise | seed | given | ours s0 | ours end | authors s0 | authors end | r est [90%] | r true "
+          "| prec est [90%] | prec true | student ours / authors / CE | lowest after warm-up ours / authors "
+          "| AWE AUROC ours | goals missed |")
+
+
+def table(rows: list[dict]) -> str:
+    lines = [HEADER, "|" + "---|" * (HEADER.count("|") - 1)]
+    for r in rows:
+        missed = [name for name, ok in goals(r).items() if not ok]
+        lines.append(
+            f"| {r['dataset']} | {r['noise']} | {r['seed']} | {r['given']:.3f} | {r['ours_stage0']:.3f} | "
+            f"{r['ours_end']:.3f} | {r['authors_stage0']:.3f} | {r['authors_end']:.3f} | "
+            f"{r['rate_est']:.3f} [{r['rate_low']:.3f}, {r['rate_high']:.3f}] | {r['rate_true']:.3f} | "
+            f"{r['prec_est']:.3f} [{r['prec_low']:.3f}, {r['prec_high']:.3f}] | {r['ours_end']:.3f} | "
+            f"{r['student_ours']:.3f} / {r['student_authors']:.3f} / {r['student_ce']:.3f} | "
+            f"{r['lowest_ours']:.3f} / {r['lowest_authors']:.3f} | {_number(r.get('awe_auroc_ours'))} | "
+            f"{', '.join(missed) or '-'} |")
+    return "\n".join(lines)
+
+
+def _number(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def summary(rows: list[dict]) -> str:
+    counts: dict[str, list[int]] = {}
+    for r in rows:
+        for name, ok in goals(r).items():
+            met = counts.setdefault(name, [0, 0])
+            met[0] += ok
+            met[1] += 1
+    return "\n".join(f"- {name}: met in {met} of {total} rows" for name, (met, total) in counts.items())
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--datasets", nargs="+", default=["digits"], choices=sorted(DATASETS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--kinds", nargs="+", default=["symmetric", "instance"])
+    p.add_argument("--rates", nargs="+", type=float, default=[0.0, 0.05, 0.1, 0.2, 0.4])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--root", default="/tmp/noise_sweep", help="where the runs go")
+    p.add_argument("--results", default="/tmp/noise_sweep.jsonl", help="rows, one JSON line each (appended)")
+    p.add_argument("--table-only", action="store_true", help="print the rows in --results, train nothing")
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    results = Path(a.results)
+    if not a.table_only:
+        done = {(r["dataset"], r["noise"], r["seed"]) for r in _read(results)}
+        for dataset in a.datasets:
+            for kind in a.kinds:
+                for rate in a.rates:
+                    for seed in a.seeds:
+                        noise = f"{kind}:{rate:g}"
+                        if (dataset, noise, seed) in done:
+                            continue
+                        row = sweep_row(dataset, noise, seed, Path(a.root))
+                        with results.open("a") as f:
+                            f.write(json.dumps(row) + "\n")
+                        print(f"  {dataset} {noise} seed {seed}: given {row['given']:.3f} ours {row['ours_end']:.3f}"
+                              f" authors {row['authors_end']:.3f} ({row['seconds']:.0f} s)", flush=True)
+    rows = sorted(_read(results), key=lambda r: (r["dataset"], r["noise"].split(":")[0], noise_level(r["noise"]),
+                                                 r["seed"]))
+    print(table(rows))
+    print("\nGoals:")
+    print(summary(rows))
+    return 0
+
+
+def _read(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""The noise estimate without the truth (engine.method.confident) and the calibrated relabel rule
+(engine.method.refinery.calibrated_filter): hand-computed cases, then real data with known noise."""
+
+import numpy as np
+import pytest
+
+from engine.method import confident as cf
+from engine.method.config import GraphConfig, RunConfig
+from engine.method.graph import build_graph
+from engine.method.noise import NoiseSpec, apply_noise
+from engine.method.refinery import Reason, Relabelling, better_labeller, calibrated_filter, relabel
+from engine.errors import UserError
+
+GIVEN = np.array([0, 0, 1, 1, 2, 2])
+PROBS = np.array([[0.8, 0.1, 0.1],   # given 0, confidently 0
+                  [0.2, 0.7, 0.1],   # given 0, confidently 1 (t_1 = 0.7): a label error
+                  [0.1, 0.8, 0.1],   # given 1, confidently 1
+                  [0.1, 0.6, 0.3],   # given 1, above no threshold: not counted
+                  [0.1, 0.1, 0.8],   # given 2, confidently 2
+                  [0.2, 0.2, 0.6]])  # given 2, above no threshold (t_0 = 0.5, t_2 = 0.7)
+
+
+def test_confident_joint_by_hand():
+    # thresholds t = (0.5, 0.7, 0.7): the per-class mean probability of the given class
+    np.testing.assert_array_equal(cf.confident_joint(GIVEN, PROBS), [[1, 1, 0], [0, 1, 0], [0, 0, 1]])
+
+
+def test_calibrated_joint_rate_and_transition_by_hand():
+    q = cf.calibrate_joint(cf.confident_joint(GIVEN, PROBS), np.bincount(GIVEN))
+    # each row rescaled to its 2 given labels, then all to sum 1
+    np.testing.assert_allclose(q, [[1 / 6, 1 / 6, 0], [0, 1 / 3, 0], [0, 0, 1 / 3]])
+    assert cf.noise_rate_from_joint(q) == pytest.approx(1 / 6)
+    # T[true, given]: of the true class 1 (mass 1/2), 1/6 was given 0
+    np.testing.assert_allclose(cf.transition_from_joint(q), [[1, 0, 0], [1 / 3, 2 / 3, 0], [0, 0, 1]])
+
+
+def test_posterior_by_hand_changes_the_label_error_only():
+    transition = np.array([[1, 0, 0], [1 / 3, 2 / 3, 0], [0, 0, 1]])
+    # sample 1: P~ = pi T gives pi = (0.2 - 0.35, 1.05, 0.1) -> clipped (0, 1.05, 0.1) / 1.15;
+    # times T[:, given 0] = (1, 1/3, 0): all mass on class 1
+    post = cf.label_posterior(PROBS, transition, GIVEN)
+    np.testing.assert_allclose(post[1], [0, 1, 0], atol=1e-12)
+    np.testing.assert_allclose(post.sum(1), 1)
+    assert post.argmax(1).tolist() == [0, 1, 1, 1, 2, 2]
+    # with no weight on the given label's evidence it is the clean probabilities
+    np.testing.assert_allclose(cf.label_posterior(PROBS, transition, GIVEN, 0.0),
+                               cf.clean_probabilities(PROBS, transition))
+
+
+def test_neighbour_votes_exclude_self_and_weigh_edges():
+    given = np.array([0, 1, 1, 0])
+    idx = np.array([[1, 2], [2, 3], [1, 0], [0, 1]])
+    weights = np.array([[3.0, 1.0], [1.0, 1.0], [0.0, 0.0], [1.0, 3.0]])
+    votes = cf.neighbour_votes(idx, weights, given, 2)
+    np.testing.assert_allclose(votes, [[0, 1], [0.5, 0.5], [0.5, 0.5], [0.25, 0.75]])
+
+
+def _blobs(n=600, classes=4, rate=0.3, seed=0):
+    rng = np.random.default_rng(seed)
+    true = rng.integers(0, classes, n)
+    centres = rng.normal(0, 4.0, (classes, 8))
+    features = (centres[true] + rng.normal(0, 1.0, (n, 8))).astype(np.float32)
+    given = apply_noise(true, NoiseSpec("symmetric", rate), classes, np.random.default_rng([seed, 1]))
+    return features, true, given
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.1, 0.3])
+def test_estimate_on_separable_blobs_finds_the_true_rate(rate):
+    features, true, given = _blobs(rate=rate)
+    graph = build_graph(features, GraphConfig(k=10))
+    estimate = cf.estimate_from_graph(graph.neighbor_idx, np.clip(graph.neighbor_sim, 0, None) ** 3, given, 4,
+                                      seed=0, rounds=30)
+    true_rate = float(np.mean(given != true))
+    assert abs(estimate.rate - true_rate) <= 0.03, (estimate.rate, true_rate)
+    assert estimate.rate_low <= estimate.rate <= estimate.rate_high
+    # the posterior agrees with the joint on the given labels (the evidence weight's definition)
+    assert cf.estimated_precision(given, estimate.posterior) == pytest.approx(1 - estimate.rate, abs=2e-3)
+    # the truth is estimated more precise than the given labels when there is noise
+    point, low, high = cf.precision_interval(true, given, estimate)
+    assert low <= point <= high
+    if rate > 0:
+        assert point > cf.estimated_precision(given, estimate.posterior) + rate / 2
+        # the posterior's argmax fixes labels and breaks almost none
+        fixed = estimate.posterior.argmax(1)
+        assert np.mean(fixed == true) > np.mean(given == true) + 0.8 * true_rate
+
+
+def test_calibrated_filter_keeps_what_the_posterior_does_not_favour():
+    given = np.array([0, 0, 1, 2])
+    posterior = np.array([[0.2, 0.8, 0.0], [0.6, 0.4, 0.0], [0.0, 0.5, 0.5], [0.1, 0.1, 0.8]], np.float32)
+    proposal = Relabelling(np.array([1, 1, 2, 0]), np.zeros(4, np.int8), "confidence", None)
+    out = calibrated_filter(given, proposal, posterior)
+    # 0: favoured (0.8 > 0.2); 1: not (0.4 < 0.6); 2: a tie is not favour; 3: not
+    assert out.labels.tolist() == [1, 0, 1, 2]
+    assert out.reasons.tolist() == [Reason.PROPAGATED, Reason.KEPT_GIVEN, Reason.KEPT_GIVEN, Reason.KEPT_GIVEN]
+    assert out.rule == "confidence+calibrated" and out.proposed.tolist() == [1, 1, 2, 0]
+    reviewed = Relabelling(np.array([1, 1, 2, 0]), np.array([0, 4, 0, 0], np.int8), "confidence", None)
+    assert calibrated_filter(given, reviewed, posterior).labels.tolist() == [1, 1, 1, 2]  # a review always wins
+
+
+def test_a_step_whose_estimate_falls_keeps_the_previous_labels():
+    given = np.array([0, 0, 0])
+    posterior = np.array([[0.1, 0.9, 0.0], [0.1, 0.3, 0.6], [0.5, 0.5, 0.0]], np.float32)
+    previous = np.array([1, 2, 0])  # mean posterior (0.9 + 0.6 + 0.5) / 3
+    proposal = Relabelling(np.array([1, 1, 0]), np.zeros(3, np.int8), "small-loss", None)
+    # sample 1 -> class 1 is favoured over the given 0 (0.3 > 0.1) but worse than its previous 2: the mean falls
+    out = calibrated_filter(given, proposal, posterior, previous)
+    assert out.labels.tolist() == [1, 2, 0] and out.reasons[1] == Reason.KEPT_PREVIOUS
+    better = Relabelling(np.array([1, 2, 0]), np.zeros(3, np.int8), "small-loss", None)
+    assert calibrated_filter(given, better, posterior, np.array([0, 0, 0])).labels.tolist() == [1, 2, 0]
+
+
+def test_better_labeller_by_mean_posterior_on_the_mask():
+    posterior = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    candidates = {"student": np.array([1, 1, 1]), "teacher": np.array([0, 0, 0])}
+    assert better_labeller(posterior, candidates, np.array([True, False, True])) == "teacher"
+    assert better_labeller(posterior, candidates, np.array([False, True, False])) == "student"
+    assert better_labeller(posterior, candidates, np.zeros(3, bool)) == "student"
+
+
+def test_relabel_rule_setting_is_validated():
+    assert RunConfig().relabel_rule == "calibrated"
+    with pytest.raises(UserError, match="relabel-rule='mine' is unknown; valid: calibrated, authors"):
+        RunConfig(relabel_rule="mine")
+    with pytest.raises(ValueError, match="valid: calibrated, authors"):
+        relabel("propagate", GIVEN, GIVEN, np.zeros(6, bool), None, None, 0.05, rule="mine")
+
+
+def test_an_easy_sample_stays_easy_only_where_the_posterior_supports_its_given_label():
+    from engine.method.refinery import supported_easy
+
+    given = np.array([0, 1, 2, 0])
+    posterior = np.array([[0.6, 0.4, 0.0], [0.7, 0.3, 0.0], [0.2, 0.3, 0.5], [0.5, 0.5, 0.0]], np.float32)
+    easy = np.array([True, True, False, True])
+    # 1: the posterior favours class 0 over its given 1 -> not easy; 2 was not easy; 3: a tie keeps it
+    assert supported_easy(easy, given, posterior).tolist() == [True, False, False, True]
+
+
+def test_the_cli_takes_the_relabel_rule_and_refuses_an_unknown_one(capsys, tmp_path):
+    import argparse
+
+    from engine.cli import build_parser, config_from_args, main
+
+    code = main(["run", "--relabel-rule", "mine", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == "error: relabel-rule='mine' is unknown; valid: calibrated, authors"
+    assert not (tmp_path / "r").exists()
+    parsed = build_parser().parse_args(["run", "--relabel-rule", "authors", "--out", str(tmp_path / "r")])
+    assert isinstance(parsed, argparse.Namespace) and config_from_args(parsed).relabel_rule == "authors"
