@@ -250,7 +250,8 @@ def test_table_frame_splits_off_shared_columns_and_labels_runs(trio):
     rows = comparison_table(trio)
     table, line = split_shared(table_frame(rows))
     assert line == "dataset **moons** · noise **symmetric 30%** · seed **0**"
-    assert list(table.columns) == ["run", "method", "given prec", "refined prec", "student acc", "95% interval",
+    assert list(table.columns) == ["run", "method", "given prec", "refined prec", "refined prec est", "student acc",
+                                   "95% interval",
                                    "teacher acc", "student vs CE", "vs CE 95% interval", "p (McNemar)", "steps",
                                    "seconds"]
     assert run_labels(rows) == {trio[0].name: "AML-KD", trio[1].name: "CE", trio[2].name: "KD"}

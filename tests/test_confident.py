@@ -120,7 +120,7 @@ def test_better_labeller_by_mean_posterior_on_the_mask():
 
 def test_relabel_rule_setting_is_validated():
     assert RunConfig().relabel_rule == "calibrated"
-    with pytest.raises(UserError, match="relabel-rule='mine' is unknown; valid: calibrated, authors"):
+    with pytest.raises(UserError, match="--relabel-rule 'mine' is not valid; valid: calibrated, authors"):
         RunConfig(relabel_rule="mine")
     with pytest.raises(ValueError, match="valid: calibrated, authors"):
         relabel("propagate", GIVEN, GIVEN, np.zeros(6, bool), None, None, 0.05, rule="mine")
@@ -144,7 +144,7 @@ def test_the_cli_takes_the_relabel_rule_and_refuses_an_unknown_one(capsys, tmp_p
     code = main(["run", "--relabel-rule", "mine", "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
-    assert err.strip().splitlines()[-1] == "error: relabel-rule='mine' is unknown; valid: calibrated, authors"
+    assert err.strip().splitlines()[-1] == "error: --relabel-rule 'mine' is not valid; valid: calibrated, authors"
     assert not (tmp_path / "r").exists()
     parsed = build_parser().parse_args(["run", "--relabel-rule", "authors", "--out", str(tmp_path / "r")])
     assert isinstance(parsed, argparse.Namespace) and config_from_args(parsed).relabel_rule == "authors"
