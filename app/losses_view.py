@@ -47,13 +47,13 @@ def store_class_names(run_dir: str, fallback: int):
         return [str(i) for i in range(fallback)]
 
 
-def render_switches(losses, easy, moved, given, true, names, noisy) -> None:
-    to_easy, to_hard = explain.cutoff_switches(losses, easy, moved)
+def render_switches(losses, easy, moved, given, true, names, noisy, rule=None) -> None:
+    to_easy, to_hard = explain.cutoff_switches(losses, easy, moved, rule)
     c1, c2, c3 = st.columns(3)
     c1.metric("Would become easy", len(to_easy))
     c2.metric("Would stop being easy", len(to_hard))
     if noisy is not None:
-        new_easy = np.isfinite(losses) & (losses <= moved)
+        new_easy = explain.easy_under(losses, moved, rule)
         precision = float(np.mean(~noisy[new_easy])) if new_easy.any() else float("nan")
         c3.metric("Clean among the easy", f"{precision:.1%}" if np.isfinite(precision) else "—")
     left, right = st.columns(2)

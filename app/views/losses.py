@@ -61,7 +61,8 @@ def main() -> None:
     st.plotly_chart(loss_histogram_figure(losses, noisy, easy if easy.any() else None, cutoff,
                                           moved if cutoff is None or abs(moved - cutoff) > 1e-9 else None,
                                           loss_name=loss_name), key="loss_hist", width="stretch")
-    render_switches(losses, easy, moved, given, true, names, noisy)
+    rule = explain.easy_rule(snapshot, given, store.config()) if cutoff is not None else None
+    render_switches(losses, easy, moved, given, true, names, noisy, rule)
     render_trajectories(run_dir, steps, phases, snapshot, given, true)
 
 

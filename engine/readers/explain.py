@@ -63,7 +63,33 @@ def per_sample_loss(snapshot: dict) -> tuple[np.ndarray, np.ndarray]:
     return losses, source
 
 
-def cutoff_switches(losses: np.ndarray, easy: np.ndarray, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
+def easy_under(losses: np.ndarray, cutoff: float, rule: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Mask (N,) of the samples a step would take as 'easy' with small-loss cut-off ``cutoff``: a loss ``<= cutoff``
+    where the step's rule lets a sample be easy by its loss, and every reviewed sample (``rule`` from
+    :func:`easy_rule`; None: the loss alone)."""
+    losses = np.asarray(losses, dtype=np.float64)
+    easy = np.isfinite(losses) & (losses <= cutoff)
+    if rule is not None:
+        allowed, reviewed = rule
+        easy = (easy & allowed) | reviewed
+    return easy
+
+
+def easy_rule(snapshot: dict[str, np.ndarray], given: np.ndarray, config: RunConfig) -> tuple[np.ndarray, np.ndarray]:
+    """What besides its loss decides whether a sample of this step is easy, as the step decided it:
+    ``(allowed, reviewed)``. The calibrated rule (estimated noise rate) lets a small-loss sample be easy only
+    where the step's posterior supports its given label (:func:`engine.method.refinery.supported_easy`);
+    reviewed samples are easy whatever their loss."""
+    n = len(given)
+    allowed = np.ones(n, dtype=bool)
+    if config.relabel_rule == "calibrated" and config.noise_rate is None and "posterior" in snapshot:
+        allowed = refinery.supported_easy(allowed, given, np.asarray(snapshot["posterior"], np.float32))
+    reviewed = np.asarray(snapshot.get("clamped", np.full(n, -1)), dtype=np.int64) >= 0
+    return allowed, reviewed
+
+
+def cutoff_switches(losses: np.ndarray, easy: np.ndarray, cutoff: float,
+                    rule: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Samples that a different small-loss cut-off would move across it.
 
     Parameters
@@ -73,7 +99,7 @@ def cutoff_switches(losses: np.ndarray, easy: np.ndarray, cutoff: float) -> tupl
     easy : np.ndarray, shape (N,), bool
         The step's 'easy' flags.
     cutoff : float
-        The new cut-off: a loss ``<= cutoff`` is easy.
+        The new cut-off: a loss ``<= cutoff`` is easy (where the step's ``rule`` lets it be: :func:`easy_rule`).
 
     Returns
     -------
@@ -85,7 +111,7 @@ def cutoff_switches(losses: np.ndarray, easy: np.ndarray, cutoff: float) -> tupl
     losses = np.asarray(losses, dtype=np.float64)
     easy = np.asarray(easy, dtype=bool)
     known = np.isfinite(losses)
-    new_easy = known & (losses <= cutoff)
+    new_easy = easy_under(losses, cutoff, rule)
     to_easy = np.flatnonzero(new_easy & ~easy & known)
     to_hard = np.flatnonzero(~new_easy & easy & known)
     return (to_easy[np.argsort(losses[to_easy], kind="stable")],
