@@ -275,11 +275,11 @@ def test_the_exported_report_carries_the_comparison_table(trio, tmp_path):
 def test_several_seeds_compare_each_against_its_own_ce_and_summarise_per_method(trio, tmp_path):
     from engine.readers.compare import by_method
     from engine.steps.run import Run
-    from conftest import tiny_config
 
+    base = RunStore(trio[0]).config()  # (not conftest's helper: tests/browser's conftest shadows it in a full run)
     seed1 = [tmp_path / "aml-s1", tmp_path / "ce-s1"]
     for path, method in zip(seed1, ("aml-kd", "ce")):
-        Run.create(path, tiny_config(method=method, seed=1)).run_until(None)
+        Run.create(path, base.with_changes(method=method, seed=1, without=())).run_until(None)
     stores = [trio[0], trio[1], *seed1]
     assert same_data(stores) == []  # other seed, same noise: comparable
     rows = comparison_table(stores, chance=True)
