@@ -10,7 +10,8 @@ method/     the method's pure rules and solvers, no files:
               config (every run setting, declared once; check_runnable), presets (assets/presets.json),
               stages (phase names and sets), noise (noise models, the known noise rate, rate estimate),
               confident (noise rate, posterior and precision estimated without the truth),
-              graph (faiss kNN), propagate (block CG), select (small loss), ambiguity (AWE),
+              graph (faiss kNN), search (exact or approximate kNN by size), propagate (block CG),
+              select (small loss), ambiguity (AWE),
               refinery (the label rules), losses, training (one epoch), augment, metrics, stats (chance)
 data/       datasets: digits, 2-D toys, image folders, zips, torchvision sets, label files, features from elsewhere,
               image files decoded on demand (stream)

@@ -23,7 +23,7 @@ DEFAULTS = {
     "dataset": "digits", "noise": "symmetric:0.4", "method": "aml-kd", "seed": 0, "noise_rate": None,
     "teacher": None, "student": None, "teacher_checkpoint": None, "teacher_features": None, "labels": None,
     "key_column": "path", "label_column": "label", "truth_column": None, "without": (),
-    "k": 20, "edge_power": 3.0, "alpha": 0.99, "lp_iterations": 20, "lp_tol": 1e-6,
+    "k": 20, "edge_power": 3.0, "knn": "auto", "alpha": 0.99, "lp_iterations": 20, "lp_tol": 1e-6,
     "teacher_epochs": 30, "teacher_patience": 5, "teacher_holdout": 0.1, "warmup_epochs": 4, "refine_epochs": 32,
     "mutual_epochs": 12, "batch_size": 64, "lr": 0.05, "teacher_lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4,
     "temperature": 4.0, "kd_weight": 0.9, "clean_kd_weight": 0.0, "relational_weight": 0.5, "mixup_alpha": 4.0,
@@ -71,6 +71,7 @@ BAD = [
     ("teacher_holdout", 0.5, "--teacher-holdout 0.5 is out of range; valid: a finite number in [0, 0.5)"),
     ("noise_rate", 1.0, "--noise-rate 1.0 is out of range; valid: a finite number in [0, 1), 'known' or 'estimate'"),
     ("method", "coteaching", "--method 'coteaching' is not valid; valid: aml-kd, ce, kd"),
+    ("knn", "annoy", "--knn 'annoy' is not valid; valid: exact, ivf, hnsw, auto"),
     ("dataset", 5, "--dataset 5 is not text; valid: text"),
 ]
 

@@ -56,9 +56,10 @@ def test_a_digits_run_on_cuda_learns_with_channels_last_networks(tmp_path):
 @pytest.mark.cuda
 @cuda
 def test_faiss_on_the_gpu_finds_the_cpu_neighbours():
-    from engine.method.graph import _gpu_available, knn
+    from engine.method.graph import knn
+    from engine.method.search import gpu_available
 
-    if not _gpu_available():
+    if not gpu_available():
         pytest.skip("the installed faiss has no GPU support")
     features = np.random.default_rng(0).normal(size=(500, 16)).astype(np.float32)
     gpu_idx, gpu_sim = knn(features, 10, use_gpu=True)

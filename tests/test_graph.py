@@ -150,8 +150,8 @@ def test_build_graph_two_clusters():
 
 
 def test_gpu_request_without_gpu_falls_back_to_cpu(caplog, monkeypatch):
-    monkeypatch.setattr("engine.method.graph._gpu_available", lambda: False)
-    with caplog.at_level("WARNING", logger="engine.method.graph"):
+    monkeypatch.setattr("engine.method.search.gpu_available", lambda: False)
+    with caplog.at_level("WARNING", logger="engine.method.search"):
         idx, _ = knn(TWO_CLUSTERS, k=2, use_gpu=True)
     assert "using CPU" in caplog.text
     np.testing.assert_array_equal(idx, knn(TWO_CLUSTERS, k=2, use_gpu=False)[0])

@@ -6,16 +6,19 @@ Given features ``(N, D)`` (penultimate activations of a network):
 
 1. L2-normalise every row, so that inner product = cosine similarity ``s``.
 2. For each sample find its ``k`` nearest neighbours by ``s``, itself excluded
-   (exact search, faiss ``IndexFlatIP``; on the GPU when faiss has GPU support
-   and CUDA is present).
+   (:mod:`engine.method.search`: exact search, faiss ``IndexFlatIP``, or an
+   approximate index for large N, ``GraphConfig.knn``; on the GPU when faiss
+   has GPU support and CUDA is present). An approximate search reports its
+   recall@k against exact search on a sample of rows (``Graph.search``).
 3. Edge weight ``w_ij = max(s_ij, 0) ** power`` (``power = 3``): negative
    similarities carry no affinity, the power sharpens the kernel.
 4. Symmetrise ``W <- W + W^T`` and zero the diagonal.
 5. Normalise ``Wn = D^-1/2 W D^-1/2``, ``D = diag(W 1)``, a degree of 0 taken
    as 1 so that isolated nodes stay at zero instead of dividing by zero.
 
-Cost: exact search is ``O(N^2 D)`` time and ``O(N k)`` memory for the result;
-the sparse matrices hold at most ``2 N k`` non-zeros.
+Cost: exact search is ``O(N^2 D)`` time and ``O(N k)`` memory for the result
+(the approximate indexes' costs: :mod:`engine.method.search`); the sparse
+matrices hold at most ``2 N k`` non-zeros.
 
 References
 ----------
@@ -30,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import faiss
 import numpy as np
@@ -38,6 +41,7 @@ import scipy.sparse as sp
 
 from .config import GraphConfig  # noqa: F401 - the graph's settings live with the run config
 from ..errors import UserError
+from .search import SearchReport, batched_search, build_index, fill_missing, recall_at_k, resolve_method
 
 logger = logging.getLogger(__name__)
 
@@ -56,52 +60,47 @@ class Graph:
         Symmetric edge weights ``W`` with zero diagonal.
     normalized : scipy.sparse.csr_matrix, shape (N, N), float32
         ``D^-1/2 W D^-1/2``.
+    search : SearchReport
+        Which index found the neighbours and its recall@k against exact search.
     """
 
     neighbor_idx: np.ndarray
     neighbor_sim: np.ndarray
     affinity: sp.csr_matrix
     normalized: sp.csr_matrix
+    search: SearchReport = field(default_factory=lambda: EXACT)
 
 
-def _gpu_available() -> bool:
-    if not hasattr(faiss, "StandardGpuResources"):
-        return False
-    import torch
-
-    return bool(torch.cuda.is_available())
+#: The report of an exact search: recall 1.0, nothing measured.
+EXACT = SearchReport("exact", 1.0, 0, "Flat")
 
 
-def _make_index(dim: int, use_gpu: bool | None) -> faiss.Index:
-    """Exact inner-product index, on the GPU when asked for (``None``: when possible)."""
-    gpu = _gpu_available()
-    if use_gpu and not gpu:
-        logger.warning("GPU kNN requested but faiss has no GPU support or CUDA is absent; using CPU")
-    index = faiss.IndexFlatIP(dim)
-    if gpu and use_gpu is not False:
-        index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
-    return index
-
-
-def _drop_self(idx: np.ndarray, sim: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def drop_self(idx: np.ndarray, sim: np.ndarray, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Remove each query's own index from its ``k + 1`` results.
 
-    With duplicate rows, self ties with its copies and need not come first, so
-    the query's own index is removed wherever it is; a row that does not
-    contain it (more than ``k`` exact copies) loses its last column instead.
+    ``rows`` (Q,) are the queries' own indices (default ``0..Q-1``). With
+    duplicate rows, self ties with its copies and need not come first, so the
+    query's own index is removed wherever it is; a row that does not contain
+    it (more than ``k`` exact copies, or an approximate index that missed it)
+    loses its last column instead.
     """
     n = idx.shape[0]
-    drop = idx == np.arange(n)[:, None]  # (N, k+1)
+    rows = np.arange(n) if rows is None else np.asarray(rows)
+    drop = idx == rows[:, None]  # (Q, k+1)
     drop[~drop.any(axis=1), -1] = True
     keep = ~drop
     k = idx.shape[1] - 1
     return idx[keep].reshape(n, k), sim[keep].reshape(n, k)
 
 
-def knn(
-    features: np.ndarray, k: int, use_gpu: bool | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exact k nearest neighbours by cosine similarity, self excluded.
+def _check_k(k, n: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= n - 1:
+        raise UserError(f"k={k!r} is invalid for N={n} samples: valid range is 1..{n - 1}")
+
+
+def search_knn(features: np.ndarray, k: int, method: str = "exact", use_gpu: bool | None = None,
+               seed: int = 0) -> tuple[np.ndarray, np.ndarray, SearchReport]:
+    """k nearest neighbours by cosine similarity, self excluded, by ``method``, with its recall.
 
     Parameters
     ----------
@@ -109,27 +108,62 @@ def knn(
         Any float dtype; not modified (a float32 copy is normalised).
     k : int
         Neighbours per sample, ``1 <= k <= N - 1``.
+    method : str
+        ``exact``, ``ivf``, ``hnsw`` or ``auto`` (:func:`engine.method.search.resolve_method`).
     use_gpu : bool or None
         ``None``: GPU when faiss has GPU support and CUDA is available.
+    seed : int
+        Seeds the ivf training sample and the rows the recall is measured on.
 
     Returns
     -------
     neighbor_idx : np.ndarray, shape (N, k), int64
     neighbor_sim : np.ndarray, shape (N, k), float32
         Cosine similarities, decreasing along each row (higher = closer).
+    report : SearchReport
+        Recall@k against exact search on a sample of rows (1.0, unmeasured, for exact search).
     """
     if features.ndim != 2:
         raise ValueError(f"features must be 2-D (N, D), got shape {features.shape}")
-    n, dim = features.shape
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= n - 1:
-        raise UserError(f"k={k!r} is invalid for N={n} samples: valid range is 1..{n - 1}")
+    n = features.shape[0]
+    _check_k(k, n)
+    method = resolve_method(method, n)
     x = np.array(features, dtype=np.float32, order="C", copy=True)  # (N, D)
     faiss.normalize_L2(x)
-    index = _make_index(dim, use_gpu)
-    index.add(x)
-    sim, idx = index.search(x, int(k) + 1)  # (N, k+1) each
-    neighbor_idx, neighbor_sim = _drop_self(idx.astype(np.int64), sim)
-    return neighbor_idx, neighbor_sim.astype(np.float32, copy=False)
+    index = build_index(x, method, use_gpu, seed)
+    sim, idx = batched_search(index, x, int(k) + 1)  # (N, k+1) each
+    if method != "exact":
+        refilled = fill_missing(x, sim, idx)
+        if refilled:
+            logger.info("kNN %s: %d rows had fewer than k+1 results and were searched exactly", method, refilled)
+    neighbor_idx, neighbor_sim = drop_self(idx, sim)
+    if method == "exact":
+        report = EXACT
+    else:
+        recall, queries = recall_at_k(x, neighbor_idx, seed=seed)
+        report = SearchReport(method, recall, queries, _described(index, method))
+    return neighbor_idx, neighbor_sim.astype(np.float32, copy=False), report
+
+
+def _described(index: faiss.Index, method: str) -> str:
+    if method == "hnsw":
+        return f"HNSW{index.hnsw.nb_neighbors(1)},efSearch={index.hnsw.efSearch}"
+    ivf = faiss.extract_index_ivf(index)
+    return f"IVF{ivf.nlist},Flat,nprobe={ivf.nprobe}"
+
+
+def knn(
+    features: np.ndarray, k: int, use_gpu: bool | None = None, method: str = "exact"
+) -> tuple[np.ndarray, np.ndarray]:
+    """k nearest neighbours by cosine similarity, self excluded (:func:`search_knn` without its report).
+
+    Returns
+    -------
+    neighbor_idx : np.ndarray, shape (N, k), int64
+    neighbor_sim : np.ndarray, shape (N, k), float32
+    """
+    neighbor_idx, neighbor_sim, _ = search_knn(features, k, method, use_gpu)
+    return neighbor_idx, neighbor_sim
 
 
 def affinity(neighbor_idx: np.ndarray, neighbor_sim: np.ndarray, power: float) -> sp.csr_matrix:
@@ -207,10 +241,11 @@ def build_graph(features: np.ndarray, config: GraphConfig, use_gpu: bool | None 
     -------
     Graph
     """
-    neighbor_idx, neighbor_sim = knn(features, config.k, use_gpu=use_gpu)
+    neighbor_idx, neighbor_sim, report = search_knn(features, config.k, config.knn, use_gpu)
     w = affinity(neighbor_idx, neighbor_sim, config.power)
-    logger.debug("kNN graph: N=%d k=%d nnz=%d", w.shape[0], config.k, w.nnz)
-    return Graph(neighbor_idx, neighbor_sim, w, normalize_affinity(w))
+    logger.debug("kNN graph: N=%d k=%d nnz=%d search=%s recall=%.4f", w.shape[0], config.k, w.nnz,
+                 report.factory, report.recall)
+    return Graph(neighbor_idx, neighbor_sim, w, normalize_affinity(w), report)
 
 
 def neighbour_vote_agreement(graph: Graph, labels: np.ndarray, mask: np.ndarray, num_classes: int) -> float:

@@ -1,0 +1,226 @@
+"""Nearest-neighbour search by size: exact, or an approximate faiss index, with its recall measured.
+
+Algorithm
+---------
+Rows are L2-normalised, so inner product = cosine similarity. Each row's
+``k + 1`` most similar rows are searched (itself among them) with one of:
+
+- ``exact``: ``IndexFlatIP``, every pair compared. ``O(N^2 D)``.
+- ``ivf``: ``index_factory("IVF{nlist}_HNSW32,Flat")``: k-means cuts the rows
+  into ``nlist`` lists (an HNSW graph over the centroids finds a row's lists);
+  a query scans its ``nprobe`` nearest lists only. ``nlist = 4 sqrt(N)``;
+  cost about ``N (nlist + nprobe N / nlist) D``.
+- ``hnsw``: ``index_factory("HNSW32")``, a navigable small-world graph searched
+  greedily with a beam of ``efSearch``. No training; building costs about
+  ``N log N``; CPU only (faiss has no GPU HNSW).
+- ``auto``: exact up to :data:`AUTO_EXACT_MAX` rows, ivf above (measured in
+  bench/scale.py, see README "At scale").
+
+The search runs in batches of :data:`BATCH` queries, so the memory beyond the
+index and the ``(N, k + 1)`` result is bounded. The exact search of a set up to
+one batch is one faiss call, as it always was: bit-identical results.
+
+Recall. An approximate search is checked against exact search on a seeded
+sample of :data:`RECALL_QUERIES` rows: recall@k is the mean share of a row's
+``k`` exact neighbours (self excluded) that the index also returned. An exact
+search reports 1.0 without computing anything.
+
+References
+----------
+H. Jegou, M. Douze, C. Schmid. "Product quantization for nearest neighbor
+search" (the inverted file). IEEE TPAMI 2011.
+Y. Malkov, D. Yashunin. "Efficient and robust approximate nearest neighbor
+search using Hierarchical Navigable Small World graphs". IEEE TPAMI 2018.
+J. Johnson, M. Douze, H. Jegou. "Billion-scale similarity search with GPUs"
+(faiss). IEEE TBD 2019.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+
+from .config import AUTO_EXACT_MAX, KNN_METHODS
+
+logger = logging.getLogger(__name__)
+
+#: Queries per faiss call: a multiple of faiss's own BLAS query block (4096), so batching changes no result.
+BATCH = 65_536
+#: Rows whose neighbours are searched exactly to measure an approximate index's recall.
+RECALL_QUERIES = 1_000
+#: ivf: lists per sqrt(N), probes per search, training rows per list (faiss asks for at least 39).
+IVF_LISTS_PER_SQRT_N = 4
+IVF_NPROBE = 16
+IVF_TRAIN_PER_LIST = 40
+#: hnsw: links per node, beam width at build and at search.
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 40
+HNSW_EF_SEARCH = 128
+
+
+@dataclass(frozen=True)
+class SearchReport:
+    """How a kNN search was made and how good it was.
+
+    Attributes
+    ----------
+    method : str
+        ``exact``, ``ivf`` or ``hnsw`` (``auto`` resolved).
+    recall : float
+        Recall@k against exact search, in [0, 1]; 1.0 for exact search.
+    queries : int
+        Rows the recall was measured on (0 for exact search: nothing to measure).
+    factory : str
+        The faiss index factory string, with its search parameter.
+    """
+
+    method: str
+    recall: float
+    queries: int
+    factory: str
+
+
+def resolve_method(method: str, n: int) -> str:
+    """``auto`` -> exact up to :data:`AUTO_EXACT_MAX` rows, ivf above; others as given."""
+    if method not in KNN_METHODS:
+        raise ValueError(f"knn method {method!r} is not one of {', '.join(KNN_METHODS)}")
+    if method == "auto":
+        return "exact" if n <= AUTO_EXACT_MAX else "ivf"
+    return method
+
+
+def ivf_lists(n: int) -> int:
+    """Lists of the inverted file: ``4 sqrt(N)``, at most ``N / 40`` so each has training rows, at least 1."""
+    return max(1, min(int(round(IVF_LISTS_PER_SQRT_N * math.sqrt(n))), n // IVF_TRAIN_PER_LIST))
+
+
+def factory_string(method: str, n: int, gpu: bool = False) -> str:
+    """The faiss ``index_factory`` string of a (resolved) method for ``n`` rows (on a GPU, ivf's lists are
+    found by a flat search of the centroids, which the GPU does fast)."""
+    if method == "exact":
+        return "Flat"
+    if method == "ivf":
+        return f"IVF{ivf_lists(n)},Flat" if gpu else f"IVF{ivf_lists(n)}_HNSW32,Flat"
+    if method == "hnsw":
+        return f"HNSW{HNSW_M}"
+    raise ValueError(f"no index for knn method {method!r}")
+
+
+def gpu_available() -> bool:
+    """faiss built with GPU support and a CUDA device present."""
+    if not hasattr(faiss, "StandardGpuResources"):
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def build_index(x: np.ndarray, method: str, use_gpu: bool | None = None, seed: int = 0) -> faiss.Index:
+    """An inner-product index of the rows of ``x`` (already normalised), ready to search.
+
+    Parameters
+    ----------
+    x : np.ndarray, shape (N, D), float32, C-contiguous
+    method : str
+        ``exact``, ``ivf`` or ``hnsw``.
+    use_gpu : bool or None
+        ``None``: on the GPU when :func:`gpu_available`; hnsw always on the CPU.
+    seed : int
+        Which rows train the ivf lists (k-means on a sample of ``40 nlist`` rows).
+    """
+    n, dim = x.shape
+    gpu = gpu_available()
+    if use_gpu and not gpu:
+        logger.warning("GPU kNN requested but faiss has no GPU support or CUDA is absent; using CPU")
+    on_gpu = gpu and use_gpu is not False and method != "hnsw"
+    if method == "exact":
+        index = faiss.IndexFlatIP(dim)
+    else:
+        index = faiss.index_factory(dim, factory_string(method, n, on_gpu), faiss.METRIC_INNER_PRODUCT)
+    if method == "hnsw":
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        index.hnsw.efSearch = HNSW_EF_SEARCH
+    if method == "ivf":
+        faiss.extract_index_ivf(index).nprobe = IVF_NPROBE
+    if on_gpu:  # pragma: no cover - needs faiss-gpu and CUDA
+        index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+    if not index.is_trained:
+        rows = np.random.default_rng(seed).permutation(n)[: IVF_TRAIN_PER_LIST * ivf_lists(n)]
+        index.train(x[np.sort(rows)])
+    index.add(x)
+    if on_gpu and method == "ivf":  # pragma: no cover - the GPU index keeps its own nprobe
+        faiss.GpuParameterSpace().set_index_parameter(index, "nprobe", IVF_NPROBE)
+    return index
+
+
+def batched_search(index: faiss.Index, queries: np.ndarray, width: int,
+                   batch: int = BATCH) -> tuple[np.ndarray, np.ndarray]:
+    """``index.search`` of ``width`` results per query, :data:`BATCH` queries per call.
+
+    A last batch under 20 rows (faiss's BLAS threshold) joins the one before it, so every query
+    goes through the same faiss path as in one call.
+
+    Returns
+    -------
+    sim : np.ndarray, shape (Q, width), float32
+    idx : np.ndarray, shape (Q, width), int64 (-1 where the index found fewer rows)
+    """
+    q = len(queries)
+    sim = np.empty((q, width), np.float32)
+    idx = np.empty((q, width), np.int64)
+    starts = list(range(0, q, batch))
+    if len(starts) > 1 and q - starts[-1] < 20:
+        starts.pop()
+    for i, start in enumerate(starts):
+        stop = starts[i + 1] if i + 1 < len(starts) else q
+        sim[start:stop], idx[start:stop] = index.search(queries[start:stop], width)
+    return sim, idx
+
+
+def fill_missing(x: np.ndarray, sim: np.ndarray, idx: np.ndarray) -> int:
+    """Search exactly, in place, the rows an approximate index left short (an index of -1).
+
+    Returns
+    -------
+    int
+        How many rows were searched again.
+    """
+    short = np.flatnonzero((idx < 0).any(axis=1))
+    if len(short):
+        flat = faiss.IndexFlatIP(x.shape[1])
+        flat.add(x)
+        sim[short], idx[short] = flat.search(x[short], idx.shape[1])
+    return len(short)
+
+
+def recall_at_k(x: np.ndarray, neighbor_idx: np.ndarray, queries: int = RECALL_QUERIES, seed: int = 0
+                ) -> tuple[float, int]:
+    """Recall@k of a kNN result against exact search on a seeded sample of rows.
+
+    Parameters
+    ----------
+    x : np.ndarray, shape (N, D), float32, normalised
+    neighbor_idx : np.ndarray, shape (N, k), self excluded
+    queries : int
+        Rows sampled (all of them when N is smaller).
+
+    Returns
+    -------
+    recall : float
+        Mean over the sampled rows of ``|found & exact| / k``; higher is better.
+    sampled : int
+    """
+    from .graph import drop_self
+
+    n, k = neighbor_idx.shape
+    rows = np.sort(np.random.default_rng(seed).choice(n, size=min(queries, n), replace=False))
+    flat = faiss.IndexFlatIP(x.shape[1])
+    flat.add(x)
+    sim, idx = batched_search(flat, x[rows], k + 1)
+    exact_idx, _ = drop_self(idx, sim, rows)
+    hits = sum(len(np.intersect1d(a, b, assume_unique=False)) for a, b in zip(exact_idx, neighbor_idx[rows]))
+    return float(hits / (len(rows) * k)), len(rows)
