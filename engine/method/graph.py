@@ -41,7 +41,8 @@ import scipy.sparse as sp
 
 from .config import GraphConfig  # noqa: F401 - the graph's settings live with the run config
 from ..errors import UserError
-from .search import SearchReport, batched_search, build_index, fill_missing, recall_at_k, resolve_method
+from .search import (SearchReport, batched_search, build_index, factory_string, fill_missing, ivf_lists,
+                     recall_at_k, resolve_method, tune_reach)
 
 logger = logging.getLogger(__name__)
 
@@ -131,8 +132,11 @@ def search_knn(features: np.ndarray, k: int, method: str = "exact", use_gpu: boo
     x = np.array(features, dtype=np.float32, order="C", copy=True)  # (N, D)
     faiss.normalize_L2(x)
     index = build_index(x, method, use_gpu, seed)
-    sim, idx = batched_search(index, x, int(k) + 1)  # (N, k+1) each
-    if method != "exact":
+    reach = None if method == "exact" else tune_reach(index, x, method, int(k), seed)[0]
+    if method == "exact":  # one call: bit-identical to every earlier run
+        sim, idx = index.search(x, int(k) + 1)  # (N, k+1) each
+    else:
+        sim, idx = batched_search(index, x, int(k) + 1)
         refilled = fill_missing(x, sim, idx)
         if refilled:
             logger.info("kNN %s: %d rows had fewer than k+1 results and were searched exactly", method, refilled)
@@ -141,15 +145,15 @@ def search_knn(features: np.ndarray, k: int, method: str = "exact", use_gpu: boo
         report = EXACT
     else:
         recall, queries = recall_at_k(x, neighbor_idx, seed=seed)
-        report = SearchReport(method, recall, queries, _described(index, method))
+        report = SearchReport(method, recall, queries, _described(method, index, reach))
     return neighbor_idx, neighbor_sim.astype(np.float32, copy=False), report
 
 
-def _described(index: faiss.Index, method: str) -> str:
+def _described(method: str, index: faiss.Index, reach: int) -> str:
+    """The index as faiss's factory names it, with its tuned search parameter."""
     if method == "hnsw":
-        return f"HNSW{index.hnsw.nb_neighbors(1)},efSearch={index.hnsw.efSearch}"
-    ivf = faiss.extract_index_ivf(index)
-    return f"IVF{ivf.nlist},Flat,nprobe={ivf.nprobe}"
+        return f"{factory_string(method, index.ntotal)},efSearch={reach}"
+    return f"IVF{ivf_lists(index.ntotal)},Flat,nprobe={reach}"
 
 
 def knn(

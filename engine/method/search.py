@@ -16,12 +16,21 @@ Rows are L2-normalised, so inner product = cosine similarity. Each row's
 - ``auto``: exact up to :data:`AUTO_EXACT_MAX` rows, ivf above (measured in
   bench/scale.py, see README "At scale").
 
-The search runs in batches of :data:`BATCH` queries, so the memory beyond the
-index and the ``(N, k + 1)`` result is bounded. The exact search of a set up to
-one batch is one faiss call, as it always was: bit-identical results.
+How far an approximate search looks (ivf's ``nprobe``, hnsw's ``efSearch``)
+is tuned on the data: the smallest value of a short ladder whose recall@k on
+:data:`TUNE_QUERIES` sampled rows reaches :data:`RECALL_TARGET` (the
+largest when none does), as faiss's own auto-tuning picks an operating point.
+
+An approximate index is searched in batches of :data:`BATCH` queries, so
+its per-call buffers stay bounded (faiss's GPU indexes size theirs by the
+queries of a call). Exact search is one faiss call, as it always was: faiss's
+flat search already works through blocks of 4096 queries with a k-heap per
+query, so its memory beyond the ``(N, k + 1)`` result is bounded, and one call
+keeps its results bit-identical at every size (batching changes the BLAS
+shapes, hence the last bit of a similarity).
 
 Recall. An approximate search is checked against exact search on a seeded
-sample of :data:`RECALL_QUERIES` rows: recall@k is the mean share of a row's
+sample of :data:`RECALL_QUERIES` rows (other rows than the tuning's): recall@k is the mean share of a row's
 ``k`` exact neighbours (self excluded) that the index also returned. An exact
 search reports 1.0 without computing anything.
 
@@ -48,18 +57,22 @@ from .config import AUTO_EXACT_MAX, KNN_METHODS
 
 logger = logging.getLogger(__name__)
 
-#: Queries per faiss call: a multiple of faiss's own BLAS query block (4096), so batching changes no result.
+#: Queries per faiss call of an approximate index.
 BATCH = 65_536
 #: Rows whose neighbours are searched exactly to measure an approximate index's recall.
 RECALL_QUERIES = 1_000
-#: ivf: lists per sqrt(N), probes per search, training rows per list (faiss asks for at least 39).
+#: The recall@k an approximate search is tuned to reach, and the rows it is tuned on.
+RECALL_TARGET = 0.95
+TUNE_QUERIES = 500
+#: ivf: lists per sqrt(N) (faiss's guideline: 4 to 16), training rows per list (faiss asks for at least 39),
+#: the probes tried in turn.
 IVF_LISTS_PER_SQRT_N = 4
-IVF_NPROBE = 16
 IVF_TRAIN_PER_LIST = 40
-#: hnsw: links per node, beam width at build and at search.
+IVF_NPROBES = (8, 16, 32, 64, 128, 256)
+#: hnsw: links per node, beam width at build, the search beams tried in turn.
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 40
-HNSW_EF_SEARCH = 128
+HNSW_EF_SEARCHES = (32, 64, 128, 256, 512)
 
 
 @dataclass(frozen=True)
@@ -143,18 +156,42 @@ def build_index(x: np.ndarray, method: str, use_gpu: bool | None = None, seed: i
         index = faiss.index_factory(dim, factory_string(method, n, on_gpu), faiss.METRIC_INNER_PRODUCT)
     if method == "hnsw":
         index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-        index.hnsw.efSearch = HNSW_EF_SEARCH
-    if method == "ivf":
-        faiss.extract_index_ivf(index).nprobe = IVF_NPROBE
     if on_gpu:  # pragma: no cover - needs faiss-gpu and CUDA
         index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
     if not index.is_trained:
         rows = np.random.default_rng(seed).permutation(n)[: IVF_TRAIN_PER_LIST * ivf_lists(n)]
         index.train(x[np.sort(rows)])
     index.add(x)
-    if on_gpu and method == "ivf":  # pragma: no cover - the GPU index keeps its own nprobe
-        faiss.GpuParameterSpace().set_index_parameter(index, "nprobe", IVF_NPROBE)
     return index
+
+
+def set_reach(index: faiss.Index, method: str, value: int) -> None:
+    """How far a search looks: ivf's ``nprobe`` or hnsw's ``efSearch`` (CPU or GPU index)."""
+    name = "nprobe" if method == "ivf" else "efSearch"
+    space = faiss.GpuParameterSpace() if type(index).__name__.startswith("Gpu") else faiss.ParameterSpace()
+    space.set_index_parameter(index, name, value)
+
+
+def tune_reach(index: faiss.Index, x: np.ndarray, method: str, k: int, seed: int = 0) -> tuple[int, float]:
+    """The smallest reach of the method's ladder whose recall@k on :data:`TUNE_QUERIES` sampled rows is at
+    least :data:`RECALL_TARGET` (the ladder's last when none is), set on ``index``.
+
+    Returns
+    -------
+    reach : int
+        ``nprobe`` or ``efSearch``.
+    recall : float
+        Its recall on the tuning rows.
+    """
+    rows = _sample(len(x), TUNE_QUERIES, seed + 1)
+    exact = _exact_neighbours(x, rows, k)
+    for value in IVF_NPROBES if method == "ivf" else HNSW_EF_SEARCHES:
+        set_reach(index, method, value)
+        sim, idx = index.search(x[rows], k + 1)
+        recall = _recall(exact, _drop_row_self(idx, sim, rows))
+        if recall >= RECALL_TARGET:
+            break
+    return value, recall
 
 
 def batched_search(index: faiss.Index, queries: np.ndarray, width: int,
@@ -214,13 +251,30 @@ def recall_at_k(x: np.ndarray, neighbor_idx: np.ndarray, queries: int = RECALL_Q
         Mean over the sampled rows of ``|found & exact| / k``; higher is better.
     sampled : int
     """
-    from .graph import drop_self
-
     n, k = neighbor_idx.shape
-    rows = np.sort(np.random.default_rng(seed).choice(n, size=min(queries, n), replace=False))
+    rows = _sample(n, queries, seed)
+    return _recall(_exact_neighbours(x, rows, k), neighbor_idx[rows]), len(rows)
+
+
+def _sample(n: int, count: int, seed: int) -> np.ndarray:
+    return np.sort(np.random.default_rng(seed).choice(n, size=min(count, n), replace=False))
+
+
+def _exact_neighbours(x: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """The exact ``k`` neighbours ``(Q, k)`` of ``x[rows]`` among all rows of ``x``, self excluded."""
     flat = faiss.IndexFlatIP(x.shape[1])
     flat.add(x)
     sim, idx = batched_search(flat, x[rows], k + 1)
-    exact_idx, _ = drop_self(idx, sim, rows)
-    hits = sum(len(np.intersect1d(a, b, assume_unique=False)) for a, b in zip(exact_idx, neighbor_idx[rows]))
-    return float(hits / (len(rows) * k)), len(rows)
+    return _drop_row_self(idx, sim, rows)
+
+
+def _drop_row_self(idx: np.ndarray, sim: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    from .graph import drop_self
+
+    return drop_self(idx, sim, rows)[0]
+
+
+def _recall(exact_idx: np.ndarray, found_idx: np.ndarray) -> float:
+    """Mean share of each row's exact neighbours among the found ones, (Q, k) each."""
+    hits = sum(len(np.intersect1d(a, b)) for a, b in zip(exact_idx, found_idx))
+    return float(hits / exact_idx.size)

@@ -75,6 +75,11 @@ METRICS_FIELDS: tuple[Field, ...] = (
     Field("lp_iterations", "int", "conjugate-gradient iterations", _P),
     Field("graph_source", "str", "teacher or student: whose features the step's graph was built from",
           f"{_P}, {_ST}"),
+    Field("knn_index", "str", "exact, ivf or hnsw: how the neighbours of the step's graph were searched "
+                              "(engine.method.search)", f"{_P}, {_ST}"),
+    Field("knn_recall", "float", "recall@k of that search against exact search on sampled queries (1.0 for exact, "
+                                 "not computed)", f"{_P}, {_ST}"),
+    Field("knn_recall_queries", "int", "queries the recall was measured on (0 for exact search)", f"{_P}, {_ST}"),
     Field("graph_agreement_student", "float", "neighbour-vote agreement of the student's graph (mutual)", _R),
     Field("graph_agreement_teacher", "float", "neighbour-vote agreement of the teacher's graph (mutual)", _R),
     Field("teacher_source", "str", "checkpoint: the teacher was loaded, not trained; frozen backbone: only its "

@@ -120,6 +120,7 @@ def propagate_step(run: Run):
     run.state.noise_rate_estimate = estimate.rate
     metrics = {"graph_seconds": t_graph, "lp_seconds": time.perf_counter() - t0 - t_graph - t_estimate,
                "estimate_seconds": t_estimate, "lp_iterations": result.iterations, "graph_source": "teacher",
+               **_knn_metrics(graph),
                "teacher_test_accuracy": nets.test_accuracy(nets.teacher),
                "noise_rate_estimate": estimate.rate, "noise_rate_low": estimate.rate_low,
                "noise_rate_high": estimate.rate_high,
@@ -270,6 +271,7 @@ def _student_snapshot(run: Run, metrics: dict, graph: Graph | None = None, stude
     if graph is None:
         graph = nets.teacher_graph() if teacher is not None else build_graph(after.features, run.config.graph)
         metrics.setdefault("graph_source", "teacher" if teacher is not None else "student")
+    metrics.update(_knn_metrics(graph))
     arrays = _pack(run, teacher=teacher, student=after, graph=graph,
                    features=after.features if student_features is None else student_features, **parts)
     metrics["eval_seconds"] = time.perf_counter() - t0
@@ -292,6 +294,12 @@ def _precision_estimates(run: Run, refined: np.ndarray, estimate: NoiseEstimate)
 def _pack(run: Run, **parts) -> dict:
     """This step's snapshot (:func:`engine.rundir.snapshot.pack`)."""
     return snapshot.pack(run.state.refined, given=run.given, **parts)
+
+
+def _knn_metrics(graph: Graph) -> dict:
+    """How the step's graph was searched and its recall@k against exact search."""
+    return {"knn_index": graph.search.method, "knn_recall": graph.search.recall,
+            "knn_recall_queries": graph.search.queries}
 
 
 def _review_metrics(clamped: np.ndarray, outliers: np.ndarray) -> dict:

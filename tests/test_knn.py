@@ -1,0 +1,131 @@
+"""kNN by size (engine.method.search): approximate indexes against exact search on clustered data, the recall they
+report, ``--knn`` on the command line and in a run's metrics."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from engine.method import search
+from engine.method.config import GraphConfig, RunConfig, ScheduleConfig
+from engine.method.graph import build_graph, knn, search_knn
+
+
+def clustered(n=3000, dim=32, centres=30, seed=0):
+    """Unit-variance blobs around ``centres`` well-apart means, (n, dim) float32."""
+    rng = np.random.default_rng(seed)
+    means = rng.standard_normal((centres, dim)) * 4
+    return (means[rng.integers(0, centres, n)] + rng.standard_normal((n, dim))).astype(np.float32)
+
+
+def true_recall(features, found_idx, k):
+    """Recall@k of ``found_idx`` against brute force (numpy) over every row."""
+    x = features / np.linalg.norm(features, axis=1, keepdims=True)
+    sim = x @ x.T
+    np.fill_diagonal(sim, -np.inf)
+    exact = np.argsort(-sim, axis=1)[:, :k]
+    return np.mean([len(np.intersect1d(a, b)) / k for a, b in zip(exact, found_idx)])
+
+
+@pytest.mark.parametrize("method", ["ivf", "hnsw"])
+def test_an_approximate_index_reaches_its_recall_target_and_reports_it_truly(method):
+    features, k = clustered(), 10
+    idx, sim, report = search_knn(features, k, method)
+    assert idx.shape == (3000, k) and not (idx == np.arange(3000)[:, None]).any() and (idx >= 0).all()
+    assert np.all(np.diff(sim, axis=1) <= 1e-6)  # most similar first
+    full = true_recall(features, idx, k)
+    # tuned until 500 sampled rows reach 0.95: over all rows it stays near that (the sample's error is ~0.01)
+    assert full >= 0.93, full
+    assert report.method == method and report.queries == 1000
+    assert abs(report.recall - full) < 0.02, (report.recall, full)  # 1,000 of 3,000 rows: the sample is honest
+    assert report.factory.startswith("IVF75" if method == "ivf" else "HNSW32")  # 4 sqrt(N) capped at N / 40
+
+
+def test_a_crippled_index_shows_in_its_recall(monkeypatch):
+    """One probe of 75 lists finds far fewer true neighbours; the reported recall must say so."""
+    features, k = clustered(), 10
+    good = search_knn(features, k, "ivf")[2].recall
+    monkeypatch.setattr(search, "IVF_NPROBES", (1,))
+    idx, _, report = search_knn(features, k, "ivf")
+    assert report.recall < good - 0.2, (report.recall, good)
+    assert abs(report.recall - true_recall(features, idx, k)) < 0.03
+    assert report.factory == "IVF75,Flat,nprobe=1"
+
+
+def test_exact_search_is_unchanged_and_reports_recall_one_without_measuring():
+    features = clustered(n=500)
+    idx, sim, report = search_knn(features, 5, "exact")
+    old_idx, old_sim = knn(features, 5)  # the default of knn: exact, one faiss call
+    np.testing.assert_array_equal(idx, old_idx)
+    np.testing.assert_array_equal(sim, old_sim)
+    assert (report.method, report.recall, report.queries) == ("exact", 1.0, 0)
+    assert true_recall(features, idx, 5) == 1.0
+
+
+def test_batched_search_finds_the_one_call_neighbours():
+    """Batches (and a short tail joined to the one before) find the same neighbours; a similarity may differ in
+    its last bit (other BLAS shapes), which is why exact search stays one call."""
+    import faiss
+
+    x = clustered(n=9000)
+    faiss.normalize_L2(x)
+    index = faiss.IndexFlatIP(x.shape[1])
+    index.add(x)
+    whole_sim, whole_idx = index.search(x, 6)
+    for batch in (4096, 8192, 8990):  # 8990: a tail of 10 rows joins the batch before it
+        sim, idx = search.batched_search(index, x, 6, batch=batch)
+        np.testing.assert_array_equal(idx, whole_idx)
+        np.testing.assert_allclose(sim, whole_sim, atol=1e-6)
+
+
+def test_auto_is_exact_up_to_the_measured_size_and_ivf_above():
+    assert search.resolve_method("auto", search.AUTO_EXACT_MAX) == "exact"
+    assert search.resolve_method("auto", search.AUTO_EXACT_MAX + 1) == "ivf"
+    assert search.resolve_method("hnsw", 10) == "hnsw"
+    assert build_graph(clustered(n=300), GraphConfig(k=5)).search.method == "exact"
+
+
+def test_rows_an_index_leaves_short_are_searched_exactly():
+    import faiss
+
+    x = clustered(n=400)
+    faiss.normalize_L2(x)
+    flat = faiss.IndexFlatIP(x.shape[1])
+    flat.add(x)
+    sim, idx = flat.search(x, 4)
+    broken_sim, broken_idx = sim.copy(), idx.copy()
+    broken_idx[[3, 70], 2:] = -1
+    assert search.fill_missing(x, broken_sim, broken_idx) == 2
+    np.testing.assert_array_equal(broken_idx, idx)
+
+
+def test_bad_knn_value_is_one_line_and_exit_2(tmp_path, capsys):
+    from engine.cli import main
+
+    assert main(["run", "--out", str(tmp_path / "r"), "--knn", "annoy"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "annoy" in err[-1] and "exact, ivf, hnsw, auto" in err[-1], err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_a_run_reports_its_graphs_search_in_every_metrics_line_that_builds_one(tmp_path):
+    from engine.rundir.store import RunStore
+    from engine.steps.run import Run
+
+    tiny = ScheduleConfig(teacher_epochs=2, teacher_patience=2, warmup_epochs=1, refine_epochs=1, mutual_epochs=2)
+    for method in ("exact", "ivf"):
+        config = RunConfig(dataset="blobs?n=2000&classes=4", noise="symmetric:0.3", schedule=tiny)
+        config = replace(config, graph=GraphConfig(knn=method))
+        run = Run.create(tmp_path / method, config)
+        run.run_until(None)
+        lines = RunStore(tmp_path / method).metrics()
+        graphed = [m for m in lines if m["phase"] != "teacher"]
+        assert [m["phase"] for m in graphed] == ["propagate", "warmup", "refine", "mutual", "mutual"]
+        assert all("knn_index" not in m for m in lines if m["phase"] == "teacher")
+        if method == "exact":
+            assert all((m["knn_index"], m["knn_recall"], m["knn_recall_queries"]) == ("exact", 1.0, 0)
+                       for m in graphed)
+        else:
+            assert all(m["knn_index"] == "ivf" and m["knn_recall_queries"] == 1000 for m in graphed)
+            assert all(0.9 <= m["knn_recall"] <= 1.0 for m in graphed), [m["knn_recall"] for m in graphed]
