@@ -9,7 +9,8 @@ Pure helpers (config and arrays in), unit-tested:
 - :func:`busiest_step`: the step that relabelled the most samples (where the page opens);
 - :func:`fixed_first`: the samples a step fixed (truth known), those whose own colour changes during
   Play first; the ones it broke only when asked;
-- :func:`walk`: previous / next in that order.
+- :func:`walk`: previous / next in that order;
+- :func:`knn_caption`: how the step's neighbours were searched and the search's recall.
 """
 
 from __future__ import annotations
@@ -124,3 +125,27 @@ def fixed_first(order: np.ndarray, before: np.ndarray, refined: np.ndarray, true
         rank = np.where(fixed, 0, 2) + np.where(changes_colour, 0, 1)
     picked = np.flatnonzero(keep)
     return order[picked[np.argsort(rank[picked], kind="stable")]]
+
+
+def knn_caption(metrics: dict, k: int) -> str | None:
+    """One line on the step's kNN search: ``kNN: ivf, recall@20 0.97 on 1,000 sampled queries``.
+
+    Parameters
+    ----------
+    metrics : dict
+        The step's metrics line (``knn_index``, ``knn_recall``, ``knn_recall_queries``).
+    k : int
+        Neighbours per sample.
+
+    Returns
+    -------
+    str or None
+        None for a step written before the search was recorded.
+    """
+    index, recall = metrics.get("knn_index"), metrics.get("knn_recall")
+    if index is None or recall is None:
+        return None
+    if index == "exact":
+        return f"kNN: exact (every pair compared), recall@{k} 1.00"
+    queries = int(metrics.get("knn_recall_queries") or 0)
+    return f"kNN: {index}, recall@{k} {recall:.2f} on {queries:,} sampled queries"

@@ -142,6 +142,7 @@ def test_graph_page_follows_the_selection_and_explains(digits_run):
     neighbourhood, scores, confidence, what_if_chart = charts(at)
     node_trace, centre = _graph_nodes(neighbourhood)
     assert points(node_trace) == len(nodes) and centre["name"] == "sample #42"
+    assert "kNN: exact (every pair compared), recall@20 1.00" in [c.value for c in at.caption]
     assert sorted(array(node_trace["customdata"]).ravel().tolist()) == sorted(nodes.tolist())
     # the replay: one frame per recorded iteration, the first one the seeds
     frames = neighbourhood["frames"]

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from app.graph_story import busiest_step, fixed_first
+from app.graph_story import busiest_step, fixed_first, knn_caption
 
 
 def test_busiest_step_takes_the_most_changes_and_the_earliest_of_a_tie():
@@ -22,3 +22,13 @@ def test_fixed_first_keeps_fixed_samples_those_changing_colour_first():
     assert fixed_first(order, before, refined, true, seeds, include_broken=True).tolist() == [1, 3, 5, 0, 4, 2]
     assert fixed_first(order, before, refined, None, seeds).tolist() == [1, 3, 4, 5, 0, 2]
     assert fixed_first(np.array([], np.int64), before, refined, true, seeds).size == 0
+
+
+def test_knn_caption_names_the_index_and_its_measured_recall():
+    ivf = {"knn_index": "ivf", "knn_recall": 0.9731, "knn_recall_queries": 1000}
+    assert knn_caption(ivf, 20) == "kNN: ivf, recall@20 0.97 on 1,000 sampled queries"
+    assert knn_caption({**ivf, "knn_index": "hnsw", "knn_recall": 0.955}, 10) == \
+        "kNN: hnsw, recall@10 0.95 on 1,000 sampled queries"
+    exact = {"knn_index": "exact", "knn_recall": 1.0, "knn_recall_queries": 0}
+    assert knn_caption(exact, 20) == "kNN: exact (every pair compared), recall@20 1.00"
+    assert knn_caption({"graph_source": "teacher"}, 20) is None  # a step from before the search was recorded

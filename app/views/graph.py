@@ -27,7 +27,7 @@ import streamlit as st
 from app import present
 from app.common import require_store
 from app.figures.animation import SPEEDS, propagation_animation
-from app.graph_story import busiest_step, fixed_first, relabelled_in_step, story_order
+from app.graph_story import busiest_step, fixed_first, knn_caption, relabelled_in_step, story_order
 from app.graph_view import (
     CHART_KEY,
     SAMPLE_KEY,
@@ -106,6 +106,9 @@ def main() -> None:
                f"around sample #{center}: {len(nodes)} nodes, {len(edges)} edges. Colour = leading class, "
                "size = its score; grey = no label mass yet. ▶ Play replays the propagation's iterations "
                "(0 = the seeds); click any point to centre on it.")
+    search = knn_caption(metrics, config.graph.k)
+    if search:
+        st.caption(search)
     done = max(history)
     fig = propagation_animation(coords[nodes], nodes, history, edges, weights, names, seed_labels=seeds[nodes],
                                 center=0, background_xy=coords, duration_ms=SPEEDS[speed],
