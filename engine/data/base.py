@@ -19,7 +19,9 @@ class Dataset:
     name : str
         The spec it was loaded from, e.g. ``"digits"``.
     kind : str
-        ``"image"`` (inputs ``(N, C, H, W)``) or ``"points"`` (inputs ``(N, F)``).
+        ``"image"`` (inputs ``(N, C, H, W)``), ``"points"`` (2-D toy inputs
+        ``(N, 2)``, drawn as they are) or ``"vectors"`` (precomputed
+        embeddings ``(N, D)``: nothing to draw, a sample is shown by its key).
     class_names : tuple of str
         Names of the ``C`` classes; label ``i`` means ``class_names[i]``.
     train_x, test_x : np.ndarray, float32

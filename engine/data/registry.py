@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import UserError, shown
-from . import embedded, folder, torchvision_sets
+from . import embedded, folder, torchvision_sets, vectors
 from .base import Dataset, parse_dataset_spec
 
 _LOADERS = {
@@ -12,6 +12,7 @@ _LOADERS = {
     "blobs": embedded.load_toy,
     "circles": embedded.load_toy,
     "folder": folder.load_folder,
+    "vectors": vectors.load_vectors,
     **{name: torchvision_sets.load_torchvision for name in torchvision_sets.SETS},
 }
 
@@ -33,6 +34,14 @@ def load_dataset(spec: str) -> Dataset:
 def dataset_for_config(config) -> Dataset:
     """The dataset a run config asks for, with its label file applied if any."""
     dataset = load_dataset(config.dataset)
+    if not dataset.class_names:  # vectors without labels: the label file names the classes
+        if not getattr(config, "labels", None):
+            raise UserError(f"dataset {shown(config.dataset)} has no labels; give them with --labels FILE (a CSV of "
+                            "key and label columns) or store labels (N,) in the .npz")
+        import dataclasses
+
+        dataset = dataclasses.replace(dataset, class_names=vectors.label_file_classes(
+            config.labels, config.label_column, config.truth_column))
     if getattr(config, "labels", None):
         from .labels import apply_label_file
 

@@ -20,13 +20,14 @@ from .zoo import IMAGENET, is_torchvision, load_weights
 
 Factory = Callable[[tuple[int, ...], int], nn.Module]
 
-_REGISTRY: dict[str, tuple[Factory, str]] = {
-    "digits-cnn-large": (small.DigitsTeacher, "image"),
-    "digits-cnn-small": (small.DigitsStudent, "image"),
-    "mlp-large": (small.MlpLarge, "points"),
-    "mlp-small": (small.MlpSmall, "points"),
-    **{name: (factory, "image") for name, factory in cifar.MODELS.items()},
-    **{zoo.PREFIX + arch: (zoo.factory(arch), "image") for arch in zoo.ARCHITECTURES},
+#: Name -> (factory, the dataset kinds it takes).
+_REGISTRY: dict[str, tuple[Factory, tuple[str, ...]]] = {
+    "digits-cnn-large": (small.DigitsTeacher, ("image",)),
+    "digits-cnn-small": (small.DigitsStudent, ("image",)),
+    "mlp-large": (small.MlpLarge, ("points", "vectors")),
+    "mlp-small": (small.MlpSmall, ("points", "vectors")),
+    **{name: (factory, ("image",)) for name, factory in cifar.MODELS.items()},
+    **{zoo.PREFIX + arch: (zoo.factory(arch), ("image",)) for arch in zoo.ARCHITECTURES},
 }
 
 
@@ -37,24 +38,24 @@ PHOTO_PAIR = ("torchvision:resnet18", "torchvision:mobilenet_v3_small")
 
 
 def available_models(kind: str | None = None) -> list[str]:
-    return sorted(n for n, (_, k) in _REGISTRY.items() if kind is None or k == kind)
+    return sorted(n for n, (_, kinds) in _REGISTRY.items() if kind is None or kind in kinds)
 
 
 def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, kind: str) -> nn.Module:
     """Instantiate architecture ``name``; :class:`UserError` if unknown or unfit."""
     if name not in _REGISTRY:
         raise UserError(f"unknown model {name!r}; valid: {', '.join(available_models())}")
-    factory, model_kind = _REGISTRY[name]
-    if model_kind != kind:
+    factory, kinds = _REGISTRY[name]
+    if kind not in kinds:
         raise UserError(
-            f"model {name!r} is for {model_kind} data, not {kind}; valid: {', '.join(available_models(kind))}"
+            f"model {name!r} is for {' or '.join(kinds)} data, not {kind}; valid: {', '.join(available_models(kind))}"
         )
     return factory(input_shape, num_classes)
 
 
 def default_pair(kind: str, input_shape: tuple[int, ...]) -> tuple[str, str]:
     """(teacher, student) architecture names for a dataset."""
-    if kind == "points":
+    if kind in ("points", "vectors"):
         return "mlp-large", "mlp-small"
     if input_shape[-1] <= 16:
         return "digits-cnn-large", "digits-cnn-small"

@@ -1,0 +1,200 @@
+"""Precomputed embeddings as a dataset: ``vectors:FILE[?test=0.2]``.
+
+A team with a million embeddings (from any model) tries the method on them
+without images: the teacher and the student are small MLPs over the vectors
+(``mlp-large`` -> ``mlp-small``), and the kNN graph is built on the teacher's
+features as for any dataset.
+
+Files
+-----
+- ``.npz`` (read with ``allow_pickle=False``): ``features`` ``(N, D)``
+  numbers; ``keys`` ``(N,)`` text or whole numbers, one per row, all
+  different (the sample keys the review, exports and label files use);
+  optionally ``labels`` ``(N,)`` class ids ``0..C-1`` (``-1``: unknown), the
+  dataset's own labels (the truth synthetic noise starts from), and
+  ``class_names`` ``(C,)`` text.
+- ``.npy``: ``features`` ``(N, D)`` alone, memory-mapped (only the rows a
+  split takes are read into memory); keys are the row numbers ``0..N-1``.
+
+Without labels in the file, ``--labels CSV`` brings them (its key column names
+the rows by key; its classes become the dataset's, sorted, numerically when
+they are all whole numbers). ``test`` (default 0.2) of the rows are held out
+for testing, stratified by label where the file has labels, with a fixed seed.
+Every column is standardised with the training rows' mean and spread, as the
+2-D toys are.
+
+Bad files give one :class:`UserError` naming the file and what would be
+valid: missing, another format, a pickled (object) array, a wrong shape,
+NaN or infinite values, keys that repeat or do not match the rows.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError, shown
+from .base import Dataset, DatasetSpec
+
+OPTIONS = ("test",)
+TEST_FRACTION = 0.2
+SPLIT_SEED = 0
+CHUNK = 65_536  # rows checked for NaN at a time (a memory-mapped file is never read whole)
+VALID = ("valid: an .npz with features (N, D), keys (N,) and optionally labels (N,), or an .npy of features "
+         "(N, D) with --labels")
+
+
+def load_vectors(spec: DatasetSpec) -> Dataset:
+    """The :class:`Dataset` of a ``vectors:FILE[?test=F]`` spec (see the module docstring)."""
+    path, options = _split(spec.path or "")
+    spec_text = f"vectors:{spec.path}"
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise UserError(f"unknown option(s) {', '.join(shown(k) for k in unknown)} in dataset {shown(spec_text)}; "
+                        f"valid: {', '.join(OPTIONS)}")
+    test = DatasetSpec("vectors", tuple(options.items())).option("test", TEST_FRACTION, float)
+    if not 0 <= test < 1:
+        raise UserError(f"vectors option test={test:g} is out of range; valid: a fraction in [0, 1)")
+    features, keys, labels, class_names = read_vectors(path)
+    held = _holdout(len(features), labels, test)
+    train, heldout = np.flatnonzero(~held), np.flatnonzero(held)
+    train_x = np.asarray(features[train], dtype=np.float32)  # (N_train, D): only these rows are read
+    test_x = np.asarray(features[heldout], dtype=np.float32)
+    mean, std = train_x.mean(axis=0), train_x.std(axis=0) + 1e-8
+    return Dataset(
+        name=spec_text, kind="vectors", class_names=class_names,
+        train_x=(train_x - mean) / std, train_true=None if labels is None else labels[train],
+        test_x=(test_x - mean) / std, test_true=None if labels is None else labels[heldout],
+        train_keys=tuple(keys[train].tolist()), test_keys=tuple(keys[heldout].tolist()))
+
+
+def _split(path: str) -> tuple[str, dict[str, str]]:
+    """``FILE?test=0.1`` -> (FILE, options); a path that exists as written wins."""
+    from urllib.parse import parse_qsl
+
+    if "?" in path and not Path(path).expanduser().exists():
+        path, _, query = path.rpartition("?")
+        return path, dict(parse_qsl(query, keep_blank_values=True))
+    return path, {}
+
+
+def read_vectors(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, tuple[str, ...]]:
+    """Features ``(N, D)`` (a memory map for .npy), keys ``(N,)`` str, labels ``(N,)`` int64 or None, class names.
+
+    Raises
+    ------
+    UserError
+        One line naming the file and what is wrong.
+    """
+    p = Path(path).expanduser()
+    name = shown(str(path))
+    if not str(path):
+        raise UserError(f"vectors: needs a file, as vectors:FILE.npz; {VALID}")
+    if not p.is_file():
+        raise UserError(f"vectors file {name} does not exist; {VALID}")
+    if p.suffix.lower() not in (".npy", ".npz"):
+        raise UserError(f"vectors file {name} is not .npy or .npz; {VALID}")
+    try:
+        if p.suffix.lower() == ".npy":
+            features = np.load(p, mmap_mode="r", allow_pickle=False)
+            keys, labels, names = np.arange(len(features)).astype(str) if features.ndim else None, None, None
+        else:
+            features, keys, labels, names = _read_npz(p, name)
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "object" in str(exc).lower():
+            raise UserError(f"vectors file {name} holds pickled Python objects, which are never loaded; "
+                            "store numbers and text arrays (np.savez with numeric features, str keys)") from None
+        raise UserError(f"vectors file {name} is not a readable NumPy file: {shown(str(exc))}") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise UserError(f"vectors file {name} is not a readable NumPy file: {shown(str(exc) or type(exc).__name__)}"
+                        ) from None
+    _check_features(features, name)
+    keys = _check_keys(keys, len(features), name)
+    labels, class_names = _check_labels(labels, names, len(features), name)
+    return features, keys, labels, class_names
+
+
+def _read_npz(p: Path, name: str):
+    with np.load(p, allow_pickle=False) as z:
+        if "features" not in z.files:
+            raise UserError(f"vectors file {name} has no 'features' array (it holds {', '.join(z.files) or 'none'}); "
+                            f"{VALID}")
+        if "keys" not in z.files:
+            raise UserError(f"vectors file {name} has no 'keys' array: one key per row is needed; {VALID}")
+        return (z["features"], z["keys"], z["labels"] if "labels" in z.files else None,
+                z["class_names"] if "class_names" in z.files else None)
+
+
+def _check_features(features: np.ndarray, name: str) -> None:
+    if features.ndim != 2 or features.shape[0] < 2 or features.shape[1] < 1:
+        raise UserError(f"vectors file {name}: features have shape {features.shape}; valid: 2-D (N, D) with N >= 2 "
+                        "rows and D >= 1 columns")
+    if features.dtype.kind not in "fiu":
+        raise UserError(f"vectors file {name}: features are {features.dtype}, not numbers; valid: float or int")
+    for start in range(0, len(features), CHUNK):
+        block = np.asarray(features[start:start + CHUNK])
+        if not np.isfinite(block).all():
+            bad = start + int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
+            raise UserError(f"vectors file {name}: row {bad} has a NaN or infinite value; valid: finite numbers "
+                            "only (drop or fix those rows)")
+
+
+def _check_keys(keys: np.ndarray, n: int, name: str) -> np.ndarray:
+    if keys.shape != (n,) or keys.dtype.kind not in "USiu":
+        raise UserError(f"vectors file {name}: keys are {keys.dtype} of shape {keys.shape}; valid: ({n},) text or "
+                        "whole numbers, one per row of features")
+    keys = keys.astype(str)
+    unique, counts = np.unique(keys, return_counts=True)
+    if len(unique) < n:
+        twice = unique[counts > 1]
+        raise UserError(f"vectors file {name}: {len(twice)} key(s) repeat, e.g. {shown(str(twice[0]))}; valid: one "
+                        "different key per row")
+    return keys
+
+
+def _check_labels(labels, names, n: int, name: str) -> tuple[np.ndarray | None, tuple[str, ...]]:
+    """Labels (N,) int64 (-1 unknown) and class names; no classes without labels (a label file brings them)."""
+    if labels is None:
+        return None, ()
+    if labels.shape != (n,) or labels.dtype.kind not in "iu":
+        raise UserError(f"vectors file {name}: labels are {labels.dtype} of shape {labels.shape}; valid: ({n},) "
+                        "whole numbers, class ids 0..C-1 (-1: unknown)")
+    labels = labels.astype(np.int64)
+    if labels.min() < -1:
+        raise UserError(f"vectors file {name}: label {labels.min()} is not a class id; valid: 0..C-1, or -1 for "
+                        "unknown")
+    count = int(labels.max()) + 1
+    if names is None:
+        return labels, tuple(str(c) for c in range(count))
+    if names.ndim != 1 or names.dtype.kind not in "US" or len(names) < count:
+        raise UserError(f"vectors file {name}: class_names {names.dtype} of shape {names.shape} do not name the "
+                        f"{count} classes of labels; valid: ({count},) or more text")
+    return labels, tuple(str(c) for c in names)
+
+
+def _holdout(n: int, labels: np.ndarray | None, fraction: float) -> np.ndarray:
+    """Boolean mask (N,): the held-out rows, stratified by label where known (never a class's last row)."""
+    from .folder import stratified_holdout
+
+    if labels is not None:
+        return stratified_holdout(labels, fraction, SPLIT_SEED)
+    held = np.zeros(n, bool)
+    held[np.random.default_rng(SPLIT_SEED).permutation(n)[: int(round(fraction * n))]] = True
+    return held
+
+
+def label_file_classes(path: str, label_column: str, truth_column: str | None) -> tuple[str, ...]:
+    """The classes a label file names (its label column and, if given, truth column): sorted, numerically when
+    every one is a whole number. A vectors file without labels takes these as its classes."""
+    from .labels import read_label_csv
+
+    table = read_label_csv(path)
+    values = set()
+    for column in (label_column, truth_column):
+        if column and column in table.columns:
+            values |= {v.strip() for v in table[column] if v.strip()}
+    if all(v.isascii() and v.isdigit() for v in values):
+        return tuple(sorted(values, key=int))
+    return tuple(sorted(values))
