@@ -96,6 +96,11 @@ def read_vectors(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, 
         raise UserError(f"vectors file {name} does not exist; {VALID}")
     if p.suffix.lower() not in (".npy", ".npz"):
         raise UserError(f"vectors file {name} is not .npy or .npz; {VALID}")
+    with open(p, "rb") as f:
+        magic = f.read(6)
+    if not magic.startswith(b"\x93NUMPY" if p.suffix.lower() == ".npy" else b"PK\x03\x04"):
+        raise UserError(f"vectors file {name} is not a readable NumPy file: it does not start as a "
+                        f"{p.suffix.lower()} file does; {VALID}")
     try:
         if p.suffix.lower() == ".npy":
             features = np.load(p, mmap_mode="r", allow_pickle=False)
