@@ -3,7 +3,8 @@ Losses pages share.
 
 - Thumbnails (pure, tested): an image sample as its pixels (8x8 digits scaled
   up, ink dark on white), a 2-D point as a dot on a faint map of the whole
-  dataset.
+  dataset; precomputed vectors have no picture (a blank tile where a page
+  needs one; the grid shows their keys instead).
 - :func:`render_sample_grid`: a grid of thumbnails captioned ``#index ·
   given -> refined · w weight``.
 - Cached loads of the open run's dataset and snapshots.
@@ -135,9 +136,9 @@ def thumbnails(kind: str, train_x: np.ndarray, indices: Sequence[int], size: int
 
     Parameters
     ----------
-    kind : {'image', 'points'}
+    kind : {'image', 'points', 'vectors'}
     train_x : np.ndarray
-        ``(N, C, H, W)`` images or ``(N, 2)`` points.
+        ``(N, C, H, W)`` images, ``(N, 2)`` points or ``(N, D)`` vectors (a blank tile each: nothing to draw).
     indices : sequence of int
 
     Returns
@@ -149,7 +150,9 @@ def thumbnails(kind: str, train_x: np.ndarray, indices: Sequence[int], size: int
     if kind == "points":
         background = point_map(train_x, size)
         return [point_thumbnail(train_x, i, background) for i in indices]
-    raise ValueError(f"dataset kind {kind!r} is unknown; valid: image, points")
+    if kind == "vectors":
+        return [np.full((size, size), POINT_BACKGROUND, np.uint8) for _ in indices]
+    raise ValueError(f"dataset kind {kind!r} is unknown; valid: image, points, vectors")
 
 
 def original_pictures(dataset, indices: Sequence[int], size: int = THUMBNAIL_SIZE) -> list[np.ndarray] | None:
@@ -181,6 +184,13 @@ def render_sample_grid(indices: Sequence[int], kind: str, train_x: np.ndarray, g
     shown = indices[:limit]
     if len(indices) > limit:
         st.caption(f"Showing the first {limit} of {len(indices)} selected samples.")
+    if kind == "vectors":  # no picture: the sample's key and its labels
+        keys = dataset.keys() if dataset is not None else [str(i) for i in range(len(given))]
+        for start in range(0, len(shown), columns):
+            for cell, i in zip(st.columns(columns), shown[start:start + columns]):
+                cell.text(keys[i])  # plain text: a key is shown exactly as it is
+                cell.caption(md(sample_caption(i, given[i], refined[i], float(weights[i]), class_names)))
+        return
     pictures = original_pictures(dataset, shown) or thumbnails(kind, train_x, shown)
     for start in range(0, len(shown), columns):
         cells = st.columns(columns)

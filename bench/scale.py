@@ -92,8 +92,26 @@ def _load(path: Path) -> dict:
 
 # ---------------------------------------------------------------- children: one measurement each
 def _usage() -> dict:
+    """Peak RSS and CPU seconds of this whole process (imports and data loading included)."""
     me = resource.getrusage(resource.RUSAGE_SELF)
-    return {"peak_rss_mib": me.ru_maxrss / 1024, "cpu_seconds": me.ru_utime + me.ru_stime}
+    return {"peak_rss_mib": me.ru_maxrss / 1024, "process_cpu_seconds": me.ru_utime + me.ru_stime}
+
+
+class Clock:
+    """Wall and CPU seconds (this process) since the last lap."""
+
+    def __init__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        self.start = (self.wall, self.cpu)
+
+    def lap(self) -> tuple[float, float]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        out = (wall - self.wall, cpu - self.cpu)
+        self.wall, self.cpu = wall, cpu
+        return out
+
+    def total(self) -> tuple[float, float]:
+        return time.perf_counter() - self.start[0], time.process_time() - self.start[1]
 
 
 def child_knn(path: Path, method: str) -> dict:
@@ -105,31 +123,33 @@ def child_knn(path: Path, method: str) -> dict:
     x = _load(path)["features"]
     n = len(x)
     faiss.normalize_L2(x)
-    t0 = time.perf_counter()
+    clock = Clock()
     if method == "exact":
         index = search.build_index(x, "exact", use_gpu=False)
         if n <= FULL_EXACT_MAX:
             sim, idx = index.search(x, K + 1)
-            seconds = time.perf_counter() - t0
+            wall, cpu = clock.total()
             np.save(path.with_name(f"exact-{n}.npy"), drop_self(idx, sim)[0].astype(np.int32))
-            return {"seconds": seconds, "recall": 1.0, "extrapolated": False}
+            return {"seconds": wall, "cpu": cpu, "recall": 1.0, "extrapolated": False}
         rows = np.sort(np.random.default_rng(0).choice(n, SAMPLED_QUERIES, replace=False))
         index.search(x[rows], K + 1)
-        seconds = (time.perf_counter() - t0) * n / SAMPLED_QUERIES
-        return {"seconds": seconds, "recall": 1.0, "extrapolated": True}
+        wall, cpu = clock.total()
+        scale = n / SAMPLED_QUERIES
+        return {"seconds": wall * scale, "cpu": cpu * scale, "recall": 1.0, "extrapolated": True}
+    parts = {}
     index = search.build_index(x, method, use_gpu=False)
-    t_build = time.perf_counter() - t0
+    parts["build"] = clock.lap()
     reach, _ = search.tune_reach(index, x, method, K)
-    t_tune = time.perf_counter() - t0 - t_build
+    parts["tune"] = clock.lap()
     sim, idx = search.batched_search(index, x, K + 1)
     search.fill_missing(x, sim, idx)
     neighbor_idx = drop_self(idx, sim)[0]
-    t_search = time.perf_counter() - t0 - t_build - t_tune
+    parts["search"] = clock.lap()
     recall, queries = search.recall_at_k(x, neighbor_idx)
-    t_recall = time.perf_counter() - t0 - t_build - t_tune - t_search
-    out = {"seconds": time.perf_counter() - t0, "build": t_build, "tune": t_tune, "search": t_search,
-           "recall_check": t_recall, "reach": reach, "recall": recall, "recall_queries": queries,
-           "extrapolated": False}
+    parts["recall_check"] = clock.lap()
+    wall, cpu = clock.total()
+    out = {"seconds": wall, "cpu": cpu, **{name: c for name, (_, c) in parts.items()}, "reach": reach,
+           "recall": recall, "recall_queries": queries, "extrapolated": False}
     exact_file = path.with_name(f"exact-{n}.npy")
     if exact_file.exists():  # recall on every row
         exact = np.load(exact_file)
@@ -143,14 +163,15 @@ def child_propagate(path: Path) -> dict:
     from engine.method.propagate import propagate, seed_matrix
 
     data = _load(path)
-    t0 = time.perf_counter()
+    clock = Clock()
     graph = build_graph(data["features"], GraphConfig(k=K, knn="auto"))
-    t_graph = time.perf_counter() - t0
+    graph_wall, graph_cpu = clock.lap()
     result = propagate(graph.normalized, seed_matrix(data["given"], CLASSES), PropagationConfig(),
                        device="cpu")
-    t_lp = time.perf_counter() - t0 - t_graph
+    lp_wall, lp_cpu = clock.lap()
     refined = np.asarray(result.scores).argmax(1)
-    return {"graph": t_graph, "lp": t_lp, "seconds": t_graph + t_lp, "index": graph.search.method,
+    return {"graph": graph_wall, "lp": lp_wall, "seconds": graph_wall + lp_wall, "graph_cpu": graph_cpu,
+            "lp_cpu": lp_cpu, "cpu": graph_cpu + lp_cpu, "index": graph.search.method,
             "recall": graph.search.recall, "iterations": result.iterations,
             "given_precision": float(np.mean(data["given"] == data["labels"])),
             "refined_precision": float(np.mean(refined == data["labels"]))}
@@ -213,9 +234,10 @@ def _f(value, fmt="{:.1f}") -> str:
 def knn_table(args, sizes) -> list[dict]:
     rows = []
     for n in sizes:
-        results = {m: run_child("knn", args, n, m) for m in ("exact", "ivf", "hnsw")}
-        exact = results["exact"].get("seconds")
-        print(f"\nkNN, N = {n:,} x {DIM}, k = {K}, {args.threads} thread(s)")
+        results = {m: run_child("knn", args, n, m) for m in args.methods.split(",")}
+        exact = results["exact"].get("cpu")
+        print(f"\nkNN, N = {n:,} x {DIM}, k = {K}, {args.threads} thread(s); seconds of CPU (wall: with the waits "
+              "for a shared core); build, tune, search, check: CPU seconds of each part")
         print(f"{'index':<7}{'wall s':>10}{'cpu s':>9}{'build':>8}{'tune':>7}{'search':>8}{'check':>7}"
               f"{'reach':>7}{'recall@20':>11}{'all rows':>10}{'peak MiB':>10}{'x exact':>9}")
         for method, r in results.items():
@@ -223,8 +245,8 @@ def knn_table(args, sizes) -> list[dict]:
                 print(f"{method:<7} failed: {r['error']}")
                 continue
             note = " (extrapolated from 1,000 queries)" if r.get("extrapolated") else ""
-            speedup = exact / r["seconds"] if exact else None
-            print(f"{method:<7}{r['seconds']:>10.1f}{r['cpu_seconds']:>9.1f}{_f(r.get('build')):>8}"
+            speedup = exact / r["cpu"] if exact else None
+            print(f"{method:<7}{r['seconds']:>10.1f}{r['cpu']:>9.1f}{_f(r.get('build')):>8}"
                   f"{_f(r.get('tune')):>7}{_f(r.get('search')):>8}{_f(r.get('recall_check')):>7}"
                   f"{_f(r.get('reach'), '{}'):>7}{r['recall']:>11.4f}{_f(r.get('recall_all_rows'), '{:.4f}'):>10}"
                   f"{r['peak_rss_mib']:>10.0f}{_f(speedup, '{:.1f}x'):>9}{note}")
@@ -233,8 +255,8 @@ def knn_table(args, sizes) -> list[dict]:
         if exact and "error" not in ivf:
             print(f"goal (1M): ivf recall@20 {ivf['recall']:.3f} >= {GOALS['recall']} "
                   f"{'met' if ivf['recall'] >= GOALS['recall'] else 'MISSED'}; "
-                  f"{exact / ivf['seconds']:.1f}x faster than exact >= {GOALS['speedup']:.0f}x "
-                  f"{'met' if exact / ivf['seconds'] >= GOALS['speedup'] else 'MISSED'}")
+                  f"{exact / ivf['cpu']:.1f}x faster than exact (CPU) >= {GOALS['speedup']:.0f}x "
+                  f"{'met' if exact / ivf['cpu'] >= GOALS['speedup'] else 'MISSED'}")
     return rows
 
 
@@ -242,17 +264,18 @@ def propagate_table(args, sizes) -> list[dict]:
     rows = []
     print(f"\nOne propagation (build_graph --knn auto + propagate, alpha 0.99, 20 CG iterations), "
           f"{args.threads} thread(s)")
-    print(f"{'N':>10}{'index':>7}{'recall':>8}{'graph s':>9}{'LP s':>7}{'total s':>9}{'cpu s':>8}{'peak MiB':>10}"
-          f"{'given prec':>12}{'LP prec':>9}{'goal 60 s':>11}")
+    print(f"{'N':>10}{'index':>7}{'recall':>8}{'graph s':>9}{'LP s':>7}{'total s':>9}{'graph cpu':>10}{'LP cpu':>8}"
+          f"{'cpu s':>8}{'peak MiB':>10}{'given prec':>12}{'LP prec':>9}{'goal 60 s (cpu)':>17}")
     for n in sizes:
         r = run_child("propagate", args, n)
         if "error" in r:
             print(f"{n:>10,} failed: {r['error']}")
             continue
-        verdict = "met" if r["seconds"] <= GOALS["knn_plus_lp_seconds"] else f"{r['seconds'] / 60:.1f}x over"
+        limit = GOALS["knn_plus_lp_seconds"]
+        verdict = "met" if r["cpu"] <= limit else f"{r['cpu'] / limit:.1f}x over"
         print(f"{n:>10,}{r['index']:>7}{r['recall']:>8.3f}{r['graph']:>9.1f}{r['lp']:>7.1f}{r['seconds']:>9.1f}"
-              f"{r['cpu_seconds']:>8.1f}{r['peak_rss_mib']:>10.0f}{r['given_precision']:>12.3f}"
-              f"{r['refined_precision']:>9.3f}{verdict:>11}")
+              f"{r['graph_cpu']:>10.1f}{r['lp_cpu']:>8.1f}{r['cpu']:>8.1f}{r['peak_rss_mib']:>10.0f}"
+              f"{r['given_precision']:>12.3f}{r['refined_precision']:>9.3f}{verdict:>17}")
         rows.append({"part": "propagate", "n": n, **r})
     return rows
 
@@ -268,7 +291,7 @@ def vectors_table(args, sizes) -> list[dict]:
             print(f"{n:>10,} failed: {r['error']}")
             continue
         print(f"{n:>10,}{r['teacher_seconds']:>9.1f}{r['propagate_seconds']:>9.1f}{r['refine_seconds']:>8.1f}"
-              f"{r['seconds']:>9.1f}{r['cpu_seconds']:>8.1f}{r['peak_rss_mib']:>10.0f}{r['knn_index']:>6}"
+              f"{r['seconds']:>9.1f}{r['process_cpu_seconds']:>8.1f}{r['peak_rss_mib']:>10.0f}{r['knn_index']:>6}"
               f"{r['knn_recall']:>8.3f}{_f(r['refined_precision'], '{:.3f}'):>14}"
               f"{_f(r['student_test_accuracy'], '{:.3f}'):>13}")
         rows.append({"part": "vectors", "n": n, **r})
@@ -286,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, action="append", help="sizes (repeatable; default 100000)")
     p.add_argument("--parts", default="knn,propagate,vectors")
+    p.add_argument("--methods", default="exact,ivf,hnsw", help="kNN indexes to measure (exact first)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads of faiss and torch in each child")
     p.add_argument("--workdir", default="/tmp/amlkd-scale", help="data files and runs (kept between calls)")
     p.add_argument("--json", default=None, help="also write every row to this JSON file")

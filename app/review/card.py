@@ -56,13 +56,13 @@ def neighbours(ctx: ReviewContext, sample: int) -> tuple[np.ndarray, np.ndarray]
 
 def details(ctx: ReviewContext, sample: int, revealed: bool) -> None:
     """Below the card (which shows the image, labels and evidence): where the sample lies among the points
-    (2-D data), its label's history over the steps, its nearest neighbours, and its decision log."""
+    (2-D data; vectors have no place to draw), its label's history over the steps, its nearest neighbours, and its decision log."""
     names, dataset = ctx.class_names, ctx.dataset
     near, sims = neighbours(ctx, sample)
     labels = ctx.snapshot["refined"] if revealed else ctx.given
     left, right = st.columns([1.0, 1.5])
     with left:
-        if dataset.kind != "image":
+        if dataset.kind == "points":
             st.plotly_chart(figs.points_figure(dataset.train_x, labels, names, sample, near, size=340),
                             key="review_points", width="content")
     with right:

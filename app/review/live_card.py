@@ -107,7 +107,7 @@ def card_payload(ctx: ReviewContext, samples, flags: dict, images: dict | None) 
             if i not in images:
                 images[i] = image_url(ctx.dataset.train_x[i])
             card["image"] = images[i]
-        else:
+        elif ctx.dataset.kind == "points":  # vectors: neither image nor point, the card shows the key
             card["point"] = [float(v) for v in np.asarray(ctx.dataset.train_x[i]).ravel()[:2]]
         cards.append(card)
     return cards

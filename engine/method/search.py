@@ -68,11 +68,11 @@ TUNE_QUERIES = 500
 #: the probes tried in turn.
 IVF_LISTS_PER_SQRT_N = 4
 IVF_TRAIN_PER_LIST = 40
-IVF_NPROBES = (8, 16, 32, 64, 128, 256)
+IVF_NPROBES = (8, 12, 16, 24, 32, 48, 64, 128, 256)
 #: hnsw: links per node, beam width at build, the search beams tried in turn.
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 40
-HNSW_EF_SEARCHES = (32, 64, 128, 256, 512)
+HNSW_EF_SEARCHES = (32, 48, 64, 96, 128, 256, 512)
 
 
 @dataclass(frozen=True)
