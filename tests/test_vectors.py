@@ -162,3 +162,13 @@ def test_keys_not_matching_the_label_file_and_no_labels_at_all_are_one_line(tmp_
     line = _one_line_exit_2(capsys, ["run", "--dataset", f"vectors:{tmp_path / 'emb.npy'}", "--out",
                                      str(tmp_path / "r"), *SHORT])
     assert "has no labels; give them with --labels FILE" in line, line
+
+
+def test_vectors_have_no_picture_a_blank_tile_where_a_page_needs_one():
+    from app.samples import POINT_BACKGROUND, thumbnails
+
+    features, _ = blobs()
+    tiles = thumbnails("vectors", features, [0, 5, 9])
+    assert len(tiles) == 3 and all(t.shape == (64, 64) and (t == POINT_BACKGROUND).all() for t in tiles)
+    with pytest.raises(ValueError, match="valid: image, points, vectors"):
+        thumbnails("audio", features, [0])
