@@ -69,6 +69,26 @@ def test_faiss_on_the_gpu_finds_the_cpu_neighbours():
 
 @pytest.mark.cuda
 @cuda
+def test_ivf_on_the_gpu_reaches_its_recall_and_says_so():
+    """The GPU ivf path (flat centroid search on the GPU, nprobe set through GpuParameterSpace) tuned and checked
+    against exact search as on the CPU."""
+    from engine.method.graph import search_knn
+    from engine.method.search import gpu_available
+
+    if not gpu_available():
+        pytest.skip("the installed faiss has no GPU support")
+    rng = np.random.default_rng(0)
+    features = (rng.standard_normal((30, 32))[rng.integers(0, 30, 30_000)] * 4
+                + rng.standard_normal((30_000, 32))).astype(np.float32)
+    idx, _, report = search_knn(features, 10, "ivf", use_gpu=True)
+    cpu_idx, _, cpu_report = search_knn(features, 10, "ivf", use_gpu=False)
+    assert report.factory.startswith("IVF") and report.queries == 1000
+    assert report.recall >= 0.93 and cpu_report.recall >= 0.93
+    assert np.mean([len(np.intersect1d(a, b)) / 10 for a, b in zip(idx[:2000], cpu_idx[:2000])]) > 0.9
+
+
+@pytest.mark.cuda
+@cuda
 def test_streamed_batches_arrive_pinned_and_on_the_gpu(tmp_path):
     from PIL import Image
 

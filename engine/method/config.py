@@ -35,8 +35,9 @@ RELABEL_RULES = ("calibrated", "authors")
 #: How the kNN graph's neighbours are searched (engine.method.search): every pair, faiss's inverted file or its
 #: HNSW graph, or by size.
 KNN_METHODS = ("exact", "ivf", "hnsw", "auto")
-#: ``--knn auto`` searches exactly up to this many samples. On this 2-core machine, one thread, 128-D: exact search
-#: of 20,000 rows takes about 4 s, ivf under 1 s at recall@20 above 0.95 (bench/scale.py --n 20000).
+#: ``--knn auto`` searches exactly up to this many samples: the crossover measured on this 2-core machine, one
+#: thread, 128-D (bench/scale.py --n 20000): exact 1.5 CPU-seconds, ivf 1.1 at recall@20 0.97; at 100,000 exact
+#: takes 35 CPU-seconds and ivf about 9 (README, "At scale").
 AUTO_EXACT_MAX = 20_000
 #: Components of AML-KD an ablation can remove (``--without``), and what replaces each.
 ABLATIONS = {
