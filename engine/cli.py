@@ -215,19 +215,21 @@ def _known_rate(config: RunConfig, dataset=None) -> float:
     return rate
 
 
-def _drive(run) -> dict:
+def _drive(run, steps: int | None = None) -> dict:
+    """Step ``run`` to its end (or ``steps`` steps) with a progress bar; its summary (None unless done)."""
     from tqdm import tqdm
 
+    last = None if steps is None else run.state.step + steps
     with tqdm(total=run.total_steps(), initial=run.state.step, unit="step", file=sys.stderr,
               dynamic_ncols=True) as bar:
-        while not run.done:
+        while not run.done and (last is None or run.state.step < last):
             bar.set_description(run.phase.value)
             result = run.step()
             shown = {k: result.metrics.get(k) for k in ("refined_label_precision", "student_test_accuracy")}
             bar.set_postfix({k.split("_")[0]: f"{v:.3f}" for k, v in shown.items() if v is not None})
             bar.total = run.total_steps()
             bar.update(1)
-    return RunStore(run.store.path).summary()
+    return RunStore(run.store.path).summary() if run.done else None
 
 
 def format_table(rows: list[dict]) -> str:
@@ -298,13 +300,13 @@ def cmd_run(a) -> int:
     return 0
 
 
-def _drive_with(run, group) -> dict:
-    """Drive ``run`` to its end, the other processes training with it when there are any."""
+def _drive_with(run, group, steps: int | None = None) -> dict | None:
+    """Drive ``run`` to its end (or ``steps`` steps), the other processes training with it when there are any."""
     from .steps import distributed
 
     if group is not None:
         distributed.lead(run, group)
-    summary = _drive(run)
+    summary = _drive(run, steps)
     distributed.stop(group)  # on an error this process exits and torchrun ends the others
     return summary
 
@@ -314,6 +316,8 @@ def cmd_resume(a) -> int:
     from .steps.run import Run
 
     nproc = parse_nproc(a.nproc)
+    if a.steps is not None and a.steps < 1:
+        raise UserError(f"--steps {a.steps} must be at least 1 (or leave it out to train to the end)")
     group = _join_processes(nproc)
     if group is None:
         store = RunStore(a.path)
@@ -330,7 +334,9 @@ def cmd_resume(a) -> int:
                    processes=group.world if group else 1)
     if run.done:
         print(f"run {a.path} is already finished")
-    _drive_with(run, group)
+    if _drive_with(run, group, a.steps) is None:
+        print(f"run {a.path} stopped at step {run.state.step} of {run.total_steps()}")
+        return 0
     print(format_table([{"run": a.path, **RunStore(a.path).summary()}]))
     return 0
 
@@ -400,6 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_resume.add_argument("path")
     p_resume.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     _add_nproc_flag(p_resume, resume=True)
+    p_resume.add_argument("--steps", type=int, default=None, help="stop after this many steps (default: train to "
+                                                                   "the end)")
     p_resume.set_defaults(func=cmd_resume)
     p_cmp = sub.add_parser("compare", help="one table of several runs on the same data")
     p_cmp.add_argument("runs", nargs="+")
