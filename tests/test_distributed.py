@@ -163,6 +163,26 @@ def test_two_process_runs_of_one_config_give_the_same_result(two_runs):
         _same_snapshot(_snapshot(a, step), _snapshot(b, step))
 
 
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _kill_with_ranks(proc: subprocess.Popen) -> None:
+    """SIGKILL the launcher (its torchrun agent runs in it) and the ranks, which torchrun starts in sessions of
+    their own, all at once."""
+    groups = {proc.pid} | {os.getpgid(child) for child in _children(proc.pid)}
+    for group in groups:
+        os.killpg(group, signal.SIGKILL)
+
+
 @pytest.mark.slow
 def test_a_killed_two_process_run_resumes_with_two_and_ends_as_the_uninterrupted_run(two_runs, tmp_path):
     run = tmp_path / "killed"
@@ -172,7 +192,7 @@ def test_a_killed_two_process_run_resumes_with_two_and_ends_as_the_uninterrupted
         if (run / "metrics.jsonl").exists() and len((run / "metrics.jsonl").read_text().splitlines()) >= 3:
             break
         time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)  # the launcher, torchrun's agent and both ranks
+    _kill_with_ranks(proc)
     proc.communicate()
     done = len(_metrics(run))
     assert 3 <= done < STEPS, f"the run was killed after {done} of {STEPS} steps"
@@ -214,3 +234,29 @@ def test_a_one_process_run_refuses_a_resume_with_two(tmp_path, capsys):
     assert capsys.readouterr().err.strip().splitlines() == [
         f"error: run {str(tmp_path / 'one')!r} was trained by 1 process(es) and this resume has 2, which would "
         "change its numbers; resume it with --nproc 1 (python -m engine resume RUN starts that many)"]
+
+
+@pytest.mark.slow
+def test_the_apps_worker_steps_a_two_process_run_through_torchrun(two_runs, tmp_path):
+    from app.worker import get_worker, run_processes, shutdown_all
+    from engine.cli import build_parser, config_from_args
+    from engine.rundir.store import RunStore
+    from engine.steps.run import Run
+
+    config = config_from_args(build_parser().parse_args(["run", *SCHEDULE, "--out", "unused"]))
+    path = tmp_path / "app-run"
+    Run.create(path, config, threads=1, processes=2).close()  # as Setup's create with Processes 2
+    assert run_processes(path) == 2
+    worker = get_worker(path)
+    try:
+        assert worker.submit("step")
+        assert worker.wait(600)
+        assert worker.error is None and worker._run is None  # never stepped in this process
+        assert worker.submit("phase")  # the rest of the teacher's phase: one more step
+        assert worker.wait(600)
+        store = RunStore(path)
+        assert [m["step"] for m in store.metrics()] == [1, 2] and store.status()["phase"] == "propagate"
+        for step in (1, 2):  # the steps of the CLI's 2-process run, not of one process
+            _same_snapshot(_snapshot(path, step), _snapshot(two_runs[0], step))
+    finally:
+        shutdown_all()
