@@ -260,3 +260,15 @@ def test_the_apps_worker_steps_a_two_process_run_through_torchrun(two_runs, tmp_
             _same_snapshot(_snapshot(path, step), _snapshot(two_runs[0], step))
     finally:
         shutdown_all()
+
+
+@pytest.mark.slow
+def test_a_refusal_under_two_processes_is_one_line_and_leaves_the_run_as_it_was(two_runs):
+    before = (two_runs[0] / "metrics.jsonl").read_text()
+    proc = _run(two_runs[0])  # it holds a run already, and there is no --force
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 2
+    assert stderr.strip().splitlines() == [
+        f"error: output directory {str(two_runs[0])!r} already holds a run; choose another --out, resume it, or "
+        "pass --force to replace it"]
+    assert (two_runs[0] / "metrics.jsonl").read_text() == before

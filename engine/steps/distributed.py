@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -141,18 +142,44 @@ def follow(group: Group) -> int:
     from .networks import Networks
     import json
 
-    start = _broadcast()
+    start = _next_message()
+    if start is None:
+        return 1
     config = RunConfig.from_dict(json.loads(start["config"]))
     torch.set_num_threads(int(start["threads"]))
     nets = Networks(config, dataset_for_config(config), start["given"], group.device)
     while True:
-        job = _broadcast()
+        job = _next_message()
+        if job is None:
+            return 1
         if job["op"] == "stop":
             import torch.distributed as dist
 
             dist.destroy_process_group()
             return 0
-        _epoch(nets, config, group, job)
+        try:
+            _epoch(nets, config, group, job)
+        except Exception as exc:  # noqa: BLE001 - rank 0 says what failed; this process says what it saw
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            print(f"error: process {group.rank} stopped in an epoch of the {job['network']}: {first}",
+                  file=sys.stderr)
+            return 1
+
+
+def _next_message() -> dict | None:
+    """Rank 0's next message; None when rank 0 is gone (it failed and has said why in its own line, or it
+    was killed), so this process ends quietly."""
+    try:
+        return _broadcast()
+    except Exception:  # noqa: BLE001 - a closed connection to rank 0, whatever the backend calls it
+        log.debug("rank 0 is gone", exc_info=True)
+    import torch.distributed as dist
+
+    try:
+        dist.destroy_process_group()
+    except Exception:  # noqa: BLE001 - nothing left to tidy
+        log.debug("leaving the process group failed", exc_info=True)
+    return None
 
 
 # ---------------------------------------------------------------- every rank
