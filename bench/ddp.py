@@ -1,6 +1,7 @@
 """One process against several: what ``--nproc`` costs and changes (engine.steps.distributed).
 
     .venv/bin/python bench/ddp.py [--nproc 2] [--seeds 0] [--threads 1] [--cifar-schedule 4,1,3,2] [--skip-cifar]
+                                  [--skip-digits]
                                   [--digits-schedule T,W,R,M] [--out DIR]
 
 Trains the same run twice through the CLI, once in one process and once in ``--nproc`` processes (gloo,
@@ -85,10 +86,11 @@ def main() -> int:
     p.add_argument("--digits-schedule", default=None, help="T,W,R,M epochs (default: digits' own schedule)")
     p.add_argument("--cifar-schedule", default="4,1,3,2", help="T,W,R,M epochs of cifar10-small (default 4,1,3,2)")
     p.add_argument("--skip-cifar", action="store_true")
+    p.add_argument("--skip-digits", action="store_true")
     p.add_argument("--data", default=str(CIFAR10_SMALL))
     p.add_argument("--out", default=None, help="keep the runs here (default: a temporary folder)")
     a = p.parse_args()
-    settings = [("digits", "digits", _schedule(a.digits_schedule))]
+    settings = [] if a.skip_digits else [("digits", "digits", _schedule(a.digits_schedule))]
     if a.skip_cifar:
         print("cifar10-small: skipped (--skip-cifar)")
     elif not (Path(a.data) / "train").is_dir():
