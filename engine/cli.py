@@ -134,6 +134,7 @@ def _without_nproc(argv: list[str]) -> list[str]:
 def launch(nproc: int, argv: list[str], threads: int | None) -> int:
     """Run ``python -m engine ARGV`` in ``nproc`` processes on this machine under torchrun
     (``torch.distributed.run``, standalone rendezvous); the exit status of the first process that failed."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run as torchrun
 
@@ -149,6 +150,8 @@ def launch(nproc: int, argv: list[str], threads: int | None) -> int:
     except ChildFailedError as exc:
         _, failure = exc.get_first_failure()
         return failure.exitcode if failure.exitcode > 0 else 1
+    except SignalException:  # Ctrl-C or a kill: torchrun has stopped the processes
+        raise KeyboardInterrupt from None
     return 0
 
 
