@@ -150,8 +150,8 @@ def launch(nproc: int, argv: list[str], threads: int | None) -> int:
     except ChildFailedError as exc:
         _, failure = exc.get_first_failure()
         return failure.exitcode if failure.exitcode > 0 else 1
-    except SignalException:  # Ctrl-C or a kill: torchrun has stopped the processes
-        raise KeyboardInterrupt from None
+    except SignalException:  # Ctrl-C or a kill: torchrun stopped the processes; rank 0 said how to resume
+        return 130
     return 0
 
 

@@ -136,7 +136,14 @@ def lead_epoch(run: Run, network: str, targets: np.ndarray, mode: str, epoch: in
 # ---------------------------------------------------------------- the other ranks
 def follow(group: Group) -> int:
     """A follower's life: build the run's networks from rank 0's start message, train every epoch asked,
-    return 0 at ``stop``."""
+    return 0 at ``stop`` (1 when rank 0 is gone, 130 when interrupted: rank 0 says why, in one line)."""
+    try:
+        return _follow(group)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _follow(group: Group) -> int:
     from ..data import dataset_for_config
     from ..method.config import RunConfig
     from .networks import Networks
