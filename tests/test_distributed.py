@@ -29,6 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SCHEDULE = ["--dataset", "digits", "--seed", "3", "--threads", "1", "--teacher-epochs", "2", "--warmup-epochs", "1",
             "--refine-epochs", "2", "--mutual-epochs", "2"]
 STEPS = 8  # teacher 2 + propagate + warmup + refine 2 + mutual 2
+#: Two processes need two GPUs where CUDA is present (one each, NCCL); on CPUs they share the cores (gloo).
+two_processes = pytest.mark.skipif(torch.cuda.is_available() and torch.cuda.device_count() < 2,
+                                   reason="two processes need two GPUs on a CUDA machine")
 
 
 def _env() -> dict:
@@ -144,6 +147,7 @@ def two_runs(tmp_path_factory):
 
 
 @pytest.mark.slow
+@two_processes
 def test_a_two_process_run_writes_one_metrics_line_and_one_snapshot_per_step(two_runs):
     run = two_runs[0]
     assert [m["step"] for m in _metrics(run)] == list(range(1, STEPS + 1))
@@ -156,6 +160,7 @@ def test_a_two_process_run_writes_one_metrics_line_and_one_snapshot_per_step(two
 
 
 @pytest.mark.slow
+@two_processes
 def test_two_process_runs_of_one_config_give_the_same_result(two_runs):
     a, b = two_runs
     assert _without_seconds(_metrics(a)) == _without_seconds(_metrics(b))
@@ -184,6 +189,7 @@ def _kill_with_ranks(proc: subprocess.Popen) -> None:
 
 
 @pytest.mark.slow
+@two_processes
 def test_a_killed_two_process_run_resumes_with_two_and_ends_as_the_uninterrupted_run(two_runs, tmp_path):
     run = tmp_path / "killed"
     proc = _run(run, start_new_session=True)
@@ -224,6 +230,7 @@ def test_nproc_parses_a_count():
         parse_nproc("07")
 
 
+@two_processes
 def test_a_one_process_run_refuses_a_resume_with_two(tmp_path, capsys):
     from engine.method.config import RunConfig
     from engine.steps.run import Run
@@ -237,6 +244,7 @@ def test_a_one_process_run_refuses_a_resume_with_two(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@two_processes
 def test_the_apps_worker_steps_a_two_process_run_through_torchrun(two_runs, tmp_path):
     from app.worker import get_worker, run_processes, shutdown_all
     from engine.cli import build_parser, config_from_args
@@ -263,6 +271,7 @@ def test_the_apps_worker_steps_a_two_process_run_through_torchrun(two_runs, tmp_
 
 
 @pytest.mark.slow
+@two_processes
 def test_a_refusal_under_two_processes_is_one_line_and_leaves_the_run_as_it_was(two_runs):
     before = (two_runs[0] / "metrics.jsonl").read_text()
     proc = _run(two_runs[0])  # it holds a run already, and there is no --force
