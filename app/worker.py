@@ -13,6 +13,13 @@ Commands
 ``reset``  recreate the run from its own config (all steps are lost).
 ``pause``  stop ``play``/``phase`` after the step in progress.
 
+A run created with several processes (Setup's "Processes", recorded in
+``runtime.json``) is never stepped in the server: each of its steps is
+``python -m engine resume RUN --steps 1``, which starts torchrun with the
+recorded number of processes (DistributedDataParallel; rank 0 writes the run
+directory); ``play`` and ``phase`` repeat it, and ``pause`` is honoured between
+steps, as for a run trained here.
+
 A :class:`TrainQueue` (:func:`train_in_turn`) trains several runs one after
 another (the Compare page's comparison set), each by its own
 worker's ``play``; one queue at a time per process.
@@ -45,6 +52,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -52,7 +61,7 @@ from pathlib import Path
 import torch
 
 from engine.errors import UserError
-from engine.steps import Phase, Run
+from engine.steps import Phase, Run, recorded_processes
 from engine.rundir import RunStore
 
 log = logging.getLogger(__name__)
@@ -83,6 +92,21 @@ def torch_threads() -> int:
         except ValueError:
             log.warning("%s=%r is not a whole number; using the default", THREADS_ENV, text)
     return max(1, (os.cpu_count() or 2) - 1)
+
+
+def max_processes() -> int:
+    """The most processes a run may ask for here: one per GPU, else one per CPU core."""
+    if torch.cuda.is_available():
+        return max(1, torch.cuda.device_count())
+    return max(1, os.cpu_count() or 1)
+
+
+def run_processes(path: str | os.PathLike) -> int:
+    """How many processes train the run at ``path`` (its ``runtime.json``; 1 when it records none)."""
+    try:
+        return recorded_processes(RunStore(path).runtime())
+    except UserError:
+        return 1
 
 
 def _fault_step() -> int | None:
@@ -169,6 +193,8 @@ class Worker:
             return True
 
     def _prepare(self) -> None:
+        if run_processes(self.path) > 1:  # stepped by processes of its own, never opened here
+            return
         torch.set_num_threads(torch_threads())
         try:
             run = Run.open(self.path)
@@ -217,6 +243,9 @@ class Worker:
             if command in ("reset", "reset-keep"):
                 self._reset(keep_reviews=command == "reset-keep")
                 return
+            if run_processes(self.path) > 1:
+                self._job_in_processes(command)
+                return
             run = self._open()
             if command == "step":
                 self._step(run)
@@ -248,9 +277,10 @@ class Worker:
     def _reset(self, keep_reviews: bool = False) -> None:
         """Recreate the run from its own settings; its review decisions are set aside
         (``reviews-old-N.sqlite``) unless ``keep_reviews``."""
-        config = RunStore(self.path).config()
+        config, processes = RunStore(self.path).config(), run_processes(self.path)
         self._run = None
-        self._run = Run.create(self.path, config, force=True, keep_reviews=keep_reviews, threads=torch_threads())
+        self._run = Run.create(self.path, config, force=True, keep_reviews=keep_reviews, threads=torch_threads(),
+                               processes=processes)
         self.error = None
 
     def _step(self, run: Run) -> bool:
@@ -273,6 +303,37 @@ class Worker:
             return False
         self.error = None
         return True
+
+    def _job_in_processes(self, command: str) -> None:
+        """``step``, ``play`` or ``phase`` of a run trained by several processes: one CLI step at a time."""
+        if self._run is not None:
+            self._run.close()
+        self._run = None  # never stepped in this process
+        start = RunStore(self.path).status().get("phase")
+        while True:
+            phase = RunStore(self.path).status().get("phase")
+            if phase == Phase.DONE.value or (command == "phase" and phase != start):
+                return
+            self.progress, self.step_started = (0, 0), time.time()
+            if not self._step_in_processes() or command == "step" or self._pause.is_set():
+                return
+
+    def _step_in_processes(self) -> bool:
+        """``python -m engine resume RUN --steps 1`` (torchrun with the recorded processes); whether it stepped."""
+        root = Path(__file__).resolve().parents[1]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root)] + [p for p in [os.environ.get("PYTHONPATH")]
+                                                                          if p]))
+        done = subprocess.run([sys.executable, "-m", "engine", "resume", str(self.path), "--steps", "1"],
+                              cwd=root, env=env, capture_output=True, text=True)
+        if done.returncode == 0:
+            self.error = None
+            return True
+        lines = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+        message = lines[-1].removeprefix("error: ") if lines else f"the training processes exited with status " \
+                                                                   f"{done.returncode}"
+        log.warning("a step of %s in several processes failed: %s", self.path, message)
+        self._fail(message)
+        return False
 
     def _recover(self, message: str) -> None:
         self._run = None

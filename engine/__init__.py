@@ -24,7 +24,8 @@ rundir/     the run directory and its formats (no torch, no faiss):
 steps/      the step machine, sequencing only: phases (order, lengths, next-step text), run (Run.step()),
               handlers (what one step of each phase does), networks (models, optimisers, forward passes),
               state (progress in and out of a checkpoint), lifecycle (create, open, resume),
-              checkpoint (state in, state out), timing (a teacher epoch's cost per teacher mode)
+              checkpoint (state in, state out), timing (a teacher epoch's cost per teacher mode),
+              distributed (several processes under torchrun: DDP epochs, rank 0 writes)
 readers/    for the app and the CLI: explain, triage, embed, compare, export, exportdir, report
 cli         python -m engine run|resume|compare|what-if|export|import-decisions|features|fetch-weights
 

@@ -1,6 +1,9 @@
 """Headless runs: ``python -m engine run|resume|compare ...``.
 
 Every error a user can cause prints one line and exits with status 2.
+
+``run`` and ``resume`` train with several processes (:mod:`engine.steps.distributed`) when started by
+``torchrun``, or with ``--nproc N``, which starts torchrun (``torch.distributed.run``) on this machine.
 """
 
 from __future__ import annotations
@@ -8,7 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+from pathlib import Path
 from dataclasses import replace
 
 from .errors import UserError, shown
@@ -69,11 +74,85 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
             p.add_argument(meta.flag, dest=item.dest, default=None, metavar=metavar, help=text)
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch's choice; 1 is best on a busy machine)")
+    _add_nproc_flag(p)
     p.add_argument("--out", required=True, help="run directory to create")
     p.add_argument("--force", action="store_true", help="replace a run already in --out (its review decisions "
                                                          "are set aside as reviews-old-N.sqlite)")
     p.add_argument("--keep-reviews", action="store_true", help="with --force: keep the review decisions, when the "
                                                                 "new run has the same samples and given labels")
+
+
+def _add_nproc_flag(p: argparse.ArgumentParser, resume: bool = False) -> None:
+    default = "the number that started the run" if resume else "1"
+    p.add_argument("--nproc", default=None, metavar="N",
+                   help=f"processes that train the run together, each on its part of every batch "
+                        f"(DistributedDataParallel: gloo on CPUs, NCCL with one GPU each; default {default}); "
+                        "starts torchrun on this machine. Several machines: torchrun --nnodes ... -m engine run")
+
+
+def parse_nproc(value: str | int | None) -> int | None:
+    """``--nproc``'s value as a count of processes (None when not given); one clear error otherwise."""
+    if value is None:
+        return None
+    try:
+        count = int(str(value).strip())
+    except ValueError:
+        count = 0
+    if count < 1 or str(value).strip() != str(count):
+        raise UserError(f"--nproc {value} is not a number of processes; valid: a whole number, at least 1")
+    import torch
+
+    if count > 1 and torch.cuda.is_available() and count > torch.cuda.device_count():
+        raise UserError(f"--nproc {count}: each process trains on a GPU of its own and this machine has "
+                        f"{torch.cuda.device_count()}; valid: 1 to {torch.cuda.device_count()}")
+    return count
+
+
+def _join_processes(nproc: int | None):
+    """This process's :class:`engine.steps.distributed.Group` when torchrun started several (else None)."""
+    from .steps import distributed
+
+    world = distributed.launched_processes()
+    if world > 1 and nproc is not None and nproc != world:
+        raise UserError(f"--nproc {nproc} differs from the {world} processes torchrun started; leave out --nproc "
+                        "under torchrun")
+    return distributed.join()
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out
+
+
+def launch(nproc: int, argv: list[str], threads: int | None) -> int:
+    """Run ``python -m engine ARGV`` in ``nproc`` processes on this machine under torchrun
+    (``torch.distributed.run``, standalone rendezvous); the exit status of the first process that failed."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run as torchrun
+
+    os.environ["OMP_NUM_THREADS"] = str(threads or os.environ.get("OMP_NUM_THREADS") or 1)
+    root = str(Path(__file__).resolve().parents[1])  # the processes import this engine, wherever they start
+    os.environ["PYTHONPATH"] = os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+    for name in ("torch.distributed.elastic", "torch.distributed.run", "torch.distributed.launcher"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)  # a failed process has said why in one line
+    args = get_args_parser().parse_args(["--standalone", "--nproc-per-node", str(nproc), "--module", "engine",
+                                         *_without_nproc(argv)])
+    try:
+        torchrun(args)
+    except ChildFailedError as exc:
+        _, failure = exc.get_first_failure()
+        return failure.exitcode if failure.exitcode > 0 else 1
+    except SignalException:  # Ctrl-C or a kill: torchrun stopped the processes; rank 0 said how to resume
+        return 130
+    return 0
 
 
 def config_from_args(a: argparse.Namespace, teacher: str | None = None, dataset=None) -> RunConfig:
@@ -139,19 +218,21 @@ def _known_rate(config: RunConfig, dataset=None) -> float:
     return rate
 
 
-def _drive(run) -> dict:
+def _drive(run, steps: int | None = None) -> dict:
+    """Step ``run`` to its end (or ``steps`` steps) with a progress bar; its summary (None unless done)."""
     from tqdm import tqdm
 
+    last = None if steps is None else run.state.step + steps
     with tqdm(total=run.total_steps(), initial=run.state.step, unit="step", file=sys.stderr,
               dynamic_ncols=True) as bar:
-        while not run.done:
+        while not run.done and (last is None or run.state.step < last):
             bar.set_description(run.phase.value)
             result = run.step()
             shown = {k: result.metrics.get(k) for k in ("refined_label_precision", "student_test_accuracy")}
             bar.set_postfix({k.split("_")[0]: f"{v:.3f}" for k, v in shown.items() if v is not None})
             bar.total = run.total_steps()
             bar.update(1)
-    return RunStore(run.store.path).summary()
+    return RunStore(run.store.path).summary() if run.done else None
 
 
 def format_table(rows: list[dict]) -> str:
@@ -187,8 +268,16 @@ def _set_threads(threads: int | None) -> None:
 
 def cmd_run(a) -> int:
     _set_threads(a.threads)
+    nproc = parse_nproc(a.nproc)
     # every flag checked before any data is read ('known' may need the data: resolved once they are loaded)
     draft = config_from_args(a if a.noise_rate != "known" else argparse.Namespace(**{**vars(a), "noise_rate": None}))
+    group = _join_processes(nproc)
+    if group is None and (nproc or 1) > 1:
+        return launch(nproc, a.argv, a.threads)
+    if group is not None and not group.leads:
+        from .steps.distributed import follow
+
+        return follow(group)
     from .data import dataset_for_config
     from .models import default_pair
     from .steps.run import Run
@@ -201,25 +290,56 @@ def cmd_run(a) -> int:
     note = schedule_note(replace(config, teacher=teacher))
     if note:
         print(f"note: {note}", file=sys.stderr)
-    run = Run.create(a.out, config, force=a.force, dataset=dataset, keep_reviews=a.keep_reviews)
+    run = Run.create(a.out, config, force=a.force, dataset=dataset, keep_reviews=a.keep_reviews,
+                     device=group.device if group else None, processes=group.world if group else 1)
     if run.reviews_set_aside is not None:
         print(f"note: the replaced run's review decisions were moved to {run.reviews_set_aside}", file=sys.stderr)
     skipped = run.dataset.skipped
     if skipped:
         print(f"warning: {len(skipped)} input file(s) skipped, e.g. {skipped[0]}; all listed in "
               f"{run.store.skipped_path}", file=sys.stderr)
-    summary = _drive(run)
+    summary = _drive_with(run, group)
     print(format_table([{"run": a.out, **summary}]))
     return 0
 
 
+def _drive_with(run, group, steps: int | None = None) -> dict | None:
+    """Drive ``run`` to its end (or ``steps`` steps), the other processes training with it when there are any."""
+    from .steps import distributed
+
+    if group is not None:
+        distributed.lead(run, group)
+    summary = _drive(run, steps)
+    distributed.stop(group)  # on an error this process exits and torchrun ends the others
+    return summary
+
+
 def cmd_resume(a) -> int:
+    from .steps.lifecycle import check_processes, recorded_processes
     from .steps.run import Run
 
-    run = Run.open(a.path, threads=a.threads)  # the recorded threads unless given; a different count is refused
+    nproc = parse_nproc(a.nproc)
+    if a.steps is not None and a.steps < 1:
+        raise UserError(f"--steps {a.steps} must be at least 1 (or leave it out to train to the end)")
+    group = _join_processes(nproc)
+    if group is None:
+        store = RunStore(a.path)
+        recorded = recorded_processes(store.runtime() if store.exists() else None)
+        check_processes(store, {"processes": recorded}, nproc or recorded)
+        if recorded > 1:
+            return launch(recorded, a.argv, a.threads)
+    elif not group.leads:
+        from .steps.distributed import follow
+
+        return follow(group)
+    # the recorded threads unless given; a different count is refused, as another number of processes
+    run = Run.open(a.path, threads=a.threads, device=group.device if group else None,
+                   processes=group.world if group else 1)
     if run.done:
         print(f"run {a.path} is already finished")
-    _drive(run)
+    if _drive_with(run, group, a.steps) is None:
+        print(f"run {a.path} stopped at step {run.state.step} of {run.total_steps()}")
+        return 0
     print(format_table([{"run": a.path, **RunStore(a.path).summary()}]))
     return 0
 
@@ -288,6 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_resume = sub.add_parser("resume", help="continue a stopped run")
     p_resume.add_argument("path")
     p_resume.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    _add_nproc_flag(p_resume, resume=True)
+    p_resume.add_argument("--steps", type=int, default=None, help="stop after this many steps (default: train to "
+                                                                   "the end)")
     p_resume.set_defaults(func=cmd_resume)
     p_cmp = sub.add_parser("compare", help="one table of several runs on the same data")
     p_cmp.add_argument("runs", nargs="+")
@@ -367,6 +490,7 @@ def cmd_fetch_weights(a) -> int:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what --nproc hands to torchrun
     try:
         return args.func(args)
     except UserError as exc:

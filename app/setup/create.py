@@ -17,14 +17,15 @@ from engine.errors import UserError
 from engine.steps import Run
 
 
-def create_run(config: RunConfig, name: str) -> bool:
-    """Create the run ``name`` under the runs folder, open it and go to Train."""
+def create_run(config: RunConfig, name: str, processes: int = 1) -> bool:
+    """Create the run ``name`` under the runs folder, open it and go to Train; ``processes`` train it
+    together (more than 1: each step runs in torchrun's processes, app/worker.py)."""
     root = runs_root()
     try:
         path = validate_run_name(name, root)
         fetching = ", downloading it" if "download=1" in config.dataset else ""
         with st.spinner(f"Creating run {name} (loading the data{fetching}, building the networks)..."):
-            run = Run.create(path, config, threads=torch_threads())
+            run = Run.create(path, config, threads=torch_threads(), processes=processes)
     except UserError as exc:
         st.error(f"The run was not created: {md(exc)}")
         return False

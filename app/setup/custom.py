@@ -19,6 +19,7 @@ from app.settings import (
     validate_run_name,
 )
 from app.setup.create import create_run
+from app.worker import max_processes
 from app.setup.data_inputs import DataChoice, data_section
 from app.setup.label_inputs import label_section
 from app.setup.method_inputs import knob_inputs, loss_weight_inputs, method_inputs, noise_inputs, schedule_inputs
@@ -112,6 +113,11 @@ def custom_run() -> None:
     name = st.text_input("Run name", suggest_run_name(config, runs_root()) if config else "run",
                          key=f"{key}name-{config.dataset if config else ''}-{bool(form.labels)}-{form.method}-"
                              f"{form.seed}")  # a new suggestion when these change
+    processes = st.number_input(
+        "Processes", 1, max_processes(), 1, 1, key=f"{key}processes",
+        help="Processes that train the run together (DistributedDataParallel), each on its part of every batch; "
+             "the batch the method sees stays the batch size. 1 trains in the app itself; more start torchrun "
+             "for each step. A run keeps its count when resumed.")
     try:
         validate_run_name(name, runs_root())
     except UserError as exc:
@@ -121,6 +127,6 @@ def custom_run() -> None:
     if shown:
         st.caption(":red[**Create run** waits until the messages above are resolved.]")
     if st.button("Create run", key="setup-create", type="primary", disabled=bool(problems or shown)):
-        create_run(config, name)
+        create_run(config, name, int(processes))
 
 

@@ -11,6 +11,12 @@ The student's objective per phase (DESIGN.md, 'The algorithm'):
 inputs to ``warmup`` and ``refine`` (our deviation for the small CPU pair;
 docs/ALGORITHM.md).
 
+With a :class:`Shard` (N processes under ``torchrun``, the network wrapped in
+``DistributedDataParallel`` by the caller) every process walks the same seeded
+order of the set in batches of the configured size and trains on its 1/N part of
+each batch; the loss is scaled so that DDP's average of the N gradients is the
+gradient of the whole batch's mean loss (docs/ALGORITHM.md, 'Several processes').
+
 On CUDA the passes run in automatic mixed precision (:class:`MixedPrecision`:
 bfloat16 where the GPU supports it, else float16 with a gradient scaler) on
 ``channels_last`` images; ``AMLKD_AMP=0`` keeps float32. On a CPU nothing
@@ -24,6 +30,7 @@ import math
 import os
 import weakref
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -187,54 +194,123 @@ def _batches(n: int, batch_size: int, generator: torch.Generator):
             yield idx
 
 
+@dataclass(frozen=True)
+class Shard:
+    """This process's part of an epoch when ``world`` processes train one network together.
+
+    ``order_seed`` seeds the epoch's order of the samples and must be the same on every process (the run's
+    seed and epoch: :func:`engine.steps.distributed.order_seed`); augmentation and mixup draw from each
+    process's own generators.
+    """
+
+    rank: int
+    world: int
+    order_seed: int
+
+    def __post_init__(self):
+        if not (self.world >= 1 and 0 <= self.rank < self.world):
+            raise ValueError(f"shard rank {self.rank} of {self.world} processes: valid ranks are 0..world-1")
+
+
+def shard_batches(n: int, batch_size: int, shard: Shard) -> Iterator[tuple[torch.Tensor, float]]:
+    """``(idx, scale)`` per batch: this process's rows of each global batch of ``batch_size`` and the factor
+    its mean loss is multiplied by, ``len(idx) * world / len(batch)``.
+
+    The order is ``randperm(n)`` of a generator seeded with ``shard.order_seed``; each global batch is cut
+    into ``world`` contiguous parts whose sizes differ by at most one. DDP averages the processes' gradients,
+    so with these scales the update is the gradient of the global batch's mean loss. A global batch smaller
+    than ``2 * world`` is left out (every part needs two samples for batch norm, and every process must take
+    part in every batch).
+    """
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(shard.order_seed))
+    for start in range(0, n, batch_size):
+        batch = order[start:start + batch_size]
+        if len(batch) < 2 * shard.world:
+            continue
+        idx = torch.tensor_split(batch, shard.world)[shard.rank]
+        yield idx, len(idx) * shard.world / len(batch)
+
+
+def _epoch_batches(n: int, batch_size: int, generator: torch.Generator, shard: Shard | None):
+    """The epoch's batches and their loss scales (None: one process, the loss as it is)."""
+    if shard is None:
+        batches = list(_batches(n, batch_size, generator))
+        return batches, [None] * len(batches)
+    pairs = list(shard_batches(n, batch_size, shard))
+    return [idx for idx, _ in pairs], [scale for _, scale in pairs]
+
+
+def _scaled(loss: torch.Tensor, scale: float | None) -> torch.Tensor:
+    return loss if scale is None else loss * scale
+
+
+def _summed_over_processes(sums: dict[str, float], count: int, shard: Shard | None,
+                           device: torch.device) -> tuple[dict[str, float], int]:
+    """Loss sums and sample count of the whole epoch: this process's alone, or every process's added up."""
+    if shard is None or shard.world == 1:
+        return sums, count
+    import torch.distributed as dist
+
+    names = sorted(sums)
+    values = torch.tensor([sums[k] for k in names] + [float(count)], dtype=torch.float64, device=device)
+    dist.all_reduce(values)
+    totals = values.tolist()
+    return dict(zip(names, totals[:-1])), int(totals[-1])
+
+
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
                 targets: torch.Tensor, cfg: TrainConfig, generator: torch.Generator,
-                augment_kind: str = "none", progress=None) -> dict:
+                augment_kind: str = "none", progress=None, shard: Shard | None = None) -> dict:
     """Plain cross-entropy epoch over (x, targets); returns mean losses.
 
-    ``progress(done, total)`` is called after each batch when given.
+    ``progress(done, total)`` is called after each batch when given. ``shard``: this process's part of
+    each batch when several train ``model`` (a ``DistributedDataParallel``) together.
     """
     model.train()
     total, count = 0.0, 0
-    batches = list(_batches(x.shape[0], cfg.batch_size, generator))
+    batches, scales = _epoch_batches(x.shape[0], cfg.batch_size, generator, shard)
     amp = precision_for(optimizer, targets.device)
-    for idx, xb in _inputs(x, batches, targets.device):
+    for (idx, xb), scale in zip(_inputs(x, batches, targets.device), scales):
         xb = augment(xb, augment_kind, generator)
         with amp.autocast():
             logits, _ = model(xb)
             loss = F.cross_entropy(logits.float(), targets[idx])
-        amp.step(loss, optimizer)
+        amp.step(_scaled(loss, scale), optimizer)
         total, count = total + loss.item() * len(idx), count + len(idx)
         if progress:
-            progress(count, x.shape[0])
-    return {"loss_ce": total / max(count, 1)}
+            progress(count * (shard.world if shard else 1), x.shape[0])
+    sums, count = _summed_over_processes({"ce": total}, count, shard, targets.device)
+    return {"loss_ce": sums["ce"] / max(count, 1)}
 
 
 def student_epoch(student: nn.Module, teacher: nn.Module | None, optimizer: torch.optim.Optimizer,
                   x: torch.Tensor, targets: torch.Tensor, cfg: TrainConfig, mode: str,
                   rng: np.random.Generator, generator: torch.Generator,
-                  weights: torch.Tensor | None = None, augment_kind: str = "none", progress=None) -> dict:
-    """One student epoch with the objective of ``mode`` (see module docstring)."""
+                  weights: torch.Tensor | None = None, augment_kind: str = "none", progress=None,
+                  shard: Shard | None = None) -> dict:
+    """One student epoch with the objective of ``mode`` (see module docstring); ``shard`` as in
+    :func:`train_epoch`."""
     if mode == "ce":
-        return train_epoch(student, optimizer, x, targets, cfg, generator, augment_kind, progress)
+        return train_epoch(student, optimizer, x, targets, cfg, generator, augment_kind, progress, shard)
     student.train()
     teacher.eval()
     sums: dict[str, float] = {}
     count = 0
-    batches = list(_batches(x.shape[0], cfg.batch_size, generator))
+    batches, scales = _epoch_batches(x.shape[0], cfg.batch_size, generator, shard)
     amp = precision_for(optimizer, targets.device)
-    for idx, xb in _inputs(x, batches, targets.device):
+    for (idx, xb), scale in zip(_inputs(x, batches, targets.device), scales):
         xb, yb = augment(xb, augment_kind, generator), targets[idx]
         with amp.autocast():
             terms = _student_terms(student, teacher, xb, yb, cfg, mode, rng, generator,
                                    None if weights is None else weights[idx])
             loss = sum(terms.values())
-        amp.step(loss, optimizer)
+        amp.step(_scaled(loss, scale), optimizer)
         for name, value in terms.items():
             sums[name] = sums.get(name, 0.0) + value.item() * len(idx)
         count += len(idx)
         if progress:
-            progress(count, x.shape[0])
+            progress(count * (shard.world if shard else 1), x.shape[0])
+    sums, count = _summed_over_processes(sums, count, shard, targets.device)
     return {f"loss_{k}": v / max(count, 1) for k, v in sums.items()}
 
 

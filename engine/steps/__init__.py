@@ -12,7 +12,8 @@ import torch; ``Run`` does.
 from importlib import import_module
 
 _FACE = {"Run": "run", "StepResult": "run", "Phase": "phases", "PHASES": "phases", "phase_plan": "phases",
-         "load_teacher": "checkpoint", "teacher_mode_seconds": "timing"}
+         "load_teacher": "checkpoint", "teacher_mode_seconds": "timing",
+         "recorded_processes": "lifecycle"}
 
 __all__ = sorted(_FACE)
 

@@ -26,6 +26,7 @@ from ..method.select import loss_cutoff, small_loss_mask
 from ..method.training import scheduled_lr, set_lr, student_epoch, train_epoch
 from ..rundir import snapshot
 from . import checkpoint as ckpt
+from . import distributed
 from .networks import graph_estimate
 from .phases import Phase
 
@@ -49,6 +50,10 @@ def teacher_step(run: Run):
         if nets.frozen:  # a head on the backbone's features, computed once (the first epoch pays for them)
             losses = train_epoch(nets.head_model(), nets.opt_teacher, nets.backbone_features()[0][train_idx],
                                  nets.given_t[train_idx], cfg.train, run.generator, "none", run.progress)
+        elif run.group is not None:  # every process trains its part of each batch (engine.steps.distributed)
+            rows = np.flatnonzero(~run.holdout)
+            losses = distributed.lead_epoch(run, "teacher", run.given[rows], "ce", s.teacher_epoch, rows=rows,
+                                            augment_kind=run.dataset.augment)
         else:
             losses = train_epoch(nets.teacher, nets.opt_teacher, nets.x[train_idx], nets.given_t[train_idx],
                                  cfg.train, run.generator, run.dataset.augment, run.progress)
@@ -140,15 +145,20 @@ def _student_train(run: Run, targets: np.ndarray, mode: str, weights: np.ndarray
                                           cfg.train.lr_schedule))
     t0 = time.perf_counter()
     x = nets.x
+    keep = None
     if train_mask is not None and not train_mask.all():
         keep = np.flatnonzero(train_mask)
         x, targets = x[torch.as_tensor(keep, device=nets.device)], targets[keep]
         weights = None if weights is None else weights[keep]
-    losses = student_epoch(
-        nets.student, nets.teacher, nets.opt_student, x, torch.as_tensor(targets, device=nets.device),
-        cfg.train, mode, run.rng, run.generator,
-        None if weights is None else torch.as_tensor(weights, device=nets.device), run.dataset.augment,
-        run.progress)
+    if run.group is not None:  # every process trains its part of each batch (engine.steps.distributed)
+        losses = distributed.lead_epoch(run, "student", targets, mode, run.state.student_epoch, rows=keep,
+                                        weights=weights, augment_kind=run.dataset.augment)
+    else:
+        losses = student_epoch(
+            nets.student, nets.teacher, nets.opt_student, x, torch.as_tensor(targets, device=nets.device),
+            cfg.train, mode, run.rng, run.generator,
+            None if weights is None else torch.as_tensor(weights, device=nets.device), run.dataset.augment,
+            run.progress)
     run.state.student_epoch += 1
     nets.student_changed()
     return {**losses, "train_seconds": time.perf_counter() - t0}

@@ -2,13 +2,14 @@
 
 A run records at creation what determines its numbers besides its config
 (``runtime.json``, :meth:`engine.rundir.store.RunStore.write_runtime`): the
-torch thread count, the device, the deterministic settings, and a content
+torch thread count, the device, the number of processes that train it
+(``torchrun``, :mod:`engine.steps.distributed`), the deterministic settings, and a content
 digest of every input file (label file, teacher features, teacher checkpoint,
 noise matrix, the image folder or uploaded archive's files). Opening a run
 applies the recorded threads and settings, so a resume typed without
 ``--threads`` gives the numbers of the uninterrupted run; it refuses a
-different ``--threads``, another device, and any input whose content
-changed, in one line naming it. Whoever creates or opens a run to train it
+different ``--threads``, another device, another number of processes, and any
+input whose content changed, in one line naming it. Whoever creates or opens a run to train it
 holds the run's lock (:mod:`engine.rundir.lock`) until :meth:`Run.close` or
 the end of its process.
 """
@@ -37,7 +38,8 @@ FOLDER_CONTENT_LIMIT = 20_000
 
 # ---------------------------------------------------------------- create
 def create_run(cls, out: str | Path, config: RunConfig, force: bool = False, dataset: Dataset | None = None,
-               device: torch.device | None = None, keep_reviews: bool = False, threads: int | None = None) -> Run:
+               device: torch.device | None = None, keep_reviews: bool = False, threads: int | None = None,
+               processes: int = 1) -> Run:
     """Start a new run in ``out`` (refused if it holds one, unless ``force``).
 
     Replacing a run (``force``) sets its review log aside (``reviews-old-N.sqlite``,
@@ -45,7 +47,7 @@ def create_run(cls, out: str | Path, config: RunConfig, force: bool = False, dat
     decisions; ``keep_reviews`` keeps it instead, only when the new run has the very
     same samples and given labels. Refused while another process trains ``out``.
     ``threads``: torch's thread count for every step of the run (default: the
-    process's now), recorded so that a resume uses it too.
+    process's now), recorded so that a resume uses it too; so is ``processes``, how many train it.
     """
     store = RunStore(out)
     if store.exists() and not force:
@@ -77,7 +79,7 @@ def create_run(cls, out: str | Path, config: RunConfig, force: bool = False, dat
     except BaseException:
         run.close()
         raise
-    store.write_runtime(runtime_record(run.device, run.threads, inputs))
+    store.write_runtime(runtime_record(run.device, run.threads, inputs, processes))
     write_static_files(run)
     return run
 
@@ -105,11 +107,14 @@ def _check_same_samples(run: Run) -> None:
 
 
 # ---------------------------------------------------------------- open
-def open_run(cls, path: str | Path, device: torch.device | None = None, threads: int | None = None) -> Run:
-    """Open a run directory where its last checkpoint left it, with the threads and settings it recorded."""
+def open_run(cls, path: str | Path, device: torch.device | None = None, threads: int | None = None,
+             processes: int = 1) -> Run:
+    """Open a run directory where its last checkpoint left it, with the threads and settings it recorded
+    (refused when ``processes`` differs from the number that trained it)."""
     store = RunStore(path)
     config = store.config()
     record = store.runtime()
+    check_processes(store, record, processes)
     threads = apply_runtime(store, record, threads)
     check_inputs(store, config, record)
     device = device or _recorded_device(store, record)
@@ -127,7 +132,7 @@ def open_run(cls, path: str | Path, device: torch.device | None = None, threads:
                         "step); restore the file, or delete that line to drop its step's metrics, then resume")
     run.hold_lock()  # nothing was written before this line: a refused open leaves the directory as it was
     if record is None and not store.steps():  # killed while being created, before its runtime record
-        store.write_runtime(runtime_record(run.device, run.threads, input_digests(config)))
+        store.write_runtime(runtime_record(run.device, run.threads, input_digests(config), processes))
     if not store.dataset_path.exists():  # killed while being created: finish creating it
         write_static_files(run)
     store.truncate_after(run.state.step)
@@ -146,12 +151,27 @@ def _summary_readable(store: RunStore) -> bool:
 
 
 # ---------------------------------------------------------------- what determines the numbers
-def runtime_record(device: torch.device, threads: int, inputs: dict) -> dict:
-    """What a resume must match besides the config: threads, device, deterministic settings, inputs."""
-    return {"threads": int(threads), "device": torch.device(device).type,
+def runtime_record(device: torch.device, threads: int, inputs: dict, processes: int = 1) -> dict:
+    """What a resume must match besides the config: threads, device, processes, deterministic settings,
+    inputs."""
+    return {"threads": int(threads), "device": torch.device(device).type, "processes": int(processes),
             "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
             "cudnn_benchmark": bool(torch.backends.cudnn.benchmark), "torch": torch.__version__,
             "inputs": inputs}
+
+
+def recorded_processes(record: dict | None) -> int:
+    """How many processes trained the run (1 for runs made before the count was recorded)."""
+    return int((record or {}).get("processes", 1))
+
+
+def check_processes(store: RunStore, record: dict | None, processes: int) -> None:
+    """Refuse to resume a run with another number of processes than the one that trained it."""
+    recorded = recorded_processes(record)
+    if processes != recorded:
+        raise UserError(f"run {str(store.path)!r} was trained by {recorded} process(es) and this resume has "
+                        f"{processes}, which would change its numbers; resume it with --nproc {recorded} "
+                        "(python -m engine resume RUN starts that many)")
 
 
 def apply_runtime(store: RunStore, record: dict | None, threads: int | None) -> int:

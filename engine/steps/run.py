@@ -88,25 +88,29 @@ class Run:
         self.reviews_set_aside: Path | None = None
         #: torch's intra-op threads for this run's steps (recorded at creation; a resume uses the same)
         self.threads = torch.get_num_threads()
+        #: the processes that train this run together (engine.steps.distributed); None: this one alone
+        self.group = None
         self._lock_held = [False]  # shared with the finaliser: a forgotten Run gives its lock back
         weakref.finalize(self, _release, store, self._lock_held)
 
     # ------------------------------------------------------------------ making and closing
     @classmethod
     def create(cls, out: str | Path, config: RunConfig, force: bool = False, dataset: Dataset | None = None,
-               device: torch.device | None = None, keep_reviews: bool = False, threads: int | None = None) -> Run:
+               device: torch.device | None = None, keep_reviews: bool = False, threads: int | None = None,
+               processes: int = 1) -> Run:
         """Start a new run in ``out`` (see :func:`engine.steps.lifecycle.create_run`)."""
         from .lifecycle import create_run
 
         return create_run(cls, out, config, force=force, dataset=dataset, device=device, keep_reviews=keep_reviews,
-                          threads=threads)
+                          threads=threads, processes=processes)
 
     @classmethod
-    def open(cls, path: str | Path, device: torch.device | None = None, threads: int | None = None) -> Run:
+    def open(cls, path: str | Path, device: torch.device | None = None, threads: int | None = None,
+             processes: int = 1) -> Run:
         """Open a run where its last checkpoint left it (see :func:`engine.steps.lifecycle.open_run`)."""
         from .lifecycle import open_run
 
-        return open_run(cls, path, device=device, threads=threads)
+        return open_run(cls, path, device=device, threads=threads, processes=processes)
 
     def hold_lock(self) -> None:
         """Hold the run's lock (:mod:`engine.rundir.lock`) unless this object holds it already."""
