@@ -50,7 +50,8 @@ def shot(page, name: str) -> None:
 def digits_run(app_server, tiny_digits_run, request) -> str:
     """A fresh copy of the tiny digits run in the served runs folder, one per test (a session of an earlier
     test that is still finishing a redraw never writes into this one's log)."""
-    name = "review-digits-" + request.node.name.split("[")[0].removeprefix("test_")[:40]
+    test, _, variant = request.node.name.partition("[")
+    name = "review-digits-" + test.removeprefix("test_")[:40] + (f"-{variant.rstrip(']')}" if variant else "")
     path = Path(app_server.runs_dir) / name
     if path.exists():
         shutil.rmtree(path)
