@@ -235,3 +235,48 @@ def test_undo_reaches_pending_presses(browser, app_server, digits_run, fresh_log
     undone = [d for d in fresh_log.history() if d.decision == "undo"]
     assert len(undone) == 1 and undone[0].sample == order[2]
     context.close()
+
+
+#: Each bulk-accept caption: its text, its first line and how many lines it takes on screen.
+CAPTIONS = """() => Array.from(document.querySelectorAll(
+    '.st-key-review_bulk_preview [data-testid="stImageCaption"] p')).map(p => {
+  const range = document.createRange();
+  range.selectNodeContents(p);
+  const tops = new Set(Array.from(range.getClientRects()).map(r => Math.round(r.top)));
+  return {text: p.textContent, lines: tops.size, cut: p.scrollWidth > p.clientWidth};
+})"""
+
+
+def test_bulk_accept_captions_keep_keys_whole_and_the_outcome_shows_where_the_button_was(browser, app_server,
+                                                                                        digits_run, fresh_log):
+    context = browser.new_context(viewport={"width": 1024, "height": 768})
+    page = open_card(context, app_server, f"run={digits_run}&reviewer=kim")
+    page.get_by_text("Bulk accept").click()
+    wait_for_app(page)
+    page.locator(".st-key-review_bulk_preview img").first.wait_for(timeout=30_000)
+    captions = page.evaluate(CAPTIONS)
+    assert len(captions) == 20
+    keys = [c["text"].split("\n")[0] for c in captions]
+    assert all(k.startswith("digits/") and k[7:].isdigit() for k in keys)  # the whole key on its own line
+    assert {c["lines"] for c in captions} == {2} and not any(c["cut"] for c in captions)
+    button = page.get_by_role("button", name="Accept these 20 proposals")
+    button.scroll_into_view_if_needed()
+    shot(page, "review_bulk_before")
+    button.click()
+    outcome = page.locator(".st-key-review_bulk_outcome [data-testid='stAlertContentSuccess']")
+    outcome.wait_for(timeout=30_000)
+    wait_for_app(page)
+    box = outcome.bounding_box()
+    assert box is not None and 0 <= box["y"] and box["y"] + box["height"] <= 768  # in sight, no scrolling
+    assert "Accepted 20 proposals in one action" in outcome.inner_text()
+    assert page.get_by_role("button", name="Accept these").count() == 0  # no new set under the same button
+    assert page.locator(".st-key-review_bulk_preview").count() == 0
+    shot(page, "review_bulk_after")
+    accepted = {d.key for d in decisions(fresh_log)}
+    assert accepted == set(keys) and {d.batch for d in decisions(fresh_log)} != {None}
+    page.get_by_role("button", name="Show the next candidates").click()
+    wait_for_app(page)
+    page.locator(".st-key-review_bulk_preview img").first.wait_for(timeout=30_000)
+    fresh = {c["text"].split("\n")[0] for c in page.evaluate(CAPTIONS)}
+    assert len(fresh) == 20 and not fresh & accepted  # the next set, none of the accepted samples
+    context.close()
