@@ -227,6 +227,11 @@ def test_bulk_accept_is_one_action_and_z_undoes_it_whole(run_dir):
     at.button(key="review_bulk_accept").click().run()
     mine = [d for d in ReviewStore(run_dir).effective() if d.reviewer == "bulky"]
     assert len(mine) == 5 and len({d.batch for d in mine}) == 1
+    # the outcome where the button was, and no new set under it until asked
+    assert [m.value for m in at.success] == ["Accepted 5 proposals in one action: Z on the card undoes all of them."]
+    assert "review_bulk_accept" not in [b.key for b in at.button]
+    at.button(key="review_bulk_next").click().run()
+    assert not at.success and at.button(key="review_bulk_accept").label == "Accept these 5 proposals"
     acks = send(at, run_dir, "bulky", [{"kind": "undo_last", "sample": mine[0].sample}])  # Z with nothing pending
     assert [a["status"] for a in acks.values()] == ["undone"]
     assert not [d for d in ReviewStore(run_dir).effective() if d.reviewer == "bulky"]
@@ -292,7 +297,7 @@ def test_votes_reviewers_and_text_helpers():
     import numpy as np
 
     from app.review.agreement import reviewers_frame
-    from app.review.bulk import preview_captions
+    from app.review.bulk import caption_markdown, preview_captions
     from app.review.card import verdict_text, vote_lines
     from app.review.context import md
     from engine.rundir.review import Decision, consensus_of, reviewer_agreement
@@ -306,7 +311,8 @@ def test_votes_reviewers_and_text_helpers():
     assert frame.values.tolist() == [["ann", 1, 1, "0% of 1", "100% of 1"], ["bob", 1, 1, "100% of 1", "0% of 1"]]
     assert md('<i>a*b</i> "q" ![x](http://h/y)') == '\\<i\\>a\\*b\\</i\\> "q" \\!\\[x\\](`http://h/y)`'
     assert preview_captions(np.array([1]), np.array(["k0", "k1"]), np.array([0, 0]), np.array([0, 1]),
-                            np.array([0.5, 0.875]), ["x", "y"]) == ["k1: x → y (0.88)"]
+                            np.array([0.5, 0.875]), ["x", "y"]) == [("k1", "x → y (0.88)")]
+    assert caption_markdown(("a*b/c", "x → y (0.88)")) == "a\\*b/c\nx → y (0.88)"  # two lines, each escaped
 
 
 def test_queue_table_shows_impact_and_every_step_opens(run_dir):

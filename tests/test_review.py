@@ -447,6 +447,30 @@ def test_undo_last_undoes_a_bulk_action_whole(run_dir):
         reviews.undo_last("ann")
 
 
+def test_a_browsers_undo_is_recorded_once_and_names_what_is_left(run_dir):
+    reviews = ReviewStore(run_dir, num_classes=3)
+    assert reviews.submit(9, "keep", "ann", client_id="t-1", seen=0)[0] == "saved"
+    assert reviews.submit(9, "relabel", "ann", 2, client_id="t-2", seen=reviews.latest()[9].id)[0] == "saved"
+    bulk = reviews.record_many([dict(sample=i, decision="accept", reviewer="ann", proposal=1) for i in (1, 2, 3)],
+                               batch=True)
+    status, current = reviews.undo_last_client("ann", "t-3")  # Z on a bulk action: all of it, one client id
+    assert status == "undone" and current is None
+    undone = [d for d in reviews.history() if d.decision == "undo"]
+    assert sorted(u.undoes for u in undone) == sorted(d.id for d in bulk)
+    assert [u.client_id for u in undone] == ["t-3", None, None]  # the first undo event carries the client id
+    assert reviews.undo_last_client("ann", "t-3") == ("duplicate", None)  # a resend: nothing more undone
+    assert len(reviews.history()) == 2 + 3 + 3
+    status, current = reviews.undo_client("ann", "t-2", "t-4")  # the relabel: the keep before it is current again
+    assert status == "undone" and (current.decision, current.client_id) == ("keep", "t-1")
+    assert reviews.undo_client("ann", "t-2", "t-5") == ("gone", current)  # undone already
+    assert reviews.undo_client("bob", "t-1", "t-6") == ("gone", None)  # not bob's decision
+    assert reviews.undo_client("ann", "t-9", "t-7") == ("gone", None)  # never recorded
+    assert reviews.undo_client("ann", "t-2", "t-4")[0] == "duplicate"
+    status, current = reviews.undo_last_client("ann", "t-8")
+    assert status == "undone" and current is None and not reviews.latest()
+    assert reviews.undo_last_client("ann", "t-10") == ("gone", None)
+
+
 @pytest.mark.parametrize("name, message", [("", "required"), ("x" * 65, "at most 64"), ("a\nb", "control")])
 def test_reviewer_names_checked(run_dir, name, message):
     with pytest.raises(UserError, match=message):

@@ -647,15 +647,9 @@ class ReviewStore(_LogFile):
         reviewer = check_reviewer(reviewer)
         self._check_log()
         with self._connect(write=True) as con:
-            target = _undo_target(con, "reviewer = ?", [reviewer])
-            if target is None:
+            targets = _last_action(con, reviewer)
+            if not targets:
                 raise UserError(f"reviewer {reviewer!r} has no decision left to undo")
-            targets = [target]
-            if target[3] is not None:
-                targets = con.execute(
-                    "SELECT id, sample, key, batch FROM events WHERE reviewer = ? AND batch = ? AND decision != "
-                    "'undo' AND id NOT IN (SELECT undoes FROM events WHERE undoes IS NOT NULL) ORDER BY id",
-                    (reviewer, target[3])).fetchall()
             return [_insert(con, _undo_row(t, reviewer, step)) for t in targets]
 
     def undo_client(self, reviewer: str, target: str, client_id: str,
@@ -670,39 +664,31 @@ class ReviewStore(_LogFile):
         reviewer = check_reviewer(reviewer)
         self._check_log()
         with self._connect(write=True) as con:
-            found = con.execute("SELECT id, sample, key, batch FROM events WHERE client_id = ?", (client_id,)).fetchone()
-            if found is not None:
-                return "duplicate", _current_of(con, found[1], reviewer)
-            row = con.execute("SELECT id, sample, key, batch FROM events WHERE client_id = ? AND reviewer = ? AND "
-                              "decision != 'undo' AND id NOT IN (SELECT undoes FROM events WHERE undoes IS NOT NULL)",
-                              (target, reviewer)).fetchone()
+            done = _sample_sent_as(con, client_id)
+            if done is not None:
+                return "duplicate", _current_of(con, done, reviewer)
+            row = _undo_target(con, "client_id = ? AND reviewer = ?", [target, reviewer])
             if row is None:
-                sample = con.execute("SELECT sample FROM events WHERE client_id = ?", (target,)).fetchone()
-                return "gone", None if sample is None else _current_of(con, sample[0], reviewer)
+                sample = _sample_sent_as(con, target)
+                return "gone", None if sample is None else _current_of(con, sample, reviewer)
             _insert(con, {**_undo_row(row, reviewer, step), "client_id": client_id})
             return "undone", _current_of(con, row[1], reviewer)
 
     def undo_last_client(self, reviewer: str, client_id: str, step: int | None = None) -> tuple[str, Decision | None]:
         """:meth:`undo_last`, sent by a browser as ``client_id`` (recorded once); ``(status, current)`` as
-        :meth:`undo_client`, ``current`` on the sample of the (first) decision undone."""
+        :meth:`undo_client`, ``current`` on the sample of the (newest) decision undone."""
         reviewer = check_reviewer(reviewer)
         self._check_log()
         with self._connect(write=True) as con:
-            found = con.execute("SELECT sample FROM events WHERE client_id = ?", (client_id,)).fetchone()
-            if found is not None:
-                return "duplicate", _current_of(con, found[0], reviewer)
-            target = _undo_target(con, "reviewer = ?", [reviewer])
-            if target is None:
+            done = _sample_sent_as(con, client_id)
+            if done is not None:
+                return "duplicate", _current_of(con, done, reviewer)
+            targets = _last_action(con, reviewer)
+            if not targets:
                 return "gone", None
-            targets = [target]
-            if target[3] is not None:
-                targets = con.execute(
-                    "SELECT id, sample, key, batch FROM events WHERE reviewer = ? AND batch = ? AND decision != "
-                    "'undo' AND id NOT IN (SELECT undoes FROM events WHERE undoes IS NOT NULL) ORDER BY id",
-                    (reviewer, target[3])).fetchall()
             for n, t in enumerate(targets):
                 _insert(con, {**_undo_row(t, reviewer, step), "client_id": client_id if n == 0 else None})
-            return "undone", _current_of(con, target[1], reviewer)
+            return "undone", _current_of(con, targets[-1][1], reviewer)
 
     # ------------------------------------------------------------ reading
     def history(self, sample: int | None = None) -> list[Decision]:
@@ -780,11 +766,32 @@ def _as_index(value, name: str) -> int:
     return int(value)
 
 
+#: An event that is a decision still in force: not an undo, and not undone.
+_IN_FORCE = "decision != 'undo' AND id NOT IN (SELECT undoes FROM events WHERE undoes IS NOT NULL)"
+
+
 def _undo_target(con: sqlite3.Connection, where: str, params: list):
     """(id, sample, key, batch) of the newest not-yet-undone decision matching ``where``."""
-    return con.execute(
-        f"SELECT id, sample, key, batch FROM events WHERE {where} AND decision != 'undo' AND id NOT IN "
-        "(SELECT undoes FROM events WHERE undoes IS NOT NULL) ORDER BY id DESC LIMIT 1", params).fetchone()
+    return con.execute(f"SELECT id, sample, key, batch FROM events WHERE {where} AND {_IN_FORCE} "
+                       "ORDER BY id DESC LIMIT 1", params).fetchone()
+
+
+def _last_action(con: sqlite3.Connection, reviewer: str) -> list:
+    """(id, sample, key, batch) of each decision of ``reviewer``'s last action still in force, oldest first:
+    their newest decision not undone, or every such decision of the bulk action it belongs to; [] when none."""
+    target = _undo_target(con, "reviewer = ?", [reviewer])
+    if target is None:
+        return []
+    if target[3] is None:
+        return [target]
+    return con.execute(f"SELECT id, sample, key, batch FROM events WHERE reviewer = ? AND batch = ? AND {_IN_FORCE} "
+                       "ORDER BY id", (reviewer, target[3])).fetchall()
+
+
+def _sample_sent_as(con: sqlite3.Connection, client_id: str) -> int | None:
+    """The sample of the event a browser sent as ``client_id`` (``None``: nothing was recorded under it)."""
+    found = con.execute("SELECT sample FROM events WHERE client_id = ?", (client_id,)).fetchone()
+    return None if found is None else int(found[0])
 
 
 def _undo_row(target, reviewer: str, step) -> dict:
@@ -795,10 +802,8 @@ def _undo_row(target, reviewer: str, step) -> dict:
 
 def _current_of(con: sqlite3.Connection, sample: int, reviewer: str) -> Decision | None:
     """The reviewer's current decision on ``sample`` (latest, not undone), or ``None``."""
-    found = con.execute(
-        f"SELECT {', '.join(_COLUMNS)} FROM events WHERE sample = ? AND reviewer = ? AND decision != 'undo' AND id "
-        "NOT IN (SELECT undoes FROM events WHERE undoes IS NOT NULL) ORDER BY id DESC LIMIT 1",
-        (sample, reviewer)).fetchone()
+    found = con.execute(f"SELECT {', '.join(_COLUMNS)} FROM events WHERE sample = ? AND reviewer = ? AND {_IN_FORCE} "
+                        "ORDER BY id DESC LIMIT 1", (sample, reviewer)).fetchone()
     return None if found is None else _decision(found)
 
 

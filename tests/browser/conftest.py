@@ -13,8 +13,11 @@ Fixtures (reuse them in any ``tests/browser/test_*.py``; mark tests
   connected and idle, with every request that leaves 127.0.0.1 aborted; the
   aborted URLs collect in ``app_page.blocked`` (assert it is empty).
 
+``AMLKD_REPEAT=N`` runs every test here N times in one session (one server, one
+browser), e.g. to count how often an intermittent failure shows.
+
 Helpers: ``wait_for_app(page)``, ``goto(page, base_url, url_path)``,
-``assert_no_exception(page)``.
+``offline_page(browser, width, height)``, ``settle(page)``, ``assert_no_exception(page)``.
 
 Everything skips cleanly when Playwright or Chromium is missing
 (``apt-get install -y chromium``; no ``playwright install`` needed).
@@ -48,6 +51,16 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 APP_IDLE = ('[data-testid="stApp"][data-test-connection-state="CONNECTED"]'
             '[data-test-script-state="notRunning"]')
 LOCAL = re.compile(r"^https?://(?!(?:127\.0\.0\.1|localhost|\[::1\])(?:[:/?#]|$))")
+
+
+REPEAT_ENV = "AMLKD_REPEAT"  # run every browser test this many times in one session (flake hunting)
+
+
+def pytest_generate_tests(metafunc):
+    times = int(os.environ.get(REPEAT_ENV, "1") or 1)
+    if times > 1 and Path(str(metafunc.definition.fspath)).parent == Path(__file__).parent:
+        metafunc.fixturenames.append("repeat_number")
+        metafunc.parametrize("repeat_number", range(1, times + 1), ids=lambda n: f"repeat{n}")
 
 
 def pytest_collection_modifyitems(items):
@@ -159,10 +172,26 @@ def wait_for_app(page, timeout_ms: float = 60_000) -> None:
     page.wait_for_selector(APP_IDLE, state="attached", timeout=timeout_ms)
 
 
-def goto(page, base_url: str, url_path: str = "") -> None:
+def goto(page, base_url: str, url_path: str = "", timeout_ms: float = 60_000) -> None:
     """Open one of the app's pages (``""`` = the start page) and wait for it."""
     page.goto(f"{base_url}/{url_path}")
-    wait_for_app(page)
+    wait_for_app(page, timeout_ms)
+
+
+def offline_page(browser, width: int = 1024, height: int = 768):
+    """``(context, page)``: a new context of that viewport whose requests that leave 127.0.0.1 are aborted."""
+    context = browser.new_context(viewport={"width": width, "height": height})
+    context.route(LOCAL, lambda route: route.abort())
+    return context, context.new_page()
+
+
+def settle(page, pause_ms: int = 700, timeout_ms: float = 120_000) -> None:
+    """Idle, and still idle a moment later, three times over (a redraw can start a second one: a press's
+    callback reruns the whole app, a fragment hands over to the page)."""
+    for _ in range(3):
+        wait_for_app(page, timeout_ms)
+        page.wait_for_timeout(pause_ms)
+    wait_for_app(page, timeout_ms)
 
 
 def assert_no_exception(page) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import LOCAL, assert_no_exception, wait_for_app
+from conftest import assert_no_exception, goto, offline_page, settle
 
 pytestmark = pytest.mark.browser
 
@@ -42,24 +42,6 @@ def trained_run(app_server):
     return path
 
 
-def _page(browser, width: int = 1024, height: int = 768):
-    context = browser.new_context(viewport={"width": width, "height": height})
-    context.route(LOCAL, lambda route: route.abort())
-    return context, context.new_page()
-
-
-def _open(page, base: str, url_path: str) -> None:
-    page.goto(f"{base}/{url_path}")
-    wait_for_app(page, TIMEOUT_MS)
-
-
-def _settle(page) -> None:
-    for _ in range(3):
-        wait_for_app(page, TIMEOUT_MS)
-        page.wait_for_timeout(500)
-    wait_for_app(page, TIMEOUT_MS)
-
-
 def _pixels_near(png: bytes, hex_color: str, tolerance: int = 12) -> int:
     from PIL import Image
 
@@ -71,12 +53,12 @@ def _pixels_near(png: bytes, hex_color: str, tolerance: int = 12) -> int:
 def test_every_losses_group_shows_its_colour_in_bars_and_legend(app_server, browser, trained_run):
     from app.figures.losses import GROUP_COLORS
 
-    context, page = _page(browser)
+    context, page = offline_page(browser)
     try:
-        _open(page, app_server, f"losses?run={RUN}")
+        goto(page, app_server, f"losses?run={RUN}", TIMEOUT_MS)
         chart = page.locator(".stPlotlyChart").first
         chart.wait_for(timeout=TIMEOUT_MS)
-        _settle(page)
+        settle(page, 500)
         assert_no_exception(page)
         png = chart.screenshot(path=str(_shot_dir() / "lands_losses_1024.png"))
         legend = page.locator(".stPlotlyChart .legend").first.screenshot()
@@ -89,28 +71,28 @@ def test_every_losses_group_shows_its_colour_in_bars_and_legend(app_server, brow
 
 
 def test_presentation_mode_stays_in_the_address_across_create_reset_and_pages(app_server, browser):
-    context, page = _page(browser)
+    context, page = offline_page(browser)
     try:
-        _open(page, app_server, "Setup?present=1")  # any case
+        goto(page, app_server, "Setup?present=1", TIMEOUT_MS)  # any case
         assert page.locator("h1").first.inner_text().strip() == "Setup"
         page.locator(".st-key-preset-create-moons button").click()
         page.locator(".st-key-train-step button").first.wait_for(timeout=TIMEOUT_MS)
-        _settle(page)
+        settle(page, 500)
         assert "present=1" in page.url and "/train" in page.url, page.url
         assert page.locator("h1").first.inner_text().strip() == "Train"  # the short, presenting title
         page.locator(".st-key-train-step button").first.click()
         page.locator('[data-testid="stMetricValue"]').filter(has_text="1 / ").first.wait_for(timeout=TIMEOUT_MS)
-        _settle(page)
+        settle(page, 500)
         page.get_by_role("button", name="Reset").first.click()
         page.locator(".st-key-train-reset button").first.click()
         page.locator('[data-testid="stMetricValue"]').filter(has_text="0 / ").first.wait_for(timeout=TIMEOUT_MS)
-        _settle(page)
+        settle(page, 500)
         assert "present=1" in page.url, page.url
         page.locator('[data-testid="stExpandSidebarButton"], [data-testid="stSidebarCollapsedControl"] button') \
             .first.click()
         page.locator('[data-testid="stSidebarNav"]').get_by_text("Compare", exact=True).click()
         page.locator("h1").filter(has_text="Compare").first.wait_for(timeout=TIMEOUT_MS)
-        _settle(page)
+        settle(page, 500)
         assert "present=1" in page.url and "/compare" in page.url, page.url
         toggle = page.locator(".st-key-present-toggle input").first
         assert toggle.is_checked()
@@ -120,14 +102,14 @@ def test_presentation_mode_stays_in_the_address_across_create_reset_and_pages(ap
 
 
 def test_every_page_answers_at_its_address_with_the_most_recent_run(app_server, browser, trained_run):
-    context, page = _page(browser)
+    context, page = offline_page(browser)
     try:
         (Path(trained_run) / "touch").mkdir(exist_ok=True)  # the most recent run of the folder
         (Path(trained_run) / "touch").rmdir()
         for address, title in (("setup", "Setup"), ("SETUP", "Setup"), ("Train", f"Train · {RUN}"),
                                ("losses", "Losses"), ("compare", "Compare"), ("", f"Train · {RUN}")):
-            _open(page, app_server, address)
-            _settle(page)
+            goto(page, app_server, address, TIMEOUT_MS)
+            settle(page, 500)
             assert_no_exception(page)
             assert page.get_by_text("Page not found").count() == 0, address
             assert page.locator("h1").first.inner_text().strip() == title, address
@@ -146,15 +128,15 @@ def test_no_grey_focus_frame_after_a_key_press(app_server, browser):
     preset = {p.id: p for p in load_presets()[0]}["moons"]
     Run.create(Path(app_server.runs_dir) / "lands-keys",
                replace(preset.config, schedule=replace(preset.config.schedule, teacher_epochs=3, teacher_patience=3)))
-    context, page = _page(browser)
+    context, page = offline_page(browser)
     try:
-        _open(page, app_server, "train?run=lands-keys&present=1")
+        goto(page, app_server, "train?run=lands-keys&present=1", TIMEOUT_MS)
         page.locator(".st-key-train-step button").first.wait_for(timeout=TIMEOUT_MS)
-        _settle(page)
+        settle(page, 500)
         page.locator("h1").first.click()
         page.keyboard.press("ArrowRight")
         page.locator('[data-testid="stMetricValue"]').filter(has_text="1 / ").first.wait_for(timeout=TIMEOUT_MS)
-        _settle(page)
+        settle(page, 500)
         page.wait_for_timeout(500)
         assert page.evaluate("() => document.activeElement.getAttribute('data-testid')") != "stMain"
         png = page.screenshot(path=str(_shot_dir() / "lands_after_key_1024.png"))

@@ -1,6 +1,7 @@
 """Lecture mode in a real Chromium at projector sizes: in presentation mode (``?present=1``) no heading,
 metric label or button text is wider than its box, a double press of the clicker's key steps the run exactly
-once, PageDown steps too, and the replay controls move the step (Embeddings) and the iteration (Propagation
+once, a press made while the new step's redraw still runs steps once more (not taken for the double press),
+PageDown steps too, and the replay controls move the step (Embeddings) and the iteration (Propagation
 graph)."""
 
 import os
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LOCAL, assert_no_exception, wait_for_app
+from conftest import assert_no_exception, goto, offline_page, settle, wait_for_app
 
 pytestmark = pytest.mark.browser
 
@@ -39,15 +40,24 @@ def lecture_run(app_server):
     return path
 
 
-def _page(browser, width: int, height: int):
-    context = browser.new_context(viewport={"width": width, "height": height})
-    context.route(LOCAL, lambda route: route.abort())
-    return context, context.new_page()
-
-
-def _open(page, base: str, url_path: str) -> None:
-    page.goto(f"{base}/{url_path}")
-    wait_for_app(page, TIMEOUT_MS)
+#: Arms a press of ArrowRight for the first moment the step metric shows ``want`` while the app is still
+#: redrawing (the Step's redraw, or the whole-app rerun that follows it); records what was on screen then.
+PRESS_DURING_STEP_REDRAW = """(want) => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  const watch = new MutationObserver(() => {
+    const metric = document.querySelector('[data-testid="stMetricValue"]');
+    if (!metric || !metric.innerText.trim().startsWith(want)) return;
+    if (app.getAttribute('data-test-script-state') !== 'running') return;
+    watch.disconnect();
+    const guard = window.__amlkdGuard;
+    window.__pressedDuring = {state: app.getAttribute('data-test-script-state'), shown: metric.innerText.trim(),
+                              last_shown: guard.lastShown};
+    guard.last = performance.now() - 100;  // as if the previous press were 100 ms ago, however long the step took
+    document.dispatchEvent(new KeyboardEvent('keydown', {key: 'ArrowRight', code: 'ArrowRight', bubbles: true}));
+  });
+  watch.observe(document.body, {subtree: true, childList: true, characterData: true, attributes: true,
+                                attributeFilter: ['data-test-script-state']});
+}"""
 
 
 def _step_metric(page) -> str:
@@ -60,21 +70,13 @@ def _shot(page, name: str) -> None:
     page.screenshot(path=str(folder / f"lecture_{name}.png"))
 
 
-def _settle(page) -> None:
-    """Idle, and still idle a moment later (a press can start a second redraw)."""
-    for _ in range(3):
-        wait_for_app(page, TIMEOUT_MS)
-        page.wait_for_timeout(700)
-    wait_for_app(page, TIMEOUT_MS)
-
-
 @pytest.mark.parametrize("size", [(1024, 768), (1280, 720)])
 def test_presentation_mode_cuts_no_heading_label_or_button(app_server, browser, lecture_run, size):
-    context, page = _page(browser, *size)
+    context, page = offline_page(browser, *size)
     try:
-        _open(page, app_server, f"train?run={RUN}&present=1")
+        goto(page, app_server, f"train?run={RUN}&present=1", TIMEOUT_MS)
         page.locator(".st-key-train-step button").first.wait_for(timeout=TIMEOUT_MS)
-        _settle(page)
+        settle(page)
         assert page.locator("h1").first.inner_text().strip() == "Train"  # the short title
         right = page.evaluate("() => { const s = document.querySelector('[data-testid=\"stSidebar\"]');"
                               " return s ? s.getBoundingClientRect().right : 0; }")
@@ -82,8 +84,8 @@ def test_presentation_mode_cuts_no_heading_label_or_button(app_server, browser, 
         assert page.evaluate(OVERFLOW_JS) == []
         assert "present=1" in page.url
         for url_path in ("embeddings", "graph", "losses"):
-            _open(page, app_server, f"{url_path}?run={RUN}&present=1")
-            _settle(page)
+            goto(page, app_server, f"{url_path}?run={RUN}&present=1", TIMEOUT_MS)
+            settle(page)
             assert_no_exception(page)
             assert page.evaluate(OVERFLOW_JS) == [], url_path
     finally:
@@ -95,11 +97,11 @@ def test_clicker_keys_step_exactly_once_and_the_replays_move(app_server, browser
     from engine.rundir.store import RunStore
 
     store = RunStore(lecture_run)
-    context, page = _page(browser, 1024, 768)
+    context, page = offline_page(browser, 1024, 768)
     try:
-        _open(page, app_server, f"train?run={RUN}&present=1")
+        goto(page, app_server, f"train?run={RUN}&present=1", TIMEOUT_MS)
         page.locator(".st-key-train-step button").first.wait_for(timeout=TIMEOUT_MS)
-        _settle(page)
+        settle(page)
         start = store.status().get("step", 0)
         page.locator("h1").first.click()  # the focus on the page, not in a field
         page.keyboard.press("ArrowRight")
@@ -107,9 +109,9 @@ def test_clicker_keys_step_exactly_once_and_the_replays_move(app_server, browser
         page.keyboard.press("ArrowRight")
         page.locator('[data-testid="stMetricValue"]').filter(has_text=f"{start + 1} / ").first.wait_for(
             timeout=TIMEOUT_MS)
-        _settle(page)
+        settle(page)
         page.wait_for_timeout(1500)
-        _settle(page)
+        settle(page)
         assert store.status()["step"] == start + 1, "a double press stepped twice"
         assert _step_metric(page).startswith(f"{start + 1} / ")
         page.locator('[data-testid="stSidebar"]').get_by_text(f"step {start + 1}/").wait_for(
@@ -119,34 +121,39 @@ def test_clicker_keys_step_exactly_once_and_the_replays_move(app_server, browser
         page.keyboard.press("PageDown")
         page.locator('[data-testid="stMetricValue"]').filter(has_text=f"{start + 2} / ").first.wait_for(
             timeout=TIMEOUT_MS)
-        _settle(page)
+        settle(page)
         assert store.status()["step"] == start + 2
-        # A press right after the new step is on screen lands: only a press made before the screen changed
-        # counts as a double press (the step on screen binds it, not a clock).
+        # A press made while the new step's redraw still runs, the new step already on screen, lands once:
+        # only a press made before the screen changed counts as a double press (the step on screen binds
+        # it, not a clock). The page presses the moment both hold, the previous press 100 ms before (well
+        # inside the guard's time window, however long the step took on this machine).
         page.locator("h1").first.click()
+        page.evaluate(PRESS_DURING_STEP_REDRAW, f"{start + 3} / ")
         page.keyboard.press("ArrowRight")
-        page.locator('[data-testid="stMetricValue"]').filter(has_text=f"{start + 3} / ").first.wait_for(
-            timeout=TIMEOUT_MS)
-        _settle(page)  # the step drawn whole (a press while its redraw still runs may count as the double press)
-        page.keyboard.press("ArrowRight")  # at once, the screen already showing the step it asks to follow
+        page.wait_for_function("window.__pressedDuring !== undefined", timeout=TIMEOUT_MS)
         page.locator('[data-testid="stMetricValue"]').filter(has_text=f"{start + 4} / ").first.wait_for(
             timeout=TIMEOUT_MS)
-        _settle(page)
-        assert store.status()["step"] == start + 4
+        settle(page)
+        page.wait_for_timeout(1500)
+        settle(page)
+        during = page.evaluate("window.__pressedDuring")
+        assert during["state"] == "running" and during["shown"].startswith(f"{start + 3} / ")
+        assert during["last_shown"].startswith(f"{start + 2} / ")  # the previous press was made on the step before
+        assert store.status()["step"] == start + 4, "a press during the new step's redraw was lost or doubled"
         for _ in range(4):  # on to the propagation, so that both replays have something to play
             page.locator("h1").first.click()
             page.keyboard.press("ArrowRight")
             page.wait_for_timeout(300)
-            _settle(page)
+            settle(page)
         assert store.status()["step"] >= start + 5
         assert_no_exception(page)
 
-        _open(page, app_server, f"embeddings?run={RUN}&present=1")
+        goto(page, app_server, f"embeddings?run={RUN}&present=1", TIMEOUT_MS)
         page.get_by_text("Raw 2-D inputs").click()
         wait_for_app(page, TIMEOUT_MS)
         page.get_by_text("Replay the steps").click()
         page.wait_for_function(f"() => ({REPLAY_JS})().length > 0", timeout=TIMEOUT_MS)
-        _settle(page)
+        settle(page)
         (before,) = page.evaluate(REPLAY_JS)
         page.locator(".updatemenu-button").first.click()  # ▶ Play
         page.wait_for_function(f"(b) => ({REPLAY_JS})()[0] !== b", arg=before, timeout=30_000)
@@ -157,9 +164,9 @@ def test_clicker_keys_step_exactly_once_and_the_replays_move(app_server, browser
         assert page.evaluate(REPLAY_JS) == [paused] and paused != before
         _shot(page, "embeddings_replay")
 
-        _open(page, app_server, f"graph?run={RUN}&present=1")
+        goto(page, app_server, f"graph?run={RUN}&present=1", TIMEOUT_MS)
         page.wait_for_function(f"() => ({REPLAY_JS})().length > 0", timeout=TIMEOUT_MS)
-        _settle(page)
+        settle(page)
         (last,) = page.evaluate(REPLAY_JS)
         page.locator(".updatemenu-button").first.click()
         page.wait_for_function(f"(b) => ({REPLAY_JS})()[0] !== b", arg=last, timeout=30_000)
