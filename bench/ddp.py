@@ -53,6 +53,12 @@ def train(out: Path, dataset: str, seed: int, nproc: int, threads: int, schedule
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+    return measure(out, wall)
+
+
+def measure(out: Path, wall: float = float("nan")) -> dict:
+    """A finished run's seconds per epoch, share of a student step outside its epoch, refined precision and
+    student accuracy (``wall``: the seconds the whole run took, when known)."""
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     summary = json.loads((out / "summary.json").read_text())
     teacher = [m["train_seconds"] for m in metrics if m["phase"] == "teacher" and m.get("train_seconds")]
@@ -66,7 +72,7 @@ def train(out: Path, dataset: str, seed: int, nproc: int, threads: int, schedule
 
 def _table(rows: list[dict]) -> str:
     cols = [("setting", "{}"), ("seed", "{}"), ("procs", "{}"), ("teacher s/ep", "{:.2f}"),
-            ("student s/ep", "{:.2f}"), ("eval share", "{:.2f}"), ("refined prec", "{:.4f}"),
+            ("student s/ep", "{:.2f}"), ("outside epoch", "{:.2f}"), ("refined prec", "{:.4f}"),
             ("student acc", "{:.4f}"), ("wall s", "{:.0f}")]
     keys = ["setting", "seed", "procs", "teacher_epoch_s", "student_epoch_s", "eval_share", "refined",
             "student_acc", "wall_s"]

@@ -118,7 +118,7 @@ def child_knn(path: Path, method: str) -> dict:
     import faiss
 
     from engine.method import search
-    from engine.method.graph import drop_self
+    from engine.method.search import drop_self
 
     x = _load(path)["features"]
     n = len(x)

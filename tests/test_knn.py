@@ -129,3 +129,12 @@ def test_a_run_reports_its_graphs_search_in_every_metrics_line_that_builds_one(t
         else:
             assert all(m["knn_index"] == "ivf" and m["knn_recall_queries"] == 1000 for m in graphed)
             assert all(0.9 <= m["knn_recall"] <= 1.0 for m in graphed), [m["knn_recall"] for m in graphed]
+
+
+@pytest.mark.parametrize("method", ["ivf", "hnsw"])
+def test_ties_are_not_misses_duplicates_any_of_which_is_a_nearest_neighbour(method):
+    """50 copies of one row and 50 of another: any 5 copies are exact nearest neighbours, so recall is 1."""
+    features = np.repeat(np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], np.float32), 50, axis=0)
+    idx, _, report = search_knn(features, 5, method)
+    assert report.recall == 1.0
+    assert (idx // 50 == np.arange(100)[:, None] // 50).all()  # every neighbour a copy of the row itself

@@ -41,8 +41,8 @@ import scipy.sparse as sp
 
 from .config import GraphConfig  # noqa: F401 - the graph's settings live with the run config
 from ..errors import UserError
-from .search import (SearchReport, batched_search, build_index, factory_string, fill_missing, ivf_lists,
-                     recall_at_k, resolve_method, tune_reach)
+from .search import (SearchReport, batched_search, build_index, drop_self, factory_string, fill_missing,
+                     ivf_lists, recall_at_k, resolve_method, tune_reach)
 
 logger = logging.getLogger(__name__)
 
@@ -74,24 +74,6 @@ class Graph:
 
 #: The report of an exact search: recall 1.0, nothing measured.
 EXACT = SearchReport("exact", 1.0, 0, "Flat")
-
-
-def drop_self(idx: np.ndarray, sim: np.ndarray, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Remove each query's own index from its ``k + 1`` results.
-
-    ``rows`` (Q,) are the queries' own indices (default ``0..Q-1``). With
-    duplicate rows, self ties with its copies and need not come first, so the
-    query's own index is removed wherever it is; a row that does not contain
-    it (more than ``k`` exact copies, or an approximate index that missed it)
-    loses its last column instead.
-    """
-    n = idx.shape[0]
-    rows = np.arange(n) if rows is None else np.asarray(rows)
-    drop = idx == rows[:, None]  # (Q, k+1)
-    drop[~drop.any(axis=1), -1] = True
-    keep = ~drop
-    k = idx.shape[1] - 1
-    return idx[keep].reshape(n, k), sim[keep].reshape(n, k)
 
 
 def _check_k(k, n: int) -> None:

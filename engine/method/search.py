@@ -184,11 +184,11 @@ def tune_reach(index: faiss.Index, x: np.ndarray, method: str, k: int, seed: int
         Its recall on the tuning rows.
     """
     rows = _sample(len(x), TUNE_QUERIES, seed + 1)
-    exact = _exact_neighbours(x, rows, k)
+    kth = _exact_kth_similarity(x, rows, k)
     for value in IVF_NPROBES if method == "ivf" else HNSW_EF_SEARCHES:
         set_reach(index, method, value)
         sim, idx = index.search(x[rows], k + 1)
-        recall = _recall(exact, _drop_row_self(idx, sim, rows))
+        recall = _recall(x, rows, drop_self(idx, sim, rows)[0], kth)
         if recall >= RECALL_TARGET:
             break
     return value, recall
@@ -248,33 +248,55 @@ def recall_at_k(x: np.ndarray, neighbor_idx: np.ndarray, queries: int = RECALL_Q
     Returns
     -------
     recall : float
-        Mean over the sampled rows of ``|found & exact| / k``; higher is better.
+        Share of the sampled rows' found neighbours that are among their exact ``k`` nearest: whose
+        similarity reaches the exact ``k``-th one (so that among tied rows, duplicates, any choice counts);
+        higher is better.
     sampled : int
     """
     n, k = neighbor_idx.shape
     rows = _sample(n, queries, seed)
-    return _recall(_exact_neighbours(x, rows, k), neighbor_idx[rows]), len(rows)
+    return _recall(x, rows, neighbor_idx[rows], _exact_kth_similarity(x, rows, k)), len(rows)
 
 
 def _sample(n: int, count: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=min(count, n), replace=False))
 
 
-def _exact_neighbours(x: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
-    """The exact ``k`` neighbours ``(Q, k)`` of ``x[rows]`` among all rows of ``x``, self excluded."""
+def _exact_kth_similarity(x: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """The similarity ``(Q,)`` of each of ``x[rows]``'s exact ``k``-th nearest neighbour, self excluded."""
     flat = faiss.IndexFlatIP(x.shape[1])
     flat.add(x)
     sim, idx = batched_search(flat, x[rows], k + 1)
-    return _drop_row_self(idx, sim, rows)
+    return drop_self(idx, sim, rows)[1][:, -1]
 
 
-def _drop_row_self(idx: np.ndarray, sim: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    from .graph import drop_self
-
-    return drop_self(idx, sim, rows)[0]
+#: Similarities this close to the exact k-th one count as reaching it (float32 sums in another order).
+TIE = 1e-5
 
 
-def _recall(exact_idx: np.ndarray, found_idx: np.ndarray) -> float:
-    """Mean share of each row's exact neighbours among the found ones, (Q, k) each."""
-    hits = sum(len(np.intersect1d(a, b)) for a, b in zip(exact_idx, found_idx))
-    return float(hits / exact_idx.size)
+def _recall(x: np.ndarray, rows: np.ndarray, found_idx: np.ndarray, kth: np.ndarray) -> float:
+    """Share of found neighbours ``(Q, k)`` of ``x[rows]`` whose similarity reaches the exact ``k``-th ``(Q,)``."""
+    found_sim = np.einsum("qd,qkd->qk", x[rows], x[found_idx])  # (Q, k), recomputed: the index's own may be coded
+    return float(np.mean(found_sim >= kth[:, None] - TIE))
+
+
+def drop_self(idx: np.ndarray, sim: np.ndarray, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Remove each query's own index from its ``k + 1`` results.
+
+    ``rows`` (Q,) are the queries' own indices (default ``0..Q-1``). With
+    duplicate rows, self ties with its copies and need not come first, so the
+    query's own index is removed wherever it is; a row that does not contain
+    it (more than ``k`` exact copies, or an approximate index that missed it)
+    loses its last column instead.
+
+    Returns
+    -------
+    idx, sim : np.ndarray, shape (Q, k) each
+    """
+    n = idx.shape[0]
+    rows = np.arange(n) if rows is None else np.asarray(rows)
+    drop = idx == rows[:, None]  # (Q, k+1)
+    drop[~drop.any(axis=1), -1] = True
+    keep = ~drop
+    k = idx.shape[1] - 1
+    return idx[keep].reshape(n, k), sim[keep].reshape(n, k)

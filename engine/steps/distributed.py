@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -210,14 +211,15 @@ def _epoch(nets, config, group: Group, job: dict, progress=None) -> dict:
     targets = torch.as_tensor(job["targets"], device=nets.device)
     weights = None if job["weights"] is None else torch.as_tensor(job["weights"], device=nets.device)
     wrapped = DistributedDataParallel(model, device_ids=[group.device.index] if group.device.type == "cuda" else None)
-    try:
+    with warnings.catch_warnings():
+        # a weight with a dimension of size 1 (a conv on 1-channel images) has two valid stride layouts; DDP
+        # warns that its gradient's differs from its bucket's, which costs a copy and nothing else
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         if network == "teacher":
             return train_epoch(wrapped, optimizer, x, targets, config.train, generator, job["augment"], progress,
                                shard=shard)
         return student_epoch(wrapped, nets.teacher, optimizer, x, targets, config.train, job["mode"], rng,
                              generator, weights, job["augment"], progress, shard=shard)
-    finally:
-        del wrapped
 
 
 def _sync_module(module: torch.nn.Module) -> None:
