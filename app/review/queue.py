@@ -134,8 +134,9 @@ def compute_queue(ctx: ReviewContext) -> tuple[np.ndarray, dict, np.ndarray]:
 
     Order 'impact' on a step that ran no propagation falls back to expected change.
 
-    The impact is estimated once per step on the queue before 'hide' (it does
-    not depend on the decisions, so a decision never waits for it).
+    The impact (replays of the step's whole propagation) is estimated only for
+    the 'impact' order, once per step on the queue before 'hide' (it does not
+    depend on the decisions, so a decision never waits for it).
     """
     opts = ctx.opts
     reviewed = np.zeros(ctx.num_samples, bool)
@@ -144,7 +145,7 @@ def compute_queue(ctx: ReviewContext) -> tuple[np.ndarray, dict, np.ndarray]:
                 reviewed=reviewed)
     queue = build_queue(ctx.snapshot, ctx.given, order="change", **args)
     impact, exact, estimate = np.full(ctx.num_samples, np.nan), {}, np.full(ctx.num_samples, -1)
-    if len(queue) and "neighbor_idx" in ctx.snapshot:
+    if opts.order == "impact" and len(queue) and "neighbor_idx" in ctx.snapshot:  # replays the step: on request
         impact, exact, estimate = _impact(ctx.path, opts.step, ctx.stamp, tuple(int(i) for i in queue))
     if opts.order != "change":
         queue = build_queue(ctx.snapshot, ctx.given, order=opts.order, impact=impact, **args)

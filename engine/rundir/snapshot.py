@@ -1,15 +1,46 @@
-"""The snapshot format: the per-sample arrays one step writes to
-``snapshots/step_NNNNN.npz``, and every reader of them.
+"""The snapshot format: the per-sample arrays one step writes, and every reader of them.
 
 This module is the format's one owner: :data:`FIELDS` lists every key a step
 writes (name, dtype, shape, meaning, phases that fill it); :func:`pack` is the
 one builder the step machine calls and :func:`validate` checks a snapshot
-against the list before it is written; :func:`read` (lazy: only the asked
-arrays are decompressed), :func:`step_seeds`, :func:`step_graph` and
-:func:`history` are the readers every explainer uses.
+against the list before it is written; :func:`read`, :func:`rows`,
+:func:`step_seeds`, :func:`step_graph` and :func:`history` are the readers
+every explainer uses.
 
 Shapes: ``N`` training samples, ``k`` neighbours, ``D`` feature width,
 ``T = min(3, C)`` top classes kept.
+
+On disk
+-------
+A step is a folder ``snapshots/step_NNNNN/`` holding one uncompressed ``.npy``
+per field (``RunStore.write_snapshot`` names and writes them: a temporary
+folder renamed into place, so a reader never sees half a step). :func:`read`
+memory-maps them, so a reader that indexes rows reads only those rows' pages:
+a page of the Review queue at a million samples reads 200 rows of 3 fields in
+milliseconds instead of decompressing whole arrays. Runs made before
+2026-12-07 hold one compressed ``snapshots/step_NNNNN.npz`` per step; every
+reader takes both (an ``.npz`` is read whole, only the asked arrays).
+
+Measured by ``bench/snapshot_format.py`` (one refine step, N = 1,000,000,
+D = 128, C = 10, k = 20; 2 shared cores; see README "At scale"): the folder
+writes several times faster than ``savez_compressed``, takes about 1.4x the
+disk, and reads 200 rows of 3 fields far faster (numbers in the README).
+
+Policy: which fields at which steps
+-----------------------------------
+- Every per-sample field :data:`FIELDS` lists for the step's phase, every step
+  (they are what the pages show and the explainers replay: labels, losses,
+  weights, propagation scores, the graph the step used).
+- ``features (N, D)``, by far the largest field, only where the app needs it:
+  at every step while ``N * D <= FEATURES_EVERY_STEP_MAX`` (small runs: the
+  Embeddings replay and the graph what-ifs work at any step); above that, at
+  the first and last step of each phase and every
+  :data:`FEATURES_EVERY`-th step of a phase (:func:`keeps_features`); the
+  frozen teacher's features are kept apart once (``teacher_features.npy``).
+  A step without them says so on the Embeddings page and in the graph's
+  what-if (a different ``k`` needs features).
+- The disk a step took is in its metrics line (``snapshot_bytes``) and on the
+  Train page.
 """
 
 from __future__ import annotations
@@ -30,6 +61,18 @@ from ..method.stages import STUDENT_PHASES as STUDENT
 from ..method.stages import WORKING_PHASES as ALL
 
 TOP = 3  # classes kept per sample for predictions and propagation scores
+#: Features at every step up to this many values (8 MB of float16: 65k samples of 64, 32k of 128).
+FEATURES_EVERY_STEP_MAX = 4 * 1024 * 1024
+#: Above it, features every this many steps of a phase (and at its first and last step).
+FEATURES_EVERY = 10
+
+
+def keeps_features(n: int, d: int, phase_epoch: int, phase_length: int) -> bool:
+    """Whether the ``phase_epoch``-th step (from 1) of a phase of ``phase_length`` steps stores its
+    ``(n, d)`` features (the policy above)."""
+    if n * d <= FEATURES_EVERY_STEP_MAX:
+        return True
+    return phase_epoch in (1, phase_length) or phase_epoch % FEATURES_EVERY == 0
 
 
 @dataclass(frozen=True)
@@ -76,7 +119,8 @@ FIELDS: dict[str, Field] = {
     "neighbor_sim": Field("float32", "(N, k)", "cosine similarity to each neighbour (float32, as the step used "
                                                "it: a replay rebuilds the very same graph)", CLAMPED),
     "features": Field("float16", "(N, D)", "features the step's graph was built on (teacher's in the "
-                                           "teacher and propagate phases, else the student's)"),
+                                           "teacher and propagate phases, else the student's); at large N only "
+                                           "at the steps keeps_features names", optional=True),
     "posterior": Field("float16", "(N, C)", "P(true class | sample, given label) the step's calibrated rule and "
                                             "precision estimate used (engine.method.confident)", LP, optional=True),
     "previous": Field("int64", "(N,)", "stages 1-2: labels before the step (the calibrated rule keeps them when "
