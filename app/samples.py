@@ -211,14 +211,10 @@ def load_dataset(run_dir: str):
     return _load_dataset(RunStore(run_dir).config().to_json())
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def _load_snapshot(run_dir: str, step: int, mtime: float) -> dict:
-    return RunStore(run_dir).snapshot(step)
-
-
 def load_snapshot(run_dir: str, step: int) -> dict:
-    """A step's snapshot (cached per file version)."""
-    return _load_snapshot(str(run_dir), int(step), _mtime(RunStore(run_dir).snapshot_path(int(step))))
+    """A step's arrays, memory-mapped (engine.rundir.snapshot.read): a page reads the rows and fields it uses,
+    not the whole step (a run made before that format reads its compressed file's arrays whole)."""
+    return RunStore(run_dir).snapshot(int(step))
 
 
 def step_phases(metrics: list[dict]) -> dict[int, str]:

@@ -276,9 +276,15 @@ class _RunFacts(RunLayout):
                 return data["features"].astype(np.float32)
         return self.teacher_features()
 
-    def teacher_features(self) -> np.ndarray | None:
+    def teacher_features(self, mapped: bool = False) -> np.ndarray | None:
+        """The frozen teacher's features, float32; ``mapped``: as stored (float16), memory-mapped, so that a
+        reader of a few rows reads only those."""
         p = self.teacher_features_path
-        return np.load(p, allow_pickle=False).astype(np.float32) if p.is_file() else None
+        if not p.is_file():
+            return None
+        if mapped:
+            return np.load(p, mmap_mode="r", allow_pickle=False)
+        return np.load(p, allow_pickle=False).astype(np.float32)
 
 
 
