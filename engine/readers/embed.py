@@ -78,6 +78,11 @@ class EmbedConfig:
         Initial learning rate of a warm start (UMAP's default is 1.0).
     random_state : int
         Seed of UMAP; fixed so that a replay is reproducible.
+    fit_max : int
+        UMAP fits on at most this many samples (a seeded random subset); the
+        others are placed by the fitted model's ``transform``.
+    transform_batch : int
+        Samples placed per ``transform`` call (bounds the memory of one call).
     """
 
     n_neighbors: int = 15  # UMAP's default; the engine's k=20 graph holds enough columns
@@ -86,11 +91,13 @@ class EmbedConfig:
     warm_epochs: int = 100  # the start is close to the answer: 100 epochs match a fresh layout's kNN recall
     warm_learning_rate: float = 0.5  # gentler steps keep the previous layout recognisable
     random_state: int = 0
+    fit_max: int = 20_000  # a fit on 20k points shows every cluster; its cost grows with N, transform's linearly
+    transform_batch: int = 50_000  # ~25 MB of float32 features per call at D = 128
 
     def __post_init__(self) -> None:
-        for name in ("n_neighbors", "scratch_epochs", "warm_epochs", "random_state"):
+        for name in ("n_neighbors", "scratch_epochs", "warm_epochs", "random_state", "fit_max", "transform_batch"):
             value = getattr(self, name)
-            low = 2 if name == "n_neighbors" else (1 if name.endswith("epochs") else 0)
+            low = {"n_neighbors": 2, "fit_max": 3, "transform_batch": 1}.get(name, 1 if name.endswith("epochs") else 0)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
                 raise UserError(f"EmbedConfig.{name} must be an integer >= {low}, got {value!r}")
         if not 0 <= self.min_dist <= 1:
@@ -224,6 +231,48 @@ def project(features: np.ndarray, config: EmbedConfig = EmbedConfig(), init: np.
         warnings.filterwarnings("ignore", message=".*Graph is not fully connected.*")
         coords = reducer.fit_transform(features)
     return np.asarray(coords, dtype=np.float32)
+
+
+def project_subsample(features: np.ndarray, config: EmbedConfig = EmbedConfig(),
+                      init: np.ndarray | None = None) -> np.ndarray:
+    """UMAP of many features into 2-D: fit on ``config.fit_max`` of them, place the rest with ``transform``.
+
+    Parameters
+    ----------
+    features : np.ndarray, shape (N, D), N > config.fit_max
+        May be memory-mapped: read in ``config.transform_batch`` rows at a time.
+    config : EmbedConfig
+    init : np.ndarray, shape (N, 2), optional
+        A previous step's layout; its rows of the fitted subset start the fit.
+
+    Returns
+    -------
+    np.ndarray, shape (N, 2), float32
+        The fitted subset at its fitted place, every other sample where the
+        fitted model's ``transform`` puts it (near its nearest fitted neighbours).
+    """
+    import umap
+
+    n = features.shape[0]
+    fit_rows = np.sort(np.random.default_rng(config.random_state).choice(n, size=config.fit_max, replace=False))
+    warm = init is not None
+    reducer = umap.UMAP(
+        n_neighbors=config.n_neighbors, min_dist=config.min_dist, metric="cosine",
+        n_epochs=config.warm_epochs if warm else config.scratch_epochs,
+        learning_rate=config.warm_learning_rate if warm else 1.0,
+        init=np.asarray(init, dtype=np.float32)[fit_rows] if warm else "spectral",
+        random_state=config.random_state, low_memory=True,
+    )
+    coords = np.empty((n, 2), dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*n_jobs value.*")
+        warnings.filterwarnings("ignore", message=".*Graph is not fully connected.*")
+        fitted = reducer.fit_transform(np.asarray(features[fit_rows], dtype=np.float32))
+        for start in range(0, n, config.transform_batch):
+            chunk = np.asarray(features[start:start + config.transform_batch], dtype=np.float32)
+            coords[start:start + len(chunk)] = reducer.transform(chunk)
+    coords[fit_rows] = fitted
+    return coords
 
 
 def warm_up() -> float:
@@ -397,9 +446,13 @@ def embedding(store: RunStore, step: int, source: str, config: EmbedConfig = Emb
         coords = start
     else:
         idx, sim = snapshot.get("neighbor_idx"), snapshot.get("neighbor_sim")
-        if idx is None or not graph_matches(features, idx, sim):
-            idx = sim = None
-        coords = project(features, config, init=start, neighbor_idx=idx, neighbor_sim=sim)
+        if features.shape[0] > config.fit_max:
+            coords = project_subsample(features, config, init=start)
+            idx = None
+        else:
+            if idx is None or not graph_matches(features, idx, sim):
+                idx = sim = None
+            coords = project(np.asarray(features), config, init=start, neighbor_idx=idx, neighbor_sim=sim)
         logger.info("embedded %s features of step %d (start: %s, engine graph reused: %s)",
                     source, step, from_step if start is not None else "spectral", idx is not None)
     _write_cached(path, coords, {"digest": digest, "settings": settings, "from_step": from_step, "reused": reuse})
