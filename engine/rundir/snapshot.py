@@ -247,10 +247,12 @@ def rows(store, step: int, fields, index) -> dict[str, np.ndarray]:
     return {name: np.asarray(array[index]) for name, array in read(store, step, fields).items()}
 
 
-def disk_per_step(store) -> dict[int, int]:
-    """Bytes on disk of each step's snapshot (from the metrics line; measured for runs made before it)."""
-    recorded = {int(m["step"]): int(m["snapshot_bytes"]) for m in store.metrics() if "snapshot_bytes" in m}
-    return {step: recorded.get(step) or store.snapshot_bytes(step) for step in store.steps()}
+def disk_per_step(store, metrics: list[dict] | None = None) -> dict[int, int]:
+    """Step -> bytes its snapshot takes on disk: the metrics line's ``snapshot_bytes``, measured for runs made
+    before it (``metrics``: the run's lines when the caller has read them)."""
+    metrics = store.metrics() if metrics is None else metrics
+    recorded = {int(m["step"]): int(m["snapshot_bytes"]) for m in metrics if m.get("snapshot_bytes") is not None}
+    return {step: recorded[step] if step in recorded else store.snapshot_bytes(step) for step in store.steps()}
 
 
 # ---------------------------------------------------------------- what readers touch
