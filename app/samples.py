@@ -181,11 +181,6 @@ def render_sample_grid(indices: Sequence[int], kind: str, train_x: np.ndarray, g
     shown = indices[:limit]
     if len(indices) > limit:
         st.caption(f"Showing the first {limit} of {len(indices)} selected samples.")
-    if max(shown) >= len(train_x):  # the dataset loaded today holds fewer samples than the run
-        st.caption(f"No pictures: the run has {len(given):,} samples, its dataset today {len(train_x):,}.")
-        st.dataframe({"sample": shown, "given": [class_names[int(given[i])] for i in shown],
-                      "refined": [class_names[int(refined[i])] for i in shown]}, hide_index=True)
-        return
     pictures = original_pictures(dataset, shown) or thumbnails(kind, train_x, shown)
     for start in range(0, len(shown), columns):
         cells = st.columns(columns)
