@@ -154,6 +154,18 @@ def build_run(path: Path, n: int, d: int = 128, c: int = 10, k: int = 20, seed: 
     return time.perf_counter() - started
 
 
+def name_dataset(path: Path) -> None:
+    """Point a kept run's config at its vectors file once main has that dataset (built before: ``digits``)."""
+    from engine.method.config import RunConfig
+    from engine.rundir.store import RunStore, atomic_write_text
+
+    store = RunStore(path)
+    spec = dataset_spec(path.parent / f"{path.name}-vectors.npz")
+    config = store.config()
+    if config.dataset != spec:
+        atomic_write_text(store.config_path, replace(config, dataset=spec).to_json())
+
+
 def project(path: Path) -> float:
     """The Embeddings page's projection of the last step (teacher features), made and cached; seconds."""
     from engine.readers import embed
@@ -229,6 +241,7 @@ def main(argv=None) -> int:
         from engine.rundir.store import RunStore
 
         built = build_run(path, n, a.d) if not (path / "snapshots" / "step_00004").is_dir() else 0.0
+        name_dataset(path)
         projected = project(path)
         disk = {s: RunStore(path).snapshot_bytes(s) / 1e6 for s in RunStore(path).steps()}
         print(f"N={n:,} D={a.d}: built in {built:.1f} s; projection (UMAP fit on 20k + transform) "
