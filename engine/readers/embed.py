@@ -21,12 +21,19 @@ For a step and a feature source (``teacher``, ``student`` or ``input``):
    rate, so that a replay of the steps moves points instead of redrawing the
    map. A step whose features are byte-identical to a cached step's (the
    frozen teacher after its phase) reuses that layout outright.
-4. The layout is cached as ``embeddings/{source}_step_{NNNNN}.npy`` with a
-   sidecar ``.json`` holding the features' digest and the settings; a cached
+4. Above ``EmbedConfig.fit_max`` samples (20k) UMAP fits on a seeded random
+   subset of that size and places every other sample with the fitted model's
+   ``transform`` (:func:`project_subsample`; features read in batches, so a
+   memory-mapped million never sits in memory at once as float32).
+5. The layout is cached as ``embeddings/{source}_step_{NNNNN}.npy`` with a
+   sidecar ``.json`` holding the features' digest (shape, dtype and 64 rows
+   spread over them: :func:`features_digest`) and the settings; a cached
    layout whose digest no longer matches the step's features is recomputed.
+   Opening a page with a cached layout reads those 64 rows and the layout.
 
 Cost: the exact kNN is ``O(N^2 D)``; UMAP's layout is ``O(n_epochs N
-n_neighbors)``. On 1,437 digits and 2 shared cores (``bench/app.py``): ~0.5 s
+n_neighbors)``; above ``fit_max``, the fit costs as at ``fit_max`` and
+``transform`` grows linearly with N (``bench/scale_app.py`` times it at 100k and 1M). On 1,437 digits and 2 shared cores (``bench/app.py``): ~0.5 s
 warm-started, ~1 s from scratch once numba has compiled UMAP's kernels; the
 first projection in a process waits ~15-20 s for that compilation, which
 :func:`warm_up` does ahead of time.
