@@ -45,11 +45,12 @@ PAGES = ("embeddings", "losses", "review", "graph", "compare")
 
 #: In the page: seconds since navigation start once a plotly chart is drawn (data, size on screen).
 DRAWN_JS = """() => {
+  if (document.querySelector('[data-testid="stException"]')) { return -1; }
   const drawn = Array.from(document.querySelectorAll('.js-plotly-plot'))
       .some(el => el._fullData && el._fullData.length && el.getBoundingClientRect().height > 0);
   return drawn ? performance.now() / 1000 : null;
 }"""
-CARD_JS = """() => document.querySelector('iframe, [class*="st-key-review_card"], [data-testid="stCustomComponentV1"]')
+CARD_JS = """() => document.querySelector('[data-testid="stException"]') ? -1 : document.querySelector('iframe, [class*="st-key-review_card"], [data-testid="stCustomComponentV1"]')
     ? performance.now() / 1000 : null"""
 
 
@@ -88,14 +89,9 @@ def dataset_spec(vectors: Path) -> str:
     return f"vectors:{vectors}?test=0" if "vectors" in available_datasets() else "digits"
 
 
-def build_run(path: Path, n: int, d: int = 128, c: int = 10, k: int = 20, seed: int = 0) -> float:
-    """Write the synthetic run (see the module docstring); returns the seconds it took."""
-    from engine.method.config import RunConfig, ScheduleConfig
-    from engine.method.propagate import PropagationResult
-    from engine.rundir import snapshot
-    from engine.rundir.store import RunStore
-
-    started = time.perf_counter()
+def _synthetic(n: int, d: int, c: int, k: int, seed: int):
+    """The run's samples (seeded, so a kept run's vectors file can be written again): the generator after them,
+    true and given labels, features (N, D) float16, a kNN graph of same-cluster neighbours, keys."""
     rng = np.random.default_rng(seed)
     true = rng.integers(0, c, size=n)
     flip = rng.random(n) < 0.2
@@ -107,16 +103,36 @@ def build_run(path: Path, n: int, d: int = 128, c: int = 10, k: int = 20, seed: 
         features[rows] = centres[true[rows]] + rng.normal(size=(rows.stop - rows.start, d)).astype(np.float32)
     by_class = [np.flatnonzero(true == cls) for cls in range(c)]
     neighbor_idx = np.empty((n, k), np.int32)
-    for cls, members in enumerate(by_class):
+    for members in by_class:
         neighbor_idx[members] = members[rng.integers(0, len(members), size=(len(members), k))]
     neighbor_sim = np.sort(rng.uniform(0.5, 1.0, size=(n, k)).astype(np.float32), axis=1)[:, ::-1].copy()
-    graph = _Graph(neighbor_idx, neighbor_sim)
-
-    path.mkdir(parents=True, exist_ok=True)
     keys = np.array([f"vec/{i}" for i in range(n)])
-    vectors = path.parent / f"{path.name}-vectors.npz"
+    return rng, true, given, features, _Graph(neighbor_idx, neighbor_sim), keys
+
+
+def vectors_path(path: Path) -> Path:
+    return path.parent / f"{path.name}-vectors.npz"
+
+
+def write_vectors(path: Path, features, keys, true, c: int) -> Path:
+    """The samples as a ``vectors:`` file (features, keys, labels = the truth, class names) beside the run."""
+    vectors = vectors_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(vectors, features=features, keys=keys, labels=true.astype(np.int64),
              class_names=np.array([str(i) for i in range(c)]))
+    return vectors
+
+
+def build_run(path: Path, n: int, d: int = 128, c: int = 10, k: int = 20, seed: int = 0) -> float:
+    """Write the synthetic run (see the module docstring); returns the seconds it took."""
+    from engine.method.config import RunConfig, ScheduleConfig
+    from engine.method.propagate import PropagationResult
+    from engine.rundir import snapshot
+    from engine.rundir.store import RunStore
+
+    started = time.perf_counter()
+    rng, true, given, features, graph, keys = _synthetic(n, d, c, k, seed)
+    vectors = write_vectors(path, features, keys, true, c)
     config = replace(RunConfig(dataset=dataset_spec(vectors), noise="symmetric:0.2", seed=seed),
                      schedule=ScheduleConfig(teacher_epochs=1, warmup_epochs=1, refine_epochs=1, mutual_epochs=1))
     store = RunStore(path)
@@ -160,7 +176,7 @@ def name_dataset(path: Path) -> None:
     from engine.rundir.store import RunStore, atomic_write_text
 
     store = RunStore(path)
-    spec = dataset_spec(path.parent / f"{path.name}-vectors.npz")
+    spec = dataset_spec(vectors_path(path))
     config = store.config()
     if config.dataset != spec:
         atomic_write_text(store.config_path, replace(config, dataset=spec).to_json())
@@ -185,11 +201,14 @@ def open_times(page, url: str, name: str, which: str) -> float:
     page.goto(f"{url}/{which}?run={name}")
     probe = CARD_JS if which == "review" else DRAWN_JS
     try:
-        handle = page.wait_for_function(probe, timeout=600_000, polling=50)
-        return float(handle.json_value())
+        seconds = float(page.wait_for_function(probe, timeout=600_000, polling=50).json_value())
     except Exception:  # noqa: BLE001 - a page that draws no chart: time to idle
         wait_for_app(page, 600_000)
         return float(page.evaluate("() => performance.now() / 1000"))
+    if seconds < 0:
+        raise RuntimeError(f"the {which} page shows an exception: "
+                           + page.locator('[data-testid="stException"]').first.inner_text()[:400])
+    return seconds
 
 
 def lasso(page) -> tuple[int, int]:
@@ -233,7 +252,9 @@ def main(argv=None) -> int:
     shots = Path(a.shots) if a.shots else None
     if shots:
         shots.mkdir(parents=True, exist_ok=True)
-    print("run directories: SYNTHETIC (engine snapshot writer over generated arrays; vectors: not in main yet)")
+    print("run directories: SYNTHETIC (the engine's snapshot writer over generated arrays); dataset: "
+          + ("vectors:FILE?test=0 (the same arrays)" if dataset_spec(root / "x").startswith("vectors:") else
+             "digits (vectors: is not in this checkout: the pages cannot draw the samples' pictures)"))
     results = {}
     for n in a.sizes:
         name = f"synthetic-{n}"
@@ -241,6 +262,9 @@ def main(argv=None) -> int:
         from engine.rundir.store import RunStore
 
         built = build_run(path, n, a.d) if not (path / "snapshots" / "step_00004").is_dir() else 0.0
+        if not vectors_path(path).is_file():  # a kept run from before the file was written
+            _, true, _, features, _, keys = _synthetic(n, a.d, 10, 20, 0)
+            write_vectors(path, features, keys, true, 10)
         name_dataset(path)
         projected = project(path)
         disk = {s: RunStore(path).snapshot_bytes(s) / 1e6 for s in RunStore(path).steps()}
