@@ -38,6 +38,7 @@ def test_the_points_go_over_the_density_and_the_legend_says_how_many_are_drawn()
     assert isinstance(fig.data[0], go.Heatmap) and all(isinstance(t, go.Scattergl) for t in fig.data[1:])
     assert sum(len(t.x) for t in fig.data[1:]) == len(rows) and np.isin([3, 1999], fig.data[1].customdata[:, 0]).all()
     assert f"{len(rows):,} of 2,000 drawn" in fig.layout.legend.title.text and "label" in fig.layout.legend.title.text
+    assert all(t.marker.opacity == 0.55 and t.marker.size == 4.0 for t in fig.data[1:])  # the density shows through
 
 
 def test_point_sample_is_everything_when_small_and_a_seeded_sample_with_the_asked_rows_when_large():

@@ -219,6 +219,8 @@ def first_customdata(data) -> int | None:
 
 
 # ---------------------------------------------------------------------- a million samples
+SAMPLE_OPACITY = 0.55  # points over a density
+SAMPLE_SIZE = 4.0  # their size when no field sizes them
 DENSITY_BINS = 160  # cells per axis of the density: finer than a point at 1024 px, small to send
 DENSITY_SCALE = [[0.0, "#F2F2F2"], [1.0, "#8C8C8C"]]  # light to mid grey: under every class colour, on white
 
@@ -249,6 +251,11 @@ def with_density(fig: go.Figure, coords: np.ndarray, total: int, drawn: int) -> 
     the legend's title says how many points are drawn of how many samples."""
     points = fig.data
     fig = go.Figure(data=(density_trace(coords),) + tuple(points), layout=fig.layout)
+    for trace in fig.data[1:]:  # lighter, smaller points: the density shows between and under them
+        if trace.name != "selected":
+            trace.marker.opacity = SAMPLE_OPACITY
+            if not isinstance(trace.marker.size, (tuple, list, np.ndarray)):
+                trace.marker.size = SAMPLE_SIZE
     head = f"{fig.layout.legend.title.text}<br>" if fig.layout.legend.title.text else ""
     fig.update_layout(legend={"title": {"text": f"{head}<sup>{drawn:,} of {total:,} drawn; grey: density of "
                                                 "all</sup>"}})
