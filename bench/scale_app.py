@@ -48,9 +48,14 @@ DRAWN_JS = """() => {
   if (document.querySelector('[data-testid="stException"]')) { return -1; }
   const drawn = Array.from(document.querySelectorAll('.js-plotly-plot'))
       .some(el => el._fullData && el._fullData.length && el.getBoundingClientRect().height > 0);
+  return drawn ? performance.now() / 1000 : null;
+}"""
+#: The same, for a page that may draw no chart (Compare with one run): its script finished.
+IDLE_JS = """() => {
+  if (document.querySelector('[data-testid="stException"]')) { return -1; }
   const idle = document.querySelector('[data-testid="stApp"][data-test-script-state="notRunning"]')
       && document.querySelector('h1') && !document.querySelector('[data-testid="stSpinner"]');
-  return drawn || idle ? performance.now() / 1000 : null;
+  return idle ? performance.now() / 1000 : null;
 }"""
 CARD_JS = """() => document.querySelector('[data-testid="stException"]') ? -1 : document.querySelector('iframe, [class*="st-key-review_card"], [data-testid="stCustomComponentV1"]')
     ? performance.now() / 1000 : null"""
@@ -222,7 +227,7 @@ def open_times(page, url: str, name: str, which: str) -> float:
     from conftest import wait_for_app
 
     page.goto(f"{url}/{which}?run={name}")
-    probe = CARD_JS if which == "review" else DRAWN_JS
+    probe = {"review": CARD_JS, "compare": IDLE_JS}.get(which, DRAWN_JS)
     try:
         seconds = float(page.wait_for_function(probe, timeout=600_000, polling=50).json_value())
     except Exception:  # noqa: BLE001 - a page that draws no chart: time to idle
