@@ -239,6 +239,17 @@ def open_times(page, url: str, name: str, which: str) -> float:
     return seconds
 
 
+def zoom_to_densest(page) -> None:
+    """Zoom the Embeddings chart onto its densest cell (a screenshot of the density under the points)."""
+    page.evaluate("""() => { const el = document.querySelector('.js-plotly-plot');
+        const h = el._fullData[0]; let best = [0, 0, -1];
+        h.z.forEach((row, r) => row.forEach((v, c) => { if (v > best[2]) best = [r, c, v]; }));
+        const dx = (h.x[h.x.length - 1] - h.x[0]) / 14, dy = (h.y[h.y.length - 1] - h.y[0]) / 14;
+        Plotly.relayout(el, {'xaxis.range': [h.x[best[1]] - dx, h.x[best[1]] + dx],
+                             'yaxis.range': [h.y[best[0]] - dy, h.y[best[0]] + dy]}); }""")
+    page.wait_for_timeout(2000)
+
+
 def lasso(page) -> tuple[int, int]:
     """Draw a lasso over the middle of the Embeddings chart; (samples selected, points drawn)."""
     from conftest import wait_for_app
@@ -320,6 +331,8 @@ def main(argv=None) -> int:
                         results[n]["lasso"] = (selected, drawn)
                         if shots:
                             page.screenshot(path=str(shots / f"{name}-embeddings-lasso.png"))
+                            zoom_to_densest(page)
+                            page.screenshot(path=str(shots / f"{name}-embeddings-zoom.png"))
                     page.close()
                 results[n][which] = times + cpus
                 print(f"N={n:,} {which:<11} open to first chart: cold {times[0]:6.2f} s, warm {times[1]:6.2f} s "
