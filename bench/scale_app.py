@@ -280,6 +280,8 @@ def main(argv=None) -> int:
     parser.add_argument("--root", default=None, help="runs folder to keep (default: a temporary one)")
     parser.add_argument("--shots", default=None, help="folder for 1024x768 screenshots of the pages")
     parser.add_argument("--pages", nargs="+", default=list(PAGES))
+    parser.add_argument("--no-projection", action="store_true",
+                        help="do not make the projection first (for --pages that draw none: losses review compare)")
     a = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from conftest import chromium_launch_args, serve_app
@@ -305,7 +307,7 @@ def main(argv=None) -> int:
             _, true, _, features, _, keys = _synthetic(n, a.d, 10, 20, 0)
             write_vectors(path, features, keys, true, 10)
         name_dataset(path)
-        projected = project(path)
+        projected = float("nan") if a.no_projection else project(path)
         disk = {s: RunStore(path).snapshot_bytes(s) / 1e6 for s in RunStore(path).steps()}
         print(f"N={n:,} D={a.d}: built in {built:.1f} s; projection (UMAP fit on 20k + transform) "
               f"{projected:.1f} s (0 = cached); snapshot MB per step: "
