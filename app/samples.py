@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -192,13 +191,6 @@ def render_sample_grid(indices: Sequence[int], kind: str, train_x: np.ndarray, g
 def selected() -> list[int]:
     """The selected sample indices (``st.session_state[SELECTED_KEY]``)."""
     return [int(i) for i in st.session_state.get(SELECTED_KEY, []) or []]
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return 0.0
 
 
 @st.cache_resource(show_spinner="Loading the dataset…", max_entries=4)

@@ -179,7 +179,6 @@ def build_run(path: Path, n: int, d: int = 128, c: int = 10, k: int = 20, seed: 
 
 def name_dataset(path: Path) -> None:
     """Point a kept run's config at its vectors file once main has that dataset (built before: ``digits``)."""
-    from engine.method.config import RunConfig
     from engine.rundir.store import RunStore, atomic_write_text
 
     store = RunStore(path)

@@ -4,7 +4,6 @@ memory-mapped, runs made before it (.npz) still open, the disk a step takes, fea
 from __future__ import annotations
 
 import shutil
-import zipfile
 from dataclasses import replace
 from pathlib import Path
 
