@@ -79,3 +79,16 @@ def test_disk_line_names_the_last_step_and_the_total():
                                                        "(2 steps)")
     assert disk_line({3: 40_000}) == "Snapshots on disk: 40 kB the last step, 40 kB in all (1 step)"
     assert disk_line({}) == ""
+
+
+def test_the_graphs_background_is_a_sample_that_still_picks_the_right_sample():
+    from app.figures import animation
+
+    xy = _layout(30_000)
+    history = {0: np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])}
+    fig = animation.propagation_animation(xy[:3], np.array([0, 1, 2]), history, np.array([[0, 1], [1, 2]]),
+                                          np.array([0.5, 1.0]), ["a", "b"], background_xy=xy)
+    background = next(t for t in fig.data if t.name == "other samples (click to pick)")
+    ids = np.asarray(background.customdata)[:, 0]
+    assert len(ids) == animation.BACKGROUND_MAX and len(set(ids.tolist())) == len(ids)
+    np.testing.assert_array_equal(np.column_stack([background.x, background.y]), xy[ids])

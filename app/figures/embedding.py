@@ -222,7 +222,7 @@ def first_customdata(data) -> int | None:
 SAMPLE_OPACITY = 0.55  # points over a density
 SAMPLE_SIZE = 4.0  # their size when no field sizes them
 DENSITY_BINS = 160  # cells per axis of the density: finer than a point at 1024 px, small to send
-DENSITY_SCALE = [[0.0, "#F2F2F2"], [1.0, "#8C8C8C"]]  # light to mid grey: under every class colour, on white
+DENSITY_SCALE = [[0.0, palette.DENSITY_LOW], [1.0, palette.DENSITY_HIGH]]  # light to mid grey, on white
 
 
 def density_trace(coords: np.ndarray, bins: int = DENSITY_BINS) -> go.Heatmap:
