@@ -9,12 +9,17 @@ import streamlit as st
 from app import present
 from app.embedding_replay import missing_layouts, replay_figure
 from app.figures.animation import SPEEDS
-from app.figures.embedding import selected_samples
+from app.figures.embedding import point_sample, samples_in_regions, selected_samples
 from app.samples import SELECTED_KEY, load_snapshot, step_label
 from engine.readers import embed
 from engine.errors import UserError
 from engine.readers.explain import per_sample_loss
 
+#: Points drawn at most; above, a density of all samples with this many points on top.
+POINTS_MAX = 20_000
+#: Snapshot fields the colour and size options are made of (read only at the drawn rows).
+SHOWN_FIELDS = ("refined", "weight", "selection_loss", "student_loss", "teacher_loss", "lp_confidence", "easy",
+                "student_pred", "teacher_pred", "student_prob", "teacher_prob")
 SOURCE_LABELS = {"teacher": "teacher features", "student": "student features", "input": "raw 2-D inputs"}
 EVENT_KEY = "_embedding_last_event"
 #: Colour options that are two-valued fields with their own shapes (app.figures.palette.FLAG_STYLES).
@@ -61,15 +66,35 @@ def size_fields(snapshot: dict, n: int) -> dict:
     return fields
 
 
-def hover_texts(given, refined, true, class_names) -> list[str]:
+def hover_texts(given, refined, true, class_names, ids=None) -> list[str]:
+    """One hover text per row (``ids``: the rows' sample indices, default 0..N-1)."""
     name = [str(c) for c in class_names]
+    ids = range(len(given)) if ids is None else ids
     return [f"#{i} · given {name[g]} → refined {name[r]}" + (f" · true {name[t]}" if t >= 0 else "")
-            for i, (g, r, t) in enumerate(zip(given, refined, true))]
+            for i, g, r, t in zip(ids, given, refined, true)]
 
 
-def update_selection(points) -> None:
+def drawn_rows(snapshot: dict, n: int, chosen: list[int]) -> tuple[np.ndarray, dict]:
+    """The rows drawn as points (all up to :data:`POINTS_MAX`, else a seeded sample and the selected ones)
+    and the snapshot's colour and size fields at those rows only."""
+    rows = point_sample(n, POINTS_MAX, chosen[:2000])
+    if len(rows) == n:
+        return rows, snapshot
+    return rows, {name: np.asarray(snapshot[name][rows]) for name in SHOWN_FIELDS if name in snapshot}
+
+
+def chart_selection(selection, coords: np.ndarray, sampled: bool) -> list[int]:
+    """The samples a chart selection picked: with a sample drawn, every sample inside the drawn boxes and
+    lassos (from the full layout); else the selected points."""
+    selection = selection or {}
+    boxes, lassos = selection.get("box") or [], selection.get("lasso") or []
+    if sampled and (boxes or lassos):
+        return [int(i) for i in samples_in_regions(coords, boxes, lassos)]
+    return selected_samples(selection.get("points") or [])
+
+
+def update_selection(current: list[int]) -> None:
     """Write a new chart selection to the session (an emptied one clears it)."""
-    current = selected_samples(points)
     if current != st.session_state.get(EVENT_KEY, []):
         st.session_state[EVENT_KEY] = current
         st.session_state[SELECTED_KEY] = current

@@ -13,21 +13,16 @@ from engine.readers import explain
 from engine.rundir import RunStore
 
 MAX_FOLLOWED = 12
+MAX_OPTIONS = 5000  # samples offered by index in 'Samples to follow' (beyond: the likely ones)
 LOSS_NAMES = {"selection_loss": "student loss before the epoch (selection)", "student_loss": "student loss",
               "teacher_loss": "teacher loss"}
 
 
-@st.cache_data(show_spinner=False, max_entries=4096)
-def cached_step_values(run_dir: str, step: int, mtime: float):
-    """Loss and weights of every sample at one step (cached per snapshot file version)."""
-    return explain.step_values(RunStore(run_dir), step)
-
-
-def trajectories(store: RunStore, steps: list[int]):
-    """``(steps (T,), losses (T, N), weights (T, N), weights_given (T, N))``; a new step reads one file."""
-    values = [cached_step_values(str(store.path), s, store.snapshot_path(s).stat().st_mtime) for s in steps]
-    losses, weights, weights_given = (np.stack(v) for v in zip(*values))
-    return np.asarray(steps), losses, weights, weights_given
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_trajectories(run_dir: str, samples: tuple, stamp: float):
+    """``(steps (T,), losses (T, M), weights (T, M), weights_given (T, M))`` of the followed samples: only
+    their rows of each step are read (cached per metrics file version)."""
+    return explain.trajectories(RunStore(run_dir), samples=list(samples))
 
 
 def switch_table(indices, losses, given, true, names) -> pd.DataFrame:
@@ -68,23 +63,32 @@ def render_switches(losses, easy, moved, given, true, names, noisy, rule=None) -
 
 def render_trajectories(run_dir, steps, phases, snapshot, given, true) -> None:
     st.subheader("Samples across steps")
-    with st.spinner("Reading the steps…"):
-        all_steps, loss_matrix, weight_matrix, given_weight_matrix = trajectories(RunStore(run_dir), steps)
-    n = loss_matrix.shape[1]
+    n = len(given)
     chosen = [i for i in selected() if 0 <= i < n][:MAX_FOLLOWED]
     losses = explain.per_sample_loss(snapshot)[0]
-    default = chosen or [int(i) for i in explain.flipped_samples(given, snapshot["refined"],
-                                                                  true if (true >= 0).any() else None, 4, losses)]
-    picks = st.multiselect("Samples to follow", list(range(n)), default=default, key="loss_samples",
+    truth = true if (true >= 0).any() else None
+    default = chosen or [int(i) for i in explain.flipped_samples(given, snapshot["refined"], truth, 4, losses)]
+    if n <= MAX_OPTIONS:
+        options = list(range(n))
+    else:  # a list of a million options would itself be the slow part: offer the likely ones
+        options = sorted(set(default) | set(selected()[:MAX_OPTIONS]) | {
+            int(i) for i in explain.flipped_samples(given, snapshot["refined"], truth, 200, losses)})
+    picks = st.multiselect("Samples to follow", options, default=default, key="loss_samples",
                            max_selections=MAX_FOLLOWED,
                            help="Default: the samples selected on the Embeddings page, else a few relabelled ones "
-                                "(in a run that relabels none: wrong given labels, else the largest losses).")
+                                "(in a run that relabels none: wrong given labels, else the largest losses)."
+                                + ("" if n <= MAX_OPTIONS else " Offered: the selected and 200 relabelled samples; "
+                                   "select others on the Embeddings page."))
     if not picks:
         st.info("Pick samples to follow across the steps.")
         return
     picks = [int(i) for i in picks]
+    store = RunStore(run_dir)
+    with st.spinner("Reading the steps…"):
+        all_steps, loss_matrix, weight_matrix, given_weight_matrix = cached_trajectories(
+            run_dir, tuple(picks), store.metrics_path.stat().st_mtime if store.metrics_path.is_file() else 0.0)
     labels = [f"#{i} (given {given[i]}" + (f", true {true[i]})" if true[i] >= 0 else ")") for i in picks]
-    st.plotly_chart(trajectory_figure(all_steps, loss_matrix[:, picks].T, weight_matrix[:, picks].T, picks,
+    st.plotly_chart(trajectory_figure(all_steps, loss_matrix.T, weight_matrix.T, picks,
                                       phases=[phases.get(int(s), "") for s in all_steps], labels=labels,
-                                      weights_given=given_weight_matrix[:, picks].T),
+                                      weights_given=given_weight_matrix.T),
                     key="loss_trajectories", width="stretch")

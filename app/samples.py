@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -204,13 +203,6 @@ def selected() -> list[int]:
     return [int(i) for i in st.session_state.get(SELECTED_KEY, []) or []]
 
 
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return 0.0
-
-
 @st.cache_resource(show_spinner="Loading the dataset…", max_entries=4)
 def _load_dataset(config_json: str):
     return dataset_for_config(RunConfig.from_dict(json.loads(config_json)))
@@ -221,14 +213,10 @@ def load_dataset(run_dir: str):
     return _load_dataset(RunStore(run_dir).config().to_json())
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def _load_snapshot(run_dir: str, step: int, mtime: float) -> dict:
-    return RunStore(run_dir).snapshot(step)
-
-
 def load_snapshot(run_dir: str, step: int) -> dict:
-    """A step's snapshot (cached per file version)."""
-    return _load_snapshot(str(run_dir), int(step), _mtime(RunStore(run_dir).snapshot_path(int(step))))
+    """A step's arrays, memory-mapped (engine.rundir.snapshot.read): a page reads the rows and fields it uses,
+    not the whole step (a run made before that format reads its compressed file's arrays whole)."""
+    return RunStore(run_dir).snapshot(int(step))
 
 
 def step_phases(metrics: list[dict]) -> dict[int, str]:

@@ -52,7 +52,8 @@ class FaultyOs:
         self.renames += 1
         self.names.append(Path(dst).name)
         if self.renames == self.kill_at:
-            shutil.copy(src, str(src)[:-4] + "k.tmp")  # the half-finished temp file a kill leaves
+            # the half-finished temp file (or a snapshot's temp folder) a kill leaves
+            (shutil.copytree if Path(src).is_dir() else shutil.copy)(src, str(src)[:-4] + "k.tmp")
             raise Killed(Path(dst).name)
         return os.replace(src, dst)
 

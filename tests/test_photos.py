@@ -19,6 +19,7 @@ from PIL import Image
 
 from engine.data import load_dataset
 from engine.data.stream import ImageFiles
+from engine.rundir.store import RunStore
 from engine.method.config import RunConfig, ScheduleConfig
 from engine.steps.run import Run
 
@@ -72,10 +73,9 @@ def _config(dataset: str, **changes) -> RunConfig:
 
 
 def _snapshots(path: Path) -> dict:
-    out = {}
-    for f in sorted((path / "snapshots").glob("step_*.npz")):
-        with np.load(f) as z:
-            out[f.name] = {k: z[k] for k in z.files}
+    store = RunStore(path)
+    out = {step: {k: np.asarray(v) for k, v in store.snapshot(step).items()} for step in store.steps()}
+    assert out, f"no snapshots in {path}"
     return out
 
 

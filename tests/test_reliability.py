@@ -300,9 +300,9 @@ def without_keys(path: Path) -> None:
 
 @pytest.mark.parametrize("damage", [garbage, truncate, empty])
 def test_export_of_a_damaged_last_snapshot_names_it_and_what_to_do(run, tmp_path, capsys, damage):
-    damage(run / "snapshots" / "step_00008.npz")
+    damage(run / "snapshots" / "step_00008" / "refined.npy")  # one field of the step (engine.rundir.snapshot)
     before = digest(run)
-    refused(capsys, "export", run, "--out", tmp_path / "out", names=["step_00008.npz", "is damaged", "step"])
+    refused(capsys, "export", run, "--out", tmp_path / "out", names=["step_00008", "is damaged", "step"])
     assert digest(run) == before and not (tmp_path / "out").exists() and leftovers(tmp_path / "out") == []
 
 
@@ -334,8 +334,8 @@ def test_a_damaged_snapshot_keeps_the_previous_export(run, tmp_path, capsys):
     out = tmp_path / "out"
     export_run(RunStore(run), out, step=4, report=False)
     before = digest(out)
-    garbage(run / "snapshots" / "step_00008.npz")
-    refused(capsys, "export", run, "--out", out, names="step_00008.npz")
+    garbage(run / "snapshots" / "step_00008" / "weight.npy")
+    refused(capsys, "export", run, "--out", out, names="step_00008")
     assert digest(out) == before and leftovers(out) == []
 
 

@@ -164,6 +164,10 @@ def steps_animation(coords: Sequence[np.ndarray], styles: Sequence[tuple[object,
     return fig
 
 
+#: Background points drawn at most (a million would be the slow part of the page).
+BACKGROUND_MAX = 20_000
+
+
 def propagation_animation(node_xy: np.ndarray, node_ids: np.ndarray, history: Mapping[int, np.ndarray],
                           edges: np.ndarray, edge_weights: np.ndarray, class_names: Sequence[str], *,
                           seed_labels: np.ndarray | None = None, center: int = 0,
@@ -182,7 +186,8 @@ def propagation_animation(node_xy: np.ndarray, node_ids: np.ndarray, history: Ma
     center : int
         Position of the picked sample (a star).
     background_xy : np.ndarray, shape (N, 2), optional
-        Every sample, faint; clicking one picks it (its ``customdata`` is its index).
+        Every sample, faint (a seeded sample of BACKGROUND_MAX of them above that); clicking one picks it
+        (its ``customdata`` is its index).
 
     Returns
     -------
@@ -194,9 +199,12 @@ def propagation_animation(node_xy: np.ndarray, node_ids: np.ndarray, history: Ma
     start_it = iterations[-1] if start is None else int(start)
     node_ids = np.asarray(node_ids)
     fig = go.Figure()
-    if background_xy is not None:
-        fig.add_trace(go.Scattergl(x=background_xy[:, 0], y=background_xy[:, 1], mode="markers",
-                                   name="other samples (click to pick)", customdata=np.arange(len(background_xy))[:, None],
+    if background_xy is not None:  # above BACKGROUND_MAX samples a seeded sample of them, each with its index
+        from .embedding import point_sample
+
+        shown = point_sample(len(background_xy), BACKGROUND_MAX)
+        fig.add_trace(go.Scattergl(x=background_xy[shown, 0], y=background_xy[shown, 1], mode="markers",
+                                   name="other samples (click to pick)", customdata=shown[:, None],
                                    hovertemplate="#%{customdata[0]}<extra>click to pick</extra>",
                                    marker={"size": 5, "color": palette.BACKGROUND_POINTS}))
     fig.add_traces(edge_traces(node_xy, np.asarray(edges), edge_weights))

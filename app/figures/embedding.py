@@ -216,3 +216,91 @@ def first_customdata(data) -> int | None:
     if not values.size or values[0] is None:
         return None
     return int(values[0])
+
+
+# ---------------------------------------------------------------------- a million samples
+SAMPLE_OPACITY = 0.55  # points over a density
+SAMPLE_SIZE = 4.0  # their size when no field sizes them
+DENSITY_BINS = 160  # cells per axis of the density: finer than a point at 1024 px, small to send
+DENSITY_SCALE = [[0.0, palette.DENSITY_LOW], [1.0, palette.DENSITY_HIGH]]  # light to mid grey, on white
+
+
+def density_trace(coords: np.ndarray, bins: int = DENSITY_BINS) -> go.Heatmap:
+    """How many samples fall in each cell of the layout, as a grey heatmap (log scale; empty cells clear).
+
+    Parameters
+    ----------
+    coords : np.ndarray, shape (N, 2)
+        Every sample's place, however many: only ``bins x bins`` counts go to the browser.
+
+    Returns
+    -------
+    go.Heatmap
+        ``z[row, col]``: ``log10(1 + count)`` of the cell at ``y[row], x[col]``; NaN where empty.
+    """
+    coords = np.asarray(coords, dtype=np.float64)
+    counts, x_edges, y_edges = np.histogram2d(coords[:, 0], coords[:, 1], bins=bins)
+    z = np.where(counts.T > 0, np.log10(1.0 + counts.T), np.nan)
+    return go.Heatmap(x=(x_edges[:-1] + x_edges[1:]) / 2, y=(y_edges[:-1] + y_edges[1:]) / 2, z=z,
+                      colorscale=DENSITY_SCALE, showscale=False, hoverinfo="skip", name="all samples (density)",
+                      zmin=0.0, zmax=float(np.nanmax(z)) if np.isfinite(z).any() else 1.0)
+
+
+def with_density(fig: go.Figure, coords: np.ndarray, total: int, drawn: int) -> go.Figure:
+    """``fig`` (points of a sample of the layout) over the density of all ``coords``, the heatmap drawn first;
+    the legend's title says how many points are drawn of how many samples."""
+    points = fig.data
+    fig = go.Figure(data=(density_trace(coords),) + tuple(points), layout=fig.layout)
+    for trace in fig.data[1:]:  # lighter, smaller points: the density shows between and under them
+        if trace.name != "selected":
+            trace.marker.opacity = SAMPLE_OPACITY
+            if not isinstance(trace.marker.size, (tuple, list, np.ndarray)):
+                trace.marker.size = SAMPLE_SIZE
+    head = f"{fig.layout.legend.title.text}<br>" if fig.layout.legend.title.text else ""
+    fig.update_layout(legend={"title": {"text": f"{head}<sup>{drawn:,} of {total:,} drawn; grey: density of "
+                                                "all</sup>"}})
+    return fig
+
+
+def point_sample(n: int, limit: int, always: Sequence[int] = (), seed: int = 0) -> np.ndarray:
+    """Rows to draw as points: all when ``n <= limit``, else ``limit`` seeded random rows and ``always``.
+
+    Returns
+    -------
+    np.ndarray of int, ascending, unique
+    """
+    if n <= limit:
+        return np.arange(n)
+    rows = np.random.default_rng(seed).choice(n, size=limit, replace=False)
+    extra = np.asarray([i for i in always if 0 <= i < n], dtype=np.int64)
+    return np.unique(np.concatenate([rows.astype(np.int64), extra]))
+
+
+def samples_in_regions(coords: np.ndarray, boxes: Sequence[Mapping] = (), lassos: Sequence[Mapping] = ()
+                       ) -> np.ndarray:
+    """Every sample inside the drawn boxes or lassos, from the full layout (not only the drawn points).
+
+    Parameters
+    ----------
+    coords : np.ndarray, shape (N, 2)
+    boxes : sequence of dict
+        ``event.selection["box"]`` of ``st.plotly_chart``: ``{"x": [x0, x1], "y": [y0, y1]}``.
+    lassos : sequence of dict
+        ``event.selection["lasso"]``: ``{"x": [...], "y": [...]}``, the polygon's corners.
+
+    Returns
+    -------
+    np.ndarray of int, ascending
+    """
+    from matplotlib.path import Path
+
+    coords = np.asarray(coords, dtype=np.float64)
+    inside = np.zeros(len(coords), dtype=bool)
+    for box in boxes:
+        (x0, x1), (y0, y1) = sorted(box["x"][:2]), sorted(box["y"][:2])
+        inside |= (coords[:, 0] >= x0) & (coords[:, 0] <= x1) & (coords[:, 1] >= y0) & (coords[:, 1] <= y1)
+    for lasso in lassos:
+        corners = np.column_stack([np.asarray(lasso["x"], float), np.asarray(lasso["y"], float)])
+        if len(corners) >= 3:
+            inside |= Path(corners).contains_points(coords)
+    return np.flatnonzero(inside)

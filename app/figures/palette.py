@@ -42,6 +42,8 @@ DARK = "#222222"  # outlines, text on light backgrounds
 MID_GREY = "#666666"  # secondary text
 GREY = "#999999"  # the given labels, "other" series
 LIGHT_GREY = "#C7C7C7"  # unknown values
+DENSITY_LOW = "#F2F2F2"  # the fewest samples of a density heatmap: just off white
+DENSITY_HIGH = "#8C8C8C"  # the most: mid grey, darker than unknown values, under every class colour
 WHITE = "#FFFFFF"
 TRANSPARENT = "rgba(0,0,0,0)"
 

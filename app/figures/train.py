@@ -211,6 +211,20 @@ def phase_timeline_figure(plan: Sequence[Mapping], current_phase: str | None) ->
     return fig
 
 
+def disk_line(sizes: Mapping[int, int]) -> str:
+    """How much disk the run's snapshots take: ``"Snapshots on disk: 26.1 MB the last step, 104.4 MB in all
+    (4 steps)"``; empty without steps. ``sizes``: step -> bytes."""
+    if not sizes:
+        return ""
+    last, total = sizes[max(sizes)], sum(sizes.values())
+    return (f"Snapshots on disk: {_megabytes(last)} the last step, {_megabytes(total)} in all "
+            f"({len(sizes)} step{'s' if len(sizes) != 1 else ''})")
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB" if size >= 1e5 else f"{size / 1e3:.0f} kB"
+
+
 def timeline_caption(plan: Sequence[Mapping], current_phase: str | None) -> str:
     """Every phase with its steps done and planned, the current one in bold (Markdown), e.g.
     ``teacher 5/5 · **propagate 0/1** · warmup 0/2``."""

@@ -46,6 +46,8 @@ def neighbours(ctx: ReviewContext, sample: int) -> tuple[np.ndarray, np.ndarray]
     snap = ctx.snapshot
     if "neighbor_idx" in snap:
         return snap["neighbor_idx"][sample].astype(np.int64), snap["neighbor_sim"][sample].astype(np.float32)
+    if "features" not in snap:  # a large run's step that kept no features (engine.rundir.snapshot's policy)
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
     features = snap["features"].astype(np.float32)
     features /= np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
     sims = features @ features[sample]
@@ -67,10 +69,10 @@ def details(ctx: ReviewContext, sample: int, revealed: bool) -> None:
                             key="review_points", width="content")
     with right:
         if revealed:
-            steps, values = ctx.history
+            steps, values = ctx.history_of(sample)
             events = [d for d in ctx.decisions if d.sample == sample and d.step is not None]
-            st.plotly_chart(figs.history_figure(steps, values["refined"][:, sample], values["weight"][:, sample],
-                                                values["student_loss"][:, sample], names, int(ctx.given[sample]),
+            st.plotly_chart(figs.history_figure(steps, values["refined"], values["weight"],
+                                                values["student_loss"], names, int(ctx.given[sample]),
                                                 [(d.step, d.decision) for d in events]), key="review_history")
         else:
             st.caption("The label's history is hidden in blind mode until you decide.")

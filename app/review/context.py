@@ -49,7 +49,6 @@ class ReviewContext:
     verdicts: dict[int, Consensus]
     version: int  # the log's newest event id
     power: int  # edge weight exponent of the graph
-    history: tuple  # (steps (S,), {field: (S, N)})
     mine: dict[int, Decision] = field(default_factory=dict)  # this reviewer's current decisions
 
     @property
@@ -63,20 +62,26 @@ class ReviewContext:
     def proposal(self, sample: int) -> int:
         return int(self.snapshot["refined"][sample])
 
+    def history_of(self, sample: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """One sample's refined label, weight and student loss over the steps: steps ``(S,)``, field ->
+        ``(S,)`` (only that sample's rows are read)."""
+        steps, values = _history(self.path, sample, stamp(self.store.metrics_path))
+        return steps, {name: column[:, 0] for name, column in values.items()}
+
 
 @st.cache_resource(show_spinner="Loading the dataset…", max_entries=4)
 def _dataset(path: str, stamp: int):
     return dataset_for_config(RunStore(path).config())
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def _snapshot(path: str, step: int, stamp: int) -> dict:
+def _snapshot(path: str, step: int) -> dict:
+    """The step's arrays, memory-mapped: the page reads the rows and columns it uses, not the whole step."""
     return RunStore(path).snapshot(step)
 
 
-@st.cache_data(show_spinner=False, max_entries=4)
-def _history(path: str, steps: tuple, stamp: int):
-    return label_history(RunStore(path), ("refined", "weight", "student_loss"))
+@st.cache_data(show_spinner=False, max_entries=64)
+def _history(path: str, sample: int, stamp: int):
+    return label_history(RunStore(path), ("refined", "weight", "student_loss"), samples=[sample])
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
@@ -96,14 +101,14 @@ def load_context(store: RunStore, class_names, steps: list[int], opts: Options) 
     events = reviews.history()
     decisions = current_decisions(events)
     step_stamp = stamp(store.snapshot_path(opts.step))
-    snapshot = _snapshot(path, opts.step, step_stamp)
+    snapshot = _snapshot(path, opts.step)
     true = arrays["true"].astype(np.int64) if "true" in arrays and (arrays["true"] >= 0).any() else None
     return ReviewContext(
         store=store, class_names=tuple(class_names), opts=opts, snapshot=snapshot, stamp=step_stamp,
         given=arrays["given"].astype(np.int64), keys=arrays["keys"].astype(str), true=true,
         dataset=_dataset(path, stamp(store.config_path)), reviews=reviews, decisions=decisions,
         verdicts=consensus_of(decisions), version=events[-1].id if events else 0,
-        power=store.config().graph.power, history=_history(path, tuple(steps), stamp(store.metrics_path)),
+        power=store.config().graph.power,
         mine={d.sample: d for d in decisions if d.reviewer == opts.reviewer})
 
 

@@ -134,8 +134,10 @@ def compute_queue(ctx: ReviewContext) -> tuple[np.ndarray, dict, np.ndarray]:
 
     Order 'impact' on a step that ran no propagation falls back to expected change.
 
-    The impact is estimated once per step on the queue before 'hide' (it does
-    not depend on the decisions, so a decision never waits for it).
+    The impact (replays of the step's whole propagation) is estimated only for
+    the 'impact' order (else when the Queue table is opened), once per step on
+    the queue before 'hide' (it does not depend on the decisions, so a decision
+    never waits for it).
     """
     opts = ctx.opts
     reviewed = np.zeros(ctx.num_samples, bool)
@@ -144,7 +146,7 @@ def compute_queue(ctx: ReviewContext) -> tuple[np.ndarray, dict, np.ndarray]:
                 reviewed=reviewed)
     queue = build_queue(ctx.snapshot, ctx.given, order="change", **args)
     impact, exact, estimate = np.full(ctx.num_samples, np.nan), {}, np.full(ctx.num_samples, -1)
-    if len(queue) and "neighbor_idx" in ctx.snapshot:
+    if opts.order == "impact" and len(queue) and "neighbor_idx" in ctx.snapshot:  # replays the step: on request
         impact, exact, estimate = _impact(ctx.path, opts.step, ctx.stamp, tuple(int(i) for i in queue))
     if opts.order != "change":
         queue = build_queue(ctx.snapshot, ctx.given, order=opts.order, impact=impact, **args)
@@ -189,6 +191,8 @@ def _pick(rows: tuple) -> None:
 
 
 def queue_table(ctx: ReviewContext, queue: np.ndarray, exact: dict, estimate: np.ndarray) -> None:
+    if not exact and len(queue) and "neighbor_idx" in ctx.snapshot:  # opened: the impact column asks for them
+        _, exact, estimate = _impact(ctx.path, ctx.opts.step, ctx.stamp, tuple(int(i) for i in queue))
     rows = queue[:TABLE_ROWS]
     table = queue_frame(rows, ctx.keys, ctx.given, None if ctx.opts.blind else ctx.snapshot["refined"],
                         expected_change(ctx.snapshot, ctx.given), review_flags(ctx.snapshot, ctx.given),

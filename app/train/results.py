@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from app import present
-from app.figures.train import CHARTS, phase_timeline_figure, timeline_caption
+from app.figures.train import CHARTS, disk_line, phase_timeline_figure, timeline_caption
 from app.samples import load_dataset, load_snapshot, render_sample_grid
 from app.settings import phase_plan
 from app.takeaway import (
@@ -19,7 +19,7 @@ from app.takeaway import (
     takeaway_lines,
 )
 from engine.errors import UserError
-from engine.rundir import run_warnings
+from engine.rundir import disk_per_step, run_warnings
 from engine.rundir import RunStore
 
 #: Charts shown at once in presentation mode (one row on a projector); the others in an expander.
@@ -139,7 +139,9 @@ def results_panel(store: RunStore, status: dict) -> None:
     st.plotly_chart(present.style_figure(phase_timeline_figure(timeline, status.get("phase"))), key="train-timeline",
                     config={"displayModeBar": False})
     note = early_stop_note(metrics, config)
-    st.caption(timeline_caption(timeline, status.get("phase")) + (f"  \n{note}" if note else ""))
+    disk = disk_line(disk_per_step(store, metrics))
+    st.caption(timeline_caption(timeline, status.get("phase")) + (f"  \n{note}" if note else "")
+               + (f"  \n{disk}" if disk else ""))
     warning_banners(store, status)  # what went wrong, before the takeaway and the numbers
     if status.get("phase") == "done":
         takeaway(store, config, metrics)

@@ -27,14 +27,16 @@ from app.common import require_steps, require_store
 from app.embedding_view import (
     FLAG_FIELDS,
     SOURCE_LABELS,
+    chart_selection,
     colour_fields,
+    drawn_rows,
     hover_texts,
     parse_indices,
     replay,
     size_fields,
     update_selection,
 )
-from app.figures.embedding import embedding_figure
+from app.figures.embedding import embedding_figure, with_density
 from app.samples import SELECTED_KEY, load_dataset, load_snapshot, render_sample_grid, selected, step_label, step_phases
 from engine.readers import embed
 from engine.errors import UserError
@@ -63,9 +65,11 @@ def main() -> None:
                                  "points move rather than jump.")
     s2.toggle("▶ Replay the steps", key="emb_replay", help="Play every step as an animation.")
     snapshot = load_snapshot(run_dir, step)
-    fields = colour_fields(snapshot, given, true, dataset.class_names)
+    rows, shown = drawn_rows(snapshot, len(given), selected())  # above 20k samples: a sample, over a density
+    sampled = len(rows) < len(given)
+    fields = colour_fields(shown, given[rows], true[rows], dataset.class_names)
     colour = c2.selectbox("Colour by", list(fields), key="emb_colour")
-    sizes = size_fields(snapshot, len(given))
+    sizes = size_fields(shown, len(rows))
     size = c3.selectbox("Size by", list(sizes), key="emb_size")
 
     try:
@@ -77,25 +81,33 @@ def main() -> None:
         st.stop()
     if coords is None:
         st.info(f"Step {step_label(step, phases)} has no {SOURCE_LABELS[source]}: the student only trains after "
-                "the teacher's phases. Pick a later step, or the teacher's features.")
+                "the teacher's phases, and a large run keeps features only at some steps. Pick another step, "
+                "or the teacher's features.")
         st.stop()
 
     values, kind, names = fields[colour]
     if st.session_state.get("emb_replay"):
-        replay(store, steps, phases, source, colour, step, dataset, given, true)
+        if sampled:
+            st.info(f"The replay animates every point of every step: it is for runs of up to {len(rows):,} "
+                    "samples. Move the step slider instead.")
+        else:
+            replay(store, steps, phases, source, colour, step, dataset, given, true)
         st.stop()
     if kind == "continuous" and not np.isfinite(np.asarray(values, dtype=float)).any():
         st.info(f"Step {step_label(step, phases)} has no {colour} (this phase does not compute it); "
                 "points are drawn grey.")
-    refined = snapshot["refined"].astype(np.int64)
-    chosen = selected()
-    fig = embedding_figure(coords, values, kind, category_names=names, sizes=sizes[size],
-                           hover=hover_texts(given, refined, true, dataset.class_names),
-                           highlight=np.asarray(chosen, dtype=np.int64) if chosen else None,
-                           flag_field=FLAG_FIELDS.get(colour), color_title=colour, title=f"{SOURCE_LABELS[source]} · step {step_label(step, phases)}")
+    refined = shown["refined"].astype(np.int64)
+    chosen = np.asarray(selected(), dtype=np.int64)
+    ringed = np.flatnonzero(np.isin(rows, chosen)) if len(chosen) else None
+    fig = embedding_figure(coords[rows], values, kind, category_names=names, sizes=sizes[size],
+                           hover=hover_texts(given[rows], refined, true[rows], dataset.class_names, rows),
+                           highlight=ringed, sample_ids=rows, flag_field=FLAG_FIELDS.get(colour),
+                           color_title=colour, title=f"{SOURCE_LABELS[source]} · step {step_label(step, phases)}")
+    if sampled:
+        fig = with_density(fig, coords, len(given), len(rows))
     event = st.plotly_chart(present.style_figure(fig), key="embedding_chart", on_select="rerun",
                             selection_mode=("points", "box", "lasso"), width="stretch")
-    update_selection(event.selection.get("points", []) if event and event.selection else [])
+    update_selection(chart_selection(event.selection if event else None, coords, sampled))
 
     with st.expander("Select by index, or project every step"):
         text = st.text_input("Sample indices (comma or space separated)", key="emb_index_text")
@@ -118,7 +130,7 @@ def main() -> None:
 
     chosen = selected()
     st.subheader(f"Selected samples ({len(chosen)})")
-    render_sample_grid(chosen, dataset.kind, dataset.train_x, given, refined, snapshot["weight"],
+    render_sample_grid(chosen, dataset.kind, dataset.train_x, given, snapshot["refined"], snapshot["weight"],
                        dataset.class_names, dataset=dataset)
 
 

@@ -21,12 +21,19 @@ For a step and a feature source (``teacher``, ``student`` or ``input``):
    rate, so that a replay of the steps moves points instead of redrawing the
    map. A step whose features are byte-identical to a cached step's (the
    frozen teacher after its phase) reuses that layout outright.
-4. The layout is cached as ``embeddings/{source}_step_{NNNNN}.npy`` with a
-   sidecar ``.json`` holding the features' digest and the settings; a cached
+4. Above ``EmbedConfig.fit_max`` samples (20k) UMAP fits on a seeded random
+   subset of that size and places every other sample with the fitted model's
+   ``transform`` (:func:`project_subsample`; features read in batches, so a
+   memory-mapped million never sits in memory at once as float32).
+5. The layout is cached as ``embeddings/{source}_step_{NNNNN}.npy`` with a
+   sidecar ``.json`` holding the features' digest (shape, dtype and 64 rows
+   spread over them: :func:`features_digest`) and the settings; a cached
    layout whose digest no longer matches the step's features is recomputed.
+   Opening a page with a cached layout reads those 64 rows and the layout.
 
 Cost: the exact kNN is ``O(N^2 D)``; UMAP's layout is ``O(n_epochs N
-n_neighbors)``. On 1,437 digits and 2 shared cores (``bench/app.py``): ~0.5 s
+n_neighbors)``; above ``fit_max``, the fit costs as at ``fit_max`` and
+``transform`` grows linearly with N (``bench/scale_app.py`` times it at 100k and 1M). On 1,437 digits and 2 shared cores (``bench/app.py``): ~0.5 s
 warm-started, ~1 s from scratch once numba has compiled UMAP's kernels; the
 first projection in a process waits ~15-20 s for that compilation, which
 :func:`warm_up` does ahead of time.
@@ -78,6 +85,11 @@ class EmbedConfig:
         Initial learning rate of a warm start (UMAP's default is 1.0).
     random_state : int
         Seed of UMAP; fixed so that a replay is reproducible.
+    fit_max : int
+        UMAP fits on at most this many samples (a seeded random subset); the
+        others are placed by the fitted model's ``transform``.
+    transform_batch : int
+        Samples placed per ``transform`` call (bounds the memory of one call).
     """
 
     n_neighbors: int = 15  # UMAP's default; the engine's k=20 graph holds enough columns
@@ -86,11 +98,13 @@ class EmbedConfig:
     warm_epochs: int = 100  # the start is close to the answer: 100 epochs match a fresh layout's kNN recall
     warm_learning_rate: float = 0.5  # gentler steps keep the previous layout recognisable
     random_state: int = 0
+    fit_max: int = 20_000  # a fit on 20k points shows every cluster; its cost grows with N, transform's linearly
+    transform_batch: int = 50_000  # ~25 MB of float32 features per call at D = 128
 
     def __post_init__(self) -> None:
-        for name in ("n_neighbors", "scratch_epochs", "warm_epochs", "random_state"):
+        for name in ("n_neighbors", "scratch_epochs", "warm_epochs", "random_state", "fit_max", "transform_batch"):
             value = getattr(self, name)
-            low = 2 if name == "n_neighbors" else (1 if name.endswith("epochs") else 0)
+            low = {"n_neighbors": 2, "fit_max": 3, "transform_batch": 1}.get(name, 1 if name.endswith("epochs") else 0)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
                 raise UserError(f"EmbedConfig.{name} must be an integer >= {low}, got {value!r}")
         if not 0 <= self.min_dist <= 1:
@@ -102,11 +116,22 @@ class EmbedConfig:
 # ---------------------------------------------------------------------- pure parts
 
 
-def features_digest(features: np.ndarray) -> str:
-    """Short hex digest of an array's shape, dtype and bytes."""
+#: Rows of the features a cache digest reads (spread evenly over them).
+DIGEST_ROWS = 64
+
+
+def features_digest(features: np.ndarray, rows: int = DIGEST_ROWS) -> str:
+    """Short hex digest of an array's shape, dtype and the bytes of ``rows`` rows spread evenly over it.
+
+    A few rows tell one step's features from another's (training moves every
+    row) and find the very same features again (the frozen teacher), without
+    reading a million rows each time a page opens.
+    """
+    n = features.shape[0]
+    pick = np.unique(np.linspace(0, n - 1, num=min(rows, n)).astype(np.int64)) if n else np.zeros(0, np.int64)
     h = hashlib.blake2b(digest_size=12)
     h.update(f"{features.shape}{features.dtype}".encode())
-    h.update(np.ascontiguousarray(features).tobytes())
+    h.update(np.ascontiguousarray(features[pick]).tobytes())
     return h.hexdigest()
 
 
@@ -215,6 +240,48 @@ def project(features: np.ndarray, config: EmbedConfig = EmbedConfig(), init: np.
     return np.asarray(coords, dtype=np.float32)
 
 
+def project_subsample(features: np.ndarray, config: EmbedConfig = EmbedConfig(),
+                      init: np.ndarray | None = None) -> np.ndarray:
+    """UMAP of many features into 2-D: fit on ``config.fit_max`` of them, place the rest with ``transform``.
+
+    Parameters
+    ----------
+    features : np.ndarray, shape (N, D), N > config.fit_max
+        May be memory-mapped: read in ``config.transform_batch`` rows at a time.
+    config : EmbedConfig
+    init : np.ndarray, shape (N, 2), optional
+        A previous step's layout; its rows of the fitted subset start the fit.
+
+    Returns
+    -------
+    np.ndarray, shape (N, 2), float32
+        The fitted subset at its fitted place, every other sample where the
+        fitted model's ``transform`` puts it (near its nearest fitted neighbours).
+    """
+    import umap
+
+    n = features.shape[0]
+    fit_rows = np.sort(np.random.default_rng(config.random_state).choice(n, size=config.fit_max, replace=False))
+    warm = init is not None
+    reducer = umap.UMAP(
+        n_neighbors=config.n_neighbors, min_dist=config.min_dist, metric="cosine",
+        n_epochs=config.warm_epochs if warm else config.scratch_epochs,
+        learning_rate=config.warm_learning_rate if warm else 1.0,
+        init=np.asarray(init, dtype=np.float32)[fit_rows] if warm else "spectral",
+        random_state=config.random_state, low_memory=True,
+    )
+    coords = np.empty((n, 2), dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*n_jobs value.*")
+        warnings.filterwarnings("ignore", message=".*Graph is not fully connected.*")
+        fitted = reducer.fit_transform(np.asarray(features[fit_rows], dtype=np.float32))
+        for start in range(0, n, config.transform_batch):
+            chunk = np.asarray(features[start:start + config.transform_batch], dtype=np.float32)
+            coords[start:start + len(chunk)] = reducer.transform(chunk)
+    coords[fit_rows] = fitted
+    return coords
+
+
 def warm_up() -> float:
     """Compile UMAP's numba kernels on a tiny input (both start paths).
 
@@ -275,8 +342,8 @@ def step_features(store: RunStore, step: int, source: str,
         snap = snapshot if snapshot is not None else store.snapshot(step)
         return snap.get("features")
     if source == "teacher":
-        features = store.teacher_features()
-        return None if features is None else features.astype(np.float16)
+        features = store.teacher_features(mapped=True)  # float16 as stored; rows read only when used
+        return None if features is None else features
     return None
 
 
@@ -386,9 +453,13 @@ def embedding(store: RunStore, step: int, source: str, config: EmbedConfig = Emb
         coords = start
     else:
         idx, sim = snapshot.get("neighbor_idx"), snapshot.get("neighbor_sim")
-        if idx is None or not graph_matches(features, idx, sim):
-            idx = sim = None
-        coords = project(features, config, init=start, neighbor_idx=idx, neighbor_sim=sim)
+        if features.shape[0] > config.fit_max:
+            coords = project_subsample(features, config, init=start)
+            idx = None
+        else:
+            if idx is None or not graph_matches(features, idx, sim):
+                idx = sim = None
+            coords = project(np.asarray(features), config, init=start, neighbor_idx=idx, neighbor_sim=sim)
         logger.info("embedded %s features of step %d (start: %s, engine graph reused: %s)",
                     source, step, from_step if start is not None else "spectral", idx is not None)
     _write_cached(path, coords, {"digest": digest, "settings": settings, "from_step": from_step, "reused": reuse})

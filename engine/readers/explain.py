@@ -135,29 +135,35 @@ def step_values(store: RunStore, step: int) -> tuple[np.ndarray, np.ndarray, np.
             arrays["weight_given"].astype(np.float32))
 
 
-def trajectories(store: RunStore) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Loss and AWE weights of every sample at every step.
+def trajectories(store: RunStore, samples=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Loss and AWE weights of every sample (or only of ``samples``: only their rows are read) at every step.
 
     Parameters
     ----------
     store : RunStore
+    samples : array of int, shape (M,), optional
 
     Returns
     -------
     steps : np.ndarray, shape (T,), int
-    losses : np.ndarray, shape (T, N), float32
+    losses : np.ndarray, shape (T, N) (or (T, M)), float32
         :func:`per_sample_loss` of each step.
-    weights : np.ndarray, shape (T, N), float32
+    weights : np.ndarray, shape (T, N) (or (T, M)), float32
         ``weight`` (of the label trained on) of each step; NaN where none.
-    weights_given : np.ndarray, shape (T, N), float32
+    weights_given : np.ndarray, shape (T, N) (or (T, M)), float32
         ``weight_given`` (of the given label) of each step; NaN where none.
     """
     steps = store.steps()
     if not steps:
         empty = np.zeros((0, 0), np.float32)
         return np.zeros(0, int), empty, empty, empty
-    losses, weights, weights_given = zip(*(step_values(store, step) for step in steps))
-    return np.asarray(steps), np.stack(losses), np.stack(weights), np.stack(weights_given)
+    if samples is None:
+        losses, weights, weights_given = zip(*(step_values(store, step) for step in steps))
+        return np.asarray(steps), np.stack(losses), np.stack(weights), np.stack(weights_given)
+    steps, values = snap.history(store, TRAJECTORY_FIELDS, steps, samples=samples)
+    losses = np.stack([per_sample_loss({name: values[name][t] for name in TRAJECTORY_FIELDS})[0]
+                       for t in range(len(steps))])
+    return steps, losses, values["weight"].astype(np.float32), values["weight_given"].astype(np.float32)
 
 
 def flipped_samples(given: np.ndarray, refined: np.ndarray, true: np.ndarray | None = None,

@@ -24,6 +24,7 @@ from . import exportdir
 from ..errors import UserError, reading
 from ..rundir.review import DECISIONS, ReviewStore, agreement, run_class_names
 from ..rundir.fields import SUMMARY_ROWS
+from ..rundir.snapshot import read
 from ..rundir.store import RunStore
 
 
@@ -70,9 +71,9 @@ def _weights_chart(store: RunStore, path: Path) -> bool:
     given, true = data["given"], data["true"]
     known = true >= 0
     for step in reversed(store.steps()):
-        with reading(store.snapshot_path(step), "export with --no-report, or restore the file from a backup"), \
-                np.load(store.snapshot_path(step), allow_pickle=False) as snap:
-            weights = snap["weight_given"] if "weight_given" in snap.files else None
+        with reading(store.snapshot_path(step), "export with --no-report, or restore the file from a backup"):
+            weights = np.asarray(read(store, step, ("weight_given",)).get("weight_given", np.zeros(0)))
+            weights = weights if weights.size else None
         if weights is not None and np.isfinite(weights).any() and known.any():
             break
     else:

@@ -13,11 +13,11 @@ cheaply. This face is what the app uses.
 from .health import run_warnings
 from .review import (Consensus, Decision, ReviewStore, agreement, consensus_of, current_decisions, label_history,
                      reviewer_agreement, run_class_names)
-from .snapshot import step_seeds
+from .snapshot import disk_per_step, step_seeds
 from .store import RunStore, atomic_write_bytes, list_runs, uploads_dir
 from .users import accounts_enabled, allowed, read_users, verify_password
 
 __all__ = ["Consensus", "Decision", "ReviewStore", "RunStore", "agreement", "atomic_write_bytes", "consensus_of",
-           "current_decisions", "label_history", "list_runs", "reviewer_agreement", "run_class_names",
+           "current_decisions", "disk_per_step", "label_history", "list_runs", "reviewer_agreement", "run_class_names",
            "run_warnings", "step_seeds", "uploads_dir", "accounts_enabled", "allowed", "read_users",
            "verify_password"]

@@ -67,6 +67,8 @@ METRICS_FIELDS: tuple[Field, ...] = (
     Field("phase", "str", "the phase the step belonged to", "Run.step"),
     Field("phase_epoch", "int", "steps done in that phase, this one included", "Run.step"),
     Field("step_seconds", "float", "wall seconds of the step", "Run.step"),
+    Field("snapshot_bytes", "int", "bytes the step's snapshot takes on disk (engine.rundir.snapshot's policy)",
+          "RunStore.write_step"),
     Field("train_seconds", "float", "seconds of the training epoch", f"{_T}, {_ST}"),
     Field("eval_seconds", "float", "seconds of the evaluation passes", _ST),
     Field("graph_seconds", "float", "seconds building the kNN graph", _P),

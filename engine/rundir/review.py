@@ -844,11 +844,13 @@ def run_class_names(store) -> tuple[str, ...]:
     return store.class_names()
 
 
-def label_history(store, fields=("refined", "weight", "student_loss")) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Per-sample values over all steps (:func:`engine.rundir.snapshot.history`)."""
+def label_history(store, fields=("refined", "weight", "student_loss"), samples=None
+                  ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Per-sample values over all steps (:func:`engine.rundir.snapshot.history`), of every sample or only
+    of ``samples`` (then only their rows are read: values ``(S, len(samples))``)."""
     from .snapshot import history
 
-    return history(store, tuple(fields))
+    return history(store, tuple(fields), samples=samples)
 
 
 def agreement(decisions, true_labels: np.ndarray | None = None, blind_only: bool = True) -> dict:

@@ -6,7 +6,8 @@ Layout of ``runs/NAME/`` (this class owns every path in it)::
     status.json          phase, step, state (idle/running/error/done), last error
     dataset.npz          static per-sample arrays: given, true labels, keys, class names
     metrics.jsonl        one JSON object of scalar metrics per step
-    snapshots/step_NNNNN.npz   per-sample arrays of that step (format: engine.rundir.snapshot)
+    snapshots/step_NNNNN/FIELD.npy  per-sample arrays of that step, one uncompressed .npy per field (format
+                         and policy: engine.rundir.snapshot); runs made before it: snapshots/step_NNNNN.npz
     checkpoint.pt        models, optimisers, weight net, RNG states, labels
     summary.json         written when the run is done
     teacher_features.npy features of the frozen teacher (after its phase), float16, for the embeddings
@@ -29,7 +30,6 @@ reader never sees half a file and a killed writer leaves the last good one.
 from __future__ import annotations
 
 import functools
-import io
 import json
 import numbers
 import os
@@ -106,7 +106,28 @@ class RunLayout:
         return self.path / "snapshots"
 
     def snapshot_path(self, step: int) -> Path:
-        return self.snapshot_dir / f"step_{step:05d}.npz"
+        """Step ``step``'s snapshot: its folder of ``.npy`` files, or the ``.npz`` of a run made before them."""
+        folder = self.snapshot_dir / f"step_{step:05d}"
+        old = folder.with_suffix(".npz")
+        return old if old.is_file() and not folder.is_dir() else folder
+
+    def snapshot_field_path(self, step: int, name: str) -> Path:
+        """One field's file in a step's snapshot folder."""
+        return self.snapshot_dir / f"step_{step:05d}" / f"{name}.npy"
+
+    def snapshot_fields(self, step: int) -> list[str]:
+        """Names of the fields step ``step``'s snapshot folder holds (empty for an ``.npz`` snapshot)."""
+        folder = self.snapshot_dir / f"step_{step:05d}"
+        return sorted(p.stem for p in folder.glob("*.npy")) if folder.is_dir() else []
+
+    def _snapshot_entries(self) -> dict[int, Path]:
+        """Step -> its snapshot (folder or old ``.npz``)."""
+        out = {}
+        for p in self.snapshot_dir.glob("step_*"):
+            stem = p.name[len("step_"):].removesuffix(".npz")
+            if stem.isdigit() and (p.is_dir() or p.suffix == ".npz"):
+                out[int(stem)] = p
+        return out
 
     @property
     def status_path(self) -> Path:
@@ -255,9 +276,15 @@ class _RunFacts(RunLayout):
                 return data["features"].astype(np.float32)
         return self.teacher_features()
 
-    def teacher_features(self) -> np.ndarray | None:
+    def teacher_features(self, mapped: bool = False) -> np.ndarray | None:
+        """The frozen teacher's features, float32; ``mapped``: as stored (float16), memory-mapped, so that a
+        reader of a few rows reads only those."""
         p = self.teacher_features_path
-        return np.load(p, allow_pickle=False).astype(np.float32) if p.is_file() else None
+        if not p.is_file():
+            return None
+        if mapped:
+            return np.load(p, mmap_mode="r", allow_pickle=False)
+        return np.load(p, allow_pickle=False).astype(np.float32)
 
 
 
@@ -267,19 +294,58 @@ class _StepFiles(RunLayout):
     # ------------------------------------------------------------ snapshots + metrics
     def write_step(self, step: int, arrays: dict[str, np.ndarray], metrics: dict) -> None:
         """Write a step's snapshot, then append its metrics line (in that order,
-        so a metrics line always has its snapshot)."""
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)
-        atomic_write_bytes(self.snapshot_path(step), buf.getvalue())
+        so a metrics line always has its snapshot). The metrics line gets the
+        snapshot's size on disk (``snapshot_bytes``)."""
+        size = self.write_snapshot(step, arrays)
         lines = [m for m in self.metrics() if m.get("step", -1) < step]
-        lines.append(metrics)
+        lines.append({**metrics, "snapshot_bytes": size})
         atomic_write_text(self.metrics_path, "".join(json.dumps(m) + "\n" for m in lines))
+
+    def write_snapshot(self, step: int, arrays: dict[str, np.ndarray]) -> int:
+        """Step ``step``'s snapshot as a folder of uncompressed ``.npy`` files, one per field (readers
+        memory-map them: engine.rundir.snapshot), whole or not at all: written in a temporary folder, then
+        renamed into place (replacing that step's older snapshot, either format). Returns its bytes on disk."""
+        import shutil
+
+        final = self.snapshot_dir / f"step_{step:05d}"
+        with writing(final):
+            self.snapshot_dir.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=self.snapshot_dir, prefix=f".{final.name}.", suffix=".tmp"))
+            try:
+                size = 0
+                for name, array in arrays.items():
+                    with open(tmp / f"{name}.npy", "wb") as fh:
+                        np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                        size += fh.tell()
+                old = None
+                if final.is_dir():  # a step written again: set the old one aside, then drop it
+                    old = Path(tempfile.mkdtemp(dir=self.snapshot_dir, prefix=f".{final.name}.old.", suffix=".tmp"))
+                    os.replace(final, old / final.name)
+                os.replace(tmp, final)
+                final.with_suffix(".npz").unlink(missing_ok=True)
+                if old is not None:
+                    shutil.rmtree(old, ignore_errors=True)
+            finally:
+                if tmp.exists():
+                    shutil.rmtree(tmp, ignore_errors=True)
+        return size
+
+    def snapshot_bytes(self, step: int) -> int:
+        """Bytes step ``step``'s snapshot takes on disk (0 when it has none)."""
+        path = self.snapshot_path(step)
+        if path.is_dir():
+            return sum(p.stat().st_size for p in path.glob("*.npy"))
+        return path.stat().st_size if path.is_file() else 0
 
     def truncate_after(self, step: int) -> None:
         """Drop snapshots and metrics past ``step`` (used when resuming)."""
-        for p in self.snapshot_dir.glob("step_*.npz"):
-            if int(p.stem.split("_")[1]) > step:
-                p.unlink()
+        import shutil
+
+        for number, p in self._snapshot_entries().items():
+            if number > step:
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
         lines = [m for m in self.metrics() if m.get("step", -1) <= step]
         atomic_write_text(self.metrics_path, "".join(json.dumps(m) + "\n" for m in lines))
 
@@ -315,7 +381,7 @@ class _StepFiles(RunLayout):
         return out, damaged
 
     def steps(self) -> list[int]:
-        return sorted(int(p.stem.split("_")[1]) for p in self.snapshot_dir.glob("step_*.npz"))
+        return sorted(self._snapshot_entries())
 
     def snapshot(self, step: int) -> dict[str, np.ndarray]:
         """Every array of step ``step`` (see :func:`engine.rundir.snapshot.read` to read only some);
@@ -379,10 +445,12 @@ class RunStore(_RunFacts, _StepFiles):
 
     def remove_temporary_files(self) -> list[Path]:
         """Delete the ``.NAME.*.tmp`` files a killed writer left behind (the real files are whole)."""
+        import shutil
+
         stray = [p for folder in (self.path, self.snapshot_dir, self.embeddings_dir) if folder.is_dir()
                  for p in folder.glob(".*.tmp")]
         for p in stray:
-            p.unlink(missing_ok=True)
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         return stray
 
     # ------------------------------------------------------------ config / status

@@ -28,7 +28,7 @@ from ..rundir import snapshot
 from . import checkpoint as ckpt
 from . import distributed
 from .networks import graph_estimate
-from .phases import Phase
+from .phases import Phase, phase_length
 
 if TYPE_CHECKING:  # pragma: no cover
     from .run import Run
@@ -302,7 +302,12 @@ def _precision_estimates(run: Run, refined: np.ndarray, estimate: NoiseEstimate)
 
 
 def _pack(run: Run, **parts) -> dict:
-    """This step's snapshot (:func:`engine.rundir.snapshot.pack`)."""
+    """This step's snapshot (:func:`engine.rundir.snapshot.pack`); features only where the format's policy
+    keeps them (:func:`engine.rundir.snapshot.keeps_features`)."""
+    features = parts.get("features")
+    if features is not None and not snapshot.keeps_features(
+            *np.shape(features), run.state.phase_epoch + 1, phase_length(run.config, run.state.phase)):
+        parts["features"] = None
     return snapshot.pack(run.state.refined, given=run.given, **parts)
 
 

@@ -1,0 +1,139 @@
+"""Pages read only what they show: the Review queue, Losses, Compare and the Propagation graph, rendered with
+Streamlit's AppTest while engine.rundir.snapshot records every row and field a reader touches.
+
+Each page may read whole only the columns of the step it shows that its picture is made of (a queue ranks every
+sample, a histogram counts every loss, the graph replays its step's propagation); every other access, at any
+step, stays under :data:`ROWS` rows. The features (N, D) are never read whole by these pages."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from engine.readers import explain
+from engine.rundir import snapshot
+from engine.rundir.store import RunStore
+
+PAGES = Path(__file__).resolve().parents[1] / "app" / "views"
+ROWS = 64  # the most rows of a field a page may read at once outside its listed columns (a card's neighbours)
+
+#: page -> the fields it may read whole at the step it shows, and why.
+WHOLE = {
+    # the queue ranks every sample by its expected change (propagation and model top classes), flags and weight
+    "review": {"refined", "lp_top_classes", "lp_top_scores", "lp_confidence", "student_top", "student_prob",
+               "teacher_top", "teacher_prob", "weight"},
+    # the histogram counts every loss; the cut-off's switches apply the step's easy rule to every sample
+    "losses": {"selection_loss", "student_loss", "teacher_loss", "easy", "refined", "posterior", "clamped"},
+    # the step's propagation replayed over its graph (seeds, rule inputs), and which samples it changed
+    "graph": {"refined", "seed_label", "seed_weight", "neighbor_idx", "neighbor_sim", "lp_confidence", "working",
+              "easy", "posterior", "clamped", "outlier", "previous"},
+    # how many samples each combination of runs labels right: every sample's final label and prediction
+    "compare": {"refined", "student_pred"},
+}
+
+
+def violations(log: snapshot.AccessLog, allowed: set[str], shown_steps: set[int]) -> list[str]:
+    """What a page read beyond its bound: whole fields not allowed (or at a step it does not show), and
+    partial reads of more than ROWS rows."""
+    out = []
+    for (step, name), count in sorted(log.touched.items()):
+        whole = count >= log.sizes[(step, name)]
+        if whole and not (name in allowed and step in shown_steps):
+            out.append(f"step {step} {name}: whole ({count} rows)")
+        elif not whole and count > ROWS:
+            out.append(f"step {step} {name}: {count} rows")
+    return out
+
+
+def render(page: str, run_dir: Path, **state) -> tuple[AppTest, snapshot.AccessLog]:
+    at = AppTest.from_file(str(PAGES / f"{page}.py"), default_timeout=240)
+    at.session_state["run_dir"] = str(run_dir)
+    for key, value in state.items():
+        at.session_state[key] = value
+    with snapshot.recording() as log:
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at, log
+
+
+@pytest.fixture(scope="module")
+def digits_run(tiny_digits_run, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("reads") / "digits"
+    shutil.copytree(tiny_digits_run, path)
+    return path
+
+
+def test_review_reads_its_ranking_columns_and_the_cards_rows(digits_run):
+    store = RunStore(digits_run)
+    last = store.steps()[-1]
+    at, log = render("review", digits_run, review_details_section=True)  # the card's details drawn too
+    assert at.get("bidi_component")  # the card
+    assert violations(log, WHOLE["review"], {last}) == []
+    assert (last, "refined") in log.whole() and (last, "features") not in log.touched
+    # the card's history: one row of each earlier step, not every sample of every step
+    assert log.touched.get((1, "refined")) == 1
+
+
+def test_losses_reads_the_histograms_columns_and_the_followed_samples_rows(digits_run):
+    last = RunStore(digits_run).steps()[-1]
+    at, log = render("losses", digits_run)
+    assert at.get("plotly_chart")
+    assert violations(log, WHOLE["losses"], {last}) == []
+    followed = len(at.multiselect(key="loss_samples").value)
+    assert 0 < followed <= 12 and log.touched[(1, "weight")] == followed  # trajectories: the followed rows only
+
+
+def test_graph_reads_its_steps_propagation_and_never_the_features_whole(digits_run):
+    store = RunStore(digits_run)
+    render("graph", digits_run)  # the first opening projects the step's features (UMAP): cached from then on
+    at, log = render("graph", digits_run)
+    step = at.session_state["graph_step"]
+    lp_steps = [m["step"] for m in store.metrics() if m["phase"] in explain.LP_PHASES]
+    # the step shown, the labels before it (the previous step's refined), and each propagating step's refined
+    # labels to count what it changed (the step slider's captions)
+    allowed_steps = {step, step - 1, *lp_steps}
+    assert violations(log, WHOLE["graph"], allowed_steps) == []
+    assert not any(name == "features" and c >= log.sizes[(s, name)]
+                                   for (s, name), c in log.touched.items())
+
+
+def test_compare_reads_only_the_final_labels_and_predictions(digits_run, make_tiny_run, runs_dir):
+    ce = make_tiny_run("digits-ce", "digits", "symmetric:0.4", method="ce")
+    runs = [runs_dir / "digits-aml-kd", runs_dir / "digits-ce"]
+    shutil.copytree(digits_run, runs[0])
+    shutil.copytree(ce, runs[1])
+    at, log = render("compare", runs[0])
+    assert at.multiselect(key="compare-runs").value == [p.name for p in runs]
+    last = {RunStore(p).steps()[-1] for p in runs}
+    assert violations(log, WHOLE["compare"], last) == []
+    assert {name for _, name in log.touched} == {"refined", "student_pred"}
+
+
+def test_the_bound_fails_a_page_that_reads_a_whole_field(digits_run, monkeypatch):
+    """The check can fail: the Losses page made to read the step's features whole."""
+    original = explain.per_sample_loss
+
+    def greedy(snap):
+        np.asarray(snap["features"]).sum()
+        return original(snap)
+
+    monkeypatch.setattr(explain, "per_sample_loss", greedy)
+    last = RunStore(digits_run).steps()[-1]
+    _, log = render("losses", digits_run)
+    assert f"step {last} features: whole (1437 rows)" in violations(log, WHOLE["losses"], {last})
+
+
+def test_the_access_log_counts_rows_of_indexing_and_whole_of_any_other_use(digits_run):
+    store = RunStore(digits_run)
+    with snapshot.recording() as log:
+        arrays = snapshot.read(store, 5, ("refined", "weight", "lp_top_scores", "features"))
+        arrays["refined"][[3, 9, 9]]
+        arrays["lp_top_scores"][:10, 0]
+        arrays["weight"][np.arange(1437) < 5]
+        arrays["features"] + 1  # arithmetic: whole
+    assert log.touched == {(5, "refined"): 2, (5, "lp_top_scores"): 10, (5, "weight"): 5, (5, "features"): 1437}
+    assert log.whole() == {(5, "features")}
