@@ -23,7 +23,7 @@ from ..method.metrics import label_metrics
 from ..method.confident import NoiseEstimate, precision_interval
 from ..method.propagate import propagate
 from ..method.select import loss_cutoff, small_loss_mask
-from ..method.training import scheduled_lr, set_lr, student_epoch, train_epoch
+from ..method.training import ramped_lr, scheduled_lr, set_lr, student_epoch, train_epoch
 from ..rundir import snapshot
 from . import checkpoint as ckpt
 from .networks import graph_estimate
@@ -135,8 +135,10 @@ def _student_train(run: Run, targets: np.ndarray, mode: str, weights: np.ndarray
                    train_mask: np.ndarray | None = None) -> dict:
     """One student epoch; samples outside ``train_mask`` (reviewed outliers) sit it out."""
     cfg, nets = run.config, run.nets
-    set_lr(nets.opt_student, scheduled_lr(cfg.train.lr, run.state.student_epoch, cfg.schedule.student_epochs,
-                                          cfg.train.lr_schedule))
+    lr = scheduled_lr(cfg.train.lr, run.state.student_epoch, cfg.schedule.student_epochs, cfg.train.lr_schedule)
+    if mode == "refine":  # the refine and mutual stages ramp up from the warm-up (docs/ALGORITHM.md)
+        lr = ramped_lr(lr, run.state.student_epoch - cfg.schedule.warmup_epochs, cfg.train.lr_ramp)
+    set_lr(nets.opt_student, lr)
     t0 = time.perf_counter()
     x = nets.x
     if train_mask is not None and not train_mask.all():
@@ -150,7 +152,7 @@ def _student_train(run: Run, targets: np.ndarray, mode: str, weights: np.ndarray
         run.progress)
     run.state.student_epoch += 1
     nets.student_changed()
-    return {**losses, "train_seconds": time.perf_counter() - t0}
+    return {**losses, "student_lr": lr, "train_seconds": time.perf_counter() - t0}
 
 
 def warmup_step(run: Run):
@@ -286,7 +288,7 @@ def _precision_estimates(run: Run, refined: np.ndarray, estimate: NoiseEstimate)
     point, low, high = precision_interval(refined, run.given, estimate)
     return {"refined_precision_estimate": point, "refined_precision_low": low, "refined_precision_high": high,
             "given_precision_estimate": precision_interval(run.given, run.given, estimate)[0],
-            "evidence_weight": estimate.evidence}
+            "evidence_weight": estimate.evidence, "noise_found": estimate.noise_found}
 
 
 def _pack(run: Run, **parts) -> dict:
