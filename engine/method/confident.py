@@ -168,8 +168,9 @@ def project_to_simplex(rows: np.ndarray) -> np.ndarray:
     return np.clip(rows - theta[:, None], 0.0, None)
 
 
-def clean_probabilities(probs: np.ndarray, transition: np.ndarray) -> np.ndarray:
-    """``pi (N, C)``: P(true class | x) from ``P~ = pi T``, projected onto the simplex.
+def clean_probabilities(probs: np.ndarray, transition: np.ndarray, sharpness: float = 1.0) -> np.ndarray:
+    """``pi (N, C)``: P(true class | x) from ``P~ = pi T``, projected onto the simplex, then raised to
+    ``sharpness`` and renormalised (:func:`fit_sharpness`; 1: as projected).
 
     ``P~ T^-1`` already sums to 1 per row but has negative entries where the
     vote's sampling noise pushes a class below its noise floor. Clipping
@@ -180,27 +181,64 @@ def clean_probabilities(probs: np.ndarray, transition: np.ndarray) -> np.ndarray
     instead (0.88 there; docs/ALGORITHM.md).
     """
     probs = np.asarray(probs, dtype=np.float64)
-    return project_to_simplex(probs @ np.linalg.pinv(np.asarray(transition, dtype=np.float64)))
+    return _sharpen(project_to_simplex(probs @ np.linalg.pinv(np.asarray(transition, dtype=np.float64))), sharpness)
+
+
+def _sharpen(pi: np.ndarray, sharpness: float) -> np.ndarray:
+    if sharpness == 1.0:
+        return pi
+    z = np.where(pi > 0, np.power(np.maximum(pi, 1e-300), sharpness), 0.0)
+    return z / z.sum(1, keepdims=True)
+
+
+SHARPNESS_RANGE = (0.25, 8.0)  # fitted sharpness bounds: from much flatter to much sharper than the projection
+
+
+def fit_sharpness(probs: np.ndarray, transition: np.ndarray, given: np.ndarray) -> float:
+    """The exponent ``s`` of the clean probabilities that best predicts the given labels through the noise.
+
+    ``P(given | x) = sum_c pi_s[c] T[c, given]`` with ``pi_s ∝ pi ** s``; ``s``
+    maximises the likelihood of the given labels (bounded by ``SHARPNESS_RANGE``).
+    This is temperature scaling (Guo et al. 2017) calibrated on noisy labels
+    through the estimated transition. ``pi`` from the vote is too flat where the
+    vote's sampling noise meets the noise floor: digits at 40% symmetric noise,
+    ``s`` = 1.4, and the refined labels' estimated precision goes from 0.935 to
+    0.963 (true 0.970; docs/ALGORITHM.md).
+    """
+    from scipy.optimize import minimize_scalar
+
+    given = np.asarray(given, dtype=np.int64)
+    transition = np.asarray(transition, dtype=np.float64)
+    pi = clean_probabilities(probs, transition)
+    rows = np.arange(len(given))
+    to_given = transition[:, given].T  # (N, C): T[c, given_i]
+
+    def nll(sharpness: float) -> float:
+        return -float(np.mean(np.log(np.sum(_sharpen(pi, sharpness) * to_given, 1) + 1e-12)))
+
+    fit = minimize_scalar(nll, bounds=SHARPNESS_RANGE, method="bounded", options={"xatol": 1e-3})
+    return float(fit.x) if nll(float(fit.x)) < nll(1.0) else 1.0
 
 
 def label_posterior(probs: np.ndarray, transition: np.ndarray, given: np.ndarray,
-                    evidence: float = 1.0) -> np.ndarray:
+                    evidence: float = 1.0, sharpness: float = 1.0) -> np.ndarray:
     """``post (N, C)``: P(true class = c | x, given label), rows summing to 1.
 
     ``post[i, c] ∝ pi[i, c] T[c, given_i] ** evidence``; ``evidence`` 1 is
     Bayes' rule under class-conditional noise, smaller values trust the given
-    label less (see :func:`evidence_weight`). A row where that is 0 everywhere
-    falls back to ``pi``.
+    label less (see :func:`evidence_weight`); ``pi`` with ``sharpness``
+    (:func:`fit_sharpness`). A row where that is 0 everywhere falls back to ``pi``.
     """
     given = np.asarray(given, dtype=np.int64)
-    pi = clean_probabilities(probs, transition)
+    pi = clean_probabilities(probs, transition, sharpness)
     likelihood = np.clip(np.asarray(transition, dtype=np.float64)[:, given].T, 1e-12, None)  # (N, C)
     post = pi * likelihood ** evidence
     total = post.sum(1, keepdims=True)
     return np.where(total > 0, post / np.maximum(total, 1e-12), pi)
 
 
-def evidence_weight(probs: np.ndarray, transition: np.ndarray, given: np.ndarray, rate: float) -> float:
+def evidence_weight(probs: np.ndarray, transition: np.ndarray, given: np.ndarray, rate: float,
+                    sharpness: float = 1.0) -> float:
     """The weight in [0, 1] of the given label's evidence that makes the posterior agree with the joint.
 
     The neighbours' votes of a wrongly labelled sample still lean to its given
@@ -218,7 +256,7 @@ def evidence_weight(probs: np.ndarray, transition: np.ndarray, given: np.ndarray
     target = 1.0 - rate
 
     def gap(weight: float) -> float:
-        return float(np.mean(label_posterior(probs, transition, given, weight)[rows, given]) - target)
+        return float(np.mean(label_posterior(probs, transition, given, weight, sharpness)[rows, given]) - target)
 
     low, high = gap(0.0), gap(1.0)
     if high <= 0:
@@ -243,6 +281,8 @@ class NoiseEstimate:
         ``T[true, given]``.
     evidence : float
         The given label's evidence weight (:func:`evidence_weight`).
+    sharpness : float
+        The clean probabilities' exponent (:func:`fit_sharpness`).
     posterior : np.ndarray, shape (N, C), float32
         ``post[i, c]`` = P(true class c | x_i, given_i), rounded to float16
         values: the steps store it as float16 and the rules use it as stored,
@@ -250,8 +290,8 @@ class NoiseEstimate:
     probs : np.ndarray, shape (N, C)
         The out-of-sample ``P~`` it came from.
     boot_transitions : np.ndarray, shape (B, C, C)
-        ``T`` of each bootstrap resample, and ``boot_evidence (B,)`` its
-        evidence weight (for the precision intervals).
+        ``T`` of each bootstrap resample, ``boot_evidence (B,)`` its
+        evidence weight and ``boot_sharpness (B,)`` its sharpness (for the precision intervals).
     seed : int
         Seed of the resamples (the same draws for every interval of a run).
     noise_found : bool
@@ -273,6 +313,8 @@ class NoiseEstimate:
     boot_evidence: np.ndarray
     seed: int
     noise_found: bool = True
+    sharpness: float = 1.0
+    boot_sharpness: np.ndarray | None = None
 
 
 def _joint(given: np.ndarray, probs: np.ndarray, num_classes: int) -> np.ndarray:
@@ -292,22 +334,25 @@ def estimate_noise(given: np.ndarray, probs: np.ndarray, seed: int, rounds: int 
     num_classes = probs.shape[1]
     joint = _joint(given, probs, num_classes)
     rate, transition = noise_rate_from_joint(joint), transition_from_joint(joint)
-    boot_rates, boot_t, boot_e = [], [], []
+    boot_rates, boot_t, boot_e, boot_s = [], [], [], []
     for idx in _resamples(len(given), seed, rounds):
         q = _joint(given[idx], probs[idx], num_classes)
         boot_rates.append(noise_rate_from_joint(q))
         boot_t.append(transition_from_joint(q))
-        boot_e.append(evidence_weight(probs[idx], boot_t[-1], given[idx], boot_rates[-1]))
+        boot_s.append(fit_sharpness(probs[idx], boot_t[-1], given[idx]))
+        boot_e.append(evidence_weight(probs[idx], boot_t[-1], given[idx], boot_rates[-1], boot_s[-1]))
     low, high = _interval(boot_rates, rate)
-    evidence = evidence_weight(probs, transition, given, rate)
+    sharpness = fit_sharpness(probs, transition, given)
+    evidence = evidence_weight(probs, transition, given, rate, sharpness)
     noise_found = low > 0
     if noise_found:
-        posterior = label_posterior(probs, transition, given, evidence).astype(np.float16).astype(np.float32)
+        posterior = label_posterior(probs, transition, given, evidence, sharpness)
+        posterior = posterior.astype(np.float16).astype(np.float32)
     else:
         posterior = no_noise_posterior(given, num_classes)
     return NoiseEstimate(rate, low, high, joint, transition, evidence, posterior, probs,
                          np.array(boot_t).reshape(-1, num_classes, num_classes), np.array(boot_e, dtype=np.float64),
-                         seed, noise_found)
+                         seed, noise_found, sharpness, np.array(boot_s, dtype=np.float64))
 
 
 def no_noise_posterior(given: np.ndarray, num_classes: int) -> np.ndarray:
@@ -360,8 +405,10 @@ def precision_interval(labels: np.ndarray, given: np.ndarray, estimate: NoiseEst
         return point, point, point
     values = []
     draws = _resamples(len(labels), estimate.seed, len(estimate.boot_transitions))
-    for idx, transition, evidence in zip(draws, estimate.boot_transitions, estimate.boot_evidence):
-        post = label_posterior(estimate.probs[idx], transition, given[idx], evidence)
+    sharpness = estimate.boot_sharpness if estimate.boot_sharpness is not None else np.ones(len(estimate.boot_evidence))
+    for idx, transition, evidence, exponent in zip(draws, estimate.boot_transitions, estimate.boot_evidence,
+                                                   sharpness):
+        post = label_posterior(estimate.probs[idx], transition, given[idx], evidence, exponent)
         values.append(estimated_precision(labels[idx], post))
     if not values:
         return point, point, point
