@@ -96,6 +96,11 @@ def test_a_joint_that_cannot_tell_noise_from_none_changes_no_label():
     found = cf.estimate_noise(given, probs, seed=0, rounds=50)
     assert found.noise_found and found.rate_low > 0
     assert found.posterior[7].argmax() == 2 and found.posterior[50].argmax() == 0
+    # a later step's estimate that finds noise where stage 0's found none is gated: the given labels again
+    gated = cf.gated_by(found, estimate, given)
+    assert not gated.noise_found and gated.rate == found.rate
+    np.testing.assert_array_equal(gated.posterior, estimate.posterior)
+    assert cf.gated_by(found, found, given) is found and cf.gated_by(estimate, found, given) is estimate
 
 
 def test_neighbour_votes_exclude_self_and_weigh_edges():

@@ -10,7 +10,6 @@ its metrics line (:mod:`engine.rundir.fields`). The label rules are
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,7 +20,7 @@ from ..method.ambiguity import (centre_similarity, class_centres, label_centre_w
                                 train_weight_net)
 from ..method.graph import Graph, build_graph, neighbour_vote_agreement
 from ..method.metrics import label_metrics
-from ..method.confident import NoiseEstimate, no_noise_posterior, precision_interval
+from ..method.confident import NoiseEstimate, gated_by, precision_interval
 from ..method.propagate import propagate
 from ..method.select import loss_cutoff, small_loss_mask
 from ..method.training import ramped_lr, scheduled_lr, set_lr, student_epoch, train_epoch
@@ -196,8 +195,7 @@ def _refinery(run: Run, mutual: bool):
     clamped, outliers = run.review_clamps()  # reviewed labels count as easy, fixed seeds
     t_est = time.perf_counter()
     estimate = graph_estimate(build_graph(before.features, cfg.graph), run.given, C, cfg, STEP_BOOTSTRAP)
-    if not nets.teacher_estimate().noise_found:  # stage 0 found no noise: no later step changes a given label
-        estimate = replace(estimate, posterior=no_noise_posterior(run.given, C), noise_found=False)
+    estimate = gated_by(estimate, nets.teacher_estimate(), run.given)  # no noise at stage 0: none later
     t_est = time.perf_counter() - t_est
     calibrated = cfg.relabel_rule == "calibrated" and cfg.noise_rate is None
     labeller = "student"
