@@ -87,7 +87,8 @@ def sweep_row(dataset: str, noise: str, seed: int, root: Path, cifar: Path = CIF
             "prec_est": ours["refined_precision_estimate"], "prec_low": ours["refined_precision_low"],
             "prec_high": ours["refined_precision_high"], "student_ours": ours["student_test_accuracy"],
             "student_authors": authors["student_test_accuracy"], "student_ce": ce.get("student_test_accuracy"),
-            "awe_auroc_ours": ours["awe_auroc"], "lowest_ours": ours["lowest_after_warmup"], "lowest_authors": authors["lowest_after_warmup"],
+            "awe_auroc_ours": ours["awe_auroc"], "lowest_ours": ours["lowest_after_warmup"],
+            "lowest_authors": authors["lowest_after_warmup"],
             "seconds": ours["wall_seconds"] + authors["wall_seconds"] + ce.get("wall_seconds", 0.0),
             "schedule": "short" if short and dataset == "cifar10-small" else "default"}
 
