@@ -24,11 +24,13 @@ Algorithm
    bootstrap resamples of the samples (basic bootstrap, ``LEVEL``).
 4. Posterior of the true class given the sample *and* its given label, under
    class-conditional noise: the clean class probabilities ``pi = P~ T^-1``
-   (since ``P~ = pi T``), clipped to >= 0 and renormalised; then
-   ``post[i, c] ∝ pi[i, c] T[c, given_i] ** e`` (Bayes' rule for ``e = 1``:
-   the given label is evidence). ``e`` in [0, 1] is chosen so that the
-   posterior's mean support of the given labels equals the joint's ``1 - r``
-   (:func:`evidence_weight`).
+   (since ``P~ = pi T``), projected onto the simplex and sharpened by an
+   exponent fitted by maximum likelihood of the given labels through ``T``
+   (:func:`fit_sharpness`); then ``post[i, c] ∝ pi[i, c] T[c, given_i] ** e``
+   (Bayes' rule for ``e = 1``: the given label is evidence). ``e`` in [0, 1]
+   is chosen so that the posterior's mean support of the given labels equals
+   the joint's ``1 - r`` (:func:`evidence_weight`). When the rate's interval
+   reaches 0 the posterior is the given labels (:func:`no_noise_posterior`).
 5. The estimated precision of a labelling ``l`` is ``mean_i post[i, l_i]``
    (its expected share of right labels, if ``post`` is calibrated), bias-
    corrected with the bootstrap (each resample re-estimates ``T``, ``e`` and
@@ -374,7 +376,7 @@ def no_noise_posterior(given: np.ndarray, num_classes: int) -> np.ndarray:
     A joint whose interval reaches 0 rests on a handful of samples counted as
     confidently another class, and each of them is then the main evidence
     for its own change: at 0% noise on digits, one true 5 among 9s in the
-    student's features made ``T[9, 5]`` 1/1437, and the posterior moved it to
+    student's features made ``Q[5, 9]`` 1/1437, and the posterior moved it to
     9 (docs/ALGORITHM.md). Without evidence that any label is wrong, none is changed.
     """
     given = np.asarray(given, dtype=np.int64)
@@ -418,7 +420,9 @@ def precision_interval(labels: np.ndarray, given: np.ndarray, estimate: NoiseEst
         return point, point, point
     values = []
     draws = _resamples(len(labels), estimate.seed, len(estimate.boot_transitions))
-    sharpness = estimate.boot_sharpness if estimate.boot_sharpness is not None else np.ones(len(estimate.boot_evidence))
+    sharpness = estimate.boot_sharpness
+    if sharpness is None:
+        sharpness = np.ones(len(estimate.boot_evidence))
     for idx, transition, evidence, exponent in zip(draws, estimate.boot_transitions, estimate.boot_evidence,
                                                    sharpness):
         post = label_posterior(estimate.probs[idx], transition, given[idx], evidence, exponent)
