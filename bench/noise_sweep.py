@@ -1,14 +1,18 @@
 """Noise sweep: does the method do no harm, and does it know how well it went without the truth?
 
     .venv/bin/python bench/noise_sweep.py [--datasets digits] [--seeds 0] [--kinds symmetric instance]
-        [--rates 0 0.05 0.1 0.2 0.4] [--threads 1] [--results FILE] [--table-only]
+        [--rates 0 0.05 0.1 0.2 0.4] [--threads 1] [--results FILE] [--table-only] [--short] [--no-ce]
 
 Per dataset, noise and seed it trains three runs, one after the other: AML-KD
 with our calibrated relabel rule (default), AML-KD with the authors' rule
 (``--relabel-rule authors``, the same teacher loaded from the first run's
 checkpoint), and CE on the noisy labels. Each finished row is appended to
 ``--results`` (JSON lines), so an interrupted sweep keeps its rows and
-``--table-only`` prints them again.
+``--table-only`` prints them again. cifar10-small needs
+``../shared/data/cifar10-small`` (or ``--cifar DIR``); without it its rows
+are skipped with one line. ``--short`` trains cifar10-small on a short
+schedule (teacher 5 epochs, student 1 + 3 + 1, the rate ramp 1 epoch) for a
+busy CPU; ``--no-ce`` leaves out the CE run (its column shows -).
 
 Columns: given precision; refined precision with our rule and the authors',
 after stage 0 and at the end; noise-rate estimate against the true rate;
@@ -27,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -37,7 +42,9 @@ from engine.method.config import RunConfig, defaults_for_teacher  # noqa: E402
 from engine.rundir.store import RunStore  # noqa: E402
 from engine.steps.run import Run  # noqa: E402
 
-DATASETS = {"digits": "digits", "cifar10-small": "folder:/work/shared/data/cifar10-small"}
+DATASETS = {"digits": "digits", "cifar10-small": "folder:{cifar}"}
+CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-small"
+SHORT = {"teacher_epochs": 5, "warmup_epochs": 1, "refine_epochs": 3, "mutual_epochs": 1}  # --short, cifar10-small
 TOLERANCE = 0.03
 MARGIN = 0.005
 
@@ -54,21 +61,24 @@ def train(out: Path, config: RunConfig) -> dict:
             "lowest_after_warmup": min(after) if after else None}
 
 
-def base_config(dataset: str, noise: str, seed: int) -> RunConfig:
-    config = RunConfig(dataset=DATASETS[dataset], noise=noise, seed=seed)
+def base_config(dataset: str, noise: str, seed: int, cifar: Path = CIFAR, short: bool = False) -> RunConfig:
+    config = RunConfig(dataset=DATASETS[dataset].format(cifar=cifar), noise=noise, seed=seed)
     if dataset == "cifar10-small":
         schedule, train_cfg = defaults_for_teacher("cifar-small-teacher")
+        if short:
+            schedule, train_cfg = replace(schedule, **SHORT), replace(train_cfg, lr_ramp=1)
         config = config.with_changes(teacher="cifar-small-teacher", student="cifar-small-student",
                                      schedule=schedule, train=train_cfg)
     return config
 
 
-def sweep_row(dataset: str, noise: str, seed: int, root: Path) -> dict:
-    base = base_config(dataset, noise, seed)
+def sweep_row(dataset: str, noise: str, seed: int, root: Path, cifar: Path = CIFAR, short: bool = False,
+              with_ce: bool = True) -> dict:
+    base = base_config(dataset, noise, seed, cifar, short)
     ours = train(root / f"{dataset}-{noise}-{seed}-ours", base)
     authors = train(root / f"{dataset}-{noise}-{seed}-authors", base.with_changes(
         relabel_rule="authors", teacher_checkpoint=str(root / f"{dataset}-{noise}-{seed}-ours" / "checkpoint.pt")))
-    ce = train(root / f"{dataset}-{noise}-{seed}-ce", base.with_changes(method="ce"))
+    ce = train(root / f"{dataset}-{noise}-{seed}-ce", base.with_changes(method="ce")) if with_ce else {}
     return {"dataset": dataset, "noise": noise, "seed": seed, "given": ours["given_label_precision"],
             "ours_stage0": ours["stage0_precision"], "ours_end": ours["refined_label_precision"],
             "authors_stage0": authors["stage0_precision"], "authors_end": authors["refined_label_precision"],
@@ -76,9 +86,11 @@ def sweep_row(dataset: str, noise: str, seed: int, root: Path) -> dict:
             "rate_high": ours["noise_rate_high"], "rate_true": ours["noise_rate_true"],
             "prec_est": ours["refined_precision_estimate"], "prec_low": ours["refined_precision_low"],
             "prec_high": ours["refined_precision_high"], "student_ours": ours["student_test_accuracy"],
-            "student_authors": authors["student_test_accuracy"], "student_ce": ce["student_test_accuracy"],
-            "awe_auroc_ours": ours["awe_auroc"], "lowest_ours": ours["lowest_after_warmup"], "lowest_authors": authors["lowest_after_warmup"],
-            "seconds": ours["wall_seconds"] + authors["wall_seconds"] + ce["wall_seconds"]}
+            "student_authors": authors["student_test_accuracy"], "student_ce": ce.get("student_test_accuracy"),
+            "awe_auroc_ours": ours["awe_auroc"], "lowest_ours": ours["lowest_after_warmup"],
+            "lowest_authors": authors["lowest_after_warmup"],
+            "seconds": ours["wall_seconds"] + authors["wall_seconds"] + ce.get("wall_seconds", 0.0),
+            "schedule": "short" if short and dataset == "cifar10-small" else "default"}
 
 
 def noise_level(noise: str) -> float:
@@ -108,7 +120,7 @@ def table(rows: list[dict]) -> str:
             f"{r['ours_end']:.3f} | {r['authors_stage0']:.3f} | {r['authors_end']:.3f} | "
             f"{r['rate_est']:.3f} [{r['rate_low']:.3f}, {r['rate_high']:.3f}] | {r['rate_true']:.3f} | "
             f"{r['prec_est']:.3f} [{r['prec_low']:.3f}, {r['prec_high']:.3f}] | {r['ours_end']:.3f} | "
-            f"{r['student_ours']:.3f} / {r['student_authors']:.3f} / {r['student_ce']:.3f} | "
+            f"{r['student_ours']:.3f} / {r['student_authors']:.3f} / {_number(r['student_ce'])} | "
             f"{r['lowest_ours']:.3f} / {r['lowest_authors']:.3f} | {_number(r.get('awe_auroc_ours'))} | "
             f"{', '.join(missed) or '-'} |")
     return "\n".join(lines)
@@ -138,19 +150,25 @@ def main(argv=None) -> int:
     p.add_argument("--root", default="/tmp/noise_sweep", help="where the runs go")
     p.add_argument("--results", default="/tmp/noise_sweep.jsonl", help="rows, one JSON line each (appended)")
     p.add_argument("--table-only", action="store_true", help="print the rows in --results, train nothing")
+    p.add_argument("--cifar", default=str(CIFAR), help="cifar10-small's folder (train/ and test/ image folders)")
+    p.add_argument("--short", action="store_true", help="cifar10-small on a short schedule (busy CPU)")
+    p.add_argument("--no-ce", action="store_true", help="leave out the CE runs")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     results = Path(a.results)
     if not a.table_only:
         done = {(r["dataset"], r["noise"], r["seed"]) for r in _read(results)}
         for dataset in a.datasets:
+            if dataset == "cifar10-small" and not (Path(a.cifar) / "train").is_dir():
+                print(f"  cifar10-small skipped: no {Path(a.cifar) / 'train'} (give --cifar DIR)", flush=True)
+                continue
             for kind in a.kinds:
                 for rate in a.rates:
                     for seed in a.seeds:
                         noise = f"{kind}:{rate:g}"
                         if (dataset, noise, seed) in done:
                             continue
-                        row = sweep_row(dataset, noise, seed, Path(a.root))
+                        row = sweep_row(dataset, noise, seed, Path(a.root), Path(a.cifar), a.short, not a.no_ce)
                         with results.open("a") as f:
                             f.write(json.dumps(row) + "\n")
                         print(f"  {dataset} {noise} seed {seed}: given {row['given']:.3f} ours {row['ours_end']:.3f}"

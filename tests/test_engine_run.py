@@ -54,6 +54,11 @@ def test_phase_sequence_and_one_snapshot_per_step(tmp_path):
     assert 0 < snap["easy"].sum() < small_loss.sum()
     assert snap["neighbor_idx"].shape == (n, 20) and snap["features"].shape[0] == n
     assert np.all((snap["weight"] > 0) & (snap["weight"] < 1))
+    # the student's rate: cosine over its 6 epochs; the 3 epochs after the warm-up ramp up by 1/4, 2/4, 3/4
+    cosine = [0.5 * 0.05 * (1 + np.cos(np.pi * e / 6)) for e in range(6)]
+    ramp = [1, 1 / 4, 2 / 4, 3 / 4, 1, 1]
+    lrs = [m["student_lr"] for m in store.metrics() if "student_lr" in m]
+    np.testing.assert_allclose(lrs, np.array(cosine) * ramp)
     mutual = [m for m in store.metrics() if m["phase"] == "mutual"]
     # the first mutual epoch may take the student's graph, if it agrees with the labels at least as well
     first = mutual[0]

@@ -107,3 +107,10 @@ def test_clamps_fix_reviewed_seeds_and_silence_outliers():
     np.testing.assert_array_equal(out_easy, [False, True, True, False])
     np.testing.assert_array_equal(train, [True, True, True, False])
     assert seeds[1].tolist() == [0.5] * 3  # inputs untouched
+
+
+def test_the_learning_rate_ramps_up_linearly_after_a_change_of_objective():
+    from engine.method.training import ramped_lr
+
+    assert [ramped_lr(0.04, e, 3) for e in range(5)] == pytest.approx([0.01, 0.02, 0.03, 0.04, 0.04])
+    assert ramped_lr(0.04, 0, 0) == 0.04 and ramped_lr(0.04, -2, 3) == pytest.approx(0.01)

@@ -310,6 +310,11 @@ class TrainConfig:
                                   why="enough for the small network to settle every epoch")
     awe_lr: float = setting(0.01, "--awe-lr", "learning rate (Adam) of the AWE weight network", low=0,
                             low_open=True, ui=(1e-4, 1.0, 0.001), why="Adam's usual step for a small network")
+    lr_ramp: int = setting(3, "--lr-ramp", "AML-KD: the first student epochs after the warm-up whose learning rate "
+                           "ramps up linearly to the schedule's (1/(n+1), 2/(n+1), ... of it); 0: none", "int", low=0,
+                           ui=(0, 100, 1),
+                           why="the refine stage changes the labels and the loss at once: at full rate the student's "
+                               "test accuracy dipped for an epoch or two (docs/ALGORITHM.md)")
     lr_schedule: str = setting("cosine", "--lr-schedule", "cosine annealing, or step decay x0.1 at 5/8, 3/4 and 7/8 "
                                "of the epochs", "choice", choices=LR_SCHEDULES,
                                why="cosine for the small pairs; the paper's WRN pair takes the authors' step decay "

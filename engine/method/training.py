@@ -66,6 +66,14 @@ def scheduled_lr(base_lr: float, epoch: int, total_epochs: int, schedule: str = 
     return step_lr(base_lr, epoch, total_epochs) if schedule == "step" else cosine_lr(base_lr, epoch, total_epochs)
 
 
+def ramped_lr(lr: float, epochs_in: int, ramp: int) -> float:
+    """``lr`` times ``(epochs_in + 1) / (ramp + 1)`` for the first ``ramp`` epochs of a stage, then ``lr``: a linear
+    warm-up of the rate after the objective changes (Goyal et al. 2017, "Accurate, large minibatch SGD", Sec. 2.2)."""
+    if ramp <= 0 or epochs_in >= ramp:
+        return lr
+    return lr * (max(epochs_in, 0) + 1) / (ramp + 1)
+
+
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                            weight_decay=cfg.weight_decay, nesterov=True)

@@ -97,6 +97,7 @@ METRICS_FIELDS: tuple[Field, ...] = (
     Field("student_test_accuracy", "float|null", "student accuracy on the test split", _ST),
     Field("student_train_accuracy", "float|null", "student accuracy on the training samples against the truth",
           _ST),
+    Field("student_lr", "float", "the student's learning rate in the epoch (schedule and ramp)", _ST),
     Field("loss_ce", "float", "CE term of the epoch", _ST),
     Field("loss_mixup", "float", "mixup CE term", _ST),
     Field("loss_kd", "float", "KD term on mixed inputs", _ST),
@@ -118,6 +119,9 @@ METRICS_FIELDS: tuple[Field, ...] = (
     Field("refined_precision_high", "float", "upper end of that interval", "handlers (aml-kd phases)"),
     Field("evidence_weight", "float", "weight of the given label's evidence in the posterior (engine.method."
                                       "confident.evidence_weight)", "handlers (aml-kd phases)"),
+    Field("noise_found", "bool", "the step's noise estimate tells its rate from 0 (the lower end of its interval is "
+                                 "above 0); if not, its posterior is the given labels and no given label changes",
+          "handlers (aml-kd phases)"),
     Field("seed_labeller", "str", "student or teacher: whose predictions seeded the not-easy samples", _R),
     Field("kept_previous", "bool", "the calibrated rule kept the previous labels: the step's estimated "
                                    "precision fell", _R),

@@ -20,10 +20,10 @@ from ..method.ambiguity import (centre_similarity, class_centres, label_centre_w
                                 train_weight_net)
 from ..method.graph import Graph, build_graph, neighbour_vote_agreement
 from ..method.metrics import label_metrics
-from ..method.confident import NoiseEstimate, precision_interval
+from ..method.confident import NoiseEstimate, gated_by, precision_interval
 from ..method.propagate import propagate
 from ..method.select import loss_cutoff, small_loss_mask
-from ..method.training import scheduled_lr, set_lr, student_epoch, train_epoch
+from ..method.training import ramped_lr, scheduled_lr, set_lr, student_epoch, train_epoch
 from ..rundir import snapshot
 from . import checkpoint as ckpt
 from . import distributed
@@ -141,8 +141,10 @@ def _student_train(run: Run, targets: np.ndarray, mode: str, weights: np.ndarray
                    train_mask: np.ndarray | None = None) -> dict:
     """One student epoch; samples outside ``train_mask`` (reviewed outliers) sit it out."""
     cfg, nets = run.config, run.nets
-    set_lr(nets.opt_student, scheduled_lr(cfg.train.lr, run.state.student_epoch, cfg.schedule.student_epochs,
-                                          cfg.train.lr_schedule))
+    lr = scheduled_lr(cfg.train.lr, run.state.student_epoch, cfg.schedule.student_epochs, cfg.train.lr_schedule)
+    if mode == "refine":  # the refine and mutual stages ramp up from the warm-up (docs/ALGORITHM.md)
+        lr = ramped_lr(lr, run.state.student_epoch - cfg.schedule.warmup_epochs, cfg.train.lr_ramp)
+    set_lr(nets.opt_student, lr)
     t0 = time.perf_counter()
     x = nets.x
     keep = None
@@ -161,7 +163,7 @@ def _student_train(run: Run, targets: np.ndarray, mode: str, weights: np.ndarray
             run.progress)
     run.state.student_epoch += 1
     nets.student_changed()
-    return {**losses, "train_seconds": time.perf_counter() - t0}
+    return {**losses, "student_lr": lr, "train_seconds": time.perf_counter() - t0}
 
 
 def warmup_step(run: Run):
@@ -204,6 +206,7 @@ def _refinery(run: Run, mutual: bool):
     clamped, outliers = run.review_clamps()  # reviewed labels count as easy, fixed seeds
     t_est = time.perf_counter()
     estimate = graph_estimate(build_graph(before.features, cfg.graph), run.given, C, cfg, STEP_BOOTSTRAP)
+    estimate = gated_by(estimate, nets.teacher_estimate(), run.given)  # no noise at stage 0: none later
     t_est = time.perf_counter() - t_est
     calibrated = cfg.relabel_rule == "calibrated" and cfg.noise_rate is None
     labeller = "student"
@@ -298,7 +301,7 @@ def _precision_estimates(run: Run, refined: np.ndarray, estimate: NoiseEstimate)
     point, low, high = precision_interval(refined, run.given, estimate)
     return {"refined_precision_estimate": point, "refined_precision_low": low, "refined_precision_high": high,
             "given_precision_estimate": precision_interval(run.given, run.given, estimate)[0],
-            "evidence_weight": estimate.evidence}
+            "evidence_weight": estimate.evidence, "noise_found": estimate.noise_found}
 
 
 def _pack(run: Run, **parts) -> dict:
