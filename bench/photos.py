@@ -46,8 +46,12 @@ CIFAR = REPO.parent / "shared" / "data" / "cifar10-small" / "train"
 FLIPS = (None, Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.FLIP_TOP_BOTTOM, Image.Transpose.ROTATE_180)
 
 
-def make_photos(root: Path, n: int, side: int) -> Path:
-    """``root/train/<class>/`` with ``n`` JPEGs of ``side`` pixels from cifar10-small (made once)."""
+def make_photos(root: Path, n: int, side: int, source: Path | None = None) -> Path:
+    """``root/train/<class>/`` with ``n`` JPEGs of ``side`` pixels from cifar10-small (made once).
+
+    File ``i`` is the same at every size, so a smaller set is hard links to the first ``n`` files of a larger
+    one made already (``source``, same ``side``): the sizes share their disk and page cache.
+    """
     done = root / f".done-{n}-{side}"
     if done.exists():
         return root
@@ -59,6 +63,12 @@ def make_photos(root: Path, n: int, side: int) -> Path:
         src, flip = sources[i % len(sources)], FLIPS[(i // len(sources)) % len(FLIPS)]
         out = root / "train" / src.parent.name / f"{i:06d}.jpg"
         out.parent.mkdir(parents=True, exist_ok=True)
+        if out.exists():
+            continue
+        made = None if source is None else source / "train" / src.parent.name / f"{i:06d}.jpg"
+        if made is not None and made.exists():
+            os.link(made, out)
+            continue
         with Image.open(src) as img:
             img = img.convert("RGB").resize((side, side), Image.Resampling.BICUBIC)
             (img.transpose(flip) if flip is not None else img).save(out, quality=90)
@@ -198,8 +208,9 @@ def main() -> None:
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), TORCH_HOME=str(home))
     sizes = [int(s) for s in a.sizes.split(",")]
     rows = []
+    largest = make_photos(work / f"photos-{max(sizes)}", max(sizes), a.side)
     for n in sizes:
-        folder = make_photos(work / f"photos-{n}", n, a.side)
+        folder = make_photos(work / f"photos-{n}", n, a.side, source=largest)
         rss = None if a.skip_rss else peak_rss_mb(folder, work / f"run-{n}", a.threads, env)
         rows.append((n, rss))
     folder = work / f"photos-{sizes[0]}"
@@ -213,7 +224,7 @@ def main() -> None:
         speed["train engine"] = engine_train_images_per_second(paths, labels, arch, a.batches, a.batch_size, a.workers)
         speed["train bare"] = bare_images_per_second(paths, labels, arch, a.batches, a.batch_size, a.workers, True)
     n_feat = min(len(paths), a.batch_size * (a.batches + 1))
-    feat_folder = make_photos(work / f"photos-{n_feat}", n_feat, a.side)
+    feat_folder = make_photos(work / f"photos-{n_feat}", n_feat, a.side, source=largest)
     speed["features engine"] = engine_features_images_per_second(feat_folder, n_feat, a.batch_size)
     speed["features bare"] = bare_images_per_second(paths, labels, "resnet18", a.batches, a.batch_size, a.workers,
                                                     False)

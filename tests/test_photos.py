@@ -199,8 +199,11 @@ def test_a_frozen_teacher_trains_only_its_head_on_features_cached_in_the_run(sma
     assert all(torch.equal(backbone_before[k], after[k]) for k in backbone_before)
     assert not torch.equal(head_before, run.teacher.head.weight)
     stamp = run.store.backbone_features_path.stat().st_mtime_ns
+    calls = []
+    run.teacher.backbone.register_forward_hook(lambda *_: calls.append(1))
     run.run_until(None)
     assert run.store.backbone_features_path.stat().st_mtime_ns == stamp  # computed once per run
+    assert run.state.student_epoch > 0 and calls == []  # the student's KD reads the cached features too
     assert run.store.summary()["teacher"] == "torchvision:resnet18"
 
 

@@ -138,13 +138,13 @@ def _student_train(run: Run, targets: np.ndarray, mode: str, weights: np.ndarray
     set_lr(nets.opt_student, scheduled_lr(cfg.train.lr, run.state.student_epoch, cfg.schedule.student_epochs,
                                           cfg.train.lr_schedule))
     t0 = time.perf_counter()
-    x = nets.x
+    x, keep = nets.x, None
     if train_mask is not None and not train_mask.all():
         keep = np.flatnonzero(train_mask)
         x, targets = x[torch.as_tensor(keep, device=nets.device)], targets[keep]
         weights = None if weights is None else weights[keep]
     losses = student_epoch(
-        nets.student, nets.teacher, nets.opt_student, x, torch.as_tensor(targets, device=nets.device),
+        nets.student, nets.kd_teacher(keep), nets.opt_student, x, torch.as_tensor(targets, device=nets.device),
         cfg.train, mode, run.rng, run.generator,
         None if weights is None else torch.as_tensor(weights, device=nets.device), run.dataset.augment,
         run.progress)
