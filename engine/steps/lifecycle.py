@@ -8,7 +8,9 @@ noise matrix, the image folder or uploaded archive's files). Opening a run
 applies the recorded threads and settings, so a resume typed without
 ``--threads`` gives the numbers of the uninterrupted run; it refuses a
 different ``--threads``, another device, and any input whose content
-changed, in one line naming it. Whoever creates or opens a run to train it
+changed, in one line naming it. A folder of photos is checked by one ``stat``
+per file when nothing changed (:func:`folder_stat_digest`), and by its
+contents only when something did. Whoever creates or opens a run to train it
 holds the run's lock (:mod:`engine.rundir.lock`) until :meth:`Run.close` or
 the end of its process.
 """
@@ -31,7 +33,8 @@ from . import checkpoint as ckpt
 if TYPE_CHECKING:  # pragma: no cover
     from .run import Run
 
-#: Files in a dataset folder above this many are digested by name, size and modification time only.
+#: Runs recorded before the stat digest: their folders above this many files were digested by name, size and
+#: modification time only (every folder is digested by content now, once, when its run is created).
 FOLDER_CONTENT_LIMIT = 20_000
 
 
@@ -210,8 +213,8 @@ def input_digests(config: RunConfig) -> dict:
 
 
 def digest(path: Path) -> dict:
-    """SHA-256 of a file's content; of a folder, of every file's relative path, size and content
-    (only path, size and modification time above :data:`FOLDER_CONTENT_LIMIT` files)."""
+    """What an input is now: a file's SHA-256 and size; a folder's content digest (every file's relative path,
+    size and content) and stat digest (:func:`folder_stat_digest`)."""
     path = Path(path)
     if path.is_file():
         h = hashlib.sha256()
@@ -221,14 +224,57 @@ def digest(path: Path) -> dict:
         return {"path": str(path), "sha256": h.hexdigest(), "bytes": path.stat().st_size}
     if not path.is_dir():
         return {"path": str(path), "sha256": None, "bytes": None}
-    files = sorted(p for p in path.rglob("*") if p.is_file())
-    by_content = len(files) <= FOLDER_CONTENT_LIMIT
+    files = _folder_files(path)
+    return {"path": str(path), "sha256": _folder_digest(path, files, by_content=True), "files": len(files),
+            "stat": folder_stat_digest(path, files)}
+
+
+def _folder_files(path: Path) -> list[Path]:
+    return sorted(p for p in path.rglob("*") if p.is_file())
+
+
+def _folder_digest(path: Path, files: list[Path], by_content: bool) -> str:
+    """Every file's relative path and size, and its content (else, in runs made before the stat digest, above
+    :data:`FOLDER_CONTENT_LIMIT` files, its modification time)."""
     h = hashlib.sha256()
     for f in files:
         stat = f.stat()
         h.update(f"{f.relative_to(path)}\0{stat.st_size}\0".encode())
         h.update(hashlib.sha256(f.read_bytes()).digest() if by_content else str(stat.st_mtime_ns).encode())
-    return {"path": str(path), "sha256": h.hexdigest(), "files": len(files)}
+    return h.hexdigest()
+
+
+def folder_stat_digest(path: Path, files: list[Path] | None = None) -> str:
+    """A digest of every file's relative path, size, modification and status-change time (one ``stat`` each,
+    nothing read): equal to the one recorded means no file was added, removed, written or replaced since.
+
+    The status-change time (``st_ctime_ns``) moves whenever a file's content or metadata is written and cannot be
+    set back by a user's tools (``touch -d``, ``cp -p`` and ``rsync -t`` set only the modification time), so an
+    edit that keeps size and modification time still shows. A differing stat digest is not a change by itself
+    (a copied or restored folder has new status-change times): the contents decide (:func:`check_inputs`).
+    """
+    h = hashlib.sha256()
+    for f in files if files is not None else _folder_files(path):
+        stat = f.stat()
+        h.update(f"{f.relative_to(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ctime_ns}\0".encode())
+    return h.hexdigest()
+
+
+def _unchanged(before: dict) -> dict | None:
+    """``None`` when the input recorded as ``before`` is as it was; else what it is now (its :func:`digest`).
+
+    A folder whose stat digest is the recorded one is unchanged without reading a file (opening a run of 40,000
+    photos stats them only); otherwise its contents are digested again and compared."""
+    path = Path(before["path"])
+    if "stat" in before and path.is_dir() and folder_stat_digest(path) == before["stat"]:
+        return None
+    if "files" in before and "stat" not in before and path.is_dir():  # recorded before the stat digest
+        files = _folder_files(path)
+        now = {"path": str(path), "files": len(files),
+               "sha256": _folder_digest(path, files, by_content=before["files"] <= FOLDER_CONTENT_LIMIT)}
+    else:
+        now = digest(path)
+    return None if now.get("sha256") == before.get("sha256") else now
 
 
 def check_inputs(store: RunStore, config: RunConfig, record: dict | None) -> None:
@@ -236,8 +282,8 @@ def check_inputs(store: RunStore, config: RunConfig, record: dict | None) -> Non
     if record is None:
         return
     for name, before in record.get("inputs", {}).items():
-        now = digest(Path(before["path"]))
-        if now.get("sha256") == before.get("sha256"):
+        now = _unchanged(before)
+        if now is None:
             continue
         flag = "--" + name.replace("_", "-")
         if now.get("sha256") is None:
