@@ -18,7 +18,9 @@ the end of its process.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
+from stat import S_ISREG
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -173,7 +175,9 @@ def apply_runtime(store: RunStore, record: dict | None, threads: int | None) -> 
                         f"trained with, which would change its numbers; leave out --threads (a resume uses "
                         f"{recorded}) or create a new run")
     torch.set_num_threads(recorded)
-    torch.use_deterministic_algorithms(bool(record.get("deterministic_algorithms", False)))
+    deterministic = bool(record.get("deterministic_algorithms", False))
+    if torch.are_deterministic_algorithms_enabled() != deterministic:  # setting it imports torch's compiler: seconds
+        torch.use_deterministic_algorithms(deterministic)
     torch.backends.cudnn.benchmark = bool(record.get("cudnn_benchmark", False))
     return recorded
 
@@ -229,22 +233,38 @@ def digest(path: Path) -> dict:
             "stat": folder_stat_digest(path, files)}
 
 
-def _folder_files(path: Path) -> list[Path]:
-    return sorted(p for p in path.rglob("*") if p.is_file())
+def _folder_files(path: Path) -> list[tuple[str, os.stat_result]]:
+    """``(relative path, stat)`` of every file under ``path`` (links followed, as ``Path.rglob`` and
+    ``is_file`` did), sorted by relative path."""
+    found = []
+    for dirpath, _, filenames in os.walk(path, followlinks=False):
+        prefix = os.path.relpath(dirpath, path)
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            try:
+                stat = os.stat(full)
+            except OSError:  # a dangling link: not a file
+                continue
+            if S_ISREG(stat.st_mode):
+                found.append((name if prefix == "." else os.path.join(prefix, name), stat))
+    return sorted(found, key=lambda item: item[0].split(os.sep))  # as Path objects sort: part by part
 
 
-def _folder_digest(path: Path, files: list[Path], by_content: bool) -> str:
+def _folder_digest(path: Path, files: list[tuple[str, os.stat_result]], by_content: bool) -> str:
     """Every file's relative path and size, and its content (else, in runs made before the stat digest, above
     :data:`FOLDER_CONTENT_LIMIT` files, its modification time)."""
     h = hashlib.sha256()
-    for f in files:
-        stat = f.stat()
-        h.update(f"{f.relative_to(path)}\0{stat.st_size}\0".encode())
-        h.update(hashlib.sha256(f.read_bytes()).digest() if by_content else str(stat.st_mtime_ns).encode())
+    for rel, stat in files:
+        h.update(f"{rel}\0{stat.st_size}\0".encode())
+        if by_content:
+            with open(os.path.join(path, rel), "rb") as fh:
+                h.update(hashlib.sha256(fh.read()).digest())
+        else:
+            h.update(str(stat.st_mtime_ns).encode())
     return h.hexdigest()
 
 
-def folder_stat_digest(path: Path, files: list[Path] | None = None) -> str:
+def folder_stat_digest(path: Path, files: list[tuple[str, os.stat_result]] | None = None) -> str:
     """A digest of every file's relative path, size, modification and status-change time (one ``stat`` each,
     nothing read): equal to the one recorded means no file was added, removed, written or replaced since.
 
@@ -254,9 +274,8 @@ def folder_stat_digest(path: Path, files: list[Path] | None = None) -> str:
     (a copied or restored folder has new status-change times): the contents decide (:func:`check_inputs`).
     """
     h = hashlib.sha256()
-    for f in files if files is not None else _folder_files(path):
-        stat = f.stat()
-        h.update(f"{f.relative_to(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ctime_ns}\0".encode())
+    for rel, stat in files if files is not None else _folder_files(path):
+        h.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ctime_ns}\0".encode())
     return h.hexdigest()
 
 
