@@ -110,24 +110,30 @@ def children(pid):
     except OSError:
         return []
 
-peak = {"workers": 0.0, "total": 0.0}
+peak = {"workers": 0.0, "total": 0.0, "phase": "created"}
 def sample():  # the decoding workers' share: the run's process alone is ru_maxrss
+    last = 0.0
     while True:
         workers = sum(rss_mb(c) for c in children(os.getpid()))
         peak["workers"] = max(peak["workers"], workers)
         peak["total"] = max(peak["total"], workers + rss_mb(os.getpid()))
+        if time.time() - last > 10:  # so far, for a run stopped before its end
+            last = time.time()
+            with open(sys.argv[3] + ".so-far.json", "w") as fh:
+                json.dump({**peak, "run": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                           "seconds": time.perf_counter() - t0}, fh)
         time.sleep(0.2)
+t0 = time.perf_counter()
 threading.Thread(target=sample, daemon=True).start()
 
 config = replace(RunConfig(dataset=sys.argv[2], noise="symmetric:0.4", teacher="torchvision:" + sys.argv[4],
                            student="torchvision:mobilenet_v3_small", teacher_mode="frozen"),
                  schedule=ScheduleConfig(teacher_epochs=1, teacher_holdout=0.0, warmup_epochs=1, refine_epochs=1,
                                          mutual_epochs=0))
-t0 = time.perf_counter()
 run = Run.create(sys.argv[3], config, force=True)
 phases = {"created": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 while run.phase.value != "warmup":
-    phase = run.phase.value
+    phase = peak["phase"] = run.phase.value
     run.step()
     phases[phase] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 time.sleep(0.5)
