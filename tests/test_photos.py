@@ -102,6 +102,22 @@ def test_photos_stream_at_224_and_small_images_stay_in_memory(small_folder, phot
     assert forced.streamed and forced.input_shape == (3, 224, 224)
 
 
+def test_the_train_and_test_files_workers_share_one_cache_budget(photo_folder):
+    from engine.data import stream
+    from engine.data.folder import CACHE
+
+    photos = load_dataset(f"folder:{photo_folder}")
+    train, test = photos.train_x.cache_bytes, photos.test_x.cache_bytes
+    assert train + test <= stream.CACHE_BYTES and train + test > stream.CACHE_BYTES - 2  # split, not each the whole
+    assert train * len(photos.test_x) == pytest.approx(test * len(photos.train_x), rel=1e-6)  # by their sizes
+    before = CACHE.max_bytes
+    try:
+        stream._worker_init(test, 0)  # what a worker of the test files runs first
+        assert CACHE.max_bytes == test
+    finally:
+        CACHE.max_bytes = before
+
+
 def test_streamed_samples_decode_to_the_in_memory_arrays_bit_for_bit(small_folder):
     memory = load_dataset(f"folder:{small_folder}")
     files = load_dataset(f"folder:{small_folder}?stream=1&size=32")

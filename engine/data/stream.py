@@ -17,7 +17,8 @@ but holds only file paths. What reads it:
   training process on the same generator.
 
 Memory: the paths, plus each worker's bounded cache of decoded images
-(:class:`engine.data.folder.ImageCache`, :data:`CACHE_BYTES` in all), whatever N.
+(:class:`engine.data.folder.ImageCache`, :data:`CACHE_BYTES` in all over a
+dataset's train and test workers: :func:`cache_shares`), whatever N.
 
 :class:`ImageArrays` is the same for images that come as uint8 arrays in a few
 large files (torchvision's MNIST and CIFAR): the same reading, the same
@@ -27,6 +28,7 @@ workers, the originals kept at their own size.
 from __future__ import annotations
 
 import copy
+import functools
 import os
 from collections.abc import Iterator, Sequence
 
@@ -68,9 +70,9 @@ class _Decoder(torch.utils.data.Dataset):
         return self.files.decode(index)
 
 
-def _worker_init(worker_id: int) -> None:  # each worker's cache holds its share of CACHE_BYTES
+def _worker_init(cache_bytes: int, worker_id: int) -> None:  # each worker's cache holds its share of cache_bytes
     info = torch.utils.data.get_worker_info()
-    CACHE.max_bytes = CACHE_BYTES // max(1, info.num_workers if info else 1)
+    CACHE.max_bytes = cache_bytes // max(1, info.num_workers if info else 1)
     torch.set_num_threads(1)
 
 
@@ -87,11 +89,15 @@ class ImageFiles:
     workers : int
         Decoding processes for :meth:`batches` (0: in this process). They start at the first pass and stay
         (persistent workers, each with its share of the cache) for every later pass, subsets' passes included.
+    cache_bytes : int
+        Decoded images these workers keep, together. The file sets of one dataset (train, test) each have their
+        own workers, so a dataset splits :data:`CACHE_BYTES` between them (:func:`cache_shares`).
     """
 
-    def __init__(self, paths: Sequence[str], size: int, mode: str, workers: int = DEFAULT_WORKERS):
+    def __init__(self, paths: Sequence[str], size: int, mode: str, workers: int = DEFAULT_WORKERS,
+                 cache_bytes: int = CACHE_BYTES):
         self.paths = np.asarray(paths, dtype=object)
-        self.size, self.mode, self.workers = int(size), mode, int(workers)
+        self.size, self.mode, self.workers, self.cache_bytes = int(size), mode, int(workers), int(cache_bytes)
         self.dtype = np.float32
         self._base, self._index = self, None  # a subset reads through its base's workers
         self._loaders: dict[bool, tuple[torch.utils.data.DataLoader, _Plan]] = {}
@@ -158,7 +164,8 @@ class ImageFiles:
             plan = _Plan()
             loader = torch.utils.data.DataLoader(
                 _Decoder(self), batch_size=None, sampler=plan, num_workers=self.workers, pin_memory=pin_memory,
-                persistent_workers=True, worker_init_fn=_worker_init, prefetch_factor=2,
+                persistent_workers=True, worker_init_fn=functools.partial(_worker_init, self.cache_bytes),
+                prefetch_factor=2,
                 multiprocessing_context="fork" if os.name == "posix" else None)
             self._loaders[pin_memory] = (loader, plan)
         loader, plan = self._loaders[pin_memory]
@@ -206,6 +213,12 @@ class ImageArrays(ImageFiles):
     @staticmethod
     def _scale(batch: torch.Tensor) -> torch.Tensor:
         return batch.float().div_(255.0)  # as torchvision_sets' in-memory path divides: same bits
+
+
+def cache_shares(*counts: int) -> list[int]:
+    """:data:`CACHE_BYTES` split between file sets of ``counts`` samples each, in proportion."""
+    total = max(1, sum(counts))
+    return [CACHE_BYTES * n // total for n in counts]
 
 
 def is_streamed(inputs) -> bool:
