@@ -27,6 +27,7 @@ Measures, one table:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -46,8 +47,12 @@ CIFAR = REPO.parent / "shared" / "data" / "cifar10-small" / "train"
 FLIPS = (None, Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.FLIP_TOP_BOTTOM, Image.Transpose.ROTATE_180)
 
 
-def make_photos(root: Path, n: int, side: int) -> Path:
-    """``root/train/<class>/`` with ``n`` JPEGs of ``side`` pixels from cifar10-small (made once)."""
+def make_photos(root: Path, n: int, side: int, source: Path | None = None) -> Path:
+    """``root/train/<class>/`` with ``n`` JPEGs of ``side`` pixels from cifar10-small (made once).
+
+    File ``i`` is the same at every size, so a smaller set is hard links to the first ``n`` files of a larger
+    one made already (``source``, same ``side``): the sizes share their disk and page cache.
+    """
     done = root / f".done-{n}-{side}"
     if done.exists():
         return root
@@ -59,6 +64,12 @@ def make_photos(root: Path, n: int, side: int) -> Path:
         src, flip = sources[i % len(sources)], FLIPS[(i // len(sources)) % len(FLIPS)]
         out = root / "train" / src.parent.name / f"{i:06d}.jpg"
         out.parent.mkdir(parents=True, exist_ok=True)
+        if out.exists():
+            continue
+        made = None if source is None else source / "train" / src.parent.name / f"{i:06d}.jpg"
+        if made is not None and made.exists():
+            os.link(made, out)
+            continue
         with Image.open(src) as img:
             img = img.convert("RGB").resize((side, side), Image.Resampling.BICUBIC)
             (img.transpose(flip) if flip is not None else img).save(out, quality=90)
@@ -66,38 +77,79 @@ def make_photos(root: Path, n: int, side: int) -> Path:
     return root
 
 
-def seeded_weights(home: Path) -> None:
+def seeded_weights(home: Path, arch: str = "resnet18") -> None:
+    """``arch``'s weights saved from a seeded initialisation under torchvision's ImageNet file name in ``home``."""
+    from engine.models.zoo import weights_enum
+
     folder = home / "hub" / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "resnet18-f37072fd.pth"
+    path = folder / weights_enum(arch).url.rsplit("/", 1)[-1]
     if not path.exists():
         torch.manual_seed(0)
-        torch.save(torchvision.models.resnet18().state_dict(), path)
+        torch.save(torchvision.models.get_model(arch).state_dict(), path)
 
 
 RSS_CHILD = r"""
-import resource, sys, torch
+import json, os, resource, sys, threading, time, torch
 torch.set_num_threads(int(sys.argv[1]))
 from engine.method.config import RunConfig, ScheduleConfig
 from engine.steps.run import Run
 from dataclasses import replace
-config = replace(RunConfig(dataset=sys.argv[2], noise="symmetric:0.4", teacher="torchvision:resnet18",
+
+def rss_mb(pid):  # proportional set of one process (shared pages split between their sharers), 0 once gone
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            return next(int(l.split()[1]) for l in fh if l.startswith("Pss:")) / 1024
+    except (OSError, StopIteration):
+        return 0.0
+
+def children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return [int(c) for c in fh.read().split()]
+    except OSError:
+        return []
+
+peak = {"workers": 0.0, "total": 0.0, "phase": "created"}
+def sample():  # the decoding workers' share: the run's process alone is ru_maxrss
+    last = 0.0
+    while True:
+        workers = sum(rss_mb(c) for c in children(os.getpid()))
+        peak["workers"] = max(peak["workers"], workers)
+        peak["total"] = max(peak["total"], workers + rss_mb(os.getpid()))
+        if time.time() - last > 10:  # so far, for a run stopped before its end
+            last = time.time()
+            with open(sys.argv[3] + ".so-far.json", "w") as fh:
+                json.dump({**peak, "run": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                           "seconds": time.perf_counter() - t0}, fh)
+        time.sleep(0.2)
+t0 = time.perf_counter()
+threading.Thread(target=sample, daemon=True).start()
+
+config = replace(RunConfig(dataset=sys.argv[2], noise="symmetric:0.4", teacher="torchvision:" + sys.argv[4],
                            student="torchvision:mobilenet_v3_small", teacher_mode="frozen"),
                  schedule=ScheduleConfig(teacher_epochs=1, teacher_holdout=0.0, warmup_epochs=1, refine_epochs=1,
                                          mutual_epochs=0))
 run = Run.create(sys.argv[3], config, force=True)
+phases = {"created": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 while run.phase.value != "warmup":
+    phase = peak["phase"] = run.phase.value
     run.step()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    phases[phase] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+time.sleep(0.5)
+print(json.dumps({"peak": phases[max(phases, key=phases.get)], "phases": phases, "workers": peak["workers"],
+                  "total": peak["total"], "seconds": time.perf_counter() - t0}))
 """
 
 
-def peak_rss_mb(folder: Path, out: Path, threads: int, env: dict) -> float:
-    proc = subprocess.run([sys.executable, "-c", RSS_CHILD, str(threads), f"folder:{folder}", str(out)],
+def peak_rss_mb(folder: Path, out: Path, threads: int, env: dict, teacher: str) -> dict:
+    """The run's peak RSS in MB (``peak``: its own process; ``workers``: its decoding workers together, sampled;
+    ``total``: both at once, sampled), per phase, and its seconds."""
+    proc = subprocess.run([sys.executable, "-c", RSS_CHILD, str(threads), f"folder:{folder}", str(out), teacher],
                           cwd=REPO, env=env, capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(proc.stderr[-2000:])
-    return float(proc.stdout.strip().splitlines()[-1])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 class BareFiles(torch.utils.data.Dataset):
@@ -169,6 +221,38 @@ def engine_train_images_per_second(paths, labels, arch, batches, batch_size, wor
     return counted["seen"] / (time.perf_counter() - counted["t"])
 
 
+def engine_kd_images_per_second(paths, labels, batches, batch_size, workers, cached: bool) -> float:
+    """A warm-up student epoch (CE + mixup CE + KD; mobilenet_v3_small) from a frozen resnet18 teacher: run on
+    every batch (as before), or its head on cached backbone features (:class:`CachedTeacher`, as now)."""
+
+    from engine.data.stream import ImageFiles
+    from engine.method.config import TrainConfig
+    from engine.method.training import CachedTeacher, make_optimizer, student_epoch
+    from engine.models.features import embed_all
+    from engine.models.zoo import load_weights
+
+    n = min(len(paths), batch_size * (batches + 1))
+    files = ImageFiles(paths[:n], 224, "RGB", workers=workers)
+    classes = int(labels.max()) + 1
+    teacher = _model("resnet18", classes)
+    load_weights(teacher, "imagenet")
+    teacher.freeze()
+    if cached:  # computed once per run in the teacher phase: not part of the student's epoch
+        teacher = CachedTeacher(teacher.head, torch.as_tensor(embed_all(teacher, files, torch.device("cpu"))))
+    student = _model("mobilenet_v3_small", classes)
+    cfg = TrainConfig(batch_size=batch_size, lr=0.01)
+    counted = {"t": None, "seen": 0}
+
+    def progress(done, total):
+        if counted["t"] is None:
+            counted["t"], counted["base"] = time.perf_counter(), done
+        counted["seen"] = done - counted["base"]
+
+    student_epoch(student, teacher, make_optimizer(student, cfg), files, torch.as_tensor(labels[:n]), cfg,
+                  "warmup", np.random.default_rng(0), torch.Generator().manual_seed(0), None, "crop_flip", progress)
+    return counted["seen"] / (time.perf_counter() - counted["t"])
+
+
 def engine_features_images_per_second(folder: Path, n: int, batch_size: int) -> float:
     from engine.data import load_dataset
     from engine.models.features import dataset_features
@@ -189,19 +273,43 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "amlkd-photos-bench"))
     parser.add_argument("--skip-rss", action="store_true")
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--teacher", default="resnet18", help="the frozen teacher of the RSS runs (student: "
+                        "mobilenet_v3_small); mobilenet_v3_small computes its features ~30x cheaper")
+    parser.add_argument("--reuse", action="store_true", help="the RSS rows measured already (work/rss-N.json)")
     a = parser.parse_args()
     torch.set_num_threads(a.threads)
     work = Path(a.work)
     home = work / "torch"
-    seeded_weights(home)
+    for arch in {"resnet18", a.teacher}:
+        seeded_weights(home, arch)
     os.environ["TORCH_HOME"] = str(home)
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), TORCH_HOME=str(home))
     sizes = [int(s) for s in a.sizes.split(",")]
+    largest = make_photos(work / f"photos-{max(sizes)}", max(sizes), a.side)
     rows = []
     for n in sizes:
-        folder = make_photos(work / f"photos-{n}", n, a.side)
-        rss = None if a.skip_rss else peak_rss_mb(folder, work / f"run-{n}", a.threads, env)
-        rows.append((n, rss))
+        folder = make_photos(work / f"photos-{n}", n, a.side, source=largest)
+        saved = work / f"rss-{a.teacher}-{n}.json"
+        if a.skip_rss:
+            continue
+        if not (a.reuse and saved.exists()):
+            saved.write_text(json.dumps(peak_rss_mb(folder, work / f"run-{n}", a.threads, env, a.teacher)))
+        rows.append((n, json.loads(saved.read_text())))
+        print(f"{n} images: {saved.read_text()}", flush=True)
+    print(f"photos {a.side}x{a.side} read at 224x224; {a.threads} thread(s); torch {torch.__version__}")
+    print(f"\nPeak memory (MB) of a frozen-teacher run ({a.teacher} -> mobilenet_v3_small) through its teacher "
+          "phase and stage 0 (run process: ru_maxrss; workers: its decoding workers' PSS together; total: the "
+          "PSS of both at once, sampled every 0.2 s)")
+    print(f"{'images':>7}  {'run process':>11}  {'growth':>7}  {'workers':>8}  {'total':>7}  {'growth':>7}  "
+          f"{'minutes':>7}")
+    for i, (n, r) in enumerate(rows):
+        before = rows[i - 1][1] if i else None
+        grow = (lambda key: "-" if before is None else f"{r[key] - before[key]:+.0f}")
+        print(f"{n:>7}  {r['peak']:>11.0f}  {grow('peak'):>7}  {r['workers']:>8.0f}  {r['total']:>7.0f}  "
+              f"{grow('total'):>7}  {r['seconds'] / 60:>7.1f}")
+    if a.skip_speed:
+        return
     folder = work / f"photos-{sizes[0]}"
     from engine.data import load_dataset
 
@@ -212,20 +320,22 @@ def main() -> None:
     for arch in ("mobilenet_v3_small",):
         speed["train engine"] = engine_train_images_per_second(paths, labels, arch, a.batches, a.batch_size, a.workers)
         speed["train bare"] = bare_images_per_second(paths, labels, arch, a.batches, a.batch_size, a.workers, True)
+    speed["student KD, teacher run"] = engine_kd_images_per_second(paths, labels, a.batches, a.batch_size,
+                                                                   a.workers, cached=False)
+    speed["student KD, teacher cached"] = engine_kd_images_per_second(paths, labels, a.batches, a.batch_size,
+                                                                      a.workers, cached=True)
     n_feat = min(len(paths), a.batch_size * (a.batches + 1))
-    feat_folder = make_photos(work / f"photos-{n_feat}", n_feat, a.side)
+    feat_folder = make_photos(work / f"photos-{n_feat}", n_feat, a.side, source=largest)
     speed["features engine"] = engine_features_images_per_second(feat_folder, n_feat, a.batch_size)
     speed["features bare"] = bare_images_per_second(paths, labels, "resnet18", a.batches, a.batch_size, a.workers,
                                                     False)
-    print(f"photos {a.side}x{a.side} read at 224x224; {a.threads} thread(s), {a.workers} decoding worker(s); "
-          f"torch {torch.__version__}")
-    print("\nimages   peak RSS of a frozen-teacher run (MB)   growth from the previous size (MB)")
-    for i, (n, rss) in enumerate(rows):
-        growth = "-" if i == 0 or rss is None or rows[i - 1][1] is None else f"{rss - rows[i - 1][1]:+.0f}"
-        print(f"{n:>6}   {'-' if rss is None else f'{rss:.0f}':>38}   {growth:>34}")
+    print(f"\nthroughput on the first {a.batches} batches of {a.batch_size} after one warm-up batch; "
+          f"{a.workers} decoding worker(s)")
     print("\nloop                          images/s")
     for name, value in speed.items():
         print(f"{name:<28}  {value:8.1f}")
+    kd_ratio = speed["student KD, teacher cached"] / speed["student KD, teacher run"]
+    print(f"\nstudent KD epoch with a frozen teacher: cached / run = {kd_ratio:.2f}x faster")
     train_ratio = speed["train bare"] / speed["train engine"]
     feat_ratio = speed["features bare"] / speed["features engine"]
     print(f"\ntraining loop: bare / engine = {train_ratio:.2f}x (goal <= 1.25x): "

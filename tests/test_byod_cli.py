@@ -252,8 +252,8 @@ def test_mnist_and_cifar10_load_from_local_files(tmp_path):
 def test_missing_files_bad_options_and_hostile_pickles_are_refused(tmp_path):
     with pytest.raises(UserError, match="cifar10 files not found .* add \\?download=1"):
         load_dataset(f"cifar10:{tmp_path}")
-    with pytest.raises(UserError, match="valid: download, n, test_n"):
-        load_dataset(f"mnist:{tmp_path}?size=3")
+    with pytest.raises(UserError, match="valid: download, n, test_n, size, stream"):
+        load_dataset(f"mnist:{tmp_path}?sizes=3")
     root = fake_cifar10(tmp_path / "c")
 
     class Evil:

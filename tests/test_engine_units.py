@@ -208,3 +208,43 @@ def test_clean_kd_weight_adds_kd_on_the_unmixed_inputs_and_nothing_else(mode):
         assert torch.allclose(clean[name], value), name
     expected = 0.5 * kd_loss(student(x)[0], teacher(x)[0], TrainConfig().temperature)
     assert torch.allclose(clean["kd_clean"], expected, atol=1e-6) and expected > 0
+
+
+class _HeadOnly(torch.nn.Module):
+    """A teacher whose 'images' are its backbone features: forward(f) = (head(f), f)."""
+
+    def __init__(self, head):
+        super().__init__()
+        self.head = head
+
+    def forward(self, f):
+        return self.head(f), f
+
+
+@pytest.mark.parametrize("mode", ["kd", "warmup", "refine"])
+def test_a_cached_frozen_teacher_gives_the_terms_of_its_head_on_the_mixed_features(mode):
+    """With inputs that are the backbone's features, mixing images is mixing features: the cached teacher
+    (head on the cached, mixed features) must give exactly the terms of running the teacher on the batch."""
+    from dataclasses import replace
+
+    from engine.method.config import TrainConfig
+    from engine.method.training import CachedTeacher, _student_terms
+
+    torch.manual_seed(5)
+    head = torch.nn.Linear(6, 3)
+    features = torch.randn(20, 6, generator=torch.Generator().manual_seed(2))  # (N, D): every sample's
+    idx = torch.tensor([13, 2, 7, 19, 0, 5, 11, 8])  # a batch out of order
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    cfg = replace(TrainConfig(), clean_kd_weight=0.3)
+    student = _Linear(0)
+
+    def terms(teacher, with_idx):
+        return _student_terms(student, teacher, features[idx], y, cfg, mode, np.random.default_rng(3),
+                              torch.Generator().manual_seed(4), None, idx if with_idx else None)
+
+    full, cached = terms(_HeadOnly(head), False), terms(CachedTeacher(head, features), True)
+    assert set(full) == set(cached) and "kd" in full
+    for name in full:
+        assert torch.allclose(full[name], cached[name], atol=1e-6), name
+    shifted = terms(CachedTeacher(head, features.roll(1, 0)), True)  # other samples' features: other KD
+    assert not torch.allclose(shifted["kd"], full["kd"], atol=1e-4)

@@ -166,6 +166,46 @@ def test_a_folder_digest_sees_a_changed_byte_and_nothing_else(tmp_path):
     assert lifecycle.digest(tmp_path / "gone")["sha256"] is None
 
 
+def test_an_unchanged_folder_is_checked_by_stat_alone_and_an_edit_that_keeps_size_and_mtime_still_shows(
+        tmp_path, monkeypatch):
+    import shutil
+
+    folder = tmp_path / "images" / "train" / "cat"
+    folder.mkdir(parents=True)
+    for name, data in (("a.jpg", b"\xff\xd8 one"), ("b.jpg", b"\xff\xd8 two")):
+        (folder / name).write_bytes(data)
+    record = lifecycle.digest(tmp_path / "images")
+    assert record["files"] == 2 and record["stat"] != record["sha256"]
+    with monkeypatch.context() as m:  # as recorded: no file is read
+        m.setattr(lifecycle, "_folder_digest", lambda *a, **k: pytest.fail("read the files"))
+        assert lifecycle._unchanged(record) is None
+    stat = (folder / "b.jpg").stat()
+    time.sleep(0.01)
+    (folder / "b.jpg").write_bytes(b"\xff\xd8 twO")  # same size, and its modification time set back
+    os.utime(folder / "b.jpg", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (folder / "b.jpg").stat().st_mtime_ns == stat.st_mtime_ns
+    changed = lifecycle._unchanged(record)
+    assert changed is not None and changed["sha256"] != record["sha256"]
+    (folder / "b.jpg").write_bytes(b"\xff\xd8 two")  # restored: the contents decide, whatever the times
+    assert lifecycle._unchanged(record) is None
+    shutil.copytree(tmp_path / "images", tmp_path / "copy")  # a copy: new times, same files
+    moved = {**record, "path": str(tmp_path / "copy")}
+    assert lifecycle.folder_stat_digest(tmp_path / "copy") != record["stat"] and lifecycle._unchanged(moved) is None
+    (folder / "c.jpg").write_bytes(b"\xff\xd8 new")  # a file added
+    assert lifecycle._unchanged(record)["files"] == 3
+
+
+def test_a_folder_recorded_before_the_stat_digest_is_still_checked_as_then(tmp_path):
+    folder = tmp_path / "images" / "cat"
+    folder.mkdir(parents=True)
+    (folder / "a.jpg").write_bytes(b"\xff\xd8 one")
+    record = lifecycle.digest(tmp_path / "images")
+    old = {k: v for k, v in record.items() if k != "stat"}  # runtime.json of an older run: content digest
+    assert lifecycle._unchanged(old) is None
+    (folder / "a.jpg").write_bytes(b"\xff\xd8 onE")
+    assert lifecycle._unchanged(old) is not None
+
+
 # ---------------------------------------------------------------- one trainer per run
 HOLDER = """
 import sys, time

@@ -102,6 +102,22 @@ def test_photos_stream_at_224_and_small_images_stay_in_memory(small_folder, phot
     assert forced.streamed and forced.input_shape == (3, 224, 224)
 
 
+def test_the_train_and_test_files_workers_share_one_cache_budget(photo_folder):
+    from engine.data import stream
+    from engine.data.folder import CACHE
+
+    photos = load_dataset(f"folder:{photo_folder}")
+    train, test = photos.train_x.cache_bytes, photos.test_x.cache_bytes
+    assert train + test <= stream.CACHE_BYTES and train + test > stream.CACHE_BYTES - 2  # split, not each the whole
+    assert train * len(photos.test_x) == pytest.approx(test * len(photos.train_x), rel=1e-6)  # by their sizes
+    before = CACHE.max_bytes
+    try:
+        stream._worker_init(test, 0)  # what a worker of the test files runs first
+        assert CACHE.max_bytes == test
+    finally:
+        CACHE.max_bytes = before
+
+
 def test_streamed_samples_decode_to_the_in_memory_arrays_bit_for_bit(small_folder):
     memory = load_dataset(f"folder:{small_folder}")
     files = load_dataset(f"folder:{small_folder}?stream=1&size=32")
@@ -133,6 +149,66 @@ def test_a_streamed_run_equals_the_in_memory_run_and_resumes_as_it_reran(small_f
     resumed.run_until(None)
     assert _same(_snapshots(tmp_path / "memory"), _snapshots(tmp_path / "files")) == []
     assert len(_snapshots(tmp_path / "files")) == 6
+
+
+# ---------------------------------------------------------------- torchvision's sets
+@pytest.fixture(scope="module")
+def cifar_root(tmp_path_factory) -> Path:
+    """CIFAR-10's python batches holding real CIFAR images (cifar10-small's), 20 a batch, 2 classes."""
+    import pickle
+
+    root = tmp_path_factory.mktemp("cifar")
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir()
+    images, labels = [], []
+    for label, c in enumerate(("airplane", "automobile")):
+        for f in sorted((CIFAR / c).iterdir())[:60]:
+            with Image.open(f) as img:
+                images.append(np.asarray(img.convert("RGB"), np.uint8).transpose(2, 0, 1).reshape(-1))
+            labels.append(label)
+    order = np.random.default_rng(0).permutation(len(images))
+    data, targets = np.stack(images)[order], np.array(labels)[order]
+    for i in range(6):  # 5 training batches and a test batch of 20
+        name = f"data_batch_{i + 1}" if i < 5 else "test_batch"
+        part = slice(20 * i, 20 * (i + 1))
+        (folder / name).write_bytes(pickle.dumps({"data": data[part], "labels": targets[part].tolist()}, protocol=2))
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": ["airplane", "automobile"]}, protocol=2))
+    return root
+
+
+def test_a_torchvision_set_streams_its_uint8_images_when_asked_or_resized(cifar_root):
+    from engine.data.stream import ImageArrays
+    from engine.errors import UserError
+
+    memory = load_dataset(f"cifar10:{cifar_root}")
+    assert not memory.streamed and memory.train_x.dtype == np.float32  # small and at its size: as ever
+    streamed = load_dataset(f"cifar10:{cifar_root}?stream=1")
+    assert isinstance(streamed.train_x, ImageArrays) and streamed.input_shape == (3, 32, 32)
+    assert streamed.keys() == memory.keys() and np.array_equal(streamed.train_true, memory.train_true)
+    assert streamed.train_x.images.dtype == np.uint8 and streamed.train_x.images.nbytes == 100 * 3 * 32 * 32
+    decoded = list(streamed.train_x.batches([np.array([7, 0, 99]), np.array([3, 4])]))  # in a worker
+    assert np.array_equal(decoded[0].numpy(), memory.train_x[[7, 0, 99]])  # bit for bit
+    assert np.array_equal(streamed.test_x[np.array([5, 2])][1], memory.test_x[2])
+    big = load_dataset(f"cifar10:{cifar_root}?size=64")  # resized: streams by default
+    assert big.streamed and big.input_shape == (3, 64, 64) and big.test_x.shape == (20, 3, 64, 64)
+    pil = Image.fromarray((memory.train_x[9] * 255).round().astype(np.uint8).transpose(1, 2, 0))
+    expected = np.asarray(pil.resize((64, 64), Image.Resampling.BILINEAR), np.float32).transpose(2, 0, 1) / 255
+    assert np.array_equal(big.train_x[9], expected)
+    with pytest.raises(UserError, match="size=64 needs the images streamed"):
+        load_dataset(f"cifar10:{cifar_root}?size=64&stream=0")
+    with pytest.raises(UserError, match="stream=.yes. is not valid"):
+        load_dataset(f"cifar10:{cifar_root}?stream=yes")
+
+
+@pytest.mark.slow
+def test_a_streamed_torchvision_set_trains_as_it_does_in_memory(cifar_root, tmp_path):
+    memory = Run.create(tmp_path / "memory", _config(f"cifar10:{cifar_root}"))
+    memory.run_until(None)
+    streamed = Run.create(tmp_path / "arrays", _config(f"cifar10:{cifar_root}?stream=1"))
+    assert streamed.dataset.streamed
+    streamed.run_until(None)
+    assert _same(_snapshots(tmp_path / "memory"), _snapshots(tmp_path / "arrays")) == []
+    assert len(_snapshots(tmp_path / "arrays")) == 6
 
 
 # ---------------------------------------------------------------- features command
@@ -199,8 +275,11 @@ def test_a_frozen_teacher_trains_only_its_head_on_features_cached_in_the_run(sma
     assert all(torch.equal(backbone_before[k], after[k]) for k in backbone_before)
     assert not torch.equal(head_before, run.teacher.head.weight)
     stamp = run.store.backbone_features_path.stat().st_mtime_ns
+    calls = []
+    run.teacher.backbone.register_forward_hook(lambda *_: calls.append(1))
     run.run_until(None)
     assert run.store.backbone_features_path.stat().st_mtime_ns == stamp  # computed once per run
+    assert run.state.student_epoch > 0 and calls == []  # the student's KD reads the cached features too
     assert run.store.summary()["teacher"] == "torchvision:resnet18"
 
 

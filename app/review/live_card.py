@@ -33,6 +33,7 @@ from app.common import current_reviewer
 from app.figures import review as figs
 from app.review.card import verdict_text, vote_lines
 from app.review.context import ReviewContext
+from app.samples import original_pictures
 from engine.errors import UserError
 from engine.readers.triage import FLAGS, review_flags
 from engine.rundir import ReviewStore
@@ -59,12 +60,21 @@ def _image_cache(path: str, stamp: int) -> dict:
 
 
 def image_url(pixels: np.ndarray) -> str:
-    """A sample's pixels as a PNG ``data:`` URL (its own size: the browser enlarges it without smoothing)."""
+    """A sample's pixels as a PNG ``data:`` URL (its own size: the browser enlarges it without smoothing);
+    ``pixels``: a training input ``(C, H, W)`` in [0, 1], or an original's thumbnail, uint8 ``(h, w, 3)``."""
     from PIL import Image
 
+    image = pixels if pixels.dtype == np.uint8 and pixels.ndim == 3 and pixels.shape[2] == 3 else \
+        figs.thumbnail(pixels, scale=1)
     buffer = io.BytesIO()
-    Image.fromarray(figs.thumbnail(pixels, scale=1)).save(buffer, format="PNG")
+    Image.fromarray(image).save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def sample_image_url(dataset, sample: int) -> str:
+    """The card's picture: the sample's original file at display size (a photo folder's), else its input."""
+    originals = original_pictures(dataset, [sample])
+    return image_url(originals[0] if originals else dataset.train_x[sample])
 
 
 def evidence_lines(snapshot: dict, sample: int, class_names) -> list[str]:
@@ -105,7 +115,7 @@ def card_payload(ctx: ReviewContext, samples, flags: dict, images: dict | None) 
                 "mine_id": int(ctx.mine[i].id) if i in ctx.mine else 0, "image": None, "point": None}
         if images is not None:
             if i not in images:
-                images[i] = image_url(ctx.dataset.train_x[i])
+                images[i] = sample_image_url(ctx.dataset, i)
             card["image"] = images[i]
         elif ctx.dataset.kind == "points":  # vectors: neither image nor point, the card shows the key
             card["point"] = [float(v) for v in np.asarray(ctx.dataset.train_x[i]).ravel()[:2]]

@@ -540,7 +540,7 @@ def _streams(scan: FolderScan, settings: dict, mode: str) -> bool:
 def _streamed_folder(scan: FolderScan, settings: dict, mode: str, spec_text: str) -> Dataset:
     """The folder as files (:class:`engine.data.stream.ImageFiles`) decoded on demand at ``size`` (default
     :data:`STREAM_SIZE`); files whose header is unreadable were skipped by the scan."""
-    from .stream import ImageFiles
+    from .stream import ImageFiles, cache_shares
 
     side = settings["size"] or STREAM_SIZE
     keys = tuple(k for k, _ in scan.train)
@@ -556,10 +556,11 @@ def _streamed_folder(scan: FolderScan, settings: dict, mode: str, spec_text: str
     if scan.skipped:
         log.warning("skipped %d file(s) in %s: %s", len(scan.skipped), scan.root, "; ".join(scan.skipped[:SHOWN]))
     files = [str(scan.root / k) for k in train_keys], [str(scan.root / k) for k in test_keys]
+    shares = cache_shares(len(train_keys), len(test_keys))  # the two sets' workers keep CACHE_BYTES together
     return Dataset(
         name=spec_text, kind="image", class_names=scan.class_names,
-        train_x=ImageFiles(files[0], side, mode), train_true=train_labels,
-        test_x=ImageFiles(files[1], side, mode), test_true=test_labels,
+        train_x=ImageFiles(files[0], side, mode, cache_bytes=shares[0]), train_true=train_labels,
+        test_x=ImageFiles(files[1], side, mode, cache_bytes=shares[1]), test_true=test_labels,
         train_keys=train_keys, test_keys=test_keys, augment=settings["augment"] or "crop_flip",
         skipped=scan.skipped, root=str(scan.root))
 

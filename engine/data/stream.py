@@ -17,16 +17,24 @@ but holds only file paths. What reads it:
   training process on the same generator.
 
 Memory: the paths, plus each worker's bounded cache of decoded images
-(:class:`engine.data.folder.ImageCache`, :data:`CACHE_BYTES` in all), whatever N.
+(:class:`engine.data.folder.ImageCache`, :data:`CACHE_BYTES` in all over a
+dataset's train and test workers: :func:`cache_shares`), whatever N.
+
+:class:`ImageArrays` is the same for images that come as uint8 arrays in a few
+large files (torchvision's MNIST and CIFAR): the same reading, the same
+workers, the originals kept at their own size.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 
 from .folder import CACHE, decode_image
 
@@ -62,9 +70,9 @@ class _Decoder(torch.utils.data.Dataset):
         return self.files.decode(index)
 
 
-def _worker_init(worker_id: int) -> None:  # each worker's cache holds its share of CACHE_BYTES
+def _worker_init(cache_bytes: int, worker_id: int) -> None:  # each worker's cache holds its share of cache_bytes
     info = torch.utils.data.get_worker_info()
-    CACHE.max_bytes = CACHE_BYTES // max(1, info.num_workers if info else 1)
+    CACHE.max_bytes = cache_bytes // max(1, info.num_workers if info else 1)
     torch.set_num_threads(1)
 
 
@@ -81,11 +89,15 @@ class ImageFiles:
     workers : int
         Decoding processes for :meth:`batches` (0: in this process). They start at the first pass and stay
         (persistent workers, each with its share of the cache) for every later pass, subsets' passes included.
+    cache_bytes : int
+        Decoded images these workers keep, together. The file sets of one dataset (train, test) each have their
+        own workers, so a dataset splits :data:`CACHE_BYTES` between them (:func:`cache_shares`).
     """
 
-    def __init__(self, paths: Sequence[str], size: int, mode: str, workers: int = DEFAULT_WORKERS):
+    def __init__(self, paths: Sequence[str], size: int, mode: str, workers: int = DEFAULT_WORKERS,
+                 cache_bytes: int = CACHE_BYTES):
         self.paths = np.asarray(paths, dtype=object)
-        self.size, self.mode, self.workers = int(size), mode, int(workers)
+        self.size, self.mode, self.workers, self.cache_bytes = int(size), mode, int(workers), int(cache_bytes)
         self.dtype = np.float32
         self._base, self._index = self, None  # a subset reads through its base's workers
         self._loaders: dict[bool, tuple[torch.utils.data.DataLoader, _Plan]] = {}
@@ -107,7 +119,8 @@ class ImageFiles:
         if isinstance(index, torch.Tensor):
             index = index.cpu().numpy()
         index = np.asarray(index)
-        subset = ImageFiles(self.paths[index], self.size, self.mode, self.workers)
+        subset = copy.copy(self)  # the same kind of source (files or arrays), its samples ``index``
+        subset.paths, subset._loaders = self.paths[index], {}
         subset._base = self._base
         subset._index = index if self._index is None else self._index[index]
         return subset
@@ -123,9 +136,17 @@ class ImageFiles:
 
     def decode(self, index: np.ndarray) -> torch.Tensor:
         """Samples ``index`` decoded in this process: float32 ``(B, C, size, size)`` in [0, 1]."""
-        arrays = [decode_image(str(self.paths[i]), (self.size, self.size), self.mode) for i in np.asarray(index)]
+        arrays = [self._decode_one(self.paths[i]) for i in np.asarray(index)]
         batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)  # (B, C, H, W) uint8
-        return batch.float().mul_(float(np.float32(1 / 255)))  # as the in-memory path scales: same bits
+        return self._scale(batch)
+
+    def _decode_one(self, source) -> np.ndarray:
+        """One sample as uint8 ``(size, size, C)``."""
+        return decode_image(str(source), (self.size, self.size), self.mode)
+
+    @staticmethod
+    def _scale(batch: torch.Tensor) -> torch.Tensor:
+        return batch.float().mul_(float(np.float32(1 / 255)))  # as the in-memory folder scales: same bits
 
     def batches(self, batches: Sequence[np.ndarray], pin_memory: bool = False) -> Iterator[torch.Tensor]:
         """Decode ``batches`` (arrays of sample indices) in order; one tensor per batch."""
@@ -143,7 +164,8 @@ class ImageFiles:
             plan = _Plan()
             loader = torch.utils.data.DataLoader(
                 _Decoder(self), batch_size=None, sampler=plan, num_workers=self.workers, pin_memory=pin_memory,
-                persistent_workers=True, worker_init_fn=_worker_init, prefetch_factor=2,
+                persistent_workers=True, worker_init_fn=functools.partial(_worker_init, self.cache_bytes),
+                prefetch_factor=2,
                 multiprocessing_context="fork" if os.name == "posix" else None)
             self._loaders[pin_memory] = (loader, plan)
         loader, plan = self._loaders[pin_memory]
@@ -155,6 +177,48 @@ class ImageFiles:
         n = len(self)
         yield from self.batches([np.arange(s, min(s + batch_size, n)) for s in range(0, n, batch_size)],
                                 pin_memory=pin_memory)
+
+
+class ImageArrays(ImageFiles):
+    """Images held as uint8 arrays at their own size (torchvision's MNIST and CIFAR, whose files are batches of
+    many images), read as ``(N, C, size, size)`` float32 like :class:`ImageFiles`: resized (bilinear, as a
+    file is) and scaled in the decoding workers, one batch at a time.
+
+    Memory: the uint8 originals (CIFAR-10: 3 KB an image; shared with the forked workers, not copied), never
+    a float tensor of every image at ``size`` (CIFAR-10 at 224x224: 30 GB).
+
+    Parameters
+    ----------
+    images : np.ndarray, uint8 (N, C, H, W)
+    size : int
+        Side every image is read at (its own: no resize, the values of the in-memory path bit for bit).
+    """
+
+    def __init__(self, images: np.ndarray, size: int, workers: int = DEFAULT_WORKERS):
+        images = np.asarray(images)
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3):
+            raise ValueError(f"images must be uint8 (N, 1 or 3, H, W), not {images.dtype} {images.shape}")
+        super().__init__(np.arange(len(images)), size, "L" if images.shape[1] == 1 else "RGB", workers)
+        self.paths = np.arange(len(images))  # a sample's source: its row of ``images``
+        self.images = images
+
+    def _decode_one(self, source) -> np.ndarray:
+        image = self.images[int(source)].transpose(1, 2, 0)  # (H, W, C) uint8
+        if image.shape[:2] == (self.size, self.size):
+            return image
+        pil = Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image, self.mode)
+        resized = np.asarray(pil.resize((self.size, self.size), Image.Resampling.BILINEAR), dtype=np.uint8)
+        return resized[:, :, None] if resized.ndim == 2 else resized
+
+    @staticmethod
+    def _scale(batch: torch.Tensor) -> torch.Tensor:
+        return batch.float().div_(255.0)  # as torchvision_sets' in-memory path divides: same bits
+
+
+def cache_shares(*counts: int) -> list[int]:
+    """:data:`CACHE_BYTES` split between file sets of ``counts`` samples each, in proportion."""
+    total = max(1, sum(counts))
+    return [CACHE_BYTES * n // total for n in counts]
 
 
 def is_streamed(inputs) -> bool:

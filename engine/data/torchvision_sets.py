@@ -9,6 +9,13 @@ or ``./data``). Options after ``?``:
                   the first file, with a short timeout, runs first, and the
                   download itself runs under a socket timeout.
 - ``n=N``, ``test_n=N``  a stratified, seeded subset of train / test (CPU-sized runs).
+- ``size=S``      read the images at ``S x S`` (e.g. 224 for a pretrained torchvision
+                  backbone); implies streaming.
+- ``stream=1|0``  stream the images (:class:`engine.data.stream.ImageArrays`: the
+                  uint8 originals kept, each batch resized and scaled in DataLoader
+                  workers, as a photo folder's files are) or hold one float32 tensor
+                  (0). Default: stream when ``size`` differs from the images' own or
+                  the float tensor would exceed 1 GiB; else in memory, as ever.
 
 Files read (as torchvision writes them)::
 
@@ -42,13 +49,13 @@ import numpy as np
 
 from ..errors import UserError, shown
 from .base import Dataset, DatasetSpec
-from .folder import stratified_holdout
+from .folder import IN_MEMORY_BYTES, MAX_STREAM_SIZE, stratified_holdout
 
 log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT = 3.0  # seconds for the connectivity check before a download
 SOCKET_TIMEOUT = 30.0  # seconds without data before a running download gives up
-OPTIONS = ("download", "n", "test_n")
+OPTIONS = ("download", "n", "test_n", "size", "stream")
 SUBSET_SEED = 0
 
 MNIST_CLASSES = tuple(str(d) for d in range(10))
@@ -79,10 +86,18 @@ def _settings(spec: DatasetSpec) -> tuple[str, Path, dict]:
         raise UserError(f"unknown option(s) {names} for dataset {name!r}; valid: {', '.join(OPTIONS)}")
     parsed = DatasetSpec(name, tuple(options.items()))
     settings = {"download": options.get("download", "0").lower() in ("1", "true", "yes"),
-                "n": parsed.option("n", None, int), "test_n": parsed.option("test_n", None, int)}
+                "n": parsed.option("n", None, int), "test_n": parsed.option("test_n", None, int),
+                "size": parsed.option("size", None, int), "stream": options.get("stream")}
     for key in ("n", "test_n"):
         if settings[key] is not None and settings[key] < 10:
             raise UserError(f"dataset option {key}={settings[key]} is too small; valid: at least 10")
+    if settings["size"] is not None and not 4 <= settings["size"] <= MAX_STREAM_SIZE:
+        raise UserError(f"dataset option size={settings['size']} is out of range; valid: 4..{MAX_STREAM_SIZE}")
+    if settings["stream"] is not None:
+        if settings["stream"] not in ("0", "1"):
+            raise UserError(f"dataset option stream={shown(settings['stream'])} is not valid; valid: 1 (images "
+                            "read batch by batch), 0 (all images in memory)")
+        settings["stream"] = settings["stream"] == "1"
     root = Path(path or os.environ.get("AMLKD_DATA_DIR", "data")).expanduser()
     return name, root, settings
 
@@ -252,6 +267,18 @@ def _subset(labels: np.ndarray, n: int | None) -> np.ndarray:
     return np.flatnonzero(~drop)
 
 
+def _streams(settings: dict, images: np.ndarray) -> bool:
+    """Whether the images stream (see the module docstring); :class:`UserError` for a size kept in memory."""
+    native, size = images.shape[-1], settings["size"]
+    if settings["stream"] is False and size is not None and size != native:
+        raise UserError(f"dataset option size={size} needs the images streamed (they are {native}x{native}); "
+                        "valid: drop stream=0, or drop size")
+    if settings["stream"] is not None:
+        return settings["stream"]
+    side = size or native
+    return (size is not None and size != native) or len(images) * images.shape[1] * side * side * 4 > IN_MEMORY_BYTES
+
+
 def load_torchvision(spec: DatasetSpec) -> Dataset:
     """A torchvision dataset from a local root (see the module docstring)."""
     name, root, settings = _settings(spec)
@@ -263,13 +290,22 @@ def load_torchvision(spec: DatasetSpec) -> Dataset:
         download(name, root)
         classes, train_x, train_y, test_x, test_y = _read_set(name, root)
     train_idx, test_idx = _subset(train_y, settings["n"]), _subset(test_y, settings["test_n"])
+    train_images, test_images = train_x[train_idx], test_x[test_idx]  # uint8 (N, C, H, W)
+    if _streams(settings, train_images):
+        from .stream import ImageArrays
+
+        size = settings["size"] or train_images.shape[-1]
+        train_inputs, test_inputs = ImageArrays(train_images, size), ImageArrays(test_images, size)
+    else:
+        train_inputs = train_images.astype(np.float32) / 255.0
+        test_inputs = test_images.astype(np.float32) / 255.0
     return Dataset(
         name=f"{name}:{spec.path or root}",
         kind="image",
         class_names=tuple(classes),
-        train_x=train_x[train_idx].astype(np.float32) / 255.0,
+        train_x=train_inputs,
         train_true=train_y[train_idx],
-        test_x=test_x[test_idx].astype(np.float32) / 255.0,
+        test_x=test_inputs,
         test_true=test_y[test_idx],
         train_keys=tuple(f"train/{i}" for i in train_idx),
         augment="crop_flip" if name.startswith("cifar") else "none",

@@ -17,6 +17,13 @@ order of the set in batches of the configured size and trains on its 1/N part of
 each batch; the loss is scaled so that DDP's average of the N gradients is the
 gradient of the whole batch's mean loss (docs/ALGORITHM.md, 'Several processes').
 
+A frozen teacher (a pretrained backbone with a linear head) can be given as a
+:class:`CachedTeacher`: its backbone features of the un-augmented training
+images, computed once. Then T(x) is the head on those features and T(x_mix)
+the head on the same mix of them (the head is linear: the mix of the two
+logits), so no image passes through the backbone during the student's
+epochs (our deviation for a CPU: docs/ALGORITHM.md).
+
 On CUDA the passes run in automatic mixed precision (:class:`MixedPrecision`:
 bfloat16 where the GPU supports it, else float16 with a gradient scaler) on
 ``channels_last`` images; ``AMLKD_AMP=0`` keeps float32. On a CPU nothing
@@ -145,6 +152,34 @@ def precision_for(optimizer: torch.optim.Optimizer, device: torch.device) -> Mix
     if optimizer not in _PRECISION:
         _PRECISION[optimizer] = MixedPrecision(device)
     return _PRECISION[optimizer]
+
+
+class CachedTeacher:
+    """A frozen teacher known by its outputs on the un-augmented training samples.
+
+    Parameters
+    ----------
+    head : nn.Module
+        The teacher's linear head, features ``(B, D)`` -> logits ``(B, C)``.
+    features : torch.Tensor (N, D)
+        The frozen backbone's features of the N samples the epoch trains on, in their order.
+    """
+
+    def __init__(self, head: nn.Module, features: torch.Tensor):
+        self.head, self.features = head, features
+
+    def eval(self) -> CachedTeacher:
+        self.head.eval()
+        return self
+
+    @torch.no_grad()
+    def outputs(self, idx: torch.Tensor, perm: torch.Tensor | None = None, lam: float = 1.0):
+        """``(logits (B, C), features (B, D))`` of samples ``idx``; with ``perm``, of the mix
+        ``lam f + (1 - lam) f[perm]`` of their features (what mixup does to the images)."""
+        features = self.features[idx.to(self.features.device)]
+        if perm is not None:
+            features = lam * features + (1.0 - lam) * features[perm.to(features.device)]
+        return self.head(features).float(), features
 
 
 def _on_device(xb: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -291,7 +326,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
     return {"loss_ce": sums["ce"] / max(count, 1)}
 
 
-def student_epoch(student: nn.Module, teacher: nn.Module | None, optimizer: torch.optim.Optimizer,
+def student_epoch(student: nn.Module, teacher: nn.Module | CachedTeacher | None, optimizer: torch.optim.Optimizer,
                   x: torch.Tensor, targets: torch.Tensor, cfg: TrainConfig, mode: str,
                   rng: np.random.Generator, generator: torch.Generator,
                   weights: torch.Tensor | None = None, augment_kind: str = "none", progress=None,
@@ -310,7 +345,7 @@ def student_epoch(student: nn.Module, teacher: nn.Module | None, optimizer: torc
         xb, yb = augment(xb, augment_kind, generator), targets[idx]
         with amp.autocast():
             terms = _student_terms(student, teacher, xb, yb, cfg, mode, rng, generator,
-                                   None if weights is None else weights[idx])
+                                   None if weights is None else weights[idx], idx)
             loss = sum(terms.values())
         amp.step(_scaled(loss, scale), optimizer)
         for name, value in terms.items():
@@ -322,11 +357,12 @@ def student_epoch(student: nn.Module, teacher: nn.Module | None, optimizer: torc
     return {f"loss_{k}": v / max(count, 1) for k, v in sums.items()}
 
 
-def _student_terms(student, teacher, xb, yb, cfg: TrainConfig, mode: str, rng, generator, wb) -> dict:
+def _student_terms(student, teacher, xb, yb, cfg: TrainConfig, mode: str, rng, generator, wb, idx=None) -> dict:
+    cached = isinstance(teacher, CachedTeacher)
     logits, features = student(xb)
     if mode == "kd":
         with torch.no_grad():
-            t_logits, _ = teacher(xb)
+            t_logits = teacher.outputs(idx)[0] if cached else teacher(xb)[0]
         return {"ce": (1 - cfg.kd_weight) * F.cross_entropy(logits, yb),
                 "kd": cfg.kd_weight * kd_loss(logits, t_logits, cfg.temperature)}
     terms = {"ce": weighted_ce(logits, yb, wb) if wb is not None else F.cross_entropy(logits, yb)}
@@ -334,13 +370,18 @@ def _student_terms(student, teacher, xb, yb, cfg: TrainConfig, mode: str, rng, g
     mix_logits, _ = student(x_mix)
     relational = mode == "refine" and cfg.relational_weight > 0
     clean = relational or cfg.clean_kd_weight > 0  # does the teacher also see the un-mixed batch?
-    with torch.no_grad():  # the teacher is in eval mode: one pass over both batches is the same as two
-        t_logits, t_features = teacher(torch.cat([x_mix, xb]) if clean else x_mix)
     b = x_mix.shape[0]
+    if cached:
+        mix_t_logits = teacher.outputs(idx, perm, lam)[0]
+        t_logits, t_features = teacher.outputs(idx) if clean else (None, None)
+    else:
+        with torch.no_grad():  # the teacher is in eval mode: one pass over both batches is the same as two
+            both_logits, both_features = teacher(torch.cat([x_mix, xb]) if clean else x_mix)
+        mix_t_logits, t_logits, t_features = both_logits[:b], both_logits[b:], both_features[b:]
     terms["mixup"] = mixup_ce(mix_logits, yb, perm, lam)
-    terms["kd"] = cfg.kd_weight * kd_loss(mix_logits, t_logits[:b], cfg.temperature)
+    terms["kd"] = cfg.kd_weight * kd_loss(mix_logits, mix_t_logits, cfg.temperature)
     if cfg.clean_kd_weight > 0:
-        terms["kd_clean"] = cfg.clean_kd_weight * kd_loss(logits, t_logits[b:], cfg.temperature)
+        terms["kd_clean"] = cfg.clean_kd_weight * kd_loss(logits, t_logits, cfg.temperature)
     if relational:
-        terms["rel"] = cfg.relational_weight * relational_loss(features, t_features[b:])
+        terms["rel"] = cfg.relational_weight * relational_loss(features, t_features)
     return terms

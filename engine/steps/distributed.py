@@ -218,7 +218,7 @@ def _epoch(nets, config, group: Group, job: dict, progress=None) -> dict:
         if network == "teacher":
             return train_epoch(wrapped, optimizer, x, targets, config.train, generator, job["augment"], progress,
                                shard=shard)
-        return student_epoch(wrapped, nets.teacher, optimizer, x, targets, config.train, job["mode"], rng,
+        return student_epoch(wrapped, nets.kd_teacher(job["rows"]), optimizer, x, targets, config.train, job["mode"], rng,
                              generator, weights, job["augment"], progress, shard=shard)
 
 

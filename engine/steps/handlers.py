@@ -146,8 +146,7 @@ def _student_train(run: Run, targets: np.ndarray, mode: str, weights: np.ndarray
         lr = ramped_lr(lr, run.state.student_epoch - cfg.schedule.warmup_epochs, cfg.train.lr_ramp)
     set_lr(nets.opt_student, lr)
     t0 = time.perf_counter()
-    x = nets.x
-    keep = None
+    x, keep = nets.x, None
     if train_mask is not None and not train_mask.all():
         keep = np.flatnonzero(train_mask)
         x, targets = x[torch.as_tensor(keep, device=nets.device)], targets[keep]
@@ -157,7 +156,7 @@ def _student_train(run: Run, targets: np.ndarray, mode: str, weights: np.ndarray
                                         weights=weights, augment_kind=run.dataset.augment)
     else:
         losses = student_epoch(
-            nets.student, nets.teacher, nets.opt_student, x, torch.as_tensor(targets, device=nets.device),
+            nets.student, nets.kd_teacher(keep), nets.opt_student, x, torch.as_tensor(targets, device=nets.device),
             cfg.train, mode, run.rng, run.generator,
             None if weights is None else torch.as_tensor(weights, device=nets.device), run.dataset.augment,
             run.progress)

@@ -9,7 +9,10 @@ noise matrix, the image folder or uploaded archive's files). Opening a run
 applies the recorded threads and settings, so a resume typed without
 ``--threads`` gives the numbers of the uninterrupted run; it refuses a
 different ``--threads``, another device, another number of processes, and any
-input whose content changed, in one line naming it. Whoever creates or opens a run to train it
+input whose content changed, in one line naming it. A folder of photos is
+checked by one ``stat`` per file when nothing changed
+(:func:`folder_stat_digest`), and by its contents only when something did.
+Whoever creates or opens a run to train it
 holds the run's lock (:mod:`engine.rundir.lock`) until :meth:`Run.close` or
 the end of its process.
 """
@@ -17,7 +20,9 @@ the end of its process.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
+from stat import S_ISREG
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -32,7 +37,8 @@ from . import checkpoint as ckpt
 if TYPE_CHECKING:  # pragma: no cover
     from .run import Run
 
-#: Files in a dataset folder above this many are digested by name, size and modification time only.
+#: Runs recorded before the stat digest: their folders above this many files were digested by name, size and
+#: modification time only (every folder is digested by content now, once, when its run is created).
 FOLDER_CONTENT_LIMIT = 20_000
 
 
@@ -190,7 +196,9 @@ def apply_runtime(store: RunStore, record: dict | None, threads: int | None) -> 
                         f"trained with, which would change its numbers; leave out --threads (a resume uses "
                         f"{recorded}) or create a new run")
     torch.set_num_threads(recorded)
-    torch.use_deterministic_algorithms(bool(record.get("deterministic_algorithms", False)))
+    deterministic = bool(record.get("deterministic_algorithms", False))
+    if torch.are_deterministic_algorithms_enabled() != deterministic:  # setting it imports torch's compiler: seconds
+        torch.use_deterministic_algorithms(deterministic)
     torch.backends.cudnn.benchmark = bool(record.get("cudnn_benchmark", False))
     return recorded
 
@@ -230,8 +238,8 @@ def input_digests(config: RunConfig) -> dict:
 
 
 def digest(path: Path) -> dict:
-    """SHA-256 of a file's content; of a folder, of every file's relative path, size and content
-    (only path, size and modification time above :data:`FOLDER_CONTENT_LIMIT` files)."""
+    """What an input is now: a file's SHA-256 and size; a folder's content digest (every file's relative path,
+    size and content) and stat digest (:func:`folder_stat_digest`)."""
     path = Path(path)
     if path.is_file():
         h = hashlib.sha256()
@@ -241,14 +249,72 @@ def digest(path: Path) -> dict:
         return {"path": str(path), "sha256": h.hexdigest(), "bytes": path.stat().st_size}
     if not path.is_dir():
         return {"path": str(path), "sha256": None, "bytes": None}
-    files = sorted(p for p in path.rglob("*") if p.is_file())
-    by_content = len(files) <= FOLDER_CONTENT_LIMIT
+    files = _folder_files(path)
+    return {"path": str(path), "sha256": _folder_digest(path, files, by_content=True), "files": len(files),
+            "stat": folder_stat_digest(path, files)}
+
+
+def _folder_files(path: Path) -> list[tuple[str, os.stat_result]]:
+    """``(relative path, stat)`` of every file under ``path`` (links followed, as ``Path.rglob`` and
+    ``is_file`` did), sorted by relative path."""
+    found = []
+    for dirpath, _, filenames in os.walk(path, followlinks=False):
+        prefix = os.path.relpath(dirpath, path)
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            try:
+                stat = os.stat(full)
+            except OSError:  # a dangling link: not a file
+                continue
+            if S_ISREG(stat.st_mode):
+                found.append((name if prefix == "." else os.path.join(prefix, name), stat))
+    return sorted(found, key=lambda item: item[0].split(os.sep))  # as Path objects sort: part by part
+
+
+def _folder_digest(path: Path, files: list[tuple[str, os.stat_result]], by_content: bool) -> str:
+    """Every file's relative path and size, and its content (else, in runs made before the stat digest, above
+    :data:`FOLDER_CONTENT_LIMIT` files, its modification time)."""
     h = hashlib.sha256()
-    for f in files:
-        stat = f.stat()
-        h.update(f"{f.relative_to(path)}\0{stat.st_size}\0".encode())
-        h.update(hashlib.sha256(f.read_bytes()).digest() if by_content else str(stat.st_mtime_ns).encode())
-    return {"path": str(path), "sha256": h.hexdigest(), "files": len(files)}
+    for rel, stat in files:
+        h.update(f"{rel}\0{stat.st_size}\0".encode())
+        if by_content:
+            with open(os.path.join(path, rel), "rb") as fh:
+                h.update(hashlib.sha256(fh.read()).digest())
+        else:
+            h.update(str(stat.st_mtime_ns).encode())
+    return h.hexdigest()
+
+
+def folder_stat_digest(path: Path, files: list[tuple[str, os.stat_result]] | None = None) -> str:
+    """A digest of every file's relative path, size, modification and status-change time (one ``stat`` each,
+    nothing read): equal to the one recorded means no file was added, removed, written or replaced since.
+
+    The status-change time (``st_ctime_ns``) moves whenever a file's content or metadata is written and cannot be
+    set back by a user's tools (``touch -d``, ``cp -p`` and ``rsync -t`` set only the modification time), so an
+    edit that keeps size and modification time still shows. A differing stat digest is not a change by itself
+    (a copied or restored folder has new status-change times): the contents decide (:func:`check_inputs`).
+    """
+    h = hashlib.sha256()
+    for rel, stat in files if files is not None else _folder_files(path):
+        h.update(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\0{stat.st_ctime_ns}\0".encode())
+    return h.hexdigest()
+
+
+def _unchanged(before: dict) -> dict | None:
+    """``None`` when the input recorded as ``before`` is as it was; else what it is now (its :func:`digest`).
+
+    A folder whose stat digest is the recorded one is unchanged without reading a file (opening a run of 40,000
+    photos stats them only); otherwise its contents are digested again and compared."""
+    path = Path(before["path"])
+    if "stat" in before and path.is_dir() and folder_stat_digest(path) == before["stat"]:
+        return None
+    if "files" in before and "stat" not in before and path.is_dir():  # recorded before the stat digest
+        files = _folder_files(path)
+        now = {"path": str(path), "files": len(files),
+               "sha256": _folder_digest(path, files, by_content=before["files"] <= FOLDER_CONTENT_LIMIT)}
+    else:
+        now = digest(path)
+    return None if now.get("sha256") == before.get("sha256") else now
 
 
 def check_inputs(store: RunStore, config: RunConfig, record: dict | None) -> None:
@@ -256,8 +322,8 @@ def check_inputs(store: RunStore, config: RunConfig, record: dict | None) -> Non
     if record is None:
         return
     for name, before in record.get("inputs", {}).items():
-        now = digest(Path(before["path"]))
-        if now.get("sha256") == before.get("sha256"):
+        now = _unchanged(before)
+        if now is None:
             continue
         flag = "--" + name.replace("_", "-")
         if now.get("sha256") is None:

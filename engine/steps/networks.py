@@ -9,8 +9,9 @@ A frozen teacher (``teacher_mode="frozen"``: a pretrained torchvision backbone
 and a linear head) has its backbone features computed once per run and kept in
 the run directory (``RunStore.backbone_features_path``, with the sample keys);
 its epochs train the head on them, and its outputs over the training and test
-sets are the head applied to them. The student's KD still runs the whole
-teacher on the student's (mixed, augmented) batches.
+sets are the head applied to them, and so are its outputs in the student's KD
+(:meth:`Networks.kd_teacher`: the head on the cached features, mixed as the
+images are; docs/ALGORITHM.md), so the backbone never runs again.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from ..method.ambiguity import WeightNet
 from ..method.config import RunConfig
 from ..method.confident import BOOTSTRAP, NoiseEstimate, estimate_from_graph
 from ..method.graph import Graph, build_graph
-from ..method.training import Outputs, forward_all, make_optimizer
+from ..method.training import CachedTeacher, Outputs, forward_all, make_optimizer
 from ..models.features import embed_all
 from ..models import build_with_weights, default_pair, parameter_count
 from ..rundir.store import RunStore
@@ -97,6 +98,14 @@ class Networks:
         if self.frozen:
             return self._head_outputs(self.backbone_features()[0][torch.as_tensor(index)])
         return forward_all(self.teacher, self.x[torch.as_tensor(index, device=self.device)])
+
+    def kd_teacher(self, index: np.ndarray | None = None):
+        """What the student distils from on training samples ``index`` (all when None): the teacher network,
+        or for a frozen teacher its head on the cached backbone features (:class:`CachedTeacher`)."""
+        if not self.frozen:
+            return self.teacher
+        features = self.backbone_features()[0]
+        return CachedTeacher(self.teacher.head, features if index is None else features[torch.as_tensor(index)])
 
     # ------------------------------------------------------------ frozen teacher
     def backbone_features(self) -> tuple[torch.Tensor, torch.Tensor]:
