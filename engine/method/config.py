@@ -325,7 +325,8 @@ class TrainConfig:
 
 
 _DATASET_HELP = ("digits, moons, blobs, circles (?n=&spread=), folder:DIR[?size=32&mode=RGB&augment=crop_flip"
-                 "&test=0.2], vectors:FILE (.npz of features, keys, labels; or .npy with --labels), mnist:ROOT, fashion-mnist:ROOT, cifar10:ROOT, cifar100:ROOT (?download=1, ?n=N)")
+                 "&test=0.2], vectors:FILE (.npz of features, keys, labels; or .npy with --labels), mnist:ROOT, "
+                 "fashion-mnist:ROOT, cifar10:ROOT, cifar100:ROOT (?download=1, ?n=N)")
 _NOISE_HELP = ("none, symmetric:R, pairflip:R, asym:R (CIFAR-10 classes), instance:R, matrix:FILE "
                "(none with --labels, which takes no synthetic noise)")
 _TEXT = {"kind": "text", "optional": True}
