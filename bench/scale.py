@@ -29,7 +29,7 @@ Goals (issue 19): at 1M ivf recall@20 >= 0.95 and >= 10x faster than exact; kNN 
 Besides wall seconds each child reports its CPU seconds (user + system): on a machine shared with others the wall
 time includes waiting for a core, the CPU time does not.
 
-The lead adds rows measured elsewhere in :data:`EXTRA_PARTS` (the Embeddings page at 1M: bench/scale_app.py).
+``--parts knn,propagate,vectors,app`` adds the app's page open times at the same sizes (bench/scale_app.py).
 """
 
 from __future__ import annotations
@@ -299,12 +299,21 @@ def vectors_table(args, sizes) -> list[dict]:
 
 
 # ---------------------------------------------------------------- the place for rows measured elsewhere
-#: Parts measured by other scripts, run after these: (name, function(args, sizes) -> rows), each printing its own
-#: table. TO BE ADDED (lead): the Embeddings page at 1M from bench/scale_app.py (helper ``bigapp``): seconds from
-#: opening the page to its first drawn chart in headless Chromium, goal <= 5 s once the projection is cached.
+def app_table(args, sizes: list[int]) -> list[dict]:
+    """The app at these sizes: bench/scale_app.py's page open times in headless Chromium (the Embeddings page's
+    first drawn chart, goal <= 5 s at 1M once the projection is cached); it prints its own table."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import scale_app
+
+    scale_app.main(["--sizes", *[str(n) for n in sizes]])
+    return []
+
+
+#: Parts measured by other scripts, run after these (name, function(args, sizes) -> rows), each printing its own
+#: table: the app's pages at these sizes (``--parts ...,app``).
 EXTRA_PARTS: list[tuple[str, object]] = []
 
-PARTS = {"knn": knn_table, "propagate": propagate_table, "vectors": vectors_table}
+PARTS = {"knn": knn_table, "propagate": propagate_table, "vectors": vectors_table, "app": app_table}
 
 
 def main(argv: list[str] | None = None) -> int:
