@@ -18,11 +18,9 @@ from PIL import Image
 
 from engine.rundir.store import RunStore
 
-from conftest import assert_no_exception, chromium_launch_args, find_chromium, goto, serve_app, wait_for_app
+from conftest import assert_no_exception, goto, serve_app, wait_for_app
 
 CIFAR = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10-small" / "train"
-if not CIFAR.is_dir():
-    CIFAR = Path("/work/shared/data/cifar10-small/train")
 SIDE = 96
 
 
@@ -56,20 +54,18 @@ def wait_phase(store: RunStore, phases: tuple[str, ...], timeout: float = 600.0)
 
 
 @pytest.mark.slow
-def test_a_photo_folder_trained_in_the_app_shows_its_original_files_on_review(tmp_path):
-    pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    if find_chromium() is None:
-        pytest.skip("no Chromium found (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
+def test_a_photo_folder_trained_in_the_app_shows_its_original_files_on_review(tmp_path, browser):
+    # the session's browser (one Playwright per process: a second sync_playwright inside it is refused)
+    if not CIFAR.is_dir():
+        pytest.skip(f"{CIFAR} is absent (the photos are made from ../shared's cifar10-small)")
     folder = photo_folder(tmp_path / "photos")
     shots = Path(os.environ.get("AMLKD_SHOTS_DIR") or tmp_path / "shots")
     shots.mkdir(parents=True, exist_ok=True)
     runs = tmp_path / "runs"
     env = {"TORCH_HOME": str(torch_home(tmp_path / "torch")), "OMP_NUM_THREADS": "1"}
-    with serve_app(runs, env=env) as server, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(**chromium_launch_args())
-        page = browser.new_context(viewport={"width": 1024, "height": 768}).new_page()
+    with serve_app(runs, env=env) as server:
+        context = browser.new_context(viewport={"width": 1024, "height": 768})
+        page = context.new_page()
         goto(page, server, "setup")
         page.get_by_text("Image folder on disk", exact=True).click()
         wait_for_app(page)
@@ -111,4 +107,4 @@ def test_a_photo_folder_trained_in_the_app_shows_its_original_files_on_review(tm
         page.screenshot(path=str(shots / "review-photos.png"), full_page=False)
         assert_no_exception(page)
         assert "Traceback" not in server.read_log()
-        browser.close()
+        context.close()
