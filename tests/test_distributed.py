@@ -36,7 +36,10 @@ two_processes = pytest.mark.skipif(torch.cuda.is_available() and torch.cuda.devi
 
 
 def _env() -> dict:
-    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    """A clean environment for the launched processes: nothing an earlier test left in this process's
+    environment reaches them."""
+    kept = {name: os.environ[name] for name in ("PATH", "HOME", "TMPDIR", "LANG", "LC_ALL") if name in os.environ}
+    return dict(kept, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
 
 
 # ---------------------------------------------------------------- the shard of each batch

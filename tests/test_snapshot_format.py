@@ -99,13 +99,12 @@ def test_features_are_kept_at_every_step_of_a_small_run_and_some_steps_of_a_larg
 
 
 def test_a_run_above_the_threshold_keeps_features_only_where_the_policy_says(tmp_path, monkeypatch):
-    from conftest import tiny_config
-    from engine.method.config import ScheduleConfig
+    from engine.method.config import RunConfig, ScheduleConfig
     from engine.steps.run import Run
 
     monkeypatch.setattr(snapshot, "FEATURES_EVERY_STEP_MAX", 0)
     monkeypatch.setattr(snapshot, "FEATURES_EVERY", 2)
-    config = replace(tiny_config("moons"), schedule=ScheduleConfig(teacher_epochs=1, teacher_patience=2,
+    config = replace(RunConfig(dataset="moons", noise="symmetric:0.3"), schedule=ScheduleConfig(teacher_epochs=1, teacher_patience=2,
                                                                    warmup_epochs=1, refine_epochs=4,
                                                                    mutual_epochs=0))
     run = Run.create(tmp_path / "run", config)

@@ -115,9 +115,16 @@ def stop(group: Group | None) -> None:
     """The run is done: the followers return (rank 0)."""
     if group is not None:
         _broadcast({"op": "stop"})
-        import torch.distributed as dist
+        _leave()
 
-        dist.destroy_process_group()
+
+def _leave() -> None:
+    """Leave the process group together: a barrier first, so that no rank tears its connections down while
+    another is still receiving the last message (seen under load as a follower's abort, 'terminate called')."""
+    import torch.distributed as dist
+
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 def lead_epoch(run: Run, network: str, targets: np.ndarray, mode: str, epoch: int,
@@ -161,9 +168,7 @@ def _follow(group: Group) -> int:
         if job is None:
             return 1
         if job["op"] == "stop":
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
+            _leave()
             return 0
         try:
             _epoch(nets, config, group, job)
