@@ -85,6 +85,7 @@ WORKER = textwrap.dedent("""
         losses = train_epoch(wrapped, opt, x, y, cfg, torch.Generator(), shard=Shard(rank, world, 5 + epoch))
     if rank == 0:
         torch.save({"weight": model.weight.detach(), "init": init, "loss": losses["loss_ce"]}, sys.argv[1])
+    dist.barrier()  # leave together (as engine.steps.distributed does): a rank gone early can abort the other
     dist.destroy_process_group()
 """)
 
