@@ -32,6 +32,12 @@ METHOD_LABELS = {method: name + {"ce": " (plain training)", "kd": " (plain disti
                  for method, name in METHOD_NAMES.items()}
 NOISE_RATE_MODES = ("estimate", "known", "custom")
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+#: The Setup form's label of each run setting it shows (by its name in engine.method.config.declared): the
+#: widgets carry these labels, and messages about a setting name it by them (the CLI names it by its flag).
+LABELS = {"method": "Method", "teacher_checkpoint": "Teacher checkpoint (optional)",
+          "teacher_epochs": "Teacher (upper bound, early-stopped)", "warmup_epochs": "Warm-up",
+          "refine_epochs": "Refine (stage 1)", "mutual_epochs": "Mutual (stage 2)", "k": "k neighbours in the graph",
+          "knn": "kNN search"}
 
 
 # ---------------------------------------------------------------- presets
@@ -63,6 +69,7 @@ class SetupValues:
     refine_epochs: int = _DEFAULT.schedule.refine_epochs
     mutual_epochs: int = _DEFAULT.schedule.mutual_epochs
     k: int = _DEFAULT.graph.k
+    knn: str = _DEFAULT.graph.knn
     alpha: float = _DEFAULT.propagation.alpha
     edge_power: float = _DEFAULT.graph.power
     temperature: float = _DEFAULT.train.temperature
@@ -118,7 +125,8 @@ class SetupValues:
                    teacher=config.teacher or teacher, student=config.student or student,
                    teacher_epochs=s.teacher_epochs, warmup_epochs=s.warmup_epochs,
                    refine_epochs=s.refine_epochs, mutual_epochs=s.mutual_epochs,
-                   k=config.graph.k, alpha=config.propagation.alpha, edge_power=config.graph.power,
+                   k=config.graph.k, knn=config.graph.knn, alpha=config.propagation.alpha,
+                   edge_power=config.graph.power,
                    temperature=config.train.temperature, kd_weight=config.train.kd_weight,
                    clean_kd_weight=config.train.clean_kd_weight, relational_weight=config.train.relational_weight,
                    noise_rate_mode=mode, noise_rate_value=value,
@@ -163,7 +171,7 @@ class SetupValues:
         """
         base = base or RunConfig()
         try:
-            graph = GraphConfig(k=int(self.k), power=float(self.edge_power))
+            graph = GraphConfig(k=int(self.k), power=float(self.edge_power), knn=self.knn)
             propagation = replace(base.propagation, alpha=float(self.alpha))
             schedule = replace(base.schedule, teacher_epochs=int(self.teacher_epochs),
                                warmup_epochs=int(self.warmup_epochs), refine_epochs=int(self.refine_epochs),
@@ -232,12 +240,13 @@ def default_models(dataset_name: str) -> tuple[str, str]:
 
 
 def settings_problems(config: RunConfig, num_train: int | None, num_classes: int | None = None) -> list[str]:
-    """Reasons the run cannot start, in the engine's words (:func:`engine.method.config.check_runnable`).
+    """Reasons the run cannot start, in the engine's words (:func:`engine.method.config.check_runnable`),
+    each setting named by its label on the form (:data:`LABELS`).
 
     ``num_train`` is None when not known yet (a dataset still to be
     downloaded: the engine checks k on Create).
     """
-    return check_runnable(config, num_train, num_classes)
+    return check_runnable(config, num_train, num_classes, names=LABELS)
 
 
 # ---------------------------------------------------------------- runs

@@ -160,19 +160,23 @@ def test_a_failing_step_shows_what_to_do_and_keeps_the_last_good_step(app, runs_
 
 def test_impossible_settings_are_explained_inline_and_block_create(app, runs_dir):
     app.number_input(key=DEFAULT_KEY + "teacher_epochs").set_value(0).run()
-    assert any("teacher-epochs=0 leaves no teacher" in e for e in _errors(app))
+    # each setting named by its label on the form, as the user gave it (the CLI names it by its flag)
+    assert any(e.startswith("Teacher (upper bound, early-stopped) = 0 leaves no teacher") and
+               "Teacher checkpoint (optional)" in e and "Method = ce" in e for e in _errors(app))
     assert app.button(key="setup-create").disabled
 
     app.number_input(key=DEFAULT_KEY + "teacher_epochs").set_value(2).run()
     app.number_input(key=DEFAULT_KEY + "k").set_value(1437).run()
     (message,) = _errors(app)
-    assert "k=1437" in message and "has 1437" in message and "valid k is 1..1436" in message
+    assert message.startswith("k neighbours in the graph = 1437 needs more") and "has 1437" in message
+    assert "valid k neighbours in the graph is 1..1436" in message and "k=" not in message and "--" not in message
     assert app.button(key="setup-create").disabled
 
     app.number_input(key=DEFAULT_KEY + "k").set_value(20).run()
     for name in ("warmup_epochs", "refine_epochs", "mutual_epochs"):
         app.number_input(key=DEFAULT_KEY + name).set_value(0).run()
-    assert any("student never trains" in e for e in _errors(app))
+    assert any(e.startswith("Warm-up, Refine (stage 1) and Mutual (stage 2) are all 0, so the student never trains")
+               for e in _errors(app))
     assert not app.exception and list(runs_dir.glob("*")) == []
 
 
@@ -294,12 +298,15 @@ def test_form_values_become_a_config():
 def test_settings_problems_name_the_setting_and_the_valid_range():
     assert settings_problems(RunConfig(), 1437) == []
     (k_problem,) = settings_problems(RunConfig(), 20)
-    assert k_problem.startswith("k=20 needs more training samples") and "valid k is 1..19" in k_problem
+    assert k_problem == ("k neighbours in the graph = 20 needs more training samples than neighbours; dataset "
+                         "'digits' has 20: valid k neighbours in the graph is 1..19")
     no_teacher = replace(RunConfig(), schedule=ScheduleConfig(teacher_epochs=0))
-    assert "teacher-epochs=0 leaves no teacher" in settings_problems(no_teacher, 1437)[0]
+    assert settings_problems(no_teacher, 1437)[0].startswith("Teacher (upper bound, early-stopped) = 0 leaves no "
+                                                             "teacher")
     assert settings_problems(replace(no_teacher, method="ce"), 1437) == []
     no_refinery = replace(RunConfig(), schedule=ScheduleConfig(refine_epochs=0, mutual_epochs=0))
-    assert "would never refine a label" in settings_problems(no_refinery, 1437)[0]
+    assert settings_problems(no_refinery, 1437)[0].startswith(
+        "Refine (stage 1) = 0 and Mutual (stage 2) = 0: AML-KD would never refine a label")
     no_student = replace(RunConfig(), schedule=ScheduleConfig(warmup_epochs=0, refine_epochs=0, mutual_epochs=0))
     assert "the student never trains" in settings_problems(no_student, 1437)[0]
 
@@ -340,7 +347,7 @@ def test_phase_plan_uses_steps_done_once_a_phase_ended_early():
 def test_start_from_a_run_prefills_the_form_and_a_second_method_is_two_clicks(runs_dir):
     schedule = ScheduleConfig(teacher_epochs=3, teacher_patience=2, warmup_epochs=1, refine_epochs=2, mutual_epochs=1)
     first = RunConfig(dataset="moons?n=300&spread=0.2", noise="pairflip:0.2", seed=4, schedule=schedule,
-                      graph=replace(RunConfig().graph, k=7))
+                      graph=replace(RunConfig().graph, k=7, knn="hnsw"))
     Run.create(runs_dir / "my-moons", first)
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
@@ -348,6 +355,7 @@ def test_start_from_a_run_prefills_the_form_and_a_second_method_is_two_clicks(ru
     at.selectbox(key="setup-base").set_value("run-my-moons").run()
     key = "setup-run-my-moons-"
     assert at.number_input(key=key + "k").value == 7 and at.number_input(key=key + "refine_epochs").value == 2
+    assert at.selectbox(key=key + "knn").value == "hnsw"
     at.radio(key=key + "method").set_value("ce").run()  # click 1
     assert at.number_input(key=key + "k").disabled and at.slider(key=key + "alpha").disabled
     assert any("CE trains the student alone" in c.value for c in at.caption)
@@ -359,9 +367,22 @@ def test_start_from_a_run_prefills_the_form_and_a_second_method_is_two_clicks(ru
     assert (made.dataset, made.noise, made.seed, made.schedule) == (first.dataset, first.noise, 4, schedule)
 
 
+def test_the_knn_search_is_chosen_on_the_form_from_the_declared_choices(app, runs_dir):
+    from engine.method import declared
+
+    knn = declared()["knn"].setting
+    box = app.selectbox(key=DEFAULT_KEY + "knn")
+    assert box.label == "kNN search" and box.options == list(knn.choices) == ["exact", "ivf", "hnsw", "auto"]
+    assert box.value == "auto" and box.help == knn.help and knn.help.startswith("kNN search: exact (every pair)") and "20,000" in box.help
+    box.set_value("exact").run()
+    app.button(key="setup-create").click().run()
+    assert not app.exception and not _errors(app)
+    assert RunStore(app.session_state["run_dir"]).config().graph == replace(RunConfig().graph, knn="exact")
+
+
 def test_kd_keeps_only_the_temperature_among_the_method_knobs(app):
     app.radio(key=DEFAULT_KEY + "method").set_value("kd").run()
-    assert app.number_input(key=DEFAULT_KEY + "k").disabled
+    assert app.number_input(key=DEFAULT_KEY + "k").disabled and app.selectbox(key=DEFAULT_KEY + "knn").disabled
     assert not app.slider(key=DEFAULT_KEY + "temperature").disabled
     assert any("only the temperature applies" in c.value for c in app.caption)
 

@@ -140,14 +140,15 @@ BAD_ARGS = {
     "rate out of range": (["--noise", "symmetric:1.5"], "outside [0, 1)"),
     "noise-rate out of range": (["--noise-rate", "1.2"], "noise-rate"),
     "k too small": (["--k", "0"], "k"),
-    "k too large": (["--k", "100000"], "k=100000"),
+    "k too large": (["--k", "100000"], "--k 100000 needs more training samples"),  # as typed, not k=100000
     "negative epochs": (["--refine-epochs", "-1"], "refine-epochs"),
     # the same words as the Setup page (engine.method.config.check_runnable)
     "no student epochs": (["--warmup-epochs", "0", "--refine-epochs", "0", "--mutual-epochs", "0"],
-                          "warmup-epochs, refine-epochs and mutual-epochs are all 0, so the student never trains"),
+                          "--warmup-epochs, --refine-epochs and --mutual-epochs are all 0, so the student never "
+                          "trains"),
     "AML-KD that never refines": (["--refine-epochs", "0", "--mutual-epochs", "0"],
-                                  "refine-epochs=0 and mutual-epochs=0: AML-KD would never refine a label"),
-    "no teacher": (["--teacher-epochs", "0"], "teacher-epochs=0 leaves no teacher to learn from"),
+                                  "--refine-epochs 0 and --mutual-epochs 0: AML-KD would never refine a label"),
+    "no teacher": (["--teacher-epochs", "0"], "--teacher-epochs 0 leaves no teacher to learn from"),
 }
 
 

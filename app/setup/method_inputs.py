@@ -10,8 +10,8 @@ import streamlit as st
 from app.text import md
 
 from app.byod import DataFacts, default_models_for, known_noise_rate, model_choices_for, noise_problem
-from app.settings import METHOD_LABELS, NOISE_KINDS, NOISE_RATE_MODES, SetupValues
-from engine.method import widget_limits
+from app.settings import LABELS, METHOD_LABELS, NOISE_KINDS, NOISE_RATE_MODES, SetupValues
+from engine.method import declared, widget_limits
 
 NOISE_RATE_HELP = {"estimate": "estimate it after stage 0 (disagreement with the propagated labels)",
                    "known": "the rate of the noise above (a label file's: measured against the truth)",
@@ -66,7 +66,7 @@ def method_inputs(v: SetupValues, key: str, facts: DataFacts | None,
                    preferred: tuple[str | None, str | None]) -> tuple[dict, list[str]]:
     """Method, networks (the data's default pair unless the preset names its own), checkpoint, seed."""
     methods = list(METHOD_LABELS)
-    out = {"method": st.radio("Method", methods, index=methods.index(v.method), key=f"{key}method",
+    out = {"method": st.radio(LABELS["method"], methods, index=methods.index(v.method), key=f"{key}method",
                               format_func=METHOD_LABELS.get, horizontal=True)}
     kind, shape = (facts.kind, facts.input_shape) if facts else ("image", (1, 8, 8))
     models = model_choices_for(kind)
@@ -79,7 +79,7 @@ def method_inputs(v: SetupValues, key: str, facts: DataFacts | None,
                                  disabled=role == "teacher" and out["method"] == "ce",
                                  help="CE trains the student alone" if role == "teacher" else None)
     out["teacher_checkpoint"] = st.text_input(
-        "Teacher checkpoint (optional)", v.teacher_checkpoint, key=f"{key}teacher_checkpoint",
+        LABELS["teacher_checkpoint"], v.teacher_checkpoint, key=f"{key}teacher_checkpoint",
         disabled=out["method"] == "ce", placeholder="runs/NAME/checkpoint.pt",
         help="A run's checkpoint.pt or a bare state_dict of the teacher model above: the teacher is loaded "
              "instead of trained. Checked on Create.")
@@ -114,11 +114,19 @@ def _number(widget: str, label: str, setting: str, value, key: str, field: str |
     return getattr(st, widget)(label, low, high, kind(value), step, key=f"{key}{field or setting}", **options)
 
 
+def _choice(label: str, setting: str, value: str, key: str, **options) -> str:
+    """A select box of a declared choice setting: its choices and its help from the declaration
+    (:func:`engine.method.declared`), keyed ``{key}{setting}``."""
+    meta = declared()[setting].setting
+    choices = list(meta.choices)
+    return st.selectbox(label, choices, index=choices.index(value) if value in choices else 0, key=f"{key}{setting}",
+                        help=meta.help, **options)
+
+
 def schedule_inputs(v: SetupValues, key: str) -> dict:
     st.caption("Epochs per phase (CE and KD train the student for warm-up + refine + mutual epochs).")
-    fields = (("teacher_epochs", "Teacher (upper bound, early-stopped)"), ("warmup_epochs", "Warm-up"),
-              ("refine_epochs", "Refine (stage 1)"), ("mutual_epochs", "Mutual (stage 2)"))
-    return {name: _number("number_input", label, name, getattr(v, name), key) for name, label in fields}
+    fields = ("teacher_epochs", "warmup_epochs", "refine_epochs", "mutual_epochs")
+    return {name: _number("number_input", LABELS[name], name, getattr(v, name), key) for name in fields}
 
 
 #: Why a knob is greyed out for a method (the method has no such part).
@@ -134,10 +142,11 @@ def knob_inputs(v: SetupValues, key: str, method: str = "aml-kd") -> dict:
     graph_off, kd_off = method != "aml-kd", method == "ce"
     if method in UNUSED_KNOBS:
         st.caption(UNUSED_KNOBS[method])
-    out = {"k": _number("number_input", "k neighbours in the graph", "k", v.k, key, disabled=graph_off),
+    out = {"k": _number("number_input", LABELS["k"], "k", v.k, key, disabled=graph_off),
            "alpha": _number("slider", "Propagation alpha", "alpha", v.alpha, key, format="%.3f", disabled=graph_off),
            "edge_power": _number("slider", "Edge power (weight = similarity^p)", "edge_power", v.edge_power, key,
                                  disabled=graph_off),
+           "knn": _choice(LABELS["knn"], "knn", v.knn, key, disabled=graph_off),
            "temperature": _number("slider", "KD temperature", "temperature", v.temperature, key, disabled=kd_off)}
     modes = list(NOISE_RATE_MODES)
     out["noise_rate_mode"] = st.radio("Noise rate for small-loss selection", modes,

@@ -596,9 +596,9 @@ def widget_limits(dest: str) -> tuple[float, float, float]:
 
 # ---------------------------------------------------------------- runnable?
 def check_runnable(config: RunConfig, num_train: int | None = None, num_classes: int | None = None,
-                   dataset_name: str | None = None) -> list[str]:
+                   dataset_name: str | None = None, names: dict[str, str] | None = None) -> list[str]:
     """Reasons a (valid) config cannot make a run on its data, each naming the
-    setting as the CLI spells it and what would be valid. The CLI, the step
+    setting as the user gave it and what would be valid. The CLI, the step
     machine and the Setup page all call this, so they say the same words.
 
     Parameters
@@ -610,27 +610,40 @@ def check_runnable(config: RunConfig, num_train: int | None = None, num_classes:
         unknown (a dataset still to be downloaded).
     dataset_name : str, optional
         For the messages.
+    names : dict, optional
+        How the user gave each setting, by its name in :func:`declared`
+        (``{"k": "k neighbours in the graph"}``: the Setup page's widget
+        labels): ``NAME = VALUE``. Settings it leaves out, and every setting
+        without it, are named by their CLI flag: ``--k 20``.
 
     Returns
     -------
     list of str
         Empty when the run can start.
     """
+    flags = {dest: d.setting.flag for dest, d in declared().items()}
+
+    def name(dest: str) -> str:
+        return (names or {}).get(dest, flags[dest])
+
+    def said(dest: str, value) -> str:
+        return f"{name(dest)} = {value}" if dest in (names or {}) else f"{flags[dest]} {value}"
+
     problems = []
     s = config.schedule
-    name = repr(dataset_name or config.dataset)
+    data = repr(dataset_name or config.dataset)
     if num_classes is not None and num_classes < 2:
-        problems.append(f"dataset {name} has {num_classes} class; at least 2 are needed")
+        problems.append(f"dataset {data} has {num_classes} class; at least 2 are needed")
     if num_train is not None and config.graph.k >= num_train:
-        problems.append(f"k={config.graph.k} needs more training samples than neighbours; dataset {name} has "
-                        f"{num_train}: valid k is 1..{num_train - 1}")
+        problems.append(f"{said('k', config.graph.k)} needs more training samples than neighbours; dataset {data} "
+                        f"has {num_train}: valid {name('k')} is 1..{num_train - 1}")
     if config.method != "ce" and s.teacher_epochs < 1 and not config.teacher_checkpoint:
-        problems.append("teacher-epochs=0 leaves no teacher to learn from; valid: at least 1, or a "
-                        "teacher-checkpoint, or method ce (no teacher)")
+        problems.append(f"{said('teacher_epochs', 0)} leaves no teacher to learn from; valid: at least 1, or a "
+                        f"teacher checkpoint ({name('teacher_checkpoint')}), or {said('method', 'ce')} (no teacher)")
+    student = ", ".join(name(d) for d in ("warmup_epochs", "refine_epochs")) + f" and {name('mutual_epochs')}"
     if s.student_epochs < 1:
-        problems.append("warmup-epochs, refine-epochs and mutual-epochs are all 0, so the student never trains; "
-                        "valid: at least 1 epoch in one of them")
+        problems.append(f"{student} are all 0, so the student never trains; valid: at least 1 epoch in one of them")
     elif config.method == "aml-kd" and s.refine_epochs + s.mutual_epochs < 1:
-        problems.append("refine-epochs=0 and mutual-epochs=0: AML-KD would never refine a label; valid: at least "
-                        "1 epoch in one of them (or method kd)")
+        problems.append(f"{said('refine_epochs', 0)} and {said('mutual_epochs', 0)}: AML-KD would never refine a "
+                        f"label; valid: at least 1 epoch in one of them (or {said('method', 'kd')})")
     return problems
