@@ -31,6 +31,7 @@ from engine.data import load_dataset, parse_dataset_spec
 from engine.data import ARCHIVE_MAX_BYTES as MAX_BYTES, ARCHIVE_MAX_FILES as MAX_FILES, extract_zip, find_dataset_root
 from engine.data import TEST_FRACTION, folder_summary, stratified_holdout
 from engine.data import guess_columns, label_file_report, label_table_preview, read_label_csv
+from engine.data import VECTORS_TEST_FRACTION, DatasetSpec, split_path_options, with_label_file_classes
 from engine.errors import UserError
 from engine.models import available_models, default_pair
 from engine.method import CIFAR10_CLASSES, asym_targets, load_matrix, parse_noise_spec
@@ -40,7 +41,7 @@ from engine.rundir import RunStore, atomic_write_bytes, uploads_dir
 log = logging.getLogger(__name__)
 
 SOURCES = {"builtin": "Built-in (digits, 2-D toys)", "folder": "Image folder on disk", "upload": "Upload a zip",
-           "torchvision": "torchvision dataset from a local folder"}
+           "torchvision": "torchvision dataset from a local folder", "vectors": "Vectors (.npz / .npy embeddings)"}
 TORCHVISION_SETS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10",
                     "cifar100": "CIFAR-100"}
 # What each torchvision set holds, for the form before its files are there (they are downloaded on Create).
@@ -95,6 +96,19 @@ def torchvision_spec(name: str, root: str, n: int = 0, test_n: int = 0, download
     return f"{name}:{root or 'data'}" + (f"?{urlencode(options)}" if options else "")
 
 
+def vectors_spec(path: str | Path, test: float = VECTORS_TEST_FRACTION) -> str:
+    """``vectors:FILE`` (``?test=F`` where the held-out fraction is not the engine's default)."""
+    spec = f"vectors:{str(path).strip()}"
+    return spec if abs(float(test) - VECTORS_TEST_FRACTION) < 1e-9 else f"{spec}?test={float(test):g}"
+
+
+def vectors_fields(spec: str) -> tuple[str, float]:
+    """``(file, held-out fraction)`` of a ``vectors:`` spec (:func:`vectors_spec` read back)."""
+    parsed = parse_dataset_spec(spec)
+    path, options = split_path_options(parsed)
+    return path, DatasetSpec("vectors", tuple(options.items())).option("test", VECTORS_TEST_FRACTION, float)
+
+
 # ---------------------------------------------------------------- what a dataset holds
 @dataclass(frozen=True)
 class DataFacts:
@@ -103,11 +117,12 @@ class DataFacts:
     Attributes
     ----------
     kind : str
-        ``'image'`` or ``'points'``.
+        ``'image'``, ``'points'`` or ``'vectors'``.
     input_shape : tuple of int
         ``(C, H, W)`` or ``(F,)``.
     class_names : tuple of str or None
-        None when not known yet (a torchvision set still to be downloaded).
+        None when not known yet (a torchvision set still to be downloaded, vectors whose label file names
+        their classes).
     class_counts : tuple of int or None
         Training samples per class, where known.
     num_train : int or None
@@ -126,16 +141,24 @@ class DataFacts:
 
 
 @lru_cache(maxsize=16)
-def dataset_facts(spec: str) -> DataFacts:
-    """Load a (built-in or torchvision) dataset once and keep what the form needs.
+def dataset_facts(spec: str, stamp: tuple = ()) -> DataFacts:
+    """Load a (built-in, torchvision or vectors) dataset once and keep what the form needs; ``stamp``
+    (:func:`file_stamp` of a vectors file) loads it again when the file changes.
 
     Raises :class:`UserError` as :func:`engine.data.load_dataset` does; a
     failure is not cached, so files that appear later are found.
     """
     dataset = load_dataset(spec)
+    if not dataset.class_names or dataset.train_true is None:  # vectors without labels: a label file names them
+        return DataFacts(dataset.kind, dataset.input_shape, None, None, dataset.num_train)
     counts = np.bincount(dataset.train_true[dataset.train_true >= 0], minlength=dataset.num_classes)
     return DataFacts(dataset.kind, dataset.input_shape, tuple(dataset.class_names), tuple(int(c) for c in counts),
                      dataset.num_train)
+
+
+def file_stamp(path: str | Path) -> tuple:
+    """What changes when a file does (its resolved path, modification time and size)."""
+    return _file_identity(path)
 
 
 def folder_facts(summary: dict, size: int = 0, mode: str = "auto", test: float = TEST_FRACTION) -> DataFacts:
@@ -368,7 +391,13 @@ def _file_identity(path: str | Path) -> tuple:
 @lru_cache(maxsize=32)
 def _cached_report(spec: str, data_signature: str, file_id: tuple, key_column: str, label_column: str,
                    truth_column: str | None) -> dict:
-    return label_file_report(load_dataset(spec), file_id[0], key_column, label_column, truth_column)
+    dataset = load_dataset(spec)
+    try:
+        dataset = with_label_file_classes(dataset, file_id[0], label_column, truth_column)
+    except UserError as exc:  # the file itself (vectors without labels read their classes from it)
+        return {"ok": False, "error": str(exc), "rows": None, "changed": None, "truth_known": None,
+                "noise_rate": None}
+    return label_file_report(dataset, file_id[0], key_column, label_column, truth_column)
 
 
 def label_report(spec: str, path: str | Path, key_column: str, label_column: str, truth_column: str | None,
@@ -454,8 +483,10 @@ def known_noise_rate(noise: str, facts: DataFacts | None) -> float | None:
 
 def run_name_stem(dataset_spec: str) -> str:
     """A readable run-name part for a dataset: an image folder's name (less an
-    upload's content hash), a torchvision set's name, or the built-in name."""
+    upload's content hash), a vectors file's name, a torchvision set's name, or the built-in name."""
     spec = parse_dataset_spec(dataset_spec)
+    if spec.name == "vectors" and spec.path:
+        return _safe_name(Path(vectors_fields(dataset_spec)[0]).stem, "vectors")
     if spec.name != "folder" or not spec.path:
         return _safe_name(spec.name, "data")
     path = Path(spec.path.split("?", 1)[0].rstrip("/\\"))

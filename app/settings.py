@@ -11,13 +11,14 @@ import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from app.byod import SOURCES, TORCHVISION_SETS, folder_spec, run_name_stem, torchvision_spec
+from app.byod import (SOURCES, TORCHVISION_SETS, folder_spec, run_name_stem, torchvision_spec, vectors_fields,
+                      vectors_spec)
 from engine.readers.compare import dataset_label, noise_label, run_results
 from engine.method import (METHOD_NAMES, Preset, RunConfig, check_runnable, default_preset,  # noqa: F401
                            known_noise_rate, load_presets)
 from engine.data import parse_dataset_spec
 from engine.data import TOY_DEFAULTS
-from engine.data import TEST_FRACTION, split_path_options
+from engine.data import TEST_FRACTION, VECTORS_TEST_FRACTION, split_path_options
 from engine.data import TORCHVISION_ALIASES
 from engine.errors import UserError
 from engine.method import GraphConfig
@@ -91,6 +92,8 @@ class SetupValues:
     tv_download: bool = False
     tv_n: int = 10_000  # a CPU-sized subset; 0: all
     tv_test_n: int = 0
+    vectors_path: str = ""  # an .npz / .npy of embeddings (engine.data.vectors)
+    vectors_test: float = VECTORS_TEST_FRACTION
     matrix_path: str = ""
     labels: str = ""  # label CSV; its labels are the given labels (no synthetic noise)
     key_column: str = _DEFAULT.key_column
@@ -138,11 +141,13 @@ class SetupValues:
                    **_source_fields(config.dataset))
 
     def dataset_spec(self) -> str:
-        """``digits``, ``moons?n=600&spread=0.15`` (blobs add ``classes``), ``folder:DIR[?...]`` or
-        ``mnist:ROOT[?...]``."""
+        """``digits``, ``moons?n=600&spread=0.15`` (blobs add ``classes``), ``folder:DIR[?...]``,
+        ``vectors:FILE[?test=F]`` or ``mnist:ROOT[?...]``."""
         if self.source in ("folder", "upload"):
             return folder_spec(self.folder_path.strip(), int(self.image_size), self.image_mode,
                                float(self.test_fraction), self.augment)
+        if self.source == "vectors":
+            return vectors_spec(self.vectors_path, float(self.vectors_test))
         if self.source == "torchvision":
             return torchvision_spec(self.tv_name, self.tv_root.strip(), int(self.tv_n), int(self.tv_test_n),
                                     bool(self.tv_download))
@@ -223,6 +228,9 @@ def _source_fields(dataset: str) -> dict:
         return {"source": "folder", "folder_path": path, "image_size": parsed.option("size", 0, int),
                 "image_mode": options.get("mode", "auto"), "augment": options.get("augment", "auto"),
                 "test_fraction": parsed.option("test", TEST_FRACTION, float)}
+    if spec.name == "vectors":
+        path, test = vectors_fields(dataset)
+        return {"source": "vectors", "vectors_path": path, "vectors_test": test}
     if name in TORCHVISION_SETS:
         path, options = split_path_options(spec)
         parsed = replace(spec, options=tuple(options.items()))

@@ -21,7 +21,7 @@ from PIL import Image
 
 from app.byod import (DataFacts, dataset_facts, folder_facts, folder_spec, known_noise_rate, label_report,
                       noise_problem, run_name_stem, save_label_upload, scan_summary, torchvision_spec, unpack_upload,
-                      uploads_dir)
+                      uploads_dir, vectors_spec)
 from app.settings import SetupValues, settings_problems, suggest_run_name
 from engine.method.config import SMALL_PAIR_TEACHER, RunConfig, defaults_for_teacher
 from engine.data import load_dataset
@@ -115,6 +115,82 @@ def test_a_folder_path_shows_its_summary_and_creates_the_run(app, runs_dir, pets
     arrays = store.dataset_arrays()
     assert len(arrays["given"]) == 30 and np.bincount(arrays["true"]).tolist() == [10, 10, 10]
     assert set(arrays["keys"]) < {f"train/{c}/{i:03d}.png" for c in CLASSES for i in range(12)}
+
+
+# ---------------------------------------------------------------- vectors
+def make_vectors(folder: Path, n: int = 90, d: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Three separated blobs of ``n`` ``d``-D vectors: ``emb.npz`` (features, keys ``v000``..., labels, class
+    names), ``emb.npy`` (features alone) and ``rows.csv`` (row number, class name) in ``folder``."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 3
+    features = (rng.standard_normal((3, d))[labels] * 4 + rng.standard_normal((n, d))).astype(np.float32)
+    np.savez(folder / "emb.npz", features=features, keys=np.array([f"v{i:03d}" for i in range(n)]), labels=labels,
+             class_names=np.array(CLASSES))
+    np.save(folder / "emb.npy", features)
+    (folder / "rows.csv").write_text("row,label\n" + "".join(f"{i},{CLASSES[c]}\n" for i, c in enumerate(labels)))
+    return features, labels
+
+
+def test_a_vectors_file_shows_what_it_holds_and_creates_the_run(app, runs_dir, tmp_path):
+    make_vectors(tmp_path)
+    app.radio(key=KEY + "source").set_value("vectors").run()
+    assert app.button(key="setup-create").disabled  # no file yet
+    app.text_input(key=KEY + "vectors_path").set_value(str(tmp_path / "emb.npz")).run()
+    assert not _errors(app)
+    assert _successes(app) == ["**6-D vectors** · 72 training rows · 3 classes"]  # 18 of 90 held out (0.2)
+    assert app.selectbox(key=KEY + "teacher-vectors-6").value == "mlp-large"  # the data's own pair
+    assert next(t for t in app.text_input if t.label == "Run name").value == "emb-symmetric40-aml-kd-s0"
+    make_vectors(tmp_path, n=60)  # the file changed since: the form reads it again
+    app.run()
+    assert _successes(app) == ["**6-D vectors** · 48 training rows · 3 classes"]
+    app.slider(key=KEY + "vectors_test").set_value(0.3).run()
+    assert _successes(app) == ["**6-D vectors** · 42 training rows · 3 classes"]
+    app.selectbox(key=KEY + "knn").set_value("hnsw").run()
+    store = RunStore(_create(app))
+    config = store.config()
+    assert config.dataset == f"vectors:{tmp_path / 'emb.npz'}?test=0.3" and config.graph.knn == "hnsw"
+    assert (config.teacher, config.student) == ("mlp-large", "mlp-small")
+    keys = store.dataset_arrays()["keys"]
+    assert len(keys) == 42 and set(keys) < {f"v{i:03d}" for i in range(60)}
+
+
+def test_an_npy_of_vectors_needs_its_label_file_and_runs_with_it(app, runs_dir, tmp_path):
+    _, labels = make_vectors(tmp_path)
+    app.radio(key=KEY + "source").set_value("vectors").run()
+    app.text_input(key=KEY + "vectors_path").set_value(str(tmp_path / "emb.npy")).run()
+    assert "no labels in the file" in _successes(app)[0]
+    (message,) = _errors(app)
+    assert message.startswith("This vectors file holds no labels: choose its label file")
+    assert app.button(key="setup-create").disabled
+
+    app.radio(key=KEY + "labels_source").set_value("path").run()
+    app.text_input(key=KEY + "labels_path").set_value(str(tmp_path / "rows.csv")).run()
+    assert not _errors(app)
+    assert any(s.startswith("All 72 training samples have exactly one row") for s in _successes(app))
+    store = RunStore(_create(app))
+    config = store.config()
+    assert config.dataset == f"vectors:{tmp_path / 'emb.npy'}" and config.labels == str(tmp_path / "rows.csv")
+    assert (config.key_column, config.label_column, config.noise) == ("row", "label", "none")
+    arrays = store.dataset_arrays()
+    rows = arrays["keys"].astype(int)  # an .npy's keys are its row numbers
+    assert tuple(store.class_names()) == CLASSES and (arrays["given"] == labels[rows]).all()
+
+
+@pytest.mark.parametrize("content, needle", [
+    (b"not numpy", "is not a readable NumPy file"),
+    (None, "does not exist"),
+])
+def test_a_bad_vectors_file_is_the_engines_one_line_in_the_page(app, runs_dir, tmp_path, content, needle):
+    path = tmp_path / "bad.npz"
+    if content is not None:
+        path.write_bytes(content)
+    app.radio(key=KEY + "source").set_value("vectors").run()
+    app.text_input(key=KEY + "vectors_path").set_value(str(path)).run()
+    (message,) = _errors(app)
+    with pytest.raises(UserError) as engine:
+        load_dataset(f"vectors:{path}")
+    assert needle in message and message == str(engine.value).replace("_", "\\_")  # the engine's words, as text
+    assert app.button(key="setup-create").disabled and not app.exception and not list(runs_dir.glob("*"))
 
 
 def test_files_skipped_at_creation_are_listed_with_the_run(app, runs_dir, tmp_path):
@@ -326,6 +402,8 @@ def test_specs_of_folders_and_torchvision_sets():
     assert run_name_stem("folder:/d/my pets/train?size=8") == "my-pets"
     assert run_name_stem("folder:/r/uploads/pets-0123456789ab") == "pets"
     assert run_name_stem("cifar10:/d?n=10") == "cifar10" and run_name_stem("moons?n=5") == "moons"
+    assert vectors_spec(" /d/emb.npz ") == "vectors:/d/emb.npz" and vectors_spec("/d/e.npy", 0.3) == "vectors:/d/e.npy?test=0.3"
+    assert run_name_stem("vectors:/d/clip emb.npz?test=0.3") == "clip-emb"
 
 
 def test_the_form_round_trips_configs_of_own_data():
@@ -338,6 +416,8 @@ def test_the_form_round_trips_configs_of_own_data():
                   label_column="given", truth_column="gold", teacher="digits-cnn-large",
                   student="digits-cnn-small"),
         RunConfig(dataset="digits", noise="matrix:/d/T.csv", teacher="digits-cnn-large", student="digits-cnn-small"),
+        RunConfig(dataset="vectors:/d/emb.npy?test=0.1", noise="none", labels="/d/rows.csv", key_column="row",
+                  teacher="mlp-large", student="mlp-small", graph=GraphConfig(knn="ivf")),
     ]
     for config in configs:
         assert SetupValues.from_config(config).to_config(config) == config
@@ -345,6 +425,9 @@ def test_the_form_round_trips_configs_of_own_data():
     assert (values.source, values.folder_path, values.image_size, values.image_mode) == ("folder", "/d/pets", 8, "L")
     tv = SetupValues.from_config(configs[1])
     assert (tv.source, tv.tv_name, tv.tv_root, tv.tv_n, tv.tv_download) == ("torchvision", "cifar10", "/d", 1000, True)
+    vectors = SetupValues.from_config(configs[-1])
+    assert (vectors.source, vectors.vectors_path, vectors.vectors_test, vectors.knn) == \
+        ("vectors", "/d/emb.npy", 0.1, "ivf")
 
 
 def test_known_noise_rate_and_its_problems():

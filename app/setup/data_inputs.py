@@ -1,5 +1,5 @@
-"""Setup, the custom run's data: built in, an image folder, an uploaded zip or a
-torchvision set (the Streamlit-free parts live in :mod:`app.byod`)."""
+"""Setup, the custom run's data: built in, an image folder, an uploaded zip, a
+torchvision set or a file of vectors (the Streamlit-free parts live in :mod:`app.byod`)."""
 
 from __future__ import annotations
 
@@ -22,16 +22,18 @@ from app.byod import (
     UPLOAD_LIMIT_MB,
     DataFacts,
     dataset_facts,
+    file_stamp,
     folder_facts,
     scan_summary,
     torchvision_pending_facts,
     torchvision_spec,
     unpack_upload,
     uploads_dir,
+    vectors_spec,
 )
 from app.common import runs_root
 from app.settings import DATASETS, SetupValues
-from engine.data import VALID_LAYOUT
+from engine.data import VALID_LAYOUT, VECTORS_VALID
 from engine.errors import UserError
 
 
@@ -56,7 +58,7 @@ def data_section(v: SetupValues, key: str) -> DataChoice:
     source = st.radio("Data source", sources, index=sources.index(v.source if v.source in SOURCES else "builtin"),
                       format_func=SOURCES.get, horizontal=True, key=f"{key}source")
     handler = {"builtin": _builtin_data, "folder": _folder_data, "upload": _upload_data,
-               "torchvision": _torchvision_data}[source]
+               "torchvision": _torchvision_data, "vectors": _vectors_data}[source]
     choice = handler(v, key)
     choice.values["source"] = source
     return choice
@@ -220,6 +222,35 @@ def _torchvision_data(v: SetupValues, key: str) -> DataChoice:
     st.success(f"**{TORCHVISION_SETS[name]}** · {facts.num_classes} classes · {facts.num_train:,} training images "
                f"of {channels}x{height}x{width}")
     return DataChoice(values, facts, signature=spec)
+
+
+def _vectors_data(v: SetupValues, key: str) -> DataChoice:
+    path_col, test_col = st.columns([3, 1])
+    with path_col:
+        path = st.text_input("Vectors file", v.vectors_path, key=f"{key}vectors_path",
+                             placeholder="/data/embeddings.npz",
+                             help="Precomputed embeddings on the machine running this app, one row per sample: "
+                                  f"{VECTORS_VALID.removeprefix('valid: ')} (choose the label file below). "
+                                  "The teacher and the student are small MLPs over the vectors.")
+    with test_col:
+        test = st.slider("Held-out test fraction", 0.0, 0.5, float(v.vectors_test), 0.05, key=f"{key}vectors_test",
+                         help="A seeded fraction of the rows held out for test accuracy (stratified by label "
+                              "where the file has labels); 0: every row trains.")
+    values = {"vectors_path": path.strip(), "vectors_test": float(test)}
+    if not path.strip():
+        message = "Type the path of a vectors file (.npz of features and keys, or .npy of features)."
+        st.info(message)
+        return DataChoice(values, None, [message])
+    spec = vectors_spec(path, test)
+    try:
+        with st.spinner(f"Reading {path.strip()}..."):
+            facts = dataset_facts(spec, file_stamp(path.strip()))
+    except UserError as exc:
+        return _refuse(str(exc), values)
+    classes = f"{facts.num_classes} classes" if facts.class_names else "no labels in the file: a label file " \
+        "below names each row's class"
+    st.success(f"**{facts.input_shape[0]}-D vectors** · {facts.num_train:,} training rows · {classes}")
+    return DataChoice(values, facts, signature=json.dumps([spec, list(file_stamp(path.strip()))]))
 
 
 # ---------------------------------------------------------------- label file

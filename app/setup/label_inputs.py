@@ -29,6 +29,11 @@ def label_section(v: SetupValues, key: str, spec: str | None, data: DataChoice) 
                            "train/cat/0042.jpg, or a sample's index) and a label column (class name or id); "
                            "optionally a truth column. Its labels replace the synthetic noise.")
     if choice == "none":
+        if data.facts is not None and data.facts.class_names is None and data.facts.kind == "vectors":
+            message = ("This vectors file holds no labels: choose its label file (a CSV of key and label columns; "
+                       "the keys are the file's keys, or the row numbers of an .npy), or store labels (N,) in an .npz.")
+            st.error(md(message))
+            return {"labels": ""}, None, [message]
         return {"labels": ""}, None, []
     path = _label_path(v, key, choice)
     if path is None:
