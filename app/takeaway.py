@@ -5,6 +5,8 @@ every number the Train page shows here is unit-tested:
 
 - :func:`precision_label`: the headline's label precision is the *given*
   labels' until a step has propagated labels;
+- :func:`noise_rate_line`: stage 0's noise-rate estimate with its interval,
+  beside the true rate where known, and whether it found noise at all;
 - :func:`early_stop_note`: one line when the teacher stopped early, and why;
 - :func:`noise_outcome`: noise found (fixed), relabelled to another wrong
   class, missed; right labels broken;
@@ -35,6 +37,25 @@ def precision_label(metrics: list[dict]) -> tuple[str, str]:
     if any(m.get("phase") in LP_PHASES for m in metrics):  # until then the refined labels are the given ones
         return "refined_label_precision", "Refined-label precision"
     return "given_label_precision", "Given-label precision"
+
+
+def noise_rate_line(metrics: list[dict]) -> str | None:
+    """One line on the noise rate stage 0 estimated, with its 90% interval and the true rate where known, e.g.
+    ``"Noise rate estimated at stage 0: 0.398 (90% interval 0.371–0.420); true 0.400."``; where its interval
+    reaches 0 (``noise_found`` false) it adds that no label changed for it: ``"... · no evidence of noise:
+    labels kept."``. Without a stage 0 (the ablation) the rate estimated from the teacher; ``None`` before any
+    estimate."""
+    stage0 = next((m for m in reversed(metrics) if m.get("phase") == "propagate"), None)
+    if stage0 is None or stage0.get("noise_rate_estimate") is None:
+        rate = next((m["noise_rate_estimate"] for m in reversed(metrics) if m.get("noise_rate_estimate") is not None),
+                    None)
+        return None if rate is None else f"Noise rate estimated from the teacher: {rate:.3f}."
+    low, high = stage0.get("noise_rate_low"), stage0.get("noise_rate_high")
+    line = f"Noise rate estimated at stage 0: {stage0['noise_rate_estimate']:.3f}"
+    line += f" (90% interval {low:.3f}–{high:.3f})" if low is not None and high is not None else ""
+    given = stage0.get("given_label_precision")
+    line += f"; true {1 - given:.3f}" if given is not None else ""
+    return line + (" · **no evidence of noise: labels kept**." if stage0.get("noise_found") is False else ".")
 
 
 def precision_estimate_line(last: dict) -> str | None:

@@ -83,6 +83,10 @@ def test_the_table_holds_engine_compares_values(trio):
     assert warnings[0].endswith("within chance: no evidence either way on this test set.")
     assert list(shown["p (McNemar)"]) == expected["p (McNemar)"] and list(shown["p (McNemar)"])[1] == "–"
     assert all(" (0." in cell for cell in shown["student acc (95%)"])  # every student has its interval
+    summary = RunStore(trio[0]).summary()  # the estimate beside its 90% interval, as the Train page shows it
+    assert list(shown["refined prec est (90%)"]) == [
+        f"{summary['refined_precision_estimate']:.3f} ({summary['refined_precision_low']:.3f}–"
+        f"{summary['refined_precision_high']:.3f})", "–", "–"]  # CE and KD estimate nothing
     [info] = [i.value for i in at.info if "test samples" in i.value]
     assert info.startswith("150 test samples: one sample is 0.7 points.")
     assert "dataset" not in shown and any("dataset **moons** · noise **symmetric 30%** · seed **0**" in m.value
@@ -250,8 +254,8 @@ def test_table_frame_splits_off_shared_columns_and_labels_runs(trio):
     rows = comparison_table(trio)
     table, line = split_shared(table_frame(rows))
     assert line == "dataset **moons** · noise **symmetric 30%** · seed **0**"
-    assert list(table.columns) == ["run", "method", "given prec", "refined prec", "refined prec est", "student acc",
-                                   "95% interval",
+    assert list(table.columns) == ["run", "method", "given prec", "refined prec", "refined prec est",
+                                   "refined est 90% interval", "student acc", "95% interval",
                                    "teacher acc", "student vs CE", "vs CE 95% interval", "p (McNemar)", "steps",
                                    "seconds"]
     assert run_labels(rows) == {trio[0].name: "AML-KD", trio[1].name: "CE", trio[2].name: "KD"}

@@ -269,6 +269,30 @@ def test_the_address_names_the_open_run_and_reopens_it(runs_dir, make_tiny_run):
     assert "run_dir" not in unknown.session_state and "run" not in unknown.query_params
 
 
+def test_the_train_page_says_when_stage_0_found_no_evidence_of_noise(runs_dir, make_tiny_run):
+    import shutil
+
+    run_dir = runs_dir / "no-noise"
+    shutil.copytree(make_tiny_run("moons"), run_dir)
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    stage0 = next(m for m in lines if m["phase"] == "propagate")
+    rate = f"Noise rate estimated at stage 0: {stage0['noise_rate_estimate']:.3f} (90% interval " \
+           f"{stage0['noise_rate_low']:.3f}–{stage0['noise_rate_high']:.3f}); true {1 - stage0['given_label_precision']:.3f}"
+
+    def captions() -> str:
+        at = AppTest.from_file(APP, default_timeout=60)
+        at.query_params["run"] = "no-noise"
+        at.run()
+        assert not at.exception and at.title[0].value == "Train · no-noise"
+        return "\n".join(c.value for c in at.caption)
+
+    assert stage0["noise_found"] is True  # 30% symmetric noise: found
+    assert f"{rate}." in captions() and "no evidence of noise" not in captions()
+    stage0["noise_found"] = False  # as stage 0 of a run on clean labels records it
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in lines))
+    assert f"{rate} · **no evidence of noise: labels kept**." in captions()
+
+
 # ---------------------------------------------------------------- app.settings
 def test_presets_round_trip_through_the_form():
     presets, default_id = load_presets()

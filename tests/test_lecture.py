@@ -196,3 +196,21 @@ def test_the_estimate_line_says_the_estimate_its_interval_and_the_truth_where_kn
     no_truth = {k: v for k, v in step.items() if "label_precision" not in k}
     assert precision_estimate_line(no_truth).endswith("given labels 0.643.")
     assert precision_estimate_line({"refined_label_precision": 0.9}) is None
+
+
+def test_the_noise_rate_line_gives_stage_0s_estimate_its_interval_the_truth_and_whether_it_found_noise():
+    from app.takeaway import noise_rate_line
+
+    teacher = {"phase": "teacher", "step": 1, "given_label_precision": 0.6}
+    stage0 = {"phase": "propagate", "step": 2, "noise_rate_estimate": 0.3984, "noise_rate_low": 0.371,
+              "noise_rate_high": 0.42, "given_label_precision": 0.6, "noise_found": True}
+    later = {"phase": "refine", "step": 3, "noise_rate_estimate": 0.3984, "noise_found": False}  # a later step's own
+    assert noise_rate_line([teacher]) is None
+    assert noise_rate_line([teacher, stage0, later]) == ("Noise rate estimated at stage 0: 0.398 (90% interval "
+                                                         "0.371–0.420); true 0.400.")
+    clean = {**stage0, "noise_rate_estimate": 0.012, "noise_rate_low": 0.0, "noise_found": False,
+             "given_label_precision": None}
+    assert noise_rate_line([teacher, clean, later]) == ("Noise rate estimated at stage 0: 0.012 (90% interval "
+                                                        "0.000–0.420) · **no evidence of noise: labels kept**.")
+    no_stage0 = [teacher, {"phase": "warmup", "step": 2, "noise_rate_estimate": 0.25}]  # --without stage0
+    assert noise_rate_line(no_stage0) == "Noise rate estimated from the teacher: 0.250."

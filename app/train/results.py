@@ -14,6 +14,7 @@ from app.takeaway import (
     early_stop_note,
     instructive_samples,
     noise_outcome,
+    noise_rate_line,
     precision_estimate_line,
     precision_label,
     takeaway_lines,
@@ -62,9 +63,9 @@ def headline(metrics: list[dict], status: dict, method: str = "aml-kd", test_lab
     for col, (key, label) in zip(cols[2:], shown):  # precision: the given labels' until a step propagated labels
         value = last.get(key)
         col.metric(label, "–" if value is None else f"{value:.3f}")
-    estimate = precision_estimate_line(last)
-    if estimate:
-        st.caption(estimate)
+    estimates = [line for line in (noise_rate_line(metrics), precision_estimate_line(last)) if line]
+    if estimates:
+        st.caption("  \n".join(estimates))
     if test_labels is None:
         st.caption("This run holds no images out (test fraction 0): it has no test metrics.")
     elif test_labels == "given":

@@ -303,6 +303,8 @@ def comparison_table(stores: Sequence[RunStore | str | Path], chance: bool = Fal
             "given_label_precision": results.get("given_label_precision"),
             "refined_label_precision": results.get("refined_label_precision"),
             "refined_precision_estimate": results.get("refined_precision_estimate"),
+            "refined_precision_low": results.get("refined_precision_low"),  # its 90% interval (the page shows it)
+            "refined_precision_high": results.get("refined_precision_high"),
             "student_test_accuracy": results.get("student_test_accuracy"),
             "teacher_test_accuracy": results.get("teacher_test_accuracy") if config.method != "ce" else None,
             "student_vs_ce": None, "baseline": False, "baseline_run": None, "steps": results.get("steps"),
