@@ -328,3 +328,30 @@ def test_queue_table_shows_impact_and_every_step_opens(run_dir):
         at.sidebar.selectbox(key="review_step").set_value(step).run()
         assert not at.exception, (step, at.exception)
         assert not at.error, (step, [e.value for e in at.error])
+
+
+def test_the_card_says_why_the_calibrated_rule_kept_a_given_label(run_dir):
+    """Where the step's calibrated rule kept the given label while the propagation favoured another class, the
+    card's first evidence line says so with the step's posterior of both; on no other card."""
+    from engine.readers.explain import kept_given
+    from engine.rundir.store import RunStore
+
+    at = open_page(run_dir, "kim")
+    data, store = card_data(at), RunStore(run_dir)
+    step = int(at.session_state["review_step"])
+    phase = next(m["phase"] for m in store.metrics() if m["step"] == step)
+    snapshot, given, names = store.snapshot(step), store.dataset_arrays()["given"], data["class_names"]
+    kept = 0
+    for card in data["cards"]:
+        i = card["sample"]
+        found = kept_given(snapshot, i, given[i], store.config(), phase)
+        if found is None:
+            assert not any(line.startswith("kept:") for line in card["evidence"]), card
+            continue
+        kept += 1
+        other, p_given, p_other = found
+        assert card["proposal"] == given[i] != other and snapshot["lp_top_classes"][i][0] == other
+        assert card["evidence"][0] == (f"kept: the evidence does not favour a change (P given {names[given[i]]} "
+                                       f"{p_given:.2f} vs {names[other]} {p_other:.2f})")
+        assert p_given >= p_other == float(snapshot["posterior"][i][other])
+    assert kept > 0, "the fixture must hold a sample the calibrated rule kept"

@@ -2,12 +2,14 @@
 seeds and relabelling as the step did them, replays and what-ifs."""
 
 import hashlib
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from engine.readers import explain
 from engine.errors import UserError
+from engine.method.config import RunConfig
 from engine.method.propagate import normalize_scores
 from engine.rundir.snapshot import step_seeds
 from engine.rundir.store import RunStore
@@ -169,3 +171,30 @@ def test_trajectories_stack_every_step(tiny_moons_run):
     assert list(steps) == list(range(1, 9)) and losses.shape == weights.shape == weights_given.shape == (8, n)
     assert np.allclose(losses[4], explain.per_sample_loss(store.snapshot(5))[0], equal_nan=True)
     assert np.isnan(weights[0]).all() and np.isfinite(weights[4]).all()
+
+
+def test_kept_given_names_the_class_the_calibrated_rule_refused_and_nothing_else():
+    kept_given = explain.kept_given
+    given = np.array([0, 0, 0, 0, 0, 1])
+    snapshot = {
+        "lp_labels": np.array([1, 1, 0, 1, 2, 2]),
+        "refined": np.array([0, 1, 0, 0, 0, 1]),
+        "easy": np.array([False, False, False, True, False, False]),
+        "clamped": np.array([-1, -1, -1, -1, 0, -1]),
+        "posterior": np.array([[0.5, 0.4, 0.1],  # 0: kept, the posterior favours the given label
+                               [0.3, 0.6, 0.1],  # 1: relabelled
+                               [0.8, 0.1, 0.1],  # 2: the propagation agrees with the given label
+                               [0.5, 0.4, 0.1],  # 3: easy (kept unexamined, not by the rule)
+                               [0.5, 0.1, 0.4],  # 4: reviewed
+                               [0.1, 0.45, 0.45]], np.float16),  # 5: a tie is no evidence for a change: kept
+    }
+    calibrated = RunConfig()
+    found = [kept_given(snapshot, i, given[i], calibrated, "refine") for i in range(6)]
+    assert [f is None for f in found] == [False, True, True, True, True, False]
+    assert found[0] == (1, pytest.approx(0.5, abs=1e-3), pytest.approx(0.4, abs=1e-3))
+    assert found[5] == (2, pytest.approx(0.45, abs=1e-3), pytest.approx(0.45, abs=1e-3))
+    assert kept_given(snapshot, 0, 0, calibrated, "propagate") is not None
+    assert kept_given(snapshot, 0, 0, replace(calibrated, relabel_rule="authors"), "propagate") is None
+    assert kept_given(snapshot, 0, 0, replace(calibrated, noise_rate=0.3), "refine") is None  # known rate: authors'
+    assert kept_given(snapshot, 0, 0, calibrated, "warmup") is None  # no propagation in this step
+    assert kept_given({k: v for k, v in snapshot.items() if k != "posterior"}, 0, 0, calibrated, "refine") is None

@@ -11,6 +11,7 @@ import streamlit as st
 from app.figures import review as figs
 from app.review.context import ReviewContext, md
 from app.samples import original_pictures
+from engine.readers.explain import kept_given
 from engine.readers.export import decisions_table
 from engine.rundir import Consensus
 
@@ -26,6 +27,22 @@ def vote_lines(verdict: Consensus | None, class_names, me: str = "") -> list[str
         label = "" if d.label is None else f" → {class_names[d.label]}"
         lines.append(f"{d.reviewer}{' (you)' if d.reviewer == me else ''}: {d.decision}{label}")
     return lines
+
+
+def kept_line(ctx: ReviewContext, sample: int) -> str | None:
+    """Why the card proposes the given label although the propagation favours another class (pure of
+    Streamlit): ``"kept: the evidence does not favour a change (P given cat 0.41 vs truck 0.38)"`` where the
+    step's calibrated rule kept it (:func:`engine.readers.explain.kept_given`: its posterior, as the step used
+    it); None elsewhere."""
+    if ctx.config is None:
+        return None
+    kept = kept_given(ctx.snapshot, sample, int(ctx.given[sample]), ctx.config, ctx.phase)
+    if kept is None:
+        return None
+    other, p_given, p_other = kept
+    names = ctx.class_names
+    return (f"kept: the evidence does not favour a change (P given {names[int(ctx.given[sample])]} {p_given:.2f} "
+            f"vs {names[other]} {p_other:.2f})")
 
 
 def verdict_text(verdict: Consensus | None, class_names) -> str:

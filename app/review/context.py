@@ -13,6 +13,7 @@ from app.text import md  # noqa: F401 - the review modules import it from here
 from engine.data import dataset_for_config
 from engine.rundir import Consensus, Decision, ReviewStore, consensus_of, current_decisions, label_history
 from engine.rundir import RunStore
+from engine.method import RunConfig
 
 FLASH = "review_flash"
 
@@ -50,6 +51,8 @@ class ReviewContext:
     version: int  # the log's newest event id
     power: int  # edge weight exponent of the graph
     mine: dict[int, Decision] = field(default_factory=dict)  # this reviewer's current decisions
+    config: RunConfig | None = None  # the run's settings
+    phase: str = ""  # the phase of the step reviewed
 
     @property
     def path(self) -> str:
@@ -84,6 +87,12 @@ def _history(path: str, sample: int, stamp: int):
     return label_history(RunStore(path), ("refined", "weight", "student_loss"), samples=[sample])
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def _phase(path: str, step: int, stamp: int) -> str:
+    """The phase step ``step`` ran in (its metrics line; '' when it has none)."""
+    return next((m.get("phase", "") for m in RunStore(path).metrics() if m.get("step") == step), "")
+
+
 @st.cache_data(show_spinner=False, max_entries=4)
 def _arrays(path: str, stamp: int) -> dict:
     return RunStore(path).dataset_arrays()
@@ -109,7 +118,8 @@ def load_context(store: RunStore, class_names, steps: list[int], opts: Options) 
         dataset=_dataset(path, stamp(store.config_path)), reviews=reviews, decisions=decisions,
         verdicts=consensus_of(decisions), version=events[-1].id if events else 0,
         power=store.config().graph.power,
-        mine={d.sample: d for d in decisions if d.reviewer == opts.reviewer})
+        mine={d.sample: d for d in decisions if d.reviewer == opts.reviewer},
+        config=store.config(), phase=_phase(path, opts.step, stamp(store.metrics_path)))
 
 
 def flash(kind: str, text: str) -> None:

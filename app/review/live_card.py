@@ -31,7 +31,7 @@ import streamlit as st
 from app.access import can
 from app.common import current_reviewer
 from app.figures import review as figs
-from app.review.card import verdict_text, vote_lines
+from app.review.card import kept_line, verdict_text, vote_lines
 from app.review.context import ReviewContext
 from app.samples import original_pictures
 from engine.errors import UserError
@@ -108,7 +108,8 @@ def card_payload(ctx: ReviewContext, samples, flags: dict, images: dict | None) 
         verdict = ctx.verdicts.get(i)
         votes = vote_lines(verdict, names, me)
         card = {"sample": i, "key": str(ctx.keys[i]), "given": int(ctx.given[i]), "proposal": int(snap["refined"][i]),
-                "evidence": evidence_lines(snap, i, names), "votes": votes,
+                "evidence": [line for line in [kept_line(ctx, i)] if line] + evidence_lines(snap, i, names),
+                "votes": votes,
                 "consensus": verdict_text(verdict, names) if verdict is not None else "",
                 "disputed": bool(verdict is not None and verdict.disputed),
                 "flags": ", ".join(f for f in FLAGS if flags[f][i]), "mine": mine_of(ctx.mine.get(i)),

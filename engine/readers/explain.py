@@ -474,6 +474,33 @@ def propagating_steps(store: RunStore) -> list[int]:
     return [m["step"] for m in store.metrics() if m.get("phase") in LP_PHASES and "step" in m]
 
 
+# ---------------------------------------------------------------------- kept by the calibrated rule
+def kept_given(snapshot: dict, sample: int, given: int, config: RunConfig,
+               phase: str) -> tuple[int, float, float] | None:
+    """Where a step's calibrated rule kept ``sample``'s given label although the propagation favoured another
+    class: ``(that class, P(given label), P(that class))`` from the step's posterior; None elsewhere.
+
+    Read from the snapshot alone (no replay): the step ran the calibrated rule (:func:`step_settings`), the sample
+    ended with its given label, the propagation's argmax (``lp_labels``) is another class, the sample was
+    neither 'easy' (kept unexamined) nor reviewed, and :func:`engine.method.refinery.calibrated_filter` on its
+    posterior row keeps the given label against that class (:attr:`Reason.KEPT_GIVEN`).
+    """
+    if phase not in LP_PHASES or step_settings(config, phase).relabel_rule != "calibrated" or \
+            any(name not in snapshot for name in ("posterior", "lp_labels", "refined")):
+        return None
+    proposed, given = int(snapshot["lp_labels"][sample]), int(given)
+    if int(snapshot["refined"][sample]) != given or proposed == given:
+        return None
+    if ("easy" in snapshot and bool(snapshot["easy"][sample])) or \
+            ("clamped" in snapshot and int(snapshot["clamped"][sample]) >= 0):
+        return None
+    posterior = np.asarray(snapshot["posterior"][sample], np.float32)[None]  # (1, C)
+    proposal = Relabelling(np.array([proposed], np.int64), np.array([Reason.PROPAGATED], np.int8), "", None)
+    if refinery.calibrated_filter(np.array([given]), proposal, posterior).reasons[0] != Reason.KEPT_GIVEN:
+        return None
+    return proposed, float(posterior[0, given]), float(posterior[0, proposed])
+
+
 # ---------------------------------------------------------------------- why
 
 
