@@ -21,6 +21,7 @@ from app.text import code_span, md
 from engine.readers.compare import (PerSample, add_chance, by_method_text, method_label, run_results, same_data,
                                     student_test_right, table_text)
 from engine.readers.export import safe_csv
+from engine.data import parse_dataset_spec
 from engine.method import RunConfig
 from app.worker import get_worker, torch_threads, train_in_turn
 from engine.errors import UserError
@@ -375,6 +376,22 @@ def sample_caption(view: PerSample, which: str, i: int, labels: dict[str, str] |
         parts.append(f"true {name(int(view.true[i]))}")
     parts += [f"{labels.get(run, run)}: {name(int(chosen[r, i]))}" for r, run in enumerate(view.runs)]
     return " · ".join(parts)
+
+
+def is_vectors_run(store: RunStore) -> bool:
+    """Whether the run's samples are precomputed vectors (``vectors:FILE``: no picture to draw)."""
+    return parse_dataset_spec(store.config().dataset).name == "vectors"
+
+
+def vector_cards(keys, samples: list[int], captions: list[str], columns: int = 3) -> None:
+    """Samples without a picture as cards: the key as plain text (shown exactly as it is), under it the
+    caption (given label, truth, each run's label)."""
+    for start in range(0, len(samples), columns):
+        for cell, i, caption in zip(st.columns(columns), samples[start:start + columns],
+                                    captions[start:start + columns]):
+            with cell.container(border=True):
+                st.text(str(keys[i]))
+                st.caption(md(caption))
 
 
 # ---------------------------------------------------------------- downloads (Streamlit)

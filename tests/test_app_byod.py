@@ -402,7 +402,8 @@ def test_specs_of_folders_and_torchvision_sets():
     assert run_name_stem("folder:/d/my pets/train?size=8") == "my-pets"
     assert run_name_stem("folder:/r/uploads/pets-0123456789ab") == "pets"
     assert run_name_stem("cifar10:/d?n=10") == "cifar10" and run_name_stem("moons?n=5") == "moons"
-    assert vectors_spec(" /d/emb.npz ") == "vectors:/d/emb.npz" and vectors_spec("/d/e.npy", 0.3) == "vectors:/d/e.npy?test=0.3"
+    assert vectors_spec(" /d/emb.npz ") == "vectors:/d/emb.npz" and vectors_spec("/d/e.npz", 0.2) == "vectors:/d/e.npz"
+    assert vectors_spec("/d/e.npy", 0.3) == "vectors:/d/e.npy?test=0.3"
     assert run_name_stem("vectors:/d/clip emb.npz?test=0.3") == "clip-emb"
 
 

@@ -121,6 +121,44 @@ def test_the_per_sample_view_counts_each_pattern_and_shows_thumbnails(trio):
                                            for r, m in enumerate(("AML-KD", "CE", "KD"))))
 
 
+@pytest.fixture(scope="module")
+def vector_pair(tmp_path_factory):
+    """Finished AML-KD and CE runs (tiny schedule) on 240 training rows of 8-D vectors keyed ``row-000``...,
+    30% symmetric noise: the same data and given labels."""
+    from engine.steps.run import Run
+    from tests.conftest import tiny_config
+
+    folder = tmp_path_factory.mktemp("vector-pair")
+    rng = np.random.default_rng(1)
+    labels = np.arange(300) % 3
+    features = (rng.standard_normal((3, 8))[labels] * 3 + rng.standard_normal((300, 8))).astype(np.float32)
+    np.savez(folder / "emb.npz", features=features, keys=np.array([f"row-{i:03d}" for i in range(300)]),
+             labels=labels, class_names=np.array(["cat", "dog", "fox"]))
+    runs = {}
+    for method in ("aml-kd", "ce"):
+        runs[method] = folder / f"emb-symmetric30-{method}-s0"
+        Run.create(runs[method], tiny_config(f"vectors:{folder / 'emb.npz'}", "symmetric:0.3", method)).run_until(None)
+    return runs
+
+
+def test_a_vectors_sample_is_a_card_of_its_key_and_labels_without_a_picture(runs_dir, vector_pair):
+    for path in vector_pair.values():
+        shutil.copytree(path, runs_dir / path.name)
+    stores = [runs_dir / vector_pair[m].name for m in ("aml-kd", "ce")]
+    at = open_compare(stores[0])
+    assert at.multiselect(key="compare-runs").value == [p.name for p in stores]
+    view = per_sample(stores)
+    shown = np.flatnonzero(view.disagree())[:18]
+    assert len(shown) > 1 and not at.image  # no blank tiles
+    texts = [t.value for t in at.text]
+    assert texts == [view.keys[i] for i in shown] and texts[0].startswith("row-")
+    captions = [c.value for c in at.caption if c.value.startswith("#")]
+    assert captions == [f"#{i} · given {view.class_names[view.given[i]]} · true {view.class_names[view.true[i]]} · "
+                        f"AML-KD: {view.class_names[view.refined[0, i]]} · CE: {view.class_names[view.refined[1, i]]}"
+                        for i in shown]
+    assert not [b for b in at.get("download_button") if "PNG" in b.proto.label and "samples" in b.proto.label.lower()]
+
+
 def test_runs_on_other_data_are_refused_with_the_reason(trio, runs_dir, make_tiny_run):
     other = runs_dir / "moons-clean-ce-s0"
     shutil.copytree(make_tiny_run("moons-clean-ce", "moons", "none", method="ce"), other)

@@ -276,8 +276,9 @@ def test_the_train_page_says_when_stage_0_found_no_evidence_of_noise(runs_dir, m
     shutil.copytree(make_tiny_run("moons"), run_dir)
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     stage0 = next(m for m in lines if m["phase"] == "propagate")
-    rate = f"Noise rate estimated at stage 0: {stage0['noise_rate_estimate']:.3f} (90% interval " \
-           f"{stage0['noise_rate_low']:.3f}–{stage0['noise_rate_high']:.3f}); true {1 - stage0['given_label_precision']:.3f}"
+    rate = (f"Noise rate estimated at stage 0: {stage0['noise_rate_estimate']:.3f} (90% interval "
+            f"{stage0['noise_rate_low']:.3f}–{stage0['noise_rate_high']:.3f}); "
+            f"true {1 - stage0['given_label_precision']:.3f}")
 
     def captions() -> str:
         at = AppTest.from_file(APP, default_timeout=60)

@@ -18,9 +18,9 @@ from app.access import can, require
 from app.common import current_store, runs_root
 from app.compare_widgets import (LABEL_KINDS, MAX_SEEDS, by_method_frame, comparable_with, compact, create_and_queue,
                                  csv_button, curves_frame, describe_plan, figure_buttons, filtered_samples,
-                                 outcome_patterns, plan_set, png_button, progress_lines, queue_on_data, run_labels,
-                                 run_names, sample_caption, sample_filters, split_shared, table_buttons, table_frame,
-                                 table_note, warnings_block, with_chance)
+                                 is_vectors_run, outcome_patterns, plan_set, png_button, progress_lines, queue_on_data,
+                                 run_labels, run_names, sample_caption, sample_filters, split_shared, table_buttons,
+                                 table_frame, table_note, vector_cards, warnings_block, with_chance)
 from app.figures.compare import METRICS, curve_figure
 from app.figures.compare_png import grid_png
 from app.samples import load_dataset, original_pictures, thumbnails
@@ -150,16 +150,19 @@ def per_sample_view(stores, labels: dict[str, str]) -> None:
     st.caption(f"{len(indices)} samples {choice}" + (f"; the first {GRID} shown." if len(indices) > GRID else "."))
     shown, pictures, captions = [], [], []
     if len(indices):
-        dataset = load_dataset(str(stores[0].path))
         shown = [int(i) for i in indices[:GRID]]
-        pictures = original_pictures(dataset, shown) or thumbnails(dataset.kind, dataset.train_x, shown)
         captions = [sample_caption(view, which, i, labels) for i in shown]
-        for start in range(0, len(shown), 6):
-            for cell, picture, caption in zip(st.columns(6), pictures[start:start + 6], captions[start:start + 6]):
-                cell.image(picture, caption=md(caption), width="stretch")  # image captions are Markdown
+        if is_vectors_run(stores[0]):  # no picture to draw: a card of its key and labels
+            vector_cards(view.keys, shown, captions)
+        else:
+            dataset = load_dataset(str(stores[0].path))
+            pictures = original_pictures(dataset, shown) or thumbnails(dataset.kind, dataset.train_x, shown)
+            for start in range(0, len(shown), 6):
+                for cell, picture, caption in zip(st.columns(6), pictures[start:start + 6], captions[start:start + 6]):
+                    cell.image(picture, caption=md(caption), width="stretch")  # image captions are Markdown
     with st.container(horizontal=True):
         csv_button("Every sample (CSV)", pd.DataFrame(view.rows()), "per_sample.csv", "compare-samples-csv")
-        if shown:
+        if pictures:
             first = f" (the first {len(shown)})" if len(indices) > len(shown) else ""
             title = f"{len(indices)} samples {choice}{first}; each run's {LABEL_KINDS[which]}"
             png_button("These samples (PNG)", lambda: grid_png(pictures, captions, title), "samples.png",
