@@ -262,8 +262,8 @@ def folder_bytes(folder: Path) -> tuple[int, int]:
 
 
 def list_uploads(root: str | Path) -> list[dict]:
-    """Every unpacked upload and kept label file: ``name``, ``path``, ``bytes``, ``files``, ``used_by`` (runs
-    whose dataset or label file is in it), largest first."""
+    """Every unpacked upload and kept label or vectors file: ``name``, ``path``, ``bytes``, ``files``,
+    ``used_by`` (runs whose dataset or label file is in it), largest first."""
     from engine.rundir import list_runs
 
     folder = uploads_dir(root)
@@ -276,7 +276,7 @@ def list_uploads(root: str | Path) -> list[dict]:
         except (UserError, OSError, ValueError):
             continue
         for text in (str(config.dataset), str(getattr(config, "labels", None) or "")):
-            where = text.split(":", 1)[1] if text.startswith("folder:") else text
+            where = text.split(":", 1)[1] if text.startswith(("folder:", "vectors:")) else text
             if where:
                 used_paths.append((run.name, str(Path(where.split("?", 1)[0]).absolute())))
 
@@ -288,10 +288,10 @@ def list_uploads(root: str | Path) -> list[dict]:
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith("."):
             continue
-        if entry.name == "labels" and entry.is_dir():
+        if entry.name in ("labels", "vectors") and entry.is_dir():  # kept files, each its own upload
             for file in sorted(entry.iterdir()):
-                entries.append({"name": f"labels/{file.name}", "path": file, "bytes": file.stat().st_size, "files": 1,
-                                "used_by": used_by(file)})
+                entries.append({"name": f"{entry.name}/{file.name}", "path": file, "bytes": file.stat().st_size,
+                                "files": 1, "used_by": used_by(file)})
             continue
         size, files = folder_bytes(entry) if entry.is_dir() else (entry.stat().st_size, 1)
         entries.append({"name": entry.name, "path": entry, "bytes": size, "files": files, "used_by": used_by(entry)})
@@ -375,6 +375,32 @@ def save_label_upload(name: str, data: bytes, root: str | Path) -> Path:
     path = folder.absolute() / f"{_digest(data)}-{_safe_stem(name, 'labels')}.csv"
     if not path.is_file():
         atomic_write_bytes(path, data)
+    return path
+
+
+VECTORS_SUFFIXES = (".npz", ".npy")
+
+
+def save_vectors_upload(name: str, data: bytes, root: str | Path) -> Path:
+    """Keep an uploaded vectors file as ``uploads/vectors/<hash>-<name>.npz`` (or ``.npy``); returns its path.
+    The same upload again reuses the file; :class:`UserError` for another kind of file or no room left in the
+    uploads' budget (nothing is written)."""
+    suffix = Path(name or "").suffix.lower()
+    if suffix not in VECTORS_SUFFIXES:
+        raise UserError(f"upload {name!r} is not a vectors file; valid: an .npz of features and keys (and "
+                        "optionally labels), or an .npy of features")
+    folder = uploads_dir(root) / "vectors"
+    path = folder.absolute() / f"{_digest(data)}-{_safe_stem(name, 'vectors')}{suffix}"
+    if path.is_file():
+        return path
+    _, total = upload_budgets()
+    used = sum(e["bytes"] for e in list_uploads(root))
+    if used + len(data) > total:
+        raise UserError(f"upload {name!r} was refused and nothing was kept: the uploads hold {used / 2**20:,.0f} "
+                        f"MiB of their {total / 2**20:,.0f} MiB budget; an admin can delete old uploads on the Setup "
+                        "page")
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, data)
     return path
 
 

@@ -176,6 +176,38 @@ def test_an_npy_of_vectors_needs_its_label_file_and_runs_with_it(app, runs_dir, 
     assert tuple(store.class_names()) == CLASSES and (arrays["given"] == labels[rows]).all()
 
 
+def test_an_uploaded_vectors_file_is_kept_under_the_runs_folder_and_listed_with_its_run(app, runs_dir, tmp_path):
+    from app.byod import list_uploads
+
+    make_vectors(tmp_path)
+    data = (tmp_path / "emb.npz").read_bytes()
+    app.radio(key=KEY + "source").set_value("vectors").run()
+    app.radio(key=KEY + "vectors_from").set_value("upload").run()
+    assert app.button(key="setup-create").disabled  # nothing uploaded yet
+    app.file_uploader(key=KEY + "vectors_upload").set_value(("my emb.npz", data, "application/octet-stream")).run()
+    assert not app.exception and not _errors(app)
+    (kept,) = list((uploads_dir(runs_dir) / "vectors").iterdir())
+    assert kept.name.endswith("-my-emb.npz") and kept.read_bytes() == data
+    assert _successes(app) == ["**6-D vectors** · 72 training rows · 3 classes"]
+    run_dir = _create(app)
+    assert RunStore(run_dir).config().dataset == f"vectors:{kept}"
+    assert [(e["name"], e["used_by"]) for e in list_uploads(runs_dir)] == [(f"vectors/{kept.name}", [run_dir.name])]
+
+
+def test_a_vectors_upload_of_another_kind_or_past_the_budget_keeps_nothing(tmp_path, monkeypatch):
+    from app.byod import save_vectors_upload
+
+    with pytest.raises(UserError, match=r"upload 'emb.csv' is not a vectors file; valid: an .npz"):
+        save_vectors_upload("emb.csv", b"a,b\n", tmp_path)
+    monkeypatch.setenv("AMLKD_UPLOADS_TOTAL_MB", "1")
+    kept = save_vectors_upload("a.npy", b"x" * 1000, tmp_path)
+    assert kept.parent == (uploads_dir(tmp_path) / "vectors").absolute() and kept.suffix == ".npy"
+    assert save_vectors_upload("a.npy", b"x" * 1000, tmp_path) == kept  # the same upload again: the same file
+    with pytest.raises(UserError, match="the uploads hold 0 MiB of their 1 MiB budget"):
+        save_vectors_upload("big.npz", b"x" * (1 << 20), tmp_path)
+    assert list(kept.parent.iterdir()) == [kept]
+
+
 @pytest.mark.parametrize("content, needle", [
     (b"not numpy", "is not a readable NumPy file"),
     (None, "does not exist"),

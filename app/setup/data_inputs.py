@@ -27,6 +27,7 @@ from app.byod import (
     scan_summary,
     torchvision_pending_facts,
     torchvision_spec,
+    save_vectors_upload,
     unpack_upload,
     uploads_dir,
     vectors_spec,
@@ -224,33 +225,58 @@ def _torchvision_data(v: SetupValues, key: str) -> DataChoice:
     return DataChoice(values, facts, signature=spec)
 
 
+VECTORS_FROM = {"path": "A file on this machine", "upload": "Upload a file"}
+
+
 def _vectors_data(v: SetupValues, key: str) -> DataChoice:
+    where = st.radio("Vectors from", list(VECTORS_FROM), format_func=VECTORS_FROM.get, horizontal=True,
+                     key=f"{key}vectors_from")
     path_col, test_col = st.columns([3, 1])
     with path_col:
-        path = st.text_input("Vectors file", v.vectors_path, key=f"{key}vectors_path",
-                             placeholder="/data/embeddings.npz",
-                             help="Precomputed embeddings on the machine running this app, one row per sample: "
-                                  f"{VECTORS_VALID.removeprefix('valid: ')} (choose the label file below). "
-                                  "The teacher and the student are small MLPs over the vectors.")
+        path, refused = _vectors_path(v, key, where)
     with test_col:
         test = st.slider("Held-out test fraction", 0.0, 0.5, float(v.vectors_test), 0.05, key=f"{key}vectors_test",
                          help="A seeded fraction of the rows held out for test accuracy (stratified by label "
                               "where the file has labels); 0: every row trains.")
-    values = {"vectors_path": path.strip(), "vectors_test": float(test)}
-    if not path.strip():
-        message = "Type the path of a vectors file (.npz of features and keys, or .npy of features)."
+    values = {"vectors_path": path, "vectors_test": float(test)}
+    if refused:
+        return _refuse(refused, values)
+    if not path:
+        message = ("Type the path of a vectors file (.npz of features and keys, or .npy of features)."
+                   if where == "path" else "Upload a vectors file (.npz of features and keys, or .npy of features).")
         st.info(message)
         return DataChoice(values, None, [message])
     spec = vectors_spec(path, test)
     try:
-        with st.spinner(f"Reading {path.strip()}..."):
-            facts = dataset_facts(spec, file_stamp(path.strip()))
+        with st.spinner(f"Reading {path}..."):
+            facts = dataset_facts(spec, file_stamp(path))
     except UserError as exc:
         return _refuse(str(exc), values)
     classes = f"{facts.num_classes} classes" if facts.class_names else "no labels in the file: a label file " \
         "below names each row's class"
     st.success(f"**{facts.input_shape[0]}-D vectors** · {facts.num_train:,} training rows · {classes}")
-    return DataChoice(values, facts, signature=json.dumps([spec, list(file_stamp(path.strip()))]))
+    return DataChoice(values, facts, signature=json.dumps([spec, list(file_stamp(path))]))
+
+
+def _vectors_path(v: SetupValues, key: str, where: str) -> tuple[str, str | None]:
+    """``(path, None)``: the vectors file typed, or where an upload is kept; ``("", message)`` for an upload
+    refused."""
+    valid = VECTORS_VALID.removeprefix("valid: ")
+    if where == "path":
+        return st.text_input("Vectors file", v.vectors_path, key=f"{key}vectors_path",
+                             placeholder="/data/embeddings.npz",
+                             help=f"Precomputed embeddings on the machine running this app, one row per sample: "
+                                  f"{valid} (choose the label file below). The teacher and the student are small "
+                                  "MLPs over the vectors.").strip(), None
+    upload = st.file_uploader(f"Vectors file (.npz or .npy, at most {UPLOAD_LIMIT_MB} MB; kept under "
+                              f"{uploads_dir(runs_root()) / 'vectors'})", type=["npz", "npy"],
+                              key=f"{key}vectors_upload", max_upload_size=UPLOAD_LIMIT_MB, help=valid)
+    if upload is None:
+        return "", None
+    try:
+        return str(save_vectors_upload(upload.name, upload.getvalue(), runs_root())), None
+    except UserError as exc:
+        return "", str(exc)
 
 
 # ---------------------------------------------------------------- label file
