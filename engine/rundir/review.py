@@ -661,12 +661,7 @@ class ReviewStore(_LogFile):
         the reviewer's, or was undone already); ``current`` is the reviewer's current decision on that
         sample afterwards (or ``None``).
         """
-        reviewer = check_reviewer(reviewer)
-        self._check_log()
-        with self._connect(write=True) as con:
-            done = _sample_sent_as(con, client_id)
-            if done is not None:
-                return "duplicate", _current_of(con, done, reviewer)
+        def undo(con: sqlite3.Connection, reviewer: str) -> tuple[str, Decision | None]:
             row = _undo_target(con, "client_id = ? AND reviewer = ?", [target, reviewer])
             if row is None:
                 sample = _sample_sent_as(con, target)
@@ -674,21 +669,31 @@ class ReviewStore(_LogFile):
             _insert(con, {**_undo_row(row, reviewer, step), "client_id": client_id})
             return "undone", _current_of(con, row[1], reviewer)
 
+        return self._once(reviewer, client_id, undo)
+
     def undo_last_client(self, reviewer: str, client_id: str, step: int | None = None) -> tuple[str, Decision | None]:
         """:meth:`undo_last`, sent by a browser as ``client_id`` (recorded once); ``(status, current)`` as
         :meth:`undo_client`, ``current`` on the sample of the (newest) decision undone."""
-        reviewer = check_reviewer(reviewer)
-        self._check_log()
-        with self._connect(write=True) as con:
-            done = _sample_sent_as(con, client_id)
-            if done is not None:
-                return "duplicate", _current_of(con, done, reviewer)
+        def undo(con: sqlite3.Connection, reviewer: str) -> tuple[str, Decision | None]:
             targets = _last_action(con, reviewer)
             if not targets:
                 return "gone", None
             for n, t in enumerate(targets):
                 _insert(con, {**_undo_row(t, reviewer, step), "client_id": client_id if n == 0 else None})
             return "undone", _current_of(con, targets[-1][1], reviewer)
+
+        return self._once(reviewer, client_id, undo)
+
+    def _once(self, reviewer: str, client_id: str, write) -> tuple[str, Decision | None]:
+        """Make ``write(con, reviewer)`` once per ``client_id``: a browser resends what it has no answer for,
+        so an id recorded before answers ``("duplicate", current)`` and writes nothing."""
+        reviewer = check_reviewer(reviewer)
+        self._check_log()
+        with self._connect(write=True) as con:
+            done = _sample_sent_as(con, client_id)
+            if done is not None:
+                return "duplicate", _current_of(con, done, reviewer)
+            return write(con, reviewer)
 
     # ------------------------------------------------------------ reading
     def history(self, sample: int | None = None) -> list[Decision]:

@@ -194,6 +194,14 @@ def settle(page, pause_ms: int = 700, timeout_ms: float = 120_000) -> None:
     wait_for_app(page, timeout_ms)
 
 
+def shot(page, name: str) -> None:
+    """Keep a full-page screenshot ``NAME.png`` in ``$AMLKD_SCREENSHOTS`` when that is set."""
+    folder = os.environ.get("AMLKD_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+
+
 def assert_no_exception(page) -> None:
     """Fail with the exception's text when the page shows one."""
     found = page.locator('[data-testid="stException"]')

@@ -10,18 +10,16 @@ order. Set ``AMLKD_SCREENSHOTS=DIR`` to keep screenshots.
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
 
 import pytest
 
+from conftest import shot, wait_for_app
 from engine.rundir.review import ReviewStore
 
 pytestmark = pytest.mark.browser
-APP_IDLE = ('[data-testid="stApp"][data-test-connection-state="CONNECTED"]'
-            '[data-test-script-state="notRunning"]')
 #: Runs before the page's scripts, so its keydown listener runs before the card's.
 PRESS_LOG = """
 window.__pressLog = [];
@@ -35,15 +33,6 @@ window.addEventListener('keydown', (e) => {
 """
 
 
-def wait_for_app(page, timeout_ms: float = 60_000) -> None:
-    page.wait_for_selector(APP_IDLE, state="attached", timeout=timeout_ms)
-
-
-def shot(page, name: str) -> None:
-    folder = os.environ.get("AMLKD_SCREENSHOTS")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
 
 
 @pytest.fixture

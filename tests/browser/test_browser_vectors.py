@@ -3,26 +3,14 @@ picture, without an error. Set ``AMLKD_SCREENSHOTS=DIR`` to keep screenshots (10
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import shot, wait_for_app
+
 pytestmark = pytest.mark.browser
-APP_IDLE = ('[data-testid="stApp"][data-test-connection-state="CONNECTED"]'
-            '[data-test-script-state="notRunning"]')
-
-
-def wait_for_app(page, timeout_ms: float = 90_000) -> None:
-    page.wait_for_selector(APP_IDLE, state="attached", timeout=timeout_ms)
-
-
-def shot(page, name: str) -> None:
-    folder = os.environ.get("AMLKD_SCREENSHOTS")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +38,7 @@ def test_the_review_card_of_a_vector_shows_its_key_and_no_picture(browser, app_s
     keys = load_dataset(RunStore(Path(app_server.runs_dir) / vectors_run).config().dataset).keys()
     page = browser.new_context(viewport={"width": 1024, "height": 768}).new_page()
     page.goto(f"{app_server}/review?run={vectors_run}&reviewer=kim&queue=all")
-    wait_for_app(page)
+    wait_for_app(page, 90_000)
     page.wait_for_function("window.__amlkdCard && window.__amlkdCard.root && "
                            "window.__amlkdCard.root.querySelector('.amlkd-card[data-sample]')", timeout=90_000)
     card = page.evaluate("""(() => { const c = window.__amlkdCard.root.querySelector('.amlkd-card');
