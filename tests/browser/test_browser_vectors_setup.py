@@ -5,13 +5,12 @@ the screenshots."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.browser.conftest import assert_no_exception, goto, settle, wait_for_app
+from tests.browser.conftest import assert_no_exception, goto, settle, shot, wait_for_app
 
 pytestmark = pytest.mark.browser
 NAMES = {"aml-kd": "vec-symmetric30-aml-kd-s0", "ce": "vec-symmetric30-ce-s0"}
@@ -19,13 +18,6 @@ NAMES = {"aml-kd": "vec-symmetric30-aml-kd-s0", "ce": "vec-symmetric30-ce-s0"}
 CUT_JS = """(selector) => Array.from(document.querySelectorAll(selector))
     .filter(el => el.scrollWidth > el.clientWidth + 1 || el.getBoundingClientRect().right > window.innerWidth)
     .map(el => el.innerText)"""
-
-
-def shot(page, name: str) -> None:
-    folder = os.environ.get("AMLKD_SCREENSHOTS")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
 
 
 @pytest.fixture(scope="module")
