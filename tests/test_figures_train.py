@@ -55,6 +55,14 @@ def test_label_precision_has_one_point_per_step_for_both_label_sets():
     fig = label_precision_figure(METRICS[:2] + estimated)
     assert _points(fig)["refined, estimated"] == [0.82, 0.83, 0.84] and list(fig.data[2].x) == [3, 4, 5]
     assert fig.data[2].line.dash == "dot" and fig.data[2].line.color == fig.data[2].marker.color != "#ffffff"
+    assert fig.data[2].error_y.array is None  # no interval recorded: no bars
+    with_interval = [dict(m, refined_precision_low=v - 0.02, refined_precision_high=v + 0.01)
+                     for m, v in zip(estimated, (0.82, 0.83, 0.84))]
+    with_interval[1] = {k: v for k, v in with_interval[1].items() if k != "refined_precision_low"}
+    bars = label_precision_figure(METRICS[:2] + with_interval).data[2].error_y  # the 90% interval at each point
+    np.testing.assert_allclose(bars.array, [0.01, 0.01, 0.01])
+    np.testing.assert_allclose(bars.arrayminus, [0.02, 0.0, 0.02])  # a step without its lower end: none drawn
+    assert bars.visible is not False and bars.thickness > 0 and bars.symmetric is False
     assert list(fig.data[0].x) == [1, 2, 3, 4, 5]
     assert len(fig.layout.shapes) == 4  # one shaded band per phase span
 

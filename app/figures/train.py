@@ -56,9 +56,22 @@ def phase_spans(metrics: Metrics) -> list[tuple[str, int, int]]:
     return [tuple(s) for s in spans]
 
 
+def interval_bars(metrics: Metrics, key: str, low: str, high: str) -> dict | None:
+    """Plotly ``error_y`` of ``key``'s points (:func:`metric_series`): up to ``high``, down to ``low`` (0 at a
+    step without them); None where no step has both."""
+    rows = [m for m in metrics if m.get(key) is not None and m.get("step") is not None]
+    if not any(m.get(low) is not None and m.get(high) is not None for m in rows):
+        return None
+    up = [max(m[high] - m[key], 0.0) if m.get(high) is not None else 0.0 for m in rows]
+    down = [max(m[key] - m[low], 0.0) if m.get(low) is not None else 0.0 for m in rows]
+    return {"type": "data", "symmetric": False, "array": up, "arrayminus": down, "thickness": 1.5, "width": 3}
+
+
 def _line_chart(metrics: Metrics, series: Sequence[tuple[str, str]], title: str, y_title: str,
-                y_range: tuple[float, float] | None = None, dash: Mapping[str, str] | None = None) -> go.Figure:
-    """One line per ``(metric key, legend label)``, over steps, phases shaded.
+                y_range: tuple[float, float] | None = None, dash: Mapping[str, str] | None = None,
+                intervals: Mapping[str, tuple[str, str]] | None = None) -> go.Figure:
+    """One line per ``(metric key, legend label)``, over steps, phases shaded; a key of ``intervals``
+    (``key: (low key, high key)``) draws its interval as bars at each point.
 
     Built in one go (traces, shapes and annotations as plain dicts): plotly's
     ``add_vrect`` re-validates the layout on every call and would cost most
@@ -71,6 +84,7 @@ def _line_chart(metrics: Metrics, series: Sequence[tuple[str, str]], title: str,
             x=steps, y=values, name=label, mode="lines+markers",
             marker={"size": 6, "color": COLORS.get(key, palette.DARK), "symbol": SERIES_SYMBOLS[i % len(SERIES_SYMBOLS)]},
             line={"color": COLORS.get(key, palette.DARK), "dash": (dash or {}).get(key, "solid"), "width": 2},
+            error_y=interval_bars(metrics, key, *intervals[key]) if key in (intervals or {}) else None,
             hovertemplate=f"{label}<br>step %{{x}}: %{{y:.3f}}<extra></extra>"))
     shapes, annotations = _phase_bands(metrics)
     if not metrics:
@@ -115,12 +129,14 @@ def band_fits(name: str, steps_in_band: int, steps_shown: int) -> bool:
 
 def label_precision_figure(metrics: Metrics) -> go.Figure:
     """Refined-label precision against the given labels' precision (higher is better), and the refined
-    labels' precision estimated without the truth (dotted; the one line a run without a truth has)."""
+    labels' precision estimated without the truth (dotted, with its 90% interval as bars; the one line a run
+    without a truth has)."""
     return _line_chart(metrics, [("refined_label_precision", "refined labels"),
                                  ("given_label_precision", "given labels"),
                                  ("refined_precision_estimate", "refined, estimated")],
                        "Label precision", "fraction correct", (0, 1.02),
-                       dash={"given_label_precision": "dash", "refined_precision_estimate": "dot"})
+                       dash={"given_label_precision": "dash", "refined_precision_estimate": "dot"},
+                       intervals={"refined_precision_estimate": ("refined_precision_low", "refined_precision_high")})
 
 
 def detection_figure(metrics: Metrics) -> go.Figure:
