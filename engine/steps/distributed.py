@@ -29,9 +29,10 @@ without an active exception", SIGABRT. Seen in a core dump: the gloo thread in `
 ``pthread_exit``, the main thread in ``Py_FinalizeEx``. The gloo thread must be descheduled at that moment,
 so it came on busy cores only (one launch in twenty of a 2-process DDP script at load 16; one in each full
 test run). ``destroy_process_group`` joins those threads only if it frees the group, and it did not:
-``torch._dynamo``, which DDP imports on first use, keeps references to a group that exists when it is
-imported. :func:`join` imports it first, so :func:`leave` frees the group and joins its threads (a test
-checks that none is left).
+``torch.distributed.nn.functional`` binds ``group.WORLD`` as the default argument of ten functions when it
+is imported, and ``torch._dynamo``, which DDP imports on first use, imports it; imported after the group
+exists, those defaults hold the group for good. :func:`join` imports ``torch._dynamo`` first (the defaults
+are then None), so :func:`leave` frees the group and joins its threads (a test checks that none is left).
 """
 
 from __future__ import annotations
@@ -95,8 +96,8 @@ def join() -> Group | None:
         backend = "nccl"
     else:
         device, backend = torch.device("cpu"), "gloo"
-    # imported after the group exists, torch._dynamo (DDP imports it) holds the group for good, so leave()
-    # could not end gloo's threads (see the module's docstring)
+    # imported after the group exists, torch._dynamo (DDP imports it) would bind the group as a default
+    # argument (torch.distributed.nn.functional), so leave() could not free it (see the module's docstring)
     importlib.import_module("torch._dynamo")
 
     if not dist.is_initialized():
