@@ -1,7 +1,7 @@
 """Several processes train one run (engine.steps.distributed): torchrun, DDP on gloo, rank 0 alone writes.
 
 The shard of each seeded batch is checked by hand; a 2-process DDP epoch against one process's epoch over
-the same batches; then whole 2-process runs of the CLI on digits: one metrics line and one snapshot per
+the same batches, after which leaving the group has ended gloo's threads in both processes; then whole 2-process runs of the CLI on digits: one metrics line and one snapshot per
 step, the same result twice, a resume after the process group is killed that ends where an uninterrupted
 run ends, and the clear refusals (another number of processes, bad --nproc).
 """
