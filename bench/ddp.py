@@ -1,8 +1,8 @@
 """One process against several: what ``--nproc`` costs and changes (engine.steps.distributed).
 
-    .venv/bin/python bench/ddp.py [--nproc 2] [--seeds 0] [--threads 1] [--cifar-schedule 4,1,3,2] [--skip-cifar]
-                                  [--skip-digits]
-                                  [--digits-schedule T,W,R,M] [--out DIR]
+    .venv/bin/python bench/ddp.py [--nproc 2] [--seeds 0] [--spread-seeds 1] [--threads 1]
+                                  [--cifar-schedule 4,1,3,2] [--skip-cifar] [--skip-digits]
+                                  [--digits-schedule T,W,R,M] [--jobs 1] [--out DIR]
 
 Trains the same run twice through the CLI, once in one process and once in ``--nproc`` processes (gloo,
 ``--threads`` torch threads each), on digits (40% symmetric noise, its default schedule unless
@@ -13,6 +13,11 @@ training part of a step, from ``metrics.jsonl``'s ``train_seconds``), the share 
 outside training (forward passes over the whole set, graph, propagation, evaluation: rank 0 alone), the
 refined labels' precision and the student's test accuracy; then the ratios and the differences, against the
 goals: refined precision within 0.01 and student accuracy within 0.02 of one process.
+
+``--spread-seeds S ...`` also trains one process with each seed S and prints how far those runs are from
+the first seed's one-process run: the differences that chance alone makes, to read the 1-vs-N differences
+against. ``--jobs J`` trains up to J runs at once: for the accuracy comparison only (the runs share the
+cores, so their seconds are not timings then).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,6 +94,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--nproc", type=int, default=2)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--spread-seeds", type=int, nargs="*", default=[],
+                   help="one-process runs with these seeds too: the spread that chance makes")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained at once (accuracy only: no timings then)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--digits-schedule", default=None, help="T,W,R,M epochs (default: digits' own schedule)")
     p.add_argument("--cifar-schedule", default="4,1,3,2", help="T,W,R,M epochs of cifar10-small (default 4,1,3,2)")
@@ -104,16 +113,25 @@ def main() -> int:
     else:
         settings.append(("cifar10-small", f"folder:{a.data}", _schedule(a.cifar_schedule)))
     base = Path(a.out) if a.out else Path(tempfile.mkdtemp(prefix="bench-ddp-"))
-    rows, pairs = [], []
-    for name, dataset, schedule in settings:
-        for seed in a.seeds:
-            pair = {}
-            for nproc in (1, a.nproc):
-                result = train(base / f"{name}-s{seed}-n{nproc}", dataset, seed, nproc, a.threads, schedule)
-                rows.append({"setting": name, "seed": seed, "procs": nproc, **result})
-                pair[nproc] = result
-                print(_table(rows[-1:]).splitlines()[-1], flush=True)
-            pairs.append((name, seed, pair[1], pair[a.nproc]))
+    jobs = [(name, dataset, schedule, seed, nproc) for name, dataset, schedule in settings for seed in a.seeds
+            for nproc in (1, a.nproc)]
+    jobs += [(name, dataset, schedule, seed, 1) for name, dataset, schedule in settings for seed in a.spread_seeds
+             if seed not in a.seeds]
+
+    def one(job):
+        name, dataset, schedule, seed, nproc = job
+        result = {"setting": name, "seed": seed, "procs": nproc,
+                  **train(base / f"{name}-s{seed}-n{nproc}", dataset, seed, nproc, a.threads, schedule)}
+        print(_table([result]).splitlines()[-1], flush=True)
+        return result
+
+    with ThreadPoolExecutor(max(1, a.jobs)) as pool:
+        rows = list(pool.map(one, jobs))
+    found = {(r["setting"], r["seed"], r["procs"]): r for r in rows}
+    pairs = [(name, seed, found[name, seed, 1], found[name, seed, a.nproc]) for name, _, _ in settings
+             for seed in a.seeds]
+    spreads = [(name, seed, other, found[name, seed, 1], found[name, other, 1]) for name, _, _ in settings
+               for seed in a.seeds[:1] for other in a.spread_seeds if other != seed]
     print()
     print(_table(rows))
     print()
@@ -129,6 +147,11 @@ def main() -> int:
               f"{PRECISION_GOAL}), student acc {d_acc:+.4f} (goal within {ACCURACY_GOAL}): "
               f"{'within' if within else 'MISSES'}")
     print("all within the goals" if ok else "some settings miss the goals")
+    if spreads:
+        print("one process, another seed against the first (what chance alone moves):")
+    for name, seed, other, first, again in spreads:
+        print(f"  {name} seed {other} - seed {seed}: refined prec {again['refined'] - first['refined']:+.4f}, "
+              f"student acc {again['student_acc'] - first['student_acc']:+.4f}")
     return 0
 
 

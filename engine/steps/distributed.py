@@ -13,14 +13,32 @@ checkpoint) and alone writes. The other ranks (followers) only help with the tra
    from rank 0's state (after a resume too); each rank wraps the trained network in
    ``DistributedDataParallel`` (gloo on CPUs, NCCL on GPUs) and trains its part of every batch
    (:class:`engine.method.training.Shard`, the order seeded by the run's seed and the epoch);
-3. rank 0 broadcasts ``stop`` when the run is done; on an error it exits and torchrun ends the others.
+3. rank 0 broadcasts ``stop`` when the run is done and every rank leaves the group (:func:`leave`); on an
+   error rank 0 exits and torchrun ends the others.
 
 Augmentation and mixup draw from generators seeded by (seed, network, epoch, rank) afresh every epoch, so a
 run resumed from rank 0's checkpoint repeats the uninterrupted run's numbers exactly.
+
+Leaving the group must end gloo's worker threads while Python is still fully alive. A gloo worker thread
+drops its last finished job (a barrier, which holds the jobs before it, such as the last DDP all-reduce
+and its tensors) just after the waiting rank has moved on. Freeing a tensor that has a Python object takes
+the GIL, and CPython ends a thread that asks for the GIL once the interpreter is finalizing with
+``pthread_exit``, whose unwinding through a C++ destructor calls ``std::terminate``: "terminate called
+without an active exception", SIGABRT. Seen in a core dump: the gloo thread in ``runLoop`` ->
+``~AsyncBarrierWork`` -> ``~AsyncAllreduceWork`` -> ``TensorImpl::decref_pyobject`` -> ``take_gil`` ->
+``pthread_exit``, the main thread in ``Py_FinalizeEx``. The gloo thread must be descheduled at that moment,
+so it came on busy cores only (one launch in twenty of a 2-process DDP script at load 16; one in each full
+test run). ``destroy_process_group`` joins those threads only if it frees the group, and it did not:
+``torch.distributed.nn.functional`` binds ``group.WORLD`` as the default argument of ten functions when it
+is imported, and ``torch._dynamo``, which DDP imports on first use, imports it; imported after the group
+exists, those defaults hold the group for good. :func:`join` imports ``torch._dynamo`` first (the defaults
+are then None), so :func:`leave` frees the group and joins its threads (a test checks that none is left).
 """
 
 from __future__ import annotations
 
+import gc
+import importlib
 import logging
 import os
 import sys
@@ -78,6 +96,10 @@ def join() -> Group | None:
         backend = "nccl"
     else:
         device, backend = torch.device("cpu"), "gloo"
+    # imported after the group exists, torch._dynamo (DDP imports it) would bind the group as a default
+    # argument (torch.distributed.nn.functional), so leave() could not free it (see the module's docstring)
+    importlib.import_module("torch._dynamo")
+
     if not dist.is_initialized():
         dist.init_process_group(backend)
     return Group(rank=rank, world=world, local_rank=local_rank, device=device)
@@ -115,15 +137,21 @@ def stop(group: Group | None) -> None:
     """The run is done: the followers return (rank 0)."""
     if group is not None:
         _broadcast({"op": "stop"})
-        _leave()
+        leave()
 
 
-def _leave() -> None:
-    """Leave the process group together: a barrier first, so that no rank tears its connections down while
-    another is still receiving the last message (seen under load as a follower's abort, 'terminate called')."""
+def leave() -> None:
+    """Leave the process group together and end its threads.
+
+    A barrier first, so that no rank tears its connections down while another still receives the last
+    message; the DDP wrappers of the last epoch (they hold the group) are collected while the group is still
+    registered, so that freeing them frees nothing else; then ``destroy_process_group`` frees the group,
+    which waits for gloo's worker threads to finish their jobs and joins them, with Python alive (see the
+    module's docstring)."""
     import torch.distributed as dist
 
     dist.barrier()
+    gc.collect()
     dist.destroy_process_group()
 
 
@@ -168,7 +196,7 @@ def _follow(group: Group) -> int:
         if job is None:
             return 1
         if job["op"] == "stop":
-            _leave()
+            leave()
             return 0
         try:
             _epoch(nets, config, group, job)
