@@ -111,8 +111,9 @@ def vague_estimate_warning(metrics: list[dict], rule: str = "calibrated") -> dic
                     "precision estimates are as wide. "
                     + ("The calibrated rule kept the given labels. " if rule == "calibrated" else
                        "The authors' rule relabelled without that evidence. ")
-                    + "Train the teacher longer, or give better features (--teacher-features) or the noise rate "
-                    "(--noise-rate).")
+                    + "Train the teacher longer or give better features (--teacher-features); if you know the noise "
+                    "rate R, --relabel-rule authors --noise-rate R changes only the R share of labels the "
+                    "propagation supports least.")
 
 
 def run_warnings(store) -> list[dict]:
