@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/noise_sweep.py [--datasets digits] [--seeds 0] [--kinds symmetric instance]
         [--rates 0 0.05 0.1 0.2 0.4] [--threads 1] [--results FILE] [--table-only] [--short] [--no-ce]
+        [--teachers-from ROOT]
 
 Per dataset, noise and seed it trains three runs, one after the other: AML-KD
 with our calibrated relabel rule (default), AML-KD with the authors' rule
@@ -12,7 +13,11 @@ checkpoint), and CE on the noisy labels. Each finished row is appended to
 ``../shared/data/cifar10-small`` (or ``--cifar DIR``); without it its rows
 are skipped with one line. ``--short`` trains cifar10-small on a short
 schedule (teacher 5 epochs, student 1 + 3 + 1, the rate ramp 1 epoch) for a
-busy CPU; ``--no-ce`` leaves out the CE run (its column shows -).
+busy CPU; ``--no-ce`` leaves out the CE run (its column shows -);
+``--teachers-from ROOT`` loads each row's teacher from the checkpoint of an
+earlier sweep's run of the same row under ROOT (the teacher phase does not
+depend on the relabel rule, so a rule change is measured without training
+the teacher again).
 
 Columns: given precision; refined precision with our rule and the authors',
 after stage 0 and at the end; noise-rate estimate against the true rate;
@@ -24,6 +29,10 @@ warm-up (ours / authors'). Goals, every row:
 - at 20-40% noise: refined ours >= authors' - 0.005;
 - |noise-rate estimate - true| <= 0.03;
 - |estimated - true refined precision| <= 0.03.
+
+An estimate marked ``vague`` could not tell noise from classes the teacher's
+features mix (``estimate_informative`` false, engine.method.confident): its
+rate is the middle of [0, upper end] and our rule kept the given labels.
 """
 
 from __future__ import annotations
@@ -73,8 +82,11 @@ def base_config(dataset: str, noise: str, seed: int, cifar: Path = CIFAR, short:
 
 
 def sweep_row(dataset: str, noise: str, seed: int, root: Path, cifar: Path = CIFAR, short: bool = False,
-              with_ce: bool = True) -> dict:
+              with_ce: bool = True, teachers_from: Path | None = None) -> dict:
     base = base_config(dataset, noise, seed, cifar, short)
+    if teachers_from is not None:
+        base = base.with_changes(
+            teacher_checkpoint=str(teachers_from / f"{dataset}-{noise}-{seed}-ours" / "checkpoint.pt"))
     ours = train(root / f"{dataset}-{noise}-{seed}-ours", base)
     authors = train(root / f"{dataset}-{noise}-{seed}-authors", base.with_changes(
         relabel_rule="authors", teacher_checkpoint=str(root / f"{dataset}-{noise}-{seed}-ours" / "checkpoint.pt")))
@@ -84,13 +96,15 @@ def sweep_row(dataset: str, noise: str, seed: int, root: Path, cifar: Path = CIF
             "authors_stage0": authors["stage0_precision"], "authors_end": authors["refined_label_precision"],
             "rate_est": ours["noise_rate_estimate"], "rate_low": ours["noise_rate_low"],
             "rate_high": ours["noise_rate_high"], "rate_true": ours["noise_rate_true"],
+            "informative": ours.get("estimate_informative"),
             "prec_est": ours["refined_precision_estimate"], "prec_low": ours["refined_precision_low"],
             "prec_high": ours["refined_precision_high"], "student_ours": ours["student_test_accuracy"],
             "student_authors": authors["student_test_accuracy"], "student_ce": ce.get("student_test_accuracy"),
             "awe_auroc_ours": ours["awe_auroc"], "lowest_ours": ours["lowest_after_warmup"],
             "lowest_authors": authors["lowest_after_warmup"],
             "seconds": ours["wall_seconds"] + authors["wall_seconds"] + ce.get("wall_seconds", 0.0),
-            "schedule": "short" if short and dataset == "cifar10-small" else "default"}
+            "schedule": "short" if short and dataset == "cifar10-small" else "default",
+            "teacher": "loaded" if teachers_from is not None else "trained"}
 
 
 def noise_level(noise: str) -> float:
@@ -118,12 +132,16 @@ def table(rows: list[dict]) -> str:
         lines.append(
             f"| {r['dataset']} | {r['noise']} | {r['seed']} | {r['given']:.3f} | {r['ours_stage0']:.3f} | "
             f"{r['ours_end']:.3f} | {r['authors_stage0']:.3f} | {r['authors_end']:.3f} | "
-            f"{r['rate_est']:.3f} [{r['rate_low']:.3f}, {r['rate_high']:.3f}] | {r['rate_true']:.3f} | "
+            f"{r['rate_est']:.3f} [{r['rate_low']:.3f}, {r['rate_high']:.3f}]{_vague(r)} | {r['rate_true']:.3f} | "
             f"{r['prec_est']:.3f} [{r['prec_low']:.3f}, {r['prec_high']:.3f}] | {r['ours_end']:.3f} | "
             f"{r['student_ours']:.3f} / {r['student_authors']:.3f} / {_number(r['student_ce'])} | "
             f"{r['lowest_ours']:.3f} / {r['lowest_authors']:.3f} | {_number(r.get('awe_auroc_ours'))} | "
             f"{', '.join(missed) or '-'} |")
     return "\n".join(lines)
+
+
+def _vague(row: dict) -> str:
+    return " vague" if row.get("informative") is False else ""
 
 
 def _number(value) -> str:
@@ -137,7 +155,11 @@ def summary(rows: list[dict]) -> str:
             met = counts.setdefault(name, [0, 0])
             met[0] += ok
             met[1] += 1
-    return "\n".join(f"- {name}: met in {met} of {total} rows" for name, (met, total) in counts.items())
+    lines = [f"- {name}: met in {met} of {total} rows" for name, (met, total) in counts.items()]
+    vague = sum(r.get("informative") is False for r in rows)
+    if vague:
+        lines.append(f"- estimate vague (rate and precision only as intervals, labels kept) in {vague} of {len(rows)} rows")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -153,6 +175,8 @@ def main(argv=None) -> int:
     p.add_argument("--cifar", default=str(CIFAR), help="cifar10-small's folder (train/ and test/ image folders)")
     p.add_argument("--short", action="store_true", help="cifar10-small on a short schedule (busy CPU)")
     p.add_argument("--no-ce", action="store_true", help="leave out the CE runs")
+    p.add_argument("--teachers-from", default=None,
+                   help="load each row's teacher from ROOT/<dataset>-<noise>-<seed>-ours/checkpoint.pt")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     results = Path(a.results)
@@ -168,7 +192,8 @@ def main(argv=None) -> int:
                         noise = f"{kind}:{rate:g}"
                         if (dataset, noise, seed) in done:
                             continue
-                        row = sweep_row(dataset, noise, seed, Path(a.root), Path(a.cifar), a.short, not a.no_ce)
+                        row = sweep_row(dataset, noise, seed, Path(a.root), Path(a.cifar), a.short, not a.no_ce,
+                                        Path(a.teachers_from) if a.teachers_from else None)
                         with results.open("a") as f:
                             f.write(json.dumps(row) + "\n")
                         print(f"  {dataset} {noise} seed {seed}: given {row['given']:.3f} ours {row['ours_end']:.3f}"

@@ -1,6 +1,8 @@
 """The noise estimate without the truth (engine.method.confident) and the calibrated relabel rule
 (engine.method.refinery.calibrated_filter): hand-computed cases, then real data with known noise."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -129,6 +131,7 @@ def test_estimate_on_separable_blobs_finds_the_true_rate(rate):
     true_rate = float(np.mean(given != true))
     assert abs(estimate.rate - true_rate) <= 0.03, (estimate.rate, true_rate)
     assert estimate.rate_low <= estimate.rate <= estimate.rate_high
+    assert estimate.informative and estimate.ambiguity < 0.05  # the classes are separable: the joint is believed
     # the posterior agrees with the joint on the given labels (the evidence weight's definition; at 30% the
     # sharpened clean probabilities give the given labels a little less even with weight 1, its bound)
     assert cf.estimated_precision(given, estimate.posterior) == pytest.approx(1 - estimate.rate, abs=5e-3)
@@ -140,6 +143,85 @@ def test_estimate_on_separable_blobs_finds_the_true_rate(rate):
         # the posterior's argmax fixes labels and breaks almost none
         fixed = estimate.posterior.argmax(1)
         assert np.mean(fixed == true) > np.mean(given == true) + 0.8 * true_rate
+
+
+def test_clean_ambiguity_by_hand():
+    # with no noise (T = I) pi is the vote itself: 1 - max per row, averaged
+    probs = np.array([[0.7, 0.2, 0.1], [0.4, 0.4, 0.2], [1.0, 0.0, 0.0]])
+    assert cf.clean_ambiguity(probs, np.eye(3)) == pytest.approx((0.3 + 0.6 + 0.0) / 3)
+    # the same votes read through a symmetric T with rate 0.3: pi sharper than the votes, less ambiguous
+    t = np.full((3, 3), 0.15) + 0.55 * np.eye(3)
+    assert cf.clean_ambiguity(probs, t) < cf.clean_ambiguity(probs, np.eye(3)) - 0.1
+
+
+def _overlapping_blobs(rate, n=900, classes=10, seed=0):
+    """Ten classes whose centres lie within the points' own spread: the features leave most classes open."""
+    rng = np.random.default_rng(seed)
+    true = rng.integers(0, classes, n)
+    features = (rng.normal(0, 0.4, (classes, 16))[true] + rng.normal(0, 1.0, (n, 16))).astype(np.float32)
+    given = apply_noise(true, NoiseSpec("symmetric", rate), classes, np.random.default_rng([seed, 1]))
+    return features, true, given
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.3])
+def test_votes_that_cannot_name_the_classes_keep_every_label_and_say_so(rate):
+    features, true, given = _overlapping_blobs(rate)
+    graph = build_graph(features, GraphConfig(k=20))
+    estimate = cf.estimate_from_graph(graph.neighbor_idx, np.clip(graph.neighbor_sim, 0, None) ** 3, given, 10,
+                                      seed=0, rounds=5)
+    true_rate = float(np.mean(given != true))
+    # the joint alone calls far more noise than there is (mixed classes look like wrong labels) ...
+    assert estimate.joint_rate > true_rate + 0.2
+    # ... so the estimate says it cannot tell: interval from 0 to the joint's upper end, the middle as its point
+    assert estimate.ambiguity > cf.AMBIGUITY_LIMIT and not estimate.informative and not estimate.noise_found
+    assert estimate.rate_low == 0.0 and estimate.rate_high >= estimate.joint_rate
+    assert estimate.rate == pytest.approx(estimate.rate_high / 2)
+    assert estimate.rate_low <= true_rate <= estimate.rate_high
+    # no label changes on its word: the posterior is the given labels, the filter keeps every given label
+    np.testing.assert_array_equal(estimate.posterior.argmax(1), given)
+    proposal = Relabelling(estimate.probs.argmax(1), np.zeros(len(given), np.int8), "confidence", None)
+    assert np.mean(proposal.labels != given) > 0.3  # the votes would change many
+    assert calibrated_filter(given, proposal, estimate.posterior).labels.tolist() == given.tolist()
+    # the given labels' precision is an interval that holds the truth, not a number that claims 1
+    point, low, high = cf.precision_interval(given, given, estimate)
+    assert low <= 1 - true_rate <= high and high - low > 0.3 and point == pytest.approx((low + high) / 2)
+
+
+def test_the_precision_of_a_labelling_when_the_estimate_is_vague_by_hand():
+    given = np.array([0, 1, 2, 0])
+    vague = cf.NoiseEstimate(0.3, 0.0, 0.6, np.eye(3) / 3, np.eye(3), 1.0, np.eye(3, dtype=np.float32)[given],
+                             np.eye(3)[given], np.zeros((0, 3, 3)), np.zeros(0), 0, False, ambiguity=0.4,
+                             informative=False)
+    # three of four labels kept: right at 0.4-1 each; the changed one anywhere in [0, 1]
+    point, low, high = cf.precision_interval(np.array([0, 1, 2, 2]), given, vague)
+    assert (low, high) == (pytest.approx(0.75 * 0.4), pytest.approx(1.0)) and point == pytest.approx(0.65)
+
+
+def test_a_step_whose_own_graph_cannot_tell_follows_stage0():
+    features, true, given = _blobs(rate=0.3)
+    graph = build_graph(features, GraphConfig(k=10))
+    informed = cf.estimate_from_graph(graph.neighbor_idx, np.clip(graph.neighbor_sim, 0, None) ** 3, given, 4,
+                                      seed=0, rounds=5)
+    assert informed.informative and informed.noise_found and informed.ambiguity < 0.05
+    vague = replace(informed, informative=False, noise_found=False, ambiguity=0.5,
+                    posterior=cf.no_noise_posterior(given, 4))
+    assert cf.gated_by(vague, informed, given) is informed  # the teacher's estimate still judges
+    gated = cf.gated_by(informed, vague, given)  # stage 0 could not tell: nothing changes later either
+    assert not gated.informative and not gated.noise_found
+    np.testing.assert_array_equal(gated.posterior.argmax(1), given)
+
+
+def test_the_vague_estimate_warning_names_the_interval_and_the_rule():
+    from engine.rundir.health import vague_estimate_warning
+
+    stage0 = {"phase": "propagate", "estimate_informative": False, "estimate_ambiguity": 0.31,
+              "noise_rate_low": 0.0, "noise_rate_high": 0.62}
+    warning = vague_estimate_warning([{"phase": "teacher"}, stage0])
+    assert warning["code"] == "estimate_vague" and "31%" in warning["message"]
+    assert "[0.00, 0.62]" in warning["message"] and "kept the given labels" in warning["message"]
+    assert "authors' rule relabelled" in vague_estimate_warning([stage0], "authors")["message"]
+    assert vague_estimate_warning([{**stage0, "estimate_informative": True}]) is None
+    assert vague_estimate_warning([{"phase": "propagate"}]) is None  # a run from before the field
 
 
 def test_calibrated_filter_keeps_what_the_posterior_does_not_favour():

@@ -37,7 +37,9 @@ def healthy_run(make_tiny_run):
 def test_a_chance_teacher_and_worse_labels_are_flagged_in_the_summary(chance_teacher_run):
     summary = RunStore(chance_teacher_run).summary()
     codes = [w["code"] for w in summary["warnings"]]
-    assert codes == ["teacher_chance", "refined_worse"]
+    # the last step's estimate says it too: the refine step's own graph (a student after one epoch) leaves the
+    # classes open, so it is judged by stage 0's estimate (engine.method.confident.gated_by), which sees the harm
+    assert codes == ["teacher_chance", "refined_worse", "refined_worse_est"]
     assert summary["teacher_test_accuracy"] < 0.19  # 10 classes: chance 0.1
     assert summary["refined_label_precision"] < summary["given_label_precision"] - 0.01
     # without the truth, stage 0's estimate saw it too (0.09 against 0.81 given; true 0.09 and 0.82)

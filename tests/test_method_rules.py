@@ -114,3 +114,34 @@ def test_the_learning_rate_ramps_up_linearly_after_a_change_of_objective():
 
     assert [ramped_lr(0.04, e, 3) for e in range(5)] == pytest.approx([0.01, 0.02, 0.03, 0.04, 0.04])
     assert ramped_lr(0.04, 0, 0) == 0.04 and ramped_lr(0.04, -2, 3) == pytest.approx(0.01)
+
+
+# ---------------------------------------------------------------- the calibrated rule and the estimate's word
+def test_stage0_calibrated_rule_changes_labels_on_strong_votes_and_none_on_vague_ones():
+    from engine.method import confident as cf
+
+    rng = np.random.default_rng(3)
+    true = np.repeat([0, 1, 2], 200)
+    given = true.copy()
+    wrong = rng.choice(600, 120, replace=False)
+    given[wrong] = (true[wrong] + rng.integers(1, 3, 120)) % 3  # 20% symmetric noise
+    # strong votes: each sample's neighbours carry its true class at 0.8 (the noise's share elsewhere)
+    strong = np.full((600, 3), 0.1)
+    strong[np.arange(600), true] = 0.8
+    # vague votes: the neighbourhoods mix classes, the true class only a little ahead
+    vague = np.full((600, 3), 0.3)
+    vague[np.arange(600), true] = 0.4
+    vague += rng.normal(0, 0.05, (600, 3))
+    vague = np.clip(vague, 0.01, None) / np.clip(vague, 0.01, None).sum(1, keepdims=True)
+    proposal = result(np.eye(3)[true] * 0.9 + 0.05)  # a propagation that names every true class
+    n = len(given)
+    estimates = {name: cf.estimate_noise(given, votes, seed=0, rounds=5) for name, votes in
+                 (("strong", strong), ("vague", vague))}
+    assert estimates["strong"].informative and not estimates["vague"].informative
+    out = {name: refinery.relabel("propagate", given, given, np.zeros(n, bool), proposal, None, 0.05,
+                                  rule="calibrated", posterior=e.posterior) for name, e in estimates.items()}
+    # strong: the wrong labels change to the truth, the right ones stay
+    assert np.mean(out["strong"].labels == true) > 0.97
+    # vague: the same proposal (all of them right) changes nothing, since nothing says the given labels are wrong
+    np.testing.assert_array_equal(out["vague"].labels, given)
+    assert set(out["vague"].reasons[wrong].tolist()) == {refinery.Reason.KEPT_GIVEN}

@@ -35,6 +35,16 @@ Algorithm
    (its expected share of right labels, if ``post`` is calibrated), bias-
    corrected with the bootstrap (each resample re-estimates ``T``, ``e`` and
    ``post``), with the basic bootstrap interval.
+6. Whether the votes can tell noise at all (:func:`clean_ambiguity`): the
+   joint counts as noise every sample whose vote names another class, which
+   is right only where the features name each sample's clean class. The
+   share of samples whose clean class ``pi`` leaves open,
+   ``A = mean_i (1 - max_c pi[i, c])``, measures how far that holds; above
+   ``AMBIGUITY_LIMIT`` the votes cannot tell label noise from classes the
+   features mix (a weak teacher), the estimate is *uninformative*: its rate
+   interval is ``[0, upper end]``, its point the interval's middle, its
+   posterior the given labels (no rule changes a label on its word), and
+   the precision of a labelling is given only as an interval.
 
 Cost: O(N k) for the votes, a 2-parameter fit of O(N C) per evaluation, the
 joint and the posterior O(N C + C^3); B bootstrap rounds O(B N C).
@@ -51,6 +61,12 @@ import numpy as np
 
 BOOTSTRAP = 100  # resamples for the intervals; the 5th-95th percentile spread moves < 0.005 beyond ~100
 LEVEL = 0.9  # the intervals' coverage
+#: Largest clean-class ambiguity (:func:`clean_ambiguity`) at which the joint's rate is taken as an estimate:
+#: midway between the largest measured where the joint was within 0.03 of the truth (digits, 40% instance noise,
+#: seed 2: 0.147; seeds 0-1 0.084 and 0.110, symmetric noise <= 0.047) and the smallest where it was off by more
+#: than 0.15 (cifar10-small with a 5-epoch teacher: 0.174 at 0% noise, joint 0.222; 0.178 at 40%, joint 0.605
+#: against 0.361; overlapping blobs 0.189-0.29). A thin margin: docs/ALGORITHM.md.
+AMBIGUITY_LIMIT = 0.16
 
 
 # ---------------------------------------------------------------- 1. out-of-sample probabilities
@@ -268,6 +284,22 @@ def evidence_weight(probs: np.ndarray, transition: np.ndarray, given: np.ndarray
     return float(brentq(gap, 0.0, 1.0, xtol=1e-4))
 
 
+def clean_ambiguity(probs: np.ndarray, transition: np.ndarray, sharpness: float = 1.0) -> float:
+    """``A = mean_i (1 - max_c pi[i, c])``: the share of samples whose clean class the votes leave open.
+
+    ``pi`` are the clean probabilities (:func:`clean_probabilities`). The
+    confident joint assumes the features name each sample's clean class
+    (out-of-sample probabilities that are good, not only calibrated:
+    Northcutt et al. 2021, Sec. 4); where neighbourhoods mix classes, a vote
+    against the given label is as well explained by the mix as by noise, and
+    the joint counts it as noise. ``A`` is the model's own expected error of
+    ``argmax pi``: near 0 when the features separate the classes, large when
+    the teacher is weak. Lower is better.
+    """
+    pi = clean_probabilities(probs, transition, sharpness)
+    return float(np.mean(1.0 - pi.max(1))) if len(pi) else 0.0
+
+
 # ---------------------------------------------------------------- the estimate, with intervals
 @dataclass(frozen=True)
 class NoiseEstimate:
@@ -298,9 +330,15 @@ class NoiseEstimate:
         Seed of the resamples (the same draws for every interval of a run).
     noise_found : bool
         False when the joint cannot tell the noise rate from 0 (the lower end
-        of its interval is 0): then ``posterior`` is the given labels, one-hot,
-        and no rule changes a given label on this estimate's word
-        (:func:`no_noise_posterior`).
+        of its interval is 0) or the estimate is not informative: then
+        ``posterior`` is the given labels, one-hot, and no rule changes a
+        given label on this estimate's word (:func:`no_noise_posterior`).
+    ambiguity : float
+        :func:`clean_ambiguity` of the votes.
+    informative : bool
+        ``ambiguity <= AMBIGUITY_LIMIT``. If not, ``rate_low`` is 0,
+        ``rate_high`` the joint's upper end, ``rate`` their middle, and
+        ``joint_rate`` keeps the joint's own number.
     """
 
     rate: float
@@ -317,6 +355,9 @@ class NoiseEstimate:
     noise_found: bool = True
     sharpness: float = 1.0
     boot_sharpness: np.ndarray | None = None
+    ambiguity: float = 0.0
+    informative: bool = True
+    joint_rate: float | None = None
 
 
 def _joint(given: np.ndarray, probs: np.ndarray, num_classes: int) -> np.ndarray:
@@ -346,7 +387,12 @@ def estimate_noise(given: np.ndarray, probs: np.ndarray, seed: int, rounds: int 
     low, high = _interval(boot_rates, rate)
     sharpness = fit_sharpness(probs, transition, given)
     evidence = evidence_weight(probs, transition, given, rate, sharpness)
-    noise_found = low > 0
+    ambiguity = clean_ambiguity(probs, transition, sharpness)
+    informative = ambiguity <= AMBIGUITY_LIMIT
+    joint_rate = rate
+    if not informative:  # the joint is an upper end only: the votes cannot tell noise from mixed classes
+        low, rate = 0.0, high / 2
+    noise_found = informative and low > 0
     if noise_found:
         posterior = label_posterior(probs, transition, given, evidence, sharpness)
         posterior = posterior.astype(np.float16).astype(np.float32)
@@ -354,20 +400,27 @@ def estimate_noise(given: np.ndarray, probs: np.ndarray, seed: int, rounds: int 
         posterior = no_noise_posterior(given, num_classes)
     return NoiseEstimate(rate, low, high, joint, transition, evidence, posterior, probs,
                          np.array(boot_t).reshape(-1, num_classes, num_classes), np.array(boot_e, dtype=np.float64),
-                         seed, noise_found, sharpness, np.array(boot_s, dtype=np.float64))
+                         seed, noise_found, sharpness, np.array(boot_s, dtype=np.float64), ambiguity, informative,
+                         joint_rate)
 
 
 def gated_by(estimate: NoiseEstimate, reference: NoiseEstimate, given: np.ndarray) -> NoiseEstimate:
     """``estimate``, or, when ``reference`` (stage 0's, on the teacher's graph) found no noise, ``estimate`` with
-    the ``given (N,)`` labels for its posterior and ``noise_found`` False.
+    the ``given (N,)`` labels for its posterior and ``noise_found`` False (and, when ``reference`` was not
+    informative, ``informative`` False); or ``reference`` itself when it was informative and ``estimate`` is not.
 
     A later step's graph (a young student's features) counts a few atypical
     samples as noise where the teacher's saw none (digits at 0% noise: 4-10
-    of 1,437 in the refine epochs), and nothing else says those labels are wrong.
+    of 1,437 in the refine epochs), and nothing else says those labels are
+    wrong. A step whose own graph mixes the classes (a young student) cannot
+    judge the labels, but stage 0's estimate still can.
     """
+    if reference.informative and not estimate.informative:
+        return reference
     if reference.noise_found or not estimate.noise_found:
         return estimate
-    return replace(estimate, posterior=no_noise_posterior(given, estimate.posterior.shape[1]), noise_found=False)
+    return replace(estimate, posterior=no_noise_posterior(given, estimate.posterior.shape[1]), noise_found=False,
+                   informative=estimate.informative and reference.informative)
 
 
 def no_noise_posterior(given: np.ndarray, num_classes: int) -> np.ndarray:
@@ -415,6 +468,8 @@ def precision_interval(labels: np.ndarray, given: np.ndarray, estimate: NoiseEst
     """
     labels = np.asarray(labels, dtype=np.int64)
     given = np.asarray(given, dtype=np.int64)
+    if not estimate.informative:
+        return _uninformed_precision(labels, given, estimate)
     point = estimated_precision(labels, estimate.posterior)
     if not estimate.noise_found:  # the given labels taken as right: the share that keeps them, exactly
         return point, point, point
@@ -432,6 +487,17 @@ def precision_interval(labels: np.ndarray, given: np.ndarray, estimate: NoiseEst
     low, high = _interval(values, point)
     corrected = float(np.clip(2 * point - np.mean(values), 0.0, 1.0))
     return corrected, min(low, corrected), max(high, corrected)
+
+
+def _uninformed_precision(labels: np.ndarray, given: np.ndarray,
+                          estimate: NoiseEstimate) -> tuple[float, float, float]:
+    """Precision of ``labels`` when the votes cannot tell noise (``estimate.informative`` False): the kept given
+    labels are right at a rate within ``[1 - rate_high, 1 - rate_low]``, a changed label anywhere in [0, 1];
+    the point is the interval's middle."""
+    kept = float(np.mean(labels == given)) if len(labels) else float("nan")
+    low = kept * (1.0 - estimate.rate_high)
+    high = kept * (1.0 - estimate.rate_low) + (1.0 - kept)
+    return (low + high) / 2, low, high
 
 
 def estimate_from_graph(neighbor_idx: np.ndarray, neighbor_weight: np.ndarray, given: np.ndarray,

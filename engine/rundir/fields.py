@@ -38,6 +38,10 @@ SUMMARY_FIELDS: tuple[Field, ...] = (
                                                "teacher graph's calibrated neighbour votes)", _S),
     Field("noise_rate_low", "float|null", "lower end of the noise-rate estimate's 90% bootstrap interval", _S),
     Field("noise_rate_high", "float|null", "upper end of that interval", _S),
+    Field("estimate_informative", "bool|null", "stage 0's votes could tell noise from classes the teacher's "
+                                               "features mix (engine.method.confident.AMBIGUITY_LIMIT); if not, the "
+                                               "rate is the middle of [0, upper end] and no label changed on its word",
+          _S),
     Field("relabel_rule", "str", "calibrated (a label changes only where the calibrated posterior favours the "
                                  "new one) or authors (as published)", _S),
     Field("given_precision_estimate", "float|null", "the given labels' precision estimated without the truth "
@@ -121,6 +125,12 @@ METRICS_FIELDS: tuple[Field, ...] = (
                                       "confident.evidence_weight)", "handlers (aml-kd phases)"),
     Field("noise_found", "bool", "the step's noise estimate tells its rate from 0 (the lower end of its interval is "
                                  "above 0); if not, its posterior is the given labels and no given label changes",
+          "handlers (aml-kd phases)"),
+    Field("estimate_ambiguity", "float", "share of samples whose clean class the step's votes leave open (engine."
+                                         "method.confident.clean_ambiguity; lower is better)", "handlers (aml-kd phases)"),
+    Field("estimate_informative", "bool", "the ambiguity is at most confident.AMBIGUITY_LIMIT; if not, the votes "
+                                          "cannot tell noise from classes the features mix: the rate and precision "
+                                          "are intervals only and no given label changes on the estimate's word",
           "handlers (aml-kd phases)"),
     Field("seed_labeller", "str", "student or teacher: whose predictions seeded the not-easy samples", _R),
     Field("kept_previous", "bool", "the calibrated rule kept the previous labels: the step's estimated "

@@ -20,6 +20,10 @@ relabel_excess     truth unknown: the propagation changed far more labels
 refined_worse_est  the estimate without the truth (engine.method.confident)
                    says the refined labels are less precise than the given
                    ones (by more than WORSE_MARGIN)
+estimate_vague     the estimate without the truth cannot tell noise from
+                   classes the teacher's features mix (its ambiguity is
+                   over confident.AMBIGUITY_LIMIT): rate and precision are
+                   wide intervals, and the calibrated rule kept the labels
 below_ce           the student's test accuracy is below the CE baseline's of
                    the same data (:func:`below_baseline`)
 =================  =====================================================
@@ -95,6 +99,23 @@ def estimate_warning(metrics: dict) -> dict | None:
                     "accuracy, or review a sample of the changes on the Review page.")
 
 
+def vague_estimate_warning(metrics: list[dict], rule: str = "calibrated") -> dict | None:
+    """``estimate_vague``: stage 0's noise estimate was not informative (``estimate_informative`` False)."""
+    stage0 = next((m for m in metrics if m.get("phase") == "propagate"), {})
+    if stage0.get("estimate_informative", True) is not False:
+        return None
+    return _warning("estimate_vague", f"The teacher's features leave the class of "
+                    f"{stage0.get('estimate_ambiguity', float('nan')):.0%} of the samples open, so the neighbour "
+                    "votes cannot tell wrong labels from classes the features mix: the noise rate is somewhere in "
+                    f"[{stage0.get('noise_rate_low', 0):.2f}, {stage0.get('noise_rate_high', 1):.2f}] and the "
+                    "precision estimates are as wide. "
+                    + ("The calibrated rule kept the given labels. " if rule == "calibrated" else
+                       "The authors' rule relabelled without that evidence. ")
+                    + "Train the teacher longer or give better features (--teacher-features); if you know the noise "
+                    "rate R, --relabel-rule authors --noise-rate R changes only the R share of labels the "
+                    "propagation supports least.")
+
+
 def run_warnings(store) -> list[dict]:
     """Every warning that applies to the run in ``store`` now (reads metrics and the last snapshot)."""
     metrics = store.metrics()
@@ -119,6 +140,7 @@ def run_warnings(store) -> list[dict]:
         out.append(label_warning(arrays["given"], refined, arrays["true"], rate,
                                  last.get("given_label_precision"), last.get("refined_label_precision")))
         out.append(estimate_warning(last))
+        out.append(vague_estimate_warning(metrics, config.relabel_rule))
     return [w for w in out if w is not None]
 
 

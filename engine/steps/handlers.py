@@ -300,7 +300,8 @@ def _precision_estimates(run: Run, refined: np.ndarray, estimate: NoiseEstimate)
     point, low, high = precision_interval(refined, run.given, estimate)
     return {"refined_precision_estimate": point, "refined_precision_low": low, "refined_precision_high": high,
             "given_precision_estimate": precision_interval(run.given, run.given, estimate)[0],
-            "evidence_weight": estimate.evidence, "noise_found": estimate.noise_found}
+            "evidence_weight": estimate.evidence, "noise_found": estimate.noise_found,
+            "estimate_ambiguity": estimate.ambiguity, "estimate_informative": estimate.informative}
 
 
 def _pack(run: Run, **parts) -> dict:

@@ -336,6 +336,7 @@ def summary_of(run: Run) -> dict:
         awe_auroc=last.get("awe_auroc"), awe_std=last.get("awe_std"),
         noise_rate_estimate=run.state.noise_rate_estimate,
         noise_rate_low=stage0.get("noise_rate_low"), noise_rate_high=stage0.get("noise_rate_high"),
+        estimate_informative=stage0.get("estimate_informative"),
         relabel_rule=cfg.relabel_rule, given_precision_estimate=last.get("given_precision_estimate"),
         refined_precision_estimate=last.get("refined_precision_estimate"),
         refined_precision_low=last.get("refined_precision_low"),
