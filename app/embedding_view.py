@@ -9,7 +9,7 @@ import streamlit as st
 from app import present
 from app.embedding_replay import missing_layouts, replay_figure
 from app.figures.animation import SPEEDS
-from app.figures.embedding import point_sample, samples_in_regions, selected_samples
+from app.figures.embedding import density_image, point_sample, samples_in_regions, selected_samples
 from app.samples import SELECTED_KEY, load_snapshot, step_label
 from engine.readers import embed
 from engine.errors import UserError
@@ -81,6 +81,19 @@ def drawn_rows(snapshot: dict, n: int, chosen: list[int]) -> tuple[np.ndarray, d
     if len(rows) == n:
         return rows, snapshot
     return rows, {name: np.asarray(snapshot[name][rows]) for name in SHOWN_FIELDS if name in snapshot}
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _density(run_dir: str, source: str, step: int, stamp: int, _coords: np.ndarray) -> dict:
+    return density_image(_coords)
+
+
+def density(store, step: int, source: str, coords: np.ndarray) -> dict:
+    """:func:`app.figures.embedding.density_image` of a step's layout, made once per cached layout (keyed by
+    its file's modification time; raw 2-D inputs: by the run's config)."""
+    path = embed.embedding_path(store, source, step) if source != "input" else store.config_path
+    stamp = path.stat().st_mtime_ns if path.is_file() else 0
+    return _density(str(store.path), source, int(step), stamp, coords)
 
 
 def chart_selection(selection, coords: np.ndarray, sampled: bool) -> list[int]:
