@@ -84,8 +84,9 @@ def _history(path: str, sample: int, stamp: int):
     return label_history(RunStore(path), ("refined", "weight", "student_loss"), samples=[sample])
 
 
-@st.cache_data(show_spinner=False, max_entries=4)
 def _arrays(path: str, stamp: int) -> dict:
+    """``dataset.npz``'s arrays, memory-mapped (a few small reads: not cached, since a cached copy would be
+    every key read whole)."""
     return RunStore(path).dataset_arrays()
 
 
@@ -105,7 +106,7 @@ def load_context(store: RunStore, class_names, steps: list[int], opts: Options) 
     true = arrays["true"].astype(np.int64) if "true" in arrays and (arrays["true"] >= 0).any() else None
     return ReviewContext(
         store=store, class_names=tuple(class_names), opts=opts, snapshot=snapshot, stamp=step_stamp,
-        given=arrays["given"].astype(np.int64), keys=arrays["keys"].astype(str), true=true,
+        given=arrays["given"].astype(np.int64), keys=arrays["keys"], true=true,
         dataset=_dataset(path, stamp(store.config_path)), reviews=reviews, decisions=decisions,
         verdicts=consensus_of(decisions), version=events[-1].id if events else 0,
         power=store.config().graph.power,
