@@ -311,8 +311,8 @@ def with_density(fig: go.Figure, image: dict, total: int, drawn: int) -> go.Figu
                 trace.marker.size = SAMPLE_SIZE
     head = f"{fig.layout.legend.title.text}<br>" if fig.layout.legend.title.text else ""
     x0, y1 = image["x"], image["y"]
-    fig.update_layout(images=[image], xaxis={"range": [x0, x0 + image["sizex"]]},
-                      yaxis={"range": [y1 - image["sizey"], y1]},
+    fig.update_layout(images=[image], xaxis={"range": [x0, x0 + image["sizex"]], "showgrid": False},
+                      yaxis={"range": [y1 - image["sizey"], y1], "showgrid": False},  # no lines across the density
                       legend={"title": {"text": f"{head}<sup>{drawn:,} of {total:,} drawn; grey: density of "
                                                 "all</sup>"}})
     return fig
