@@ -233,7 +233,8 @@ def _children_cpu_split() -> dict[str, float]:
         except OSError:
             continue
         parent[int(entry.name)] = int(fields[1])
-        cpu[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+        # its own and its waited-for children's (a page's renderer process ends with the page)
+        cpu[int(entry.name)] = sum(int(f) for f in fields[11:15]) / tick
         command[int(entry.name)] = (entry / "stat").read_text().split("(", 1)[1].split(")", 1)[0] \
             if (entry / "stat").exists() else ""
     mine, frontier = set(), {os.getpid()}
@@ -285,7 +286,7 @@ def lasso(page) -> tuple[int, int]:
     box = plot.bounding_box()
     cx, cy, rx, ry = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, box["width"] / 4, box["height"] / 4
     drawn = int(page.evaluate("""() => { const el = document.querySelector('.js-plotly-plot');
-        return el._fullData.filter(t => t.type === 'scattergl' && t.name !== 'selected')
+        return el._fullData.filter(t => (t.type === 'scattergl' || t.type === 'scatter') && t.name !== 'selected')
                             .reduce((s, t) => s + (t.x ? t.x.length : 0), 0); }"""))
     page.mouse.move(cx - rx, cy - ry)
     page.mouse.down()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from app.embedding_view import chart_selection, drawn_rows
+from app.embedding_view import SAMPLE_POINTS, chart_selection, drawn_rows
 from app.figures.embedding import (DENSITY_SCALE, density_counts, density_image, density_pixels, embedding_figure,
                                    point_sample, samples_in_regions, with_density)
 from app.figures.train import disk_line
@@ -65,6 +65,8 @@ def test_the_points_go_over_the_density_and_the_legend_says_how_many_are_drawn()
     fig = embedding_figure(coords[rows], np.zeros(len(rows), int), "category", sample_ids=rows, color_title="label")
     fig = with_density(fig, density_image(coords), len(coords), len(rows))
     assert all(isinstance(t, go.Scattergl) for t in fig.data) and len(fig.layout.images) == 1
+    svg = embedding_figure(coords[rows], np.zeros(len(rows), int), "category", sample_ids=rows, webgl=False)
+    assert all(isinstance(t, go.Scatter) for t in svg.data) and sum(len(t.x) for t in svg.data) == len(rows)
     assert sum(len(t.x) for t in fig.data) == len(rows) and np.isin([3, 1999], fig.data[0].customdata[:, 0]).all()
     assert f"{len(rows):,} of 2,000 drawn" in fig.layout.legend.title.text and "label" in fig.layout.legend.title.text
     assert all(t.marker.opacity == 0.55 and t.marker.size == 4.0 for t in fig.data)  # the density shows through
@@ -101,7 +103,7 @@ def test_drawn_rows_read_only_the_drawn_rows_of_a_large_snapshot():
     snap = {"refined": np.arange(n) % 10, "weight": np.linspace(0, 1, n, dtype=np.float32),
             "features": np.zeros((n, 4), np.float16)}
     rows, shown = drawn_rows(snap, n, [29_999])
-    assert 29_999 in rows and len(rows) <= 20_001 and set(shown) == {"refined", "weight"}
+    assert 29_999 in rows and len(rows) == SAMPLE_POINTS + 1 and set(shown) == {"refined", "weight"}
     assert np.array_equal(shown["refined"], rows % 10)
     small_rows, small = drawn_rows(snap, 100, [])
     assert small is snap and len(small_rows) == 100

@@ -63,9 +63,9 @@ def _marker(sizes, rows: np.ndarray, color, **extra) -> dict:
 
 
 def _scatter(coords: np.ndarray, rows: np.ndarray, name: str, marker: dict, hover: Sequence[str] | None,
-             sample_ids: np.ndarray, **extra) -> go.Scattergl:
+             sample_ids: np.ndarray, webgl: bool = True, **extra) -> go.Scattergl | go.Scatter:
     text = None if hover is None else [hover[i] for i in rows]
-    return go.Scattergl(
+    return (go.Scattergl if webgl else go.Scatter)(
         x=coords[rows, 0], y=coords[rows, 1], mode="markers", name=name, marker=marker,
         customdata=sample_ids[rows, None], text=text,
         hovertemplate="%{text}<extra></extra>" if text is not None else "#%{customdata[0]}",  # + the trace's name
@@ -86,6 +86,7 @@ def embedding_figure(
     title: str | None = None,
     color_title: str | None = None,
     sample_ids: np.ndarray | None = None,
+    webgl: bool = True,
 ) -> go.Figure:
     """Scatter of a 2-D layout.
 
@@ -114,6 +115,9 @@ def embedding_figure(
     title, color_title : str, optional
     sample_ids : np.ndarray, shape (N,), optional
         Sample index of each row (default ``0..N-1``), put in ``customdata``.
+    webgl : bool
+        Points drawn with WebGL (``go.Scattergl``: many points stay responsive) or as SVG (``go.Scatter``:
+        a few thousand points drawn at once, with no WebGL context to start: the sample over a density).
 
     Returns
     -------
@@ -131,7 +135,7 @@ def embedding_figure(
     fig = go.Figure()
     if kind == "category":
         _add_categories(fig, coords, np.asarray(values, dtype=np.int64), category_names, marker_sizes, hover,
-                        sample_ids)
+                        sample_ids, webgl)
     elif kind == "flag":
         names = tuple(category_names) if category_names is not None else ("no", "yes")
         flags = np.asarray(values, dtype=bool)
@@ -140,15 +144,16 @@ def embedding_figure(
             if rows.size:
                 color, symbol = flag_style(flag_field, flag)
                 fig.add_trace(_scatter(coords, rows, names[int(flag)],
-                                       _marker(marker_sizes, rows, color, symbol=symbol), hover, sample_ids))
+                                       _marker(marker_sizes, rows, color, symbol=symbol), hover, sample_ids, webgl))
     elif kind == "continuous":
         _add_continuous(fig, coords, np.asarray(values, dtype=np.float64), marker_sizes, hover, sample_ids,
-                        color_title)
+                        color_title, webgl)
     else:
         raise ValueError(f"kind={kind!r} is unknown; valid: category, flag, continuous")
     if highlight is not None and len(highlight):
         rows = np.asarray(highlight, dtype=np.int64)
-        fig.add_trace(_scatter(coords, rows, highlight_name, dict(palette.HIGHLIGHT_MARKER), hover, sample_ids))
+        fig.add_trace(_scatter(coords, rows, highlight_name, dict(palette.HIGHLIGHT_MARKER), hover, sample_ids,
+                               webgl))
     fig.update_layout(
         title={"text": title, "x": 0.0, "font": {"size": 14}} if title else None, height=HEIGHT,
         margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10}, dragmode="lasso",
@@ -159,24 +164,25 @@ def embedding_figure(
     return fig
 
 
-def _add_categories(fig, coords, codes, names, sizes, hover, sample_ids) -> None:
+def _add_categories(fig, coords, codes, names, sizes, hover, sample_ids, webgl=True) -> None:
     for code in np.unique(codes):
         rows = np.flatnonzero(codes == code)
         fig.add_trace(_scatter(coords, rows, class_name(int(code), names),
-                               _marker(sizes, rows, class_color(int(code))), hover, sample_ids))
+                               _marker(sizes, rows, class_color(int(code))), hover, sample_ids, webgl))
 
 
-def _add_continuous(fig, coords, values, sizes, hover, sample_ids, color_title) -> None:
+def _add_continuous(fig, coords, values, sizes, hover, sample_ids, color_title, webgl=True) -> None:
     finite = np.isfinite(values)
     missing = np.flatnonzero(~finite)
     if missing.size:
         fig.add_trace(_scatter(coords, missing, "no value", _marker(sizes, missing, UNKNOWN_COLOR), hover,
-                               sample_ids))
+                               sample_ids, webgl))
     rows = np.flatnonzero(finite)
     if rows.size:
         marker = _marker(sizes, rows, values[rows], colorscale=CONTINUOUS_SCALE, showscale=True,
                          colorbar={"title": {"text": color_title or ""}, "thickness": 12})
-        fig.add_trace(_scatter(coords, rows, color_title or "value", marker, hover, sample_ids, showlegend=False))
+        fig.add_trace(_scatter(coords, rows, color_title or "value", marker, hover, sample_ids, webgl,
+                               showlegend=False))
 
 
 def selected_samples(points: Sequence[Mapping], trace_rows: Sequence[np.ndarray] | None = None) -> list[int]:

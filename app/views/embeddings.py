@@ -26,6 +26,7 @@ from app import present
 from app.common import require_steps, require_store
 from app.embedding_view import (
     FLAG_FIELDS,
+    POINTS_MAX,
     SOURCE_LABELS,
     chart_selection,
     colour_fields,
@@ -90,7 +91,7 @@ def main() -> None:
     values, kind, names = fields[colour]
     if st.session_state.get("emb_replay"):
         if sampled:
-            st.info(f"The replay animates every point of every step: it is for runs of up to {len(rows):,} "
+            st.info(f"The replay animates every point of every step: it is for runs of up to {POINTS_MAX:,} "
                     "samples. Move the step slider instead.")
         else:
             replay(store, steps, phases, source, colour, step, dataset, given, true)  # every row: not sampled
