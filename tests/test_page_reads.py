@@ -212,3 +212,27 @@ def test_a_large_runs_graph_page_shows_the_stored_outcome_and_propagates_nothing
     np.testing.assert_array_equal(stored[20].argmax(1), replayed.history[last].argmax(1))  # the outcome
     np.testing.assert_allclose(stored[20].max(1), replayed.history[last].max(1), atol=2e-3)  # float16 stored
     assert [b.label for b in at.button if "Replay this step" in b.label]  # and the way to the iterations
+
+
+def test_dataset_npz_is_mapped_array_by_array_and_a_compressed_one_still_reads(tmp_path, monkeypatch):
+    """engine.rundir.npzmap: each stored array mapped at its offset (equal to np.load's, read-only, backed by
+    the file), a compressed file read whole, scalars and empty arrays as they are."""
+    from engine.rundir import npzmap
+
+    monkeypatch.setattr(npzmap, "MAP_MIN_BYTES", 0)  # map even these small arrays
+    arrays = {"given": np.arange(1000) % 7, "keys": np.array([f"train/{i}.png" for i in range(1000)]),
+              "grid": np.asfortranarray(np.arange(12.0).reshape(3, 4)), "test_labels": np.array("none"),
+              "empty": np.zeros(0, np.int64)}
+    stored, packed = tmp_path / "stored.npz", tmp_path / "packed.npz"
+    np.savez(stored, **arrays)
+    np.savez_compressed(packed, **arrays)
+    for path, mapped in ((stored, True), (packed, False)):
+        loaded = npzmap.load(path)
+        assert set(loaded) == set(arrays)
+        for name, array in arrays.items():
+            np.testing.assert_array_equal(loaded[name], array)
+            assert loaded[name].dtype == array.dtype and loaded[name].shape == array.shape
+        assert isinstance(loaded["keys"].base, np.memmap) == mapped and loaded["keys"].flags.writeable != mapped
+        assert loaded["keys"][[3, 999]].tolist() == ["train/3.png", "train/999.png"]
+    monkeypatch.setattr(npzmap, "MAP_MIN_BYTES", 1 << 20)
+    assert npzmap.load(stored)["keys"].flags.writeable  # small arrays: read whole

@@ -24,6 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+#: Members smaller than this are read whole: as fast as mapping them, and a file rewritten in place (not
+#: renamed over, as RunStore writes it) cannot take a small run's reader down. A mapped member read after its
+#: file was truncated in place raises SIGBUS, as for the snapshots' memory-mapped fields.
+MAP_MIN_BYTES = 1 << 20
 #: Bytes of a zip local file header before its name and extra field (PKWARE APPNOTE 4.3.7).
 _LOCAL_HEADER = 30
 _LOCAL_MAGIC = b"PK\x03\x04"
@@ -65,8 +69,8 @@ def _mapped_member(path: Path, fh, info: zipfile.ZipInfo) -> np.ndarray | None:
 
 
 def load(path: str | Path) -> dict[str, np.ndarray]:
-    """Every array of ``path`` (an ``.npz``): memory-mapped and read-only where stored, read whole where
-    compressed.
+    """Every array of ``path`` (an ``.npz``): memory-mapped and read-only where stored and at least
+    :data:`MAP_MIN_BYTES`, else read whole.
 
     Raises
     ------
@@ -78,7 +82,8 @@ def load(path: str | Path) -> dict[str, np.ndarray]:
     with zipfile.ZipFile(path) as archive, open(path, "rb") as fh:
         for info in archive.infolist():
             name = info.filename.removesuffix(".npy")
-            array = _mapped_member(path, fh, info) if info.compress_type == zipfile.ZIP_STORED else None
+            mappable = info.compress_type == zipfile.ZIP_STORED and info.file_size >= MAP_MIN_BYTES
+            array = _mapped_member(path, fh, info) if mappable else None
             if array is None:
                 with archive.open(info) as member:
                     array = np.lib.format.read_array(member, allow_pickle=False)
