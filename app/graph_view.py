@@ -25,6 +25,24 @@ CHART_KEY = "graph_chart"
 LAST_SELECTION_KEY = "_graph_last_selection"
 LAST_CLICK_KEY = "_graph_last_click"
 STORY_STEP_KEY = "_graph_story_step"  # the step whose relabelled samples the centre follows
+#: Above this many samples the page shows a step's stored outcome and propagates only when asked: a replay
+#: solves for every sample (a million: about a minute and a half on this machine's shared cores).
+REPLAY_ON_OPEN_MAX = 20_000
+REPLAYED_KEY = "_graph_replayed"  # "run:step" of the steps whose replay was asked for (large runs)
+
+
+def replay_allowed(run_dir: str, step: int, n: int) -> bool:
+    """Whether the page may propagate the step again now: a small run always; a large one once asked."""
+    return n <= REPLAY_ON_OPEN_MAX or f"{run_dir}:{step}" in st.session_state.get(REPLAYED_KEY, [])
+
+
+def replay_button(run_dir: str, step: int, n: int, what: str) -> None:
+    """The button that lets a large run's step propagate again (for ``what``: the iterations, the reason,
+    the what-if); pressed, every section of the step may replay from then on (cached)."""
+    if st.button(f"Replay this step's propagation ({n:,} samples) {what}", key=f"graph_replay_{what}_{step}",
+                 icon=":material/replay:"):
+        st.session_state[REPLAYED_KEY] = [*st.session_state.get(REPLAYED_KEY, []), f"{run_dir}:{step}"]
+        st.rerun()
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -151,15 +169,24 @@ def neighbours_table(center: int, snapshot: dict, seeds, given, true, names, pow
     return table
 
 
-def render_why(run_dir, step, center, snapshot, given, true, names, seeds, final_scores, config, mtime) -> None:
+def render_why(run_dir, step, center, snapshot, given, true, names, seeds, final_scores, config, mtime,
+               full: bool = True) -> None:
+    """Why the centre has its label (``full``: the step replayed with its own rules; else, on a large run
+    not replayed yet, the stored facts and a button that replays)."""
     st.subheader(f"Why does #{center} have label {md(names[int(snapshot['refined'][center])])}?")
     conf_all = snapshot.get("lp_confidence")
     conf = float(conf_all[center])
-    own = cached_what_if(run_dir, step, mtime=mtime)  # the step replayed with its own rules
-    settings = own.settings
-    cutoff = own.cutoff if own.relabelling.rule == "confidence" else None
-    st.markdown(explain.why(center, own.relabelling, given, snapshot["working"], [md(n) for n in names], conf,
-                            settings.keep_least_confident, settings.noise_rate))
+    cutoff = None
+    if full:
+        own = cached_what_if(run_dir, step, mtime=mtime)  # the step replayed with its own rules
+        settings = own.settings
+        cutoff = own.cutoff if own.relabelling.rule == "confidence" else None
+        st.markdown(explain.why(center, own.relabelling, given, snapshot["working"], [md(n) for n in names],
+                                conf, settings.keep_least_confident, settings.noise_rate))
+    else:
+        st.caption(f"The reason comes from the step's own rule, which needs its propagation over all "
+                   f"{len(given):,} samples replayed. The class scores below are the stored top classes.")
+        replay_button(run_dir, step, len(given), "for the reason")
     facts = {"given": names[int(given[center])], "seed": names[int(seeds[center])],
              "refined": names[int(snapshot["refined"][center])]}
     if true[center] >= 0:
@@ -177,9 +204,13 @@ def render_why(run_dir, step, center, snapshot, given, true, names, seeds, final
                  hide_index=True, width="stretch")
 
 
-def render_what_if(run_dir, store, step, phase, snapshot, coords, given, true, names, config, mtime) -> None:
+def render_what_if(run_dir, store, step, phase, snapshot, coords, given, true, names, config, mtime,
+                   full: bool = True) -> None:
     st.subheader("What if?")
     st.caption("Re-run this step's propagation with other settings. The run is not changed.")
+    if not full:
+        replay_button(run_dir, step, len(given), "to try other settings")
+        return
     settings = explain.step_settings(config, phase)
     c1, c2, c3, c4 = st.columns(4)
     # Keys carry the step: moving the step slider starts every knob from that step's own settings.

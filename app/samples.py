@@ -174,8 +174,9 @@ def original_pictures(dataset, indices: Sequence[int], size: int = THUMBNAIL_SIZ
 
 def render_sample_grid(indices: Sequence[int], kind: str, train_x: np.ndarray, given: np.ndarray,
                        refined: np.ndarray, weights: np.ndarray, class_names: Sequence[str],
-                       columns: int = 8, limit: int = MAX_GRID, dataset=None) -> None:
-    """A grid of the selected samples: picture and ``given → refined · weight``."""
+                       columns: int = 8, limit: int = MAX_GRID, dataset=None, keys=None) -> None:
+    """A grid of the selected samples: picture and ``given → refined · weight``; ``keys``: the samples' keys
+    (the run's ``dataset.npz`` array, read at the shown rows), else the dataset's."""
     indices = [int(i) for i in indices]
     if not indices:
         st.info("No samples selected. Draw a box or a lasso around points in the chart above.")
@@ -184,7 +185,8 @@ def render_sample_grid(indices: Sequence[int], kind: str, train_x: np.ndarray, g
     if len(indices) > limit:
         st.caption(f"Showing the first {limit} of {len(indices)} selected samples.")
     if kind == "vectors":  # no picture: the sample's key and its labels
-        keys = dataset.keys() if dataset is not None else [str(i) for i in range(len(given))]
+        if keys is None:
+            keys = dataset.keys() if dataset is not None else [str(i) for i in range(len(given))]
         for start in range(0, len(shown), columns):
             for cell, i in zip(st.columns(columns), shown[start:start + columns]):
                 cell.text(keys[i])  # plain text: a key is shown exactly as it is

@@ -19,7 +19,7 @@ models/     teacher/student networks (logits + features), torchvision backbones 
 rundir/     the run directory and its formats (no torch, no faiss):
               store (every file name, its reader and writer, atomic writes), lock (one trainer per run),
               fields (summary.json and
-              metrics.jsonl field lists), snapshot (the snapshot format),
+              metrics.jsonl field lists), snapshot (the snapshot format), npzmap (an .npz's arrays mapped),
               review (the SQLite review log), health (warnings), users (accounts)
 steps/      the step machine, sequencing only: phases (order, lengths, next-step text), run (Run.step()),
               handlers (what one step of each phase does), networks (models, optimisers, forward passes),

@@ -36,12 +36,30 @@ WHOLE = {
 }
 
 
-def violations(log: snapshot.AccessLog, allowed: set[str], shown_steps: set[int]) -> list[str]:
-    """What a page read beyond its bound: whole fields not allowed (or at a step it does not show), and
-    partial reads of more than ROWS rows."""
+#: page -> the arrays of the run's dataset.npz it may read whole, and why (any other: at most ROWS rows). Only
+#: Compare reads the sample keys whole; every other page reads the keys of the rows it shows.
+DATASET_WHOLE = {
+    "review": {"given", "true"},  # the queue ranks every sample (expected change, disagreement with the truth)
+    "losses": {"given", "true"},  # the easy rule and the histogram's split by the truth, over every sample
+    "graph": {"given", "true"},  # the story ranks the step's relabelled samples by what they fixed
+    "compare": {"given", "true", "keys"},  # whether the runs hold the same samples: every key and given label
+    "embeddings": {"given", "true"},  # a small run draws every sample (a large one: the drawn rows only)
+}
+
+
+def violations(log: snapshot.AccessLog, allowed: set[str], shown_steps: set[int],
+               dataset: set[str] = frozenset()) -> list[str]:
+    """What a page read beyond its bound: whole fields not allowed (or at a step it does not show), whole
+    arrays of dataset.npz not in ``dataset``, and partial reads of more than ROWS rows."""
     out = []
     for (step, name), count in sorted(log.touched.items()):
         whole = count >= log.sizes[(step, name)]
+        if step == snapshot.DATASET_STEP:
+            if whole and name != "class_names" and name not in dataset:
+                out.append(f"dataset {name}: whole ({count} rows)")
+            elif not whole and count > ROWS:
+                out.append(f"dataset {name}: {count} rows")
+            continue
         if whole and not (name in allowed and step in shown_steps):
             out.append(f"step {step} {name}: whole ({count} rows)")
         elif not whole and count > ROWS:
@@ -72,7 +90,8 @@ def test_review_reads_its_ranking_columns_and_the_cards_rows(digits_run):
     last = store.steps()[-1]
     at, log = render("review", digits_run, review_details_section=True)  # the card's details drawn too
     assert at.get("bidi_component")  # the card
-    assert violations(log, WHOLE["review"], {last}) == []
+    assert violations(log, WHOLE["review"], {last}, DATASET_WHOLE["review"]) == []
+    assert log.touched[(snapshot.DATASET_STEP, "keys")] <= ROWS  # the card's and the table's keys, by row
     assert (last, "refined") in log.whole() and (last, "features") not in log.touched
     # the card's history: one row of each earlier step, not every sample of every step
     assert log.touched.get((1, "refined")) == 1
@@ -82,7 +101,7 @@ def test_losses_reads_the_histograms_columns_and_the_followed_samples_rows(digit
     last = RunStore(digits_run).steps()[-1]
     at, log = render("losses", digits_run)
     assert at.get("plotly_chart")
-    assert violations(log, WHOLE["losses"], {last}) == []
+    assert violations(log, WHOLE["losses"], {last}, DATASET_WHOLE["losses"]) == []
     followed = len(at.multiselect(key="loss_samples").value)
     assert 0 < followed <= 12 and log.touched[(1, "weight")] == followed  # trajectories: the followed rows only
 
@@ -96,7 +115,7 @@ def test_graph_reads_its_steps_propagation_and_never_the_features_whole(digits_r
     # the step shown, the labels before it (the previous step's refined), and each propagating step's refined
     # labels to count what it changed (the step slider's captions)
     allowed_steps = {step, step - 1, *lp_steps}
-    assert violations(log, WHOLE["graph"], allowed_steps) == []
+    assert violations(log, WHOLE["graph"], allowed_steps, DATASET_WHOLE["graph"]) == []
     assert not any(name == "features" and c >= log.sizes[(s, name)]
                                    for (s, name), c in log.touched.items())
 
@@ -109,8 +128,8 @@ def test_compare_reads_only_the_final_labels_and_predictions(digits_run, make_ti
     at, log = render("compare", runs[0])
     assert at.multiselect(key="compare-runs").value == [p.name for p in runs]
     last = {RunStore(p).steps()[-1] for p in runs}
-    assert violations(log, WHOLE["compare"], last) == []
-    assert {name for _, name in log.touched} == {"refined", "student_pred"}
+    assert violations(log, WHOLE["compare"], last, DATASET_WHOLE["compare"]) == []
+    assert {name for step, name in log.touched if step != snapshot.DATASET_STEP} == {"refined", "student_pred"}
 
 
 def test_the_bound_fails_a_page_that_reads_a_whole_field(digits_run, monkeypatch):
@@ -137,3 +156,83 @@ def test_the_access_log_counts_rows_of_indexing_and_whole_of_any_other_use(digit
         arrays["features"] + 1  # arithmetic: whole
     assert log.touched == {(5, "refined"): 2, (5, "lp_top_scores"): 10, (5, "weight"): 5, (5, "features"): 1437}
     assert log.whole() == {(5, "features")}
+
+
+def test_embeddings_reads_the_keys_of_the_selected_samples_only_and_fails_a_page_that_reads_them_all(
+        digits_run, monkeypatch):
+    """The selection's grid shows its samples' keys by row; the same page made to read every key fails."""
+    import app.samples
+
+    from app.embedding_view import SHOWN_FIELDS
+
+    last = RunStore(digits_run).steps()[-1]
+    chosen = [5, 700, 1400]
+    render("embeddings", digits_run)  # the first opening projects the step's features: cached from then on
+    _, log = render("embeddings", digits_run, selected_samples=chosen)
+    # a small run: every sample drawn, so its colour and size fields are read whole (a large run: the drawn rows)
+    assert violations(log, set(SHOWN_FIELDS), {last}, DATASET_WHOLE["embeddings"]) == []
+    assert log.touched.get((snapshot.DATASET_STEP, "keys"), 0) <= 1  # pictures here; vectors: a key per cell
+    original = app.samples.render_sample_grid
+
+    def greedy(*args, keys=None, **kwargs):
+        np.asarray(keys).tolist()  # every key, to look one up
+        return original(*args, keys=keys, **kwargs)
+
+    monkeypatch.setattr(app.samples, "render_sample_grid", greedy)
+    _, log = render("embeddings", digits_run, selected_samples=chosen)
+    assert "dataset keys: whole (1437 rows)" in violations(log, set(SHOWN_FIELDS), {last},
+                                                           DATASET_WHOLE["embeddings"])
+
+
+def test_a_large_runs_graph_page_shows_the_stored_outcome_and_propagates_nothing_until_asked(
+        digits_run, monkeypatch):
+    """Above REPLAY_ON_OPEN_MAX samples the page draws the step's seeds and stored outcome (the same as the
+    replay's first and last iteration at the drawn nodes) and calls no propagation; the button replays."""
+    import app.graph_view as graph_view
+
+    store = RunStore(digits_run)
+    render("graph", digits_run)  # the layout projected (cached) and the step chosen
+    monkeypatch.setattr(graph_view, "REPLAY_ON_OPEN_MAX", 1000)  # 1,437 samples: a large run here
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the page propagated on opening")
+
+    for name in ("cached_replay", "cached_what_if"):
+        monkeypatch.setattr(graph_view, name, refuse)
+    at, _ = render("graph", digits_run)
+    assert at.get("plotly_chart") and any("stored outcome" in c.value for c in at.caption)
+    step, center = at.session_state["graph_step"], at.session_state["graph_sample"]
+    phase, config = explain.step_phase(store, step), store.config()
+    snap = store.snapshot(step)
+    nodes = explain.neighbourhood(snap["neighbor_idx"], center, 1)
+    stored = explain.stored_history(snap, phase, 10, nodes, 20)
+    replayed = explain.replay(snap, phase, 10, config.graph, config.propagation, nodes)
+    last = max(replayed.history)
+    np.testing.assert_array_equal(stored[0], replayed.history[0])  # the seeds, one-hot
+    np.testing.assert_array_equal(stored[20].argmax(1), replayed.history[last].argmax(1))  # the outcome
+    np.testing.assert_allclose(stored[20].max(1), replayed.history[last].max(1), atol=2e-3)  # float16 stored
+    assert [b.label for b in at.button if "Replay this step" in b.label]  # and the way to the iterations
+
+
+def test_dataset_npz_is_mapped_array_by_array_and_a_compressed_one_still_reads(tmp_path, monkeypatch):
+    """engine.rundir.npzmap: each stored array mapped at its offset (equal to np.load's, read-only, backed by
+    the file), a compressed file read whole, scalars and empty arrays as they are."""
+    from engine.rundir import npzmap
+
+    monkeypatch.setattr(npzmap, "MAP_MIN_BYTES", 0)  # map even these small arrays
+    arrays = {"given": np.arange(1000) % 7, "keys": np.array([f"train/{i}.png" for i in range(1000)]),
+              "grid": np.asfortranarray(np.arange(12.0).reshape(3, 4)), "test_labels": np.array("none"),
+              "empty": np.zeros(0, np.int64)}
+    stored, packed = tmp_path / "stored.npz", tmp_path / "packed.npz"
+    np.savez(stored, **arrays)
+    np.savez_compressed(packed, **arrays)
+    for path, mapped in ((stored, True), (packed, False)):
+        loaded = npzmap.load(path)
+        assert set(loaded) == set(arrays)
+        for name, array in arrays.items():
+            np.testing.assert_array_equal(loaded[name], array)
+            assert loaded[name].dtype == array.dtype and loaded[name].shape == array.shape
+        assert isinstance(loaded["keys"].base, np.memmap) == mapped and loaded["keys"].flags.writeable != mapped
+        assert loaded["keys"][[3, 999]].tolist() == ["train/3.png", "train/999.png"]
+    monkeypatch.setattr(npzmap, "MAP_MIN_BYTES", 1 << 20)
+    assert npzmap.load(stored)["keys"].flags.writeable  # small arrays: read whole

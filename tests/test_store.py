@@ -78,7 +78,7 @@ def test_metrics_reader_skips_and_reports_damaged_lines_by_number(tiny_moons_run
 
 def test_dataset_reader_names_a_damaged_or_inconsistent_file(tiny_moons_run, tmp_path):
     store = _copy(tiny_moons_run, tmp_path)
-    arrays = store.dataset_arrays()
+    arrays = {name: np.array(a) for name, a in store.dataset_arrays().items()}  # copies: the file is mapped
     assert {"given", "true", "keys", "class_names", "holdout"} <= set(arrays)
     assert len(arrays["given"]) == len(arrays["keys"]) == 600
     np.savez(store.dataset_path, given=arrays["given"], true=arrays["true"][:-1], keys=arrays["keys"])

@@ -93,8 +93,9 @@ def _phase(path: str, step: int, stamp: int) -> str:
     return next((m.get("phase", "") for m in RunStore(path).metrics() if m.get("step") == step), "")
 
 
-@st.cache_data(show_spinner=False, max_entries=4)
 def _arrays(path: str, stamp: int) -> dict:
+    """``dataset.npz``'s arrays, memory-mapped (a few small reads: not cached, since a cached copy would be
+    every key read whole)."""
     return RunStore(path).dataset_arrays()
 
 
@@ -114,7 +115,7 @@ def load_context(store: RunStore, class_names, steps: list[int], opts: Options) 
     true = arrays["true"].astype(np.int64) if "true" in arrays and (arrays["true"] >= 0).any() else None
     return ReviewContext(
         store=store, class_names=tuple(class_names), opts=opts, snapshot=snapshot, stamp=step_stamp,
-        given=arrays["given"].astype(np.int64), keys=arrays["keys"].astype(str), true=true,
+        given=arrays["given"].astype(np.int64), keys=arrays["keys"], true=true,
         dataset=_dataset(path, stamp(store.config_path)), reviews=reviews, decisions=decisions,
         verdicts=consensus_of(decisions), version=events[-1].id if events else 0,
         power=store.config().graph.power,

@@ -26,9 +26,11 @@ from app import present
 from app.common import require_steps, require_store
 from app.embedding_view import (
     FLAG_FIELDS,
+    POINTS_MAX,
     SOURCE_LABELS,
     chart_selection,
     colour_fields,
+    density,
     drawn_rows,
     hover_texts,
     parse_indices,
@@ -50,8 +52,8 @@ def main() -> None:
     phases = step_phases(store.metrics())
     config = store.config()
     dataset = load_dataset(run_dir)
-    arrays = store.dataset_arrays()
-    given, true = arrays["given"].astype(np.int64), arrays["true"].astype(np.int64)
+    arrays = store.dataset_arrays()  # memory-mapped: the page reads the rows it draws
+    n = len(arrays["given"])
 
     sources = [s for s in ("teacher", "student") if not (s == "teacher" and config.method == "ce")]
     if dataset.kind == "points":
@@ -65,9 +67,10 @@ def main() -> None:
                                  "points move rather than jump.")
     s2.toggle("▶ Replay the steps", key="emb_replay", help="Play every step as an animation.")
     snapshot = load_snapshot(run_dir, step)
-    rows, shown = drawn_rows(snapshot, len(given), selected())  # above 20k samples: a sample, over a density
-    sampled = len(rows) < len(given)
-    fields = colour_fields(shown, given[rows], true[rows], dataset.class_names)
+    rows, shown = drawn_rows(snapshot, n, selected())  # above 20k samples: a sample, over a density
+    sampled = len(rows) < n
+    given, true = (arrays[name][rows].astype(np.int64) for name in ("given", "true"))  # (M,) the drawn rows
+    fields = colour_fields(shown, given, true, dataset.class_names)
     colour = c2.selectbox("Colour by", list(fields), key="emb_colour")
     sizes = size_fields(shown, len(rows))
     size = c3.selectbox("Size by", list(sizes), key="emb_size")
@@ -88,10 +91,10 @@ def main() -> None:
     values, kind, names = fields[colour]
     if st.session_state.get("emb_replay"):
         if sampled:
-            st.info(f"The replay animates every point of every step: it is for runs of up to {len(rows):,} "
+            st.info(f"The replay animates every point of every step: it is for runs of up to {POINTS_MAX:,} "
                     "samples. Move the step slider instead.")
         else:
-            replay(store, steps, phases, source, colour, step, dataset, given, true)
+            replay(store, steps, phases, source, colour, step, dataset, given, true)  # every row: not sampled
         st.stop()
     if kind == "continuous" and not np.isfinite(np.asarray(values, dtype=float)).any():
         st.info(f"Step {step_label(step, phases)} has no {colour} (this phase does not compute it); "
@@ -100,11 +103,11 @@ def main() -> None:
     chosen = np.asarray(selected(), dtype=np.int64)
     ringed = np.flatnonzero(np.isin(rows, chosen)) if len(chosen) else None
     fig = embedding_figure(coords[rows], values, kind, category_names=names, sizes=sizes[size],
-                           hover=hover_texts(given[rows], refined, true[rows], dataset.class_names, rows),
+                           hover=None if sampled else hover_texts(given, refined, true, dataset.class_names, rows),
                            highlight=ringed, sample_ids=rows, flag_field=FLAG_FIELDS.get(colour),
                            color_title=colour, title=f"{SOURCE_LABELS[source]} · step {step_label(step, phases)}")
     if sampled:
-        fig = with_density(fig, coords, len(given), len(rows))
+        fig = with_density(fig, density(store, step, source, coords), n, len(rows))
     event = st.plotly_chart(present.style_figure(fig), key="embedding_chart", on_select="rerun",
                             selection_mode=("points", "box", "lasso"), width="stretch")
     update_selection(chart_selection(event.selection if event else None, coords, sampled))
@@ -114,7 +117,7 @@ def main() -> None:
         b1, b2, b3 = st.columns(3)
         if b1.button("Select these", key="emb_select_text"):
             try:
-                st.session_state[SELECTED_KEY] = parse_indices(text, len(given))
+                st.session_state[SELECTED_KEY] = parse_indices(text, n)
                 st.rerun()
             except UserError as exc:
                 st.error(md(exc))
@@ -130,8 +133,8 @@ def main() -> None:
 
     chosen = selected()
     st.subheader(f"Selected samples ({len(chosen)})")
-    render_sample_grid(chosen, dataset.kind, dataset.train_x, given, snapshot["refined"], snapshot["weight"],
-                       dataset.class_names, dataset=dataset)
+    render_sample_grid(chosen, dataset.kind, dataset.train_x, arrays["given"], snapshot["refined"],
+                       snapshot["weight"], dataset.class_names, dataset=dataset, keys=arrays["keys"])
 
 
 

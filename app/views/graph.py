@@ -37,6 +37,8 @@ from app.graph_view import (
     previous_labels,
     render_what_if,
     render_why,
+    replay_allowed,
+    replay_button,
     story_buttons,
     step_changes,
     sync_centre,
@@ -57,7 +59,7 @@ def main() -> None:
         st.stop()
     run_dir, config = str(store.path), store.config()
     dataset = load_dataset(run_dir)
-    arrays = store.dataset_arrays()
+    arrays = store.dataset_arrays()  # memory-mapped; the story ranks every sample by given and true labels
     given, true = arrays["given"].astype(np.int64), arrays["true"].astype(np.int64)
     names = [str(c) for c in dataset.class_names]
     n, num_classes = len(given), len(names)
@@ -100,12 +102,21 @@ def main() -> None:
     nodes = explain.neighbourhood(snapshot["neighbor_idx"], center, hops)
     edges, _, weights = explain.neighbourhood_edges(snapshot["neighbor_idx"], snapshot["neighbor_sim"], nodes,
                                                     config.graph.power)
-    history, iterations, _, _ = cached_replay(run_dir, step, phase, num_classes, tuple(int(i) for i in nodes),
-                                              config.to_json(), mtime)
+    full = replay_allowed(run_dir, step, n)  # a large run: the stored outcome until a replay is asked for
+    if full:
+        history, iterations, _, _ = cached_replay(run_dir, step, phase, num_classes, tuple(int(i) for i in nodes),
+                                                  config.to_json(), mtime)
+    else:
+        iterations = int(metrics.get("lp_iterations") or config.propagation.max_iter)
+        history = explain.stored_history(snapshot, phase, num_classes, nodes, iterations)
     st.caption(f"The {source}'s kNN graph (k = {config.graph.k}, weight = similarity^{config.graph.power:g}) "
                f"around sample #{center}: {len(nodes)} nodes, {len(edges)} edges. Colour = leading class, "
-               "size = its score; grey = no label mass yet. ▶ Play replays the propagation's iterations "
-               "(0 = the seeds); click any point to centre on it.")
+               "size = its score; grey = no label mass yet. "
+               + ("▶ Play replays the propagation's iterations (0 = the seeds); click any point to centre on it."
+                  if full else f"The seeds, then the step's stored outcome: at {n:,} samples the iterations "
+                  "between are replayed only when asked. Click any point to centre on it."))
+    if not full:
+        replay_button(run_dir, step, n, "to play its iterations")
     search = knn_caption(metrics, config.graph.k)
     if search:
         st.caption(search)
@@ -116,8 +127,8 @@ def main() -> None:
     st.plotly_chart(present.style_figure(fig), key=CHART_KEY, on_select="rerun", selection_mode=("points",),
                     width="stretch")
 
-    render_why(run_dir, step, center, snapshot, given, true, names, seeds, history[done][0], config, mtime)
-    render_what_if(run_dir, store, step, phase, snapshot, coords, given, true, names, config, mtime)
+    render_why(run_dir, step, center, snapshot, given, true, names, seeds, history[done][0], config, mtime, full)
+    render_what_if(run_dir, store, step, phase, snapshot, coords, given, true, names, config, mtime, full)
 
 
 

@@ -328,6 +328,39 @@ def replay(snapshot: dict, phase: str, num_classes: int, graph: GraphConfig,
                      record_nodes=nodes, record_iters=range(propagation.max_iter + 1))
 
 
+def stored_history(snapshot: dict, phase: str, num_classes: int, nodes: np.ndarray,
+                   iterations: int) -> dict[int, np.ndarray]:
+    """A step's propagation at ``nodes`` as the step stored it, without propagating again: the seeds and
+    the outcome, for a run too large to replay on every look (:func:`replay` solves for every sample).
+
+    Parameters
+    ----------
+    nodes : np.ndarray of int, shape (M,)
+    iterations : int
+        The iterations the step ran (its metrics' ``lp_iterations``): the outcome's key.
+
+    Returns
+    -------
+    dict
+        ``{0: seeds (M, C), iterations: scores (M, C)}``, normalised as :func:`replay`'s history: a seed
+        row is one-hot (zero where the sample seeded nothing); the outcome row holds the stored top classes'
+        scores (``lp_top_scores``, the other classes 0).
+    """
+    _check_phase(phase)
+    nodes = np.asarray(nodes, np.int64)
+    seeds = snap.step_seeds(snapshot, phase, num_classes)
+    seed_rows = np.zeros((len(nodes), num_classes), np.float32)
+    seeded = (seeds.labels[nodes] >= 0) & (seeds.weights[nodes] > 0)
+    seed_rows[np.flatnonzero(seeded), seeds.labels[nodes][seeded]] = 1.0
+    outcome = np.zeros((len(nodes), num_classes), np.float32)
+    top = np.asarray(snapshot["lp_top_classes"][nodes], np.int64)  # (M, T)
+    scores = np.asarray(snapshot["lp_top_scores"][nodes], np.float32)  # (M, T)
+    for column in range(top.shape[1]):
+        rows = np.flatnonzero(top[:, column] >= 0)
+        outcome[rows, top[rows, column]] = scores[rows, column]
+    return {0: seed_rows, max(int(iterations), 1): outcome}
+
+
 def relabel_step(snapshot: dict, phase: str, given: np.ndarray, num_classes: int, settings: StepSettings,
                  features: np.ndarray | None = None, clamped_labels: np.ndarray | None = None,
                  outlier_mask: np.ndarray | None = None, normalized=None) -> tuple[PropagationResult, Relabelling]:

@@ -224,9 +224,7 @@ def read(store, step: int, fields: tuple[str, ...] | list[str] | None = None) ->
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise UserError(f"snapshot {str(path)!r} is damaged ({type(exc).__name__}); resume the run to rewrite "
                         "it, or choose another step") from None
-    for log in _LOGS:
-        arrays = {name: _Recorded(array, step, name, log) for name, array in arrays.items()}
-    return arrays
+    return watched(arrays, step)
 
 
 #: The order :func:`pack` builds a snapshot in; a folder's fields are read back in it (as an ``.npz`` keeps it).
@@ -282,6 +280,17 @@ class AccessLog:
 
 
 _LOGS: list[AccessLog] = []
+#: The step a run's ``dataset.npz`` arrays (given, true, keys) are recorded under: they belong to no step.
+DATASET_STEP = -1
+
+
+def watched(arrays: dict, step: int) -> dict:
+    """``arrays`` as they are, or, while :func:`recording`, each wrapped to report its use under
+    ``(step, name)`` (the store hands out ``dataset.npz``'s arrays through it, under :data:`DATASET_STEP`)."""
+    for log in _LOGS:
+        arrays = {name: _Recorded(array, step, name, log) if np.ndim(array) else array
+                  for name, array in arrays.items()}
+    return arrays
 
 
 @contextmanager

@@ -4,7 +4,8 @@ Layout of ``runs/NAME/`` (this class owns every path in it)::
 
     config.json          the RunConfig (JSON)
     status.json          phase, step, state (idle/running/error/done), last error
-    dataset.npz          static per-sample arrays: given, true labels, keys, class names
+    dataset.npz          static per-sample arrays: given, true labels, keys, class names (np.savez: stored,
+                         not compressed, so readers memory-map each array: engine.rundir.npzmap)
     metrics.jsonl        one JSON object of scalar metrics per step
     snapshots/step_NNNNN/FIELD.npy  per-sample arrays of that step, one uncompressed .npy per field (format
                          and policy: engine.rundir.snapshot); runs made before it: snapshots/step_NNNNN.npz
@@ -198,21 +199,29 @@ class _RunFacts(RunLayout):
 
     # ------------------------------------------------------------ static arrays
     def write_dataset(self, **arrays) -> None:
+        """``dataset.npz`` with ``np.savez``: members stored uncompressed, so readers map them (not
+        ``savez_compressed``: that would make every page read a million keys whole)."""
         with atomic_path(self.dataset_path) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, **arrays)
 
     def dataset_arrays(self) -> dict[str, np.ndarray]:
-        """``dataset.npz``: ``given``, ``keys``, ``true`` (same length), class names; one line naming it if damaged."""
+        """``dataset.npz``: ``given``, ``keys``, ``true`` (same length), class names; one line naming it if damaged.
+
+        The arrays are memory-mapped and read-only (:mod:`engine.rundir.npzmap`: ``np.savez`` stores its
+        members uncompressed): ``keys[rows]`` reads those rows' pages, not a million keys. A page that needs
+        a few rows indexes them; ``np.array(...)`` makes a writable copy."""
+        from .npzmap import load
+        from .snapshot import DATASET_STEP, watched
+
         with reading(self.dataset_path, DATASET_ADVICE):
-            with np.load(self.dataset_path, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
+            arrays = load(self.dataset_path)
             missing = [name for name in ("given", "keys", "true") if name not in arrays]
             if missing:
                 raise KeyError(f"no {', '.join(missing)} array")
             if not len(arrays["given"]) == len(arrays["keys"]) == len(arrays["true"]):
                 raise ValueError("given, keys and true differ in length")
-        return arrays
+        return watched(arrays, DATASET_STEP)
 
     def test_labels(self) -> str | None:
         """What the run's test accuracies are measured against: ``"truth"``, ``"given"`` (a label file's
