@@ -141,7 +141,7 @@ def child_knn(path: Path, method: str) -> dict:
     parts["build"] = clock.lap()
     reach, _ = search.tune_reach(index, x, method, K)
     parts["tune"] = clock.lap()
-    sim, idx = search.batched_search(index, x, K + 1)
+    sim, idx = search.search_rows(index, x, K + 1)
     search.fill_missing(x, sim, idx)
     neighbor_idx = drop_self(idx, sim)[0]
     parts["search"] = clock.lap()

@@ -49,7 +49,7 @@ def test_a_crippled_index_shows_in_its_recall(monkeypatch):
     idx, _, report = search_knn(features, k, "ivf")
     assert report.recall < good - 0.2, (report.recall, good)
     assert abs(report.recall - true_recall(features, idx, k)) < 0.03
-    assert report.factory == "IVF75,Flat,nprobe=1"
+    assert report.factory == "IVF75_HNSW32,SQfp16,RFlat,nprobe=1"
 
 
 def test_exact_search_is_unchanged_and_reports_recall_one_without_measuring():
@@ -138,3 +138,43 @@ def test_ties_are_not_misses_duplicates_any_of_which_is_a_nearest_neighbour(meth
     idx, _, report = search_knn(features, 5, method)
     assert report.recall == 1.0
     assert (idx // 50 == np.arange(100)[:, None] // 50).all()  # every neighbour a copy of the row itself
+
+
+def test_ivf_queries_go_list_by_list_and_come_back_in_row_order():
+    """search_rows takes an inverted file's rows list after list (a permutation that keeps each list together)
+    and returns each row's own results, exactly those of a search in row order."""
+    import faiss
+
+    x = clustered(n=3000)
+    faiss.normalize_L2(x)
+    index = search.build_index(x, "ivf")
+    search.set_reach(index, "ivf", 4)
+    order = search.list_order(index)
+    assert sorted(order.tolist()) == list(range(3000))
+    _, assigned = faiss.extract_index_ivf(index).quantizer.search(x[order], 1)
+    assert (np.diff(assigned[:, 0]) != 0).sum() < 75  # each list one run: at most nlist - 1 changes
+    assert not np.array_equal(order, np.arange(3000))  # not row order, or the test shows nothing
+    sim, idx = search.search_rows(index, x, 6, batch=512)
+    row_sim, row_idx = search.batched_search(index, x, 6, batch=512)
+    np.testing.assert_array_equal(idx, row_idx)
+    np.testing.assert_allclose(sim, row_sim, atol=1e-6)
+    assert search.list_order(search.build_index(x, "hnsw")) is None
+    assert search.list_order(search.build_index(x, "exact")) is None
+
+
+def test_ivf_similarities_are_exact_though_its_lists_are_float16():
+    """The ivf rows are stored in float16; the kept results are re-scored against the float32 rows, so a
+    similarity is the exact dot product (float16 alone is off by ~1e-4) and rows are sorted by it."""
+    import faiss
+
+    x = clustered(n=3000)
+    faiss.normalize_L2(x)
+    index = search.build_index(x, "ivf")
+    search.set_reach(index, "ivf", 8)
+    sim, idx = search.search_rows(index, x, 6)
+    exact = np.einsum("nd,nkd->nk", x, x[idx])
+    np.testing.assert_allclose(sim, exact, atol=2e-6)
+    base = faiss.downcast_index(index.base_index)  # the float16 inverted file without the re-scoring
+    coded_sim, coded_idx = base.search(x[:200], 6)
+    coded_error = np.abs(coded_sim - np.einsum("nd,nkd->nk", x[:200], x[coded_idx])).max()
+    assert coded_error > 1e-5, coded_error  # the check above would catch a missing re-scoring
