@@ -34,7 +34,7 @@ def test_an_approximate_index_reaches_its_recall_target_and_reports_it_truly(met
     assert idx.shape == (3000, k) and not (idx == np.arange(3000)[:, None]).any() and (idx >= 0).all()
     assert np.all(np.diff(sim, axis=1) <= 1e-6)  # most similar first
     full = true_recall(features, idx, k)
-    # tuned until 500 sampled rows reach 0.96: over all rows it stays near that (the sample's error is ~0.01)
+    # tuned until 1,000 sampled rows reach 0.96: over all rows it stays near that (the sample's error is ~0.01)
     assert full >= 0.93, full
     assert report.method == method and report.queries == 1000
     assert abs(report.recall - full) < 0.02, (report.recall, full)  # 1,000 of 3,000 rows: the sample is honest
