@@ -41,8 +41,8 @@ import scipy.sparse as sp
 
 from .config import GraphConfig  # noqa: F401 - the graph's settings live with the run config
 from ..errors import UserError
-from .search import (SearchReport, batched_search, build_index, drop_self, factory_string, fill_missing,
-                     ivf_lists, recall_at_k, resolve_method, tune_reach)
+from .search import (SearchReport, build_index, drop_self, factory_string, fill_missing, recall_at_k,
+                     resolve_method, search_rows, tune_reach)
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def search_knn(features: np.ndarray, k: int, method: str = "exact", use_gpu: boo
     if method == "exact":  # one call: bit-identical to every earlier run
         sim, idx = index.search(x, int(k) + 1)  # (N, k+1) each
     else:
-        sim, idx = batched_search(index, x, int(k) + 1)
+        sim, idx = search_rows(index, x, int(k) + 1)
         refilled = fill_missing(x, sim, idx)
         if refilled:
             logger.info("kNN %s: %d rows had fewer than k+1 results and were searched exactly", method, refilled)
@@ -133,9 +133,8 @@ def search_knn(features: np.ndarray, k: int, method: str = "exact", use_gpu: boo
 
 def _described(method: str, index: faiss.Index, reach: int) -> str:
     """The index as faiss's factory names it, with its tuned search parameter."""
-    if method == "hnsw":
-        return f"{factory_string(method, index.ntotal)},efSearch={reach}"
-    return f"IVF{ivf_lists(index.ntotal)},Flat,nprobe={reach}"
+    gpu = type(index).__name__.startswith("Gpu")
+    return f"{factory_string(method, index.ntotal, gpu)},{'efSearch' if method == 'hnsw' else 'nprobe'}={reach}"
 
 
 def knn(
