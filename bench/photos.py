@@ -90,7 +90,7 @@ def seeded_weights(home: Path, arch: str = "resnet18") -> None:
 
 
 RSS_CHILD = r"""
-import json, os, resource, sys, threading, time, torch
+import json, os, resource, sys, threading, time, traceback, torch
 torch.set_num_threads(int(sys.argv[1]))
 from engine.method.config import RunConfig, ScheduleConfig
 from engine.steps.run import Run
@@ -110,19 +110,35 @@ def children(pid):
     except OSError:
         return []
 
+def own_rss_mb():  # this process's resident set now (what ru_maxrss is the maximum of)
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+def where():  # the run's innermost engine frames, where its memory stands highest
+    frames = traceback.extract_stack(sys._current_frames()[MAIN])
+    ours = [f"{f.filename.rsplit('/engine/', 1)[-1]}:{f.lineno} {f.name}" for f in frames if "/engine/" in f.filename]
+    return " < ".join(reversed(ours[-4:]))
+
+MAIN = threading.main_thread().ident
 peak = {"workers": 0.0, "total": 0.0, "phase": "created"}
+high = {}  # phase -> (sampled MB of the run process at its highest, where)
 def sample():  # the decoding workers' share: the run's process alone is ru_maxrss
-    last = 0.0
+    last, tick = 0.0, 0
     while True:
-        workers = sum(rss_mb(c) for c in children(os.getpid()))
-        peak["workers"] = max(peak["workers"], workers)
-        peak["total"] = max(peak["total"], workers + rss_mb(os.getpid()))
+        own = own_rss_mb()
+        if own > high.get(peak["phase"], (0.0, ""))[0] + 1:
+            high[peak["phase"]] = (own, where())
+        if tick % 40 == 0:  # the workers' PSS every 0.2 s (reading smaps is not free)
+            workers = sum(rss_mb(c) for c in children(os.getpid()))
+            peak["workers"] = max(peak["workers"], workers)
+            peak["total"] = max(peak["total"], workers + rss_mb(os.getpid()))
+        tick += 1
         if time.time() - last > 10:  # so far, for a run stopped before its end
             last = time.time()
             with open(sys.argv[3] + ".so-far.json", "w") as fh:
                 json.dump({**peak, "run": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                           "seconds": time.perf_counter() - t0}, fh)
-        time.sleep(0.2)
+                           "high": high, "seconds": time.perf_counter() - t0}, fh)
+        time.sleep(0.005)
 t0 = time.perf_counter()
 threading.Thread(target=sample, daemon=True).start()
 
@@ -138,7 +154,7 @@ while run.phase.value != "warmup":
     phases[phase] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 time.sleep(0.5)
 print(json.dumps({"peak": phases[max(phases, key=phases.get)], "phases": phases, "workers": peak["workers"],
-                  "total": peak["total"], "seconds": time.perf_counter() - t0}))
+                  "total": peak["total"], "high": high, "seconds": time.perf_counter() - t0}))
 """
 
 
@@ -308,6 +324,9 @@ def main() -> None:
         grow = (lambda key: "-" if before is None else f"{r[key] - before[key]:+.0f}")
         print(f"{n:>7}  {r['peak']:>11.0f}  {grow('peak'):>7}  {r['workers']:>8.0f}  {r['total']:>7.0f}  "
               f"{grow('total'):>7}  {r['seconds'] / 60:>7.1f}")
+    for n, r in rows:  # sampled every 5 ms: where in the engine the run process stood highest in each phase
+        for phase, (mb, frames) in r.get("high", {}).items():
+            print(f"  {n:>7} {phase:<9} {mb:>6.0f} MB at {frames}")
     if a.skip_speed:
         return
     folder = work / f"photos-{sizes[0]}"
