@@ -47,17 +47,21 @@ CIFAR = REPO.parent / "shared" / "data" / "cifar10-small" / "train"
 FLIPS = (None, Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.FLIP_TOP_BOTTOM, Image.Transpose.ROTATE_180)
 
 
-def make_photos(root: Path, n: int, side: int, source: Path | None = None) -> Path:
+def make_photos(root: Path, n: int, side: int, source: Path | None = None, cifar: Path = CIFAR) -> Path:
     """``root/train/<class>/`` with ``n`` JPEGs of ``side`` pixels from cifar10-small (made once).
 
     File ``i`` is the same at every size, so a smaller set is hard links to the first ``n`` files of a larger
-    one made already (``source``, same ``side``): the sizes share their disk and page cache.
+    one made already (``source``, same ``side``): the sizes share their disk and page cache. ``cifar``: the
+    class folders the images come from (default ``../shared/data/cifar10-small/train``).
     """
     done = root / f".done-{n}-{side}"
     if done.exists():
         return root
+    if not Path(cifar).is_dir():
+        raise SystemExit(f"no cifar10-small training folder at {cifar}: the photos are made from its images "
+                         "(train/<class>/<image>); give it with CIFAR_SMALL=DIR (bench/gpu_check.sh)")
     by_class = [sorted(p for p in d.iterdir() if p.suffix.lower() in (".jpg", ".png"))
-                for d in sorted(CIFAR.iterdir()) if d.is_dir()]
+                for d in sorted(Path(cifar).iterdir()) if d.is_dir()]
     sources = [files[i] for i in range(max(map(len, by_class))) for files in by_class if i < len(files)]  # classes
     # interleaved, so that any n holds every class
     for i in range(n):
@@ -158,10 +162,12 @@ print(json.dumps({"peak": phases[max(phases, key=phases.get)], "phases": phases,
 """
 
 
-def peak_rss_mb(folder: Path, out: Path, threads: int, env: dict, teacher: str) -> dict:
+def peak_rss_mb(folder: Path, out: Path, threads: int, env: dict, teacher: str, size: int | None = None) -> dict:
     """The run's peak RSS in MB (``peak``: its own process; ``workers``: its decoding workers together, sampled;
-    ``total``: both at once, sampled), per phase, and its seconds."""
-    proc = subprocess.run([sys.executable, "-c", RSS_CHILD, str(threads), f"folder:{folder}", str(out), teacher],
+    ``total``: both at once, sampled), per phase, and its seconds. ``size``: the photos streamed at this side
+    instead of 224."""
+    spec = f"folder:{folder}" + (f"?size={size}&stream=1" if size else "")
+    proc = subprocess.run([sys.executable, "-c", RSS_CHILD, str(threads), spec, str(out), teacher],
                           cwd=REPO, env=env, capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(proc.stderr[-2000:])
@@ -331,7 +337,7 @@ def speed(a, work: Path, largest: Path, first: int) -> None:
     labels = np.asarray(dataset.train_true)
     n_feat = min(len(paths), a.batch_size * (a.batches + 1))
     clocks = {}
-    for round_ in range(a.rounds):  # alternated, so that a change of the machine's load hits both
+    for round_ in range(0 if a.skip_train else a.rounds):  # alternated: a change of the machine's load hits all
         suffix = f" #{round_ + 1}" if a.rounds > 1 else ""
         clocks["train engine" + suffix] = engine_train(paths, labels, "mobilenet_v3_small", a.batches,
                                                        a.batch_size, a.workers)
@@ -347,6 +353,8 @@ def speed(a, work: Path, largest: Path, first: int) -> None:
         clocks["features engine"] = engine_features(feat_folder, a.batch_size)
         clocks["features bare"] = bare_loop(paths[:n_feat], labels[:n_feat], "resnet18", a.batches, a.batch_size,
                                             a.workers, False, from_start=True)
+        clocks["features bare, NHWC"] = bare_loop(paths[:n_feat], labels[:n_feat], "resnet18", a.batches,
+                                                  a.batch_size, a.workers, False, channels_last=True, from_start=True)
     print(f"\nthroughput: training loops {a.batches} batches of {a.batch_size} after a warm-up one; features: "
           f"{n_feat} images from start-up (model, weights, workers) to the last; {a.workers} decoding worker(s), "
           f"{a.threads} thread(s)")
@@ -364,10 +372,12 @@ def speed(a, work: Path, largest: Path, first: int) -> None:
                   f"(goal <= 1.25x): {'PASS' if r_wall <= 1.25 else 'MISS'}")
 
     print()
-    ratio("train bare", "train engine", "training loop")
-    ratio("train bare, NHWC", "train engine", "training loop vs NHWC bare")
+    if not a.skip_train:
+        ratio("train bare", "train engine", "training loop")
+        ratio("train bare, NHWC", "train engine", "training loop vs NHWC bare")
     if not a.skip_features:
         ratio("features bare", "features engine", "features")
+        ratio("features bare, NHWC", "features engine", "features vs NHWC bare")
     if a.kd:
         kd = rates["student KD, teacher cached"][0] / rates["student KD, teacher run"][0]
         print(f"student KD epoch with a frozen teacher: cached / run = {kd:.2f}x faster")
@@ -384,12 +394,15 @@ def main() -> None:
     parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "amlkd-photos-bench"))
     parser.add_argument("--skip-rss", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
-    parser.add_argument("--skip-features", action="store_true", help="no features-command row")
+    parser.add_argument("--skip-features", action="store_true", help="no features-command rows")
+    parser.add_argument("--skip-train", action="store_true", help="no training-loop rows")
     parser.add_argument("--kd", action="store_true", help="also a student KD epoch with the frozen teacher run on "
                         "every batch against its cached features (slow: resnet18 at 224x224)")
     parser.add_argument("--rounds", type=int, default=1, help="training-loop rows, alternated")
     parser.add_argument("--teacher", default="resnet18", help="the frozen teacher of the RSS runs (student: "
                         "mobilenet_v3_small); mobilenet_v3_small computes its features ~30x cheaper")
+    parser.add_argument("--stream-size", type=int, default=None, help="the RSS runs read the photos at this side "
+                        "(default 224, the backbones' size; 112: about 4x less compute)")
     parser.add_argument("--reuse", action="store_true", help="the RSS rows measured already (work/rss-N.json)")
     a = parser.parse_args()
     torch.set_num_threads(a.threads)
@@ -404,14 +417,17 @@ def main() -> None:
     rows = []
     for n in sizes:
         folder = make_photos(work / f"photos-{n}", n, a.side, source=largest)
-        saved = work / f"rss-{a.teacher}-{n}.json"
+        saved = work / f"rss-{a.teacher}-{n}{f'-at{a.stream_size}' if a.stream_size else ''}.json"
         if a.skip_rss:
             continue
         if not (a.reuse and saved.exists()):
-            saved.write_text(json.dumps(peak_rss_mb(folder, work / f"run-{n}", a.threads, env, a.teacher)))
+            saved.write_text(json.dumps(peak_rss_mb(folder, work / f"run-{n}", a.threads, env, a.teacher,
+                                                    a.stream_size)))
         rows.append((n, json.loads(saved.read_text())))
         print(f"{n} images: {saved.read_text()}", flush=True)
-    print(f"photos {a.side}x{a.side} read at 224x224; {a.threads} thread(s); torch {torch.__version__}")
+    side = a.stream_size or 224
+    print(f"photos {a.side}x{a.side} read at {side}x{side} (memory) and 224x224 (speed); {a.threads} thread(s); "
+          f"torch {torch.__version__}")
     if rows:
         memory_table(rows, a.teacher)
     if not a.skip_speed:
