@@ -84,7 +84,7 @@ limited() {
   if [ $rc -eq 0 ]; then
     echo "$name: done in ${took} s" | tee "$OUT/$name.status"
   elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
-    echo "$name: stopped at the ${LIMIT} s limit (its finished epochs are below)" | tee "$OUT/$name.status"
+    echo "$name: stopped at the ${LIMIT} s limit" | tee "$OUT/$name.status"
   else
     echo "$name: FAILED (exit $rc after ${took} s): $(grep -v '^\s*$' "$OUT/$name.log" | tail -1)" \
       | tee "$OUT/$name.status"
@@ -157,7 +157,11 @@ from pathlib import Path
 out = Path(sys.argv[1])
 f = lambda v: "-" if v is None else f"{v:.3f}"
 PLANNED = {"teacher": "teacher_epochs", "warmup": "warmup_epochs", "refine": "refine_epochs", "mutual": "mutual_epochs"}
-for run in sorted(p for p in out.iterdir() if (p / "metrics.jsonl").exists()):
+runs = {p.name: p for p in out.iterdir() if (p / "metrics.jsonl").exists()}
+for status in sorted(out.glob("*.status")):  # a run stopped or failed before its first epoch has no metrics
+    if status.stem not in runs and status.stem != "photos-features":
+        print(f"\n== {status.stem}: no finished epoch; {status.read_text().strip()}")
+for run in sorted(runs.values()):
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else None
     runtime = json.loads((run / "runtime.json").read_text()) if (run / "runtime.json").exists() else {}

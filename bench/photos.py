@@ -417,11 +417,12 @@ def main() -> None:
     rows = []
     for n in sizes:
         folder = make_photos(work / f"photos-{n}", n, a.side, source=largest)
-        saved = work / f"rss-{a.teacher}-{n}{f'-at{a.stream_size}' if a.stream_size else ''}.json"
+        tag = f"{n}-at{a.stream_size}" if a.stream_size else str(n)
+        saved = work / f"rss-{a.teacher}-{tag}.json"
         if a.skip_rss:
             continue
         if not (a.reuse and saved.exists()):
-            saved.write_text(json.dumps(peak_rss_mb(folder, work / f"run-{n}", a.threads, env, a.teacher,
+            saved.write_text(json.dumps(peak_rss_mb(folder, work / f"run-{tag}", a.threads, env, a.teacher,
                                                     a.stream_size)))
         rows.append((n, json.loads(saved.read_text())))
         print(f"{n} images: {saved.read_text()}", flush=True)
