@@ -8,6 +8,7 @@ weights file saved from a seeded initialisation stands in for ImageNet's
 
     python bench/photos.py                              # the issue's sizes (hours on a 2-core CPU)
     python bench/photos.py --sizes 500,2000 --batches 4 # a quick look
+    python bench/photos.py --sizes 10000,40000 --skip-speed --teacher mobilenet_v3_small --stream-size 112
 
 Measures, one table:
 
@@ -19,9 +20,16 @@ Measures, one table:
   +300 MB from 10k to 40k), not the images;
 - the training loop's images per second (engine.method.training.train_epoch on
   the streamed files) against a bare DataLoader + the same model + SGD loop on
-  the same files and threads (goal: within 1.25x);
+  the same files, workers, threads and batch (goal: within 1.25x), both as a
+  tutorial writes it (NCHW batches) and fed the NHWC layout the engine's
+  decoding workers deliver (faster convolutions on a CPU): the second compares
+  only what the engine does per batch; wall and CPU seconds (process and
+  workers), since the machine may be shared;
 - the features command's images per second (engine.models.features) against
-  the same bare loop, forward only.
+  the same bare loops, forward only, both from start-up to the last image.
+
+Where the run process stood highest in each phase is sampled every 5 ms (its
+innermost engine frames), so that a row that grows says where.
 """
 
 from __future__ import annotations
