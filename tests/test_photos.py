@@ -336,16 +336,17 @@ def test_the_setup_pages_folder_facts_see_photos_at_their_streamed_size(small_fo
     assert not small["streamed"] and small["default_size"] == "32x32"
 
 
-def test_the_stream_hands_free_heap_back_after_each_batch_it_yields(small_folder, monkeypatch):
+def test_the_stream_hands_free_heap_back_every_few_batches_it_yields(small_folder, monkeypatch):
     from engine.data import stream
 
     files = load_dataset(f"folder:{small_folder}?stream=1&size=32").train_x
     calls = []
     monkeypatch.setattr(stream, "release_free_heap", lambda: calls.append(len(seen)))
+    monkeypatch.setattr(stream, "TRIM_EVERY", 2)
     seen = []
-    for batch in files.batches([np.array([0, 1]), np.array([2]), np.array([3, 4, 5])]):
+    for batch in files.batches([np.array([0, 1]), np.array([2]), np.array([3, 4, 5]), np.array([6]), np.array([7])]):
         seen.append(len(batch))
-    assert seen == [2, 1, 3] and calls == [1, 2, 3]  # after each batch, once the caller is done with it
+    assert seen == [2, 1, 3, 1, 1] and calls == [2, 4, 5]  # every 2nd batch once the caller is done, and at the end
     stream.release_free_heap()  # the real one (glibc malloc_trim; nothing elsewhere) runs and returns
 
 
