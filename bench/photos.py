@@ -8,6 +8,7 @@ weights file saved from a seeded initialisation stands in for ImageNet's
 
     python bench/photos.py                              # the issue's sizes (hours on a 2-core CPU)
     python bench/photos.py --sizes 500,2000 --batches 4 # a quick look
+    python bench/photos.py --sizes 10000,40000 --skip-speed --teacher mobilenet_v3_small --stream-size 112
 
 Measures, one table:
 
@@ -19,9 +20,16 @@ Measures, one table:
   +300 MB from 10k to 40k), not the images;
 - the training loop's images per second (engine.method.training.train_epoch on
   the streamed files) against a bare DataLoader + the same model + SGD loop on
-  the same files and threads (goal: within 1.25x);
+  the same files, workers, threads and batch (goal: within 1.25x), both as a
+  tutorial writes it (NCHW batches) and fed the NHWC layout the engine's
+  decoding workers deliver (faster convolutions on a CPU): the second compares
+  only what the engine does per batch; wall and CPU seconds (process and
+  workers), since the machine may be shared;
 - the features command's images per second (engine.models.features) against
-  the same bare loop, forward only.
+  the same bare loops, forward only, both from start-up to the last image.
+
+Where the run process stood highest in each phase is sampled every 5 ms (its
+innermost engine frames), so that a row that grows says where.
 """
 
 from __future__ import annotations
@@ -47,17 +55,21 @@ CIFAR = REPO.parent / "shared" / "data" / "cifar10-small" / "train"
 FLIPS = (None, Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.FLIP_TOP_BOTTOM, Image.Transpose.ROTATE_180)
 
 
-def make_photos(root: Path, n: int, side: int, source: Path | None = None) -> Path:
+def make_photos(root: Path, n: int, side: int, source: Path | None = None, cifar: Path = CIFAR) -> Path:
     """``root/train/<class>/`` with ``n`` JPEGs of ``side`` pixels from cifar10-small (made once).
 
     File ``i`` is the same at every size, so a smaller set is hard links to the first ``n`` files of a larger
-    one made already (``source``, same ``side``): the sizes share their disk and page cache.
+    one made already (``source``, same ``side``): the sizes share their disk and page cache. ``cifar``: the
+    class folders the images come from (default ``../shared/data/cifar10-small/train``).
     """
     done = root / f".done-{n}-{side}"
     if done.exists():
         return root
+    if not Path(cifar).is_dir():
+        raise SystemExit(f"no cifar10-small training folder at {cifar}: the photos are made from its images "
+                         "(train/<class>/<image>); give it with CIFAR_SMALL=DIR (bench/gpu_check.sh)")
     by_class = [sorted(p for p in d.iterdir() if p.suffix.lower() in (".jpg", ".png"))
-                for d in sorted(CIFAR.iterdir()) if d.is_dir()]
+                for d in sorted(Path(cifar).iterdir()) if d.is_dir()]
     sources = [files[i] for i in range(max(map(len, by_class))) for files in by_class if i < len(files)]  # classes
     # interleaved, so that any n holds every class
     for i in range(n):
@@ -90,7 +102,7 @@ def seeded_weights(home: Path, arch: str = "resnet18") -> None:
 
 
 RSS_CHILD = r"""
-import json, os, resource, sys, threading, time, torch
+import json, os, resource, sys, threading, time, traceback, torch
 torch.set_num_threads(int(sys.argv[1]))
 from engine.method.config import RunConfig, ScheduleConfig
 from engine.steps.run import Run
@@ -110,19 +122,35 @@ def children(pid):
     except OSError:
         return []
 
+def own_rss_mb():  # this process's resident set now (what ru_maxrss is the maximum of)
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+def where():  # the run's innermost engine frames, where its memory stands highest
+    frames = traceback.extract_stack(sys._current_frames()[MAIN])
+    ours = [f"{f.filename.rsplit('/engine/', 1)[-1]}:{f.lineno} {f.name}" for f in frames if "/engine/" in f.filename]
+    return " < ".join(reversed(ours[-4:]))
+
+MAIN = threading.main_thread().ident
 peak = {"workers": 0.0, "total": 0.0, "phase": "created"}
+high = {}  # phase -> (sampled MB of the run process at its highest, where)
 def sample():  # the decoding workers' share: the run's process alone is ru_maxrss
-    last = 0.0
+    last, tick = 0.0, 0
     while True:
-        workers = sum(rss_mb(c) for c in children(os.getpid()))
-        peak["workers"] = max(peak["workers"], workers)
-        peak["total"] = max(peak["total"], workers + rss_mb(os.getpid()))
+        own = own_rss_mb()
+        if own > high.get(peak["phase"], (0.0, ""))[0] + 1:
+            high[peak["phase"]] = (own, where())
+        if tick % 40 == 0:  # the workers' PSS every 0.2 s (reading smaps is not free)
+            workers = sum(rss_mb(c) for c in children(os.getpid()))
+            peak["workers"] = max(peak["workers"], workers)
+            peak["total"] = max(peak["total"], workers + rss_mb(os.getpid()))
+        tick += 1
         if time.time() - last > 10:  # so far, for a run stopped before its end
             last = time.time()
             with open(sys.argv[3] + ".so-far.json", "w") as fh:
                 json.dump({**peak, "run": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                           "seconds": time.perf_counter() - t0}, fh)
-        time.sleep(0.2)
+                           "high": high, "seconds": time.perf_counter() - t0}, fh)
+        time.sleep(0.005)
 t0 = time.perf_counter()
 threading.Thread(target=sample, daemon=True).start()
 
@@ -138,14 +166,16 @@ while run.phase.value != "warmup":
     phases[phase] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 time.sleep(0.5)
 print(json.dumps({"peak": phases[max(phases, key=phases.get)], "phases": phases, "workers": peak["workers"],
-                  "total": peak["total"], "seconds": time.perf_counter() - t0}))
+                  "total": peak["total"], "high": high, "seconds": time.perf_counter() - t0}))
 """
 
 
-def peak_rss_mb(folder: Path, out: Path, threads: int, env: dict, teacher: str) -> dict:
+def peak_rss_mb(folder: Path, out: Path, threads: int, env: dict, teacher: str, size: int | None = None) -> dict:
     """The run's peak RSS in MB (``peak``: its own process; ``workers``: its decoding workers together, sampled;
-    ``total``: both at once, sampled), per phase, and its seconds."""
-    proc = subprocess.run([sys.executable, "-c", RSS_CHILD, str(threads), f"folder:{folder}", str(out), teacher],
+    ``total``: both at once, sampled), per phase, and its seconds. ``size``: the photos streamed at this side
+    instead of 224."""
+    spec = f"folder:{folder}" + (f"?size={size}&stream=1" if size else "")
+    proc = subprocess.run([sys.executable, "-c", RSS_CHILD, str(threads), spec, str(out), teacher],
                           cwd=REPO, env=env, capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(proc.stderr[-2000:])
@@ -175,31 +205,83 @@ def _model(arch: str, classes: int):
     return build_model(f"torchvision:{arch}", (3, 224, 224), classes, "image")
 
 
-def bare_images_per_second(paths, labels, arch, batches, batch_size, workers, train: bool) -> float:
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process and its live children (the decoding workers) so far."""
+    total = time.process_time()
+    for pid in _children(os.getpid()):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+class Clock:
+    """Images, wall and CPU seconds of a loop: from the end of its first batch (workers and kernels warmed up)
+    on, or (``from_start``) from its creation, start-up included."""
+
+    def __init__(self, from_start: bool = False):
+        self.start = (time.perf_counter(), cpu_seconds()) if from_start else None
+        self.base = 0
+
+    def tick(self, done: int, total: int | None = None) -> None:
+        """After a batch: ``done`` images so far (a progress callback)."""
+        now = (time.perf_counter(), cpu_seconds())
+        if self.start is None:
+            self.start, self.base = now, done
+        self.end, self.seen = now, done - self.base
+
+    def rates(self) -> tuple[float, float]:
+        """(images per second, images per CPU second)."""
+        return self.seen / (self.end[0] - self.start[0]), self.seen / (self.end[1] - self.start[1])
+
+
+def bare_loop(paths, labels, arch, batches, batch_size, workers, train: bool, channels_last: bool = False,
+              from_start: bool = False) -> Clock:
+    """What a tutorial writes: a DataLoader of :class:`BareFiles`, the same model and (training) the engine's
+    optimiser settings, cross-entropy, ``batches`` timed batches after a warm-up one. ``channels_last``: the
+    batches in the memory layout the engine's decoding workers deliver (NHWC strides; faster convolutions on a
+    CPU), so that the two loops differ only by what the engine does per batch."""
+    from engine.method.config import TrainConfig
+    from engine.method.training import make_optimizer
+
+    clock = Clock(from_start)
     model = _model(arch, int(labels.max()) + 1)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    opt = make_optimizer(model, TrainConfig(batch_size=batch_size, lr=0.01))
     loader = torch.utils.data.DataLoader(BareFiles(paths, labels, 224), batch_size=batch_size, shuffle=train,
                                          num_workers=workers, generator=torch.Generator().manual_seed(0))
     model.train(train)
-    seen, start = 0, None
+    seen = 0
     for i, (x, y) in enumerate(loader):
-        if i == 1:
-            start, seen = time.perf_counter(), 0  # the first batch warms up workers and kernels
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         if train:
             loss = torch.nn.functional.cross_entropy(model(x)[0], y)
             opt.zero_grad()
             loss.backward()
             opt.step()
+            loss.item()
         else:
             with torch.no_grad():
                 model.embed(x)
         seen += len(x)
+        clock.tick(seen)
         if i == batches:
             break
-    return seen / (time.perf_counter() - start)
+    return clock
 
 
-def engine_train_images_per_second(paths, labels, arch, batches, batch_size, workers) -> float:
+def engine_train(paths, labels, arch, batches, batch_size, workers) -> Clock:
+    """engine.method.training.train_epoch on :class:`engine.data.stream.ImageFiles` of the first
+    ``batch_size * (batches + 1)`` files: ``batches`` timed after a warm-up one."""
     from engine.data.stream import ImageFiles
     from engine.method.config import TrainConfig
     from engine.method.training import make_optimizer, train_epoch
@@ -208,20 +290,13 @@ def engine_train_images_per_second(paths, labels, arch, batches, batch_size, wor
     files = ImageFiles(paths[:n], 224, "RGB", workers=workers)
     model = _model(arch, int(labels.max()) + 1)
     cfg = TrainConfig(batch_size=batch_size, lr=0.01)
-    targets = torch.as_tensor(labels[:n])
-    counted = {"t": None, "seen": 0}
-
-    def progress(done, total):  # the first batch warms up, as in the bare loop
-        if counted["t"] is None:
-            counted["t"], counted["base"] = time.perf_counter(), done
-        counted["seen"] = done - counted["base"]
-
-    train_epoch(model, make_optimizer(model, cfg), files, targets, cfg, torch.Generator().manual_seed(0), "none",
-                progress)
-    return counted["seen"] / (time.perf_counter() - counted["t"])
+    clock = Clock()
+    train_epoch(model, make_optimizer(model, cfg), files, torch.as_tensor(labels[:n]), cfg,
+                torch.Generator().manual_seed(0), "none", clock.tick)
+    return clock
 
 
-def engine_kd_images_per_second(paths, labels, batches, batch_size, workers, cached: bool) -> float:
+def engine_kd(paths, labels, batches, batch_size, workers, cached: bool) -> Clock:
     """A warm-up student epoch (CE + mixup CE + KD; mobilenet_v3_small) from a frozen resnet18 teacher: run on
     every batch (as before), or its head on cached backbone features (:class:`CachedTeacher`, as now)."""
 
@@ -241,26 +316,79 @@ def engine_kd_images_per_second(paths, labels, batches, batch_size, workers, cac
         teacher = CachedTeacher(teacher.head, torch.as_tensor(embed_all(teacher, files, torch.device("cpu"))))
     student = _model("mobilenet_v3_small", classes)
     cfg = TrainConfig(batch_size=batch_size, lr=0.01)
-    counted = {"t": None, "seen": 0}
-
-    def progress(done, total):
-        if counted["t"] is None:
-            counted["t"], counted["base"] = time.perf_counter(), done
-        counted["seen"] = done - counted["base"]
-
+    clock = Clock()
     student_epoch(student, teacher, make_optimizer(student, cfg), files, torch.as_tensor(labels[:n]), cfg,
-                  "warmup", np.random.default_rng(0), torch.Generator().manual_seed(0), None, "crop_flip", progress)
-    return counted["seen"] / (time.perf_counter() - counted["t"])
+                  "warmup", np.random.default_rng(0), torch.Generator().manual_seed(0), None, "crop_flip", clock.tick)
+    return clock
 
 
-def engine_features_images_per_second(folder: Path, n: int, batch_size: int) -> float:
+def engine_features(folder: Path, batch_size: int) -> Clock:
+    """The features command's work (engine.models.features.dataset_features: resnet18 on every training image
+    of ``folder``), start-up included."""
     from engine.data import load_dataset
     from engine.models.features import dataset_features
 
     dataset = load_dataset(f"folder:{folder}")
-    start = time.perf_counter()
+    clock = Clock(from_start=True)
     features = dataset_features(dataset, "resnet18", "imagenet", batch_size=batch_size)
-    return features.shape[0] / (time.perf_counter() - start)
+    clock.tick(features.shape[0])
+    return clock
+
+
+def speed(a, work: Path, largest: Path, first: int) -> None:
+    """The throughput table: the engine's loops against bare ones on the same files, workers, threads and batch."""
+    from engine.data import load_dataset
+
+    folder = work / f"photos-{first}"
+    dataset = load_dataset(f"folder:{folder}")
+    paths = [dataset.original_file(i) for i in range(dataset.num_train)]
+    labels = np.asarray(dataset.train_true)
+    n_feat = min(len(paths), a.batch_size * (a.batches + 1))
+    clocks = {}
+    for round_ in range(0 if a.skip_train else a.rounds):  # alternated: a change of the machine's load hits all
+        suffix = f" #{round_ + 1}" if a.rounds > 1 else ""
+        clocks["train engine" + suffix] = engine_train(paths, labels, "mobilenet_v3_small", a.batches,
+                                                       a.batch_size, a.workers)
+        clocks["train bare" + suffix] = bare_loop(paths, labels, "mobilenet_v3_small", a.batches, a.batch_size,
+                                                  a.workers, True)
+        clocks["train bare, NHWC" + suffix] = bare_loop(paths, labels, "mobilenet_v3_small", a.batches,
+                                                        a.batch_size, a.workers, True, channels_last=True)
+    if a.kd:
+        clocks["student KD, teacher run"] = engine_kd(paths, labels, a.batches, a.batch_size, a.workers, False)
+        clocks["student KD, teacher cached"] = engine_kd(paths, labels, a.batches, a.batch_size, a.workers, True)
+    if not a.skip_features:
+        feat_folder = make_photos(work / f"photos-{n_feat}", n_feat, a.side, source=largest)
+        clocks["features engine"] = engine_features(feat_folder, a.batch_size)
+        clocks["features bare"] = bare_loop(paths[:n_feat], labels[:n_feat], "resnet18", a.batches, a.batch_size,
+                                            a.workers, False, from_start=True)
+        clocks["features bare, NHWC"] = bare_loop(paths[:n_feat], labels[:n_feat], "resnet18", a.batches,
+                                                  a.batch_size, a.workers, False, channels_last=True, from_start=True)
+    print(f"\nthroughput: training loops {a.batches} batches of {a.batch_size} after a warm-up one; features: "
+          f"{n_feat} images from start-up (model, weights, workers) to the last; {a.workers} decoding worker(s), "
+          f"{a.threads} thread(s)")
+    print(f"\n{'loop':<30}  {'images/s':>8}  {'images/CPU s':>12}")
+    rates = {name: clock.rates() for name, clock in clocks.items()}
+    for name, (wall, cpu) in rates.items():
+        print(f"{name:<30}  {wall:8.2f}  {cpu:12.2f}")
+
+    def ratio(bare: str, ours: str, label: str) -> None:
+        keys = [k for k in rates if k.split(" #")[0] == ours]
+        for key in keys:
+            b = rates[key.replace(ours, bare)]
+            r_wall, r_cpu = b[0] / rates[key][0], b[1] / rates[key][1]
+            print(f"{label + key[len(ours):]:<36} bare / engine = {r_wall:.2f}x wall, {r_cpu:.2f}x CPU "
+                  f"(goal <= 1.25x): {'PASS' if r_wall <= 1.25 else 'MISS'}")
+
+    print()
+    if not a.skip_train:
+        ratio("train bare", "train engine", "training loop")
+        ratio("train bare, NHWC", "train engine", "training loop vs NHWC bare")
+    if not a.skip_features:
+        ratio("features bare", "features engine", "features")
+        ratio("features bare, NHWC", "features engine", "features vs NHWC bare")
+    if a.kd:
+        kd = rates["student KD, teacher cached"][0] / rates["student KD, teacher run"][0]
+        print(f"student KD epoch with a frozen teacher: cached / run = {kd:.2f}x faster")
 
 
 def main() -> None:
@@ -274,8 +402,15 @@ def main() -> None:
     parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "amlkd-photos-bench"))
     parser.add_argument("--skip-rss", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--skip-features", action="store_true", help="no features-command rows")
+    parser.add_argument("--skip-train", action="store_true", help="no training-loop rows")
+    parser.add_argument("--kd", action="store_true", help="also a student KD epoch with the frozen teacher run on "
+                        "every batch against its cached features (slow: resnet18 at 224x224)")
+    parser.add_argument("--rounds", type=int, default=1, help="training-loop rows, alternated")
     parser.add_argument("--teacher", default="resnet18", help="the frozen teacher of the RSS runs (student: "
                         "mobilenet_v3_small); mobilenet_v3_small computes its features ~30x cheaper")
+    parser.add_argument("--stream-size", type=int, default=None, help="the RSS runs read the photos at this side "
+                        "(default 224, the backbones' size; 112: about 4x less compute)")
     parser.add_argument("--reuse", action="store_true", help="the RSS rows measured already (work/rss-N.json)")
     a = parser.parse_args()
     torch.set_num_threads(a.threads)
@@ -290,15 +425,26 @@ def main() -> None:
     rows = []
     for n in sizes:
         folder = make_photos(work / f"photos-{n}", n, a.side, source=largest)
-        saved = work / f"rss-{a.teacher}-{n}.json"
+        tag = f"{n}-at{a.stream_size}" if a.stream_size else str(n)
+        saved = work / f"rss-{a.teacher}-{tag}.json"
         if a.skip_rss:
             continue
         if not (a.reuse and saved.exists()):
-            saved.write_text(json.dumps(peak_rss_mb(folder, work / f"run-{n}", a.threads, env, a.teacher)))
+            saved.write_text(json.dumps(peak_rss_mb(folder, work / f"run-{tag}", a.threads, env, a.teacher,
+                                                    a.stream_size)))
         rows.append((n, json.loads(saved.read_text())))
         print(f"{n} images: {saved.read_text()}", flush=True)
-    print(f"photos {a.side}x{a.side} read at 224x224; {a.threads} thread(s); torch {torch.__version__}")
-    print(f"\nPeak memory (MB) of a frozen-teacher run ({a.teacher} -> mobilenet_v3_small) through its teacher "
+    side = a.stream_size or 224
+    print(f"photos {a.side}x{a.side} read at {side}x{side} (memory) and 224x224 (speed); {a.threads} thread(s); "
+          f"torch {torch.__version__}")
+    if rows:
+        memory_table(rows, a.teacher)
+    if not a.skip_speed:
+        speed(a, work, largest, sizes[0])
+
+
+def memory_table(rows: list, teacher: str) -> None:
+    print(f"\nPeak memory (MB) of a frozen-teacher run ({teacher} -> mobilenet_v3_small) through its teacher "
           "phase and stage 0 (run process: ru_maxrss; workers: its decoding workers' PSS together; total: the "
           "PSS of both at once, sampled every 0.2 s)")
     print(f"{'images':>7}  {'run process':>11}  {'growth':>7}  {'workers':>8}  {'total':>7}  {'growth':>7}  "
@@ -308,39 +454,9 @@ def main() -> None:
         grow = (lambda key: "-" if before is None else f"{r[key] - before[key]:+.0f}")
         print(f"{n:>7}  {r['peak']:>11.0f}  {grow('peak'):>7}  {r['workers']:>8.0f}  {r['total']:>7.0f}  "
               f"{grow('total'):>7}  {r['seconds'] / 60:>7.1f}")
-    if a.skip_speed:
-        return
-    folder = work / f"photos-{sizes[0]}"
-    from engine.data import load_dataset
-
-    dataset = load_dataset(f"folder:{folder}")
-    paths = [dataset.original_file(i) for i in range(dataset.num_train)]
-    labels = np.asarray(dataset.train_true)
-    speed = {}
-    for arch in ("mobilenet_v3_small",):
-        speed["train engine"] = engine_train_images_per_second(paths, labels, arch, a.batches, a.batch_size, a.workers)
-        speed["train bare"] = bare_images_per_second(paths, labels, arch, a.batches, a.batch_size, a.workers, True)
-    speed["student KD, teacher run"] = engine_kd_images_per_second(paths, labels, a.batches, a.batch_size,
-                                                                   a.workers, cached=False)
-    speed["student KD, teacher cached"] = engine_kd_images_per_second(paths, labels, a.batches, a.batch_size,
-                                                                      a.workers, cached=True)
-    n_feat = min(len(paths), a.batch_size * (a.batches + 1))
-    feat_folder = make_photos(work / f"photos-{n_feat}", n_feat, a.side, source=largest)
-    speed["features engine"] = engine_features_images_per_second(feat_folder, n_feat, a.batch_size)
-    speed["features bare"] = bare_images_per_second(paths, labels, "resnet18", a.batches, a.batch_size, a.workers,
-                                                    False)
-    print(f"\nthroughput on the first {a.batches} batches of {a.batch_size} after one warm-up batch; "
-          f"{a.workers} decoding worker(s)")
-    print("\nloop                          images/s")
-    for name, value in speed.items():
-        print(f"{name:<28}  {value:8.1f}")
-    kd_ratio = speed["student KD, teacher cached"] / speed["student KD, teacher run"]
-    print(f"\nstudent KD epoch with a frozen teacher: cached / run = {kd_ratio:.2f}x faster")
-    train_ratio = speed["train bare"] / speed["train engine"]
-    feat_ratio = speed["features bare"] / speed["features engine"]
-    print(f"\ntraining loop: bare / engine = {train_ratio:.2f}x (goal <= 1.25x): "
-          f"{'PASS' if train_ratio <= 1.25 else 'MISS'}")
-    print(f"features:      bare / engine = {feat_ratio:.2f}x (goal <= 1.25x): {'PASS' if feat_ratio <= 1.25 else 'MISS'}")
+    for n, r in rows:  # sampled every 5 ms: where in the engine the run process stood highest in each phase
+        for phase, (mb, frames) in r.get("high", {}).items():
+            print(f"  {n:>7} {phase:<9} {mb:>6.0f} MB at {frames}")
 
 
 if __name__ == "__main__":

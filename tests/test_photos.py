@@ -334,3 +334,52 @@ def test_the_setup_pages_folder_facts_see_photos_at_their_streamed_size(small_fo
                                                                  "torchvision:mobilenet_v3_small")
     small = folder_summary(small_folder)
     assert not small["streamed"] and small["default_size"] == "32x32"
+
+
+def test_the_stream_hands_free_heap_back_every_few_batches_it_yields(small_folder, monkeypatch):
+    from engine.data import stream
+
+    files = load_dataset(f"folder:{small_folder}?stream=1&size=32").train_x
+    calls = []
+    monkeypatch.setattr(stream, "release_free_heap", lambda: calls.append(len(seen)))
+    monkeypatch.setattr(stream, "TRIM_EVERY", 2)
+    seen = []
+    for batch in files.batches([np.array([0, 1]), np.array([2]), np.array([3, 4, 5]), np.array([6]), np.array([7])]):
+        seen.append(len(batch))
+    assert seen == [2, 1, 3, 1, 1] and calls == [2, 4, 5]  # every 2nd batch once the caller is done, and at the end
+    stream.release_free_heap()  # the real one (glibc malloc_trim; nothing elsewhere) runs and returns
+
+
+def test_float16_features_are_written_in_chunks_as_np_save_writes_them():
+    import io
+
+    from engine.rundir.store import save_as
+
+    features = np.random.default_rng(0).standard_normal((1001, 7)).astype(np.float32) * 300
+    for rows in (1, 64, 5000):
+        ours, theirs = io.BytesIO(), io.BytesIO()
+        save_as(ours, features, np.float16, rows=rows)
+        np.save(theirs, features.astype(np.float16))
+        assert ours.getvalue() == theirs.getvalue()
+    ours.seek(0)
+    assert np.array_equal(np.load(ours), features.astype(np.float16))
+
+
+def test_exact_knn_without_an_index_finds_what_the_flat_index_found_bit_for_bit():
+    import faiss
+
+    from engine.method.graph import search_knn
+
+    x = np.random.default_rng(1).standard_normal((300, 16)).astype(np.float32)
+    x[7] = x[3]  # a duplicate: ties resolved as the flat index resolves them
+    idx, sim, report = search_knn(x, 5, "exact", use_gpu=False)
+    normed = x.copy()
+    faiss.normalize_L2(normed)
+    flat = faiss.IndexFlatIP(16)
+    flat.add(normed)
+    ref_sim, ref_idx = flat.search(normed, 6)
+    from engine.method.search import drop_self
+
+    ref_idx, ref_sim = drop_self(ref_idx, ref_sim)
+    assert report.method == "exact" and np.array_equal(idx, ref_idx) and np.array_equal(sim, ref_sim)
+    assert 3 in idx[7] and 7 in idx[3]

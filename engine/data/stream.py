@@ -28,6 +28,7 @@ workers, the originals kept at their own size.
 from __future__ import annotations
 
 import copy
+import ctypes
 import functools
 import os
 from collections.abc import Iterator, Sequence
@@ -40,6 +41,10 @@ from .folder import CACHE, decode_image
 
 #: Decoded images kept by all workers together (each worker holds its share).
 CACHE_BYTES = 512 << 20
+#: Batches between two hand-backs of the heap's free pages (:func:`release_free_heap`), and one at a pass's end.
+#: After every batch it cost a training loop 25-30% of its images per CPU second (the freed buffers are
+#: faulted in again); every 16th bounds the creep for about 2%.
+TRIM_EVERY = 16
 #: Worker processes decoding batches (0: decode in the calling process).
 DEFAULT_WORKERS = min(4, max(1, (os.cpu_count() or 1) - 1))
 
@@ -170,7 +175,12 @@ class ImageFiles:
             self._loaders[pin_memory] = (loader, plan)
         loader, plan = self._loaders[pin_memory]
         plan.batches = batches
-        yield from loader
+        done = 0
+        for batch in loader:
+            yield batch
+            done += 1  # the caller is done with the batch before it asks for the next
+            if done % TRIM_EVERY == 0 or done == len(batches):
+                release_free_heap()
 
     def in_order(self, batch_size: int, pin_memory: bool = False) -> Iterator[torch.Tensor]:
         """Every sample in order, ``batch_size`` at a time (evaluation and features)."""
@@ -213,6 +223,31 @@ class ImageArrays(ImageFiles):
     @staticmethod
     def _scale(batch: torch.Tensor) -> torch.Tensor:
         return batch.float().div_(255.0)  # as torchvision_sets' in-memory path divides: same bits
+
+
+@functools.cache
+def _malloc_trim():
+    """glibc's ``malloc_trim`` (None elsewhere)."""
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def release_free_heap() -> None:
+    """Hand the heap's free pages back to the system (glibc ``malloc_trim(0)``; nothing elsewhere).
+
+    A network's activations on a batch of 224x224 images are many buffers of 1-32 MB that glibc keeps in its
+    heap once freed (its mmap threshold rises to the largest buffer freed). Between batches, small objects that
+    live on land among them, so the next batch's buffers no longer fit the holes and the heap's resident size
+    creeps up with every batch (measured: +61 MB over 40 batches of a MobileNet-V3-small feature pass, and
+    +150 MB over one 10,000-photo run's teacher phase). Trimmed after each batch it stayed flat; the streamed
+    passes trim every :data:`TRIM_EVERY` batches (the page faults of the buffers handed back are the cost).
+    No computed value changes.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def cache_shares(*counts: int) -> list[int]:

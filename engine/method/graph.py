@@ -41,8 +41,8 @@ import scipy.sparse as sp
 
 from .config import GraphConfig  # noqa: F401 - the graph's settings live with the run config
 from ..errors import UserError
-from .search import (SearchReport, build_index, drop_self, factory_string, fill_missing, recall_at_k,
-                     resolve_method, search_rows, tune_reach)
+from .search import (SearchReport, build_index, drop_self, exact_search, factory_string, fill_missing, gpu_available,
+                     recall_at_k, resolve_method, search_rows, tune_reach)
 
 logger = logging.getLogger(__name__)
 
@@ -113,10 +113,12 @@ def search_knn(features: np.ndarray, k: int, method: str = "exact", use_gpu: boo
     method = resolve_method(method, n)
     x = np.array(features, dtype=np.float32, order="C", copy=True)  # (N, D)
     faiss.normalize_L2(x)
-    index = build_index(x, method, use_gpu, seed)
+    # exact on the CPU: the flat index's search routine without the index's own copy of x (N x D float32)
+    cpu_exact = method == "exact" and (use_gpu is False or (use_gpu is None and not gpu_available()))
+    index = None if cpu_exact else build_index(x, method, use_gpu, seed)
     reach = None if method == "exact" else tune_reach(index, x, method, int(k), seed)[0]
     if method == "exact":  # one call: bit-identical to every earlier run
-        sim, idx = index.search(x, int(k) + 1)  # (N, k+1) each
+        sim, idx = exact_search(x, x, int(k) + 1) if cpu_exact else index.search(x, int(k) + 1)  # (N, k+1) each
     else:
         sim, idx = search_rows(index, x, int(k) + 1)
         refilled = fill_missing(x, sim, idx)
@@ -126,8 +128,10 @@ def search_knn(features: np.ndarray, k: int, method: str = "exact", use_gpu: boo
     if method == "exact":
         report = EXACT
     else:
+        described = _described(method, index, reach)
+        del index  # its own copy of x (N x D): gone before the recall's exact search
         recall, queries = recall_at_k(x, neighbor_idx, seed=seed)
-        report = SearchReport(method, recall, queries, _described(method, index, reach))
+        report = SearchReport(method, recall, queries, described)
     return neighbor_idx, neighbor_sim.astype(np.float32, copy=False), report
 
 

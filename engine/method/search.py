@@ -284,10 +284,14 @@ def fill_missing(x: np.ndarray, sim: np.ndarray, idx: np.ndarray) -> int:
     """
     short = np.flatnonzero((idx < 0).any(axis=1))
     if len(short):
-        flat = faiss.IndexFlatIP(x.shape[1])
-        flat.add(x)
-        sim[short], idx[short] = flat.search(x[short], idx.shape[1])
+        sim[short], idx[short] = exact_search(x[short], x, idx.shape[1])
     return len(short)
+
+
+def exact_search(queries: np.ndarray, x: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``width`` largest inner products of each query with the rows of ``x``: what an ``IndexFlatIP`` holding
+    ``x`` finds (the same faiss routine, bit for bit), without the index's own copy of ``x`` (N x D float32)."""
+    return faiss.knn(queries, x, width, metric=faiss.METRIC_INNER_PRODUCT)
 
 
 def recall_at_k(x: np.ndarray, neighbor_idx: np.ndarray, queries: int = RECALL_QUERIES, seed: int = 0
@@ -320,9 +324,7 @@ def _sample(n: int, count: int, seed: int) -> np.ndarray:
 
 def _exact_kth_similarity(x: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
     """The similarity ``(Q,)`` of each of ``x[rows]``'s exact ``k``-th nearest neighbour, self excluded."""
-    flat = faiss.IndexFlatIP(x.shape[1])
-    flat.add(x)
-    sim, idx = batched_search(flat, x[rows], k + 1)
+    sim, idx = exact_search(x[rows], x, k + 1)
     return drop_self(idx, sim, rows)[1][:, -1]
 
 

@@ -48,6 +48,16 @@ from . import lock as run_lock
 from .fields import SUMMARY_NUMBERS
 
 
+def save_as(fh, array: np.ndarray, dtype, rows: int = 65_536) -> None:
+    """``np.save(fh, array.astype(dtype))`` for an ``(N, ...)`` array, the same bytes, converting ``rows`` rows
+    at a time: no whole converted copy beside the array (40,000 x 1,024 features: 82 MB as float16)."""
+    array = np.asarray(array)
+    np.lib.format.write_array_header_1_0(fh, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                                              "fortran_order": False, "shape": array.shape})
+    for start in range(0, len(array), rows):
+        fh.write(np.ascontiguousarray(array[start:start + rows], dtype=dtype).tobytes())
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` whole or not at all; a full disk or read-only folder is one UserError."""
     path = Path(path)
@@ -251,7 +261,7 @@ class _RunFacts(RunLayout):
     def write_teacher_features(self, features: np.ndarray) -> None:
         with atomic_path(self.teacher_features_path) as tmp:
             with open(tmp, "wb") as fh:
-                np.save(fh, features.astype(np.float16))
+                save_as(fh, features, np.float16)
 
     def write_teacher_outputs(self, features: np.ndarray, pred: np.ndarray, keys: np.ndarray) -> None:
         """The teacher graph's features (float32), stage 0's seed classes and the sample keys:
@@ -266,7 +276,7 @@ class _RunFacts(RunLayout):
         of their samples (a resume reuses them only for the very same samples)."""
         with atomic_path(self.backbone_features_path) as tmp:
             with open(tmp, "wb") as fh:
-                np.savez(fh, train=train.astype(np.float32), test=test.astype(np.float32),
+                np.savez(fh, train=np.asarray(train, np.float32), test=np.asarray(test, np.float32),
                          train_keys=train_keys.astype(str), test_keys=test_keys.astype(str))
 
     def backbone_features(self) -> dict[str, np.ndarray] | None:

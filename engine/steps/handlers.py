@@ -48,8 +48,11 @@ def teacher_step(run: Run):
                                               cfg.train.lr_schedule))
         train_idx = torch.as_tensor(np.flatnonzero(~run.holdout), device=nets.device)
         if nets.frozen:  # a head on the backbone's features, computed once (the first epoch pays for them)
-            losses = train_epoch(nets.head_model(), nets.opt_teacher, nets.backbone_features()[0][train_idx],
-                                 nets.given_t[train_idx], cfg.train, run.generator, "none", run.progress)
+            features = nets.backbone_features()[0]  # (N, D); indexed only for a hold-out (a copy of its rows)
+            rows = (features, nets.given_t) if not run.holdout.any() else \
+                (features[train_idx], nets.given_t[train_idx])
+            losses = train_epoch(nets.head_model(), nets.opt_teacher, *rows, cfg.train, run.generator, "none",
+                                 run.progress)
         elif run.group is not None:  # every process trains its part of each batch (engine.steps.distributed)
             rows = np.flatnonzero(~run.holdout)
             losses = distributed.lead_epoch(run, "teacher", run.given[rows], "ce", s.teacher_epoch, rows=rows,
@@ -97,7 +100,7 @@ def finish_teacher(run: Run) -> None:
         nets.teacher.load_state_dict(run.state.best_teacher_state)
     nets.teacher_changed()
     run.store.write_teacher_features(nets.teacher_outputs().features)
-    run.store.write_teacher_outputs(features=nets.graph_features().astype(np.float32),
+    run.store.write_teacher_outputs(features=np.asarray(nets.graph_features(), np.float32),
                                     pred=nets.stage0_predictions(), keys=np.array(run.dataset.keys()))
     if "stage0" in run.config.without:  # no stage 0 to estimate r in: estimate it here
         run.state.noise_rate_estimate = nets.teacher_estimate().rate
