@@ -29,6 +29,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -42,6 +43,15 @@ def pytest_configure(config):
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("AMLKD_TORCH_THREADS", "1")
+
+
+def blobs_npz(path: Path, labels: np.ndarray, dim: int, spread: float, rng: np.random.Generator, key: str) -> Path:
+    """A ``vectors:`` file at ``path``: one Gaussian blob per class of ``labels`` (3 classes, cat/dog/fox), centres
+    ``spread`` apart in ``dim`` dimensions, unit noise; keys ``key.format(i)``."""
+    features = (rng.standard_normal((3, dim))[labels] * spread + rng.standard_normal((len(labels), dim)))
+    np.savez(path, features=features.astype(np.float32), keys=np.array([key.format(i) for i in range(len(labels))]),
+             labels=labels, class_names=np.array(["cat", "dog", "fox"]))
+    return path
 
 
 def tiny_config(dataset: str = "moons", noise: str = "symmetric:0.3", method: str = "aml-kd",

@@ -126,14 +126,12 @@ def vector_pair(tmp_path_factory):
     """Finished AML-KD and CE runs (tiny schedule) on 240 training rows of 8-D vectors keyed ``row-000``...,
     30% symmetric noise: the same data and given labels."""
     from engine.steps.run import Run
-    from tests.conftest import tiny_config
+    from tests.conftest import blobs_npz, tiny_config
 
     folder = tmp_path_factory.mktemp("vector-pair")
     rng = np.random.default_rng(1)
     labels = np.arange(300) % 3
-    features = (rng.standard_normal((3, 8))[labels] * 3 + rng.standard_normal((300, 8))).astype(np.float32)
-    np.savez(folder / "emb.npz", features=features, keys=np.array([f"row-{i:03d}" for i in range(300)]),
-             labels=labels, class_names=np.array(["cat", "dog", "fox"]))
+    blobs_npz(folder / "emb.npz", labels, 8, 3, rng, "row-{:03d}")
     runs = {}
     for method in ("aml-kd", "ce"):
         runs[method] = folder / f"emb-symmetric30-{method}-s0"

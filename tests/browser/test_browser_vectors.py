@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import shot, wait_for_app
+from tests.conftest import blobs_npz
 
 pytestmark = pytest.mark.browser
 
@@ -22,9 +23,7 @@ def vectors_run(app_server, tmp_path_factory) -> str:
     folder = tmp_path_factory.mktemp("vectors")
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, 300)
-    features = (rng.standard_normal((3, 16))[labels] * 3 + rng.standard_normal((300, 16))).astype(np.float32)
-    np.savez(folder / "emb.npz", features=features, keys=np.array([f"item-{i:04d}" for i in range(300)]),
-             labels=labels, class_names=np.array(["cat", "dog", "fox"]))
+    blobs_npz(folder / "emb.npz", labels, 16, 3, rng, "item-{:04d}")
     schedule = ScheduleConfig(teacher_epochs=2, teacher_patience=2, warmup_epochs=1, refine_epochs=2, mutual_epochs=0)
     config = RunConfig(dataset=f"vectors:{folder / 'emb.npz'}", noise="symmetric:0.3", schedule=schedule)
     Run.create(Path(app_server.runs_dir) / "vectors-run", config).run_until(None)

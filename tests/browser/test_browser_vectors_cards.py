@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.browser.conftest import assert_no_exception, goto, settle, shot, wait_for_app
+from tests.conftest import blobs_npz
 
 pytestmark = pytest.mark.browser
 NAMES = {"aml-kd": "vec-symmetric30-aml-kd-s0", "ce": "vec-symmetric30-ce-s0"}
@@ -30,9 +31,7 @@ def vector_runs(app_server, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("vec")
     rng = np.random.default_rng(3)
     labels = np.arange(300) % 3
-    features = (rng.standard_normal((3, 16))[labels] * 2 + rng.standard_normal((300, 16))).astype(np.float32)
-    np.savez(folder / "vec.npz", features=features, keys=np.array([f"emb-{i:04d}" for i in range(300)]),
-             labels=labels, class_names=np.array(["cat", "dog", "fox"]))
+    blobs_npz(folder / "vec.npz", labels, 16, 2, rng, "emb-{:04d}")
     schedule = ScheduleConfig(teacher_epochs=2, teacher_patience=2, warmup_epochs=1, refine_epochs=2, mutual_epochs=0)
     for method, name in NAMES.items():
         config = RunConfig(dataset=f"vectors:{folder / 'vec.npz'}", noise="symmetric:0.3", method=method,
