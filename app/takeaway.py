@@ -51,11 +51,16 @@ def noise_rate_line(metrics: list[dict]) -> str | None:
                     None)
         return None if rate is None else f"Noise rate estimated from the teacher: {rate:.3f}."
     low, high = stage0.get("noise_rate_low"), stage0.get("noise_rate_high")
+    given = stage0.get("given_label_precision")
+    truth = f"; true {1 - given:.3f}" if given is not None else ""
+    if stage0.get("estimate_informative") is False and high is not None:  # no point to show: only a bound
+        ambiguity = stage0.get("estimate_ambiguity")
+        why = f" (the teacher leaves the class of {ambiguity:.0%} of the samples open)" if ambiguity is not None else ""
+        return (f"Noise rate at stage 0: **cannot be told** from the teacher's votes{why}: between 0 and {high:.3f}"
+                f"{truth} · **labels kept**.")
     line = f"Noise rate estimated at stage 0: {stage0['noise_rate_estimate']:.3f}"
     line += f" (90% interval {low:.3f}–{high:.3f})" if low is not None and high is not None else ""
-    given = stage0.get("given_label_precision")
-    line += f"; true {1 - given:.3f}" if given is not None else ""
-    return line + (" · **no evidence of noise: labels kept**." if stage0.get("noise_found") is False else ".")
+    return line + truth + (" · **no evidence of noise: labels kept**." if stage0.get("noise_found") is False else ".")
 
 
 def precision_estimate_line(last: dict) -> str | None:
@@ -66,8 +71,13 @@ def precision_estimate_line(last: dict) -> str | None:
     if refined is None or given is None:
         return None
     low, high = last.get("refined_precision_low"), last.get("refined_precision_high")
-    interval = f" (90% interval {low:.3f}–{high:.3f})" if low is not None and high is not None else ""
-    line = f"Estimated without the truth: refined labels {refined:.3f}{interval}, given labels {given:.3f}."
+    if last.get("estimate_informative") is False and low is not None and high is not None:
+        # the votes cannot tell noise: the point is only the middle of a bound, so the bound is what is said
+        line = (f"Estimated without the truth: refined labels between {low:.3f} and {high:.3f} "
+                "(the votes cannot tell more).")
+    else:
+        interval = f" (90% interval {low:.3f}–{high:.3f})" if low is not None and high is not None else ""
+        line = f"Estimated without the truth: refined labels {refined:.3f}{interval}, given labels {given:.3f}."
     true_refined, true_given = last.get("refined_label_precision"), last.get("given_label_precision")
     if true_refined is not None and true_given is not None:
         line += f" True: {true_refined:.3f} and {true_given:.3f}."

@@ -214,3 +214,19 @@ def test_the_noise_rate_line_gives_stage_0s_estimate_its_interval_the_truth_and_
                                                         "0.000–0.420) · **no evidence of noise: labels kept**.")
     no_stage0 = [teacher, {"phase": "warmup", "step": 2, "noise_rate_estimate": 0.25}]  # --without stage0
     assert noise_rate_line(no_stage0) == "Noise rate estimated from the teacher: 0.250."
+    vague = {**stage0, "noise_rate_estimate": 0.308, "noise_rate_low": 0.0, "noise_rate_high": 0.616,
+             "noise_found": False, "estimate_informative": False, "estimate_ambiguity": 0.178}
+    assert noise_rate_line([teacher, vague, later]) == (
+        "Noise rate at stage 0: **cannot be told** from the teacher's votes (the teacher leaves the class of 18% of "
+        "the samples open): between 0 and 0.616; true 0.400 · **labels kept**.")  # no point estimate is shown
+
+
+def test_the_estimate_line_gives_only_the_bound_when_the_votes_cannot_tell():
+    from app.takeaway import precision_estimate_line
+
+    vague = {"refined_precision_estimate": 0.692, "refined_precision_low": 0.384, "refined_precision_high": 1.0,
+             "given_precision_estimate": 0.692, "refined_label_precision": 0.638, "given_label_precision": 0.638,
+             "estimate_informative": False}
+    assert precision_estimate_line(vague) == ("Estimated without the truth: refined labels between 0.384 and 1.000 "
+                                              "(the votes cannot tell more). True: 0.638 and 0.638.")
+    assert "0.692" not in precision_estimate_line(vague)
