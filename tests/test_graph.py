@@ -130,6 +130,59 @@ def test_normalize_affinity_hand_checked_with_isolated_node():
     np.testing.assert_array_equal(w.toarray(), before)
 
 
+def _coo_affinity(idx, sim, power):
+    """The affinity by its definition: every (row, neighbour) entry but self edges into a COO matrix (repeats
+    summed), plus its transpose, in float32."""
+    n, k = idx.shape
+    rows, cols = np.repeat(np.arange(n), k), idx.ravel()
+    weights = np.maximum(sim.ravel().astype(np.float32), 0) ** np.float32(power)
+    off = rows != cols
+    w = sp.coo_matrix((weights[off], (rows[off], cols[off])), shape=(n, n), dtype=np.float32).tocsr()
+    w = (w + w.T).tocsr()
+    w.eliminate_zeros()
+    w.sort_indices()
+    return w
+
+
+@pytest.mark.parametrize("case", ["plain", "self edges", "repeated neighbour", "zero weights"])
+def test_affinity_and_normalisation_equal_their_definitions_bit_for_bit(case):
+    """The direct CSR construction and the entry-wise scaling give the very arrays of the COO construction
+    and of ``D^-1/2 @ W @ D^-1/2`` (float32 products in that order): runs' graphs do not move."""
+    rng = np.random.default_rng(["plain", "self edges", "repeated neighbour", "zero weights"].index(case))
+    n, k = 300, 6
+    idx = np.stack([rng.choice(n, k, replace=False) for _ in range(n)])
+    sim = rng.uniform(-0.3, 1.0, (n, k)).astype(np.float32)
+    if case == "self edges":
+        idx[::3, 0] = np.arange(0, n, 3)
+    if case == "repeated neighbour":
+        idx[::5, 1] = idx[::5, 0]
+    if case == "zero weights":
+        sim[rng.random((n, k)) < 0.4] = 0.0
+    w, expected = affinity(idx, sim, power=3.0), _coo_affinity(idx, sim, 3.0)
+    for name in ("indptr", "indices", "data"):
+        np.testing.assert_array_equal(getattr(w, name), getattr(expected, name), err_msg=name)
+    assert w.has_canonical_format and w.dtype == np.float32
+    degree = np.asarray(expected.sum(axis=1), dtype=np.float64).ravel()
+    degree[degree == 0] = 1.0
+    scale = sp.diags((1.0 / np.sqrt(degree)).astype(np.float32))
+    by_products = (scale @ expected @ scale).tocsr()
+    by_products.sort_indices()
+    wn = normalize_affinity(w)
+    for name in ("indptr", "indices", "data"):
+        np.testing.assert_array_equal(getattr(wn, name), getattr(by_products, name), err_msg=name)
+
+
+def test_normalize_affinity_sums_repeated_entries_without_touching_its_input():
+    w = sp.csr_matrix((np.array([1.0, 2.0, 3.0], np.float32), np.array([1, 1, 0]), np.array([0, 2, 3])),
+                      shape=(2, 2))  # row 0 lists column 1 twice: 1 + 2
+    assert not w.has_canonical_format
+    normalized = normalize_affinity(w)
+    assert normalized.has_canonical_format and normalized.nnz == 2  # one entry per edge, as the products gave
+    wn = normalized.toarray()
+    np.testing.assert_allclose(wn, [[0, 3 / np.sqrt(3 * 3)], [3 / np.sqrt(3 * 3), 0]], rtol=1e-6)
+    assert w.data.tolist() == [1.0, 2.0, 3.0] and w.indices.tolist() == [1, 1, 0]
+
+
 def test_normalized_spectrum_bounded():
     rng = np.random.default_rng(4)
     graph = build_graph(rng.standard_normal((60, 3)), GraphConfig(k=5))

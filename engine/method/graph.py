@@ -179,19 +179,37 @@ def affinity(neighbor_idx: np.ndarray, neighbor_sim: np.ndarray, power: float) -
     if not isinstance(power, numbers.Real) or isinstance(power, bool) or not power > 0 or not np.isfinite(power):
         raise UserError(f"power must be a finite number > 0, got {power!r}")
     n, k = neighbor_idx.shape
-    rows = np.repeat(np.arange(n), k)
-    cols = neighbor_idx.ravel().astype(np.int64)
+    cols = neighbor_idx.astype(np.int64, copy=False)
     if cols.size and (cols.min() < 0 or cols.max() >= n):
         raise ValueError(f"neighbor_idx must lie in 0..{n - 1}, got {cols.min()}..{cols.max()}")
-    weights = np.maximum(neighbor_sim.ravel().astype(np.float32), 0) ** np.float32(power)
-    off_diag = rows != cols
-    w = sp.csr_matrix(
-        (weights[off_diag], (rows[off_diag], cols[off_diag])), shape=(n, n), dtype=np.float32
-    )
-    w = (w + w.T).tocsr()
+    weights = np.maximum(neighbor_sim.astype(np.float32, copy=False), 0) ** np.float32(power)  # (N, k)
+    one_way = _one_way(cols, weights)
+    # W + W^T by scipy's own kernels: the transpose (csr -> csc of the same arrays) and the sorted merge;
+    # the sum of an edge found both ways is w_ij + w_ji, as a COO sum of the 2 N k entries would give
+    w = (one_way + one_way.T.tocsr()).tocsr()
     w.eliminate_zeros()
     w.sort_indices()
     return w
+
+
+def _one_way(cols: np.ndarray, weights: np.ndarray) -> sp.csr_matrix:
+    """The directed kNN edges ``(N, N)`` as a canonical CSR matrix (each row's neighbours sorted by column,
+    self edges left out), built from the ``(N, k)`` arrays without a COO detour (at 1M x 20 a third of the
+    time). A row that lists a neighbour twice (no search here does) goes through COO, which sums the two."""
+    n, k = cols.shape
+    order = np.argsort(cols, axis=1, kind="stable")  # (N, k)
+    cols = np.take_along_axis(cols, order, axis=1)
+    weights = np.take_along_axis(weights, order, axis=1)
+    keep = cols != np.arange(n)[:, None]  # (N, k): no self edges
+    if k > 1 and (cols[:, 1:] == cols[:, :-1]).any():
+        rows = np.repeat(np.arange(n), k).reshape(n, k)
+        return sp.csr_matrix((weights[keep], (rows[keep], cols[keep])), shape=(n, n), dtype=np.float32)
+    indptr = np.zeros(n + 1, np.int64)
+    np.cumsum(keep.sum(axis=1), out=indptr[1:])
+    small = max(n, int(indptr[-1])) < np.iinfo(np.int32).max  # scipy's own choice of index type
+    index_dtype = np.int32 if small else np.int64
+    return sp.csr_matrix((weights[keep], cols[keep].astype(index_dtype), indptr.astype(index_dtype)),
+                         shape=(n, n))
 
 
 def normalize_affinity(affinity_matrix: sp.spmatrix) -> sp.csr_matrix:
@@ -210,9 +228,15 @@ def normalize_affinity(affinity_matrix: sp.spmatrix) -> sp.csr_matrix:
     w = sp.csr_matrix(affinity_matrix, dtype=np.float32)
     degree = np.asarray(w.sum(axis=1), dtype=np.float64).ravel()  # (N,)
     degree[degree == 0] = 1.0
-    inv_sqrt = sp.diags((1.0 / np.sqrt(degree)).astype(np.float32))
-    normalized = (inv_sqrt @ w @ inv_sqrt).tocsr()
-    normalized.sort_indices()
+    inv_sqrt = (1.0 / np.sqrt(degree)).astype(np.float32)  # (N,)
+    if not w.has_canonical_format:  # repeated or unsorted entries: summed and sorted in a copy of our own
+        w = w.copy()
+        w.sum_duplicates()
+    # (d_i w_ij) d_j in float32, entry by entry: what D^-1/2 @ W @ D^-1/2 computes, without two sparse products
+    rows = np.repeat(inv_sqrt, np.diff(w.indptr))
+    data = (rows * w.data) * inv_sqrt[w.indices]
+    normalized = sp.csr_matrix((data, w.indices.copy(), w.indptr.copy()), shape=w.shape)
+    normalized.eliminate_zeros()  # a product that underflows is no edge (the sparse product kept none)
     return normalized
 
 
