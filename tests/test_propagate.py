@@ -168,6 +168,24 @@ def test_cuda_matches_cpu():
     np.testing.assert_array_equal(on_gpu.labels, on_cpu.labels)
 
 
+@pytest.mark.parametrize("n, classes, widths", [
+    (1_797, 10, [10]),  # digits: one block, as always
+    (10_000, 10, [10]),  # cifar10-small
+    (50_000, 100, [15] * 6 + [10]),  # 3 MiB blocks of 15 columns
+    (1_000_000, 10, [10]),  # past 80k nodes: never under 16 columns (was ten blocks of one)
+    (1_000_000, 100, [15] * 6 + [10]),
+])
+def test_column_blocks_fill_cache_lines_at_scale(n, classes, widths):
+    import torch
+
+    from engine.method.propagate import _column_blocks
+
+    blocks = _column_blocks(n, classes, torch.device("cpu"))
+    assert [b.stop - b.start for b in blocks] == widths
+    assert blocks[0].start == 0 and blocks[-1].stop == classes
+    assert all(a.stop == b.start for a, b in zip(blocks, blocks[1:]))
+
+
 def test_column_blocks_give_the_same_result(monkeypatch):
     graph, true_labels, rng = clustered(15, 4, seed=8, spread=1.0)
     labels = np.where(true_labels == 3, 0, true_labels)  # class 3 has no seed: its block stops at once
@@ -175,6 +193,7 @@ def test_column_blocks_give_the_same_result(monkeypatch):
     config = PropagationConfig(max_iter=60, tol=1e-4)
     whole = propagate(graph.normalized, seeds, config, record_nodes=[0, 59])
     monkeypatch.setattr("engine.method.propagate._CPU_BLOCK_BYTES", 4 * 60 * 1)  # one column per block
+    monkeypatch.setattr("engine.method.propagate._MIN_BLOCK_COLUMNS", 1)
     blocks = propagate(graph.normalized, seeds, config, record_nodes=[0, 59])
     assert 1 < whole.iterations < 60 and blocks.iterations == whole.iterations
     np.testing.assert_allclose(blocks.scores, whole.scores, atol=1e-6)
