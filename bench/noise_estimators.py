@@ -1,0 +1,173 @@
+"""Which noise-rate estimator is right with a weak teacher? Four estimators on stored runs, against the truth.
+
+    .venv/bin/python bench/noise_estimators.py RUN_DIR [RUN_DIR ...] [--cache DIR] [--rounds 30] [--threads 1]
+
+Each RUN_DIR is a finished or stopped run directory (``teacher_outputs.npz``,
+``dataset.npz``, ``config.json``, a checkpoint with the teacher: its own or
+``teacher_checkpoint``). Nothing is trained: the teacher's logits on the
+training set are computed once from the checkpoint (checked against the
+stored stage-0 predictions) and cached in ``--cache``. Estimators, each with
+a basic bootstrap interval (``--rounds`` resamples of the samples, 90%):
+
+- ``joint votes``: the current estimate, confident learning's joint on the
+  calibrated neighbour votes of the teacher's kNN graph (engine.method.confident);
+- ``joint probs``: the same joint on the teacher's own softmax (out-of-sample only
+  on the held-out rows; the cifar10-small short runs hold none out, so their
+  teacher's probabilities are in-sample, on samples it fitted for 5 epochs);
+- ``joint held-out``: the joint on the held-out rows alone (where there are any);
+- ``anchor``: the anchor-point transition on the teacher's softmax, temperature
+  fitted to the given labels (engine.method.transition);
+- ``HOC``: high-order consensus of each sample's and its 2 nearest neighbours'
+  given labels on the teacher's graph features (engine.method.transition).
+
+Prints one row per run x estimator: estimate [interval], true rate, error;
+and A (clean ambiguity) and the teacher's accuracy against the truth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from engine.method import confident, transition  # noqa: E402
+from engine.method.config import RunConfig  # noqa: E402
+from engine.method.graph import build_graph  # noqa: E402
+
+LEVEL = 0.9
+
+
+def teacher_arrays(run_dir: Path, cache: Path) -> dict:
+    """The run's given and true labels, held-out mask, graph features and the stage-0 teacher's logits."""
+    out = cache / (run_dir.name + ".npz")
+    if out.is_file():
+        with np.load(out) as data:
+            return {k: data[k] for k in data.files}
+    from engine.data import dataset_for_config
+    from engine.steps import checkpoint as ckpt
+    from engine.steps.networks import Networks
+    from engine.steps.run import given_labels
+
+    config = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    dataset = dataset_for_config(config)
+    given = given_labels(config, dataset)
+    saved = np.load(run_dir / "dataset.npz")
+    stored = np.load(run_dir / "teacher_outputs.npz")
+    if not np.array_equal(saved["given"], given):
+        raise SystemExit(f"{run_dir}: the given labels do not reproduce")
+    nets = Networks(config, dataset, given, torch.device("cpu"))
+    nets.teacher.load_state_dict(ckpt.read(config.teacher_checkpoint or run_dir / "checkpoint.pt")["teacher"])
+    logits = nets.teacher_outputs().logits
+    agree = float(np.mean(logits.argmax(1) == stored["pred"]))
+    if agree < 0.999:
+        raise SystemExit(f"{run_dir}: the checkpoint's teacher is not stage 0's ({agree:.3f} of predictions agree)")
+    arrays = {"logits": logits, "features": stored["features"], "given": given, "true": saved["true"],
+              "holdout": saved["holdout"], "k": np.array(config.graph.k), "power": np.array(config.graph.power),
+              "seed": np.array(config.seed)}
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(out, **arrays)
+    return arrays
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def fit_temperature(logits: np.ndarray, given: np.ndarray) -> float:
+    """The softmax temperature that maximises the likelihood of the given labels (P(given | x) calibrated)."""
+    from scipy.optimize import minimize_scalar
+
+    rows = np.arange(len(given))
+
+    def nll(log_t):
+        return -np.mean(np.log(softmax(logits / np.exp(log_t))[rows, given] + 1e-12))
+
+    return float(np.exp(minimize_scalar(nll, bounds=(-3, 3), method="bounded").x))
+
+
+def joint_rate(given, probs, num_classes) -> float:
+    return confident.noise_rate_from_joint(confident._joint(given, probs, num_classes))
+
+
+def basic_interval(values, point):
+    tail = 100 * (1 - LEVEL) / 2
+    lo, hi = np.percentile(values, [tail, 100 - tail])
+    return float(np.clip(2 * point - hi, 0, 1)), float(np.clip(2 * point - lo, 0, 1))
+
+
+def with_interval(fn, n: int, rounds: int, seed: int):
+    """``fn(index)`` on all samples and on ``rounds`` bootstrap resamples: (point, low, high)."""
+    point = fn(np.arange(n))
+    rng = np.random.default_rng([seed, 11])
+    values = [fn(rng.integers(0, n, n)) for _ in range(rounds)]
+    return (point, *basic_interval(values, point))
+
+
+def analyse(arrays: dict, rounds: int) -> tuple[list[tuple], dict]:
+    given, true = arrays["given"].astype(np.int64), arrays["true"].astype(np.int64)
+    logits, features, holdout = arrays["logits"], arrays["features"], arrays["holdout"].astype(bool)
+    seed, num_classes, n = int(arrays["seed"]), logits.shape[1], len(given)
+    from engine.method.config import GraphConfig
+
+    graph = build_graph(features.astype(np.float32), GraphConfig(k=int(arrays["k"]), power=float(arrays["power"])))
+    weights = np.clip(graph.neighbor_sim.astype(np.float64), 0, None) ** float(arrays["power"])
+    votes = confident.neighbour_votes(graph.neighbor_idx, weights, given, num_classes)
+    vote_probs, _ = confident.calibrate_votes(votes, given)
+    temperature = fit_temperature(logits, given)
+    probs = softmax(logits / temperature)
+    rows = []
+    est = confident.estimate_noise(given, vote_probs, seed, rounds)
+    rows.append(("joint votes", est.joint_rate, *confident._interval(
+        [confident.noise_rate_from_joint(confident._joint(given[i], vote_probs[i], num_classes))
+         for i in confident._resamples(n, seed, rounds)], est.joint_rate)))
+    rows.append(("joint probs", *with_interval(lambda i: joint_rate(given[i], probs[i], num_classes), n, rounds,
+                                               seed)))
+    if holdout.sum() >= 5 * num_classes:
+        h = np.flatnonzero(holdout)
+        rows.append((f"joint held-out ({len(h)})", *with_interval(
+            lambda i: joint_rate(given[h][i], probs[h][i], num_classes), len(h), rounds, seed)))
+    rows.append(("anchor", *with_interval(lambda i: transition.anchor_transition(probs[i], given[i],
+                                                                                  num_classes)[0], n, rounds, seed)))
+    triplets = transition.two_nn_triplets(graph.neighbor_idx, given)
+    rows.append(("HOC", *with_interval(lambda i: transition.hoc_fit(
+        *transition.consensus_counts(triplets[i], num_classes), steps=600)[0], len(triplets), max(rounds // 3, 5),
+        seed)))
+    facts = {"true": float(np.mean(given != true)), "A": est.ambiguity, "teacher_acc": float(np.mean(
+        logits.argmax(1) == true)), "temperature": temperature,
+        "nn_same_clean": float(np.mean(true[graph.neighbor_idx[:, 0]] == true))}
+    return rows, facts
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--cache", default="/tmp/noise_estimators")
+    p.add_argument("--rounds", type=int, default=30)
+    p.add_argument("--threads", type=int, default=1)
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    print("| run | A | teacher acc (true) | 1-NN same clean class | estimator | rate [90%] | true | error |")
+    print("|---|---|---|---|---|---|---|---|")
+    for run in a.runs:
+        run_dir = Path(run)
+        if not (run_dir / "teacher_outputs.npz").is_file():
+            print(f"  {run}: no teacher_outputs.npz (a run directory past stage 0 is needed)", file=sys.stderr)
+            return 2
+        rows, facts = analyse(teacher_arrays(run_dir, Path(a.cache)), a.rounds)
+        for name, point, low, high in rows:
+            print(f"| {run_dir.name} | {facts['A']:.3f} | {facts['teacher_acc']:.3f} | {facts['nn_same_clean']:.3f} "
+                  f"| {name} | {point:.3f} [{low:.3f}, {high:.3f}] | {facts['true']:.3f} | "
+                  f"{point - facts['true']:+.3f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
