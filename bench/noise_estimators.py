@@ -44,15 +44,20 @@ LEVEL = 0.9
 
 
 def teacher_arrays(run_dir: Path, cache: Path) -> dict:
-    """The run's given and true labels, held-out mask, graph features and the stage-0 teacher's logits."""
+    """The run's given and true labels, held-out mask, graph features and the stage-0 teacher's logits, and the
+    teacher's logits and features on the test samples with their labels."""
     out = cache / (run_dir.name + ".npz")
+    arrays = {}
     if out.is_file():
         with np.load(out) as data:
-            return {k: data[k] for k in data.files}
+            arrays = {k: data[k] for k in data.files}
+        if "test_logits" in arrays:
+            return arrays
     from engine.data import dataset_for_config
     from engine.steps import checkpoint as ckpt
     from engine.steps.networks import Networks
     from engine.steps.run import given_labels
+    from engine.method.training import forward_all
 
     config = RunConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
     dataset = dataset_for_config(config)
@@ -63,16 +68,35 @@ def teacher_arrays(run_dir: Path, cache: Path) -> dict:
         raise SystemExit(f"{run_dir}: the given labels do not reproduce")
     nets = Networks(config, dataset, given, torch.device("cpu"))
     nets.teacher.load_state_dict(ckpt.read(config.teacher_checkpoint or run_dir / "checkpoint.pt")["teacher"])
-    logits = nets.teacher_outputs().logits
-    agree = float(np.mean(logits.argmax(1) == stored["pred"]))
+    if "logits" not in arrays:
+        arrays["logits"] = nets.teacher_outputs().logits
+    agree = float(np.mean(arrays["logits"].argmax(1) == stored["pred"]))
     if agree < 0.999:
         raise SystemExit(f"{run_dir}: the checkpoint's teacher is not stage 0's ({agree:.3f} of predictions agree)")
-    arrays = {"logits": logits, "features": stored["features"], "given": given, "true": saved["true"],
-              "holdout": saved["holdout"], "k": np.array(config.graph.k), "power": np.array(config.graph.power),
-              "seed": np.array(config.seed)}
+    test = forward_all(nets.teacher, nets.x_test)
+    arrays.update({"features": stored["features"], "given": given, "true": saved["true"],
+                   "holdout": saved["holdout"], "k": np.array(config.graph.k), "power": np.array(config.graph.power),
+                   "seed": np.array(config.seed), "test_logits": test.logits, "test_features": test.features,
+                   "test_true": np.asarray(dataset.test_true, np.int64),
+                   "test_is_truth": np.array(dataset.test_labels == "truth")})
     cache.mkdir(parents=True, exist_ok=True)
     np.savez(out, **arrays)
     return arrays
+
+
+def test_votes(train_features, test_features, given, num_classes, k, power) -> np.ndarray:
+    """``(M, C)``: each test sample's vote of its ``k`` most cosine-similar training samples' given labels,
+    weighted by similarity ** power (the teacher graph's edges, from outside the training set)."""
+    a = train_features / np.maximum(np.linalg.norm(train_features, axis=1, keepdims=True), 1e-12)
+    b = test_features / np.maximum(np.linalg.norm(test_features, axis=1, keepdims=True), 1e-12)
+    votes = np.zeros((len(b), num_classes))
+    for start in range(0, len(b), 1024):
+        sim = b[start:start + 1024] @ a.T
+        idx = np.argpartition(-sim, k, axis=1)[:, :k]
+        w = np.clip(np.take_along_axis(sim, idx, 1), 0, None) ** power
+        rows = np.repeat(np.arange(len(idx)), k)
+        np.add.at(votes, (start + rows, given[idx].ravel()), w.ravel())
+    return votes / np.maximum(votes.sum(1, keepdims=True), 1e-12)
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -140,6 +164,37 @@ def analyse(arrays: dict, rounds: int) -> tuple[list[tuple], dict]:
     rows.append(("HOC", *with_interval(lambda i: transition.hoc_fit(
         *transition.consensus_counts(triplets[i], num_classes), steps=600)[0], len(triplets), max(rounds // 3, 5),
         seed)))
+    test_true = arrays["test_true"].astype(np.int64)
+    if bool(arrays["test_is_truth"]) and (test_true >= 0).sum() >= 5 * num_classes:
+        known = np.flatnonzero(test_true >= 0)
+        t_probs = softmax(arrays["test_logits"][known] / temperature)
+        t_votes = test_votes(features.astype(np.float64), arrays["test_features"][known].astype(np.float64), given,
+                             num_classes, int(arrays["k"]), float(arrays["power"]))
+        tt = test_true[known]
+        m = len(known)
+
+        def trusted(train_scores, test_scores):
+            def fn(i):
+                j = rng_t.integers(0, m, m)
+                return transition.trusted_transition(train_scores[i], given[i], test_scores[j], tt[j], num_classes)[0]
+            rng_t = np.random.default_rng([seed, 13])
+            point = transition.trusted_transition(train_scores, given, test_scores, tt, num_classes)[0]
+            values = [fn(rng_t.integers(0, n, n)) for _ in range(rounds)]
+            return (point, *basic_interval(values, point))
+
+        def gold(train_scores, test_scores):  # Hendrycks et al.: T = R, the prior from the given frequencies
+            def rate(i, j):
+                r = transition.class_means(test_scores[j], tt[j], num_classes)
+                freq = np.bincount(given[i], minlength=num_classes) / len(i)
+                return transition.rate_of(r, transition.prior_from_given(r, freq))
+            rng_g = np.random.default_rng([seed, 17])
+            point = rate(np.arange(n), np.arange(m))
+            values = [rate(rng_g.integers(0, n, n), rng_g.integers(0, m, m)) for _ in range(rounds)]
+            return (point, *basic_interval(values, point))
+
+        rows.append((f"gold on test ({m}), probs", *gold(probs, t_probs)))
+        rows.append((f"trusted test ({m}), probs", *trusted(probs, t_probs)))
+        rows.append((f"trusted test ({m}), votes", *trusted(votes, t_votes)))
     facts = {"true": float(np.mean(given != true)), "A": est.ambiguity, "teacher_acc": float(np.mean(
         logits.argmax(1) == true)), "temperature": temperature,
         "nn_same_clean": float(np.mean(true[graph.neighbor_idx[:, 0]] == true))}

@@ -130,3 +130,44 @@ def hoc_transition(neighbor_idx: np.ndarray, given: np.ndarray, num_classes: int
                    seed: int = 0) -> tuple[float, np.ndarray, np.ndarray]:
     """``(rate, T, prior)`` by HOC on the 2-NN of each sample (:func:`two_nn_triplets`, :func:`hoc_fit`)."""
     return hoc_fit(*consensus_counts(two_nn_triplets(neighbor_idx, given), num_classes), seed=seed)
+
+
+def class_means(scores: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """``(C, C)``: row ``c`` the mean of ``scores (M, C)`` over the samples labelled ``c`` (uniform if none)."""
+    scores = np.asarray(scores, np.float64)
+    labels = np.asarray(labels, np.int64)
+    sums = np.zeros((num_classes, scores.shape[1]))
+    np.add.at(sums, labels, scores)
+    counts = np.bincount(labels, minlength=num_classes)[:, None]
+    return np.where(counts > 0, sums / np.maximum(counts, 1), 1.0 / scores.shape[1])
+
+
+def trusted_transition(scores: np.ndarray, given: np.ndarray, trusted_scores: np.ndarray, trusted: np.ndarray,
+                       num_classes: int) -> tuple[float, np.ndarray, np.ndarray]:
+    """``(rate, T, prior)`` from a model's scores on the training samples and on samples with trusted labels.
+
+    ``scores (N, C)`` and ``trusted_scores (M, C)``: any out-of-label evidence
+    of P(given label | x), for example the teacher's softmax or the neighbour
+    vote of the training samples' given labels. On the trusted samples
+    ``R[t, :]`` = mean score of those truly ``t`` (gold loss correction,
+    Hendrycks et al. 2018, takes ``R`` itself as ``T``: right only where the
+    features separate the classes; with a weak teacher ``R = S T``, ``S``
+    the classes the features mix). On the training samples ``G[g, :]`` =
+    sum of the scores of those given ``g``, over ``N``. If a training
+    sample's score depends on its clean class only (not its given label),
+    ``G = Q^T R`` with ``Q[t, g]`` = P(true t, given g), whatever ``S``:
+    ``Q = (G R^-1)^T``, clipped at 0 and renormalised. The mixing ``S``
+    cancels; what is left is the lean of a trained model's score toward its
+    own training label (see docs/ALGORITHM.md).
+    """
+    scores = np.asarray(scores, np.float64)
+    given = np.asarray(given, np.int64)
+    r = class_means(trusted_scores, trusted, num_classes)
+    g = np.zeros((num_classes, scores.shape[1]))
+    np.add.at(g, given, scores)
+    g /= len(given)
+    q = np.clip((g @ np.linalg.pinv(r)).T, 0.0, None)  # (true, given)
+    q /= q.sum()
+    prior = q.sum(1)
+    t = np.where(prior[:, None] > 0, q / np.maximum(prior[:, None], 1e-12), np.eye(num_classes))
+    return float(1.0 - np.trace(q)), t, prior
