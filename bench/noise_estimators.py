@@ -18,10 +18,21 @@ a basic bootstrap interval (``--rounds`` resamples of the samples, 90%):
 - ``anchor``: the anchor-point transition on the teacher's softmax, temperature
   fitted to the given labels (engine.method.transition);
 - ``HOC``: high-order consensus of each sample's and its 2 nearest neighbours'
-  given labels on the teacher's graph features (engine.method.transition).
+  given labels on the teacher's graph features (engine.method.transition);
+- where the test labels are the truth (``test_labels == "truth"``), two that read
+  them as a trusted set: ``gold on test`` (gold loss correction, Hendrycks et al.
+  2018: ``T[t, :]`` = the mean teacher softmax over the test samples truly ``t``)
+  and ``trusted test`` (``Q = (G R^-1)^T``, engine.method.transition.trusted_transition:
+  the classes the features mix cancel), on the teacher's softmax (``probs``) and on
+  the neighbour votes of the training samples' given labels (``votes``; a test
+  sample's neighbours are training samples), with ``Q`` clipped at 0 (``clip``) or
+  fitted by non-negative least squares (``nnls``). The trusted set is here the
+  run's test split: an analysis, not a method (nothing in a run reads test labels).
 
-Prints one row per run x estimator: estimate [interval], true rate, error;
-and A (clean ambiguity) and the teacher's accuracy against the truth.
+Prints one row per run x estimator: estimate [interval], the bootstrap's standard
+deviation, true rate, error; and A (clean ambiguity), the teacher's training-set
+accuracy against the truth, and the share of samples whose nearest neighbour
+has their clean class (what HOC assumes is near 1).
 """
 
 from __future__ import annotations
@@ -132,7 +143,7 @@ def with_interval(fn, n: int, rounds: int, seed: int):
     point = fn(np.arange(n))
     rng = np.random.default_rng([seed, 11])
     values = [fn(rng.integers(0, n, n)) for _ in range(rounds)]
-    return (point, *basic_interval(values, point))
+    return (point, *basic_interval(values, point), float(np.std(values)))
 
 
 def analyse(arrays: dict, rounds: int) -> tuple[list[tuple], dict]:
@@ -149,9 +160,9 @@ def analyse(arrays: dict, rounds: int) -> tuple[list[tuple], dict]:
     probs = softmax(logits / temperature)
     rows = []
     est = confident.estimate_noise(given, vote_probs, seed, rounds)
-    rows.append(("joint votes", est.joint_rate, *confident._interval(
-        [confident.noise_rate_from_joint(confident._joint(given[i], vote_probs[i], num_classes))
-         for i in confident._resamples(n, seed, rounds)], est.joint_rate)))
+    boot = [confident.noise_rate_from_joint(confident._joint(given[i], vote_probs[i], num_classes))
+            for i in confident._resamples(n, seed, rounds)]
+    rows.append(("joint votes", est.joint_rate, *confident._interval(boot, est.joint_rate), float(np.std(boot))))
     rows.append(("joint probs", *with_interval(lambda i: joint_rate(given[i], probs[i], num_classes), n, rounds,
                                                seed)))
     if holdout.sum() >= 5 * num_classes:
@@ -173,14 +184,15 @@ def analyse(arrays: dict, rounds: int) -> tuple[list[tuple], dict]:
         tt = test_true[known]
         m = len(known)
 
-        def trusted(train_scores, test_scores):
+        def trusted(train_scores, test_scores, fit):
             def fn(i):
                 j = rng_t.integers(0, m, m)
-                return transition.trusted_transition(train_scores[i], given[i], test_scores[j], tt[j], num_classes)[0]
+                return transition.trusted_transition(train_scores[i], given[i], test_scores[j], tt[j], num_classes,
+                                                     fit)[0]
             rng_t = np.random.default_rng([seed, 13])
-            point = transition.trusted_transition(train_scores, given, test_scores, tt, num_classes)[0]
+            point = transition.trusted_transition(train_scores, given, test_scores, tt, num_classes, fit)[0]
             values = [fn(rng_t.integers(0, n, n)) for _ in range(rounds)]
-            return (point, *basic_interval(values, point))
+            return (point, *basic_interval(values, point), float(np.std(values)))
 
         def gold(train_scores, test_scores):  # Hendrycks et al.: T = R, the prior from the given frequencies
             def rate(i, j):
@@ -190,11 +202,12 @@ def analyse(arrays: dict, rounds: int) -> tuple[list[tuple], dict]:
             rng_g = np.random.default_rng([seed, 17])
             point = rate(np.arange(n), np.arange(m))
             values = [rate(rng_g.integers(0, n, n), rng_g.integers(0, m, m)) for _ in range(rounds)]
-            return (point, *basic_interval(values, point))
+            return (point, *basic_interval(values, point), float(np.std(values)))
 
         rows.append((f"gold on test ({m}), probs", *gold(probs, t_probs)))
-        rows.append((f"trusted test ({m}), probs", *trusted(probs, t_probs)))
-        rows.append((f"trusted test ({m}), votes", *trusted(votes, t_votes)))
+        for fit in ("clip", "nnls"):
+            rows.append((f"trusted test ({m}), probs, {fit}", *trusted(probs, t_probs, fit)))
+            rows.append((f"trusted test ({m}), votes, {fit}", *trusted(votes, t_votes, fit)))
     facts = {"true": float(np.mean(given != true)), "A": est.ambiguity, "teacher_acc": float(np.mean(
         logits.argmax(1) == true)), "temperature": temperature,
         "nn_same_clean": float(np.mean(true[graph.neighbor_idx[:, 0]] == true))}
@@ -209,17 +222,18 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    print("| run | A | teacher acc (true) | 1-NN same clean class | estimator | rate [90%] | true | error |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| run | A | teacher acc (true) | 1-NN same clean class | estimator | rate [90%] | bootstrap sd | true | "
+          "error |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for run in a.runs:
         run_dir = Path(run)
         if not (run_dir / "teacher_outputs.npz").is_file():
             print(f"  {run}: no teacher_outputs.npz (a run directory past stage 0 is needed)", file=sys.stderr)
             return 2
         rows, facts = analyse(teacher_arrays(run_dir, Path(a.cache)), a.rounds)
-        for name, point, low, high in rows:
+        for name, point, low, high, spread in rows:
             print(f"| {run_dir.name} | {facts['A']:.3f} | {facts['teacher_acc']:.3f} | {facts['nn_same_clean']:.3f} "
-                  f"| {name} | {point:.3f} [{low:.3f}, {high:.3f}] | {facts['true']:.3f} | "
+                  f"| {name} | {point:.3f} [{low:.3f}, {high:.3f}] | {spread:.3f} | {facts['true']:.3f} | "
                   f"{point - facts['true']:+.3f} |", flush=True)
     return 0
 

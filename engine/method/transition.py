@@ -143,7 +143,7 @@ def class_means(scores: np.ndarray, labels: np.ndarray, num_classes: int) -> np.
 
 
 def trusted_transition(scores: np.ndarray, given: np.ndarray, trusted_scores: np.ndarray, trusted: np.ndarray,
-                       num_classes: int) -> tuple[float, np.ndarray, np.ndarray]:
+                       num_classes: int, fit: str = "clip") -> tuple[float, np.ndarray, np.ndarray]:
     """``(rate, T, prior)`` from a model's scores on the training samples and on samples with trusted labels.
 
     ``scores (N, C)`` and ``trusted_scores (M, C)``: any out-of-label evidence
@@ -156,9 +156,12 @@ def trusted_transition(scores: np.ndarray, given: np.ndarray, trusted_scores: np
     sum of the scores of those given ``g``, over ``N``. If a training
     sample's score depends on its clean class only (not its given label),
     ``G = Q^T R`` with ``Q[t, g]`` = P(true t, given g), whatever ``S``:
-    ``Q = (G R^-1)^T``, clipped at 0 and renormalised. The mixing ``S``
-    cancels; what is left is the lean of a trained model's score toward its
-    own training label (see docs/ALGORITHM.md).
+    ``Q = (G R^-1)^T``, clipped at 0 and renormalised (``fit="clip"``), or
+    each column of ``Q`` fitted by non-negative least squares
+    (``fit="nnls"``; then renormalised). The mixing ``S`` cancels; what is
+    left is the lean of a trained model's score toward its own training
+    label, and the sampling noise of ``R`` (clipping keeps its positive
+    part: an upward bias near 0 noise; see docs/ALGORITHM.md).
     """
     scores = np.asarray(scores, np.float64)
     given = np.asarray(given, np.int64)
@@ -166,7 +169,14 @@ def trusted_transition(scores: np.ndarray, given: np.ndarray, trusted_scores: np
     g = np.zeros((num_classes, scores.shape[1]))
     np.add.at(g, given, scores)
     g /= len(given)
-    q = np.clip((g @ np.linalg.pinv(r)).T, 0.0, None)  # (true, given)
+    if fit == "nnls":
+        from scipy.optimize import nnls
+
+        q = np.stack([nnls(r.T, g[k])[0] for k in range(num_classes)], 1)  # (true, given)
+    elif fit == "clip":
+        q = np.clip((g @ np.linalg.pinv(r)).T, 0.0, None)  # (true, given)
+    else:
+        raise ValueError(f"fit={fit!r}; valid: clip, nnls")
     q /= q.sum()
     prior = q.sum(1)
     t = np.where(prior[:, None] > 0, q / np.maximum(prior[:, None], 1e-12), np.eye(num_classes))
