@@ -29,6 +29,10 @@ a basic bootstrap interval (``--rounds`` resamples of the samples, 90%):
   fitted by non-negative least squares (``nnls``). The trusted set is here the
   run's test split: an analysis, not a method (nothing in a run reads test labels).
 
+``--trusted-sizes 250 500 1000`` adds how the trusted estimator (on the votes)
+fares with that many random test labels, beside counting the wrong labels among
+as many random training samples (what a person's review of random samples gives).
+
 Prints one row per run x estimator: estimate [interval], the bootstrap's standard
 deviation, true rate, error; and A (clean ambiguity), the teacher's training-set
 accuracy against the truth, and the share of samples whose nearest neighbour
@@ -214,12 +218,45 @@ def analyse(arrays: dict, rounds: int) -> tuple[list[tuple], dict]:
     return rows, facts
 
 
+def trusted_sizes(arrays: dict, sizes: list[int], draws: int = 40) -> list[str]:
+    """Rows: the trusted estimator on the votes with ``m`` random test labels (``draws`` subsets), mean error and
+    spread per fit, beside counting the wrong labels among ``m`` random training samples (a person's review)."""
+    given, true = arrays["given"].astype(np.int64), arrays["true"].astype(np.int64)
+    num_classes, n = arrays["logits"].shape[1], len(given)
+    from engine.method.config import GraphConfig
+
+    features = arrays["features"].astype(np.float32)
+    graph = build_graph(features, GraphConfig(k=int(arrays["k"]), power=float(arrays["power"])))
+    weights = np.clip(graph.neighbor_sim.astype(np.float64), 0, None) ** float(arrays["power"])
+    votes = confident.neighbour_votes(graph.neighbor_idx, weights, given, num_classes)
+    tt = arrays["test_true"].astype(np.int64)
+    tv = test_votes(features.astype(np.float64), arrays["test_features"].astype(np.float64), given, num_classes,
+                    int(arrays["k"]), float(arrays["power"]))
+    rate = float(np.mean(given != true))
+    rng = np.random.default_rng([int(arrays["seed"]), 19])
+    rows = []
+    for m in sizes:
+        cells = []
+        for fit in ("nnls", "clip"):
+            values = []
+            for _ in range(draws):
+                j = rng.choice(len(tt), m, replace=False)
+                values.append(transition.trusted_transition(votes, given, tv[j], tt[j], num_classes, fit)[0])
+            cells.append(f"{np.mean(values) - rate:+.3f} ({np.std(values):.3f})")
+        counted = [np.mean(given[k] != true[k]) for k in (rng.choice(n, m, replace=False) for _ in range(draws))]
+        rows.append(f"| {m} | {cells[0]} | {cells[1]} | {np.std(counted):.3f} |")
+    return rows
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+")
     p.add_argument("--cache", default="/tmp/noise_estimators")
     p.add_argument("--rounds", type=int, default=30)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--trusted-sizes", nargs="*", type=int, default=[],
+                   help="also: the trusted estimator with this many random test labels, against counting as many "
+                        "reviewed training labels")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     print("| run | A | teacher acc (true) | 1-NN same clean class | estimator | rate [90%] | bootstrap sd | true | "
@@ -235,6 +272,15 @@ def main(argv=None) -> int:
             print(f"| {run_dir.name} | {facts['A']:.3f} | {facts['teacher_acc']:.3f} | {facts['nn_same_clean']:.3f} "
                   f"| {name} | {point:.3f} [{low:.3f}, {high:.3f}] | {spread:.3f} | {facts['true']:.3f} | "
                   f"{point - facts['true']:+.3f} |", flush=True)
+    if a.trusted_sizes:
+        print("\n| run | trusted labels | votes NNLS: mean error (sd) | votes clip: mean error (sd) | "
+              "counting as many reviewed training labels: sd |")
+        print("|---|---|---|---|---|")
+        for run in a.runs:
+            arrays = teacher_arrays(Path(run), Path(a.cache))
+            if bool(arrays["test_is_truth"]):
+                for row in trusted_sizes(arrays, a.trusted_sizes):
+                    print(f"| {Path(run).name} {row}", flush=True)
     return 0
 
 

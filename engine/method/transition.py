@@ -42,7 +42,7 @@ import numpy as np
 from .confident import project_to_simplex
 
 ANCHOR_QUANTILE = 0.97  # Patrini et al.'s choice: the surest 3% per class are passed over as possible outliers
-HOC_STEPS = 1500  # Adam steps of the HOC fit; its loss changes < 1e-9 per step beyond ~1000 on C = 10
+HOC_STEPS = 1500  # Adam steps of the HOC fit: on the stored runs the rate moves < 0.002 from 600 to 3000 steps
 HOC_LR = 0.1
 
 
