@@ -208,11 +208,19 @@ def analyse(arrays: dict, rounds: int) -> tuple[list[tuple], dict]:
             values = [rate(rng_g.integers(0, n, n), rng_g.integers(0, m, m)) for _ in range(rounds)]
             return (point, *basic_interval(values, point), float(np.std(values)))
 
+        # the lean of a training sample's vote toward its own given label: its vote for that label against
+        # a test image's of the same true class (R[true, given]); equal if the votes ignored the labels' noise
+        r_votes = transition.class_means(t_votes, tt, num_classes)
+        right = given == true
+        lean = {kind: (float(np.mean(votes[mask, given[mask]])), float(np.mean(r_votes[true[mask], given[mask]])))
+                for kind, mask in (("right", right), ("wrong", ~right)) if mask.any()}
         rows.append((f"gold on test ({m}), probs", *gold(probs, t_probs)))
         for fit in ("clip", "nnls"):
             rows.append((f"trusted test ({m}), probs, {fit}", *trusted(probs, t_probs, fit)))
             rows.append((f"trusted test ({m}), votes, {fit}", *trusted(votes, t_votes, fit)))
-    facts = {"true": float(np.mean(given != true)), "A": est.ambiguity, "teacher_acc": float(np.mean(
+    else:
+        lean = {}
+    facts = {"lean": lean, "true": float(np.mean(given != true)), "A": est.ambiguity, "teacher_acc": float(np.mean(
         logits.argmax(1) == true)), "temperature": temperature,
         "nn_same_clean": float(np.mean(true[graph.neighbor_idx[:, 0]] == true))}
     return rows, facts
@@ -272,6 +280,9 @@ def main(argv=None) -> int:
             print(f"| {run_dir.name} | {facts['A']:.3f} | {facts['teacher_acc']:.3f} | {facts['nn_same_clean']:.3f} "
                   f"| {name} | {point:.3f} [{low:.3f}, {high:.3f}] | {spread:.3f} | {facts['true']:.3f} | "
                   f"{point - facts['true']:+.3f} |", flush=True)
+        for kind, (train_vote, test_like) in facts["lean"].items():
+            print(f"  {run_dir.name}: vote for the given label where it is {kind}: {train_vote:.3f} on the training "
+                  f"samples, {test_like:.3f} on test images of the same true class", flush=True)
     if a.trusted_sizes:
         print("\n| run | trusted labels | votes NNLS: mean error (sd) | votes clip: mean error (sd) | "
               "counting as many reviewed training labels: sd |")
