@@ -244,6 +244,9 @@ def trusted_sizes(arrays: dict, sizes: list[int], draws: int = 40) -> list[str]:
     rng = np.random.default_rng([int(arrays["seed"]), 19])
     rows = []
     for m in sizes:
+        if m > len(tt):
+            rows.append(f"| {m} | more than the {len(tt)} test labels | - | - |")
+            continue
         cells = []
         for fit in ("nnls", "clip"):
             values = []
