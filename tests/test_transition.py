@@ -58,7 +58,7 @@ def test_anchor_recovers_t_where_anchors_exist():
     clean = rng.choice(C, size=n, p=PRIOR)
     pi = np.eye(C)[clean] * 0.5 + rng.dirichlet(np.ones(C), n) * 0.5  # mixed clean posteriors ...
     sure = rng.random(n) < 0.5
-    pi[sure] = np.eye(C)[clean[sure]]  # ... and half sure of their class: anchors (class 3: 5% of all, above the 3% passed over)
+    pi[sure] = np.eye(C)[clean[sure]]  # ... and half sure of their class: anchors (class 3: 5%, above the 3% skipped)
     probs = pi @ T_TRUE  # P(given | x)
     given = (np.cumsum(probs, 1) < rng.random(n)[:, None]).sum(1)
     rate, t, _ = transition.anchor_transition(probs, given, C)
