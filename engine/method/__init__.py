@@ -3,7 +3,8 @@
 ``config`` (every run setting, declared once), ``presets`` (named configs of
 ``assets/presets.json``), ``stages`` (phase names and their sets), ``noise``
 (noise models, the "known noise rate" rule), ``confident`` (noise rate, posterior and
-estimated precision without the truth), ``graph``
+estimated precision without the truth), ``transition`` (rate estimators by a transition
+matrix, compared in ``bench/noise_estimators.py``), ``graph``
 (kNN, faiss), ``propagate`` (label propagation), ``select`` (small loss),
 ``ambiguity`` (AWE), ``refinery`` (the label rules), ``losses``, ``training``
 (one epoch), ``augment``, ``metrics``, ``stats`` (how much is chance).
