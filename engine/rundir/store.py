@@ -5,7 +5,8 @@ Layout of ``runs/NAME/`` (this class owns every path in it)::
     config.json          the RunConfig (JSON)
     status.json          phase, step, state (idle/running/error/done), last error
     dataset.npz          static per-sample arrays: given, true labels, keys, class names (np.savez: stored,
-                         not compressed, so readers memory-map each array: engine.rundir.npzmap)
+                         not compressed, so readers memory-map each array: engine.rundir.npzmap), and
+                         the samples' digests (engine.rundir.digest: same samples without reading them)
     metrics.jsonl        one JSON object of scalar metrics per step
     snapshots/step_NNNNN/FIELD.npy  per-sample arrays of that step, one uncompressed .npy per field (format
                          and policy: engine.rundir.snapshot); runs made before it: snapshots/step_NNNNN.npz
@@ -210,7 +211,16 @@ class _RunFacts(RunLayout):
     # ------------------------------------------------------------ static arrays
     def write_dataset(self, **arrays) -> None:
         """``dataset.npz`` with ``np.savez``: members stored uncompressed, so readers map them (not
-        ``savez_compressed``: that would make every page read a million keys whole)."""
+        ``savez_compressed``: that would make every page read a million keys whole).
+
+        With ``keys`` and ``given``, the samples' digests (:mod:`engine.rundir.digest`) are computed here and
+        stored beside them, replacing any passed in (an array read back and written again): a stored digest
+        always describes the arrays written with it, since this is the one writer of the file."""
+        from .digest import DIGESTS, dataset_digests
+
+        arrays = {name: array for name, array in arrays.items() if name not in DIGESTS}
+        if "keys" in arrays and "given" in arrays:
+            arrays.update(dataset_digests(arrays["keys"], arrays["given"]))
         with atomic_path(self.dataset_path) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, **arrays)
@@ -232,6 +242,17 @@ class _RunFacts(RunLayout):
             if not len(arrays["given"]) == len(arrays["keys"]) == len(arrays["true"]):
                 raise ValueError("given, keys and true differ in length")
         return watched(arrays, DATASET_STEP)
+
+    def dataset_digest(self, name: str) -> str | None:
+        """One of ``dataset.npz``'s stored digests (``samples_digest``, ``keys_digest``, ``given_digest``:
+        :mod:`engine.rundir.digest`), or None for a run made before they were stored (the caller then reads
+        the arrays, as it did before)."""
+        from .digest import DIGESTS
+
+        if name not in DIGESTS:
+            raise ValueError(f"unknown digest {name!r}; valid: {', '.join(DIGESTS)}")
+        value = self.dataset_arrays().get(name)
+        return None if value is None else str(value)
 
     def test_labels(self) -> str | None:
         """What the run's test accuracies are measured against: ``"truth"``, ``"given"`` (a label file's
