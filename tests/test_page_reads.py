@@ -36,13 +36,14 @@ WHOLE = {
 }
 
 
-#: page -> the arrays of the run's dataset.npz it may read whole, and why (any other: at most ROWS rows). Only
-#: Compare reads the sample keys whole; every other page reads the keys of the rows it shows.
+#: page -> the arrays of the run's dataset.npz it may read whole, and why (any other: at most ROWS rows). No page
+#: reads the sample keys whole: each reads the keys of the rows it shows (whether runs hold the same samples is
+#: told by the digests dataset.npz stores: engine.rundir.digest).
 DATASET_WHOLE = {
     "review": {"given", "true"},  # the queue ranks every sample (expected change, disagreement with the truth)
     "losses": {"given", "true"},  # the easy rule and the histogram's split by the truth, over every sample
     "graph": {"given", "true"},  # the story ranks the step's relabelled samples by what they fixed
-    "compare": {"given", "true", "keys"},  # whether the runs hold the same samples: every key and given label
+    "compare": {"given", "true"},  # which runs label each sample right (truth); the label warnings (given)
     "embeddings": {"given", "true"},  # a small run draws every sample (a large one: the drawn rows only)
 }
 
@@ -130,6 +131,87 @@ def test_compare_reads_only_the_final_labels_and_predictions(digits_run, make_ti
     last = {RunStore(p).steps()[-1] for p in runs}
     assert violations(log, WHOLE["compare"], last, DATASET_WHOLE["compare"]) == []
     assert {name for step, name in log.touched if step != snapshot.DATASET_STEP} == {"refined", "student_pred"}
+    assert 0 < log.touched[(snapshot.DATASET_STEP, "keys")] <= 50  # built-in data? the first 50 keys tell
+
+
+def _as_made_before_digests(run_dir: Path) -> None:
+    """Rewrite a run's dataset.npz without the stored digests, as runs made before them hold it."""
+    from engine.rundir.digest import DIGESTS
+
+    path = RunStore(run_dir).dataset_path
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files if name not in DIGESTS}
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def test_whether_runs_hold_the_same_samples_is_told_by_their_digests_and_old_runs_by_reading(
+        digits_run, tmp_path):
+    """engine.readers.compare.same_data: runs with stored digests are compared without reading a key or a
+    label whole; a run made before digests reads them (every key) and is judged the same way; a differing
+    key or given label is still found and named either way."""
+    from engine.readers.compare import same_data
+
+    same, other_key, other_given = (tmp_path / name for name in ("same", "other-key", "other-given"))
+    for path in (same, other_key, other_given):
+        shutil.copytree(digits_run, path)
+    arrays = {name: np.array(a) for name, a in RunStore(digits_run).dataset_arrays().items()}
+    keys, given = arrays["keys"].astype("U40"), arrays["given"].copy()
+    keys[700] = "train/elsewhere.png"
+    given[[3, 9]] = (given[[3, 9]] + 1) % 10
+    RunStore(other_key).write_dataset(**{**arrays, "keys": keys})  # the digests are made again on writing
+    RunStore(other_given).write_dataset(**{**arrays, "given": given})
+    assert RunStore(other_key).dataset_digest("keys_digest") != RunStore(digits_run).dataset_digest("keys_digest")
+
+    with snapshot.recording() as log:
+        assert same_data([digits_run, same]) == []
+    names = (snapshot.DATASET_STEP, "class_names")  # ten names, read whole
+    assert log.whole() <= {names} and log.most_rows(exclude=("class_names",)) <= 50  # 50 keys: row numbers?
+    expected_key = f"1 of 1437 keys differ (sample 700: '{arrays['keys'][700]}' and 'train/elsewhere.png')"
+    expected_given = "different given labels on 2 of 1437 samples"
+    with snapshot.recording() as log:
+        assert expected_key in same_data([digits_run, other_key])[0]
+        assert expected_given in same_data([digits_run, other_given])[0]
+    assert (snapshot.DATASET_STEP, "keys") in log.whole() and (snapshot.DATASET_STEP, "given") in log.whole()
+
+    for path in (same, other_key, other_given):
+        _as_made_before_digests(path)
+        assert RunStore(path).dataset_digest("keys_digest") is None
+    with snapshot.recording() as log:
+        assert same_data([digits_run, same]) == []
+    assert log.whole() - {names} == {(snapshot.DATASET_STEP, "keys"), (snapshot.DATASET_STEP, "given")}  # read
+    assert expected_key in same_data([digits_run, other_key])[0]
+    assert expected_given in same_data([digits_run, other_given])[0]
+
+
+def test_the_review_log_reads_the_rows_it_records_and_refuses_a_log_of_other_samples_old_runs_too(
+        digits_run, tmp_path):
+    """engine.rundir.review.ReviewStore: its samples digest comes from dataset.npz (no key read); a decision
+    reads its own sample's key and given label; a log moved into a run with other given labels is refused,
+    whether that run stores its digest or was made before digests (then every key is read once)."""
+    from engine.errors import UserError
+    from engine.rundir.review import ReviewStore
+
+    run, moved = tmp_path / "run", tmp_path / "moved"
+    shutil.copytree(digits_run, run)
+    with snapshot.recording() as log:
+        decision = ReviewStore(run).record(5, "keep", "ann")
+    assert (decision.key, decision.label) == ("digits/5", int(RunStore(run).dataset_arrays()["given"][5]))
+    assert log.touched == {(snapshot.DATASET_STEP, "keys"): 1, (snapshot.DATASET_STEP, "given"): 1}
+
+    shutil.copytree(run, moved)
+    arrays = {name: np.array(a) for name, a in RunStore(moved).dataset_arrays().items()}
+    arrays["given"][100] = (arrays["given"][100] + 1) % 10  # one given label differs: other samples
+    RunStore(moved).write_dataset(**arrays)
+    with pytest.raises(UserError, match="was written for other samples"):
+        ReviewStore(moved).history()
+    _as_made_before_digests(moved)
+    with snapshot.recording() as log:
+        with pytest.raises(UserError, match="was written for other samples"):
+            ReviewStore(moved).history()
+    assert (snapshot.DATASET_STEP, "keys") in log.whole()  # an old run: its digest computed from every key
+    _as_made_before_digests(run)
+    assert len(ReviewStore(run).history()) == 1  # the log's own run, made before digests: still its log
 
 
 def test_the_bound_fails_a_page_that_reads_a_whole_field(digits_run, monkeypatch):

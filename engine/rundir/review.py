@@ -70,7 +70,6 @@ one step's propagation with the clamps, to show their ripple.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import sqlite3
@@ -303,13 +302,8 @@ def _verdict(sample: int, votes: tuple, proposal: int | None) -> Consensus:
     return Consensus(sample, None if outlier else int(winner), outlier, disputed, tie_broken, votes)
 
 
-@functools.lru_cache(maxsize=8)
-def _computed_digest(path: str, mtime_ns: int, size: int) -> str:
-    """The samples digest of a ``dataset.npz`` made before digests were stored in it (every key read)."""
-    from .npzmap import load
-
-    arrays = load(path)
-    return samples_digest(arrays["keys"], arrays["given"])
+#: Samples digests computed for runs made before ``dataset.npz`` stored one: (path, mtime_ns, size) -> digest.
+_COMPUTED_DIGESTS: dict[tuple[str, int, int], str] = {}
 
 
 class _LogFile:
@@ -461,14 +455,18 @@ class _LogFile:
     def _run_digest(self) -> str | None:
         """The run's samples digest: stored in ``dataset.npz`` when the run was made, so no key is read;
         a run made before that: computed from every key and given label (once per version of the file in
-        this process: :func:`_computed_digest`)."""
+        this process)."""
         static = self._dataset()
         if not static:
             return None
         if static["digest"] is None:
-            path = RunStore(self.run_dir).dataset_path
-            info = path.stat()
-            static["digest"] = _computed_digest(str(path), info.st_mtime_ns, info.st_size)
+            info = RunStore(self.run_dir).dataset_path.stat()
+            version = (str(self.run_dir.resolve()), info.st_mtime_ns, info.st_size)
+            if version not in _COMPUTED_DIGESTS:
+                if len(_COMPUTED_DIGESTS) >= 8:
+                    _COMPUTED_DIGESTS.pop(next(iter(_COMPUTED_DIGESTS)))
+                _COMPUTED_DIGESTS[version] = samples_digest(static["keys"], static["given"])
+            static["digest"] = _COMPUTED_DIGESTS[version]
         return static["digest"]
 
     def samples_digest(self) -> str | None:
