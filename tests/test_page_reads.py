@@ -318,3 +318,43 @@ def test_dataset_npz_is_mapped_array_by_array_and_a_compressed_one_still_reads(t
         assert loaded["keys"][[3, 999]].tolist() == ["train/3.png", "train/999.png"]
     monkeypatch.setattr(npzmap, "MAP_MIN_BYTES", 1 << 20)
     assert npzmap.load(stored)["keys"].flags.writeable  # small arrays: read whole
+
+
+def test_setup_tells_a_vectors_file_by_its_headers_and_labels_and_never_reads_its_features(tmp_path, monkeypatch):
+    """app.byod.dataset_facts of a vectors file (the Setup form): the facts a full load gives (width, rows
+    after the held-out split, classes, rows per class), while NumPy reads only the labels and the class names
+    of an .npz and nothing of an .npy (the headers tell the shapes): never the features (N, D), nor the keys."""
+    import app.byod as byod
+    from engine.data import load_dataset
+    from tests.conftest import blobs_npz
+
+    rng = np.random.default_rng(3)
+    labels = rng.choice(3, size=500, p=[0.6, 0.3, 0.1])  # unequal classes: counts that a wrong split would move
+    labels[:9] = -1  # truth unknown for some rows
+    npz = blobs_npz(tmp_path / "emb.npz", labels, 16, 3.0, rng, "row-{}")
+    npy = tmp_path / "emb.npy"
+    np.save(npy, rng.standard_normal((300, 7)).astype(np.float32))
+    specs = (f"vectors:{npz}?test=0.3", f"vectors:{npz}", f"vectors:{npy}?test=0.1")
+    expected = []
+    for spec in specs:
+        data = load_dataset(spec)
+        counts = None if data.train_true is None else \
+            tuple(np.bincount(data.train_true[data.train_true >= 0], minlength=data.num_classes).tolist())
+        expected.append(byod.DataFacts("vectors", data.input_shape, tuple(data.class_names) or None, counts,
+                                       data.num_train))
+    assert [e.num_train for e in expected] == [350, 400, 270]  # 491 labelled rows split by class, 9 unknown
+    assert [e.class_counts for e in expected] == [(206, 110, 28), (235, 126, 32), None]
+
+    reads, loads = [], []
+    read_array, load = np.lib.format.read_array, np.load
+
+    def recorded(*args, **kwargs):
+        array = read_array(*args, **kwargs)
+        reads.append(array.shape)
+        return array
+
+    monkeypatch.setattr(np.lib.format, "read_array", recorded)
+    monkeypatch.setattr(np, "load", lambda *a, **k: loads.append(a[0]) or load(*a, **k))
+    byod.dataset_facts.cache_clear()
+    assert [byod.dataset_facts(spec) for spec in specs] == expected
+    assert loads == [] and reads == [(500,), (3,)] * 2  # labels and class names of each .npz spec; the .npy: none
