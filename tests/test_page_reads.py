@@ -358,3 +358,41 @@ def test_setup_tells_a_vectors_file_by_its_headers_and_labels_and_never_reads_it
     byod.dataset_facts.cache_clear()
     assert [byod.dataset_facts(spec) for spec in specs] == expected
     assert loads == [] and reads == [(500,), (3,)] * 2  # labels and class names of each .npz spec; the .npy: none
+
+
+@pytest.fixture(scope="module")
+def vectors_run(make_tiny_run, tmp_path_factory) -> Path:
+    """A finished tiny AML-KD run on a ``vectors:`` file of 300 rows (3 blobs in 8-D, keys ``vec-{i}``)."""
+    from tests.conftest import blobs_npz
+
+    folder = tmp_path_factory.mktemp("vectors")
+    labels = np.arange(300) % 3
+    path = blobs_npz(folder / "emb.npz", labels, 8, 4.0, np.random.default_rng(0), "vec-{}")
+    return make_tiny_run("vectors", f"vectors:{path}", "symmetric:0.3")
+
+
+def test_the_pages_of_a_vectors_run_never_load_its_vectors_file(vectors_run, monkeypatch):
+    """Embeddings, Propagation graph and Review draw a vectors sample as its key and labels: their dataset is
+    the run's class names and keys (app.samples.RunVectors), and loading the vectors file (every row read,
+    checked and standardised: 0.5 GB at 1M x 128) fails this test; the keys are read by row."""
+    import app.samples
+
+    render("embeddings", vectors_run)  # the first opening projects the step's features: cached from then on
+    render("graph", vectors_run)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a page loaded the vectors file")
+
+    from engine.data import registry
+
+    monkeypatch.setitem(registry._LOADERS, "vectors", refuse)  # whichever way a page would load it
+    app.samples._load_dataset.clear()
+    store = RunStore(vectors_run)
+    chosen = [4, 150, 239]  # of the 240 training rows
+    at, log = render("embeddings", vectors_run, selected_samples=chosen)
+    keys = [str(k) for k in store.dataset_arrays()["keys"][chosen]]
+    assert [t.value for t in at.text] == keys and all(k.startswith("vec-") for k in keys)  # the cards' keys
+    assert log.touched[(snapshot.DATASET_STEP, "keys")] <= len(chosen)
+    for page, state in (("graph", {}), ("review", {"review_details_section": True})):
+        at, log = render(page, vectors_run, **state)
+        assert log.touched.get((snapshot.DATASET_STEP, "keys"), 0) <= ROWS, page
