@@ -205,6 +205,10 @@ class RunLayout:
 
 
 
+#: RunStore.truth_known's answers: (dataset.npz path, mtime_ns, size) -> whether any truth is known.
+_TRUTH_KNOWN: dict[tuple[str, int, int], bool] = {}
+
+
 class _RunFacts(RunLayout):
     """The files a run writes once: its samples, the inputs it skipped, the teacher's outputs."""
 
@@ -253,6 +257,18 @@ class _RunFacts(RunLayout):
             raise ValueError(f"unknown digest {name!r}; valid: {', '.join(DIGESTS)}")
         value = self.dataset_arrays().get(name)
         return None if value is None else str(value)
+
+    def truth_known(self) -> bool:
+        """Whether any training sample's true label is known (``true >= 0`` somewhere): every ``true`` read
+        once per version of ``dataset.npz`` in this process (a page that asks on every redraw reads none)."""
+        with reading(self.dataset_path, DATASET_ADVICE):
+            info = self.dataset_path.stat()
+        version = (str(self.dataset_path.resolve()), info.st_mtime_ns, info.st_size)
+        if version not in _TRUTH_KNOWN:
+            if len(_TRUTH_KNOWN) >= 64:
+                _TRUTH_KNOWN.pop(next(iter(_TRUTH_KNOWN)))
+            _TRUTH_KNOWN[version] = bool((self.dataset_arrays()["true"] >= 0).any())
+        return _TRUTH_KNOWN[version]
 
     def test_labels(self) -> str | None:
         """What the run's test accuracies are measured against: ``"truth"``, ``"given"`` (a label file's
