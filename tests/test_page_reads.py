@@ -142,11 +142,11 @@ def test_compare_reads_only_the_final_labels_and_predictions(digits_run, make_ti
 
 def _as_made_before_digests(run_dir: Path) -> None:
     """Rewrite a run's dataset.npz without the stored digests, as runs made before them hold it."""
-    from engine.rundir.digest import DIGESTS
+    from engine.rundir.digest import DIGESTS, RECORD
 
     path = RunStore(run_dir).dataset_path
     with np.load(path, allow_pickle=False) as data:
-        arrays = {name: data[name] for name in data.files if name not in DIGESTS}
+        arrays = {name: data[name] for name in data.files if name not in (*DIGESTS, RECORD)}
     with open(path, "wb") as fh:
         np.savez(fh, **arrays)
 
@@ -209,6 +209,11 @@ def test_the_review_log_reads_the_rows_it_records_and_refuses_a_log_of_other_sam
     arrays = {name: np.array(a) for name, a in RunStore(moved).dataset_arrays().items()}
     arrays["given"][100] = (arrays["given"][100] + 1) % 10  # one given label differs: other samples
     RunStore(moved).write_dataset(**arrays)
+    with pytest.raises(UserError, match="was written for other samples"):
+        ReviewStore(moved).history()
+    stale = {name: np.array(a) for name, a in RunStore(run).dataset_arrays().items()}  # digests included
+    np.savez(RunStore(moved).dataset_path, **{**stale, "given": arrays["given"]})  # by hand, not write_dataset
+    assert RunStore(moved).dataset_digest("samples_digest") is None  # they describe the old given labels
     with pytest.raises(UserError, match="was written for other samples"):
         ReviewStore(moved).history()
     _as_made_before_digests(moved)

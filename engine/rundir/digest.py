@@ -12,11 +12,14 @@ Three SHA-256 digests (hex), each over the arrays in row order:
   labels, where runs of several seeds are checked against their own seed's).
 
 :meth:`engine.rundir.store.RunStore.write_dataset` stores them in
-``dataset.npz`` beside the arrays (one 0-d text array each, named as
-:data:`DIGESTS` lists) and recomputes them on every write, whatever digests it
-is passed, so a stored digest always describes the arrays stored with it.
-Runs made before that hold none: readers then compute what they need from
-the arrays (the old cost).
+``dataset.npz`` beside the arrays (:func:`append_digests`: one 0-d text array
+each, named as :data:`DIGESTS` lists, and :data:`RECORD`, the CRC-32 that the
+zip's directory holds for the ``keys`` and ``given`` members they were computed
+from). A reader takes a digest only while those CRCs still match
+(:func:`stored_digest`): a ``dataset.npz`` rewritten by other means with its old
+digests copied along (``np.savez(**arrays)``) and other keys or given labels
+has other CRCs, and its digests are ignored. Runs made before digests hold
+none: readers then compute what they need from the arrays (the old cost).
 
 Cost: ``O(N)`` in Python string formatting, about a second per million keys,
 paid once per run (and per read of a run made before the digests).
@@ -25,11 +28,17 @@ paid once per run (and per read of a run made before the digests).
 from __future__ import annotations
 
 import hashlib
+import json
+import zipfile
+from pathlib import Path
 
 import numpy as np
 
-#: dataset.npz members that hold the digests, and the function that makes each.
+#: dataset.npz members that hold the digests.
 DIGESTS = ("samples_digest", "keys_digest", "given_digest")
+#: The dataset.npz member that records which arrays the digests describe: {"keys": CRC-32, "given": CRC-32}.
+RECORD = "digests_of"
+_DESCRIBED = ("keys", "given")
 #: Rows joined into one string at a time (bounded memory for a million keys).
 _CHUNK = 65_536
 
@@ -79,8 +88,39 @@ def given_digest(given_labels) -> str:
     return hashlib.sha256(f"amlkd-given v1 n={len(labels)}\n".encode() + labels.tobytes()).hexdigest()
 
 
-def dataset_digests(keys, given_labels) -> dict[str, np.ndarray]:
-    """The :data:`DIGESTS` of a run's samples as ``dataset.npz`` stores them (0-d text arrays)."""
-    return {"samples_digest": np.array(samples_digest(keys, given_labels)),
-            "keys_digest": np.array(keys_digest(keys)),
-            "given_digest": np.array(given_digest(given_labels))}
+def dataset_digests(keys, given_labels) -> dict[str, str]:
+    """The :data:`DIGESTS` of a run's samples."""
+    return {"samples_digest": samples_digest(keys, given_labels), "keys_digest": keys_digest(keys),
+            "given_digest": given_digest(given_labels)}
+
+
+def _crcs(archive: zipfile.ZipFile) -> dict[str, int] | None:
+    try:
+        return {name: archive.getinfo(f"{name}.npy").CRC for name in _DESCRIBED}
+    except KeyError:
+        return None
+
+
+def append_digests(path: str | Path, keys, given_labels) -> None:
+    """Add the :data:`DIGESTS` of ``keys`` and ``given_labels`` to the ``.npz`` at ``path`` (just written with
+    those arrays as its ``keys`` and ``given`` members), with the :data:`RECORD` of those members' CRC-32."""
+    digests = dataset_digests(keys, given_labels)
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_STORED) as archive:
+        crcs = _crcs(archive)
+        if crcs is None:
+            raise ValueError(f"{path} holds no keys and given arrays to describe")
+        for name, text in {**digests, RECORD: json.dumps(crcs, sort_keys=True)}.items():
+            with archive.open(f"{name}.npy", "w") as member:
+                np.lib.format.write_array(member, np.array(text), allow_pickle=False)
+
+
+def stored_digest(path: str | Path, arrays: dict, name: str) -> str | None:
+    """Digest ``name`` as the ``.npz`` at ``path`` stores it (``arrays``: its arrays, as read), or None: none
+    stored (a run made before digests), or its keys or given labels are not those it was computed from."""
+    if name not in DIGESTS:
+        raise ValueError(f"unknown digest {name!r}; valid: {', '.join(DIGESTS)}")
+    if name not in arrays or RECORD not in arrays:
+        return None
+    with zipfile.ZipFile(path) as archive:  # the directory only: a few kB
+        current = _crcs(archive)
+    return str(arrays[name]) if current is not None and json.loads(str(arrays[RECORD])) == current else None

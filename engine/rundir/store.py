@@ -217,17 +217,17 @@ class _RunFacts(RunLayout):
         """``dataset.npz`` with ``np.savez``: members stored uncompressed, so readers map them (not
         ``savez_compressed``: that would make every page read a million keys whole).
 
-        With ``keys`` and ``given``, the samples' digests (:mod:`engine.rundir.digest`) are computed here and
-        stored beside them, replacing any passed in (an array read back and written again): a stored digest
-        always describes the arrays written with it, since this is the one writer of the file."""
-        from .digest import DIGESTS, dataset_digests
+        With ``keys`` and ``given``, the samples' digests are computed here and stored beside them
+        (:mod:`engine.rundir.digest`), with the CRC-32 of the arrays they describe; digests passed in (arrays
+        read back and written again) are dropped and made again."""
+        from .digest import DIGESTS, RECORD, append_digests
 
-        arrays = {name: array for name, array in arrays.items() if name not in DIGESTS}
-        if "keys" in arrays and "given" in arrays:
-            arrays.update(dataset_digests(arrays["keys"], arrays["given"]))
+        arrays = {name: array for name, array in arrays.items() if name not in (*DIGESTS, RECORD)}
         with atomic_path(self.dataset_path) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, **arrays)
+            if "keys" in arrays and "given" in arrays:
+                append_digests(tmp, arrays["keys"], arrays["given"])
 
     def dataset_arrays(self) -> dict[str, np.ndarray]:
         """``dataset.npz``: ``given``, ``keys``, ``true`` (same length), class names; one line naming it if damaged.
@@ -249,14 +249,13 @@ class _RunFacts(RunLayout):
 
     def dataset_digest(self, name: str) -> str | None:
         """One of ``dataset.npz``'s stored digests (``samples_digest``, ``keys_digest``, ``given_digest``:
-        :mod:`engine.rundir.digest`), or None for a run made before they were stored (the caller then reads
-        the arrays, as it did before)."""
-        from .digest import DIGESTS
+        :mod:`engine.rundir.digest`), or None for a run made before they were stored, or a file whose keys or
+        given labels are no longer those the digests describe (the caller then reads the arrays, as before)."""
+        from .digest import stored_digest
 
-        if name not in DIGESTS:
-            raise ValueError(f"unknown digest {name!r}; valid: {', '.join(DIGESTS)}")
-        value = self.dataset_arrays().get(name)
-        return None if value is None else str(value)
+        arrays = self.dataset_arrays()
+        with reading(self.dataset_path, DATASET_ADVICE):
+            return stored_digest(self.dataset_path, arrays, name)
 
     def truth_known(self) -> bool:
         """Whether any training sample's true label is known (``true >= 0`` somewhere): every ``true`` read
