@@ -7,8 +7,9 @@ Usage::
 For each size it makes a run directory and opens its pages in headless Chromium at 1024x768 (Playwright, the
 app served as ``make run`` serves it: tests/browser/conftest.py), measuring from the navigation to the first
 drawn chart (a plotly chart with data and a size on screen), or to the page's script having finished when it
-drew no chart (Compare: finished, with its charts drawn or the line saying why it draws none): the Embeddings page (goal <= 5 s at 1M once the projection is cached), then the Losses, Review,
-Propagation graph and Compare pages (Review: to its card). Each page is opened three times (:data:`OPENS`: the
+drew no chart (Compare: finished, with its charts drawn or the line saying why it draws none): the Embeddings
+page (goal <= 5 s at 1M once the projection is cached), then the Losses, Review, Propagation graph and
+Compare pages (Review: to its card). Each page is opened three times (:data:`OPENS`: the
 server's caches cold; warm in a new browser profile; warm with the browser's cache of the app's scripts, as a
 returning user), each printed with when the app, the page's title, the chart's container and the plot first
 appeared. Then, on the Embeddings page, a lasso drawn over the middle of the chart: how many samples the
