@@ -3,7 +3,10 @@ Streamlit's AppTest while engine.rundir.snapshot records every row and field a r
 
 Each page may read whole only the columns of the step it shows that its picture is made of (a queue ranks every
 sample, a histogram counts every loss, the graph replays its step's propagation); every other access, at any
-step, stays under :data:`ROWS` rows. The features (N, D) are never read whole by these pages."""
+step, stays under :data:`ROWS` rows. The features (N, D) are never read whole by these pages, nor the sample
+keys: whether runs hold the same samples, and whether a review log is a run's, is told by the digests
+dataset.npz stores (old runs: by reading, as before). The pages of a vectors run never load the vectors file,
+and Setup tells a vectors file's facts from its headers and labels."""
 
 from __future__ import annotations
 
