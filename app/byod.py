@@ -32,6 +32,7 @@ from engine.data import ARCHIVE_MAX_BYTES as MAX_BYTES, ARCHIVE_MAX_FILES as MAX
 from engine.data import TEST_FRACTION, folder_summary, stratified_holdout
 from engine.data import guess_columns, label_file_report, label_table_preview, read_label_csv
 from engine.data import VECTORS_TEST_FRACTION, DatasetSpec, split_path_options, with_label_file_classes
+from engine.data import vectors_facts
 from engine.errors import UserError
 from engine.models import available_models, default_pair
 from engine.method import CIFAR10_CLASSES, asym_targets, load_matrix, parse_noise_spec
@@ -142,12 +143,18 @@ class DataFacts:
 
 @lru_cache(maxsize=16)
 def dataset_facts(spec: str, stamp: tuple = ()) -> DataFacts:
-    """Load a (built-in, torchvision or vectors) dataset once and keep what the form needs; ``stamp``
-    (:func:`file_stamp` of a vectors file) loads it again when the file changes.
+    """Load a (built-in or torchvision) dataset once and keep what the form needs; a vectors file is not
+    loaded: its headers and labels tell (:func:`engine.data.vectors_facts`; its NaN and repeated keys are
+    refused when the run is made). ``stamp`` (:func:`file_stamp` of a vectors file) reads it again when the
+    file changes.
 
     Raises :class:`UserError` as :func:`engine.data.load_dataset` does; a
     failure is not cached, so files that appear later are found.
     """
+    parsed = parse_dataset_spec(spec)
+    if parsed.name == "vectors":
+        facts = vectors_facts(parsed)
+        return DataFacts("vectors", (facts.dim,), facts.class_names or None, facts.class_counts, facts.num_train)
     dataset = load_dataset(spec)
     if not dataset.class_names or dataset.train_true is None:  # vectors without labels: a label file names them
         return DataFacts(dataset.kind, dataset.input_shape, None, None, dataset.num_train)

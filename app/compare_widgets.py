@@ -395,8 +395,11 @@ def vector_cards(keys, samples: list[int], captions: list[str], columns: int = 3
 
 
 # ---------------------------------------------------------------- downloads (Streamlit)
-def csv_button(label: str, frame: pd.DataFrame, file_name: str, key: str) -> None:
-    st.download_button(label, safe_csv(frame).encode(), file_name=file_name, mime="text/csv", key=key,
+def csv_button(label: str, frame, file_name: str, key: str) -> None:
+    """A CSV download of ``frame``: a DataFrame, or a function that returns one, called only when clicked (the
+    CSV of every sample of a large run is not built on every draw)."""
+    data = (lambda: safe_csv(frame()).encode()) if callable(frame) else safe_csv(frame).encode()
+    st.download_button(label, data, file_name=file_name, mime="text/csv", key=key,
                        icon=":material/download:", on_click="ignore")
 
 

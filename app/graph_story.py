@@ -61,10 +61,17 @@ def story_order(samples: np.ndarray, neighbor_idx: np.ndarray, seeds: np.ndarray
     samples = np.asarray(samples, dtype=np.int64)
     if not samples.size:
         return samples
-    neighbour_seeds = np.asarray(seeds)[np.asarray(neighbor_idx)[samples]]  # (M, k)
-    contest = np.sum((neighbour_seeds >= 0) & (neighbour_seeds != np.asarray(refined)[samples, None]), axis=1)
-    conf = np.zeros(len(samples)) if confidence is None else np.nan_to_num(np.asarray(confidence)[samples], nan=0.0)
+    neighbour_seeds = np.asarray(seeds)[_rows(neighbor_idx, samples)]  # (M, k)
+    contest = np.sum((neighbour_seeds >= 0) & (neighbour_seeds != _rows(refined, samples)[:, None]), axis=1)
+    conf = np.zeros(len(samples)) if confidence is None else np.nan_to_num(_rows(confidence, samples), nan=0.0)
     return samples[np.lexsort((samples, -conf, -contest))]
+
+
+def _rows(array, rows: np.ndarray) -> np.ndarray:
+    """``array[rows]`` as a plain array: only those rows of a memory-mapped (or recorded) array are read."""
+    if isinstance(array, (list, tuple)):
+        array = np.asarray(array)
+    return np.asarray(array[rows])
 
 
 def walk(order: np.ndarray, current: int, delta: int) -> int | None:
@@ -113,14 +120,13 @@ def fixed_first(order: np.ndarray, before: np.ndarray, refined: np.ndarray, true
     order = np.asarray(order, dtype=np.int64)
     if not order.size:
         return order
-    refined, seeds = np.asarray(refined), np.asarray(seeds)
-    changes_colour = seeds[order] != refined[order]
-    if true is None or not (np.asarray(true)[order] >= 0).any():
+    refined, true = _rows(refined, order), None if true is None else _rows(true, order)  # (M,) the walked rows
+    changes_colour = _rows(seeds, order) != refined
+    if true is None or not (true >= 0).any():
         keep = np.ones(len(order), bool)
         rank = np.where(changes_colour, 0, 1)
     else:
-        true = np.asarray(true)
-        fixed = (np.asarray(before)[order] != true[order]) & (refined[order] == true[order])
+        fixed = (_rows(before, order) != true) & (refined == true)
         keep = fixed | include_broken
         rank = np.where(fixed, 0, 2) + np.where(changes_colour, 0, 1)
     picked = np.flatnonzero(keep)

@@ -13,7 +13,7 @@ from app.text import md
 
 from app.figures.embedding import embedding_figure, selected_samples
 from app.figures.graph import class_scores_figure, confidence_figure
-from app.graph_story import walk
+from app.graph_story import relabelled_in_step, walk
 from app.samples import load_snapshot, selected
 from engine.readers import embed, explain
 from engine.method import RunConfig
@@ -56,22 +56,26 @@ def cached_replay(run_dir: str, step: int, phase: str, num_classes: int, nodes: 
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _changes_at(run_dir: str, step: int, previous: int | None, mtime: float) -> int:
+def _relabelled_at(run_dir: str, step: int, previous: int | None, mtime: float) -> np.ndarray:
+    """The samples step ``step`` relabelled (:func:`app.graph_story.relabelled_in_step`). Every sample's label
+    before and after the step is read: which samples changed is what the page walks through and counts on its
+    step slider. Cached per snapshot version, so that whole read is done once per server, not per redraw."""
     before = load_snapshot(run_dir, previous)["refined"] if previous is not None else \
         RunStore(run_dir).dataset_arrays()["given"]
-    return int(np.sum(load_snapshot(run_dir, step)["refined"] != before))
+    return relabelled_in_step(load_snapshot(run_dir, step)["refined"], before)
+
+
+def relabelled(store, run_dir: str, step: int) -> np.ndarray:
+    """The samples ``step`` relabelled, against the step before it (the given labels before the first), (M,)
+    ascending; cached per snapshot version."""
+    earlier = [s for s in store.steps() if s < step]
+    return _relabelled_at(run_dir, step, earlier[-1] if earlier else None, store.snapshot_path(step).stat().st_mtime)
 
 
 def step_changes(store, run_dir: str, lp_steps: list[int]) -> dict[int, int]:
     """Per propagating step, how many samples it relabelled (against the step before it), cached per
     snapshot version."""
-    steps = store.steps()
-    out = {}
-    for step in lp_steps:
-        earlier = [s for s in steps if s < step]
-        out[step] = _changes_at(run_dir, step, earlier[-1] if earlier else None,
-                                store.snapshot_path(step).stat().st_mtime)
-    return out
+    return {step: len(relabelled(store, run_dir, step)) for step in lp_steps}
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -156,7 +160,9 @@ def layout(store, step: int, source: str, dataset, snapshot: dict) -> np.ndarray
         return embed.embedding(store, step, source, snapshot=snapshot)
 
 
-def neighbours_table(center: int, snapshot: dict, seeds, given, true, names, power: float) -> pd.DataFrame:
+def neighbours_table(center: int, snapshot: dict, seeds, given, true, names, power: float,
+                     truth: bool = True) -> pd.DataFrame:
+    """The centre's neighbours (their rows only); ``truth``: whether the run knows any truth (a column)."""
     idx = snapshot["neighbor_idx"][center].astype(np.int64)
     sim = snapshot["neighbor_sim"][center].astype(np.float32)
     name = lambda c: names[c] if c >= 0 else "?"  # noqa: E731
@@ -164,13 +170,13 @@ def neighbours_table(center: int, snapshot: dict, seeds, given, true, names, pow
         "sample": idx, "similarity": sim.round(3), "edge weight": (np.maximum(sim, 0) ** power).round(3),
         "seed label": [name(int(seeds[j])) for j in idx], "given": [name(int(given[j])) for j in idx],
         "refined": [name(int(snapshot["refined"][j])) for j in idx]})
-    if (true >= 0).any():
+    if truth:
         table["true"] = [name(int(true[j])) for j in idx]
     return table
 
 
 def render_why(run_dir, step, center, snapshot, given, true, names, seeds, final_scores, config, mtime,
-               full: bool = True) -> None:
+               full: bool = True, truth: bool = True) -> None:
     """Why the centre has its label (``full``: the step replayed with its own rules; else, on a large run
     not replayed yet, the stored facts and a button that replays)."""
     st.subheader(f"Why does #{center} have label {md(names[int(snapshot['refined'][center])])}?")
@@ -200,12 +206,12 @@ def render_why(run_dir, step, center, snapshot, given, true, names, seeds, final
                       key="graph_scores", width="stretch")
     right.plotly_chart(confidence_figure(conf_all, conf, cutoff), key="graph_confidence", width="stretch")
     st.markdown("**Its neighbours**")
-    st.dataframe(neighbours_table(center, snapshot, seeds, given, true, names, config.graph.power),
+    st.dataframe(neighbours_table(center, snapshot, seeds, given, true, names, config.graph.power, truth),
                  hide_index=True, width="stretch")
 
 
 def render_what_if(run_dir, store, step, phase, snapshot, coords, given, true, names, config, mtime,
-                   full: bool = True) -> None:
+                   full: bool = True, truth: bool = True) -> None:
     st.subheader("What if?")
     st.caption("Re-run this step's propagation with other settings. The run is not changed.")
     if not full:
@@ -235,7 +241,7 @@ def render_what_if(run_dir, store, step, phase, snapshot, coords, given, true, n
     tried = result.settings
     own = (tried.k, tried.power, tried.alpha, tried.keep_least_confident) == \
         (settings.k, settings.power, settings.alpha, settings.keep_least_confident)
-    counts = result.counts(snapshot["refined"], true)
+    counts = result.counts(snapshot["refined"], true, known=truth)  # the changed rows
     m1, m2, m3 = st.columns(3)
     m1.metric("Samples that would change label", counts["changed"])
     if counts["to_correct"] is not None:
@@ -249,7 +255,7 @@ def render_what_if(run_dir, store, step, phase, snapshot, coords, given, true, n
                               "step's label": [name(int(snapshot["refined"][i])) for i in result.changed],
                               "what-if label": [name(int(result.labels[i])) for i in result.changed],
                               "given": [name(int(given[i])) for i in result.changed]})
-        if (true >= 0).any():
+        if truth:
             table["true"] = [name(int(true[i])) for i in result.changed]
         st.dataframe(table, hide_index=True, width="stretch", height=min(400, 38 + 35 * len(table)))
     fig = embedding_figure(coords, result.labels, "category", category_names=names, highlight=result.changed,

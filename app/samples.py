@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import streamlit as st
@@ -25,7 +26,7 @@ import streamlit as st
 from app.text import md
 
 from engine.method import RunConfig
-from engine.data import THUMBNAIL_SIZE, dataset_for_config, original_thumbnail
+from engine.data import THUMBNAIL_SIZE, dataset_for_config, original_thumbnail, parse_dataset_spec
 from engine.errors import UserError
 from engine.rundir import RunStore
 
@@ -210,9 +211,36 @@ def _load_dataset(config_json: str):
     return dataset_for_config(RunConfig.from_dict(json.loads(config_json)))
 
 
+@dataclass(frozen=True)
+class RunVectors:
+    """A ``vectors:`` run's samples as the pages draw them: a key and labels, no picture.
+
+    Its class names and keys come from the run's ``dataset.npz`` (the keys
+    memory-mapped: a page reads the rows it shows); the vectors file itself is
+    not read: no page draws a vector's values (at 1M x 128, loading it is
+    0.5 GB read, checked and standardised on a server's first open of a page).
+    ``train_x`` and ``root`` are None, as a page that asks whether there are
+    inputs or original files to draw expects.
+    """
+
+    class_names: tuple[str, ...]
+    stored_keys: np.ndarray
+    kind: str = "vectors"
+    train_x: None = None
+    root: None = None
+
+    def keys(self) -> np.ndarray:
+        return self.stored_keys
+
+
 def load_dataset(run_dir: str):
-    """The run's dataset (cached per run config)."""
-    return _load_dataset(RunStore(run_dir).config().to_json())
+    """The run's dataset as the pages draw it: a ``vectors:`` run's :class:`RunVectors` (nothing of the
+    vectors file read); any other run's dataset, loaded once per run config (cached)."""
+    store = RunStore(run_dir)
+    config = store.config()
+    if parse_dataset_spec(config.dataset).name == "vectors":
+        return RunVectors(store.class_names(), store.dataset_arrays()["keys"])
+    return _load_dataset(config.to_json())
 
 
 def load_snapshot(run_dir: str, step: int) -> dict:

@@ -7,8 +7,9 @@ Usage::
 For each size it makes a run directory and opens its pages in headless Chromium at 1024x768 (Playwright, the
 app served as ``make run`` serves it: tests/browser/conftest.py), measuring from the navigation to the first
 drawn chart (a plotly chart with data and a size on screen), or to the page's script having finished when it
-drew no chart: the Embeddings page (goal <= 5 s at 1M once the projection is cached), then the Losses, Review,
-Propagation graph and Compare pages (Review: to its card). Each page is opened three times (:data:`OPENS`: the
+drew no chart (Compare: finished, with its charts drawn or the line saying why it draws none): the Embeddings
+page (goal <= 5 s at 1M once the projection is cached), then the Losses, Review, Propagation graph and
+Compare pages (Review: to its card). Each page is opened three times (:data:`OPENS`: the
 server's caches cold; warm in a new browser profile; warm with the browser's cache of the app's scripts, as a
 returning user), each printed with when the app, the page's title, the chart's container and the plot first
 appeared. Then, on the Embeddings page, a lasso drawn over the middle of the chart: how many samples the
@@ -71,6 +72,19 @@ new MutationObserver(() => { const m = window.__marks, now = performance.now();
                              ['chart box', '[data-testid="stPlotlyChart"]'], ['plot', '.js-plotly-plot']]) {
     if (!(name in m) && document.querySelector(sel)) { m[name] = now; } } })
   .observe(document, {subtree: true, childList: true});"""
+#: Compare: its script finished with its charts drawn, or with the line that says why it draws none (one run, runs
+#: that cannot be compared). An idle state alone is not enough: Streamlit reports it between the page's script and
+#: the results' fragment.
+COMPARE_JS = """() => {
+  if (document.querySelector('[data-testid="stException"]')) { return -1; }
+  const idle = document.querySelector('[data-testid="stApp"][data-test-script-state="notRunning"]')
+      && document.querySelector('h1') && !document.querySelector('[data-testid="stSpinner"]');
+  const drawn = Array.from(document.querySelectorAll('.js-plotly-plot'))
+      .some(el => el._fullData && el._fullData.length && el.getBoundingClientRect().height > 0);
+  const none = Array.from(document.querySelectorAll('[data-testid="stAlert"]')).some(el =>
+      /Pick two or more runs|cannot be compared|cannot be shown|No runs yet/.test(el.innerText));
+  return idle && (drawn || none) ? performance.now() / 1000 : null;
+}"""
 CARD_JS = """() => document.querySelector('[data-testid="stException"]') ? -1 : document.querySelector('iframe, [class*="st-key-review_card"], [data-testid="stCustomComponentV1"]')
     ? performance.now() / 1000 : null"""
 
@@ -252,7 +266,7 @@ def open_times(page, url: str, name: str, which: str) -> float:
     from conftest import wait_for_app
 
     page.goto(f"{url}/{which}?run={name}")
-    probe = {"review": CARD_JS, "compare": IDLE_JS}.get(which, DRAWN_JS)
+    probe = {"review": CARD_JS, "compare": COMPARE_JS}.get(which, DRAWN_JS)
     try:
         seconds = float(page.wait_for_function(probe, timeout=600_000, polling=50).json_value())
     except Exception:  # noqa: BLE001 - a page that draws no chart: time to idle

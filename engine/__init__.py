@@ -21,7 +21,7 @@ rundir/     the run directory and its formats (no torch, no faiss):
               store (every file name, its reader and writer, atomic writes), lock (one trainer per run),
               fields (summary.json and
               metrics.jsonl field lists), snapshot (the snapshot format), npzmap (an .npz's arrays mapped),
-              review (the SQLite review log), health (warnings), users (accounts)
+              digest (the samples' digests), review (the SQLite review log), health (warnings), users (accounts)
 steps/      the step machine, sequencing only: phases (order, lengths, next-step text), run (Run.step()),
               handlers (what one step of each phase does), networks (models, optimisers, forward passes),
               state (progress in and out of a checkpoint), lifecycle (create, open, resume),

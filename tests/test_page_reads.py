@@ -3,7 +3,10 @@ Streamlit's AppTest while engine.rundir.snapshot records every row and field a r
 
 Each page may read whole only the columns of the step it shows that its picture is made of (a queue ranks every
 sample, a histogram counts every loss, the graph replays its step's propagation); every other access, at any
-step, stays under :data:`ROWS` rows. The features (N, D) are never read whole by these pages."""
+step, stays under :data:`ROWS` rows. The features (N, D) are never read whole by these pages, nor the sample
+keys: whether runs hold the same samples, and whether a review log is a run's, is told by the digests
+dataset.npz stores (old runs: by reading, as before). The pages of a vectors run never load the vectors file,
+and Setup tells a vectors file's facts from its headers and labels."""
 
 from __future__ import annotations
 
@@ -36,33 +39,36 @@ WHOLE = {
 }
 
 
-#: page -> the arrays of the run's dataset.npz it may read whole, and why (any other: at most ROWS rows). Only
-#: Compare reads the sample keys whole; every other page reads the keys of the rows it shows.
+#: page -> the arrays of the run's dataset.npz it may read whole, and why (any other: at most ROWS rows). No page
+#: reads the sample keys whole: each reads the keys of the rows it shows (whether runs hold the same samples is
+#: told by the digests dataset.npz stores: engine.rundir.digest).
 DATASET_WHOLE = {
     "review": {"given", "true"},  # the queue ranks every sample (expected change, disagreement with the truth)
     "losses": {"given", "true"},  # the easy rule and the histogram's split by the truth, over every sample
-    "graph": {"given", "true"},  # the story ranks the step's relabelled samples by what they fixed
-    "compare": {"given", "true", "keys"},  # whether the runs hold the same samples: every key and given label
+    "graph": {"given"},  # a small run's step replayed on opening: its rule keeps given labels (stage 0)
+    "compare": {"given", "true"},  # which runs label each sample right (truth); the label warnings (given)
     "embeddings": {"given", "true"},  # a small run draws every sample (a large one: the drawn rows only)
 }
 
 
 def violations(log: snapshot.AccessLog, allowed: set[str], shown_steps: set[int],
-               dataset: set[str] = frozenset()) -> list[str]:
+               dataset: set[str] = frozenset(), rows: int = ROWS) -> list[str]:
     """What a page read beyond its bound: whole fields not allowed (or at a step it does not show), whole
-    arrays of dataset.npz not in ``dataset``, and partial reads of more than ROWS rows."""
+    arrays of dataset.npz not in ``dataset``, and partial reads of more than ``rows`` rows (ROWS, or the rows
+    a page walks through) of any other."""
     out = []
     for (step, name), count in sorted(log.touched.items()):
         whole = count >= log.sizes[(step, name)]
         if step == snapshot.DATASET_STEP:
             if whole and name != "class_names" and name not in dataset:
                 out.append(f"dataset {name}: whole ({count} rows)")
-            elif not whole and count > ROWS:
+            elif not whole and count > rows and name not in dataset:
                 out.append(f"dataset {name}: {count} rows")
             continue
-        if whole and not (name in allowed and step in shown_steps):
+        may_be_whole = name in allowed and step in shown_steps
+        if whole and not may_be_whole:
             out.append(f"step {step} {name}: whole ({count} rows)")
-        elif not whole and count > ROWS:
+        elif not whole and count > rows and not may_be_whole:
             out.append(f"step {step} {name}: {count} rows")
     return out
 
@@ -115,7 +121,11 @@ def test_graph_reads_its_steps_propagation_and_never_the_features_whole(digits_r
     # the step shown, the labels before it (the previous step's refined), and each propagating step's refined
     # labels to count what it changed (the step slider's captions)
     allowed_steps = {step, step - 1, *lp_steps}
-    assert violations(log, WHOLE["graph"], allowed_steps, DATASET_WHOLE["graph"]) == []
+    import app.graph_view as graph_view
+
+    walked = len(graph_view.relabelled(store, str(digits_run), step))  # the samples the story walks through
+    assert violations(log, WHOLE["graph"], allowed_steps, DATASET_WHOLE["graph"], rows=walked) == []
+    assert log.touched[(snapshot.DATASET_STEP, "true")] == walked  # the truth of the walked samples only
     assert not any(name == "features" and c >= log.sizes[(s, name)]
                                    for (s, name), c in log.touched.items())
 
@@ -130,6 +140,92 @@ def test_compare_reads_only_the_final_labels_and_predictions(digits_run, make_ti
     last = {RunStore(p).steps()[-1] for p in runs}
     assert violations(log, WHOLE["compare"], last, DATASET_WHOLE["compare"]) == []
     assert {name for step, name in log.touched if step != snapshot.DATASET_STEP} == {"refined", "student_pred"}
+    assert 0 < log.touched[(snapshot.DATASET_STEP, "keys")] <= 50  # built-in data? the first 50 keys tell
+
+
+def _as_made_before_digests(run_dir: Path) -> None:
+    """Rewrite a run's dataset.npz without the stored digests, as runs made before them hold it."""
+    from engine.rundir.digest import DIGESTS, RECORD
+
+    path = RunStore(run_dir).dataset_path
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files if name not in (*DIGESTS, RECORD)}
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def test_whether_runs_hold_the_same_samples_is_told_by_their_digests_and_old_runs_by_reading(
+        digits_run, tmp_path):
+    """engine.readers.compare.same_data: runs with stored digests are compared without reading a key or a
+    label whole; a run made before digests reads them (every key) and is judged the same way; a differing
+    key or given label is still found and named either way."""
+    from engine.readers.compare import same_data
+
+    same, other_key, other_given = (tmp_path / name for name in ("same", "other-key", "other-given"))
+    for path in (same, other_key, other_given):
+        shutil.copytree(digits_run, path)
+    arrays = {name: np.array(a) for name, a in RunStore(digits_run).dataset_arrays().items()}
+    keys, given = arrays["keys"].astype("U40"), arrays["given"].copy()
+    keys[700] = "train/elsewhere.png"
+    given[[3, 9]] = (given[[3, 9]] + 1) % 10
+    RunStore(other_key).write_dataset(**{**arrays, "keys": keys})  # the digests are made again on writing
+    RunStore(other_given).write_dataset(**{**arrays, "given": given})
+    assert RunStore(other_key).dataset_digest("keys_digest") != RunStore(digits_run).dataset_digest("keys_digest")
+
+    with snapshot.recording() as log:
+        assert same_data([digits_run, same]) == []
+    names = (snapshot.DATASET_STEP, "class_names")  # ten names, read whole
+    assert log.whole() <= {names} and log.most_rows(exclude=("class_names",)) <= 50  # 50 keys: row numbers?
+    expected_key = f"1 of 1437 keys differ (sample 700: '{arrays['keys'][700]}' and 'train/elsewhere.png')"
+    expected_given = "different given labels on 2 of 1437 samples"
+    with snapshot.recording() as log:
+        assert expected_key in same_data([digits_run, other_key])[0]
+        assert expected_given in same_data([digits_run, other_given])[0]
+    assert (snapshot.DATASET_STEP, "keys") in log.whole() and (snapshot.DATASET_STEP, "given") in log.whole()
+
+    for path in (same, other_key, other_given):
+        _as_made_before_digests(path)
+        assert RunStore(path).dataset_digest("keys_digest") is None
+    with snapshot.recording() as log:
+        assert same_data([digits_run, same]) == []
+    assert log.whole() - {names} == {(snapshot.DATASET_STEP, "keys"), (snapshot.DATASET_STEP, "given")}  # read
+    assert expected_key in same_data([digits_run, other_key])[0]
+    assert expected_given in same_data([digits_run, other_given])[0]
+
+
+def test_the_review_log_reads_the_rows_it_records_and_refuses_a_log_of_other_samples_old_runs_too(
+        digits_run, tmp_path):
+    """engine.rundir.review.ReviewStore: its samples digest comes from dataset.npz (no key read); a decision
+    reads its own sample's key and given label; a log moved into a run with other given labels is refused,
+    whether that run stores its digest or was made before digests (then every key is read once)."""
+    from engine.errors import UserError
+    from engine.rundir.review import ReviewStore
+
+    run, moved = tmp_path / "run", tmp_path / "moved"
+    shutil.copytree(digits_run, run)
+    with snapshot.recording() as log:
+        decision = ReviewStore(run).record(5, "keep", "ann")
+    assert (decision.key, decision.label) == ("digits/5", int(RunStore(run).dataset_arrays()["given"][5]))
+    assert log.touched == {(snapshot.DATASET_STEP, "keys"): 1, (snapshot.DATASET_STEP, "given"): 1}
+
+    shutil.copytree(run, moved)
+    arrays = {name: np.array(a) for name, a in RunStore(moved).dataset_arrays().items()}
+    arrays["given"][100] = (arrays["given"][100] + 1) % 10  # one given label differs: other samples
+    RunStore(moved).write_dataset(**arrays)
+    with pytest.raises(UserError, match="was written for other samples"):
+        ReviewStore(moved).history()
+    stale = {name: np.array(a) for name, a in RunStore(run).dataset_arrays().items()}  # digests included
+    np.savez(RunStore(moved).dataset_path, **{**stale, "given": arrays["given"]})  # by hand, not write_dataset
+    assert RunStore(moved).dataset_digest("samples_digest") is None  # they describe the old given labels
+    with pytest.raises(UserError, match="was written for other samples"):
+        ReviewStore(moved).history()
+    _as_made_before_digests(moved)
+    with snapshot.recording() as log:
+        with pytest.raises(UserError, match="was written for other samples"):
+            ReviewStore(moved).history()
+    assert (snapshot.DATASET_STEP, "keys") in log.whole()  # an old run: its digest computed from every key
+    _as_made_before_digests(run)
+    assert len(ReviewStore(run).history()) == 1  # the log's own run, made before digests: still its log
 
 
 def test_the_bound_fails_a_page_that_reads_a_whole_field(digits_run, monkeypatch):
@@ -214,6 +310,34 @@ def test_a_large_runs_graph_page_shows_the_stored_outcome_and_propagates_nothing
     assert [b.label for b in at.button if "Replay this step" in b.label]  # and the way to the iterations
 
 
+def test_a_large_runs_graph_page_reads_the_labels_of_the_samples_it_walks_only(digits_run, monkeypatch):
+    """Above REPLAY_ON_OPEN_MAX samples the graph page reads the given and true labels of the samples its
+    story walks (those the step relabelled, counted once per server: cached) and of the centre's
+    neighbourhood, never every sample's; the same page made to read them whole fails."""
+    import app.graph_view as graph_view
+
+    store = RunStore(digits_run)
+    render("graph", digits_run)  # the layout projected and the step's relabelled samples found (cached)
+    monkeypatch.setattr(graph_view, "REPLAY_ON_OPEN_MAX", 1000)  # 1,437 samples: a large run here
+    at, log = render("graph", digits_run)
+    walked = len(graph_view.relabelled(store, str(digits_run), at.session_state["graph_step"]))
+    assert 0 < walked < 1437 // 2
+    for name in ("given", "true"):
+        assert 0 < log.touched[(snapshot.DATASET_STEP, name)] <= max(walked, ROWS), name
+    assert not [key for key, count in log.touched.items()  # no array of dataset.npz read whole
+                if key[0] == snapshot.DATASET_STEP and key[1] != "class_names" and count >= log.sizes[key]]
+
+    original = graph_view.previous_labels
+
+    def greedy(store_, run_dir, step, given):
+        np.asarray(given).max()  # every sample's given label, to rank them
+        return original(store_, run_dir, step, given)
+
+    monkeypatch.setattr(graph_view, "previous_labels", greedy)
+    _, log = render("graph", digits_run)
+    assert log.touched[(snapshot.DATASET_STEP, "given")] == 1437
+
+
 def test_dataset_npz_is_mapped_array_by_array_and_a_compressed_one_still_reads(tmp_path, monkeypatch):
     """engine.rundir.npzmap: each stored array mapped at its offset (equal to np.load's, read-only, backed by
     the file), a compressed file read whole, scalars and empty arrays as they are."""
@@ -236,3 +360,81 @@ def test_dataset_npz_is_mapped_array_by_array_and_a_compressed_one_still_reads(t
         assert loaded["keys"][[3, 999]].tolist() == ["train/3.png", "train/999.png"]
     monkeypatch.setattr(npzmap, "MAP_MIN_BYTES", 1 << 20)
     assert npzmap.load(stored)["keys"].flags.writeable  # small arrays: read whole
+
+
+def test_setup_tells_a_vectors_file_by_its_headers_and_labels_and_never_reads_its_features(tmp_path, monkeypatch):
+    """app.byod.dataset_facts of a vectors file (the Setup form): the facts a full load gives (width, rows
+    after the held-out split, classes, rows per class), while NumPy reads only the labels and the class names
+    of an .npz and nothing of an .npy (the headers tell the shapes): never the features (N, D), nor the keys."""
+    import app.byod as byod
+    from engine.data import load_dataset
+    from tests.conftest import blobs_npz
+
+    rng = np.random.default_rng(3)
+    labels = rng.choice(3, size=500, p=[0.6, 0.3, 0.1])  # unequal classes: counts that a wrong split would move
+    labels[:9] = -1  # truth unknown for some rows
+    npz = blobs_npz(tmp_path / "emb.npz", labels, 16, 3.0, rng, "row-{}")
+    npy = tmp_path / "emb.npy"
+    np.save(npy, rng.standard_normal((300, 7)).astype(np.float32))
+    specs = (f"vectors:{npz}?test=0.3", f"vectors:{npz}", f"vectors:{npy}?test=0.1")
+    expected = []
+    for spec in specs:
+        data = load_dataset(spec)
+        counts = None if data.train_true is None else \
+            tuple(np.bincount(data.train_true[data.train_true >= 0], minlength=data.num_classes).tolist())
+        expected.append(byod.DataFacts("vectors", data.input_shape, tuple(data.class_names) or None, counts,
+                                       data.num_train))
+    assert [e.num_train for e in expected] == [350, 400, 270]  # 491 labelled rows split by class, 9 unknown
+    assert [e.class_counts for e in expected] == [(206, 110, 28), (235, 126, 32), None]
+
+    reads, loads = [], []
+    read_array, load = np.lib.format.read_array, np.load
+
+    def recorded(*args, **kwargs):
+        array = read_array(*args, **kwargs)
+        reads.append(array.shape)
+        return array
+
+    monkeypatch.setattr(np.lib.format, "read_array", recorded)
+    monkeypatch.setattr(np, "load", lambda *a, **k: loads.append(a[0]) or load(*a, **k))
+    byod.dataset_facts.cache_clear()
+    assert [byod.dataset_facts(spec) for spec in specs] == expected
+    assert loads == [] and reads == [(500,), (3,)] * 2  # labels and class names of each .npz spec; the .npy: none
+
+
+@pytest.fixture(scope="module")
+def vectors_run(make_tiny_run, tmp_path_factory) -> Path:
+    """A finished tiny AML-KD run on a ``vectors:`` file of 300 rows (3 blobs in 8-D, keys ``vec-{i}``)."""
+    from tests.conftest import blobs_npz
+
+    folder = tmp_path_factory.mktemp("vectors")
+    labels = np.arange(300) % 3
+    path = blobs_npz(folder / "emb.npz", labels, 8, 4.0, np.random.default_rng(0), "vec-{}")
+    return make_tiny_run("vectors", f"vectors:{path}", "symmetric:0.3")
+
+
+def test_the_pages_of_a_vectors_run_never_load_its_vectors_file(vectors_run, monkeypatch):
+    """Embeddings, Propagation graph and Review draw a vectors sample as its key and labels: their dataset is
+    the run's class names and keys (app.samples.RunVectors), and loading the vectors file (every row read,
+    checked and standardised: 0.5 GB at 1M x 128) fails this test; the keys are read by row."""
+    import app.samples
+
+    render("embeddings", vectors_run)  # the first opening projects the step's features: cached from then on
+    render("graph", vectors_run)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a page loaded the vectors file")
+
+    from engine.data import registry
+
+    monkeypatch.setitem(registry._LOADERS, "vectors", refuse)  # whichever way a page would load it
+    app.samples._load_dataset.clear()
+    store = RunStore(vectors_run)
+    chosen = [4, 150, 239]  # of the 240 training rows
+    at, log = render("embeddings", vectors_run, selected_samples=chosen)
+    keys = [str(k) for k in store.dataset_arrays()["keys"][chosen]]
+    assert [t.value for t in at.text] == keys and all(k.startswith("vec-") for k in keys)  # the cards' keys
+    assert log.touched[(snapshot.DATASET_STEP, "keys")] <= len(chosen)
+    for page, state in (("graph", {}), ("review", {"review_details_section": True})):
+        at, log = render(page, vectors_run, **state)
+        assert log.touched.get((snapshot.DATASET_STEP, "keys"), 0) <= ROWS, page

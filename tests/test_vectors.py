@@ -172,3 +172,31 @@ def test_vectors_have_no_picture_a_blank_tile_where_a_page_needs_one():
     assert len(tiles) == 3 and all(t.shape == (64, 64) and (t == POINT_BACKGROUND).all() for t in tiles)
     with pytest.raises(ValueError, match="valid: image, points, vectors"):
         thumbnails("audio", features, [0])
+
+
+#: Bad files that only reading every row tells (the Setup form's facts read headers and labels; the run refuses).
+EVERY_ROW = {"NaN", "repeated keys"}
+
+
+@pytest.mark.parametrize("case", sorted(set(BAD) - EVERY_ROW))
+def test_the_facts_of_a_bad_vectors_file_refuse_it_with_the_loaders_line(tmp_path, case):
+    """engine.data.vectors_facts (Setup, before a run exists) refuses each bad file that its headers or labels
+    tell with the very line the loader gives."""
+    from engine.data import parse_dataset_spec, vectors_facts
+    from engine.errors import UserError
+
+    spec = f"vectors:{_bad_files(tmp_path)[case]}"
+    with pytest.raises(UserError) as loaded:
+        load_dataset(spec)
+    with pytest.raises(UserError) as told:
+        vectors_facts(parse_dataset_spec(spec))
+    assert str(told.value) == str(loaded.value) and BAD[case] in str(told.value)
+
+
+def test_nan_and_repeated_keys_pass_the_facts_and_are_left_to_the_loader(tmp_path):
+    """What only every row tells is not read by the facts (the loader refuses it: the test above)."""
+    from engine.data import parse_dataset_spec, vectors_facts
+
+    files = _bad_files(tmp_path)
+    for case in sorted(EVERY_ROW):
+        assert vectors_facts(parse_dataset_spec(f"vectors:{files[case]}")).num_train == 320  # 400 less 20%

@@ -10,7 +10,7 @@ import streamlit as st
 
 from app.text import md  # noqa: F401 - the review modules import it from here
 
-from engine.data import dataset_for_config
+from app.samples import load_dataset  # a vectors run: its keys and classes, never the vectors file
 from engine.rundir import Consensus, Decision, ReviewStore, consensus_of, current_decisions, label_history
 from engine.rundir import RunStore
 from engine.method import RunConfig
@@ -72,11 +72,6 @@ class ReviewContext:
         return steps, {name: column[:, 0] for name, column in values.items()}
 
 
-@st.cache_resource(show_spinner="Loading the dataset…", max_entries=4)
-def _dataset(path: str, stamp: int):
-    return dataset_for_config(RunStore(path).config())
-
-
 def _snapshot(path: str, step: int) -> dict:
     """The step's arrays, memory-mapped: the page reads the rows and columns it uses, not the whole step."""
     return RunStore(path).snapshot(step)
@@ -116,7 +111,7 @@ def load_context(store: RunStore, class_names, steps: list[int], opts: Options) 
     return ReviewContext(
         store=store, class_names=tuple(class_names), opts=opts, snapshot=snapshot, stamp=step_stamp,
         given=arrays["given"].astype(np.int64), keys=arrays["keys"], true=true,
-        dataset=_dataset(path, stamp(store.config_path)), reviews=reviews, decisions=decisions,
+        dataset=load_dataset(path), reviews=reviews, decisions=decisions,
         verdicts=consensus_of(decisions), version=events[-1].id if events else 0,
         power=store.config().graph.power,
         mine={d.sample: d for d in decisions if d.reviewer == opts.reviewer},

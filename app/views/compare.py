@@ -161,7 +161,8 @@ def per_sample_view(stores, labels: dict[str, str]) -> None:
                 for cell, picture, caption in zip(st.columns(6), pictures[start:start + 6], captions[start:start + 6]):
                     cell.image(picture, caption=md(caption), width="stretch")  # image captions are Markdown
     with st.container(horizontal=True):
-        csv_button("Every sample (CSV)", pd.DataFrame(view.rows()), "per_sample.csv", "compare-samples-csv")
+        csv_button("Every sample (CSV)", lambda: pd.DataFrame(view.rows()), "per_sample.csv",  # made on click
+                   "compare-samples-csv")
         if pictures:
             first = f" (the first {len(shown)})" if len(indices) > len(shown) else ""
             title = f"{len(indices)} samples {choice}{first}; each run's {LABEL_KINDS[which]}"

@@ -21,13 +21,12 @@ whenever the step changes.
 
 from __future__ import annotations
 
-import numpy as np
 import streamlit as st
 
 from app import present
 from app.common import require_store
 from app.figures.animation import SPEEDS, propagation_animation
-from app.graph_story import busiest_step, fixed_first, knn_caption, relabelled_in_step, story_order
+from app.graph_story import busiest_step, fixed_first, knn_caption, story_order
 from app.graph_view import (
     CHART_KEY,
     SAMPLE_KEY,
@@ -35,6 +34,7 @@ from app.graph_view import (
     follow_step,
     layout,
     previous_labels,
+    relabelled,
     render_what_if,
     render_why,
     replay_allowed,
@@ -59,8 +59,8 @@ def main() -> None:
         st.stop()
     run_dir, config = str(store.path), store.config()
     dataset = load_dataset(run_dir)
-    arrays = store.dataset_arrays()  # memory-mapped; the story ranks every sample by given and true labels
-    given, true = arrays["given"].astype(np.int64), arrays["true"].astype(np.int64)
+    arrays = store.dataset_arrays()  # memory-mapped: the page reads the given and true labels of its rows
+    given, true, truth = arrays["given"], arrays["true"], store.truth_known()
     names = [str(c) for c in dataset.class_names]
     n, num_classes = len(given), len(names)
 
@@ -81,9 +81,9 @@ def main() -> None:
 
     seeds = step_seeds(snapshot, phase, num_classes).labels
     before = previous_labels(store, run_dir, step, given)
-    changed = relabelled_in_step(snapshot["refined"], before)
+    changed = relabelled(store, run_dir, step)  # every sample compared once per server (cached): the walk's samples
     order = story_order(changed, snapshot["neighbor_idx"], seeds, snapshot["refined"], snapshot.get("lp_confidence"))
-    order = fixed_first(order, before, snapshot["refined"], true if (true >= 0).any() else None, seeds,
+    order = fixed_first(order, before, snapshot["refined"], true if truth else None, seeds,  # the walked rows
                         include_broken=show_all)
     follow_step(step, order, picked=sync_centre(n))
     c1, c2, c3 = st.columns([1, 1, 1])
@@ -93,7 +93,7 @@ def main() -> None:
                     horizontal=True, key="graph_hops")
     speed = c3.radio("Replay speed", list(SPEEDS), index=1, horizontal=True, key="graph_speed")
     story_buttons(order, center, step_label(step, phases),
-                  "fixed" if (true >= 0).any() and not show_all else "relabelled")
+                  "fixed" if truth and not show_all else "relabelled")
 
     coords = layout(store, step, source, dataset, snapshot)
     if coords is None:
@@ -127,8 +127,9 @@ def main() -> None:
     st.plotly_chart(present.style_figure(fig), key=CHART_KEY, on_select="rerun", selection_mode=("points",),
                     width="stretch")
 
-    render_why(run_dir, step, center, snapshot, given, true, names, seeds, history[done][0], config, mtime, full)
-    render_what_if(run_dir, store, step, phase, snapshot, coords, given, true, names, config, mtime, full)
+    render_why(run_dir, step, center, snapshot, given, true, names, seeds, history[done][0], config, mtime, full,
+               truth)
+    render_what_if(run_dir, store, step, phase, snapshot, coords, given, true, names, config, mtime, full, truth)
 
 
 

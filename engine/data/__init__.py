@@ -21,10 +21,11 @@ from .registry import available_datasets, dataset_for_config, load_dataset, with
 from .torchvision_sets import ALIASES as TORCHVISION_ALIASES
 from .vectors import TEST_FRACTION as VECTORS_TEST_FRACTION
 from .vectors import VALID as VECTORS_VALID
+from .vectors import vectors_facts
 
 # The face the app uses (Setup's data inputs); the rest of the engine imports modules by name.
 __all__ = ["ARCHIVE_MAX_BYTES", "ARCHIVE_MAX_FILES", "TEST_FRACTION", "THUMBNAIL_SIZE", "TORCHVISION_ALIASES", "TOY_DEFAULTS",
            "VALID_LAYOUT", "Dataset", "DatasetSpec", "available_datasets", "dataset_for_config", "extract_zip",
            "find_dataset_root", "folder_summary", "guess_columns", "label_file_report", "label_table_preview",
            "load_dataset", "original_thumbnail", "parse_dataset_spec", "read_label_csv", "split_path_options", "stratified_holdout",
-           "VECTORS_TEST_FRACTION", "VECTORS_VALID", "with_label_file_classes"]
+           "VECTORS_TEST_FRACTION", "VECTORS_VALID", "vectors_facts", "with_label_file_classes"]

@@ -31,6 +31,7 @@ NaN or infinite values, keys that repeat or do not match the rows.
 from __future__ import annotations
 
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +47,8 @@ VALID = ("valid: an .npz with features (N, D), keys (N,) and optionally labels (
          "(N, D) with --labels")
 
 
-def load_vectors(spec: DatasetSpec) -> Dataset:
-    """The :class:`Dataset` of a ``vectors:FILE[?test=F]`` spec (see the module docstring)."""
+def _path_and_test(spec: DatasetSpec) -> tuple[str, float]:
+    """The file and the held-out fraction of a ``vectors:FILE[?test=F]`` spec (options checked)."""
     path, options = _split(spec.path or "")
     spec_text = f"vectors:{spec.path}"
     unknown = sorted(set(options) - set(OPTIONS))
@@ -57,6 +58,13 @@ def load_vectors(spec: DatasetSpec) -> Dataset:
     test = DatasetSpec("vectors", tuple(options.items())).option("test", TEST_FRACTION, float)
     if not 0 <= test < 1:
         raise UserError(f"vectors option test={test:g} is out of range; valid: a fraction in [0, 1)")
+    return path, test
+
+
+def load_vectors(spec: DatasetSpec) -> Dataset:
+    """The :class:`Dataset` of a ``vectors:FILE[?test=F]`` spec (see the module docstring)."""
+    path, test = _path_and_test(spec)
+    spec_text = f"vectors:{spec.path}"
     features, keys, labels, class_names = read_vectors(path)
     held = _holdout(len(features), labels, test)
     train, heldout = np.flatnonzero(~held), np.flatnonzero(held)
@@ -88,6 +96,27 @@ def read_vectors(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, 
     UserError
         One line naming the file and what is wrong.
     """
+    p, name = _checked_file(path)
+    try:
+        if p.suffix.lower() == ".npy":
+            features = np.load(p, mmap_mode="r", allow_pickle=False)
+            keys, labels, names = np.arange(len(features)).astype(str) if features.ndim else None, None, None
+        else:
+            features, keys, labels, names = _read_npz(p, name)
+    except ValueError as exc:
+        raise _unreadable(exc, name) from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise UserError(f"vectors file {name} is not a readable NumPy file: {shown(str(exc) or type(exc).__name__)}"
+                        ) from None
+    _check_features(features, name)
+    keys = _check_keys(keys, len(features), name)
+    labels, class_names = _check_labels(labels, names, len(features), name)
+    return features, keys, labels, class_names
+
+
+def _checked_file(path: str) -> tuple[Path, str]:
+    """The file of a vectors spec (expanded) and its name for messages; refused where it is missing or does
+    not start as its suffix says."""
     p = Path(path).expanduser()
     name = shown(str(path))
     if not str(path):
@@ -101,43 +130,128 @@ def read_vectors(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, 
     if not magic.startswith(b"\x93NUMPY" if p.suffix.lower() == ".npy" else b"PK\x03\x04"):
         raise UserError(f"vectors file {name} is not a readable NumPy file: it does not start as a "
                         f"{p.suffix.lower()} file does; {VALID}")
+    return p, name
+
+
+def _unreadable(exc: ValueError, name: str) -> UserError:
+    if "allow_pickle" in str(exc) or "object" in str(exc).lower():
+        return UserError(f"vectors file {name} holds pickled Python objects, which are never loaded; "
+                         "store numbers and text arrays (np.savez with numeric features, str keys)")
+    return UserError(f"vectors file {name} is not a readable NumPy file: {shown(str(exc))}")
+
+
+@dataclass(frozen=True)
+class VectorsFacts:
+    """What a vectors file holds, told from its arrays' headers and its labels alone (:func:`vectors_facts`).
+
+    Attributes
+    ----------
+    dim : int
+        Columns of the features ``D``.
+    num_train : int
+        Training rows (the rows the held-out split leaves).
+    class_names : tuple of str
+        Empty when the file holds no labels (a label file names the classes).
+    class_counts : tuple of int or None
+        Training rows per class (labels known), None without labels.
+    """
+
+    dim: int
+    num_train: int
+    class_names: tuple[str, ...]
+    class_counts: tuple[int, ...] | None
+
+
+def vectors_facts(spec: DatasetSpec) -> VectorsFacts:
+    """The facts of a ``vectors:`` spec that a form shows before a run exists, without reading the features
+    or the keys: their shapes and types come from the ``.npy`` headers (the ``.npz`` members' headers), and
+    only ``labels`` ``(N,)`` and ``class_names`` are read (the split and the class counts need them).
+
+    Checked here as :func:`read_vectors` checks them: the file, its format, the features' shape and type, the
+    keys' shape and type, the labels. Not checked (that would read every row): NaN or infinite features and
+    repeated keys; :func:`load_vectors` refuses those when the run is made, with the same one line.
+
+    Cost: a few small reads (headers) and the labels' ``8 N`` bytes; a 1M x 128 file is not read.
+    """
+    path, test = _path_and_test(spec)
+    p, name = _checked_file(path)
     try:
         if p.suffix.lower() == ".npy":
-            features = np.load(p, mmap_mode="r", allow_pickle=False)
-            keys, labels, names = np.arange(len(features)).astype(str) if features.ndim else None, None, None
+            with open(p, "rb") as fh:
+                shape, dtype = _header(fh)
+            keys_shape, keys_dtype, labels, names = shape[:1], np.dtype(str), None, None  # keys: the row numbers
         else:
-            features, keys, labels, names = _read_npz(p, name)
+            with zipfile.ZipFile(p) as archive:
+                members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+                _require_members(set(members), name)
+                with archive.open(members["features"]) as fh:
+                    shape, dtype = _header(fh)
+                with archive.open(members["keys"]) as fh:
+                    keys_shape, keys_dtype = _header(fh)
+                labels = names = None
+                if "labels" in members:
+                    with archive.open(members["labels"]) as fh:
+                        labels = np.lib.format.read_array(fh, allow_pickle=False)
+                if "class_names" in members:
+                    with archive.open(members["class_names"]) as fh:
+                        names = np.lib.format.read_array(fh, allow_pickle=False)
     except ValueError as exc:
-        if "allow_pickle" in str(exc) or "object" in str(exc).lower():
-            raise UserError(f"vectors file {name} holds pickled Python objects, which are never loaded; "
-                            "store numbers and text arrays (np.savez with numeric features, str keys)") from None
-        raise UserError(f"vectors file {name} is not a readable NumPy file: {shown(str(exc))}") from None
+        raise _unreadable(exc, name) from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise UserError(f"vectors file {name} is not a readable NumPy file: {shown(str(exc) or type(exc).__name__)}"
                         ) from None
-    _check_features(features, name)
-    keys = _check_keys(keys, len(features), name)
-    labels, class_names = _check_labels(labels, names, len(features), name)
-    return features, keys, labels, class_names
+    _check_shape(shape, dtype, name)
+    _check_keys_header(keys_shape, keys_dtype, shape[0], name)
+    labels, class_names = _check_labels(labels, names, shape[0], name)
+    held = _holdout(shape[0], labels, test)
+    counts = None if labels is None else tuple(int(c) for c in np.bincount(labels[~held][labels[~held] >= 0],
+                                                                            minlength=len(class_names)))
+    return VectorsFacts(int(shape[1]), int((~held).sum()), class_names, counts)
+
+
+def _header(fh) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of the ``.npy`` array ``fh`` is at (its header only; a version 3.0 header, which NumPy
+    writes only for non-Latin-1 field names, is read with its array)."""
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+    else:
+        fh.seek(0)
+        array = np.lib.format.read_array(fh, allow_pickle=False)
+        shape, dtype = array.shape, array.dtype
+    if dtype.hasobject:
+        raise ValueError("Object arrays cannot be loaded when allow_pickle=False")
+    return shape, dtype
+
+
+def _require_members(files, name: str) -> None:
+    if "features" not in files:
+        raise UserError(f"vectors file {name} has no 'features' array (it holds {', '.join(files) or 'none'}); "
+                        f"{VALID}")
+    if "keys" not in files:
+        raise UserError(f"vectors file {name} has no 'keys' array: one key per row is needed; {VALID}")
 
 
 def _read_npz(p: Path, name: str):
     with np.load(p, allow_pickle=False) as z:
-        if "features" not in z.files:
-            raise UserError(f"vectors file {name} has no 'features' array (it holds {', '.join(z.files) or 'none'}); "
-                            f"{VALID}")
-        if "keys" not in z.files:
-            raise UserError(f"vectors file {name} has no 'keys' array: one key per row is needed; {VALID}")
+        _require_members(z.files, name)
         return (z["features"], z["keys"], z["labels"] if "labels" in z.files else None,
                 z["class_names"] if "class_names" in z.files else None)
 
 
-def _check_features(features: np.ndarray, name: str) -> None:
-    if features.ndim != 2 or features.shape[0] < 2 or features.shape[1] < 1:
-        raise UserError(f"vectors file {name}: features have shape {features.shape}; valid: 2-D (N, D) with N >= 2 "
+def _check_shape(shape: tuple[int, ...], dtype: np.dtype, name: str) -> None:
+    """The features' shape and type (their header)."""
+    if len(shape) != 2 or shape[0] < 2 or shape[1] < 1:
+        raise UserError(f"vectors file {name}: features have shape {tuple(shape)}; valid: 2-D (N, D) with N >= 2 "
                         "rows and D >= 1 columns")
-    if features.dtype.kind not in "fiu":
-        raise UserError(f"vectors file {name}: features are {features.dtype}, not numbers; valid: float or int")
+    if dtype.kind not in "fiu":
+        raise UserError(f"vectors file {name}: features are {dtype}, not numbers; valid: float or int")
+
+
+def _check_features(features: np.ndarray, name: str) -> None:
+    _check_shape(features.shape, features.dtype, name)
     for start in range(0, len(features), CHUNK):
         block = np.asarray(features[start:start + CHUNK])
         if not np.isfinite(block).all():
@@ -146,10 +260,15 @@ def _check_features(features: np.ndarray, name: str) -> None:
                             "only (drop or fix those rows)")
 
 
-def _check_keys(keys: np.ndarray, n: int, name: str) -> np.ndarray:
-    if keys.shape != (n,) or keys.dtype.kind not in "USiu":
-        raise UserError(f"vectors file {name}: keys are {keys.dtype} of shape {keys.shape}; valid: ({n},) text or "
+def _check_keys_header(shape: tuple[int, ...], dtype: np.dtype, n: int, name: str) -> None:
+    """The keys' shape and type (their header)."""
+    if tuple(shape) != (n,) or dtype.kind not in "USiu":
+        raise UserError(f"vectors file {name}: keys are {dtype} of shape {tuple(shape)}; valid: ({n},) text or "
                         "whole numbers, one per row of features")
+
+
+def _check_keys(keys: np.ndarray, n: int, name: str) -> np.ndarray:
+    _check_keys_header(keys.shape, keys.dtype, n, name)
     keys = keys.astype(str)
     unique, counts = np.unique(keys, return_counts=True)
     if len(unique) < n:

@@ -155,6 +155,12 @@ def same_data(stores: Sequence[RunStore | str | Path]) -> list[str]:
     spec), the same class names and the same given labels. Each problem
     names the two runs and what differs.
 
+    Keys and given labels are compared by the digests each run stored when it
+    was made (:mod:`engine.rundir.digest`): equal digests, equal arrays, and
+    no key is read. Where a digest differs, or a run was made before digests
+    were stored, the arrays themselves are read and compared (which also names
+    the first differing key and counts the differing labels).
+
     Returns
     -------
     list of str
@@ -164,57 +170,70 @@ def same_data(stores: Sequence[RunStore | str | Path]) -> list[str]:
     problems, loaded = [], []
     for store in stores:
         try:
-            arrays = store.dataset_arrays()
-            loaded.append((store, store.config(), arrays))
+            loaded.append(_Samples(_name(store), store.config(), store.dataset_arrays(),
+                                   store.dataset_digest("keys_digest"), store.dataset_digest("given_digest")))
         except UserError as exc:
             problems.append(f"run {_name(store)!r} cannot be read: {exc}")
     if len(loaded) < 2:
         return problems
-    first, first_config, ref = loaded[0]
-    a = _name(first)
-    seed_refs = {first_config.seed: (ref["given"], a, first_config)}  # seed -> its first run's labels, name, config
-    for store, config, arrays in loaded[1:]:
-        b = _name(store)
-        n_a = len(ref["keys"])
-        problem = _sample_difference(a, b, ref, arrays, first_config, config)
+    first = loaded[0]
+    seed_refs = {first.config.seed: first}  # seed -> its first run (whose given labels that seed's runs share)
+    for run in loaded[1:]:
+        problem = _sample_difference(first, run)
         if problem:
             problems.append(problem)
             continue
-        ref_given, other, other_config = ref["given"], a, first_config
-        if config.seed != first_config.seed and _seed_drawn(config) and _seed_drawn(first_config):
+        ref = first
+        if run.config.seed != first.config.seed and _seed_drawn(run.config) and _seed_drawn(first.config):
             # another seed draws other noisy labels: comparable under the same noise; its given labels
             # must match those of the first run of its own seed
-            if config.noise != first_config.noise:
-                problems.append(f"runs {a!r} and {b!r} differ in seed ({first_config.seed} and {config.seed}) and "
-                                f"in noise ({first_config.noise!r} and {config.noise!r}): runs of several seeds "
-                                "are compared under the same noise")
+            if run.config.noise != first.config.noise:
+                problems.append(f"runs {first.name!r} and {run.name!r} differ in seed ({first.config.seed} and "
+                                f"{run.config.seed}) and in noise ({first.config.noise!r} and "
+                                f"{run.config.noise!r}): runs of several seeds are compared under the same noise")
                 continue
-            ref_given, other, other_config = seed_refs.setdefault(config.seed, (arrays["given"], b, config))
-        cmp_given = arrays["given"]
-        wrong = int(np.sum(ref_given != cmp_given))
+            ref = seed_refs.setdefault(run.config.seed, run)
+        if ref is run or (ref.given_digest is not None and ref.given_digest == run.given_digest):
+            continue  # the same given labels, told by their digests
+        wrong = int(np.sum(ref.arrays["given"] != run.arrays["given"]))
         if wrong:
-            problems.append(f"runs {other!r} and {b!r} have different given labels on {wrong} of {n_a} samples "
-                            f"(noise {other_config.noise!r} and {config.noise!r}, seed {other_config.seed} and "
-                            f"{config.seed}{_label_files(other_config, config)}): train them with the same "
-                            "noise, seed and label file")
+            problems.append(f"runs {ref.name!r} and {run.name!r} have different given labels on {wrong} of "
+                            f"{len(ref.arrays['given'])} samples (noise {ref.config.noise!r} and "
+                            f"{run.config.noise!r}, seed {ref.config.seed} and {run.config.seed}"
+                            f"{_label_files(ref.config, run.config)}): train them with the same noise, seed and "
+                            "label file")
     return problems
 
 
-def _sample_difference(a: str, b: str, ref: dict, arrays: dict, first_config, config) -> str | None:
+@dataclass(frozen=True)
+class _Samples:
+    """A run's samples as :func:`same_data` compares them: its arrays (memory-mapped: read only where a
+    digest cannot answer) and the digests stored with them (None: a run made before digests)."""
+
+    name: str
+    config: object
+    arrays: dict
+    keys_digest: str | None
+    given_digest: str | None
+
+
+def _sample_difference(a: _Samples, b: _Samples) -> str | None:
     """Why runs ``a`` and ``b`` do not hold the same samples and classes (counts, keys, data, class names)."""
-    n_a, n_b = len(ref["keys"]), len(arrays["keys"])
+    n_a, n_b = len(a.arrays["keys"]), len(b.arrays["keys"])
     if n_a != n_b:
-        return f"runs {a!r} and {b!r} have different sample counts ({n_a} and {n_b} training samples)"
-    differ = np.flatnonzero(ref["keys"].astype(str) != arrays["keys"].astype(str))
-    if len(differ):
-        i = int(differ[0])
-        return (f"runs {a!r} and {b!r} hold different samples: {len(differ)} of {n_a} keys differ "
-                f"(sample {i}: {str(ref['keys'][i])!r} and {str(arrays['keys'][i])!r})")
-    if _index_keys(ref["keys"]) and first_config.dataset != config.dataset:
-        return f"runs {a!r} and {b!r} are on different data ({first_config.dataset!r} and {config.dataset!r})"
-    names_a, names_b = _class_names(ref), _class_names(arrays)
+        return f"runs {a.name!r} and {b.name!r} have different sample counts ({n_a} and {n_b} training samples)"
+    if a.keys_digest is None or a.keys_digest != b.keys_digest:  # not told by the digests: read every key
+        keys_a, keys_b = a.arrays["keys"].astype(str), b.arrays["keys"].astype(str)
+        differ = np.flatnonzero(keys_a != keys_b)
+        if len(differ):
+            i = int(differ[0])
+            return (f"runs {a.name!r} and {b.name!r} hold different samples: {len(differ)} of {n_a} keys differ "
+                    f"(sample {i}: {str(keys_a[i])!r} and {str(keys_b[i])!r})")
+    if _index_keys(a.arrays["keys"]) and a.config.dataset != b.config.dataset:
+        return f"runs {a.name!r} and {b.name!r} are on different data ({a.config.dataset!r} and {b.config.dataset!r})"
+    names_a, names_b = _class_names(a.arrays), _class_names(b.arrays)
     if names_a is not None and names_b is not None and names_a != names_b:
-        return f"runs {a!r} and {b!r} have different classes ({', '.join(names_a)} and {', '.join(names_b)})"
+        return f"runs {a.name!r} and {b.name!r} have different classes ({', '.join(names_a)} and {', '.join(names_b)})"
     return None
 
 
@@ -224,6 +243,7 @@ def _seed_drawn(config) -> bool:
 
 
 def _index_keys(keys: np.ndarray) -> bool:
+    """Whether the keys are row numbers (built-in data), told by the first 50."""
     return len(keys) > 0 and all(str(k).isdigit() for k in keys[:50])
 
 
@@ -290,8 +310,8 @@ def comparison_table(stores: Sequence[RunStore | str | Path], chance: bool = Fal
         config = store.config()
         arrays = store.dataset_arrays()
         results, finished = run_results(store)
-        true = arrays.get("true")
-        true = None if true is None or not (true >= 0).any() else true
+        true = arrays.get("true") if config.labels else None  # a label file's disagreement with the truth
+        true = None if true is None or not (true >= 0).any() else true  # (read only where it is shown)
         method = method_label(config)
         if not finished:  # a 'running' left by a process that is gone reads as stopped
             state = store.live_state()
@@ -594,9 +614,10 @@ class PerSample:
     Attributes
     ----------
     runs : tuple of str, length R
-    keys : np.ndarray, shape (N,), str
+    keys : np.ndarray, shape (N,), str or int
+        The sample keys as ``dataset.npz`` stores them (memory-mapped: index the rows shown; ``str()`` each).
     given : np.ndarray, shape (N,), int
-        The (shared) given labels.
+        The (shared) given labels, as stored (memory-mapped).
     true : np.ndarray or None, shape (N,), int
         The truth (-1 where unknown), ``None`` when no sample has one.
     refined : np.ndarray, shape (R, N), int
@@ -632,8 +653,9 @@ class PerSample:
         right_r, right_s = self.right("refined"), self.right("student")
         dis_r, dis_s = self.disagree("refined"), self.disagree("student")
         out = []
-        for i in range(len(self.keys)):
-            row = {"index": i, "key": str(self.keys[i]), "given": name(int(self.given[i]))}
+        keys, given = np.asarray(self.keys).astype(str), np.asarray(self.given)  # every row: read each once
+        for i in range(len(keys)):
+            row = {"index": i, "key": str(keys[i]), "given": name(int(given[i]))}
             if self.true is not None:
                 row["true"] = name(int(self.true[i]))
             for r, run in enumerate(self.runs):
@@ -670,8 +692,9 @@ def per_sample(stores: Sequence[RunStore | str | Path]) -> PerSample:
         snap = read(store, steps[-1], ("refined", "student_pred"))
         refined.append(np.asarray(snap["refined"], dtype=np.int64))
         student.append(np.asarray(snap.get("student_pred", np.full(len(arrays["given"]), -1)), dtype=np.int64))
-    true = arrays.get("true")
+    true = arrays.get("true")  # every sample's truth: which runs label each right is the view's content
     true = None if true is None or not (true >= 0).any() else np.asarray(true, dtype=np.int64)
-    return PerSample(runs=tuple(_name(s) for s in stores), keys=arrays["keys"].astype(str),
-                     given=np.asarray(arrays["given"], dtype=np.int64), true=true,
+    # keys and given labels as stored (memory-mapped): the view reads the rows it shows, and every row only
+    # for the CSV of every sample (PerSample.rows)
+    return PerSample(runs=tuple(_name(s) for s in stores), keys=arrays["keys"], given=arrays["given"], true=true,
                      refined=np.stack(refined), student=np.stack(student), class_names=stores[0].class_names())

@@ -448,10 +448,14 @@ class WhatIf:
     def cutoff(self) -> float | None:
         return self.relabelling.cutoff
 
-    def counts(self, refined: np.ndarray, true: np.ndarray | None) -> dict:
-        """``changed``, and where the truth is known ``to_correct`` / ``to_wrong``."""
+    def counts(self, refined: np.ndarray, true: np.ndarray | None, known: bool | None = None) -> dict:
+        """``changed``, and where the truth is known ``to_correct`` / ``to_wrong`` (``known``: whether any
+        truth is, as :meth:`engine.rundir.store.RunStore.truth_known` says; None: told from every row of
+        ``true``). With ``known`` given, only the changed rows of ``refined`` and ``true`` are read."""
         out = {"changed": int(len(self.changed)), "to_correct": None, "to_wrong": None}
-        if true is not None and (np.asarray(true) >= 0).any():
+        if known is None:
+            known = true is not None and bool((np.asarray(true) >= 0).any())
+        if true is not None and known:
             c = self.changed
             out["to_correct"] = int(np.sum(self.labels[c] == true[c]))
             out["to_wrong"] = int(np.sum(refined[c] == true[c]))

@@ -44,7 +44,10 @@ A log names samples by index, so it only means something for the samples it
 was written for. The log stores :func:`samples_digest` of the run's keys and
 given labels when it is created, and :class:`ReviewStore` refuses (a
 :class:`UserError` naming the file) to read or write a log whose digest is
-not the run's. A log written before digests existed gets the run's digest on
+not the run's. The run's digest is stored in its ``dataset.npz`` when the run
+is made (:mod:`engine.rundir.digest`), so checking a log reads no key; a run
+made before that computes it from its keys and given labels (every key, once
+per version of the file per process). A log written before digests existed gets the run's digest on
 first open if every sample it names exists in the run (an index out of range
 means it belongs to other samples: refused). A file that is not SQLite is
 refused the same way, never a traceback.
@@ -67,7 +70,6 @@ one step's propagation with the clamps, to show their ripple.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import sqlite3
@@ -81,6 +83,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from .digest import samples_digest
 from .store import RunStore
 
 log = logging.getLogger(__name__)
@@ -116,30 +119,6 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_by_sample ON events(sample, reviewer);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-
-
-def samples_digest(keys, given_labels) -> str:
-    """SHA-256 (hex) of a run's samples: their keys and given labels, in order.
-
-    Parameters
-    ----------
-    keys : array-like of str, shape (N,)
-        The sample keys (``dataset.npz``'s ``keys``).
-    given_labels : array-like of int, shape (N,)
-        Their given labels (``dataset.npz``'s ``given``).
-
-    Two runs get the same digest exactly when they list the same samples with
-    the same given labels in the same order, so a review log written for one
-    applies to the other.
-    """
-    keys = [str(k) for k in np.asarray(keys).ravel()]
-    given_labels = np.asarray(given_labels, dtype=np.int64).ravel()
-    if len(keys) != len(given_labels):
-        raise ValueError(f"keys ({len(keys)}) and given_labels ({len(given_labels)}) differ in length")
-    digest = hashlib.sha256(f"amlkd-samples v1 n={len(keys)}\n".encode())
-    for key, label in zip(keys, given_labels):
-        digest.update(f"{key}\t{int(label)}\n".encode())
-    return digest.hexdigest()
 
 
 def check_reviewer(name) -> str:
@@ -323,6 +302,10 @@ def _verdict(sample: int, votes: tuple, proposal: int | None) -> Consensus:
     return Consensus(sample, None if outlier else int(winner), outlier, disputed, tie_broken, votes)
 
 
+#: Samples digests computed for runs made before ``dataset.npz`` stored one: (path, mtime_ns, size) -> digest.
+_COMPUTED_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
 class _LogFile:
     """The review log's SQLite file: connections, schema, the check that it belongs to this run, one-line
     errors, and the run facts a decision is checked against. :class:`ReviewStore` adds the decisions."""
@@ -458,20 +441,32 @@ class _LogFile:
 
     # ------------------------------------------------------------ run facts
     def _dataset(self) -> dict:
+        """The run's ``given`` and ``keys`` (memory-mapped: a decision reads its sample's row) and the
+        samples digest ``dataset.npz`` stores; empty without a ``dataset.npz``."""
         if self._static is None:
-            path = RunStore(self.run_dir).dataset_path
+            store = RunStore(self.run_dir)
             self._static = {}
-            if path.is_file():
-                with np.load(path, allow_pickle=False) as data:
-                    self._static = {"given": data["given"].astype(np.int64), "keys": data["keys"].astype(str)}
+            if store.dataset_path.is_file():
+                arrays = store.dataset_arrays()
+                self._static = {"given": arrays["given"], "keys": arrays["keys"],
+                                "digest": store.dataset_digest(DIGEST_KEY)}
         return self._static
 
     def _run_digest(self) -> str | None:
+        """The run's samples digest: stored in ``dataset.npz`` when the run was made, so no key is read;
+        a run made before that: computed from every key and given label (once per version of the file in
+        this process)."""
         static = self._dataset()
         if not static:
             return None
-        if "digest" not in static:
-            static["digest"] = samples_digest(static["keys"], static["given"])
+        if static["digest"] is None:
+            info = RunStore(self.run_dir).dataset_path.stat()
+            version = (str(self.run_dir.resolve()), info.st_mtime_ns, info.st_size)
+            if version not in _COMPUTED_DIGESTS:
+                if len(_COMPUTED_DIGESTS) >= 8:
+                    _COMPUTED_DIGESTS.pop(next(iter(_COMPUTED_DIGESTS)))
+                _COMPUTED_DIGESTS[version] = samples_digest(static["keys"], static["given"])
+            static["digest"] = _COMPUTED_DIGESTS[version]
         return static["digest"]
 
     def samples_digest(self) -> str | None:

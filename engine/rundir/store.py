@@ -5,7 +5,8 @@ Layout of ``runs/NAME/`` (this class owns every path in it)::
     config.json          the RunConfig (JSON)
     status.json          phase, step, state (idle/running/error/done), last error
     dataset.npz          static per-sample arrays: given, true labels, keys, class names (np.savez: stored,
-                         not compressed, so readers memory-map each array: engine.rundir.npzmap)
+                         not compressed, so readers memory-map each array: engine.rundir.npzmap), and
+                         the samples' digests (engine.rundir.digest: same samples without reading them)
     metrics.jsonl        one JSON object of scalar metrics per step
     snapshots/step_NNNNN/FIELD.npy  per-sample arrays of that step, one uncompressed .npy per field (format
                          and policy: engine.rundir.snapshot); runs made before it: snapshots/step_NNNNN.npz
@@ -204,16 +205,29 @@ class RunLayout:
 
 
 
+#: RunStore.truth_known's answers: (dataset.npz path, mtime_ns, size) -> whether any truth is known.
+_TRUTH_KNOWN: dict[tuple[str, int, int], bool] = {}
+
+
 class _RunFacts(RunLayout):
     """The files a run writes once: its samples, the inputs it skipped, the teacher's outputs."""
 
     # ------------------------------------------------------------ static arrays
     def write_dataset(self, **arrays) -> None:
         """``dataset.npz`` with ``np.savez``: members stored uncompressed, so readers map them (not
-        ``savez_compressed``: that would make every page read a million keys whole)."""
+        ``savez_compressed``: that would make every page read a million keys whole).
+
+        With ``keys`` and ``given``, the samples' digests are computed here and stored beside them
+        (:mod:`engine.rundir.digest`), with the CRC-32 of the arrays they describe; digests passed in (arrays
+        read back and written again) are dropped and made again."""
+        from .digest import DIGESTS, RECORD, append_digests
+
+        arrays = {name: array for name, array in arrays.items() if name not in (*DIGESTS, RECORD)}
         with atomic_path(self.dataset_path) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, **arrays)
+            if "keys" in arrays and "given" in arrays:
+                append_digests(tmp, arrays["keys"], arrays["given"])
 
     def dataset_arrays(self) -> dict[str, np.ndarray]:
         """``dataset.npz``: ``given``, ``keys``, ``true`` (same length), class names; one line naming it if damaged.
@@ -232,6 +246,28 @@ class _RunFacts(RunLayout):
             if not len(arrays["given"]) == len(arrays["keys"]) == len(arrays["true"]):
                 raise ValueError("given, keys and true differ in length")
         return watched(arrays, DATASET_STEP)
+
+    def dataset_digest(self, name: str) -> str | None:
+        """One of ``dataset.npz``'s stored digests (``samples_digest``, ``keys_digest``, ``given_digest``:
+        :mod:`engine.rundir.digest`), or None for a run made before they were stored, or a file whose keys or
+        given labels are no longer those the digests describe (the caller then reads the arrays, as before)."""
+        from .digest import stored_digest
+
+        arrays = self.dataset_arrays()
+        with reading(self.dataset_path, DATASET_ADVICE):
+            return stored_digest(self.dataset_path, arrays, name)
+
+    def truth_known(self) -> bool:
+        """Whether any training sample's true label is known (``true >= 0`` somewhere): every ``true`` read
+        once per version of ``dataset.npz`` in this process (a page that asks on every redraw reads none)."""
+        with reading(self.dataset_path, DATASET_ADVICE):
+            info = self.dataset_path.stat()
+        version = (str(self.dataset_path.resolve()), info.st_mtime_ns, info.st_size)
+        if version not in _TRUTH_KNOWN:
+            if len(_TRUTH_KNOWN) >= 64:
+                _TRUTH_KNOWN.pop(next(iter(_TRUTH_KNOWN)))
+            _TRUTH_KNOWN[version] = bool((self.dataset_arrays()["true"] >= 0).any())
+        return _TRUTH_KNOWN[version]
 
     def test_labels(self) -> str | None:
         """What the run's test accuracies are measured against: ``"truth"``, ``"given"`` (a label file's
