@@ -79,6 +79,34 @@ def _worker_init(cache_bytes: int, worker_id: int) -> None:  # each worker's cac
     info = torch.utils.data.get_worker_info()
     CACHE.max_bytes = cache_bytes // max(1, info.num_workers if info else 1)
     torch.set_num_threads(1)
+    keep_large_blocks_out_of_heap()
+
+
+#: glibc's ``mallopt`` parameter number of the mmap threshold (``M_MMAP_THRESHOLD`` in malloc.h).
+M_MMAP_THRESHOLD = -3
+#: Blocks from this size up are mapped on their own and unmapped when freed, in the decoding workers:
+#: glibc's default, fixed so that it never rises (:func:`keep_large_blocks_out_of_heap`). Cached images
+#: above it (224x224 RGB: 147 KB) are mapped one by one too and handed back when evicted.
+MMAP_THRESHOLD = 128 << 10
+
+
+def keep_large_blocks_out_of_heap() -> bool:
+    """Fix glibc's mmap threshold at :data:`MMAP_THRESHOLD` in this process (a decoding worker); whether it was.
+
+    Left alone, glibc raises the threshold to the largest mapped block freed so far: after its first batch a
+    worker allocates each batch's buffers (the stacked uint8 images and their float32 copy, 2.4 and 9.6 MB for
+    64 images at 112x112) in its heap. The images its cache keeps land above them, so the freed buffers become
+    holes the next batch does not fit, and the heap grows by ~7 MB a batch beyond what the cache holds: one pass
+    over 8,000 files at 112x112 left 1,249 MB of heap (815 MB of it free) for 276 MB of cached images, and a
+    worker's memory grew with the number of batches, so with N. Fixed, the buffers are mapped and unmapped with
+    every batch: after the same pass 424 MB of heap, none of it free. No decoded value changes.
+    Nothing elsewhere than glibc.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
 
 
 class ImageFiles:
