@@ -132,6 +132,7 @@ def test_streamed_samples_decode_to_the_in_memory_arrays_bit_for_bit(small_folde
     decoded = list(files.train_x.batches(batches))  # a DataLoader worker decodes them
     assert [tuple(b.shape) for b in decoded] == [(3, 3, 32, 32), (2, 3, 32, 32)]
     assert np.array_equal(decoded[0].numpy(), memory.train_x[[3, 0, 7]])
+    assert decoded[0].is_contiguous(memory_format=torch.channels_last)  # the layout CPU convolutions run faster
     subset = files.train_x[np.array([4, 2])]  # lazy: paths only
     assert isinstance(subset, ImageFiles) and np.array_equal(subset[1], memory.train_x[2])
     again = list(subset.batches([np.array([1]), np.array([0, 1])]))  # through the base's persistent workers
