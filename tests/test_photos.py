@@ -351,6 +351,18 @@ def test_the_stream_hands_free_heap_back_every_few_batches_it_yields(small_folde
     stream.release_free_heap()  # the real one (glibc malloc_trim; nothing elsewhere) runs and returns
 
 
+def test_the_features_commands_single_pass_keeps_no_decoded_images(small_folder):
+    from engine.data.folder import ImageCache
+    from engine.models.features import input_files
+
+    dataset = load_dataset(f"folder:{small_folder}")
+    files = input_files(dataset, 64)
+    assert len(files) == dataset.num_train and files.size == 64 and files.cache_bytes == 0
+    cache = ImageCache(files.cache_bytes)  # what its workers' cache holds (their share of cache_bytes)
+    cache.put(("image", "a.png"), np.zeros((64, 64, 3), np.uint8))
+    assert cache.get(("image", "a.png")) is None and cache._bytes == 0
+
+
 class _HeapProbe(ImageFiles):
     """Files whose decoding worker notes, after each batch, the free bytes its glibc heap holds (mallinfo2)."""
 
