@@ -18,7 +18,11 @@ but holds only file paths. What reads it:
 
 Memory: the paths, plus each worker's bounded cache of decoded images
 (:class:`engine.data.folder.ImageCache`, :data:`CACHE_BYTES` in all over a
-dataset's train and test workers: :func:`cache_shares`), whatever N.
+dataset's train and test workers: :func:`cache_shares`), whatever N. A worker
+writes each batch straight into the shared memory that carries it to the
+loader, and its large blocks are mapped apart from its heap
+(:func:`keep_large_blocks_out_of_heap`), so that heap holds the cache and
+little else however many batches it decodes.
 
 :class:`ImageArrays` is the same for images that come as uint8 arrays in a few
 large files (torchvision's MNIST and CIFAR): the same reading, the same
