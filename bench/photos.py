@@ -108,10 +108,10 @@ from engine.method.config import RunConfig, ScheduleConfig
 from engine.steps.run import Run
 from dataclasses import replace
 
-def rss_mb(pid):  # proportional set of one process (shared pages split between their sharers), 0 once gone
+def rss_mb(pid, field="Pss"):  # proportional set of one process (shared pages split between their sharers), 0 once gone
     try:
         with open(f"/proc/{pid}/smaps_rollup") as fh:
-            return next(int(l.split()[1]) for l in fh if l.startswith("Pss:")) / 1024
+            return next(int(l.split()[1]) for l in fh if l.startswith(field + ":")) / 1024
     except (OSError, StopIteration):
         return 0.0
 
@@ -132,7 +132,7 @@ def where():  # the run's innermost engine frames, where its memory stands highe
     return " < ".join(reversed(ours[-4:]))
 
 MAIN = threading.main_thread().ident
-peak = {"workers": 0.0, "total": 0.0, "phase": "created"}
+peak = {"workers": 0.0, "total": 0.0, "phase": "created", "each": {}}  # each: worker pid -> highest (PSS, private)
 high = {}  # phase -> (sampled MB of the run process at its highest, where)
 def sample():  # the decoding workers' share: the run's process alone is ru_maxrss
     last, tick = 0.0, 0
@@ -141,7 +141,11 @@ def sample():  # the decoding workers' share: the run's process alone is ru_maxr
         if own > high.get(peak["phase"], (0.0, ""))[0] + 1:
             high[peak["phase"]] = (own, where())
         if tick % 40 == 0:  # the workers' PSS every 0.2 s (reading smaps is not free)
-            workers = sum(rss_mb(c) for c in children(os.getpid()))
+            each = {c: (rss_mb(c), rss_mb(c, "Private_Dirty")) for c in children(os.getpid())}
+            workers = sum(pss for pss, _ in each.values())
+            for c, (pss, private) in each.items():
+                high_c = peak["each"].get(str(c), (0.0, 0.0))
+                peak["each"][str(c)] = (max(high_c[0], pss), max(high_c[1], private))
             peak["workers"] = max(peak["workers"], workers)
             peak["total"] = max(peak["total"], workers + rss_mb(os.getpid()))
         tick += 1
@@ -166,7 +170,8 @@ while run.phase.value != "warmup":
     phases[phase] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 time.sleep(0.5)
 print(json.dumps({"peak": phases[max(phases, key=phases.get)], "phases": phases, "workers": peak["workers"],
-                  "total": peak["total"], "high": high, "seconds": time.perf_counter() - t0}))
+                  "total": peak["total"], "high": high, "each": list(peak["each"].values()),
+                  "seconds": time.perf_counter() - t0}))
 """
 
 
@@ -454,6 +459,10 @@ def memory_table(rows: list, teacher: str) -> None:
         grow = (lambda key: "-" if before is None else f"{r[key] - before[key]:+.0f}")
         print(f"{n:>7}  {r['peak']:>11.0f}  {grow('peak'):>7}  {r['workers']:>8.0f}  {r['total']:>7.0f}  "
               f"{grow('total'):>7}  {r['seconds'] / 60:>7.1f}")
+    for n, r in rows:  # each worker in the order started (train files' first): its decoded images are its own
+        if r.get("each"):
+            print(f"  {n:>7} workers one by one, highest PSS / private MB: "
+                  + ", ".join(f"{pss:.0f} / {private:.0f}" for pss, private in r["each"]))
     for n, r in rows:  # sampled every 5 ms: where in the engine the run process stood highest in each phase
         for phase, (mb, frames) in r.get("high", {}).items():
             print(f"  {n:>7} {phase:<9} {mb:>6.0f} MB at {frames}")

@@ -57,7 +57,7 @@ def input_files(dataset: Dataset, size: int) -> ImageFiles | None:
         return None
     mode = "L" if dataset.input_shape[0] == 1 else "RGB"
     paths = [dataset.original_file(i) for i in range(dataset.num_train)]
-    return ImageFiles(paths, size, mode)
+    return ImageFiles(paths, size, mode, cache_bytes=0)  # one pass in order: a cache would keep what is not read again
 
 
 def dataset_features(dataset: Dataset, backbone: str, weights: str, device: torch.device | None = None,
