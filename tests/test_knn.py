@@ -162,6 +162,32 @@ def test_ivf_queries_go_list_by_list_and_come_back_in_row_order():
     assert search.list_order(search.build_index(x, "exact")) is None
 
 
+def test_list_ordered_queries_are_gathered_a_bounded_batch_at_a_time(monkeypatch):
+    """search_rows never gathers a reordered copy of every row: its calls take at most GATHER_BYTES of query
+    rows each, and the results, written straight to their rows, equal one whole search's bit for bit."""
+    import faiss
+
+    x = clustered(n=3000)
+    faiss.normalize_L2(x)
+    index = search.build_index(x, "ivf")
+    search.set_reach(index, "ivf", 4)
+    whole_sim, whole_idx = search.search_rows(index, x, 6)
+    order = search.list_order(index)
+    calls = []
+
+    class Spy:  # the index, counting the queries of each call
+        def search(self, queries, width):
+            calls.append(len(queries))
+            return index.search(queries, width)
+
+    monkeypatch.setattr(search, "list_order", lambda _: order)
+    monkeypatch.setattr(search, "GATHER_BYTES", 700 * x.shape[1] * x.itemsize)
+    sim, idx = search.search_rows(Spy(), x, 6)
+    assert calls == [700, 700, 700, 700, 200]
+    np.testing.assert_array_equal(idx, whole_idx)
+    np.testing.assert_array_equal(sim, whole_sim)
+
+
 def test_ivf_similarities_are_exact_though_its_lists_are_float16():
     """The ivf rows are stored in float16; the kept results are re-scored against the float32 rows, so a
     similarity is the exact dot product (float16 alone is off by ~1e-4) and rows are sorted by it."""

@@ -68,6 +68,8 @@ logger = logging.getLogger(__name__)
 
 #: Queries per faiss call of an approximate index.
 BATCH = 65_536
+#: Bytes of list-ordered query rows gathered for one call of :func:`search_rows` (at 128-D: 65,536 rows).
+GATHER_BYTES = 32 * 2**20
 #: Rows whose neighbours are searched exactly to measure an approximate index's recall.
 RECALL_QUERIES = 1_000
 #: The recall@k an approximate search is tuned to reach, and the rows it is tuned on.
@@ -247,6 +249,11 @@ def search_rows(index: faiss.Index, x: np.ndarray, width: int, batch: int = BATC
     """``width`` results for every row of ``x``, the rows ``index`` holds: :func:`batched_search`, the
     queries of a CPU inverted file taken list by list (:func:`list_order`), results in row order.
 
+    The list-ordered queries are gathered a batch at a time (at most :data:`GATHER_BYTES` of them) and their
+    results written straight to their rows: no reordered copy of ``x`` and no reordered copy of the results
+    (at 40k photos' 576-D features, 92 MB and 10 MB less at the peak of stage 0). A query's results do not
+    depend on the batch it is searched in.
+
     Returns
     -------
     sim : np.ndarray, shape (N, width), float32
@@ -255,10 +262,17 @@ def search_rows(index: faiss.Index, x: np.ndarray, width: int, batch: int = BATC
     order = list_order(index)
     if order is None:
         return batched_search(index, x, width, batch)
-    sim, idx = batched_search(index, x[order], width, batch)  # (N, width) each, in list order
-    back = np.empty_like(order)
-    back[order] = np.arange(len(order))
-    return sim[back], idx[back]
+    n = len(order)
+    sim = np.empty((n, width), np.float32)
+    idx = np.empty((n, width), np.int64)
+    rows_per_call = max(1, min(batch, GATHER_BYTES // max(1, x.shape[1] * x.itemsize)))
+    starts = list(range(0, n, rows_per_call))
+    if len(starts) > 1 and n - starts[-1] < 20:  # as batched_search: no last call of under 20 queries
+        starts.pop()
+    for i, start in enumerate(starts):
+        rows = order[start:starts[i + 1] if i + 1 < len(starts) else n]
+        sim[rows], idx[rows] = index.search(x[rows], width)
+    return sim, idx
 
 
 def list_order(index: faiss.Index) -> np.ndarray | None:
