@@ -232,7 +232,7 @@ def test_tuning_takes_the_first_reach_whose_recall_clears_the_target_by_the_marg
 
 
 def test_recall_searches_with_wide_blas_blocks_and_puts_faiss_default_back():
-    """The recall's exact search takes 16 Mi / queries database rows per BLAS block (4x less CPU at 1M) and
+    """The recall's exact search takes 4 Mi / queries database rows per BLAS block (less CPU at 1M on busy cores) and
     leaves faiss's process-wide setting as it found it, also when the search fails; its k-th similarities
     equal those of faiss's default blocks to float32 rounding."""
     import faiss
@@ -241,8 +241,10 @@ def test_recall_searches_with_wide_blas_blocks_and_puts_faiss_default_back():
 
     default = faiss.cvar.distance_compute_blas_database_bs
     with search.wide_database_blocks(1_000):
-        assert faiss.cvar.distance_compute_blas_database_bs == 16 * 2**20 // 1_000
-    with search.wide_database_blocks(100):
+        assert faiss.cvar.distance_compute_blas_database_bs == 4 * 2**20 // 1_000  # 16 MiB of similarities
+    with search.wide_database_blocks(4_096, search.KMEANS_BLOCK_FLOATS):
+        assert faiss.cvar.distance_compute_blas_database_bs == 4_096
+    with search.wide_database_blocks(10):
         assert faiss.cvar.distance_compute_blas_database_bs == 65_536  # capped
     with search.wide_database_blocks(100_000):
         assert faiss.cvar.distance_compute_blas_database_bs == default  # never narrower than faiss's own

@@ -185,7 +185,7 @@ def build_index(x: np.ndarray, method: str, use_gpu: bool | None = None, seed: i
         rows = np.random.default_rng(seed).permutation(n)[: IVF_TRAIN_PER_LIST * ivf_lists(n)]
         # k-means assigns the rows by faiss's exact search, 4,096 rows a block: one block of centroids
         # instead of four (at 1M, 4,000 lists: 12.6 -> 8.4 CPU-s, the same centroids; bench/scale.py)
-        with wide_database_blocks(faiss.cvar.distance_compute_blas_query_bs):
+        with wide_database_blocks(faiss.cvar.distance_compute_blas_query_bs, KMEANS_BLOCK_FLOATS):
             index.train(x[np.sort(rows)])
     index.add(x)
     return index
@@ -343,30 +343,36 @@ def _sample(n: int, count: int, seed: int) -> np.ndarray:
 def _exact_kth_similarity(x: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
     """The similarity ``(Q,)`` of each of ``x[rows]``'s exact ``k``-th nearest neighbour, self excluded.
 
-    Searched with faiss's BLAS blocks of :func:`wide_database_blocks` rows (at 1M rows, 1,000 queries: 4 CPU-s
-    instead of 15): the last bit of a similarity may differ from a search with faiss's default blocks, which
-    only this recall measurement sees (it compares within :data:`TIE`); the graph's own exact search keeps
-    faiss's defaults, so runs' graphs do not move."""
+    Searched with faiss's BLAS blocks of :func:`wide_database_blocks` rows (at 1M rows, 1,000 queries, on
+    busy cores: 6 CPU-s instead of 15; about the same on idle ones): the last bit of a similarity may differ
+    from a search with faiss's default blocks, which only this recall measurement sees (it compares within
+    :data:`TIE`); the graph's own exact search keeps faiss's defaults, so runs' graphs do not move."""
     with wide_database_blocks(len(rows)):
         sim, idx = exact_search(x[rows], x, k + 1)
     return drop_self(idx, sim, rows)[1][:, -1]
 
 
-#: Floats of one BLAS block of similarities (queries x database rows) in :func:`wide_database_blocks`: 64 MiB.
-BLAS_BLOCK_FLOATS = 16 * 2**20
+#: Floats of one BLAS block of similarities (queries x database rows) in :func:`wide_database_blocks`: 16 MiB
+#: (the recall's 1,000 queries take 4,194 rows a block; with 16 Mi floats, 64 MiB, a 40k-photo run's stage 0
+#: peaked 63 MB higher in its tuning, bench/photos.py), and k-means's, whose centroids are few.
+BLAS_BLOCK_FLOATS = 4 * 2**20
+#: k-means assigns 4,096 rows a block to every centroid: one block of up to 4,096 centroids (64 MiB).
+KMEANS_BLOCK_FLOATS = 16 * 2**20
 
 
 @contextlib.contextmanager
-def wide_database_blocks(queries: int):
-    """Within the block, faiss's exact search multiplies its queries by ``BLAS_BLOCK_FLOATS / queries``
-    database rows at a time (at least faiss's default 1,024, at most 65,536) instead of 1,024.
+def wide_database_blocks(queries: int, block_floats: int | None = None):
+    """Within the block, faiss's exact search multiplies its queries by ``block_floats / queries`` database
+    rows at a time (default :data:`BLAS_BLOCK_FLOATS`; at least faiss's default 1,024, at most 65,536)
+    instead of 1,024.
 
     With a few thousand queries against a large set, faiss's default blocks of 1,024 rows spend most of the
     time between the products (per block: threads started, results merged), not in them. The setting is
     faiss's process-wide ``distance_compute_blas_database_bs``; the engine searches from one thread, and the
     old value is put back on leaving."""
     before = faiss.cvar.distance_compute_blas_database_bs
-    faiss.cvar.distance_compute_blas_database_bs = int(min(65_536, max(before, BLAS_BLOCK_FLOATS // max(queries, 1))))
+    floats = BLAS_BLOCK_FLOATS if block_floats is None else block_floats
+    faiss.cvar.distance_compute_blas_database_bs = int(min(65_536, max(before, floats // max(queries, 1))))
     try:
         yield
     finally:
