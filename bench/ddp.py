@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/ddp.py [--nproc 2] [--seeds 0] [--spread-seeds 1] [--threads 1]
                                   [--cifar-schedule 4,1,3,2] [--skip-cifar] [--skip-digits]
-                                  [--digits-schedule T,W,R,M] [--jobs 1] [--out DIR]
+                                  [--digits-schedule T,W,R,M] [--jobs 1] [--out DIR [--reuse]]
 
 Trains the same run twice through the CLI, once in one process and once in ``--nproc`` processes (gloo,
 ``--threads`` torch threads each), on digits (40% symmetric noise, its default schedule unless
@@ -16,7 +16,9 @@ goals: refined precision within 0.01 and student accuracy within 0.02 of one pro
 
 ``--spread-seeds S ...`` also trains one process with each seed S and prints how far those runs are from
 the first seed's one-process run: the differences that chance alone makes, to read the 1-vs-N differences
-against. ``--jobs J`` trains up to J runs at once: for the accuracy comparison only (the runs share the
+against. With several ``--seeds`` the goal is also read on the mean difference over them (one seed's
+difference is mostly chance); ``--reuse`` reads runs already finished under ``--out`` instead of training
+them again. ``--jobs J`` trains up to J runs at once: for the accuracy comparison only (the runs share the
 cores, so their seconds are not timings then).
 """
 
