@@ -347,14 +347,16 @@ def _exact_kth_similarity(x: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray
     busy cores: 6 CPU-s instead of 15; about the same on idle ones): the last bit of a similarity may differ
     from a search with faiss's default blocks, which only this recall measurement sees (it compares within
     :data:`TIE`); the graph's own exact search keeps faiss's defaults, so runs' graphs do not move."""
-    with wide_database_blocks(len(rows)):
+    # the block at most an eighth of the rows' own bytes: 64 MiB at 1M x 128 (2 s less than 16 MiB there),
+    # 16 MiB at 40k x 1,024 (a 64 MiB block raised a 40k-photo run's peak by 63 MB; bench/photos.py)
+    with wide_database_blocks(len(rows), max(BLAS_BLOCK_FLOATS, min(KMEANS_BLOCK_FLOATS, x.size // 8))):
         sim, idx = exact_search(x[rows], x, k + 1)
     return drop_self(idx, sim, rows)[1][:, -1]
 
 
-#: Floats of one BLAS block of similarities (queries x database rows) in :func:`wide_database_blocks`: 16 MiB
-#: (the recall's 1,000 queries take 4,194 rows a block; with 16 Mi floats, 64 MiB, a 40k-photo run's stage 0
-#: peaked 63 MB higher in its tuning, bench/photos.py), and k-means's, whose centroids are few.
+#: Floats of one BLAS block of similarities (queries x database rows) in :func:`wide_database_blocks` by
+#: default, 16 MiB (the recall's 1,000 queries: 4,194 rows a block); the recall's block grows to an eighth of
+#: the rows' own bytes, up to 64 MiB (:func:`_exact_kth_similarity`).
 BLAS_BLOCK_FLOATS = 4 * 2**20
 #: k-means assigns 4,096 rows a block to every centroid: one block of up to 4,096 centroids (64 MiB).
 KMEANS_BLOCK_FLOATS = 16 * 2**20
