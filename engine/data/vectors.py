@@ -209,18 +209,28 @@ def vectors_facts(spec: DatasetSpec) -> VectorsFacts:
     return VectorsFacts(int(shape[1]), int((~held).sum()), class_names, counts)
 
 
-def _header(fh) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype of the ``.npy`` array ``fh`` is at (its header only; a version 3.0 header, which NumPy
-    writes only for non-Latin-1 field names, is read with its array)."""
+def npy_header(fh) -> tuple[tuple[int, ...], bool, np.dtype] | None:
+    """``(shape, fortran_order, dtype)`` from the ``.npy`` header ``fh`` is at, leaving ``fh`` at the data;
+    None for a header version other than 1.0 and 2.0 (3.0: NumPy writes it only for non-Latin-1 field
+    names), which the caller reads with its array. Also :mod:`engine.rundir.npzmap`'s reader."""
     version = np.lib.format.read_magic(fh)
     if version == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
-    elif version == (2, 0):
-        shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
-    else:
+        return np.lib.format.read_array_header_1_0(fh)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(fh)
+    return None
+
+
+def _header(fh) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of the ``.npy`` array ``fh`` is at (its header only; a version 3.0 header is read with
+    its array)."""
+    header = npy_header(fh)
+    if header is None:
         fh.seek(0)
         array = np.lib.format.read_array(fh, allow_pickle=False)
         shape, dtype = array.shape, array.dtype
+    else:
+        shape, _, dtype = header
     if dtype.hasobject:
         raise ValueError("Object arrays cannot be loaded when allow_pickle=False")
     return shape, dtype

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.vectors import npy_header
+
 #: Members smaller than this are read whole: as fast as mapping them, and a file rewritten in place (not
 #: renamed over, as RunStore writes it) cannot take a small run's reader down. A mapped member read after its
 #: file was truncated in place raises SIGBUS, as for the snapshots' memory-mapped fields.
@@ -50,13 +52,10 @@ def _mapped_member(path: Path, fh, info: zipfile.ZipInfo) -> np.ndarray | None:
     caller reads it whole."""
     start = _member_offset(fh, info)
     fh.seek(start)
-    version = np.lib.format.read_magic(fh)
-    if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
-    elif version == (2, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
-    else:
+    header = npy_header(fh)
+    if header is None:
         return None
+    shape, fortran, dtype = header
     if dtype.hasobject:
         raise ValueError(f"member {info.filename!r} holds Python objects, which are not read (allow_pickle=False)")
     data_start = fh.tell()
