@@ -11,6 +11,7 @@ method/     the method's pure rules and solvers, no files:
               stages (phase names and sets), noise (noise models, the known noise rate, rate estimate),
               confident (noise rate, posterior and precision estimated without the truth),
               transition (anchor-point, HOC and trusted-set rate estimators, compared in bench/),
+              audit (the noise rate and precisions counted on a random sample people reviewed),
               graph (faiss kNN), search (exact or approximate kNN by size), propagate (block CG),
               select (small loss), ambiguity (AWE),
               refinery (the label rules), losses, training (one epoch), augment, metrics, stats (chance)

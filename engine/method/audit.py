@@ -1,0 +1,213 @@
+"""A random audit: the noise rate and the precision of any labelling, counted
+on a random sample of training samples whose class people named.
+
+Why
+---
+Every estimate that reads only the teacher's outputs and the given labels
+(the vote's confident joint, anchor points, HOC: ``engine.method.confident``,
+``engine.method.transition``) needs features that name each sample's class.
+A weak teacher's do not (cifar10-small with the small CPU pair: the rate is
+overstated by 0.17-0.26 at every noise level, docs/ALGORITHM.md), and the
+votes cannot say by how much. Counting is what is left: people name the class
+of ``M`` samples drawn at random, and the share of wrong given labels among
+them is an unbiased estimate of the noise rate whatever the teacher, with a
+binomial interval of half-width about ``z sqrt(r (1 - r) / M)`` (0.03 at
+r = 0.4 and 90% with M = 720). The same audited samples give the precision of
+any labelling (the refined labels of any step), and, paired, the change
+between two labellings.
+
+Algorithm
+---------
+1. The order: a seeded permutation of the training samples
+   (:func:`audit_order`). Reviewers audit its first samples, in order; a
+   sample they cannot place (``unsure``) is left out (the only way the sample
+   can stop being random, so the count of such samples is reported).
+2. An audited sample's class is its reviewers' consensus label; a sample
+   they call an outlier belongs to no class (every label of it is wrong).
+3. Shares with Wilson score intervals (Wilson 1927; Brown, Cai and DasGupta
+   2001 recommend it over the Wald interval for small counts and shares near
+   0 or 1): the noise rate (given label != audited class), the precision of
+   a labelling (label == audited class).
+4. A change from labelling ``a`` to ``b``: on the audited samples where they
+   differ, ``fixed`` (b right, a wrong) and ``broken`` (a right, b wrong).
+   The precision difference is ``(fixed - broken) / M`` with the Wald
+   interval of a paired difference (McNemar's setting; Agresti 2013,
+   Sec. 11.1). It is *within chance* while that interval holds 0.
+
+Cost: O(M) per share, O(N) for the order. Nothing here reads or writes files.
+Which direction is better: a lower rate, a higher precision, a positive change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import numpy as np
+
+LEVEL = 0.9  # the intervals' coverage: as the joint's (engine.method.confident.LEVEL)
+NOT_AUDITED = -1  # audit label of a sample nobody audited (or only 'unsure')
+NO_CLASS = -2  # audit label of a sample its reviewers called an outlier: no label of it is right
+_ORDER_STREAM = 0xA0D17  # the permutation's own stream of the run seed (no other draw uses it)
+
+
+def audit_order(num_samples: int, seed: int) -> np.ndarray:
+    """``(N,)`` int64: the order in which to audit the training samples, a seeded permutation of ``0..N-1``.
+
+    The same ``(num_samples, seed)`` always gives the same order, so several
+    reviewers (and a resumed audit) work through one random sample.
+    """
+    if num_samples < 0:
+        raise ValueError(f"num_samples={num_samples} must be >= 0")
+    return np.random.default_rng([int(seed), _ORDER_STREAM]).permutation(num_samples).astype(np.int64)
+
+
+def _z(level: float) -> float:
+    if not 0 < level < 1:
+        raise ValueError(f"level={level} must lie in (0, 1)")
+    return NormalDist().inv_cdf(0.5 + level / 2)
+
+
+def wilson_interval(successes: int, trials: int, level: float = LEVEL) -> tuple[float, float]:
+    """The Wilson score interval of a binomial share ``successes / trials`` (``(0, 1)`` for no trials)."""
+    if trials < 0 or not 0 <= successes <= trials:
+        raise ValueError(f"successes={successes}, trials={trials}: need 0 <= successes <= trials")
+    if trials == 0:
+        return 0.0, 1.0
+    z = _z(level)
+    share = successes / trials
+    centre = (share + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z / (1 + z * z / trials) * np.sqrt(share * (1 - share) / trials + z * z / (4 * trials * trials))
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def audit_size(rate: float, half_width: float = 0.03, level: float = LEVEL) -> int:
+    """Audited samples needed for a share near ``rate`` to be known within ``+-half_width``
+    (normal approximation ``z^2 r (1 - r) / h^2``; at least 1)."""
+    if not 0 < half_width < 1:
+        raise ValueError(f"half_width={half_width} must lie in (0, 1)")
+    rate = min(max(float(rate), 0.0), 1.0)
+    return max(1, int(np.ceil(_z(level) ** 2 * rate * (1 - rate) / half_width ** 2)))
+
+
+@dataclass(frozen=True)
+class Share:
+    """A share counted on the audited samples, with its Wilson interval.
+
+    Attributes
+    ----------
+    count, total : int
+        ``count`` of ``total`` audited samples.
+    value, low, high : float
+        ``count / total`` (nan when ``total`` is 0) and the interval.
+    """
+
+    count: int
+    total: int
+    value: float
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, count: int, total: int, level: float = LEVEL) -> Share:
+        low, high = wilson_interval(int(count), int(total), level)
+        return cls(int(count), int(total), count / total if total else float("nan"), low, high)
+
+    @property
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2
+
+
+@dataclass(frozen=True)
+class Change:
+    """What going from one labelling to another did on the audited samples.
+
+    Attributes
+    ----------
+    fixed : int
+        Audited samples the new labelling has right and the old one wrong.
+    broken : int
+        Right before, wrong now.
+    total : int
+        Audited samples.
+    value, low, high : float
+        Precision difference ``(fixed - broken) / total`` and its paired Wald interval.
+    """
+
+    fixed: int
+    broken: int
+    total: int
+    value: float
+    low: float
+    high: float
+
+    @property
+    def verdict(self) -> str:
+        """``'better'`` or ``'worse'`` when the interval excludes 0, else ``'within chance'``."""
+        if self.total and self.low > 0:
+            return "better"
+        if self.total and self.high < 0:
+            return "worse"
+        return "within chance"
+
+
+@dataclass(frozen=True)
+class Audit:
+    """The audited samples of a run: who they are and the class people named.
+
+    Attributes
+    ----------
+    samples : np.ndarray, shape (M,), int64
+        Indices of the audited training samples.
+    classes : np.ndarray, shape (M,), int64
+        Their audited class, :data:`NO_CLASS` for an outlier.
+    given : np.ndarray, shape (M,), int64
+        Their given labels.
+    left_out : int
+        Samples reviewers looked at in the audit and left unplaced (``unsure``, or a tie).
+    """
+
+    samples: np.ndarray
+    classes: np.ndarray
+    given: np.ndarray
+    left_out: int = 0
+
+    @property
+    def size(self) -> int:
+        return int(len(self.samples))
+
+    def rate(self, level: float = LEVEL) -> Share:
+        """The noise rate: the share of audited samples whose given label is not their class."""
+        return Share.of(int(np.sum(self.given != self.classes)), self.size, level)
+
+    def precision(self, labels: np.ndarray, level: float = LEVEL) -> Share:
+        """The share of audited samples that ``labels (N,)`` (a labelling of every training sample) has right."""
+        return Share.of(int(np.sum(self._on_audit(labels) == self.classes)), self.size, level)
+
+    def change(self, before: np.ndarray, after: np.ndarray, level: float = LEVEL) -> Change:
+        """Going from ``before (N,)`` to ``after (N,)``: fixed, broken, and the precision difference."""
+        right_before = self._on_audit(before) == self.classes
+        right_after = self._on_audit(after) == self.classes
+        fixed, broken = int(np.sum(right_after & ~right_before)), int(np.sum(right_before & ~right_after))
+        m = self.size
+        if m == 0:
+            return Change(0, 0, 0, float("nan"), -1.0, 1.0)
+        diff = (fixed - broken) / m
+        variance = max((fixed + broken) / m - diff * diff, 0.0) / m  # paired (McNemar) Wald variance
+        half = _z(level) * np.sqrt(variance)
+        return Change(fixed, broken, m, diff, float(max(-1.0, diff - half)), float(min(1.0, diff + half)))
+
+    def _on_audit(self, labels: np.ndarray) -> np.ndarray:
+        return np.asarray(labels, dtype=np.int64)[self.samples]
+
+
+def audit_of(audit_labels: np.ndarray, given: np.ndarray, left_out: int = 0) -> Audit:
+    """The :class:`Audit` from ``audit_labels (N,)`` (a class, :data:`NO_CLASS`, or :data:`NOT_AUDITED`)."""
+    audit_labels = np.asarray(audit_labels, dtype=np.int64)
+    given = np.asarray(given, dtype=np.int64)
+    if audit_labels.shape != given.shape:
+        raise ValueError(f"audit_labels {audit_labels.shape} and given {given.shape} must have one shape")
+    if np.any(audit_labels < NO_CLASS):
+        raise ValueError(f"audit labels must be a class, {NO_CLASS} (no class) or {NOT_AUDITED} (not audited)")
+    samples = np.flatnonzero(audit_labels != NOT_AUDITED)
+    return Audit(samples, audit_labels[samples], given[samples], int(left_out))
