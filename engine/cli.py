@@ -294,6 +294,8 @@ def cmd_run(a) -> int:
                      device=group.device if group else None, processes=group.world if group else 1)
     if run.reviews_set_aside is not None:
         print(f"note: the replaced run's review decisions were moved to {run.reviews_set_aside}", file=sys.stderr)
+    if run.audit_set_aside is not None:
+        print(f"note: the replaced run's audit (of other samples) was moved to {run.audit_set_aside}", file=sys.stderr)
     skipped = run.dataset.skipped
     if skipped:
         print(f"warning: {len(skipped)} input file(s) skipped, e.g. {skipped[0]}; all listed in "

@@ -105,3 +105,73 @@ def test_audit_of_refuses_bad_labels():
         au.audit_of(np.array([0, 1]), np.array([0]))
     with pytest.raises(ValueError, match="no class"):
         au.audit_of(np.array([-3]), np.array([0]))
+
+
+# ---------------------------------------------------------------- the audit log (engine.rundir.review.AuditStore)
+def _run_dir(tmp_path, n=10):
+    from engine.rundir.store import RunStore
+
+    store = RunStore(tmp_path / "run")
+    store.path.mkdir()
+    store.write_dataset(given=np.arange(n) % 3, true=np.full(n, -1), keys=np.array([f"k{i}" for i in range(n)]),
+                        holdout=np.zeros(n, bool))
+    return store.path
+
+
+def test_audit_log_is_its_own_file_and_never_clamps(tmp_path):
+    from engine.rundir.review import AuditStore, ReviewStore
+
+    run_dir = _run_dir(tmp_path)
+    audit = AuditStore(run_dir, num_classes=3)
+    audit.record(4, "relabel", "ann", 0)  # given 1, class 0
+    audit.record(5, "keep", "ann")  # given 2: right
+    audit.record(6, "outlier", "ann")
+    audit.record(7, "unsure", "ann")
+    assert (run_dir / "audit.sqlite").exists() and not (run_dir / "reviews.sqlite").exists()
+    clamped, outliers = ReviewStore(run_dir, num_classes=3).clamps(10)
+    assert (clamped == -1).all() and not outliers.any()
+    labels, left_out = audit.audit_labels(10)
+    assert labels.tolist() == [-1, -1, -1, -1, 0, 2, -2, -1, -1, -1]
+    assert left_out == 1
+    counted = au.audit_of(labels, np.arange(10) % 3, left_out)
+    assert counted.rate().count == 2 and counted.size == 3  # sample 4 (wrong) and 6 (no class)
+
+
+def test_audit_log_consensus_undo_and_refusals(tmp_path):
+    from engine.errors import UserError
+    from engine.rundir.review import AuditStore
+
+    run_dir = _run_dir(tmp_path)
+    audit = AuditStore(run_dir, num_classes=3)
+    audit.record(1, "relabel", "ann", 2)
+    audit.record(1, "relabel", "bob", 2)
+    audit.record(1, "keep", "cy")  # 2 against 1: class 2
+    audit.record(2, "relabel", "ann", 0)
+    audit.record(2, "keep", "bob")  # a tie: left out, never broken
+    assert audit.audit_labels(10)[0][[1, 2]].tolist() == [2, -1]
+    assert audit.audit_labels(10)[1] == 1
+    audit.undo("bob", sample=2)
+    assert audit.audit_labels(10)[0][2] == 0
+    with pytest.raises(UserError, match="audit"):
+        audit.record(3, "accept", "ann", 1, proposal=1)
+    stored = audit.record(3, "relabel", "ann", 1, proposal=0)
+    assert stored.proposal is None and stored.blind  # blind to the method, whatever the caller sent
+    with pytest.raises(UserError, match="audit log"):
+        audit.audit_labels(3)  # names sample 3 of a 3-sample run
+
+
+def test_a_run_made_again_keeps_an_audit_of_the_same_samples_only(tmp_path, capsys):
+    from engine.cli import main
+    from engine.rundir.review import AuditStore
+
+    out = tmp_path / "run"
+    base = ["run", "--dataset", "moons?n=120", "--k", "8", "--teacher-epochs", "1", "--warmup-epochs", "1",
+            "--refine-epochs", "1", "--mutual-epochs", "0", "--out", str(out)]
+    assert main(base) == 0
+    AuditStore(out, num_classes=2).record(3, "relabel", "ann", 1)
+    assert main(base + ["--force", "--relabel-rule", "authors"]) == 0  # same samples, other settings: kept
+    assert AuditStore(out).audit_labels(120)[0][3] == 1
+    capsys.readouterr()
+    assert main(base + ["--force", "--noise", "symmetric:0.3"]) == 0  # other given labels: set aside
+    assert "audit (of other samples) was moved to" in capsys.readouterr().err
+    assert (out / "audit-old-1.sqlite").exists() and not (out / "audit.sqlite").exists()

@@ -310,9 +310,13 @@ class _LogFile:
     """The review log's SQLite file: connections, schema, the check that it belongs to this run, one-line
     errors, and the run facts a decision is checked against. :class:`ReviewStore` adds the decisions."""
 
+    #: What the log is called in messages, and which of the run directory's paths holds it.
+    kind = "review log"
+    _path_of = "reviews_path"
+
     def __init__(self, run_dir, num_classes: int | None = None, busy_timeout: float = 30.0):
         self.run_dir = Path(run_dir)
-        self.path = RunStore(self.run_dir).reviews_path
+        self.path = getattr(RunStore(self.run_dir), self._path_of)
         self.num_classes = num_classes
         self.busy_timeout = busy_timeout
         self._static: dict | None = None
@@ -361,7 +365,7 @@ class _LogFile:
         start a new log.
         """
         code, first = _code(exc), (str(exc).splitlines() or [type(exc).__name__])[0]
-        where = f"review log {str(self.path)!r}"
+        where = f"{self.kind} {str(self.path)!r}"
         intact = "the decisions already saved in it are intact"
         if code == _FULL or (code == _IOERR and _disk_nearly_full(self.run_dir)):
             return UserError(f"cannot write {where}: the disk is full; {intact}; free some space, then decide again")
@@ -412,16 +416,16 @@ class _LogFile:
         digest = self._run_digest()
         if digest is not None:
             if stored is not None and stored != digest:
-                raise UserError(f"review log {str(self.path)!r} was written for other samples (its samples digest "
+                raise UserError(f"{self.kind} {str(self.path)!r} was written for other samples (its samples digest "
                                 f"{stored[:12]}… is not this run's {digest[:12]}…): move it out of the run folder "
                                 "to start a new log, or put it back in the run it belongs to")
             n = len(self._dataset()["given"])
             if stored is None and largest is not None and largest >= n:
-                raise UserError(f"review log {str(self.path)!r} names sample {largest}, but this run has {n} samples "
+                raise UserError(f"{self.kind} {str(self.path)!r} names sample {largest}, but this run has {n} samples "
                                 f"(0..{n - 1}): it belongs to other samples; move it out of the run folder")
         if tables and ("meta" not in tables or not {"batch", "client_id"} <= columns or (stored is None and digest is not None)):
             with self._connect(write=True):  # a log made before digests: adopt this run's samples
-                log.info("review log %s: recorded the samples digest of this run", self.path)
+                log.info("%s %s: recorded the samples digest of this run", self.kind, self.path)
         self._checked = True
 
     def _rows(self, sql: str, params: tuple = ()) -> list[Decision]:
@@ -732,7 +736,7 @@ class ReviewStore(_LogFile):
         outliers = np.zeros(num_samples, dtype=bool)
         for sample, verdict in self.consensus().items():
             if sample >= num_samples:
-                raise UserError(f"review log {str(self.path)!r} names sample {sample}, but the run has "
+                raise UserError(f"{self.kind} {str(self.path)!r} names sample {sample}, but the run has "
                                 f"{num_samples} samples")
             if verdict.label is not None:
                 clamped[sample] = verdict.label
@@ -740,6 +744,48 @@ class ReviewStore(_LogFile):
                 outliers[sample] = True
         return clamped, outliers
 
+
+class AuditStore(ReviewStore):
+    """The audit log of one run directory (``audit.sqlite``): reviewers name the class of randomly drawn samples
+    (:func:`engine.method.audit.audit_order`) to count the noise rate and the labels' precision.
+
+    The same log as :class:`ReviewStore` (decisions, several reviewers and their consensus, undo, resends,
+    the samples digest) in a file of its own: an audit measures the method and never trains it, so nothing
+    reads it as clamps, and a run made again from the same samples keeps it (engine.steps.lifecycle).
+    """
+
+    kind = "audit log"
+    _path_of = "audit_path"
+
+    def _prepare(self, sample: int, decision: str, reviewer: str, label, key, step, proposal, blind, when) -> dict:
+        """An audit decision names the sample's class blind to the method: no proposal, no ``accept``."""
+        if decision == "accept":
+            raise UserError("an audit names a sample's class, it does not accept the method's proposal; valid: "
+                            "keep, relabel, unsure, outlier")
+        return super()._prepare(sample, decision, reviewer, label, key, step, None, True, when)
+
+    def audit_labels(self, num_samples: int) -> tuple[np.ndarray, int]:
+        """``(labels (N,) int64, left_out)``: each audited sample's consensus class, ``NO_CLASS`` (-2) for an
+        outlier, ``NOT_AUDITED`` (-1) where nobody audited it; ``left_out`` counts the samples audited but not
+        placed (every reviewer unsure, or a tie).
+
+        Audit decisions carry no proposal, so a tie stays a tie.
+        """
+        from ..method.audit import NO_CLASS, NOT_AUDITED
+
+        labels = np.full(num_samples, NOT_AUDITED, dtype=np.int64)
+        left_out = 0
+        for sample, verdict in consensus_of(self.effective(), proposals={}).items():
+            if sample >= num_samples:
+                raise UserError(f"{self.kind} {str(self.path)!r} names sample {sample}, but the run has "
+                                f"{num_samples} samples")
+            if verdict.label is not None:
+                labels[sample] = verdict.label
+            elif verdict.outlier:
+                labels[sample] = NO_CLASS
+            else:
+                left_out += 1
+        return labels, left_out
 
 def _ensure_wal(con: sqlite3.Connection, timeout: float) -> None:
     """Switch the database to WAL, retrying while another connection holds it.

@@ -21,6 +21,7 @@ Layout of ``runs/NAME/`` (this class owns every path in it)::
     error.log            the last failed step's details
     .lock                the trainer's lock (engine.rundir.lock): pid, host, since
     reviews.sqlite       reviewers' decisions (engine.rundir.review)
+    audit.sqlite         a random audit's decisions: measure, never train (engine.rundir.review.AuditStore)
     embeddings/          cached 2-D layouts (engine.readers.embed)
 
 This module imports neither torch nor faiss: the app reads runs cheaply.
@@ -176,6 +177,10 @@ class RunLayout:
     @property
     def reviews_path(self) -> Path:
         return self.path / "reviews.sqlite"
+
+    @property
+    def audit_path(self) -> Path:
+        return self.path / "audit.sqlite"
 
     @property
     def embeddings_dir(self) -> Path:
@@ -486,14 +491,23 @@ class RunStore(_RunFacts, _StepFiles):
     def set_reviews_aside(self) -> Path | None:
         """Move ``reviews.sqlite`` (and its WAL files) to ``reviews-old-N.sqlite``,
         so a replaced run never trains on another run's decisions; returns the new path."""
-        if not self.reviews_path.exists():
+        return self._set_aside(self.reviews_path, self.old_reviews_path)
+
+    def set_audit_aside(self) -> Path | None:
+        """Move ``audit.sqlite`` (and its WAL files) to ``audit-old-N.sqlite`` (a run made again from other
+        samples: the audit named other samples' classes); returns the new path."""
+        return self._set_aside(self.audit_path, lambda n: self.path / f"audit-old-{n}.sqlite")
+
+    @staticmethod
+    def _set_aside(path: Path, old) -> Path | None:
+        if not path.exists():
             return None
         n = 1
-        while self.old_reviews_path(n).exists():
+        while old(n).exists():
             n += 1
-        target = self.old_reviews_path(n)
+        target = old(n)
         for suffix in ("", "-wal", "-shm"):
-            source = Path(str(self.reviews_path) + suffix)
+            source = Path(str(path) + suffix)
             if source.exists():
                 os.replace(source, Path(str(target) + suffix))
         return target

@@ -51,7 +51,9 @@ def create_run(cls, out: str | Path, config: RunConfig, force: bool = False, dat
     Replacing a run (``force``) sets its review log aside (``reviews-old-N.sqlite``,
     in ``run.reviews_set_aside``), so the new run never trains on another run's
     decisions; ``keep_reviews`` keeps it instead, only when the new run has the very
-    same samples and given labels. Refused while another process trains ``out``.
+    same samples and given labels. An audit log (``audit.sqlite``) stays when the new run
+    has the same samples and given labels (it measures, it never trains), and is set aside
+    (``audit-old-N.sqlite``, ``run.audit_set_aside``) otherwise. Refused while another process trains ``out``.
     ``threads``: torch's thread count for every step of the run (default: the
     process's now), recorded so that a resume uses it too; so is ``processes``, how many train it.
     """
@@ -81,6 +83,8 @@ def create_run(cls, out: str | Path, config: RunConfig, force: bool = False, dat
                 _check_same_samples(run)
             else:
                 run.reviews_set_aside = store.set_reviews_aside()
+        if store.exists() and store.audit_path.exists() and not _same_samples(run):
+            run.audit_set_aside = store.set_audit_aside()  # an audit of the same samples stays: it never trains
         store.create(run.config, force=force)  # with the teacher mode decided
     except BaseException:
         run.close()
@@ -100,14 +104,18 @@ def write_static_files(run: Run) -> None:
     run.write_status("idle")
 
 
-def _check_same_samples(run: Run) -> None:
-    """Refuse to keep a review log made for other samples or other given labels."""
+def _same_samples(run: Run) -> bool:
+    """Whether the run directory's ``dataset.npz`` (the run being replaced) has this run's keys and given labels."""
     try:
         old = run.store.dataset_arrays()
-        same = np.array_equal(old["keys"], np.array(run.dataset.keys())) and np.array_equal(old["given"], run.given)
+        return bool(np.array_equal(old["keys"], np.array(run.dataset.keys())) and np.array_equal(old["given"], run.given))
     except (UserError, KeyError):
-        same = False
-    if not same:
+        return False
+
+
+def _check_same_samples(run: Run) -> None:
+    """Refuse to keep a review log made for other samples or other given labels."""
+    if not _same_samples(run):
         raise UserError(f"--keep-reviews: the decisions in {str(run.store.reviews_path)!r} were made for other "
                         "samples or given labels than this run's; leave out --keep-reviews to set them aside")
 

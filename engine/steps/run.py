@@ -86,6 +86,7 @@ class Run:
         self._last_heartbeat = time.time()
         self.reviews = ReviewStore(store.path, num_classes=self.dataset.num_classes)
         self.reviews_set_aside: Path | None = None
+        self.audit_set_aside: Path | None = None
         #: torch's intra-op threads for this run's steps (recorded at creation; a resume uses the same)
         self.threads = torch.get_num_threads()
         #: the processes that train this run together (engine.steps.distributed); None: this one alone
