@@ -47,7 +47,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from engine.method.audit import audit_of, audit_order  # noqa: E402
 from engine.method.config import RunConfig, defaults_for_teacher  # noqa: E402
+from engine.rundir.review import AuditStore  # noqa: E402
 from engine.rundir.store import RunStore  # noqa: E402
 from engine.steps.run import Run  # noqa: E402
 
@@ -58,8 +60,11 @@ TOLERANCE = 0.03
 MARGIN = 0.005
 
 
-def train(out: Path, config: RunConfig) -> dict:
+def train(out: Path, config: RunConfig, audit_size: int = 0) -> dict:
+    """Train one run to its end; with ``audit_size``, first audit that many samples (simulated, below)."""
     run = Run.create(out, config, force=True)
+    if audit_size:
+        simulate_audit(run, audit_size)
     run.run_until(None)
     store = RunStore(out)
     metrics = store.metrics()
@@ -67,7 +72,30 @@ def train(out: Path, config: RunConfig) -> dict:
     after = [m["student_test_accuracy"] for m in metrics if m["phase"] in ("refine", "mutual", "student")
              and m.get("student_test_accuracy") is not None]
     return {**store.summary(), "stage0_precision": stage0.get("refined_label_precision"),
-            "lowest_after_warmup": min(after) if after else None}
+            "lowest_after_warmup": min(after) if after else None, **audit_columns(run, audit_size)}
+
+
+def simulate_audit(run: Run, size: int) -> None:
+    """A reviewer who is always right audits the first ``size`` samples of the run's audit order
+    (engine.method.audit.audit_order): the app's audit, with the truth as the reviewer's answer."""
+    order = audit_order(len(run.given), run.config.seed)[:size]
+    AuditStore(run.store.path, run.dataset.num_classes).record_many(
+        [{"sample": int(i), "decision": "relabel", "reviewer": "bench-truth", "label": int(run.true[i])}
+         for i in order], once=True)
+
+
+def audit_columns(run: Run, size: int) -> dict:
+    """The audit's count of the rate and of the final labels' precision, and the truth outside the audit."""
+    if not size:
+        return {}
+    labels, left_out = AuditStore(run.store.path).audit_labels(len(run.given))
+    audit = audit_of(labels, run.given, left_out)
+    rate, precision = audit.rate(), audit.precision(run.state.refined)
+    outside = labels == -1
+    return {"audit_size": audit.size, "audit_rate": rate.value, "audit_rate_low": rate.low,
+            "audit_rate_high": rate.high, "audit_prec": precision.value, "audit_prec_low": precision.low,
+            "audit_prec_high": precision.high,
+            "prec_true_outside": float((run.state.refined[outside] == run.true[outside]).mean())}
 
 
 def base_config(dataset: str, noise: str, seed: int, cifar: Path = CIFAR, short: bool = False) -> RunConfig:
@@ -82,12 +110,12 @@ def base_config(dataset: str, noise: str, seed: int, cifar: Path = CIFAR, short:
 
 
 def sweep_row(dataset: str, noise: str, seed: int, root: Path, cifar: Path = CIFAR, short: bool = False,
-              with_ce: bool = True, teachers_from: Path | None = None) -> dict:
+              with_ce: bool = True, teachers_from: Path | None = None, audit_size: int = 0) -> dict:
     base = base_config(dataset, noise, seed, cifar, short)
     if teachers_from is not None:
         base = base.with_changes(
             teacher_checkpoint=str(teachers_from / f"{dataset}-{noise}-{seed}-ours" / "checkpoint.pt"))
-    ours = train(root / f"{dataset}-{noise}-{seed}-ours", base)
+    ours = train(root / f"{dataset}-{noise}-{seed}-ours", base, audit_size)
     authors = train(root / f"{dataset}-{noise}-{seed}-authors", base.with_changes(
         relabel_rule="authors", teacher_checkpoint=str(root / f"{dataset}-{noise}-{seed}-ours" / "checkpoint.pt")))
     ce = train(root / f"{dataset}-{noise}-{seed}-ce", base.with_changes(method="ce")) if with_ce else {}
@@ -104,7 +132,9 @@ def sweep_row(dataset: str, noise: str, seed: int, root: Path, cifar: Path = CIF
             "lowest_authors": authors["lowest_after_warmup"],
             "seconds": ours["wall_seconds"] + authors["wall_seconds"] + ce.get("wall_seconds", 0.0),
             "schedule": "short" if short and dataset == "cifar10-small" else "default",
-            "teacher": "loaded" if teachers_from is not None else "trained"}
+            "teacher": "loaded" if teachers_from is not None else "trained",
+            **{k: ours[k] for k in ("audit_size", "audit_rate", "audit_rate_low", "audit_rate_high", "audit_prec",
+                                    "audit_prec_low", "audit_prec_high", "prec_true_outside") if k in ours}}
 
 
 def noise_level(noise: str) -> float:
@@ -115,6 +145,9 @@ def goals(row: dict) -> dict[str, bool]:
     out = {"no harm": row["ours_end"] >= row["given"],
            "r error": abs(row["rate_est"] - row["rate_true"]) <= TOLERANCE,
            "prec error": abs(row["prec_est"] - row["ours_end"]) <= TOLERANCE}
+    if row.get("audit_size"):  # the audit's counts, judged by the same goals
+        out["r error (audit)"] = abs(row["audit_rate"] - row["rate_true"]) <= TOLERANCE
+        out["prec error (audit)"] = abs(row["audit_prec"] - row["ours_end"]) <= TOLERANCE
     if noise_level(row["noise"]) >= 0.2:
         out[">= authors"] = row["ours_end"] >= row["authors_end"] - MARGIN
     return out
@@ -123,6 +156,24 @@ def goals(row: dict) -> dict[str, bool]:
 HEADER = ("| data | noise | seed | given | ours s0 | ours end | authors s0 | authors end | r est [90%] | r true "
           "| prec est [90%] | prec true | student ours / authors / CE | lowest after warm-up ours / authors "
           "| AWE AUROC ours | goals missed |")
+
+
+AUDIT_HEADER = ("| data | noise | seed | audited | given | ours end (truth) | ours end, outside the audit (truth) | "
+                "authors end | r audit [90%] | r true | prec audit [90%] | student ours / authors | goals missed |")
+
+
+def audit_table(rows: list[dict]) -> str:
+    """The rows trained with a simulated audit (``--audit``): its counts beside the truth."""
+    lines = [AUDIT_HEADER, "|" + "---|" * (AUDIT_HEADER.count("|") - 1)]
+    for r in rows:
+        missed = [name for name, ok in goals(r).items() if not ok]
+        lines.append(
+            f"| {r['dataset']} | {r['noise']} | {r['seed']} | {r['audit_size']} | {r['given']:.3f} | "
+            f"{r['ours_end']:.3f} | {r['prec_true_outside']:.3f} | {r['authors_end']:.3f} | "
+            f"{r['audit_rate']:.3f} [{r['audit_rate_low']:.3f}, {r['audit_rate_high']:.3f}] | {r['rate_true']:.3f} | "
+            f"{r['audit_prec']:.3f} [{r['audit_prec_low']:.3f}, {r['audit_prec_high']:.3f}] | "
+            f"{r['student_ours']:.3f} / {r['student_authors']:.3f} | {', '.join(missed) or '-'} |")
+    return "\n".join(lines)
 
 
 def table(rows: list[dict]) -> str:
@@ -175,6 +226,8 @@ def main(argv=None) -> int:
     p.add_argument("--cifar", default=str(CIFAR), help="cifar10-small's folder (train/ and test/ image folders)")
     p.add_argument("--short", action="store_true", help="cifar10-small on a short schedule (busy CPU)")
     p.add_argument("--no-ce", action="store_true", help="leave out the CE runs")
+    p.add_argument("--audit", type=int, default=0, metavar="N",
+                   help="our runs first audit N random samples, the truth as the reviewer (the authors' do not)")
     p.add_argument("--teachers-from", default=None,
                    help="load each row's teacher from ROOT/<dataset>-<noise>-<seed>-ours/checkpoint.pt")
     a = p.parse_args(argv)
@@ -193,7 +246,7 @@ def main(argv=None) -> int:
                         if (dataset, noise, seed) in done:
                             continue
                         row = sweep_row(dataset, noise, seed, Path(a.root), Path(a.cifar), a.short, not a.no_ce,
-                                        Path(a.teachers_from) if a.teachers_from else None)
+                                        Path(a.teachers_from) if a.teachers_from else None, a.audit)
                         with results.open("a") as f:
                             f.write(json.dumps(row) + "\n")
                         print(f"  {dataset} {noise} seed {seed}: given {row['given']:.3f} ours {row['ours_end']:.3f}"
@@ -201,6 +254,10 @@ def main(argv=None) -> int:
     rows = sorted(_read(results), key=lambda r: (r["dataset"], r["noise"].split(":")[0], noise_level(r["noise"]),
                                                  r["seed"]))
     print(table(rows))
+    audited = [r for r in rows if r.get("audit_size")]
+    if audited:
+        print("\nWith a random audit (simulated: the truth as the reviewer):")
+        print(audit_table(audited))
     print("\nGoals:")
     print(summary(rows))
     return 0

@@ -211,3 +211,96 @@ def audit_of(audit_labels: np.ndarray, given: np.ndarray, left_out: int = 0) -> 
         raise ValueError(f"audit labels must be a class, {NO_CLASS} (no class) or {NOT_AUDITED} (not audited)")
     samples = np.flatnonzero(audit_labels != NOT_AUDITED)
     return Audit(samples, audit_labels[samples], given[samples], int(left_out))
+
+
+# ---------------------------------------------------------------- the audit as a relabel rule's evidence
+#: Fewest audited samples for a run to use its audit (its rate, its labeller and its gate); below, the audit is
+#: only reported. 50 samples know a rate near 0.4 within about +-0.11 (90%).
+MIN_AUDIT = 50
+#: Confidence groups of the changes a gate weighs (:func:`gate_changes`); fewer when there are few audited changes.
+GATE_BINS = 5
+#: Audited changes per group at least (a group's net count of fixed minus broken labels is its evidence).
+GATE_MIN_PER_BIN = 10
+#: A step whose own estimate is informative is gated only with at least this many audited changes; a vague step
+#: is always gated (no audited change: no change).
+GATE_MIN_CHANGES = 20
+
+TAKE, KEEP, UNJUDGED = 0, 1, -1  # a gate's verdict per sample: the proposal, the reference label, not judged
+
+
+@dataclass(frozen=True)
+class Gate:
+    """What an audit gate decided for one step.
+
+    Attributes
+    ----------
+    verdict : np.ndarray, shape (N,), int8
+        :data:`TAKE` (the proposed label), :data:`KEEP` (the reference label) or :data:`UNJUDGED`.
+    changes : int
+        Proposed changes (proposal != reference, not protected).
+    audited : int
+        Of those, audited ones.
+    accepted : int
+        Changes taken (the most confident ones, :func:`gate_changes`).
+    fixed, broken : int
+        Among the audited changes taken: right now and wrong before, and the reverse.
+    cutoff : float or None
+        Least propagation confidence of a change taken (None: none taken).
+    """
+
+    verdict: np.ndarray
+    changes: int
+    audited: int
+    accepted: int
+    fixed: int
+    broken: int
+    cutoff: float | None
+
+
+def gate_changes(reference: np.ndarray, proposed: np.ndarray, confidence: np.ndarray, audit: Audit,
+                 protected: np.ndarray | None = None, judge_all: bool = False, bins: int = GATE_BINS) -> Gate:
+    """Take a proposal's changes of ``reference`` only as far as the audit says they fix more than they break.
+
+    The changes (``proposed != reference``, outside ``protected``) are ranked by
+    the propagation's ``confidence (N,)``, most confident first, and split into
+    up to ``bins`` groups of equal size (at least :data:`GATE_MIN_PER_BIN`
+    audited changes each). Taking the first ``j`` groups fixes ``F_j`` and
+    breaks ``B_j`` audited labels; the gate takes the ``j`` with the largest
+    ``F_j - B_j`` (the smallest such ``j`` on a tie), and none unless that is
+    above 0. The rest keep their reference label. With ``judge_all`` every
+    unprotected sample gets a verdict (unchanged ones :data:`TAKE`, which
+    keeps their label); otherwise only the changes do.
+
+    Choosing ``j`` on the audit makes the audit's count of the result slightly
+    optimistic (at most ``bins + 1`` candidates); docs/ALGORITHM.md.
+    """
+    reference = np.asarray(reference, dtype=np.int64)
+    proposed = np.asarray(proposed, dtype=np.int64)
+    n = len(reference)
+    protected = np.zeros(n, bool) if protected is None else np.asarray(protected, dtype=bool)
+    verdict = np.full(n, UNJUDGED, dtype=np.int8)
+    if judge_all:
+        verdict[~protected] = TAKE
+    changed = np.flatnonzero((proposed != reference) & ~protected)
+    ranked = changed[np.argsort(-np.asarray(confidence, dtype=np.float64)[changed], kind="stable")]
+    classes = np.full(n, NOT_AUDITED, dtype=np.int64)
+    classes[audit.samples] = audit.classes
+    audited = classes[ranked] != NOT_AUDITED
+    gain = ((proposed[ranked] == classes[ranked]).astype(np.int64)
+            - (reference[ranked] == classes[ranked]).astype(np.int64)) * audited  # +1 fixed, -1 broken, 0 else
+    groups = max(1, min(bins, int(audited.sum()) // GATE_MIN_PER_BIN))
+    edges = np.linspace(0, len(ranked), groups + 1).round().astype(int)
+    net = np.array([gain[:e].sum() for e in edges])  # net[j]: the first j groups taken
+    best = int(np.argmax(net)) if net.max() > 0 else 0
+    taken = edges[best]
+    verdict[ranked[:taken]] = TAKE
+    verdict[ranked[taken:]] = KEEP
+    fixed, broken = int(np.sum(gain[:taken] > 0)), int(np.sum(gain[:taken] < 0))
+    cutoff = float(np.asarray(confidence)[ranked[taken - 1]]) if taken else None
+    return Gate(verdict, len(changed), int(audited.sum()), int(taken), fixed, broken, cutoff)
+
+
+def better_labeller(candidates: dict[str, np.ndarray], audit: Audit) -> str:
+    """The name of the candidate labelling ``(N,)`` right on the most audited samples (ties: the first name)."""
+    scores = {name: audit.precision(labels).count for name, labels in candidates.items()}
+    return max(scores, key=lambda name: (scores[name], -list(scores).index(name)))

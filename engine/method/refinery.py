@@ -30,6 +30,13 @@ docs/ALGORITHM.md) filters what the authors' rule proposes:
     estimated) propose the small-loss rule's labels, and a step whose
     estimated precision (mean posterior of its labels) is below that of the
     labels before it keeps those previous labels.
+With a random audit (``engine.method.audit``, our deviation, docs/ALGORITHM.md):
+    the step's audit gate gives each sample a verdict (``audit_verdict``):
+    take the authors' proposal, keep the label before the step (the given
+    label in stage 0, the previous labels in stages 1-2), or not judged (the
+    rule's own label). The step machine decides the verdicts
+    (:func:`engine.method.audit.gate_changes`) and stores them, so a replay
+    applies the same ones.
 Reviews, every stage:
     a reviewed label is a clamped seed of weight 1 and keeps its label; an
     outlier seeds nothing and sits out training.
@@ -60,6 +67,7 @@ class Reason(IntEnum):
     KEPT_LEAST_CONFIDENT = 5  # what-if only (stages 1-2): among the least confident, kept its working label
     KEPT_GIVEN = 6  # calibrated rule: the posterior did not favour the proposed label over the given one
     KEPT_PREVIOUS = 7  # calibrated rule: the step's estimated precision fell, so the sample kept its previous label
+    KEPT_AUDIT = 8  # calibrated rule with an audit: the audit did not support the change, the label before it stayed
 
 
 @dataclass(frozen=True)
@@ -372,12 +380,15 @@ def better_labeller(posterior: np.ndarray, candidates: dict[str, np.ndarray], ma
 def relabel(phase: str, given: np.ndarray, working: np.ndarray, easy: np.ndarray, result: PropagationResult,
             noise_rate: float | None, keep_least_confident: float,
             clamped_labels: np.ndarray | None = None, rule: str = "authors",
-            posterior: np.ndarray | None = None, previous: np.ndarray | None = None) -> Relabelling:
+            posterior: np.ndarray | None = None, previous: np.ndarray | None = None,
+            audit_verdict: np.ndarray | None = None) -> Relabelling:
     """The relabelling rule of a propagating ``phase``: stage 0's or stages 1-2's.
 
     ``rule='calibrated'`` with a ``posterior`` applies :func:`calibrated_filter`
     on top (stages 1-2 with ``previous``); ``'authors'`` (or no posterior) is
-    the authors' rule alone.
+    the authors' rule alone. ``audit_verdict (N,)`` (calibrated rule only):
+    where 0 the authors' proposal, where 1 the label before the step
+    (:attr:`Reason.KEPT_AUDIT`), where -1 the rule's own label.
     """
     if rule not in RULES:
         raise ValueError(f"relabel rule {rule!r} is unknown; valid: {', '.join(RULES)}")
@@ -389,9 +400,26 @@ def relabel(phase: str, given: np.ndarray, working: np.ndarray, easy: np.ndarray
         proposal = refine_relabel(working, easy, result, clamped_labels, keep_least_confident)
     else:
         raise ValueError(f"a {phase!r} step runs no propagation; valid phases: {', '.join(LP_PHASES)}")
-    if calibrated:
-        return calibrated_filter(given, proposal, posterior, previous if phase != "propagate" else None)
-    return proposal
+    if not calibrated:
+        return proposal
+    filtered = calibrated_filter(given, proposal, posterior, previous if phase != "propagate" else None)
+    if audit_verdict is None:
+        return filtered
+    return _audited(filtered, proposal, given if phase == "propagate" or previous is None else previous,
+                    audit_verdict)
+
+
+def _audited(filtered: Relabelling, proposal: Relabelling, before: np.ndarray, verdict: np.ndarray) -> Relabelling:
+    """The calibrated rule's labels where the audit gate did not judge; the proposal or the label ``before`` the
+    step where it did (reviewed samples are never judged)."""
+    verdict = np.asarray(verdict, dtype=np.int8)
+    if verdict.shape != filtered.labels.shape:
+        raise ValueError(f"audit_verdict has shape {verdict.shape}, the labels {filtered.labels.shape}")
+    before = np.asarray(before, dtype=np.int64)
+    take, keep = verdict == 0, verdict == 1
+    labels = np.where(take, proposal.labels, np.where(keep, before, filtered.labels)).astype(np.int64)
+    reasons = np.where(take, proposal.reasons, np.where(keep, np.int8(Reason.KEPT_AUDIT), filtered.reasons))
+    return Relabelling(labels, reasons.astype(np.int8), filtered.rule + "+audit", None, proposal.labels)
 
 
 def _clamp_labels(relabelling: Relabelling, clamped_labels: np.ndarray | None) -> Relabelling:

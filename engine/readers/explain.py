@@ -399,7 +399,7 @@ def relabel_step(snapshot: dict, phase: str, given: np.ndarray, num_classes: int
     relabelling = refinery.relabel(phase, given, working, easy, result, settings.noise_rate,
                                    settings.keep_least_confident, clamps, rule=settings.relabel_rule,
                                    posterior=None if posterior is None else np.asarray(posterior, np.float32),
-                                   previous=snapshot.get("previous"))
+                                   previous=snapshot.get("previous"), audit_verdict=snapshot.get("audit_verdict"))
     return result, relabelling
 
 
@@ -570,6 +570,10 @@ def why(sample: int, relabelling: Relabelling, given: np.ndarray, working: np.nd
         proposed = "another label" if relabelling.proposed is None else names[int(relabelling.proposed[sample])]
         return (f"The propagation proposed **{proposed}**, but the calibrated posterior does not favour it over the given label, so it **kept its given "
                 f"label {names[g]}**.")
+    if reason == Reason.KEPT_AUDIT:
+        proposed = "another label" if relabelling.proposed is None else names[int(relabelling.proposed[sample])]
+        return (f"The propagation proposed **{proposed}**, but on the random audit the step's changes as unsure as "
+                f"this one did not fix more labels than they broke, so it **kept its label {names[label]}**.")
     if reason == Reason.KEPT_PREVIOUS:
         return (f"The step's estimated precision fell below that of the labels before it, so it **kept its "
                 f"previous label {names[label]}**.")

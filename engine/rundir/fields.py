@@ -135,6 +135,17 @@ METRICS_FIELDS: tuple[Field, ...] = (
     Field("seed_labeller", "str", "student or teacher: whose predictions seeded the not-easy samples", _R),
     Field("kept_previous", "bool", "the calibrated rule kept the previous labels: the step's estimated "
                                    "precision fell", _R),
+    Field("audit_size", "int", "samples of the random audit the step used (engine.method.audit; 0: none, or fewer "
+                               "than audit.MIN_AUDIT)", "handlers (aml-kd phases, calibrated rule)"),
+    Field("audit_rate", "float|null", "the noise rate counted on the audit (the step's r when it used one)",
+          "handlers (aml-kd phases, calibrated rule)"),
+    Field("audit_gate_changes", "int|null", "label changes the step proposed that the audit gate weighed "
+                                            "(engine.method.audit.gate_changes)", "handlers (aml-kd phases)"),
+    Field("audit_gate_audited", "int|null", "of those, audited ones", "handlers (aml-kd phases)"),
+    Field("audit_gate_accepted", "int|null", "changes the gate let through (the most confident ones)",
+          "handlers (aml-kd phases)"),
+    Field("audit_gate_fixed", "int|null", "audited labels the changes let through fix", "handlers (aml-kd phases)"),
+    Field("audit_gate_broken", "int|null", "audited labels the changes let through break", "handlers (aml-kd phases)"),
     Field("reviewed_clamped", "int", "samples whose label reviewers fixed", "handlers"),
     Field("reviewed_outliers", "int", "samples reviewers marked as outliers", "handlers"),
     Field("given_label_precision", "float|null", "share of given labels equal to the truth", _M),

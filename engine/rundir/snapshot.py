@@ -125,6 +125,9 @@ FIELDS: dict[str, Field] = {
                                             "precision estimate used (engine.method.confident)", LP, optional=True),
     "previous": Field("int64", "(N,)", "stages 1-2: labels before the step (the calibrated rule keeps them when "
                                        "the step's estimated precision falls)", ("refine", "mutual"), optional=True),
+    "audit_verdict": Field("int8", "(N,)", "the random audit's gate: 0 took the proposed label, 1 kept the label "
+                                           "before the step, -1 not judged (engine.method.audit.gate_changes)", LP,
+                           optional=True),
     "clamped": Field("int64", "(N,)", "reviewed label applied in this step, -1 where none", CLAMPED),
     "outlier": Field("bool", "(N,)", "reviewed outlier (no seed, no training) in this step", CLAMPED),
 }
@@ -133,7 +136,7 @@ FIELDS: dict[str, Field] = {
 def pack(refined: np.ndarray, teacher=None, student=None, given: np.ndarray | None = None, graph=None,
          lp=None, easy=None, working=None, weights=None, weights_given=None, selection_loss=None,
          features=None, clamped=None, outliers=None, seeds=None, posterior=None,
-         previous=None) -> dict[str, np.ndarray]:
+         previous=None, audit_verdict=None) -> dict[str, np.ndarray]:
     """A step's snapshot from what the step computed (arrays not given get their 'none' value).
 
     ``teacher`` and ``student`` are model outputs with ``pred (N,)``,
@@ -170,6 +173,8 @@ def pack(refined: np.ndarray, teacher=None, student=None, given: np.ndarray | No
         arrays["posterior"] = np.asarray(posterior).astype(np.float16)
     if previous is not None:
         arrays["previous"] = np.asarray(previous, np.int64)
+    if audit_verdict is not None:
+        arrays["audit_verdict"] = np.asarray(audit_verdict, np.int8)
     if seeds is not None:  # engine.method.refinery.Seeds of the step's propagation
         arrays["seed_weight"] = np.asarray(seeds.weights, np.float32)
         arrays["seed_label"] = np.asarray(seeds.labels, np.int64)
@@ -232,7 +237,7 @@ _ORDER = {name: i for i, name in enumerate((
     "refined", "working", "easy", "weight", "weight_given", "selection_loss", "teacher_loss", "teacher_pred",
     "teacher_top", "teacher_prob", "student_loss", "student_pred", "student_top", "student_prob", "lp_top_classes",
     "lp_top_scores", "lp_confidence", "lp_labels", "neighbor_idx", "neighbor_sim", "features", "clamped", "outlier",
-    "posterior", "previous", "seed_weight", "seed_label"))}
+    "posterior", "previous", "audit_verdict", "seed_weight", "seed_label"))}
 
 
 def _mapped(path) -> np.ndarray:

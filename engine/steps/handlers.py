@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from ..method import audit as audit_rule
 from ..method import refinery
 from ..method.ambiguity import (centre_similarity, class_centres, label_centre_weight, predict_weights,
                                 train_weight_net)
@@ -121,9 +122,18 @@ def propagate_step(run: Run):
     estimate = nets.teacher_estimate()
     t_estimate = time.perf_counter() - t1
     n = len(run.given)
-    refined = refinery.relabel("propagate", run.given, run.given, np.zeros(n, bool), result, cfg.noise_rate,
-                               cfg.train.keep_least_confident, clamped, rule=cfg.relabel_rule,
-                               posterior=estimate.posterior).labels
+    audit = run.audit()
+
+    def relabelling(verdict=None):
+        return refinery.relabel("propagate", run.given, run.given, np.zeros(n, bool), result, cfg.noise_rate,
+                                cfg.train.keep_least_confident, clamped, rule=cfg.relabel_rule,
+                                posterior=estimate.posterior, audit_verdict=verdict)
+
+    refined, gate = relabelling(), None
+    if audit is not None:
+        gate = _audit_gate(audit, run.given, refined, result.confidence, clamped, estimate.informative)
+        refined = relabelling(None if gate is None else gate.verdict)
+    refined = refined.labels
     run.state.refined = refined
     run.state.noise_rate_estimate = estimate.rate
     metrics = {"graph_seconds": t_graph, "lp_seconds": time.perf_counter() - t0 - t_graph - t_estimate,
@@ -133,10 +143,41 @@ def propagate_step(run: Run):
                "noise_rate_estimate": estimate.rate, "noise_rate_low": estimate.rate_low,
                "noise_rate_high": estimate.rate_high,
                **_review_metrics(clamped, outliers), **label_metrics(run.given, refined, run.true),
-               **_precision_estimates(run, refined, estimate)}
+               **_precision_estimates(run, refined, estimate), **_audit_metrics(audit, gate)}
     arrays = _pack(run, teacher=teacher, features=nets.graph_features(), graph=graph, lp=result,
-                   clamped=clamped, outliers=outliers, seeds=seeds, posterior=estimate.posterior)
+                   clamped=clamped, outliers=outliers, seeds=seeds, posterior=estimate.posterior,
+                   audit_verdict=None if gate is None else gate.verdict)
     return arrays, metrics
+
+
+def _audit_gate(audit, before: np.ndarray, relabelling: refinery.Relabelling, confidence: np.ndarray,
+                clamped: np.ndarray, informative: bool) -> audit_rule.Gate | None:
+    """The audit's verdicts on a calibrated step's changes of the labels ``before`` it (None: not gated).
+
+    A vague estimate let the calibrated filter change nothing: the gate weighs the authors' proposal instead,
+    every sample judged. An informative one: the gate weighs the filter's own changes, and only with at least
+    ``GATE_MIN_CHANGES`` of them audited; a change it lets through keeps the filter's label (not judged).
+    """
+    vague = not informative
+    candidates = relabelling.proposed if vague else relabelling.labels
+    gate = audit_rule.gate_changes(before, candidates, confidence, audit, protected=clamped >= 0, judge_all=vague)
+    if vague:
+        return gate
+    if gate.audited < audit_rule.GATE_MIN_CHANGES:
+        return None
+    verdict = np.where(gate.verdict == audit_rule.TAKE, audit_rule.UNJUDGED, gate.verdict).astype(np.int8)
+    return audit_rule.Gate(verdict, gate.changes, gate.audited, gate.accepted, gate.fixed, gate.broken, gate.cutoff)
+
+
+def _audit_metrics(audit, gate: audit_rule.Gate | None) -> dict:
+    if audit is None:
+        return {"audit_size": 0, "audit_rate": None}
+    metrics = {"audit_size": audit.size, "audit_rate": audit.rate().value}
+    if gate is not None:
+        metrics.update(audit_gate_changes=gate.changes, audit_gate_audited=gate.audited,
+                       audit_gate_accepted=gate.accepted, audit_gate_fixed=gate.fixed,
+                       audit_gate_broken=gate.broken)
+    return metrics
 
 
 # ---------------------------------------------------------------- student
@@ -203,7 +244,8 @@ def _refinery(run: Run, mutual: bool):
     nets, cfg, C = run.nets, run.config, run.dataset.num_classes
     before = nets.student_outputs()
     selection_loss = before.loss(run.given)
-    keep_fraction = 1.0 - run.noise_rate()
+    audit = run.audit()
+    keep_fraction = 1.0 - run.noise_rate(audit)
     easy = small_loss_mask(selection_loss, keep_fraction)
     clamped, outliers = run.review_clamps()  # reviewed labels count as easy, fixed seeds
     t_est = time.perf_counter()
@@ -214,8 +256,12 @@ def _refinery(run: Run, mutual: bool):
     labeller = "student"
     if calibrated:  # easy only where the posterior supports the given label; the rest seeded by the better labeller
         easy = refinery.supported_easy(easy, run.given, estimate.posterior)
-        labeller = refinery.better_labeller(estimate.posterior, {"student": before.pred,
-                                                                 "teacher": nets.teacher_outputs().pred}, ~easy)
+        predictions = {"student": before.pred, "teacher": nets.teacher_outputs().pred}
+        if audit is not None:  # right on more audited samples
+            labeller = audit_rule.better_labeller(predictions, audit)
+        else:  # judged by stage 0's estimate, on the teacher's graph, when it can tell: not by the student's own
+            judge = nets.teacher_estimate() if nets.teacher_estimate().informative else estimate
+            labeller = refinery.better_labeller(judge.posterior, predictions, ~easy)
     labeller_pred = before.pred if labeller == "student" else nets.teacher_outputs().pred
     working, easy, awe_target = refinery.small_loss_working(run.given, labeller_pred, easy, clamped)
     similarity = centre_similarity(before.features, class_centres(before.features, working, C))
@@ -233,9 +279,16 @@ def _refinery(run: Run, mutual: bool):
     seeds, working, easy, train_mask = refinery.refine_seeds(working, easy, seed_weights, C, clamped, outliers)
     result = propagate(graph.normalized, seeds.matrix(C), cfg.propagation)
     previous = run.state.refined
-    relabelling = refinery.relabel("mutual" if mutual else "refine", run.given, working, easy, result, None, 0.0,
-                                   clamped, rule=cfg.relabel_rule, posterior=estimate.posterior if calibrated else None,
-                                   previous=previous)
+
+    def relabel(verdict=None):
+        return refinery.relabel("mutual" if mutual else "refine", run.given, working, easy, result, None, 0.0,
+                                clamped, rule=cfg.relabel_rule, posterior=estimate.posterior if calibrated else None,
+                                previous=previous, audit_verdict=verdict)
+
+    relabelling, gate = relabel(), None
+    if audit is not None:
+        gate = _audit_gate(audit, previous, relabelling, result.confidence, clamped, estimate.informative)
+        relabelling = relabel(None if gate is None else gate.verdict)
     refined = relabelling.labels
     t_lp = time.perf_counter() - t1
     weights = predict_weights(nets.weight_net, similarity, refined) if use_awe else uniform
@@ -249,11 +302,13 @@ def _refinery(run: Run, mutual: bool):
                    kept_previous=bool(np.any(relabelling.reasons == refinery.Reason.KEPT_PREVIOUS)))
     metrics.update(select_seconds=t_select, lp_seconds=t_lp, awe_loss=awe_loss,
                    graph_source="teacher" if nets.is_teacher_graph(graph) else "student",
-                   noise_rate_used=run.noise_rate(), loss_cutoff=loss_cutoff(selection_loss, keep_fraction))
+                   noise_rate_used=run.noise_rate(audit), loss_cutoff=loss_cutoff(selection_loss, keep_fraction),
+                   **_audit_metrics(audit, gate))
     return _student_snapshot(run, metrics, graph=graph, lp=result, easy=easy, working=working, weights=weights,
                              weights_given=weights_given, selection_loss=selection_loss,
                              student_features=before.features, clamped=clamped, outliers=outliers, seeds=seeds,
-                             posterior=estimate.posterior, previous=previous)
+                             posterior=estimate.posterior, previous=previous,
+                             audit_verdict=None if gate is None else gate.verdict)
 
 
 def _refine_graph(run: Run, mutual: bool, student_features: np.ndarray, working: np.ndarray,

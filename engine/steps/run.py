@@ -24,12 +24,13 @@ from ..data import Dataset, dataset_for_config
 from ..data.features import load_teacher_features
 from ..device import default_device
 from ..errors import UserError, cannot_write
+from ..method.audit import MIN_AUDIT, Audit, audit_of
 from ..method.config import RunConfig, check_runnable, resolve_teacher_mode
 from ..method.noise import apply_noise, parse_noise_spec
 from ..models import default_pair, is_torchvision
 from ..rundir import fields, snapshot
 from ..rundir.health import run_warnings
-from ..rundir.review import ReviewStore
+from ..rundir.review import AuditStore, ReviewStore
 from ..rundir.store import RunStore
 from . import checkpoint as ckpt
 from . import phases as plan
@@ -152,11 +153,24 @@ class Run:
         """Steps done plus steps left (the teacher's count is an upper bound until early stopping ends it)."""
         return plan.total_steps(self.config, self.phase, self.state.phase_epoch, self.state.step)
 
-    def noise_rate(self) -> float:
-        """r for small-loss selection: given in the config, else the stage-0 estimate."""
+    def noise_rate(self, audit: Audit | None = None) -> float:
+        """r for small-loss selection: given in the config, else the audit's count (``audit``, when the
+        calibrated rule uses one), else the stage-0 estimate."""
         if self.config.noise_rate is not None:
             return self.config.noise_rate
+        if audit is not None:
+            return audit.rate().value
         return self.state.noise_rate_estimate or 0.0
+
+    def audit(self) -> Audit | None:
+        """The run's random audit (``audit.sqlite``, read afresh every step) when the calibrated rule estimates
+        the rate and at least ``MIN_AUDIT`` samples are audited; else None (an audit then is only reported)."""
+        if self.config.relabel_rule != "calibrated" or self.config.noise_rate is not None \
+                or not self.store.audit_path.exists():
+            return None
+        labels, left_out = AuditStore(self.store.path, self.dataset.num_classes).audit_labels(len(self.given))
+        audit = audit_of(labels, self.given, left_out)
+        return audit if audit.size >= MIN_AUDIT else None
 
     def review_clamps(self) -> tuple[np.ndarray, np.ndarray]:
         """Reviewers' decisions, read afresh every step: clamped labels (N,), -1 where none, and outliers (N,)."""
