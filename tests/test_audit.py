@@ -175,3 +175,70 @@ def test_a_run_made_again_keeps_an_audit_of_the_same_samples_only(tmp_path, caps
     assert main(base + ["--force", "--noise", "symmetric:0.3"]) == 0  # other given labels: set aside
     assert "audit (of other samples) was moved to" in capsys.readouterr().err
     assert (out / "audit-old-1.sqlite").exists() and not (out / "audit.sqlite").exists()
+
+
+# ---------------------------------------------------------------- the gate (engine.method.audit.gate_changes)
+def _changes(pattern, n_extra=10):
+    """40 changes of label 0 -> 1 ranked by confidence (first most confident), every one audited: ``pattern``
+    says per change whether the audit names 1 (the change fixes) or 0 (it breaks); ``n_extra`` unchanged
+    samples after them."""
+    n = len(pattern) + n_extra
+    reference = np.zeros(n, np.int64)
+    proposed = np.zeros(n, np.int64)
+    proposed[:len(pattern)] = 1
+    confidence = np.linspace(1.0, 0.1, n)
+    classes = np.full(n, -1)
+    classes[:len(pattern)] = pattern
+    return reference, proposed, confidence, au.audit_of(classes, reference)
+
+
+def test_gate_takes_the_prefix_that_fixes_most():
+    pattern = [1] * 24 + [0] * 16  # groups of 10: +10, +10, -2, -10: the best is the first two groups
+    reference, proposed, confidence, audit = _changes(pattern)
+    gate = au.gate_changes(reference, proposed, confidence, audit)
+    assert (gate.changes, gate.audited, gate.accepted, gate.fixed, gate.broken) == (40, 40, 20, 20, 0)
+    assert gate.verdict[:20].tolist() == [au.TAKE] * 20
+    assert gate.verdict[20:40].tolist() == [au.KEEP] * 20
+    assert gate.verdict[40:].tolist() == [au.UNJUDGED] * 10  # unchanged, not judged
+    assert gate.cutoff == pytest.approx(confidence[19])
+
+
+def test_gate_takes_nothing_without_evidence_for_a_change():
+    reference, proposed, confidence, audit = _changes([0] * 40)
+    gate = au.gate_changes(reference, proposed, confidence, audit)
+    assert gate.accepted == 0 and gate.cutoff is None and (gate.verdict[:40] == au.KEEP).all()
+    unaudited = au.audit_of(np.full(50, -1), reference)
+    gate = au.gate_changes(reference, proposed, confidence, unaudited)
+    assert gate.accepted == 0 and gate.audited == 0 and (gate.verdict[:40] == au.KEEP).all()
+    # a tie between taking the first group and none: none (+5 - 5 = 0)
+    reference, proposed, confidence, audit = _changes([1, 0] * 5 + [0] * 30)
+    assert au.gate_changes(reference, proposed, confidence, audit).accepted == 0
+
+
+def test_gate_takes_all_when_every_group_helps_and_protects_reviews():
+    reference, proposed, confidence, audit = _changes([1] * 40)
+    protected = np.zeros(50, bool)
+    protected[[0, 45]] = True  # a reviewed change and a reviewed unchanged sample
+    gate = au.gate_changes(reference, proposed, confidence, audit, protected=protected, judge_all=True)
+    assert gate.changes == 39 and gate.accepted == 39 and gate.fixed == 39
+    assert gate.verdict[0] == au.UNJUDGED and gate.verdict[45] == au.UNJUDGED
+    assert (gate.verdict[1:45] == au.TAKE).all() and (gate.verdict[46:] == au.TAKE).all()  # judge_all: unchanged too
+
+
+def test_gate_uses_fewer_groups_with_few_audited_changes():
+    pattern = [1] * 12 + [0] * 28
+    reference, proposed, confidence, audit = _changes(pattern)
+    classes = np.full(50, -1)
+    classes[[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 30, 31, 32, 33, 34, 35, 36]] = [1] * 12 + [0] * 7
+    few = au.audit_of(classes, reference)  # 19 audited changes: one group, net +12 - 7 > 0: all taken
+    gate = au.gate_changes(reference, proposed, confidence, few)
+    assert gate.audited == 19 and gate.accepted == 40 and (gate.fixed, gate.broken) == (12, 7)
+
+
+def test_better_labeller_counts_audited_right_predictions():
+    given = np.zeros(6, np.int64)
+    audit = au.audit_of(np.array([1, 1, 2, -1, 0, -2]), given)
+    student = np.array([1, 0, 2, 2, 0, 1])  # right on 0, 2, 4
+    teacher = np.array([1, 1, 0, 1, 1, 1])  # right on 0, 1
+    assert au.better_labeller({"student": student, "teacher": teacher}, audit) == "student"
+    assert au.better_labeller({"teacher": teacher, "student": teacher}, audit) == "teacher"  # tie: the first

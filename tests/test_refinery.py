@@ -14,7 +14,8 @@ import pytest
 from engine.readers import explain; from engine.rundir import snapshot
 from engine.method.config import RunConfig, ScheduleConfig
 from engine.method.refinery import Reason, Seeds, apply_clamps, clamp_seeds, refine_relabel
-from engine.rundir.review import ReviewStore
+from engine.method.audit import KEEP, TAKE, audit_order
+from engine.rundir.review import AuditStore, ReviewStore
 from engine.steps.run import Run
 from engine.rundir.store import RunStore
 
@@ -26,10 +27,15 @@ TINY_SCHEDULE = ScheduleConfig(teacher_epochs=2, teacher_patience=2, warmup_epoc
 
 
 def _run(path: Path, noise_rate=None, reviews: bool = False, dataset="moons", noise="symmetric:0.3",
-         rule="calibrated") -> RunStore:
+         rule="calibrated", audit: str | None = None) -> RunStore:
     config = RunConfig(dataset=dataset, noise=noise, method="aml-kd", seed=0, noise_rate=noise_rate,
                        schedule=TINY_SCHEDULE, relabel_rule=rule)
     run = Run.create(path, config)
+    if audit:  # 150 samples of the audit order, audited before stage 0: their true class, or their given label
+        order = audit_order(len(run.given), config.seed)[:150]
+        classes = run.true if audit == "truth" else run.given
+        AuditStore(path, run.dataset.num_classes).record_many(
+            [{"sample": int(i), "decision": "relabel", "reviewer": "ann", "label": int(classes[i])} for i in order])
     if reviews:  # decisions made after the teacher's phase clamp stage 0 and every later step
         run.run_until("propagate")
         log = ReviewStore(path, num_classes=run.dataset.num_classes)
@@ -52,10 +58,13 @@ def runs(tmp_path_factory):
         "custom": _run(root / "custom", noise_rate=0.12),
         "reviewed": _run(root / "reviewed", reviews=True),
         "reviewed-known": _run(root / "reviewed-known", noise_rate=0.3, reviews=True),
+        "audited": _run(root / "audited", audit="truth"),
+        "audited-given": _run(root / "audited-given", audit="given"),
     }
 
 
-@pytest.mark.parametrize("variant", ["estimated", "known", "calibrated", "custom", "reviewed", "reviewed-known"])
+@pytest.mark.parametrize("variant", ["estimated", "known", "calibrated", "custom", "reviewed", "reviewed-known",
+                                     "audited", "audited-given"])
 def test_a_replay_with_the_step_settings_is_the_step(runs, variant):
     store = runs[variant]
     steps = explain.propagating_steps(store)
@@ -101,6 +110,41 @@ def test_the_calibrated_rule_changes_a_given_label_only_where_the_posterior_favo
         assert (replay.proposed[refused] != given[refused]).all() and (labels[refused] == given[refused]).all()
         if "previous" in snap:  # stages 1-2: never below the labels before the step, by its own estimate
             assert post[rows, labels].mean() >= post[rows, snap["previous"]].mean() - 1e-6
+
+
+def test_an_audit_gates_every_change_it_has_evidence_on(runs):
+    """An audit that calls every given label right lets no judged change through; one that tells the truth lets
+    through changes that fix more audited labels than they break. Either way the labels a judged change would
+    have replaced stay."""
+    for variant in ("audited", "audited-given"):
+        store = runs[variant]
+        arrays = store.dataset_arrays()
+        given = arrays["given"].astype(np.int64)
+        true_rate = float(np.mean(given != arrays["true"]))
+        metrics = {m["step"]: m for m in store.metrics()}
+        steps = explain.propagating_steps(store)
+        for step in steps:
+            m, snap = metrics[step], store.snapshot(step)
+            assert m["audit_size"] == 150 and m["audit_rate"] == pytest.approx(
+                0.0 if variant == "audited-given" else true_rate, abs=0.08)  # 150 samples: sd about 0.03
+            if m.get("audit_gate_changes") is None:
+                continue  # too few audited changes to judge (an informative estimate's own changes stand)
+            before = given if m["phase"] == "propagate" else snap["previous"]
+            verdict = snap["audit_verdict"]
+            kept = verdict == KEEP
+            np.testing.assert_array_equal(snap["refined"][kept], before[kept])
+            assert np.sum(kept) == m["audit_gate_changes"] - m["audit_gate_accepted"]
+            assert m["audit_gate_fixed"] >= m["audit_gate_broken"]
+            reasons = explain.what_if(store, step).relabelling.reasons
+            assert set(np.flatnonzero(reasons == Reason.KEPT_AUDIT)) <= set(np.flatnonzero(kept))
+            if variant == "audited-given":
+                assert m["audit_gate_accepted"] == 0 and not np.any(verdict == TAKE)
+        stage0 = metrics[steps[0]]
+        assert stage0["audit_gate_changes"] is not None  # 150 of the samples audited: stage 0 is judged
+        if variant == "audited-given":
+            np.testing.assert_array_equal(store.snapshot(steps[0])["refined"], given)
+        else:
+            assert stage0["audit_gate_accepted"] > 0 and stage0["audit_gate_fixed"] > stage0["audit_gate_broken"]
 
 
 def test_every_snapshot_key_is_documented_with_its_dtype(runs):
