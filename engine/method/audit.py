@@ -24,15 +24,15 @@ Algorithm
    can stop being random, so the count of such samples is reported).
 2. An audited sample's class is its reviewers' consensus label; a sample
    they call an outlier belongs to no class (every label of it is wrong).
-3. Shares with Wilson score intervals (Wilson 1927; Brown, Cai and DasGupta
-   2001 recommend it over the Wald interval for small counts and shares near
-   0 or 1): the noise rate (given label != audited class), the precision of
-   a labelling (label == audited class).
+3. Shares with Wilson score intervals (:func:`engine.method.stats.wilson_interval`,
+   here at ``LEVEL``): the noise rate (given label != audited class), the
+   precision of a labelling (label == audited class).
 4. A change from labelling ``a`` to ``b``: on the audited samples where they
    differ, ``fixed`` (b right, a wrong) and ``broken`` (a right, b wrong).
-   The precision difference is ``(fixed - broken) / M`` with the Wald
-   interval of a paired difference (McNemar's setting; Agresti 2013,
-   Sec. 11.1). It is *within chance* while that interval holds 0.
+   The precision difference is ``(fixed - broken) / M`` with Newcombe's
+   interval for paired proportions (:func:`engine.method.stats.paired_difference`,
+   the one Compare uses for two students on one test set). It is *within
+   chance* while that interval holds 0.
 
 Cost: O(M) per share, O(N) for the order. Nothing here reads or writes files.
 Which direction is better: a lower rate, a higher precision, a positive change.
@@ -44,6 +44,8 @@ from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
+
+from .stats import paired_difference, wilson_interval
 
 LEVEL = 0.9  # the intervals' coverage: as the joint's (engine.method.confident.LEVEL)
 NOT_AUDITED = -1  # audit label of a sample nobody audited (or only 'unsure')
@@ -62,32 +64,14 @@ def audit_order(num_samples: int, seed: int) -> np.ndarray:
     return np.random.default_rng([int(seed), _ORDER_STREAM]).permutation(num_samples).astype(np.int64)
 
 
-def _z(level: float) -> float:
-    if not 0 < level < 1:
-        raise ValueError(f"level={level} must lie in (0, 1)")
-    return NormalDist().inv_cdf(0.5 + level / 2)
-
-
-def wilson_interval(successes: int, trials: int, level: float = LEVEL) -> tuple[float, float]:
-    """The Wilson score interval of a binomial share ``successes / trials`` (``(0, 1)`` for no trials)."""
-    if trials < 0 or not 0 <= successes <= trials:
-        raise ValueError(f"successes={successes}, trials={trials}: need 0 <= successes <= trials")
-    if trials == 0:
-        return 0.0, 1.0
-    z = _z(level)
-    share = successes / trials
-    centre = (share + z * z / (2 * trials)) / (1 + z * z / trials)
-    half = z / (1 + z * z / trials) * np.sqrt(share * (1 - share) / trials + z * z / (4 * trials * trials))
-    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
-
-
 def audit_size(rate: float, half_width: float = 0.03, level: float = LEVEL) -> int:
     """Audited samples needed for a share near ``rate`` to be known within ``+-half_width``
     (normal approximation ``z^2 r (1 - r) / h^2``; at least 1)."""
     if not 0 < half_width < 1:
         raise ValueError(f"half_width={half_width} must lie in (0, 1)")
     rate = min(max(float(rate), 0.0), 1.0)
-    return max(1, int(np.ceil(_z(level) ** 2 * rate * (1 - rate) / half_width ** 2)))
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    return max(1, int(np.ceil(z ** 2 * rate * (1 - rate) / half_width ** 2)))
 
 
 @dataclass(frozen=True)
@@ -131,7 +115,7 @@ class Change:
     total : int
         Audited samples.
     value, low, high : float
-        Precision difference ``(fixed - broken) / total`` and its paired Wald interval.
+        Precision difference ``(fixed - broken) / total`` and its Newcombe interval.
     """
 
     fixed: int
@@ -188,14 +172,10 @@ class Audit:
         """Going from ``before (N,)`` to ``after (N,)``: fixed, broken, and the precision difference."""
         right_before = self._on_audit(before) == self.classes
         right_after = self._on_audit(after) == self.classes
-        fixed, broken = int(np.sum(right_after & ~right_before)), int(np.sum(right_before & ~right_after))
-        m = self.size
-        if m == 0:
+        if self.size == 0:
             return Change(0, 0, 0, float("nan"), -1.0, 1.0)
-        diff = (fixed - broken) / m
-        variance = max((fixed + broken) / m - diff * diff, 0.0) / m  # paired (McNemar) Wald variance
-        half = _z(level) * np.sqrt(variance)
-        return Change(fixed, broken, m, diff, float(max(-1.0, diff - half)), float(min(1.0, diff + half)))
+        paired = paired_difference(right_after, right_before, level)
+        return Change(paired.only_a, paired.only_b, paired.n, paired.difference, paired.low, paired.high)
 
     def _on_audit(self, labels: np.ndarray) -> np.ndarray:
         return np.asarray(labels, dtype=np.int64)[self.samples]
