@@ -219,6 +219,10 @@ def test_the_vague_estimate_warning_names_the_interval_and_the_rule():
     warning = vague_estimate_warning([{"phase": "teacher"}, stage0])
     assert warning["code"] == "estimate_vague" and "31%" in warning["message"]
     assert "[0.00, 0.62]" in warning["message"] and "kept the given labels" in warning["message"]
+    assert "Audit a random sample on the Review page" in warning["message"]
+    audited = vague_estimate_warning([{**stage0, "audit_size": 720}])["message"]
+    assert "random audit (720 samples)" in audited and "kept the given labels" not in audited
+    assert "Audit a random sample" not in audited
     assert "authors' rule relabelled" in vague_estimate_warning([stage0], "authors")["message"]
     assert vague_estimate_warning([{**stage0, "estimate_informative": True}]) is None
     assert vague_estimate_warning([{"phase": "propagate"}]) is None  # a run from before the field
