@@ -42,7 +42,8 @@ def make_run(path, given=GIVEN, truth: bool = True, seed: int = 7) -> RunStore:
         true[sample] = cls
     true[16] = (given[16] + 1) % 3  # a wrong label nobody audited
     store.write_dataset(given=given, true=true if truth else np.full(N, -1),
-                        keys=np.array([f"s{i}" for i in range(N)]), holdout=np.zeros(N, bool))
+                        keys=np.array([f"s{i}" for i in range(N)]), holdout=np.zeros(N, bool),
+                        class_names=np.array(["a", "b", "c"]))
     for step in (1, 2):
         refined = refined_at(step)
         store.write_step(step, {"refined": refined.astype(np.int64)},
@@ -188,3 +189,38 @@ def test_export_columns(run):
     assert table["audited"] == [1] * 10 + [0] * 10  # the unsure sample 10 is not audited
     assert table["audited_class"][:10] == ["a", "b", "c", "a", "b", "c", "b", "c", "a", "outlier"]
     assert table["audited_class"][10:] == [""] * 10
+
+
+def test_export_and_report_carry_the_audit(run, tmp_path):
+    import json
+
+    import pandas as pd
+
+    from engine.readers.export import export_run
+
+    written = export_run(run, tmp_path / "out", report=True)
+    assert "audit.json" in written
+    numbers = json.loads((tmp_path / "out" / "audit.json").read_text())
+    assert (numbers["audited"], numbers["rate"]["count"], numbers["refined_precision"]["count"]) == (10, 4, 8)
+    assert numbers["change"]["verdict"] == "within chance"
+    samples = pd.read_csv(tmp_path / "out" / "samples.csv", dtype=str, keep_default_na=False)
+    assert samples["audited"].tolist() == ["1"] * 10 + ["0"] * 10
+    assert samples.loc[6, "audited_class"] == "b" and samples.loc[9, "audited_class"] == "outlier"
+    report = (tmp_path / "out" / "report.md").read_text()
+    section = report[report.index("## Audit"):]
+    assert "10 randomly drawn samples audited by 1 reviewer(s) (1 left out" in section
+    assert "| noise rate | 0.400 (0.194-0.648; 4 of 10) |" in section
+    assert "| refined labels right (step 2) | 0.800" in section
+    assert "fixed 3, broken 1): within chance |" in section
+
+
+def test_export_without_an_audit_is_as_before(tmp_path):
+    import pandas as pd
+
+    from engine.readers.export import export_run
+
+    store = make_run(tmp_path / "plain")
+    written = export_run(store, tmp_path / "out", report=True)
+    assert "audit.json" not in written and not store.audit_path.exists()
+    assert "audited" not in pd.read_csv(tmp_path / "out" / "samples.csv").columns
+    assert "## Audit" not in (tmp_path / "out" / "report.md").read_text()
