@@ -71,6 +71,7 @@ def test_the_card_walks_the_seeded_order_and_shows_no_proposal(run_dir):
     for card in data["cards"]:
         assert "proposal" not in card and card["evidence"] == [] and card["votes"] == [] and card["flags"] == ""
     assert "do not train this run" in texts(at) and "Nothing audited yet" in texts(at)
+    assert "Noise rate" not in texts(at)
 
 
 def test_decisions_land_in_the_audit_log_and_the_numbers_follow(run_dir):

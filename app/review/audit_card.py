@@ -90,8 +90,8 @@ def audit_card(store: RunStore, class_names, reviewer: str, mine: int) -> None:
 
 
 def audit_view(store: RunStore, class_names, reviewer: str) -> None:
-    """The audit mode: what it is, the progress and the running numbers, then the card."""
-    st.info(NOT_TRAINING, icon=":material/info:")
+    """The audit mode: the progress and the running numbers (compact: the card stays in view at 1024x768), what
+    an audit is for, then the card."""
     try:
         report = audit_report(store.path)
         mine = sum(d.reviewer == reviewer for d in AuditStore(store.path).effective()) if reviewer else 0
@@ -101,8 +101,7 @@ def audit_view(store: RunStore, class_names, reviewer: str) -> None:
     with st.container(key="audit_numbers"):
         st.markdown(f"**{progress_line(report, mine if reviewer else None)}**")
         if report is not None:
-            st.markdown("\n".join(f"- {line}" for line in audit_lines(report)))
-        st.caption("A random sample in the run's seeded order: name each sample's class from its picture; the "
-                   "share of wrong given labels among them estimates the noise rate whatever the teacher. "
-                   "The card shows the given label only, never the method's proposal.")
+            st.caption("  \n".join(audit_lines(report)))
+        st.caption(f"{NOT_TRAINING} The card shows the given label only, never the method's proposal: K if it is "
+                   "right, else the class (0-9), U unsure, O outlier, Z undo.")
     audit_card(store, class_names, reviewer, mine)

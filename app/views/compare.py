@@ -147,7 +147,7 @@ def audit_section(stores) -> None:
         return
     st.markdown("**Counted on a random audit** (90% intervals; the change is given → refined labels, "
                 "\"within chance\" while its interval holds 0)")
-    st.table(text_table(pd.DataFrame([compare_row(r) for r in rows])))
+    st.table(text_table(pd.DataFrame([compare_row(r) for r in rows]).set_index("run")))
     borrowed = sorted({(r["run"], r["audit_of"]) for r in rows if r["audit_of"] not in (None, r["run"])})
     if borrowed:
         st.caption("Same samples and given labels, so one audit serves: " +
