@@ -80,5 +80,8 @@ def test_thirty_keys_50_ms_apart_are_recorded_in_order(browser, app_server, audi
     assert [(d.decision, d.label) for d in made] == [expected(k, g) for k, (_, g, _) in zip(KEYS, cards)]
     assert all(d.proposal is None for d in made) and not ReviewStore(run).history()
     assert not (run / "reviews.sqlite").exists()
+    placed = len(made) - sum(d.decision == "unsure" for d in made)
     page.wait_for_function("document.body.innerText.includes('Audited ')", timeout=30_000)
+    numbers = page.locator(".st-key-audit_numbers").inner_text()
+    assert f"Audited {placed} of about" in numbers and f"you: {len(KEYS)}" in numbers, numbers
     context.close()
