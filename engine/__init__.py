@@ -28,7 +28,8 @@ steps/      the step machine, sequencing only: phases (order, lengths, next-step
               state (progress in and out of a checkpoint), lifecycle (create, open, resume),
               checkpoint (state in, state out), timing (a teacher epoch's cost per teacher mode),
               distributed (several processes under torchrun: DDP epochs, rank 0 writes)
-readers/    for the app and the CLI: explain, triage, embed, compare, export, exportdir, report
+readers/    for the app and the CLI: explain, triage, embed, compare, audit (a run's random audit read), export,
+              exportdir, report
 cli         python -m engine run|resume|compare|what-if|export|import-decisions|features|fetch-weights
 
 The app imports only the faces ``engine.errors``, ``engine.method`` (settings),

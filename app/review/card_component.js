@@ -7,6 +7,11 @@
 // per id: saved, duplicate, conflict (another tab of the same reviewer decided first) or undone. Undo (Z) queues
 // an undo of this tab's last action behind whatever is still pending. Names are set as text (textContent), never
 // as HTML. Python side: app/review/live_card.py.
+//
+// The same card walks a random audit (data.mode "audit", app/review/audit_card.py): it shows the image and the
+// given label only (never the method's proposal or step data), K says the given label is right, 0-9 name the
+// class, U unsure, O outlier, Z undo. Each mode keeps its own state (window.__amlkdCard, window.__amlkdAudit) and
+// its own key listener; mounting one card makes the other deaf at once.
 const TAB = Math.random().toString(36).slice(2, 10);
 const KEYS = { a: "accept", k: "keep", u: "unsure", o: "outlier" };
 const RESEND_MS = 1200;
@@ -20,15 +25,18 @@ function el(tag, cls, text) {
   return node;
 }
 
-function state() {
-  if (!window.__amlkdCard) {
-    window.__amlkdCard = {
+const STATE_OF = { review: "__amlkdCard", audit: "__amlkdAudit" };
+
+function state(mode) {
+  const name = STATE_OF[mode] || STATE_OF.review;
+  if (!window[name]) {
+    window[name] = { mode: STATE_OF[mode] ? mode : "review",
       cards: [], bySample: new Map(), pos: 0, queueId: null, outbox: [], actions: [], pendingOn: new Map(),
       seq: 0, sendSeq: 0, lastSent: 0, timer: null, notice: "", timings: [], presses: 0, data: null,
       setTrigger: null, root: null, active: false, inactiveSince: -Infinity, installed: false,
     };
   }
-  return window.__amlkdCard;
+  return window[name];
 }
 
 function current(S) { return S.cards[S.pos]; }
@@ -61,6 +69,10 @@ function decide(S, decision, classId) {
   const d = S.data;
   if (!card) return false;
   if (!d.can_decide) { S.notice = d.why_not; return true; }
+  if (decision === "accept" && d.mode === "audit") {
+    S.notice = "An audit names the class: K if the given label is right, else its class (0-9), U unsure, O outlier.";
+    return true;
+  }
   if (decision === "accept" && d.blind) { S.notice = "Blind mode: the proposal is hidden, choose a class (0-9)."; return true; }
   let labelId = null;
   if (decision === "accept") labelId = card.proposal;
@@ -109,8 +121,8 @@ function onReviewPage() {
   return /\/review\/?$/.test(window.location.pathname);
 }
 
-function onKey(e) {
-  const S = state();
+function onKey(e, mode) {
+  const S = state(mode);
   // Not "is the card mounted right now": Streamlit may remount it during a redraw, and a key pressed in that
   // moment still belongs to the card last shown (its state lives here, not in the DOM).
   const remounting = !S.active && performance.now() - S.inactiveSince < REMOUNT_MS;
@@ -144,13 +156,12 @@ function statusOf(S, card) {
   return ["open", "not decided by you"];
 }
 
-function button(text, hint, onClick, cls) {
+function button(S, text, hint, onClick, cls) {
   const b = el("button", "amlkd-btn" + (cls ? " " + cls : ""), text);
   if (hint) b.appendChild(el("kbd", null, hint));
   b.type = "button";
   b.addEventListener("click", (e) => {
     e.preventDefault();
-    const S = state();
     const t0 = performance.now();
     if (onClick(S)) {
       S.presses += 1;
@@ -203,6 +214,10 @@ function render(S) {
     facts.appendChild(r);
   };
   row("Given label", label(S, card.given));
+  if (d.mode === "audit") {
+    renderAudit(S, body, main, facts, card, row);
+    return;
+  }
   row("Proposal", d.blind && !card.mine ? "hidden until you decide (blind mode)" : label(S, card.proposal));
   const [cls, text] = statusOf(S, card);
   row("You", text, "amlkd-status is-" + cls);
@@ -215,19 +230,35 @@ function render(S) {
   main.appendChild(facts);
   body.appendChild(main);
   const keys = el("div", "amlkd-keys");
-  if (!d.blind) keys.appendChild(button(`Accept ${label(S, card.proposal)}`, "A", (s) => decide(s, "accept"), "is-primary"));
-  keys.appendChild(button(`Keep given ${label(S, card.given)}`, "K", (s) => decide(s, "keep")));
-  keys.appendChild(button("Unsure", "U", (s) => decide(s, "unsure")));
-  keys.appendChild(button("Outlier", "O", (s) => decide(s, "outlier")));
-  keys.appendChild(button("Undo", "Z", (s) => undo(s)));
+  if (!d.blind) keys.appendChild(button(S, `Accept ${label(S, card.proposal)}`, "A", (s) => decide(s, "accept"), "is-primary"));
+  keys.appendChild(button(S, `Keep given ${label(S, card.given)}`, "K", (s) => decide(s, "keep")));
+  commonKeys(S, body, keys);
+}
+
+function commonKeys(S, body, keys) {
+  const d = S.data;
+  keys.appendChild(button(S, "Unsure", "U", (s) => decide(s, "unsure")));
+  keys.appendChild(button(S, "Outlier", "O", (s) => decide(s, "outlier")));
+  keys.appendChild(button(S, "Undo", "Z", (s) => undo(s)));
   body.appendChild(keys);
   const classes = el("div", "amlkd-keys amlkd-classes");
-  d.class_names.slice(0, 10).forEach((name, c) => classes.appendChild(button(name, String(c), (s) => decide(s, "relabel", c))));
+  d.class_names.slice(0, 10).forEach((name, c) => classes.appendChild(button(S, name, String(c), (s) => decide(s, "relabel", c))));
   body.appendChild(classes);
   const nav = el("div", "amlkd-keys");
-  nav.appendChild(button("Previous", "J", (s) => move(s, -1)));
-  nav.appendChild(button("Next", "L", (s) => move(s, 1)));
+  nav.appendChild(button(S, "Previous", "J", (s) => move(s, -1)));
+  nav.appendChild(button(S, "Next", "L", (s) => move(s, 1)));
   body.appendChild(nav);
+}
+
+// The audit card: the picture, the given label and what you decided; no proposal, no evidence, no votes.
+function renderAudit(S, body, main, facts, card, row) {
+  const [cls, text] = statusOf(S, card);
+  row("You", text, "amlkd-status is-" + cls);
+  main.appendChild(facts);
+  body.appendChild(main);
+  const keys = el("div", "amlkd-keys");
+  keys.appendChild(button(S, `Given label is right: ${label(S, card.given)}`, "K", (s) => decide(s, "keep"), "is-primary"));
+  commonKeys(S, body, keys);
 }
 
 function merge(S, data) {
@@ -278,7 +309,10 @@ function merge(S, data) {
 
 export default function (component) {
   const { data, setTriggerValue, parentElement } = component;
-  const S = state();
+  const S = state(data.mode);
+  for (const [mode, name] of Object.entries(STATE_OF)) {  // the other card (review or audit) stops hearing keys now
+    if (mode !== S.mode && window[name]) { window[name].active = false; window[name].inactiveSince = -Infinity; }
+  }
   S.setTrigger = setTriggerValue;
   S.root = parentElement;
   S.active = true;
@@ -287,9 +321,9 @@ export default function (component) {
   render(S);
   if (!S.installed) {
     S.installed = true;
-    window.addEventListener("keydown", onKey, true);
+    window.addEventListener("keydown", (e) => onKey(e, S.mode), true);
     setInterval(() => {
-      const s = state();
+      const s = state(S.mode);
       if (s.outbox.length && performance.now() - s.lastSent > RESEND_MS) send(s, true);
     }, 400);
   }

@@ -135,11 +135,13 @@ def _ack(status: str, current=None, message: str = "") -> dict:
     return {"status": status, "current": mine_of(current), "message": message}
 
 
-def process_outbox(path: str, step: int, num_classes: int, value) -> dict:
+def process_outbox(path: str, step: int | None, num_classes: int, value, log=ReviewStore) -> dict:
     """Record an outbox from the card, in order, once per client id; returns client id -> ack (pure of Streamlit
-    except the reviewer and the role, which the callers pass in ``value``: ``reviewer``, ``allowed``)."""
+    except the reviewer and the role, which the callers pass in ``value``: ``reviewer``, ``allowed``).
+
+    ``log``: the log class the decisions go to (:class:`engine.rundir.AuditStore` for the audit card)."""
     acks: dict = {}
-    reviews = ReviewStore(path, num_classes=num_classes)
+    reviews = log(path, num_classes=num_classes)
     reviewer = value.get("reviewer", "")
     for item in value.get("outbox") or []:
         cid = str(item.get("cid", ""))

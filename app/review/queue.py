@@ -20,7 +20,10 @@ ORDER_NAMES = {"change": "largest expected change first", "ambiguity": "most amb
                "confidence": "least confident first", "impact": "largest expected impact first"}
 QUEUE_NAMES = {"worth reviewing": "worth reviewing (default)", "relabelled": "relabelled by the method",
                "ambiguous": "most ambiguous 10%", "low confidence": "least confident 10%",
-               "disputed": "disputed between reviewers", "reviewed": "reviewed by anyone", "all": "all samples"}
+               "disputed": "disputed between reviewers", "reviewed": "reviewed by anyone", "all": "all samples",
+               "audit": "Audit: a random sample"}
+#: The Queue choices: the method's queues, then the random audit (app.review.audit_card: blind, its own log).
+QUEUE_CHOICES = QUEUE_FILTERS + ("audit",)
 TABLE_ROWS = 500
 REVIEWER_WIDGET = "review_reviewer"
 QUEUE_KEY = "review_queue_ids"  # the queue on screen: callbacks move along it
@@ -45,7 +48,7 @@ def from_address(steps: list[int], num_classes: int) -> dict:
         values["review_hide"] = flag[q["hide"]]
     if q.get("step", "").isdigit() and int(q["step"]) in steps:
         values["review_step"] = int(q["step"])
-    if q.get("queue") in QUEUE_FILTERS:
+    if q.get("queue") in QUEUE_CHOICES:
         values["review_which"] = q["queue"]
     if q.get("order") in ORDERS:
         values["review_order"] = q["order"]
@@ -90,7 +93,9 @@ def controls(steps: list[int], class_names) -> Options:
         blind = st.toggle("Blind mode", key="review_blind",
                           help="Label each sample before the method's proposal and the other reviewers' votes show.")
         step = st.selectbox("Step", steps[::-1], key="review_step", help="Whose snapshot to review (default: last).")
-        which = st.selectbox("Queue", QUEUE_FILTERS, key="review_which", format_func=QUEUE_NAMES.get)
+        which = st.selectbox("Queue", QUEUE_CHOICES, key="review_which", format_func=QUEUE_NAMES.get,
+                             help="The method's queues, or an audit: a random sample, blind to the method, that "
+                                  "measures the labels (its own log; it trains nothing).")
         order = st.selectbox("Order", ORDERS, key="review_order", format_func=ORDER_NAMES.get)
         percent = st.slider("Queue size (% of samples)", 1, 100,
                             None if "review_size" in st.session_state else int(QUEUE_FRACTION * 100), key="review_size",

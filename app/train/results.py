@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 
 from app import present
+from app.audit_text import train_line
 from app.figures.train import CHARTS, disk_line, phase_timeline_figure, timeline_caption
 from app.samples import load_dataset, load_snapshot, render_sample_grid
 from app.settings import phase_plan
@@ -20,6 +21,7 @@ from app.takeaway import (
     takeaway_lines,
 )
 from engine.errors import UserError
+from engine.readers.audit import audit_report
 from engine.rundir import disk_per_step, run_warnings
 from engine.rundir import RunStore
 
@@ -51,7 +53,8 @@ def test_metric_names(test_labels: str | None) -> dict[str, str]:
     return {"student_test_accuracy": "Student test accuracy", "teacher_test_accuracy": "Teacher test accuracy"}
 
 
-def headline(metrics: list[dict], status: dict, method: str = "aml-kd", test_labels: str | None = "truth") -> None:
+def headline(metrics: list[dict], status: dict, method: str = "aml-kd", test_labels: str | None = "truth",
+             audit: str | None = None) -> None:
     last = metrics[-1] if metrics else {}
     names = test_metric_names(test_labels)
     shown = [precision_label(metrics), ("student_test_accuracy", names["student_test_accuracy"])]
@@ -63,7 +66,7 @@ def headline(metrics: list[dict], status: dict, method: str = "aml-kd", test_lab
     for col, (key, label) in zip(cols[2:], shown):  # precision: the given labels' until a step propagated labels
         value = last.get(key)
         col.metric(label, "–" if value is None else f"{value:.3f}")
-    estimates = [line for line in (noise_rate_line(metrics), precision_estimate_line(last)) if line]
+    estimates = [line for line in (noise_rate_line(metrics), precision_estimate_line(last), audit) if line]
     if estimates:
         st.caption("  \n".join(estimates))
     if test_labels is None:
@@ -71,6 +74,28 @@ def headline(metrics: list[dict], status: dict, method: str = "aml-kd", test_lab
     elif test_labels == "given":
         st.caption("The label file has no truth column: test numbers are the agreement with its given (possibly "
                    "noisy) labels of the held-out images, not an accuracy.")
+
+
+_AUDITS: dict = {}  # (run, audit log's version on disk, step) -> its line: the live panel redraws every second
+
+
+def audit_line(store: RunStore, step: int | None) -> str | None:
+    """The run's audit counted (engine.readers.audit), one line beside the estimates; None without an audit.
+    Read again only when the audit log's files or the step change."""
+    files = (store.audit_path, store.audit_path.with_name(store.audit_path.name + "-wal"))
+    if not files[0].is_file():
+        return None
+    stamps = tuple((f.stat().st_mtime_ns, f.stat().st_size) if f.is_file() else None for f in files)
+    key = (str(store.path), stamps, step)
+    if key not in _AUDITS:
+        try:
+            line = train_line(audit_report(store.path))
+        except UserError as exc:  # an audit log of other samples, a damaged file: one line, the page stays up
+            line = f"The audit log cannot be read: {exc}"
+        if len(_AUDITS) > 64:
+            _AUDITS.clear()
+        _AUDITS[key] = line
+    return _AUDITS[key]
 
 
 _WARNINGS: dict = {}  # (run, step) -> warnings: computed once per step, not on every redraw
@@ -150,7 +175,7 @@ def results_panel(store: RunStore, status: dict) -> None:
         test_labels = store.test_labels()
     except UserError:
         test_labels = "truth"
-    headline(metrics, status, config.method, test_labels)
+    headline(metrics, status, config.method, test_labels, audit_line(store, status.get("step")))
     charts(str(store.path), metrics, config.method)
 
 

@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from app.text import md, text_table
+from app.audit_text import compare_row
 
 from app.access import can, require
 from app.common import current_store, runs_root
@@ -25,6 +26,7 @@ from app.figures.compare import METRICS, curve_figure
 from app.figures.compare_png import grid_png
 from app.samples import load_dataset, original_pictures, thumbnails
 from app.worker import current_queue, is_live
+from engine.readers.audit import audit_rows
 from engine.readers.compare import by_method, chance_sentence, comparison_table, curves, per_sample, same_data
 from engine.errors import UserError
 from engine.rundir import RunStore
@@ -112,6 +114,7 @@ def results(names: list[str], was_live: bool = False) -> None:
     if several:
         st.markdown("**Over the seeds** (finished runs; mean ± sample standard deviation)")
         st.table(text_table(by_method_frame(methods)))
+    audit_section(stores)
 
     st.subheader("Over the student's epochs")
     frame = curves_frame(points)
@@ -130,6 +133,25 @@ def results(names: list[str], was_live: bool = False) -> None:
     if several:
         st.caption(f"Per sample: the runs of seed {seed}.")
     per_sample_view([s_ for s_, _ in own], run_labels([r for _, r in own]))
+
+
+def audit_section(stores) -> None:
+    """Each run's numbers counted on a random audit (the Review page's audit mode); runs of the same samples
+    share the audit of whichever run has one."""
+    try:
+        rows = audit_rows(stores)
+    except UserError as exc:
+        st.warning(f"The audit cannot be read: {md(exc)}", icon=":material/warning:")
+        return
+    if not any(r["report"] for r in rows):
+        return
+    st.markdown("**Counted on a random audit** (90% intervals; the change is given → refined labels, "
+                "\"within chance\" while its interval holds 0)")
+    st.table(text_table(pd.DataFrame([compare_row(r) for r in rows]).set_index("run")))
+    borrowed = sorted({(r["run"], r["audit_of"]) for r in rows if r["audit_of"] not in (None, r["run"])})
+    if borrowed:
+        st.caption("Same samples and given labels, so one audit serves: " +
+                   "; ".join(f"{md(run)} uses the audit of {md(source)}" for run, source in borrowed) + ".")
 
 
 def per_sample_view(stores, labels: dict[str, str]) -> None:

@@ -9,7 +9,10 @@ open run, the reviewer and the sample on screen are also in the URL
 
 The queue, by default, holds the samples a review is most likely to change, at
 most 20% of them (:func:`engine.readers.triage.build_queue`). Keys: see
-:mod:`app.review.actions`. The sections live in :mod:`app.review`.
+:mod:`app.review.live_card`. The sections live in :mod:`app.review`.
+
+The Queue choice "Audit: a random sample" (``?queue=audit``) walks the run's random audit instead
+(:mod:`app.review.audit_card`): blind to the method, into ``audit.sqlite``, training nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import streamlit as st
 
 from app.common import open_run, require_store, runs_root, sync_reviewer_with_url
 from app.review import agreement, bulk, card, exports, live_card, ripple
+from app.review.audit_card import AUDIT, audit_view
 from app.review.context import load_context, md, show_flash
 from app.review.queue import compute_queue, controls, queue_table
 from engine.errors import UserError
@@ -60,6 +64,9 @@ def main() -> None:
         st.stop()
     class_names = run_class_names(store)
     opts = controls(steps, class_names)
+    if opts.which == AUDIT:  # the random audit: nothing of the method's queue or its step is read
+        audit_view(store, class_names, opts.reviewer)
+        return
     try:
         ctx = load_context(store, class_names, steps, opts)
         queue, exact, estimate = compute_queue(ctx)

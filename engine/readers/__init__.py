@@ -2,7 +2,8 @@
 
 ``explain`` (losses, neighbourhoods, replays, why-text, what-if), ``triage``
 (review queue, impact, ripple), ``embed`` (UMAP, aligned across steps),
-``compare`` (runs on the same data side by side), ``export`` (samples,
+``compare`` (runs on the same data side by side), ``audit`` (a run's random audit: counted rate and
+precisions), ``export`` (samples,
 decisions, clean labels, weights), ``exportdir`` (an export folder replaced
 whole or not at all), ``report`` (Markdown report with charts).
 

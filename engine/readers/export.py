@@ -16,6 +16,9 @@ review_history.csv     every review event, undo included
 clean_labels.csv       ``path,label`` of every sample not excluded as an
                        outlier, ready for ``--labels`` (keys, class names)
 student.pt             the student's ``state_dict`` (when a checkpoint exists)
+audit.json             with an audit log only: the audit's numbers (:func:`engine.readers.audit.audit_report`);
+                       samples.csv / .json then also say per sample ``audited``
+                       (1 or 0) and ``audited_class`` (a class name, ``outlier``, or empty)
 report.md + *.png      the run report (:mod:`engine.readers.report`)
 manifest.json          every file above with its size and SHA-256, the run
                        and the step (:func:`engine.readers.exportdir.verify_export`)
@@ -99,6 +102,12 @@ def samples_table(store: RunStore, step: int | None = None, reviews: ReviewStore
     true = data.get("true")
     if true is not None and np.any(true >= 0):
         table["true"] = _names(true, class_names)
+    from .audit import audit_labels_table
+
+    audit = audit_labels_table(store, class_names)
+    if audit is not None:  # the random audit (measures, never trains): whether each sample was audited, its class
+        table["audited"] = audit["audited"]
+        table["audited_class"] = audit["audited_class"]
     return table
 
 
@@ -197,6 +206,11 @@ def export_run(store: RunStore, out_dir, step: int | None = None, report: bool =
         "review_history.csv": safe_csv(decisions_table(reviews.history(), class_names, history=True)),
         "clean_labels.csv": safe_csv(clean_labels_table(samples)),
     }
+    from .audit import audit_report
+
+    audit = audit_report(store, step)
+    if audit is not None:
+        files["audit.json"] = json.dumps(audit, indent=1)
     student = student_weights(store) if store.checkpoint_path.is_file() else None
     try:
         with staged_folder(out, force=True) as stage:  # checked above, before the work

@@ -9,6 +9,10 @@ the data for them:
 - ``weights.png``: AWE weights of clean vs noisy given labels at the last
   step with weights (needs the truth);
 - ``decisions.png``: review decisions by kind.
+
+With an audit log (the Review page's audit mode), an "Audit" section gives the counted noise rate, the given
+and the final step's refined labels' precision and the change between them, each with its 90% interval
+(:mod:`engine.readers.audit`).
 """
 
 from __future__ import annotations
@@ -219,6 +223,39 @@ def _review_lines(store: RunStore, reviews: ReviewStore, samples) -> tuple[list[
     return lines, counts
 
 
+def _share_cell(share: dict | None) -> str:
+    if share is None:
+        return "-"
+    return f"{share['value']:.3f} ({share['low']:.3f}-{share['high']:.3f}; {share['count']} of {share['total']})"
+
+
+def _audit_lines(store: RunStore) -> list[str]:
+    """The report's audit section (empty without an audit): counted on a random sample, with 90% intervals."""
+    from .audit import audit_report
+
+    report = audit_report(store)
+    if report is None:
+        return []
+    change = report["change"]
+    lines = ["", "## Audit", "",
+             f"{report['audited']} randomly drawn samples audited by {len(report['reviewers'])} reviewer(s) "
+             f"({report['left_out']} left out: unsure or tied; about {report['target']} give +-0.03). "
+             "Audit decisions measure the labels and train nothing.", "",
+             "| counted on the audit | value (90% interval; count) |", "|---|---|",
+             f"| noise rate | {_share_cell(report['rate'])} |",
+             f"| given labels right | {_share_cell(report['given_precision'])} |",
+             f"| refined labels right (step {report['step']}) | {_share_cell(report['refined_precision'])} |"]
+    if change is not None:
+        lines.append(f"| change given -> refined | {change['value']:+.3f} ({change['low']:+.3f} to "
+                     f"{change['high']:+.3f}; fixed {change['fixed']}, broken {change['broken']}): "
+                     f"{change['verdict']} |")
+    truth = report["truth"]
+    if truth and truth.get("given_precision") is not None:
+        lines += ["", f"True, over every sample: noise rate {_fmt(truth['rate'])}, given labels "
+                      f"{_fmt(truth['given_precision'])}, refined labels {_fmt(truth['refined_precision'])}."]
+    return lines
+
+
 def write_report(store: RunStore, out_dir, samples=None, reviews: ReviewStore | None = None) -> Path:
     """Write ``report.md`` and its charts into ``out_dir``; returns the report's path.
 
@@ -253,6 +290,7 @@ def write_report(store: RunStore, out_dir, samples=None, reviews: ReviewStore | 
                                                    for w in warnings]
     review_lines, counts = _review_lines(store, reviews, samples)
     lines += review_lines
+    lines += _audit_lines(store)
     charts.append(("decisions.png", "Review decisions", _decisions_chart(counts, out / "decisions.png")))
     lines += ["", "## Charts", ""]
     for name, title, written in charts:

@@ -1,0 +1,206 @@
+"""A run's random audit, read: what the audited samples say about the given and the refined labels.
+
+The counting is :mod:`engine.method.audit`'s (Wilson intervals, the paired
+change); the decisions are the audit log's (``audit.sqlite``,
+:class:`engine.rundir.review.AuditStore`). This module reads the two for a run
+and a step:
+
+- :func:`audit_report`: the audited count, the samples left out, the audit
+  size that would give ``+-0.03`` at the current rate, the noise rate, the
+  given labels' precision, a step's refined labels' precision and the change
+  given -> refined (fixed, broken, verdict), and, where the run knows the
+  truth, the true numbers beside them;
+- :func:`next_to_audit`: the next samples of the run's audit order
+  (:func:`engine.method.audit.audit_order` with the run's seed) a reviewer
+  has not audited yet;
+- :func:`shared_audits`: for several runs, whose audit log each may use (runs
+  made from the same samples and given labels share one audit).
+
+Cost: the audit log's current decisions (one SQLite read), then only the
+audited rows of ``given``, of the step's ``refined`` and of ``true``: ``O(M)``
+for ``M`` audited samples, nothing of the other ``N - M``. The order is
+``O(N)`` (one permutation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import numpy as np
+
+from ..errors import UserError
+from ..method.audit import LEVEL, NOT_AUDITED, Audit, Share, audit_of, audit_order, audit_size
+from ..rundir.review import AuditStore
+from ..rundir.snapshot import read
+from ..rundir.store import RunStore
+
+#: The half-width the audit aims at (the "Audited 212 of about 720 for +-0.03" target).
+TARGET_HALF_WIDTH = 0.03
+
+
+def _store(run) -> RunStore:
+    return run if isinstance(run, RunStore) else RunStore(run)
+
+
+def has_audit(run) -> bool:
+    """Whether the run directory holds an audit log (``audit.sqlite``); reading never creates one."""
+    return _store(run).audit_path.is_file()
+
+
+def audited(run, num_samples: int | None = None) -> tuple[Audit, np.ndarray] | None:
+    """``(Audit, audit labels (N,))`` of the run's audit log, or None without a log; labels are a class,
+    ``NO_CLASS`` (-2, an outlier) or ``NOT_AUDITED`` (-1). Only the audited rows of ``given`` are read."""
+    store = _store(run)
+    if not has_audit(store):
+        return None
+    arrays = store.dataset_arrays()
+    n = len(arrays["given"]) if num_samples is None else int(num_samples)
+    labels, left_out = AuditStore(store.path).audit_labels(n)
+    given = _on_rows(arrays["given"], np.flatnonzero(labels != NOT_AUDITED), n)
+    return audit_of(labels, given, left_out), labels
+
+
+def _on_rows(values, rows: np.ndarray, n: int) -> np.ndarray:
+    """``(N,)`` int64 holding ``values[rows]`` at ``rows`` and ``NOT_AUDITED`` elsewhere: an audit compares a
+    labelling on its samples only, so only their rows are read (of a memory-mapped array: their pages)."""
+    out = np.full(n, NOT_AUDITED, dtype=np.int64)
+    if len(rows):
+        out[rows] = np.asarray(values[rows], dtype=np.int64)
+    return out
+
+
+def target_size(audit: Audit, half_width: float = TARGET_HALF_WIDTH, level: float = LEVEL) -> int:
+    """Audited samples needed for the rate within ``+-half_width``, at the rate in the current interval
+    nearest 0.5 (the largest variance the audit so far allows; 0.5 before anything is audited)."""
+    if audit.size == 0:
+        return audit_size(0.5, half_width, level)
+    rate = audit.rate(level)
+    return audit_size(min(max(0.5, rate.low), rate.high), half_width, level)
+
+
+def _share(share) -> dict:
+    return {**asdict(share), "half_width": share.half_width}
+
+
+def _change(change) -> dict:
+    return {**asdict(change), "verdict": change.verdict}
+
+
+def audit_report(run_dir, step: int | None = None, audit_from=None) -> dict | None:
+    """The audit's numbers for the run ``run_dir`` at ``step`` (default: its newest step with a snapshot).
+
+    ``audit_from``: the run directory whose audit log to read (default: ``run_dir``'s own); a run made from
+    the same samples and given labels (the same samples digest) may lend it (:func:`shared_audits`).
+
+    Returns
+    -------
+    dict or None
+        None without an audit log or with nothing audited. Else: ``audited`` (samples placed: a class or
+        outlier), ``left_out`` (audited but not placed: unsure, a tie), ``reviewers``, ``target`` (audited
+        samples for ``+-0.03``, :func:`target_size`), ``rate`` and ``given_precision`` (shares: ``count``,
+        ``total``, ``value``, ``low``, ``high``, ``half_width``; 90% Wilson intervals), ``step``,
+        ``refined_precision`` (a share; None without a step) and ``change`` (given -> refined: ``fixed``,
+        ``broken``, ``value``, ``low``, ``high``, ``verdict``; None without a step); ``truth`` (None
+        without a truth column): the step's true ``rate``, ``given_precision`` and ``refined_precision``
+        over every sample with a known truth (its metrics line) and ``audit_with_truth`` (a share: audited
+        classes equal to the truth, where known). Lower rate, higher precision, positive change: better.
+    """
+    store = _store(run_dir)
+    source = store if audit_from is None else _store(audit_from)
+    found = audited(source, len(store.dataset_arrays()["given"]))
+    if found is None or found[0].size == 0:
+        return None
+    audit, labels = found
+    given = _on_rows(store.dataset_arrays()["given"], audit.samples, len(labels))
+    steps = store.steps()
+    step = steps[-1] if step is None and steps else step
+    report = {"audited": audit.size, "left_out": audit.left_out, "target": target_size(audit),
+              "half_width_goal": TARGET_HALF_WIDTH, "level": LEVEL, "audit_of": source.path.name,
+              "reviewers": sorted({d.reviewer for d in AuditStore(source.path).effective()}),
+              "rate": _share(audit.rate()), "given_precision": _share(audit.precision(given)),
+              "step": step, "refined_precision": None, "change": None, "truth": None}
+    if step is not None:
+        refined = _on_rows(read(store, step, ("refined",))["refined"], audit.samples, len(labels))
+        report["refined_precision"] = _share(audit.precision(refined))
+        report["change"] = _change(audit.change(given, refined))
+    report["truth"] = _truth(store, audit, labels, step)
+    return report
+
+
+def _truth(store: RunStore, audit: Audit, labels: np.ndarray, step: int | None) -> dict | None:
+    """The true numbers beside the counted ones: the step's metrics line (every sample with a known truth)
+    and the audited classes against the truth; None without a truth column."""
+    if not store.truth_known():
+        return None
+    true = _on_rows(store.dataset_arrays()["true"], audit.samples, len(labels))[audit.samples]
+    known = true >= 0
+    line = next((m for m in reversed(store.metrics()) if m.get("step") == step), {}) if step is not None else {}
+    given, refined = line.get("given_label_precision"), line.get("refined_label_precision")
+    return {"rate": None if given is None else 1 - given, "given_precision": given, "refined_precision": refined,
+            "audit_with_truth": _share(Share.of(int(np.sum(audit.classes[known] == true[known])), int(known.sum())))}
+
+
+def next_to_audit(run_dir, reviewer: str, count: int) -> np.ndarray:
+    """``(count,)`` int64 at most: the next samples of the run's audit order (its seed) that ``reviewer`` has not
+    decided in the audit log (any decision: unsure too), in order."""
+    if count < 0:
+        raise UserError(f"count={count} must be >= 0")
+    store = _store(run_dir)
+    n = len(store.dataset_arrays()["given"])
+    order = audit_order(n, store.config().seed)
+    done = np.zeros(n, dtype=bool)
+    if has_audit(store) and reviewer:
+        mine = [d.sample for d in AuditStore(store.path).effective() if d.reviewer == reviewer]
+        done[np.asarray(mine, dtype=np.int64)] = True
+    return order[~done[order]][:count]
+
+
+def shared_audits(run_dirs) -> dict[str, str | None]:
+    """Run name -> the name of the run whose audit log it uses: its own, else the first run of ``run_dirs``
+    with an audit and the same samples digest (same keys and given labels), else None."""
+    stores = [_store(r) for r in run_dirs]
+    digests = {}
+    for store in stores:
+        try:
+            digests[store.path.name] = store.dataset_digest("samples_digest")
+        except UserError:
+            digests[store.path.name] = None
+    with_audit = [s for s in stores if has_audit(s)]
+    out = {}
+    for store in stores:
+        name = store.path.name
+        if has_audit(store):
+            out[name] = name
+            continue
+        mine = digests[name]
+        out[name] = next((s.path.name for s in with_audit if mine is not None and digests[s.path.name] == mine),
+                         None)
+    return out
+
+
+def audit_rows(run_dirs, steps: dict | None = None) -> list[dict]:
+    """One row per run for a comparison: ``run``, ``audit_of`` (whose log; None: no audit) and the
+    :func:`audit_report` of the run at its newest step (``steps``: run name -> step) from that log."""
+    stores = [_store(r) for r in run_dirs]
+    sources = shared_audits(stores)
+    by_name = {s.path.name: s for s in stores}
+    rows = []
+    for store in stores:
+        name = store.path.name
+        source = sources[name]
+        report = None if source is None else audit_report(store, (steps or {}).get(name), by_name[source])
+        rows.append({"run": name, "audit_of": source if report is not None else None, "report": report})
+    return rows
+
+
+def audit_labels_table(run_dir, class_names) -> dict[str, list] | None:
+    """Per sample, for an export: ``audited`` (1 where its class was placed, else 0) and ``audited_class`` (the
+    class name, ``outlier``, or empty); None without an audit log."""
+    found = audited(run_dir)
+    if found is None:
+        return None
+    _, labels = found
+    names = [class_names[c] if c >= 0 else ("outlier" if c != NOT_AUDITED else "") for c in labels]
+    return {"audited": (labels != NOT_AUDITED).astype(int).tolist(), "audited_class": names}
+
+
