@@ -6,8 +6,10 @@ the count behind it, a change with its verdict: "within chance" while its interv
 
 from __future__ import annotations
 
-NOT_TRAINING = ("Audit decisions measure the labels: they do not train this run (nothing here is clamped). "
-                "To correct labels, use the review queue (Queue: worth reviewing).")
+NOT_TRAINING = ("Audit decisions measure the labels: none becomes a training label (nothing here is clamped). "
+                "From 50 audited samples on, the calibrated rule's next steps use the audit as evidence: its noise "
+                "rate, and only the label changes it shows fixing more than they break. To correct labels, use "
+                "the review queue (Queue: worth reviewing).")
 
 
 def share_text(share: dict | None) -> str:

@@ -70,7 +70,7 @@ def test_the_card_walks_the_seeded_order_and_shows_no_proposal(run_dir):
     assert [c["sample"] for c in data["cards"]] == audit_order(n, seed)[:len(data["cards"])].tolist()
     for card in data["cards"]:
         assert "proposal" not in card and card["evidence"] == [] and card["votes"] == [] and card["flags"] == ""
-    assert "do not train this run" in texts(at) and "Nothing audited yet" in texts(at)
+    assert "none becomes a training label" in texts(at) and "Nothing audited yet" in texts(at)
     assert "Noise rate" not in texts(at)
 
 

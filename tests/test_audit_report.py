@@ -105,9 +105,13 @@ def test_refined_precision_and_change_at_the_newest_step(run):
     change = report["change"]
     assert (change["fixed"], change["broken"]) == (3, 1)
     assert change["value"] == pytest.approx(0.2)
-    half = Z90 * np.sqrt((4 / 10 - 0.2 ** 2) / 10)  # paired Wald: ((f + b)/m - d^2) / m
-    assert (change["low"], change["high"]) == pytest.approx((0.2 - half, 0.2 + half))
-    assert change["verdict"] == "within chance"  # -0.112 to 0.512 holds 0
+    # Newcombe's paired interval (engine.method.stats) of 5 right both times, 3 fixed, 1 broken, 1 wrong both times
+    from engine.method.stats import paired_difference
+    reference = paired_difference(np.array([1] * 5 + [1] * 3 + [0, 0], bool), np.array([1] * 5 + [0] * 3 + [1, 0], bool),
+                                  level=0.9)
+    assert (change["low"], change["high"]) == pytest.approx((reference.low, reference.high))
+    assert change["low"] == pytest.approx(-0.1141, abs=1e-4) and change["high"] == pytest.approx(0.4689, abs=1e-4)
+    assert change["verdict"] == "within chance"  # -0.114 to 0.469 holds 0
 
 
 def test_an_earlier_step_reads_its_own_refined_labels(run):

@@ -95,7 +95,7 @@ def controls(steps: list[int], class_names) -> Options:
         step = st.selectbox("Step", steps[::-1], key="review_step", help="Whose snapshot to review (default: last).")
         which = st.selectbox("Queue", QUEUE_CHOICES, key="review_which", format_func=QUEUE_NAMES.get,
                              help="The method's queues, or an audit: a random sample, blind to the method, that "
-                                  "measures the labels (its own log; it trains nothing).")
+                                  "measures the labels (its own log; no audited label becomes a training label).")
         order = st.selectbox("Order", ORDERS, key="review_order", format_func=ORDER_NAMES.get)
         percent = st.slider("Queue size (% of samples)", 1, 100,
                             None if "review_size" in st.session_state else int(QUEUE_FRACTION * 100), key="review_size",

@@ -105,7 +105,7 @@ def samples_table(store: RunStore, step: int | None = None, reviews: ReviewStore
     from .audit import audit_labels_table
 
     audit = audit_labels_table(store, class_names)
-    if audit is not None:  # the random audit (measures, never trains): whether each sample was audited, its class
+    if audit is not None:  # the random audit (measures; never a training label): whether each sample was audited, its class
         table["audited"] = audit["audited"]
         table["audited_class"] = audit["audited_class"]
     return table

@@ -240,7 +240,8 @@ def _audit_lines(store: RunStore) -> list[str]:
     lines = ["", "## Audit", "",
              f"{report['audited']} randomly drawn samples audited by {len(report['reviewers'])} reviewer(s) "
              f"({report['left_out']} left out: unsure or tied; about {report['target']} give +-0.03). "
-             "Audit decisions measure the labels and train nothing.", "",
+             "Audit decisions measure the labels; none becomes a training label (from 50 audited samples on, the "
+             "calibrated rule uses the audit as evidence for which changes to take).", "",
              "| counted on the audit | value (90% interval; count) |", "|---|---|",
              f"| noise rate | {_share_cell(report['rate'])} |",
              f"| given labels right | {_share_cell(report['given_precision'])} |",

@@ -750,8 +750,8 @@ class AuditStore(ReviewStore):
     (:func:`engine.method.audit.audit_order`) to count the noise rate and the labels' precision.
 
     The same log as :class:`ReviewStore` (decisions, several reviewers and their consensus, undo, resends,
-    the samples digest) in a file of its own: an audit measures the method and never trains it, so nothing
-    reads it as clamps, and a run made again from the same samples keeps it (engine.steps.lifecycle).
+    the samples digest) in a file of its own: an audit measures the labels and none of its labels is a training
+    label, so nothing reads it as clamps (the calibrated rule reads it as evidence: engine.steps.run.Run.audit), and a run made again from the same samples keeps it (engine.steps.lifecycle).
     """
 
     kind = "audit log"

@@ -21,7 +21,7 @@ Layout of ``runs/NAME/`` (this class owns every path in it)::
     error.log            the last failed step's details
     .lock                the trainer's lock (engine.rundir.lock): pid, host, since
     reviews.sqlite       reviewers' decisions (engine.rundir.review)
-    audit.sqlite         a random audit's decisions: measure, never train (engine.rundir.review.AuditStore)
+    audit.sqlite         a random audit's decisions: never training labels (engine.rundir.review.AuditStore)
     embeddings/          cached 2-D layouts (engine.readers.embed)
 
 This module imports neither torch nor faiss: the app reads runs cheaply.
