@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/noise_sweep.py [--datasets digits] [--seeds 0] [--kinds symmetric instance]
         [--rates 0 0.05 0.1 0.2 0.4] [--threads 1] [--results FILE] [--table-only] [--short] [--no-ce]
-        [--teachers-from ROOT]
+        [--teachers-from ROOT] [--audit N]
 
 Per dataset, noise and seed it trains three runs, one after the other: AML-KD
 with our calibrated relabel rule (default), AML-KD with the authors' rule
@@ -17,7 +17,13 @@ busy CPU; ``--no-ce`` leaves out the CE run (its column shows -);
 ``--teachers-from ROOT`` loads each row's teacher from the checkpoint of an
 earlier sweep's run of the same row under ROOT (the teacher phase does not
 depend on the relabel rule, so a rule change is measured without training
-the teacher again).
+the teacher again). ``--audit N``: before our run trains, a reviewer who is
+always right (the truth) audits the first N samples of its audit order
+(engine.method.audit), as the Review page's audit would; the audit's counts
+of the rate and of the final labels' precision are printed in a second table
+with the goals judged on them too, beside the true precision of the samples
+outside the audit (the gate chose on the audited ones). The authors' run has
+no audit.
 
 Columns: given precision; refined precision with our rule and the authors',
 after stage 0 and at the end; noise-rate estimate against the true rate;
@@ -209,7 +215,8 @@ def summary(rows: list[dict]) -> str:
     lines = [f"- {name}: met in {met} of {total} rows" for name, (met, total) in counts.items()]
     vague = sum(r.get("informative") is False for r in rows)
     if vague:
-        lines.append(f"- estimate vague (rate and precision only as intervals, labels kept) in {vague} of {len(rows)} rows")
+        lines.append(f"- estimate vague (rate and precision only as intervals; without an audit the labels kept) in "
+                     f"{vague} of {len(rows)} rows")
     return "\n".join(lines)
 
 
