@@ -229,3 +229,39 @@ def test_better_labeller_counts_audited_right_predictions():
     teacher = np.array([1, 1, 0, 1, 1, 1])  # right on 0, 1
     assert au.better_labeller({"student": student, "teacher": teacher}, audit) == "student"
     assert au.better_labeller({"teacher": teacher, "student": teacher}, audit) == "teacher"  # tie: the first
+
+
+def test_the_summary_and_a_warning_count_the_audit(tmp_path):
+    """summary.json carries the audit's counts of the last labels; an audit that shows the refined labels worse
+    than the given ones beyond chance warns (audit_worse), one that shows them better does not."""
+    from engine.method.config import RunConfig, ScheduleConfig
+    from engine.rundir.health import audit_warning
+    from engine.rundir.review import AuditStore
+    from engine.rundir.store import RunStore
+    from engine.steps.run import Run
+
+    schedule = ScheduleConfig(teacher_epochs=2, teacher_patience=2, warmup_epochs=1, refine_epochs=1, mutual_epochs=0)
+    run = Run.create(tmp_path / "run", RunConfig(dataset="moons", noise="symmetric:0.4", seed=0, schedule=schedule,
+                                                 relabel_rule="authors"))
+    run.run_until(None)
+    summary = RunStore(run.store.path).summary()
+    assert summary["audit_size"] == 0 and summary["audit_change"] is None
+    given, refined, true = run.given, run.state.refined, run.true
+    changed = np.flatnonzero(given != refined)
+    assert len(changed) >= 30
+    log = AuditStore(run.store.path, 2)
+    # an audit that calls the given label right wherever the labels changed: every change breaks one
+    log.record_many([{"sample": int(i), "decision": "keep", "reviewer": "ann"} for i in changed[:30]])
+    warning = audit_warning(run.store, given, refined)
+    assert warning["code"] == "audit_worse" and "break 30 audited labels and fix 0" in warning["message"]
+    summary = run.summary()
+    assert summary["audit_size"] == 30 and summary["audit_rate"] == 0.0 and summary["audit_precision"] == 0.0
+    assert summary["audit_change"] == "worse"
+    assert "audit_worse" in [w["code"] for w in summary["warnings"]]
+    # the same samples audited with the refined label as their class: better, no warning
+    for i in changed[:30]:
+        log.record(int(i), "relabel", "ann", int(refined[i]))
+    assert audit_warning(run.store, given, refined) is None
+    summary = run.summary()
+    assert summary["audit_precision"] == 1.0 and summary["audit_rate"] == 1.0 and summary["audit_change"] == "better"
+    assert summary["audit_precision_low"] < 1.0 < summary["audit_precision_high"] + 1e-9

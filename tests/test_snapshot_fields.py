@@ -101,8 +101,10 @@ SUMMARY_LIKE = re.compile(r"^[a-z]+(_[a-z0-9]+)*_(accuracy|precision|auroc|estim
 
 
 #: Names of that shape that are not summary or metrics keys: argparse's action, the checkpoint state's
-#: counters (engine.steps.state), and the Compare page's curve of refined-label precision over epochs.
-NOT_FIELDS = {"store_true", "student_epoch", "teacher_epoch", "best_teacher_epoch", "label_precision"}
+#: counters (engine.steps.state), the Compare page's curve of refined-label precision over epochs, and the
+#: audit report's two shares (engine.readers.audit.audit_report).
+NOT_FIELDS = {"store_true", "student_epoch", "teacher_epoch", "best_teacher_epoch", "label_precision",
+              "given_precision", "refined_precision"}
 
 
 def test_readers_only_name_listed_fields():

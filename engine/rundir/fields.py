@@ -51,6 +51,16 @@ SUMMARY_FIELDS: tuple[Field, ...] = (
     Field("refined_precision_low", "float|null", "lower end of its 90% bootstrap interval", _S),
     Field("refined_precision_high", "float|null", "upper end of its 90% bootstrap interval", _S),
     Field("noise_rate_true", "float|null", "the true share of wrong given labels (null without truth)", _S),
+    Field("audit_size", "int", "samples of the random audit when the summary was written (audit.sqlite; 0: none)",
+          _S),
+    Field("audit_rate", "float|null", "the noise rate counted on the audit (null: nothing audited)", _S),
+    Field("audit_rate_low", "float|null", "lower end of its 90% Wilson interval", _S),
+    Field("audit_rate_high", "float|null", "upper end of its 90% Wilson interval", _S),
+    Field("audit_precision", "float|null", "the refined labels' precision counted on the audit, last step", _S),
+    Field("audit_precision_low", "float|null", "lower end of its 90% Wilson interval", _S),
+    Field("audit_precision_high", "float|null", "upper end of its 90% Wilson interval", _S),
+    Field("audit_change", "str|null", "given -> refined on the audit: better, worse or within chance (the paired "
+                                      "90% interval)", _S),
     Field("teacher_best_epoch", "int|null", "the teacher epoch whose weights the run kept (its last without a "
                                              "hold-out; null for CE)", _S),
     Field("teacher", "str", "teacher architecture", _S),

@@ -26,6 +26,8 @@ estimate_vague     the estimate without the truth cannot tell noise from
                    wide intervals, and the calibrated rule kept the labels
                    (with a random audit: took only the changes the audit
                    supports)
+audit_worse        on the random audit the refined labels are worse than
+                   the given ones beyond chance (:func:`audit_warning`)
 below_ce           the student's test accuracy is below the CE baseline's of
                    the same data (:func:`below_baseline`)
 =================  =====================================================
@@ -151,7 +153,27 @@ def run_warnings(store) -> list[dict]:
                                  last.get("given_label_precision"), last.get("refined_label_precision")))
         out.append(estimate_warning(last))
         out.append(vague_estimate_warning(metrics, config.relabel_rule))
+        out.append(audit_warning(store, arrays["given"], refined))
     return [w for w in out if w is not None]
+
+
+def audit_warning(store, given: np.ndarray, refined: np.ndarray) -> dict | None:
+    """``audit_worse``: on the random audit (``audit.sqlite``), the refined labels break more audited
+    labels than they fix, beyond chance (the paired interval of the change is below 0)."""
+    if not store.audit_path.is_file():
+        return None
+    from ..method.audit import audit_of
+    from .review import AuditStore
+
+    labels, left_out = AuditStore(store.path).audit_labels(len(given))
+    change = audit_of(labels, given, left_out).change(given, refined)
+    if change.verdict != "worse":
+        return None
+    return _warning("audit_worse", f"On the random audit ({change.total} samples) the refined labels break "
+                    f"{change.broken} audited labels and fix {change.fixed}: worse than the given labels, beyond "
+                    f"chance ({change.value:+.3f}, 90% interval {change.low:+.3f} to {change.high:+.3f}). Use the "
+                    "calibrated relabel rule (it takes only the changes the audit supports), or train the teacher "
+                    "longer.")
 
 
 def below_baseline(student_accuracy: float | None, ce_accuracy: float | None, margin: float = 0.005) -> dict | None:

@@ -170,6 +170,7 @@ def _audit_gate(audit, before: np.ndarray, relabelling: refinery.Relabelling, co
 
 
 def _audit_metrics(audit, gate: audit_rule.Gate | None) -> dict:
+    """What the step took from the audit (its size and rate; the gate's counts when it judged)."""
     if audit is None:
         return {"audit_size": 0, "audit_rate": None}
     metrics = {"audit_size": audit.size, "audit_rate": audit.rate().value}

@@ -357,10 +357,27 @@ def summary_of(run: Run) -> dict:
         refined_precision_low=last.get("refined_precision_low"),
         refined_precision_high=last.get("refined_precision_high"),
         noise_rate_true=None if run.true is None else float(np.mean(run.given != run.true)),
+        **_audit_summary(run),
         teacher_best_epoch=run.state.best_teacher_epoch if distils else None,
         teacher=nets.teacher_arch, student=nets.student_arch, **nets.parameters(),
         wall_seconds=run.state.wall_seconds, device=str(run.device), without=list(cfg.without),
         warnings=run_warnings(run.store), test_labels=run.test_labels())
+
+
+def _audit_summary(run: Run) -> dict:
+    """The random audit's counts of the rate and of the last refined labels (whatever the rule and the size)."""
+    empty = dict(audit_size=0, audit_rate=None, audit_rate_low=None, audit_rate_high=None, audit_precision=None,
+                 audit_precision_low=None, audit_precision_high=None, audit_change=None)
+    if not run.store.audit_path.exists():
+        return empty
+    labels, left_out = AuditStore(run.store.path, run.dataset.num_classes).audit_labels(len(run.given))
+    audit = audit_of(labels, run.given, left_out)
+    if audit.size == 0:
+        return empty
+    rate, precision = audit.rate(), audit.precision(run.state.refined)
+    return dict(audit_size=audit.size, audit_rate=rate.value, audit_rate_low=rate.low, audit_rate_high=rate.high,
+                audit_precision=precision.value, audit_precision_low=precision.low,
+                audit_precision_high=precision.high, audit_change=audit.change(run.given, run.state.refined).verdict)
 
 
 def _decided(config: RunConfig, dataset: Dataset, device: torch.device) -> RunConfig:
