@@ -56,8 +56,11 @@ def noise_rate_line(metrics: list[dict]) -> str | None:
     if stage0.get("estimate_informative") is False and high is not None:  # no point to show: only a bound
         ambiguity = stage0.get("estimate_ambiguity")
         why = f" (the teacher leaves the class of {ambiguity:.0%} of the samples open)" if ambiguity is not None else ""
+        audited = stage0.get("audit_size") or 0
+        outcome = (f"the random audit ({audited} samples, rate {stage0['audit_rate']:.3f}) decided which changes to "
+                   "take" if audited and stage0.get("audit_rate") is not None else "**labels kept**")
         return (f"Noise rate at stage 0: **cannot be told** from the teacher's votes{why}: between 0 and {high:.3f}"
-                f"{truth} · **labels kept**.")
+                f"{truth} · {outcome}.")
     line = f"Noise rate estimated at stage 0: {stage0['noise_rate_estimate']:.3f}"
     line += f" (90% interval {low:.3f}–{high:.3f})" if low is not None and high is not None else ""
     return line + truth + (" · **no evidence of noise: labels kept**." if stage0.get("noise_found") is False else ".")

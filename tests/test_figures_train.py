@@ -65,6 +65,20 @@ def test_label_precision_has_one_point_per_step_for_both_label_sets():
     assert bars.visible is not False and bars.thickness > 0 and bars.symmetric is False
     assert list(fig.data[0].x) == [1, 2, 3, 4, 5]
     assert len(fig.layout.shapes) == 4  # one shaded band per phase span
+    assert len(fig.data) == 3  # no step used an audit: no audited line in the legend
+
+
+def test_label_precision_draws_the_audits_count_with_its_interval():
+    audited = [dict(m, audit_precision=v, audit_precision_low=v - 0.03, audit_precision_high=v + 0.02)
+               for m, v in zip(METRICS[2:], (0.70, 0.71, 0.73))]
+    fig = label_precision_figure(METRICS[:2] + audited)
+    trace = fig.data[3]
+    assert trace.name == "refined, audited" and list(trace.x) == [3, 4, 5] and list(trace.y) == [0.70, 0.71, 0.73]
+    assert trace.line.dash == "dashdot" and trace.line.color == trace.marker.color
+    assert trace.line.color not in {t.line.color for t in fig.data[:3]} and trace.line.color != "#ffffff"
+    np.testing.assert_allclose(trace.error_y.array, [0.02] * 3)
+    np.testing.assert_allclose(trace.error_y.arrayminus, [0.03] * 3)
+    assert trace.error_y.visible is not False and trace.error_y.thickness > 0
 
 
 def test_detection_precision_starts_when_labels_first_change():

@@ -50,6 +50,8 @@ def test_a_chance_teacher_and_worse_labels_are_flagged_in_the_summary(chance_tea
     warning = health.estimate_warning(stage0)
     assert warning["code"] == "refined_worse_est" and "Estimated without the truth" in warning["message"]
     assert health.estimate_warning(dict(stage0, refined_precision_estimate=0.805)) is None  # within the margin
+    # a vague estimate's points are the middles of wide intervals: no verdict on them (estimate_vague says why)
+    assert health.estimate_warning(dict(stage0, estimate_informative=False)) is None
     message = summary["warnings"][0]["message"]
     assert "at chance for 10 classes" in message and "teacher epochs" in message
 

@@ -84,6 +84,7 @@ OTHER_SHADE = "rgba(0,0,0,0.04)"
 #: Lines of the Train page's charts, by metric key (``metrics.jsonl``).
 SERIES_COLORS = {
     "given_label_precision": GREY, "refined_label_precision": BLUE, "refined_precision_estimate": SKY_BLUE,
+    "audit_precision": BLUISH_GREEN,
     "detection_precision": BLUE, "detection_recall": ORANGE,
     "teacher_test_accuracy": ORANGE, "student_test_accuracy": BLUE,
     "wrong_to_right": BLUISH_GREEN, "right_to_wrong": VERMILLION,

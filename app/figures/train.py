@@ -128,15 +128,18 @@ def band_fits(name: str, steps_in_band: int, steps_shown: int) -> bool:
 
 
 def label_precision_figure(metrics: Metrics) -> go.Figure:
-    """Refined-label precision against the given labels' precision (higher is better), and the refined
-    labels' precision estimated without the truth (dotted, with its 90% interval as bars; the one line a run
-    without a truth has)."""
-    return _line_chart(metrics, [("refined_label_precision", "refined labels"),
-                                 ("given_label_precision", "given labels"),
-                                 ("refined_precision_estimate", "refined, estimated")],
-                       "Label precision", "fraction correct", (0, 1.02),
-                       dash={"given_label_precision": "dash", "refined_precision_estimate": "dot"},
-                       intervals={"refined_precision_estimate": ("refined_precision_low", "refined_precision_high")})
+    """Refined-label precision against the given labels' precision (higher is better), the refined labels'
+    precision estimated without the truth (dotted, with its 90% interval as bars; the one line a run without a
+    truth has), and, where steps used a random audit, its count of their labels (dash-dot, Wilson bars)."""
+    series = [("refined_label_precision", "refined labels"), ("given_label_precision", "given labels"),
+              ("refined_precision_estimate", "refined, estimated")]
+    if any(m.get("audit_precision") is not None for m in metrics):
+        series.append(("audit_precision", "refined, audited"))
+    return _line_chart(metrics, series, "Label precision", "fraction correct", (0, 1.02),
+                       dash={"given_label_precision": "dash", "refined_precision_estimate": "dot",
+                             "audit_precision": "dashdot"},
+                       intervals={"refined_precision_estimate": ("refined_precision_low", "refined_precision_high"),
+                                  "audit_precision": ("audit_precision_low", "audit_precision_high")})
 
 
 def detection_figure(metrics: Metrics) -> go.Figure:

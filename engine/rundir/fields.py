@@ -149,6 +149,10 @@ METRICS_FIELDS: tuple[Field, ...] = (
                                "than audit.MIN_AUDIT)", "handlers (aml-kd phases, calibrated rule)"),
     Field("audit_rate", "float|null", "the noise rate counted on the audit (the step's r when it used one)",
           "handlers (aml-kd phases, calibrated rule)"),
+    Field("audit_precision", "float|null", "the step's refined labels' precision counted on the audit the step "
+                                           "used", "handlers (aml-kd phases, calibrated rule)"),
+    Field("audit_precision_low", "float|null", "lower end of its 90% Wilson interval", "handlers (aml-kd phases)"),
+    Field("audit_precision_high", "float|null", "upper end of its 90% Wilson interval", "handlers (aml-kd phases)"),
     Field("audit_gate_changes", "int|null", "label changes the step proposed that the audit gate weighed "
                                             "(engine.method.audit.gate_changes)", "handlers (aml-kd phases)"),
     Field("audit_gate_audited", "int|null", "of those, audited ones", "handlers (aml-kd phases)"),

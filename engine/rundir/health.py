@@ -97,6 +97,8 @@ def estimate_warning(metrics: dict) -> dict | None:
     given, refined = metrics.get("given_precision_estimate"), metrics.get("refined_precision_estimate")
     if given is None or refined is None or refined >= given - WORSE_MARGIN:
         return None
+    if metrics.get("estimate_informative") is False:  # two middles of wide intervals: estimate_vague says so
+        return None
     return _warning("refined_worse_est", f"Estimated without the truth, the refined labels are less precise than "
                     f"the given ones ({refined:.3f} against {given:.3f}): the method may be making the labels "
                     "worse. Use the calibrated relabel rule (--relabel-rule calibrated), check the teacher's "

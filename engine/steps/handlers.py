@@ -143,7 +143,7 @@ def propagate_step(run: Run):
                "noise_rate_estimate": estimate.rate, "noise_rate_low": estimate.rate_low,
                "noise_rate_high": estimate.rate_high,
                **_review_metrics(clamped, outliers), **label_metrics(run.given, refined, run.true),
-               **_precision_estimates(run, refined, estimate), **_audit_metrics(audit, gate)}
+               **_precision_estimates(run, refined, estimate), **_audit_metrics(audit, gate, refined)}
     arrays = _pack(run, teacher=teacher, features=nets.graph_features(), graph=graph, lp=result,
                    clamped=clamped, outliers=outliers, seeds=seeds, posterior=estimate.posterior,
                    audit_verdict=None if gate is None else gate.verdict)
@@ -169,11 +169,14 @@ def _audit_gate(audit, before: np.ndarray, relabelling: refinery.Relabelling, co
     return audit_rule.Gate(verdict, gate.changes, gate.audited, gate.accepted, gate.fixed, gate.broken, gate.cutoff)
 
 
-def _audit_metrics(audit, gate: audit_rule.Gate | None) -> dict:
-    """What the step took from the audit (its size and rate; the gate's counts when it judged)."""
+def _audit_metrics(audit, gate: audit_rule.Gate | None, refined: np.ndarray) -> dict:
+    """What the step took from the audit (its size and rate; the gate's counts when it judged) and the audit's
+    count of the step's labels."""
     if audit is None:
         return {"audit_size": 0, "audit_rate": None}
-    metrics = {"audit_size": audit.size, "audit_rate": audit.rate().value}
+    precision = audit.precision(refined)
+    metrics = {"audit_size": audit.size, "audit_rate": audit.rate().value, "audit_precision": precision.value,
+               "audit_precision_low": precision.low, "audit_precision_high": precision.high}
     if gate is not None:
         metrics.update(audit_gate_changes=gate.changes, audit_gate_audited=gate.audited,
                        audit_gate_accepted=gate.accepted, audit_gate_fixed=gate.fixed,
@@ -304,7 +307,7 @@ def _refinery(run: Run, mutual: bool):
     metrics.update(select_seconds=t_select, lp_seconds=t_lp, awe_loss=awe_loss,
                    graph_source="teacher" if nets.is_teacher_graph(graph) else "student",
                    noise_rate_used=run.noise_rate(audit), loss_cutoff=loss_cutoff(selection_loss, keep_fraction),
-                   **_audit_metrics(audit, gate))
+                   **_audit_metrics(audit, gate, refined))
     return _student_snapshot(run, metrics, graph=graph, lp=result, easy=easy, working=working, weights=weights,
                              weights_given=weights_given, selection_loss=selection_loss,
                              student_features=before.features, clamped=clamped, outliers=outliers, seeds=seeds,
