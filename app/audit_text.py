@@ -35,6 +35,9 @@ def progress_line(report: dict | None, mine: int | None = None) -> str:
         return "Nothing audited yet." + (f" · you: {mine}" if mine else "")
     left = f" ({report['left_out']} left out: unsure or tied)" if report["left_out"] else ""
     you = f" · you: {mine}" if mine is not None else ""
+    if report["audited"] >= report["target"]:
+        return (f"Audited {report['audited']}: enough for ±{report['half_width_goal']:.2f} (about "
+                f"{report['target']} needed){left}{you}")
     return (f"Audited {report['audited']} of about {report['target']} for "
             f"±{report['half_width_goal']:.2f}{left}{you}")
 

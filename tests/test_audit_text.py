@@ -28,6 +28,8 @@ def test_share_and_change_texts():
 
 def test_progress_line():
     assert at.progress_line(report(), 120) == "Audited 211 of about 752 for ±0.03 (2 left out: unsure or tied) · you: 120"
+    done = {**report(), "audited": 760}
+    assert at.progress_line(done) == "Audited 760: enough for ±0.03 (about 752 needed) (2 left out: unsure or tied)"
     assert at.progress_line(None, None) == "Nothing audited yet."
 
 
