@@ -401,6 +401,38 @@ def cmd_what_if(a) -> int:
     return 0
 
 
+def cmd_audit(a) -> int:
+    """A run's random audit: its counts, the next samples to audit, or audit decisions from a CSV file."""
+    from .readers.audit import audit_report, next_to_audit, read_audit_file, report_lines
+    from .rundir.review import AuditStore
+
+    store = RunStore(a.path)
+    if not store.exists():
+        raise UserError(f"{a.path!r} is not a run directory (no config.json)")
+    if (a.next is not None or a.import_file) and not a.reviewer:
+        raise UserError("--next and --import need --reviewer NAME (whose audit it is)")
+    if a.next is not None:
+        keys, given = store.dataset_arrays()["keys"], store.dataset_arrays()["given"]
+        names = [str(c) for c in store.class_names()]
+        print("key,given,class")
+        for sample in next_to_audit(store, a.reviewer, a.next):
+            print(f"{keys[sample]},{names[int(given[sample])]},")
+        return 0
+    if a.import_file:
+        events = read_audit_file(store, a.import_file, a.reviewer)
+        stored = AuditStore(store.path, num_classes=len(store.class_names())).record_many(events, once=True)
+        print(f"recorded {len(stored)} audit decisions of {a.reviewer!r} in {store.audit_path}")
+    if a.step is not None and a.step not in store.steps():
+        raise UserError(f"step {a.step} of run {a.path!r} has no snapshot; valid: "
+                        f"{', '.join(map(str, store.steps())) or 'none yet'}")
+    report = audit_report(store, a.step)
+    if a.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print("\n".join(report_lines(report)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m engine", description="AML-KD runs, headless.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -441,6 +473,18 @@ def build_parser() -> argparse.ArgumentParser:
     p_imp.add_argument("file", help="decisions.csv / samples.csv / .json from an export")
     p_imp.add_argument("--reviewer", default=None, help="reviewer name for rows without one")
     p_imp.set_defaults(func=cmd_import_decisions)
+    p_aud = sub.add_parser("audit", help="a run's random audit: its counts (noise rate, labels' precision), the "
+                                         "next samples to audit, or audited classes from a CSV")
+    p_aud.add_argument("path", help="run directory")
+    p_aud.add_argument("--step", type=int, default=None, help="count this step's refined labels (default: the last)")
+    p_aud.add_argument("--next", type=int, default=None, metavar="N",
+                       help="print the next N samples of the audit order for --reviewer as CSV (key,given,class)")
+    p_aud.add_argument("--import", dest="import_file", default=None, metavar="FILE",
+                       help="record a CSV's audited classes (key or sample, class: a name, an index, outlier or "
+                            "unsure) for --reviewer")
+    p_aud.add_argument("--reviewer", default=None, help="whose audit (--next, --import)")
+    p_aud.add_argument("--json", action="store_true", help="the counts as one JSON object")
+    p_aud.set_defaults(func=cmd_audit)
     p_users = sub.add_parser("users", help="accounts of the shared app: the users file named by $AMLKD_USERS")
     p_users.add_argument("action", choices=("add", "remove"), help="add (or change) a user, or remove one")
     p_users.add_argument("name", help="user name (1-64 printable characters)")

@@ -265,3 +265,48 @@ def test_the_summary_and_a_warning_count_the_audit(tmp_path):
     summary = run.summary()
     assert summary["audit_precision"] == 1.0 and summary["audit_rate"] == 1.0 and summary["audit_change"] == "better"
     assert summary["audit_precision_low"] < 1.0 < summary["audit_precision_high"] + 1e-9
+
+
+def test_the_command_line_lists_imports_and_counts_an_audit(tmp_path, capsys):
+    import csv
+    import io
+    import json
+
+    from engine.cli import main
+    from engine.rundir.store import RunStore
+
+    out = tmp_path / "run"
+    assert main(["run", "--dataset", "moons?n=120", "--noise", "symmetric:0.4", "--k", "8", "--teacher-epochs", "1",
+                 "--warmup-epochs", "1", "--refine-epochs", "1", "--mutual-epochs", "0", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["audit", str(out)]) == 0
+    assert capsys.readouterr().out.startswith("nothing audited yet")
+    assert main(["audit", str(out), "--next", "8", "--reviewer", "ann"]) == 0
+    listed = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    arrays = RunStore(out).dataset_arrays()
+    keys = {str(k): i for i, k in enumerate(arrays["keys"])}
+    samples = [keys[r["key"]] for r in listed]
+    assert samples == au.audit_order(120, 0)[:8].tolist()  # the run's seed (0): its audit order
+    names = [str(c) for c in RunStore(out).class_names()]
+    assert [r["given"] for r in listed] == [names[arrays["given"][i]] for i in samples]
+    filled = tmp_path / "audit.csv"
+    with filled.open("w") as f:
+        f.write("key,class\n" + "".join(f"{r['key']},{names[arrays['true'][keys[r['key']]]]}\n" for r in listed))
+    assert main(["audit", str(out), "--import", str(filled), "--reviewer", "ann", "--json"]) == 0
+    text = capsys.readouterr().out
+    report = json.loads(text[text.index("{"):])
+    wrong = int(np.sum(arrays["given"][samples] != arrays["true"][samples]))
+    assert report["audited"] == 8 and report["rate"]["count"] == wrong
+    assert report["refined_precision"]["total"] == 8
+    # a sample far down the order, a class the run does not have: refused, nothing recorded
+    late = int(au.audit_order(120, 0)[100])
+    (tmp_path / "late.csv").write_text(f"sample,class\n{late},{names[0]}\n")
+    assert main(["audit", str(out), "--import", str(tmp_path / "late.csv"), "--reviewer", "ann"]) == 2
+    assert "number 101 of the audit order, beyond the first 9" in capsys.readouterr().err
+    (tmp_path / "bad.csv").write_text(f"key,class\n{listed[0]['key']},zebra\n")
+    assert main(["audit", str(out), "--import", str(tmp_path / "bad.csv"), "--reviewer", "ann"]) == 2
+    err = capsys.readouterr().err
+    assert "line 2: class 'zebra' is not a class of this run" in err and "Traceback" not in err
+    assert main(["audit", str(out), "--next", "3"]) == 2
+    assert main(["audit", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["audited"] == 8

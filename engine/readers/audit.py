@@ -204,3 +204,95 @@ def audit_labels_table(run_dir, class_names) -> dict[str, list] | None:
     return {"audited": (labels != NOT_AUDITED).astype(int).tolist(), "audited_class": names}
 
 
+
+
+# ---------------------------------------------------------------- the command line's audit (python -m engine audit)
+def report_lines(report: dict | None) -> list[str]:
+    """The :func:`audit_report` as plain lines for a terminal (``None``: one line saying nothing is audited)."""
+    if report is None:
+        return ["nothing audited yet: python -m engine audit RUN --next 50 --reviewer NAME lists the samples to audit"]
+
+    def share(s: dict) -> str:
+        return f"{s['value']:.3f} (90% interval {s['low']:.3f}-{s['high']:.3f}, {s['count']} of {s['total']})"
+
+    lines = [f"audited {report['audited']} samples ({report['left_out']} left out: unsure or tied); about "
+             f"{report['target']} give the rate within +-{report['half_width_goal']:.2f}",
+             f"noise rate: {share(report['rate'])}", f"given labels right: {share(report['given_precision'])}"]
+    if report["refined_precision"] is not None:
+        c = report["change"]
+        lines += [f"refined labels right at step {report['step']}: {share(report['refined_precision'])}",
+                  f"change given -> refined: {c['value']:+.3f} (90% interval {c['low']:+.3f} to {c['high']:+.3f}; "
+                  f"fixed {c['fixed']}, broken {c['broken']}): {c['verdict']}"]
+    truth = report.get("truth")
+    if truth and truth.get("refined_precision") is not None:
+        lines.append(f"true (every sample): noise rate {truth['rate']:.3f}, given {truth['given_precision']:.3f}, "
+                     f"refined {truth['refined_precision']:.3f}")
+    return lines
+
+
+def read_audit_file(run_dir, path, reviewer: str) -> list[dict]:
+    """The audit decisions of a CSV file (columns ``key`` or ``sample``, and ``class``: a class name or index,
+    ``outlier`` or ``unsure``), checked row by row; every sample must lie in the run's audit order among its
+    first ``M`` (``M``: the samples audited so far and in the file), so that the audit stays a random sample.
+    Raises :class:`UserError` naming the file, the row and what is valid."""
+    import csv
+
+    store = _store(run_dir)
+    label = f"audit file {str(path)!r}"
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UserError(f"{label} cannot be read ({type(exc).__name__}): give a UTF-8 CSV with a header row "
+                        "'key,class' (or 'sample,class')") from None
+    if not rows or "class" not in rows[0] or not ({"key", "sample"} & set(rows[0])):
+        raise UserError(f"{label} needs a header with 'class' and 'key' (or 'sample') and at least one row; "
+                        "python -m engine audit RUN --next N --reviewer NAME writes such a file without 'class'")
+    arrays = store.dataset_arrays()
+    keys = {str(k): i for i, k in enumerate(arrays["keys"])}
+    names = [str(c) for c in store.class_names()]
+    n = len(arrays["given"])
+    events = []
+    for number, row in enumerate(rows, start=2):
+        where = f"{label}, line {number}"
+        sample = _sample_of(row, keys, n, where)
+        value = (row.get("class") or "").strip()
+        if value.lower() in ("outlier", "unsure"):
+            events.append({"sample": sample, "decision": value.lower(), "reviewer": reviewer})
+            continue
+        cls = names.index(value) if value in names else (int(value) if value.isdigit() else -1)
+        if not 0 <= cls < len(names):
+            raise UserError(f"{where}: class {value!r} is not a class of this run; valid: "
+                            f"{', '.join(names[:12])}{' ...' if len(names) > 12 else ''}, 0-{len(names) - 1}, "
+                            "outlier, unsure")
+        events.append({"sample": sample, "decision": "relabel", "reviewer": reviewer, "label": cls})
+    _check_in_order(store, [e["sample"] for e in events], label)
+    return events
+
+
+def _sample_of(row: dict, keys: dict, n: int, where: str) -> int:
+    key = (row.get("key") or "").strip()
+    if key:
+        if key not in keys:
+            raise UserError(f"{where}: key {key!r} is not a sample of this run")
+        return keys[key]
+    value = (row.get("sample") or "").strip()
+    if not value.isdigit() or int(value) >= n:
+        raise UserError(f"{where}: sample {value!r} is not a sample index of this run; valid: 0-{n - 1}")
+    return int(value)
+
+
+def _check_in_order(store: RunStore, samples: list[int], label: str) -> None:
+    n = len(store.dataset_arrays()["given"])
+    order = audit_order(n, store.config().seed)
+    position = np.empty(n, dtype=np.int64)
+    position[order] = np.arange(n)
+    decided = {d.sample for d in AuditStore(store.path).effective()} if has_audit(store) else set()
+    first = len(decided | set(samples))
+    late = [s for s in samples if position[s] >= first]
+    if late:
+        keys = store.dataset_arrays()["keys"]
+        raise UserError(f"{label}: sample {str(keys[late[0]])!r} is number {position[late[0]] + 1} of the audit "
+                        f"order, beyond the first {first} (the samples audited so far and in the file): an audit "
+                        "takes the order's samples in turn so that it stays random; python -m engine audit RUN "
+                        "--next N --reviewer NAME lists them")
