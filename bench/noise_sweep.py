@@ -168,33 +168,33 @@ AUDIT_HEADER = ("| data | noise | seed | audited | given | ours end (truth) | ou
                 "authors end | r audit [90%] | r true | prec audit [90%] | student ours / authors | goals missed |")
 
 
-def audit_table(rows: list[dict]) -> str:
-    """The rows trained with a simulated audit (``--audit``): its counts beside the truth."""
-    lines = [AUDIT_HEADER, "|" + "---|" * (AUDIT_HEADER.count("|") - 1)]
+def _markdown(header: str, rows: list[dict], cells) -> str:
+    """A Markdown table: ``cells(row)`` gives a row's cells, the goals it misses end it."""
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for r in rows:
         missed = [name for name, ok in goals(r).items() if not ok]
-        lines.append(
-            f"| {r['dataset']} | {r['noise']} | {r['seed']} | {r['audit_size']} | {r['given']:.3f} | "
-            f"{r['ours_end']:.3f} | {r['prec_true_outside']:.3f} | {r['authors_end']:.3f} | "
-            f"{r['audit_rate']:.3f} [{r['audit_rate_low']:.3f}, {r['audit_rate_high']:.3f}] | {r['rate_true']:.3f} | "
-            f"{r['audit_prec']:.3f} [{r['audit_prec_low']:.3f}, {r['audit_prec_high']:.3f}] | "
-            f"{r['student_ours']:.3f} / {r['student_authors']:.3f} | {', '.join(missed) or '-'} |")
+        lines.append("| " + " | ".join([*cells(r), ", ".join(missed) or "-"]) + " |")
     return "\n".join(lines)
+
+
+def audit_table(rows: list[dict]) -> str:
+    """The rows trained with a simulated audit (``--audit``): its counts beside the truth."""
+    return _markdown(AUDIT_HEADER, rows, lambda r: [
+        r["dataset"], r["noise"], str(r["seed"]), str(r["audit_size"]), f"{r['given']:.3f}", f"{r['ours_end']:.3f}",
+        f"{r['prec_true_outside']:.3f}", f"{r['authors_end']:.3f}",
+        f"{r['audit_rate']:.3f} [{r['audit_rate_low']:.3f}, {r['audit_rate_high']:.3f}]", f"{r['rate_true']:.3f}",
+        f"{r['audit_prec']:.3f} [{r['audit_prec_low']:.3f}, {r['audit_prec_high']:.3f}]",
+        f"{r['student_ours']:.3f} / {r['student_authors']:.3f}"])
 
 
 def table(rows: list[dict]) -> str:
-    lines = [HEADER, "|" + "---|" * (HEADER.count("|") - 1)]
-    for r in rows:
-        missed = [name for name, ok in goals(r).items() if not ok]
-        lines.append(
-            f"| {r['dataset']} | {r['noise']} | {r['seed']} | {r['given']:.3f} | {r['ours_stage0']:.3f} | "
-            f"{r['ours_end']:.3f} | {r['authors_stage0']:.3f} | {r['authors_end']:.3f} | "
-            f"{r['rate_est']:.3f} [{r['rate_low']:.3f}, {r['rate_high']:.3f}]{_vague(r)} | {r['rate_true']:.3f} | "
-            f"{r['prec_est']:.3f} [{r['prec_low']:.3f}, {r['prec_high']:.3f}] | {r['ours_end']:.3f} | "
-            f"{r['student_ours']:.3f} / {r['student_authors']:.3f} / {_number(r['student_ce'])} | "
-            f"{r['lowest_ours']:.3f} / {r['lowest_authors']:.3f} | {_number(r.get('awe_auroc_ours'))} | "
-            f"{', '.join(missed) or '-'} |")
-    return "\n".join(lines)
+    return _markdown(HEADER, rows, lambda r: [
+        r["dataset"], r["noise"], str(r["seed"]), f"{r['given']:.3f}", f"{r['ours_stage0']:.3f}",
+        f"{r['ours_end']:.3f}", f"{r['authors_stage0']:.3f}", f"{r['authors_end']:.3f}",
+        f"{r['rate_est']:.3f} [{r['rate_low']:.3f}, {r['rate_high']:.3f}]{_vague(r)}", f"{r['rate_true']:.3f}",
+        f"{r['prec_est']:.3f} [{r['prec_low']:.3f}, {r['prec_high']:.3f}]", f"{r['ours_end']:.3f}",
+        f"{r['student_ours']:.3f} / {r['student_authors']:.3f} / {_number(r['student_ce'])}",
+        f"{r['lowest_ours']:.3f} / {r['lowest_authors']:.3f}", _number(r.get("awe_auroc_ours"))])
 
 
 def _vague(row: dict) -> str:

@@ -734,15 +734,21 @@ class ReviewStore(_LogFile):
         """
         clamped = np.full(num_samples, -1, dtype=np.int64)
         outliers = np.zeros(num_samples, dtype=bool)
-        for sample, verdict in self.consensus().items():
-            if sample >= num_samples:
-                raise UserError(f"{self.kind} {str(self.path)!r} names sample {sample}, but the run has "
-                                f"{num_samples} samples")
+        for sample, verdict in self._verdicts(num_samples):
             if verdict.label is not None:
                 clamped[sample] = verdict.label
             elif verdict.outlier:
                 outliers[sample] = True
         return clamped, outliers
+
+    def _verdicts(self, num_samples: int, proposals=None):
+        """``(sample, Consensus)`` of every decided sample, refused (one line) where the log names a sample the
+        run does not have."""
+        for sample, verdict in consensus_of(self.effective(), proposals).items():
+            if sample >= num_samples:
+                raise UserError(f"{self.kind} {str(self.path)!r} names sample {sample}, but the run has "
+                                f"{num_samples} samples")
+            yield sample, verdict
 
 
 class AuditStore(ReviewStore):
@@ -751,7 +757,8 @@ class AuditStore(ReviewStore):
 
     The same log as :class:`ReviewStore` (decisions, several reviewers and their consensus, undo, resends,
     the samples digest) in a file of its own: an audit measures the labels and none of its labels is a training
-    label, so nothing reads it as clamps (the calibrated rule reads it as evidence: engine.steps.run.Run.audit), and a run made again from the same samples keeps it (engine.steps.lifecycle).
+    label, so nothing reads it as clamps (the calibrated rule reads it as evidence: engine.steps.run.Run.audit),
+    and a run made again from the same samples keeps it (engine.steps.lifecycle).
     """
 
     kind = "audit log"
@@ -775,10 +782,7 @@ class AuditStore(ReviewStore):
 
         labels = np.full(num_samples, NOT_AUDITED, dtype=np.int64)
         left_out = 0
-        for sample, verdict in consensus_of(self.effective(), proposals={}).items():
-            if sample >= num_samples:
-                raise UserError(f"{self.kind} {str(self.path)!r} names sample {sample}, but the run has "
-                                f"{num_samples} samples")
+        for sample, verdict in self._verdicts(num_samples, proposals={}):
             if verdict.label is not None:
                 labels[sample] = verdict.label
             elif verdict.outlier:
@@ -786,6 +790,7 @@ class AuditStore(ReviewStore):
             else:
                 left_out += 1
         return labels, left_out
+
 
 def _ensure_wal(con: sqlite3.Connection, timeout: float) -> None:
     """Switch the database to WAL, retrying while another connection holds it.
