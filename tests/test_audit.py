@@ -1,9 +1,12 @@
 """The random audit's counts and intervals (engine.method.audit), on hand-checkable fixtures."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from engine.method import audit as au
+from engine.rundir.review import AuditStore
 
 
 def test_order_is_a_seeded_permutation():
@@ -310,3 +313,37 @@ def test_the_command_line_lists_imports_and_counts_an_audit(tmp_path, capsys):
     assert main(["audit", str(out), "--next", "3"]) == 2
     assert main(["audit", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["audited"] == 8
+
+
+def test_the_benchmarks_simulated_audit_is_the_truth_on_the_audit_order(tmp_path):
+    """bench/noise_sweep.py --audit: the first N samples of the run's own audit order, each audited with its true
+    class; its columns count them, and its goals judge the audit's counts."""
+    import importlib.util
+
+    from engine.method.config import RunConfig, ScheduleConfig
+    from engine.steps.run import Run
+
+    spec = importlib.util.spec_from_file_location("noise_sweep", Path(__file__).resolve().parents[1] / "bench" /
+                                                  "noise_sweep.py")
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    schedule = ScheduleConfig(teacher_epochs=1, teacher_patience=1, warmup_epochs=1, refine_epochs=1, mutual_epochs=0)
+    run = Run.create(tmp_path / "run", RunConfig(dataset="moons?n=200", noise="symmetric:0.4", seed=3,
+                                                 schedule=schedule))
+    sweep.simulate_audit(run, 60)
+    labels, left_out = AuditStore(run.store.path).audit_labels(200)
+    audited = np.flatnonzero(labels >= 0)
+    assert sorted(audited.tolist()) == sorted(au.audit_order(200, 3)[:60].tolist()) and left_out == 0
+    np.testing.assert_array_equal(labels[audited], run.true[audited])
+    run.run_until(None)
+    columns = sweep.audit_columns(run, 60)
+    wrong = int(np.sum(run.given[audited] != run.true[audited]))
+    assert columns["audit_size"] == 60 and columns["audit_rate"] == pytest.approx(wrong / 60)
+    right = int(np.sum(run.state.refined[audited] == run.true[audited]))
+    assert columns["audit_prec"] == pytest.approx(right / 60)
+    outside = np.setdiff1d(np.arange(200), audited)
+    assert columns["prec_true_outside"] == pytest.approx(np.mean(run.state.refined[outside] == run.true[outside]))
+    row = {"noise": "symmetric:0.4", "given": 0.6, "ours_end": 0.7, "authors_end": 0.71, "rate_est": 0.3,
+           "rate_true": 0.4, "prec_est": 0.6, "audit_size": 60, "audit_rate": 0.38, "audit_prec": 0.75}
+    assert sweep.goals(row) == {"no harm": True, "r error": False, "prec error": False, "r error (audit)": True,
+                                "prec error (audit)": False, ">= authors": False}
