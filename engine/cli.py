@@ -403,7 +403,7 @@ def cmd_what_if(a) -> int:
 
 def cmd_audit(a) -> int:
     """A run's random audit: its counts, the next samples to audit, or audit decisions from a CSV file."""
-    from .readers.audit import audit_report, next_to_audit, read_audit_file, report_lines
+    from .readers.audit import audit_report, copy_audit, next_to_audit, read_audit_file, report_lines
     from .rundir.review import AuditStore
 
     store = RunStore(a.path)
@@ -418,6 +418,9 @@ def cmd_audit(a) -> int:
         for sample in next_to_audit(store, a.reviewer, a.next):
             print(f"{keys[sample]},{names[int(given[sample])]},")
         return 0
+    if a.copy_from:
+        added = copy_audit(store, a.copy_from)
+        print(f"copied {added} audit decisions of {a.copy_from} into {store.audit_path}")
     if a.import_file:
         events = read_audit_file(store, a.import_file, a.reviewer)
         stored = AuditStore(store.path, num_classes=len(store.class_names())).record_many(events, once=True)
@@ -482,6 +485,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_aud.add_argument("--import", dest="import_file", default=None, metavar="FILE",
                        help="record a CSV's audited classes (key or sample, class: a name, an index, outlier or "
                             "unsure) for --reviewer")
+    p_aud.add_argument("--copy-from", default=None, metavar="RUN",
+                       help="record the audit of another run of the same samples and given labels in this run's "
+                            "(its calibrated rule uses its own run's audit only)")
     p_aud.add_argument("--reviewer", default=None, help="whose audit (--next, --import)")
     p_aud.add_argument("--json", action="store_true", help="the counts as one JSON object")
     p_aud.set_defaults(func=cmd_audit)

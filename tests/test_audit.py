@@ -347,3 +347,25 @@ def test_the_benchmarks_simulated_audit_is_the_truth_on_the_audit_order(tmp_path
            "rate_true": 0.4, "prec_est": 0.6, "audit_size": 60, "audit_rate": 0.38, "audit_prec": 0.75}
     assert sweep.goals(row) == {"no harm": True, "r error": False, "prec error": False, "r error (audit)": True,
                                 "prec error (audit)": False, ">= authors": False}
+
+
+def test_an_audit_copies_between_runs_of_the_same_samples_only(tmp_path, capsys):
+    from engine.cli import main
+
+    base = ["run", "--dataset", "moons?n=120", "--noise", "symmetric:0.3", "--k", "8", "--teacher-epochs", "1",
+            "--warmup-epochs", "1", "--refine-epochs", "1", "--mutual-epochs", "0"]
+    for name, extra in (("a", []), ("b", ["--relabel-rule", "authors"]), ("c", ["--seed", "1"])):
+        assert main(base + extra + ["--out", str(tmp_path / name)]) == 0
+    log = AuditStore(tmp_path / "a", 2)
+    log.record(5, "relabel", "ann", 1)
+    log.record(7, "outlier", "bob")
+    capsys.readouterr()
+    assert main(["audit", str(tmp_path / "b"), "--copy-from", str(tmp_path / "a")]) == 0
+    assert "copied 2 audit decisions" in capsys.readouterr().out
+    labels, _ = AuditStore(tmp_path / "b").audit_labels(120)
+    assert labels[5] == 1 and labels[7] == au.NO_CLASS and (labels >= -1).sum() == 119
+    assert main(["audit", str(tmp_path / "b"), "--copy-from", str(tmp_path / "a")]) == 0  # again: nothing new
+    assert "copied 0 audit decisions" in capsys.readouterr().out
+    assert main(["audit", str(tmp_path / "c"), "--copy-from", str(tmp_path / "a")]) == 2  # seed 1: other noise
+    assert "other samples or given labels" in capsys.readouterr().err
+    assert not (tmp_path / "c" / "audit.sqlite").exists()

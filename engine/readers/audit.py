@@ -296,3 +296,30 @@ def _check_in_order(store: RunStore, samples: list[int], label: str) -> None:
                         f"order, beyond the first {first} (the samples audited so far and in the file): an audit "
                         "takes the order's samples in turn so that it stays random; python -m engine audit RUN "
                         "--next N --reviewer NAME lists them")
+
+
+def copy_audit(run_dir, source_dir) -> int:
+    """Record ``source_dir``'s audit decisions in ``run_dir``'s audit log (a run made from the same samples and
+    given labels: the audit is about the samples, not the run); returns how many were new. Refused (one line)
+    when the two runs' samples or given labels differ."""
+    store, source = _store(run_dir), _store(source_dir)
+    for s in (store, source):
+        if not s.exists():
+            raise UserError(f"{str(s.path)!r} is not a run directory (no config.json)")
+    if not has_audit(source):
+        raise UserError(f"run {str(source.path)!r} has no audit log (audit.sqlite) to copy")
+    from ..rundir.digest import samples_digest
+
+    def digest(s: RunStore) -> str:
+        found = s.dataset_digest("samples_digest")
+        if found is None:
+            arrays = s.dataset_arrays()
+            found = samples_digest(arrays["keys"], arrays["given"])
+        return found
+
+    if digest(store) != digest(source):
+        raise UserError(f"the audit of {str(source.path)!r} is about other samples or given labels than run "
+                        f"{str(store.path)!r}'s; an audit can be copied only between runs of the same samples")
+    events = [{"sample": d.sample, "decision": d.decision, "reviewer": d.reviewer, "label": d.label, "time": d.time}
+              for d in AuditStore(source.path).effective()]
+    return len(AuditStore(store.path, len(store.class_names())).record_many(events, skip_recorded=True))
