@@ -20,6 +20,7 @@ from app.text import code_span, md
 
 from engine.readers.compare import (PerSample, add_chance, by_method_text, method_label, run_results, same_data,
                                     student_test_right, table_text)
+from engine.readers.audit import copy_audit, has_audit, same_samples
 from engine.readers.export import safe_csv
 from engine.data import parse_dataset_spec
 from engine.method import RunConfig
@@ -189,9 +190,13 @@ def create_and_queue(members: list[Member], root: Path, is_live) -> str | None:
     busy = training_run(root, is_live)
     if busy is not None:
         return TRAINING_MESSAGE.format(name=busy)
+    audited = [m.path for m in members if m.config is None and has_audit(m.path)]
     try:
         for member in (m for m in members if m.config is not None):
             get_worker(member.path).adopt(Run.create(member.path, member.config, threads=torch_threads()))
+            source = next((a for a in audited if same_samples(member.path, a)), None)
+            if source is not None:  # the same samples and given labels (the same seed): the audit made once
+                copy_audit(member.path, source)
         train_in_turn([m.path for m in members if not m.done])
     except UserError as exc:
         return f"The comparison set was not started: {exc}"

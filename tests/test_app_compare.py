@@ -180,6 +180,9 @@ def test_fewer_than_two_runs_ask_for_more(trio):
 def test_a_comparison_set_is_created_from_one_run_and_trained_in_turn(runs_dir, trio_runs):
     source = runs_dir / NAMES["ce"]
     shutil.copytree(trio_runs["ce"], source)
+    from engine.rundir import AuditStore
+    AuditStore(source, 2).record(4, "relabel", "ann", 1)  # an audit of the source: the set's runs start from it
+    AuditStore(source, 2).record(9, "outlier", "ann")
     at = open_compare(source)
     assert at.selectbox(key="compare-set-source").value == source.name
     button(at, "compare-set-create").click().run()
@@ -195,6 +198,8 @@ def test_a_comparison_set_is_created_from_one_run_and_trained_in_turn(runs_dir, 
         store = RunStore(runs_dir / NAMES[method])
         assert store.config() == base.with_changes(method=method) and store.summary() is not None
         assert np.array_equal(store.dataset_arrays()["given"], RunStore(source).dataset_arrays()["given"])
+        labels, _ = AuditStore(store.path).audit_labels(len(store.dataset_arrays()["given"]))
+        assert labels[4] == 1 and labels[9] == -2 and (labels >= 0).sum() == 1
     at.run()
     assert at.multiselect(key="compare-runs").value == [NAMES["aml-kd"], NAMES["ce"], NAMES["kd"]]
     assert list(at.table[0].value["method"]) == ["AML-KD", "CE", "KD"]

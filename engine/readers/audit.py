@@ -298,6 +298,21 @@ def _check_in_order(store: RunStore, samples: list[int], label: str) -> None:
                         "--next N --reviewer NAME lists them")
 
 
+def same_samples(run_a, run_b) -> bool:
+    """Whether two runs have the same samples and given labels (their samples digests; computed from the keys
+    and given labels for a run made before digests were stored)."""
+    from ..rundir.digest import samples_digest
+
+    def digest(s: RunStore) -> str:
+        found = s.dataset_digest("samples_digest")
+        if found is None:
+            arrays = s.dataset_arrays()
+            found = samples_digest(arrays["keys"], arrays["given"])
+        return found
+
+    return digest(_store(run_a)) == digest(_store(run_b))
+
+
 def copy_audit(run_dir, source_dir) -> int:
     """Record ``source_dir``'s audit decisions in ``run_dir``'s audit log (a run made from the same samples and
     given labels: the audit is about the samples, not the run); returns how many were new. Refused (one line)
@@ -308,16 +323,7 @@ def copy_audit(run_dir, source_dir) -> int:
             raise UserError(f"{str(s.path)!r} is not a run directory (no config.json)")
     if not has_audit(source):
         raise UserError(f"run {str(source.path)!r} has no audit log (audit.sqlite) to copy")
-    from ..rundir.digest import samples_digest
-
-    def digest(s: RunStore) -> str:
-        found = s.dataset_digest("samples_digest")
-        if found is None:
-            arrays = s.dataset_arrays()
-            found = samples_digest(arrays["keys"], arrays["given"])
-        return found
-
-    if digest(store) != digest(source):
+    if not same_samples(store, source):
         raise UserError(f"the audit of {str(source.path)!r} is about other samples or given labels than run "
                         f"{str(store.path)!r}'s; an audit can be copied only between runs of the same samples")
     events = [{"sample": d.sample, "decision": d.decision, "reviewer": d.reviewer, "label": d.label, "time": d.time}
