@@ -85,3 +85,47 @@ def test_thirty_keys_50_ms_apart_are_recorded_in_order(browser, app_server, audi
     numbers = page.locator(".st-key-audit_numbers").inner_text()
     assert f"Audited {placed} of about" in numbers and f"you: {len(KEYS)}" in numbers, numbers
     context.close()
+
+
+def test_two_reviewers_in_two_tabs_keying_in_turn_are_each_recorded_and_agree_where_they_agree(
+        browser, app_server, audit_run):
+    """ann and bob audit the same run in two tabs, their keys alternating 50 ms apart: each reviewer's decisions
+    land in order on their own walk of the audit order; a sample both place alike gets that class, one they place
+    differently stays a tie (left out)."""
+    ann_keys, bob_keys = "k3k0k7k1k5k2", "k3k0k7k1k5k9"  # the same but the last: a tie on one sample
+    pages = {}
+    contexts = []
+    for name in ("ann", "bob"):
+        context = browser.new_context(viewport={"width": 1024, "height": 768})
+        contexts.append(context)
+        page = context.new_page()
+        page.goto(f"{app_server}/review?run={audit_run}&reviewer={name}&queue=audit")
+        page.wait_for_selector(APP_IDLE, state="attached", timeout=60_000)
+        page.wait_for_function("window.__amlkdAudit && window.__amlkdAudit.root && "
+                               "window.__amlkdAudit.root.querySelector('.amlkd-card[data-sample]')", timeout=60_000)
+        pages[name] = page
+    cards = pages["ann"].evaluate("window.__amlkdAudit.cards.map(c => [c.sample, c.given])")
+    assert cards == pages["bob"].evaluate("window.__amlkdAudit.cards.map(c => [c.sample, c.given])")
+    start = time.perf_counter()
+    for n, (a, b) in enumerate(zip(ann_keys, bob_keys)):
+        for m, (page, key) in enumerate(((pages["ann"], a), (pages["bob"], b))):
+            delay = start + (2 * n + m) * 0.050 - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            page.keyboard.press(key)
+    for page in pages.values():
+        page.wait_for_function("window.__amlkdAudit.outbox.length === 0", timeout=90_000)
+    run = Path(app_server.runs_dir) / audit_run
+    made = [d for d in AuditStore(run).history() if d.decision != "undo"]
+    for name, keys in (("ann", ann_keys), ("bob", bob_keys)):
+        mine = [d for d in made if d.reviewer == name]
+        assert [d.sample for d in mine] == [s for s, _ in cards[:len(keys)]], name
+        assert [(d.decision, d.label) for d in mine] == [expected(k, g) for k, (_, g) in zip(keys, cards)], name
+    labels, left_out = AuditStore(run).audit_labels(max(s for s, _ in cards) + 1)
+    agreed = [expected(k, g)[1] for k, (_, g) in zip(ann_keys[:-1], cards)]
+    assert [int(labels[s]) for s, _ in cards[:len(ann_keys) - 1]] == agreed
+    last = cards[len(ann_keys) - 1][0]
+    tie = expected(ann_keys[-1], cards[len(ann_keys) - 1][1]) != expected(bob_keys[-1], cards[len(ann_keys) - 1][1])
+    assert tie and labels[last] == -1 and left_out == 1
+    for context in contexts:
+        context.close()
