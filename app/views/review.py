@@ -60,7 +60,9 @@ def main() -> None:
     steps = store.steps()
     st.title("Review")
     if not steps:
-        st.info("This run has no steps yet: train it first (Train page), then review what it relabels.")
+        st.info("This run has no steps yet: train it first (Train page), then review what it relabels. The "
+                "random audit (Queue: Audit) opens after the first step; one made while the teacher trains is "
+                "used by stage 0.")
         st.stop()
     class_names = run_class_names(store)
     opts = controls(steps, class_names)
