@@ -165,14 +165,15 @@ HEADER = ("| data | noise | seed | given | ours s0 | ours end | authors s0 | aut
 
 
 AUDIT_HEADER = ("| data | noise | seed | audited | given | ours end (truth) | ours end, outside the audit (truth) | "
-                "authors end | r audit [90%] | r true | prec audit [90%] | student ours / authors | goals missed |")
+                "authors end | r audit [90%] | r true | prec audit [90%] | student ours / authors | "
+                "goals missed (the rate and precision as the audit counts them) |")
 
 
-def _markdown(header: str, rows: list[dict], cells) -> str:
-    """A Markdown table: ``cells(row)`` gives a row's cells, the goals it misses end it."""
+def _markdown(header: str, rows: list[dict], cells, skip: tuple[str, ...] = ()) -> str:
+    """A Markdown table: ``cells(row)`` gives a row's cells, the goals it misses (but those in ``skip``) end it."""
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for r in rows:
-        missed = [name for name, ok in goals(r).items() if not ok]
+        missed = [name for name, ok in goals(r).items() if not ok and name not in skip]
         lines.append("| " + " | ".join([*cells(r), ", ".join(missed) or "-"]) + " |")
     return "\n".join(lines)
 
@@ -184,7 +185,7 @@ def audit_table(rows: list[dict]) -> str:
         f"{r['prec_true_outside']:.3f}", f"{r['authors_end']:.3f}",
         f"{r['audit_rate']:.3f} [{r['audit_rate_low']:.3f}, {r['audit_rate_high']:.3f}]", f"{r['rate_true']:.3f}",
         f"{r['audit_prec']:.3f} [{r['audit_prec_low']:.3f}, {r['audit_prec_high']:.3f}]",
-        f"{r['student_ours']:.3f} / {r['student_authors']:.3f}"])
+        f"{r['student_ours']:.3f} / {r['student_authors']:.3f}"], skip=("r error", "prec error"))
 
 
 def table(rows: list[dict]) -> str:
