@@ -274,7 +274,8 @@ def _refinery(run: Run, mutual: bool):
                                 cfg.train.awe_iterations) if use_awe else None
     uniform = np.ones(len(run.given), np.float32)
     t_select = time.perf_counter() - t0
-    graph, graph_choice = _refine_graph(run, mutual, before.features, working, easy)
+    graph, graph_choice = _refine_graph(run, mutual, before.features, working, easy,
+                                        student_may=labeller == "student")
     if mutual:
         seed_weights = label_centre_weight(similarity, working)
     else:
@@ -316,10 +317,12 @@ def _refinery(run: Run, mutual: bool):
 
 
 def _refine_graph(run: Run, mutual: bool, student_features: np.ndarray, working: np.ndarray,
-                  easy: np.ndarray) -> tuple[Graph, dict]:
-    """The teacher's graph; in the mutual stage every other epoch the student's, if its graph is as good."""
+                  easy: np.ndarray, student_may: bool = True) -> tuple[Graph, dict]:
+    """The teacher's graph; in the mutual stage every other epoch the student's, if its graph is as good and
+    (``student_may``) the student is the better labeller this step (the calibrated rule's judge: stage 0's
+    posterior or the audit; the authors' rule always lets it compete)."""
     graph = run.nets.teacher_graph()
-    if not (mutual and run.state.phase_epoch % 2 == 0):
+    if not (mutual and run.state.phase_epoch % 2 == 0) or not student_may:
         return graph, {}
     student_graph = build_graph(student_features, run.config.graph)
     C = run.dataset.num_classes
