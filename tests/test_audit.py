@@ -369,3 +369,29 @@ def test_an_audit_copies_between_runs_of_the_same_samples_only(tmp_path, capsys)
     assert main(["audit", str(tmp_path / "c"), "--copy-from", str(tmp_path / "a")]) == 2  # seed 1: other noise
     assert "other samples or given labels" in capsys.readouterr().err
     assert not (tmp_path / "c" / "audit.sqlite").exists()
+
+
+def test_the_students_graph_competes_only_when_the_student_is_the_better_labeller():
+    """Mutual stage, the student's turn: its graph (features clustered by the working labels) wins the agreement
+    over a teacher graph of random features; it is used only when ``student_may``; off its turn, never."""
+    from types import SimpleNamespace
+
+    from engine.method.graph import GraphConfig, build_graph
+    from engine.steps.handlers import _refine_graph
+
+    rng = np.random.default_rng(0)
+    working = np.repeat([0, 1], 30)
+    student = np.where(working[:, None] == 0, [1.0, 0.0], [0.0, 1.0]) + rng.normal(0, 0.05, (60, 2))
+    teacher_graph = build_graph(rng.normal(size=(60, 2)).astype(np.float32), GraphConfig(k=5))
+    run = SimpleNamespace(nets=SimpleNamespace(teacher_graph=lambda: teacher_graph),
+                          state=SimpleNamespace(phase_epoch=0), config=SimpleNamespace(graph=GraphConfig(k=5)),
+                          dataset=SimpleNamespace(num_classes=2))
+    easy = np.ones(60, bool)
+    graph, choice = _refine_graph(run, True, student.astype(np.float32), working, easy, student_may=True)
+    assert graph is not teacher_graph and choice["graph_agreement_student"] > choice["graph_agreement_teacher"]
+    graph, choice = _refine_graph(run, True, student.astype(np.float32), working, easy, student_may=False)
+    assert graph is teacher_graph and choice == {}
+    run.state.phase_epoch = 1  # the teacher's turn
+    assert _refine_graph(run, True, student.astype(np.float32), working, easy)[0] is teacher_graph
+    run.state.phase_epoch = 0
+    assert _refine_graph(run, False, student.astype(np.float32), working, easy)[0] is teacher_graph  # refine

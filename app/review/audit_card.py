@@ -23,7 +23,8 @@ from app.access import can
 from app.audit_text import NOT_TRAINING, audit_lines, progress_line
 from app.common import current_reviewer
 from app.review.context import md
-from app.review.live_card import MAX_ACKS, WINDOW, _card, _image_cache, mine_of, process_outbox, sample_image_url
+from app.review.live_card import (MAX_ACKS, WINDOW, card_component, image_cache, mine_of, process_outbox,
+                                  sample_image_url)
 from app.samples import load_dataset
 from engine.errors import UserError
 from engine.readers.audit import audit_report, next_to_audit
@@ -76,7 +77,7 @@ def audit_card(store: RunStore, class_names, reviewer: str, mine: int) -> None:
     arrays = store.dataset_arrays()
     window = next_to_audit(path, reviewer, WINDOW)
     dataset = load_dataset(path)
-    images = _image_cache(path, 0) if dataset.kind == "image" else None
+    images = image_cache(path, 0) if dataset.kind == "image" else None
     known = st.session_state.get(ACKS_KEY, {})
     acks = {cid: known[cid] for cid in st.session_state.get(LAST_OUTBOX_KEY, []) if cid in known}
     why_not = ("Enter your name in the sidebar (Reviewer) to record audit decisions." if not reviewer else
@@ -86,7 +87,7 @@ def audit_card(store: RunStore, class_names, reviewer: str, mine: int) -> None:
             "class_names": list(class_names), "blind": True, "can_decide": bool(reviewer) and can("review"),
             "why_not": why_not, "acks": acks,
             "cards": audit_cards(window, mine, arrays["keys"], arrays["given"], dataset, images)}
-    _card(key=COMPONENT_KEY, data=data, on_sync_change=partial(_on_sync, path, len(class_names)))
+    card_component(key=COMPONENT_KEY, data=data, on_sync_change=partial(_on_sync, path, len(class_names)))
 
 
 def audit_view(store: RunStore, class_names, reviewer: str) -> None:

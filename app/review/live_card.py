@@ -49,13 +49,13 @@ MAX_ACKS = 2000
 SOURCES = (("propagation", "lp_top_classes", "lp_top_scores"), ("teacher", "teacher_top", "teacher_prob"),
            ("student", "student_top", "student_prob"))
 
-_card = st.components.v2.component("amlkd_review_card", html="",
+card_component = st.components.v2.component("amlkd_review_card", html="",
                                    css=(HERE / "card_component.css").read_text(),
                                    js=(HERE / "card_component.js").read_text())
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def _image_cache(path: str, stamp: int) -> dict:
+def image_cache(path: str, stamp: int) -> dict:
     return {}
 
 
@@ -201,7 +201,7 @@ def review_card(ctx: ReviewContext, queue: np.ndarray) -> int:
     st.query_params["sample"] = str(sample)
     start = max(0, position - BEHIND)
     window = queue[start:position + WINDOW]
-    images = _image_cache(ctx.path, ctx.stamp) if ctx.dataset.kind == "image" else None
+    images = image_cache(ctx.path, ctx.stamp) if ctx.dataset.kind == "image" else None
     flags = review_flags(ctx.snapshot, ctx.given)
     known = st.session_state.get(ACKS_KEY, {})
     acks = {cid: known[cid] for cid in st.session_state.get(LAST_OUTBOX_KEY, []) if cid in known}
@@ -213,6 +213,6 @@ def review_card(ctx: ReviewContext, queue: np.ndarray) -> int:
             "can_decide": bool(reviewer) and can("review"), "why_not": why_not,
             "cards": [{**c, "position": start + n} for n, c in enumerate(card_payload(ctx, window, flags, images))],
             "acks": acks}
-    _card(key=COMPONENT_KEY, data=data, on_sync_change=partial(_on_sync, ctx.path, ctx.opts.step,
+    card_component(key=COMPONENT_KEY, data=data, on_sync_change=partial(_on_sync, ctx.path, ctx.opts.step,
                                                                len(ctx.class_names)))
     return sample

@@ -129,10 +129,7 @@ def propagate_step(run: Run):
                                 cfg.train.keep_least_confident, clamped, rule=cfg.relabel_rule,
                                 posterior=estimate.posterior, audit_verdict=verdict)
 
-    refined, gate = relabelling(), None
-    if audit is not None:
-        gate = _audit_gate(audit, run.given, refined, result.confidence, clamped, estimate.informative)
-        refined = relabelling(None if gate is None else gate.verdict)
+    refined, gate = _gated(relabelling, audit, run.given, result.confidence, clamped, estimate.informative)
     refined = refined.labels
     run.state.refined = refined
     run.state.noise_rate_estimate = estimate.rate
@@ -148,6 +145,17 @@ def propagate_step(run: Run):
                    clamped=clamped, outliers=outliers, seeds=seeds, posterior=estimate.posterior,
                    audit_verdict=None if gate is None else gate.verdict)
     return arrays, metrics
+
+
+def _gated(relabel, audit, before: np.ndarray, confidence: np.ndarray, clamped: np.ndarray,
+           informative: bool) -> tuple[refinery.Relabelling, audit_rule.Gate | None]:
+    """``relabel(verdict)``'s labelling without an audit; with one, relabelled with the audit gate's verdicts on
+    its changes of the labels ``before`` the step (:func:`_audit_gate`; the gate's record, or None)."""
+    relabelling = relabel(None)
+    if audit is None:
+        return relabelling, None
+    gate = _audit_gate(audit, before, relabelling, confidence, clamped, informative)
+    return (relabelling if gate is None else relabel(gate.verdict)), gate
 
 
 def _audit_gate(audit, before: np.ndarray, relabelling: refinery.Relabelling, confidence: np.ndarray,
@@ -290,10 +298,7 @@ def _refinery(run: Run, mutual: bool):
                                 clamped, rule=cfg.relabel_rule, posterior=estimate.posterior if calibrated else None,
                                 previous=previous, audit_verdict=verdict)
 
-    relabelling, gate = relabel(), None
-    if audit is not None:
-        gate = _audit_gate(audit, previous, relabelling, result.confidence, clamped, estimate.informative)
-        relabelling = relabel(None if gate is None else gate.verdict)
+    relabelling, gate = _gated(relabel, audit, previous, result.confidence, clamped, estimate.informative)
     refined = relabelling.labels
     t_lp = time.perf_counter() - t1
     weights = predict_weights(nets.weight_net, similarity, refined) if use_awe else uniform
