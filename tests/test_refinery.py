@@ -139,6 +139,12 @@ def test_an_audit_gates_every_change_it_has_evidence_on(runs):
             assert set(np.flatnonzero(reasons == Reason.KEPT_AUDIT)) <= set(np.flatnonzero(kept))
             if variant == "audited-given":
                 assert m["audit_gate_accepted"] == 0 and not np.any(verdict == TAKE)
+                kept_audit = np.flatnonzero(reasons == Reason.KEPT_AUDIT)
+                if len(kept_audit):  # the "why" text names the audit and the label the sample kept
+                    i = int(kept_audit[0])
+                    replay = explain.what_if(store, step).relabelling
+                    text = explain.why(i, replay, given, np.full(len(given), -1), ["a", "b"], 0.5)
+                    assert "random audit" in text and f"kept its label {'ab'[int(snap['refined'][i])]}" in text
         stage0 = metrics[steps[0]]
         assert stage0["audit_gate_changes"] is not None  # 150 of the samples audited: stage 0 is judged
         if variant == "audited-given":
