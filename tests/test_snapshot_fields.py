@@ -70,7 +70,10 @@ def test_every_metrics_key_written_is_listed_and_refinery_lines_carry_theirs(tin
     refine = next(m for m in lines if m["phase"] == "refine")
     assert {"loss_cutoff", "noise_rate_used", "awe_loss", "selection_precision", "loss_rel"} <= set(refine)
     mutual = [m for m in lines if m["phase"] == "mutual"]
-    assert "graph_agreement_student" in mutual[0] and "graph_agreement_student" not in mutual[1]  # every other
+    # the student's graph competes on every other mutual step, and then only when the student seeded the step
+    assert ("graph_agreement_student" in mutual[0]) == (mutual[0]["seed_labeller"] == "student")
+    assert "graph_agreement_student" not in mutual[1]
+    assert {m["labeller_judge"] for m in lines if m["phase"] in ("refine", "mutual")} == {"held-out"}
 
 
 def test_an_unlisted_field_is_refused():

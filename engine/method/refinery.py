@@ -377,6 +377,28 @@ def better_labeller(posterior: np.ndarray, candidates: dict[str, np.ndarray], ma
     return best
 
 
+def labeller_on_holdout(candidates: dict[str, np.ndarray], reference: np.ndarray,
+                        holdout: np.ndarray) -> tuple[str, dict[str, float]]:
+    """The candidate labelling ``(N,)`` that agrees with more ``reference`` labels on the ``holdout`` samples,
+    and each candidate's share of agreements there.
+
+    The hold-out is data neither candidate was fitted to (the teacher's early-stopping part, which the student
+    sits out too under the calibrated rule). Its labels are the given ones, noisy: under noise that keeps each
+    given label more likely right than any one wrong class, agreement with them ranks two labellers as their
+    accuracy against the truth does (for symmetric noise the agreement is linear in the accuracy; Chen et al.,
+    ICML 2019). Ties go to the first name; an empty hold-out picks the first.
+    """
+    rows = np.flatnonzero(np.asarray(holdout, dtype=bool))
+    reference = np.asarray(reference, np.int64)
+    shares = {name: float(np.mean(np.asarray(labels, np.int64)[rows] == reference[rows])) if len(rows) else 0.0
+              for name, labels in candidates.items()}
+    best = next(iter(candidates))
+    for name, share in shares.items():
+        if share > shares[best]:
+            best = name
+    return best, shares
+
+
 def relabel(phase: str, given: np.ndarray, working: np.ndarray, easy: np.ndarray, result: PropagationResult,
             noise_rate: float | None, keep_least_confident: float,
             clamped_labels: np.ndarray | None = None, rule: str = "authors",

@@ -143,6 +143,12 @@ METRICS_FIELDS: tuple[Field, ...] = (
                                           "are intervals only and no given label changes on the estimate's word",
           "handlers (aml-kd phases)"),
     Field("seed_labeller", "str", "student or teacher: whose predictions seeded the not-easy samples", _R),
+    Field("labeller_judge", "str", "what judged the seed labeller (calibrated rule): audit (right on more audited "
+                                   "samples), held-out (agrees with more given labels of the part neither network "
+                                   "trains on) or posterior (stage 0's, without a hold-out)", _R),
+    Field("holdout_agreement_teacher", "float", "share of the held-out part's given labels the teacher "
+                                                "predicts (calibrated rule, judged there)", _R),
+    Field("holdout_agreement_student", "float", "the same for the student, which never trains on that part", _R),
     Field("kept_previous", "bool", "the calibrated rule kept the previous labels: the step's estimated "
                                    "precision fell", _R),
     Field("audit_size", "int", "samples of the random audit the step used (engine.method.audit; 0: none, or fewer "

@@ -225,7 +225,7 @@ def warmup_step(run: Run):
     """One student epoch on stage 0's labels: CE + mixup CE + KD."""
     clamped, outliers = run.review_clamps()
     run.state.refined = np.where(clamped >= 0, clamped, run.state.refined)
-    metrics = _student_train(run, run.state.refined, "warmup", train_mask=~outliers)
+    metrics = _student_train(run, run.state.refined, "warmup", train_mask=_sits_out(run, ~outliers))
     metrics.update(_review_metrics(clamped, outliers))
     metrics.update(_precision_estimates(run, run.state.refined, run.nets.teacher_estimate()))
     return _student_snapshot(run, metrics, clamped=clamped, outliers=outliers)
@@ -268,12 +268,7 @@ def _refinery(run: Run, mutual: bool):
     labeller = "student"
     if calibrated:  # easy only where the posterior supports the given label; the rest seeded by the better labeller
         easy = refinery.supported_easy(easy, run.given, estimate.posterior)
-        predictions = {"student": before.pred, "teacher": nets.teacher_outputs().pred}
-        if audit is not None:  # right on more audited samples
-            labeller = audit_rule.better_labeller(predictions, audit)
-        else:  # judged by stage 0's estimate, on the teacher's graph, when it can tell: not by the student's own
-            judge = nets.teacher_estimate() if nets.teacher_estimate().informative else estimate
-            labeller = refinery.better_labeller(judge.posterior, predictions, ~easy)
+        labeller, judged = _better_labeller(run, before.pred, audit, estimate, easy, clamped)
     labeller_pred = before.pred if labeller == "student" else nets.teacher_outputs().pred
     working, easy, awe_target = refinery.small_loss_working(run.given, labeller_pred, easy, clamped)
     similarity = centre_similarity(before.features, class_centres(before.features, working, C))
@@ -304,11 +299,11 @@ def _refinery(run: Run, mutual: bool):
     weights = predict_weights(nets.weight_net, similarity, refined) if use_awe else uniform
     weights_given = predict_weights(nets.weight_net, similarity, run.given) if use_awe else None
     run.state.refined = refined
-    metrics = _student_train(run, refined, "refine", weights, train_mask=train_mask)
+    metrics = _student_train(run, refined, "refine", weights, train_mask=_sits_out(run, train_mask))
     metrics.update(_review_metrics(clamped, outliers))
     metrics.update(graph_choice)
     metrics.update(_precision_estimates(run, refined, estimate))
-    metrics.update(seed_labeller=labeller, estimate_seconds=t_est,
+    metrics.update(seed_labeller=labeller, **(judged if calibrated else {}), estimate_seconds=t_est,
                    kept_previous=bool(np.any(relabelling.reasons == refinery.Reason.KEPT_PREVIOUS)))
     metrics.update(select_seconds=t_select, lp_seconds=t_lp, awe_loss=awe_loss,
                    graph_source="teacher" if nets.is_teacher_graph(graph) else "student",
@@ -319,6 +314,35 @@ def _refinery(run: Run, mutual: bool):
                              student_features=before.features, clamped=clamped, outliers=outliers, seeds=seeds,
                              posterior=estimate.posterior, previous=previous,
                              audit_verdict=None if gate is None else gate.verdict)
+
+
+def _sits_out(run: Run, train_mask: np.ndarray) -> np.ndarray:
+    """``train_mask`` without the judge's part (:attr:`Run.judge_part`): the student never fits it."""
+    judge = run.judge_part
+    return train_mask if judge is None else train_mask & ~judge
+
+
+def _better_labeller(run: Run, student_pred: np.ndarray, audit, estimate, easy: np.ndarray,
+                     clamped: np.ndarray) -> tuple[str, dict]:
+    """Whose predictions seed the not-easy samples under the calibrated rule, and the judge's metrics.
+
+    The audit, when there is one: right on more audited samples. Else the judge's part, which neither network
+    trained on: agreeing with more of its given (or reviewed) labels; ties to the teacher, whose labels stage 0
+    took. Else stage 0's posterior on the teacher's graph when that can tell (it leans to the teacher), else the
+    step's own (docs/ALGORITHM.md, "every stage earns its place").
+    """
+    nets = run.nets
+    predictions = {"student": student_pred, "teacher": nets.teacher_outputs().pred}  # ties: the student
+    if audit is not None:
+        return audit_rule.better_labeller(predictions, audit), {"labeller_judge": "audit"}
+    if run.judge_part is not None:
+        reference = np.where(clamped >= 0, clamped, run.given)
+        labeller, shares = refinery.labeller_on_holdout({"teacher": predictions["teacher"], "student": student_pred},
+                                                        reference, run.judge_part)
+        return labeller, {"labeller_judge": "held-out", "holdout_agreement_teacher": shares["teacher"],
+                          "holdout_agreement_student": shares["student"]}
+    judge = nets.teacher_estimate() if nets.teacher_estimate().informative else estimate
+    return refinery.better_labeller(judge.posterior, predictions, ~easy), {"labeller_judge": "posterior"}
 
 
 def _refine_graph(run: Run, mutual: bool, student_features: np.ndarray, working: np.ndarray,

@@ -172,6 +172,17 @@ class Run:
         audit = audit_of(labels, self.given, left_out)
         return audit if audit.size >= MIN_AUDIT else None
 
+    @property
+    def judge_part(self) -> np.ndarray | None:
+        """The samples (N,) neither network trains on, where the calibrated rule judges whether the student or
+        the teacher labels better (no audit): the teacher's hold-out, which the student then sits out too. None
+        under the authors' rule, with a given rate, for a baseline, or without a hold-out."""
+        cfg = self.config
+        if cfg.method != "aml-kd" or cfg.relabel_rule != "calibrated" or cfg.noise_rate is not None \
+                or not self.holdout.any():
+            return None
+        return self.holdout
+
     def review_clamps(self) -> tuple[np.ndarray, np.ndarray]:
         """Reviewers' decisions, read afresh every step: clamped labels (N,), -1 where none, and outliers (N,)."""
         n = len(self.given)
