@@ -291,3 +291,19 @@ def test_the_cli_takes_the_relabel_rule_and_refuses_an_unknown_one(capsys, tmp_p
     assert not (tmp_path / "r").exists()
     parsed = build_parser().parse_args(["run", "--relabel-rule", "authors", "--out", str(tmp_path / "r")])
     assert isinstance(parsed, argparse.Namespace) and config_from_args(parsed).relabel_rule == "authors"
+
+
+def test_labeller_on_holdout_counts_agreements_on_the_holdout_only():
+    from engine.method.refinery import labeller_on_holdout
+
+    reference = np.array([0, 1, 2, 0, 1, 2])
+    holdout = np.array([True, True, True, False, False, False])
+    teacher = np.array([0, 1, 0, 0, 1, 2])  # 2 of 3 held out right, every other right
+    student = np.array([0, 1, 2, 1, 0, 0])  # 3 of 3 held out right, every other wrong
+    best, shares = labeller_on_holdout({"teacher": teacher, "student": student}, reference, holdout)
+    assert best == "student" and shares == pytest.approx({"teacher": 2 / 3, "student": 1.0})
+    assert labeller_on_holdout({"teacher": teacher, "student": teacher}, reference, holdout)[0] == "teacher"
+    assert labeller_on_holdout({"student": teacher, "teacher": teacher}, reference, holdout)[0] == "student"
+    assert labeller_on_holdout({"teacher": teacher, "student": student}, reference, ~holdout)[0] == "teacher"
+    assert labeller_on_holdout({"teacher": teacher, "student": student}, reference, np.zeros(6, bool)) == (
+        "teacher", {"teacher": 0.0, "student": 0.0})

@@ -235,3 +235,57 @@ def test_the_what_if_cli_replays_every_propagating_step(runs, capsys):
     assert main(["what-if", path, "--step", "4"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "step 4 of run" in err and "ran no propagation; valid steps: 3, 5" in err
+
+
+def test_the_seed_labeller_is_judged_on_the_held_out_part_neither_network_fitted(runs):
+    """Every refine and mutual step of the calibrated run (no audit) judges on the teacher's hold-out: each
+    network's share of its given labels, from the predictions the step saw (the teacher's, and the student's
+    after the step before), and the network with more agreements seeds, ties to the teacher. The authors'
+    rule has no judge."""
+    store = runs["calibrated"]
+    arrays = store.dataset_arrays()
+    holdout, given = arrays["holdout"].astype(bool), arrays["given"].astype(np.int64)
+    assert 0 < holdout.sum() < len(given)
+    lines = {m["step"]: m for m in store.metrics()}
+    judged = [s for s, m in lines.items() if m["phase"] in ("refine", "mutual")]
+    assert len(judged) == 4
+    for step in judged:
+        m, student, teacher = lines[step], store.snapshot(step - 1)["student_pred"], store.snapshot(step)["teacher_pred"]
+        shares = {name: float(np.mean(pred[holdout] == given[holdout])) for name, pred in
+                  (("teacher", teacher), ("student", student))}
+        assert m["labeller_judge"] == "held-out"
+        assert m["holdout_agreement_teacher"] == pytest.approx(shares["teacher"])
+        assert m["holdout_agreement_student"] == pytest.approx(shares["student"])
+        assert m["seed_labeller"] == ("student" if shares["student"] > shares["teacher"] else "teacher")
+    assert all("labeller_judge" not in m for m in runs["estimated"].metrics())
+    for m in runs["audited"].metrics():  # an audit judges instead
+        assert m.get("labeller_judge") in (None, "audit")
+
+
+@pytest.mark.parametrize("rule", ["calibrated", "authors"])
+def test_the_student_never_trains_on_the_held_out_part_under_the_calibrated_rule(tmp_path, monkeypatch, rule):
+    """The judge's part must be data the student never fitted: under the calibrated rule every student epoch
+    (warm-up, refine, mutual) leaves out exactly the teacher's hold-out; under the authors' rule it trains on
+    every sample, as the authors' code does."""
+    from engine.steps import handlers
+
+    seen = []
+    real = handlers.student_epoch
+
+    def recording(student, teacher, opt, x, targets, *args, **kwargs):
+        seen.append(x.detach().cpu().numpy().copy())
+        return real(student, teacher, opt, x, targets, *args, **kwargs)
+
+    monkeypatch.setattr(handlers, "student_epoch", recording)
+    config = RunConfig(dataset="moons", noise="symmetric:0.3", seed=0, schedule=TINY_SCHEDULE, relabel_rule=rule)
+    run = Run.create(tmp_path / rule, config)
+    run.run_until(None)
+    x = run.nets.x.detach().cpu().numpy()
+    held = {tuple(row) for row in x[run.holdout]}
+    assert len(seen) == 5 and 0 < len(held) == run.holdout.sum()
+    for rows in seen:
+        inside = sum(tuple(row) in held for row in rows)
+        if rule == "calibrated":
+            assert inside == 0 and len(rows) == len(x) - len(held)
+        else:
+            assert inside == len(held) and len(rows) == len(x)

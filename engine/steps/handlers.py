@@ -348,8 +348,8 @@ def _better_labeller(run: Run, student_pred: np.ndarray, audit, estimate, easy: 
 def _refine_graph(run: Run, mutual: bool, student_features: np.ndarray, working: np.ndarray,
                   easy: np.ndarray, student_may: bool = True) -> tuple[Graph, dict]:
     """The teacher's graph; in the mutual stage every other epoch the student's, if its graph is as good and
-    (``student_may``) the student is the better labeller this step (the calibrated rule's judge: stage 0's
-    posterior or the audit; the authors' rule always lets it compete)."""
+    (``student_may``) the student is the better labeller this step (the calibrated rule's judge: the audit, the
+    held-out part or stage 0's posterior; the authors' rule always lets it compete)."""
     graph = run.nets.teacher_graph()
     if not (mutual and run.state.phase_epoch % 2 == 0) or not student_may:
         return graph, {}
