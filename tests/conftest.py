@@ -15,6 +15,8 @@ read-only; copy one with ``shutil.copytree`` before changing it):
 
 ``TINY_SCHEDULE`` is the schedule they use.
 
+- ``moons_copy``: a copy of ``tiny_moons_run`` in the test's own tmp dir
+  (function-scoped; write reviews or an audit into it).
 - ``fresh_tiny_run``: a new, unstarted tiny moons run in the test's own tmp
   dir (function-scoped; change it freely).
 
@@ -94,6 +96,16 @@ def tiny_moons_run(make_tiny_run) -> Path:
 def tiny_digits_run(make_tiny_run) -> Path:
     """A finished 8-step AML-KD run on digits (read-only)."""
     return make_tiny_run("digits", "digits", "symmetric:0.4")
+
+
+@pytest.fixture
+def moons_copy(tmp_path, tiny_moons_run) -> Path:
+    """A copy of the finished tiny moons run in this test's tmp dir (``moons``; free to change: reviews, audits)."""
+    import shutil
+
+    path = tmp_path / "moons"
+    shutil.copytree(tiny_moons_run, path)
+    return path
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 method, its decisions land in audit.sqlite (never reviews.sqlite), and the numbers above it follow."""
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +15,9 @@ PAGE = str(Path(__file__).resolve().parents[1] / "app" / "views" / "review.py")
 
 
 @pytest.fixture
-def run_dir(tmp_path, tiny_moons_run):
-    path = tmp_path / "moons"
-    shutil.copytree(tiny_moons_run, path)
-    return path
+def run_dir(moons_copy):
+    """conftest's copy of the finished tiny moons run (the tests write reviews and audits into it)."""
+    return moons_copy
 
 
 def open_audit(run_dir, reviewer: str | None = "ann") -> AppTest:

@@ -13,11 +13,9 @@ PAGE = str(Path(__file__).resolve().parents[1] / "app" / "views" / "review.py")
 
 
 @pytest.fixture
-def run_dir(tmp_path, tiny_moons_run):
-    """A copy of the session's finished tiny moons run per test (the tests write reviews into it)."""
-    path = tmp_path / "moons"
-    shutil.copytree(tiny_moons_run, path)
-    return path
+def run_dir(moons_copy):
+    """conftest's copy of the finished tiny moons run (the tests write reviews and audits into it)."""
+    return moons_copy
 
 
 def open_page(run_dir, reviewer: str | None = None) -> AppTest:
