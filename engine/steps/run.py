@@ -175,8 +175,9 @@ class Run:
     @property
     def judge_part(self) -> np.ndarray | None:
         """The samples (N,) neither network trains on, where the calibrated rule judges whether the student or
-        the teacher labels better (no audit): the teacher's hold-out, which the student then sits out too. None
-        under the authors' rule, with a given rate, for a baseline, or without a hold-out."""
+        the teacher labels better when no audit does: the teacher's hold-out, which the student then sits out
+        too (with an audit as well: one can be made or set aside between steps). None under the authors' rule,
+        with a given rate, for a baseline, or without a hold-out."""
         cfg = self.config
         if cfg.method != "aml-kd" or cfg.relabel_rule != "calibrated" or cfg.noise_rate is not None \
                 or not self.holdout.any():
