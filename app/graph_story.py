@@ -10,7 +10,8 @@ Pure helpers (config and arrays in), unit-tested:
 - :func:`fixed_first`: the samples a step fixed (truth known), those whose own colour changes during
   Play first; the ones it broke only when asked;
 - :func:`walk`: previous / next in that order;
-- :func:`knn_caption`: how the step's neighbours were searched and the search's recall.
+- :func:`knn_caption`: how the step's neighbours were searched and the search's recall;
+- :func:`seed_caption`: whose predictions seeded a refine or mutual step's not-easy samples, and what judged it.
 """
 
 from __future__ import annotations
@@ -155,3 +156,30 @@ def knn_caption(metrics: dict, k: int) -> str | None:
         return f"kNN: exact (every pair compared), recall@{k} 1.00"
     queries = int(metrics.get("knn_recall_queries") or 0)
     return f"kNN: {index}, recall@{k} {recall:.2f} on {queries:,} sampled queries"
+
+
+def seed_caption(metrics: dict) -> str | None:
+    """One line on a refine or mutual step's seeds: whose predictions seeded the not-easy samples and why.
+
+    ``metrics`` is the step's metrics line (``seed_labeller``, ``labeller_judge``,
+    ``holdout_agreement_teacher``, ``holdout_agreement_student``). None for a step with no seeds of that kind
+    (the teacher's, stage 0, the baselines).
+    """
+    labeller = metrics.get("seed_labeller")
+    if labeller not in ("student", "teacher"):
+        return None
+    other = "teacher" if labeller == "student" else "student"
+    head = f"Not-easy samples seeded by the {labeller}'s predictions"
+    judge = metrics.get("labeller_judge")
+    if judge == "held-out":
+        mine, theirs = (metrics.get(f"holdout_agreement_{name}") for name in (labeller, other))
+        shares = "" if mine is None or theirs is None else \
+            f" ({mine:.1%} of their given labels against the {other}'s {theirs:.1%})"
+        tie = " (a tie goes to the teacher)" if mine is not None and mine == theirs else ""
+        return f"{head}: it agrees with more of the held-out samples neither network trained on{shares}{tie}."
+    if judge == "audit":
+        return f"{head}: it is right on more of the random audit's samples."
+    if judge == "posterior":
+        return f"{head}: the better labeller by stage 0's estimate (no hold-out or audit to judge on)."
+    return f"{head} (the authors' rule: the student seeds every refine and mutual step)." \
+        if labeller == "student" else f"{head}."

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from app.graph_story import busiest_step, fixed_first, knn_caption
+from app.graph_story import busiest_step, fixed_first, knn_caption, seed_caption
 
 
 def test_busiest_step_takes_the_most_changes_and_the_earliest_of_a_tie():
@@ -32,3 +32,19 @@ def test_knn_caption_names_the_index_and_its_measured_recall():
     exact = {"knn_index": "exact", "knn_recall": 1.0, "knn_recall_queries": 0}
     assert knn_caption(exact, 20) == "kNN: exact (every pair compared), recall@20 1.00"
     assert knn_caption({"graph_source": "teacher"}, 20) is None  # a step from before the search was recorded
+
+
+def test_seed_caption_says_whose_predictions_seeded_and_what_judged():
+    held = {"seed_labeller": "student", "labeller_judge": "held-out", "holdout_agreement_teacher": 0.5486,
+            "holdout_agreement_student": 0.5833}
+    assert seed_caption(held) == ("Not-easy samples seeded by the student's predictions: it agrees with more of the "
+                                  "held-out samples neither network trained on (58.3% of their given labels "
+                                  "against the teacher's 54.9%).")
+    tie = {**held, "seed_labeller": "teacher", "holdout_agreement_student": 0.5486}
+    assert seed_caption(tie).endswith("(54.9% of their given labels against the student's 54.9%) "
+                                      "(a tie goes to the teacher).")
+    assert seed_caption({"seed_labeller": "teacher", "labeller_judge": "audit"}) == \
+        "Not-easy samples seeded by the teacher's predictions: it is right on more of the random audit's samples."
+    assert "stage 0's estimate" in seed_caption({"seed_labeller": "teacher", "labeller_judge": "posterior"})
+    assert "authors' rule" in seed_caption({"seed_labeller": "student"})  # no judge: the authors' rule
+    assert seed_caption({"phase": "propagate"}) is None and seed_caption({"seed_labeller": None}) is None

@@ -26,7 +26,7 @@ import streamlit as st
 from app import present
 from app.common import require_store
 from app.figures.animation import SPEEDS, propagation_animation
-from app.graph_story import busiest_step, fixed_first, knn_caption, story_order
+from app.graph_story import busiest_step, fixed_first, knn_caption, seed_caption, story_order
 from app.graph_view import (
     CHART_KEY,
     SAMPLE_KEY,
@@ -117,9 +117,9 @@ def main() -> None:
                   "between are replayed only when asked. Click any point to centre on it."))
     if not full:
         replay_button(run_dir, step, n, "to play its iterations")
-    search = knn_caption(metrics, config.graph.k)
-    if search:
-        st.caption(search)
+    for line in (knn_caption(metrics, config.graph.k), seed_caption(metrics)):
+        if line:
+            st.caption(line)
     done = max(history)
     fig = propagation_animation(coords[nodes], nodes, history, edges, weights, names, seed_labels=seeds[nodes],
                                 center=0, background_xy=coords, duration_ms=SPEEDS[speed],
