@@ -40,10 +40,11 @@ def _run(path: Path, noise_rate=None, reviews: bool = False, dataset="moons", no
         run.run_until("propagate")
         log = ReviewStore(path, num_classes=run.dataset.num_classes)
         given = run.given
-        for sample in (0, 5, 9):
+        for sample in (0, 5, 9, 35):  # 35 and 48: in the teacher's hold-out, where the labeller is judged
             log.record(sample, "relabel", "ann", int((given[sample] + 1) % run.dataset.num_classes))
         log.record(12, "keep", "ann")
         log.record(20, "outlier", "ann")
+        log.record(48, "outlier", "ann")
     run.run_until(None)
     return run.store
 
@@ -75,9 +76,9 @@ def test_a_replay_with_the_step_settings_is_the_step(runs, variant):
         np.testing.assert_array_equal(result.labels, refined, err_msg=f"{variant}, step {step}")
     if variant.startswith("reviewed"):
         snap = store.snapshot(steps[0])
-        assert snap["clamped"][[0, 5, 9, 12]].min() >= 0 and snap["outlier"][20]
+        assert snap["clamped"][[0, 5, 9, 12, 35]].min() >= 0 and snap["outlier"][[20, 48]].all()
         reasons = explain.what_if(store, steps[0]).relabelling.reasons
-        assert set(np.flatnonzero(reasons == Reason.REVIEWED)) == {0, 5, 9, 12}
+        assert set(np.flatnonzero(reasons == Reason.REVIEWED)) == {0, 5, 9, 12, 35}
 
 
 def test_the_rule_a_replay_explains_is_the_rule_the_step_ran(runs):
@@ -242,21 +243,26 @@ def test_the_seed_labeller_is_judged_on_the_held_out_part_neither_network_fitted
     network's share of its given labels, from the predictions the step saw (the teacher's, and the student's
     after the step before), and the network with more agreements seeds, ties to the teacher. The authors'
     rule has no judge."""
-    store = runs["calibrated"]
-    arrays = store.dataset_arrays()
-    holdout, given = arrays["holdout"].astype(bool), arrays["given"].astype(np.int64)
-    assert 0 < holdout.sum() < len(given)
-    lines = {m["step"]: m for m in store.metrics()}
-    judged = [s for s, m in lines.items() if m["phase"] in ("refine", "mutual")]
-    assert len(judged) == 4
-    for step in judged:
-        m, student, teacher = lines[step], store.snapshot(step - 1)["student_pred"], store.snapshot(step)["teacher_pred"]
-        shares = {name: float(np.mean(pred[holdout] == given[holdout])) for name, pred in
-                  (("teacher", teacher), ("student", student))}
-        assert m["labeller_judge"] == "held-out"
-        assert m["holdout_agreement_teacher"] == pytest.approx(shares["teacher"])
-        assert m["holdout_agreement_student"] == pytest.approx(shares["student"])
-        assert m["seed_labeller"] == ("student" if shares["student"] > shares["teacher"] else "teacher")
+    for variant in ("calibrated", "reviewed"):  # reviewed: held-out 35 relabelled and 48 an outlier by reviewers
+        store = runs[variant]
+        arrays = store.dataset_arrays()
+        holdout, given = arrays["holdout"].astype(bool), arrays["given"].astype(np.int64)
+        assert 0 < holdout.sum() < len(given)
+        lines = {m["step"]: m for m in store.metrics()}
+        judged = [s for s, m in lines.items() if m["phase"] in ("refine", "mutual")]
+        assert len(judged) == 4
+        for step in judged:
+            m, snap = lines[step], store.snapshot(step)
+            student, teacher = store.snapshot(step - 1)["student_pred"], snap["teacher_pred"]
+            clamped = snap.get("clamped", np.full(len(given), -1))
+            reference = np.where(clamped >= 0, clamped, given)
+            rows = holdout & ~snap.get("outlier", np.zeros(len(given), bool))
+            shares = {name: float(np.mean(pred[rows] == reference[rows])) for name, pred in
+                      (("teacher", teacher), ("student", student))}
+            assert m["labeller_judge"] == "held-out"
+            assert m["holdout_agreement_teacher"] == pytest.approx(shares["teacher"])
+            assert m["holdout_agreement_student"] == pytest.approx(shares["student"])
+            assert m["seed_labeller"] == ("student" if shares["student"] > shares["teacher"] else "teacher")
     assert all("labeller_judge" not in m for m in runs["estimated"].metrics())
     for m in runs["audited"].metrics():  # an audit judges instead
         assert m.get("labeller_judge") in (None, "audit")

@@ -268,7 +268,7 @@ def _refinery(run: Run, mutual: bool):
     labeller = "student"
     if calibrated:  # easy only where the posterior supports the given label; the rest seeded by the better labeller
         easy = refinery.supported_easy(easy, run.given, estimate.posterior)
-        labeller, judged = _better_labeller(run, before.pred, audit, estimate, easy, clamped)
+        labeller, judged = _better_labeller(run, before.pred, audit, estimate, easy, clamped, outliers)
     labeller_pred = before.pred if labeller == "student" else nets.teacher_outputs().pred
     working, easy, awe_target = refinery.small_loss_working(run.given, labeller_pred, easy, clamped)
     similarity = centre_similarity(before.features, class_centres(before.features, working, C))
@@ -323,13 +323,13 @@ def _sits_out(run: Run, train_mask: np.ndarray) -> np.ndarray:
 
 
 def _better_labeller(run: Run, student_pred: np.ndarray, audit, estimate, easy: np.ndarray,
-                     clamped: np.ndarray) -> tuple[str, dict]:
+                     clamped: np.ndarray, outliers: np.ndarray) -> tuple[str, dict]:
     """Whose predictions seed the not-easy samples under the calibrated rule, and the judge's metrics.
 
     The audit, when there is one: right on more audited samples. Else the judge's part, which neither network
-    trained on: agreeing with more of its given (or reviewed) labels; ties to the teacher, whose labels stage 0
-    took. Else stage 0's posterior on the teacher's graph when that can tell (it leans to the teacher), else the
-    step's own (docs/ALGORITHM.md, "every stage earns its place").
+    trained on: agreeing with more of its given (or reviewed) labels, reviewed outliers left out; ties to the
+    teacher, whose labels stage 0 took. Else stage 0's posterior on the teacher's graph when that can tell (it
+    leans to the teacher), else the step's own (docs/ALGORITHM.md, "every stage earns its place").
     """
     nets = run.nets
     predictions = {"student": student_pred, "teacher": nets.teacher_outputs().pred}  # ties: the student
@@ -338,7 +338,7 @@ def _better_labeller(run: Run, student_pred: np.ndarray, audit, estimate, easy: 
     if run.judge_part is not None:
         reference = np.where(clamped >= 0, clamped, run.given)
         labeller, shares = refinery.labeller_on_holdout({"teacher": predictions["teacher"], "student": student_pred},
-                                                        reference, run.judge_part)
+                                                        reference, run.judge_part & ~outliers)
         return labeller, {"labeller_judge": "held-out", "holdout_agreement_teacher": shares["teacher"],
                           "holdout_agreement_student": shares["student"]}
     judge = nets.teacher_estimate() if nets.teacher_estimate().informative else estimate
