@@ -258,7 +258,9 @@ class ScheduleConfig:
     teacher_patience: int = _epochs(5, "--teacher-patience", "teacher epochs without a better held-out accuracy "
                                     "before it stops", "long enough to ride out one noisy epoch")
     teacher_holdout: float = setting(0.1, "--teacher-holdout", "fraction of the given labels held out to stop the "
-                                     "teacher early (0: no hold-out, no early stop)", low=0, high=0.5,
+                                     "teacher early; under the calibrated rule the student sits them out too and "
+                                     "they judge which of the two seeds the not-easy samples (0: no hold-out, no "
+                                     "early stop)", low=0, high=0.5,
                                      high_open=True, ui=(0.0, 0.45, 0.05),
                                      why="a tenth: enough held-out labels to see the teacher start memorising")
     warmup_epochs: int = _epochs(4, "--warmup-epochs", "student warm-up epochs (CE + mixup CE + KD)", "48 / 12")
