@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/noise_sweep.py [--datasets digits] [--seeds 0] [--kinds symmetric instance]
         [--rates 0 0.05 0.1 0.2 0.4] [--threads 1] [--results FILE] [--table-only] [--short] [--no-ce]
-        [--teachers-from ROOT] [--audit N]
+        [--teachers-from ROOT] [--audit N] [--add-ce]
 
 Per dataset, noise and seed it trains three runs, one after the other: AML-KD
 with our calibrated relabel rule (default), AML-KD with the authors' rule
@@ -13,7 +13,9 @@ checkpoint), and CE on the noisy labels. Each finished row is appended to
 ``../shared/data/cifar10-small`` (or ``--cifar DIR``); without it its rows
 are skipped with one line. ``--short`` trains cifar10-small on a short
 schedule (teacher 5 epochs, student 1 + 3 + 1, the rate ramp 1 epoch) for a
-busy CPU; ``--no-ce`` leaves out the CE run (its column shows -);
+busy CPU; ``--no-ce`` leaves out the CE run (its column shows -; ``--add-ce`` later
+trains only the CE runs of the rows in ``--results`` that have none, of the
+datasets, kinds, rates and seeds asked, and fills their column in);
 ``--teachers-from ROOT`` loads each row's teacher from the checkpoint of an
 earlier sweep's run of the same row under ROOT (the teacher phase does not
 depend on the relabel rule, so a rule change is measured without training
@@ -143,6 +145,25 @@ def sweep_row(dataset: str, noise: str, seed: int, root: Path, cifar: Path = CIF
                                     "audit_prec_low", "audit_prec_high", "prec_true_outside") if k in ours}}
 
 
+def add_ce(results: Path, root: Path, wanted, cifar: Path = CIFAR) -> int:
+    """Train the CE run of every row in ``results`` without one for which ``wanted(row)`` holds, and write its
+    student's test accuracy into the row (the file rewritten after each, so an interruption keeps what is done).
+    Returns the number of runs trained."""
+    rows, trained = _read(results), 0
+    for row in rows:
+        if row.get("student_ce") is not None or not wanted(row):
+            continue
+        config = base_config(row["dataset"], row["noise"], row["seed"], cifar, row.get("schedule") == "short")
+        ce = train(root / f"{row['dataset']}-{row['noise']}-{row['seed']}-ce", config.with_changes(method="ce"))
+        row["student_ce"], row["seconds"] = ce["student_test_accuracy"], row["seconds"] + ce["wall_seconds"]
+        results.with_suffix(".tmp").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        results.with_suffix(".tmp").replace(results)
+        trained += 1
+        print(f"  {row['dataset']} {row['noise']} seed {row['seed']}: CE {row['student_ce']:.3f} "
+              f"({ce['wall_seconds']:.0f} s)", flush=True)
+    return trained
+
+
 def noise_level(noise: str) -> float:
     return float(noise.partition(":")[2] or 0.0)
 
@@ -234,6 +255,9 @@ def main(argv=None) -> int:
     p.add_argument("--cifar", default=str(CIFAR), help="cifar10-small's folder (train/ and test/ image folders)")
     p.add_argument("--short", action="store_true", help="cifar10-small on a short schedule (busy CPU)")
     p.add_argument("--no-ce", action="store_true", help="leave out the CE runs")
+    p.add_argument("--add-ce", action="store_true",
+                   help="train only the missing CE runs of the rows in --results (those --datasets, --kinds, "
+                        "--rates and --seeds name) and fill their column in")
     p.add_argument("--audit", type=int, default=0, metavar="N",
                    help="our runs first audit N random samples, the truth as the reviewer (the authors' do not)")
     p.add_argument("--teachers-from", default=None,
@@ -241,7 +265,12 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     results = Path(a.results)
-    if not a.table_only:
+    if a.add_ce and not a.table_only:
+        add_ce(results, Path(a.root), lambda r: (r["dataset"] in a.datasets and r["seed"] in a.seeds and
+                                                 r["noise"].split(":")[0] in a.kinds and
+                                                 any(abs(noise_level(r["noise"]) - x) < 1e-9 for x in a.rates)),
+               Path(a.cifar))
+    elif not a.table_only:
         done = {(r["dataset"], r["noise"], r["seed"]) for r in _read(results)}
         for dataset in a.datasets:
             if dataset == "cifar10-small" and not (Path(a.cifar) / "train").is_dir():
