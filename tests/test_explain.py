@@ -141,11 +141,19 @@ def test_what_if_refuses_a_step_without_propagation_and_bad_knobs(tiny_moons_run
         explain.what_if(store, 99)
 
 
-def test_graph_features_follow_the_graph_source(tiny_moons_run):
+def test_graph_features_follow_the_graph_source(tiny_moons_run, make_tiny_run):
+    """A step on the student's graph (the CE run's steps: the student's own features) reads the snapshot's
+    features; a step on the teacher's graph reads the run's teacher features, whose width differs."""
+    ce = RunStore(make_tiny_run("ce", "moons", "symmetric:0.3", "ce"))
+    step = next(m["step"] for m in ce.metrics() if m.get("graph_source") == "student")
+    snap = ce.snapshot(step)
+    assert np.array_equal(explain.graph_features(ce, step, snap), snap["features"].astype(np.float32))
     store = RunStore(tiny_moons_run)
-    student_graph = store.snapshot(7)
-    assert np.array_equal(explain.graph_features(store, 7, student_graph), student_graph["features"].astype(np.float32))
-    assert np.array_equal(explain.graph_features(store, 5, store.snapshot(5)), store.graph_features())
+    teacher_steps = [m["step"] for m in store.metrics() if m.get("graph_source") == "teacher"
+                     and m["phase"] in ("refine", "mutual")]  # snapshots of the student's features
+    assert teacher_steps and store.graph_features().shape[1] != store.snapshot(teacher_steps[0])["features"].shape[1]
+    for step in teacher_steps:
+        assert np.array_equal(explain.graph_features(store, step, store.snapshot(step)), store.graph_features())
 
 
 def test_replay_records_every_iteration_of_the_neighbourhood(tiny_moons_run):
