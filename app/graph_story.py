@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.readers.compare import within_chance
+
 
 def relabelled_in_step(refined: np.ndarray, before: np.ndarray) -> np.ndarray:
     """Samples whose refined label differs from the label they had before the step.
@@ -172,14 +174,29 @@ def seed_caption(metrics: dict) -> str | None:
     head = f"Not-easy samples seeded by the {labeller}'s predictions"
     judge = metrics.get("labeller_judge")
     if judge == "held-out":
-        mine, theirs = (metrics.get(f"holdout_agreement_{name}") for name in (labeller, other))
-        shares = "" if mine is None or theirs is None else \
-            f" ({mine:.1%} of their given labels against the {other}'s {theirs:.1%})"
-        tie = " (a tie goes to the teacher)" if mine is not None and mine == theirs else ""
-        return f"{head}: it agrees with more of the held-out samples neither network trained on{shares}{tie}."
+        return f"{head}: {_held_out_verdict(metrics, labeller, other)}"
     if judge == "audit":
         return f"{head}: it is right on more of the random audit's samples."
     if judge == "posterior":
         return f"{head}: the better labeller by stage 0's estimate (no hold-out or audit to judge on)."
     return f"{head} (the authors' rule: the student seeds every refine and mutual step)." \
         if labeller == "student" else f"{head}."
+
+
+def _held_out_verdict(metrics: dict, labeller: str, other: str) -> str:
+    """The held-out judge's counts, and whether their difference is beyond chance (McNemar, 90%)."""
+    n = metrics.get("holdout_judged")
+    mine, theirs = (metrics.get(f"holdout_agreement_{name}") for name in (labeller, other))
+    if n is None or mine is None or theirs is None:
+        return "it agrees with more of the held-out samples neither network trained on."
+    counts = (f"of the {n:,} held-out samples neither network trained on, it agrees with {round(mine * n):,} "
+              f"given labels, the {other} with {round(theirs * n):,}")
+    if mine == theirs:
+        return f"{counts}; a tie goes to the teacher."
+    alone = (metrics.get(f"holdout_only_{labeller}"), metrics.get(f"holdout_only_{other}"))
+    if None in alone:
+        return f"{counts}."
+    if within_chance(*alone):
+        return (f"{counts}; within chance (they disagree on {sum(alone)} of them, split {alone[0]} to "
+                f"{alone[1]}), so either would seed about as well.")
+    return f"{counts}; more than chance explains ({alone[0]} to {alone[1]} where they disagree)."

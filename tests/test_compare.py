@@ -311,3 +311,11 @@ def test_features_from_elsewhere_are_named_in_the_method_and_the_worse_labels_wa
                                        "the kNN graph and stage 0 came from the features in 'resnet50.npz'")
     assert "teacher's accuracy" not in named["message"] and kept == other
     assert _features_named([worse], None) == [worse]
+
+
+def test_within_chance_is_exact_mcnemar_at_comparisons_level():
+    from engine.readers.compare import within_chance
+
+    assert within_chance(7, 6) and within_chance(0, 0) and within_chance(5, 0)  # p = 1, 1, 0.0625
+    assert not within_chance(6, 0) and not within_chance(0, 6)  # p = 0.031
+    assert within_chance(16, 6) and not within_chance(17, 6)  # p = 0.052, 0.035

@@ -300,10 +300,14 @@ def test_labeller_on_holdout_counts_agreements_on_the_holdout_only():
     holdout = np.array([True, True, True, False, False, False])
     teacher = np.array([0, 1, 0, 0, 1, 2])  # 2 of 3 held out right, every other right
     student = np.array([0, 1, 2, 1, 0, 0])  # 3 of 3 held out right, every other wrong
-    best, shares = labeller_on_holdout({"teacher": teacher, "student": student}, reference, holdout)
+    best, shares, alone = labeller_on_holdout({"teacher": teacher, "student": student}, reference, holdout)
     assert best == "student" and shares == pytest.approx({"teacher": 2 / 3, "student": 1.0})
+    assert alone == {"teacher": 0, "student": 1}  # sample 2: only the student; 0 and 1: both
     assert labeller_on_holdout({"teacher": teacher, "student": teacher}, reference, holdout)[0] == "teacher"
     assert labeller_on_holdout({"student": teacher, "teacher": teacher}, reference, holdout)[0] == "student"
     assert labeller_on_holdout({"teacher": teacher, "student": student}, reference, ~holdout)[0] == "teacher"
+    assert labeller_on_holdout({"teacher": teacher, "student": student}, reference, ~holdout)[2] == {
+        "teacher": 3, "student": 0}
     assert labeller_on_holdout({"teacher": teacher, "student": student}, reference, np.zeros(6, bool)) == (
-        "teacher", {"teacher": 0.0, "student": 0.0})
+        "teacher", {"teacher": 0.0, "student": 0.0}, {"teacher": 0, "student": 0})
+

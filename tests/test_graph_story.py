@@ -35,14 +35,20 @@ def test_knn_caption_names_the_index_and_its_measured_recall():
 
 
 def test_seed_caption_says_whose_predictions_seeded_and_what_judged():
-    held = {"seed_labeller": "student", "labeller_judge": "held-out", "holdout_agreement_teacher": 0.5486,
-            "holdout_agreement_student": 0.5833}
-    assert seed_caption(held) == ("Not-easy samples seeded by the student's predictions: it agrees with more of the "
-                                  "held-out samples neither network trained on (58.3% of their given labels "
-                                  "against the teacher's 54.9%).")
-    tie = {**held, "seed_labeller": "teacher", "holdout_agreement_student": 0.5486}
-    assert seed_caption(tie).endswith("(54.9% of their given labels against the student's 54.9%) "
-                                      "(a tie goes to the teacher).")
+    held = {"seed_labeller": "student", "labeller_judge": "held-out", "holdout_judged": 144,
+            "holdout_agreement_teacher": 79 / 144, "holdout_agreement_student": 80 / 144,
+            "holdout_only_teacher": 6, "holdout_only_student": 7}
+    assert seed_caption(held) == ("Not-easy samples seeded by the student's predictions: of the 144 held-out samples "
+                                  "neither network trained on, it agrees with 80 given labels, the teacher with 79; "
+                                  "within chance (they disagree on 13 of them, split 7 to 6), so either would seed "
+                                  "about as well.")
+    clear = {**held, "seed_labeller": "teacher", "holdout_agreement_teacher": 91 / 144,
+             "holdout_only_teacher": 17, "holdout_only_student": 6}  # exact McNemar p = 0.035
+    assert seed_caption(clear).endswith("it agrees with 91 given labels, the student with 80; more than chance "
+                                        "explains (17 to 6 where they disagree).")
+    assert "within chance" in seed_caption({**clear, "holdout_only_teacher": 16})  # p = 0.052
+    tie = {**held, "seed_labeller": "teacher", "holdout_agreement_teacher": 80 / 144}
+    assert seed_caption(tie).endswith("the student with 80; a tie goes to the teacher.")
     assert seed_caption({"seed_labeller": "teacher", "labeller_judge": "audit"}) == \
         "Not-easy samples seeded by the teacher's predictions: it is right on more of the random audit's samples."
     assert "stage 0's estimate" in seed_caption({"seed_labeller": "teacher", "labeller_judge": "posterior"})

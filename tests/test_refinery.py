@@ -259,6 +259,9 @@ def test_the_seed_labeller_is_judged_on_the_held_out_part_neither_network_fitted
             rows = holdout & ~snap.get("outlier", np.zeros(len(given), bool))
             shares = {name: float(np.mean(pred[rows] == reference[rows])) for name, pred in
                       (("teacher", teacher), ("student", student))}
+            t_right, s_right = teacher[rows] == reference[rows], student[rows] == reference[rows]
+            assert m["holdout_judged"] == rows.sum() and m["holdout_only_teacher"] == np.sum(t_right & ~s_right)
+            assert m["holdout_only_student"] == np.sum(s_right & ~t_right)
             assert m["labeller_judge"] == "held-out"
             assert m["holdout_agreement_teacher"] == pytest.approx(shares["teacher"])
             assert m["holdout_agreement_student"] == pytest.approx(shares["student"])

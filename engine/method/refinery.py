@@ -378,9 +378,10 @@ def better_labeller(posterior: np.ndarray, candidates: dict[str, np.ndarray], ma
 
 
 def labeller_on_holdout(candidates: dict[str, np.ndarray], reference: np.ndarray,
-                        holdout: np.ndarray) -> tuple[str, dict[str, float]]:
+                        holdout: np.ndarray) -> tuple[str, dict[str, float], dict[str, int]]:
     """The candidate labelling ``(N,)`` that agrees with more ``reference`` labels on the ``holdout`` samples,
-    and each candidate's share of agreements there.
+    each candidate's share of agreements there, and how many held-out samples each one alone agrees on (the
+    discordant pairs a paired test of two candidates reads).
 
     The hold-out is data neither candidate was fitted to (the teacher's early-stopping part, which the student
     sits out too under the calibrated rule). Its labels are the given ones, noisy: under noise that keeps each
@@ -392,11 +393,15 @@ def labeller_on_holdout(candidates: dict[str, np.ndarray], reference: np.ndarray
     reference = np.asarray(reference, np.int64)
     shares = {name: float(np.mean(np.asarray(labels, np.int64)[rows] == reference[rows])) if len(rows) else 0.0
               for name, labels in candidates.items()}
+    right = {name: np.asarray(labels, np.int64)[rows] == reference[rows] for name, labels in candidates.items()}
+    alone = {name: int(np.sum(hits & ~np.any([right[other] for other in right if other != name], axis=0)))
+             if len(right) > 1 else int(hits.sum()) for name, hits in right.items()}
     best = next(iter(candidates))
     for name, share in shares.items():
         if share > shares[best]:
             best = name
-    return best, shares
+    return best, shares, alone
+
 
 
 def relabel(phase: str, given: np.ndarray, working: np.ndarray, easy: np.ndarray, result: PropagationResult,

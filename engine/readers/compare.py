@@ -43,7 +43,7 @@ from urllib.parse import parse_qsl
 import numpy as np
 
 from ..errors import UserError
-from ..method.stats import LEVEL, mean_and_spread, paired_difference, wilson_interval
+from ..method.stats import LEVEL, mcnemar_exact, mean_and_spread, paired_difference, wilson_interval
 from ..rundir.health import below_baseline, run_warnings
 from ..method.config import METHOD_NAMES
 from ..method.noise import parse_noise_spec
@@ -72,6 +72,12 @@ COLUMNS = (
     ("steps", "steps", "{}"),
     ("wall_seconds", "seconds", "{:.1f}"),
 )
+
+
+def within_chance(only_a: int, only_b: int) -> bool:
+    """Whether two labellers' difference on the same samples is within chance: exact McNemar on the samples only
+    one of them gets right (``only_a``, ``only_b``), at the level Compare uses."""
+    return mcnemar_exact(only_a, only_b) >= 1 - LEVEL
 
 
 def _stores(stores: Sequence[RunStore | str | Path]) -> list[RunStore]:

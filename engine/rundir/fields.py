@@ -149,6 +149,11 @@ METRICS_FIELDS: tuple[Field, ...] = (
     Field("holdout_agreement_teacher", "float", "share of the held-out part's given labels the teacher "
                                                 "predicts (calibrated rule, judged there)", _R),
     Field("holdout_agreement_student", "float", "the same for the student, which never trains on that part", _R),
+    Field("holdout_judged", "int", "held-out samples the seed labeller was judged on (reviewed outliers left out)",
+          _R),
+    Field("holdout_only_teacher", "int", "of those, samples only the teacher agrees with (McNemar's discordant "
+                                         "pairs)", _R),
+    Field("holdout_only_student", "int", "of those, samples only the student agrees with", _R),
     Field("kept_previous", "bool", "the calibrated rule kept the previous labels: the step's estimated "
                                    "precision fell", _R),
     Field("audit_size", "int", "samples of the random audit the step used (engine.method.audit; 0: none, or fewer "

@@ -337,10 +337,13 @@ def _better_labeller(run: Run, student_pred: np.ndarray, audit, estimate, easy: 
         return audit_rule.better_labeller(predictions, audit), {"labeller_judge": "audit"}
     if run.judge_part is not None:
         reference = np.where(clamped >= 0, clamped, run.given)
-        labeller, shares = refinery.labeller_on_holdout({"teacher": predictions["teacher"], "student": student_pred},
-                                                        reference, run.judge_part & ~outliers)
-        return labeller, {"labeller_judge": "held-out", "holdout_agreement_teacher": shares["teacher"],
-                          "holdout_agreement_student": shares["student"]}
+        rows = run.judge_part & ~outliers
+        labeller, shares, alone = refinery.labeller_on_holdout(
+            {"teacher": predictions["teacher"], "student": student_pred}, reference, rows)
+        return labeller, {"labeller_judge": "held-out", "holdout_judged": int(rows.sum()),
+                          "holdout_agreement_teacher": shares["teacher"],
+                          "holdout_agreement_student": shares["student"],
+                          "holdout_only_teacher": alone["teacher"], "holdout_only_student": alone["student"]}
     judge = nets.teacher_estimate() if nets.teacher_estimate().informative else estimate
     return refinery.better_labeller(judge.posterior, predictions, ~easy), {"labeller_judge": "posterior"}
 
