@@ -163,8 +163,8 @@ def knn_caption(metrics: dict, k: int) -> str | None:
 def seed_caption(metrics: dict) -> str | None:
     """One line on a refine or mutual step's seeds: whose predictions seeded the not-easy samples and why.
 
-    ``metrics`` is the step's metrics line (``seed_labeller``, ``labeller_judge``,
-    ``holdout_agreement_teacher``, ``holdout_agreement_student``). None for a step with no seeds of that kind
+    ``metrics`` is the step's metrics line (``seed_labeller``, ``labeller_judge``, ``holdout_judged``,
+    ``holdout_agreement_*``, ``holdout_only_*``). None for a step with no seeds of that kind
     (the teacher's, stage 0, the baselines).
     """
     labeller = metrics.get("seed_labeller")
@@ -184,7 +184,8 @@ def seed_caption(metrics: dict) -> str | None:
 
 
 def _held_out_verdict(metrics: dict, labeller: str, other: str) -> str:
-    """The held-out judge's counts, and whether their difference is beyond chance (McNemar, 90%)."""
+    """The held-out judge's counts, and whether their difference is beyond chance (exact McNemar at Compare's
+    level, :func:`engine.readers.compare.within_chance`)."""
     n = metrics.get("holdout_judged")
     mine, theirs = (metrics.get(f"holdout_agreement_{name}") for name in (labeller, other))
     if n is None or mine is None or theirs is None:

@@ -126,7 +126,7 @@ def sweep_row(dataset: str, noise: str, seed: int, root: Path, cifar: Path = CIF
     ours = train(root / f"{dataset}-{noise}-{seed}-ours", base, audit_size)
     authors = train(root / f"{dataset}-{noise}-{seed}-authors", base.with_changes(
         relabel_rule="authors", teacher_checkpoint=str(root / f"{dataset}-{noise}-{seed}-ours" / "checkpoint.pt")))
-    ce = train(root / f"{dataset}-{noise}-{seed}-ce", base.with_changes(method="ce")) if with_ce else {}
+    ce = train_ce(root, dataset, noise, seed, base) if with_ce else {}
     return {"dataset": dataset, "noise": noise, "seed": seed, "given": ours["given_label_precision"],
             "ours_stage0": ours["stage0_precision"], "ours_end": ours["refined_label_precision"],
             "authors_stage0": authors["stage0_precision"], "authors_end": authors["refined_label_precision"],
@@ -145,6 +145,11 @@ def sweep_row(dataset: str, noise: str, seed: int, root: Path, cifar: Path = CIF
                                     "audit_prec_low", "audit_prec_high", "prec_true_outside") if k in ours}}
 
 
+def train_ce(root: Path, dataset: str, noise: str, seed: int, base: RunConfig) -> dict:
+    """The row's CE run: the student alone on the noisy labels, with the row's schedule."""
+    return train(root / f"{dataset}-{noise}-{seed}-ce", base.with_changes(method="ce"))
+
+
 def add_ce(results: Path, root: Path, wanted, cifar: Path = CIFAR) -> int:
     """Train the CE run of every row in ``results`` without one for which ``wanted(row)`` holds, and write its
     student's test accuracy into the row (the file rewritten after each, so an interruption keeps what is done).
@@ -154,7 +159,7 @@ def add_ce(results: Path, root: Path, wanted, cifar: Path = CIFAR) -> int:
         if row.get("student_ce") is not None or not wanted(row):
             continue
         config = base_config(row["dataset"], row["noise"], row["seed"], cifar, row.get("schedule") == "short")
-        ce = train(root / f"{row['dataset']}-{row['noise']}-{row['seed']}-ce", config.with_changes(method="ce"))
+        ce = train_ce(root, row["dataset"], row["noise"], row["seed"], config)
         row["student_ce"], row["seconds"] = ce["student_test_accuracy"], row["seconds"] + ce["wall_seconds"]
         results.with_suffix(".tmp").write_text("".join(json.dumps(r) + "\n" for r in rows))
         results.with_suffix(".tmp").replace(results)

@@ -50,8 +50,8 @@ SOURCES = (("propagation", "lp_top_classes", "lp_top_scores"), ("teacher", "teac
            ("student", "student_top", "student_prob"))
 
 card_component = st.components.v2.component("amlkd_review_card", html="",
-                                   css=(HERE / "card_component.css").read_text(),
-                                   js=(HERE / "card_component.js").read_text())
+                                            css=(HERE / "card_component.css").read_text(),
+                                            js=(HERE / "card_component.js").read_text())
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -214,5 +214,5 @@ def review_card(ctx: ReviewContext, queue: np.ndarray) -> int:
             "cards": [{**c, "position": start + n} for n, c in enumerate(card_payload(ctx, window, flags, images))],
             "acks": acks}
     card_component(key=COMPONENT_KEY, data=data, on_sync_change=partial(_on_sync, ctx.path, ctx.opts.step,
-                                                               len(ctx.class_names)))
+                                                                        len(ctx.class_names)))
     return sample

@@ -390,18 +390,13 @@ def labeller_on_holdout(candidates: dict[str, np.ndarray], reference: np.ndarray
     ICML 2019). Ties go to the first name; an empty hold-out picks the first.
     """
     rows = np.flatnonzero(np.asarray(holdout, dtype=bool))
-    reference = np.asarray(reference, np.int64)
-    shares = {name: float(np.mean(np.asarray(labels, np.int64)[rows] == reference[rows])) if len(rows) else 0.0
-              for name, labels in candidates.items()}
-    right = {name: np.asarray(labels, np.int64)[rows] == reference[rows] for name, labels in candidates.items()}
+    reference = np.asarray(reference, np.int64)[rows]
+    right = {name: np.asarray(labels, np.int64)[rows] == reference for name, labels in candidates.items()}
+    shares = {name: float(hits.mean()) if len(rows) else 0.0 for name, hits in right.items()}
     alone = {name: int(np.sum(hits & ~np.any([right[other] for other in right if other != name], axis=0)))
              if len(right) > 1 else int(hits.sum()) for name, hits in right.items()}
-    best = next(iter(candidates))
-    for name, share in shares.items():
-        if share > shares[best]:
-            best = name
+    best = max(shares, key=lambda name: shares[name])  # the first of equal shares
     return best, shares, alone
-
 
 
 def relabel(phase: str, given: np.ndarray, working: np.ndarray, easy: np.ndarray, result: PropagationResult,

@@ -265,7 +265,7 @@ def _refinery(run: Run, mutual: bool):
     estimate = gated_by(estimate, nets.teacher_estimate(), run.given)  # no noise at stage 0: none later
     t_est = time.perf_counter() - t_est
     calibrated = cfg.relabel_rule == "calibrated" and cfg.noise_rate is None
-    labeller = "student"
+    labeller, judged = "student", {}
     if calibrated:  # easy only where the posterior supports the given label; the rest seeded by the better labeller
         easy = refinery.supported_easy(easy, run.given, estimate.posterior)
         labeller, judged = _better_labeller(run, before.pred, audit, estimate, easy, clamped, outliers)
@@ -303,7 +303,7 @@ def _refinery(run: Run, mutual: bool):
     metrics.update(_review_metrics(clamped, outliers))
     metrics.update(graph_choice)
     metrics.update(_precision_estimates(run, refined, estimate))
-    metrics.update(seed_labeller=labeller, **(judged if calibrated else {}), estimate_seconds=t_est,
+    metrics.update(seed_labeller=labeller, **judged, estimate_seconds=t_est,
                    kept_previous=bool(np.any(relabelling.reasons == refinery.Reason.KEPT_PREVIOUS)))
     metrics.update(select_seconds=t_select, lp_seconds=t_lp, awe_loss=awe_loss,
                    graph_source="teacher" if nets.is_teacher_graph(graph) else "student",
@@ -332,14 +332,15 @@ def _better_labeller(run: Run, student_pred: np.ndarray, audit, estimate, easy: 
     leans to the teacher), else the step's own (docs/ALGORITHM.md, "every stage earns its place").
     """
     nets = run.nets
-    predictions = {"student": student_pred, "teacher": nets.teacher_outputs().pred}  # ties: the student
+    teacher_pred = nets.teacher_outputs().pred
+    predictions = {"student": student_pred, "teacher": teacher_pred}  # ties: the student
     if audit is not None:
         return audit_rule.better_labeller(predictions, audit), {"labeller_judge": "audit"}
     if run.judge_part is not None:
         reference = np.where(clamped >= 0, clamped, run.given)
         rows = run.judge_part & ~outliers
-        labeller, shares, alone = refinery.labeller_on_holdout(
-            {"teacher": predictions["teacher"], "student": student_pred}, reference, rows)
+        labeller, shares, alone = refinery.labeller_on_holdout(  # ties: the teacher
+            {"teacher": teacher_pred, "student": student_pred}, reference, rows)
         return labeller, {"labeller_judge": "held-out", "holdout_judged": int(rows.sum()),
                           "holdout_agreement_teacher": shares["teacher"],
                           "holdout_agreement_student": shares["student"],
