@@ -111,7 +111,7 @@ def base_config(dataset: str, noise: str, seed: int, cifar: Path = CIFAR, short:
     if dataset == "cifar10-small":
         schedule, train_cfg = defaults_for_teacher("cifar-small-teacher")
         if short:
-            schedule, train_cfg = replace(schedule, **SHORT), replace(train_cfg, lr_ramp=1)
+            schedule, train_cfg = replace(schedule, **SHORT), replace(train_cfg, lr_ramp=1, start_ramp=1)
         config = config.with_changes(teacher="cifar-small-teacher", student="cifar-small-student",
                                      schedule=schedule, train=train_cfg)
     return config

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from engine.cli import main
-from engine.method.config import RunConfig, ScheduleConfig
+from engine.method.config import RunConfig, ScheduleConfig, TrainConfig
 from engine.errors import UserError
 from engine.steps.run import Phase, Run
 from engine.rundir.store import RunStore
@@ -54,9 +54,10 @@ def test_phase_sequence_and_one_snapshot_per_step(tmp_path):
     assert 0 < snap["easy"].sum() < small_loss.sum()
     assert snap["neighbor_idx"].shape == (n, 20) and snap["features"].shape[0] == n
     assert np.all((snap["weight"] > 0) & (snap["weight"] < 1))
-    # the student's rate: cosine over its 6 epochs; the 3 epochs after the warm-up ramp up by 1/4, 2/4, 3/4
+    # the student's rate: cosine over its 6 epochs; its first 2 ramp up by 1/3, 2/3 (the start), and the 3 after
+    # the warm-up by 1/4, 2/4, 3/4 (the refine stage), both at once where they meet
     cosine = [0.5 * 0.05 * (1 + np.cos(np.pi * e / 6)) for e in range(6)]
-    ramp = [1, 1 / 4, 2 / 4, 3 / 4, 1, 1]
+    ramp = [1 / 3, 2 / 3 * 1 / 4, 2 / 4, 3 / 4, 1, 1]
     lrs = [m["student_lr"] for m in store.metrics() if "student_lr" in m]
     np.testing.assert_allclose(lrs, np.array(cosine) * ramp)
     mutual = [m for m in store.metrics() if m["phase"] == "mutual"]
@@ -114,6 +115,14 @@ def test_baselines_train_plain_students(tmp_path, method, phases):
     last = metrics[-1]
     assert last["refined_label_precision"] == last["given_label_precision"]  # baselines never relabel
     assert 0.5 < last["student_test_accuracy"] <= 1.0
+
+
+def test_every_student_starts_on_a_ramp(tmp_path):
+    cosine = [0.5 * 0.05 * (1 + np.cos(np.pi * e / 6)) for e in range(6)]
+    ce = Run.create(tmp_path / "ce", moons_config(method="ce", train=replace(TrainConfig(), start_ramp=3)))
+    ce.run_until(None)
+    lrs = [m["student_lr"] for m in RunStore(tmp_path / "ce").metrics()]
+    np.testing.assert_allclose(lrs, np.array(cosine) * [1 / 4, 2 / 4, 3 / 4, 1, 1, 1])
 
 
 def test_digits_default_schedule_keeps_authors_proportions():

@@ -317,6 +317,11 @@ class TrainConfig:
                            ui=(0, 100, 1),
                            why="the refine stage changes the labels and the loss at once: at full rate the student's "
                                "test accuracy dipped for an epoch or two (docs/ALGORITHM.md)")
+    start_ramp: int = setting(2, "--start-ramp", "the student's first epochs, for every method, whose learning rate "
+                              "ramps up linearly to the schedule's (1/(n+1), 2/(n+1), ... of it); 0: none", "int",
+                              low=0, ui=(0, 100, 1),
+                              why="from its first step at full rate the student's warm-up sometimes collapsed to one "
+                                  "class on digits (docs/ALGORITHM.md)")
     lr_schedule: str = setting("cosine", "--lr-schedule", "cosine annealing, or step decay x0.1 at 5/8, 3/4 and 7/8 "
                                "of the epochs", "choice", choices=LR_SCHEDULES,
                                why="cosine for the small pairs; the paper's WRN pair takes the authors' step decay "

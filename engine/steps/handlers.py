@@ -198,6 +198,7 @@ def _student_train(run: Run, targets: np.ndarray, mode: str, weights: np.ndarray
     """One student epoch; samples outside ``train_mask`` (reviewed outliers) sit it out."""
     cfg, nets = run.config, run.nets
     lr = scheduled_lr(cfg.train.lr, run.state.student_epoch, cfg.schedule.student_epochs, cfg.train.lr_schedule)
+    lr = ramped_lr(lr, run.state.student_epoch, cfg.train.start_ramp)  # every student starts cold
     if mode == "refine":  # the refine and mutual stages ramp up from the warm-up (docs/ALGORITHM.md)
         lr = ramped_lr(lr, run.state.student_epoch - cfg.schedule.warmup_epochs, cfg.train.lr_ramp)
     set_lr(nets.opt_student, lr)
