@@ -304,7 +304,8 @@ def _summed_over_processes(sums: dict[str, float], count: int, shard: Shard | No
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
                 targets: torch.Tensor, cfg: TrainConfig, generator: torch.Generator,
                 augment_kind: str = "none", progress=None, shard: Shard | None = None) -> dict:
-    """Plain cross-entropy epoch over (x, targets); returns mean losses.
+    """Plain cross-entropy epoch over (x, targets); returns mean losses and ``samples``, how many were trained
+    on (every process's together).
 
     ``progress(done, total)`` is called after each batch when given. ``shard``: this process's part of
     each batch when several train ``model`` (a ``DistributedDataParallel``) together.
@@ -323,7 +324,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
         if progress:
             progress(count * (shard.world if shard else 1), x.shape[0])
     sums, count = _summed_over_processes({"ce": total}, count, shard, targets.device)
-    return {"loss_ce": sums["ce"] / max(count, 1)}
+    return {"loss_ce": sums["ce"] / max(count, 1), "samples": count}
 
 
 def student_epoch(student: nn.Module, teacher: nn.Module | CachedTeacher | None, optimizer: torch.optim.Optimizer,
@@ -354,7 +355,7 @@ def student_epoch(student: nn.Module, teacher: nn.Module | CachedTeacher | None,
         if progress:
             progress(count * (shard.world if shard else 1), x.shape[0])
     sums, count = _summed_over_processes(sums, count, shard, targets.device)
-    return {f"loss_{k}": v / max(count, 1) for k, v in sums.items()}
+    return {**{f"loss_{k}": v / max(count, 1) for k, v in sums.items()}, "samples": count}
 
 
 def _student_terms(student, teacher, xb, yb, cfg: TrainConfig, mode: str, rng, generator, wb, idx=None) -> dict:

@@ -112,6 +112,8 @@ METRICS_FIELDS: tuple[Field, ...] = (
     Field("student_train_accuracy", "float|null", "student accuracy on the training samples against the truth",
           _ST),
     Field("student_lr", "float", "the student's learning rate in the epoch (schedule and ramp)", _ST),
+    Field("student_samples", "int", "samples the student trained on in the epoch, every process's together (the "
+          "judge's hold-out and reviewed outliers sit out; a last batch too small for batch norm is left out)", _ST),
     Field("loss_ce", "float", "CE term of the epoch", _ST),
     Field("loss_mixup", "float", "mixup CE term", _ST),
     Field("loss_kd", "float", "KD term on mixed inputs", _ST),

@@ -219,7 +219,8 @@ def _student_train(run: Run, targets: np.ndarray, mode: str, weights: np.ndarray
             run.progress)
     run.state.student_epoch += 1
     nets.student_changed()
-    return {**losses, "student_lr": lr, "train_seconds": time.perf_counter() - t0}
+    trained = losses.pop("samples")
+    return {**losses, "student_lr": lr, "student_samples": trained, "train_seconds": time.perf_counter() - t0}
 
 
 def warmup_step(run: Run):
