@@ -43,8 +43,9 @@ def noise_rate_line(metrics: list[dict]) -> str | None:
     """One line on the noise rate stage 0 estimated, with its 90% interval and the true rate where known, e.g.
     ``"Noise rate estimated at stage 0: 0.398 (90% interval 0.371–0.420); true 0.400."``; where its interval
     reaches 0 (``noise_found`` false) it adds that no label changed for it: ``"... · no evidence of noise:
-    labels kept."``. Without a stage 0 (the ablation) the rate estimated from the teacher; ``None`` before any
-    estimate."""
+    labels kept."``; where it does not rise above the teacher's confusion (``estimate_confused``) the rate is
+    said as its bound only. Without a stage 0 (the ablation) the rate estimated from the teacher; ``None``
+    before any estimate."""
     stage0 = next((m for m in reversed(metrics) if m.get("phase") == "propagate"), None)
     if stage0 is None or stage0.get("noise_rate_estimate") is None:
         rate = next((m["noise_rate_estimate"] for m in reversed(metrics) if m.get("noise_rate_estimate") is not None),
@@ -53,14 +54,19 @@ def noise_rate_line(metrics: list[dict]) -> str | None:
     low, high = stage0.get("noise_rate_low"), stage0.get("noise_rate_high")
     given = stage0.get("given_label_precision")
     truth = f"; true {1 - given:.3f}" if given is not None else ""
+    ambiguity = stage0.get("estimate_ambiguity")
+    audited = stage0.get("audit_size") or 0
+    outcome = (f"the random audit ({audited} samples, rate {stage0['audit_rate']:.3f}) decided which changes to "
+               "take" if audited and stage0.get("audit_rate") is not None else "**labels kept**")
     if stage0.get("estimate_informative") is False and high is not None:  # no point to show: only a bound
-        ambiguity = stage0.get("estimate_ambiguity")
         why = f" (the teacher leaves the class of {ambiguity:.0%} of the samples open)" if ambiguity is not None else ""
-        audited = stage0.get("audit_size") or 0
-        outcome = (f"the random audit ({audited} samples, rate {stage0['audit_rate']:.3f}) decided which changes to "
-                   "take" if audited and stage0.get("audit_rate") is not None else "**labels kept**")
         return (f"Noise rate at stage 0: **cannot be told** from the teacher's votes{why}: between 0 and {high:.3f}"
                 f"{truth} · {outcome}.")
+    if stage0.get("estimate_confused") and high is not None:  # informative, but within the teacher's confusion
+        why = f" (it leaves the class of {ambiguity:.1%} of the samples open)" if ambiguity is not None else ""
+        kept = f"no evidence of noise beyond it; {outcome}" if audited else "**no evidence of noise: labels kept**"
+        return (f"Noise rate at stage 0: between 0 and {high:.3f}: the votes disagree with no more labels than "
+                f"the teacher's own confusion explains{why}{truth} · {kept}.")
     line = f"Noise rate estimated at stage 0: {stage0['noise_rate_estimate']:.3f}"
     line += f" (90% interval {low:.3f}–{high:.3f})" if low is not None and high is not None else ""
     return line + truth + (" · **no evidence of noise: labels kept**." if stage0.get("noise_found") is False else ".")
@@ -74,7 +80,8 @@ def precision_estimate_line(last: dict) -> str | None:
     if refined is None or given is None:
         return None
     low, high = last.get("refined_precision_low"), last.get("refined_precision_high")
-    if last.get("estimate_informative") is False and low is not None and high is not None:
+    if (last.get("estimate_informative") is False or last.get("estimate_confused")) and low is not None \
+            and high is not None:
         # the votes cannot tell noise: the point is only the middle of a bound, so the bound is what is said
         line = (f"Estimated without the truth: refined labels between {low:.3f} and {high:.3f} "
                 "(the votes cannot tell more).")

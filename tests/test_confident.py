@@ -154,11 +154,12 @@ def test_clean_ambiguity_by_hand():
     assert cf.clean_ambiguity(probs, t) < cf.clean_ambiguity(probs, np.eye(3)) - 0.1
 
 
-def _overlapping_blobs(rate, n=900, classes=10, seed=0):
-    """Ten classes whose centres lie within the points' own spread: the features leave most classes open."""
+def _overlapping_blobs(rate, n=900, classes=10, seed=0, spread=0.4):
+    """Ten classes whose centres lie within the points' own spread (``spread`` 0.4: the features leave most
+    classes open; 1: some)."""
     rng = np.random.default_rng(seed)
     true = rng.integers(0, classes, n)
-    features = (rng.normal(0, 0.4, (classes, 16))[true] + rng.normal(0, 1.0, (n, 16))).astype(np.float32)
+    features = (rng.normal(0, spread, (classes, 16))[true] + rng.normal(0, 1.0, (n, 16))).astype(np.float32)
     given = apply_noise(true, NoiseSpec("symmetric", rate), classes, np.random.default_rng([seed, 1]))
     return features, true, given
 
@@ -185,6 +186,35 @@ def test_votes_that_cannot_name_the_classes_keep_every_label_and_say_so(rate):
     # the given labels' precision is an interval that holds the truth, not a number that claims 1
     point, low, high = cf.precision_interval(given, given, estimate)
     assert low <= 1 - true_rate <= high and high - low > 0.3 and point == pytest.approx((low + high) / 2)
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.2])
+def test_a_rate_the_features_confusion_explains_is_no_evidence_of_noise(rate):
+    features, true, given = _overlapping_blobs(rate, n=1000, spread=1.0)
+    graph = build_graph(features, GraphConfig(k=20))
+    estimate = cf.estimate_from_graph(graph.neighbor_idx, np.clip(graph.neighbor_sim, 0, None) ** 3, given, 10,
+                                      seed=0, rounds=20)
+    judged = cf.beyond_confusion(estimate, given)
+    true_rate = float(np.mean(given != true))
+    assert estimate.informative and 0.03 < estimate.ambiguity < cf.AMBIGUITY_LIMIT  # some classes mixed
+    if rate == 0:
+        # the joint's interval leaves 0 (the plain rule finds noise), and its posterior would break right labels
+        assert estimate.noise_found and 0 < estimate.rate_low <= estimate.ambiguity
+        assert np.mean(estimate.posterior.argmax(1) != given) > 0.005
+        # the features' confusion explains that count: no noise found, the rate only as its bound
+        assert judged.confused and not judged.noise_found and judged.informative
+        assert judged.rate_low == 0.0 and judged.rate_high == estimate.rate_high
+        assert judged.rate == pytest.approx(estimate.rate_high / 2) and judged.joint_rate == estimate.rate
+        np.testing.assert_array_equal(judged.posterior.argmax(1), given)
+        proposal = Relabelling(estimate.probs.argmax(1), np.zeros(len(given), np.int8), "confidence", None)
+        assert calibrated_filter(given, proposal, judged.posterior).labels.tolist() == given.tolist()
+        point, low, high = cf.precision_interval(given, given, judged)  # kept labels: right at [1 - high, 1]
+        assert (low, high) == (pytest.approx(1 - estimate.rate_high), 1.0) and point == pytest.approx((low + 1) / 2)
+        # it judges every later step: a later graph's finding changes nothing
+        assert cf.gated_by(estimate, judged, given) is judged
+    else:  # 20% noise rises far above the confusion: the estimate stands as it was
+        assert judged is estimate and estimate.noise_found and estimate.rate_low > 2 * estimate.ambiguity
+        assert abs(estimate.rate - true_rate) <= 0.03
 
 
 def test_the_precision_of_a_labelling_when_the_estimate_is_vague_by_hand():

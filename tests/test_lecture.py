@@ -222,6 +222,16 @@ def test_the_noise_rate_line_gives_stage_0s_estimate_its_interval_the_truth_and_
     audited = {**vague, "audit_size": 720, "audit_rate": 0.3527}
     assert noise_rate_line([teacher, audited, later]).endswith(
         "true 0.400 · the random audit (720 samples, rate 0.353) decided which changes to take.")
+    # informative, but no more disagreement than the teacher's own confusion explains: only the bound is said
+    confused = {**stage0, "noise_rate_estimate": 0.0195, "noise_rate_low": 0.0, "noise_rate_high": 0.039,
+                "noise_found": False, "estimate_informative": True, "estimate_confused": True,
+                "estimate_ambiguity": 0.073, "given_label_precision": 1.0}
+    assert noise_rate_line([teacher, confused, later]) == (
+        "Noise rate at stage 0: between 0 and 0.039: the votes disagree with no more labels than the teacher's own "
+        "confusion explains (it leaves the class of 7.3% of the samples open); true 0.000 · **no evidence of noise: "
+        "labels kept**.")
+    assert noise_rate_line([teacher, {**confused, "audit_size": 720, "audit_rate": 0.0}, later]).endswith(
+        "· no evidence of noise beyond it; the random audit (720 samples, rate 0.000) decided which changes to take.")
 
 
 def test_the_estimate_line_gives_only_the_bound_when_the_votes_cannot_tell():
@@ -233,3 +243,7 @@ def test_the_estimate_line_gives_only_the_bound_when_the_votes_cannot_tell():
     assert precision_estimate_line(vague) == ("Estimated without the truth: refined labels between 0.384 and 1.000 "
                                               "(the votes cannot tell more). True: 0.638 and 0.638.")
     assert "0.692" not in precision_estimate_line(vague)
+    confused = {**vague, "estimate_informative": True, "estimate_confused": True, "refined_precision_low": 0.961,
+                "refined_precision_estimate": 0.981, "given_precision_estimate": 0.981}
+    assert precision_estimate_line(confused).startswith("Estimated without the truth: refined labels between 0.961 "
+                                                        "and 1.000 (the votes cannot tell more).")

@@ -42,6 +42,9 @@ SUMMARY_FIELDS: tuple[Field, ...] = (
                                                "features mix (engine.method.confident.AMBIGUITY_LIMIT); if not, the "
                                                "rate is the middle of [0, upper end] and no label changed on its word",
           _S),
+    Field("estimate_confused", "bool|null", "stage 0's rate did not rise above the features' own confusion "
+                                            "(engine.method.confident.beyond_confusion): no noise found, the rate "
+                                            "the middle of [0, upper end], no label changed on its word", _S),
     Field("relabel_rule", "str", "calibrated (a label changes only where the calibrated posterior favours the "
                                  "new one) or authors (as published)", _S),
     Field("given_precision_estimate", "float|null", "the given labels' precision estimated without the truth "
@@ -135,15 +138,19 @@ METRICS_FIELDS: tuple[Field, ...] = (
     Field("refined_precision_high", "float", "upper end of that interval", "handlers (aml-kd phases)"),
     Field("evidence_weight", "float", "weight of the given label's evidence in the posterior (engine.method."
                                       "confident.evidence_weight)", "handlers (aml-kd phases)"),
-    Field("noise_found", "bool", "the step's noise estimate tells its rate from 0 (the lower end of its interval is "
-                                 "above 0); if not, its posterior is the given labels and no given label changes",
-          "handlers (aml-kd phases)"),
+    Field("noise_found", "bool", "the step's noise estimate tells its rate from 0 (the lower end of its interval "
+                                 "is above 0 and, at stage 0, above the ambiguity); if not, its posterior is the "
+                                 "given labels and no given label changes", "handlers (aml-kd phases)"),
     Field("estimate_ambiguity", "float", "share of samples whose clean class the step's votes leave open (engine."
                                          "method.confident.clean_ambiguity; lower is better)", "handlers (aml-kd phases)"),
     Field("estimate_informative", "bool", "the ambiguity is at most confident.AMBIGUITY_LIMIT; if not, the votes "
                                           "cannot tell noise from classes the features mix: the rate and precision "
                                           "are intervals only and no given label changes on the estimate's word",
           "handlers (aml-kd phases)"),
+    Field("estimate_confused", "bool", "informative, but the lower end of the rate's interval is at most the "
+                                       "ambiguity: the features' own confusion can explain the joint's count, so no "
+                                       "noise is found, the rate is [0, upper end] and the precision an interval "
+                                       "(confident.beyond_confusion)", "handlers (aml-kd phases)"),
     Field("seed_labeller", "str", "student or teacher: whose predictions seeded the not-easy samples", _R),
     Field("labeller_judge", "str", "what judged the seed labeller (calibrated rule): audit (right on more audited "
                                    "samples), held-out (agrees with more given labels of the part neither network "

@@ -129,7 +129,7 @@ def propagate_step(run: Run):
                                 cfg.train.keep_least_confident, clamped, rule=cfg.relabel_rule,
                                 posterior=estimate.posterior, audit_verdict=verdict)
 
-    refined, gate = _gated(relabelling, audit, run.given, result.confidence, clamped, estimate.informative)
+    refined, gate = _gated(relabelling, audit, run.given, result.confidence, clamped, _tells(estimate))
     refined = refined.labels
     run.state.refined = refined
     run.state.noise_rate_estimate = estimate.rate
@@ -145,6 +145,13 @@ def propagate_step(run: Run):
                    clamped=clamped, outliers=outliers, seeds=seeds, posterior=estimate.posterior,
                    audit_verdict=None if gate is None else gate.verdict)
     return arrays, metrics
+
+
+def _tells(estimate: NoiseEstimate) -> bool:
+    """Whether the calibrated filter's changes rest on the estimate (the audit gate then weighs them), or the
+    estimate could not tell noise (vague, or within the features' confusion) and the gate weighs the authors'
+    proposal instead."""
+    return estimate.informative and not estimate.confused
 
 
 def _gated(relabel, audit, before: np.ndarray, confidence: np.ndarray, clamped: np.ndarray,
@@ -295,7 +302,7 @@ def _refinery(run: Run, mutual: bool):
                                 clamped, rule=cfg.relabel_rule, posterior=estimate.posterior if calibrated else None,
                                 previous=previous, audit_verdict=verdict)
 
-    relabelling, gate = _gated(relabel, audit, previous, result.confidence, clamped, estimate.informative)
+    relabelling, gate = _gated(relabel, audit, previous, result.confidence, clamped, _tells(estimate))
     refined = relabelling.labels
     t_lp = time.perf_counter() - t1
     weights = predict_weights(nets.weight_net, similarity, refined) if use_awe else uniform
@@ -401,7 +408,8 @@ def _precision_estimates(run: Run, refined: np.ndarray, estimate: NoiseEstimate)
     return {"refined_precision_estimate": point, "refined_precision_low": low, "refined_precision_high": high,
             "given_precision_estimate": precision_interval(run.given, run.given, estimate)[0],
             "evidence_weight": estimate.evidence, "noise_found": estimate.noise_found,
-            "estimate_ambiguity": estimate.ambiguity, "estimate_informative": estimate.informative}
+            "estimate_ambiguity": estimate.ambiguity, "estimate_informative": estimate.informative,
+            "estimate_confused": estimate.confused}
 
 
 def _pack(run: Run, **parts) -> dict:

@@ -23,7 +23,7 @@ from ..data import Dataset
 from ..data.features import linear_head_predictions
 from ..method.ambiguity import WeightNet
 from ..method.config import RunConfig
-from ..method.confident import BOOTSTRAP, NoiseEstimate, estimate_from_graph
+from ..method.confident import BOOTSTRAP, NoiseEstimate, beyond_confusion, estimate_from_graph
 from ..method.graph import Graph, build_graph
 from ..method.training import CachedTeacher, Outputs, forward_all, make_optimizer
 from ..models.features import embed_all
@@ -152,10 +152,12 @@ class Networks:
         return self._teacher_graph
 
     def teacher_estimate(self) -> NoiseEstimate:
-        """The noise estimate on the teacher's graph (:func:`graph_estimate`; stage 0's, computed once)."""
+        """The noise estimate on the teacher's graph (:func:`graph_estimate`; stage 0's, computed once),
+        confused where its rate does not rise above the features' confusion
+        (:func:`engine.method.confident.beyond_confusion`)."""
         if self._teacher_estimate is None:
-            self._teacher_estimate = graph_estimate(self.teacher_graph(), self.given, self.dataset.num_classes,
-                                                    self.config)
+            estimate = graph_estimate(self.teacher_graph(), self.given, self.dataset.num_classes, self.config)
+            self._teacher_estimate = beyond_confusion(estimate, self.given)
         return self._teacher_estimate
 
     def is_teacher_graph(self, graph: Graph) -> bool:

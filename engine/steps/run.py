@@ -364,6 +364,7 @@ def summary_of(run: Run) -> dict:
         noise_rate_estimate=run.state.noise_rate_estimate,
         noise_rate_low=stage0.get("noise_rate_low"), noise_rate_high=stage0.get("noise_rate_high"),
         estimate_informative=stage0.get("estimate_informative"),
+        estimate_confused=stage0.get("estimate_confused"),
         relabel_rule=cfg.relabel_rule, given_precision_estimate=last.get("given_precision_estimate"),
         refined_precision_estimate=last.get("refined_precision_estimate"),
         refined_precision_low=last.get("refined_precision_low"),
