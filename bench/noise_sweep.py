@@ -40,7 +40,11 @@ warm-up (ours / authors'). Goals, every row:
 
 An estimate marked ``vague`` could not tell noise from classes the teacher's
 features mix (``estimate_informative`` false, engine.method.confident): its
-rate is the middle of [0, upper end] and our rule kept the given labels.
+rate is the middle of [0, upper end] and our rule kept the given labels. One
+marked ``confusion`` could, but its rate did not rise above the share of
+samples whose class the teacher's features leave open
+(``estimate_confused``, engine.method.confident.beyond_confusion): no noise
+found, the rate again the middle of [0, upper end], the labels kept.
 """
 
 from __future__ import annotations
@@ -133,6 +137,7 @@ def sweep_row(dataset: str, noise: str, seed: int, root: Path, cifar: Path = CIF
             "rate_est": ours["noise_rate_estimate"], "rate_low": ours["noise_rate_low"],
             "rate_high": ours["noise_rate_high"], "rate_true": ours["noise_rate_true"],
             "informative": ours.get("estimate_informative"),
+            "confused": ours.get("estimate_confused"),
             "prec_est": ours["refined_precision_estimate"], "prec_low": ours["refined_precision_low"],
             "prec_high": ours["refined_precision_high"], "student_ours": ours["student_test_accuracy"],
             "student_authors": authors["student_test_accuracy"], "student_ce": ce.get("student_test_accuracy"),
@@ -225,7 +230,9 @@ def table(rows: list[dict]) -> str:
 
 
 def _vague(row: dict) -> str:
-    return " vague" if row.get("informative") is False else ""
+    if row.get("informative") is False:
+        return " vague"
+    return " confusion" if row.get("confused") else ""
 
 
 def _number(value) -> str:
@@ -244,6 +251,10 @@ def summary(rows: list[dict]) -> str:
     if vague:
         lines.append(f"- estimate vague (rate and precision only as intervals; without an audit the labels kept) in "
                      f"{vague} of {len(rows)} rows")
+    confused = sum(bool(r.get("confused")) for r in rows)
+    if confused:
+        lines.append(f"- rate within the teacher's own confusion (no noise found: the rate an interval from 0, the "
+                     f"labels kept) in {confused} of {len(rows)} rows")
     return "\n".join(lines)
 
 
