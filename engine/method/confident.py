@@ -526,9 +526,8 @@ def precision_interval(labels: np.ndarray, given: np.ndarray, estimate: NoiseEst
 def _uninformed_precision(labels: np.ndarray, given: np.ndarray,
                           estimate: NoiseEstimate) -> tuple[float, float, float]:
     """Precision of ``labels`` when the votes cannot tell noise (``estimate.informative`` False, or
-    ``estimate.confused``): the kept given
-    labels are right at a rate within ``[1 - rate_high, 1 - rate_low]``, a changed label anywhere in [0, 1];
-    the point is the interval's middle."""
+    ``estimate.confused``): the kept given labels are right at a rate within ``[1 - rate_high, 1 - rate_low]``,
+    a changed label anywhere in [0, 1]; the point is the interval's middle."""
     kept = float(np.mean(labels == given)) if len(labels) else float("nan")
     low = kept * (1.0 - estimate.rate_high)
     high = kept * (1.0 - estimate.rate_low) + (1.0 - kept)
