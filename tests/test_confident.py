@@ -341,3 +341,15 @@ def test_labeller_on_holdout_counts_agreements_on_the_holdout_only():
     assert labeller_on_holdout({"teacher": teacher, "student": student}, reference, np.zeros(6, bool)) == (
         "teacher", {"teacher": 0.0, "student": 0.0}, {"teacher": 0, "student": 0})
 
+
+
+def test_the_audit_gate_weighs_the_authors_proposal_where_stage_0_could_not_tell():
+    from engine.steps.handlers import _tells
+
+    features, true, given = _overlapping_blobs(0.0, n=1000, spread=1.0)
+    graph = build_graph(features, GraphConfig(k=20))
+    estimate = cf.estimate_from_graph(graph.neighbor_idx, np.clip(graph.neighbor_sim, 0, None) ** 3, given, 10,
+                                      seed=0, rounds=5)
+    assert _tells(estimate)  # informative and found: the gate weighs the filter's own changes
+    assert not _tells(cf.beyond_confusion(estimate, given))  # within the confusion: the authors' proposal
+    assert not _tells(replace(estimate, informative=False))  # vague: the same
