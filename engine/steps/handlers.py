@@ -270,8 +270,12 @@ def _refinery(run: Run, mutual: bool):
     easy = small_loss_mask(selection_loss, keep_fraction)
     clamped, outliers = run.review_clamps()  # reviewed labels count as easy, fixed seeds
     t_est = time.perf_counter()
-    estimate = graph_estimate(build_graph(before.features, cfg.graph), run.given, C, cfg, STEP_BOOTSTRAP)
-    estimate = gated_by(estimate, nets.teacher_estimate(), run.given)  # no noise at stage 0: none later
+    stage0 = nets.teacher_estimate()
+    if stage0.confused:  # it judges every later step (gated_by would return it): no student-graph estimate
+        estimate = stage0
+    else:
+        estimate = graph_estimate(build_graph(before.features, cfg.graph), run.given, C, cfg, STEP_BOOTSTRAP)
+        estimate = gated_by(estimate, stage0, run.given)  # no noise at stage 0: none later
     t_est = time.perf_counter() - t_est
     calibrated = cfg.relabel_rule == "calibrated" and cfg.noise_rate is None
     labeller, judged = "student", {}
