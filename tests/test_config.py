@@ -28,7 +28,7 @@ DEFAULTS = {
     "mutual_epochs": 12, "batch_size": 64, "lr": 0.05, "teacher_lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4,
     "temperature": 4.0, "kd_weight": 0.9, "clean_kd_weight": 0.0, "relational_weight": 0.5, "mixup_alpha": 4.0,
     "keep_least_confident": 0.05, "awe_iterations": 100, "awe_lr": 0.01, "lr_schedule": "cosine", "lr_ramp": 3,
-    "start_ramp": 2,
+    "start_ramp": 2, "bn_stats": "recomputed",
     "teacher_weights": None, "student_weights": None, "teacher_mode": None, "relabel_rule": "calibrated",
 }
 NUMBERS = [dest for dest, item in declared().items() if item.setting.kind in ("int", "real")]

@@ -528,6 +528,10 @@ class RunStore(_RunFacts, _StepFiles):
             raise UserError(f"{str(self.path)!r} is not a run directory (no config.json)")
         try:
             data = json.loads(self.config_path.read_text())
+            if isinstance(data, dict) and isinstance(data.get("train"), dict) and "bn_stats" not in data["train"]:
+                # written before the setting existed: that version evaluated on the running averages, so the run
+                # goes on (and replays) as it began
+                data["train"] = {**data["train"], "bn_stats": "running"}
             return RunConfig.from_dict(data)
         except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise UserError(f"{str(self.config_path)!r} is unreadable ({type(exc).__name__}); restore it or create "

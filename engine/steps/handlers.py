@@ -42,6 +42,7 @@ def teacher_step(run: Run):
     t0 = time.perf_counter()
     if cfg.teacher_checkpoint:
         ckpt.load_teacher(nets.teacher, cfg.teacher_checkpoint)
+        nets.settle_batch_norm(nets.teacher)  # statistics of this run's images (a no-op for this version's own)
         s.teacher_stopped = True
         extra = {"teacher_source": "checkpoint"}
     else:
@@ -62,6 +63,7 @@ def teacher_step(run: Run):
             losses = train_epoch(nets.teacher, nets.opt_teacher, nets.x[train_idx], nets.given_t[train_idx],
                                  cfg.train, run.generator, run.dataset.augment, run.progress)
         s.teacher_epoch += 1
+        nets.settle_batch_norm(nets.teacher)  # before the hold-out's check keeps a copy of the epoch
         extra = {"teacher_loss": losses["loss_ce"], **_early_stop(run)}
         if nets.frozen:
             extra["teacher_source"] = "frozen backbone"
@@ -225,6 +227,7 @@ def _student_train(run: Run, targets: np.ndarray, mode: str, weights: np.ndarray
             None if weights is None else torch.as_tensor(weights, device=nets.device), run.dataset.augment,
             run.progress)
     run.state.student_epoch += 1
+    nets.settle_batch_norm(nets.student)
     nets.student_changed()
     trained = losses.pop("samples")
     return {**losses, "student_lr": lr, "student_samples": trained, "train_seconds": time.perf_counter() - t0}

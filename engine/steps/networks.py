@@ -25,7 +25,7 @@ from ..method.ambiguity import WeightNet
 from ..method.config import RunConfig
 from ..method.confident import BOOTSTRAP, NoiseEstimate, beyond_confusion, estimate_from_graph
 from ..method.graph import Graph, build_graph
-from ..method.training import CachedTeacher, Outputs, forward_all, make_optimizer
+from ..method.training import CachedTeacher, Outputs, forward_all, make_optimizer, recompute_batch_norm
 from ..models.features import embed_all
 from ..models import build_with_weights, default_pair, parameter_count
 from ..rundir.store import RunStore
@@ -80,6 +80,13 @@ class Networks:
 
     def student_changed(self) -> None:
         self._student = None
+
+    def settle_batch_norm(self, model: torch.nn.Module) -> None:
+        """After ``model`` (teacher or student) trained or loaded: its batch-norm statistics recomputed over
+        the training images, augmented as in training (``--bn-stats recomputed``, :func:`engine.method.training.recompute_batch_norm`);
+        a frozen teacher keeps its pretrained ones."""
+        if self.config.train.bn_stats == "recomputed" and not (self.frozen and model is self.teacher):
+            recompute_batch_norm(model, self.x, augment_kind=self.dataset.augment, seed=self.config.seed)
 
     def teacher_changed(self) -> None:
         self._teacher = None
