@@ -60,8 +60,12 @@ def noise_rate_line(metrics: list[dict]) -> str | None:
                "take" if audited and stage0.get("audit_rate") is not None else "**labels kept**")
     if stage0.get("estimate_informative") is False and high is not None:  # no point to show: only a bound
         why = f" (the teacher leaves the class of {ambiguity:.0%} of the samples open)" if ambiguity is not None else ""
+        # without an audit, say what lets the method act: the audit is the evidence the votes lack
+        hint = "" if audited else (". To let the method act, audit random samples (Review page, Queue: Audit): "
+                                   "from 50 on, the next steps take the changes the audit shows fixing more than "
+                                   "they break")
         return (f"Noise rate at stage 0: **cannot be told** from the teacher's votes{why}: between 0 and {high:.3f}"
-                f"{truth} · {outcome}.")
+                f"{truth} · {outcome}{hint}.")
     if stage0.get("estimate_confused") and high is not None:  # informative, but within the teacher's confusion
         why = f" (it leaves the class of {ambiguity:.1%} of the samples open)" if ambiguity is not None else ""
         kept = f"no evidence of noise beyond it; {outcome}" if audited else "**no evidence of noise: labels kept**"
