@@ -54,7 +54,7 @@ FILES_EVAL_BATCH = 64  # images decoded from files per evaluation batch (224x224
 #: Wu and Johnson (2021) find about 10^4 samples enough for ImageNet's 1,000 classes; on cifar10-small the test
 #: accuracy with 4,096 is within 0.003 of all 10,000 (docs/ALGORITHM.md, "Batch-norm statistics").
 BN_SAMPLES = 4096
-BN_BATCH = 256  # its batches: on one core 256 ran a little faster than EVAL_BATCH's 1024
+BN_BATCH = FILES_EVAL_BATCH  # its batches, from memory and from files alike: the same statistics either way
 
 
 def cosine_lr(base_lr: float, epoch: int, total_epochs: int) -> float:
@@ -239,8 +239,8 @@ def recompute_batch_norm(model: nn.Module, x, samples: int = BN_SAMPLES, augment
                          seed: int = 0) -> bool:
     """Replace the running statistics of every batch-norm layer of ``model`` by their average over up to
     ``samples`` training inputs of ``x`` (a tensor, or image files), augmented as in training (``augment_kind``,
-    drawn from a generator of its own seeded with ``seed``), in batches of ``BN_BATCH`` (``FILES_EVAL_BATCH``
-    from files); returns whether ``model`` has any such layer.
+    drawn from a generator of its own seeded with ``seed``), in batches of ``BN_BATCH`` (from memory and from
+    files alike, so that a streamed set gets the statistics of the same set in memory); returns whether ``model`` has any such layer.
 
     "Precise BN" (Wu and Johnson, "Rethinking 'Batch' in BatchNorm", 2021, Sec. 3): the running averages a
     layer keeps while training (momentum 0.1: mostly its last ~10 batches, taken under weights that moved
@@ -259,7 +259,7 @@ def recompute_batch_norm(model: nn.Module, x, samples: int = BN_SAMPLES, augment
         return False
     n = len(x)
     chosen = np.arange(n) if n <= samples else np.linspace(0, n - 1, samples).round().astype(np.int64)
-    size = BN_BATCH if isinstance(x, torch.Tensor) else FILES_EVAL_BATCH
+    size = BN_BATCH
     batches = [torch.as_tensor(chosen[i:i + size]) for i in range(0, len(chosen), size)]
     if len(batches) > 1 and len(batches[-1]) < 2:  # batch norm needs two samples in train mode
         batches[-2], batches = torch.cat(batches[-2:]), batches[:-1]
