@@ -61,8 +61,8 @@ def noise_rate_line(metrics: list[dict]) -> str | None:
     if stage0.get("estimate_informative") is False and high is not None:  # no point to show: only a bound
         why = f" (the teacher leaves the class of {ambiguity:.0%} of the samples open)" if ambiguity is not None else ""
         # without an audit, say what lets the method act: the audit is the evidence the votes lack
-        hint = "" if audited else (". To let the method act, audit random samples (Review page, Queue: Audit): "
-                                   "from 50 on, the next steps take the changes the audit shows fixing more than "
+        hint = "" if audited else (". An audit of random samples can tell instead (Review page, Queue: Audit): "
+                                   "from 50 on, a run's later steps take the changes it shows fixing more than "
                                    "they break")
         return (f"Noise rate at stage 0: **cannot be told** from the teacher's votes{why}: between 0 and {high:.3f}"
                 f"{truth} · {outcome}{hint}.")

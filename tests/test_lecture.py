@@ -218,8 +218,8 @@ def test_the_noise_rate_line_gives_stage_0s_estimate_its_interval_the_truth_and_
              "noise_found": False, "estimate_informative": False, "estimate_ambiguity": 0.178}
     assert noise_rate_line([teacher, vague, later]) == (
         "Noise rate at stage 0: **cannot be told** from the teacher's votes (the teacher leaves the class of 18% of "
-        "the samples open): between 0 and 0.616; true 0.400 · **labels kept**. To let the method act, audit random "
-        "samples (Review page, Queue: Audit): from 50 on, the next steps take the changes the audit shows fixing "
+        "the samples open): between 0 and 0.616; true 0.400 · **labels kept**. An audit of random samples can tell "
+        "instead (Review page, Queue: Audit): from 50 on, a run's later steps take the changes it shows fixing "
         "more than they break.")  # no point estimate is shown; what lets the method act is
     audited = {**vague, "audit_size": 720, "audit_rate": 0.3527}
     assert noise_rate_line([teacher, audited, later]).endswith(
