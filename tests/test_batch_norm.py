@@ -54,6 +54,14 @@ def test_a_large_set_is_sampled_evenly_and_every_batch_counts_alike():
     assert net[1].momentum == 0.3 and net.training
 
 
+def test_a_last_batch_of_one_sample_joins_the_one_before():
+    net, x = _net(), torch.randn(BN_BATCH + 1, 3, generator=torch.Generator().manual_seed(3))
+    recompute_batch_norm(net, x)  # batch norm cannot take one sample in train mode
+    h = net[0](x).detach()
+    np.testing.assert_allclose(net[1].running_mean, h.mean(0), atol=1e-5)  # one batch of every sample
+    np.testing.assert_allclose(net[1].running_var, h.var(0, unbiased=True), rtol=1e-4)
+
+
 def test_a_network_without_batch_norm_is_left_alone():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))

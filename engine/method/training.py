@@ -240,7 +240,8 @@ def recompute_batch_norm(model: nn.Module, x, samples: int = BN_SAMPLES, augment
     """Replace the running statistics of every batch-norm layer of ``model`` by their average over up to
     ``samples`` training inputs of ``x`` (a tensor, or image files), augmented as in training (``augment_kind``,
     drawn from a generator of its own seeded with ``seed``), in batches of ``BN_BATCH`` (from memory and from
-    files alike, so that a streamed set gets the statistics of the same set in memory); returns whether ``model`` has any such layer.
+    files alike, so that a streamed set gets the statistics of the same set in memory); returns whether
+    ``model`` has any such layer.
 
     "Precise BN" (Wu and Johnson, "Rethinking 'Batch' in BatchNorm", 2021, Sec. 3): the running averages a
     layer keeps while training (momentum 0.1: mostly its last ~10 batches, taken under weights that moved
@@ -249,9 +250,10 @@ def recompute_batch_norm(model: nn.Module, x, samples: int = BN_SAMPLES, augment
     without randomness (evenly spaced) and the augmentation draws from its own generator, so no training draw
     moves; the network's own training is unchanged (in train mode a layer reads its batch's statistics), only
     what it computes in eval mode: its test accuracy, features and predictions, and so what other steps take
-    from it (stage 0's labels, the student's soft targets, the refinery's seeds and graphs). Augmented as in training because the layers
-    after each norm learnt on inputs normalised by those statistics: on the 24-epoch cifar10-small teachers
-    un-augmented statistics cost 0.013 of test accuracy, augmented ones 0.003 (docs/ALGORITHM.md).
+    from it (stage 0's labels, the student's soft targets, the refinery's seeds and graphs). Augmented as in
+    training because the layers after each norm learnt on inputs normalised by those statistics: on the
+    24-epoch cifar10-small teachers un-augmented statistics cost 0.013 of test accuracy, augmented ones 0.003
+    (docs/ALGORITHM.md).
     """
     norms = [m for m in model.modules()
              if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
@@ -259,10 +261,9 @@ def recompute_batch_norm(model: nn.Module, x, samples: int = BN_SAMPLES, augment
         return False
     n = len(x)
     chosen = np.arange(n) if n <= samples else np.linspace(0, n - 1, samples).round().astype(np.int64)
-    size = BN_BATCH
-    batches = [torch.as_tensor(chosen[i:i + size]) for i in range(0, len(chosen), size)]
-    if len(batches) > 1 and len(batches[-1]) < 2:  # batch norm needs two samples in train mode
-        batches[-2], batches = torch.cat(batches[-2:]), batches[:-1]
+    batches = [torch.as_tensor(chosen[i:i + BN_BATCH]) for i in range(0, len(chosen), BN_BATCH)]
+    if len(batches) > 1 and len(batches[-1]) < 2:  # batch norm needs two samples in train mode: join the last two
+        batches = batches[:-2] + [torch.cat(batches[-2:])]
     momenta, training = [m.momentum for m in norms], model.training
     for m in norms:
         m.reset_running_stats()

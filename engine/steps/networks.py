@@ -83,8 +83,8 @@ class Networks:
 
     def settle_batch_norm(self, model: torch.nn.Module) -> None:
         """After ``model`` (teacher or student) trained or loaded: its batch-norm statistics recomputed over
-        the training images, augmented as in training (``--bn-stats recomputed``, :func:`engine.method.training.recompute_batch_norm`);
-        a frozen teacher keeps its pretrained ones."""
+        the training images, augmented as in training (``--bn-stats recomputed``,
+        :func:`engine.method.training.recompute_batch_norm`); a frozen teacher keeps its pretrained ones."""
         if self.config.train.bn_stats == "recomputed" and not (self.frozen and model is self.teacher):
             recompute_batch_norm(model, self.x, augment_kind=self.dataset.augment, seed=self.config.seed)
 
