@@ -54,6 +54,21 @@ def test_a_large_set_is_sampled_evenly_and_every_batch_counts_alike():
     assert net[1].momentum == 0.3 and net.training
 
 
+def test_images_are_augmented_as_in_training_from_a_generator_of_their_own():
+    from engine.method.augment import augment
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+    x = torch.rand(40, 3, 8, 8, generator=torch.Generator().manual_seed(4)) + 0.5  # zero padding moves the mean
+    state = torch.get_rng_state()
+    recompute_batch_norm(net, x, augment_kind="crop_flip", seed=7)
+    assert torch.equal(state, torch.get_rng_state())  # no draw from the global generator
+    h = net[0](augment(x, "crop_flip", torch.Generator().manual_seed(7))).detach()
+    np.testing.assert_allclose(net[1].running_mean, h.mean((0, 2, 3)), atol=1e-5)
+    plain = net[0](x).detach().mean((0, 2, 3))
+    assert (net[1].running_mean - plain).abs().max() > 1e-3  # the un-augmented mean is another number
+
+
 def test_a_last_batch_of_one_sample_joins_the_one_before():
     net, x = _net(), torch.randn(BN_BATCH + 1, 3, generator=torch.Generator().manual_seed(3))
     recompute_batch_norm(net, x)  # batch norm cannot take one sample in train mode
